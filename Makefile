@@ -1,0 +1,28 @@
+# vfpga: two entry points, `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vfpga demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q tests
+	$(BIN)/lit -v tests/filecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check vfpga tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Command-line interface of vfpga (``vfpga`` and ``vfpga-opt``)."""

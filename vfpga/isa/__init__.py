@@ -1,0 +1,1 @@
+"""The vfpga accelerator instruction set (see docs/isa.md)."""

@@ -1,0 +1,324 @@
+"""The vfpga instruction set: one table that the encoder, the decoder, the assembler, the
+disassembler, the emulator and ``docs/isa.md`` are all derived from.
+
+Every instruction is a fixed-width 64-byte little-endian word: an 8-byte header common to
+all opcodes followed by a 56-byte payload whose fields depend on the opcode. Each opcode's
+word is described by a numpy structured dtype (:data:`OPCODE_DTYPES`) so a whole
+instruction blob decodes with one ``np.frombuffer`` per opcode, never field by field.
+
+Bits of the 8-bit ``flags`` header byte carry small opcode-specific fields
+(:data:`FLAG_FIELDS`). Unused payload bytes and every reserved field must be zero: the
+decoder rejects anything else, so a corrupted word is caught rather than executed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+#: Bytes per instruction word.
+INSN_BYTES = 64
+
+
+class Opcode(IntEnum):
+    """Instruction opcodes (header byte 0). Zero is never a valid opcode."""
+
+    LOAD = 1
+    CONV = 2
+    POOL = 3
+    ELTWISE = 4
+    SAVE = 5
+    SYNC = 6
+    END = 7
+
+
+class Module(IntEnum):
+    """The three pipelined modules of a core, plus the control path (SYNC/END)."""
+
+    LOAD = 0
+    CALC = 1
+    SAVE = 2
+    CTRL = 3
+
+
+#: The module that executes each opcode.
+MODULE_OF: dict[Opcode, Module] = {
+    Opcode.LOAD: Module.LOAD,
+    Opcode.CONV: Module.CALC,
+    Opcode.POOL: Module.CALC,
+    Opcode.ELTWISE: Module.CALC,
+    Opcode.SAVE: Module.SAVE,
+    Opcode.SYNC: Module.CTRL,
+    Opcode.END: Module.CTRL,
+}
+
+
+class Dep(IntEnum):
+    """Dependency-token bits of header byte 4 (in the manner of VTA's dependency queues).
+
+    The modules form the pipeline LOAD -> CALC -> SAVE. For a module, *prev* is the module
+    before it and *next* the one after it. ``WAIT_*`` pops one token that the neighbour
+    pushed before the instruction starts (the instruction blocks until one is there);
+    ``SIGNAL_*`` pushes one token to the neighbour after the instruction completes.
+    LOAD has no prev and SAVE has no next; SYNC and END carry no dependency bits.
+    """
+
+    WAIT_PREV = 1 << 0
+    WAIT_NEXT = 1 << 1
+    SIGNAL_PREV = 1 << 2
+    SIGNAL_NEXT = 1 << 3
+
+
+DEP_NAMES: dict[str, Dep] = {
+    "wait_prev": Dep.WAIT_PREV,
+    "wait_next": Dep.WAIT_NEXT,
+    "signal_prev": Dep.SIGNAL_PREV,
+    "signal_next": Dep.SIGNAL_NEXT,
+}
+
+
+class Buffer(IntEnum):
+    """On-chip buffer ids (same order as :data:`vfpga.hw.config.BUFFER_NAMES`)."""
+
+    IBUF = 0
+    WBUF = 1
+    PBUF = 2
+    OBUF = 3
+    ABUF = 4
+
+
+class Act(IntEnum):
+    """Activation applied after requantization and saturation to int8.
+
+    ``NONE``: y unchanged. ``RELU``: y = max(y, act_lo) (act_lo is the output zero point).
+    ``RELU6``: y = min(max(y, act_lo), act_hi) (act_hi is 6.0 quantized).
+    """
+
+    NONE = 0
+    RELU = 1
+    RELU6 = 2
+
+
+class PoolMode(IntEnum):
+    """POOL modes. ``AVG_PAD`` counts padding in the divisor, ``AVG`` does not;
+    ``GLOBAL_AVG`` averages the whole input tile to a 1x1 output (kernel fields are 0)."""
+
+    MAX = 0
+    AVG_PAD = 1
+    AVG = 2
+    GLOBAL_AVG = 3
+
+
+class EltOp(IntEnum):
+    """ELTWISE operations."""
+
+    ADD = 0
+
+
+@dataclass(frozen=True)
+class Field:
+    """One payload or header field: name (also its assembly keyword), numpy type code,
+    byte offset in the 64-byte word, and its meaning."""
+
+    name: str
+    np_type: str
+    offset: int
+    doc: str
+
+    @property
+    def size(self) -> int:
+        return np.dtype(self.np_type).itemsize
+
+
+@dataclass(frozen=True)
+class FlagField:
+    """A bit field of the header ``flags`` byte: ``(flags >> shift) & ((1 << width) - 1)``.
+
+    ``enum`` maps assembly names to values where the field is symbolic.
+    """
+
+    name: str
+    shift: int
+    width: int
+    doc: str
+    enum: type[IntEnum] | None = None
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.shift
+
+
+HEADER_FIELDS: tuple[Field, ...] = (
+    Field("opcode", "u1", 0, "Opcode (1..7); 0 is invalid."),
+    Field("core", "u1", 1, "Logical core index within the task (0..63); the level-1 "
+          "dispatcher maps it to a physical core of the tenant."),
+    Field("layer", "u2", 2, "Layer index the instruction belongs to (0..65535)."),
+    Field("deps", "u1", 4, "Dependency-token bits (see Dep): bit0 wait_prev, bit1 wait_next, "
+          "bit2 signal_prev, bit3 signal_next."),
+    Field("flags", "u1", 5, "Opcode-specific bit fields (see FLAG_FIELDS)."),
+    Field("reserved", "u2", 6, "Reserved, must be 0."),
+)
+
+_LOAD_SAVE_BOX: tuple[Field, ...] = (
+    Field("ddr", "<u4", 8, "DDR byte offset of element (0, 0, 0), relative to the tenant's "
+          "base address."),
+    Field("buf", "<u4", 12, "On-chip byte address of the destination (LOAD) or source (SAVE)."),
+    Field("stride0", "<u4", 16, "DDR bytes between consecutive rows (dimension 0)."),
+    Field("stride1", "<u4", 20, "DDR bytes between consecutive columns (dimension 1)."),
+    Field("n2", "<u4", 24, "Contiguous bytes per (row, column): the channel run (dimension 2)."),
+    Field("n0", "<u2", 28, "Rows (dimension 0)."),
+    Field("n1", "<u2", 30, "Columns (dimension 1)."),
+)
+
+PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
+    Opcode.LOAD: (
+        *_LOAD_SAVE_BOX,
+        Field("pad_t", "u1", 32, "Rows of padding written above the box on chip."),
+        Field("pad_b", "u1", 33, "Rows of padding written below the box on chip."),
+        Field("pad_l", "u1", 34, "Columns of padding written left of the box on chip."),
+        Field("pad_r", "u1", 35, "Columns of padding written right of the box on chip."),
+        Field("pad_value", "i1", 36, "Byte written into padding (the input zero point)."),
+    ),
+    Opcode.SAVE: _LOAD_SAVE_BOX,
+    Opcode.CONV: (
+        Field("in_addr", "<u4", 8, "ibuf address of the input tile, int8 [in_h][in_w][in_c]."),
+        Field("w_addr", "<u4", 12, "wbuf address of the weights, int8 "
+              "[out_c][kh][kw][in_c/groups]."),
+        Field("out_addr", "<u4", 16, "obuf address of the int8 output [out_h][out_w][out_c], "
+              "or with acc_out the abuf address of int32 partial sums of that shape."),
+        Field("p_addr", "<u4", 20, "pbuf address of out_c records (bias, multiplier, shift), "
+              "3 x int32 little-endian each."),
+        Field("acc_addr", "<u4", 24, "abuf address of int32 partial sums [out_h][out_w][out_c] "
+              "added instead of the bias when acc_in is set."),
+        Field("in_h", "<u2", 28, "Input tile height."),
+        Field("in_w", "<u2", 30, "Input tile width."),
+        Field("in_c", "<u2", 32, "Input channels of the tile."),
+        Field("out_c", "<u2", 34, "Output channels computed."),
+        Field("groups", "<u2", 36, "Groups (1 normal, in_c == out_c == groups depthwise)."),
+        Field("kh", "u1", 38, "Kernel height (1..11)."),
+        Field("kw", "u1", 39, "Kernel width (1..11)."),
+        Field("stride_h", "u1", 40, "Vertical stride (>= 1)."),
+        Field("stride_w", "u1", 41, "Horizontal stride (>= 1)."),
+        Field("pad_t", "u1", 42, "Implicit rows of pad_value above the tile."),
+        Field("pad_b", "u1", 43, "Implicit rows of pad_value below the tile."),
+        Field("pad_l", "u1", 44, "Implicit columns of pad_value left of the tile."),
+        Field("pad_r", "u1", 45, "Implicit columns of pad_value right of the tile."),
+        Field("pad_value", "i1", 46, "Value of implicit padding (the input zero point)."),
+        Field("out_zp", "i1", 47, "Output zero point added after requantization."),
+        Field("act_lo", "i1", 48, "Lower clamp of RELU / RELU6."),
+        Field("act_hi", "i1", 49, "Upper clamp of RELU6."),
+    ),
+    Opcode.POOL: (
+        Field("in_addr", "<u4", 8, "ibuf address of the input tile, int8 [in_h][in_w][c]."),
+        Field("out_addr", "<u4", 12, "obuf address of the int8 output [out_h][out_w][c]."),
+        Field("mult", "<i4", 16, "Requantization multiplier of the average modes."),
+        Field("in_h", "<u2", 20, "Input tile height."),
+        Field("in_w", "<u2", 22, "Input tile width."),
+        Field("c", "<u2", 24, "Channels."),
+        Field("kh", "u1", 26, "Window height (0 for GLOBAL_AVG)."),
+        Field("kw", "u1", 27, "Window width (0 for GLOBAL_AVG)."),
+        Field("stride_h", "u1", 28, "Vertical stride (0 for GLOBAL_AVG)."),
+        Field("stride_w", "u1", 29, "Horizontal stride (0 for GLOBAL_AVG)."),
+        Field("pad_t", "u1", 30, "Implicit padding rows above (never part of a maximum)."),
+        Field("pad_b", "u1", 31, "Implicit padding rows below."),
+        Field("pad_l", "u1", 32, "Implicit padding columns left."),
+        Field("pad_r", "u1", 33, "Implicit padding columns right."),
+        Field("shift", "u1", 34, "Requantization right shift of the average modes (0..62)."),
+        Field("in_zp", "i1", 35, "Input zero point (average modes)."),
+        Field("out_zp", "i1", 36, "Output zero point (average modes)."),
+    ),
+    Opcode.ELTWISE: (
+        Field("a_addr", "<u4", 8, "ibuf address of operand A, int8 [n]."),
+        Field("b_addr", "<u4", 12, "ibuf address of operand B, int8 [n]."),
+        Field("out_addr", "<u4", 16, "obuf address of the int8 result [n]."),
+        Field("n", "<u4", 20, "Elements."),
+        Field("mult_a", "<i4", 24, "Multiplier of operand A."),
+        Field("mult_b", "<i4", 28, "Multiplier of operand B."),
+        Field("shift", "u1", 32, "Shared right shift (0..62)."),
+        Field("a_zp", "i1", 33, "Zero point of A."),
+        Field("b_zp", "i1", 34, "Zero point of B."),
+        Field("out_zp", "i1", 35, "Output zero point."),
+        Field("act_lo", "i1", 36, "Lower clamp of RELU / RELU6."),
+        Field("act_hi", "i1", 37, "Upper clamp of RELU6."),
+    ),
+    Opcode.SYNC: (),
+    Opcode.END: (),
+}
+
+FLAG_FIELDS: dict[Opcode, tuple[FlagField, ...]] = {
+    Opcode.LOAD: (
+        FlagField("to", 0, 3, "Destination buffer: ibuf, wbuf or pbuf.", Buffer),
+    ),
+    Opcode.SAVE: (
+        FlagField("from", 0, 3, "Source buffer: obuf.", Buffer),
+    ),
+    Opcode.CONV: (
+        FlagField("act", 0, 2, "Activation: none, relu, relu6.", Act),
+        FlagField("acc_in", 2, 1, "1: start from abuf partial sums at acc_addr, not the bias."),
+        FlagField("acc_out", 3, 1, "1: write int32 partial sums to abuf at out_addr, no "
+                  "requantization."),
+    ),
+    Opcode.POOL: (
+        FlagField("mode", 0, 2, "max, avg_pad, avg, global_avg.", PoolMode),
+    ),
+    Opcode.ELTWISE: (
+        FlagField("op", 2, 2, "Operation: add.", EltOp),
+        FlagField("act", 0, 2, "Activation: none, relu, relu6.", Act),
+    ),
+    Opcode.SYNC: (),
+    Opcode.END: (),
+}
+
+#: Buffers LOAD may write and SAVE may read.
+LOAD_TARGETS = (Buffer.IBUF, Buffer.WBUF, Buffer.PBUF)
+SAVE_SOURCES = (Buffer.OBUF,)
+
+#: Size of one per-output-channel parameter record in pbuf (bias, multiplier, shift).
+PARAM_RECORD_BYTES = 12
+
+
+def _make_dtype(fields: tuple[Field, ...]) -> np.dtype:
+    all_fields = HEADER_FIELDS + fields
+    return np.dtype(
+        {
+            "names": [f.name for f in all_fields],
+            "formats": [f.np_type for f in all_fields],
+            "offsets": [f.offset for f in all_fields],
+            "itemsize": INSN_BYTES,
+        }
+    )
+
+
+#: The header as a structured dtype of itemsize 64 (payload not interpreted).
+HEADER_DTYPE: np.dtype = _make_dtype(())
+
+#: One structured dtype per opcode, each of itemsize 64.
+OPCODE_DTYPES: dict[Opcode, np.dtype] = {op: _make_dtype(PAYLOAD_FIELDS[op]) for op in Opcode}
+
+
+def used_payload_mask(op: Opcode) -> np.ndarray:
+    """Boolean mask over the 64 bytes of a word: True where a field of ``op`` lives."""
+    mask = np.zeros(INSN_BYTES, dtype=bool)
+    for f in HEADER_FIELDS + PAYLOAD_FIELDS[op]:
+        mask[f.offset : f.offset + f.size] = True
+    return mask
+
+
+def _check_layout() -> None:
+    for op, fields in PAYLOAD_FIELDS.items():
+        used = np.zeros(INSN_BYTES, dtype=int)
+        for f in HEADER_FIELDS + fields:
+            used[f.offset : f.offset + f.size] += 1
+        if used.max() > 1:  # pragma: no cover - guards edits of the table
+            raise AssertionError(f"overlapping fields in {op.name}")
+    for op, flags in FLAG_FIELDS.items():
+        bits = 0
+        for fl in flags:
+            if bits & fl.mask:  # pragma: no cover
+                raise AssertionError(f"overlapping flags in {op.name}")
+            bits |= fl.mask
+
+
+_check_layout()
