@@ -1,0 +1,70 @@
+"""DDR memory of the pool: one byte array, carved into per-tenant regions.
+
+A :class:`Region` is a tenant's window ``[base, base + bound)``. Instructions address DDR
+relative to the base; every access is checked against the bound *before* it is performed
+(numpy slicing would silently clip), so a faulty tenant can never read or write another
+tenant's bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Regions are aligned to this many bytes.
+REGION_ALIGN = 4096
+
+
+@dataclass
+class Region:
+    """A tenant's DDR window: ``mem`` is a view of ``[base, base + bound)`` of the DDR."""
+
+    base: int
+    bound: int
+    mem: np.ndarray
+
+    def box_extent(self, ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int) -> tuple[int, int]:
+        """First and one-past-last byte offset a strided box touches."""
+        if n0 == 0 or n1 == 0 or n2 == 0:
+            return ddr, ddr
+        return ddr, ddr + (n0 - 1) * s0 + (n1 - 1) * s1 + n2
+
+    def box_view(self, ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int) -> np.ndarray:
+        """A strided ``(n0, n1, n2)`` view of the box; the caller has checked the extent."""
+        return np.lib.stride_tricks.as_strided(
+            self.mem[ddr:], shape=(n0, n1, n2), strides=(s0, s1, 1), writeable=True
+        )
+
+
+class DDR:
+    """The pool's DDR as one lazily-zeroed byte array with a first-fit region allocator."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.mem = np.zeros(size, dtype=np.uint8)
+        self._regions: dict[int, int] = {}  # base -> bound
+
+    def allocate(self, nbytes: int) -> Region:
+        """Reserve a zeroed region of at least ``nbytes`` bytes (aligned)."""
+        need = max(REGION_ALIGN, -(-nbytes // REGION_ALIGN) * REGION_ALIGN)
+        cursor = 0
+        for base in sorted(self._regions):
+            if base - cursor >= need:
+                break
+            cursor = base + self._regions[base]
+        if cursor + need > self.size:
+            raise MemoryError(
+                f"DDR exhausted: need {need} bytes, {self.size - self.used()} free of {self.size}"
+            )
+        self._regions[cursor] = need
+        self.mem[cursor : cursor + need] = 0
+        return Region(cursor, need, self.mem[cursor : cursor + need])
+
+    def free(self, region: Region) -> None:
+        """Release a region (its bytes are zeroed on the next allocation)."""
+        self._regions.pop(region.base, None)
+
+    def used(self) -> int:
+        """Bytes currently allocated to regions."""
+        return sum(self._regions.values())

@@ -1,0 +1,340 @@
+"""The multi-core accelerator: DDR, cores, and level 1 of the instruction dispatch.
+
+:class:`Accelerator` owns the pool's cores and DDR. A :class:`Task` is one tenant's running
+program: a set of physical cores, a DDR region (base and bound), and a decoded binary. The
+level-1 dispatcher routes each instruction to a core through the task's logical-to-physical
+core map (instruction bodies are never rewritten), the multi-core sync controller runs the
+layer barriers of each task, and the context-switch controller records per task the last
+layer whose barrier completed.
+
+Tasks run concurrently: :meth:`Accelerator.run` advances every task one barrier epoch at a
+time, round robin. A fault stops only the task that caused it; the others continue and
+their results are unaffected (they share no cores and no DDR bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
+from vfpga.emulator.ddr import DDR, Region
+from vfpga.emulator.faults import DeadlockFault, ExecutionFault
+from vfpga.errors import EmulatorFault, VfpgaError
+from vfpga.hw.config import HardwareConfig
+from vfpga.isa.codec import Program, decode
+from vfpga.isa.spec import FLAG_FIELDS, Opcode
+
+#: Default emulated DDR size (the pool's DDR is larger; pages are only touched when used).
+DEFAULT_DDR_BYTES = 1 << 32
+
+
+class TensorSpec(Protocol):
+    """A DDR memory-map entry of a binary (see docs/binary-format.md, TENSORS)."""
+
+    name: str
+    role: str
+    dtype: str
+    layout: str
+    shape: tuple[int, ...]
+    ddr_offset: int
+    size: int
+    scale: float
+    zero_point: int
+
+
+class ProgramImage(Protocol):
+    """What the emulator needs from a binary: code, constants and the memory map."""
+
+    text: bytes
+    data: bytes
+    data_offset: int
+    ddr_size: int
+    tensors: Sequence[TensorSpec]
+
+
+def decode_fields(program: Program) -> list[dict[str, int]]:
+    """Per instruction, all its fields (header, payload, flag sub-fields) as a dict.
+
+    Done once when a binary is loaded, so the execution loop never touches numpy records.
+    """
+    out: list[dict[str, int]] = [{} for _ in range(len(program))]
+    for op in Opcode:
+        recs = program.by_op[op]
+        if not recs.size:
+            continue
+        names = [n for n in recs.dtype.names if n != "reserved"]
+        flags_fields = FLAG_FIELDS[op]
+        for idx, rec in zip(program.index_of[op].tolist(), recs[names].tolist(), strict=True):
+            d = dict(zip(names, rec, strict=True))
+            for ff in flags_fields:
+                d[ff.name] = (d["flags"] >> ff.shift) & ((1 << ff.width) - 1)
+            out[idx] = d
+    return out
+
+
+@dataclass
+class LoadedProgram:
+    """A binary decoded once: its program, per-instruction fields and per-logical-core
+    instruction streams (indices in program order)."""
+
+    program: Program
+    fields: list[dict[str, int]]
+    streams: list[np.ndarray]
+
+    @classmethod
+    def from_text(cls, text: bytes) -> LoadedProgram:
+        prog = decode(text)
+        fields = decode_fields(prog)
+        n_logical = int(prog.core.max()) + 1 if len(prog) else 0
+        streams = [np.flatnonzero(prog.core == c) for c in range(n_logical)]
+        return cls(prog, fields, streams)
+
+    @property
+    def num_logical_cores(self) -> int:
+        return len(self.streams)
+
+
+@dataclass
+class TaskResult:
+    """Outcome of a task's run: ``error`` is the fault message if it faulted."""
+
+    name: str
+    ok: bool
+    error: str | None
+    last_finished_layer: int | None
+    counters: dict[int, CoreCounters]
+    barriers: int
+
+
+@dataclass
+class Task:
+    """One tenant's program on the accelerator.
+
+    ``cores`` are physical core indices; logical core ``i`` of the program runs on
+    ``cores[i]``. ``region`` is the tenant's DDR window.
+    """
+
+    name: str
+    cores: list[int]
+    region: Region
+    accel: Accelerator
+    loaded: LoadedProgram | None = None
+    image: ProgramImage | None = None
+    last_finished_layer: int | None = None
+    barriers: int = 0
+    error: str | None = None
+    done: bool = False
+    _pos: list[int] = field(default_factory=list)
+    counters: dict[int, CoreCounters] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- loading
+    def load(self, image: ProgramImage) -> None:
+        """Decode ``image``'s code once and place its constants in the task's DDR region."""
+        if image.ddr_size > self.region.bound:
+            raise VfpgaError(
+                f"task '{self.name}': the binary needs {image.ddr_size} bytes of DDR, the "
+                f"region holds {self.region.bound}"
+            )
+        loaded = LoadedProgram.from_text(bytes(image.text))
+        if loaded.num_logical_cores > len(self.cores):
+            raise VfpgaError(
+                f"task '{self.name}': the binary uses {loaded.num_logical_cores} cores but the "
+                f"task holds {len(self.cores)}; re-target it to {len(self.cores)} cores first"
+            )
+        end = image.data_offset + len(image.data)
+        self.region.mem[:] = 0
+        self.region.mem[image.data_offset : end] = np.frombuffer(image.data, dtype=np.uint8)
+        self.loaded = loaded
+        self.image = image
+        self.restart()
+
+    def restart(self) -> None:
+        """Rewind to the first instruction (inputs and constants stay in DDR)."""
+        self._pos = [0] * (self.loaded.num_logical_cores if self.loaded else 0)
+        self.last_finished_layer = None
+        self.barriers = 0
+        self.error = None
+        self.done = self.loaded is None or self.loaded.num_logical_cores == 0
+        self.counters = {c: CoreCounters() for c in self.cores}
+        for c in self.cores:
+            self.accel.cores[c].reset()
+
+    # ----------------------------------------------------------------- tensors
+    def tensor(self, name: str) -> TensorSpec:
+        """The memory-map entry ``name``."""
+        assert self.image is not None, "no binary loaded"
+        for t in self.image.tensors:
+            if t.name == name:
+                return t
+        names = ", ".join(t.name for t in self.image.tensors)
+        raise VfpgaError(f"task '{self.name}': no tensor '{name}' (tensors: {names})")
+
+    def write_tensor(self, name: str, value: np.ndarray) -> None:
+        """Write ``value`` into tensor ``name``: int8 as is, float quantized with the
+        tensor's scale and zero point (round half to even, saturate)."""
+        t = self.tensor(name)
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f":
+            q = np.rint(arr / t.scale) + t.zero_point
+            arr = np.clip(q, -128, 127).astype(np.int8)
+        arr = np.ascontiguousarray(arr)
+        if arr.nbytes != t.size:
+            raise VfpgaError(
+                f"tensor '{name}' holds {t.size} bytes ({t.dtype} {t.layout} "
+                f"{'x'.join(map(str, t.shape))}), got an array of {arr.nbytes} bytes "
+                f"(shape {arr.shape}, {arr.dtype})"
+            )
+        self.region.mem[t.ddr_offset : t.ddr_offset + t.size] = arr.reshape(-1).view(np.uint8)
+
+    def read_tensor(self, name: str) -> np.ndarray:
+        """Tensor ``name`` as stored (int8 array of its shape)."""
+        t = self.tensor(name)
+        raw = self.region.mem[t.ddr_offset : t.ddr_offset + t.size].copy()
+        return raw.view(np.dtype(t.dtype)).reshape(t.shape)
+
+    # --------------------------------------------------------------- execution
+    def step(self) -> None:
+        """Run every core of the task to its next SYNC or END, then the barrier."""
+        assert self.loaded is not None
+        prog = self.loaded.program
+        stops: list[tuple[int, int]] = []  # (logical core, instruction index of SYNC/END)
+        for lc, stream in enumerate(self.loaded.streams):
+            phys = self.cores[lc]
+            core = self.accel.cores[phys]
+            ctx = ExecContext(self.name, lc, prog, self.loaded.fields, self.region)
+            pos = self._pos[lc]
+            ops = prog.opcode[stream[pos:]]
+            ctrl = np.flatnonzero((ops == Opcode.SYNC) | (ops == Opcode.END))
+            if not ctrl.size:
+                last = int(stream[-1]) if stream.size else -1
+                raise ExecutionFault(
+                    f"task '{self.name}': core {phys} (logical {lc}): its instruction stream "
+                    f"ends after instruction #{last} without END"
+                )
+            stop = pos + int(ctrl[0])
+            before = core.counters
+            core.counters = self.counters[phys]
+            try:
+                core.run_segment(ctx, stream[pos:stop])
+            finally:
+                core.counters = before
+            i = int(stream[stop])
+            self.counters[phys].insns[Opcode(int(prog.opcode[i])).name] += 1
+            core.barrier()
+            stops.append((lc, i))
+            self._pos[lc] = stop + 1
+        self._sync(stops)
+
+    def _sync(self, stops: list[tuple[int, int]]) -> None:
+        """The multi-core sync controller: all cores at SYNC of one layer, or all at END."""
+        prog = self.loaded.program  # type: ignore[union-attr]
+        ends = [(lc, i) for lc, i in stops if prog.opcode[i] == Opcode.END]
+        syncs = [(lc, i) for lc, i in stops if prog.opcode[i] == Opcode.SYNC]
+        if len(ends) == len(stops):
+            self.done = True
+            return
+        if ends:
+            waiting = ", ".join(
+                f"core {self.cores[lc]} at SYNC layer {int(prog.layer[i])} (#{i})"
+                for lc, i in syncs
+            )
+            ended = ", ".join(f"core {self.cores[lc]} (END #{i})" for lc, i in ends)
+            raise DeadlockFault(
+                f"task '{self.name}': deadlock at a layer barrier: {waiting} wait(s) for "
+                f"{ended}, which ended without reaching the barrier (missing SYNC?)"
+            )
+        layers = {int(prog.layer[i]) for _, i in syncs}
+        if len(layers) > 1:
+            detail = ", ".join(
+                f"core {self.cores[lc]} at layer {int(prog.layer[i])} (#{i})" for lc, i in syncs
+            )
+            raise DeadlockFault(
+                f"task '{self.name}': deadlock: cores wait at barriers of different layers: "
+                f"{detail} (missing SYNC on some core?)"
+            )
+        self.last_finished_layer = layers.pop()
+        self.barriers += 1
+
+    def result(self) -> TaskResult:
+        return TaskResult(
+            self.name,
+            self.error is None and self.done,
+            self.error,
+            self.last_finished_layer,
+            self.counters,
+            self.barriers,
+        )
+
+
+class Accelerator:
+    """The pool: ``hw.num_cores`` cores and one DDR shared by region."""
+
+    def __init__(
+        self, hw: HardwareConfig, ddr_bytes: int | None = None, check_hazards: bool = True
+    ) -> None:
+        self.hw = hw
+        self.ddr = DDR(min(hw.ddr_bytes, ddr_bytes or DEFAULT_DDR_BYTES))
+        self.cores = [Core(hw, i, check_hazards) for i in range(hw.num_cores)]
+        self.tasks: dict[str, Task] = {}
+
+    def create_task(self, name: str, cores: Iterable[int], ddr_bytes: int) -> Task:
+        """A new task on the physical ``cores`` with a DDR region of ``ddr_bytes``."""
+        cores = list(cores)
+        if name in self.tasks:
+            raise VfpgaError(f"a task named '{name}' already exists")
+        if not cores:
+            raise VfpgaError(f"task '{name}': needs at least one core")
+        bad = [c for c in cores if not 0 <= c < self.hw.num_cores]
+        if bad or len(set(cores)) != len(cores):
+            raise VfpgaError(
+                f"task '{name}': cores {cores} are not distinct cores of 0..{self.hw.num_cores - 1}"
+            )
+        busy = {c: t.name for t in self.tasks.values() for c in t.cores}
+        taken = [f"{c} (task '{busy[c]}')" for c in cores if c in busy]
+        if taken:
+            raise VfpgaError(f"task '{name}': cores already in use: {', '.join(taken)}")
+        try:
+            region = self.ddr.allocate(ddr_bytes)
+        except MemoryError as exc:
+            raise VfpgaError(f"task '{name}': {exc}") from None
+        task = Task(name, cores, region, self)
+        self.tasks[name] = task
+        return task
+
+    def release_task(self, task: Task) -> None:
+        """Free the task's cores and DDR region."""
+        self.ddr.free(task.region)
+        self.tasks.pop(task.name, None)
+
+    def run(self, tasks: Sequence[Task] | None = None, raise_on_fault: bool = False) -> dict[
+        str, TaskResult
+    ]:
+        """Run ``tasks`` (default: all) to completion, interleaved epoch by epoch.
+
+        A task that faults stops with its error recorded; the others run on. With
+        ``raise_on_fault`` the first fault is raised instead.
+        """
+        active = [t for t in (tasks if tasks is not None else list(self.tasks.values()))]
+        for t in active:
+            if t.loaded is None:
+                raise VfpgaError(f"task '{t.name}': no binary loaded")
+        running = [t for t in active if not t.done]
+        while running:
+            for t in list(running):
+                try:
+                    t.step()
+                except EmulatorFault as exc:
+                    t.error = str(exc)
+                    t.done = True
+                    if raise_on_fault:
+                        raise
+                if t.done:
+                    running.remove(t)
+        return {t.name: t.result() for t in active}
+
+
+__all__ = ["Accelerator", "LoadedProgram", "ProgramImage", "Task", "TaskResult", "describe"]

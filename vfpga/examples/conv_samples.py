@@ -1,0 +1,259 @@
+"""Hand-built sample programs: one 3x3 convolution layer (16x16x16 -> 16x16x32, ReLU),
+computed on 1 core, split across 4 cores by output channel, and split across 4 cores by
+width; and a two-layer demo (convolution then 2x2 max pooling, both on 4 cores).
+
+The programs are written instruction by instruction here (no compiler involved) and saved
+as assembly in ``vfpga/examples/*.s`` by ``python -m vfpga.examples.conv_samples``; the
+tests check that all split variants produce the 1-core program's output bytes.
+
+DDR map of every sample (offsets relative to the tenant base)::
+
+    0x0000  input   int8 NHWC 1x16x16x16   (4096 bytes)
+    0x1000  conv    int8 NHWC 1x16x16x32   (8192 bytes; output of the conv samples)
+    0x3000  pool    int8 NHWC 1x8x8x32     (2048 bytes; output of the demo)
+    0x4000  weights int8 [32][3][3][16]     (4608 bytes)
+    0x5200  params  32 x (bias, mult, shift) int32 (384 bytes)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
+
+H = W = 16
+CIN, COUT, K = 16, 32, 3
+IN_OFF, CONV_OFF, POOL_OFF, W_OFF = 0x0000, 0x1000, 0x3000, 0x4000
+P_OFF = W_OFF + COUT * K * K * CIN
+DDR_SIZE = 0x6000
+IN_ZP, OUT_ZP = -3, -10
+IN_SCALE, OUT_SCALE = 0.05, 0.08
+
+
+@dataclass
+class Insn:
+    """One instruction: opcode and its fields by name (as in vfpga/isa/spec.py)."""
+
+    op: Opcode
+    fields: dict[str, int]
+
+
+@dataclass
+class Ifp:
+    """An instruction frame package: a tile of a layer on one core."""
+
+    layer: int
+    core: int
+    w: tuple[int, int]
+    c: tuple[int, int]
+    h: tuple[int, int]
+    insns: list[Insn] = field(default_factory=list)
+
+
+@dataclass
+class SampleProgram:
+    """A sample: layers (name, kind, MACs), IFPs, trailing SYNC/END per layer and core,
+    the constant blob and the memory map."""
+
+    name: str
+    description: str
+    layers: list[tuple[str, str, int]]
+    body: list[Ifp | Insn]
+    data: bytes
+    tensors: list[dict[str, object]]
+
+
+def constants(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded weights int8 [COUT][K][K][CIN] and parameter records int32 [COUT][3]."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-128, 128, size=(COUT, K, K, CIN), dtype=np.int8)
+    bias = rng.integers(-2000, 2000, size=COUT).astype(np.int64)
+    bias -= IN_ZP * w.reshape(COUT, -1).astype(np.int64).sum(axis=1)  # fold -in_zp*sum(w)
+    mult = rng.integers(1 << 29, 1 << 30, size=COUT)
+    shift = np.full(COUT, 40)
+    params = np.stack([bias, mult, shift], axis=1).astype("<i4")
+    return w, params
+
+
+def _data() -> bytes:
+    w, params = constants()
+    blob = np.zeros(DDR_SIZE - W_OFF, dtype=np.uint8)
+    blob[: w.nbytes] = w.reshape(-1).view(np.uint8)
+    blob[P_OFF - W_OFF : P_OFF - W_OFF + params.nbytes] = params.reshape(-1).view(np.uint8)
+    return blob[: P_OFF - W_OFF + params.nbytes].tobytes()
+
+
+def _tensors(with_pool: bool) -> list[dict[str, object]]:
+    t: list[dict[str, object]] = [
+        dict(name="input", role="input", shape=(1, H, W, CIN), ddr_offset=IN_OFF,
+             scale=IN_SCALE, zero_point=IN_ZP),
+        dict(name="conv", role="activation" if with_pool else "output", shape=(1, H, W, COUT),
+             ddr_offset=CONV_OFF, scale=OUT_SCALE, zero_point=OUT_ZP),
+    ]
+    if with_pool:
+        t.append(dict(name="pool", role="output", shape=(1, H // 2, W // 2, COUT),
+                      ddr_offset=POOL_OFF, scale=OUT_SCALE, zero_point=OUT_ZP))
+    return t
+
+
+def _conv_tile(
+    layer: int, core: int, cols: tuple[int, int], chans: tuple[int, int]
+) -> Ifp:
+    """Output columns ``cols`` and channels ``chans`` of the conv layer on ``core``."""
+    c0, c1 = chans
+    x0, x1 = cols
+    nc = c1 - c0
+    in_lo, in_hi = max(x0 - 1, 0), min(x1 + 1, W)
+    pad_l, pad_r = int(x0 == 0), int(x1 == W)
+    in_w = in_hi - in_lo + pad_l + pad_r
+    ifp = Ifp(layer, core, cols, chans, (0, H))
+    wbytes = nc * K * K * CIN
+    ifp.insns = [
+        Insn(Opcode.LOAD, dict(to=Buffer.WBUF, ddr=W_OFF + c0 * K * K * CIN, buf=0,
+                               n0=1, n1=1, n2=wbytes)),
+        Insn(Opcode.LOAD, dict(to=Buffer.PBUF, ddr=P_OFF + c0 * PARAM_RECORD_BYTES, buf=0,
+                               n0=1, n1=1, n2=nc * PARAM_RECORD_BYTES)),
+        Insn(Opcode.LOAD, dict(to=Buffer.IBUF, ddr=IN_OFF + in_lo * CIN, buf=0, n0=H,
+                               n1=in_hi - in_lo, n2=CIN, stride0=W * CIN, stride1=CIN,
+                               pad_t=1, pad_b=1, pad_l=pad_l, pad_r=pad_r, pad_value=IN_ZP,
+                               deps=Dep.SIGNAL_NEXT)),
+        Insn(Opcode.CONV, dict(in_addr=0, w_addr=0, out_addr=0, p_addr=0, in_h=H + 2,
+                               in_w=in_w, in_c=CIN, out_c=nc, groups=1, kh=K, kw=K,
+                               stride_h=1, stride_w=1, pad_value=IN_ZP, out_zp=OUT_ZP,
+                               act=Act.RELU, act_lo=OUT_ZP, act_hi=127,
+                               deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
+        Insn(Opcode.SAVE, dict(**{"from": Buffer.OBUF}, ddr=CONV_OFF + (x0 * COUT + c0), buf=0,
+                               n0=H, n1=x1 - x0, n2=nc, stride0=W * COUT, stride1=COUT,
+                               deps=Dep.WAIT_PREV)),
+    ]
+    return ifp
+
+
+def _pool_tile(layer: int, core: int, cols: tuple[int, int]) -> Ifp:
+    """2x2/2 max pooling of conv output columns ``cols`` (even bounds) on ``core``."""
+    x0, x1 = cols
+    ifp = Ifp(layer, core, (x0 // 2, x1 // 2), (0, COUT), (0, H // 2))
+    ifp.insns = [
+        Insn(Opcode.LOAD, dict(to=Buffer.IBUF, ddr=CONV_OFF + x0 * COUT, buf=0, n0=H,
+                               n1=x1 - x0, n2=COUT, stride0=W * COUT, stride1=COUT,
+                               deps=Dep.SIGNAL_NEXT)),
+        Insn(Opcode.POOL, dict(mode=PoolMode.MAX, in_addr=0, out_addr=0, in_h=H, in_w=x1 - x0,
+                               c=COUT, kh=2, kw=2, stride_h=2, stride_w=2,
+                               deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
+        Insn(Opcode.SAVE, dict(**{"from": Buffer.OBUF}, ddr=POOL_OFF + (x0 // 2) * COUT, buf=0,
+                               n0=H // 2, n1=(x1 - x0) // 2, n2=COUT,
+                               stride0=(W // 2) * COUT, stride1=COUT, deps=Dep.WAIT_PREV)),
+    ]
+    return ifp
+
+
+def _barrier(layer: int, cores: int) -> list[Insn]:
+    return [Insn(Opcode.SYNC, dict(core=c, layer=layer)) for c in range(cores)]
+
+
+def _end(cores: int) -> list[Insn]:
+    return [Insn(Opcode.END, dict(core=c)) for c in range(cores)]
+
+
+def _conv_macs() -> int:
+    return H * W * COUT * K * K * CIN
+
+
+def conv_1core() -> SampleProgram:
+    """The conv layer on one core, in two row halves with double-buffered ibuf/obuf, so
+    the LOAD, CALC and SAVE modules overlap through dependency tokens."""
+    ifp = Ifp(0, 0, (0, W), (0, COUT), (0, H))
+    wbytes = COUT * K * K * CIN
+    half = H // 2
+    tile_in = (half + 2) * (W + 2) * CIN
+    tile_out = half * W * COUT
+    ins: list[Insn] = [
+        Insn(Opcode.LOAD, dict(to=Buffer.WBUF, ddr=W_OFF, buf=0, n0=1, n1=1, n2=wbytes)),
+        Insn(Opcode.LOAD, dict(to=Buffer.PBUF, ddr=P_OFF, buf=0, n0=1, n1=1,
+                               n2=COUT * PARAM_RECORD_BYTES)),
+    ]
+    for t in range(2):
+        r0 = t * half
+        lo, hi = max(r0 - 1, 0), min(r0 + half + 1, H)
+        ins.append(Insn(Opcode.LOAD, dict(
+            to=Buffer.IBUF, ddr=IN_OFF + lo * W * CIN, buf=t * tile_in, n0=hi - lo, n1=W,
+            n2=CIN, stride0=W * CIN, stride1=CIN, pad_t=int(t == 0), pad_b=int(t == 1),
+            pad_l=1, pad_r=1, pad_value=IN_ZP, deps=Dep.SIGNAL_NEXT)))
+    for t in range(2):
+        ins.append(Insn(Opcode.CONV, dict(
+            in_addr=t * tile_in, w_addr=0, out_addr=t * tile_out, p_addr=0, in_h=half + 2,
+            in_w=W + 2, in_c=CIN, out_c=COUT, groups=1, kh=K, kw=K, stride_h=1, stride_w=1,
+            pad_value=IN_ZP, out_zp=OUT_ZP, act=Act.RELU, act_lo=OUT_ZP, act_hi=127,
+            deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)))
+    for t in range(2):
+        ins.append(Insn(Opcode.SAVE, dict(
+            **{"from": Buffer.OBUF}, ddr=CONV_OFF + t * half * W * COUT, buf=t * tile_out,
+            n0=half, n1=W, n2=COUT, stride0=W * COUT, stride1=COUT, deps=Dep.WAIT_PREV)))
+    ifp.insns = ins
+    return SampleProgram(
+        "conv_1core",
+        "3x3 conv 16x16x16 -> 16x16x32 + ReLU on 1 core, double-buffered in two row halves",
+        [("conv", "conv", _conv_macs())],
+        [ifp, *_barrier(0, 1), *_end(1)],
+        _data(),
+        _tensors(False),
+    )
+
+
+def conv_split_oc() -> SampleProgram:
+    """The conv layer split across 4 cores by output channel (8 channels each); each core
+    saves at its channel offset of the shared output tensor."""
+    body: list[Ifp | Insn] = [_conv_tile(0, c, (0, W), (8 * c, 8 * c + 8)) for c in range(4)]
+    return SampleProgram(
+        "conv_split_oc",
+        "the conv layer split across 4 cores along output channels",
+        [("conv", "conv", _conv_macs())],
+        [*body, *_barrier(0, 4), *_end(4)],
+        _data(),
+        _tensors(False),
+    )
+
+
+def conv_split_w() -> SampleProgram:
+    """The conv layer split across 4 cores by width (4 output columns each); each core
+    loads its input columns plus a one-column halo, padding only at the image border."""
+    body: list[Ifp | Insn] = [_conv_tile(0, c, (4 * c, 4 * c + 4), (0, COUT)) for c in range(4)]
+    return SampleProgram(
+        "conv_split_w",
+        "the conv layer split across 4 cores along width",
+        [("conv", "conv", _conv_macs())],
+        [*body, *_barrier(0, 4), *_end(4)],
+        _data(),
+        _tensors(False),
+    )
+
+
+def demo_2layer() -> SampleProgram:
+    """Two layers on 4 cores: the conv split by output channel, a barrier, then 2x2 max
+    pooling split by width, a barrier, END."""
+    conv = [_conv_tile(0, c, (0, W), (8 * c, 8 * c + 8)) for c in range(4)]
+    pool = [_pool_tile(1, c, (4 * c, 4 * c + 4)) for c in range(4)]
+    return SampleProgram(
+        "demo_2layer",
+        "conv (4 cores, by output channel) then 2x2 max pool (4 cores, by width)",
+        [("conv", "conv", _conv_macs()), ("pool", "pool", 0)],
+        [*conv, *_barrier(0, 4), *pool, *_barrier(1, 4), *_end(4)],
+        _data(),
+        _tensors(True),
+    )
+
+
+SAMPLES = {f.__name__: f for f in (conv_1core, conv_split_oc, conv_split_w, demo_2layer)}
+
+
+def sample_input(seed: int = 3) -> np.ndarray:
+    """The samples' seeded int8 input, NHWC 1x16x16x16."""
+    return np.random.default_rng(seed).integers(-128, 128, size=(1, H, W, CIN), dtype=np.int8)
+
+
+def examples_dir() -> Path:
+    """The folder holding the bundled ``.s`` files."""
+    return Path(__file__).parent
