@@ -1,0 +1,84 @@
+"""``vfpga import MODEL.onnx [-o OUT.mlir] [--calib-random N] [--seed S]``.
+
+Imports an ONNX model (fp32, quantized by calibration, or QDQ int8) through
+``vfpga.frontend.pipeline.load_qgraph``, converts the quantized graph to the ``dnn``
+dialect, verifies it and prints the IR (weights as hex bytes) or writes it atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vfpga.errors import VfpgaError
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and
+    ``os.replace``: either the complete file appears or the old one stays."""
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def module_text(module: Any) -> str:
+    """The custom-format text of an xDSL module, ending with a newline."""
+    from xdsl.printer import Printer
+
+    out = StringIO()
+    Printer(stream=out).print_op(module)
+    out.write("\n")
+    return out.getvalue()
+
+
+@click.command("import")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the IR to this file (default: print it).",
+)
+@click.option(
+    "--calib-random",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Quantize an fp32 model by calibrating on N random inputs.",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the random calibration inputs.")
+def import_(model: Path, output: Path | None, calib_random: int | None, seed: int | None) -> None:
+    """Import the ONNX MODEL and print its `dnn` IR (or write it with -o)."""
+    from xdsl.utils.exceptions import VerifyException
+
+    from vfpga.dialects.dnn_convert import qgraph_to_module
+    from vfpga.frontend.pipeline import load_qgraph
+
+    kwargs: dict[str, Any] = {}
+    if calib_random is not None:
+        kwargs["calib_random"] = calib_random
+    if seed is not None:
+        kwargs["seed"] = seed
+    graph, _qdq_model = load_qgraph(str(model), **kwargs)  # FrontendError passes through
+    module = qgraph_to_module(graph)
+    try:
+        module.verify()
+    except VerifyException as exc:
+        raise VfpgaError(f"{model}: the imported dnn graph does not verify: {exc}") from None
+    text = module_text(module)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomic(output, text)
+        click.echo(f"wrote {output} ({len(graph.nodes)} nodes)", err=True)

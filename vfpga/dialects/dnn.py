@@ -1,0 +1,1319 @@
+"""The ``dnn`` dialect: a quantized int8 DNN graph, one op per :mod:`vfpga.frontend.qgraph`
+node.
+
+A network is a ``dnn.graph`` op (a symbol with one block) whose block arguments are the
+graph inputs and whose ``dnn.return`` lists the graph outputs. Every node op defines one
+result; the graph runs its ops in block order (the block is topologically sorted by
+construction). Example::
+
+    dnn.graph @tiny(%data : !dnn.qtensor<1x3x8x8, scale = 0.02, zp = 0> as "data") {
+      %c1 = dnn.conv %data name "conv1" out "c1" stride [2, 2] pad [1, 1, 1, 1]
+          act relu(-128, 127) bias [10, -3] multiplier [1073741824, 1073741824]
+          shift [37, 37] weight 2x3x3x3 "0x0102..."
+          : (!dnn.qtensor<1x3x8x8, scale = 0.02, zp = 0>)
+          -> !dnn.qtensor<1x2x4x4, scale = 0.05, zp = -128>
+      dnn.return %c1 reshape [1, 32] : !dnn.qtensor<1x2x4x4, scale = 0.05, zp = -128>
+    }
+
+(printed on one line per op).
+
+**Type choice.** Values have the custom type ``!dnn.qtensor<NxCxHxW, scale = S, zp = Z>``
+(int8 elements are implied) rather than ``tensor<NxCxHxWxi8>`` plus per-op attributes:
+the quantization belongs to the tensor, not to its producer (a graph input has no
+producer; a consumer needs its operand's zero point), so carrying it in the type keeps it
+visible at every use, lets the verifiers check the quantization rules locally (max pool
+and concat keep their input's quantization) and makes the IR a faithful image of
+``QGraph.tensors``. The scale is printed with the shortest decimal that round-trips the
+float64 exactly.
+
+**Weights** are ``DenseIntOrFPElementsAttr`` of type ``tensor<OCxICgxKHxKWxi8>`` built
+from raw bytes (never from Python lists) and printed by the custom format as a hex string
+(``weight 64x3x7x7 "0x..."``) or as ``splat V`` when every element is equal. Per-channel
+arrays (bias, multiplier, shift) are ``array<i32: ...>`` built from bytes and printed as
+``[a, b, ...]``.
+
+**Names.** Node ops carry the QGraph node name (``name``) and the name of the tensor they
+define (``out``) as properties; graph input names are the ``as "..."`` suffixes of the
+``dnn.graph`` arguments. SSA names are only hints (ONNX names need not be valid SSA ids).
+
+**Custom format.** Node ops print ``dnn.<op> operands (keyword value)* {extra-attrs}? :
+(operand types) -> result type``; keywords whose value equals the default are omitted
+(for example ``stride [1, 1]``). Discardable attributes added by passes (``placement``,
+``macs``) print in the trailing ``{...}``. Print -> parse -> print is the identity.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, cast
+
+import numpy as np
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    BytesAttr,
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    DictionaryAttr,
+    FloatData,
+    IntAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+)
+from xdsl.ir import (
+    Attribute,
+    Block,
+    Dialect,
+    Operation,
+    ParametrizedAttribute,
+    Region,
+    SSAValue,
+    TypeAttribute,
+)
+from xdsl.irdl import (
+    IRDLOperation,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.parser import AttrParser, Parser, UnresolvedOperand
+from xdsl.printer import Printer
+from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, SymbolOpInterface
+from xdsl.utils.exceptions import VerifyException
+
+I8 = IntegerType(8)
+I32 = IntegerType(32)
+I64 = IntegerType(64)
+
+ACT_KINDS = ("none", "relu", "relu6")
+POOL_KINDS = ("max", "avg", "global_avg")
+PLACEMENTS = ("accel", "host")
+MAX_MULTIPLIER = 1 << 31
+MAX_SHIFT = 62
+
+
+# --------------------------------------------------------------------------------------
+# Type
+# --------------------------------------------------------------------------------------
+
+
+def format_scale(value: float) -> str:
+    """The shortest decimal text that parses back to exactly ``value`` and is an MLIR float
+    literal (always contains a ``.``)."""
+    text = repr(float(value))
+    if "." not in text and ("e" in text or "E" in text):
+        mant, exp = text.lower().split("e")
+        text = f"{mant}.0e{exp}"
+    elif "." not in text:
+        text += ".0"
+    return text
+
+
+@irdl_attr_definition
+class QTensorType(ParametrizedAttribute, TypeAttribute):
+    """An int8 tensor with per-tensor affine quantization: ``real = scale * (q - zp)``.
+
+    ``shape`` is the logical ONNX (NCHW) shape, every dimension >= 1; ``scale`` is a finite
+    positive float64; ``zp`` is in ``[-128, 127]``. Syntax:
+    ``!dnn.qtensor<1x64x56x56, scale = 0.0235, zp = -128>``.
+    """
+
+    name = "dnn.qtensor"
+
+    shape: ArrayAttr[IntAttr]
+    scale: FloatData
+    zero_point: IntAttr
+
+    def __init__(self, shape: Sequence[int], scale: float, zero_point: int) -> None:
+        super().__init__(
+            ArrayAttr(IntAttr(int(d)) for d in shape),
+            FloatData(float(scale)),
+            IntAttr(int(zero_point)),
+        )
+
+    def get_shape(self) -> tuple[int, ...]:
+        """The dimensions as Python ints."""
+        return tuple(d.data for d in self.shape.data)
+
+    @property
+    def scale_value(self) -> float:
+        """The scale as a Python float."""
+        return self.scale.data
+
+    @property
+    def zp(self) -> int:
+        """The zero point as a Python int."""
+        return self.zero_point.data
+
+    def num_elements(self) -> int:
+        """Product of the dimensions."""
+        return math.prod(self.get_shape())
+
+    def same_quantization(self, other: QTensorType) -> bool:
+        """True if ``other`` has exactly this scale and zero point."""
+        return self.scale.data == other.scale.data and self.zero_point.data == other.zero_point.data
+
+    def verify(self) -> None:
+        shape = self.get_shape()
+        if not shape or any(d < 1 for d in shape):
+            raise VerifyException(
+                f"!dnn.qtensor: every dimension must be >= 1 (and rank >= 1), got {list(shape)}"
+            )
+        s = self.scale.data
+        if not (math.isfinite(s) and s > 0.0):
+            raise VerifyException(f"!dnn.qtensor: scale must be finite and > 0, got {s!r}")
+        if not -128 <= self.zero_point.data <= 127:
+            raise VerifyException(
+                f"!dnn.qtensor: zero point must be in [-128, 127], got {self.zero_point.data}"
+            )
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_dimension_list(self.get_shape())
+            printer.print_string(f", scale = {format_scale(self.scale.data)}, zp = {self.zp}")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> tuple[ArrayAttr[IntAttr], FloatData, IntAttr]:
+        with parser.in_angle_brackets():
+            dims = parser.parse_dimension_list()
+            parser.parse_punctuation(",", " after the !dnn.qtensor shape")
+            parser.parse_keyword("scale", " in !dnn.qtensor")
+            parser.parse_punctuation("=")
+            scale = parser.parse_number(context_msg=" for the !dnn.qtensor scale")
+            parser.parse_punctuation(",")
+            parser.parse_keyword("zp", " in !dnn.qtensor")
+            parser.parse_punctuation("=")
+            zp = parser.parse_integer(allow_boolean=False, context_msg=" for the zero point")
+        return ArrayAttr(IntAttr(d) for d in dims), FloatData(float(scale)), IntAttr(zp)
+
+
+# --------------------------------------------------------------------------------------
+# Attribute helpers (all build from bytes; never from Python lists of attributes)
+# --------------------------------------------------------------------------------------
+
+
+def i64_attr(value: int) -> IntegerAttr:
+    """An ``i64`` integer attribute."""
+    return IntegerAttr(int(value), I64)
+
+
+def int_array(values: Iterable[int]) -> DenseArrayBase:
+    """An ``array<i64: ...>`` attribute."""
+    return DenseArrayBase(I64, BytesAttr(np.asarray(list(values), dtype="<i8").tobytes()))
+
+
+def i32_array(values: np.ndarray | Sequence[int], what: str = "array") -> DenseArrayBase:
+    """An ``array<i32: ...>`` attribute built from the bytes of ``values`` (1-D).
+
+    Raises ValueError if a value does not fit in int32 (``what`` names it in the message).
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
+    if arr.dtype != np.int32:
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"{what} must be integers, got dtype {arr.dtype}")
+        if arr.size and (arr.min() < -(1 << 31) or arr.max() >= (1 << 31)):
+            raise ValueError(f"{what} has values outside int32")
+    return DenseArrayBase(I32, BytesAttr(np.ascontiguousarray(arr, dtype="<i4").tobytes()))
+
+
+def array_values(attr: DenseArrayBase) -> np.ndarray:
+    """The elements of an ``array<i32>`` / ``array<i64>`` attribute as a read-only numpy view."""
+    dtype = "<i4" if attr.elt_type == I32 else "<i8"
+    return np.frombuffer(attr.data.data, dtype=dtype)
+
+
+def int_tuple(attr: DenseArrayBase) -> tuple[int, ...]:
+    """The elements of an integer ``array<...>`` attribute as a tuple of Python ints."""
+    return tuple(int(v) for v in array_values(attr))
+
+
+def weight_attr(weight: np.ndarray) -> DenseIntOrFPElementsAttr:
+    """A ``dense<...> : tensor<...xi8>`` attribute from the raw bytes of an int8 array."""
+    w = np.asarray(weight)
+    if w.dtype != np.int8:
+        if w.size and not np.issubdtype(w.dtype, np.integer):
+            raise ValueError(f"weight must be int8, got dtype {w.dtype}")
+        if w.size and (w.min() < -128 or w.max() > 127):
+            raise ValueError("weight has values outside int8")
+    data = np.ascontiguousarray(w, dtype=np.int8).tobytes()
+    return DenseIntOrFPElementsAttr(TensorType(I8, w.shape), BytesAttr(data))
+
+
+def weight_values(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
+    """The int8 weights of a dense attribute as a read-only numpy view with its shape."""
+    return np.frombuffer(attr.data.data, dtype=np.int8).reshape(attr.get_shape())
+
+
+def _unit_bool(attr: Attribute | None) -> bool:
+    return attr is not None
+
+
+# --------------------------------------------------------------------------------------
+# Custom assembly format engine shared by the node ops
+# --------------------------------------------------------------------------------------
+
+FieldKind = Literal["str", "int", "ints", "i32s", "flag", "ident", "act", "weight", "dict"]
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One ``keyword value`` clause of a node op's custom format.
+
+    ``kind`` selects the value syntax: ``str`` "text"; ``int`` 3; ``ints`` / ``i32s``
+    [1, 2]; ``flag`` (keyword alone, a unit property); ``ident`` a bare word from
+    ``choices``; ``act`` relu(lo, hi) (properties ``act`` and ``act_range``); ``weight``
+    64x3x7x7 "0xHEX" or 64x3x7x7 splat V; ``dict`` {k = v}. The clause is omitted when the
+    value equals ``default`` (``None``: always printed, required when parsing).
+    """
+
+    keyword: str
+    prop: str
+    kind: FieldKind
+    default: object = None
+    choices: tuple[str, ...] = ()
+
+
+def _field_value(op: Operation, f: _Field) -> object:
+    """The Python value of a field (used to compare against the default)."""
+    attr = op.properties.get(f.prop)
+    match f.kind:
+        case "str" | "ident":
+            return cast(StringAttr, attr).data if attr is not None else None
+        case "int":
+            return cast(IntegerAttr, attr).value.data if attr is not None else None
+        case "ints" | "i32s":
+            return int_tuple(cast(DenseArrayBase, attr)) if attr is not None else None
+        case "flag":
+            return _unit_bool(attr)
+        case "act":
+            rng = op.properties.get("act_range")
+            if attr is None or rng is None:
+                return None
+            lo, hi = int_tuple(cast(DenseArrayBase, rng))
+            return (cast(StringAttr, attr).data, lo, hi)
+        case _:
+            return attr
+
+
+def _print_ints(printer: Printer, values: Iterable[int]) -> None:
+    printer.print_string("[" + ", ".join(str(int(v)) for v in values) + "]")
+
+
+def _print_field(printer: Printer, op: Operation, f: _Field) -> None:
+    attr = op.properties.get(f.prop)
+    if f.kind == "flag":
+        if attr is not None:
+            printer.print_string(f" {f.keyword}")
+        return
+    value = _field_value(op, f)
+    if f.default is not None and value == f.default:
+        return
+    if attr is None:
+        return  # missing required property: the verifier reports it
+    printer.print_string(f" {f.keyword} ")
+    match f.kind:
+        case "str":
+            printer.print_string_literal(cast(StringAttr, attr).data)
+        case "ident":
+            printer.print_string(cast(StringAttr, attr).data)
+        case "int":
+            printer.print_string(str(cast(IntegerAttr, attr).value.data))
+        case "ints" | "i32s":
+            _print_ints(printer, array_values(cast(DenseArrayBase, attr)).tolist())
+        case "act":
+            kind, lo, hi = cast(tuple[str, int, int], value)
+            printer.print_string(f"{kind}({lo}, {hi})")
+        case "weight":
+            dense = cast(DenseIntOrFPElementsAttr, attr)
+            printer.print_dimension_list(dense.get_shape())
+            data = dense.data.data
+            arr = np.frombuffer(data, dtype=np.int8)
+            if arr.size > 1 and bool(np.all(arr == arr[0])):
+                printer.print_string(f" splat {int(arr[0])}")
+            else:
+                printer.print_string(f' "0x{data.hex().upper()}"')
+        case "dict":
+            printer.print_attribute(attr)
+        case _:  # pragma: no cover - exhaustive
+            raise AssertionError(f.kind)
+
+
+def _parse_ints(parser: Parser) -> list[int]:
+    return parser.parse_comma_separated_list(
+        parser.Delimiter.SQUARE, lambda: parser.parse_integer(allow_boolean=False)
+    )
+
+
+def _parse_field(parser: Parser, f: _Field, props: dict[str, Attribute], op_name: str) -> None:
+    match f.kind:
+        case "str":
+            props[f.prop] = StringAttr(parser.parse_str_literal(f" after '{f.keyword}'"))
+        case "ident":
+            word = parser.parse_optional_keyword_in(f.choices)
+            if word is None:
+                parser.raise_error(
+                    f"{op_name}: '{f.keyword}' must be one of {', '.join(f.choices)}"
+                )
+            props[f.prop] = StringAttr(word)
+        case "int":
+            props[f.prop] = i64_attr(parser.parse_integer(allow_boolean=False))
+        case "ints":
+            props[f.prop] = int_array(_parse_ints(parser))
+        case "i32s":
+            values = _parse_ints(parser)
+            try:
+                props[f.prop] = i32_array(np.asarray(values, dtype=np.int64), f.keyword)
+            except (ValueError, OverflowError) as exc:
+                parser.raise_error(f"{op_name}: {exc}")
+        case "flag":
+            props[f.prop] = UnitAttr()
+        case "act":
+            kind = parser.parse_optional_keyword_in(ACT_KINDS)
+            if kind is None:
+                parser.raise_error(f"{op_name}: activation must be one of {', '.join(ACT_KINDS)}")
+            parser.parse_punctuation("(")
+            lo = parser.parse_integer(allow_boolean=False)
+            parser.parse_punctuation(",")
+            hi = parser.parse_integer(allow_boolean=False)
+            parser.parse_punctuation(")")
+            props["act"] = StringAttr(kind)
+            props["act_range"] = int_array((lo, hi))
+        case "weight":
+            dims = parser.parse_dimension_list()
+            if not dims:
+                parser.raise_error(f"{op_name}: expected the weight shape, e.g. 64x3x7x7")
+            n = math.prod(dims)
+            if parser.parse_optional_keyword("splat") is not None:
+                v = parser.parse_integer(allow_boolean=False)
+                if not -128 <= v <= 127:
+                    parser.raise_error(f"{op_name}: splat weight {v} is outside int8")
+                data = np.full(n, v, dtype=np.int8).tobytes()
+            else:
+                text = parser.parse_str_literal(" (hex weight bytes) after the weight shape")
+                if not text.startswith("0x"):
+                    parser.raise_error(f'{op_name}: weight bytes must be a "0x..." hex string')
+                try:
+                    data = bytes.fromhex(text[2:])
+                except ValueError:
+                    parser.raise_error(f"{op_name}: invalid hex in the weight string")
+                if len(data) != n:
+                    parser.raise_error(
+                        f"{op_name}: weight shape {'x'.join(map(str, dims))} needs {n} bytes, "
+                        f"the hex string has {len(data)}"
+                    )
+            props[f.prop] = DenseIntOrFPElementsAttr(TensorType(I8, dims), BytesAttr(data))
+        case "dict":
+            attr = parser.parse_attribute()
+            if not isinstance(attr, DictionaryAttr):
+                parser.raise_error(f"{op_name}: '{f.keyword}' must be a dictionary {{...}}")
+            props[f.prop] = attr
+        case _:  # pragma: no cover - exhaustive
+            raise AssertionError(f.kind)
+
+
+def _default_attrs(f: _Field) -> dict[str, Attribute]:
+    """The properties a field takes when its clause is omitted."""
+    d = f.default
+    match f.kind:
+        case "str" | "ident":
+            return {f.prop: StringAttr(cast(str, d))}
+        case "int":
+            return {f.prop: i64_attr(cast(int, d))}
+        case "ints":
+            return {f.prop: int_array(cast(tuple[int, ...], d))}
+        case "i32s":
+            return {f.prop: i32_array(list(cast(tuple[int, ...], d)))}
+        case "act":
+            kind, lo, hi = cast(tuple[str, int, int], d)
+            return {"act": StringAttr(kind), "act_range": int_array((lo, hi))}
+        case _:
+            return {}
+
+
+# --------------------------------------------------------------------------------------
+# Verification helpers
+# --------------------------------------------------------------------------------------
+
+
+def _check_range(
+    who: str, what: str, values: np.ndarray, lo: int, hi_excl: int, hi_text: str
+) -> None:
+    if values.size == 0:
+        return
+    bad = np.flatnonzero((values < lo) | (values >= hi_excl))
+    if bad.size:
+        i = int(bad[0])
+        raise VerifyException(
+            f"{who}: {what}[{i}] = {int(values[i])} is outside [{lo}, {hi_text}]"
+            + (f" ({bad.size} bad entries)" if bad.size > 1 else "")
+        )
+
+
+def _window_out(size: int, pad_lo: int, pad_hi: int, k: int, s: int) -> int:
+    return (size + pad_lo + pad_hi - k) // s + 1
+
+
+# --------------------------------------------------------------------------------------
+# Node ops
+# --------------------------------------------------------------------------------------
+
+
+class DnnNodeOp(IRDLOperation, ABC):
+    """Common part of the node ops: one ``!dnn.qtensor`` result, the QGraph node name
+    (property ``name``) and output tensor name (property ``out``), the custom format."""
+
+    node_name = prop_def(StringAttr, prop_name="name")
+    out_name = prop_def(StringAttr, prop_name="out")
+    output = result_def(QTensorType)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = ()
+    """The ``keyword value`` clauses of the custom format, in print order."""
+
+    @property
+    def label(self) -> str:
+        """``dnn.conv "conv1"``: how messages name this op."""
+        name = self.properties.get("name")
+        shown = cast(StringAttr, name).data if isinstance(name, StringAttr) else "?"
+        return f'{self.name} "{shown}"'
+
+    @property
+    def output_type(self) -> QTensorType:
+        """The result's quantized tensor type."""
+        return cast(QTensorType, self.output.type)
+
+    def input_types(self) -> list[QTensorType]:
+        """The operands' quantized tensor types, in order."""
+        return [cast(QTensorType, o.type) for o in self.operands]
+
+    # -- custom format ---------------------------------------------------------------
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_list(self.operands, printer.print_operand)
+        for f in self.FIELDS:
+            _print_field(printer, self, f)
+        if self.attributes:
+            printer.print_string(" ")
+            printer.print_attr_dict(self.attributes)
+        printer.print_string(" : ")
+        printer.print_function_type([o.type for o in self.operands], [self.output.type])
+
+    @classmethod
+    def parse(cls, parser: Parser) -> DnnNodeOp:
+        op_name = cast(str, cls.name)
+        pos = parser.pos
+        operands: list[UnresolvedOperand] = []
+        first = parser.parse_optional_unresolved_operand()
+        if first is not None:
+            operands.append(first)
+            while parser.parse_optional_punctuation(",") is not None:
+                operands.append(parser.parse_unresolved_operand())
+        props: dict[str, Attribute] = {}
+        seen: set[str] = set()
+        by_kw = {f.keyword: f for f in cls.FIELDS}
+        while (kw := parser.parse_optional_keyword_in(by_kw)) is not None:
+            if kw in seen:
+                parser.raise_error(f"{op_name}: '{kw}' given twice")
+            seen.add(kw)
+            _parse_field(parser, by_kw[kw], props, op_name)
+        for f in cls.FIELDS:
+            if f.keyword in seen:
+                continue
+            if f.default is None and f.kind != "flag":
+                parser.raise_error(f"{op_name}: missing '{f.keyword}' clause")
+            props.update(_default_attrs(f))
+        attributes = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":", f" before the type of {op_name}")
+        ftype = parser.parse_function_type()
+        if len(ftype.outputs.data) != 1:
+            parser.raise_error(f"{op_name} has exactly one result, got {len(ftype.outputs)}")
+        if len(ftype.inputs.data) != len(operands):
+            parser.raise_error(
+                f"{op_name}: {len(operands)} operands but {len(ftype.inputs)} operand types"
+            )
+        values = parser.resolve_operands(operands, ftype.inputs.data, pos)
+        return cls.create(
+            operands=values,
+            result_types=[ftype.outputs.data[0]],
+            properties=props,
+            attributes=attributes,
+        )
+
+    # -- verification ----------------------------------------------------------------
+
+    def _verify_act(self) -> None:
+        kind = cast(StringAttr, self.properties["act"]).data
+        if kind not in ACT_KINDS:
+            raise VerifyException(
+                f"{self.label}: activation '{kind}' is not one of {', '.join(ACT_KINDS)}"
+            )
+        rng = int_tuple(cast(DenseArrayBase, self.properties["act_range"]))
+        if len(rng) != 2 or not -128 <= rng[0] <= rng[1] <= 127:
+            raise VerifyException(
+                f"{self.label}: activation range must be lo <= hi within [-128, 127], "
+                f"got {list(rng)}"
+            )
+
+    def _verify_placement(self) -> None:
+        p = self.attributes.get("placement")
+        if p is not None and (not isinstance(p, StringAttr) or p.data not in PLACEMENTS):
+            raise VerifyException(f'{self.label}: placement must be "accel" or "host"')
+
+    def act_spec(self) -> tuple[str, int, int]:
+        """``(kind, lo, hi)`` of the fused activation (only for ops that have one)."""
+        lo, hi = int_tuple(cast(DenseArrayBase, self.properties["act_range"]))
+        return cast(StringAttr, self.properties["act"]).data, lo, hi
+
+
+_NAME_FIELDS = (_Field("name", "name", "str"), _Field("out", "out", "str"))
+_ACT_FIELD = _Field("act", "act", "act", ("none", -128, 127))
+
+
+@irdl_op_definition
+class ConvOp(DnnNodeOp):
+    """Quantized 2-D convolution with fused bias, per-output-channel requantization and
+    activation (``QConv``).
+
+    Operand ``input`` is ``[N, C, H, W]``; ``weight`` is int8 ``[OC, C/groups, KH, KW]``;
+    ``bias``, ``multiplier``, ``shift`` are int32 arrays of ``OC`` entries. ``strides`` is
+    ``(sh, sw)``, ``pads`` is ONNX order ``(top, left, bottom, right)``. For every output
+    element::
+
+        acc = bias[oc] + sum((in[n, ci, y*sh + ky - top, x*sw + kx - left] - in_zp)
+                             * weight[oc, ci - g*Cg, ky, kx])
+
+    over the ``Cg = C/groups`` input channels of the group ``g = oc // (OC/groups)`` and the
+    kernel window (out-of-bounds input elements contribute zero), then
+    ``out = act(sat8(out_zp + round_half_even(acc * multiplier[oc] / 2**shift[oc])))`` where
+    ``act`` clamps to ``[lo, hi]`` (``relu``: lo is the output zero point; ``relu6``: hi is
+    6.0 quantized). The result is ``[N, OC, OH, OW]`` with
+    ``OH = (H + top + bottom - KH) // sh + 1`` (likewise ``OW``).
+
+    Verified: input channels = weight IC x groups, OC divisible by groups, output dims per
+    the formula, ``OC`` entries in each per-channel array, multipliers in ``[0, 2**31)``,
+    shifts in ``[0, 62]``, strides >= 1, pads >= 0, activation range within int8.
+    """
+
+    name = "dnn.conv"
+
+    input = operand_def(QTensorType)
+    weight = prop_def(DenseIntOrFPElementsAttr)
+    bias = prop_def(DenseArrayBase)
+    multiplier = prop_def(DenseArrayBase)
+    shift = prop_def(DenseArrayBase)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    groups = prop_def(IntegerAttr)
+    act = prop_def(StringAttr)
+    act_range = prop_def(DenseArrayBase)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        *_NAME_FIELDS,
+        _Field("stride", "strides", "ints", (1, 1)),
+        _Field("pad", "pads", "ints", (0, 0, 0, 0)),
+        _Field("groups", "groups", "int", 1),
+        _ACT_FIELD,
+        _Field("bias", "bias", "i32s"),
+        _Field("multiplier", "multiplier", "i32s"),
+        _Field("shift", "shift", "i32s"),
+        _Field("weight", "weight", "weight"),
+    )
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        result_type: QTensorType,
+        *,
+        name: str,
+        out: str,
+        weight: np.ndarray | DenseIntOrFPElementsAttr,
+        bias: np.ndarray | DenseArrayBase,
+        multiplier: np.ndarray | DenseArrayBase,
+        shift: np.ndarray | DenseArrayBase,
+        strides: Sequence[int] = (1, 1),
+        pads: Sequence[int] = (0, 0, 0, 0),
+        groups: int = 1,
+        act: tuple[str, int, int] = ("none", -128, 127),
+    ) -> None:
+        def arr(v: np.ndarray | DenseArrayBase, what: str) -> DenseArrayBase:
+            return v if isinstance(v, DenseArrayBase) else i32_array(v, f"{name}: {what}")
+
+        w = weight if isinstance(weight, DenseIntOrFPElementsAttr) else weight_attr(weight)
+        super().__init__(
+            operands=[input],
+            result_types=[result_type],
+            properties={
+                "name": StringAttr(name),
+                "out": StringAttr(out),
+                "weight": w,
+                "bias": arr(bias, "bias"),
+                "multiplier": arr(multiplier, "multiplier"),
+                "shift": arr(shift, "shift"),
+                "strides": int_array(strides),
+                "pads": int_array(pads),
+                "groups": i64_attr(groups),
+                "act": StringAttr(act[0]),
+                "act_range": int_array(act[1:]),
+            },
+        )
+
+    def weight_array(self) -> np.ndarray:
+        """The int8 weights ``[OC, C/groups, KH, KW]`` (read-only view of the IR bytes)."""
+        return weight_values(self.weight)
+
+    def macs(self) -> int:
+        """Exact multiply-accumulate count: ``N * OC * OH * OW * C/groups * KH * KW``."""
+        n, oc, oh, ow = self.output_type.get_shape()
+        _, icg, kh, kw = self.weight.get_shape()
+        return n * oc * oh * ow * icg * kh * kw
+
+    def verify_(self) -> None:
+        who = self.label
+        self._verify_placement()
+        in_t = self.input_types()[0]
+        in_shape = in_t.get_shape()
+        out_shape = self.output_type.get_shape()
+        if len(in_shape) != 4 or len(out_shape) != 4:
+            raise VerifyException(
+                f"{who}: input and output must be 4-D NCHW, got {list(in_shape)} -> "
+                f"{list(out_shape)}"
+            )
+        wt = self.weight.type
+        if not isinstance(wt, TensorType) or wt.get_element_type() != I8:
+            raise VerifyException(f"{who}: weight must be a tensor of i8")
+        w_shape = self.weight.get_shape()
+        if len(w_shape) != 4:
+            raise VerifyException(
+                f"{who}: weight must be 4-D [OC, IC/groups, KH, KW], got {list(w_shape)}"
+            )
+        oc, icg, kh, kw = w_shape
+        groups = self.groups.value.data
+        strides = int_tuple(self.strides)
+        pads = int_tuple(self.pads)
+        if groups < 1:
+            raise VerifyException(f"{who}: groups must be >= 1, got {groups}")
+        if len(strides) != 2 or min(strides) < 1:
+            raise VerifyException(f"{who}: strides must be 2 values >= 1, got {list(strides)}")
+        if len(pads) != 4 or min(pads) < 0:
+            raise VerifyException(f"{who}: pads must be 4 values >= 0, got {list(pads)}")
+        n, c, h, w = in_shape
+        if c != icg * groups:
+            raise VerifyException(
+                f"{who}: input has {c} channels but weight IC {icg} x groups {groups} = "
+                f"{icg * groups}"
+            )
+        if oc % groups:
+            raise VerifyException(
+                f"{who}: output channels {oc} are not divisible by groups {groups}"
+            )
+        oh = _window_out(h, pads[0], pads[2], kh, strides[0])
+        ow = _window_out(w, pads[1], pads[3], kw, strides[1])
+        if oh < 1 or ow < 1:
+            raise VerifyException(
+                f"{who}: kernel {kh}x{kw} does not fit the padded input {h}x{w} (pads {list(pads)})"
+            )
+        if out_shape != (n, oc, oh, ow):
+            raise VerifyException(
+                f"{who}: output shape {list(out_shape)} does not match the convolution "
+                f"formula, expected {[n, oc, oh, ow]}"
+            )
+        for key in ("bias", "multiplier", "shift"):
+            a = cast(DenseArrayBase, self.properties[key])
+            if a.elt_type != I32:
+                raise VerifyException(f"{who}: {key} must be array<i32>")
+            if len(a) != oc:
+                raise VerifyException(
+                    f"{who}: {key} has {len(a)} entries, expected {oc} (one per output channel)"
+                )
+        _check_range(who, "multiplier", array_values(self.multiplier), 0, MAX_MULTIPLIER, "2**31)")
+        _check_range(who, "shift", array_values(self.shift), 0, MAX_SHIFT + 1, f"{MAX_SHIFT}]")
+        self._verify_act()
+
+
+@irdl_op_definition
+class PoolOp(DnnNodeOp):
+    """Max, average or global-average pooling (``QPool``).
+
+    ``kind = max``: ``out = max(in)`` over the window (padding never wins); the output has
+    the input's scale and zero point and ``multiplier``/``shift`` are unused.
+    ``kind = avg``: ``acc = sum(in - in_zp)`` over the in-bounds part of the window,
+    ``count`` = window size if ``count_include_pad`` else the number of in-bounds elements,
+    ``out = sat8(out_zp + round_half_even(acc * multiplier / (count * 2**shift)))``.
+    ``kind = global_avg``: ``avg`` over the whole ``H x W`` plane (kernel, strides and pads
+    are ignored); the output is ``[N, C, 1, 1]``.
+
+    For ``max``/``avg`` the output is ``[N, C, OH, OW]`` with
+    ``OH = (H + top + bottom - KH) // sh + 1``. Verified: output shape, pads smaller than
+    the kernel, multiplier in ``[0, 2**31)``, shift in ``[0, 62]``, max keeps the input
+    quantization.
+    """
+
+    name = "dnn.pool"
+
+    input = operand_def(QTensorType)
+    kind = prop_def(StringAttr)
+    kernel = prop_def(DenseArrayBase)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    count_include_pad = opt_prop_def(UnitAttr)
+    multiplier = prop_def(IntegerAttr)
+    shift = prop_def(IntegerAttr)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        *_NAME_FIELDS,
+        _Field("kind", "kind", "ident", None, POOL_KINDS),
+        _Field("kernel", "kernel", "ints", (1, 1)),
+        _Field("stride", "strides", "ints", (1, 1)),
+        _Field("pad", "pads", "ints", (0, 0, 0, 0)),
+        _Field("count_include_pad", "count_include_pad", "flag"),
+        _Field("multiplier", "multiplier", "int", 1 << 30),
+        _Field("shift", "shift", "int", 30),
+    )
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        result_type: QTensorType,
+        *,
+        name: str,
+        out: str,
+        kind: str,
+        kernel: Sequence[int] = (1, 1),
+        strides: Sequence[int] = (1, 1),
+        pads: Sequence[int] = (0, 0, 0, 0),
+        count_include_pad: bool = False,
+        multiplier: int = 1 << 30,
+        shift: int = 30,
+    ) -> None:
+        props: dict[str, Attribute] = {
+            "name": StringAttr(name),
+            "out": StringAttr(out),
+            "kind": StringAttr(kind),
+            "kernel": int_array(kernel),
+            "strides": int_array(strides),
+            "pads": int_array(pads),
+            "multiplier": i64_attr(multiplier),
+            "shift": i64_attr(shift),
+        }
+        if count_include_pad:
+            props["count_include_pad"] = UnitAttr()
+        super().__init__(operands=[input], result_types=[result_type], properties=props)
+
+    def verify_(self) -> None:
+        who = self.label
+        self._verify_placement()
+        kind = self.kind.data
+        if kind not in POOL_KINDS:
+            raise VerifyException(f"{who}: kind '{kind}' is not one of {', '.join(POOL_KINDS)}")
+        in_t = self.input_types()[0]
+        in_shape, out_shape = in_t.get_shape(), self.output_type.get_shape()
+        if len(in_shape) != 4 or len(out_shape) != 4:
+            raise VerifyException(
+                f"{who}: input and output must be 4-D NCHW, got {list(in_shape)} -> "
+                f"{list(out_shape)}"
+            )
+        kernel, strides, pads = (
+            int_tuple(self.kernel),
+            int_tuple(self.strides),
+            int_tuple(self.pads),
+        )
+        if len(kernel) != 2 or min(kernel) < 1:
+            raise VerifyException(f"{who}: kernel must be 2 values >= 1, got {list(kernel)}")
+        if len(strides) != 2 or min(strides) < 1:
+            raise VerifyException(f"{who}: strides must be 2 values >= 1, got {list(strides)}")
+        if len(pads) != 4 or min(pads) < 0:
+            raise VerifyException(f"{who}: pads must be 4 values >= 0, got {list(pads)}")
+        n, c, h, w = in_shape
+        if kind == "global_avg":
+            expected = (n, c, 1, 1)
+        else:
+            if max(pads[0], pads[2]) >= kernel[0] or max(pads[1], pads[3]) >= kernel[1]:
+                raise VerifyException(
+                    f"{who}: pads {list(pads)} must be smaller than the kernel {list(kernel)}"
+                )
+            oh = _window_out(h, pads[0], pads[2], kernel[0], strides[0])
+            ow = _window_out(w, pads[1], pads[3], kernel[1], strides[1])
+            if oh < 1 or ow < 1:
+                raise VerifyException(
+                    f"{who}: kernel {list(kernel)} does not fit the padded input {h}x{w}"
+                )
+            expected = (n, c, oh, ow)
+        if out_shape != expected:
+            raise VerifyException(
+                f"{who}: output shape {list(out_shape)} does not match {kind} pooling, "
+                f"expected {list(expected)}"
+            )
+        if kind == "max" and not in_t.same_quantization(self.output_type):
+            raise VerifyException(
+                f"{who}: max pooling must keep the input quantization (scale "
+                f"{in_t.scale_value!r}, zp {in_t.zp}), output has scale "
+                f"{self.output_type.scale_value!r}, zp {self.output_type.zp}"
+            )
+        m, s = self.multiplier.value.data, self.shift.value.data
+        _check_range(who, "multiplier", np.array([m], dtype=np.int64), 0, MAX_MULTIPLIER, "2**31)")
+        _check_range(who, "shift", np.array([s], dtype=np.int64), 0, MAX_SHIFT + 1, f"{MAX_SHIFT}]")
+
+    def macs(self) -> int:
+        """Pooling does no multiply-accumulates in the MAC array: 0."""
+        return 0
+
+
+@irdl_op_definition
+class AddOp(DnnNodeOp):
+    """Element-wise add of two int8 tensors of the same shape with their own quantization
+    (``QAdd``)::
+
+        out = act(sat8(out_zp + round_half_even(((a - a_zp) * mult_a + (b - b_zp) * mult_b)
+                                                / 2**shift)))
+
+    Verified: ``a``, ``b`` and the output have the same shape; ``mult_a``, ``mult_b`` in
+    ``[0, 2**31)``; ``shift`` in ``[0, 62]``; activation range within int8.
+    """
+
+    name = "dnn.add"
+
+    lhs = operand_def(QTensorType)
+    rhs = operand_def(QTensorType)
+    mult_a = prop_def(IntegerAttr)
+    mult_b = prop_def(IntegerAttr)
+    shift = prop_def(IntegerAttr)
+    act = prop_def(StringAttr)
+    act_range = prop_def(DenseArrayBase)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        *_NAME_FIELDS,
+        _Field("mult_a", "mult_a", "int"),
+        _Field("mult_b", "mult_b", "int"),
+        _Field("shift", "shift", "int"),
+        _ACT_FIELD,
+    )
+
+    def __init__(
+        self,
+        a: SSAValue | Operation,
+        b: SSAValue | Operation,
+        result_type: QTensorType,
+        *,
+        name: str,
+        out: str,
+        mult_a: int,
+        mult_b: int,
+        shift: int,
+        act: tuple[str, int, int] = ("none", -128, 127),
+    ) -> None:
+        super().__init__(
+            operands=[a, b],
+            result_types=[result_type],
+            properties={
+                "name": StringAttr(name),
+                "out": StringAttr(out),
+                "mult_a": i64_attr(mult_a),
+                "mult_b": i64_attr(mult_b),
+                "shift": i64_attr(shift),
+                "act": StringAttr(act[0]),
+                "act_range": int_array(act[1:]),
+            },
+        )
+
+    def verify_(self) -> None:
+        who = self.label
+        self._verify_placement()
+        a, b = self.input_types()
+        out = self.output_type
+        if not a.get_shape() == b.get_shape() == out.get_shape():
+            raise VerifyException(
+                f"{who}: operands and result must have the same shape, got "
+                f"{list(a.get_shape())} + {list(b.get_shape())} -> {list(out.get_shape())}"
+            )
+        for key in ("mult_a", "mult_b"):
+            v = cast(IntegerAttr, self.properties[key]).value.data
+            _check_range(who, key, np.array([v], dtype=np.int64), 0, MAX_MULTIPLIER, "2**31)")
+        s = self.shift.value.data
+        _check_range(who, "shift", np.array([s], dtype=np.int64), 0, MAX_SHIFT + 1, f"{MAX_SHIFT}]")
+        self._verify_act()
+
+    def macs(self) -> int:
+        """Element-wise add: 0 multiply-accumulates in the MAC array."""
+        return 0
+
+
+@irdl_op_definition
+class ConcatOp(DnnNodeOp):
+    """Concatenation of its operands along ``axis`` (channels, 1, for NCHW) (``QConcat``).
+
+    Every operand has the result's scale and zero point, so the op moves no data on the
+    accelerator: producers write at offsets. Verified: at least one operand, equal rank,
+    equal dims except ``axis``, the result's ``axis`` dim is the sum, same quantization.
+    """
+
+    name = "dnn.concat"
+
+    inputs = var_operand_def(QTensorType)
+    axis = prop_def(IntegerAttr)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (*_NAME_FIELDS, _Field("axis", "axis", "int", 1))
+
+    def __init__(
+        self,
+        inputs: Sequence[SSAValue | Operation],
+        result_type: QTensorType,
+        *,
+        name: str,
+        out: str,
+        axis: int = 1,
+    ) -> None:
+        super().__init__(
+            operands=[list(inputs)],
+            result_types=[result_type],
+            properties={"name": StringAttr(name), "out": StringAttr(out), "axis": i64_attr(axis)},
+        )
+
+    def verify_(self) -> None:
+        who = self.label
+        self._verify_placement()
+        ins = self.input_types()
+        out = self.output_type
+        if not ins:
+            raise VerifyException(f"{who}: needs at least one operand")
+        out_shape = out.get_shape()
+        rank = len(out_shape)
+        axis = self.axis.value.data
+        if not -rank <= axis < rank:
+            raise VerifyException(f"{who}: axis {axis} is out of range for rank {rank}")
+        ax = axis % rank
+        total = 0
+        for i, t in enumerate(ins):
+            s = t.get_shape()
+            if len(s) != rank or any(s[d] != out_shape[d] for d in range(rank) if d != ax):
+                raise VerifyException(
+                    f"{who}: operand {i} has shape {list(s)}, incompatible with the result "
+                    f"{list(out_shape)} along axis {axis}"
+                )
+            if not t.same_quantization(out):
+                raise VerifyException(
+                    f"{who}: operand {i} has scale {t.scale_value!r}, zp {t.zp}; every operand "
+                    f"must have the result's scale {out.scale_value!r}, zp {out.zp}"
+                )
+            total += s[ax]
+        if total != out_shape[ax]:
+            raise VerifyException(
+                f"{who}: operand sizes along axis {axis} sum to {total}, result has {out_shape[ax]}"
+            )
+
+    def macs(self) -> int:
+        """Concatenation: 0 multiply-accumulates."""
+        return 0
+
+
+@irdl_op_definition
+class HostOp(DnnNodeOp):
+    """An op run on the host CPU in float32 (``QHostOp``): the operands are dequantized,
+    the ONNX op ``op_type`` runs with attributes ``attrs`` (a dictionary of builtin
+    attributes), and the result is quantized with the result type's quantization — unless
+    ``output_float`` is set, in which case the graph output stays float32.
+
+    Verified: ``op_type`` is not empty.
+    """
+
+    name = "dnn.host"
+
+    inputs = var_operand_def(QTensorType)
+    op_type = prop_def(StringAttr)
+    attrs = prop_def(DictionaryAttr)
+    output_float = opt_prop_def(UnitAttr)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        *_NAME_FIELDS,
+        _Field("op", "op_type", "str"),
+        _Field("attrs", "attrs", "dict", DictionaryAttr({})),
+        _Field("output_float", "output_float", "flag"),
+    )
+
+    def __init__(
+        self,
+        inputs: Sequence[SSAValue | Operation],
+        result_type: QTensorType,
+        *,
+        name: str,
+        out: str,
+        op_type: str,
+        attrs: Mapping[str, Attribute] | DictionaryAttr | None = None,
+        output_float: bool = False,
+    ) -> None:
+        if not isinstance(attrs, DictionaryAttr):
+            attrs = DictionaryAttr(dict(attrs or {}))
+        props: dict[str, Attribute] = {
+            "name": StringAttr(name),
+            "out": StringAttr(out),
+            "op_type": StringAttr(op_type),
+            "attrs": attrs,
+        }
+        if output_float:
+            props["output_float"] = UnitAttr()
+        super().__init__(operands=[list(inputs)], result_types=[result_type], properties=props)
+
+    def verify_(self) -> None:
+        self._verify_placement()
+        if not self.op_type.data:
+            raise VerifyException(f"{self.label}: op_type must not be empty")
+
+    def macs(self) -> int:
+        """MACs of a host matrix product (``MatMul``/``Gemm``: ``batch * M * K * N`` from the
+        operand and result shapes); 0 for every other host op."""
+        if self.op_type.data not in ("MatMul", "Gemm") or not self.operands:
+            return 0
+        a = self.input_types()[0].get_shape()
+        out = self.output_type.get_shape()
+        if len(a) < 2 or len(out) < 2:
+            return 0
+        k = a[0] if self.op_type.data == "Gemm" and _attr_int(self.attrs, "transA") else a[-1]
+        return math.prod(out) * k
+
+
+def _attr_int(d: DictionaryAttr, key: str) -> int:
+    v = d.data.get(key)
+    return v.value.data if isinstance(v, IntegerAttr) else 0
+
+
+# --------------------------------------------------------------------------------------
+# Graph structure
+# --------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class GraphOp(IRDLOperation):
+    """A quantized network (``QGraph``): a symbol named after the graph with one block.
+
+    The block arguments are the graph inputs (``!dnn.qtensor`` values; their tensor names
+    are ``input_names``), the block holds the node ops in execution order and ends with
+    ``dnn.return``. Syntax::
+
+        dnn.graph @name(%x : !dnn.qtensor<...> as "x", ...) attributes {...}? { ... }
+
+    Verified: one block, arguments match ``input_names``, only ``dnn`` node ops before the
+    terminator, and tensor names (inputs and node ``out`` names) are unique.
+    """
+
+    name = "dnn.graph"
+
+    sym_name = prop_def(StringAttr)
+    input_names = prop_def(ArrayAttr[StringAttr])
+    body = region_def("single_block")
+
+    traits = traits_def(IsolatedFromAbove(), SymbolOpInterface())
+
+    def __init__(
+        self,
+        name: str,
+        input_types: Sequence[QTensorType],
+        input_names: Sequence[str],
+        region: Region | None = None,
+    ) -> None:
+        if region is None:
+            region = Region(Block(arg_types=input_types))
+        super().__init__(
+            properties={
+                "sym_name": StringAttr(name),
+                "input_names": ArrayAttr(StringAttr(n) for n in input_names),
+            },
+            regions=[region],
+        )
+
+    @property
+    def block(self) -> Block:
+        """The graph's single block."""
+        return self.body.block
+
+    def return_op(self) -> ReturnOp:
+        """The terminator."""
+        last = self.block.last_op
+        if not isinstance(last, ReturnOp):
+            raise VerifyException(f"dnn.graph @{self.sym_name.data}: body must end with dnn.return")
+        return last
+
+    def node_ops(self) -> list[DnnNodeOp]:
+        """The node ops in execution order."""
+        return [op for op in self.block.ops if isinstance(op, DnnNodeOp)]
+
+    def verify_(self) -> None:
+        who = f"dnn.graph @{self.sym_name.data}"
+        blk = self.body.block
+        names = [n.data for n in self.input_names.data]
+        if len(names) != len(blk.args):
+            raise VerifyException(
+                f"{who}: {len(blk.args)} block arguments but {len(names)} input names"
+            )
+        if not names:
+            raise VerifyException(f"{who}: a graph needs at least one input")
+        seen: set[str] = set()
+        for n in names:
+            if n in seen:
+                raise VerifyException(f"{who}: tensor name '{n}' is defined twice")
+            seen.add(n)
+        self.return_op()
+        for op in blk.ops:
+            if isinstance(op, ReturnOp):
+                continue
+            if not isinstance(op, DnnNodeOp):
+                raise VerifyException(f"{who}: '{op.name}' is not a dnn node op")
+            out = op.out_name.data
+            if out in seen:
+                raise VerifyException(f"{who}: tensor name '{out}' is defined twice ({op.label})")
+            seen.add(out)
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_symbol_name(self.sym_name.data)
+
+        def arg(i: int) -> None:
+            printer.print_block_argument(self.block.args[i])
+            printer.print_string(" as ")
+            printer.print_string_literal(self.input_names.data[i].data)
+
+        printer.print_string("(")
+        printer.print_list(range(len(self.block.args)), arg)
+        printer.print_string(")")
+        printer.print_op_attributes(self.attributes, print_keyword=True)
+        printer.print_string(" ")
+        printer.print_region(self.body, print_entry_block_args=False)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> GraphOp:
+        name = parser.parse_symbol_name()
+        args: list[Parser.Argument] = []
+        names: list[StringAttr] = []
+
+        def one() -> None:
+            args.append(parser.parse_argument())
+            parser.parse_keyword("as", " after a dnn.graph argument type")
+            names.append(StringAttr(parser.parse_str_literal(" (the input tensor name)")))
+
+        parser.parse_comma_separated_list(parser.Delimiter.PAREN, one)
+        attrs = parser.parse_optional_attr_dict_with_keyword()
+        region = parser.parse_region(args)
+        op = cls.create(
+            properties={"sym_name": name, "input_names": ArrayAttr(names)}, regions=[region]
+        )
+        if attrs is not None:
+            op.attributes.update(attrs.data)
+        return op
+
+
+@irdl_op_definition
+class ReturnOp(IRDLOperation):
+    """Terminator of ``dnn.graph``: its operands are the graph outputs, in order.
+
+    ``reshapes`` holds, per output, the ONNX shape of that graph output when it differs
+    from the 4-D tensor shape (``QGraph.output_shapes``, e.g. ``[1, 1000]`` for a
+    ``1x1000x1x1`` classifier) or an empty array. Syntax:
+    ``dnn.return %a reshape [1, 1000], %b : !dnn.qtensor<...>, !dnn.qtensor<...>``.
+    Verified: one reshape entry per output, and each reshape keeps the element count.
+    """
+
+    name = "dnn.return"
+
+    outputs = var_operand_def(QTensorType)
+    reshapes = prop_def(ArrayAttr[DenseArrayBase])
+
+    traits = traits_def(IsTerminator(), HasParent(GraphOp))
+
+    def __init__(
+        self,
+        outputs: Sequence[SSAValue | Operation],
+        reshapes: Sequence[Sequence[int] | None] | None = None,
+    ) -> None:
+        if reshapes is None:
+            reshapes = [None] * len(outputs)
+        super().__init__(
+            operands=[list(outputs)],
+            properties={"reshapes": ArrayAttr(int_array(r or ()) for r in reshapes)},
+        )
+
+    def reshape_of(self, index: int) -> tuple[int, ...] | None:
+        """The ONNX shape of output ``index``, or None when it is the tensor's own shape."""
+        r = int_tuple(self.reshapes.data[index])
+        return r or None
+
+    def verify_(self) -> None:
+        if not self.outputs:
+            raise VerifyException("dnn.return: a graph needs at least one output")
+        if len(self.reshapes.data) != len(self.outputs):
+            raise VerifyException(
+                f"dnn.return: {len(self.outputs)} outputs but {len(self.reshapes.data)} reshape "
+                "entries"
+            )
+        for i, v in enumerate(self.outputs):
+            r = self.reshape_of(i)
+            t = cast(QTensorType, v.type)
+            if r is not None and (min(r) < 1 or math.prod(r) != t.num_elements()):
+                raise VerifyException(
+                    f"dnn.return: output {i} reshape {list(r)} does not keep the "
+                    f"{t.num_elements()} elements of {list(t.get_shape())}"
+                )
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+
+        def one(i: int) -> None:
+            printer.print_operand(self.outputs[i])
+            r = self.reshape_of(i)
+            if r is not None:
+                printer.print_string(" reshape ")
+                _print_ints(printer, r)
+
+        printer.print_list(range(len(self.outputs)), one)
+        if self.attributes:
+            printer.print_string(" ")
+            printer.print_attr_dict(self.attributes)
+        printer.print_string(" : ")
+        printer.print_list(self.outputs, lambda v: printer.print_attribute(v.type))
+
+    @classmethod
+    def parse(cls, parser: Parser) -> ReturnOp:
+        pos = parser.pos
+        operands: list[UnresolvedOperand] = []
+        reshapes: list[DenseArrayBase] = []
+
+        def one() -> None:
+            operands.append(parser.parse_unresolved_operand())
+            if parser.parse_optional_keyword("reshape") is not None:
+                reshapes.append(int_array(_parse_ints(parser)))
+            else:
+                reshapes.append(int_array(()))
+
+        one()
+        while parser.parse_optional_punctuation(",") is not None:
+            one()
+        attributes = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":", " before the dnn.return types")
+        types = parser.parse_comma_separated_list(parser.Delimiter.NONE, parser.parse_type)
+        if len(types) != len(operands):
+            parser.raise_error(f"dnn.return: {len(operands)} operands but {len(types)} types")
+        values = parser.resolve_operands(operands, types, pos)
+        return cls.create(
+            operands=values, properties={"reshapes": ArrayAttr(reshapes)}, attributes=attributes
+        )
+
+
+Dnn = Dialect(
+    "dnn",
+    [GraphOp, ReturnOp, ConvOp, PoolOp, AddOp, ConcatOp, HostOp],
+    [QTensorType],
+)
+"""The ``dnn`` dialect."""
+
+NODE_OPS: tuple[type[DnnNodeOp], ...] = (ConvOp, PoolOp, AddOp, ConcatOp, HostOp)
+"""Every node op class."""
