@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "hw": ("vfpga.cli.hw_cmd", "hw", "Show the hardware configuration."),
     "asm": ("vfpga.cli.asm_cmd", "asm", "Assemble a .s program into a .vfb binary."),
     "objdump": ("vfpga.cli.asm_cmd", "objdump", "Print a .vfb binary's header, tables, code."),
-    "emulate": ("vfpga.cli.emulate_cmd", "emulate", "Run a .vfb on the emulator."),
+    "run": ("vfpga.cli.run_cmd", "run", "Run a .vfb binary on the emulator."),
     "demo": ("vfpga.cli.demo_cmd", "demo", "Run the bundled demonstration."),
     "models": ("vfpga.cli.models_cmd", "models", "List and export the bundled models."),
     "quantize": ("vfpga.cli.quantize_cmd", "quantize", "Quantize an fp32 ONNX model to QDQ."),

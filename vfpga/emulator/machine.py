@@ -139,13 +139,18 @@ class Task:
                 f"task '{self.name}': the binary needs {image.ddr_size} bytes of DDR, the "
                 f"region holds {self.region.bound}"
             )
+        end = image.data_offset + len(image.data)
+        if end > image.ddr_size:
+            raise VfpgaError(
+                f"task '{self.name}': the binary's constants [0x{image.data_offset:x}, "
+                f"0x{end:x}) do not fit its declared DDR size 0x{image.ddr_size:x}"
+            )
         loaded = LoadedProgram.from_text(bytes(image.text))
         if loaded.num_logical_cores > len(self.cores):
             raise VfpgaError(
                 f"task '{self.name}': the binary uses {loaded.num_logical_cores} cores but the "
                 f"task holds {len(self.cores)}; re-target it to {len(self.cores)} cores first"
             )
-        end = image.data_offset + len(image.data)
         self.region.mem[:] = 0
         self.region.mem[image.data_offset : end] = np.frombuffer(image.data, dtype=np.uint8)
         self.loaded = loaded

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vfpga.backend.binary import Layer, Tensor, VfbFile, empty_ifps
+from vfpga.hw.config import HardwareConfig
+from vfpga.isa.codec import encode_one
 from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
 
 H = W = 16
@@ -257,3 +260,83 @@ def sample_input(seed: int = 3) -> np.ndarray:
 def examples_dir() -> Path:
     """The folder holding the bundled ``.s`` files."""
     return Path(__file__).parent
+
+
+def _buffer_use(insns: list[Insn]) -> dict[str, int]:
+    """Highest on-chip byte each buffer is touched at by ``insns`` (bytes used)."""
+    use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
+    names = {Buffer.IBUF: "ibuf", Buffer.WBUF: "wbuf", Buffer.PBUF: "pbuf"}
+    for ins in insns:
+        f = ins.fields
+        if ins.op is Opcode.LOAD:
+            n = (f.get("pad_t", 0) + f["n0"] + f.get("pad_b", 0)) * (
+                f.get("pad_l", 0) + f["n1"] + f.get("pad_r", 0)) * f["n2"]
+            key = names[Buffer(f["to"])]
+            use[key] = max(use[key], f["buf"] + n)
+        elif ins.op is Opcode.SAVE:
+            use["obuf"] = max(use["obuf"], f["buf"] + f["n0"] * f["n1"] * f["n2"])
+    return use
+
+
+def ifp_cycles(insns: list[Insn], hw: HardwareConfig) -> int:
+    """A roofline estimate of an IFP's cycles on one core: compute at full PE utilisation
+    against DDR traffic at the core's bandwidth, plus per-instruction setup costs. (The
+    compiler's own latency model is the ``ifp-estimate-latency`` pass.)"""
+    macs = 0
+    nbytes = 0
+    setup = 0
+    c = hw.costs
+    for ins in insns:
+        f = ins.fields
+        if ins.op is Opcode.CONV:
+            oh = f["in_h"] - f["kh"] + 1
+            ow = f["in_w"] - f["kw"] + 1
+            macs += oh * ow * f["out_c"] * f["kh"] * f["kw"] * f["in_c"] // max(f["groups"], 1)
+            setup += c.calc_setup_cycles
+        elif ins.op in (Opcode.LOAD, Opcode.SAVE):
+            nbytes += f["n0"] * f["n1"] * f["n2"]
+            setup += c.load_setup_cycles if ins.op is Opcode.LOAD else c.save_setup_cycles
+        else:
+            setup += c.calc_setup_cycles
+    compute = -(-macs // hw.macs_per_cycle)
+    memory = int(nbytes / hw.core_bandwidth_bytes_per_cycle())
+    return max(compute, memory) + setup
+
+
+def to_vfb(sample: SampleProgram, hw: HardwareConfig) -> VfbFile:
+    """The sample as a binary for ``hw``: IFP table, layer table, memory map, constants."""
+    text = bytearray()
+    ifps = empty_ifps(sum(isinstance(b, Ifp) for b in sample.body))
+    layers = [Layer(name=n, kind=k, macs=m) for n, k, m in sample.layers]
+    k = 0
+    for item in sample.body:
+        if isinstance(item, Ifp):
+            rec = ifps[k]
+            rec["layer"], rec["core"] = item.layer, item.core
+            rec["w0"], rec["w1"] = item.w
+            rec["c0"], rec["c1"] = item.c
+            rec["h0"], rec["h1"] = item.h
+            rec["insn_offset"] = len(text) // 64
+            rec["insn_count"] = len(item.insns)
+            rec["latency"] = ifp_cycles(item.insns, hw)
+            for buf, used in _buffer_use(item.insns).items():
+                rec[buf] = used
+            for ins in item.insns:
+                text += encode_one(ins.op, core=item.core, layer=item.layer, **ins.fields)
+            k += 1
+        else:
+            text += encode_one(item.op, **item.fields)
+    for li, layer in enumerate(layers):
+        idx = np.flatnonzero(ifps["layer"] == li)
+        layer.first_ifp, layer.ifp_count = int(idx[0]), len(idx)
+    tensors = [
+        Tensor(name=str(t["name"]), role=str(t["role"]), dtype="int8", layout="nhwc",
+               shape=tuple(t["shape"]), ddr_offset=int(t["ddr_offset"]),
+               size=int(np.prod(t["shape"])), scale=float(t["scale"]),
+               zero_point=int(t["zero_point"]))
+        for t in sample.tensors
+    ]
+    n_cores = max(int(ifps["core"].max()) + 1, 1)
+    return VfbFile.for_hw(hw, ddr_size=DDR_SIZE, data_offset=W_OFF, num_cores=n_cores,
+                          text=bytes(text), ifps=ifps, layers=layers, tensors=tensors,
+                          data=sample.data)

@@ -1,0 +1,245 @@
+"""Random CONV, POOL and ELTWISE instructions run through the whole emulator path
+(encode -> decode -> LOAD into buffers -> CALC -> SAVE to DDR) and compared exactly with
+the independent reference of tests/isa_reference.py."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import isa_reference as ref
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vfpga.emulator import Accelerator
+from vfpga.hw import load_hw
+from vfpga.isa.codec import encode_one
+from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
+
+HW = load_hw("pool16")
+ACC = Accelerator(HW, ddr_bytes=1 << 24)
+_names = itertools.count()
+SETTINGS = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@dataclass
+class _T:
+    name: str
+    ddr_offset: int
+    shape: tuple[int, ...]
+    role: str = "output"
+    dtype: str = "int8"
+    layout: str = "raw"
+    scale: float = 1.0
+    zero_point: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class _Img:
+    text: bytes
+    data: bytes
+    data_offset: int
+    ddr_size: int
+    tensors: list[_T]
+
+
+def run_program(insns: list[tuple[Opcode, dict]], data: bytes, out_off: int, out_shape):
+    """Run one core's instructions (SYNC/END appended) with ``data`` at DDR 0."""
+    text = b"".join(encode_one(op, **f) for op, f in insns)
+    text += encode_one(Opcode.SYNC, layer=0) + encode_one(Opcode.END)
+    size = max(out_off + int(np.prod(out_shape)), len(data)) + 64
+    img = _Img(text, data, 0, size, [_T("out", out_off, tuple(out_shape))])
+    t = ACC.create_task(f"t{next(_names)}", [int(np.random.default_rng().integers(16))], size)
+    try:
+        t.load(img)
+        res = ACC.run([t], raise_on_fault=True)[t.name]
+        assert res.ok
+        return t.read_tensor("out")
+    finally:
+        ACC.release_task(t)
+
+
+def _load(to: Buffer, ddr: int, nbytes: int, buf: int = 0, deps: int = 0) -> tuple:
+    return (Opcode.LOAD, dict(to=to, ddr=ddr, buf=buf, n0=1, n1=1, n2=nbytes, deps=deps))
+
+
+def _save(buf: int, ddr: int, nbytes: int) -> tuple:
+    return (Opcode.SAVE, {"from": Buffer.OBUF, "ddr": ddr, "buf": buf, "n0": 1, "n1": 1,
+                          "n2": nbytes, "deps": Dep.WAIT_PREV})
+
+
+def _shift_for(acc_scale: float, mult: int, target: float = 40.0) -> int:
+    return int(np.clip(round(np.log2(max(acc_scale, 1.0) * mult / target)), 0, 62))
+
+
+@st.composite
+def conv_case(draw):
+    groups_kind = draw(st.sampled_from(["normal", "grouped", "depthwise"]))
+    if groups_kind == "depthwise":
+        c = draw(st.integers(1, 16))
+        in_c = out_c = groups = c
+    elif groups_kind == "grouped":
+        groups = draw(st.integers(2, 4))
+        in_c = groups * draw(st.integers(1, 4))
+        out_c = groups * draw(st.integers(1, 4))
+    else:
+        groups, in_c, out_c = 1, draw(st.integers(1, 24)), draw(st.integers(1, 24))
+    kh = draw(st.sampled_from([1, 1, 2, 3, 3, 5, 7, 11]))
+    kw = draw(st.sampled_from([1, 1, 2, 3, 3, 5, 7, 11]))
+    pads = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    in_h = draw(st.integers(max(1, kh - pads[0] - pads[1]), 12))
+    in_w = draw(st.integers(max(1, kw - pads[2] - pads[3]), 12))
+    seed = draw(st.integers(0, 2**32 - 1))
+    act = draw(st.sampled_from(list(Act)))
+    split = draw(st.booleans()) and in_c > 1 and groups == 1
+    return dict(in_h=in_h, in_w=in_w, in_c=in_c, out_c=out_c, groups=groups, kh=kh, kw=kw,
+                sh=sh, sw=sw, pads=pads, seed=seed, act=act, split=split)
+
+
+@SETTINGS
+@given(conv_case())
+def test_conv_instruction_matches_reference(case):
+    rng = np.random.default_rng(case["seed"])
+    in_h, in_w, in_c, out_c, g = (case[k] for k in ("in_h", "in_w", "in_c", "out_c", "groups"))
+    kh, kw, pads = case["kh"], case["kw"], case["pads"]
+    cig = in_c // g
+    x = rng.integers(-128, 128, (in_h, in_w, in_c), dtype=np.int8)
+    w = rng.integers(-128, 128, (out_c, kh, kw, cig), dtype=np.int8)
+    mult = rng.integers(1 << 28, 1 << 31, out_c)
+    shift = np.array([_shift_for(np.sqrt(kh * kw * cig) * 5000, m) for m in mult])
+    bias = rng.integers(-50000, 50000, out_c)
+    params = np.stack([bias, mult, shift], axis=1).astype("<i4")
+    pad_value, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+    lo = out_zp
+    hi = int(rng.integers(lo, 128))
+    oh = (in_h + pads[0] + pads[1] - kh) // case["sh"] + 1
+    ow = (in_w + pads[2] + pads[3] - kw) // case["sw"] + 1
+    x_off, w_off = 0, x.nbytes
+    p_off = w_off + w.nbytes
+    p_off += -p_off % 4
+    out_off = p_off + params.nbytes
+    data = bytearray(out_off)
+    data[x_off : x_off + x.nbytes] = x.tobytes()
+    data[w_off : w_off + w.nbytes] = w.tobytes()
+    data[p_off : p_off + params.nbytes] = params.tobytes()
+    common = dict(kh=kh, kw=kw, stride_h=case["sh"], stride_w=case["sw"], pad_t=pads[0],
+                  pad_b=pads[1], pad_l=pads[2], pad_r=pads[3], pad_value=pad_value,
+                  out_zp=out_zp, act=case["act"], act_lo=lo, act_hi=hi, in_h=in_h, in_w=in_w,
+                  out_c=out_c, p_addr=0)
+    insns: list[tuple] = [
+        _load(Buffer.WBUF, w_off, w.nbytes),
+        _load(Buffer.PBUF, p_off, params.nbytes),
+    ]
+    if case["split"]:
+        # two input-channel chunks: partial sums through abuf (acc_out, then acc_in)
+        c1 = in_c // 2
+        for part, (a, b) in enumerate(((0, c1), (c1, in_c))):
+            xs = np.ascontiguousarray(x[:, :, a:b])
+            ws = np.ascontiguousarray(w[:, :, :, a:b])
+            data += xs.tobytes() + ws.tobytes()
+            xo, wo = len(data) - xs.nbytes - ws.nbytes, len(data) - ws.nbytes
+            ibuf_at, wbuf_at = part * 8192, 65536 + part * 16384
+            insns.append(_load(Buffer.WBUF, wo, ws.nbytes, buf=wbuf_at))
+            insns.append(_load(Buffer.IBUF, xo, xs.nbytes, buf=ibuf_at, deps=Dep.SIGNAL_NEXT))
+            insns.append((Opcode.CONV, dict(common, in_addr=ibuf_at, w_addr=wbuf_at, in_c=b - a,
+                                            groups=1, acc_in=part, acc_out=1 - part,
+                                            acc_addr=0, out_addr=0 if part else 0,
+                                            deps=Dep.WAIT_PREV | (Dep.SIGNAL_NEXT * part))))
+    else:
+        insns.append(_load(Buffer.IBUF, x_off, x.nbytes, deps=Dep.SIGNAL_NEXT))
+        insns.append((Opcode.CONV, dict(common, in_addr=0, w_addr=0, in_c=in_c, groups=g,
+                                        out_addr=0, deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)))
+    n_out = oh * ow * out_c
+    insns.append(_save(0, out_off, n_out))
+    got = run_program(insns, bytes(data), out_off, (oh, ow, out_c))
+    want = ref.conv(x, w, start=params[:, 0].astype(np.int64), stride=(case["sh"], case["sw"]),
+                    pads=pads, pad_value=pad_value, groups=g, acc_out=False, mult=mult,
+                    shift=shift, out_zp=out_zp, act=int(case["act"]), act_lo=lo, act_hi=hi)
+    np.testing.assert_array_equal(got.view(np.int8), want)
+
+
+@st.composite
+def pool_case(draw):
+    mode = draw(st.sampled_from(list(PoolMode)))
+    c = draw(st.integers(1, 24))
+    if mode is PoolMode.GLOBAL_AVG:
+        kh = kw = sh = sw = 0
+        pads = (0, 0, 0, 0)
+        in_h, in_w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    else:
+        kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+        pads = tuple(draw(st.integers(0, min(3, k - 1))) for k in (kh, kh, kw, kw))
+        sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        in_h = draw(st.integers(max(1, kh - pads[0] - pads[1]), 12))
+        in_w = draw(st.integers(max(1, kw - pads[2] - pads[3]), 12))
+    return dict(mode=mode, c=c, kh=kh, kw=kw, sh=sh, sw=sw, pads=pads, in_h=in_h, in_w=in_w,
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@SETTINGS
+@given(pool_case())
+def test_pool_instruction_matches_reference(case):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.integers(-128, 128, (case["in_h"], case["in_w"], case["c"]), dtype=np.int8)
+    mult = int(rng.integers(1 << 29, 1 << 31))
+    shift = _shift_for(1.0, mult, target=1.0)
+    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+    mode = case["mode"]
+    pads = case["pads"]
+    if mode is PoolMode.GLOBAL_AVG:
+        oh = ow = 1
+    else:
+        oh = (case["in_h"] + pads[0] + pads[1] - case["kh"]) // case["sh"] + 1
+        ow = (case["in_w"] + pads[2] + pads[3] - case["kw"]) // case["sw"] + 1
+    out_off = x.nbytes + (-x.nbytes % 64)
+    insns = [
+        _load(Buffer.IBUF, 0, x.nbytes, deps=Dep.SIGNAL_NEXT),
+        (Opcode.POOL, dict(mode=mode, in_addr=0, out_addr=0, in_h=case["in_h"],
+                           in_w=case["in_w"], c=case["c"], kh=case["kh"], kw=case["kw"],
+                           stride_h=case["sh"], stride_w=case["sw"], pad_t=pads[0],
+                           pad_b=pads[1], pad_l=pads[2], pad_r=pads[3], mult=mult, shift=shift,
+                           in_zp=in_zp, out_zp=out_zp, deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
+        _save(0, out_off, oh * ow * case["c"]),
+    ]
+    got = run_program(insns, x.tobytes(), out_off, (oh, ow, case["c"]))
+    want = ref.pool(x, mode=int(mode), kernel=(case["kh"], case["kw"]),
+                    stride=(case["sh"], case["sw"]), pads=pads, mult=mult, shift=shift,
+                    in_zp=in_zp, out_zp=out_zp)
+    np.testing.assert_array_equal(got.view(np.int8), want)
+
+
+@SETTINGS
+@given(st.integers(1, 3000), st.sampled_from(list(Act)), st.integers(0, 2**32 - 1))
+def test_eltwise_instruction_matches_reference(n, act, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, n, dtype=np.int8)
+    b = rng.integers(-128, 128, n, dtype=np.int8)
+    ma, mb = (int(v) for v in rng.integers(1 << 28, 1 << 31, 2))
+    shift = _shift_for(128.0, max(ma, mb), target=60.0)
+    a_zp, b_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 3))
+    hi = int(rng.integers(out_zp, 128))
+    out_off = 2 * n + 64
+    insns = [
+        _load(Buffer.IBUF, 0, n),
+        _load(Buffer.IBUF, n, n, buf=4096, deps=Dep.SIGNAL_NEXT),
+        (Opcode.ELTWISE, dict(a_addr=0, b_addr=4096, out_addr=0, n=n, mult_a=ma, mult_b=mb,
+                              shift=shift, a_zp=a_zp, b_zp=b_zp, out_zp=out_zp, act=act,
+                              act_lo=out_zp, act_hi=hi, deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
+        _save(0, out_off, n),
+    ]
+    got = run_program(insns, a.tobytes() + b.tobytes(), out_off, (n,))
+    want = ref.eltwise_add(a, b, mult_a=ma, mult_b=mb, shift=shift, a_zp=a_zp, b_zp=b_zp,
+                           out_zp=out_zp, act=int(act), act_lo=out_zp, act_hi=hi)
+    np.testing.assert_array_equal(got.view(np.int8), want)
+
+
+def test_param_record_layout_is_documented_size():
+    assert PARAM_RECORD_BYTES == 12

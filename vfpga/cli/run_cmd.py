@@ -1,0 +1,140 @@
+"""``vfpga run PROG.vfb [--input [NAME=]X.npy ...] [-o OUT.npy] [--cores SPEC]``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from vfpga.backend.binary import read_vfb
+from vfpga.cli.coresets import parse_cores
+from vfpga.emulator import Accelerator, TaskResult
+from vfpga.errors import VfpgaError
+from vfpga.hw import HardwareConfigError, load_hw
+
+
+def _save_npy(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write one array as .npy or several as .npz, atomically."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if len(arrays) == 1 and path.suffix != ".npz":
+                np.save(fh, next(iter(arrays.values())))
+            else:
+                np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def stats_table(res: TaskResult, title: str) -> Table:
+    """A per-core table of instructions, MACs and DDR traffic."""
+    t = Table(title=title)
+    for col in ("core", "insns", "LOAD", "CONV", "POOL", "ELTWISE", "SAVE", "SYNC", "MACs",
+                "DDR in", "DDR out"):
+        t.add_column(col, justify="right")
+    for core, c in sorted(res.counters.items()):
+        t.add_row(
+            str(core), str(c.total_insns), *(str(c.insns[k]) for k in
+                                             ("LOAD", "CONV", "POOL", "ELTWISE", "SAVE", "SYNC")),
+            f"{c.macs:,}", f"{c.load_bytes:,}", f"{c.save_bytes:,}",
+        )
+    return t
+
+
+@click.command()
+@click.argument("binary", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--input", "-i", "inputs", multiple=True, metavar="[NAME=]FILE.npy",
+              help="Input tensor (int8 as is, float quantized with the tensor's scale/zero "
+                   "point). Default: a seeded random int8 input.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the output tensor(s) (.npy for one, .npz for several).")
+@click.option("--cores", default=None, help="Cores to run on: N, 0-7 or 0,3,5 "
+              "(default: as many as the binary uses).")
+@click.option("--hw", "hw_name", default=None, help="Hardware preset or JSON (default: the "
+              "binary's).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random input.")
+@click.option("--dequantize", is_flag=True, help="Write float outputs (scale * (q - zp)).")
+def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str | None,
+        hw_name: str | None, seed: int, dequantize: bool) -> None:
+    """Run BINARY on the emulator and print per-core statistics."""
+    if not binary.is_file():
+        raise VfpgaError(f"{binary}: no such file")
+    try:
+        hw = load_hw(hw_name) if hw_name else None
+    except HardwareConfigError as exc:
+        raise VfpgaError(str(exc)) from None
+    vfb = read_vfb(binary, hw=hw)
+    if hw is None:
+        try:
+            hw = load_hw(vfb.hw_name)
+        except HardwareConfigError:
+            raise VfpgaError(
+                f"{binary}: built for hardware '{vfb.hw_name}', which is not a preset; pass --hw"
+            ) from None
+        if hw.fingerprint != vfb.hw_fingerprint:
+            raise VfpgaError(
+                f"{binary}: built for a '{vfb.hw_name}' whose configuration differs from the "
+                f"preset of that name; recompile or pass the matching --hw JSON"
+            )
+    if vfb.host_ops:
+        raise VfpgaError(f"{binary}: has host ops; running them is not implemented yet")
+    core_list = (parse_cores(cores, hw.num_cores) if cores
+                 else list(range(max(vfb.num_cores, 1))))
+    acc = Accelerator(hw)
+    task = acc.create_task(binary.stem, core_list, vfb.ddr_size)
+    task.load(vfb)
+    in_tensors = [t for t in vfb.tensors if t.role == "input"]
+    given: dict[str, Path] = {}
+    for spec in inputs:
+        name, _, file = spec.rpartition("=")
+        if not name:
+            if len(in_tensors) != 1:
+                raise VfpgaError(
+                    f"--input {spec}: the binary has {len(in_tensors)} inputs; use NAME=FILE "
+                    f"({', '.join(t.name for t in in_tensors)})"
+                )
+            name = in_tensors[0].name
+        given[name] = Path(file)
+    rng = np.random.default_rng(seed)
+    for t in in_tensors:
+        if t.name in given:
+            try:
+                arr = np.load(given[t.name])
+            except (OSError, ValueError) as exc:
+                raise VfpgaError(f"--input {given[t.name]}: cannot read .npy: {exc}") from None
+            if arr.size != int(np.prod(t.shape)):
+                raise VfpgaError(
+                    f"--input {given[t.name]}: shape {arr.shape} does not match input "
+                    f"'{t.name}' of shape {t.shape} ({t.layout})"
+                )
+        else:
+            click.echo(f"note: no --input for '{t.name}': using a random int8 input (seed {seed})",
+                       err=True)
+            arr = rng.integers(-128, 128, size=t.shape, dtype=np.int8)
+        task.write_tensor(t.name, arr.reshape(t.shape) if arr.dtype == np.int8 else arr)
+    res = acc.run([task])[task.name]
+    if not res.ok:
+        raise VfpgaError(f"{binary}: fault: {res.error}")
+    console = Console()
+    console.print(stats_table(res, f"{binary.name} on cores {core_list}: "
+                                   f"{res.barriers} layer barriers"))
+    outs = {}
+    for t in vfb.tensors:
+        if t.role != "output":
+            continue
+        q = task.read_tensor(t.name)
+        outs[t.name] = (t.scale * (q.astype(np.float32) - t.zero_point)) if dequantize else q
+        click.echo(f"output '{t.name}': {t.dtype} {t.layout} {'x'.join(map(str, t.shape))}, "
+                   f"sha256 {hashlib.sha256(q.tobytes()).hexdigest()[:16]}, "
+                   f"min {int(q.min())} max {int(q.max())} mean {float(q.mean()):.2f}")
+    if output is not None:
+        _save_npy(output, outs)
+        click.echo(f"wrote {output}")
