@@ -1,0 +1,1262 @@
+"""Lower a QDQ ONNX model (``QuantizeLinear``/``DequantizeLinear`` around float ops, as
+written by ``onnxruntime.quantization.quantize_static`` with ``QuantFormat.QDQ``) to a
+:class:`~vfpga.frontend.qgraph.QGraph` with integer parameters.
+
+The model is read as islands of float ops between ``DequantizeLinear`` (DQ) inputs and one
+``QuantizeLinear`` (Q) output. Every island becomes one or a few QGraph nodes whose integer
+arithmetic reproduces ``Q(op(DQ(x)))`` (the rounding is exact in the QGraph, where ONNX
+Runtime rounds in float32; docs/quantization.md):
+
+* ``DQ(x), DQ(w), DQ(b) -> Conv [-> Relu | Clip]* -> Q`` -> :class:`QConv`: int8 weights
+  (weight zero point folded, it must leave values in int8), int32 bias, per-channel
+  ``multiplier / 2**shift == float32(float32(s_in * s_w[c]) / s_out)`` exactly (a float32
+  has a 24-bit mantissa), activation clamp in the output's quantized domain.
+* ``DQ -> MaxPool -> Q``: :class:`QPool` ``max``; when the output quantization differs from
+  the input's, a requantizing depthwise 1x1 :class:`QConv` with unit weights follows.
+* ``DQ -> AveragePool | GlobalAveragePool -> Q``: :class:`QPool` ``avg`` / ``global_avg``
+  with ``multiplier / 2**shift == float32(s_in / s_out)``.
+* ``DQ(a), DQ(b) -> Add [-> Relu | Clip]* -> Q``: :class:`QAdd` with
+  ``mult_a / 2**shift == float32(s_a / s_out)``, ``mult_b / 2**shift == float32(s_b / s_out)``.
+* ``DQ(x_i) -> Concat(axis=1) -> Q``: :class:`QConcat`; inputs whose quantization differs
+  from the output's first go through a requantizing unit-weight depthwise 1x1 QConv.
+* ``DQ -> Relu | Clip -> Q`` and ``DQ -> Q`` with another quantization: a requantizing
+  unit-weight depthwise 1x1 QConv (fused into the producing QConv/QAdd when the
+  quantization is unchanged and nothing else reads the producer's output).
+* ``DQ -> Softmax | LRN -> Q`` (and such an op producing a float graph output):
+  :class:`QHostOp` run on the host in float32.
+* ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Identity`` are views: they must only
+  add or drop unit dimensions (the classifier's final ``(N, C, 1, 1) -> (N, C)``), except on
+  the way to a graph output, where the ONNX shape goes to ``QGraph.output_shapes``.
+
+Tensors of rank 2 and 3 are padded to 4-D with trailing unit dimensions (``(N, C)`` ->
+``(N, C, 1, 1)``, ``(N, C, L)`` -> ``(N, C, L, 1)``; 1-D convolutions and pools become
+``K x 1`` ones). uint8 tensors are mapped to int8 exactly (``q - 128``, zero point - 128).
+
+QGraph tensors are named after the float ONNX tensor the ``QuantizeLinear`` reads (the op's
+output), graph outputs after the ONNX graph outputs; tensors the lowering inserts (requant
+inputs) get a ``/`` suffix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from vfpga.errors import FrontendError
+from vfpga.frontend.qgraph import (
+    Act,
+    QAdd,
+    QConcat,
+    QConv,
+    QGraph,
+    QHostOp,
+    QNode,
+    QPool,
+    QTensor,
+)
+
+#: ONNX ops the lowering accepts (besides QuantizeLinear / DequantizeLinear / Constant).
+SUPPORTED_OPS: tuple[str, ...] = (
+    "Conv",
+    "Relu",
+    "Clip",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Add",
+    "Concat",
+    "Softmax",
+    "LRN",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+)
+#: Ops run on the host CPU in float32 (:class:`QHostOp`).
+HOST_OPS: tuple[str, ...] = ("Softmax", "LRN")
+_VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+_ACT_OPS = ("Relu", "Clip")
+
+#: Largest multiplier (exclusive) and shift of a requantization.
+MULT_LIMIT = 1 << 31
+MAX_SHIFT = 62
+
+
+# --------------------------------------------------------------------------------------
+# multiplier / shift
+# --------------------------------------------------------------------------------------
+
+
+def _odd_mantissa(r: float) -> tuple[int, int]:
+    """``r == o * 2**-k`` with ``o`` odd (or ``(0, 0)`` for 0); ``r`` finite, ``>= 0``."""
+    if r == 0.0:
+        return 0, 0
+    mant, exp = math.frexp(r)  # r = mant * 2**exp, mant in [0.5, 1)
+    o = int(mant * (1 << 53))  # exact: a double has a 53-bit mantissa
+    k = 53 - exp
+    while o % 2 == 0:
+        o //= 2
+        k -= 1
+    return o, k
+
+
+def _rhe_fraction(num: int, den_shift: int) -> int:
+    """``round_half_to_even(num / 2**den_shift)`` for Python ints, ``den_shift >= 0``."""
+    if den_shift == 0:
+        return num
+    q, r = divmod(num, 1 << den_shift)
+    half = 1 << (den_shift - 1)
+    if r > half or (r == half and q & 1):
+        q += 1
+    return q
+
+
+def mult_shift(ratio: float) -> tuple[int, int]:
+    """The multiplier ``m`` in ``[0, 2**31)`` and shift ``s`` in ``[0, 62]`` with
+    ``m / 2**s == ratio`` exactly when possible (every float32 at least ``2**-38`` is
+    representable; the smallest ``s`` is chosen, so ``m`` is odd). Smaller ratios are
+    rounded half to even at ``s = 62``. Raises ``ValueError`` for negative, non-finite or
+    too large (``>= 2**31``) ratios."""
+    if not math.isfinite(ratio) or ratio < 0:
+        raise ValueError(f"requantization ratio {ratio!r} is not a finite non-negative number")
+    o, k = _odd_mantissa(ratio)
+    if o == 0:
+        return 0, 0
+    if k < 0:
+        m = o << (-k)
+        k = 0
+    else:
+        m = o
+    if k > MAX_SHIFT:
+        m = _rhe_fraction(m, k - MAX_SHIFT)
+        k = MAX_SHIFT
+    if m >= MULT_LIMIT:
+        raise ValueError(f"requantization ratio {ratio!r} is too large (>= 2**31)")
+    return m, k
+
+
+def mult_shift_pair(ra: float, rb: float) -> tuple[int, int, int]:
+    """``(mult_a, mult_b, shift)`` with one shared shift: ``mult_x / 2**shift == r_x``
+    exactly when both fit (float32 ratios whose exponents differ by at most 7 always do);
+    otherwise the shift is the largest that keeps both multipliers below ``2**31`` and the
+    multipliers are rounded half to even."""
+    oa, ka = _odd_mantissa(ra)
+    ob, kb = _odd_mantissa(rb)
+    ks = [k for o, k in ((oa, ka), (ob, kb)) if o]
+    if not ks:
+        return 0, 0, 0
+    s = max(0, *ks)
+    ma = (oa << (s - ka)) if oa else 0
+    mb = (ob << (s - kb)) if ob else 0
+    if s <= MAX_SHIFT and ma < MULT_LIMIT and mb < MULT_LIMIT:
+        return ma, mb, s
+    big = max(ra, rb)
+    if big >= MULT_LIMIT:
+        raise ValueError(f"requantization ratio {big!r} is too large (>= 2**31)")
+    # largest s with big * 2**s < 2**31
+    s = min(MAX_SHIFT, 30 - math.frexp(big)[1] + 1)
+    while s > 0 and big * 2.0**s >= MULT_LIMIT:
+        s -= 1
+
+    def rnd(o: int, k: int) -> int:
+        if not o:
+            return 0
+        return o << (s - k) if s >= k else _rhe_fraction(o, k - s)
+
+    return rnd(oa, ka), rnd(ob, kb), s
+
+
+def _f32(v: object) -> np.float32:
+    return np.float32(v)  # type: ignore[arg-type]
+
+
+def ratio_f32(*factors: float, divisor: float) -> float:
+    """``float32(float32(f0 * f1 * ...) / divisor)`` evaluated in float32 left to right,
+    the way ONNX Runtime's integer kernels compute their output scales."""
+    acc = _f32(1.0)
+    for i, f in enumerate(factors):
+        acc = _f32(f) if i == 0 else _f32(acc * _f32(f))
+    return float(_f32(acc / _f32(divisor)))
+
+
+# --------------------------------------------------------------------------------------
+# values of ONNX tensors during the walk
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Const:
+    """A constant: an initializer, a ``Constant`` output or the DQ of one (then ``value``
+    holds the integer data and ``scale``/``zero_point`` the DQ parameters)."""
+
+    value: np.ndarray
+    scale: np.ndarray | None = None
+    zero_point: np.ndarray | None = None
+    axis: int = 1
+
+    def as_float(self) -> np.ndarray:
+        if self.scale is None:
+            return self.value
+        v = self.value.astype(np.float64)
+        sc = self.scale.astype(np.float64)
+        zp = (self.zero_point if self.zero_point is not None else np.zeros_like(sc)).astype(
+            np.float64
+        )
+        if sc.size > 1:
+            shape = [1] * v.ndim
+            shape[self.axis] = -1
+            sc = sc.reshape(shape)
+            zp = zp.reshape(shape)
+        return ((v - zp) * sc).astype(np.float32)
+
+
+@dataclass
+class _QVal:
+    """A float tensor equal to the dequantization of the QGraph tensor ``tensor``;
+    ``shape`` is its ONNX shape (a view may differ from the tensor's 4-D shape)."""
+
+    tensor: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class _Pending:
+    """The float result of an island's op, waiting for its ``QuantizeLinear``.
+
+    ``build(out, act)`` returns the QGraph nodes computing the QGraph tensor ``out`` with
+    activation ``act`` (only called with a non-trivial ``act`` when ``supports_act``)."""
+
+    name: str
+    op_type: str
+    shape4: tuple[int, int, int, int]
+    shape: tuple[int, ...]
+    build: Callable[[QTensor, Act], list[QNode]]
+    supports_act: bool
+    lo: float | None = None
+    hi: float | None = None
+    host: bool = False
+    build_float: Callable[[QTensor], list[QNode]] | None = None
+
+
+_Value = _Const | _QVal | _Pending
+
+
+def _as4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    if len(shape) == 4:
+        return (shape[0], shape[1], shape[2], shape[3])
+    if len(shape) == 3:
+        return (shape[0], shape[1], shape[2], 1)
+    if len(shape) == 2:
+        return (shape[0], shape[1], 1, 1)
+    if len(shape) == 1:
+        return (1, shape[0], 1, 1)
+    raise ValueError(f"rank {len(shape)}")
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, object]:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _spatial_attrs(
+    name: str,
+    attrs: dict[str, object],
+    in_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    rank_spatial: int,
+    err: Callable[[str], FrontendError],
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Strides and pads (top, left, bottom, right) for a 1-D or 2-D conv / pool node."""
+    strides = [int(v) for v in attrs.get("strides", [1] * rank_spatial)]  # type: ignore[union-attr]
+    dil = [int(v) for v in attrs.get("dilations", [1] * rank_spatial)]  # type: ignore[union-attr]
+    if any(d != 1 for d in dil):
+        raise err(f"dilations {dil} are not supported (the accelerator has no dilation)")
+    pads_raw = [int(v) for v in attrs.get("pads", [0] * (2 * rank_spatial))]  # type: ignore[union-attr]
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if rank_spatial == 1:
+        strides = [strides[0], 1]
+        pads_raw = [pads_raw[0], 0, pads_raw[1], 0]
+    st = (strides[0], strides[1])
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0, 0, 0, 0]
+        for d in range(2):
+            out = -(-in_hw[d] // st[d])
+            total = max((out - 1) * st[d] + kernel[d] - in_hw[d], 0)
+            small, big = total // 2, total - total // 2
+            begin, end = (small, big) if auto == "SAME_UPPER" else (big, small)
+            pads[d], pads[d + 2] = begin, end
+        pads_raw = pads
+    elif auto == "VALID":
+        pads_raw = [0, 0, 0, 0]
+    elif auto != "NOTSET":
+        raise err(f"auto_pad={auto!r} is not supported")
+    p = (pads_raw[0], pads_raw[1], pads_raw[2], pads_raw[3])
+    if any(v < 0 for v in p):
+        raise err(f"negative pads {p} are not supported")
+    return st, p
+
+
+def _out_hw(
+    in_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    pads: tuple[int, int, int, int],
+) -> tuple[int, int]:
+    oh = (in_hw[0] + pads[0] + pads[2] - kernel[0]) // strides[0] + 1
+    ow = (in_hw[1] + pads[1] + pads[3] - kernel[1]) // strides[1] + 1
+    return oh, ow
+
+
+def _q_clamp(v: float, scale: float, zp: int) -> int:
+    """``QuantizeLinear`` of one float (float32 division, half to even, int8 saturation)."""
+    q = float(np.rint(_f32(v) / _f32(scale))) + zp
+    return int(min(max(q, -128), 127))
+
+
+def _make_act(lo: float | None, hi: float | None, out: QTensor) -> Act:
+    qlo = -128 if lo is None else _q_clamp(lo, out.scale, out.zero_point)
+    qhi = 127 if hi is None else _q_clamp(hi, out.scale, out.zero_point)
+    if qlo == -128 and qhi == 127:
+        return Act()
+    if qhi == 127:
+        return Act("relu", qlo, 127)
+    return Act("relu6", qlo, qhi)
+
+
+def _same_quant(a: QTensor, b: QTensor) -> bool:
+    return _f32(a.scale) == _f32(b.scale) and a.zero_point == b.zero_point
+
+
+# --------------------------------------------------------------------------------------
+# the lowering
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoweringResult:
+    """A lowered graph and, for each QGraph tensor that exists in the QDQ model, the name
+    of the ONNX int8 tensor (a ``QuantizeLinear`` output) holding it and the offset to add
+    to ONNX's values to get the QGraph's (``-128`` for uint8 tensors, else 0)."""
+
+    graph: QGraph
+    onnx_int8: dict[str, tuple[str, int]]
+
+
+class _Lowerer:
+    def __init__(self, model: onnx.ModelProto, source: str) -> None:
+        self.model = model
+        self.source = source
+        self.opset = 13
+        for imp in model.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                self.opset = int(imp.version)
+        self.values: dict[str, _Value] = {}
+        self.tensors: dict[str, QTensor] = {}
+        self.nodes: list[QNode] = []
+        self.node_names: set[str] = set()
+        self.onnx_int8: dict[str, tuple[str, int]] = {}
+        self.inputs: list[str] = []
+        self.cur: onnx.NodeProto | None = None
+        self.cur_name = ""
+
+    # ---- errors and names -----------------------------------------------------------
+
+    def err(self, msg: str, node: onnx.NodeProto | None = None) -> FrontendError:
+        n = node if node is not None else self.cur
+        where = f"{self.source}"
+        if n is not None:
+            nm = n.name or self.cur_name
+            where += f": node '{nm}' ({n.op_type})"
+        return FrontendError(f"{where}: {msg}")
+
+    def unsupported(self, node: onnx.NodeProto, what: str) -> FrontendError:
+        return self.err(
+            f"{what}; supported ops: {', '.join(SUPPORTED_OPS)} (between "
+            "DequantizeLinear and QuantizeLinear; run `vfpga quantize` on an fp32 model first)",
+            node,
+        )
+
+    def tensor_name(self, want: str) -> str:
+        name = want or "t"
+        i = 1
+        while name in self.tensors:
+            name = f"{want}/{i}"
+            i += 1
+        return name
+
+    def node_name(self, want: str) -> str:
+        name = want
+        i = 1
+        while name in self.node_names:
+            name = f"{want}/{i}"
+            i += 1
+        self.node_names.add(name)
+        return name
+
+    def add_tensor(self, want: str, shape4: tuple[int, ...], scale: float, zp: int) -> QTensor:
+        t = QTensor(self.tensor_name(want), tuple(int(d) for d in shape4), float(scale), int(zp))
+        self.tensors[t.name] = t
+        return t
+
+    # ---- value access ---------------------------------------------------------------
+
+    def val(self, name: str) -> _Value:
+        if name not in self.values:
+            raise self.err(f"input '{name}' is not produced by any node, initializer or input")
+        return self.values[name]
+
+    def qin(self, name: str) -> _QVal:
+        """The input ``name`` as a dequantized QGraph tensor, checked against its 4-D form."""
+        v = self.val(name)
+        if isinstance(v, _Pending):
+            raise self.err(
+                f"input '{name}' is the float output of node '{v.name}' ({v.op_type}) with no "
+                "QuantizeLinear/DequantizeLinear pair in between; quantize the model with "
+                "every op quantized"
+            )
+        if isinstance(v, _Const):
+            raise self.err(
+                f"input '{name}' is a constant where an activation is expected; constant "
+                "activations are not supported (fold them into the weights)"
+            )
+        t = self.tensors[v.tensor]
+        if _as4(v.shape) != t.shape:
+            raise self.err(
+                f"input '{name}' is a reshaped view {v.shape} of the {t.shape} tensor "
+                f"'{t.name}'; only unit dimensions may be added or dropped before an op"
+            )
+        return v
+
+    def const(self, name: str, what: str) -> _Const:
+        v = self.val(name)
+        if not isinstance(v, _Const):
+            raise self.err(f"the {what} '{name}' must be a constant")
+        return v
+
+    def int_list(self, name: str, what: str) -> list[int]:
+        return [int(x) for x in np.ravel(self.const(name, what).as_float())]
+
+    # ---- entry ----------------------------------------------------------------------
+
+    def run(self) -> LoweringResult:
+        g = self.model.graph
+        for init in g.initializer:
+            self.values[init.name] = _Const(numpy_helper.to_array(init))
+        init_names = {i.name for i in g.initializer}
+        real_inputs = [i for i in g.input if i.name not in init_names]
+        if len(real_inputs) != 1:
+            raise FrontendError(
+                f"{self.source}: the model has {len(real_inputs)} inputs "
+                f"({', '.join(i.name for i in real_inputs)}); exactly one float input is "
+                "supported"
+            )
+        self.graph_input = real_inputs[0]
+        self.input_shape = self._input_shape(real_inputs[0])
+        self.input_name = real_inputs[0].name
+        for idx, node in enumerate(g.node):
+            self.cur = node
+            self.cur_name = node.name or f"{node.op_type}_{idx}"
+            self.lower_node(node)
+        self.cur = None
+        outputs = self.finish_outputs()
+        if not self.inputs:
+            raise FrontendError(
+                f"{self.source}: the graph input '{self.input_name}' is never quantized "
+                "(no QuantizeLinear reads it); this does not look like a QDQ model"
+            )
+        return LoweringResult(
+            QGraph(
+                name=g.name or self.source,
+                inputs=self.inputs,
+                outputs=outputs,
+                tensors=self.tensors,
+                nodes=self.nodes,
+                output_shapes=self.output_shapes,
+            ),
+            self.onnx_int8,
+        )
+
+    def _input_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
+        tt = vi.type.tensor_type
+        if tt.elem_type != onnx.TensorProto.FLOAT:
+            raise FrontendError(
+                f"{self.source}: input '{vi.name}' has element type "
+                f"{onnx.TensorProto.DataType.Name(tt.elem_type)}; a float32 input is required"
+            )
+        dims: list[int] = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            elif i == 0:
+                dims.append(1)
+            else:
+                raise FrontendError(
+                    f"{self.source}: input '{vi.name}' dimension {i} is not fixed "
+                    f"({d.dim_param or '?'}); only the batch dimension may be symbolic"
+                )
+        if not 2 <= len(dims) <= 4:
+            raise FrontendError(
+                f"{self.source}: input '{vi.name}' has shape {dims}; inputs of rank 2 to 4 "
+                "are supported"
+            )
+        return tuple(dims)
+
+    # ---- per node -------------------------------------------------------------------
+
+    def lower_node(self, node: onnx.NodeProto) -> None:
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx"):
+            raise self.unsupported(node, f"op domain '{node.domain}' is not supported")
+        if op == "Constant":
+            t = node.attribute[0]
+            if t.name != "value":
+                raise self.err(f"Constant with attribute '{t.name}' is not supported")
+            self.values[node.output[0]] = _Const(numpy_helper.to_array(t.t))
+            return
+        if op == "QuantizeLinear":
+            self.lower_q(node)
+            return
+        if op == "DequantizeLinear":
+            self.lower_dq(node)
+            return
+        if op in _VIEW_OPS:
+            self.lower_view(node)
+            return
+        if op in _ACT_OPS:
+            self.lower_act(node)
+            return
+        if any(o for o in node.output[1:]):
+            raise self.err("only the first output of the node may be used")
+        handler = {
+            "Conv": self.lower_conv,
+            "MaxPool": self.lower_pool,
+            "AveragePool": self.lower_pool,
+            "GlobalAveragePool": self.lower_gap,
+            "Add": self.lower_add,
+            "Concat": self.lower_concat,
+            "Softmax": self.lower_host,
+            "LRN": self.lower_host,
+        }.get(op)
+        if handler is None:
+            raise self.unsupported(node, f"op type {op} is not supported")
+        handler(node)
+
+    # ---- Q / DQ ---------------------------------------------------------------------
+
+    def _qparams(self, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, int]:
+        scale = self.const(node.input[1], "scale").as_float().astype(np.float32)
+        if len(node.input) > 2 and node.input[2]:
+            zc = self.const(node.input[2], "zero point")
+            zp = zc.value
+        else:
+            zp = np.zeros(scale.shape, dtype=np.uint8)
+        axis = int(_attrs(node).get("axis", 1))  # type: ignore[call-overload]
+        return scale, zp, axis
+
+    def lower_q(self, node: onnx.NodeProto) -> None:
+        scale, zp, _ = self._qparams(node)
+        if scale.size != 1:
+            raise self.err("per-axis quantization of an activation is not supported")
+        if zp.dtype not in (np.int8, np.uint8):
+            raise self.err(f"zero point type {zp.dtype} is not supported (int8 or uint8)")
+        offset = -128 if zp.dtype == np.uint8 else 0
+        s = float(scale.reshape(()))
+        z = int(zp.reshape(())) + offset
+        if not (s > 0 and math.isfinite(s)):
+            raise self.err(f"scale {s} is not a positive finite number")
+        src = node.input[0]
+        out = node.output[0]
+        if src == self.input_name and src not in self.values:
+            if self.inputs:
+                t = self.tensors[self.inputs[0]]
+                if _f32(t.scale) != _f32(s) or t.zero_point != z:
+                    raise self.err("the graph input is quantized twice with different parameters")
+            else:
+                t = self.add_tensor(src, _as4(self.input_shape), s, z)
+                self.inputs.append(t.name)
+                self.onnx_int8[t.name] = (out, offset)
+            self.values[out] = _QVal(t.name, self.input_shape)
+            return
+        v = self.val(src)
+        if isinstance(v, _Const):
+            raise self.err(
+                f"QuantizeLinear of the constant '{src}': constant activations are not "
+                "supported (quantize weights with DequantizeLinear of an integer initializer)"
+            )
+        if isinstance(v, _QVal):
+            t_in = self.tensors[v.tensor]
+            if _f32(t_in.scale) == _f32(s) and t_in.zero_point == z:
+                self.values[out] = _QVal(v.tensor, v.shape)
+                self.onnx_int8.setdefault(v.tensor, (out, offset))
+                return
+            t_out = self.add_tensor(src, t_in.shape, s, z)
+            self.nodes.append(self.requant_conv(self.node_name(self.cur_name), t_in, t_out, Act()))
+            self.values[out] = _QVal(t_out.name, v.shape)
+            self.onnx_int8[t_out.name] = (out, offset)
+            return
+        t = self.add_tensor(src, v.shape4, s, z)
+        self.nodes.extend(self.materialize(v, t))
+        self.values[out] = _QVal(t.name, v.shape)
+        self.onnx_int8[t.name] = (out, offset)
+
+    def materialize(self, p: _Pending, out: QTensor) -> list[QNode]:
+        act = _make_act(p.lo, p.hi, out)
+        if act.kind == "none" or p.supports_act:
+            return p.build(out, act)
+        pre = self.add_tensor(out.name + "/pre", out.shape, out.scale, out.zero_point)
+        nodes = p.build(pre, Act())
+        nodes.append(self.requant_conv(self.node_name(p.name + "/act"), pre, out, act))
+        return nodes
+
+    def lower_dq(self, node: onnx.NodeProto) -> None:
+        src = node.input[0]
+        v = self.val(src)
+        out = node.output[0]
+        if isinstance(v, _Const):
+            scale, zp, axis = self._qparams(node)
+            if zp.size == 1 and scale.size == 1:
+                zp = zp.reshape(())
+                scale = scale.reshape(())
+            axis = axis if axis >= 0 else axis + v.value.ndim
+            self.values[out] = _Const(v.value, scale, zp, axis)
+            return
+        if isinstance(v, _QVal):
+            self.values[out] = v
+            return
+        raise self.err(f"DequantizeLinear of the float tensor '{src}'")
+
+    # ---- views and activations ------------------------------------------------------
+
+    def _view_shape(self, node: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[int, ...]:
+        op = node.op_type
+        a = _attrs(node)
+        n = int(np.prod(shape))
+        if op == "Identity":
+            return shape
+        if op == "Flatten":
+            axis = int(a.get("axis", 1))  # type: ignore[call-overload]
+            axis = axis + len(shape) if axis < 0 else axis
+            left = int(np.prod(shape[:axis]))
+            return (left, n // left if left else 0)
+        if op == "Reshape":
+            if len(node.input) < 2:
+                target = [int(x) for x in a.get("shape", [])]  # type: ignore[union-attr]
+            else:
+                target = self.int_list(node.input[1], "shape")
+            allow_zero = int(a.get("allowzero", 0))  # type: ignore[call-overload]
+            out = [shape[i] if (d == 0 and not allow_zero) else d for i, d in enumerate(target)]
+            if out.count(-1) > 1:
+                raise self.err(f"Reshape to {target} has more than one -1")
+            if -1 in out:
+                known = int(np.prod([d for d in out if d != -1]))
+                out[out.index(-1)] = n // known if known else 0
+            if int(np.prod(out)) != n:
+                raise self.err(f"Reshape of {shape} to {target}: the element count differs")
+            return tuple(out)
+        axes_attr = a.get("axes")
+        if axes_attr is None and len(node.input) > 1 and node.input[1]:
+            axes = self.int_list(node.input[1], "axes")
+        else:
+            axes = [int(x) for x in axes_attr] if axes_attr is not None else []  # type: ignore[union-attr]
+        if op == "Squeeze":
+            r = len(shape)
+            axes_n = (
+                {x + r if x < 0 else x for x in axes}
+                if axes
+                else {i for i, d in enumerate(shape) if d == 1}
+            )
+            if any(shape[x] != 1 for x in axes_n):
+                raise self.err(f"Squeeze of a non-unit axis of {shape}")
+            return tuple(d for i, d in enumerate(shape) if i not in axes_n)
+        # Unsqueeze
+        r = len(shape) + len(axes)
+        axes_n = sorted(x + r if x < 0 else x for x in axes)
+        out_l = list(shape)
+        for x in axes_n:
+            out_l.insert(x, 1)
+        return tuple(out_l)
+
+    def lower_view(self, node: onnx.NodeProto) -> None:
+        v = self.val(node.input[0])
+        if isinstance(v, _Const):
+            if node.op_type == "Identity":
+                self.values[node.output[0]] = v
+                return
+            new = self._view_shape(node, tuple(v.value.shape))
+            self.values[node.output[0]] = _Const(v.as_float().reshape(new))
+            return
+        shape = v.shape
+        new = self._view_shape(node, shape)
+        if len(new) > 4 or len(new) < 1:
+            raise self.err(f"a view of rank {len(new)} ({new}) is not supported")
+        if isinstance(v, _QVal):
+            self.values[node.output[0]] = _QVal(v.tensor, new)
+        else:
+            self.values[node.output[0]] = replace(v, shape=new)
+
+    def lower_act(self, node: onnx.NodeProto) -> None:
+        if node.op_type == "Relu":
+            lo: float | None = 0.0
+            hi: float | None = None
+        else:
+            a = _attrs(node)
+            if self.opset < 11:
+                lo = float(a.get("min", -np.inf))  # type: ignore[arg-type]
+                hi = float(a.get("max", np.inf))  # type: ignore[arg-type]
+            else:
+                lo = (
+                    float(self.const(node.input[1], "Clip min").as_float().reshape(()))
+                    if len(node.input) > 1 and node.input[1]
+                    else None
+                )
+                hi = (
+                    float(self.const(node.input[2], "Clip max").as_float().reshape(()))
+                    if len(node.input) > 2 and node.input[2]
+                    else None
+                )
+            lo = None if lo is not None and lo == -np.inf else lo
+            hi = None if hi is not None and hi == np.inf else hi
+        v = self.val(node.input[0])
+        if isinstance(v, _Pending):
+            if v.host:
+                raise self.err(
+                    f"an activation directly on the host op '{v.name}' ({v.op_type}) output "
+                    "is not supported; quantize the host op's output first"
+                )
+            nlo = lo if v.lo is None else (v.lo if lo is None else max(v.lo, lo))
+            nhi = hi if v.hi is None else (v.hi if hi is None else min(v.hi, hi))
+            self.values[node.output[0]] = replace(v, lo=nlo, hi=nhi)
+            return
+        qv = self.qin(node.input[0])
+        t_in = self.tensors[qv.tensor]
+        name = self.node_name(self.cur_name)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            return [self.requant_conv(name, t_in, out, act)]
+
+        self.values[node.output[0]] = _Pending(
+            name, node.op_type, t_in.shape, qv.shape, build, supports_act=True, lo=lo, hi=hi
+        )
+
+    # ---- requantizing identity conv -------------------------------------------------
+
+    def requant_conv(self, name: str, t_in: QTensor, t_out: QTensor, act: Act) -> QConv:
+        """A depthwise 1x1 QConv with unit weights: ``t_out = act(Q_out(DQ_in(t_in)))``."""
+        c = t_in.shape[1]
+        try:
+            m, s = mult_shift(ratio_f32(t_in.scale, divisor=t_out.scale))
+        except ValueError as exc:
+            raise self.err(str(exc)) from None
+        return QConv(
+            name=name,
+            input=t_in.name,
+            output=t_out.name,
+            weight=np.ones((c, 1, 1, 1), dtype=np.int8),
+            bias=np.zeros(c, dtype=np.int32),
+            multiplier=np.full(c, m, dtype=np.int32),
+            shift=np.full(c, s, dtype=np.int32),
+            groups=c,
+            act=act,
+        )
+
+    # ---- Conv -----------------------------------------------------------------------
+
+    def lower_conv(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        wc = self.val(node.input[1])
+        if not isinstance(wc, _Const) or wc.scale is None:
+            raise self.err(
+                f"the weight '{node.input[1]}' is not a DequantizeLinear of an integer "
+                "initializer; quantize the model (per-channel int8 weights) first"
+            )
+        wv = wc.value
+        if wv.dtype not in (np.int8, np.uint8):
+            raise self.err(f"weight type {wv.dtype} is not supported (int8 weights)")
+        rank_sp = wv.ndim - 2
+        if rank_sp not in (1, 2) or len(x.shape) != rank_sp + 2:
+            raise self.err(
+                f"{wv.ndim}-D weights on a {len(x.shape)}-D input: only 1-D and 2-D "
+                "convolutions are supported"
+            )
+        oc = int(wv.shape[0])
+        w_scale = (
+            np.broadcast_to(wc.scale.astype(np.float32).reshape(-1), (oc,))
+            if (wc.scale.size in (1, oc))
+            else None
+        )
+        if w_scale is None or (wc.scale.size > 1 and wc.axis != 0):
+            raise self.err("weights must be quantized per tensor or per output channel (axis 0)")
+        zp = wc.zero_point if wc.zero_point is not None else np.zeros(1, dtype=np.int64)
+        zp_b = (
+            zp.astype(np.int64).reshape((-1,) + (1,) * (wv.ndim - 1))
+            if zp.size > 1
+            else (zp.astype(np.int64).reshape(()))
+        )
+        w_int = wv.astype(np.int64) - zp_b
+        if w_int.min(initial=0) < -128 or w_int.max(initial=0) > 127:
+            raise self.err(
+                "weights minus their zero point leave the int8 range; use symmetric int8 "
+                "weight quantization"
+            )
+        if rank_sp == 1:
+            w_int = w_int[..., np.newaxis]
+        kernel = (int(w_int.shape[2]), int(w_int.shape[3]))
+        groups = int(a.get("group", 1))  # type: ignore[call-overload]
+        c_in = t_in.shape[1]
+        if c_in % groups or oc % groups or w_int.shape[1] * groups != c_in:
+            raise self.err(
+                f"weights {tuple(wv.shape)} with group={groups} do not match {c_in} input channels"
+            )
+        ks = a.get("kernel_shape")
+        if ks is not None and tuple(int(k) for k in ks) != tuple(wv.shape[2:]):  # type: ignore[union-attr]
+            raise self.err(f"kernel_shape {ks} differs from the weight shape {tuple(wv.shape)}")
+        in_hw = (t_in.shape[2], t_in.shape[3])
+        strides, pads = _spatial_attrs(
+            self.cur_name, a, in_hw, kernel, rank_sp, lambda m: self.err(m)
+        )
+        oh, ow = _out_hw(in_hw, kernel, strides, pads)
+        if oh < 1 or ow < 1:
+            raise self.err(f"the output would be {oh}x{ow}")
+        # ratios and bias
+        s_in = t_in.scale
+        acc_scale = np.array([_f32(_f32(s_in) * w_scale[c]) for c in range(oc)], dtype=np.float32)
+        bias = np.zeros(oc, dtype=np.int64)
+        if len(node.input) > 2 and node.input[2]:
+            bc = self.val(node.input[2])
+            if not isinstance(bc, _Const):
+                raise self.err(f"the bias '{node.input[2]}' must be a constant")
+            if (
+                bc.scale is not None
+                and bc.value.dtype == np.int32
+                and np.allclose(
+                    np.broadcast_to(bc.scale.astype(np.float64).reshape(-1), (oc,)),
+                    acc_scale.astype(np.float64),
+                    rtol=1e-6,
+                    atol=0.0,
+                )
+                and not np.any(bc.zero_point if bc.zero_point is not None else 0)
+            ):
+                bias = bc.value.astype(np.int64).reshape(oc)
+            else:
+                bf = bc.as_float().astype(np.float64).reshape(-1)
+                if bf.size != oc:
+                    raise self.err(f"bias has {bf.size} values for {oc} output channels")
+                bias = np.rint(bf / acc_scale.astype(np.float64)).astype(np.int64)
+            bias = np.clip(bias, -(1 << 31), (1 << 31) - 1)
+        weight = w_int.astype(np.int8)
+        name = self.node_name(self.cur_name)
+        shape4 = (t_in.shape[0], oc, oh, ow)
+        view = (shape4[0], oc, oh) if rank_sp == 1 else shape4
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            mults = np.zeros(oc, dtype=np.int32)
+            shifts = np.zeros(oc, dtype=np.int32)
+            for c in range(oc):
+                try:
+                    m, s = mult_shift(ratio_f32(float(acc_scale[c]), divisor=out.scale))
+                except ValueError as exc:
+                    raise self.err(f"output channel {c}: {exc}", node) from None
+                mults[c], shifts[c] = m, s
+            return [
+                QConv(
+                    name=name,
+                    input=t_in.name,
+                    output=out.name,
+                    weight=weight,
+                    bias=bias.astype(np.int32),
+                    multiplier=mults,
+                    shift=shifts,
+                    strides=strides,
+                    pads=pads,
+                    groups=groups,
+                    act=act,
+                )
+            ]
+
+        self.values[node.output[0]] = _Pending(name, "Conv", shape4, view, build, supports_act=True)
+
+    # ---- pools ----------------------------------------------------------------------
+
+    def lower_pool(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        rank_sp = len(x.shape) - 2
+        ks = [int(k) for k in a.get("kernel_shape", [])]  # type: ignore[union-attr]
+        if rank_sp not in (1, 2) or len(ks) != rank_sp:
+            raise self.err(
+                f"kernel_shape {ks} on a {len(x.shape)}-D input: only 1-D and 2-D pooling is "
+                "supported"
+            )
+        kernel = (ks[0], ks[1] if rank_sp == 2 else 1)
+        in_hw = (t_in.shape[2], t_in.shape[3])
+        strides, pads = _spatial_attrs(
+            self.cur_name, a, in_hw, kernel, rank_sp, lambda m: self.err(m)
+        )
+        if int(a.get("storage_order", 0)) != 0:  # type: ignore[call-overload]
+            raise self.err("storage_order=1 is not supported")
+        is_max = node.op_type == "MaxPool"
+        cip = bool(int(a.get("count_include_pad", 0)))  # type: ignore[call-overload]
+        oh, ow = _out_hw(in_hw, kernel, strides, pads)
+        if int(a.get("ceil_mode", 0)):  # type: ignore[call-overload]
+            dims = []
+            for d in range(2):
+                span = in_hw[d] + pads[d] + pads[d + 2] - kernel[d]
+                o = -(-span // strides[d]) + 1
+                if (o - 1) * strides[d] >= in_hw[d] + pads[d]:
+                    o -= 1
+                dims.append(o)
+            if (dims[0], dims[1]) != (oh, ow):
+                if not is_max and cip:
+                    raise self.err(
+                        "ceil_mode=1 with count_include_pad=1 changes the output size; "
+                        "not supported"
+                    )
+                extra = [
+                    max(
+                        (dims[d] - 1) * strides[d] + kernel[d] - (in_hw[d] + pads[d] + pads[d + 2]),
+                        0,
+                    )
+                    for d in range(2)
+                ]
+                pads = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
+                oh, ow = _out_hw(in_hw, kernel, strides, pads)
+        if oh < 1 or ow < 1:
+            raise self.err(f"the output would be {oh}x{ow}")
+        for d in range(2):
+            if pads[d] >= kernel[d] or pads[d + 2] >= kernel[d]:
+                raise self.err(
+                    f"padding {pads} is not smaller than the kernel {kernel}: a window could "
+                    "hold only padding"
+                )
+        name = self.node_name(self.cur_name)
+        shape4 = (t_in.shape[0], t_in.shape[1], oh, ow)
+        view = shape4[:3] if rank_sp == 1 else shape4
+
+        if is_max:
+
+            def build(out: QTensor, act: Act) -> list[QNode]:
+                if _same_quant(t_in, out):
+                    return [QPool(name, t_in.name, out.name, "max", kernel, strides, pads)]
+                mid = self.add_tensor(out.name + "/max", out.shape, t_in.scale, t_in.zero_point)
+                return [
+                    QPool(name, t_in.name, mid.name, "max", kernel, strides, pads),
+                    self.requant_conv(self.node_name(name + "/requant"), mid, out, act),
+                ]
+
+            self.values[node.output[0]] = _Pending(
+                name, node.op_type, shape4, view, build, supports_act=False
+            )
+            return
+
+        def build_avg(out: QTensor, act: Act) -> list[QNode]:
+            try:
+                m, s = mult_shift(ratio_f32(t_in.scale, divisor=out.scale))
+            except ValueError as exc:
+                raise self.err(str(exc), node) from None
+            return [
+                QPool(
+                    name,
+                    t_in.name,
+                    out.name,
+                    "avg",
+                    kernel,
+                    strides,
+                    pads,
+                    count_include_pad=cip,
+                    multiplier=m,
+                    shift=s,
+                )
+            ]
+
+        self.values[node.output[0]] = _Pending(
+            name, node.op_type, shape4, view, build_avg, supports_act=False
+        )
+
+    def lower_gap(self, node: onnx.NodeProto) -> None:
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        name = self.node_name(self.cur_name)
+        n, c, h, w = t_in.shape
+        shape4 = (n, c, 1, 1)
+        view = tuple([n, c] + [1] * (len(x.shape) - 2))
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            try:
+                m, s = mult_shift(ratio_f32(t_in.scale, divisor=out.scale))
+            except ValueError as exc:
+                raise self.err(str(exc), node) from None
+            return [
+                QPool(
+                    name,
+                    t_in.name,
+                    out.name,
+                    "global_avg",
+                    (h, w),
+                    (1, 1),
+                    (0, 0, 0, 0),
+                    False,
+                    m,
+                    s,
+                )
+            ]
+
+        self.values[node.output[0]] = _Pending(
+            name, node.op_type, shape4, view, build, supports_act=False
+        )
+
+    # ---- Add / Concat ---------------------------------------------------------------
+
+    def lower_add(self, node: onnx.NodeProto) -> None:
+        for i in node.input:
+            if isinstance(self.val(i), _Const):
+                raise self.err(
+                    f"Add of the constant '{i}': normalize the model first (a per-channel "
+                    "constant Add becomes a depthwise 1x1 convolution)"
+                )
+        qa, qb = self.qin(node.input[0]), self.qin(node.input[1])
+        ta, tb = self.tensors[qa.tensor], self.tensors[qb.tensor]
+        if ta.shape != tb.shape:
+            raise self.err(
+                f"Add of shapes {ta.shape} and {tb.shape}: broadcasting is not supported"
+            )
+        name = self.node_name(self.cur_name)
+        view = qa.shape if len(qa.shape) >= len(qb.shape) else qb.shape
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            try:
+                ma, mb, s = mult_shift_pair(
+                    ratio_f32(ta.scale, divisor=out.scale), ratio_f32(tb.scale, divisor=out.scale)
+                )
+            except ValueError as exc:
+                raise self.err(str(exc), node) from None
+            return [QAdd(name, ta.name, tb.name, out.name, ma, mb, s, act)]
+
+        self.values[node.output[0]] = _Pending(
+            name, "Add", ta.shape, view, build, supports_act=True
+        )
+
+    def lower_concat(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        ins = [self.qin(i) for i in node.input]
+        rank = len(ins[0].shape)
+        axis = int(a.get("axis", 1))  # type: ignore[call-overload]
+        axis = axis + rank if axis < 0 else axis
+        if axis != 1:
+            raise self.err(f"Concat along axis {axis}: only the channel axis (1) is supported")
+        ts = [self.tensors[q.tensor] for q in ins]
+        for t in ts[1:]:
+            if (t.shape[0], *t.shape[2:]) != (ts[0].shape[0], *ts[0].shape[2:]):
+                raise self.err(f"Concat of shapes {ts[0].shape} and {t.shape}")
+        c = sum(t.shape[1] for t in ts)
+        shape4 = (ts[0].shape[0], c, ts[0].shape[2], ts[0].shape[3])
+        view = (shape4[0], c, *ins[0].shape[2:])
+        name = self.node_name(self.cur_name)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            nodes: list[QNode] = []
+            names: list[str] = []
+            for i, t in enumerate(ts):
+                if _same_quant(t, out):
+                    names.append(t.name)
+                    continue
+                rq = self.add_tensor(f"{out.name}/in{i}", t.shape, out.scale, out.zero_point)
+                nodes.append(self.requant_conv(self.node_name(f"{name}/requant{i}"), t, rq, Act()))
+                names.append(rq.name)
+            nodes.append(QConcat(name, names, out.name, 1))
+            return nodes
+
+        self.values[node.output[0]] = _Pending(
+            name, "Concat", shape4, view, build, supports_act=False
+        )
+
+    # ---- host ops -------------------------------------------------------------------
+
+    def lower_host(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        name = self.node_name(self.cur_name)
+        attrs: dict[str, object]
+        if node.op_type == "Softmax":
+            rank = len(x.shape)
+            axis = int(a.get("axis", -1 if self.opset >= 13 else 1))  # type: ignore[call-overload]
+            axis = axis + rank if axis < 0 else axis
+            if self.opset < 13 and int(np.prod(t_in.shape[axis + 1 :])) != 1:
+                raise self.err(
+                    f"Softmax (opset {self.opset}) over the flattened dims {axis}.. of "
+                    f"{x.shape} is not supported; only softmax along one axis"
+                )
+            attrs = {"axis": axis}
+        else:
+            size = int(a["size"])  # type: ignore[call-overload]
+            attrs = {
+                "size": size,
+                "alpha": float(a.get("alpha", 1e-4)),  # type: ignore[arg-type]
+                "beta": float(a.get("beta", 0.75)),  # type: ignore[arg-type]
+                "bias": float(a.get("bias", 1.0)),  # type: ignore[arg-type]
+            }
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            return [QHostOp(name, node.op_type, [t_in.name], out.name, dict(attrs))]
+
+        def build_float(out: QTensor) -> list[QNode]:
+            return [QHostOp(name, node.op_type, [t_in.name], out.name, dict(attrs), True)]
+
+        self.values[node.output[0]] = _Pending(
+            name,
+            node.op_type,
+            t_in.shape,
+            x.shape,
+            build,
+            supports_act=False,
+            host=True,
+            build_float=build_float,
+        )
+
+    # ---- outputs --------------------------------------------------------------------
+
+    def finish_outputs(self) -> list[str]:
+        g = self.model.graph
+        self.output_shapes: dict[str, tuple[int, ...]] = {}
+        out_tensors: list[tuple[str, str, tuple[int, ...]]] = []
+        for o in g.output:
+            v = self.values.get(o.name)
+            if v is None:
+                raise FrontendError(f"{self.source}: graph output '{o.name}' is never produced")
+            if isinstance(v, _Const):
+                raise FrontendError(f"{self.source}: graph output '{o.name}' is a constant")
+            if isinstance(v, _Pending):
+                if v.build_float is None or v.lo is not None or v.hi is not None:
+                    raise FrontendError(
+                        f"{self.source}: graph output '{o.name}' is the float output of node "
+                        f"'{v.name}' ({v.op_type}) with no QuantizeLinear; only host ops "
+                        f"({', '.join(HOST_OPS)}) may produce a float output"
+                    )
+                t = self.add_tensor(o.name, v.shape4, 1.0, 0)
+                self.nodes.extend(v.build_float(t))
+                out_tensors.append((o.name, t.name, v.shape))
+                continue
+            out_tensors.append((o.name, v.tensor, v.shape))
+        # rename the tensors of graph outputs after the ONNX outputs
+        used = [t for _, t, _ in out_tensors]
+        outputs: list[str] = []
+        for onnx_name, t, shape in out_tensors:
+            final = t
+            if (
+                onnx_name != t
+                and onnx_name not in self.tensors
+                and used.count(t) == 1
+                and t not in self.inputs
+            ):
+                self._rename(t, onnx_name)
+                final = onnx_name
+            outputs.append(final)
+            if tuple(shape) != self.tensors[final].shape:
+                self.output_shapes[final] = tuple(int(d) for d in shape)
+        return outputs
+
+    def _rename(self, old: str, new: str) -> None:
+        t = self.tensors.pop(old)
+        t.name = new
+        self.tensors[new] = t
+        if old in self.onnx_int8:
+            self.onnx_int8[new] = self.onnx_int8.pop(old)
+        for n in self.nodes:
+            if isinstance(n, QConv | QPool):
+                if n.input == old:
+                    n.input = new
+                if n.output == old:
+                    n.output = new
+            elif isinstance(n, QAdd):
+                if n.a == old:
+                    n.a = new
+                if n.b == old:
+                    n.b = new
+                if n.output == old:
+                    n.output = new
+            else:
+                n.inputs = [new if i == old else i for i in n.inputs]
+                if n.output == old:
+                    n.output = new
+
+
+def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
+    """Fold a unit-weight requantizing QConv that only applies an activation (same input
+    and output quantization) into the QConv/QAdd producing its input, when that producer has
+    no activation yet and nothing else reads its output (not a graph output either)."""
+    readers: dict[str, int] = {}
+    for n in g.nodes:
+        ins = (
+            [n.input]
+            if isinstance(n, QConv | QPool)
+            else ([n.a, n.b] if isinstance(n, QAdd) else list(n.inputs))
+        )
+        for i in ins:
+            readers[i] = readers.get(i, 0) + 1
+    producer = {n.output: n for n in g.nodes}
+    drop: set[int] = set()
+    for idx, n in enumerate(g.nodes):
+        if not (
+            isinstance(n, QConv)
+            and n.act.kind != "none"
+            and n.groups == n.weight.shape[0]
+            and n.weight.shape[1:] == (1, 1, 1)
+            and np.all(n.weight == 1)
+            and np.all(n.bias == 0)
+            and n.strides == (1, 1)
+            and n.pads == (0, 0, 0, 0)
+        ):
+            continue
+        t_in, t_out = g.tensors[n.input], g.tensors[n.output]
+        if not (
+            _same_quant(t_in, t_out)
+            and np.all(n.multiplier.astype(np.int64) == 1)
+            and np.all(n.shift == 0)
+        ):
+            continue
+        p = producer.get(n.input)
+        if (
+            not isinstance(p, QConv | QAdd)
+            or p.act.kind != "none"
+            or readers.get(n.input, 0) != 1
+            or n.input in g.outputs
+        ):
+            continue
+        p.act = n.act
+        p.output = n.output
+        producer[n.output] = p
+        del g.tensors[n.input]
+        onnx_int8.pop(n.input, None)
+        drop.add(idx)
+    g.nodes = [n for i, n in enumerate(g.nodes) if i not in drop]
+
+
+def lower_qdq_mapped(model: onnx.ModelProto, source: str = "<model>") -> LoweringResult:
+    """Lower a QDQ model and keep the map from QGraph tensors to ONNX int8 tensors (for
+    layer-by-layer comparison with ONNX Runtime). See :func:`lower_qdq`."""
+    if not isinstance(model, onnx.ModelProto):
+        raise TypeError("lower_qdq expects an onnx.ModelProto")
+    res = _Lowerer(model, source).run()
+    _fuse_activations(res.graph, res.onnx_int8)
+    return res
+
+
+def lower_qdq(model: onnx.ModelProto, source: str = "<model>") -> QGraph:
+    """Lower the QDQ ONNX ``model`` (``source`` names it in error messages) to a QGraph.
+
+    The model must have one float input and consist of ``QuantizeLinear`` /
+    ``DequantizeLinear`` islands around the ops in :data:`SUPPORTED_OPS` (see the module
+    docstring for the patterns and their integer parameters). Raises
+    :class:`vfpga.errors.FrontendError` naming the offending node, its op type and the
+    supported ops for anything else.
+    """
+    return lower_qdq_mapped(model, source).graph
