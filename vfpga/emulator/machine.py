@@ -76,26 +76,63 @@ def decode_fields(program: Program) -> list[dict[str, int]]:
     return out
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Work of one core up to a control point: the instruction ``indices`` (program order,
+    no SYNC/END among them), then a barrier of ``layer`` (``end`` False) or the end of the
+    core's program (``end`` True). ``ctrl`` is the SYNC/END instruction's index in TEXT, or
+    -1 when the level-1 dispatcher synthesises it from a dispatch table."""
+
+    indices: np.ndarray
+    end: bool
+    layer: int
+    ctrl: int
+
+
+def segments_from_core_fields(program: Program, n_logical: int) -> list[list[Segment]]:
+    """Route every instruction to the logical core in its core field (hand-written
+    programs, and binaries without a dispatch table) and cut each core's stream at its
+    SYNC and END instructions. A stream that does not end with END gets a final segment
+    with ``ctrl == -2`` (reported as a fault when reached)."""
+    out: list[list[Segment]] = []
+    for c in range(n_logical):
+        stream = np.flatnonzero(program.core == c)
+        ops = program.opcode[stream]
+        ctrl = np.flatnonzero((ops == Opcode.SYNC) | (ops == Opcode.END))
+        segs: list[Segment] = []
+        pos = 0
+        for k in ctrl.tolist():
+            i = int(stream[k])
+            is_end = int(program.opcode[i]) == Opcode.END
+            segs.append(Segment(stream[pos:k], is_end, int(program.layer[i]), i))
+            pos = k + 1
+            if is_end:
+                break
+        else:
+            segs.append(Segment(stream[pos:], True, -1, -2))
+        out.append(segs)
+    return out
+
+
 @dataclass
 class LoadedProgram:
-    """A binary decoded once: its program, per-instruction fields and per-logical-core
-    instruction streams (indices in program order)."""
+    """A binary decoded once: its program, per-instruction fields and, per logical core,
+    its segments (see :class:`Segment`)."""
 
     program: Program
     fields: list[dict[str, int]]
-    streams: list[np.ndarray]
+    segments: list[list[Segment]]
 
     @classmethod
     def from_text(cls, text: bytes) -> LoadedProgram:
         prog = decode(text)
         fields = decode_fields(prog)
         n_logical = int(prog.core.max()) + 1 if len(prog) else 0
-        streams = [np.flatnonzero(prog.core == c) for c in range(n_logical)]
-        return cls(prog, fields, streams)
+        return cls(prog, fields, segments_from_core_fields(prog, n_logical))
 
     @property
     def num_logical_cores(self) -> int:
-        return len(self.streams)
+        return len(self.segments)
 
 
 @dataclass
@@ -206,56 +243,57 @@ class Task:
         """Run every core of the task to its next SYNC or END, then the barrier."""
         assert self.loaded is not None
         prog = self.loaded.program
-        stops: list[tuple[int, int]] = []  # (logical core, instruction index of SYNC/END)
-        for lc, stream in enumerate(self.loaded.streams):
+        stops: list[tuple[int, Segment]] = []
+        for lc, segs in enumerate(self.loaded.segments):
             phys = self.cores[lc]
             core = self.accel.cores[phys]
-            ctx = ExecContext(self.name, lc, prog, self.loaded.fields, self.region)
             pos = self._pos[lc]
-            ops = prog.opcode[stream[pos:]]
-            ctrl = np.flatnonzero((ops == Opcode.SYNC) | (ops == Opcode.END))
-            if not ctrl.size:
-                last = int(stream[-1]) if stream.size else -1
+            if pos >= len(segs):
+                continue
+            seg = segs[pos]
+            ctx = ExecContext(self.name, lc, prog, self.loaded.fields, self.region)
+            before = core.counters
+            core.counters = self.counters[phys]
+            try:
+                core.run_segment(ctx, seg.indices)
+            finally:
+                core.counters = before
+            if seg.ctrl == -2:
+                last = int(seg.indices[-1]) if seg.indices.size else -1
                 raise ExecutionFault(
                     f"task '{self.name}': core {phys} (logical {lc}): its instruction stream "
                     f"ends after instruction #{last} without END"
                 )
-            stop = pos + int(ctrl[0])
-            before = core.counters
-            core.counters = self.counters[phys]
-            try:
-                core.run_segment(ctx, stream[pos:stop])
-            finally:
-                core.counters = before
-            i = int(stream[stop])
-            self.counters[phys].insns[Opcode(int(prog.opcode[i])).name] += 1
+            self.counters[phys].insns["END" if seg.end else "SYNC"] += 1
             core.barrier()
-            stops.append((lc, i))
-            self._pos[lc] = stop + 1
+            stops.append((lc, seg))
+            self._pos[lc] = pos + 1
         self._sync(stops)
 
-    def _sync(self, stops: list[tuple[int, int]]) -> None:
+    def _sync(self, stops: list[tuple[int, Segment]]) -> None:
         """The multi-core sync controller: all cores at SYNC of one layer, or all at END."""
-        prog = self.loaded.program  # type: ignore[union-attr]
-        ends = [(lc, i) for lc, i in stops if prog.opcode[i] == Opcode.END]
-        syncs = [(lc, i) for lc, i in stops if prog.opcode[i] == Opcode.SYNC]
+        def where(lc: int, seg: Segment) -> str:
+            return f"#{seg.ctrl}" if seg.ctrl >= 0 else "dispatch table"
+
+        ends = [(lc, s) for lc, s in stops if s.end]
+        syncs = [(lc, s) for lc, s in stops if not s.end]
         if len(ends) == len(stops):
             self.done = True
             return
         if ends:
             waiting = ", ".join(
-                f"core {self.cores[lc]} at SYNC layer {int(prog.layer[i])} (#{i})"
-                for lc, i in syncs
+                f"core {self.cores[lc]} at SYNC layer {s.layer} ({where(lc, s)})"
+                for lc, s in syncs
             )
-            ended = ", ".join(f"core {self.cores[lc]} (END #{i})" for lc, i in ends)
+            ended = ", ".join(f"core {self.cores[lc]} (END {where(lc, s)})" for lc, s in ends)
             raise DeadlockFault(
                 f"task '{self.name}': deadlock at a layer barrier: {waiting} wait(s) for "
                 f"{ended}, which ended without reaching the barrier (missing SYNC?)"
             )
-        layers = {int(prog.layer[i]) for _, i in syncs}
+        layers = {s.layer for _, s in syncs}
         if len(layers) > 1:
             detail = ", ".join(
-                f"core {self.cores[lc]} at layer {int(prog.layer[i])} (#{i})" for lc, i in syncs
+                f"core {self.cores[lc]} at layer {s.layer} ({where(lc, s)})" for lc, s in syncs
             )
             raise DeadlockFault(
                 f"task '{self.name}': deadlock: cores wait at barriers of different layers: "
@@ -342,4 +380,12 @@ class Accelerator:
         return {t.name: t.result() for t in active}
 
 
-__all__ = ["Accelerator", "LoadedProgram", "ProgramImage", "Task", "TaskResult", "describe"]
+__all__ = [
+    "Accelerator",
+    "LoadedProgram",
+    "ProgramImage",
+    "Segment",
+    "Task",
+    "TaskResult",
+    "describe",
+]
