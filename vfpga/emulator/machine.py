@@ -186,7 +186,8 @@ class Task:
         if loaded.num_logical_cores > len(self.cores):
             raise VfpgaError(
                 f"task '{self.name}': the binary uses {loaded.num_logical_cores} cores but the "
-                f"task holds {len(self.cores)}; re-target it to {len(self.cores)} cores first"
+                f"task holds {len(self.cores)}; give the task at least "
+                f"{loaded.num_logical_cores} cores"
             )
         self.region.mem[:] = 0
         self.region.mem[image.data_offset : end] = np.frombuffer(image.data, dtype=np.uint8)

@@ -1,0 +1,1 @@
+"""Bundled sample programs for the emulator (hand-written, not compiled)."""
