@@ -370,9 +370,10 @@ def validate(vfb: VfbFile, source: str) -> None:
 
     Checks: ISA version; hardware name and fingerprint sizes; ``num_cores`` in 0..64 and
     above every instruction's and IFP's core; every instruction's layer below the number
-    of layers; TEXT decodes; IFP tile bounds ordered and instruction ranges inside TEXT;
-    each layer's IFP range inside the IFP table with matching ``layer``; enum values;
-    tensors, and the DATA blob, inside ``[0, ddr_size)``; host-op references.
+    of layers (unless the program has no layer table at all); TEXT decodes; IFP tile
+    bounds ordered and instruction ranges inside TEXT; each layer's IFP range inside the
+    IFP table with matching ``layer``; enum values; tensors, and the DATA blob, inside
+    ``[0, ddr_size)``; host-op references.
     """
     if vfb.isa_version != ISA_VERSION:
         raise _fail(source, f"instruction-set version {vfb.isa_version}, this vfpga runs "
@@ -403,7 +404,7 @@ def validate(vfb: VfbFile, source: str) -> None:
             i = int(bad[0])
             raise _fail(source, f"instruction #{i} uses logical core {int(prog.core[i])} but "
                         f"the program declares {vfb.num_cores} cores")
-        bad = np.flatnonzero(prog.layer >= n_layers)
+        bad = np.flatnonzero(prog.layer >= n_layers) if n_layers else np.zeros(0, np.int64)
         if bad.size:
             i = int(bad[0])
             raise _fail(source, f"instruction #{i} belongs to layer {int(prog.layer[i])} but "
@@ -459,6 +460,8 @@ def validate(vfb: VfbFile, source: str) -> None:
         if len(t.shape) > MAX_RANK or any(d < 0 for d in t.shape):
             raise _fail(source, f"{what}: shape {t.shape} has more than {MAX_RANK} "
                         "dimensions or a negative one")
+        if np.isfinite(t.scale) and abs(t.scale) > float(np.finfo(np.float32).max):
+            raise _fail(source, f"{what}: scale {t.scale} does not fit a float32")
         if t.ddr_offset < 0 or t.size < 0 or t.ddr_offset + t.size > vfb.ddr_size:
             raise _fail(source, f"{what}: DDR bytes [{t.ddr_offset}, {t.ddr_offset + t.size}) "
                         f"are not inside [0, ddr_size={vfb.ddr_size})")

@@ -173,17 +173,17 @@ def disassemble(vfb: VfbFile, *, full_data: bool = True, labels: bool = True) ->
         "",
     ]
     if vfb.layers:
-        out.append(f"; {len(vfb.layers)} layers")
+        out.append(f"; {len(vfb.layers)} layer(s)")
         for ly in vfb.layers:
             out.append(f".layer {fmt_name(ly.name)} kind={ly.kind} macs={ly.macs} "
                        f"ifps={ly.first_ifp}:{ly.ifp_count}")
         out.append("")
     if vfb.tensors:
-        out.append(f"; {len(vfb.tensors)} tensors (DDR memory map)")
+        out.append(f"; {len(vfb.tensors)} tensor(s) (DDR memory map)")
         out += [_fmt_tensor(t) for t in vfb.tensors]
         out.append("")
     if vfb.host_ops:
-        out.append(f"; {len(vfb.host_ops)} host ops")
+        out.append(f"; {len(vfb.host_ops)} host op(s)")
         out += [_fmt_hostop(h, layer_refs, tensor_refs) for h in vfb.host_ops]
         out.append("")
 
@@ -257,7 +257,7 @@ def objdump(
         f"; checksum: SHA-256 {bytes(data[hdr.file_size - 32 : hdr.file_size]).hex()} "
         f"(trailer at byte {hdr.file_size - 32})",
         f"; program: ddr_size {vfb.ddr_size} bytes, DATA at DDR offset {vfb.data_offset}, "
-        f"{len(vfb.layers)} layers, {vfb.num_cores} logical cores, ISA version "
+        f"{len(vfb.layers)} layers, {vfb.num_cores} logical core(s), ISA version "
         f"{vfb.isa_version}, {vfb.num_insns} instructions, {len(vfb.ifps)} IFPs",
         ";",
         "; sections:",
