@@ -185,6 +185,7 @@ class QTensorType(ParametrizedAttribute, TypeAttribute):
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> tuple[ArrayAttr[IntAttr], FloatData, IntAttr]:
+        start = parser.pos
         with parser.in_angle_brackets():
             dims = parser.parse_dimension_list()
             parser.parse_punctuation(",", " after the !dnn.qtensor shape")
@@ -195,6 +196,10 @@ class QTensorType(ParametrizedAttribute, TypeAttribute):
             parser.parse_keyword("zp", " in !dnn.qtensor")
             parser.parse_punctuation("=")
             zp = parser.parse_integer(allow_boolean=False, context_msg=" for the zero point")
+        try:
+            QTensorType(dims, scale, zp)
+        except VerifyException as exc:
+            parser.raise_error(str(exc), start, parser.pos)
         return ArrayAttr(IntAttr(d) for d in dims), FloatData(float(scale)), IntAttr(zp)
 
 
@@ -439,6 +444,8 @@ def _default_attrs(f: _Field) -> dict[str, Attribute]:
         case "act":
             kind, lo, hi = cast(tuple[str, int, int], d)
             return {"act": StringAttr(kind), "act_range": int_array((lo, hi))}
+        case "dict":
+            return {f.prop: cast(DictionaryAttr, d)}
         case _:
             return {}
 
@@ -449,17 +456,23 @@ def _default_attrs(f: _Field) -> dict[str, Attribute]:
 
 
 def _check_range(
-    who: str, what: str, values: np.ndarray, lo: int, hi_excl: int, hi_text: str
+    who: str, what: str, values: np.ndarray, lo: int, hi_excl: int, interval: str
 ) -> None:
+    """Raise if an element of ``values`` is outside ``[lo, hi_excl)`` (``interval`` is how
+    the message shows the range). Scalars are reported as ``what = v``, arrays as
+    ``what[i] = v``."""
     if values.size == 0:
         return
     bad = np.flatnonzero((values < lo) | (values >= hi_excl))
     if bad.size:
         i = int(bad[0])
-        raise VerifyException(
-            f"{who}: {what}[{i}] = {int(values[i])} is outside [{lo}, {hi_text}]"
-            + (f" ({bad.size} bad entries)" if bad.size > 1 else "")
-        )
+        ref = what if values.ndim == 0 else f"{what}[{i}]"
+        more = f" ({bad.size} bad entries)" if bad.size > 1 else ""
+        raise VerifyException(f"{who}: {ref} = {int(values.flat[i])} is outside {interval}{more}")
+
+
+_MULT_RANGE = (0, MAX_MULTIPLIER, "[0, 2**31)")
+_SHIFT_RANGE = (0, MAX_SHIFT + 1, f"[0, {MAX_SHIFT}]")
 
 
 def _window_out(size: int, pad_lo: int, pad_hi: int, k: int, s: int) -> int:
@@ -537,12 +550,17 @@ class DnnNodeOp(IRDLOperation, ABC):
             props.update(_default_attrs(f))
         attributes = parser.parse_optional_attr_dict()
         parser.parse_punctuation(":", f" before the type of {op_name}")
+        type_pos = parser.pos
         ftype = parser.parse_function_type()
         if len(ftype.outputs.data) != 1:
-            parser.raise_error(f"{op_name} has exactly one result, got {len(ftype.outputs)}")
+            parser.raise_error(
+                f"{op_name} has exactly one result, got {len(ftype.outputs)}", type_pos, parser.pos
+            )
         if len(ftype.inputs.data) != len(operands):
             parser.raise_error(
-                f"{op_name}: {len(operands)} operands but {len(ftype.inputs)} operand types"
+                f"{op_name}: {len(operands)} operands but {len(ftype.inputs)} operand types",
+                type_pos,
+                parser.pos,
             )
         values = parser.resolve_operands(operands, ftype.inputs.data, pos)
         return cls.create(
@@ -738,8 +756,8 @@ class ConvOp(DnnNodeOp):
                 raise VerifyException(
                     f"{who}: {key} has {len(a)} entries, expected {oc} (one per output channel)"
                 )
-        _check_range(who, "multiplier", array_values(self.multiplier), 0, MAX_MULTIPLIER, "2**31)")
-        _check_range(who, "shift", array_values(self.shift), 0, MAX_SHIFT + 1, f"{MAX_SHIFT}]")
+        _check_range(who, "multiplier", array_values(self.multiplier), *_MULT_RANGE)
+        _check_range(who, "shift", array_values(self.shift), *_SHIFT_RANGE)
         self._verify_act()
 
 
@@ -863,8 +881,8 @@ class PoolOp(DnnNodeOp):
                 f"{self.output_type.scale_value!r}, zp {self.output_type.zp}"
             )
         m, s = self.multiplier.value.data, self.shift.value.data
-        _check_range(who, "multiplier", np.array([m], dtype=np.int64), 0, MAX_MULTIPLIER, "2**31)")
-        _check_range(who, "shift", np.array([s], dtype=np.int64), 0, MAX_SHIFT + 1, f"{MAX_SHIFT}]")
+        _check_range(who, "multiplier", np.array(m, dtype=object), *_MULT_RANGE)
+        _check_range(who, "shift", np.array(s, dtype=object), *_SHIFT_RANGE)
 
     def macs(self) -> int:
         """Pooling does no multiply-accumulates in the MAC array: 0."""
@@ -940,9 +958,9 @@ class AddOp(DnnNodeOp):
             )
         for key in ("mult_a", "mult_b"):
             v = cast(IntegerAttr, self.properties[key]).value.data
-            _check_range(who, key, np.array([v], dtype=np.int64), 0, MAX_MULTIPLIER, "2**31)")
+            _check_range(who, key, np.array(v, dtype=object), *_MULT_RANGE)
         s = self.shift.value.data
-        _check_range(who, "shift", np.array([s], dtype=np.int64), 0, MAX_SHIFT + 1, f"{MAX_SHIFT}]")
+        _check_range(who, "shift", np.array(s, dtype=object), *_SHIFT_RANGE)
         self._verify_act()
 
     def macs(self) -> int:
@@ -1299,9 +1317,12 @@ class ReturnOp(IRDLOperation):
             one()
         attributes = parser.parse_optional_attr_dict()
         parser.parse_punctuation(":", " before the dnn.return types")
+        type_pos = parser.pos
         types = parser.parse_comma_separated_list(parser.Delimiter.NONE, parser.parse_type)
         if len(types) != len(operands):
-            parser.raise_error(f"dnn.return: {len(operands)} operands but {len(types)} types")
+            parser.raise_error(
+                f"dnn.return: {len(operands)} operands but {len(types)} types", type_pos, parser.pos
+            )
         values = parser.resolve_operands(operands, types, pos)
         return cls.create(
             operands=values, properties={"reshapes": ArrayAttr(reshapes)}, attributes=attributes
