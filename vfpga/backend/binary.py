@@ -151,8 +151,8 @@ DIR_FIELDS: tuple[Field, ...] = (
 DIR_DTYPE = _record_dtype(DIR_FIELDS, DIR_ENTRY_BYTES)
 
 PROGRAM_FIELDS: tuple[Field, ...] = (
-    Field("ddr_size", "<u8", 0, "Bytes of tenant DDR the program needs; every DDR access, "
-          "tensor and the DATA blob lies in [0, ddr_size)."),
+    Field("ddr_size", "<u8", 0, "Bytes of tenant DDR the program needs (its region bound); "
+          "the tensors and the DATA blob lie in [0, ddr_size)."),
     Field("data_offset", "<u8", 8, "Tenant DDR offset where the DATA blob is placed."),
     Field("num_layers", "<u4", 16, "Number of LAYER records."),
     Field("num_cores", "<u4", 20, "Number of logical cores the program uses (1..64); every "
