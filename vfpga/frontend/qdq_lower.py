@@ -407,6 +407,11 @@ class _Lowerer:
     # ---- value access ---------------------------------------------------------------
 
     def val(self, name: str) -> _Value:
+        if name == self.input_name and name not in self.values:
+            raise self.err(
+                f"reads the float graph input '{name}' without a QuantizeLinear; the model "
+                "is not quantized (QDQ): run `vfpga quantize` or lower through load_qgraph"
+            )
         if name not in self.values:
             raise self.err(f"input '{name}' is not produced by any node, initializer or input")
         return self.values[name]
@@ -1189,10 +1194,24 @@ class _Lowerer:
                     n.output = new
 
 
+def _rename_reads(g: QGraph, old: str, new: str) -> None:
+    for n in g.nodes:
+        if isinstance(n, QConv | QPool):
+            if n.input == old:
+                n.input = new
+        elif isinstance(n, QAdd):
+            n.a = new if n.a == old else n.a
+            n.b = new if n.b == old else n.b
+        else:
+            n.inputs = [new if i == old else i for i in n.inputs]
+
+
 def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
-    """Fold a unit-weight requantizing QConv that only applies an activation (same input
-    and output quantization) into the QConv/QAdd producing its input, when that producer has
-    no activation yet and nothing else reads its output (not a graph output either)."""
+    """Remove unit-weight requantizing QConvs with the same input and output quantization:
+    without activation they are no-ops (their readers read the input instead, unless the
+    output is a graph output); with one, it is folded into the QConv/QAdd producing the
+    input when that producer has no activation yet and nothing else reads its output (not
+    a graph output either)."""
     readers: dict[str, int] = {}
     for n in g.nodes:
         ins = (
@@ -1207,7 +1226,6 @@ def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
     for idx, n in enumerate(g.nodes):
         if not (
             isinstance(n, QConv)
-            and n.act.kind != "none"
             and n.groups == n.weight.shape[0]
             and n.weight.shape[1:] == (1, 1, 1)
             and np.all(n.weight == 1)
@@ -1222,6 +1240,14 @@ def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
             and np.all(n.multiplier.astype(np.int64) == 1)
             and np.all(n.shift == 0)
         ):
+            continue
+        if n.act.kind == "none":
+            if n.output not in g.outputs:  # a no-op: readers read the input instead
+                _rename_reads(g, n.output, n.input)
+                readers[n.input] = readers.get(n.input, 0) - 1 + readers.get(n.output, 0)
+                del g.tensors[n.output]
+                onnx_int8.pop(n.output, None)
+                drop.add(idx)
             continue
         p = producer.get(n.input)
         if (

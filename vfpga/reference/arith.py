@@ -13,19 +13,19 @@ _I64_SAFE = 1 << 62
 
 
 def rhe_shift(v: np.ndarray, s: np.ndarray | int) -> np.ndarray:
-    """``round_half_to_even(v / 2**s)`` for int64 ``v`` and ``s`` in ``[0, 62]`` (scalar or
-    broadcastable array). Exact: ``floor`` by arithmetic shift, then the remainder decides
-    (``> half`` rounds up, ``== half`` rounds to the even quotient)."""
+    """``round_half_to_even(v / 2**s)`` for int64 ``v`` with ``|v| < 2**62`` and ``s`` in
+    ``[0, 62]`` (scalar or broadcastable array), exact."""
     v = np.asarray(v, dtype=np.int64)
     s_arr = np.asarray(s, dtype=np.int64)
     if np.any(s_arr < 0) or np.any(s_arr > 62):
         raise ValueError(f"shift out of range [0, 62]: {s_arr.min()}..{s_arr.max()}")
-    q = np.right_shift(v, s_arr)
-    r = v - np.left_shift(q, s_arr)
-    # half = 2**(s-1) for s > 0; for s == 0 the remainder is 0 and nothing rounds.
-    half = np.where(s_arr > 0, np.left_shift(np.int64(1), np.maximum(s_arr - 1, 0)), 1)
-    up = (r > half) | ((r == half) & (s_arr > 0) & ((q & 1) == 1))
-    return q + up.astype(np.int64)
+    # v = q * 2**s + r: add 2**(s-1) - 1 plus the parity of q, then floor: the quotient
+    # moves up exactly when r > 2**(s-1), or r == 2**(s-1) and q is odd (< 2**63 as
+    # |v| < 2**62).
+    pos = s_arr > 0
+    bias = np.where(pos, np.left_shift(np.int64(1), np.maximum(s_arr - 1, 0)) - 1, 0)
+    parity = np.where(pos, np.right_shift(v, s_arr) & 1, 0)
+    return np.right_shift(v + bias + parity, s_arr)
 
 
 def rhe_div(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:

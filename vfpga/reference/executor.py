@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vfpga.errors import VfpgaError
-from vfpga.frontend.qgraph import Act, QAdd, QConcat, QConv, QGraph, QHostOp, QPool
+from vfpga.frontend.qgraph import Act, QAdd, QConcat, QConv, QGraph, QHostOp, QNode, QPool
 from vfpga.reference.arith import dequantize, quantize_input, requant, rhe_div, rhe_shift, sat8
 
 #: the largest number of products per output summed in float32 (exact below 2**24).
@@ -63,11 +63,40 @@ def _out_hw(
     return oh, ow
 
 
-def _matmul_exact(cols: np.ndarray, w2: np.ndarray) -> np.ndarray:
-    """``cols [M, K] @ w2 [OC, K].T`` of integer-valued float arrays, exact."""
-    k = cols.shape[1]
-    dt = np.float32 if k <= F32_EXACT_K else np.float64
-    return (cols.astype(dt, copy=False) @ w2.astype(dt, copy=False).T).astype(np.float64)
+def _cols(xs: np.ndarray, node: QConv, out_hw: tuple[int, int]) -> np.ndarray:
+    """im2col of the padded float input slice ``xs [N, C, Hp, Wp]``: ``[N, C*KH*KW, OH*OW]``
+    (row index ``(c, i, j)`` in C order, like the weights' ``[C, KH, KW]``)."""
+    n, c = xs.shape[:2]
+    kh, kw = node.weight.shape[2:]
+    if (kh, kw) == (1, 1) and node.strides == (1, 1):
+        return xs.reshape(n, c, out_hw[0] * out_hw[1])
+    win = _windows(xs, (kh, kw), node.strides, out_hw)  # [N, C, OH, OW, KH, KW]
+    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, out_hw[0] * out_hw[1])
+
+
+def _group_acc(xp: np.ndarray, w: np.ndarray, node: QConv, out_hw: tuple[int, int]) -> np.ndarray:
+    """Exact ``sum`` of one group: ``xp [N, Cg, Hp, Wp]`` float32 integer-valued (zero point
+    already subtracted, padded), ``w [OCg, Cg, KH, KW]`` int8 -> float64 ``[N, OCg, OH*OW]``.
+
+    Input channels are taken in chunks of at most ``F32_EXACT_K // (KH*KW)`` so that every
+    float32 product-sum stays below ``2**24`` (exact whatever the summation order); chunk
+    sums are added in float64 (exact below ``2**53``). Kernels with more than
+    ``F32_EXACT_K`` taps run in float64."""
+    ocg, cg, kh, kw = w.shape
+    taps = kh * kw
+    if taps > F32_EXACT_K:
+        cols = _cols(xp.astype(np.float64), node, out_hw)
+        return w.reshape(ocg, cg * taps).astype(np.float64) @ cols
+    step = max(1, F32_EXACT_K // taps)
+    acc: np.ndarray | None = None
+    for c0 in range(0, cg, step):
+        c1 = min(cg, c0 + step)
+        cols = _cols(xp[:, c0:c1], node, out_hw)
+        w2 = w[:, c0:c1].reshape(ocg, (c1 - c0) * taps).astype(np.float32)
+        part = w2 @ cols
+        acc = part.astype(np.float64) if acc is None else acc + part
+    assert acc is not None
+    return acc
 
 
 def conv_acc(x: np.ndarray, in_zp: int, node: QConv) -> np.ndarray:
@@ -79,8 +108,7 @@ def conv_acc(x: np.ndarray, in_zp: int, node: QConv) -> np.ndarray:
     g = node.groups
     if c != cig * g or oc % g:
         raise ReferenceError(f"{node.name}: weights {w.shape} / groups {g} vs {c} input channels")
-    kernel = (kh, kw)
-    oh, ow = _out_hw((h, wd), kernel, node.strides, node.pads)
+    oh, ow = _out_hw((h, wd), (kh, kw), node.strides, node.pads)
     ocg = oc // g
     if cig == 1 and g > 1:
         # depthwise (with multiplier): out channel oc reads input channel oc // ocg
@@ -97,19 +125,14 @@ def conv_acc(x: np.ndarray, in_zp: int, node: QConv) -> np.ndarray:
     else:
         xc = x.astype(np.float32) - np.float32(in_zp)
         xp = _pad(xc, node.pads, 0.0)
-        acc = np.empty((n, oc, oh, ow), dtype=np.float64)
-        for gi in range(g):
-            xs = xp[:, gi * cig : (gi + 1) * cig]
-            if kernel == (1, 1) and node.strides == (1, 1):
-                cols = xs.transpose(0, 2, 3, 1).reshape(n * oh * ow, cig)
-            else:
-                win = _windows(xs, kernel, node.strides, (oh, ow))
-                cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, cig * kh * kw)
-            w2 = w[gi * ocg : (gi + 1) * ocg].reshape(ocg, cig * kh * kw)
-            res = _matmul_exact(cols, w2.astype(np.float32))
-            acc[:, gi * ocg : (gi + 1) * ocg] = res.reshape(n, oh, ow, ocg).transpose(0, 3, 1, 2)
-    out = np.rint(acc).astype(np.int64) + node.bias.astype(np.int64)[None, :, None, None]
-    return out
+        parts = [
+            _group_acc(
+                xp[:, gi * cig : (gi + 1) * cig], w[gi * ocg : (gi + 1) * ocg], node, (oh, ow)
+            )
+            for gi in range(g)
+        ]
+        acc = (parts[0] if g == 1 else np.concatenate(parts, axis=1)).reshape(n, oc, oh, ow)
+    return acc.astype(np.int64) + node.bias.astype(np.int64)[None, :, None, None]
 
 
 def run_conv(x: np.ndarray, in_zp: int, out_zp: int, node: QConv) -> np.ndarray:
@@ -218,6 +241,42 @@ def quantize_graph_input(g: QGraph, x: np.ndarray) -> np.ndarray:
     return quantize_input(x4, t.scale, t.zero_point)
 
 
+def run_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
+    """Run one node of ``g`` on the int8 input tensors in ``vals`` (by tensor name) and
+    return its output (int8, or float32 for an ``output_float`` host op)."""
+    t = g.tensors
+    try:
+        if isinstance(node, QConv):
+            return run_conv(
+                vals[node.input], t[node.input].zero_point, t[node.output].zero_point, node
+            )
+        if isinstance(node, QPool):
+            return run_pool(
+                vals[node.input], t[node.input].zero_point, t[node.output].zero_point, node
+            )
+        if isinstance(node, QAdd):
+            return run_add(
+                vals[node.a],
+                t[node.a].zero_point,
+                vals[node.b],
+                t[node.b].zero_point,
+                t[node.output].zero_point,
+                node,
+            )
+        if isinstance(node, QConcat):
+            return np.concatenate([vals[i] for i in node.inputs], axis=node.axis)
+        fin = [dequantize(vals[i], t[i].scale, t[i].zero_point) for i in node.inputs]
+        yf = run_host(fin, node)
+        if node.output_float:
+            return yf
+        out = t[node.output]
+        return quantize_input(yf, out.scale, out.zero_point)
+    except KeyError as exc:
+        raise ReferenceError(
+            f"node '{node.name}' reads tensor {exc} before it is computed"
+        ) from None
+
+
 def run_reference(g: QGraph, x: np.ndarray, *, keep_all: bool = True) -> dict[str, np.ndarray]:
     """Run ``g`` on the float32 input ``x`` (NCHW, or any shape with the input tensor's
     element count per batch item).
@@ -232,44 +291,12 @@ def run_reference(g: QGraph, x: np.ndarray, *, keep_all: bool = True) -> dict[st
     readers: dict[str, int] = {}
     if not keep_all:
         for node in g.nodes:
-            for i in _node_inputs(node):
+            for i in node_inputs(node):
                 readers[i] = readers.get(i, 0) + 1
     for node in g.nodes:
-        try:
-            if isinstance(node, QConv):
-                y = run_conv(
-                    vals[node.input], t[node.input].zero_point, t[node.output].zero_point, node
-                )
-            elif isinstance(node, QPool):
-                y = run_pool(
-                    vals[node.input], t[node.input].zero_point, t[node.output].zero_point, node
-                )
-            elif isinstance(node, QAdd):
-                y = run_add(
-                    vals[node.a],
-                    t[node.a].zero_point,
-                    vals[node.b],
-                    t[node.b].zero_point,
-                    t[node.output].zero_point,
-                    node,
-                )
-            elif isinstance(node, QConcat):
-                y = np.concatenate([vals[i] for i in node.inputs], axis=node.axis)
-            else:
-                fin = [dequantize(vals[i], t[i].scale, t[i].zero_point) for i in node.inputs]
-                yf = run_host(fin, node)
-                if node.output_float:
-                    y = yf
-                else:
-                    out = t[node.output]
-                    y = quantize_input(yf, out.scale, out.zero_point)
-        except KeyError as exc:
-            raise ReferenceError(
-                f"node '{node.name}' reads tensor {exc} before it is computed"
-            ) from None
-        vals[node.output] = y
+        vals[node.output] = run_node(g, node, vals)
         if not keep_all:
-            for i in _node_inputs(node):
+            for i in node_inputs(node):
                 readers[i] -= 1
                 if readers[i] == 0 and i not in g.outputs:
                     vals.pop(i, None)
@@ -288,7 +315,8 @@ def float_outputs(g: QGraph, result: dict[str, np.ndarray]) -> list[np.ndarray]:
     return [result[o + FLOAT_SUFFIX] for o in g.outputs]
 
 
-def _node_inputs(node: QConv | QPool | QAdd | QConcat | QHostOp) -> list[str]:
+def node_inputs(node: QNode) -> list[str]:
+    """The tensors a node reads."""
     if isinstance(node, QConv | QPool):
         return [node.input]
     if isinstance(node, QAdd):

@@ -1,0 +1,105 @@
+"""From an ONNX file (fp32 or QDQ) to a :class:`~vfpga.frontend.qgraph.QGraph`.
+
+An fp32 model goes through :func:`vfpga.frontend.normalize.normalize` (the accelerator's op
+set), :func:`vfpga.quant.quantize.quantize_model` (onnxruntime ``quantize_static``, QDQ,
+per-channel int8 weights, int8 activations) and :func:`vfpga.frontend.qdq_lower.lower_qdq`.
+A model that already holds ``QuantizeLinear``/``DequantizeLinear`` nodes is lowered as it
+is. onnxruntime and the quantizer are imported only when needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import onnx
+
+from vfpga.errors import FrontendError
+from vfpga.frontend.qdq_lower import LoweringResult, lower_qdq_mapped
+from vfpga.frontend.qgraph import QGraph
+
+CalibKind = Literal["random", "dir"]
+
+
+@dataclass
+class LoadedModel:
+    """A lowered model: the QGraph with its ORT tensor map (``lowered``), the QDQ model
+    (what ORT runs), the normalized fp32 model (``None`` when the input was already QDQ)
+    and the name used in messages."""
+
+    lowered: LoweringResult
+    qdq: onnx.ModelProto
+    fp32: onnx.ModelProto | None
+    source: str
+
+    @property
+    def graph(self) -> QGraph:
+        return self.lowered.graph
+
+
+def is_qdq_model(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` already holds QuantizeLinear/DequantizeLinear nodes."""
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def read_model(path_or_model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """The model and its display name; a path that cannot be read raises FrontendError."""
+    if isinstance(path_or_model, onnx.ModelProto):
+        return path_or_model, path_or_model.graph.name or "<model>"
+    path = Path(path_or_model)
+    if not path.is_file():
+        raise FrontendError(f"{path}: no such file")
+    try:
+        return onnx.load(str(path)), str(path)
+    except Exception as exc:  # onnx raises DecodeError / OSError variants
+        raise FrontendError(f"{path}: not a readable ONNX model ({exc})") from None
+
+
+def load_model(
+    path_or_model: str | Path | onnx.ModelProto,
+    *,
+    calib: CalibKind = "random",
+    num_random: int = 16,
+    calib_dir: str | Path | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`."""
+    model, source = read_model(path_or_model)
+    if is_qdq_model(model):
+        return LoadedModel(lower_qdq_mapped(model, source), model, None, source)
+    if calib == "dir" and calib_dir is None:
+        raise FrontendError("calibration from a directory needs calib_dir")
+    from vfpga.frontend.normalize import normalize
+    from vfpga.quant.quantize import quantize_model
+
+    fp32 = normalize(model, source)
+    qdq = quantize_model(
+        fp32,
+        calib=str(calib_dir) if calib == "dir" else "random",
+        num_random=num_random,
+        seed=seed,
+    )
+    return LoadedModel(lower_qdq_mapped(qdq, source), qdq, fp32, source)
+
+
+def load_qgraph(
+    path_or_model: str | Path | onnx.ModelProto,
+    *,
+    calib: CalibKind = "random",
+    num_random: int = 16,
+    calib_dir: str | Path | None = None,
+    seed: int = 0,
+) -> tuple[QGraph, onnx.ModelProto]:
+    """The QGraph of an ONNX model (path or ``ModelProto``) and the QDQ model it was
+    lowered from (for ONNX Runtime).
+
+    A QDQ model is lowered as it is. An fp32 model is normalized, quantized — calibrated on
+    ``num_random`` random inputs drawn with ``seed`` (``calib="random"``) or on the ``.npy``
+    inputs in ``calib_dir`` (``calib="dir"``) — and lowered. Raises
+    :class:`vfpga.errors.FrontendError` for unreadable or unsupported models.
+    """
+    loaded = load_model(
+        path_or_model, calib=calib, num_random=num_random, calib_dir=calib_dir, seed=seed
+    )
+    return loaded.graph, loaded.qdq

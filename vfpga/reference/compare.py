@@ -1,0 +1,269 @@
+"""Compare the integer reference with ONNX Runtime running the QDQ model.
+
+ONNX Runtime is an independent implementation of the same QDQ model: it fuses
+``DQ -> op -> Q`` islands into integer kernels where it can and otherwise runs the float op
+between a dequantize and a quantize, rounding in float32. The reference rounds exact
+rationals, so the two agree except where a value lies (within float32 noise) on a rounding
+tie; the metrics below measure that.
+
+* :func:`compare_with_ort` — final outputs over many inputs: cosine similarity of the
+  dequantized outputs, arg-max agreement, fraction of identical int8 values (read from the
+  final ``QuantizeLinear`` of ORT, exposed as an extra graph output), optionally the
+  reference's cosine against the fp32 model.
+* :func:`compare_layers` — every QGraph tensor that exists in the QDQ model (a
+  ``QuantizeLinear`` output) compared on one input; the first layer that differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from vfpga.frontend.qdq_lower import LoweringResult, lower_qdq_mapped
+from vfpga.frontend.qgraph import QAdd, QConcat, QConv, QGraph, QHostOp, QNode, QPool
+from vfpga.reference.executor import FLOAT_SUFFIX, node_inputs, run_node, run_reference
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays (flattened, float64); 1.0 if both are zero."""
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+    if nx == 0.0 or ny == 0.0:
+        return 1.0 if nx == ny else 0.0
+    return float(np.dot(x, y) / (nx * ny))
+
+
+def ort_session(model: onnx.ModelProto, extra_outputs: Sequence[str] = ()) -> object:
+    """An ONNX Runtime CPU session of ``model`` with ``extra_outputs`` (names of tensors
+    inside the graph) added as graph outputs."""
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for name in extra_outputs:
+        if name not in have:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+            have.add(name)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _input_info(model: onnx.ModelProto) -> tuple[str, tuple[int, ...]]:
+    inits = {i.name for i in model.graph.initializer}
+    vi = next(i for i in model.graph.input if i.name not in inits)
+    dims = [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+        for d in vi.type.tensor_type.shape.dim
+    ]
+    return vi.name, tuple(dims)
+
+
+def random_inputs(
+    model: onnx.ModelProto, num: int, seed: int = 0, *, batch: int | None = None
+) -> list[np.ndarray]:
+    """``num`` standard-normal float32 inputs of the model's input shape (its batch, or
+    ``batch``), from ``numpy.random.default_rng(seed)``."""
+    _, shape = _input_info(model)
+    if batch is not None:
+        shape = (batch, *shape[1:])
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(np.float32) for _ in range(num)]
+
+
+@dataclass
+class OrtComparison:
+    """Final-output agreement of the reference with ORT over ``num_inputs`` inputs (first
+    graph output). ``cosine_*``: cosine of the dequantized outputs per input (min and
+    mean); ``argmax_agreement``: fraction of inputs (rows of a batch count separately)
+    whose arg-max over the output's non-batch elements is the same; ``identical_int8``:
+    fraction of identical int8 output values over all inputs, ``max_int8_diff`` the largest
+    difference (``None`` for a float host-op output). ``fp32_*``: the reference against the
+    fp32 model, ``ort_fp32_cosine_mean`` ORT's QDQ run against fp32 (when given)."""
+
+    num_inputs: int
+    cosine_min: float
+    cosine_mean: float
+    argmax_agreement: float
+    identical_int8: float | None
+    max_int8_diff: int | None
+    fp32_cosine_mean: float | None = None
+    fp32_cosine_min: float | None = None
+    fp32_argmax_agreement: float | None = None
+    ort_fp32_cosine_mean: float | None = None
+
+
+def _argmax_rows(v: np.ndarray) -> np.ndarray:
+    return np.asarray(v).reshape(v.shape[0], -1).argmax(axis=1)
+
+
+def compare_with_ort(
+    g: QGraph,
+    qdq_model: onnx.ModelProto,
+    inputs: Iterable[np.ndarray],
+    *,
+    onnx_int8: dict[str, tuple[str, int]] | None = None,
+    fp32_model: onnx.ModelProto | None = None,
+) -> OrtComparison:
+    """Run the reference and ORT (on ``qdq_model``) on each input and compare the first
+    graph output. ``onnx_int8`` is the lowering's map of QGraph tensors to ORT int8
+    tensors (recomputed by lowering ``qdq_model`` when not given); ``fp32_model`` adds the
+    comparison with the fp32 model."""
+    if onnx_int8 is None:
+        onnx_int8 = lower_qdq_mapped(qdq_model).onnx_int8
+    out = g.outputs[0]
+    int8_name = onnx_int8.get(out)
+    sess = ort_session(qdq_model, [int8_name[0]] if int8_name else [])
+    in_name, _ = _input_info(qdq_model)
+    fsess = ort_session(fp32_model) if fp32_model is not None else None
+    cos: list[float] = []
+    agree = rows = 0
+    same = total = 0
+    max_diff = 0
+    fcos: list[float] = []
+    fagree = 0
+    ofcos: list[float] = []
+    for x in inputs:
+        res = sess.run(None, {in_name: x})  # type: ignore[attr-defined]
+        ort_f = np.asarray(res[0], dtype=np.float32)
+        ref = run_reference(g, x, keep_all=False)
+        ref_f = ref[out + FLOAT_SUFFIX]
+        cos.append(cosine(ref_f, ort_f))
+        a, b = _argmax_rows(ref_f), _argmax_rows(ort_f.reshape(ref_f.shape))
+        agree += int((a == b).sum())
+        rows += a.size
+        if int8_name is not None:
+            names = [o.name for o in sess.get_outputs()]  # type: ignore[attr-defined]
+            o_int = np.asarray(res[names.index(int8_name[0])]).astype(np.int64) + int8_name[1]
+            r_int = ref[out].astype(np.int64).reshape(o_int.shape)
+            same += int((o_int == r_int).sum())
+            total += o_int.size
+            max_diff = max(max_diff, int(np.abs(o_int - r_int).max(initial=0)))
+        if fsess is not None:
+            f = np.asarray(fsess.run(None, {in_name: x})[0], dtype=np.float32)  # type: ignore[attr-defined]
+            fcos.append(cosine(ref_f, f))
+            ofcos.append(cosine(ort_f, f))
+            fagree += int((_argmax_rows(ref_f) == _argmax_rows(f.reshape(ref_f.shape))).sum())
+    if not cos:
+        raise ValueError("compare_with_ort: no inputs")
+    return OrtComparison(
+        num_inputs=len(cos),
+        cosine_min=min(cos),
+        cosine_mean=float(np.mean(cos)),
+        argmax_agreement=agree / rows,
+        identical_int8=(same / total) if total else None,
+        max_int8_diff=max_diff if total else None,
+        fp32_cosine_mean=float(np.mean(fcos)) if fcos else None,
+        fp32_cosine_min=min(fcos) if fcos else None,
+        fp32_argmax_agreement=(fagree / rows) if fcos else None,
+        ort_fp32_cosine_mean=float(np.mean(ofcos)) if ofcos else None,
+    )
+
+
+def node_label(node: QNode) -> str:
+    """A short description of a QGraph node's operation (``conv``, ``dwconv``,
+    ``pool:max``, ``add``, ``concat``, ``host:Softmax``)."""
+    if isinstance(node, QConv):
+        c = node.weight.shape[0]
+        if node.groups > 1 and node.groups == c and node.weight.shape[1] == 1:
+            return "dwconv"
+        return "conv" if node.groups == 1 else f"conv(g={node.groups})"
+    if isinstance(node, QPool):
+        return f"pool:{node.kind}"
+    if isinstance(node, QAdd):
+        return "add"
+    if isinstance(node, QConcat):
+        return "concat"
+    assert isinstance(node, QHostOp)
+    return f"host:{node.op_type}"
+
+
+@dataclass
+class LayerDiff:
+    """One layer's agreement: the QGraph node, its output tensor, the ORT tensor compared,
+    the fraction of identical int8 values and the largest difference (int8 units) of the
+    reference run end to end (``identical``, ``max_abs_diff``: differences accumulate from
+    earlier layers) and of the node alone run on ORT's own int8 inputs (``isolated``,
+    ``isolated_max_diff``: this layer's own disagreement; ``None`` when an input has no
+    ORT counterpart)."""
+
+    node: str
+    op: str
+    tensor: str
+    onnx_tensor: str
+    shape: tuple[int, ...]
+    identical: float
+    max_abs_diff: int
+    isolated: float | None = None
+    isolated_max_diff: int | None = None
+
+
+@dataclass
+class LayerReport:
+    """Per-layer comparison in QGraph node order (layers without an ORT counterpart —
+    tensors the lowering inserted — are skipped). ``first_mismatch`` indexes ``layers``."""
+
+    layers: list[LayerDiff] = field(default_factory=list)
+    first_mismatch: int | None = None
+
+
+def compare_layers(
+    lowered: LoweringResult, qdq_model: onnx.ModelProto, x: np.ndarray
+) -> LayerReport:
+    """Expose every ``QuantizeLinear`` output of ``qdq_model`` in ORT, run ORT and the
+    reference on ``x``, and compare every QGraph tensor that has an ORT counterpart."""
+    g = lowered.graph
+    pairs = [
+        (node, lowered.onnx_int8[node.output])
+        for node in g.nodes
+        if node.output in lowered.onnx_int8
+    ]
+    sess = ort_session(qdq_model, [v[0] for v in lowered.onnx_int8.values()])
+    in_name, _ = _input_info(qdq_model)
+    names = [o.name for o in sess.get_outputs()]  # type: ignore[attr-defined]
+    res = dict(zip(names, sess.run(None, {in_name: x}), strict=True))  # type: ignore[attr-defined]
+    ref = run_reference(g, x)
+    # ORT's int8 tensors in the QGraph's layout and offset
+    ort_vals: dict[str, np.ndarray] = {}
+    for t, (oname, off) in lowered.onnx_int8.items():
+        if oname in res and t in ref:
+            ort_vals[t] = (
+                (np.asarray(res[oname]).astype(np.int16) + off)
+                .astype(np.int8)
+                .reshape(ref[t].shape)
+            )
+    iso_vals = dict(ort_vals)
+    iso: dict[str, np.ndarray] = {}
+    for node in g.nodes:
+        if all(i in iso_vals for i in node_inputs(node)):
+            y = run_node(g, node, iso_vals)
+            iso[node.output] = y
+            iso_vals.setdefault(node.output, y)
+    report = LayerReport()
+    for node, (oname, off) in pairs:
+        r = ref[node.output].astype(np.int64)
+        o = np.asarray(res[oname]).astype(np.int64).reshape(r.shape) + off
+        d = np.abs(r - o)
+        di = np.abs(iso[node.output].astype(np.int64) - o) if node.output in iso else None
+        report.layers.append(
+            LayerDiff(
+                node=node.name,
+                op=node_label(node),
+                tensor=node.output,
+                onnx_tensor=oname,
+                shape=tuple(r.shape),
+                identical=float((d == 0).mean()) if d.size else 1.0,
+                max_abs_diff=int(d.max(initial=0)),
+                isolated=None if di is None else (float((di == 0).mean()) if di.size else 1.0),
+                isolated_max_diff=None if di is None else int(di.max(initial=0)),
+            )
+        )
+        if report.first_mismatch is None and d.max(initial=0) > 0:
+            report.first_mismatch = len(report.layers) - 1
+    return report
