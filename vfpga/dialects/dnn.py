@@ -6,7 +6,7 @@ graph inputs and whose ``dnn.return`` lists the graph outputs. Every node op def
 result; the graph runs its ops in block order (the block is topologically sorted by
 construction). Example::
 
-    dnn.graph @tiny(%data : !dnn.qtensor<1x3x8x8, scale = 0.02, zp = 0> as "data") {
+    dnn.graph @tiny(%data: !dnn.qtensor<1x3x8x8, scale = 0.02, zp = 0> as "data") {
       %c1 = dnn.conv %data name "conv1" out "c1" stride [2, 2] pad [1, 1, 1, 1]
           act relu(-128, 127) bias [10, -3] multiplier [1073741824, 1073741824]
           shift [37, 37] weight 2x3x3x3 "0x0102..."
@@ -1119,7 +1119,7 @@ class GraphOp(IRDLOperation):
     are ``input_names``), the block holds the node ops in execution order and ends with
     ``dnn.return``. Syntax::
 
-        dnn.graph @name(%x : !dnn.qtensor<...> as "x", ...) attributes {...}? { ... }
+        dnn.graph @name(%x: !dnn.qtensor<...> as "x", ...) attributes {...}? { ... }
 
     Verified: one block, arguments match ``input_names``, only ``dnn`` node ops before the
     terminator, and tensor names (inputs and node ``out`` names) are unique.
