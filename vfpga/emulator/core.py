@@ -112,10 +112,14 @@ class Core:
         self.reset()
 
     def reset(self) -> None:
-        """Clear tokens, clocks and hazard stamps (a core handed to a new task or context)."""
+        """Reset tokens to the initial credits, and clear clocks and hazard stamps (a core
+        handed to a new task or context)."""
         self.tokens: dict[tuple[Module, Module], deque[tuple[int, int, int]]] = {
             (a, b): deque() for a in (_L, _C, _S) for b in (_L, _C, _S) if a != b
         }
+        # the initial buffer credits (docs/isa.md): one CALC->LOAD and one SAVE->CALC token
+        self.tokens[(_C, _L)].append((0, 0, 0))
+        self.tokens[(_S, _C)].append((0, 0, 0))
         self.seq = [0, 0, 0]
         self.vc = [[0, 0, 0], [0, 0, 0], [0, 0, 0]]
         self.wstamp = {

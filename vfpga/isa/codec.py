@@ -202,3 +202,47 @@ def decode(blob: bytes | bytearray | memoryview | np.ndarray, base_index: int = 
 def payload_field_names(op: Opcode) -> list[str]:
     """Names of ``op``'s payload fields in word order."""
     return [f.name for f in PAYLOAD_FIELDS[op]]
+
+
+def encode_batch(insns: list[tuple[Opcode, dict[str, int]]]) -> bytes:
+    """Encode many instructions at once (one structured array per opcode, filled column
+    by column). Each dict holds header, payload and flag fields by name, as for
+    :func:`encode_one`; missing fields are 0. Values are range-checked per column."""
+    n = len(insns)
+    out = np.zeros((n, INSN_BYTES), dtype=np.uint8)
+    by_op: dict[Opcode, list[int]] = {}
+    for i, (op, _) in enumerate(insns):
+        by_op.setdefault(op, []).append(i)
+    for op, idx in by_op.items():
+        dt = OPCODE_DTYPES[op]
+        arr = np.zeros(len(idx), dtype=dt)
+        arr["opcode"] = int(op)
+        dicts = [insns[i][1] for i in idx]
+        keys: set[str] = set()
+        for d in dicts:
+            keys.update(d)
+        flag_fields = {f.name: f for f in FLAG_FIELDS[op]}
+        flags = np.zeros(len(idx), dtype=np.int64)
+        for key in keys:
+            col = np.array([int(d.get(key, 0)) for d in dicts], dtype=np.int64)
+            if key in flag_fields:
+                ff = flag_fields[key]
+                if (col < 0).any() or (col >= (1 << ff.width)).any():
+                    raise ValueError(f"{op.name}: flag field '{key}' out of range")
+                flags |= col << ff.shift
+            elif key == "flags":
+                flags |= col
+            elif key in dt.names and key != "opcode":
+                info = np.iinfo(dt[key])
+                if col.size and (col.min() < info.min or col.max() > info.max):
+                    j = int(np.flatnonzero((col < info.min) | (col > info.max))[0])
+                    raise ValueError(
+                        f"{op.name}: field '{key}'={int(col[j])} out of range "
+                        f"[{info.min}, {info.max}]"
+                    )
+                arr[key] = col
+            else:
+                raise ValueError(f"{op.name} has no field '{key}'")
+        arr["flags"] = flags
+        out[np.asarray(idx)] = arr.view(np.uint8).reshape(len(idx), INSN_BYTES)
+    return out.tobytes()

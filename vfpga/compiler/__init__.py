@@ -1,0 +1,1 @@
+"""The static compiler: quantized graph to accelerator binary (see docs/compiler.md)."""

@@ -1,0 +1,201 @@
+"""The static compile driver: a quantized graph to a ``.vfb`` binary, in one process.
+
+Stages (each an xDSL pass over the IR as well, see ``vfpga/passes``): plan memory, list
+candidate tilings per layer, generate every candidate's IFPs, predict each IFP's latency
+with the cycle-level core model, pick per layer the candidate with the smallest LPT
+makespan on the requested number of cores, and link: encode the instructions, write the
+layer and IFP tables, the per-core SYNC barriers, the memory map and the host-op table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vfpga.backend.binary import HostOp, Layer, Tensor, VfbFile, empty_ifps
+from vfpga.compiler.assign import lower_bound, lpt
+from vfpga.compiler.ifpgen import IfpCode, LayerSpec, layer_specs, make_ifp
+from vfpga.compiler.latency import simulate
+from vfpga.compiler.plan import MemoryPlan, nchw, plan_memory
+from vfpga.compiler.tiling import Candidate, candidates
+from vfpga.frontend.qgraph import QGraph, QHostOp
+from vfpga.hw.config import HardwareConfig
+from vfpga.isa.codec import encode_batch
+from vfpga.isa.spec import Opcode
+
+Progress = Callable[[str, int, int], None]
+
+_KIND = {"conv": "conv", "pool": "pool", "add": "eltwise"}
+
+
+@dataclass
+class LayerChoice:
+    """The chosen candidate of a layer with its IFPs, core assignment and makespan."""
+
+    spec: LayerSpec
+    candidate: Candidate
+    ifps: list[IfpCode]
+    cores: list[int]
+    makespan: int
+    bound: float
+    n_candidates: int
+
+
+@dataclass
+class CompileResult:
+    """A compiled program and what the compiler decided."""
+
+    vfb: VfbFile
+    plan: MemoryPlan
+    layers: list[LayerChoice]
+    host_ops: list[QHostOp] = field(default_factory=list)
+
+    @property
+    def predicted_cycles(self) -> int:
+        return sum(lc.makespan for lc in self.layers)
+
+
+def _ifp_latency(ifp: IfpCode, hw: HardwareConfig, cache: dict[tuple, int]) -> int:
+    key = (ifp.layer, ifp.tile.w1 - ifp.tile.w0, ifp.tile.c1 - ifp.tile.c0,
+           ifp.tile.w0 == 0, ifp.tile.c0 == 0, len(ifp.insns))
+    if key not in cache:
+        cache[key] = simulate(ifp.insns, hw)
+    return cache[key]
+
+
+def choose_layer(spec: LayerSpec, hw: HardwareConfig, cores: int,
+                 cache: dict[tuple, int]) -> LayerChoice:
+    """Generate every candidate of ``spec`` and keep the one with the least makespan on
+    ``cores`` cores (ties: fewer IFPs)."""
+    best: LayerChoice | None = None
+    cands = candidates(spec, hw)
+    for cand in cands:
+        ifps = [make_ifp(spec, t, hw) for t in cand.tiles]
+        for ifp in ifps:
+            ifp.latency = _ifp_latency(ifp, hw, cache)
+        lat = [i.latency for i in ifps]
+        core_of, span = lpt(lat, cores)
+        choice = LayerChoice(spec, cand, ifps, core_of, span, lower_bound(lat, cores), len(cands))
+        if best is None or (span, len(ifps)) < (best.makespan, len(best.ifps)):
+            best = choice
+    assert best is not None
+    return best
+
+
+def compile_graph(
+    g: QGraph, hw: HardwareConfig, cores: int = 1, progress: Progress | None = None
+) -> CompileResult:
+    """Compile ``g`` for ``cores`` cores of ``hw`` (see module docstring)."""
+    if not 1 <= cores <= hw.num_cores:
+        raise ValueError(f"--cores must be 1..{hw.num_cores} for {hw.name}, got {cores}")
+    plan = plan_memory(g)
+    specs = layer_specs(plan)
+    cache: dict[tuple, int] = {}
+    choices: list[LayerChoice] = []
+    for i, spec in enumerate(specs):
+        if progress:
+            progress(f"tiling {spec.node.name}", i, len(specs))
+        choices.append(choose_layer(spec, hw, cores, cache))
+    if progress:
+        progress("linking", len(specs), len(specs))
+    vfb = link(plan, choices, hw, cores)
+    host = [n for n in plan.graph.nodes if isinstance(n, QHostOp)]
+    return CompileResult(vfb, plan, choices, host)
+
+
+def _tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
+    """Memory map: every dense tensor (inputs, outputs, host-op operands, activations)."""
+    g = plan.graph
+    roles: dict[str, str] = {}
+    for t in g.inputs:
+        roles[t] = "input"
+    for t in g.outputs:
+        roles[t] = "output"
+    floats = {n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float}
+    out: list[Tensor] = []
+    index: dict[str, int] = {}
+    names = list(g.inputs) + [t for t in g.tensors if t not in g.inputs]
+    for name in names:
+        p = plan.places.get(name)
+        if p is None:
+            continue
+        t = g.tensors[name]
+        _, c, h, w = nchw(t)
+        if p.c_stride != c:
+            continue  # a view inside a concatenation; its root is listed
+        is_f = name in floats
+        index[name] = len(out)
+        out.append(Tensor(
+            name=name, role=roles.get(name, "activation"), dtype="float32" if is_f else "int8",
+            layout="nhwc", shape=(1, h, w, c), ddr_offset=p.offset,
+            size=h * w * c * (4 if is_f else 1), scale=float(t.scale),
+            zero_point=int(t.zero_point)))
+    return out, index
+
+
+def link(plan: MemoryPlan, choices: list[LayerChoice], hw: HardwareConfig,
+         cores: int) -> VfbFile:
+    """Encode the chosen IFPs into TEXT with per-core barriers and build the tables."""
+    insns: list[tuple[Opcode, dict[str, int]]] = []
+    n_ifps = sum(len(c.ifps) for c in choices)
+    ifps = empty_ifps(n_ifps)
+    layers: list[Layer] = []
+    k = 0
+    for li, ch in enumerate(choices):
+        first = k
+        for ifp, core in zip(ch.ifps, ch.cores, strict=True):
+            rec = ifps[k]
+            rec["layer"], rec["core"], rec["candidate"] = li, core, 0
+            rec["w0"], rec["w1"], rec["c0"], rec["c1"] = (ifp.tile.w0, ifp.tile.w1,
+                                                          ifp.tile.c0, ifp.tile.c1)
+            rec["h0"], rec["h1"] = 0, ifp.rows
+            rec["insn_offset"], rec["insn_count"] = len(insns), len(ifp.insns)
+            rec["latency"] = ifp.latency
+            for b, used in ifp.use.items():
+                rec[b] = used
+            for op, f in ifp.insns:
+                insns.append((op, {**f, "core": core, "layer": li}))
+            k += 1
+        for c in range(cores):
+            insns.append((Opcode.SYNC, {"core": c, "layer": li}))
+        layers.append(Layer(name=ch.spec.node.name, kind=_KIND[ch.spec.kind],
+                            macs=ch.spec.macs, first_ifp=first, ifp_count=k - first))
+    for c in range(cores):
+        insns.append((Opcode.END, {"core": c, "layer": max(len(choices) - 1, 0)}))
+    tensors, tindex = _tensor_table(plan)
+    host_ops = _host_ops(plan, choices, tindex)
+    return VfbFile.for_hw(
+        hw, ddr_size=plan.ddr_size, data_offset=plan.data_offset, num_cores=cores,
+        text=encode_batch(insns), ifps=ifps, layers=layers, tensors=tensors,
+        host_ops=host_ops, data=plan.data)
+
+
+def _host_ops(plan: MemoryPlan, choices: list[LayerChoice],
+              tindex: dict[str, int]) -> list[HostOp]:
+    """Host ops with the accelerator layer they follow (-1: before the first layer)."""
+    layer_of_node = {id(c.spec.node): i for i, c in enumerate(choices)}
+    out: list[HostOp] = []
+    last = -1
+    for n in plan.graph.nodes:
+        if id(n) in layer_of_node:
+            last = layer_of_node[id(n)]
+        elif isinstance(n, QHostOp):
+            out.append(HostOp(
+                name=n.name, op_type=n.op_type, after_layer=last,
+                inputs=tuple(tindex[t] for t in n.inputs), outputs=(tindex[n.output],),
+                attrs={k: _jsonable(v) for k, v in n.attrs.items()}))
+    return out
+
+
+def _jsonable(v: object) -> object:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

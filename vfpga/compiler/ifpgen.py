@@ -1,0 +1,490 @@
+"""Instruction frame packages: the self-contained instruction sequence of one tile.
+
+A tile is an output range along width ``[w0, w1)`` and output channels ``[c0, c1)``, over
+the full height (never split: instructions run along height). Inside an IFP the work is a
+loop nest, chosen to fit the core's buffers:
+
+* **channel groups** (``og`` output channels at a time): parameters (and, if they fit,
+  all the group's weights) are loaded once per group;
+* **row bands** (``rb`` output rows at a time): the input rows of the band (with halo) are
+  loaded, computed and saved, double-buffered in two ibuf slots and two obuf slots;
+* **input-channel chunks** (dense convolutions whose weights do not fit wbuf): each chunk
+  loads its weights and input slice and accumulates int32 partial sums in abuf
+  (``acc_out`` / ``acc_in``); the last chunk requantizes to obuf.
+
+Token protocol (docs/compiler.md): every group starts by consuming the CALC->LOAD credit
+with its first LOAD and the SAVE->CALC credit with its first obuf-writing CALC, and hands
+both back with its last CALC and last SAVE; in between, slot ``s % 2`` of step ``s`` is
+recycled through tokens. Each IFP is therefore self-contained and may follow any other IFP
+on any core, which is what lets the dynamic pass reassign IFPs without touching them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vfpga.compiler.plan import MemoryPlan, Placement, nchw
+from vfpga.frontend.qgraph import QAdd, QConv, QPool
+from vfpga.hw.config import HardwareConfig
+from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
+
+Insn = tuple[Opcode, dict[str, int]]
+_ACT = {"none": Act.NONE, "relu": Act.RELU, "relu6": Act.RELU6}
+
+
+class TileDoesNotFit(ValueError):
+    """A tile cannot be computed within the core's buffers (even one row at a time)."""
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Output tile: columns ``[w0, w1)``, output channels ``[c0, c1)``."""
+
+    w0: int
+    w1: int
+    c0: int
+    c1: int
+
+
+@dataclass
+class LayerSpec:
+    """One accelerator layer with everything code generation needs."""
+
+    index: int
+    node: QConv | QPool | QAdd
+    kind: str  # conv | pool | add
+    in_shape: tuple[int, int, int]  # C, H, W of the (first) input
+    out_shape: tuple[int, int, int]  # C, H, W of the output
+    ins: list[Placement]
+    out: Placement
+    in_zp: list[int]
+    out_zp: int
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right (effective)
+    groups: int = 1
+    w_off: int = 0
+    p_off: int = 0
+    macs: int = 0
+
+    @property
+    def cig(self) -> int:
+        return self.in_shape[0] // self.groups
+
+    @property
+    def opg(self) -> int:
+        return self.out_shape[0] // self.groups
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.cig == 1 and self.opg == 1
+
+    @property
+    def channel_unit(self) -> int:
+        """Output channels a tile boundary must be aligned to."""
+        if self.kind == "conv" and self.groups > 1 and not self.depthwise:
+            return self.opg
+        return 1
+
+
+@dataclass
+class IfpCode:
+    """The instructions of one IFP (fields by name; core and layer filled at linking)."""
+
+    layer: int
+    tile: Tile
+    rows: int
+    insns: list[Insn]
+    use: dict[str, int] = field(default_factory=dict)
+    latency: int = 0
+
+
+def layer_specs(plan: MemoryPlan) -> list[LayerSpec]:
+    """The accelerator layers of a planned graph, in execution order."""
+    g = plan.graph
+    specs: list[LayerSpec] = []
+    for n in g.nodes:
+        if isinstance(n, QConv):
+            xt, yt = g.tensors[n.input], g.tensors[n.output]
+            _, ci, h, w = nchw(xt)
+            _, co, oh, ow = nchw(yt)
+            kh, kw = int(n.weight.shape[2]), int(n.weight.shape[3])
+            sh, sw = n.strides
+            pt, pl, pb, pr = n.pads
+            s = LayerSpec(len(specs), n, "conv", (ci, h, w), (co, oh, ow), [plan.places[n.input]],
+                          plan.places[n.output], [xt.zero_point], yt.zero_point, (kh, kw),
+                          (sh, sw), _eff_pads(h, w, oh, ow, kh, kw, sh, sw, pt, pb, pl, pr),
+                          n.groups, plan.consts[n.name].weights, plan.consts[n.name].params)
+            s.macs = co * oh * ow * kh * kw * (ci // n.groups)
+        elif isinstance(n, QPool):
+            xt, yt = g.tensors[n.input], g.tensors[n.output]
+            _, ci, h, w = nchw(xt)
+            _, co, oh, ow = nchw(yt)
+            if n.kind == "global_avg":
+                kh, kw, sh, sw, pads = h, w, 1, 1, (0, 0, 0, 0)
+            else:
+                kh, kw = n.kernel
+                sh, sw = n.strides
+                pt, pl, pb, pr = n.pads
+                pads = _eff_pads(h, w, oh, ow, kh, kw, sh, sw, pt, pb, pl, pr)
+            s = LayerSpec(len(specs), n, "pool", (ci, h, w), (co, oh, ow), [plan.places[n.input]],
+                          plan.places[n.output], [xt.zero_point], yt.zero_point, (kh, kw),
+                          (sh, sw), pads)
+        elif isinstance(n, QAdd):
+            at, bt, yt = g.tensors[n.a], g.tensors[n.b], g.tensors[n.output]
+            _, ci, h, w = nchw(at)
+            s = LayerSpec(len(specs), n, "add", (ci, h, w), nchw(yt)[1:],  # type: ignore[arg-type]
+                          [plan.places[n.a], plan.places[n.b]], plan.places[n.output],
+                          [at.zero_point, bt.zero_point], yt.zero_point)
+        else:
+            continue
+        specs.append(s)
+    return specs
+
+
+def _eff_pads(h: int, w: int, oh: int, ow: int, kh: int, kw: int, sh: int, sw: int,
+              pt: int, pb: int, pl: int, pr: int) -> tuple[int, int, int, int]:
+    """Padding that yields exactly the recorded output size (ceil-mode pooling adds rows
+    or columns at the bottom/right)."""
+    pb = max(pb, (oh - 1) * sh + kh - h - pt)
+    pr = max(pr, (ow - 1) * sw + kw - w - pl)
+    return pt, pb, pl, pr
+
+
+# --------------------------------------------------------------------------- geometry
+def _in_range(o0: int, o1: int, k: int, s: int, pad_lo: int, n: int) -> tuple[int, int, int, int]:
+    """Input range ``[lo, hi)`` and padding (before, after) needed for outputs [o0, o1)."""
+    start = o0 * s - pad_lo
+    end = (o1 - 1) * s - pad_lo + k
+    lo, hi = max(0, start), min(n, end)
+    return lo, hi, lo - start, end - hi
+
+
+@dataclass
+class _Plan:
+    og: int
+    rb: int
+    chunk: int  # input channels per chunk (dense convs with chunked weights), 0 = no chunking
+    in_cols: int
+
+
+def _in_ch(spec: LayerSpec, og: int) -> int:
+    """Input channels a group of ``og`` output channels reads."""
+    if spec.kind != "conv":
+        return og
+    if spec.groups == 1:
+        return spec.in_shape[0]
+    return (og // spec.opg) * spec.cig if not spec.depthwise else og
+
+
+def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
+    """Largest band height for ``og`` channels on a ``wt``-wide tile, or None."""
+    b = hw.buffers
+    kh, kw = spec.kernel
+    sh, sw = spec.stride
+    oh = spec.out_shape[1]
+    in_cols = (wt - 1) * sw + kw
+    chunk = 0
+    ic = _in_ch(spec, og)
+    if spec.kind == "conv":
+        cig = spec.cig
+        wbytes = og * kh * kw * (cig if spec.groups > 1 else ic)
+        if og * 12 > b["pbuf"]:
+            return None
+        if wbytes > b["wbuf"]:
+            if spec.groups != 1:
+                return None
+            chunk = (b["wbuf"] // 2) // (og * kh * kw)
+            chunk = chunk - chunk % 8 if chunk >= 8 else chunk
+            if chunk < 1:
+                return None
+            ic = min(ic, chunk)
+    if spec.kind == "pool" and isinstance(spec.node, QPool) and spec.node.kind == "global_avg":
+        if spec.in_shape[1] * spec.in_shape[2] * og * 2 > b["ibuf"]:
+            return None
+        return _Plan(og, 1, 0, spec.in_shape[2])
+    n_in = 2 if spec.kind == "add" else 1
+    best = 0
+    lo, hi = 1, oh
+    while lo <= hi:  # binary search the band height
+        rb = (lo + hi) // 2
+        in_rows = (rb - 1) * sh + kh
+        ok = 2 * n_in * in_rows * in_cols * ic <= b["ibuf"] and 2 * rb * wt * og <= b["obuf"]
+        if spec.kind == "add":
+            ok = 2 * 2 * rb * wt * og <= b["ibuf"] and 2 * rb * wt * og <= b["obuf"]
+        if chunk:
+            ok = ok and rb * wt * og * 4 <= b["abuf"]
+        if ok:
+            best = rb
+            lo = rb + 1
+        else:
+            hi = rb - 1
+    if best == 0:
+        return None
+    return _Plan(og, best, chunk, in_cols)
+
+
+def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
+    """The loop nest for a tile: the group size with the least estimated cost (DDR traffic
+    at the core's bandwidth plus per-instruction setup)."""
+    wt, ct = tile.w1 - tile.w0, tile.c1 - tile.c0
+    unit = max(spec.channel_unit, 1)
+    step = unit if spec.kind == "conv" and spec.groups > 1 and not spec.depthwise else 8
+    options = sorted({ct, *range(step, ct, step)}, reverse=True)
+    from vfpga.compiler.latency import core_bytes_per_cycle
+
+    bpc = core_bytes_per_cycle(hw)
+    c, h, w = spec.in_shape
+    best: tuple[float, _Plan] | None = None
+    for og in options:
+        if spec.kind == "conv" and spec.groups > 1 and og % unit:
+            continue
+        p = _fit(spec, wt, og, hw)
+        if p is None:
+            continue
+        groups = -(-ct // og)
+        bands = -(-spec.out_shape[1] // p.rb)
+        chunks = -(-c // p.chunk) if p.chunk else 1
+        in_bytes = min(h, bands * ((p.rb - 1) * spec.stride[0] + spec.kernel[0])) * p.in_cols
+        in_bytes *= _in_ch(spec, og) * groups * (2 if spec.kind == "add" else 1)
+        insns = groups * (2 + bands * chunks * (3 if p.chunk else 2) + bands)
+        cost = in_bytes / bpc + insns * hw.costs.load_setup_cycles
+        if best is None or cost < best[0]:
+            best = (cost, p)
+    if best is None:
+        raise TileDoesNotFit(
+            f"layer {spec.index} ({spec.kind} '{spec.node.name}'): a tile of {wt} columns x "
+            f"{ct} channels does not fit the core's buffers even one row at a time"
+        )
+    return best[1]
+
+
+# ------------------------------------------------------------------------ codegen
+@dataclass
+class _Step:
+    loads: list[Insn]
+    calc: Insn
+    band: int
+    writes_obuf: bool
+    save: Insn | None = None
+
+
+def _box(p: Placement, w: int, r0: int, r1: int, c0: int, c1: int, k0: int, k1: int,
+         ) -> dict[str, int]:
+    """LOAD/SAVE box fields for rows [r0,r1), columns [c0,c1), channels [k0,k1)."""
+    return dict(ddr=p.offset + (r0 * w + c0) * p.c_stride + k0, n0=r1 - r0, n1=c1 - c0,
+                n2=k1 - k0, stride0=w * p.c_stride, stride1=p.c_stride)
+
+
+def _tokens(group_loads: list[Insn], steps: list[_Step]) -> list[Insn]:
+    """Set the dependency bits of one group (see module docstring) and order it."""
+    def add(ins: Insn, bits: int) -> None:
+        ins[1]["deps"] = ins[1].get("deps", 0) | bits
+
+    n = len(steps)
+    bands = sorted({s.band for s in steps})
+    nb = len(bands)
+    first_load = group_loads[0] if group_loads else steps[0].loads[0]
+    add(first_load, Dep.WAIT_NEXT)
+    out: list[Insn] = list(group_loads)
+    for s, st in enumerate(steps):
+        if s >= 2:
+            add(st.loads[0], Dep.WAIT_NEXT)
+        add(st.loads[-1], Dep.SIGNAL_NEXT)
+        add(st.calc, Dep.WAIT_PREV)
+        if st.writes_obuf:
+            b = bands.index(st.band)
+            if b == 0 or b >= 2:
+                add(st.calc, Dep.WAIT_NEXT)
+            add(st.calc, Dep.SIGNAL_NEXT)
+            assert st.save is not None
+            add(st.save, Dep.WAIT_PREV)
+            if b + 2 < nb or b == nb - 1:
+                add(st.save, Dep.SIGNAL_PREV)
+        if s + 2 < n or s == n - 1:
+            add(st.calc, Dep.SIGNAL_PREV)
+        out.extend(st.loads)
+        out.append(st.calc)
+        if st.save is not None:
+            out.append(st.save)
+    return out
+
+
+def _bands(oh: int, rb: int) -> list[tuple[int, int]]:
+    return [(r, min(r + rb, oh)) for r in range(0, oh, rb)]
+
+
+def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
+    """The IFP computing ``tile`` of convolution layer ``spec``."""
+    node = spec.node
+    assert isinstance(node, QConv)
+    p = choose_plan(spec, tile, hw)
+    ci, h, w = spec.in_shape
+    co, oh, ow = spec.out_shape
+    kh, kw = spec.kernel
+    sh, sw = spec.stride
+    pt, pb, pl, pr = spec.pads
+    cig, opg = spec.cig, spec.opg
+    x, y = spec.ins[0], spec.out
+    wt = tile.w1 - tile.w0
+    col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, kw, sw, pl, w)
+    half_i, half_o, half_w = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2, hw.buffers[
+        "wbuf"] // 2
+    act = _ACT[node.act.kind]
+    insns: list[Insn] = []
+    use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
+    for g0 in range(tile.c0, tile.c1, p.og):
+        g1 = min(g0 + p.og, tile.c1)
+        og = g1 - g0
+        if spec.groups == 1:
+            ic_lo, ic_hi = 0, ci
+        elif spec.depthwise:
+            ic_lo, ic_hi = g0, g1
+        else:
+            ic_lo, ic_hi = (g0 // opg) * cig, (g1 // opg) * cig
+        conv_groups = 1 if spec.groups == 1 else (og if spec.depthwise else og // opg)
+        wrow = kh * kw * cig
+        chunks = ([(ic_lo, ic_hi)] if not p.chunk
+                  else [(a, min(a + p.chunk, ic_hi)) for a in range(ic_lo, ic_hi, p.chunk)])
+        group_loads: list[Insn] = [(Opcode.LOAD, dict(
+            to=Buffer.PBUF, buf=0, ddr=spec.p_off + g0 * PARAM_RECORD_BYTES, n0=1, n1=1,
+            n2=og * PARAM_RECORD_BYTES, stride0=0, stride1=0))]
+        use["pbuf"] = max(use["pbuf"], og * PARAM_RECORD_BYTES)
+        if not p.chunk:
+            group_loads.append((Opcode.LOAD, dict(
+                to=Buffer.WBUF, buf=0, ddr=spec.w_off + g0 * wrow, n0=1, n1=1, n2=og * wrow,
+                stride0=0, stride1=0)))
+            use["wbuf"] = max(use["wbuf"], og * wrow)
+        steps: list[_Step] = []
+        s = 0
+        for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
+            row_lo, row_hi, pad_t, pad_b = _in_range(r0, r1, kh, sh, pt, h)
+            in_rows = row_hi - row_lo + pad_t + pad_b
+            in_cols = col_hi - col_lo + pad_l + pad_r
+            for k, (a, e) in enumerate(chunks):
+                slot = s % 2
+                final = k == len(chunks) - 1
+                loads: list[Insn] = []
+                w_addr = 0
+                if p.chunk:
+                    w_addr = slot * half_w
+                    loads.append((Opcode.LOAD, dict(
+                        to=Buffer.WBUF, buf=w_addr, ddr=spec.w_off + g0 * wrow + a, n0=og,
+                        n1=kh * kw, n2=e - a, stride0=wrow, stride1=cig)))
+                    use["wbuf"] = max(use["wbuf"], w_addr + og * kh * kw * (e - a))
+                box = _box(x, w, row_lo, row_hi, col_lo, col_hi, a, e)
+                loads.append((Opcode.LOAD, dict(
+                    to=Buffer.IBUF, buf=slot * half_i, pad_t=pad_t, pad_b=pad_b, pad_l=pad_l,
+                    pad_r=pad_r, pad_value=spec.in_zp[0], **box)))
+                use["ibuf"] = max(use["ibuf"], slot * half_i + in_rows * in_cols * (e - a))
+                n_out = (r1 - r0) * wt * og
+                out_addr = (b % 2) * half_o if final else 0
+                calc = (Opcode.CONV, dict(
+                    in_addr=slot * half_i, w_addr=w_addr, out_addr=out_addr, p_addr=0,
+                    acc_addr=0, in_h=in_rows, in_w=in_cols, in_c=e - a, out_c=og,
+                    groups=conv_groups, kh=kh, kw=kw, stride_h=sh, stride_w=sw,
+                    pad_value=spec.in_zp[0], out_zp=spec.out_zp, act=act,
+                    act_lo=node.act.lo, act_hi=node.act.hi, acc_in=int(k > 0),
+                    acc_out=int(not final)))
+                if final:
+                    use["obuf"] = max(use["obuf"], out_addr + n_out)
+                else:
+                    use["abuf"] = max(use["abuf"], 4 * n_out)
+                st = _Step(loads, calc, b, final)
+                if final:
+                    st.save = (Opcode.SAVE, {"from": Buffer.OBUF, "buf": out_addr,
+                                             **_box(y, ow, r0, r1, tile.w0, tile.w1, g0, g1)})
+                steps.append(st)
+                s += 1
+        insns.extend(_tokens(group_loads, steps))
+    return IfpCode(spec.index, tile, oh, insns, use)
+
+
+def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
+    """The IFP computing ``tile`` of pooling layer ``spec`` (padding handled by POOL)."""
+    node = spec.node
+    assert isinstance(node, QPool)
+    p = choose_plan(spec, tile, hw)
+    ci, h, w = spec.in_shape
+    co, oh, ow = spec.out_shape
+    kh, kw = spec.kernel
+    sh, sw = spec.stride
+    pt, pb, pl, pr = spec.pads
+    x, y = spec.ins[0], spec.out
+    wt = tile.w1 - tile.w0
+    half_i, half_o = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2
+    mode = {"max": PoolMode.MAX, "global_avg": PoolMode.GLOBAL_AVG}.get(
+        node.kind, PoolMode.AVG_PAD if node.count_include_pad else PoolMode.AVG)
+    insns: list[Insn] = []
+    use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
+    for g0 in range(tile.c0, tile.c1, p.og):
+        g1 = min(g0 + p.og, tile.c1)
+        og = g1 - g0
+        steps: list[_Step] = []
+        for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
+            slot = b % 2
+            if mode is PoolMode.GLOBAL_AVG:
+                row_lo, row_hi, pad_t, pad_b = 0, h, 0, 0
+                col_lo, col_hi, pad_l, pad_r = 0, w, 0, 0
+            else:
+                row_lo, row_hi, pad_t, pad_b = _in_range(r0, r1, kh, sh, pt, h)
+                col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, kw, sw, pl, w)
+            in_rows, in_cols = row_hi - row_lo, col_hi - col_lo
+            load = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i,
+                                      **_box(x, w, row_lo, row_hi, col_lo, col_hi, g0, g1)))
+            use["ibuf"] = max(use["ibuf"], slot * half_i + in_rows * in_cols * og)
+            glob = mode is PoolMode.GLOBAL_AVG
+            calc = (Opcode.POOL, dict(
+                mode=mode, in_addr=slot * half_i, out_addr=slot * half_o, in_h=in_rows,
+                in_w=in_cols, c=og, kh=0 if glob else kh, kw=0 if glob else kw,
+                stride_h=0 if glob else sh, stride_w=0 if glob else sw, pad_t=pad_t,
+                pad_b=pad_b, pad_l=pad_l, pad_r=pad_r, mult=node.multiplier, shift=node.shift,
+                in_zp=spec.in_zp[0], out_zp=spec.out_zp))
+            use["obuf"] = max(use["obuf"], slot * half_o + (r1 - r0) * wt * og)
+            save = (Opcode.SAVE, {"from": Buffer.OBUF, "buf": slot * half_o,
+                                  **_box(y, ow, r0, r1, tile.w0, tile.w1, g0, g1)})
+            steps.append(_Step([load], calc, b, True, save))
+        insns.extend(_tokens([], steps))
+    return IfpCode(spec.index, tile, oh, insns, use)
+
+
+def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
+    """The IFP computing ``tile`` of element-wise add layer ``spec``."""
+    node = spec.node
+    assert isinstance(node, QAdd)
+    p = choose_plan(spec, tile, hw)
+    co, oh, ow = spec.out_shape
+    a, bb = spec.ins
+    y = spec.out
+    wt = tile.w1 - tile.w0
+    half_i, half_o = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2
+    insns: list[Insn] = []
+    use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
+    for g0 in range(tile.c0, tile.c1, p.og):
+        g1 = min(g0 + p.og, tile.c1)
+        steps: list[_Step] = []
+        for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
+            slot = b % 2
+            n = (r1 - r0) * wt * (g1 - g0)
+            la = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i,
+                                    **_box(a, ow, r0, r1, tile.w0, tile.w1, g0, g1)))
+            lb = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i + n,
+                                    **_box(bb, ow, r0, r1, tile.w0, tile.w1, g0, g1)))
+            use["ibuf"] = max(use["ibuf"], slot * half_i + 2 * n)
+            calc = (Opcode.ELTWISE, dict(
+                a_addr=slot * half_i, b_addr=slot * half_i + n, out_addr=slot * half_o, n=n,
+                mult_a=node.mult_a, mult_b=node.mult_b, shift=node.shift, a_zp=spec.in_zp[0],
+                b_zp=spec.in_zp[1], out_zp=spec.out_zp, act=_ACT[node.act.kind],
+                act_lo=node.act.lo, act_hi=node.act.hi))
+            use["obuf"] = max(use["obuf"], slot * half_o + n)
+            save = (Opcode.SAVE, {"from": Buffer.OBUF, "buf": slot * half_o,
+                                  **_box(y, ow, r0, r1, tile.w0, tile.w1, g0, g1)})
+            steps.append(_Step([la, lb], calc, b, True, save))
+        insns.extend(_tokens([], steps))
+    return IfpCode(spec.index, tile, oh, insns, use)
+
+
+def make_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
+    """The IFP of ``tile`` of any accelerator layer."""
+    gen = {"conv": conv_ifp, "pool": pool_ifp, "add": add_ifp}[spec.kind]
+    return gen(spec, tile, hw)

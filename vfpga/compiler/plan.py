@@ -1,0 +1,262 @@
+"""DDR memory planning of a quantized graph (the ``dnn-plan-memory`` pass's engine).
+
+Every activation tensor is stored int8 NHWC. A tensor is a *view* of a storage block: its
+element ``(h, w, c)`` lives at ``offset + (h * W + w) * c_stride + c``. Concatenation is
+free: the inputs of a concat are views of the concat's storage at their channel offsets,
+so producers write straight into it (nested concats nest their views). Where a tensor
+cannot be a view (it is a graph input or output, a host op's input or output, or it feeds
+two concats that do not nest), the planner inserts an exact copy layer (a depthwise 1x1
+identity convolution) and says so in :attr:`MemoryPlan.notes`.
+
+Storage blocks are allocated first-fit with liveness-based reuse: a block lives from the
+first step that writes it to the last step that reads it (inclusive), and two blocks
+whose lifetimes overlap never share bytes. Constants (weights and per-channel parameter
+records, with ``-in_zp * sum(w)`` folded into the bias) follow the activations in one
+DATA blob.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vfpga.frontend.qgraph import (
+    Act,
+    QAdd,
+    QConcat,
+    QConv,
+    QGraph,
+    QHostOp,
+    QNode,
+    QPool,
+    QTensor,
+)
+from vfpga.isa.spec import PARAM_RECORD_BYTES
+
+ALIGN = 64
+
+
+def _align(n: int, a: int = ALIGN) -> int:
+    return -(-n // a) * a
+
+
+@dataclass
+class Placement:
+    """Where a tensor lives in tenant DDR (see module docstring)."""
+
+    offset: int
+    c_stride: int
+    storage: int
+
+
+@dataclass
+class Storage:
+    """A block of DDR holding one or more tensors (several for a concatenation)."""
+
+    root: str
+    size: int
+    first: int
+    last: int
+    offset: int = -1
+
+
+@dataclass
+class ConstBlob:
+    """DDR offsets of a convolution's constants within the DATA blob."""
+
+    weights: int
+    params: int
+
+
+@dataclass
+class MemoryPlan:
+    """The result of planning: nodes (copies inserted, concats kept for bookkeeping),
+    tensor placements, storage blocks, the DATA blob and the tenant DDR size."""
+
+    graph: QGraph
+    places: dict[str, Placement]
+    storages: list[Storage]
+    consts: dict[str, ConstBlob]
+    data: bytes
+    data_offset: int
+    ddr_size: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.data_offset
+
+
+def nchw(t: QTensor) -> tuple[int, int, int, int]:
+    """(N, C, H, W) of a tensor (2-D tensors are read as N x C x 1 x 1)."""
+    s = tuple(t.shape) + (1,) * (4 - len(t.shape))
+    return int(s[0]), int(s[1]), int(s[2]), int(s[3])
+
+
+def identity_copy(name: str, src: QTensor, dst_name: str) -> QConv:
+    """An exact copy layer: depthwise 1x1 conv, weight 1, bias -zp, requant by 1."""
+    c = nchw(src)[1]
+    return QConv(
+        name=name,
+        input=src.name,
+        output=dst_name,
+        weight=np.ones((c, 1, 1, 1), dtype=np.int8),
+        bias=np.zeros(c, dtype=np.int32),
+        multiplier=np.full(c, 1 << 30, dtype=np.int32),
+        shift=np.full(c, 30, dtype=np.int32),
+        groups=c,
+        act=Act(),
+    )
+
+
+def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
+    """Insert copy layers where a tensor cannot be a view of a concat's storage."""
+    g = copy.copy(g)
+    g.tensors = dict(g.tensors)
+    nodes: list[QNode] = []
+    pinned = set(g.inputs) | set(g.outputs)
+    for n in g.nodes:
+        if isinstance(n, QHostOp):
+            pinned.update(n.inputs)
+            pinned.add(n.output)
+    in_concat: dict[str, str] = {}
+    # a tensor may be a view of only one concat (or of nested ones, handled by chaining)
+    for n in g.nodes:
+        if isinstance(n, QConcat):
+            new_inputs = []
+            for t in n.inputs:
+                if t in pinned or t in in_concat or t in new_inputs:
+                    cname = f"{n.name}.copy{len(new_inputs)}"
+                    tname = f"{t}@{cname}"
+                    src = g.tensors[t]
+                    g.tensors[tname] = QTensor(tname, src.shape, src.scale, src.zero_point)
+                    nodes.append(identity_copy(cname, src, tname))
+                    why = ("a graph input/output or host-op operand" if t in pinned
+                           else "already part of another concatenation")
+                    notes.append(f"copy inserted for '{t}' into concat '{n.name}': {why}")
+                    t = tname
+                in_concat[t] = n.name
+                new_inputs.append(t)
+            n = copy.copy(n)
+            n.inputs = new_inputs
+        nodes.append(n)
+    g.nodes = nodes
+    return g
+
+
+def _fold_bias(n: QConv, in_zp: int) -> np.ndarray:
+    w = n.weight.reshape(n.weight.shape[0], -1).astype(np.int64)
+    return n.bias.astype(np.int64) - in_zp * w.sum(axis=1)
+
+
+def conv_constants(n: QConv, in_zp: int) -> tuple[bytes, bytes]:
+    """Weights as int8 ``[OC][KH][KW][IC/groups]`` and parameter records
+    ``(bias - in_zp * sum(w), multiplier, shift)`` as little-endian int32."""
+    w = np.ascontiguousarray(n.weight.transpose(0, 2, 3, 1)).astype(np.int8)
+    bias = _fold_bias(n, in_zp)
+    if np.abs(bias).max(initial=0) >= 2**31:
+        raise OverflowError(f"conv '{n.name}': folded bias does not fit int32")
+    params = np.stack([bias, n.multiplier.astype(np.int64), n.shift.astype(np.int64)], axis=1)
+    return w.tobytes(), params.astype("<i4").tobytes()
+
+
+def plan_memory(g: QGraph) -> MemoryPlan:
+    """Plan DDR for ``g``: views for concatenations, liveness-based reuse, DATA blob."""
+    notes: list[str] = []
+    g = _insert_copies(g, notes)
+    # 1. concat views: parent[t] = (concat output, channel offset)
+    parent: dict[str, tuple[str, int]] = {}
+    for n in reversed(g.nodes):
+        if isinstance(n, QConcat):
+            off = 0
+            for t in n.inputs:
+                parent[t] = (n.output, off)
+                off += nchw(g.tensors[t])[1]
+
+    def root_of(t: str) -> tuple[str, int]:
+        off = 0
+        while t in parent:
+            t, o = parent[t]
+            off += o
+        return t, off
+
+    # 2. lifetimes of roots: step index of first write and last read
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for t in g.inputs:
+        first[root_of(t)[0]] = -1
+    for step, n in enumerate(g.nodes):
+        if isinstance(n, QConcat):
+            continue
+        ins = n.inputs if isinstance(n, QHostOp) else (
+            [n.a, n.b] if isinstance(n, QAdd) else [n.input])
+        for t in ins:
+            r = root_of(t)[0]
+            last[r] = max(last.get(r, -1), step)
+        r = root_of(n.output)[0]
+        first[r] = min(first.get(r, step), step)
+    for n in g.nodes:
+        if isinstance(n, QConcat):  # a concat "reads" nothing, but its output must live
+            r = root_of(n.output)[0]
+            last.setdefault(r, first.get(r, 0))
+    end = len(g.nodes)
+    for t in g.outputs:
+        last[root_of(t)[0]] = end
+    storages: list[Storage] = []
+    sid: dict[str, int] = {}
+    for r in sorted(first, key=lambda r: (first[r], r)):
+        _, c, h, w = nchw(g.tensors[r])
+        dt_bytes = 4 if any(isinstance(n, QHostOp) and n.output == r and n.output_float
+                            for n in g.nodes) else 1
+        sid[r] = len(storages)
+        storages.append(Storage(r, _align(c * h * w * dt_bytes), first[r], last.get(r, first[r])))
+    # 3. first-fit allocation with liveness reuse
+    live: list[Storage] = []
+    top = 0
+    for s in sorted(storages, key=lambda s: (s.first, -s.size)):
+        live = [x for x in live if x.last >= s.first]
+        cursor = 0
+        for x in sorted(live, key=lambda x: x.offset):
+            if x.offset - cursor >= s.size:
+                break
+            cursor = max(cursor, x.offset + x.size)
+        s.offset = cursor
+        top = max(top, cursor + s.size)
+        live.append(s)
+    places: dict[str, Placement] = {}
+    for t in g.tensors:
+        r, off = root_of(t)
+        if r not in sid:
+            continue
+        s = storages[sid[r]]
+        places[t] = Placement(s.offset + off, nchw(g.tensors[r])[1], sid[r])
+    # 4. constants
+    data_offset = _align(top)
+    blob = bytearray()
+    consts: dict[str, ConstBlob] = {}
+    for n in g.nodes:
+        if isinstance(n, QConv):
+            wbytes, pbytes = conv_constants(n, g.tensors[n.input].zero_point)
+            w_at = data_offset + len(blob)
+            blob += wbytes
+            blob += bytes(_align(len(blob)) - len(blob))
+            p_at = data_offset + len(blob)
+            blob += pbytes
+            blob += bytes(_align(len(blob)) - len(blob))
+            consts[n.name] = ConstBlob(w_at, p_at)
+    assert PARAM_RECORD_BYTES == 12
+    return MemoryPlan(
+        graph=g,
+        places=places,
+        storages=storages,
+        consts=consts,
+        data=bytes(blob),
+        data_offset=data_offset,
+        ddr_size=data_offset + len(blob),
+        notes=notes,
+    )
+
+
+__all__ = ["MemoryPlan", "Placement", "QPool", "Storage", "nchw", "plan_memory"]
