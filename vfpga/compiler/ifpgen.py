@@ -234,7 +234,7 @@ def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     from vfpga.compiler.latency import core_bytes_per_cycle
 
     bpc = core_bytes_per_cycle(hw)
-    c, h, w = spec.in_shape
+    c, h, _w = spec.in_shape
     best: tuple[float, _Plan] | None = None
     for og in options:
         if spec.kind == "conv" and spec.groups > 1 and og % unit:
@@ -320,10 +320,10 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
     assert isinstance(node, QConv)
     p = choose_plan(spec, tile, hw)
     ci, h, w = spec.in_shape
-    co, oh, ow = spec.out_shape
+    _co, oh, ow = spec.out_shape
     kh, kw = spec.kernel
     sh, sw = spec.stride
-    pt, pb, pl, pr = spec.pads
+    pt, _pb, pl, _pr = spec.pads
     cig, opg = spec.cig, spec.opg
     x, y = spec.ins[0], spec.out
     wt = tile.w1 - tile.w0
@@ -405,11 +405,11 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
     node = spec.node
     assert isinstance(node, QPool)
     p = choose_plan(spec, tile, hw)
-    ci, h, w = spec.in_shape
-    co, oh, ow = spec.out_shape
+    _ci, h, w = spec.in_shape
+    _co, oh, ow = spec.out_shape
     kh, kw = spec.kernel
     sh, sw = spec.stride
-    pt, pb, pl, pr = spec.pads
+    pt, _pb, pl, _pr = spec.pads
     x, y = spec.ins[0], spec.out
     wt = tile.w1 - tile.w0
     half_i, half_o = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2
@@ -453,7 +453,7 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
     node = spec.node
     assert isinstance(node, QAdd)
     p = choose_plan(spec, tile, hw)
-    co, oh, ow = spec.out_shape
+    _co, oh, ow = spec.out_shape
     a, bb = spec.ins
     y = spec.out
     wt = tile.w1 - tile.w0

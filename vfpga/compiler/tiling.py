@@ -9,6 +9,7 @@ fits the core's buffers (:func:`vfpga.compiler.ifpgen.choose_plan` finds a loop 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, choose_plan
@@ -38,7 +39,7 @@ def _split(n: int, parts: int, unit: int) -> list[tuple[int, int]] | None:
     if parts > units:
         return None
     bounds = [min(n, (units * i // parts) * unit) for i in range(parts + 1)]
-    ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+    ranges = list(itertools.pairwise(bounds))
     if any(b <= a for a, b in ranges):
         return None
     return ranges
