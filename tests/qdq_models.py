@@ -144,7 +144,16 @@ def classifier(seed: int = 0, *, softmax: bool = False, lrn: bool = False) -> on
     br1 = b.relu(b.conv(p, 16, 8, 1, pad=0))
     br2 = b.conv(p, 16, 8, 3, stride=1, pad=1)
     cat = b.node("Concat", [br1, br2], axis=1)
-    ap = b.node("AveragePool", [cat], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    # count_include_pad: every window counts 9, so there are no exact rounding ties, on
+    # which ORT's QLinearAveragePool differs (docs/conformance.md)
+    ap = b.node(
+        "AveragePool",
+        [cat],
+        kernel_shape=[3, 3],
+        strides=[2, 2],
+        pads=[1, 1, 1, 1],
+        count_include_pad=1,
+    )
     if lrn:
         ap = b.node("LRN", [ap], size=5, alpha=1e-3, beta=0.75, bias=1.0)
     dw = b.relu(b.conv(ap, 16, 16, 3, group=16))

@@ -214,7 +214,7 @@ def test_classifier_patterns() -> None:
     pools = {n.kind: n for n in g.nodes if isinstance(n, QPool)}
     assert set(pools) == {"max", "avg", "global_avg"}
     assert pools["avg"].kernel == (3, 3) and pools["avg"].pads == (1, 1, 1, 1)
-    assert not pools["avg"].count_include_pad
+    assert pools["avg"].count_include_pad
     hosts = {n.op_type: n for n in g.nodes if isinstance(n, QHostOp)}
     assert hosts["Softmax"].attrs == {"axis": 1}
     assert hosts["LRN"].attrs == {

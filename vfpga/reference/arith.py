@@ -28,12 +28,19 @@ def rhe_shift(v: np.ndarray, s: np.ndarray | int) -> np.ndarray:
     return np.right_shift(v + bias + parity, s_arr)
 
 
+def _as_int_array(v: object) -> np.ndarray:
+    try:
+        return np.asarray(v)
+    except OverflowError:  # a Python int beyond int64
+        return np.asarray(v, dtype=object)
+
+
 def rhe_div(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
     """``round_half_to_even(num / den)`` for integer ``num`` and positive integer ``den``
     (broadcastable), exact. Falls back to Python integers when an operand does not fit
-    the int64 fast path."""
-    num_a = np.asarray(num)
-    den_a = np.asarray(den)
+    the int64 fast path; the result is int64 (object only if a quotient exceeds int64)."""
+    num_a = _as_int_array(num)
+    den_a = _as_int_array(den)
     if np.any(den_a <= 0):
         raise ValueError("rhe_div: the denominator must be positive")
     fits = (
@@ -53,7 +60,10 @@ def rhe_div(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
     a_b, d_b = np.broadcast_arrays(num_a.astype(object), den_a.astype(object))
     flat = [_rhe_int(int(a), int(b)) for a, b in zip(a_b.ravel(), d_b.ravel(), strict=True)]
     out = np.array(flat, dtype=object).reshape(a_b.shape)
-    return out.astype(np.int64)
+    try:
+        return out.astype(np.int64)
+    except OverflowError:  # a quotient beyond int64 stays a Python-int array
+        return out
 
 
 def _rhe_int(a: int, b: int) -> int:
