@@ -102,7 +102,7 @@ def conv_cases(draw: st.DrawFn) -> dict[str, Any]:
         "out_zp": draw(st.integers(-128, 127)),
         "act_lo": draw(st.integers(-128, 127)),
         "act_hi": draw(st.integers(-128, 127)),
-        "path": draw(st.sampled_from(["auto", "wide", "chunk"])),
+        "path": draw(st.sampled_from(["auto", "wide", "chunk", "wide+chunk"])),
         "k_chunk": draw(st.integers(1, 40)),
     }
 
@@ -147,10 +147,10 @@ def test_conv_matches_reference(case: dict[str, Any]) -> None:
     }
     expected = ref.conv(x, w, **args)
     overrides: dict[str, Any] = {}
-    if case["path"] == "wide":
-        overrides = {"_WIDE_MIN_C": 1, "_WIDE_MAX_WASTE": 1.0}
-    elif case["path"] == "chunk":
-        overrides = {"K_CHUNK": case["k_chunk"]}
+    if "wide" in case["path"]:
+        overrides |= {"_WIDE_MIN_C": 1, "_WIDE_MAX_WASTE": 1.0}
+    if "chunk" in case["path"]:
+        overrides |= {"K_CHUNK": case["k_chunk"]}
     with patched(**overrides):
         got = kernels.conv(x, w, **args)
     assert got.dtype == (np.int32 if case["acc_out"] else np.int8)

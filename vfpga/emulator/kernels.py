@@ -14,11 +14,19 @@ Convolution accumulators are int32 with two's-complement wrap-around (the semant
 "int32" and a hardware adder wraps; both the bias/partial-sum addition and the dot product
 are taken modulo ``2**32``).
 
-Speed: convolutions are im2col + float32 BLAS matmul. An int8 x int8 product has magnitude
-at most ``2**14``, so any partial sum over at most :data:`K_CHUNK` = 1024 products is an
-integer of magnitude at most ``2**24`` and therefore exact in float32 whatever order BLAS
-adds in. Longer reductions are split into chunks of 1024 whose (exact) results are added in
-float64 (exact up to ``2**53``). Depthwise convolutions accumulate shifted windows.
+Speed (no per-element Python loops):
+
+* CONV sums are float32 BLAS matmuls (im2col; stride-1 convolutions with long rows use one
+  matmul per kernel offset over contiguous "wide rows" instead, saving the im2col copy;
+  depthwise convolutions accumulate shifted windows). An int8 x int8 product has magnitude
+  at most ``2**14``, so any partial sum of at most :data:`K_CHUNK` = 1024 products is an
+  integer of magnitude at most ``2**24``, exact in float32 whatever order BLAS adds in.
+  Longer reductions are split into chunks whose exact results are added in float64.
+* Requantization runs in float64 when that is provably exact: ``acc * (m * 2**-s)`` is
+  exact while ``|acc * m| < 2**53``, and when it is not but ``s <= 43`` the value is at
+  least 1024 in magnitude and saturates anyway; ``rint`` rounds halves to even. Any other
+  tile takes the exact int64 path (:func:`rhe_pow2`).
+* ELTWISE on large tiles looks results up in a cached table of all 65536 operand pairs.
 
 Inconsistent arguments raise :class:`ValueError` with a message describing the problem;
 the emulator core turns it into a fault naming the instruction.
@@ -37,6 +45,7 @@ from numpy.typing import ArrayLike, NDArray
 from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, PoolMode
 
 __all__ = [
+    "ELTWISE_LUT_MIN",
     "INT8_MAX",
     "INT8_MIN",
     "K_CHUNK",
