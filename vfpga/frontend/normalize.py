@@ -1,0 +1,965 @@
+"""Normalization of fp32 ONNX models to the small op set the quantizer and importer handle.
+
+:func:`normalize` turns an fp32 ONNX model as exported by a framework (any opset from 7,
+initializers listed as graph inputs, weights computed at run time by constant subgraphs)
+into an equivalent fp32 ONNX model (opset >= 13, the same single input and outputs) whose
+nodes are only the **normalized op set** :data:`NORMALIZED_OPS`:
+
+* ``Conv`` — always with a bias input, 2-D, no dilation; ``BatchNormalization`` and
+  per-channel ``Mul``/``Add``/``Sub``/``Div`` by constants are folded into the producing
+  ``Conv`` when that conv's output has no other consumer, otherwise they become a
+  depthwise 1x1 ``Conv`` (``group`` = channels); a ``Pad`` of constant zeros is folded into
+  the consuming ``Conv`` (or ``AveragePool`` with ``count_include_pad=1``); ``Gemm`` and
+  ``MatMul`` with a constant weight become a ``Conv``: 1x1 on ``(N, K, 1, 1)``, or KHxKW
+  over the feature map when their input is a ``Flatten``/``Reshape`` of an ``(N, C, KH, KW)``
+  map; a channel shuffle (``Reshape``-``Transpose``-``Reshape``) is folded into weights.
+* ``Relu``; ``Clip`` only as ReLU6 (inputs min 0, max 6; ``Clip`` with min 0 and no max
+  becomes ``Relu``).
+* ``MaxPool``, ``AveragePool`` (``count_include_pad`` kept; ``ceil_mode`` and ``auto_pad``
+  made explicit pads), ``GlobalAveragePool`` (also from ``ReduceMean`` over H, W).
+* ``Add`` of two tensors of the same shape (``Sum`` becomes a chain of ``Add``).
+* ``Concat`` along channels (axis 1); ``Softmax`` (axis 1), ``LRN``.
+* a final ``Reshape`` to the original 2-D shape for each graph output that was 2-D.
+
+Every tensor before the final ``Reshape`` is 4-D NCHW; a 2-D ``(N, K)`` tensor of the
+source is carried as ``(N, K, 1, 1)``. ``Dropout`` and ``Identity`` are removed. ONNX node
+names are kept (unnamed nodes are named ``<OpType>_<index>``); a folded node's name is
+lost, a node that replaces a source node takes its name.
+
+Anything else raises :class:`vfpga.errors.FrontendError` naming the file, node and op.
+QDQ models (with ``QuantizeLinear``/``DequantizeLinear``) are not normalized: see
+:func:`is_qdq`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from vfpga.errors import FrontendError
+from vfpga.frontend.norm_fold import (
+    TARGET_OPSET,
+    FoldedGraph,
+    check_and_upgrade,
+    default_opset,
+    fold,
+    load_model,
+    strip_weights,
+)
+from vfpga.frontend.norm_graph import NGraph, NNode
+
+#: ONNX op types :func:`normalize` accepts in its input (after constant folding; ops whose
+#: inputs are all constants are evaluated whatever their type).
+SUPPORTED_OPS: tuple[str, ...] = (
+    "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant",
+    "ConstantOfShape", "Conv", "Div", "Dropout", "Flatten", "Gemm", "GlobalAveragePool",
+    "Identity", "LRN", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu", "Reshape",
+    "Shape", "Softmax", "Squeeze", "Sub", "Sum", "Transpose", "Unsqueeze",
+)
+
+#: ONNX op types of a normalized model.
+NORMALIZED_OPS: tuple[str, ...] = (
+    "Add", "AveragePool", "Clip", "Concat", "Conv", "GlobalAveragePool", "LRN", "MaxPool",
+    "Relu", "Reshape", "Softmax",
+)
+
+_QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+_QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "QLinearAdd", "ConvInteger", "MatMulInteger",
+                  "QLinearConcat", "QLinearGlobalAveragePool", "QLinearAveragePool"}
+
+
+@dataclass
+class NormalizeReport:
+    """What :func:`normalize_with_report` did: ``rewrites`` counts each kind of rewrite,
+    ``ops`` the op types of the result, ``notes`` lists rewrites that cost run time (for
+    example a channel shuffle that had to become a permutation convolution)."""
+
+    source: str
+    rewrites: Counter[str] = field(default_factory=Counter)
+    ops: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+
+def is_qdq(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` is already quantized in QDQ form (has ``QuantizeLinear`` or
+    ``DequantizeLinear`` nodes in its main graph)."""
+    return any(n.op_type in _QDQ_OPS for n in model.graph.node)
+
+
+def normalize(model: onnx.ModelProto | str | Path, source: str | None = None) -> onnx.ModelProto:
+    """Normalize an fp32 ONNX model (a ``ModelProto`` or a path) to :data:`NORMALIZED_OPS`.
+
+    ``source`` names the model in error messages (default: the path, else the graph name).
+    The result computes the same function (up to float rounding) with the same input and
+    output names and shapes. Raises :class:`~vfpga.errors.FrontendError` for unreadable or
+    invalid models, QDQ models, more than one input, non-float32 input, dynamic or
+    non-batch-1 shapes, and unsupported ops or op uses.
+    """
+    return normalize_with_report(model, source)[0]
+
+
+def normalize_with_report(
+    model: onnx.ModelProto | str | Path, source: str | None = None
+) -> tuple[onnx.ModelProto, NormalizeReport]:
+    """:func:`normalize`, also returning a :class:`NormalizeReport`."""
+    proto, name = load_model(model, source)
+    if is_qdq(proto):
+        raise FrontendError(
+            f"{name}: the model is already quantized (QDQ: it has QuantizeLinear/"
+            "DequantizeLinear nodes); normalize() takes fp32 models only. Import QDQ models "
+            "directly (vfpga.frontend lowering), without 'vfpga quantize'."
+        )
+    qop = sorted({n.op_type for n in proto.graph.node} & _QOPERATOR_OPS)
+    if qop:
+        raise FrontendError(
+            f"{name}: the model is quantized in QOperator format ({', '.join(qop)}); only fp32 "
+            "models (for 'vfpga quantize') and QDQ models are supported"
+        )
+    proto = check_and_upgrade(proto, name)
+    _check_input(proto, name)
+    fg = fold(proto, name)
+    report = NormalizeReport(name)
+    tr = _Translator(fg, report)
+    g, out_shapes = tr.run()
+    _fold_affine(g, report)
+    _resolve_perms(g, report)
+    _push_act_above_concat(g, report)
+    g.remove_dead()
+    opset = max(TARGET_OPSET, fg.opset)
+    ir = min(max(fg.ir_version, 7), onnx.IR_VERSION)
+    out = g.to_onnx(out_shapes, opset, ir)
+    try:
+        onnx.checker.check_model(strip_weights(out)[0])
+    except onnx.checker.ValidationError as exc:  # a bug, but say which model triggered it
+        raise AssertionError(f"normalize produced an invalid model for {name}: {exc}") from exc
+    report.ops = Counter(n.op_type for n in out.graph.node)
+    return out, report
+
+
+# -- input checks ---------------------------------------------------------------------------
+def _check_input(model: onnx.ModelProto, name: str) -> None:
+    g = model.graph
+    inits = {i.name for i in g.initializer} | {s.values.name for s in g.sparse_initializer}
+    real = [vi for vi in g.input if vi.name not in inits]
+    if len(real) != 1:
+        names = ", ".join(f"'{v.name}'" for v in real) or "none"
+        raise FrontendError(
+            f"{name}: the model must have exactly one graph input (an NCHW image batch); it "
+            f"has {len(real)}: {names}"
+        )
+    vi = real[0]
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise FrontendError(f"{name}: input '{vi.name}' is not a tensor")
+    if tt.elem_type != onnx.TensorProto.FLOAT:
+        tname = onnx.TensorProto.DataType.Name(tt.elem_type)
+        raise FrontendError(
+            f"{name}: input '{vi.name}' has element type {tname}; only float32 inputs are "
+            "supported (quantization happens inside 'vfpga quantize')"
+        )
+    if not tt.HasField("shape"):
+        raise FrontendError(f"{name}: input '{vi.name}' has no shape; re-export with a static "
+                            "shape such as [1, 3, 224, 224]")
+    dims: list[str] = []
+    for d in tt.shape.dim:
+        dims.append(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?"))
+    shape_txt = "[" + ", ".join(dims) + "]"
+    for axis, d in enumerate(tt.shape.dim):
+        if not d.HasField("dim_value") or d.dim_value <= 0:
+            sym = d.dim_param or "?"
+            raise FrontendError(
+                f"{name}: input '{vi.name}' has a dynamic dimension '{sym}' at axis {axis} "
+                f"(shape {shape_txt}); the accelerator needs static shapes. Fix it, e.g. "
+                f"'python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param {sym} "
+                f"--dim_value {1 if axis == 0 else 224} in.onnx out.onnx', or re-export without "
+                "dynamic axes"
+            )
+    if len(tt.shape.dim) != 4:
+        raise FrontendError(
+            f"{name}: input '{vi.name}' has shape {shape_txt}; an NCHW image input of rank 4 "
+            "is required"
+        )
+    if tt.shape.dim[0].dim_value != 1:
+        raise FrontendError(
+            f"{name}: input '{vi.name}' has batch size {tt.shape.dim[0].dim_value} (shape "
+            f"{shape_txt}); the accelerator runs batch 1: re-export with batch 1 or fix the "
+            "dimension with onnxruntime.tools.make_dynamic_shape_fixed"
+        )
+
+
+# -- translation ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Val:
+    """How a source tensor is held in the new graph: the 4-D tensor ``name``; ``rank`` is
+    the source rank (4, or 2 for ``(N, K)`` held as ``(N, K, 1, 1)``); ``flat`` means the
+    source tensor is the ``(N, C*H*W)`` flattening of the ``(N, C, H, W)`` map ``name``;
+    ``pad`` is a pending zero padding ``(top, left, bottom, right)`` not yet applied."""
+
+    name: str
+    rank: int
+    flat: bool = False
+    pad: tuple[int, int, int, int] | None = None
+
+
+def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            v = helper.get_attribute_value(a)
+            return v.decode() if isinstance(v, bytes) else v
+    return default
+
+
+def _auto_pads(auto_pad: str, in_hw: tuple[int, int], k: tuple[int, int],
+               s: tuple[int, int], d: tuple[int, int] = (1, 1)) -> list[int]:
+    """Explicit ``(top, left, bottom, right)`` pads of ``auto_pad`` SAME_UPPER/SAME_LOWER."""
+    begin, end = [0, 0], [0, 0]
+    for i in range(2):
+        out = -(-in_hw[i] // s[i])
+        total = max((out - 1) * s[i] + (k[i] - 1) * d[i] + 1 - in_hw[i], 0)
+        small, big = total // 2, total - total // 2
+        begin[i], end[i] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    return [begin[0], begin[1], end[0], end[1]]
+
+
+class _Translator:
+    """Walks the folded source graph in order and emits normalized nodes."""
+
+    def __init__(self, fg: FoldedGraph, report: NormalizeReport) -> None:
+        self.fg = fg
+        self.report = report
+        (inp,) = fg.inputs
+        shape = tuple(int(d) for d in fg.shapes[inp])
+        self.g = NGraph(fg.graph_name or "model", inp, shape)
+        for n in fg.nodes:
+            self.g.reserve(n.name)
+            for t in [*n.input, *n.output]:
+                self.g.reserve(t)
+        for t in [*fg.consts, *fg.inputs, *fg.outputs]:
+            self.g.reserve(t)
+        self.g.shapes[inp] = shape
+        self.env: dict[str, _Val] = {inp: _Val(inp, 4)}
+        self.cons: dict[str, list[onnx.NodeProto]] = {}
+        for n in fg.nodes:
+            for i in n.input:
+                self.cons.setdefault(i, []).append(n)
+        self.skip: set[str] = set()
+
+    # -- helpers --------------------------------------------------------------------------
+    def err(self, n: onnx.NodeProto, msg: str) -> FrontendError:
+        return FrontendError(f"{self.fg.source}: node '{n.name}' ({n.op_type}): {msg}")
+
+    def unsupported(self, n: onnx.NodeProto) -> FrontendError:
+        dom = f" in domain '{n.domain}'" if n.domain not in ("", "ai.onnx") else ""
+        return FrontendError(
+            f"{self.fg.source}: node '{n.name}' ({n.op_type}{dom}) is not supported; supported "
+            f"ops: {', '.join(SUPPORTED_OPS)}"
+        )
+
+    def shape(self, n: onnx.NodeProto, t: str) -> tuple[int, ...]:
+        s = self.fg.shapes.get(t)
+        if s is None or not all(isinstance(d, int) for d in s):
+            raise self.err(n, f"the shape of tensor '{t}' is unknown or not static ({s})")
+        return tuple(int(d) for d in s)  # type: ignore[arg-type]
+
+    def is_const(self, t: str) -> bool:
+        return t in self.fg.consts
+
+    def const(self, n: onnx.NodeProto, i: int, what: str) -> np.ndarray:
+        if i >= len(n.input) or not n.input[i]:
+            raise self.err(n, f"the {what} input is missing")
+        t = n.input[i]
+        if t not in self.fg.consts:
+            raise self.err(n, f"the {what} ('{t}') must be a constant (initializer)")
+        return self.fg.consts[t]
+
+    def opt_const(self, n: onnx.NodeProto, i: int) -> np.ndarray | None:
+        if i >= len(n.input) or not n.input[i]:
+            return None
+        return self.const(n, i, f"input {i}")
+
+    def act(self, n: onnx.NodeProto, i: int, *, allow_flat: bool = False,
+            allow_pad: bool = False) -> _Val:
+        t = n.input[i]
+        if t in self.fg.consts:
+            raise self.err(n, f"input '{t}' is a constant where a feature map is expected")
+        v = self.env.get(t)
+        if v is None:
+            raise self.err(n, f"input '{t}' is not produced by any supported node")
+        if v.flat and not allow_flat:
+            raise self.err(n, f"input '{t}' is a flattened feature map; only Gemm/MatMul (fully "
+                              "connected layers) may consume a Flatten/Reshape to 2-D of a "
+                              "map with spatial size > 1")
+        if v.pad is not None and not allow_pad:
+            raise self.err(n, f"input '{t}' comes from a zero Pad that can only be folded into "
+                              "a Conv or an AveragePool")
+        return v
+
+    def define(self, t: str, v: _Val, phys: tuple[int, ...] | None = None) -> None:
+        self.env[t] = v
+        if phys is not None:
+            self.g.shapes[v.name] = phys
+
+    def phys(self, n: onnx.NodeProto, t: str) -> tuple[int, ...]:
+        s = self.shape(n, t)
+        if len(s) == 4:
+            return s
+        if len(s) == 2:
+            return (s[0], s[1], 1, 1)
+        raise self.err(n, f"tensor '{t}' has rank {len(s)}; only 4-D NCHW maps and 2-D (N, K) "
+                          "vectors are supported")
+
+    def emit(self, n: onnx.NodeProto | str, op: str, inputs: list[str], out: str,
+             **attrs: Any) -> NNode:
+        name = n if isinstance(n, str) else n.name
+        node = NNode(name, op, inputs, [out], attrs)
+        self.g.nodes.append(node)
+        return node
+
+    # -- main loop -------------------------------------------------------------------------
+    def run(self) -> tuple[NGraph, dict[str, tuple[int, ...]]]:
+        for n in self.fg.nodes:
+            if n.name in self.skip:
+                continue
+            if n.domain not in ("", "ai.onnx"):
+                raise self.unsupported(n)
+            handler = getattr(self, f"op_{n.op_type}", None)
+            if handler is None:
+                raise self.unsupported(n)
+            handler(n)
+        return self.g, self.finish_outputs()
+
+    def finish_outputs(self) -> dict[str, tuple[int, ...]]:
+        out_shapes: dict[str, tuple[int, ...]] = {}
+        for o in self.fg.outputs:
+            if o in self.fg.consts:
+                raise FrontendError(f"{self.fg.source}: graph output '{o}' is a constant")
+            v = self.env.get(o)
+            if v is None:
+                raise FrontendError(f"{self.fg.source}: graph output '{o}' is not computed")
+            shape = self.fg.shapes.get(o)
+            if shape is None or not all(isinstance(d, int) for d in shape):
+                raise FrontendError(f"{self.fg.source}: graph output '{o}' has unknown shape")
+            oshape = tuple(int(d) for d in shape)  # type: ignore[arg-type]
+            out_shapes[o] = oshape
+            if v.pad is not None:
+                raise FrontendError(f"{self.fg.source}: graph output '{o}' is a zero Pad of a "
+                                    "feature map, which is not supported")
+            if v.name == self.g.input:
+                raise FrontendError(f"{self.fg.source}: graph output '{o}' is the graph input")
+            if len(oshape) == 4 and not v.flat:
+                if v.name != o:
+                    if v.name in self.g.outputs:
+                        raise FrontendError(
+                            f"{self.fg.source}: graph outputs '{o}' and '{v.name}' are the "
+                            "same tensor, which is not supported")
+                    self.g.rename_tensor(v.name, o)
+                    for k, w in list(self.env.items()):
+                        if w.name == v.name:
+                            self.env[k] = _Val(o, w.rank, w.flat, w.pad)
+                self.g.outputs.append(o)
+            else:
+                if v.name == o:
+                    phys_name = self.g.fresh(f"{o}_4d")
+                    self.g.rename_tensor(o, phys_name)
+                    for k, w in list(self.env.items()):
+                        if w.name == o:
+                            self.env[k] = _Val(phys_name, w.rank, w.flat, w.pad)
+                    v = self.env[o]
+                shp = self.g.add_const(f"{o}_shape", np.array(oshape, dtype=np.int64))
+                self.emit(self.g.fresh(f"Reshape_{o}"), "Reshape", [v.name, shp], o)
+                self.g.shapes[o] = oshape
+                self.g.outputs.append(o)
+        return out_shapes
+
+    # -- per-op handlers -------------------------------------------------------------------
+    def op_Conv(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0, allow_pad=True)
+        if x.rank != 4:
+            raise self.err(n, "only 2-D convolutions over NCHW maps are supported")
+        w = self.const(n, 1, "weight")
+        if w.ndim != 4:
+            raise self.err(n, f"weight has rank {w.ndim}; only 2-D convolutions are supported")
+        oc = w.shape[0]
+        b = self.opt_const(n, 2)
+        b = np.zeros(oc, np.float32) if b is None else b.astype(np.float32).reshape(oc)
+        group = int(_attr(n, "group", 1))
+        strides = [int(s) for s in _attr(n, "strides", [1, 1])]
+        dil = [int(s) for s in _attr(n, "dilations", [1, 1])]
+        if any(d != 1 for d in dil):
+            raise self.err(n, f"dilations {dil} are not supported by the accelerator (only 1)")
+        k = (int(w.shape[2]), int(w.shape[3]))
+        pads = self.resolve_pads(n, x, k, (strides[0], strides[1]))
+        if x.pad is not None:
+            pads = [p + q for p, q in zip(pads, x.pad, strict=True)]
+            self.report.rewrites["pad_folded"] += 1
+        wn = self.g.add_const(f"{n.name}_W", w.astype(np.float32, copy=False))
+        bn = self.g.add_const(f"{n.name}_B", b)
+        out = n.output[0]
+        self.emit(n, "Conv", [x.name, wn, bn], out, kernel_shape=list(k), strides=strides,
+                  pads=pads, group=group)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def resolve_pads(self, n: onnx.NodeProto, x: _Val, k: tuple[int, int],
+                     s: tuple[int, int]) -> list[int]:
+        auto = _attr(n, "auto_pad", "NOTSET")
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            shp = self.g.shapes[x.name]
+            return _auto_pads(auto, (shp[2], shp[3]), k, s)
+        if auto == "VALID":
+            return [0, 0, 0, 0]
+        pads = [int(p) for p in _attr(n, "pads", [0, 0, 0, 0])]
+        if any(p < 0 for p in pads):
+            raise self.err(n, f"negative pads {pads} are not supported")
+        return pads
+
+    def affine(self, n: onnx.NodeProto, x: _Val, a: np.ndarray, b: np.ndarray, kind: str) -> None:
+        """Emit ``out = a[c] * x + b[c]`` as a depthwise 1x1 Conv (folded later)."""
+        out = n.output[0]
+        c = self.g.shapes[x.name][1]
+        w = np.broadcast_to(np.asarray(a, np.float32), (c,)).reshape(c, 1, 1, 1).copy()
+        bias = np.broadcast_to(np.asarray(b, np.float32), (c,)).copy()
+        wn = self.g.add_const(f"{n.name}_W", w)
+        bn = self.g.add_const(f"{n.name}_B", bias)
+        self.emit(n, "Conv", [x.name, wn, bn], out, kernel_shape=[1, 1], strides=[1, 1],
+                  pads=[0, 0, 0, 0], group=c)
+        self.define(out, _Val(out, x.rank), self.g.shapes[x.name])
+        self.report.rewrites[kind] += 1
+
+    def op_BatchNormalization(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0)
+        if int(_attr(n, "training_mode", 0)) != 0 or any(o for o in n.output[1:]
+                                                           if o in self.cons):
+            raise self.err(n, "training-mode BatchNormalization is not supported")
+        scale = self.const(n, 1, "scale").astype(np.float64)
+        bias = self.const(n, 2, "bias").astype(np.float64)
+        mean = self.const(n, 3, "mean").astype(np.float64)
+        var = self.const(n, 4, "variance").astype(np.float64)
+        eps = float(_attr(n, "epsilon", 1e-5))
+        a = scale / np.sqrt(var + eps)
+        self.affine(n, x, a, bias - mean * a, "batchnorm")
+
+    def per_channel(self, n: onnx.NodeProto, x: _Val, c: np.ndarray) -> np.ndarray:
+        """The constant ``c`` as a per-channel vector for the source tensor ``x``, or error."""
+        rank = x.rank
+        chans = self.g.shapes[x.name][1]
+        if c.ndim > rank:
+            raise self.err(n, f"the constant operand has shape {c.shape}, more dims than input")
+        c4 = c.reshape((1,) * (rank - c.ndim) + c.shape)
+        ok = c4.shape[0] == 1 and c4.shape[1] in (1, chans) and all(d == 1 for d in c4.shape[2:])
+        if not ok or x.flat:
+            raise self.err(n, f"the constant operand has shape {c.shape}; only per-channel "
+                              f"constants (shape (C,1,1), (1,C,1,1) or a scalar) are supported")
+        return np.broadcast_to(c4.reshape(-1).astype(np.float64), (chans,))
+
+    def binary_const(self, n: onnx.NodeProto) -> tuple[_Val, np.ndarray, bool] | None:
+        """(feature-map operand, per-channel constant, constant-is-first) or None."""
+        c0, c1 = self.is_const(n.input[0]), self.is_const(n.input[1])
+        if c0 == c1:
+            return None
+        x = self.act(n, 1 if c0 else 0)
+        c = self.fg.consts[n.input[0] if c0 else n.input[1]]
+        if self.shape(n, n.output[0]) != self.shape(n, n.input[1 if c0 else 0]):
+            raise self.err(n, "broadcasting a constant that changes the tensor's shape is not "
+                              "supported")
+        return x, self.per_channel(n, x, c), c0
+
+    def op_Mul(self, n: onnx.NodeProto) -> None:
+        r = self.binary_const(n)
+        if r is None:
+            raise self.err(n, "multiplying two feature maps is not supported (only by a "
+                              "per-channel constant)")
+        x, c, _ = r
+        self.affine(n, x, c, np.zeros_like(c), "mul_const")
+
+    def op_Div(self, n: onnx.NodeProto) -> None:
+        r = self.binary_const(n)
+        if r is None or r[2]:
+            raise self.err(n, "only division of a feature map by a per-channel constant is "
+                              "supported")
+        x, c, _ = r
+        self.affine(n, x, 1.0 / c, np.zeros_like(c), "div_const")
+
+    def op_Sub(self, n: onnx.NodeProto) -> None:
+        r = self.binary_const(n)
+        if r is None:
+            raise self.err(n, "subtracting two feature maps is not supported (only a "
+                              "per-channel constant)")
+        x, c, first = r
+        if first:
+            self.affine(n, x, -np.ones_like(c), c, "sub_const")
+        else:
+            self.affine(n, x, np.ones_like(c), -c, "sub_const")
+
+    def op_Add(self, n: onnx.NodeProto) -> None:
+        r = self.binary_const(n)
+        if r is not None:
+            x, c, _ = r
+            self.affine(n, x, np.ones_like(c), c, "add_const")
+            return
+        self.add_two(n, n.input[0], n.input[1], n.output[0], n.name)
+
+    def add_two(self, n: onnx.NodeProto, a: str, b: str, out: str, name: str) -> None:
+        va = self.env_act(n, a)
+        vb = self.env_act(n, b)
+        sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
+        if sa != sb or va.rank != vb.rank:
+            raise self.err(n, f"adding tensors of different shapes {sa} and {sb} "
+                              "(broadcasting) is not supported")
+        self.emit(name, "Add", [va.name, vb.name], out)
+        self.define(out, _Val(out, va.rank), sa)
+
+    def env_act(self, n: onnx.NodeProto, t: str) -> _Val:
+        idx = list(n.input).index(t)
+        return self.act(n, idx)
+
+    def op_Sum(self, n: onnx.NodeProto) -> None:
+        ins = list(n.input)
+        if any(self.is_const(t) for t in ins):
+            raise self.err(n, "Sum with a constant operand is not supported")
+        if len(ins) == 1:
+            self.define(n.output[0], self.act(n, 0, allow_flat=True, allow_pad=True))
+            return
+        acc = ins[0]
+        for i, t in enumerate(ins[1:], start=1):
+            last = i == len(ins) - 1
+            out = n.output[0] if last else self.g.fresh(f"{n.output[0]}_part{i}")
+            name = n.name if last else self.g.fresh(f"{n.name}_add{i}")
+            self.add_two(n, acc, t, out, name)
+            acc = out
+        self.report.rewrites["sum_to_add"] += 1
+
+    def op_Relu(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0, allow_flat=True, allow_pad=True)
+        out = n.output[0]
+        self.emit(n, "Relu", [x.name], out)
+        self.define(out, _Val(out, x.rank, x.flat, x.pad), self.g.shapes[x.name])
+
+    def op_Clip(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0, allow_flat=True, allow_pad=True)
+        lo = self.opt_const(n, 1)
+        hi = self.opt_const(n, 2)
+        lo_v = float(lo.reshape(-1)[0]) if lo is not None else float(_attr(n, "min", -np.inf))
+        hi_v = float(hi.reshape(-1)[0]) if hi is not None else float(_attr(n, "max", np.inf))
+        out = n.output[0]
+        if lo_v != 0.0 or not (hi_v == 6.0 or np.isinf(hi_v)):
+            raise self.err(n, f"Clip(min={lo_v}, max={hi_v}) is supported only as ReLU "
+                              "(min 0, no max) or ReLU6 (min 0, max 6)")
+        if np.isinf(hi_v):
+            self.emit(n, "Relu", [x.name], out)
+            self.report.rewrites["clip_to_relu"] += 1
+        else:
+            lo_n = self.g.add_const(f"{n.name}_min", np.array(0.0, np.float32))
+            hi_n = self.g.add_const(f"{n.name}_max", np.array(6.0, np.float32))
+            self.emit(n, "Clip", [x.name, lo_n, hi_n], out)
+        self.define(out, _Val(out, x.rank, x.flat, x.pad), self.g.shapes[x.name])
+
+    def pool_common(self, n: onnx.NodeProto, x: _Val) -> tuple[list[int], list[int], list[int]]:
+        k = [int(v) for v in _attr(n, "kernel_shape", [])]
+        if len(k) != 2:
+            raise self.err(n, "only 2-D pooling is supported")
+        s = [int(v) for v in _attr(n, "strides", [1, 1])]
+        dil = [int(v) for v in _attr(n, "dilations", [1, 1])]
+        if any(d != 1 for d in dil):
+            raise self.err(n, f"dilations {dil} are not supported")
+        pads = self.resolve_pads(n, x, (k[0], k[1]), (s[0], s[1]))
+        if int(_attr(n, "ceil_mode", 0)):
+            ih, iw = self.g.shapes[x.name][2:]
+            oh, ow = self.shape(n, n.output[0])[2:]
+            extra_h = max((oh - 1) * s[0] + k[0] - (ih + pads[0] + pads[2]), 0)
+            extra_w = max((ow - 1) * s[1] + k[1] - (iw + pads[1] + pads[3]), 0)
+            if (extra_h or extra_w) and n.op_type == "AveragePool" \
+                    and int(_attr(n, "count_include_pad", 0)):
+                raise self.err(n, "ceil_mode=1 with count_include_pad=1 is not supported")
+            pads = [pads[0], pads[1], pads[2] + extra_h, pads[3] + extra_w]
+            self.report.rewrites["ceil_mode_to_pads"] += 1
+        return k, s, pads
+
+    def op_MaxPool(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0)
+        if len(n.output) > 1 and n.output[1] and n.output[1] in self.cons:
+            raise self.err(n, "the Indices output of MaxPool is not supported")
+        k, s, pads = self.pool_common(n, x)
+        out = n.output[0]
+        self.emit(n, "MaxPool", [x.name], out, kernel_shape=k, strides=s, pads=pads)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def op_AveragePool(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0, allow_pad=True)
+        k, s, pads = self.pool_common(n, x)
+        cip = int(_attr(n, "count_include_pad", 0))
+        if x.pad is not None:
+            if cip or not any(pads):
+                pads = [p + q for p, q in zip(pads, x.pad, strict=True)]
+                cip = 1
+                self.report.rewrites["pad_folded"] += 1
+            else:
+                raise self.err(n, "a zero Pad before an AveragePool that has its own pads and "
+                                  "count_include_pad=0 cannot be folded")
+        out = n.output[0]
+        self.emit(n, "AveragePool", [x.name], out, kernel_shape=k, strides=s, pads=pads,
+                  count_include_pad=cip)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def op_GlobalAveragePool(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0)
+        out = n.output[0]
+        self.emit(n, "GlobalAveragePool", [x.name], out)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def op_ReduceMean(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0)
+        axes = _attr(n, "axes", None)
+        if axes is None and len(n.input) > 1 and n.input[1]:
+            axes = [int(a) for a in self.const(n, 1, "axes").reshape(-1)]
+        if x.rank != 4 or axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
+            raise self.err(n, "ReduceMean is supported only over the spatial axes [2, 3] of an "
+                              "NCHW map (global average pooling)")
+        out = n.output[0]
+        keep = int(_attr(n, "keepdims", 1))
+        self.emit(n, "GlobalAveragePool", [x.name], out)
+        self.define(out, _Val(out, 4 if keep else 2), self.phys(n, out))
+        self.report.rewrites["reducemean_to_gap"] += 1
+
+    def op_Concat(self, n: onnx.NodeProto) -> None:
+        vals = [self.act(n, i) for i in range(len(n.input))]
+        rank = vals[0].rank
+        axis = int(_attr(n, "axis", 1))
+        if any(v.rank != rank for v in vals) or axis % rank != 1:
+            raise self.err(n, f"only concatenation along channels (axis 1) is supported "
+                              f"(axis {axis})")
+        out = n.output[0]
+        self.emit(n, "Concat", [v.name for v in vals], out, axis=1)
+        self.define(out, _Val(out, rank), self.phys(n, out))
+
+    def op_Softmax(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0, allow_flat=True)
+        axis = int(_attr(n, "axis", -1))
+        if x.flat:
+            raise self.err(n, "Softmax over a flattened feature map with spatial size > 1 is not "
+                              "supported (apply it to a (N, K) classifier output)")
+        if axis % x.rank != 1:
+            raise self.err(n, f"Softmax is supported only along the channel axis 1 (axis {axis}"
+                              f" of a rank-{x.rank} tensor)")
+        out = n.output[0]
+        self.emit(n, "Softmax", [x.name], out, axis=1)
+        self.define(out, _Val(out, x.rank), self.g.shapes[x.name])
+
+    def op_LRN(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0)
+        if x.rank != 4:
+            raise self.err(n, "LRN is supported on NCHW maps only")
+        out = n.output[0]
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        self.emit(n, "LRN", [x.name], out, **attrs)
+        self.define(out, _Val(out, 4), self.g.shapes[x.name])
+
+    def op_Dropout(self, n: onnx.NodeProto) -> None:
+        if len(n.output) > 1 and n.output[1] and n.output[1] in self.cons:
+            raise self.err(n, "the mask output of Dropout is not supported")
+        self.define(n.output[0], self.act(n, 0, allow_flat=True, allow_pad=True))
+        self.report.rewrites["dropout_removed"] += 1
+
+    def op_Identity(self, n: onnx.NodeProto) -> None:
+        self.define(n.output[0], self.act(n, 0, allow_flat=True, allow_pad=True))
+        self.report.rewrites["identity_removed"] += 1
+
+    def op_Pad(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0, allow_pad=True)
+        mode = _attr(n, "mode", "constant")
+        if mode != "constant":
+            raise self.err(n, f"Pad mode '{mode}' is not supported (only constant zeros)")
+        pads = [int(p) for p in self.const(n, 1, "pads").reshape(-1)]
+        val = self.opt_const(n, 2)
+        if val is not None and val.size and float(val.reshape(-1)[0]) != 0.0:
+            raise self.err(n, f"Pad with value {float(val.reshape(-1)[0])} is not supported "
+                              "(only zeros)")
+        axes_c = self.opt_const(n, 3)
+        rank = x.rank
+        if axes_c is not None:
+            full = [0] * (2 * rank)
+            axes = [int(a) % rank for a in axes_c.reshape(-1)]
+            for j, a in enumerate(axes):
+                full[a], full[a + rank] = pads[j], pads[j + len(axes)]
+            pads = full
+        if rank != 4 or len(pads) != 8 or pads[0] or pads[1] or pads[4] or pads[5] \
+                or any(p < 0 for p in pads):
+            raise self.err(n, f"only non-negative zero padding of the spatial axes of an NCHW "
+                              f"map is supported (pads {pads})")
+        p = (pads[2], pads[3], pads[6], pads[7])
+        if x.pad is not None:
+            p = tuple(a + b for a, b in zip(p, x.pad, strict=True))  # type: ignore[assignment]
+        self.define(n.output[0], _Val(x.name, 4, False, p))
+
+    # reshape-like ops ----------------------------------------------------------------------
+    def view(self, n: onnx.NodeProto) -> None:
+        x = self.act(n, 0, allow_flat=True)
+        out = n.output[0]
+        ins = self.shape(n, n.input[0])
+        outs = self.shape(n, out)
+        mshape = self.g.shapes[x.name]
+        if outs == ins:
+            self.define(out, x)
+            return
+        if len(ins) == 4 and len(outs) == 2 and outs == (ins[0], int(np.prod(ins[1:]))):
+            self.define(out, _Val(x.name, 2, flat=ins[2] * ins[3] != 1))
+            self.report.rewrites["flatten_removed"] += 1
+            return
+        if len(ins) == 2 and not x.flat and outs == (ins[0], ins[1], 1, 1):
+            self.define(out, _Val(x.name, 4))
+            return
+        if len(ins) == 2 and x.flat and outs == mshape:
+            self.define(out, _Val(x.name, 4))
+            return
+        if len(outs) == 5 and self.try_shuffle(n, x, ins, outs):
+            return
+        raise self.err(n, f"reshaping {list(ins)} to {list(outs)} is not supported; supported: "
+                          "flattening a map before a Gemm/MatMul, (N, K) <-> (N, K, 1, 1), and "
+                          "a channel shuffle (Reshape-Transpose-Reshape)")
+
+    op_Reshape = view
+    op_Flatten = view
+    op_Squeeze = view
+    op_Unsqueeze = view
+
+    def try_shuffle(self, n: onnx.NodeProto, x: _Val, ins: tuple[int, ...],
+                    outs: tuple[int, ...]) -> bool:
+        """Recognize Reshape(5-D) -> Transpose -> Reshape(back) permuting channels only."""
+        if len(ins) != 4 or x.rank != 4 or x.flat:
+            return False
+        c1 = self.cons.get(n.output[0], [])
+        if len(c1) != 1 or c1[0].op_type != "Transpose" or n.output[0] in self.fg.outputs:
+            return False
+        t = c1[0]
+        c2 = self.cons.get(t.output[0], [])
+        if len(c2) != 1 or c2[0].op_type != "Reshape" or t.output[0] in self.fg.outputs:
+            return False
+        r2 = c2[0]
+        if self.fg.shapes.get(r2.output[0]) != ins:
+            return False
+        perm = [int(p) for p in _attr(t, "perm", list(range(5))[::-1])]
+        idx = np.arange(int(np.prod(ins))).reshape(ins)
+        y = idx.reshape(outs).transpose(perm).reshape(ins)
+        hw = ins[2] * ins[3]
+        p = (y[0, :, 0, 0] - idx[0, 0, 0, 0]) // hw
+        if not np.array_equal(y, idx[:, p]):
+            return False
+        out = r2.output[0]
+        self.emit(t, "_ChannelPerm", [x.name], out, perm=p.astype(np.int64))
+        self.define(out, _Val(out, 4), ins)
+        self.skip.update({t.name, r2.name})
+        return True
+
+    def fully_connected(self, n: onnx.NodeProto, w2: np.ndarray, bias: np.ndarray) -> None:
+        """``out = x @ w2 + bias`` with ``w2`` of shape (K, M), as a Conv."""
+        x = self.act(n, 0, allow_flat=True)
+        if x.rank != 2:
+            raise self.err(n, "the input must be a 2-D (N, K) tensor (a flattened map)")
+        mshape = self.g.shapes[x.name]
+        c, h, w = mshape[1], mshape[2], mshape[3]
+        k, m = w2.shape
+        if k != c * h * w:
+            raise self.err(n, f"weight has {k} rows but the input has {c * h * w} features")
+        weight = np.ascontiguousarray(w2.T.astype(np.float32, copy=False)).reshape(m, c, h, w)
+        wn = self.g.add_const(f"{n.name}_W", weight)
+        bn = self.g.add_const(f"{n.name}_B", np.broadcast_to(bias, (1, m)).reshape(m)
+                              .astype(np.float32).copy())
+        out = n.output[0]
+        self.emit(n, "Conv", [x.name, wn, bn], out, kernel_shape=[h, w], strides=[1, 1],
+                  pads=[0, 0, 0, 0], group=1)
+        self.define(out, _Val(out, 2), self.phys(n, out))
+        self.report.rewrites[f"{n.op_type.lower()}_to_conv"] += 1
+
+    def op_Gemm(self, n: onnx.NodeProto) -> None:
+        if int(_attr(n, "transA", 0)):
+            raise self.err(n, "Gemm with transA=1 is not supported")
+        b = self.const(n, 1, "weight B")
+        if b.ndim != 2:
+            raise self.err(n, "the weight B must be 2-D")
+        alpha = float(_attr(n, "alpha", 1.0))
+        beta = float(_attr(n, "beta", 1.0))
+        w2 = b.T if int(_attr(n, "transB", 0)) else b
+        if alpha != 1.0:
+            w2 = w2 * np.float32(alpha)
+        c = self.opt_const(n, 2)
+        m = w2.shape[1]
+        bias = np.zeros(m) if c is None else beta * c.astype(np.float64)
+        try:
+            bias = np.broadcast_to(bias, (1, m))
+        except ValueError:
+            raise self.err(n, f"the bias C of shape {c.shape if c is not None else ()} is not "
+                              f"broadcastable to (1, {m})") from None
+        self.fully_connected(n, w2, bias)
+
+    def op_MatMul(self, n: onnx.NodeProto) -> None:
+        if not self.is_const(n.input[1]) or self.fg.consts[n.input[1]].ndim != 2:
+            raise self.err(n, "MatMul is supported only as a fully connected layer: a 2-D "
+                              "input times a constant 2-D weight")
+        w2 = self.fg.consts[n.input[1]]
+        self.fully_connected(n, w2, np.zeros(w2.shape[1]))
+
+
+# -- post passes ----------------------------------------------------------------------------
+def _is_affine(g: NGraph, n: NNode) -> bool:
+    """A depthwise 1x1 stride-1 unpadded Conv (per-channel ``a * x + b``)."""
+    if n.op_type != "Conv":
+        return False
+    w = g.consts[n.inputs[1]]
+    c = g.shapes[n.inputs[0]][1]
+    return (w.shape[1:] == (1, 1, 1) and w.shape[0] == c and int(n.attrs.get("group", 1)) == c
+            and list(n.attrs.get("strides", [1, 1])) == [1, 1]
+            and not any(n.attrs.get("pads", [0, 0, 0, 0])))
+
+
+def _fold_affine(g: NGraph, report: NormalizeReport) -> None:
+    """Fold per-channel affine convs into the Conv producing their input when that conv's
+    output has no other consumer (and is not a graph output)."""
+    changed = True
+    while changed:
+        changed = False
+        prods = g.producers()
+        cons = g.consumers()
+        for n in g.nodes:
+            if not _is_affine(g, n):
+                continue
+            x = n.inputs[0]
+            p = prods.get(x)
+            if p is None or p.op_type != "Conv" or len(cons.get(x, [])) != 1 or x in g.outputs:
+                continue
+            a = g.consts[n.inputs[1]].reshape(-1).astype(np.float32)
+            b = g.consts[n.inputs[2]].astype(np.float64)
+            wp = g.consts[p.inputs[1]]
+            bp = g.consts[p.inputs[2]].astype(np.float64)
+            p.inputs[1] = g.add_const(f"{p.name}_W", wp * a[:, None, None, None])
+            p.inputs[2] = g.add_const(f"{p.name}_B", (bp * a + b).astype(np.float32))
+            g.nodes.remove(n)
+            g.rename_tensor(x, n.outputs[0])
+            report.rewrites["affine_folded_into_conv"] += 1
+            changed = True
+            break
+    report.rewrites["affine_as_depthwise_conv"] = sum(1 for n in g.nodes if _is_affine(g, n))
+
+
+def _push_act_above_concat(g: NGraph, report: NormalizeReport) -> None:
+    """``Relu(Concat(a, b, ...))`` -> ``Concat(Relu(a), Relu(b), ...)`` (same for a ReLU6
+    ``Clip``) when the Concat's output has no other use, so that each activation can be
+    fused into the producer of its input and the Concat stays a free channel-offset write."""
+    prods = g.producers()
+    cons = g.consumers()
+    for r in [n for n in g.nodes if n.op_type in ("Relu", "Clip")]:
+        c = prods.get(r.inputs[0])
+        if c is None or c.op_type != "Concat" or len(cons.get(c.outputs[0], [])) != 1 \
+                or c.outputs[0] in g.outputs:
+            continue
+        new_inputs = []
+        at = g.nodes.index(c)
+        for k, t in enumerate(c.inputs):
+            out = g.fresh(f"{r.outputs[0]}_in{k}")
+            g.shapes[out] = g.shapes[t]
+            g.nodes.insert(at, NNode(g.fresh(f"{r.name}_in{k}"), r.op_type, [t, *r.inputs[1:]],
+                                     [out], dict(r.attrs)))
+            at += 1
+            new_inputs.append(out)
+        c.inputs = new_inputs
+        g.nodes.remove(r)
+        g.rename_tensor(c.outputs[0], r.outputs[0])
+        report.rewrites["activation_pushed_above_concat"] += 1
+
+
+def _resolve_perms(g: NGraph, report: NormalizeReport) -> None:
+    """Replace every ``_ChannelPerm`` (``y[:, k] = x[:, p[k]]``) by weight permutations:
+    into consuming group-1 Convs (their input channels), else into the Conv producing ``x``
+    (through Relu/Clip; its output channels), else by an explicit permutation Conv."""
+    while True:
+        perm_nodes = [n for n in g.nodes if n.op_type == "_ChannelPerm"]
+        if not perm_nodes:
+            return
+        n = perm_nodes[0]
+        x, y = n.inputs[0], n.outputs[0]
+        p = np.asarray(n.attrs["perm"], dtype=np.int64)
+        pinv = np.argsort(p)
+        cons = g.consumers()
+        prods = g.producers()
+        users = cons.get(y, [])
+        if y not in g.outputs and users and all(
+                u.op_type == "Conv" and int(u.attrs.get("group", 1)) == 1 for u in users):
+            for u in users:
+                w = g.consts[u.inputs[1]]
+                u.inputs[1] = g.add_const(f"{u.name}_W", np.ascontiguousarray(w[:, pinv]))
+                u.inputs[0] = x
+            g.nodes.remove(n)
+            report.rewrites["shuffle_into_consumer"] += 1
+            continue
+        # walk back through elementwise ops to a producing Conv
+        t, prod = x, None
+        while True:
+            q = prods.get(t)
+            if q is None or len(cons.get(t, [])) != 1 or t in g.outputs:
+                break
+            if q.op_type in ("Relu", "Clip"):
+                t = q.inputs[0]
+                continue
+            if q.op_type == "Conv":
+                prod = q
+            break
+        c = len(p)
+        hw = g.shapes[y][2] * g.shapes[y][3]
+        if prod is not None:
+            w = g.consts[prod.inputs[1]]
+            b = g.consts[prod.inputs[2]]
+            groups = int(prod.attrs.get("group", 1))
+            m = w.shape[0] // groups
+            if groups == 1 or np.array_equal(p // m, np.arange(c) // m):
+                new_w, extra = w[p], 0
+            else:
+                cin_g = w.shape[1]
+                dense = np.zeros((w.shape[0], cin_g * groups, *w.shape[2:]), w.dtype)
+                for oc in range(w.shape[0]):
+                    grp = oc // m
+                    dense[oc, grp * cin_g:(grp + 1) * cin_g] = w[oc]
+                new_w = dense[p]
+                extra = (dense.size - w.size) * hw
+            if extra <= c * c * hw:
+                prod.inputs[1] = g.add_const(f"{prod.name}_W", np.ascontiguousarray(new_w))
+                prod.inputs[2] = g.add_const(f"{prod.name}_B", np.ascontiguousarray(b[p]))
+                if extra:
+                    prod.attrs["group"] = 1
+                    report.notes.append(
+                        f"channel shuffle '{n.name}' folded into conv '{prod.name}' by "
+                        f"permuting its output channels; its {groups} groups were merged into "
+                        f"one because the shuffle mixes groups (+{extra} MACs)")
+                    report.rewrites["shuffle_into_producer_densified"] += 1
+                else:
+                    report.rewrites["shuffle_into_producer"] += 1
+                g.nodes.remove(n)
+                if y in g.outputs:
+                    g.rename_tensor(x, y)
+                else:
+                    g.rename_tensor(y, x)
+                continue
+        # explicit permutation conv
+        wperm = np.zeros((c, c, 1, 1), np.float32)
+        wperm[np.arange(c), p, 0, 0] = 1.0
+        n.op_type = "Conv"
+        n.inputs = [x, g.add_const(f"{n.name}_W", wperm),
+                    g.add_const(f"{n.name}_B", np.zeros(c, np.float32))]
+        n.attrs = {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "group": 1}
+        report.notes.append(f"channel shuffle '{n.name}' became a 1x1 permutation Conv "
+                            f"({c * c * hw} MACs)")
+        report.rewrites["shuffle_as_conv"] += 1
+
+
+__all__ = [
+    "NORMALIZED_OPS",
+    "SUPPORTED_OPS",
+    "NormalizeReport",
+    "default_opset",
+    "is_qdq",
+    "normalize",
+    "normalize_with_report",
+]
