@@ -70,7 +70,6 @@ ILLEGAL_DEPS: dict[Module, int] = {
     Module.CTRL: 0xF,
 }
 
-_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 _LABEL_RE = re.compile(r"(\d+):")
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _INT_RE = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
@@ -85,6 +84,12 @@ def tokenize(line: str) -> list[str]:
     """Split a source line into tokens. Tokens are separated by blanks; a ``"`` string
     (JSON escapes) or a ``{...}`` / ``[...]`` group (JSON) keeps its blanks inside one
     token; ``;`` outside them starts a comment."""
+    if '"' not in line and "{" not in line and "[" not in line:
+        if "}" in line or "]" in line:
+            code = line.split(";", 1)[0]
+            if "}" in code or "]" in code:
+                raise _Err(f"unbalanced '{'}' if '}' in code else ']'}'")
+        return line.split(";", 1)[0].split()
     tokens: list[str] = []
     cur: list[str] = []
     depth = 0
@@ -132,9 +137,12 @@ def tokenize(line: str) -> list[str]:
 
 def parse_int(tok: str, lo: int, hi: int, what: str) -> int:
     """A decimal or ``0x`` hexadecimal integer in ``[lo, hi]``."""
-    if not _INT_RE.fullmatch(tok):
+    if tok.isdigit() and tok.isascii():
+        v = int(tok)
+    elif not _INT_RE.fullmatch(tok):
         raise _Err(f"{what}: '{tok}' is not an integer (decimal or 0x hex)")
-    v = int(tok, 0) if not re.fullmatch(r"-?0[0-9]+", tok) else int(tok, 10)
+    else:
+        v = int(tok, 16 if "x" in tok.lower() else 10)
     if not lo <= v <= hi:
         raise _Err(f"{what}={v} is out of range [{lo}, {hi}]")
     return v
@@ -181,12 +189,11 @@ def _split_kv(tokens: list[str]) -> tuple[list[str], dict[str, str]]:
     pos: list[str] = []
     kv: dict[str, str] = {}
     for t in tokens:
-        m = _KEY_RE.match(t)
-        if m:
-            key = t[: m.end() - 1]
+        key, eq, value = t.partition("=")
+        if eq and key.isidentifier() and key.isascii():
             if key in kv:
                 raise _Err(f"'{key}' given twice")
-            kv[key] = t[m.end() :]
+            kv[key] = value
         else:
             if kv:
                 raise _Err(f"'{t}' is not of the form key=value")
@@ -230,19 +237,34 @@ def _op_specs() -> dict[Opcode, _OpSpec]:
 _SPECS = _op_specs()
 
 
-def _flag_value(op: Opcode, ff: FlagField, tok: str) -> int:
-    if ff.enum is None:
-        return parse_int(tok, 0, (1 << ff.width) - 1, ff.name)
+def _flag_names(op: Opcode, ff: FlagField) -> dict[str, int]:
+    assert ff.enum is not None
     allowed = list(ff.enum)
     if op is Opcode.LOAD:
         allowed = list(LOAD_TARGETS)
     elif op is Opcode.SAVE:
         allowed = list(SAVE_SOURCES)
-    names = {e.name.lower(): int(e) for e in allowed}
-    if tok.lower() not in names:
-        raise _Err(f"{op.name.lower()}: '{ff.name}={tok}' is not one of "
-                   f"{', '.join(names)}")
-    return names[tok.lower()]
+    return {e.name.lower(): int(e) for e in allowed}
+
+
+#: Symbolic values of every enumerated flag field: (opcode, field) -> {name: value}.
+_FLAG_NAMES: dict[tuple[Opcode, str], dict[str, int]] = {
+    (op, ff.name): _flag_names(op, ff) for op in Opcode for ff in FLAG_FIELDS[op]
+    if ff.enum is not None
+}
+
+
+def _flag_value(op: Opcode, ff: FlagField, tok: str) -> int:
+    if ff.enum is None:
+        return parse_int(tok, 0, (1 << ff.width) - 1, ff.name)
+    names = _FLAG_NAMES[op, ff.name]
+    v = names.get(tok)
+    if v is None:
+        v = names.get(tok.lower())
+        if v is None:
+            raise _Err(f"{op.name.lower()}: '{ff.name}={tok}' is not one of "
+                       f"{', '.join(names)}")
+    return v
 
 
 def _deps_value(op: Opcode, tok: str) -> int:
@@ -356,9 +378,14 @@ class Assembler:
                 self.st.data_cursor = None
             self._directive(head, tokens[1:])
             return
-        if self.st.data_cursor is not None and all(_HEX_RE.fullmatch(t) for t in tokens):
-            self._put(bytes.fromhex("".join(tokens)))
-            return
+        if self.st.data_cursor is not None:
+            try:
+                raw_bytes = bytes.fromhex("".join(tokens))
+            except ValueError:
+                pass
+            else:
+                self._put(raw_bytes)
+                return
         self.st.data_cursor = None
         m = _LABEL_RE.fullmatch(head)
         if m:

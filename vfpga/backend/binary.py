@@ -308,7 +308,8 @@ class VfbFile:
     logical cores used. ``text``: the instruction blob (64 bytes per instruction).
     ``ifps``: the IFP table, a structured array of dtype :data:`IFP_DTYPE` (fields as in
     :data:`IFP_FIELDS`). ``layers`` / ``tensors`` / ``host_ops``: the other tables.
-    ``data``: the constant blob. :attr:`program` is ``text`` decoded (cached).
+    ``data``: the constant blob. :attr:`program` is ``text`` decoded (cached until
+    ``text`` is replaced).
     """
 
     hw_name: str
@@ -323,7 +324,7 @@ class VfbFile:
     host_ops: list[HostOp] = field(default_factory=list)
     data: bytes = b""
     isa_version: int = ISA_VERSION
-    _program: Program | None = field(default=None, repr=False)
+    _program: tuple[bytes, Program] | None = field(default=None, repr=False)
 
     @classmethod
     def for_hw(cls, hw: HardwareConfig, **kwargs: Any) -> VfbFile:
@@ -333,9 +334,9 @@ class VfbFile:
     @property
     def program(self) -> Program:
         """``text`` decoded with :func:`vfpga.isa.codec.decode` (computed once)."""
-        if self._program is None or self._program.words.size != len(self.text):
-            self._program = decode(self.text)
-        return self._program
+        if self._program is None or self._program[0] is not self.text:
+            self._program = (self.text, decode(self.text))
+        return self._program[1]
 
     @property
     def num_insns(self) -> int:
@@ -923,7 +924,7 @@ def from_bytes(
         host_ops=host_ops,
         data=bytes(sect(SectionKind.DATA)[0]),
         isa_version=int(prog["isa_version"]),
-        _program=program,
+        _program=(text, program),
     )
     validate(vfb, source)
     return vfb
