@@ -76,7 +76,8 @@ def load_model(
     fp32 = normalize(model, source)
     qdq = quantize_model(
         fp32,
-        calib=str(calib_dir) if calib == "dir" else "random",
+        calib=calib,
+        calib_dir=Path(calib_dir) if calib_dir is not None else None,
         num_random=num_random,
         seed=seed,
     )
@@ -95,8 +96,8 @@ def load_qgraph(
     lowered from (for ONNX Runtime).
 
     A QDQ model is lowered as it is. An fp32 model is normalized, quantized — calibrated on
-    ``num_random`` random inputs drawn with ``seed`` (``calib="random"``) or on the ``.npy``
-    inputs in ``calib_dir`` (``calib="dir"``) — and lowered. Raises
+    ``num_random`` random inputs drawn with ``seed`` (``calib="random"``) or on the images
+    in ``calib_dir`` (``calib="dir"``, see :mod:`vfpga.quant.quantize`) — and lowered. Raises
     :class:`vfpga.errors.FrontendError` for unreadable or unsupported models.
     """
     loaded = load_model(
