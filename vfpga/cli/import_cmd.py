@@ -1,4 +1,4 @@
-"""``vfpga import MODEL.onnx [-o OUT.mlir] [--calib-random N] [--seed S]``.
+"""``vfpga import MODEL.onnx [-o OUT.mlir] [--calib-random N | --calib-dir DIR] [--seed S]``.
 
 Imports an ONNX model (fp32, quantized by calibration, or QDQ int8) through
 ``vfpga.frontend.pipeline.load_qgraph``, converts the quantized graph to the ``dnn``
@@ -55,19 +55,41 @@ def module_text(module: Any) -> str:
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Quantize an fp32 model by calibrating on N random inputs.",
+    help="Quantize an fp32 model by calibrating on N random inputs (default 16).",
+)
+@click.option(
+    "--calib-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Quantize an fp32 model by calibrating on the .npy inputs in this folder.",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the random calibration inputs.")
-def import_(model: Path, output: Path | None, calib_random: int | None, seed: int | None) -> None:
-    """Import the ONNX MODEL and print its `dnn` IR (or write it with -o)."""
+def import_(
+    model: Path,
+    output: Path | None,
+    calib_random: int | None,
+    calib_dir: Path | None,
+    seed: int | None,
+) -> None:
+    """Import the ONNX MODEL and print its `dnn` IR (or write it with -o).
+
+    A QDQ int8 model is imported as it is; an fp32 model is first quantized (calibration
+    options apply only to it).
+    """
     from xdsl.utils.exceptions import VerifyException
 
     from vfpga.dialects.dnn_convert import qgraph_to_module
     from vfpga.frontend.pipeline import load_qgraph
 
+    if calib_random is not None and calib_dir is not None:
+        raise click.UsageError("give either --calib-random or --calib-dir, not both")
     kwargs: dict[str, Any] = {}
-    if calib_random is not None:
-        kwargs["calib_random"] = calib_random
+    if calib_dir is not None:
+        kwargs["calib"] = "dir"
+        kwargs["calib_dir"] = calib_dir
+    elif calib_random is not None:
+        kwargs["calib"] = "random"
+        kwargs["num_random"] = calib_random
     if seed is not None:
         kwargs["seed"] = seed
     graph, _qdq_model = load_qgraph(str(model), **kwargs)  # FrontendError passes through

@@ -112,3 +112,17 @@ dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
 
   dnn.return %x : !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>, !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
 }
+
+// -----
+// CHECK: dnn.conv: 'bias' hex has 6 bytes, not a multiple of 4
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %c = dnn.conv %x name "c" out "c" bias "0x000000000000" multiplier [1, 1] shift [1, 1] weight 2x4x1x1 splat 1 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.conv: 'shift' must be [...] or "0xHEX"
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %c = dnn.conv %x name "c" out "c" bias [0, 0] multiplier [1, 1] shift "12" weight 2x4x1x1 splat 1 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+}
