@@ -235,6 +235,8 @@ def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
 
     bpc = core_bytes_per_cycle(hw)
     c, h, _w = spec.in_shape
+    kh, kw = spec.kernel
+    oh = spec.out_shape[1]
     best: tuple[float, _Plan] | None = None
     for og in options:
         if spec.kind == "conv" and spec.groups > 1 and og % unit:
@@ -243,12 +245,20 @@ def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
         if p is None:
             continue
         groups = -(-ct // og)
-        bands = -(-spec.out_shape[1] // p.rb)
+        bands = -(-oh // p.rb)
         chunks = -(-c // p.chunk) if p.chunk else 1
-        in_bytes = min(h, bands * ((p.rb - 1) * spec.stride[0] + spec.kernel[0])) * p.in_cols
-        in_bytes *= _in_ch(spec, og) * groups * (2 if spec.kind == "add" else 1)
+        rows_in = min(h + spec.pads[0] + spec.pads[1],
+                      bands * ((p.rb - 1) * spec.stride[0] + kh))
+        in_bytes = rows_in * p.in_cols * _in_ch(spec, og) * groups
+        if spec.kind == "add":
+            in_bytes *= 2
+        w_bytes = 0
+        if spec.kind == "conv":
+            per_group = og * kh * kw * (spec.cig if spec.groups > 1 else c)
+            w_bytes = groups * per_group * (bands if p.chunk else 1)
+        out_bytes = oh * wt * ct
         insns = groups * (2 + bands * chunks * (3 if p.chunk else 2) + bands)
-        cost = in_bytes / bpc + insns * hw.costs.load_setup_cycles
+        cost = (in_bytes + w_bytes + out_bytes) / bpc + insns * hw.costs.load_setup_cycles
         if best is None or cost < best[0]:
             best = (cost, p)
     if best is None:

@@ -395,17 +395,20 @@ class Core:
         n = f["n"]
         a = self._read(ctx, i, Buffer.IBUF, f["a_addr"], (n,))
         b = self._read(ctx, i, Buffer.IBUF, f["b_addr"], (n,))
-        out = kernels.eltwise_add(
-            a,
+        try:
+            out = kernels.eltwise_add(
+                a,
             b,
-            mult_a=f["mult_a"],
-            mult_b=f["mult_b"],
-            shift=f["shift"],
-            a_zp=f["a_zp"],
-            b_zp=f["b_zp"],
-            out_zp=f["out_zp"],
-            act=Act(f["act"]),
-            act_lo=f["act_lo"],
-            act_hi=f["act_hi"],
-        )
+                mult_a=f["mult_a"],
+                mult_b=f["mult_b"],
+                shift=f["shift"],
+                a_zp=f["a_zp"],
+                b_zp=f["b_zp"],
+                out_zp=f["out_zp"],
+                act=Act(f["act"]),
+                act_lo=f["act_lo"],
+                act_hi=f["act_hi"],
+            )
+        except ValueError as exc:
+            raise ExecutionFault(f"{describe(ctx, self.index, i)}: {exc}") from None
         self._write(ctx, i, Buffer.OBUF, f["out_addr"], out)

@@ -38,7 +38,7 @@ _ILLEGAL_DEPS: dict[Module, int] = {
 }
 
 
-def encode_one(op: Opcode, **fields: Any) -> bytes:
+def encode_one(op: Opcode, /, **fields: Any) -> bytes:
     """Encode one instruction. ``fields`` are header and payload field names of ``op``;
     flag sub-fields (for example ``act`` of CONV) are given by name and packed into
     ``flags``. Unknown names raise :class:`ValueError`."""
