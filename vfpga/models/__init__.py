@@ -1,0 +1,159 @@
+"""The benchmark networks as ONNX models with seeded random weights.
+
+Two sources:
+
+* ``"builder"``: the paper's benchmark networks built from scratch with ``onnx.helper``
+  (``vgg16``, ``resnet50``, ``mobilenet_v1``, ``inception_v3``). Opset 13, IR 8, fp32,
+  batch 1, NCHW, static shapes; input ``input`` (float32); output ``output`` = the
+  classifier logits, shape (1, 1000), no Softmax. Every conv is followed by
+  BatchNormalization with non-trivial seeded parameters. See
+  :mod:`vfpga.models._builder` for the initialisation.
+* ``"onnx-zoo"``: the model-zoo graphs shipped with the ``onnx`` wheel
+  (``zoo-resnet50``...), kept as the messy opset-9 Caffe2 exports they are, with their
+  ``ConstantOfShape`` placeholder weights folded into seeded random initializers. Their
+  input/output names are the original ones and most end in Softmax. See
+  :mod:`vfpga.models.zoo`.
+
+Every model is a pure function of its name and seed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from vfpga.errors import VfpgaError
+from vfpga.models.zoo import ZOO_MODELS, export_zoo_model
+
+__all__ = ["ModelInfo", "export_model", "get_model_info", "list_models", "save_model"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What :func:`export_model` produces for one name.
+
+    ``source`` is ``"builder"`` or ``"onnx-zoo"``; ``paper`` is True for the networks the
+    FCCM 2020 paper evaluates (Inception v3, VGG16, MobileNet — DESIGN.md section 1);
+    ``input_name``/``input_shape`` and ``output_name``/``output_shape`` are those of the
+    single graph input (excluding IR-3 initializer inputs) and output; ``output_kind`` is
+    ``"logits"`` or ``"softmax"``; ``opset`` is the default-domain opset."""
+
+    name: str
+    description: str
+    source: str
+    paper: bool
+    input_name: str
+    input_shape: tuple[int, ...]
+    output_name: str
+    output_shape: tuple[int, ...]
+    output_kind: str
+    opset: int
+
+
+def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
+    from vfpga.models.inception import build_inception_v3
+    from vfpga.models.mobilenet import build_mobilenet_v1
+    from vfpga.models.resnet import build_resnet50
+    from vfpga.models.vgg import build_vgg16
+
+    return {
+        "vgg16": build_vgg16,
+        "resnet50": build_resnet50,
+        "mobilenet_v1": build_mobilenet_v1,
+        "inception_v3": build_inception_v3,
+    }
+
+
+_IMG224 = (1, 3, 224, 224)
+_LOGITS = (1, 1000)
+
+
+def _builder(name: str, description: str, paper: bool, size: int = 224) -> ModelInfo:
+    return ModelInfo(
+        name, description, "builder", paper, "input", (1, 3, size, size), "output", _LOGITS,
+        "logits", 13,
+    )  # fmt: skip
+
+
+def _zoo(name: str, x: str, y: str, y_shape: tuple[int, ...], kind: str) -> ModelInfo:
+    return ModelInfo(name, ZOO_MODELS[name][1], "onnx-zoo", False, x, _IMG224, y, y_shape,
+                     kind, 9)  # fmt: skip
+
+
+_INFOS: tuple[ModelInfo, ...] = (
+    _builder("vgg16", "VGG-16 (config D) with BN: 13 conv 3x3, 5 max pools, 3 FC", True),
+    _builder("resnet50", "ResNet-50 v1.5: bottlenecks 3-4-6-3, projection shortcuts", False),
+    _builder("mobilenet_v1", "MobileNet v1 1.0/224: 13 depthwise-separable blocks, ReLU6", True),
+    _builder("inception_v3", "Inception v3 (torchvision, no aux head), 299x299", True, 299),
+    _zoo("zoo-alexnet", "data_0", "prob_1", _LOGITS, "softmax"),
+    _zoo("zoo-zfnet512", "gpu_0/data_0", "gpu_0/softmax_1", _LOGITS, "softmax"),
+    _zoo("zoo-vgg19", "data_0", "prob_1", _LOGITS, "softmax"),
+    _zoo("zoo-resnet50", "gpu_0/data_0", "gpu_0/softmax_1", _LOGITS, "softmax"),
+    _zoo("zoo-inception_v1", "data_0", "prob_1", _LOGITS, "softmax"),
+    _zoo("zoo-inception_v2", "data_0", "prob_1", _LOGITS, "softmax"),
+    _zoo("zoo-squeezenet", "data_0", "softmaxout_1", (1, 1000, 1, 1), "softmax"),
+    _zoo("zoo-shufflenet", "gpu_0/data_0", "gpu_0/softmax_1", _LOGITS, "softmax"),
+    _zoo("zoo-densenet121", "data_0", "fc6_1", (1, 1000, 1, 1), "logits"),
+)
+
+
+def list_models() -> list[ModelInfo]:
+    """All models, builder ones first, in a stable order."""
+    return list(_INFOS)
+
+
+def model_names() -> list[str]:
+    """Names of all models, in :func:`list_models` order."""
+    return [i.name for i in _INFOS]
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of ``name``; unknown names raise :class:`VfpgaError`
+    listing the valid ones."""
+    for info in _INFOS:
+        if info.name == name:
+            return info
+    raise VfpgaError(f"unknown model {name!r}; valid models: {', '.join(model_names())}")
+
+
+def export_model(name: str, seed: int = 0) -> onnx.ModelProto:
+    """Build (or load and re-weight) model ``name`` with weights drawn from ``seed``.
+
+    Deterministic: the same (name, seed) always gives the same model, byte for byte.
+    Unknown names raise :class:`VfpgaError` listing the valid ones; a negative seed too."""
+    info = get_model_info(name)
+    if seed < 0:
+        raise VfpgaError(f"seed must be a non-negative integer, got {seed}")
+    if info.source == "builder":
+        return _builders()[name](seed)
+    return export_zoo_model(name, seed)
+
+
+def save_model(name: str, path: str | os.PathLike[str], seed: int = 0) -> Path:
+    """Export ``name`` and write it to ``path`` atomically (a temporary file in the same
+    folder, then ``os.replace``; nothing is left behind on failure). Returns the path."""
+    model = export_model(name, seed)
+    out = Path(path)
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise VfpgaError(f"cannot write {out}: folder {folder} does not exist")
+    data = model.SerializeToString()
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, out)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise VfpgaError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise
+    return out
