@@ -283,9 +283,10 @@ class _Translator:
             return None
         return self.const(n, i, f"input {i}")
 
-    def act(self, n: onnx.NodeProto, i: int, *, allow_flat: bool = False,
+    def act(self, n: onnx.NodeProto, i: int | str, *, allow_flat: bool = False,
             allow_pad: bool = False) -> _Val:
-        t = n.input[i]
+        """The feature map read as input ``i`` (an index, or a tensor name) of ``n``."""
+        t = n.input[i] if isinstance(i, int) else i
         if t in self.fg.consts:
             raise self.err(n, f"input '{t}' is a constant where a feature map is expected")
         v = self.env.get(t)
@@ -505,18 +506,14 @@ class _Translator:
         self.add_two(n, n.input[0], n.input[1], n.output[0], n.name)
 
     def add_two(self, n: onnx.NodeProto, a: str, b: str, out: str, name: str) -> None:
-        va = self.env_act(n, a)
-        vb = self.env_act(n, b)
+        va = self.act(n, a)
+        vb = self.act(n, b)
         sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
         if sa != sb or va.rank != vb.rank:
             raise self.err(n, f"adding tensors of different shapes {sa} and {sb} "
                               "(broadcasting) is not supported")
         self.emit(name, "Add", [va.name, vb.name], out)
         self.define(out, _Val(out, va.rank), sa)
-
-    def env_act(self, n: onnx.NodeProto, t: str) -> _Val:
-        idx = list(n.input).index(t)
-        return self.act(n, idx)
 
     def op_Sum(self, n: onnx.NodeProto) -> None:
         ins = list(n.input)
