@@ -372,3 +372,20 @@ def test_pipeline_lowers_qdq_files_as_they_are(tmp_path) -> None:  # type: ignor
     bad.write_bytes(b"not a model")
     with pytest.raises(FrontendError, match="not a readable ONNX model"):
         load_qgraph(bad)
+
+
+def test_relu_on_the_float_input_before_its_quantization() -> None:
+    """x -> Relu -> Q: the input is quantized with Q's parameters, then clamped."""
+    qb = QDQBuilder((1, 2, 4, 4))
+    r = qb.g.relu("x")
+    y = qb.q(r, 0.05, -20)
+    m = qb.g.model(y, (1, 2, 4, 4))
+    g = lower_qdq(m)
+    (conv,) = g.nodes
+    assert isinstance(conv, QConv) and conv.input == "x"
+    assert conv.act.kind == "relu" and conv.act.lo == -20
+    assert (g.tensors["x"].scale, g.tensors["x"].zero_point) == (
+        g.tensors[conv.output].scale,
+        -20,
+    )
+    _assert_matches_ort(m, (1, 2, 4, 4))

@@ -469,12 +469,13 @@ class _Lowerer:
             self.cur_name = node.name or f"{node.op_type}_{idx}"
             self.lower_node(node)
         self.cur = None
-        outputs = self.finish_outputs()
         if not self.inputs:
             raise FrontendError(
                 f"{self.source}: the graph input '{self.input_name}' is never quantized "
-                "(no QuantizeLinear reads it); this does not look like a QDQ model"
+                "(no QuantizeLinear reads it, nothing was quantized); this is not a QDQ model "
+                "the accelerator can run"
             )
+        outputs = self.finish_outputs()
         return LoweringResult(
             QGraph(
                 name=g.name or self.source,
@@ -727,6 +728,9 @@ class _Lowerer:
                 )
             lo = None if lo is not None and lo == -np.inf else lo
             hi = None if hi is not None and hi == np.inf else hi
+        if node.input[0] == self.input_name and self.input_name not in self.values:
+            self.values[node.output[0]] = self.input_act(node, lo, hi)
+            return
         v = self.val(node.input[0])
         if isinstance(v, _Pending):
             if v.host:
@@ -747,6 +751,25 @@ class _Lowerer:
 
         self.values[node.output[0]] = _Pending(
             name, node.op_type, t_in.shape, qv.shape, build, supports_act=True, lo=lo, hi=hi
+        )
+
+    def input_act(self, node: onnx.NodeProto, lo: float | None, hi: float | None) -> _Pending:
+        """Relu/Clip on the float graph input, before its QuantizeLinear: ``Q(act(x)) ==
+        act_q(Q(x))`` (quantization is monotonic), so the input is quantized with the
+        QuantizeLinear's parameters and a unit-weight conv applies the clamp."""
+        name = self.node_name(self.cur_name)
+        shape4 = _as4(self.input_shape)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            if self.inputs:
+                t_in = self.tensors[self.inputs[0]]
+            else:
+                t_in = self.add_tensor(self.input_name, shape4, out.scale, out.zero_point)
+                self.inputs.append(t_in.name)
+            return [self.requant_conv(name, t_in, out, act)]
+
+        return _Pending(
+            name, node.op_type, shape4, self.input_shape, build, supports_act=True, lo=lo, hi=hi
         )
 
     # ---- requantizing identity conv -------------------------------------------------
