@@ -241,7 +241,7 @@ def test_unknown_section_kind() -> None:
     raw = to_bytes(sample_vfb())
     at = dir_entry_offset(raw, SectionKind.HOSTOPS)
     bad = patch(raw, at, np.uint32(42).tobytes())
-    with pytest.raises(BinaryFormatError, match=rf"unknown section kind 42 in directory entry 4 "
+    with pytest.raises(BinaryFormatError, match=rf"unknown section kind 42 in directory entry 5 "
                        rf"at byte {at}"):
         from_bytes(bad, "t.vfb")
 
@@ -250,7 +250,7 @@ def test_duplicate_section() -> None:
     raw = to_bytes(sample_vfb())
     at = dir_entry_offset(raw, SectionKind.HOSTOPS)
     bad = patch(raw, at, np.uint32(int(SectionKind.LAYERS)).tobytes())
-    with pytest.raises(BinaryFormatError, match=rf"duplicate LAYERS section in directory entry 4 "
+    with pytest.raises(BinaryFormatError, match=rf"duplicate LAYERS section in directory entry 5 "
                        rf"at byte {at} \(first in entry 1\)"):
         from_bytes(bad, "t.vfb")
 
@@ -284,7 +284,7 @@ def test_misaligned_section() -> None:
 
 def test_missing_section() -> None:
     raw = to_bytes(sample_vfb())
-    bad = patch(raw, 72, np.uint32(7).tobytes())  # drop the last entry (DATA)
+    bad = patch(raw, 72, np.uint32(8).tobytes())  # drop the last entry (DATA)
     with pytest.raises(BinaryFormatError, match=r"missing section\(s\) DATA"):
         from_bytes(bad, "t.vfb")
 

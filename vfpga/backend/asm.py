@@ -36,6 +36,7 @@ from vfpga.backend.binary import (
     Layer,
     Tensor,
     VfbFile,
+    empty_dispatch,
     empty_ifps,
     validate,
 )
@@ -333,6 +334,7 @@ class _State:
     host_ops: list[_PendingHostOp] = field(default_factory=list)
     ifps: list[_PendingIfp] = field(default_factory=list)
     open_ifp: int | None = None
+    dispatch: list[tuple[int, int, int]] = field(default_factory=list)
     insns: list[_Insn] = field(default_factory=list)
     data: bytearray = field(default_factory=bytearray)
     written: bytearray = field(default_factory=bytearray)
@@ -441,8 +443,26 @@ class Assembler:
         handler = getattr(self, "_d_" + name[1:], None)
         if handler is None:
             raise _Err(f"unknown directive '{name}' (known: .hw, .program, .layer, .tensor, "
-                       ".hostop, .ifp, .endifp, .data, .datasize, .i8, .u8, .i32)")
+                       ".hostop, .ifp, .endifp, .dispatch, .data, .datasize, .i8, .u8, .i32)")
         handler(tokens)
+
+    def _d_dispatch(self, tokens: list[str]) -> None:
+        """``.dispatch core=C ENTRY...`` with entries ``ifp:N``, ``sync:L`` and ``end``,
+        appended to the dispatch table in order."""
+        if not tokens or not tokens[0].startswith("core="):
+            raise _Err(".dispatch takes core=C then entries ifp:N, sync:LAYER, end")
+        core = parse_int(tokens[0][5:], 0, 63, "core")
+        if len(tokens) == 1:
+            raise _Err(".dispatch needs at least one entry (ifp:N, sync:LAYER or end)")
+        for tok in tokens[1:]:
+            if tok == "end":
+                self.st.dispatch.append((core, 2, 0))
+                continue
+            kind, _, val = tok.partition(":")
+            if kind not in ("ifp", "sync") or not val:
+                raise _Err(f".dispatch: '{tok}' is not ifp:N, sync:LAYER or end")
+            self.st.dispatch.append((core, 0 if kind == "ifp" else 1,
+                                     parse_int(val, 0, _U32, kind)))
 
     def _d_hw(self, tokens: list[str]) -> None:
         if len(tokens) != 1:
@@ -734,9 +754,12 @@ class Assembler:
             used = [i.values.get("core", 0) for i in st.insns]
             used += [int(c) for c in ifps["core"]]
             cores = max(used, default=0) + 1
+        dispatch = empty_dispatch(len(st.dispatch))
+        if st.dispatch:
+            dispatch["core"], dispatch["kind"], dispatch["arg"] = zip(*st.dispatch, strict=True)
         vfb = VfbFile.for_hw(hw, ddr_size=ddr_size, data_offset=data_offset, num_cores=cores,
                              text=text, ifps=ifps, layers=layers, tensors=st.tensors,
-                             host_ops=host_ops, data=data)
+                             host_ops=host_ops, data=data, dispatch=dispatch)
         try:
             validate(vfb, st.source)
         except BinaryFormatError as exc:

@@ -36,7 +36,7 @@ import numpy as np
 from vfpga.errors import BinaryFormatError, DecodeError
 from vfpga.hw.config import ISA_VERSION, HardwareConfig
 from vfpga.isa.codec import Program, decode
-from vfpga.isa.spec import INSN_BYTES, Field
+from vfpga.isa.spec import INSN_BYTES, Field, Opcode
 
 #: File magic, bytes 0..7.
 MAGIC = b"VFPGABIN"
@@ -86,6 +86,7 @@ class SectionKind(IntEnum):
     TENSORS = 6
     HOSTOPS = 7
     STRTAB = 8
+    DISPATCH = 9
 
 
 #: Order in which the writer lays out the sections: small tables first, so that
@@ -94,6 +95,7 @@ SECTION_ORDER: tuple[SectionKind, ...] = (
     SectionKind.PROGRAM,
     SectionKind.LAYERS,
     SectionKind.IFPS,
+    SectionKind.DISPATCH,
     SectionKind.TENSORS,
     SectionKind.HOSTOPS,
     SectionKind.STRTAB,
@@ -113,6 +115,9 @@ SECTION_DOCS: dict[SectionKind, str] = {
     SectionKind.HOSTOPS: "HOSTOP records: operators run on the host CPU.",
     SectionKind.STRTAB: "String table: NUL-terminated UTF-8 strings; offset 0 is the empty "
     "string.",
+    SectionKind.DISPATCH: "DISPATCH records: per logical core, the IFPs it runs and its "
+    "layer barriers, in order. Empty: instructions are routed by their core field and TEXT "
+    "holds the SYNC and END instructions.",
 }
 
 
@@ -143,7 +148,7 @@ HEADER_DTYPE = _record_dtype(HEADER_FIELDS, HEADER_BYTES)
 
 DIR_FIELDS: tuple[Field, ...] = (
     Field("kind", "<u4", 0, "Section kind (SectionKind: 1 PROGRAM, 2 LAYERS, 3 IFPS, 4 TEXT, "
-          "5 DATA, 6 TENSORS, 7 HOSTOPS, 8 STRTAB)."),
+          "5 DATA, 6 TENSORS, 7 HOSTOPS, 8 STRTAB, 9 DISPATCH)."),
     Field("reserved", "<u4", 4, "Reserved, must be 0."),
     Field("offset", "<u8", 8, f"Byte offset of the section, a multiple of {SECTION_ALIGN}."),
     Field("size", "<u8", 16, "Size of the section in bytes (a multiple of its record size)."),
@@ -228,6 +233,18 @@ HOSTOP_FIELDS: tuple[Field, ...] = (
 )
 HOSTOP_DTYPE = _record_dtype(HOSTOP_FIELDS, 56)
 
+#: Kinds of DISPATCH entries, by code.
+DISPATCH_KINDS: tuple[str, ...] = ("ifp", "sync", "end")
+
+DISPATCH_FIELDS: tuple[Field, ...] = (
+    Field("core", "<u2", 0, "Logical core the entry is dispatched to (below num_cores)."),
+    Field("kind", "u1", 2, "0 IFP: run the IFP's instructions; 1 SYNC: barrier of layer "
+          "`arg`; 2 END: the core's program ends."),
+    Field("reserved", "u1", 3, "Reserved, must be 0."),
+    Field("arg", "<u4", 4, "IFP index (IFP), layer index (SYNC), 0 (END)."),
+)
+DISPATCH_DTYPE = _record_dtype(DISPATCH_FIELDS, 8)
+
 #: Record dtype of each record-table section (TEXT, DATA and STRTAB are byte blobs).
 SECTION_DTYPES: dict[SectionKind, np.dtype] = {
     SectionKind.PROGRAM: PROGRAM_DTYPE,
@@ -235,6 +252,7 @@ SECTION_DTYPES: dict[SectionKind, np.dtype] = {
     SectionKind.IFPS: IFP_DTYPE,
     SectionKind.TENSORS: TENSOR_DTYPE,
     SectionKind.HOSTOPS: HOSTOP_DTYPE,
+    SectionKind.DISPATCH: DISPATCH_DTYPE,
 }
 
 #: Field tables of the documented records, in documentation order.
@@ -246,6 +264,7 @@ RECORD_TABLES: dict[str, tuple[tuple[Field, ...], int]] = {
     "IFP": (IFP_FIELDS, IFP_DTYPE.itemsize),
     "TENSOR": (TENSOR_FIELDS, TENSOR_DTYPE.itemsize),
     "HOSTOP": (HOSTOP_FIELDS, HOSTOP_DTYPE.itemsize),
+    "DISPATCH": (DISPATCH_FIELDS, DISPATCH_DTYPE.itemsize),
 }
 
 
@@ -293,6 +312,11 @@ class HostOp:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+def empty_dispatch(n: int = 0) -> np.ndarray:
+    """A zero-filled dispatch table of ``n`` entries (dtype :data:`DISPATCH_DTYPE`)."""
+    return np.zeros(n, dtype=DISPATCH_DTYPE)
+
+
 def empty_ifps(n: int = 0) -> np.ndarray:
     """A zero-filled IFP table of ``n`` records (dtype :data:`IFP_DTYPE`)."""
     return np.zeros(n, dtype=IFP_DTYPE)
@@ -324,6 +348,7 @@ class VfbFile:
     host_ops: list[HostOp] = field(default_factory=list)
     data: bytes = b""
     isa_version: int = ISA_VERSION
+    dispatch: np.ndarray = field(default_factory=empty_dispatch)
     _program: tuple[bytes, Program] | None = field(default=None, repr=False)
 
     @classmethod
@@ -361,6 +386,39 @@ class VfbFile:
 
 
 # ------------------------------------------------------------------ validation
+def _validate_dispatch(vfb: VfbFile, source: str, n_ifps: int, n_layers: int) -> None:
+    """A dispatch table names existing IFPs and layers, and every core in it ends with
+    exactly one END; TEXT then holds no SYNC or END (the dispatcher issues them)."""
+    d = vfb.dispatch
+    if not isinstance(d, np.ndarray) or d.dtype != DISPATCH_DTYPE or d.ndim != 1:
+        raise _fail(source, "the dispatch table must be a 1-D array of dtype DISPATCH_DTYPE")
+    if not d.size:
+        return
+    checks: list[tuple[np.ndarray, str]] = [
+        (d["kind"] > 2, "unknown kind"),
+        (d["core"] >= vfb.num_cores, f"core is not below num_cores ({vfb.num_cores})"),
+        ((d["kind"] == 0) & (d["arg"] >= n_ifps), f"IFP index is not below {n_ifps}"),
+        ((d["kind"] == 1) & (d["arg"] >= max(n_layers, 1)), "layer index out of range"),
+        (d["reserved"] != 0, "reserved field is not 0"),
+    ]
+    for mask, what in checks:
+        bad = np.flatnonzero(mask)
+        if bad.size:
+            i = int(bad[0])
+            raise _fail(source, f"dispatch entry #{i} (core {int(d['core'][i])}, kind "
+                        f"{int(d['kind'][i])}, arg {int(d['arg'][i])}): {what}")
+    for c in np.unique(d["core"]).tolist():
+        kinds = d["kind"][d["core"] == c]
+        if int((kinds == 2).sum()) != 1 or int(kinds[-1]) != 2:
+            raise _fail(source, f"dispatch table: core {c}'s entries must end with exactly "
+                        "one END")
+    ops = vfb.program.opcode
+    ctrl = np.flatnonzero((ops == int(Opcode.SYNC)) | (ops == int(Opcode.END)))
+    if ctrl.size:
+        raise _fail(source, f"instruction #{int(ctrl[0])} is a SYNC/END, but with a dispatch "
+                    "table the dispatcher issues barriers and ends; TEXT holds IFP bodies only")
+
+
 def _fail(source: str, msg: str) -> BinaryFormatError:
     return BinaryFormatError(f"{source}: {msg}")
 
@@ -433,6 +491,7 @@ def validate(vfb: VfbFile, source: str) -> None:
                 r = ifps[i]
                 raise _fail(source, f"IFP #{i} (layer {int(r['layer'])}, instructions "
                             f"{int(r['insn_offset'])}+{int(r['insn_count'])}): {what}")
+    _validate_dispatch(vfb, source, n_ifps, n_layers)
     for li, layer in enumerate(vfb.layers):
         if layer.kind not in LAYER_KINDS:
             raise _fail(source, f"layer #{li} '{layer.name}': unknown kind '{layer.kind}' "
@@ -554,6 +613,7 @@ def to_bytes(vfb: VfbFile) -> bytes:
         SectionKind.STRTAB: bytes(strtab.buf),
         SectionKind.TEXT: bytes(vfb.text),
         SectionKind.DATA: bytes(vfb.data),
+        SectionKind.DISPATCH: np.ascontiguousarray(vfb.dispatch).tobytes(),
     }
     directory = np.zeros(len(SECTION_ORDER), DIR_DTYPE)
     pos = _align(HEADER_BYTES + DIR_ENTRY_BYTES * len(SECTION_ORDER))
@@ -924,6 +984,7 @@ def from_bytes(
         host_ops=host_ops,
         data=bytes(sect(SectionKind.DATA)[0]),
         isa_version=int(prog["isa_version"]),
+        dispatch=recs[SectionKind.DISPATCH].copy(),
         _program=(text, program),
     )
     validate(vfb, source)

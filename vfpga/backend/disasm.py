@@ -158,6 +158,27 @@ def _data_lines(data: bytes) -> list[str]:
     return lines
 
 
+def _dispatch_lines(vfb: VfbFile, per_line: int = 16) -> list[str]:
+    """``.dispatch`` lines: one per run of consecutive entries of one core (at most
+    ``per_line`` entries a line), in table order."""
+    d = vfb.dispatch
+    if not d.size:
+        return []
+    out = [f"; dispatch table: {d.size} entries for {len(np.unique(d['core']))} core(s)"]
+    names = ("ifp", "sync")
+    run: list[str] = []
+    core = int(d["core"][0])
+    for c, k, a in zip(d["core"].tolist(), d["kind"].tolist(), d["arg"].tolist(), strict=True):
+        if (c != core or len(run) == per_line) and run:
+            out.append(f".dispatch core={core} " + " ".join(run))
+            run = []
+        core = c
+        run.append("end" if k == 2 else f"{names[k]}:{a}")
+    out.append(f".dispatch core={core} " + " ".join(run))
+    out.append("")
+    return out
+
+
 def disassemble(vfb: VfbFile, *, full_data: bool = True, labels: bool = True) -> str:
     """``.s`` text of ``vfb``: ``.hw``, ``.program``, ``.layer``, ``.tensor``, ``.hostop``,
     the instructions (inside ``.ifp`` blocks when the IFP table allows, each with its index
@@ -216,6 +237,7 @@ def disassemble(vfb: VfbFile, *, full_data: bool = True, labels: bool = True) ->
         out += [_fmt_ifp(vfb, i, layer_refs, explicit=True) for i in range(n_ifps)]
         out += insns
     out.append("")
+    out += _dispatch_lines(vfb)
     if full_data:
         if vfb.data:
             out.append(f"; DATA: {len(vfb.data)} bytes, placed at DDR offset {vfb.data_offset}")

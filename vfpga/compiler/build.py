@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vfpga.backend.binary import HostOp, Layer, Tensor, VfbFile, empty_ifps
+from vfpga.backend.binary import HostOp, Layer, Tensor, VfbFile, empty_dispatch, empty_ifps
 from vfpga.compiler.assign import lower_bound, lpt
 from vfpga.compiler.ifpgen import IfpCode, LayerSpec, layer_specs, make_ifp
 from vfpga.compiler.latency import simulate
@@ -31,16 +31,48 @@ _KIND = {"conv": "conv", "pool": "pool", "add": "eltwise"}
 
 
 @dataclass
-class LayerChoice:
-    """The chosen candidate of a layer with its IFPs, core assignment and makespan."""
+class CandidateCode:
+    """One tiling candidate of a layer: its IFPs (with predicted latencies), their LPT
+    assignment to the compile-time core count, and the resulting makespan."""
 
-    spec: LayerSpec
     candidate: Candidate
     ifps: list[IfpCode]
     cores: list[int]
     makespan: int
     bound: float
-    n_candidates: int
+
+
+@dataclass
+class LayerChoice:
+    """A layer's candidates and the one chosen for the compile-time core count."""
+
+    spec: LayerSpec
+    options: list[CandidateCode]
+    chosen: int
+
+    @property
+    def best(self) -> CandidateCode:
+        return self.options[self.chosen]
+
+    @property
+    def candidate(self) -> Candidate:
+        return self.best.candidate
+
+    @property
+    def ifps(self) -> list[IfpCode]:
+        return self.best.ifps
+
+    @property
+    def cores(self) -> list[int]:
+        return self.best.cores
+
+    @property
+    def makespan(self) -> int:
+        return self.best.makespan
+
+    @property
+    def bound(self) -> float:
+        return self.best.bound
 
 
 @dataclass
@@ -67,21 +99,19 @@ def _ifp_latency(ifp: IfpCode, hw: HardwareConfig, cache: dict[tuple, int]) -> i
 
 def choose_layer(spec: LayerSpec, hw: HardwareConfig, cores: int,
                  cache: dict[tuple, int]) -> LayerChoice:
-    """Generate every candidate of ``spec`` and keep the one with the least makespan on
-    ``cores`` cores (ties: fewer IFPs)."""
-    best: LayerChoice | None = None
-    cands = candidates(spec, hw)
-    for cand in cands:
+    """Generate every candidate of ``spec`` with its IFPs and latencies, and choose the one
+    with the least LPT makespan on ``cores`` cores (ties: fewer IFPs, then order)."""
+    options: list[CandidateCode] = []
+    for cand in candidates(spec, hw):
         ifps = [make_ifp(spec, t, hw) for t in cand.tiles]
         for ifp in ifps:
             ifp.latency = _ifp_latency(ifp, hw, cache)
         lat = [i.latency for i in ifps]
         core_of, span = lpt(lat, cores)
-        choice = LayerChoice(spec, cand, ifps, core_of, span, lower_bound(lat, cores), len(cands))
-        if best is None or (span, len(ifps)) < (best.makespan, len(best.ifps)):
-            best = choice
-    assert best is not None
-    return best
+        options.append(CandidateCode(cand, ifps, core_of, span, lower_bound(lat, cores)))
+    chosen = min(range(len(options)),
+                 key=lambda i: (options[i].makespan, len(options[i].ifps), i))
+    return LayerChoice(spec, options, chosen)
 
 
 def compile_graph(
@@ -137,39 +167,50 @@ def _tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
 
 def link(plan: MemoryPlan, choices: list[LayerChoice], hw: HardwareConfig,
          cores: int) -> VfbFile:
-    """Encode the chosen IFPs into TEXT with per-core barriers and build the tables."""
+    """Encode every candidate's IFPs into TEXT (each body's ``core`` field holds its
+    default core for ``cores`` cores), and write the dispatch table that runs each
+    layer's chosen candidate on ``cores`` logical cores, with a barrier per layer."""
     insns: list[tuple[Opcode, dict[str, int]]] = []
-    n_ifps = sum(len(c.ifps) for c in choices)
+    n_ifps = sum(len(o.ifps) for c in choices for o in c.options)
     ifps = empty_ifps(n_ifps)
     layers: list[Layer] = []
+    entries: list[tuple[int, int, int]] = []  # (core, kind, arg) in dispatch order per core
+    per_core: list[list[tuple[int, int]]] = [[] for _ in range(cores)]
     k = 0
     for li, ch in enumerate(choices):
         first = k
-        for ifp, core in zip(ch.ifps, ch.cores, strict=True):
-            rec = ifps[k]
-            rec["layer"], rec["core"], rec["candidate"] = li, core, 0
-            rec["w0"], rec["w1"], rec["c0"], rec["c1"] = (ifp.tile.w0, ifp.tile.w1,
-                                                          ifp.tile.c0, ifp.tile.c1)
-            rec["h0"], rec["h1"] = 0, ifp.rows
-            rec["insn_offset"], rec["insn_count"] = len(insns), len(ifp.insns)
-            rec["latency"] = ifp.latency
-            for b, used in ifp.use.items():
-                rec[b] = used
-            for op, f in ifp.insns:
-                insns.append((op, {**f, "core": core, "layer": li}))
-            k += 1
+        for ci, opt in enumerate(ch.options):
+            for ifp, core in zip(opt.ifps, opt.cores, strict=True):
+                rec = ifps[k]
+                rec["layer"], rec["core"], rec["candidate"] = li, core, ci
+                rec["w0"], rec["w1"], rec["c0"], rec["c1"] = (ifp.tile.w0, ifp.tile.w1,
+                                                              ifp.tile.c0, ifp.tile.c1)
+                rec["h0"], rec["h1"] = 0, ifp.rows
+                rec["insn_offset"], rec["insn_count"] = len(insns), len(ifp.insns)
+                rec["latency"] = ifp.latency
+                for b, used in ifp.use.items():
+                    rec[b] = used
+                for op, f in ifp.insns:
+                    insns.append((op, {**f, "core": core, "layer": li}))
+                if ci == ch.chosen:
+                    per_core[core].append((0, k))
+                k += 1
         for c in range(cores):
-            insns.append((Opcode.SYNC, {"core": c, "layer": li}))
+            per_core[c].append((1, li))
         layers.append(Layer(name=ch.spec.node.name, kind=_KIND[ch.spec.kind],
                             macs=ch.spec.macs, first_ifp=first, ifp_count=k - first))
     for c in range(cores):
-        insns.append((Opcode.END, {"core": c, "layer": max(len(choices) - 1, 0)}))
+        per_core[c].append((2, 0))
+        entries.extend((c, kind, arg) for kind, arg in per_core[c])
+    dispatch = empty_dispatch(len(entries))
+    if entries:
+        dispatch["core"], dispatch["kind"], dispatch["arg"] = zip(*entries, strict=True)
     tensors, tindex = _tensor_table(plan)
     host_ops = _host_ops(plan, choices, tindex)
     return VfbFile.for_hw(
         hw, ddr_size=plan.ddr_size, data_offset=plan.data_offset, num_cores=cores,
         text=encode_batch(insns), ifps=ifps, layers=layers, tensors=tensors,
-        host_ops=host_ops, data=plan.data)
+        host_ops=host_ops, data=plan.data, dispatch=dispatch)
 
 
 def _host_ops(plan: MemoryPlan, choices: list[LayerChoice],

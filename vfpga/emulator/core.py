@@ -83,7 +83,7 @@ class ExecContext:
     task: str
     logical_core: int
     program: Program
-    fields: list[dict[str, int]]
+    fields: Any
     region: Region
     insn_base: int = 0
 

@@ -47,7 +47,8 @@ class TensorSpec(Protocol):
 
 
 class ProgramImage(Protocol):
-    """What the emulator needs from a binary: code, constants and the memory map."""
+    """What the emulator needs from a binary: code, constants, the memory map, and
+    optionally the IFP and dispatch tables (docs/binary-format.md)."""
 
     text: bytes
     data: bytes
@@ -56,24 +57,46 @@ class ProgramImage(Protocol):
     tensors: Sequence[TensorSpec]
 
 
-def decode_fields(program: Program) -> list[dict[str, int]]:
-    """Per instruction, all its fields (header, payload, flag sub-fields) as a dict.
+class InsnFields:
+    """Per instruction, all its fields (header, payload, flag sub-fields) as a dict,
+    decoded on first use and cached, so a binary holding many tiling candidates only pays
+    for the instructions it runs; the execution loop never touches numpy records."""
 
-    Done once when a binary is loaded, so the execution loop never touches numpy records.
-    """
-    out: list[dict[str, int]] = [{} for _ in range(len(program))]
-    for op in Opcode:
-        recs = program.by_op[op]
-        if not recs.size:
-            continue
-        names = [n for n in recs.dtype.names if n != "reserved"]
-        flags_fields = FLAG_FIELDS[op]
-        for idx, rec in zip(program.index_of[op].tolist(), recs[names].tolist(), strict=True):
-            d = dict(zip(names, rec, strict=True))
-            for ff in flags_fields:
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self._cache: dict[int, dict[str, int]] = {}
+        self._names = {
+            op: [n for n in program.by_op[op].dtype.names if n != "reserved"] for op in Opcode
+        }
+
+    def __getitem__(self, i: int) -> dict[str, int]:
+        d = self._cache.get(i)
+        if d is None:
+            op = Opcode(int(self.program.opcode[i]))
+            names = self._names[op]
+            rec = self.program.by_op[op][self.program.slot[i]]
+            d = dict(zip(names, rec[names].tolist(), strict=True))
+            for ff in FLAG_FIELDS[op]:
                 d[ff.name] = (d["flags"] >> ff.shift) & ((1 << ff.width) - 1)
-            out[idx] = d
-    return out
+            self._cache[i] = d
+        return d
+
+    def prefetch(self, indices: np.ndarray) -> None:
+        """Decode ``indices`` in bulk (one ``tolist`` per opcode)."""
+        prog = self.program
+        idx = np.asarray(indices)
+        idx = idx[[int(i) not in self._cache for i in idx.tolist()]] if idx.size else idx
+        for op in Opcode:
+            sel = idx[prog.opcode[idx] == int(op)] if idx.size else idx
+            if not sel.size:
+                continue
+            names = self._names[op]
+            recs = prog.by_op[op][prog.slot[sel]][names].tolist()
+            for i, rec in zip(sel.tolist(), recs, strict=True):
+                d = dict(zip(names, rec, strict=True))
+                for ff in FLAG_FIELDS[op]:
+                    d[ff.name] = (d["flags"] >> ff.shift) & ((1 << ff.width) - 1)
+                self._cache[i] = d
 
 
 @dataclass(frozen=True)
@@ -114,21 +137,61 @@ def segments_from_core_fields(program: Program, n_logical: int) -> list[list[Seg
     return out
 
 
+def segments_from_dispatch(
+    dispatch: np.ndarray, ifps: np.ndarray, n_logical: int
+) -> list[list[Segment]]:
+    """Per logical core, its segments as the dispatch table lists them: the instruction
+    ranges of its IFPs up to each SYNC entry, then END. A core absent from the table gets
+    a single empty END segment."""
+    out: list[list[Segment]] = []
+    offs = ifps["insn_offset"].astype(np.int64)
+    counts = ifps["insn_count"].astype(np.int64)
+    for c in range(n_logical):
+        rows = dispatch[dispatch["core"] == c]
+        segs: list[Segment] = []
+        pending: list[np.ndarray] = []
+        for kind, arg in zip(rows["kind"].tolist(), rows["arg"].tolist(), strict=True):
+            if kind == 0:
+                pending.append(np.arange(offs[arg], offs[arg] + counts[arg]))
+                continue
+            idx = np.concatenate(pending) if pending else np.zeros(0, np.int64)
+            pending = []
+            segs.append(Segment(idx, kind == 2, int(arg) if kind == 1 else -1, -1))
+            if kind == 2:
+                break
+        if not segs:
+            segs.append(Segment(np.zeros(0, np.int64), True, -1, -1))
+        out.append(segs)
+    return out
+
+
 @dataclass
 class LoadedProgram:
-    """A binary decoded once: its program, per-instruction fields and, per logical core,
-    its segments (see :class:`Segment`)."""
+    """A binary decoded once: its program, per-instruction fields (decoded lazily) and,
+    per logical core, its segments (see :class:`Segment`)."""
 
     program: Program
-    fields: list[dict[str, int]]
+    fields: InsnFields
     segments: list[list[Segment]]
 
     @classmethod
     def from_text(cls, text: bytes) -> LoadedProgram:
+        """A program routed by the instructions' core fields."""
         prog = decode(text)
-        fields = decode_fields(prog)
         n_logical = int(prog.core.max()) + 1 if len(prog) else 0
-        return cls(prog, fields, segments_from_core_fields(prog, n_logical))
+        return cls(prog, InsnFields(prog), segments_from_core_fields(prog, n_logical))
+
+    @classmethod
+    def from_image(cls, image: ProgramImage) -> LoadedProgram:
+        """A program routed by the image's dispatch table if it has one, else by the
+        instructions' core fields."""
+        dispatch = getattr(image, "dispatch", None)
+        if dispatch is None or not len(dispatch):
+            return cls.from_text(bytes(image.text))
+        prog = getattr(image, "program", None) or decode(bytes(image.text))
+        n_logical = int(dispatch["core"].max()) + 1
+        segs = segments_from_dispatch(dispatch, image.ifps, n_logical)  # type: ignore[attr-defined]
+        return cls(prog, InsnFields(prog), segs)
 
     @property
     def num_logical_cores(self) -> int:
@@ -182,7 +245,7 @@ class Task:
                 f"task '{self.name}': the binary's constants [0x{image.data_offset:x}, "
                 f"0x{end:x}) do not fit its declared DDR size 0x{image.ddr_size:x}"
             )
-        loaded = LoadedProgram.from_text(bytes(image.text))
+        loaded = LoadedProgram.from_image(image)
         if loaded.num_logical_cores > len(self.cores):
             raise VfpgaError(
                 f"task '{self.name}': the binary uses {loaded.num_logical_cores} cores but the "
@@ -252,6 +315,7 @@ class Task:
             if pos >= len(segs):
                 continue
             seg = segs[pos]
+            self.loaded.fields.prefetch(seg.indices)
             ctx = ExecContext(self.name, lc, prog, self.loaded.fields, self.region)
             before = core.counters
             core.counters = self.counters[phys]
