@@ -80,9 +80,15 @@ class LayerSpec:
         return self.groups > 1 and self.cig == 1 and self.opg == 1
 
     @property
+    def grouped(self) -> bool:
+        """A grouped convolution that is not depthwise."""
+        return self.kind == "conv" and self.groups > 1 and not self.depthwise
+
+    @property
     def channel_unit(self) -> int:
-        """Output channels a tile boundary must be aligned to."""
-        if self.kind == "conv" and self.groups > 1 and not self.depthwise:
+        """Output channels a tile boundary must be aligned to: whole groups of a grouped
+        convolution whose groups are not a multiple of 8 channels, else 1."""
+        if self.grouped and self.opg % 8:
             return self.opg
         return 1
 
@@ -168,13 +174,40 @@ class _Plan:
     in_cols: int
 
 
+def _whole_groups(spec: LayerSpec, og: int) -> bool:
+    """A grouped convolution processed ``og`` channels (whole groups) per CONV."""
+    return og % spec.opg == 0
+
+
 def _in_ch(spec: LayerSpec, og: int) -> int:
-    """Input channels a group of ``og`` output channels reads."""
+    """Input channels a channel group of ``og`` output channels reads: all of them for a
+    dense conv, its own for depthwise, ``og/opg`` conv groups' worth for whole groups of a
+    grouped conv, one conv group's for a slice within a conv group."""
     if spec.kind != "conv":
         return og
     if spec.groups == 1:
         return spec.in_shape[0]
-    return (og // spec.opg) * spec.cig if not spec.depthwise else og
+    if spec.depthwise:
+        return og
+    return (og // spec.opg) * spec.cig if _whole_groups(spec, og) else spec.cig
+
+
+def oc_segments(spec: LayerSpec, tile: Tile, og: int) -> list[tuple[int, int]]:
+    """The output-channel ranges an IFP processes one after another: ``og`` channels at a
+    time; for a grouped convolution either whole conv groups (when ``og`` is a multiple of
+    the group size and the tile is aligned to groups) or slices that never cross a conv
+    group boundary."""
+    c0, c1 = tile.c0, tile.c1
+    if not spec.grouped or (_whole_groups(spec, og) and c0 % spec.opg == 0
+                            and c1 % spec.opg == 0):
+        return [(a, min(a + og, c1)) for a in range(c0, c1, og)]
+    segs = []
+    a = c0
+    while a < c1:
+        b = min(a + og, (a // spec.opg + 1) * spec.opg, c1)
+        segs.append((a, b))
+        a = b
+    return segs
 
 
 def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
@@ -228,9 +261,14 @@ def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     """The loop nest for a tile: the group size with the least estimated cost (DDR traffic
     at the core's bandwidth plus per-instruction setup)."""
     wt, ct = tile.w1 - tile.w0, tile.c1 - tile.c0
-    unit = max(spec.channel_unit, 1)
-    step = unit if spec.kind == "conv" and spec.groups > 1 and not spec.depthwise else 8
-    options = sorted({ct, *range(step, ct, step)}, reverse=True)
+    if spec.grouped:
+        opg = spec.opg
+        aligned = tile.c0 % opg == 0 and tile.c1 % opg == 0
+        options = sorted({*(range(opg, ct + 1, opg) if aligned else ()),
+                          *(range(8, min(opg, ct) + 1, 8) if opg % 8 == 0 else ())},
+                         reverse=True)
+    else:
+        options = sorted({ct, *range(8, ct, 8)}, reverse=True)
     from vfpga.compiler.latency import core_bytes_per_cycle
 
     bpc = core_bytes_per_cycle(hw)
@@ -239,12 +277,10 @@ def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     oh = spec.out_shape[1]
     best: tuple[float, _Plan] | None = None
     for og in options:
-        if spec.kind == "conv" and spec.groups > 1 and og % unit:
-            continue
         p = _fit(spec, wt, og, hw)
         if p is None:
             continue
-        groups = -(-ct // og)
+        groups = len(oc_segments(spec, tile, og))
         bands = -(-oh // p.rb)
         chunks = -(-c // p.chunk) if p.chunk else 1
         rows_in = min(h + spec.pads[0] + spec.pads[1],
@@ -343,16 +379,20 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
     act = _ACT[node.act.kind]
     insns: list[Insn] = []
     use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
-    for g0 in range(tile.c0, tile.c1, p.og):
-        g1 = min(g0 + p.og, tile.c1)
+    for g0, g1 in oc_segments(spec, tile, p.og):
         og = g1 - g0
+        conv_groups = 1
         if spec.groups == 1:
             ic_lo, ic_hi = 0, ci
         elif spec.depthwise:
             ic_lo, ic_hi = g0, g1
-        else:
+            conv_groups = og
+        elif og % opg == 0 and g0 % opg == 0:
             ic_lo, ic_hi = (g0 // opg) * cig, (g1 // opg) * cig
-        conv_groups = 1 if spec.groups == 1 else (og if spec.depthwise else og // opg)
+            conv_groups = og // opg
+        else:  # a slice of one conv group: a dense conv over that group's inputs
+            ic_lo = (g0 // opg) * cig
+            ic_hi = ic_lo + cig
         wrow = kh * kw * cig
         chunks = ([(ic_lo, ic_hi)] if not p.chunk
                   else [(a, min(a + p.chunk, ic_hi)) for a in range(ic_lo, ic_hi, p.chunk)])

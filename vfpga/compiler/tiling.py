@@ -52,8 +52,6 @@ def candidates(
     split along width as finely as needed)."""
     co, oh, ow = spec.out_shape
     c_unit = max(spec.channel_unit, min(hw.out_channel_parallel, co))
-    if spec.kind == "conv" and spec.groups > 1 and not spec.depthwise:
-        c_unit = spec.opg
     out: list[Candidate] = []
     seen: set[tuple[Tile, ...]] = set()
     for axis in ("w", "c"):

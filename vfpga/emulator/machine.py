@@ -226,6 +226,7 @@ class Task:
     image: ProgramImage | None = None
     last_finished_layer: int | None = None
     barriers: int = 0
+    host_ops_run: int = 0
     error: str | None = None
     done: bool = False
     _pos: list[int] = field(default_factory=list)
@@ -263,6 +264,7 @@ class Task:
         self._pos = [0] * (self.loaded.num_logical_cores if self.loaded else 0)
         self.last_finished_layer = None
         self.barriers = 0
+        self.host_ops_run = 0
         self.error = None
         self.done = self.loaded is None or self.loaded.num_logical_cores == 0
         self.counters = {c: CoreCounters() for c in self.cores}
@@ -279,12 +281,26 @@ class Task:
         names = ", ".join(t.name for t in self.image.tensors)
         raise VfpgaError(f"task '{self.name}': no tensor '{name}' (tensors: {names})")
 
+    def _run_host_ops(self, after: int) -> None:
+        """Run the binary's host ops scheduled after layer ``after`` (-1: before the
+        first layer) on the host, reading and writing this task's DDR."""
+        from vfpga.runtime.host_ops import run_host_op
+
+        image = self.image
+        for op in getattr(image, "host_ops", ()):
+            when = -1 if op.after_layer == 0xFFFFFFFF else op.after_layer
+            if when == after:
+                run_host_op(op, image.tensors, self.read_tensor, self.write_tensor)  # type: ignore[union-attr]
+                self.host_ops_run += 1
+
     def write_tensor(self, name: str, value: np.ndarray) -> None:
         """Write ``value`` into tensor ``name``: int8 as is, float quantized with the
         tensor's scale and zero point (round half to even, saturate)."""
         t = self.tensor(name)
         arr = np.asarray(value)
-        if arr.dtype.kind == "f":
+        if t.dtype == "float32":
+            arr = arr.astype(np.float32)
+        elif arr.dtype.kind == "f":
             q = np.rint(arr / t.scale) + t.zero_point
             arr = np.clip(q, -128, 127).astype(np.int8)
         arr = np.ascontiguousarray(arr)
@@ -307,6 +323,8 @@ class Task:
         """Run every core of the task to its next SYNC or END, then the barrier."""
         assert self.loaded is not None
         prog = self.loaded.program
+        if self.barriers == 0 and not any(self._pos):
+            self._run_host_ops(-1)
         stops: list[tuple[int, Segment]] = []
         for lc, segs in enumerate(self.loaded.segments):
             phys = self.cores[lc]
@@ -366,6 +384,7 @@ class Task:
             )
         self.last_finished_layer = layers.pop()
         self.barriers += 1
+        self._run_host_ops(self.last_finished_layer)
 
     def result(self) -> TaskResult:
         return TaskResult(

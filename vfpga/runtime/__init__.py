@@ -1,0 +1,1 @@
+"""Host side of the accelerator: host ops, and (later) the multi-tenant resource pool."""
