@@ -318,3 +318,43 @@ def test_avg_pool_differs_from_ort_only_on_exact_ties() -> None:
         # ours is the exact QDQ value: round_half_even(s / 4) - 33
         np.testing.assert_array_equal(mine, np.round(s / 4).astype(int) - 33)
     assert ties > 0 and mismatches > 0
+
+
+def test_cli_reference(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import onnx
+    from click.testing import CliRunner
+
+    from vfpga.cli.main import cli
+
+    q = quantize_qdq(classifier(5, softmax=True), CALIB)
+    mp = tmp_path / "q.onnx"
+    onnx.save(q, mp)
+    x = normal_inputs((1, 3, 16, 16), 1, 4)[0]
+    xp = tmp_path / "x.npy"
+    np.save(xp, x)
+    out = tmp_path / "y.npy"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "reference",
+            str(mp),
+            "--input",
+            str(xp),
+            "-o",
+            str(out),
+            "--compare-ort",
+            "--num-inputs",
+            "5",
+            "--per-layer",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "top-5" in r.output and "arg-max agreement" in r.output and "per layer" in r.output
+    y = np.load(out)
+    g = lower_qdq(q)
+    np.testing.assert_array_equal(y, run_reference(g, x)[g.outputs[0] + ":float"])
+    assert list(tmp_path.glob("*.tmp")) == []
+    r = CliRunner().invoke(cli, ["reference", str(tmp_path / "missing.onnx")])
+    assert r.exit_code != 0 and "error:" in r.output and "no such file" in r.output
+    r = CliRunner().invoke(cli, ["reference", str(mp), "--input", str(mp)])
+    assert r.exit_code != 0 and "not a readable .npy" in r.output
