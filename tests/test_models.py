@@ -341,3 +341,73 @@ def test_cli_export_errors(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["models", "export", "zoo-squeezenet"])
     assert result.exit_code != 0
     assert "--output" in result.output
+
+
+# -- zoo re-weighting on synthetic graphs ----------------------------------------------
+
+
+def _synthetic(shape_from_constant: bool, weight_consumer: str = "Conv") -> onnx.ModelProto:
+    """x (1,2,5,5) -> Conv(W = ConstantOfShape([4,2,3,3]), B = float init) -> Relu -> y;
+    optionally a second ConstantOfShape feeding ``weight_consumer`` instead."""
+    h = onnx.helper
+    nodes = []
+    inits = [numpy_helper.from_array(np.full(4, 0.5, np.float32), "B")]
+    shape = np.array([4, 2, 3, 3], np.int64)
+    if shape_from_constant:
+        nodes.append(h.make_node("Constant", [], ["W_shape"], value=numpy_helper.from_array(shape)))
+    else:
+        inits.append(numpy_helper.from_array(shape, "W_shape"))
+    value = numpy_helper.from_array(np.array([0.02], np.float32))
+    nodes.append(h.make_node("ConstantOfShape", ["W_shape"], ["W"], value=value))
+    if weight_consumer == "Conv":
+        nodes.append(h.make_node("Conv", ["x", "W", "B"], ["c"], name="conv", pads=[1, 1, 1, 1]))
+    else:
+        nodes.append(h.make_node(weight_consumer, ["x", "W"], ["c"], name="odd"))
+    nodes.append(h.make_node("Relu", ["c"], ["y"], name="relu"))
+    graph = h.make_graph(
+        nodes,
+        "synthetic",
+        [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 5])],
+        [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])],
+        initializer=inits,
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("shape_from_constant", [False, True])
+def test_reweight_folds_constant_of_shape(shape_from_constant: bool) -> None:
+    from vfpga.models.zoo import reweight
+
+    model = _synthetic(shape_from_constant)
+    reweight(model, seed=3, label="synthetic")
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Relu"]
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert sorted(inits) == ["B", "W"]  # W_shape gone
+    assert inits["W"].shape == (4, 2, 3, 3) and inits["B"].shape == (4,)
+    assert not np.allclose(inits["B"], 0.5)
+    # the conv reads the graph input (not rectified): N(0, 1/fan_in), fan_in = 18
+    assert 0.1 < float(inits["W"].std()) < 0.4
+    assert [vi.name for vi in model.graph.input] == ["x"]  # IR 8: no initializer inputs
+    info = ModelInfo("s", "", "onnx-zoo", False, "x", (1, 2, 5, 5), "y", (1, 4, 5, 5), "logits", 13)
+    (y,) = _run_ort(model, info, seeds=(0,))
+    assert np.isfinite(y).all() and y.std() > 0
+
+
+def test_reweight_rejects_unknown_weight_slot() -> None:
+    from vfpga.models.zoo import reweight
+
+    with pytest.raises(VfpgaError, match=r"odd \(Mul.*not a weight"):
+        reweight(_synthetic(False, weight_consumer="Mul"), seed=0, label="synthetic")
+
+
+def test_reweight_rejects_non_constant_shape() -> None:
+    from vfpga.models.zoo import reweight
+
+    model = _synthetic(False)
+    del model.graph.initializer[1]  # W_shape becomes a dangling (non-constant) name
+    model.graph.input.append(onnx.helper.make_tensor_value_info("W_shape", TensorProto.INT64, [4]))
+    with pytest.raises(VfpgaError, match=r"W_shape.*not a constant"):
+        reweight(model, seed=0)

@@ -342,11 +342,28 @@ def export_zoo_model(name: str, seed: int = 0) -> onnx.ModelProto:
     """Load zoo model ``name`` and return it with seeded random weights (module docstring).
 
     Raises :class:`VfpgaError` if ``name`` is not a zoo model, its file is missing, or a
-    ConstantOfShape / float initializer feeds something that is not a recognised weight
-    slot (so it could not be given a meaningful value)."""
+    weight cannot be re-drawn (see :func:`reweight`)."""
     if name not in ZOO_MODELS:
         raise VfpgaError(f"unknown zoo model {name!r}; valid: {', '.join(ZOO_MODELS)}")
     model = onnx.load_from_string(_load_bytes(str(zoo_path(name))))
+    reweight(model, seed, name)
+    model.doc_string = (
+        f"{name}: {ZOO_MODELS[name][1]}. From onnx {onnx.__version__} "
+        f"backend/test/data/light/{ZOO_MODELS[name][0]}.onnx with seeded random weights "
+        f"(seed {seed}) by vfpga.models; graph otherwise unchanged."
+    )
+    return model
+
+
+def reweight(model: onnx.ModelProto, seed: int, label: str = "model") -> None:
+    """Fold every ``ConstantOfShape`` weight of ``model`` into a seeded random initializer
+    and redraw every float weight/bias/BN initializer, in place (module docstring).
+    ``label`` names the model in error messages.
+
+    Raises :class:`VfpgaError` naming the node if a ConstantOfShape's shape input is not
+    constant, or its output feeds something that is not a recognised weight slot (so it
+    could not be given a meaningful value)."""
+    name = label
     graph = model.graph
     g = _Graph(graph)
     rw = _Reweighter(g, seed, name)
@@ -420,12 +437,6 @@ def export_zoo_model(name: str, seed: int = 0) -> onnx.ModelProto:
         new_inputs += [_value_info(w, v) for w, v in new_values.items() if w not in listed]
     del graph.input[:]
     graph.input.extend(new_inputs)
-    model.doc_string = (
-        f"{name}: {ZOO_MODELS[name][1]}. From onnx {onnx.__version__} "
-        f"backend/test/data/light/{ZOO_MODELS[name][0]}.onnx with seeded random weights "
-        f"(seed {seed}) by vfpga.models; graph otherwise unchanged."
-    )
-    return model
 
 
 def _value_info(name: str, value: np.ndarray) -> onnx.ValueInfoProto:
