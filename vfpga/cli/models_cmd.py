@@ -22,7 +22,7 @@ def models() -> None:
     help="Also export each model (seed 0) to count parameters and GMACs (slower).",
 )
 def list_cmd(stats: bool) -> None:
-    """List the models that ``vfpga models export`` knows."""
+    """List the models that `vfpga models export` knows."""
     from vfpga.models import export_model, list_models
     from vfpga.models.stats import model_stats
 
@@ -72,7 +72,7 @@ def list_cmd(stats: bool) -> None:
     help="Seed of the random weights.",
 )
 def export_cmd(name: str, output: str, seed: int) -> None:
-    """Export model NAME (see ``vfpga models list``) with weights drawn from SEED."""
+    """Export model NAME (see `vfpga models list`) with weights drawn from SEED."""
     from vfpga.models import get_model_info, save_model
 
     get_model_info(name)  # unknown names fail before any work
