@@ -29,3 +29,7 @@ class EmulatorFault(VfpgaError):
 
 class FrontendError(VfpgaError):
     """An ONNX model cannot be imported (the message names the file and the node)."""
+
+
+class CompileError(VfpgaError):
+    """A model cannot be compiled for the hardware (the message names the layer)."""

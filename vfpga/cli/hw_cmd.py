@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from vfpga.hw import HardwareConfigError, list_presets, load_hw
 from vfpga.errors import VfpgaError
+from vfpga.hw import HardwareConfigError, list_presets, load_hw
 
 
 @click.group()

@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "hw": ("vfpga.cli.hw_cmd", "hw", "Show the hardware configuration."),
     "asm": ("vfpga.cli.asm_cmd", "asm", "Assemble a .s program into a .vfb binary."),
     "objdump": ("vfpga.cli.asm_cmd", "objdump", "Print a .vfb binary's header, tables, code."),
+    "compile": ("vfpga.cli.compile_cmd", "compile_", "Compile an ONNX model to a .vfb binary."),
+    "check": ("vfpga.cli.compile_cmd", "check", "Compile, emulate and compare with the "
+              "reference and onnxruntime."),
     "run": ("vfpga.cli.run_cmd", "run", "Run a .vfb binary on the emulator."),
     "demo": ("vfpga.cli.demo_cmd", "demo", "Run the bundled demonstration."),
     "models": ("vfpga.cli.models_cmd", "models", "List and export the bundled models."),

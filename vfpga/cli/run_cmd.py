@@ -65,7 +65,8 @@ def stats_table(res: TaskResult, title: str) -> Table:
 @click.option("--dequantize", is_flag=True, help="Write float outputs (scale * (q - zp)).")
 def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str | None,
         hw_name: str | None, seed: int, dequantize: bool) -> None:
-    """Run BINARY on the emulator and print per-core statistics."""
+    """Run BINARY on the emulator and print per-core statistics. Host ops (Softmax, LRN)
+    run on the CPU between layers. Outputs are written NCHW (a 1x1 map as N x C)."""
     if not binary.is_file():
         raise VfpgaError(f"{binary}: no such file")
     try:
@@ -85,8 +86,6 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
                 f"{binary}: built for a '{vfb.hw_name}' whose configuration differs from the "
                 f"preset of that name; recompile or pass the matching --hw JSON"
             )
-    if vfb.host_ops:
-        raise VfpgaError(f"{binary}: has host ops; running them is not implemented yet")
     core_list = (parse_cores(cores, hw.num_cores) if cores
                  else list(range(max(vfb.num_cores, 1))))
     acc = Accelerator(hw)
@@ -127,12 +126,21 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     console = Console()
     console.print(stats_table(res, f"{binary.name} on cores {core_list}: "
                                    f"{res.barriers} layer barriers"))
+    if task.host_ops_run:
+        click.echo(f"host ops run on the CPU: {task.host_ops_run}")
     outs = {}
     for t in vfb.tensors:
         if t.role != "output":
             continue
         q = task.read_tensor(t.name)
-        outs[t.name] = (t.scale * (q.astype(np.float32) - t.zero_point)) if dequantize else q
+        if t.layout == "nhwc" and q.ndim == 4:  # written as NCHW; 1x1 maps as (N, C)
+            q = q.transpose(0, 3, 1, 2)
+            if q.shape[2:] == (1, 1):
+                q = q.reshape(q.shape[:2])
+        if dequantize and t.dtype == "int8":
+            outs[t.name] = t.scale * (q.astype(np.float32) - t.zero_point)
+        else:
+            outs[t.name] = q
         click.echo(f"output '{t.name}': {t.dtype} {t.layout} {'x'.join(map(str, t.shape))}, "
                    f"sha256 {hashlib.sha256(q.tobytes()).hexdigest()[:16]}, "
                    f"min {int(q.min())} max {int(q.max())} mean {float(q.mean()):.2f}")

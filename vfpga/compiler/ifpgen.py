@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vfpga.compiler.plan import MemoryPlan, Placement, nchw
+from vfpga.errors import CompileError
 from vfpga.frontend.qgraph import QAdd, QConv, QPool
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
@@ -32,7 +33,7 @@ Insn = tuple[Opcode, dict[str, int]]
 _ACT = {"none": Act.NONE, "relu": Act.RELU, "relu6": Act.RELU6}
 
 
-class TileDoesNotFit(ValueError):
+class TileDoesNotFit(CompileError):
     """A tile cannot be computed within the core's buffers (even one row at a time)."""
 
 

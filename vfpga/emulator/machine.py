@@ -14,7 +14,7 @@ their results are unaffected (they share no cores and no DDR bytes).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -230,6 +230,8 @@ class Task:
     error: str | None = None
     done: bool = False
     _pos: list[int] = field(default_factory=list)
+    #: called with the layer index after each completed barrier (and its host ops)
+    barrier_hooks: list[Callable[[int], None]] = field(default_factory=list)
     counters: dict[int, CoreCounters] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- loading
@@ -300,8 +302,8 @@ class Task:
         arr = np.asarray(value)
         if t.dtype == "float32":
             arr = arr.astype(np.float32)
-        elif arr.dtype.kind == "f":
-            q = np.rint(arr / t.scale) + t.zero_point
+        elif arr.dtype.kind == "f":  # as ONNX QuantizeLinear: float32 division, ties to even
+            q = np.rint(arr.astype(np.float32) / np.float32(t.scale)) + t.zero_point
             arr = np.clip(q, -128, 127).astype(np.int8)
         arr = np.ascontiguousarray(arr)
         if arr.nbytes != t.size:
@@ -385,6 +387,8 @@ class Task:
         self.last_finished_layer = layers.pop()
         self.barriers += 1
         self._run_host_ops(self.last_finished_layer)
+        for hook in self.barrier_hooks:
+            hook(self.last_finished_layer)
 
     def result(self) -> TaskResult:
         return TaskResult(

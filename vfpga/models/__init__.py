@@ -38,7 +38,8 @@ class ModelInfo:
     """What :func:`export_model` produces for one name.
 
     ``source`` is ``"builder"`` or ``"onnx-zoo"``; ``paper`` is True for the networks the
-    FCCM 2020 paper evaluates (Inception v3, VGG16, MobileNet — DESIGN.md section 1);
+    FCCM 2020 paper evaluates (Inception v3, VGG16, MobileNet, ResNet-50 — DESIGN.md
+    section 1);
     ``input_name``/``input_shape`` and ``output_name``/``output_shape`` are those of the
     single graph input (excluding IR-3 initializer inputs) and output; ``output_kind`` is
     ``"logits"`` or ``"softmax"``; ``opset`` is the default-domain opset."""
