@@ -389,3 +389,15 @@ def test_relu_on_the_float_input_before_its_quantization() -> None:
         -20,
     )
     _assert_matches_ort(m, (1, 2, 4, 4))
+
+
+def test_pipeline_normalizes_and_quantizes_fp32_models() -> None:
+    fp = classifier(3)
+    loaded = load_model(fp, num_random=4, seed=1)
+    assert loaded.fp32 is not None
+    assert any(n.op_type == "QuantizeLinear" for n in loaded.qdq.graph.node)
+    g, qdq = load_qgraph(fp, num_random=4, seed=1)
+    assert [type(n).__name__ for n in g.nodes] == [type(n).__name__ for n in loaded.graph.nodes]
+    assert g.output_shapes == {g.outputs[0]: (1, 10)}
+    c = compare_with_ort(g, qdq, normal_inputs((1, 3, 16, 16), 10, 2))
+    assert c.cosine_min >= 0.999
