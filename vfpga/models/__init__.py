@@ -88,7 +88,7 @@ def _zoo(name: str, x: str, y: str, y_shape: tuple[int, ...], kind: str) -> Mode
 
 _INFOS: tuple[ModelInfo, ...] = (
     _builder("vgg16", "VGG-16 (config D) with BN: 13 conv 3x3, 5 max pools, 3 FC", True),
-    _builder("resnet50", "ResNet-50 v1.5: bottlenecks 3-4-6-3, projection shortcuts", False),
+    _builder("resnet50", "ResNet-50 v1.5: bottlenecks 3-4-6-3, projection shortcuts", True),
     _builder("mobilenet_v1", "MobileNet v1 1.0/224: 13 depthwise-separable blocks, ReLU6", True),
     _builder("inception_v3", "Inception v3 (torchvision, no aux head), 299x299", True, 299),
     _zoo("zoo-alexnet", "data_0", "prob_1", _LOGITS, "softmax"),
