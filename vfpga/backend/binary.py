@@ -428,7 +428,8 @@ def validate(vfb: VfbFile, source: str) -> None:
     layout); raise :class:`BinaryFormatError` whose message starts with ``source``.
 
     Checks: ISA version; hardware name and fingerprint sizes; ``num_cores`` in 0..64 and
-    above every instruction's and IFP's core; every instruction's layer below the number
+    above every dispatch entry's core, or, without a dispatch table, above every
+    instruction's and IFP's core; every instruction's layer below the number
     of layers (unless the program has no layer table at all); TEXT decodes; IFP tile
     bounds ordered and instruction ranges inside TEXT; each layer's IFP range inside the
     IFP table with matching ``layer``; enum values; tensors, and the DATA blob, inside
@@ -457,8 +458,12 @@ def validate(vfb: VfbFile, source: str) -> None:
         raise _fail(source, f"TEXT: {exc}") from None
     n_insns = len(prog)
     n_layers = len(vfb.layers)
+    # With a dispatch table the dispatcher ignores instruction and IFP core fields (the
+    # table names each IFP's logical core), so they need not be below num_cores.
+    routed = isinstance(vfb.dispatch, np.ndarray) and vfb.dispatch.size > 0
     if n_insns:
-        bad = np.flatnonzero(prog.core >= vfb.num_cores)
+        bad = (np.zeros(0, np.int64) if routed
+               else np.flatnonzero(prog.core >= vfb.num_cores))
         if bad.size:
             i = int(bad[0])
             raise _fail(source, f"instruction #{i} uses logical core {int(prog.core[i])} but "
@@ -476,7 +481,8 @@ def validate(vfb: VfbFile, source: str) -> None:
         checks: list[tuple[np.ndarray, str]] = [
             (ifps["layer"] >= n_layers, "layer index is not below the number of layers "
              f"({n_layers})"),
-            (ifps["core"] >= vfb.num_cores, f"core is not below num_cores ({vfb.num_cores})"),
+            ((ifps["core"] >= vfb.num_cores) & (not routed),
+             f"core is not below num_cores ({vfb.num_cores})"),
             (ifps["w0"] > ifps["w1"], "w0 > w1"),
             (ifps["c0"] > ifps["c1"], "c0 > c1"),
             (ifps["h0"] > ifps["h1"], "h0 > h1"),

@@ -227,6 +227,8 @@ class Task:
     last_finished_layer: int | None = None
     barriers: int = 0
     host_ops_run: int = 0
+    #: context switches (:meth:`switch_cores`) since the last (re)start
+    switches: int = 0
     error: str | None = None
     done: bool = False
     _pos: list[int] = field(default_factory=list)
@@ -267,6 +269,7 @@ class Task:
         self.last_finished_layer = None
         self.barriers = 0
         self.host_ops_run = 0
+        self.switches = 0
         self.error = None
         self.done = self.loaded is None or self.loaded.num_logical_cores == 0
         self.counters = {c: CoreCounters() for c in self.cores}
@@ -354,6 +357,70 @@ class Task:
             stops.append((lc, seg))
             self._pos[lc] = pos + 1
         self._sync(stops)
+
+    def run_until_layer(self, layer: int) -> None:
+        """Step (see :meth:`step`) until the barrier of ``layer`` has completed (the
+        context-switch controller records ``layer`` as the last finished layer) or the
+        program ends. Faults propagate as :class:`EmulatorFault`."""
+        while not self.done and self.last_finished_layer != layer:
+            self.step()
+
+    def switch_cores(self, cores: Sequence[int], dispatch: np.ndarray) -> None:
+        """Context switch at the current layer boundary: continue the remaining layers on
+        the physical ``cores`` as routed by ``dispatch`` (a DISPATCH table of the loaded
+        binary, e.g. from the dynamic pass, naming at most ``len(cores)`` logical cores).
+
+        The level-1 context-switch controller's record, :attr:`last_finished_layer`, says
+        where to resume: each new logical core starts after its SYNC entry of that layer
+        (at its first entry if no layer has finished). The intermediate results stay in
+        the task's DDR region; instruction bodies are shared, not rewritten. The new
+        cores are reset to the initial buffer credits (the level-2 context-switch module);
+        cores the task no longer holds are released. Counters of every core the task has
+        used are kept. Raises :class:`VfpgaError` if the task is not loaded, has ended or
+        faulted, the cores are not free distinct cores of the pool, or the table has no
+        barrier of the last finished layer on some core."""
+        if self.loaded is None or self.image is None:
+            raise VfpgaError(f"task '{self.name}': no binary loaded")
+        if self.done or self.error is not None:
+            raise VfpgaError(f"task '{self.name}': cannot switch cores, the task has "
+                             f"{'faulted' if self.error else 'finished'}")
+        ifps = getattr(self.image, "ifps", None)
+        if ifps is None or dispatch is None or not len(dispatch):
+            raise VfpgaError(f"task '{self.name}': a context switch needs a binary with an "
+                             "IFP table and a non-empty dispatch table")
+        new = [int(c) for c in cores]
+        n_pool = len(self.accel.cores)
+        if not new or len(set(new)) != len(new) or not all(0 <= c < n_pool for c in new):
+            raise VfpgaError(f"task '{self.name}': cores {new} are not distinct cores of "
+                             f"0..{n_pool - 1}")
+        busy = {c: t.name for t in self.accel.tasks.values() if t is not self for c in t.cores}
+        taken = [f"{c} (task '{busy[c]}')" for c in new if c in busy]
+        if taken:
+            raise VfpgaError(f"task '{self.name}': cores already in use: {', '.join(taken)}")
+        n_logical = int(dispatch["core"].max()) + 1
+        if n_logical > len(new):
+            raise VfpgaError(f"task '{self.name}': the dispatch table uses {n_logical} cores "
+                             f"but the switch gives {len(new)}")
+        segs = segments_from_dispatch(dispatch, ifps, n_logical)
+        last = self.last_finished_layer
+        pos: list[int] = []
+        for lc, core_segs in enumerate(segs):
+            if last is None:
+                pos.append(0)
+                continue
+            at = [i for i, sg in enumerate(core_segs) if not sg.end and sg.layer == last]
+            if not at:
+                raise VfpgaError(f"task '{self.name}': the new dispatch table has no barrier "
+                                 f"of layer {last} on logical core {lc}; cannot resume after "
+                                 "that layer")
+            pos.append(at[0] + 1)
+        self.loaded = LoadedProgram(self.loaded.program, self.loaded.fields, segs)
+        self.cores = new
+        self._pos = pos
+        for c in new:
+            self.accel.cores[c].reset()
+            self.counters.setdefault(c, CoreCounters())
+        self.switches += 1
 
     def _sync(self, stops: list[tuple[int, Segment]]) -> None:
         """The multi-core sync controller: all cores at SYNC of one layer, or all at END."""
