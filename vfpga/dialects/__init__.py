@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # importing this package must stay cheap (no xDSL import)
 #: dialect name -> (module, attribute holding the ``xdsl.ir.Dialect``)
 DIALECTS: dict[str, tuple[str, str]] = {
     "dnn": ("vfpga.dialects.dnn", "Dnn"),
+    "ifp": ("vfpga.dialects.ifp", "Ifp"),
+    "isa": ("vfpga.dialects.isa", "Isa"),
 }
 
 

@@ -20,6 +20,12 @@ PASSES: dict[str, tuple[str, str]] = {
         "vfpga.passes.dnn_annotate_placement",
         "DnnAnnotatePlacementPass",
     ),
+    "dnn-plan-memory": ("vfpga.passes.dnn_plan_memory", "DnnPlanMemoryPass"),
+    "dnn-tile": ("vfpga.passes.dnn_tile", "DnnTilePass"),
+    "ifp-package": ("vfpga.passes.ifp_package", "IfpPackagePass"),
+    "ifp-lower-to-isa": ("vfpga.passes.ifp_lower_to_isa", "IfpLowerToIsaPass"),
+    "ifp-estimate-latency": ("vfpga.passes.ifp_estimate_latency", "IfpEstimateLatencyPass"),
+    "ifp-select": ("vfpga.passes.ifp_select", "IfpSelectPass"),
 }
 
 

@@ -1,0 +1,184 @@
+"""The ``.vfb`` target: a fully compiled module (``dnn-plan-memory`` ... ``ifp-select``) to
+a :class:`vfpga.backend.binary.VfbFile`, the same file
+:func:`vfpga.compiler.build.compile_graph` produces for the same graph, byte for byte.
+
+Reads only the IR: the memory plan annotations (tensor placements, constant offsets; the
+DATA bytes are rebuilt from the ``dnn.conv`` ops), the ``ifp.layer`` ops and every
+candidate's packages. TEXT holds every package's instructions, layer by layer, candidate
+by candidate, with the header fields ``core`` (the package's default core) and ``layer``
+(the layer index) filled in, encoded by :func:`vfpga.isa.codec.encode_batch`. The IFP
+table has one record per package; the DISPATCH table runs each layer's ``selected``
+candidate on the module's ``vfpga.cores`` logical cores (each core: its packages, then a
+barrier per layer, then its end). The memory map lists every dense tensor (graph inputs
+first; views inside a concatenation are covered by their root), the host-op table every
+``dnn.host`` op with the layer it follows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+
+from vfpga.backend.binary import HostOp, Layer, Tensor, VfbFile, empty_dispatch, empty_ifps
+from vfpga.compiler.plan import MemoryPlan, nchw
+from vfpga.dialects.isa import op_to_fields
+from vfpga.frontend.qgraph import QHostOp
+from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
+from vfpga.isa.codec import encode_batch
+from vfpga.isa.spec import Opcode
+from vfpga.passes.dnn_plan_memory import StaticPassError, plan_from_module
+from vfpga.passes.dnn_tile import hw_of, layers_of
+from vfpga.passes.ifp_select import CORES_ATTR
+
+LAYER_KIND = {"conv": "conv", "pool": "pool", "add": "eltwise"}
+"""``ifp.layer`` kind -> LAYER record kind."""
+
+DISPATCH_IFP, DISPATCH_SYNC, DISPATCH_END = 0, 1, 2
+
+
+def module_to_vfb(module: ModuleOp, hw: HardwareConfig) -> VfbFile:
+    """Encode a compiled module for ``hw`` (which must be the hardware it was tiled for).
+
+    Raises :class:`~vfpga.passes.dnn_plan_memory.StaticPassError` when a stage is missing
+    (no plan, no layers, a package without instructions, latency or core, no selection).
+    """
+    mhw = hw_of(module)
+    if mhw.fingerprint != hw.fingerprint:
+        raise StaticPassError(
+            f"the module was compiled for hardware '{mhw.name}', not '{hw.name}' "
+            "(their configurations differ)"
+        )
+    cores_attr = module.attributes.get(CORES_ATTR)
+    if not isinstance(cores_attr, IntegerAttr):
+        raise StaticPassError("the module has no core count (vfpga.cores): run ifp-select first")
+    cores = cores_attr.value.data
+    plan = plan_from_module(module, with_data=True)
+    layers_ir = layers_of(module)
+
+    insns: list[tuple[Opcode, dict[str, int]]] = []
+    n_ifps = sum(len(c.packages()) for layer in layers_ir for c in layer.candidates())
+    ifps = empty_ifps(n_ifps)
+    layers: list[Layer] = []
+    per_core: list[list[tuple[int, int]]] = [[] for _ in range(cores)]
+    k = 0
+    for li, layer in enumerate(layers_ir):
+        if layer.selected is None:
+            raise StaticPassError(
+                f'ifp.layer {li} "{layer.node.data}" has no selected candidate: run ifp-select'
+            )
+        chosen = layer.selected.value.data
+        first = k
+        for ci, cand in enumerate(layer.candidates()):
+            for pkg in cand.packages():
+                core, lat, use = pkg.get("core"), pkg.get("latency"), pkg.usage()
+                body = pkg.instructions()
+                if core is None or lat is None or use is None or not body:
+                    raise StaticPassError(
+                        f'ifp.layer {li} "{layer.node.data}": a package lacks instructions, '
+                        "usage, latency or core: run the whole static pipeline"
+                    )
+                if core >= cores:
+                    raise StaticPassError(
+                        f'ifp.layer {li} "{layer.node.data}": package core {core} is not below '
+                        f"vfpga.cores = {cores}"
+                    )
+                rec = ifps[k]
+                w0, w1, c0, c1, h0, h1 = pkg.tile
+                rec["layer"], rec["core"], rec["candidate"] = li, core, ci
+                rec["w0"], rec["w1"], rec["c0"], rec["c1"] = w0, w1, c0, c1
+                rec["h0"], rec["h1"] = h0, h1
+                rec["insn_offset"], rec["insn_count"] = len(insns), len(body)
+                rec["latency"] = lat
+                for b in BUFFER_NAMES:
+                    rec[b] = use[b]
+                for ins in body:
+                    opc, f = op_to_fields(ins)
+                    f["core"] = core
+                    f["layer"] = li
+                    insns.append((opc, f))
+                if ci == chosen:
+                    per_core[core].append((DISPATCH_IFP, k))
+                k += 1
+        for c in range(cores):
+            per_core[c].append((DISPATCH_SYNC, li))
+        layers.append(Layer(name=layer.node.data, kind=LAYER_KIND[layer.kind.data],
+                            macs=layer.macs.value.data, first_ifp=first, ifp_count=k - first))
+    entries: list[tuple[int, int, int]] = []
+    for c in range(cores):
+        per_core[c].append((DISPATCH_END, 0))
+        entries.extend((c, kind, arg) for kind, arg in per_core[c])
+    dispatch = empty_dispatch(len(entries))
+    if entries:
+        dispatch["core"], dispatch["kind"], dispatch["arg"] = zip(*entries, strict=True)
+    tensors, tindex = tensor_table(plan)
+    accel = [layer.node.data for layer in layers_ir]
+    return VfbFile.for_hw(
+        hw, ddr_size=plan.ddr_size, data_offset=plan.data_offset, num_cores=cores,
+        text=encode_batch(insns), ifps=ifps, layers=layers, tensors=tensors,
+        host_ops=host_op_table(plan, accel, tindex), data=plan.data, dispatch=dispatch)
+
+
+def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
+    """The memory map: every placed tensor whose channel stride is its own channel count
+    (inputs first, then the graph's tensors in order; a view inside a concatenation is
+    covered by its root), with its index by name."""
+    g = plan.graph
+    roles = {t: "input" for t in g.inputs}
+    roles.update({t: "output" for t in g.outputs})
+    floats = {n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float}
+    out: list[Tensor] = []
+    index: dict[str, int] = {}
+    for name in [*g.inputs, *(t for t in g.tensors if t not in g.inputs)]:
+        p = plan.places.get(name)
+        if p is None:
+            continue
+        t = g.tensors[name]
+        _, c, h, w = nchw(t)
+        if p.c_stride != c:
+            continue
+        is_f = name in floats
+        index[name] = len(out)
+        out.append(Tensor(
+            name=name, role=roles.get(name, "activation"), dtype="float32" if is_f else "int8",
+            layout="nhwc", shape=(1, h, w, c), ddr_offset=p.offset,
+            size=h * w * c * (4 if is_f else 1), scale=float(t.scale),
+            zero_point=int(t.zero_point)))
+    return out, index
+
+
+def host_op_table(plan: MemoryPlan, accel_nodes: list[str],
+                  tindex: dict[str, int]) -> list[HostOp]:
+    """Every host op with the index of the accelerator layer it follows (-1: none);
+    ``accel_nodes`` are the accelerator layers' node names in order."""
+    layer_of = {n: i for i, n in enumerate(accel_nodes)}
+    out: list[HostOp] = []
+    last = -1
+    for n in plan.graph.nodes:
+        if n.name in layer_of:
+            last = layer_of[n.name]
+        elif isinstance(n, QHostOp):
+            missing = [t for t in (*n.inputs, n.output) if t not in tindex]
+            if missing:
+                raise StaticPassError(
+                    f"host op '{n.name}': tensors {missing} have no DDR placement"
+                )
+            out.append(HostOp(
+                name=n.name, op_type=n.op_type, after_layer=last,
+                inputs=tuple(tindex[t] for t in n.inputs), outputs=(tindex[n.output],),
+                attrs={k: _jsonable(v) for k, v in n.attrs.items()}))
+    return out
+
+
+def _jsonable(v: object) -> object:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+__all__ = ["host_op_table", "module_to_vfb", "tensor_table"]

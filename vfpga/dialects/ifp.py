@@ -1,0 +1,572 @@
+"""The ``ifp`` dialect: tiling candidates and instruction frame packages (IFPs).
+
+After ``dnn-tile`` a module holds, next to its ``dnn.graph``, one ``ifp.layer`` per
+accelerator layer (in execution order), each holding one ``ifp.candidate`` per tiling
+candidate; ``ifp-package`` gives every candidate one ``ifp.package`` per tile, and
+``ifp-lower-to-isa`` fills every package with its ``isa`` instructions::
+
+    builtin.module attributes {vfpga.hw = "pool16", vfpga.buffers = {ibuf = 131072 : i64, ...}} {
+      dnn.graph @net(...) { ... }
+      ifp.layer 0 "conv0" conv out 16x20x20 macs 172800 selected 1 {
+        ifp.candidate w parts 1 at [0, 20] makespan 9840 {
+          ifp.package w=0:20 c=0:16 h=0:20 og=16 rb=20 chunk=0 ibuf=1452 wbuf=432
+                      pbuf=192 obuf=6400 abuf=0 latency=9840 core=0 {
+            isa.load to=pbuf ddr=... n2=192 n0=1 n1=1 deps [wait_next]
+            ...
+          }
+        }
+        ifp.candidate w parts 2 at [0, 10, 20] makespan 5120 { ... }
+      }
+    }
+
+(a package prints on one line). A **tile** is an output range: columns ``[w0, w1)``,
+output channels ``[c0, c1)`` and rows ``[h0, h1)`` (always the full height: instructions
+run along height). A candidate splits the output along ``w`` or ``c`` at the points
+``at`` (``parts + 1`` increasing values from 0 to the layer's width / channels); its
+packages are its tiles in order, so together they cover the output exactly once
+(verified).
+
+The hardware's buffer sizes are the module attribute ``vfpga.buffers`` (set by
+``dnn-tile``); a package's buffer usage must not exceed them (verified when both are
+present).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import ClassVar, cast
+
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    DictionaryAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+)
+from xdsl.ir import Attribute, Block, Dialect, Operation, Region
+from xdsl.irdl import (
+    IRDLOperation,
+    irdl_op_definition,
+    opt_prop_def,
+    prop_def,
+    region_def,
+    traits_def,
+)
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import HasParent, IsolatedFromAbove, NoTerminator
+from xdsl.utils.exceptions import VerifyException
+
+from vfpga.dialects.dnn import int_array, int_tuple
+from vfpga.dialects.isa import IsaOp, int_attr
+from vfpga.hw.config import BUFFER_NAMES
+
+LAYER_KINDS = ("conv", "pool", "add")
+AXES = ("w", "c")
+BUFFERS_ATTR = "vfpga.buffers"
+"""Module attribute: ``{ibuf = N : i64, ...}``, the on-chip buffer sizes of one core."""
+
+
+def _int(op: Operation, name: str) -> int | None:
+    a = op.properties.get(name)
+    return None if a is None else cast(IntegerAttr, a).value.data
+
+
+def _print_region_if_any(printer: Printer, region: Region) -> None:
+    if region.blocks:
+        printer.print_string(" ")
+        printer.print_region(region, print_entry_block_args=False)
+
+
+def _parse_region_if_any(parser: Parser) -> Region:
+    region = parser.parse_optional_region()
+    if region is None:
+        return Region()
+    if not region.blocks:
+        region.add_block(Block())
+    return region
+
+
+def module_buffers(op: Operation) -> dict[str, int] | None:
+    """The ``vfpga.buffers`` sizes of the module enclosing ``op`` (None if absent)."""
+    m = op
+    while (p := m.parent_op()) is not None:
+        m = p
+    if not isinstance(m, ModuleOp):
+        return None
+    d = m.attributes.get(BUFFERS_ATTR)
+    if not isinstance(d, DictionaryAttr):
+        return None
+    return {k: cast(IntegerAttr, v).value.data for k, v in d.data.items()}
+
+
+def buffers_attr(sizes: dict[str, int]) -> DictionaryAttr:
+    """The ``vfpga.buffers`` attribute of buffer sizes (in :data:`BUFFER_NAMES` order)."""
+    return DictionaryAttr({b: IntegerAttr(int(sizes[b]), 64) for b in BUFFER_NAMES})
+
+
+# ------------------------------------------------------------------------------ layer
+@irdl_op_definition
+class LayerOp(IRDLOperation):
+    """One accelerator layer: the ``index``-th ``dnn.conv`` / ``dnn.pool`` / ``dnn.add`` of
+    the module's ``dnn.graph`` in block order (``node`` is its name), its ``kind``, output
+    shape ``out`` = channels x rows x columns, and exact ``macs``. Its block holds one
+    ``ifp.candidate`` per tiling candidate; ``selected`` (set by ``ifp-select``) is the
+    position of the candidate chosen for the module's core count.
+
+    Syntax: ``ifp.layer 3 "conv3" conv out 16x10x10 macs 6912 (selected N)? {candidates}``.
+    Verified: ``kind`` is conv, pool or add; ``index`` >= 0; positive output dims; only
+    ``ifp.candidate`` ops in the body; ``selected`` names one of them.
+    """
+
+    name = "ifp.layer"
+
+    index = prop_def(IntegerAttr)
+    node = prop_def(StringAttr)
+    kind = prop_def(StringAttr)
+    out = prop_def(DenseArrayBase)
+    macs = prop_def(IntegerAttr)
+    selected = opt_prop_def(IntegerAttr)
+    body = region_def("single_block")
+
+    traits = traits_def(NoTerminator(), IsolatedFromAbove())
+
+    def __init__(
+        self, index: int, node: str, kind: str, out: Sequence[int], macs: int,
+        candidates: Sequence[CandidateOp] = (),
+    ) -> None:
+        super().__init__(
+            properties={
+                "index": int_attr(index),
+                "node": StringAttr(node),
+                "kind": StringAttr(kind),
+                "out": int_array(out),
+                "macs": int_attr(macs),
+            },
+            regions=[Region(Block(candidates))],
+        )
+
+    @property
+    def index_value(self) -> int:
+        return self.index.value.data
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the layer's output."""
+        s = int_tuple(self.out)
+        return (s[0], s[1], s[2]) if len(s) == 3 else (0, 0, 0)
+
+    def candidates(self) -> list[CandidateOp]:
+        """The candidates in order."""
+        return cast(list[CandidateOp], list(self.body.block.ops))
+
+    def selected_candidate(self) -> CandidateOp | None:
+        """The chosen candidate (None before ``ifp-select``)."""
+        if self.selected is None:
+            return None
+        return self.candidates()[self.selected.value.data]
+
+    def verify_(self) -> None:
+        who = f'ifp.layer {self.index_value} "{self.node.data}"'
+        if self.kind.data not in LAYER_KINDS:
+            raise VerifyException(f"{who}: kind must be one of {', '.join(LAYER_KINDS)}")
+        if self.index_value < 0 or self.macs.value.data < 0:
+            raise VerifyException(f"{who}: index and macs must be >= 0")
+        s = int_tuple(self.out)
+        if len(s) != 3 or min(s) < 1:
+            raise VerifyException(f"{who}: 'out' must be 3 positive dims CxHxW, got {list(s)}")
+        cands = list(self.body.block.ops)
+        for op in cands:
+            if not isinstance(op, CandidateOp):
+                raise VerifyException(f"{who}: '{op.name}' is not an ifp.candidate")
+        if self.selected is not None and not 0 <= self.selected.value.data < len(cands):
+            raise VerifyException(
+                f"{who}: selected {self.selected.value.data} is not a candidate index "
+                f"(0..{len(cands) - 1})"
+            )
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(f" {self.index_value} ")
+        printer.print_string_literal(self.node.data)
+        c, h, w = self.out_shape
+        printer.print_string(f" {self.kind.data} out {c}x{h}x{w} macs {self.macs.value.data}")
+        if self.selected is not None:
+            printer.print_string(f" selected {self.selected.value.data}")
+        if self.attributes:
+            printer.print_string(" ")
+            printer.print_attr_dict(self.attributes)
+        printer.print_string(" ")
+        printer.print_region(self.body, print_entry_block_args=False)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> LayerOp:
+        index = parser.parse_integer(allow_boolean=False, allow_negative=False)
+        node = parser.parse_str_literal(" (the dnn node name) in ifp.layer")
+        kind = parser.parse_optional_keyword_in(LAYER_KINDS)
+        if kind is None:
+            parser.raise_error(f"ifp.layer: kind must be one of {', '.join(LAYER_KINDS)}")
+        parser.parse_keyword("out", " in ifp.layer")
+        dims = parser.parse_dimension_list()
+        parser.parse_keyword("macs", " in ifp.layer")
+        macs = parser.parse_integer(allow_boolean=False, allow_negative=False)
+        props: dict[str, Attribute] = {
+            "index": int_attr(index), "node": StringAttr(node), "kind": StringAttr(kind),
+            "out": int_array(dims), "macs": int_attr(macs),
+        }
+        if parser.parse_optional_keyword("selected") is not None:
+            props["selected"] = int_attr(
+                parser.parse_integer(allow_boolean=False, allow_negative=False))
+        attributes = parser.parse_optional_attr_dict()
+        region = _parse_region_if_any(parser)
+        return cls.create(properties=props, attributes=attributes, regions=[region])
+
+
+# ------------------------------------------------------------------------------ candidate
+@irdl_op_definition
+class CandidateOp(IRDLOperation):
+    """One tiling candidate of the enclosing layer: the output split along ``axis``
+    (``w``: columns, ``c``: output channels) at the points ``at`` into ``parts`` tiles
+    (tile ``i`` is ``[at[i], at[i+1])`` along the axis, the whole range along the other,
+    the full height). ``makespan`` is the LPT makespan of its packages' latencies on the
+    module's ``vfpga.cores`` cores (set by ``ifp-select``).
+
+    Syntax: ``ifp.candidate w parts 2 at [0, 5, 10] (makespan N)? {packages}?``.
+    Verified: ``axis`` is ``w`` or ``c``; ``at`` has ``parts + 1`` strictly increasing
+    values from 0 to the layer's width (``w``) or channels (``c``); when it has packages,
+    they are exactly its tiles in order (so they cover the output once).
+    """
+
+    name = "ifp.candidate"
+
+    axis = prop_def(StringAttr)
+    parts = prop_def(IntegerAttr)
+    at = prop_def(DenseArrayBase)
+    makespan = opt_prop_def(IntegerAttr)
+    body = region_def()
+
+    traits = traits_def(NoTerminator(), IsolatedFromAbove(), HasParent(LayerOp))
+
+    def __init__(self, axis: str, bounds: Sequence[int]) -> None:
+        super().__init__(
+            properties={
+                "axis": StringAttr(axis),
+                "parts": int_attr(len(bounds) - 1),
+                "at": int_array(bounds),
+            },
+            regions=[Region()],
+        )
+
+    @property
+    def axis_name(self) -> str:
+        return self.axis.data
+
+    @property
+    def bounds(self) -> tuple[int, ...]:
+        """The split points ``at``."""
+        return int_tuple(self.at)
+
+    def layer(self) -> LayerOp | None:
+        """The enclosing layer."""
+        p = self.parent_op()
+        return p if isinstance(p, LayerOp) else None
+
+    def candidate_index(self) -> int:
+        """Position among the layer's candidates."""
+        layer = self.layer()
+        if layer is None:
+            return 0
+        return layer.candidates().index(self)
+
+    def packages(self) -> list[PackageOp]:
+        """The packages (empty before ``ifp-package``)."""
+        blk = self.body.blocks.first
+        return [] if blk is None else cast(list[PackageOp], list(blk.ops))
+
+    def tiles(self, out_shape: tuple[int, int, int]) -> list[tuple[int, int, int, int, int, int]]:
+        """The tiles ``(w0, w1, c0, c1, h0, h1)`` for a layer output ``(C, H, W)``."""
+        co, oh, ow = out_shape
+        b = self.bounds
+        if self.axis_name == "w":
+            return [(b[i], b[i + 1], 0, co, 0, oh) for i in range(len(b) - 1)]
+        return [(0, ow, b[i], b[i + 1], 0, oh) for i in range(len(b) - 1)]
+
+    def verify_(self) -> None:
+        axis = self.axis_name
+        b = self.bounds
+        who = f"ifp.candidate {axis} parts {self.parts.value.data}"
+        if axis not in AXES:
+            raise VerifyException(f"{who}: axis must be 'w' or 'c'")
+        if len(b) != self.parts.value.data + 1 or len(b) < 2:
+            raise VerifyException(f"{who}: 'at' must have parts + 1 entries, got {list(b)}")
+        if b[0] != 0 or any(x >= y for x, y in itertools.pairwise(b)):
+            raise VerifyException(
+                f"{who}: 'at' must increase strictly from 0, got {list(b)}"
+            )
+        layer = self.layer()
+        if layer is None:
+            return
+        co, _oh, ow = layer.out_shape
+        end = ow if axis == "w" else co
+        if b[-1] != end:
+            raise VerifyException(
+                f"{who}: 'at' must end at the layer's {'width' if axis == 'w' else 'channels'} "
+                f"{end}, got {list(b)}"
+            )
+        if len(self.body.blocks) > 1:
+            raise VerifyException(f"{who}: the body must have at most one block")
+        pkgs = self.packages()
+        if not pkgs:
+            return
+        for op in pkgs:
+            if not isinstance(op, PackageOp):
+                raise VerifyException(f"{who}: '{op.name}' is not an ifp.package")
+        tiles = self.tiles(layer.out_shape)
+        if len(pkgs) != len(tiles):
+            raise VerifyException(f"{who}: has {len(pkgs)} packages, expected one per tile "
+                                  f"({len(tiles)})")
+        for i, (p, t) in enumerate(zip(pkgs, tiles, strict=True)):
+            if p.tile != t:
+                w0, w1, c0, c1, h0, h1 = t
+                raise VerifyException(
+                    f"{who}: package {i} has tile {_tile_text(p.tile)}, expected "
+                    f"w={w0}:{w1} c={c0}:{c1} h={h0}:{h1} (the candidate's tiles in order)"
+                )
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(f" {self.axis_name} parts {self.parts.value.data} at ")
+        printer.print_string("[" + ", ".join(map(str, self.bounds)) + "]")
+        if self.makespan is not None:
+            printer.print_string(f" makespan {self.makespan.value.data}")
+        if self.attributes:
+            printer.print_string(" ")
+            printer.print_attr_dict(self.attributes)
+        _print_region_if_any(printer, self.body)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> CandidateOp:
+        axis = parser.parse_optional_keyword_in(AXES)
+        if axis is None:
+            parser.raise_error("ifp.candidate: expected the axis, 'w' or 'c'")
+        parser.parse_keyword("parts", " after the ifp.candidate axis")
+        parts = parser.parse_integer(allow_boolean=False, allow_negative=False)
+        parser.parse_keyword("at", " (the split points) in ifp.candidate")
+        at = parser.parse_comma_separated_list(
+            parser.Delimiter.SQUARE, lambda: parser.parse_integer(allow_boolean=False)
+        )
+        props: dict[str, Attribute] = {
+            "axis": StringAttr(axis), "parts": int_attr(parts), "at": int_array(at)
+        }
+        if parser.parse_optional_keyword("makespan") is not None:
+            props["makespan"] = int_attr(
+                parser.parse_integer(allow_boolean=False, allow_negative=False))
+        attributes = parser.parse_optional_attr_dict()
+        region = _parse_region_if_any(parser)
+        return cls.create(properties=props, attributes=attributes, regions=[region])
+
+
+def _tile_text(t: tuple[int, int, int, int, int, int]) -> str:
+    return f"w={t[0]}:{t[1]} c={t[2]}:{t[3]} h={t[4]}:{t[5]}"
+
+
+# ------------------------------------------------------------------------------ package
+_TILE = ("w", "c", "h")
+_NEST = ("og", "rb", "chunk")
+_INFO = ("latency", "core")
+
+
+@irdl_op_definition
+class PackageOp(IRDLOperation):
+    """One instruction frame package: the self-contained instruction sequence computing
+    one tile of its layer on one core.
+
+    Properties: the tile ``w0 w1 c0 c1 h0 h1`` (half-open ranges, printed ``w=0:5``); the
+    loop nest chosen for it (``og`` output channels per channel group, ``rb`` output rows
+    per band, ``chunk`` input channels per weight chunk, 0 for none); the bytes it uses
+    of each buffer ``ibuf wbuf pbuf obuf abuf`` (set with the instructions, by
+    ``ifp-lower-to-isa``: the end of the highest byte its instructions write in each
+    buffer); its predicted ``latency`` in cycles alone on a core; and its default logical
+    ``core``. The layer index and candidate id are those of the enclosing ``ifp.layer`` /
+    ``ifp.candidate`` (:meth:`layer_index`, :meth:`candidate_index`).
+
+    The region is empty (no block) until lowering; then its block holds ``isa.load``,
+    ``isa.conv``, ``isa.pool``, ``isa.eltwise`` and ``isa.save`` ops without ``core`` or
+    ``layer`` fields (the linker sets them). Verified: non-empty tile ranges within the
+    layer's output; the usage within the module's ``vfpga.buffers``; only those
+    instruction ops.
+    """
+
+    name = "ifp.package"
+
+    w0 = prop_def(IntegerAttr)
+    w1 = prop_def(IntegerAttr)
+    c0 = prop_def(IntegerAttr)
+    c1 = prop_def(IntegerAttr)
+    h0 = prop_def(IntegerAttr)
+    h1 = prop_def(IntegerAttr)
+    og = opt_prop_def(IntegerAttr)
+    rb = opt_prop_def(IntegerAttr)
+    chunk = opt_prop_def(IntegerAttr)
+    ibuf = opt_prop_def(IntegerAttr)
+    wbuf = opt_prop_def(IntegerAttr)
+    pbuf = opt_prop_def(IntegerAttr)
+    obuf = opt_prop_def(IntegerAttr)
+    abuf = opt_prop_def(IntegerAttr)
+    latency = opt_prop_def(IntegerAttr)
+    core = opt_prop_def(IntegerAttr)
+    body = region_def()
+
+    traits = traits_def(NoTerminator(), IsolatedFromAbove(), HasParent(CandidateOp))
+
+    SCALARS: ClassVar[tuple[str, ...]] = (*_NEST, *BUFFER_NAMES, *_INFO)
+
+    @staticmethod
+    def build(
+        tile: tuple[int, int, int, int, int, int],
+        nest: tuple[int, int, int] | None = None,
+        **scalars: int,
+    ) -> PackageOp:
+        """A package of ``tile = (w0, w1, c0, c1, h0, h1)`` with loop nest ``(og, rb,
+        chunk)`` and optional usage / latency / core values, without instructions."""
+        props: dict[str, Attribute] = {
+            n: int_attr(v) for n, v in zip(("w0", "w1", "c0", "c1", "h0", "h1"), tile, strict=True)
+        }
+        if nest is not None:
+            props.update({n: int_attr(v) for n, v in zip(_NEST, nest, strict=True)})
+        for k, v in scalars.items():
+            if k not in PackageOp.SCALARS:
+                raise ValueError(f"ifp.package has no property '{k}'")
+            props[k] = int_attr(v)
+        op = PackageOp.__new__(PackageOp)
+        Operation.__init__(op, properties=props, regions=[Region()])
+        return op
+
+    # -- accessors ---------------------------------------------------------------------
+    def get(self, name: str) -> int | None:
+        """An integer property (None when absent)."""
+        return _int(self, name)
+
+    @property
+    def tile(self) -> tuple[int, int, int, int, int, int]:
+        """``(w0, w1, c0, c1, h0, h1)``."""
+        p = self.properties
+        return cast(tuple[int, int, int, int, int, int], tuple(
+            cast(IntegerAttr, p[n]).value.data for n in ("w0", "w1", "c0", "c1", "h0", "h1")))
+
+    def usage(self) -> dict[str, int] | None:
+        """Bytes used per buffer, or None before lowering."""
+        if "ibuf" not in self.properties:
+            return None
+        return {b: _int(self, b) or 0 for b in BUFFER_NAMES}
+
+    def set_int(self, name: str, value: int) -> None:
+        """Set integer property ``name`` (one of :attr:`SCALARS`)."""
+        if name not in self.SCALARS:
+            raise ValueError(f"ifp.package has no settable property '{name}'")
+        self.properties[name] = int_attr(int(value))
+
+    def instructions(self) -> list[IsaOp]:
+        """The instruction ops (empty before lowering)."""
+        blk = self.body.blocks.first
+        return [] if blk is None else cast(list[IsaOp], list(blk.ops))
+
+    def candidate(self) -> CandidateOp | None:
+        """The enclosing candidate."""
+        p = self.parent_op()
+        return p if isinstance(p, CandidateOp) else None
+
+    def layer_index(self) -> int | None:
+        """Index of the enclosing layer."""
+        c = self.candidate()
+        layer = c.layer() if c is not None else None
+        return None if layer is None else layer.index_value
+
+    def candidate_index(self) -> int | None:
+        """Position of the enclosing candidate within its layer."""
+        c = self.candidate()
+        return None if c is None else c.candidate_index()
+
+    # -- verification ------------------------------------------------------------------
+    def verify_(self) -> None:
+        w0, w1, c0, c1, h0, h1 = self.tile
+        who = f"ifp.package w={w0}:{w1} c={c0}:{c1}"
+        if not (0 <= w0 < w1 and 0 <= c0 < c1 and 0 <= h0 < h1):
+            raise VerifyException(f"{who} h={h0}:{h1}: tile ranges must be non-empty and >= 0")
+        cand = self.candidate()
+        layer = cand.layer() if cand is not None else None
+        if layer is not None:
+            co, oh, ow = layer.out_shape
+            if w1 > ow or c1 > co or h1 > oh:
+                raise VerifyException(
+                    f"{who} h={h0}:{h1}: tile exceeds the layer's output {co}x{oh}x{ow} "
+                    "(channels x rows x columns)"
+                )
+        for n in self.SCALARS:
+            v = _int(self, n)
+            if v is not None and v < 0:
+                raise VerifyException(f"{who}: '{n}' = {v} must be >= 0")
+        use = self.usage()
+        if use is not None:
+            sizes = module_buffers(self)
+            if sizes is not None:
+                for b, used in use.items():
+                    if b in sizes and used > sizes[b]:
+                        raise VerifyException(
+                            f"{who}: uses {used} bytes of {b}, which has {sizes[b]} "
+                            f"(module attribute {BUFFERS_ATTR})"
+                        )
+        if len(self.body.blocks) > 1:
+            raise VerifyException(f"{who}: the body must have at most one block")
+        for op in self.instructions():
+            if not isinstance(op, IsaOp) or op.OPCODE.name in ("SYNC", "END"):
+                raise VerifyException(
+                    f"{who}: '{op.name}' is not allowed in a package (only isa.load, isa.conv, "
+                    "isa.pool, isa.eltwise, isa.save)"
+                )
+            if "core" in op.properties or "layer" in op.properties:
+                raise VerifyException(
+                    f"{who}: {op.name} must not set 'core' or 'layer' (the linker sets them)"
+                )
+
+    # -- format ------------------------------------------------------------------------
+    def print(self, printer: Printer) -> None:
+        w0, w1, c0, c1, h0, h1 = self.tile
+        parts = [f"w={w0}:{w1}", f"c={c0}:{c1}", f"h={h0}:{h1}"]
+        for n in self.SCALARS:
+            v = _int(self, n)
+            if v is not None:
+                parts.append(f"{n}={v}")
+        printer.print_string(" " + " ".join(parts))
+        if self.attributes:
+            printer.print_string(" ")
+            printer.print_attr_dict(self.attributes)
+        _print_region_if_any(printer, self.body)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> PackageOp:
+        props: dict[str, Attribute] = {}
+        seen: set[str] = set()
+        keys = (*_TILE, *cls.SCALARS)
+        while (kw := parser.parse_optional_keyword_in(keys)) is not None:
+            if kw in seen:
+                parser.raise_error(f"ifp.package: '{kw}' given twice")
+            seen.add(kw)
+            parser.parse_punctuation("=", f" after '{kw}'")
+            a = parser.parse_integer(allow_boolean=False, allow_negative=False)
+            if kw in _TILE:
+                parser.parse_punctuation(":", f" in the '{kw}' range (A:B)")
+                b = parser.parse_integer(allow_boolean=False, allow_negative=False)
+                props[f"{kw}0"], props[f"{kw}1"] = int_attr(a), int_attr(b)
+            else:
+                props[kw] = int_attr(a)
+        for t in _TILE:
+            if t not in seen:
+                parser.raise_error(f"ifp.package: missing '{t}=A:B'")
+        attributes = parser.parse_optional_attr_dict()
+        region = _parse_region_if_any(parser)
+        return cls.create(properties=props, attributes=attributes, regions=[region])
+
+
+Ifp = Dialect("ifp", [LayerOp, CandidateOp, PackageOp], [])
+"""The ``ifp`` dialect."""
+

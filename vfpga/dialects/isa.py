@@ -1,0 +1,549 @@
+"""The ``isa`` dialect: one op per instruction of the vfpga ISA (docs/isa.md is the
+normative text; the field table is :mod:`vfpga.isa.spec`).
+
+Every op carries the fields of its instruction word as integer properties named like the
+spec fields and the assembly keywords: the payload fields, the flag sub-fields (``act``,
+``mode``, ``to``, ``from``, ``op``, ``acc_in``, ``acc_out``), the header fields ``core``
+and ``layer``, and ``deps``, the dependency-token bits as a list of names. A field that
+is absent is 0, exactly as an omitted field of the assembler or of
+:func:`vfpga.isa.codec.encode_batch` (so every field equal to 0 is left out, which keeps
+the IR small and the printed form canonical). Inside an ``ifp.package`` the header
+fields ``core`` and ``layer`` are absent: the linker fills them in from the package.
+
+Custom format (one instruction per line, like the assembly of docs/isa.md section 6)::
+
+    isa.load to=wbuf ddr=4096 n0=1 n1=1 n2=288 deps [wait_next]
+    isa.conv act=relu w_addr=0 in_h=10 in_w=10 in_c=8 out_c=16 groups=1 kh=3 kw=3 stride_h=1
+        stride_w=1 out_zp=-5 act_lo=-5 act_hi=127 deps [wait_prev, signal_next]
+    isa.save from=obuf ddr=0 n0=8 n1=8 n2=16 stride0=128 stride1=16 deps [wait_prev]
+    isa.sync core=1 layer=3
+
+(each op prints on one line). Symbolic flag fields print as their assembly names
+(``to=pbuf``, ``act=relu6``, ``mode=global_avg``, ``op=add``); ``deps [...]`` is omitted when empty.
+
+**Verification** (:meth:`IsaOp.verify_`): every field is in the range of its numpy type
+in :data:`vfpga.isa.spec.OPCODE_DTYPES` (``core`` below 64), symbolic flags hold one of
+their values (``to`` one of ibuf/wbuf/pbuf, ``from`` obuf), the dependency bits are legal
+for the op's module (LOAD: no ``*_prev``; SAVE: no ``*_next``; SYNC/END: none), and the
+shape fields are consistent (boxes non-empty, kernel 1..11, strides >= 1, channels
+divisible by groups, a non-empty output, the GLOBAL_AVG window fields 0, 4-byte aligned
+int32 buffers). The ops verify with one fused check instead of xDSL's generic IRDL
+property walk: a ResNet-50 module holds ~93k of them and the generic walk costs ~10 us
+per op.
+
+Encoding is never done here: :func:`op_to_fields` gives the ``(Opcode, fields)`` pairs that
+:func:`vfpga.isa.codec.encode_batch` encodes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Iterable, Mapping
+from typing import ClassVar, cast
+
+import numpy as np
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, IntegerType, StringAttr
+from xdsl.ir import Attribute, Dialect, Operation
+from xdsl.irdl import IRDLOperation, irdl_op_definition, opt_prop_def
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import VerifyException
+
+from vfpga.isa.spec import (
+    DEP_NAMES,
+    FLAG_FIELDS,
+    LOAD_TARGETS,
+    MODULE_OF,
+    OPCODE_DTYPES,
+    PAYLOAD_FIELDS,
+    SAVE_SOURCES,
+    Buffer,
+    Dep,
+    Module,
+    Opcode,
+    PoolMode,
+)
+
+I64 = IntegerType(64)
+MAX_CORE = 63
+"""Highest logical core index (6-bit core field of the dispatcher)."""
+
+HEADER_NAMES: tuple[str, ...] = ("core", "layer")
+"""Header fields an op may carry (absent inside an ``ifp.package``)."""
+
+
+def _bounds(op: Opcode) -> dict[str, tuple[int, int]]:
+    dt = OPCODE_DTYPES[op]
+    out: dict[str, tuple[int, int]] = {"core": (0, MAX_CORE), "layer": (0, 65535)}
+    for ff in FLAG_FIELDS[op]:
+        out[ff.name] = (0, (1 << ff.width) - 1)
+    for f in PAYLOAD_FIELDS[op]:
+        info = np.iinfo(dt[f.name])
+        out[f.name] = (int(info.min), int(info.max))
+    return out
+
+
+#: Per opcode: every integer field (header, flags, payload) -> inclusive (min, max).
+FIELD_BOUNDS: dict[Opcode, dict[str, tuple[int, int]]] = {op: _bounds(op) for op in Opcode}
+
+#: Per opcode: integer fields in print order (header, flags, payload).
+FIELD_ORDER: dict[Opcode, tuple[str, ...]] = {
+    op: (
+        *HEADER_NAMES,
+        *(ff.name for ff in FLAG_FIELDS[op]),
+        *(f.name for f in PAYLOAD_FIELDS[op]),
+    )
+    for op in Opcode
+}
+
+#: Per opcode: symbolic flag field -> {value: name}.
+ENUM_NAMES: dict[Opcode, dict[str, dict[int, str]]] = {
+    op: {
+        ff.name: {int(e): e.name.lower() for e in ff.enum}
+        for ff in FLAG_FIELDS[op]
+        if ff.enum is not None
+    }
+    for op in Opcode
+}
+
+_ALL_KEYS: frozenset[str] = frozenset(
+    {"deps"}.union(*(set(names) for names in FIELD_ORDER.values()))
+)
+
+_ILLEGAL_DEPS: dict[Module, int] = {
+    Module.LOAD: Dep.WAIT_PREV | Dep.SIGNAL_PREV,
+    Module.SAVE: Dep.WAIT_NEXT | Dep.SIGNAL_NEXT,
+    Module.CALC: 0,
+    Module.CTRL: 0xF,
+}
+_DEP_ORDER: tuple[tuple[str, int], ...] = tuple((n, int(b)) for n, b in DEP_NAMES.items())
+
+# ---------------------------------------------------------------------------- attributes
+_INT_CACHE: dict[int, IntegerAttr] = {}
+_DEPS_CACHE: dict[int, ArrayAttr[StringAttr]] = {}
+_DEPS_BITS: dict[ArrayAttr[StringAttr], int] = {}
+
+
+def int_attr(value: int) -> IntegerAttr:
+    """The (shared, immutable) ``i64`` attribute of ``value``; building an
+    ``IntegerAttr`` costs ~20 us, so instruction fields reuse one per value."""
+    a = _INT_CACHE.get(value)
+    if a is None:
+        if len(_INT_CACHE) > 1 << 20:
+            _INT_CACHE.clear()
+        a = _INT_CACHE[value] = IntegerAttr(value, I64)
+    return a
+
+
+def deps_attr(bits: int) -> ArrayAttr[StringAttr]:
+    """``["wait_prev", ...]``: the dependency bits as a list of names (spec order)."""
+    a = _DEPS_CACHE.get(bits)
+    if a is None:
+        if bits & ~0xF or bits < 0:
+            raise ValueError(f"dependency bits 0x{bits:x} are not a subset of 0xF")
+        a = ArrayAttr(StringAttr(n) for n, b in _DEP_ORDER if bits & b)
+        _DEPS_CACHE[bits] = a
+        _DEPS_BITS[a] = bits
+    return a
+
+
+def deps_bits(attr: Attribute) -> int:
+    """The dependency bits of a ``deps`` list (``ValueError`` for an unknown name)."""
+    bits = _DEPS_BITS.get(cast(ArrayAttr[StringAttr], attr))
+    if bits is not None:
+        return bits
+    if not isinstance(attr, ArrayAttr):
+        raise ValueError("deps must be a list of dependency names")
+    bits = 0
+    for item in cast(ArrayAttr[Attribute], attr).data:
+        b = DEP_NAMES.get(item.data) if isinstance(item, StringAttr) else None
+        if b is None:
+            raise ValueError(
+                f"unknown dependency {item}; expected {', '.join(DEP_NAMES)}"
+            )
+        bits |= int(b)
+    return bits
+
+
+# ---------------------------------------------------------------------------- base op
+class IsaOp(IRDLOperation, ABC):
+    """Common part of the instruction ops: the fields as optional ``i64`` properties (absent
+    means 0), ``deps`` as a list of dependency names, the custom format and the fused
+    verifier. Subclasses set :attr:`OPCODE`; their properties are generated from the
+    spec by :func:`_isa_op`."""
+
+    OPCODE: ClassVar[Opcode]
+
+    # -- fields -------------------------------------------------------------------
+    def field(self, name: str) -> int:
+        """The value of field ``name`` (0 when absent; ``deps`` as bits)."""
+        a = self.properties.get(name)
+        if a is None:
+            return 0
+        if name == "deps":
+            return deps_bits(a)
+        return cast(IntegerAttr, a).value.data
+
+    @property
+    def deps(self) -> int:
+        """The dependency-token bits (:class:`vfpga.isa.spec.Dep`)."""
+        return self.field("deps")
+
+    # -- verification -------------------------------------------------------------
+    def verify_(self) -> None:
+        op = self.OPCODE
+        bounds = FIELD_BOUNDS[op]
+        mnem = self.name
+        vals: dict[str, int] = {}
+        for k, a in self.properties.items():
+            if k == "deps":
+                try:
+                    bits = deps_bits(a)
+                except ValueError as exc:
+                    raise VerifyException(f"{mnem}: {exc}") from None
+                bad = bits & _ILLEGAL_DEPS[MODULE_OF[op]]
+                if bad:
+                    names = [n for n, b in _DEP_ORDER if bad & b]
+                    raise VerifyException(
+                        f"{mnem}: dependency {', '.join(names)} is not allowed for an "
+                        f"instruction of the {MODULE_OF[op].name} module (docs/isa.md section 2)"
+                    )
+                continue
+            rng = bounds.get(k)
+            if rng is None:
+                raise VerifyException(
+                    f"{mnem} has no field '{k}' (fields: {', '.join(FIELD_ORDER[op])}, deps)"
+                )
+            if not isinstance(a, IntegerAttr):
+                raise VerifyException(f"{mnem}: field '{k}' must be an integer")
+            v = cast(IntegerAttr, a).value.data
+            if not rng[0] <= v <= rng[1]:
+                raise VerifyException(
+                    f"{mnem}: field '{k}' = {v} is outside [{rng[0]}, {rng[1]}]"
+                )
+            vals[k] = v
+        self._check(vals)
+
+    def _check(self, f: dict[str, int]) -> None:
+        """Opcode-specific consistency checks on the field values (absent = 0)."""
+        for name, names in ENUM_NAMES[self.OPCODE].items():
+            v = f.get(name, 0)
+            if v not in names:
+                raise VerifyException(f"{self.name}: '{name}' = {v} is not a valid value")
+
+    def _need(self, f: dict[str, int], names: Iterable[str], lo: int = 1, hi: int | None = None,
+              why: str = "") -> None:
+        for n in names:
+            v = f.get(n, 0)
+            if v < lo or (hi is not None and v > hi):
+                rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+                raise VerifyException(f"{self.name}: '{n}' = {v} must be {rng}{why}")
+
+    # -- custom format ------------------------------------------------------------
+    def print(self, printer: Printer) -> None:
+        op = self.OPCODE
+        enums = ENUM_NAMES[op]
+        props = self.properties
+        parts: list[str] = []
+        for name in FIELD_ORDER[op]:
+            a = props.get(name)
+            if a is None:
+                continue
+            v = cast(IntegerAttr, a).value.data
+            e = enums.get(name)
+            parts.append(f"{name}={e[v] if e is not None and v in e else v}")
+        d = props.get("deps")
+        if d is not None:
+            names = [cast(StringAttr, s).data for s in cast(ArrayAttr[StringAttr], d).data]
+            parts.append(f"deps [{', '.join(names)}]")
+        if parts:
+            printer.print_string(" " + " ".join(parts))
+        if self.attributes:
+            printer.print_string(" ")
+            printer.print_attr_dict(self.attributes)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> IsaOp:
+        op = cls.OPCODE
+        mnem = cast(str, cls.name)
+        order = FIELD_ORDER[op]
+        bounds = FIELD_BOUNDS[op]
+        enums = ENUM_NAMES[op]
+        props: dict[str, Attribute] = {}
+        seen: set[str] = set()
+        while (kw := parser.parse_optional_keyword_in(_ALL_KEYS)) is not None:
+            if kw not in bounds and kw != "deps":
+                parser.raise_error(
+                    f"{mnem} has no field '{kw}' (fields: {', '.join(order)}, deps)"
+                )
+            if kw in seen:
+                parser.raise_error(f"{mnem}: '{kw}' given twice")
+            seen.add(kw)
+            if kw == "deps":
+                names = parser.parse_comma_separated_list(
+                    parser.Delimiter.SQUARE,
+                    lambda: parser.parse_keyword_in(DEP_NAMES, " (a dependency name)"),
+                )
+                bits = 0
+                for n in names:
+                    bits |= int(DEP_NAMES[n])
+                if bits:
+                    props["deps"] = deps_attr(bits)
+                continue
+            parser.parse_punctuation("=", f" after '{kw}'")
+            e = enums.get(kw)
+            if e is not None and (
+                word := parser.parse_optional_keyword_in(tuple(e.values()))
+            ) is not None:
+                v = next(k for k, n in e.items() if n == word)
+            else:
+                pos = parser.pos
+                v = parser.parse_integer(
+                    allow_boolean=False,
+                    context_msg=f" for '{kw}'"
+                    + (f" (or one of {', '.join(e.values())})" if e is not None else ""),
+                )
+                lo, hi = bounds[kw]
+                if not lo <= v <= hi:
+                    parser.raise_error(
+                        f"{mnem}: field '{kw}' = {v} is outside [{lo}, {hi}]", pos, parser.pos
+                    )
+            if v:
+                props[kw] = int_attr(v)
+        attributes = parser.parse_optional_attr_dict()
+        return cls.create(properties=props, attributes=attributes)
+
+
+def _isa_op(cls: type[IsaOp]) -> type[IsaOp]:
+    """Add one optional ``i64`` property per field of ``cls.OPCODE`` (plus ``deps``), make
+    it an IRDL op, and keep the fused verifier of :class:`IsaOp` (IRDL's generated
+    ``verify_`` would walk every property definition; see the module docstring)."""
+    ns: dict[str, object] = {
+        k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")
+    }
+    for name in FIELD_ORDER[cls.OPCODE]:
+        ns[f"{name}_"] = opt_prop_def(IntegerAttr, prop_name=name)
+    ns["deps_"] = opt_prop_def(ArrayAttr[StringAttr], prop_name="deps")
+    new = irdl_op_definition(type(cls.__name__, cls.__bases__, ns))
+    own_check = cls.__dict__.get("_check")
+    new.verify_ = IsaOp.verify_  # type: ignore[method-assign]
+    if own_check is not None:
+        new._check = own_check  # type: ignore[method-assign]
+    return cast(type[IsaOp], new)
+
+
+# ---------------------------------------------------------------------------- ops
+@_isa_op
+class LoadOp(IsaOp):
+    """``isa.load`` (LOAD module): copy a 3-D DDR box to on-chip buffer ``to`` with padding.
+
+    ``box[r][c][k] = DDR[ddr + r*stride0 + c*stride1 + k]`` for ``r < n0, c < n1, k < n2``
+    is written to ``to`` at byte ``buf`` as the dense array
+    ``[pad_t + n0 + pad_b][pad_l + n1 + pad_r][n2]`` with every padding byte equal to
+    ``pad_value``. ``to`` is ibuf, wbuf or pbuf. Verified: ``n0, n1, n2 >= 1``; no
+    ``wait_prev``/``signal_prev`` (LOAD has no previous module).
+    """
+
+    name = "isa.load"
+    OPCODE: ClassVar[Opcode] = Opcode.LOAD
+
+    def _check(self, f: dict[str, int]) -> None:
+        IsaOp._check(self, f)
+        if f.get("to", 0) not in [int(b) for b in LOAD_TARGETS]:
+            raise VerifyException(f"{self.name}: 'to' must be ibuf, wbuf or pbuf")
+        self._need(f, ("n0", "n1", "n2"), why=" (an empty box)")
+
+
+@_isa_op
+class SaveOp(IsaOp):
+    """``isa.save`` (SAVE module): write the dense on-chip array ``[n0][n1][n2]`` at byte
+    ``buf`` of ``from`` (obuf) to the DDR box addressed as for LOAD (no padding).
+    Verified: ``from`` is obuf, ``n0, n1, n2 >= 1``; no ``wait_next``/``signal_next``."""
+
+    name = "isa.save"
+    OPCODE: ClassVar[Opcode] = Opcode.SAVE
+
+    def _check(self, f: dict[str, int]) -> None:
+        IsaOp._check(self, f)
+        if f.get("from", 0) not in [int(b) for b in SAVE_SOURCES]:
+            raise VerifyException(f"{self.name}: 'from' must be obuf")
+        self._need(f, ("n0", "n1", "n2"), why=" (an empty box)")
+
+
+def _window_out(f: dict[str, int], h: str, w: str) -> tuple[int, int]:
+    oh = (f.get(h, 0) + f.get("pad_t", 0) + f.get("pad_b", 0) - f.get("kh", 0)) // max(
+        f.get("stride_h", 0), 1) + 1
+    ow = (f.get(w, 0) + f.get("pad_l", 0) + f.get("pad_r", 0) - f.get("kw", 0)) // max(
+        f.get("stride_w", 0), 1) + 1
+    return oh, ow
+
+
+@_isa_op
+class ConvOp(IsaOp):
+    """``isa.conv`` (CALC module): convolution of one tile (docs/isa.md section 5, CONV).
+
+    Input int8 ``[in_h][in_w][in_c]`` at ``ibuf[in_addr]``, implicitly padded by
+    ``pad_t/pad_b/pad_l/pad_r`` of ``pad_value``; weights int8
+    ``[out_c][kh][kw][in_c/groups]`` at ``wbuf[w_addr]``; per output element
+    ``acc = start + sum Xpad * W`` over the group's input channels and the window, where
+    ``start`` is the bias of the parameter record at ``pbuf[p_addr]`` or, with ``acc_in``,
+    the int32 partial sum at ``abuf[acc_addr]``. With ``acc_out`` the int32 ``acc`` goes to
+    ``abuf[out_addr]``; otherwise ``act(sat8(out_zp + requant(acc, mult, shift)))`` goes to
+    ``obuf[out_addr]``. Verified: ``kh, kw`` in 1..11, strides and groups >= 1, ``in_c``
+    and ``out_c`` >= 1 and divisible by ``groups``, a non-empty output, ``p_addr`` (and
+    ``acc_addr`` with ``acc_in``, ``out_addr`` with ``acc_out``) multiples of 4.
+    """
+
+    name = "isa.conv"
+    OPCODE: ClassVar[Opcode] = Opcode.CONV
+
+    def _check(self, f: dict[str, int]) -> None:
+        IsaOp._check(self, f)
+        self._need(f, ("kh", "kw"), 1, 11)
+        self._need(f, ("stride_h", "stride_w", "groups", "in_c", "out_c", "in_h", "in_w"))
+        g = f["groups"]
+        if f["in_c"] % g or f["out_c"] % g:
+            raise VerifyException(
+                f"{self.name}: in_c {f['in_c']} and out_c {f['out_c']} must be divisible by "
+                f"groups {g}"
+            )
+        oh, ow = _window_out(f, "in_h", "in_w")
+        if oh < 1 or ow < 1:
+            raise VerifyException(f"{self.name}: the {f['kh']}x{f['kw']} kernel does not fit "
+                                  f"the padded {f['in_h']}x{f['in_w']} input")
+        aligned = [("p_addr", True), ("acc_addr", bool(f.get("acc_in"))),
+                   ("out_addr", bool(f.get("acc_out")))]
+        for n, need in aligned:
+            if need and f.get(n, 0) % 4:
+                raise VerifyException(f"{self.name}: '{n}' = {f[n]} must be a multiple of 4")
+
+
+@_isa_op
+class PoolOp(IsaOp):
+    """``isa.pool`` (CALC module): max / average pooling of int8 ``[in_h][in_w][c]`` at
+    ``ibuf[in_addr]`` to ``[out_h][out_w][c]`` at ``obuf[out_addr]`` (docs/isa.md section
+    5, POOL); ``mode`` is max, avg_pad, avg or global_avg (whole tile to ``[1][1][c]``).
+    Verified: ``c, in_h, in_w >= 1``; for global_avg the window, stride and pad fields are
+    0, otherwise ``kh, kw`` and strides >= 1 and the output is non-empty."""
+
+    name = "isa.pool"
+    OPCODE: ClassVar[Opcode] = Opcode.POOL
+
+    def _check(self, f: dict[str, int]) -> None:
+        IsaOp._check(self, f)
+        self._need(f, ("c", "in_h", "in_w"))
+        window = ("kh", "kw", "stride_h", "stride_w", "pad_t", "pad_b", "pad_l", "pad_r")
+        if f.get("mode", 0) == PoolMode.GLOBAL_AVG:
+            self._need(f, window, 0, 0, " for mode=global_avg")
+            return
+        self._need(f, ("kh", "kw", "stride_h", "stride_w"))
+        oh, ow = _window_out(f, "in_h", "in_w")
+        if oh < 1 or ow < 1:
+            raise VerifyException(f"{self.name}: the {f['kh']}x{f['kw']} window does not fit "
+                                  f"the padded {f['in_h']}x{f['in_w']} input")
+
+
+@_isa_op
+class EltwiseOp(IsaOp):
+    """``isa.eltwise`` (CALC module, ``op=add``): ``y = act(sat8(out_zp + rhe((A - a_zp) *
+    mult_a + (B - b_zp) * mult_b, 2**shift)))`` over ``n`` int8 elements at
+    ``ibuf[a_addr]``, ``ibuf[b_addr]`` to ``obuf[out_addr]``. Verified: ``n >= 1``."""
+
+    name = "isa.eltwise"
+    OPCODE: ClassVar[Opcode] = Opcode.ELTWISE
+
+    def _check(self, f: dict[str, int]) -> None:
+        IsaOp._check(self, f)
+        self._need(f, ("n",))
+
+
+@_isa_op
+class SyncOp(IsaOp):
+    """``isa.sync``: the layer barrier of layer ``layer`` on core ``core`` (docs/isa.md
+    section 3): runs when every earlier instruction of the core has completed, then waits
+    until every core of the task has reached its SYNC of that layer. No dependency bits."""
+
+    name = "isa.sync"
+    OPCODE: ClassVar[Opcode] = Opcode.SYNC
+
+
+@_isa_op
+class EndOp(IsaOp):
+    """``isa.end``: the end of core ``core``'s program (``layer``: its last layer); all its
+    modules must be drained. No dependency bits."""
+
+    name = "isa.end"
+    OPCODE: ClassVar[Opcode] = Opcode.END
+
+
+ISA_OPS: tuple[type[IsaOp], ...] = (LoadOp, ConvOp, PoolOp, EltwiseOp, SaveOp, SyncOp, EndOp)
+"""Every instruction op class."""
+
+OP_OF: dict[Opcode, type[IsaOp]] = {c.OPCODE: c for c in ISA_OPS}
+"""The op class of each opcode."""
+
+Isa = Dialect("isa", list(ISA_OPS), [])
+"""The ``isa`` dialect."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def op_to_fields(op: Operation) -> tuple[Opcode, dict[str, int]]:
+    """The opcode and the present (non-zero) fields of instruction op ``op``, ``deps`` as
+    bits: the input of :func:`vfpga.isa.codec.encode_batch` (absent fields are 0)."""
+    if not isinstance(op, IsaOp):
+        raise TypeError(f"'{op.name}' is not an isa op")
+    f = {k: a.value.data for k, a in op.properties.items() if k != "deps"}  # type: ignore[attr-defined]
+    d = op.properties.get("deps")
+    if d is not None:
+        f["deps"] = deps_bits(d)
+    return op.OPCODE, f
+
+
+def fields_to_op(opcode: Opcode, fields: Mapping[str, int]) -> IsaOp:
+    """The instruction op of ``opcode`` with ``fields`` (header, flag and payload fields by
+    name, ``deps`` as bits; 0 values are dropped). Raises ``ValueError`` for a field the
+    opcode does not have (ranges are checked by the verifier)."""
+    cls = OP_OF[opcode]
+    bounds = FIELD_BOUNDS[opcode]
+    props: dict[str, Attribute] = {}
+    for k, v in fields.items():
+        if not v:
+            continue
+        if k == "deps":
+            props[k] = deps_attr(int(v))
+        elif k in bounds:
+            props[k] = int_attr(int(v))
+        else:
+            raise ValueError(f"{cls.name} has no field '{k}'")
+    op = cls.__new__(cls)
+    Operation.__init__(op, properties=props)
+    return op
+
+
+def buffer_footprint(op: Operation) -> list[tuple[Buffer, int]]:
+    """The on-chip byte ranges ``op`` writes, as ``(buffer, end)`` pairs (each range
+    starts at the op's address field and ends before ``end``): LOAD its padded box in
+    ``to``, CONV its output in obuf (or its int32 partial sums in abuf with ``acc_out``),
+    POOL and ELTWISE their output in obuf. SAVE, SYNC and END write no buffer."""
+    opc, f = op_to_fields(op)
+    g = f.get
+    if opc is Opcode.LOAD:
+        rows = g("pad_t", 0) + g("n0", 0) + g("pad_b", 0)
+        cols = g("pad_l", 0) + g("n1", 0) + g("pad_r", 0)
+        return [(Buffer(g("to", 0)), g("buf", 0) + rows * cols * g("n2", 0))]
+    if opc is Opcode.CONV:
+        oh, ow = _window_out(f, "in_h", "in_w")
+        n = oh * ow * g("out_c", 0)
+        if g("acc_out", 0):
+            return [(Buffer.ABUF, g("out_addr", 0) + 4 * n)]
+        return [(Buffer.OBUF, g("out_addr", 0) + n)]
+    if opc is Opcode.POOL:
+        if g("mode", 0) == PoolMode.GLOBAL_AVG:
+            n = g("c", 0)
+        else:
+            oh, ow = _window_out(f, "in_h", "in_w")
+            n = oh * ow * g("c", 0)
+        return [(Buffer.OBUF, g("out_addr", 0) + n)]
+    if opc is Opcode.ELTWISE:
+        return [(Buffer.OBUF, g("out_addr", 0) + g("n", 0))]
+    return []

@@ -1,0 +1,60 @@
+"""``ifp-estimate-latency``: set every package's predicted ``latency``.
+
+Needs ``ifp-lower-to-isa``. The latency is the makespan in cycles of the package's
+instructions alone on one core, from the cycle-level core model
+(:func:`vfpga.compiler.latency.simulate`: the LOAD, CALC and SAVE queues running
+concurrently under the dependency tokens, at the core's share of its DDR bank).
+
+As in :func:`vfpga.compiler.build.compile_graph`, the packages of one layer that have the
+same tile width, channel count, first-column and first-channel flags (``w0 == 0``,
+``c0 == 0``) and instruction count are simulated once and share the result (packages
+visited in module order; the first one of a kind is simulated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from vfpga.compiler.latency import simulate
+from vfpga.dialects.isa import op_to_fields
+from vfpga.passes.dnn_plan_memory import StaticPassError
+from vfpga.passes.dnn_tile import hw_of, layers_of
+
+
+@dataclass(frozen=True)
+class IfpEstimateLatencyPass(ModulePass):
+    """Predict every package's latency with the cycle-level core model (see the module
+    docstring)."""
+
+    name = "ifp-estimate-latency"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        hw = hw_of(op)
+        cache: dict[tuple[int, int, int, bool, bool, int], int] = {}
+        for layer in layers_of(op):
+            li = layer.index_value
+            for cand in layer.candidates():
+                for pkg in cand.packages():
+                    w0, w1, c0, c1, _h0, _h1 = pkg.tile
+                    body = pkg.instructions()
+                    if not body:
+                        raise StaticPassError(
+                            f'ifp.layer {li} "{layer.node.data}": package w={w0}:{w1} '
+                            f"c={c0}:{c1} has no instructions: run ifp-lower-to-isa first"
+                        )
+                    key = (li, w1 - w0, c1 - c0, w0 == 0, c0 == 0, len(body))
+                    lat = cache.get(key)
+                    if lat is None:
+                        try:
+                            lat = simulate([op_to_fields(i) for i in body], hw)
+                        except ValueError as exc:
+                            raise StaticPassError(
+                                f'ifp.layer {li} "{layer.node.data}": package w={w0}:{w1} '
+                                f"c={c0}:{c1}: {exc}"
+                            ) from None
+                        cache[key] = lat
+                    pkg.set_int("latency", lat)

@@ -1,0 +1,91 @@
+"""``ifp-lower-to-isa``: fill every ``ifp.package`` with its instructions.
+
+Needs ``ifp-package``. The body of a package is the instruction sequence
+:func:`vfpga.compiler.ifpgen.make_ifp` generates for its tile (loads of parameters,
+weights and input bands with halo, CONV/POOL/ELTWISE per band and input-channel chunk,
+SAVE of each band, with the dependency tokens that make the package self-contained),
+as ``isa`` ops without ``core``/``layer`` fields. The package's buffer usage
+(``ibuf`` ... ``abuf``) is set to the end of the highest byte its instructions write in
+each buffer, and checked against the generator's own accounting (a mismatch is an
+internal error). Ops are built directly (never through the pattern rewriter: a
+ResNet-50 has ~93k instructions over all candidates). Existing bodies are replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block
+from xdsl.passes import ModulePass
+
+from vfpga.compiler.ifpgen import Insn, Tile, make_ifp
+from vfpga.dialects.isa import fields_to_op
+from vfpga.hw.config import BUFFER_NAMES
+from vfpga.isa.spec import Buffer, Opcode, PoolMode
+from vfpga.passes.dnn_tile import hw_of, layer_specs_of, layers_of, spec_for
+
+
+def insn_footprint(insns: list[Insn]) -> dict[str, int]:
+    """Per buffer, the end of the highest byte written by ``insns`` (LOAD: its padded box
+    in ``to``; CONV: its output in obuf, or its int32 partial sums in abuf with
+    ``acc_out``; POOL and ELTWISE: their output in obuf). Same rules as
+    :func:`vfpga.dialects.isa.buffer_footprint`, on field dicts."""
+    end = dict.fromkeys(BUFFER_NAMES, 0)
+    names = {int(b): b.name.lower() for b in Buffer}
+    for op, f in insns:
+        g = f.get
+        if op is Opcode.LOAD:
+            n = ((g("pad_t", 0) + g("n0", 0) + g("pad_b", 0))
+                 * (g("pad_l", 0) + g("n1", 0) + g("pad_r", 0)) * g("n2", 0))
+            b, e = names[g("to", 0)], g("buf", 0) + n
+        elif op is Opcode.CONV or (op is Opcode.POOL and g("mode", 0) != PoolMode.GLOBAL_AVG):
+            oh = (g("in_h", 0) + g("pad_t", 0) + g("pad_b", 0) - g("kh", 0)) // g("stride_h", 1) + 1
+            ow = (g("in_w", 0) + g("pad_l", 0) + g("pad_r", 0) - g("kw", 0)) // g("stride_w", 1) + 1
+            if op is Opcode.CONV:
+                n = oh * ow * g("out_c", 0)
+                b, e = ("abuf", g("out_addr", 0) + 4 * n) if g("acc_out", 0) else (
+                    "obuf", g("out_addr", 0) + n)
+            else:
+                b, e = "obuf", g("out_addr", 0) + oh * ow * g("c", 0)
+        elif op is Opcode.POOL:
+            b, e = "obuf", g("out_addr", 0) + g("c", 0)
+        elif op is Opcode.ELTWISE:
+            b, e = "obuf", g("out_addr", 0) + g("n", 0)
+        else:
+            continue
+        if e > end[b]:
+            end[b] = e
+    return end
+
+
+@dataclass(frozen=True)
+class IfpLowerToIsaPass(ModulePass):
+    """Generate the ``isa`` body and buffer usage of every package (see the module
+    docstring)."""
+
+    name = "ifp-lower-to-isa"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        hw = hw_of(op)
+        specs = layer_specs_of(op)
+        for layer in layers_of(op):
+            spec = spec_for(layer, specs)
+            for cand in layer.candidates():
+                for pkg in cand.packages():
+                    w0, w1, c0, c1, h0, h1 = pkg.tile
+                    code = make_ifp(spec, Tile(w0, w1, c0, c1), hw)
+                    use = insn_footprint(code.insns)
+                    if use != {b: code.use.get(b, 0) for b in BUFFER_NAMES} or (h0, h1) != (
+                            0, code.rows):
+                        raise AssertionError(
+                            f"layer {spec.index} tile w={w0}:{w1} c={c0}:{c1}: the generator's "
+                            f"buffer usage {code.use} / rows {code.rows} disagree with its "
+                            f"instructions {use} / h={h0}:{h1}"
+                        )
+                    for b in BUFFER_NAMES:
+                        pkg.set_int(b, use[b])
+                    for blk in list(pkg.body.blocks):
+                        pkg.body.detach_block(blk).erase()
+                    pkg.body.add_block(Block([fields_to_op(o, f) for o, f in code.insns]))
