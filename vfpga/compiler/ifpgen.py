@@ -175,6 +175,12 @@ class _Plan:
     in_cols: int
 
 
+LoopNest = _Plan
+"""Public name of a tile's loop nest, :func:`choose_plan`'s result: ``og`` output channels
+per channel group, ``rb`` output rows per band, ``chunk`` input channels per weight chunk
+(0: none), ``in_cols`` input columns of the tile."""
+
+
 def _whole_groups(spec: LayerSpec, og: int) -> bool:
     """A grouped convolution processed ``og`` channels (whole groups) per CONV."""
     return og % spec.opg == 0
@@ -361,11 +367,12 @@ def _bands(oh: int, rb: int) -> list[tuple[int, int]]:
     return [(r, min(r + rb, oh)) for r in range(0, oh, rb)]
 
 
-def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
+def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
+             plan: LoopNest | None = None) -> IfpCode:
     """The IFP computing ``tile`` of convolution layer ``spec``."""
     node = spec.node
     assert isinstance(node, QConv)
-    p = choose_plan(spec, tile, hw)
+    p = plan if plan is not None else choose_plan(spec, tile, hw)
     ci, h, w = spec.in_shape
     _co, oh, ow = spec.out_shape
     kh, kw = spec.kernel
@@ -451,11 +458,12 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
     return IfpCode(spec.index, tile, oh, insns, use)
 
 
-def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
+def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
+             plan: LoopNest | None = None) -> IfpCode:
     """The IFP computing ``tile`` of pooling layer ``spec`` (padding handled by POOL)."""
     node = spec.node
     assert isinstance(node, QPool)
-    p = choose_plan(spec, tile, hw)
+    p = plan if plan is not None else choose_plan(spec, tile, hw)
     _ci, h, w = spec.in_shape
     _co, oh, ow = spec.out_shape
     kh, kw = spec.kernel
@@ -499,11 +507,12 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
     return IfpCode(spec.index, tile, oh, insns, use)
 
 
-def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
+def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
+            plan: LoopNest | None = None) -> IfpCode:
     """The IFP computing ``tile`` of element-wise add layer ``spec``."""
     node = spec.node
     assert isinstance(node, QAdd)
-    p = choose_plan(spec, tile, hw)
+    p = plan if plan is not None else choose_plan(spec, tile, hw)
     _co, oh, ow = spec.out_shape
     a, bb = spec.ins
     y = spec.out
@@ -535,7 +544,9 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
     return IfpCode(spec.index, tile, oh, insns, use)
 
 
-def make_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> IfpCode:
-    """The IFP of ``tile`` of any accelerator layer."""
+def make_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
+             plan: LoopNest | None = None) -> IfpCode:
+    """The IFP of ``tile`` of any accelerator layer, with loop nest ``plan`` (default: the
+    one :func:`choose_plan` picks; pass the nest it returned earlier to skip the search)."""
     gen = {"conv": conv_ifp, "pool": pool_ifp, "add": add_ifp}[spec.kind]
-    return gen(spec, tile, hw)
+    return gen(spec, tile, hw, plan)
