@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "check": ("vfpga.cli.compile_cmd", "check", "Compile, emulate and compare with the "
               "reference and onnxruntime."),
     "run": ("vfpga.cli.run_cmd", "run", "Run a .vfb binary on the emulator."),
+    "realloc": ("vfpga.cli.realloc_cmd", "realloc", "Re-target a compiled .vfb to other cores."),
     "demo": ("vfpga.cli.demo_cmd", "demo", "Run the bundled demonstration."),
     "models": ("vfpga.cli.models_cmd", "models", "List and export the bundled models."),
     "quantize": ("vfpga.cli.quantize_cmd", "quantize", "Quantize an fp32 ONNX model to QDQ."),

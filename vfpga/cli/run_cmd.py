@@ -12,10 +12,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from vfpga.backend.binary import read_vfb
+from vfpga.backend.binary import VfbFile, read_vfb
 from vfpga.cli.coresets import parse_cores
 from vfpga.emulator import Accelerator, TaskResult
-from vfpga.errors import VfpgaError
+from vfpga.errors import EmulatorFault, VfpgaError
 from vfpga.hw import HardwareConfigError, load_hw
 
 
@@ -32,6 +32,26 @@ def _save_npy(path: Path, arrays: dict[str, np.ndarray]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _parse_switch(spec: str, vfb: VfbFile, pool: int) -> tuple[int, list[int]]:
+    """``LAYER:CORES`` of ``--switch-at``: a layer index or name, and a core set."""
+    layer_s, sep, cores_s = spec.rpartition(":")
+    if not sep or not layer_s or not cores_s:
+        raise VfpgaError(f"--switch-at {spec}: expected LAYER:CORES (examples: 3:0-7, "
+                         "conv5:0,2)")
+    names = [ly.name for ly in vfb.layers]
+    if layer_s.isdigit():
+        layer = int(layer_s)
+        if layer >= len(names):
+            raise VfpgaError(f"--switch-at {spec}: layer {layer} does not exist (the binary "
+                             f"has layers 0..{len(names) - 1})")
+    elif layer_s in names:
+        layer = names.index(layer_s)
+    else:
+        raise VfpgaError(f"--switch-at {spec}: no layer '{layer_s}' (give an index "
+                         f"0..{len(names) - 1} or a layer name; `vfpga objdump` lists them)")
+    return layer, parse_cores(cores_s, pool)
 
 
 def stats_table(res: TaskResult, title: str) -> Table:
@@ -63,10 +83,16 @@ def stats_table(res: TaskResult, title: str) -> Table:
               "binary's).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random input.")
 @click.option("--dequantize", is_flag=True, help="Write float outputs (scale * (q - zp)).")
+@click.option("--switch-at", "switches", multiple=True, metavar="LAYER:CORES",
+              help="Context switch: after the barrier of LAYER (index or name), continue on "
+                   "CORES (N, 0-7 or 0,3,5), re-targeted by the dynamic pass. Repeatable.")
 def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str | None,
-        hw_name: str | None, seed: int, dequantize: bool) -> None:
+        hw_name: str | None, seed: int, dequantize: bool, switches: tuple[str, ...]) -> None:
     """Run BINARY on the emulator and print per-core statistics. Host ops (Softmax, LRN)
-    run on the CPU between layers. Outputs are written NCHW (a 1x1 map as N x C)."""
+    run on the CPU between layers. Outputs are written NCHW (a 1x1 map as N x C).
+
+    A compiled binary (one with a dispatch table) given --cores of another count than it
+    was compiled for is re-targeted to them by the dynamic pass first (`vfpga realloc`)."""
     if not binary.is_file():
         raise VfpgaError(f"{binary}: no such file")
     try:
@@ -88,6 +114,22 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
             )
     core_list = (parse_cores(cores, hw.num_cores) if cores
                  else list(range(max(vfb.num_cores, 1))))
+    plan = [_parse_switch(sw, vfb, hw.num_cores) for sw in switches]
+    prepared = None
+    if len(vfb.dispatch) and (plan or len(core_list) != vfb.num_cores):
+        from vfpga.passes.dynamic import allocate, prepare, retarget
+
+        prepared = prepare(vfb.ifps, len(vfb.layers), pool_size=hw.num_cores,
+                           source=str(binary))
+        if len(core_list) != vfb.num_cores:
+            alloc = allocate(prepared, core_list)
+            click.echo(f"note: {binary.name} was compiled for {vfb.num_cores} cores; re-targeted "
+                       f"to {len(core_list)} cores {core_list} by the dynamic pass "
+                       f"({alloc.seconds * 1e3:.3f} ms)", err=True)
+            vfb = retarget(vfb, alloc)
+    elif plan:
+        raise VfpgaError(f"{binary}: has no dispatch table (routed by core fields); "
+                         "--switch-at needs a compiled binary")
     acc = Accelerator(hw)
     task = acc.create_task(binary.stem, core_list, vfb.ddr_size)
     task.load(vfb)
@@ -120,11 +162,29 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
                        err=True)
             arr = rng.integers(-128, 128, size=t.shape, dtype=np.int8)
         task.write_tensor(t.name, arr.reshape(t.shape) if arr.dtype == np.int8 else arr)
+    where = f"cores {core_list}"
+    for layer, new_cores in sorted(plan, key=lambda p: p[0]):
+        from vfpga.passes.dynamic import allocate
+
+        assert prepared is not None
+        try:
+            task.run_until_layer(layer)
+        except EmulatorFault as exc:
+            raise VfpgaError(f"{binary}: fault: {exc}") from None
+        if task.done:
+            raise VfpgaError(f"--switch-at {layer}: the program ended before layer {layer}'s "
+                             "barrier")
+        alloc = allocate(prepared, new_cores)
+        task.switch_cores(new_cores, alloc.dispatch)
+        click.echo(f"context switch after layer {layer} ('{vfb.layers[layer].name}'): "
+                   f"continuing on cores {new_cores} (dynamic compile "
+                   f"{alloc.seconds * 1e3:.3f} ms)", err=True)
+        where += f", after layer {layer} {new_cores}"
     res = acc.run([task])[task.name]
     if not res.ok:
         raise VfpgaError(f"{binary}: fault: {res.error}")
     console = Console()
-    console.print(stats_table(res, f"{binary.name} on cores {core_list}: "
+    console.print(stats_table(res, f"{binary.name} on {where}: "
                                    f"{res.barriers} layer barriers"))
     if task.host_ops_run:
         click.echo(f"host ops run on the CPU: {task.host_ops_run}")

@@ -26,6 +26,7 @@ PASSES: dict[str, tuple[str, str]] = {
     "ifp-lower-to-isa": ("vfpga.passes.ifp_lower_to_isa", "IfpLowerToIsaPass"),
     "ifp-estimate-latency": ("vfpga.passes.ifp_estimate_latency", "IfpEstimateLatencyPass"),
     "ifp-select": ("vfpga.passes.ifp_select", "IfpSelectPass"),
+    "ifp-allocate-cores": ("vfpga.passes.ifp_allocate_cores", "IfpAllocateCoresPass"),
 }
 
 

@@ -358,7 +358,8 @@ class Schedule:
     """The core-set-independent part of an allocation for ``k`` logical cores (what
     ``prepare(precompute=...)`` caches): per present layer (``Prepared.layers_present``)
     the chosen group, its makespan, its bound and the layer bound; the chosen IFPs with
-    their logical cores; and the dispatch table."""
+    their logical cores; the dispatch table; and the strategy's result for every group
+    (``groups``: every candidate's makespan and assignment)."""
 
     strategy: str
     k: int
@@ -370,6 +371,7 @@ class Schedule:
     ifp_core: np.ndarray
     ifp_layer: np.ndarray
     dispatch: np.ndarray
+    groups: GroupSchedule
 
 
 def _choose(prep: Prepared, makespan: np.ndarray) -> np.ndarray:
@@ -420,7 +422,7 @@ def _schedule(prep: Prepared, k: int, name: str, gs: GroupSchedule) -> Schedule:
         strategy=name, k=k, group=chosen, makespan=gs.makespan[chosen],
         bound=bound_g[chosen], layer_bound=np.minimum.reduceat(bound_g, prep.layer_first),
         ifp_index=ifp_index, ifp_core=ifp_core, ifp_layer=ifp_layer,
-        dispatch=dispatch_table(prep.n_layers, k, ifp_index, ifp_core, ifp_layer))
+        dispatch=dispatch_table(prep.n_layers, k, ifp_index, ifp_core, ifp_layer), groups=gs)
 
 
 @dataclass(frozen=True)
