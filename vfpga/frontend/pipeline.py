@@ -43,15 +43,29 @@ def is_qdq_model(model: onnx.ModelProto) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
+#: Newest ONNX IR version onnxruntime loads; newer files (saved by a newer onnx package)
+#: are relabelled, their content being what older IR versions describe too.
+ORT_MAX_IR_VERSION = 10
+
+
+def _ir_for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
+    if model.ir_version > ORT_MAX_IR_VERSION:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        model.ir_version = ORT_MAX_IR_VERSION
+    return model
+
+
 def read_model(path_or_model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
-    """The model and its display name; a path that cannot be read raises FrontendError."""
+    """The model and its display name; a path that cannot be read raises FrontendError.
+    A model of an IR version newer than onnxruntime reads is relabelled to
+    :data:`ORT_MAX_IR_VERSION`."""
     if isinstance(path_or_model, onnx.ModelProto):
-        return path_or_model, path_or_model.graph.name or "<model>"
+        return _ir_for_ort(path_or_model), path_or_model.graph.name or "<model>"
     path = Path(path_or_model)
     if not path.is_file():
         raise FrontendError(f"{path}: no such file")
     try:
-        return onnx.load(str(path)), str(path)
+        return _ir_for_ort(onnx.load(str(path))), str(path)
     except Exception as exc:  # onnx raises DecodeError / OSError variants
         raise FrontendError(f"{path}: not a readable ONNX model ({exc})") from None
 
