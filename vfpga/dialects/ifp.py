@@ -55,11 +55,11 @@ from xdsl.irdl import (
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import HasParent, IsolatedFromAbove, NoTerminator
+from xdsl.traits import HasParent, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from vfpga.dialects.dnn import int_array, int_tuple
-from vfpga.dialects.isa import IsaOp, int_attr
+from vfpga.dialects.isa import ConvOp, EltwiseOp, IsaOp, LoadOp, PoolOp, SaveOp, int_attr
 from vfpga.hw.config import BUFFER_NAMES
 
 LAYER_KINDS = ("conv", "pool", "add")
@@ -98,7 +98,17 @@ def module_buffers(op: Operation) -> dict[str, int] | None:
     d = m.attributes.get(BUFFERS_ATTR)
     if not isinstance(d, DictionaryAttr):
         return None
-    return {k: cast(IntegerAttr, v).value.data for k, v in d.data.items()}
+    cached = _SIZES.get(id(d))
+    if cached is not None and cached[0] is d:
+        return cached[1]
+    sizes = {k: v.value.data for k, v in d.data.items() if isinstance(v, IntegerAttr)}
+    if len(_SIZES) > 64:
+        _SIZES.clear()
+    _SIZES[id(d)] = (d, sizes)
+    return sizes
+
+
+_SIZES: dict[int, tuple[DictionaryAttr, dict[str, int]]] = {}
 
 
 def buffers_attr(sizes: dict[str, int]) -> DictionaryAttr:
@@ -130,7 +140,7 @@ class LayerOp(IRDLOperation):
     selected = opt_prop_def(IntegerAttr)
     body = region_def("single_block")
 
-    traits = traits_def(NoTerminator(), IsolatedFromAbove())
+    traits = traits_def(NoTerminator())
 
     def __init__(
         self, index: int, node: str, kind: str, out: Sequence[int], macs: int,
@@ -245,7 +255,7 @@ class CandidateOp(IRDLOperation):
     makespan = opt_prop_def(IntegerAttr)
     body = region_def()
 
-    traits = traits_def(NoTerminator(), IsolatedFromAbove(), HasParent(LayerOp))
+    traits = traits_def(NoTerminator(), HasParent(LayerOp))
 
     def __init__(self, axis: str, bounds: Sequence[int]) -> None:
         super().__init__(
@@ -371,8 +381,9 @@ def _tile_text(t: tuple[int, int, int, int, int, int]) -> str:
 
 # ------------------------------------------------------------------------------ package
 _TILE = ("w", "c", "h")
-_NEST = ("og", "rb", "chunk")
+_NEST = ("og", "rb", "chunk", "in_cols")
 _INFO = ("latency", "core")
+_BODY_OPS = frozenset({LoadOp, ConvOp, PoolOp, EltwiseOp, SaveOp})
 
 
 @irdl_op_definition
@@ -382,7 +393,8 @@ class PackageOp(IRDLOperation):
 
     Properties: the tile ``w0 w1 c0 c1 h0 h1`` (half-open ranges, printed ``w=0:5``); the
     loop nest chosen for it (``og`` output channels per channel group, ``rb`` output rows
-    per band, ``chunk`` input channels per weight chunk, 0 for none); the bytes it uses
+    per band, ``chunk`` input channels per weight chunk, 0 for none, ``in_cols`` input
+    columns); the bytes it uses
     of each buffer ``ibuf wbuf pbuf obuf abuf`` (set with the instructions, by
     ``ifp-lower-to-isa``: the end of the highest byte its instructions write in each
     buffer); its predicted ``latency`` in cycles alone on a core; and its default logical
@@ -407,6 +419,7 @@ class PackageOp(IRDLOperation):
     og = opt_prop_def(IntegerAttr)
     rb = opt_prop_def(IntegerAttr)
     chunk = opt_prop_def(IntegerAttr)
+    in_cols = opt_prop_def(IntegerAttr)
     ibuf = opt_prop_def(IntegerAttr)
     wbuf = opt_prop_def(IntegerAttr)
     pbuf = opt_prop_def(IntegerAttr)
@@ -416,18 +429,19 @@ class PackageOp(IRDLOperation):
     core = opt_prop_def(IntegerAttr)
     body = region_def()
 
-    traits = traits_def(NoTerminator(), IsolatedFromAbove(), HasParent(CandidateOp))
+    traits = traits_def(NoTerminator(), HasParent(CandidateOp))
 
     SCALARS: ClassVar[tuple[str, ...]] = (*_NEST, *BUFFER_NAMES, *_INFO)
 
     @staticmethod
     def build(
         tile: tuple[int, int, int, int, int, int],
-        nest: tuple[int, int, int] | None = None,
+        nest: tuple[int, int, int, int] | None = None,
         **scalars: int,
     ) -> PackageOp:
         """A package of ``tile = (w0, w1, c0, c1, h0, h1)`` with loop nest ``(og, rb,
-        chunk)`` and optional usage / latency / core values, without instructions."""
+        chunk, in_cols)`` and optional usage / latency / core values, without
+        instructions."""
         props: dict[str, Attribute] = {
             n: int_attr(v) for n, v in zip(("w0", "w1", "c0", "c1", "h0", "h1"), tile, strict=True)
         }
@@ -517,15 +531,15 @@ class PackageOp(IRDLOperation):
                         )
         if len(self.body.blocks) > 1:
             raise VerifyException(f"{who}: the body must have at most one block")
-        for op in self.instructions():
-            if not isinstance(op, IsaOp) or op.OPCODE.name in ("SYNC", "END"):
+        blk = self.body.blocks.first
+        if blk is None:
+            return
+        body = _BODY_OPS
+        for op in blk.ops:  # (the instruction ops check their own fields)
+            if type(op) not in body:
                 raise VerifyException(
                     f"{who}: '{op.name}' is not allowed in a package (only isa.load, isa.conv, "
                     "isa.pool, isa.eltwise, isa.save)"
-                )
-            if "core" in op.properties or "layer" in op.properties:
-                raise VerifyException(
-                    f"{who}: {op.name} must not set 'core' or 'layer' (the linker sets them)"
                 )
 
     # -- format ------------------------------------------------------------------------

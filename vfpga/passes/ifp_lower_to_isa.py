@@ -1,26 +1,29 @@
 """``ifp-lower-to-isa``: fill every ``ifp.package`` with its instructions.
 
 Needs ``ifp-package``. The body of a package is the instruction sequence
-:func:`vfpga.compiler.ifpgen.make_ifp` generates for its tile (loads of parameters,
-weights and input bands with halo, CONV/POOL/ELTWISE per band and input-channel chunk,
-SAVE of each band, with the dependency tokens that make the package self-contained),
-as ``isa`` ops without ``core``/``layer`` fields. The package's buffer usage
-(``ibuf`` ... ``abuf``) is set to the end of the highest byte its instructions write in
-each buffer, and checked against the generator's own accounting (a mismatch is an
-internal error). Ops are built directly (never through the pattern rewriter: a
-ResNet-50 has ~93k instructions over all candidates). Existing bodies are replaced.
+:func:`vfpga.compiler.ifpgen.make_ifp` generates for its tile with the recorded loop nest
+(``og``, ``rb``, ``chunk``, ``in_cols``; a package without them gets the nest
+``choose_plan`` picks): loads of parameters, weights and input bands with halo,
+CONV/POOL/ELTWISE per band and input-channel chunk, SAVE of each band, with the
+dependency tokens that make the package self-contained. They become ``isa`` ops without
+``core``/``layer`` fields. The package's buffer usage (``ibuf`` ... ``abuf``) is set to
+the end of the highest byte its instructions write in each buffer, and checked against
+the generator's own accounting (a mismatch is an internal error). Ops are built directly
+(never through the pattern rewriter: a ResNet-50 has ~93k instructions over all
+candidates). Existing bodies are replaced.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block
 from xdsl.passes import ModulePass
 
-from vfpga.compiler.ifpgen import Insn, Tile, make_ifp
+from vfpga.compiler.ifpgen import Insn, LoopNest, Tile, make_ifp
 from vfpga.dialects.isa import fields_to_op
 from vfpga.hw.config import BUFFER_NAMES
 from vfpga.isa.spec import Buffer, Opcode, PoolMode
@@ -75,7 +78,9 @@ class IfpLowerToIsaPass(ModulePass):
             for cand in layer.candidates():
                 for pkg in cand.packages():
                     w0, w1, c0, c1, h0, h1 = pkg.tile
-                    code = make_ifp(spec, Tile(w0, w1, c0, c1), hw)
+                    nest = [pkg.get(n) for n in ("og", "rb", "chunk", "in_cols")]
+                    plan = None if None in nest else LoopNest(*cast(list[int], nest))
+                    code = make_ifp(spec, Tile(w0, w1, c0, c1), hw, plan)
                     use = insn_footprint(code.insns)
                     if use != {b: code.use.get(b, 0) for b in BUFFER_NAMES} or (h0, h1) != (
                             0, code.rows):

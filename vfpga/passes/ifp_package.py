@@ -4,9 +4,10 @@ Needs ``dnn-tile``. A candidate's packages are its tiles in order (columns or ou
 channels ``[at[i], at[i+1])``, the other axis whole, all rows). Each package records the
 loop nest :func:`vfpga.compiler.ifpgen.choose_plan` picks for its tile within the core's
 buffers: ``og`` output channels per channel group, ``rb`` output rows per band (double
-buffered), ``chunk`` input channels per weight chunk (0: the group's weights fit wbuf
-at once). The bytes each buffer holds are set with the instructions
-(``ifp-lower-to-isa``). Existing packages (and their instructions) are replaced.
+buffered), ``chunk`` input channels per weight chunk (0: the group's weights fit wbuf at
+once) and ``in_cols`` input columns; ``ifp-lower-to-isa`` generates the code of that
+nest and sets the bytes each buffer holds. Existing packages (and their instructions)
+are replaced.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class IfpPackagePass(ModulePass):
                     except TileDoesNotFit as exc:
                         raise StaticPassError(f"{exc} (candidate {cand.axis_name}/"
                                               f"{len(cand.bounds) - 1})") from None
-                    pkgs.append(ifp.PackageOp.build(t, (nest.og, nest.rb, nest.chunk)))
+                    pkgs.append(ifp.PackageOp.build(
+                        t, (nest.og, nest.rb, nest.chunk, nest.in_cols)))
                 for blk in list(cand.body.blocks):
                     cand.body.detach_block(blk).erase()
                 cand.body.add_block(Block(pkgs))
