@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/vfpga demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q tests
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q tests
 	$(BIN)/lit -v tests/filecheck
 
 lint: $(STAMP)

@@ -1,10 +1,15 @@
 """``vfpga demo``: the bundled demonstration run by ``make demo``.
 
-Assembles the bundled multi-core sample program (``vfpga/examples/demo_2layer.s``: a 3x3
+Part 1 (the ISA and the emulator): assembles the bundled multi-core sample program
+(``vfpga/examples/demo_2layer.s``: a 3x3
 convolution split across 4 cores by output channel, a layer barrier, then 2x2 max pooling
 split across 4 cores by width), runs it on the emulator next to the single-core program of
 the same convolution (``conv_1core.s``, double-buffered), and prints both programs'
 statistics and whether the multi-core output equals the single-core one byte for byte.
+
+Part 2 (the compiler): exports the bundled ResNet-50 (seeded random weights), quantizes
+it with onnxruntime, compiles it, runs it on 4 cores of the emulator and checks it: every
+layer's bytes against the integer reference, and the reference against onnxruntime.
 """
 
 from __future__ import annotations
@@ -30,9 +35,68 @@ def _digest(a: np.ndarray) -> str:
 
 @click.command()
 @click.option("--seed", default=3, show_default=True, help="Seed of the random input.")
-def demo(seed: int) -> None:
+@click.option("--model", default="resnet50", show_default=True,
+              help="Bundled model of part 2 ('none' to skip part 2).")
+@click.option("--cores", default=4, show_default=True, help="Cores of part 2.")
+def demo(seed: int, model: str, cores: int) -> None:
     """Run the bundled demonstration on the emulator."""
     console = Console()
+    console.rule("part 1: hand-written multi-core program")
+    _samples(console, seed)
+    if model != "none":
+        console.rule(f"part 2: {model} compiled for {cores} cores")
+        _model(console, model, cores, seed)
+
+
+def _model(console: Console, model: str, cores: int, seed: int) -> None:
+    import logging
+    import tempfile
+    import time
+
+    from vfpga.backend.binary import read_vfb, write_vfb
+    from vfpga.cli.compile_cmd import placement_table
+    from vfpga.flow import check_one, compile_file
+    from vfpga.models import save_model
+    from vfpga.reference.compare import compare_with_ort, random_inputs
+
+    logging.getLogger().setLevel(logging.ERROR)
+    hw = load_hw("pool16")
+    with tempfile.TemporaryDirectory() as d:
+        onnx_path = Path(d) / f"{model}.onnx"
+        t0 = time.perf_counter()
+        save_model(model, onnx_path, seed=0)
+        console.print(f"exported {model} ({onnx_path.stat().st_size / 1e6:.1f} MB, "
+                      f"{time.perf_counter() - t0:.1f} s); quantizing (16 random calibration "
+                      "inputs) and compiling ...")
+        t0 = time.perf_counter()
+        loaded, res = compile_file(onnx_path, hw, cores, num_random=16, seed=0)
+        vfb_path = Path(d) / f"{model}.vfb"
+        write_vfb(vfb_path, res.vfb)
+        vfb = read_vfb(vfb_path, hw)
+        console.print(f"compiled in {time.perf_counter() - t0:.1f} s: {vfb_path.stat().st_size:,} "
+                      f"bytes, {vfb.num_insns:,} instructions, {len(vfb.ifps):,} IFPs")
+    console.print(placement_table(res, hw, cores))
+    cyc = res.predicted_cycles
+    console.print(f"predicted latency on {cores} cores: {cyc / (hw.clock_mhz * 1e3):.2f} ms at "
+                  f"{hw.clock_mhz:g} MHz")
+    x = random_inputs(loaded.qdq, 1, seed=seed)[0]
+    rep = check_one(res, hw, x, list(range(cores)))
+    bad = rep.first_mismatch
+    if not rep.ok:
+        raise VfpgaError(f"{model}: emulator differs from the reference at layer "
+                         f"'{bad.name if bad else 'outputs'}'")
+    console.print(f"[green]emulated on cores 0-{cores - 1} in {rep.emulate_seconds:.2f} s: all "
+                  f"{len(rep.layers)} layer outputs byte-identical to the integer "
+                  "reference[/green]")
+    cmp = compare_with_ort(loaded.graph, loaded.qdq, random_inputs(loaded.qdq, 4, seed=seed),
+                           onnx_int8=loaded.lowered.onnx_int8, fp32_model=loaded.fp32)
+    console.print(f"reference vs onnxruntime on the same QDQ model (4 inputs): cosine min "
+                  f"{cmp.cosine_min:.5f}, arg-max agreement {100 * cmp.argmax_agreement:.0f}%"
+                  + (f", identical int8 outputs {100 * cmp.identical_int8:.1f}%"
+                     if cmp.identical_int8 is not None else ""))
+
+
+def _samples(console: Console, seed: int) -> None:
     hw = load_hw("pool16")
     folder = examples_dir()
     x = sample_input(seed)

@@ -1,0 +1,36 @@
+"""Shared helpers of the benchmarks: build, quantize and lower a bundled model once and
+cache it (pickle) under ``$VFPGA_BENCH_CACHE`` (default ``/tmp/vfpga-bench``), so
+quantization time is never counted and reruns are fast."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from pathlib import Path
+
+PAPER_MODELS = ("resnet50", "vgg16", "mobilenet_v1", "inception_v3")
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("VFPGA_BENCH_CACHE", "/tmp/vfpga-bench"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def loaded_model(name: str, num_random: int = 8):  # -> vfpga.frontend.pipeline.LoadedModel
+    """The LoadedModel (QGraph, QDQ model, fp32 model) of bundled model ``name``."""
+    path = cache_dir() / f"{name}.r{num_random}.pkl"
+    if path.is_file():
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    from vfpga.frontend.pipeline import load_model
+    from vfpga.models import export_model
+
+    logging.getLogger().setLevel(logging.ERROR)
+    lm = load_model(export_model(name), num_random=num_random)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump(lm, fh)
+    tmp.replace(path)
+    return lm

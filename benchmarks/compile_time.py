@@ -1,0 +1,49 @@
+"""Static compile time per model, from the QDQ model's QGraph to the ``.vfb`` bytes
+(quantization excluded), next to the paper's 14.7-46.8 s static compilation.
+
+Run: ``.venv/bin/python benchmarks/compile_time.py [MODEL ...] [--repeat N]``
+(default: the four paper models). Prints the best of N runs for 1 and 16 cores, the
+binary's size and IFP count, and the ratio to the paper's fastest (14.7 s) and slowest
+(46.8 s) static compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from _common import PAPER_MODELS, loaded_model
+
+from vfpga.backend.binary import to_bytes
+from vfpga.compiler.build import compile_graph
+from vfpga.hw import load_hw
+
+PAPER_MIN_S, PAPER_MAX_S = 14.7, 46.8
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("models", nargs="*", default=list(PAPER_MODELS))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cores", type=int, nargs="*", default=[1, 16])
+    args = ap.parse_args()
+    hw = load_hw("pool16")
+    print(f"{'model':14s} {'cores':>5s} {'compile s':>10s} {'MB':>6s} {'IFPs':>6s} "
+          f"{'insns':>7s} {'vs 14.7 s':>10s} {'vs 46.8 s':>10s}  goal <= 5 s")
+    for name in args.models:
+        g = loaded_model(name).graph
+        for cores in args.cores:
+            best = float("inf")
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                res = compile_graph(g, hw, cores)
+                blob = to_bytes(res.vfb)
+                best = min(best, time.perf_counter() - t0)
+            print(f"{name:14s} {cores:5d} {best:10.2f} {len(blob) / 1e6:6.1f} "
+                  f"{len(res.vfb.ifps):6d} {res.vfb.num_insns:7d} "
+                  f"{PAPER_MIN_S / best:9.1f}x {PAPER_MAX_S / best:9.1f}x  "
+                  f"{'met' if best <= 5 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Emulator wall time against onnxruntime running the same QDQ model, in one process.
+
+Run: ``.venv/bin/python benchmarks/emulator_speed.py [MODEL ...] [--repeat N]``
+(default: the four paper models). For each model: ORT's QDQ inference (CPU provider,
+default threads, median of N after a warm-up), and the emulator's run of the compiled
+binary on 1 and on 16 cores (median of N), with the dependency-hazard checks on (the
+default) and off; ratio = emulator / ORT (goal for ResNet-50: <= 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from functools import partial
+
+import numpy as np
+from _common import PAPER_MODELS, loaded_model
+
+from vfpga.compiler.build import compile_graph
+from vfpga.emulator import Accelerator
+from vfpga.flow import _graph_input
+from vfpga.hw import load_hw
+from vfpga.reference.compare import ort_session
+
+
+def ort_run(sess, in_name: str, x: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    sess.run(None, {in_name: x})
+
+
+def emu_run(acc: Accelerator, task, name: str, xin: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    task.restart()
+    task.write_tensor(name, xin)
+    r = acc.run([task])[task.name]
+    assert r.ok, r.error
+
+
+def median_time(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("models", nargs="*", default=list(PAPER_MODELS))
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    hw = load_hw("pool16")
+    print(f"{'model':14s} {'ORT ms':>8s} {'cores':>5s} {'emu ms':>9s} {'ratio':>7s} "
+          f"{'no-hazard ms':>13s} {'ratio':>7s}")
+    for name in args.models:
+        lm = loaded_model(name)
+        g = lm.graph
+        x = np.random.default_rng(0).standard_normal(g.tensors[g.inputs[0]].shape)
+        x = x.astype(np.float32)
+        sess = ort_session(lm.qdq)
+        in_name = sess.get_inputs()[0].name  # type: ignore[attr-defined]
+        t_ort = median_time(partial(ort_run, sess, in_name, x), args.repeat)
+        xin = _graph_input(g, x)
+        for cores in (1, 16):
+            res = compile_graph(g, hw, cores)
+            row = []
+            for hazards in (True, False):
+                acc = Accelerator(hw, check_hazards=hazards)
+                task = acc.create_task("bench", range(cores), res.vfb.ddr_size)
+                task.load(res.vfb)
+                row.append(median_time(partial(emu_run, acc, task, g.inputs[0], xin),
+                                       args.repeat))
+            print(f"{name:14s} {t_ort * 1e3:8.1f} {cores:5d} {row[0] * 1e3:9.1f} "
+                  f"{row[0] / t_ort:6.1f}x {row[1] * 1e3:13.1f} {row[1] / t_ort:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()
