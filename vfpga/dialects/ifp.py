@@ -76,7 +76,7 @@ def _int(op: Operation, name: str) -> int | None:
 def _print_region_if_any(printer: Printer, region: Region) -> None:
     if region.blocks:
         printer.print_string(" ")
-        printer.print_region(region, print_entry_block_args=False)
+        printer.print_region(region, print_entry_block_args=False, print_empty_block=False)
 
 
 def _parse_region_if_any(parser: Parser) -> Region:
@@ -86,6 +86,12 @@ def _parse_region_if_any(parser: Parser) -> Region:
     if not region.blocks:
         region.add_block(Block())
     return region
+
+
+def _parse_attributes(parser: Parser) -> dict[str, Attribute]:
+    """``attributes {...}`` (the keyword keeps a dictionary apart from the region)."""
+    d = parser.parse_optional_attr_dict_with_keyword()
+    return {} if d is None else dict(d.data)
 
 
 def module_buffers(op: Operation) -> dict[str, int] | None:
@@ -203,11 +209,10 @@ class LayerOp(IRDLOperation):
         printer.print_string(f" {self.kind.data} out {c}x{h}x{w} macs {self.macs.value.data}")
         if self.selected is not None:
             printer.print_string(f" selected {self.selected.value.data}")
-        if self.attributes:
-            printer.print_string(" ")
-            printer.print_attr_dict(self.attributes)
+        printer.print_op_attributes(self.attributes, print_keyword=True)
         printer.print_string(" ")
-        printer.print_region(self.body, print_entry_block_args=False)
+        printer.print_region(self.body, print_entry_block_args=False,
+                             print_empty_block=False)
 
     @classmethod
     def parse(cls, parser: Parser) -> LayerOp:
@@ -227,7 +232,7 @@ class LayerOp(IRDLOperation):
         if parser.parse_optional_keyword("selected") is not None:
             props["selected"] = int_attr(
                 parser.parse_integer(allow_boolean=False, allow_negative=False))
-        attributes = parser.parse_optional_attr_dict()
+        attributes = _parse_attributes(parser)
         region = _parse_region_if_any(parser)
         return cls.create(properties=props, attributes=attributes, regions=[region])
 
@@ -348,9 +353,7 @@ class CandidateOp(IRDLOperation):
         printer.print_string("[" + ", ".join(map(str, self.bounds)) + "]")
         if self.makespan is not None:
             printer.print_string(f" makespan {self.makespan.value.data}")
-        if self.attributes:
-            printer.print_string(" ")
-            printer.print_attr_dict(self.attributes)
+        printer.print_op_attributes(self.attributes, print_keyword=True)
         _print_region_if_any(printer, self.body)
 
     @classmethod
@@ -370,7 +373,7 @@ class CandidateOp(IRDLOperation):
         if parser.parse_optional_keyword("makespan") is not None:
             props["makespan"] = int_attr(
                 parser.parse_integer(allow_boolean=False, allow_negative=False))
-        attributes = parser.parse_optional_attr_dict()
+        attributes = _parse_attributes(parser)
         region = _parse_region_if_any(parser)
         return cls.create(properties=props, attributes=attributes, regions=[region])
 
@@ -551,9 +554,7 @@ class PackageOp(IRDLOperation):
             if v is not None:
                 parts.append(f"{n}={v}")
         printer.print_string(" " + " ".join(parts))
-        if self.attributes:
-            printer.print_string(" ")
-            printer.print_attr_dict(self.attributes)
+        printer.print_op_attributes(self.attributes, print_keyword=True)
         _print_region_if_any(printer, self.body)
 
     @classmethod
@@ -576,7 +577,7 @@ class PackageOp(IRDLOperation):
         for t in _TILE:
             if t not in seen:
                 parser.raise_error(f"ifp.package: missing '{t}=A:B'")
-        attributes = parser.parse_optional_attr_dict()
+        attributes = _parse_attributes(parser)
         region = _parse_region_if_any(parser)
         return cls.create(properties=props, attributes=attributes, regions=[region])
 

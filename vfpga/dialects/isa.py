@@ -19,7 +19,8 @@ Custom format (one instruction per line, like the assembly of docs/isa.md sectio
     isa.sync core=1 layer=3
 
 (each op prints on one line). Symbolic flag fields print as their assembly names
-(``to=pbuf``, ``act=relu6``, ``mode=global_avg``, ``op=add``); ``deps [...]`` is omitted when empty.
+(``to=pbuf``, ``act=relu6``, ``mode=global_avg``, ``op=add``; ``to`` and ``mode`` are
+printed even when 0); ``deps [...]`` is omitted when empty.
 
 **Verification** (:meth:`IsaOp.verify_`): every field is in the range of its numpy type
 in :data:`vfpga.isa.spec.OPCODE_DTYPES` (``core`` below 64), symbolic flags hold one of
@@ -105,6 +106,9 @@ ENUM_NAMES: dict[Opcode, dict[str, dict[int, str]]] = {
     }
     for op in Opcode
 }
+
+_ALWAYS_PRINTED = frozenset({"to", "mode"})
+"""Symbolic fields printed even when 0 (``to=ibuf``, ``mode=max``), for readability."""
 
 _ALL_KEYS: frozenset[str] = frozenset(
     {"deps"}.union(*(set(names) for names in FIELD_ORDER.values()))
@@ -267,6 +271,8 @@ class IsaOp(IRDLOperation, ABC):
         for name in FIELD_ORDER[op]:
             a = props.get(name)
             if a is None:
+                if name in _ALWAYS_PRINTED:
+                    parts.append(f"{name}={enums[name][0]}")
                 continue
             v = cast(IntegerAttr, a).value.data
             e = enums.get(name)

@@ -87,10 +87,12 @@ class DnnPlanMemoryPass(ModulePass):
         graph.attributes["input_c_strides"] = dnn.int_array(plan.places[n].c_stride for n in names)
         op.attributes[DATA_OFFSET_ATTR] = _i64(plan.data_offset)
         op.attributes[DDR_SIZE_ATTR] = _i64(plan.ddr_size)
-        if plan.notes:
-            op.attributes[NOTES_ATTR] = ArrayAttr(StringAttr(n) for n in plan.notes)
-        else:
-            op.attributes.pop(NOTES_ATTR, None)
+        if plan.notes:  # (a re-run inserts no new copies: earlier notes stay)
+            old = op.attributes.get(NOTES_ATTR)
+            notes = [cast(StringAttr, s).data for s in old.data] if isinstance(
+                old, ArrayAttr) else []
+            notes += [n for n in plan.notes if n not in notes]
+            op.attributes[NOTES_ATTR] = ArrayAttr(StringAttr(n) for n in notes)
 
 
 def _insert_copies(graph: dnn.GraphOp, planned: QGraph) -> None:
