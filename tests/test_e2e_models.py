@@ -53,3 +53,31 @@ def rep_counters(res, hw, x, cores):
 
     emu = emulate(res, hw, x, list(range(cores)))
     return list(emu.result.counters.values())
+
+
+@pytest.mark.slow
+def test_largest_model_fits_buffers_and_objdump_lists_ifps(tmp_path):
+    """zoo-vgg19 (143.7 M parameters, the largest bundled model) compiled for 16 cores:
+    every IFP of every candidate stays within every buffer; objdump lists the IFPs with
+    tile bounds and predicted latencies."""
+    from click.testing import CliRunner
+
+    from vfpga.backend.binary import write_vfb
+    from vfpga.cli.main import cli
+    from vfpga.frontend.pipeline import load_model
+
+    logging.getLogger().setLevel(logging.ERROR)
+    hw = load_hw("pool16")
+    g = load_model(export_model("zoo-vgg19"), num_random=2).graph
+    res = compile_graph(g, hw, 16)
+    ifps = res.vfb.ifps
+    for buf, size in hw.buffers.items():
+        assert 0 < int(ifps[buf].max()) <= size or buf == "abuf"
+    assert (ifps["latency"] > 0).all()
+    path = tmp_path / "vgg19.vfb"
+    write_vfb(path, res.vfb)
+    out = CliRunner().invoke(cli, ["objdump", str(path)], catch_exceptions=False).output
+    ifp_lines = [ln for ln in out.splitlines() if ln.startswith(".ifp ")]
+    assert len(ifp_lines) == len(ifps)
+    first = ifp_lines[0]
+    assert " w=" in first and " c=" in first and " latency=" in first
