@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -90,11 +91,12 @@ def quantize_qdq(
     model: onnx.ModelProto,
     calib: Sequence[np.ndarray],
     *,
-    activation_uint8: bool = False,
+    activations: Literal["uint8", "int8"] = "uint8",
     extra_options: dict[str, object] | None = None,
 ) -> onnx.ModelProto:
-    """``quantize_static`` in QDQ format: per-channel int8 weights, int8 (or uint8)
-    activations, MinMax calibration on ``calib``."""
+    """``quantize_static`` in QDQ format: per-channel int8 weights, uint8 (the project's
+    setting, vfpga.quant, with its Softmax output scale 1/256) or int8 activations, MinMax
+    calibration on ``calib``."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -120,11 +122,16 @@ def quantize_qdq(
             _Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QUInt8 if activation_uint8 else QuantType.QInt8,
+            activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             extra_options=extra_options,
         )
-        return onnx.load(str(dst))
+        q = onnx.load(str(dst))
+    if activations == "uint8":
+        from vfpga.quant.quantize import set_softmax_scale
+
+        set_softmax_scale(q)  # as vfpga.quant does: ORT's QLinearSoftmax needs 1/256
+    return q
 
 
 def normal_inputs(shape: Sequence[int], n: int, seed: int) -> list[np.ndarray]:

@@ -272,12 +272,31 @@ def test_concat_requantizes_mismatched_inputs() -> None:
 
 
 def test_uint8_activations_are_shifted_to_int8() -> None:
+    """uint8 tensors (the project's quantizer setting) become int8 ``q - 128`` with zero
+    point ``z - 128`` and the same scale; the ORT map carries the offset -128."""
     fp = classifier(1)
-    q = quantize_qdq(fp, CALIB, activation_uint8=True)
+    q = quantize_qdq(fp, CALIB)
+    inits = _inits(q)
+    x_q = next(n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "x")
+    assert inits[x_q.input[2]].dtype == np.uint8
     res = lower_qdq_mapped(q)
     g = res.graph
+    t = g.tensors["x"]
+    assert t.zero_point == int(inits[x_q.input[2]]) - 128
+    assert t.scale == pytest.approx(float(inits[x_q.input[1]]), rel=0, abs=0)
+    assert res.onnx_int8["x"] == (x_q.output[0], -128)
+    assert all(off == -128 for _, off in res.onnx_int8.values())
     assert all(-128 <= t.zero_point <= 127 for t in g.tensors.values())
-    assert any(off == -128 for _, off in res.onnx_int8.values())
+    _assert_matches_ort(q, (1, 3, 16, 16))
+
+
+def test_int8_activation_models_still_lower() -> None:
+    """QDQ models with int8 activations (from other quantizers) lower as they are, with
+    offset 0 in the ORT map."""
+    fp = classifier(1)
+    q = quantize_qdq(fp, CALIB, activations="int8")
+    res = lower_qdq_mapped(q)
+    assert all(off == 0 for _, off in res.onnx_int8.values())
     _assert_matches_ort(q, (1, 3, 16, 16))
 
 

@@ -80,8 +80,8 @@ def test_qdq_structure(quantized: tuple[onnx.ModelProto, onnx.ModelProto]) -> No
             assert b.dtype == np.int32
             xdq = prod[n.input[0]]
             np.testing.assert_allclose(bs, inits[xdq.input[1]] * ws, rtol=1e-6)
-        if n.op_type == "QuantizeLinear":
-            assert inits[n.input[2]].dtype == np.int8 and inits[n.input[2]].shape == ()
+        if n.op_type == "QuantizeLinear":  # uint8 activations (ORT's integer kernels)
+            assert inits[n.input[2]].dtype == np.uint8 and inits[n.input[2]].shape == ()
     cat = next(n for n in q.graph.node if n.op_type == "Concat")
     q_out = next(n for n in q.graph.node if n.op_type == "QuantizeLinear"
                  and n.input[0] == cat.output[0])
@@ -89,6 +89,34 @@ def test_qdq_structure(quantized: tuple[onnx.ModelProto, onnx.ModelProto]) -> No
         dq = prod[t]
         assert float(inits[dq.input[1]]) == float(inits[q_out.input[1]])
         assert int(inits[dq.input[2]]) == int(inits[q_out.input[2]])
+
+
+def test_softmax_output_scale_is_one_over_256(
+    quantized: tuple[onnx.ModelProto, onnx.ModelProto],
+) -> None:
+    _, q = quantized
+    inits = _inits(q)
+    sm = next(n for n in q.graph.node if n.op_type == "Softmax")
+    (qn,) = [n for n in q.graph.node
+             if n.op_type == "QuantizeLinear" and n.input[0] == sm.output[0]]
+    assert float(inits[qn.input[1]]) == 1 / 256 and int(inits[qn.input[2]]) == 0
+    x = np.random.default_rng(4).normal(size=(1, 3, 16, 16)).astype(np.float32)
+    prob = run_ort(q, x)[1]
+    np.testing.assert_allclose(prob.sum(), 1.0, atol=0.03)
+    assert np.allclose(prob * 256, np.round(prob * 256), atol=1e-4)
+
+
+def test_calibration_on_given_inputs() -> None:
+    n = normalize(small_net())
+    data = [np.random.default_rng(i).normal(size=(1, 3, 16, 16)).astype(np.float32)
+            for i in range(3)]
+    a = quantize_model(n, calib_data=data)
+    assert a.SerializeToString() == quantize_model(n, calib_data=data).SerializeToString()
+    assert a.SerializeToString() != quantize_model(n, calib_data=data[:1]).SerializeToString()
+    with pytest.raises(FrontendError, match="shape"):
+        quantize_model(n, calib_data=[np.zeros((1, 3, 8, 8), np.float32)])
+    with pytest.raises(FrontendError, match="empty"):
+        quantize_model(n, calib_data=[])
 
 
 def test_qdq_close_to_fp32(quantized: tuple[onnx.ModelProto, onnx.ModelProto]) -> None:
@@ -109,7 +137,8 @@ def test_fused_relu_is_not_merged_into_negative_concat_range() -> None:
     m = make_model(nodes, {"wa": _w(4, 3, 1, 1), "ba": np.zeros(4, np.float32),
                            "wb": _w(4, 3, 1, 1), "bb": np.zeros(4, np.float32)},
                    (1, 3, 8, 8), {"y": (1, 8, 8, 8)})
-    q = quantize_model(normalize(m), num_random=4)
+    # 16 calibration inputs: the test input stays inside the calibrated ranges
+    q = quantize_model(normalize(m), num_random=16)
     x = np.random.default_rng(2).normal(size=(1, 3, 8, 8)).astype(np.float32)
     y = run_ort(q, x)[0]
     assert y[:, :4].min() >= 0.0, "ReLU lost"

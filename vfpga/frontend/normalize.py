@@ -19,7 +19,8 @@ nodes are only the **normalized op set** :data:`NORMALIZED_OPS`:
   made explicit pads), ``GlobalAveragePool`` (also from ``ReduceMean`` over H, W).
 * ``Add`` of two tensors of the same shape (``Sum`` becomes a chain of ``Add``).
 * ``Concat`` along channels (axis 1); ``Softmax`` (axis 1), ``LRN``.
-* a final ``Reshape`` to the original 2-D shape for each graph output that was 2-D.
+* a final ``Reshape`` to the original 2-D shape for each graph output that was 2-D, and a
+  first ``Reshape`` of a 2-D ``(N, C)`` graph input to ``(N, C, 1, 1)``.
 
 Every tensor before the final ``Reshape`` is 4-D NCHW; a 2-D ``(N, K)`` tensor of the
 source is carried as ``(N, K, 1, 1)``. ``Dropout`` and ``Identity`` are removed. ONNX node
@@ -180,10 +181,10 @@ def _check_input(model: onnx.ModelProto, name: str) -> None:
                 f"--dim_value {1 if axis == 0 else 224} in.onnx out.onnx', or re-export without "
                 "dynamic axes"
             )
-    if len(tt.shape.dim) != 4:
+    if len(tt.shape.dim) not in (2, 4):
         raise FrontendError(
             f"{name}: input '{vi.name}' has shape {shape_txt}; an NCHW image input of rank 4 "
-            "is required"
+            "or an (N, C) vector input of rank 2 is required"
         )
     if tt.shape.dim[0].dim_value != 1:
         raise FrontendError(
@@ -244,6 +245,13 @@ class _Translator:
             self.g.reserve(t)
         self.g.shapes[inp] = shape
         self.env: dict[str, _Val] = {inp: _Val(inp, 4)}
+        if len(shape) == 2:  # an (N, C) input is held as (N, C, 1, 1) from the first node on
+            shape4 = (shape[0], shape[1], 1, 1)
+            name4 = self.g.fresh(f"{inp}_4d")
+            shp = self.g.add_const(f"{inp}_shape4", np.array(shape4, dtype=np.int64))
+            self.emit(self.g.fresh(f"Reshape_{inp}"), "Reshape", [inp, shp], name4)
+            self.g.shapes[name4] = shape4
+            self.env[inp] = _Val(name4, 2)
         self.cons: dict[str, list[onnx.NodeProto]] = {}
         for n in fg.nodes:
             for i in n.input:

@@ -9,6 +9,7 @@ from vfpga.quant.quantize import (
     QUANT_SETTINGS,
     image_calibration,
     quantize_model,
+    quantize_static_kwargs,
     random_calibration,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "QUANT_SETTINGS",
     "image_calibration",
     "quantize_model",
+    "quantize_static_kwargs",
     "random_calibration",
 ]

@@ -3,7 +3,9 @@
 :func:`quantize_model` runs onnxruntime's ``quantize_static`` on a model produced by
 :func:`vfpga.frontend.normalize` with the settings in :data:`QUANT_SETTINGS` (see
 ``docs/quantization.md`` for why): QDQ format, int8 weights symmetric per output channel,
-int8 activations asymmetric per tensor, int32 biases, MinMax calibration. Before
+uint8 activations asymmetric per tensor (onnxruntime then runs every quantized op with its
+integer kernels; the lowering maps each uint8 tensor exactly to the accelerator's int8, ``q -
+128`` with zero point ``z - 128``), int32 biases, MinMax calibration. Before
 quantizing, the calibrated ranges of tensors joined by a ``Concat`` (its inputs and output)
 or by a scale-preserving op (``MaxPool``, ``AveragePool``, ``Reshape``) are merged, so that
 every ``Concat`` input has exactly the output's scale and zero point (the accelerator then
@@ -21,7 +23,7 @@ Calibration data (:func:`random_calibration`, :func:`image_calibration`):
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +69,9 @@ QUANT_SETTINGS: dict[str, Any] = {
     "quant_format": "QuantFormat.QDQ",
     "per_channel": True,
     "reduce_range": False,
-    "activation_type": "QuantType.QInt8",
+    # uint8 activations: onnxruntime fuses every DQ -> op -> Q island into its integer
+    # kernels (QLinearConv u8s8, ...); with int8 activations most convolutions run in float32
+    "activation_type": "QuantType.QUInt8",
     "weight_type": "QuantType.QInt8",
     "calibrate_method": "CalibrationMethod.MinMax",
     "op_types_to_quantize": list(OPS_TO_QUANTIZE),
@@ -75,6 +79,24 @@ QUANT_SETTINGS: dict[str, Any] = {
 }
 
 Progress = Callable[[int, int], None]
+
+
+def quantize_static_kwargs() -> dict[str, Any]:
+    """The keyword arguments of :data:`QUANT_SETTINGS` as onnxruntime objects, ready for
+    ``onnxruntime.quantization.quantize_static`` (imports onnxruntime)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    def enum(text: str) -> Any:
+        kind, member = text.split(".")
+        return getattr({"QuantFormat": QuantFormat, "QuantType": QuantType,
+                        "CalibrationMethod": CalibrationMethod}[kind], member)
+
+    kw = dict(QUANT_SETTINGS)
+    for k in ("quant_format", "activation_type", "weight_type", "calibrate_method"):
+        kw[k] = enum(kw[k])
+    kw["op_types_to_quantize"] = list(OPS_TO_QUANTIZE)
+    kw["extra_options"] = dict(EXTRA_OPTIONS)
+    return kw
 
 
 def _input_info(model: onnx.ModelProto) -> tuple[str, tuple[int, ...]]:
@@ -249,6 +271,39 @@ def _merged_ranges(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]
     return merged
 
 
+#: The output scale of every Softmax (zero point 0): 1/256.
+SOFTMAX_SCALE = 1.0 / 256.0
+
+
+def set_softmax_scale(qmodel: onnx.ModelProto) -> None:
+    """Give every Softmax output the scale :data:`SOFTMAX_SCALE` (in place).
+
+    ``quantize_static`` always quantizes a Softmax output to the range [0, 1], i.e. scale
+    1/255 (float32 ``0.003921569``). onnxruntime's ``QLinearSoftmax`` kernel multiplies by
+    ``floor(1 / y_scale)``, which is 254 for that scale: every probability would be scaled
+    by 254/255. With 1/256 (what onnxruntime's own QOperator quantizer uses) the kernel
+    computes ``round(p * 256)`` as ``QuantizeLinear`` does; probabilities above 255/256
+    saturate. The scale initializer read by the Softmax output's QuantizeLinear (shared by
+    the DequantizeLinear and by views of that tensor) is replaced; a zero point other than
+    0 leaves the model unchanged."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in qmodel.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    inits = {i.name: i for i in qmodel.graph.initializer}
+    for n in qmodel.graph.node:
+        if n.op_type != "Softmax":
+            continue
+        for q in consumers.get(n.output[0], []):
+            if q.op_type != "QuantizeLinear" or q.input[1] not in inits:
+                continue
+            zp = inits.get(q.input[2]) if len(q.input) > 2 else None
+            if zp is not None and np.any(onnx.numpy_helper.to_array(zp)):
+                continue
+            new = onnx.numpy_helper.from_array(np.array(SOFTMAX_SCALE, np.float32), q.input[1])
+            inits[q.input[1]].CopyFrom(new)
+
+
 def quantize_model(
     model: onnx.ModelProto,
     *,
@@ -257,26 +312,35 @@ def quantize_model(
     num_random: int = 16,
     seed: int = 0,
     progress: Progress | None = None,
+    calib_data: Sequence[np.ndarray] | None = None,
 ) -> onnx.ModelProto:
-    """Quantize a normalized fp32 model to QDQ int8 with onnxruntime (settings:
-    :data:`QUANT_SETTINGS`).
+    """Quantize a normalized fp32 model to QDQ (int8 weights, uint8 activations) with
+    onnxruntime (settings: :data:`QUANT_SETTINGS`).
 
     ``calib`` is ``"random"`` (``num_random`` seeded normal inputs) or ``"dir"`` (the images
-    of ``calib_dir``). ``progress(done, total)`` is called as calibration inputs are
-    consumed (``done`` from 1 to ``total``). All intermediate files live in a temporary
-    directory that is removed on return. Raises :class:`~vfpga.errors.FrontendError` for
-    bad calibration options or data.
+    of ``calib_dir``); ``calib_data``, when given, replaces both: the model's input arrays
+    (float32, the model's input shape) used as they are. ``progress(done, total)`` is
+    called as calibration inputs are consumed (``done`` from 1 to ``total``). All
+    intermediate files live in a temporary directory that is removed on return. Raises
+    :class:`~vfpga.errors.FrontendError` for bad calibration options or data.
     """
-    from onnxruntime.quantization import (
+    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization.calibrate import (
         CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
+        TensorsData,
+        create_calibrator,
     )
-    from onnxruntime.quantization.calibrate import TensorsData, create_calibrator
 
     name, shape = _input_info(model)
-    if calib == "random":
+    if calib_data is not None:
+        data = [np.asarray(x, dtype=np.float32) for x in calib_data]
+        if not data:
+            raise FrontendError("calib_data is empty: give at least one calibration input")
+        for x in data:
+            if tuple(x.shape) != shape:
+                raise FrontendError(f"a calibration input has shape {tuple(x.shape)}; the "
+                                    f"model's input '{name}' has shape {shape}")
+    elif calib == "random":
         data = random_calibration(shape, num_random, seed)
     elif calib == "dir":
         if calib_dir is None:
@@ -318,17 +382,10 @@ def quantize_model(
         out = tmpd / "model.qdq.onnx"
         quantize_static(
             str(src), str(out), calibration_data_reader=None,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(OPS_TO_QUANTIZE),
-            per_channel=True,
-            reduce_range=False,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options=dict(EXTRA_OPTIONS),
-            calibration_cache_path=str(cache),
+            calibration_cache_path=str(cache), **quantize_static_kwargs(),
         )
         qmodel = onnx.load(str(out))
+    set_softmax_scale(qmodel)
     return qmodel
 
 
@@ -339,7 +396,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "OPS_TO_QUANTIZE",
     "QUANT_SETTINGS",
+    "SOFTMAX_SCALE",
     "image_calibration",
     "quantize_model",
+    "quantize_static_kwargs",
     "random_calibration",
+    "set_softmax_scale",
 ]

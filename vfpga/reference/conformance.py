@@ -2,9 +2,9 @@
 (``onnx/backend/test/data/pytorch-converted/``).
 
 Each test's model goes through :func:`vfpga.frontend.normalize.normalize`, is quantized
-with the project's quantizer settings (:data:`vfpga.quant.quantize.OPS_TO_QUANTIZE`,
-:data:`~vfpga.quant.quantize.EXTRA_OPTIONS`: QDQ, per-channel symmetric int8 weights,
-int8 activations, MinMax) calibrated on the test's own input, is lowered by
+by :func:`vfpga.quant.quantize.quantize_model` (QDQ, per-channel symmetric int8 weights,
+asymmetric uint8 activations, MinMax, merged Concat ranges) calibrated on the test's own
+input, is lowered by
 :func:`vfpga.frontend.qdq_lower.lower_qdq` and run by the integer reference. The result is
 compared with ONNX Runtime running the QDQ model (cosine, identical int8 fraction) and
 with the test's fp32 expected output (cosine). The tests' inputs have batch 2..10, the
@@ -87,42 +87,10 @@ def _batch1(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _quantize(fp32: onnx.ModelProto, calib: list[np.ndarray]) -> onnx.ModelProto:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    """:func:`vfpga.quant.quantize.quantize_model` calibrated on ``calib``."""
+    from vfpga.quant.quantize import quantize_model
 
-    from vfpga.quant.quantize import EXTRA_OPTIONS, OPS_TO_QUANTIZE
-
-    name = fp32.graph.input[0].name
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter([{name: x} for x in calib])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.it, None)
-
-    with tempfile.TemporaryDirectory(prefix="vfpga-conf-") as d:
-        src, dst = Path(d) / "fp.onnx", Path(d) / "q.onnx"
-        onnx.save(fp32, src)
-        quantize_static(
-            str(src),
-            str(dst),
-            _Reader(),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(OPS_TO_QUANTIZE),
-            per_channel=True,
-            reduce_range=False,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options=dict(EXTRA_OPTIONS),
-        )
-        return onnx.load(str(dst))
+    return quantize_model(fp32, calib_data=calib)
 
 
 def run_test(name: str) -> ConformanceResult:
@@ -185,24 +153,32 @@ def run_all(names: list[str] | None = None) -> list[ConformanceResult]:
 @dataclass
 class ModelResult:
     """One bundled model (:mod:`vfpga.models`) through ``load_model`` (normalize,
-    quantize on ``num_random`` seeded random inputs, lower) compared with ORT on
-    ``num_inputs`` other random inputs (see :class:`~vfpga.reference.compare.OrtComparison`)
-    and with the fp32 model; ``seconds`` is the reference's time per input."""
+    quantize on 16 seeded random inputs, lower) compared with ORT on ``num_inputs`` other
+    random inputs (see :class:`~vfpga.reference.compare.OrtComparison`) and with the fp32
+    model; ``emulated_identical_int8`` is the identical fraction of ORT's rounding model
+    (:func:`~vfpga.reference.compare.run_ort_emulation`) over the first
+    ``emulated_inputs`` inputs; ``seconds`` is the reference's time per input."""
 
     name: str
     nodes: int
+    num_inputs: int
     cosine_min: float
     cosine_mean: float
     argmax_agreement: float
     identical_int8: float | None
+    emulated_inputs: int
+    emulated_identical_int8: float | None
     fp32_cosine_mean: float | None
     ort_fp32_cosine_mean: float | None
     fp32_argmax_agreement: float | None
     seconds: float
 
 
-def run_model(name: str, num_inputs: int = 10, seed: int = 0) -> ModelResult:
-    """Run one bundled model (see :class:`ModelResult`)."""
+def run_model(
+    name: str, num_inputs: int = 10, seed: int = 0, num_emulated: int = 10
+) -> ModelResult:
+    """Run one bundled model (see :class:`ModelResult`); the ORT emulation runs on the
+    first ``min(num_emulated, num_inputs)`` inputs."""
     import time
 
     from vfpga.frontend.pipeline import load_model
@@ -218,6 +194,7 @@ def run_model(name: str, num_inputs: int = 10, seed: int = 0) -> ModelResult:
         inputs,
         onnx_int8=loaded.lowered.onnx_int8,
         fp32_model=loaded.fp32,
+        emulate_ort=min(num_emulated, num_inputs),
     )
     t0 = time.perf_counter()
     run_reference(loaded.graph, inputs[0], keep_all=False)
@@ -225,10 +202,13 @@ def run_model(name: str, num_inputs: int = 10, seed: int = 0) -> ModelResult:
     return ModelResult(
         name,
         len(loaded.graph.nodes),
+        c.num_inputs,
         c.cosine_min,
         c.cosine_mean,
         c.argmax_agreement,
         c.identical_int8,
+        c.emulated_inputs,
+        c.emulated_identical_int8,
         c.fp32_cosine_mean,
         c.ort_fp32_cosine_mean,
         c.fp32_argmax_agreement,
@@ -238,27 +218,58 @@ def run_model(name: str, num_inputs: int = 10, seed: int = 0) -> ModelResult:
 
 MODELS_BEGIN = "<!-- model-table:begin -->"
 MODELS_END = "<!-- model-table:end -->"
+#: Columns of the model table (tests/test_conformance.py reads it by these names).
+MODEL_COLUMNS = (
+    "model",
+    "nodes",
+    "inputs",
+    "cosine vs ORT (min / mean)",
+    "arg-max = ORT",
+    "identical int8",
+    "identical int8, ORT rounding model",
+    "cosine vs fp32 (ref / ORT)",
+    "arg-max = fp32",
+    "reference time",
+)
 
 
-def models_table(results: list[ModelResult], num_inputs: int) -> str:
+def models_table(results: list[ModelResult]) -> str:
     """The doc table of the bundled models."""
     lines = [
-        f"Over {num_inputs} random inputs per model (seed 1; quantized on 16 random inputs, "
-        "seed 0).",
+        "Random inputs: seed 1 (standard normal); quantized on 16 random inputs, seed 0. "
+        "The ORT rounding model runs on the first inputs (count in parentheses).",
         "",
-        "| model | nodes | cosine vs ORT (min / mean) | arg-max = ORT | identical int8 | "
-        "cosine vs fp32 (ref / ORT) | arg-max = fp32 | reference time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(MODEL_COLUMNS) + " |",
+        "|" + "---|" * len(MODEL_COLUMNS),
     ]
     for r in results:
+        emu = (
+            "-"
+            if r.emulated_identical_int8 is None
+            else f"{r.emulated_identical_int8:.4f} ({r.emulated_inputs})"
+        )
         lines.append(
-            f"| {r.name} | {r.nodes} | {r.cosine_min:.6f} / {r.cosine_mean:.6f} | "
-            f"{r.argmax_agreement:.0%} | {_fmt(r.identical_int8, 4)} | "
+            f"| {r.name} | {r.nodes} | {r.num_inputs} | "
+            f"{r.cosine_min:.6f} / {r.cosine_mean:.6f} | "
+            f"{r.argmax_agreement:.0%} | {_fmt(r.identical_int8, 4)} | {emu} | "
             f"{_fmt(r.fp32_cosine_mean)} / {_fmt(r.ort_fp32_cosine_mean)} | "
             f"{'-' if r.fp32_argmax_agreement is None else f'{r.fp32_argmax_agreement:.0%}'} | "
             f"{r.seconds:.2f} s |"
         )
     return "\n".join(lines)
+
+
+def parse_models_table(text: str) -> dict[str, dict[str, str]]:
+    """The rows of the doc's model table by model name (cells by :data:`MODEL_COLUMNS`)."""
+    if MODELS_BEGIN not in text:
+        return {}
+    body = text.split(MODELS_BEGIN, 1)[1].split(MODELS_END, 1)[0]
+    rows: dict[str, dict[str, str]] = {}
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == len(MODEL_COLUMNS) and cells[1].isdigit():
+            rows[cells[0]] = dict(zip(MODEL_COLUMNS, cells, strict=True))
+    return rows
 
 
 def _fmt(v: float | None, digits: int = 6) -> str:
@@ -318,7 +329,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--write", type=Path, help="update the table in this markdown file")
     ap.add_argument("--models", action="store_true", help="run the bundled models instead")
-    ap.add_argument("--num-inputs", type=int, default=10, help="inputs per model")
+    ap.add_argument("--num-inputs", type=int, default=100, help="inputs per model")
+    ap.add_argument(
+        "--num-emulated", type=int, default=10, help="inputs per model for the ORT rounding model"
+    )
     ap.add_argument("names", nargs="*", help="tests or models to run (default: all)")
     args = ap.parse_args()
     if args.models:
@@ -326,9 +340,9 @@ def main() -> None:
 
         res = []
         for n in args.names or model_names():
-            res.append(run_model(n, args.num_inputs))
+            res.append(run_model(n, args.num_inputs, num_emulated=args.num_emulated))
             print(res[-1], flush=True)
-        body = models_table(res, args.num_inputs)
+        body = models_table(res)
         begin, end = MODELS_BEGIN, MODELS_END
     else:
         body = markdown_table(run_all(args.names or None))
