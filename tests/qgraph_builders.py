@@ -66,7 +66,10 @@ class GraphBuilder:
             self.tensors[y].scale = self.tensors[x].scale
             self.tensors[y].zero_point = self.tensors[x].zero_point
         ratio = self.tensors[x].scale / self.tensors[y].scale
-        mult, shift = int(ratio * (1 << 30)), 30
+        shift = 30
+        while ratio * (1 << shift) >= (1 << 31):  # multipliers must stay below 2**31
+            shift -= 1
+        mult = int(ratio * (1 << shift))
         self.nodes.append(QPool(name, x, y, kind, (k, k), (s, s), (p, p, p, p), include_pad,
                                 mult, shift))
         return y
@@ -85,11 +88,19 @@ class GraphBuilder:
         _, _, h, w = self.shape(xs[0])
         c = sum(self.shape(t)[1] for t in xs)
         y = self._tensor(name + ".out", (1, c, h, w))
-        for t in xs:  # QConcat precondition: inputs share the output's quantization
-            self.tensors[t].scale = self.tensors[y].scale
-            self.tensors[t].zero_point = self.tensors[y].zero_point
         self.nodes.append(QConcat(name, xs, y))
+        self._share_quant(y)
         return y
+
+    def _share_quant(self, y: str) -> None:
+        """QConcat precondition: every input (and, through nested concats, their inputs)
+        has the output's quantization."""
+        for n in self.nodes:
+            if isinstance(n, QConcat) and n.output == y:
+                for t in n.inputs:
+                    self.tensors[t].scale = self.tensors[y].scale
+                    self.tensors[t].zero_point = self.tensors[y].zero_point
+                    self._share_quant(t)
 
     def build(self, outputs: list[str], name: str = "synthetic") -> QGraph:
         return QGraph(name, [self.input], outputs, self.tensors, self.nodes)
