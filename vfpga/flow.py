@@ -178,10 +178,22 @@ def compile_file(
     calib_dir: str | Path | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    pipeline: str = "engine",
 ):  # -> tuple[LoadedModel, CompileResult]
-    """Load (quantizing an fp32 model) and compile ``path``."""
+    """Load (quantizing an fp32 model) and compile ``path``. ``pipeline="ir"`` runs the
+    xDSL pass pipeline (``vfpga.passes.pipeline.compile_module``: dnn -> ifp -> isa,
+    verified at every stage boundary), whose binary is byte-identical to the engine's
+    (``"engine"``, the default: the same stages without materialising the IR)."""
     from vfpga.frontend.pipeline import load_model
 
     loaded = load_model(path, calib=calib, num_random=num_random,  # type: ignore[arg-type]
                         calib_dir=calib_dir, seed=seed)
-    return loaded, compile_graph(loaded.graph, hw, cores, progress)
+    res = compile_graph(loaded.graph, hw, cores, progress)
+    if pipeline == "ir":
+        from vfpga.dialects.dnn_convert import qgraph_to_module
+        from vfpga.passes.pipeline import compile_module
+
+        res.vfb = compile_module(qgraph_to_module(loaded.graph), hw, cores)
+    elif pipeline != "engine":
+        raise VfpgaError(f"unknown pipeline '{pipeline}' (engine, ir)")
+    return loaded, res

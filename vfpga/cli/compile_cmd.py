@@ -43,7 +43,8 @@ def _hw(name: str) -> HardwareConfig:
 
 
 def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None,
-             calib_random: int | None, seed: int, console: Console):  # type: ignore[no-untyped-def]
+             calib_random: int | None, seed: int, console: Console,
+             pipeline: str = "engine"):  # type: ignore[no-untyped-def]
     from vfpga.frontend.pipeline import is_qdq_model, read_model
 
     if calib_dir is not None and calib_random is not None:
@@ -76,7 +77,8 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None
             prog.update(job, description=what[:60], completed=i, total=n)
 
         loaded, res = compile_file(model, hw, cores, calib=calib, num_random=n_random,
-                                   calib_dir=calib_dir, seed=seed, progress=progress)
+                                   calib_dir=calib_dir, seed=seed, progress=progress,
+                                   pipeline=pipeline)
     return loaded, res, time.perf_counter() - t0
 
 
@@ -108,14 +110,18 @@ def placement_table(res, hw: HardwareConfig, cores: int) -> Table:  # type: igno
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The .vfb binary to write.")
 @calib_options
+@click.option("--pipeline", type=click.Choice(["engine", "ir"]), default="engine",
+              show_default=True, help="'ir' runs the xDSL pass pipeline (dnn -> ifp -> isa, "
+              "verified at every stage); same bytes, slower.")
 def compile_(model: Path, output: Path, hw_name: str, cores: int, calib_dir: Path | None,
-             calib_random: int | None, seed: int) -> None:
+             calib_random: int | None, seed: int, pipeline: str) -> None:
     """Compile an ONNX MODEL (fp32 or QDQ) into an accelerator binary."""
     from vfpga.backend.binary import write_vfb
 
     console = Console(stderr=True)
     hw = _hw(hw_name)
-    _loaded, res, secs = _compile(model, hw, cores, calib_dir, calib_random, seed, console)
+    _loaded, res, secs = _compile(model, hw, cores, calib_dir, calib_random, seed, console,
+                                  pipeline)
     write_vfb(output, res.vfb)
     out = Console()
     out.print(placement_table(res, hw, cores))
