@@ -10,6 +10,11 @@ statistics and whether the multi-core output equals the single-core one byte for
 Part 2 (the compiler): exports the bundled ResNet-50 (seeded random weights), quantizes
 it with onnxruntime, compiles it, runs it on 4 cores of the emulator and checks it: every
 layer's bytes against the integer reference, and the reference against onnxruntime.
+
+Part 3 (the multi-tenant pool): the bundled scenario
+``vfpga/examples/scenarios/four_tenants.toml`` on the timing model: four tenants arrive,
+one leaves, one is resized (dynamic compile + context switch at a layer boundary); prints
+per-tenant throughput and latency and the reconfiguration time.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ def _digest(a: np.ndarray) -> str:
 @click.option("--model", default="resnet50", show_default=True,
               help="Bundled model of part 2 ('none' to skip part 2).")
 @click.option("--cores", default=4, show_default=True, help="Cores of part 2.")
-def demo(seed: int, model: str, cores: int) -> None:
+@click.option("--scenario/--no-scenario", default=True, show_default=True,
+              help="Part 3: the 4-tenant pool scenario.")
+def demo(seed: int, model: str, cores: int, scenario: bool) -> None:
     """Run the bundled demonstration on the emulator."""
     console = Console()
     console.rule("part 1: hand-written multi-core program")
@@ -46,6 +53,23 @@ def demo(seed: int, model: str, cores: int) -> None:
     if model != "none":
         console.rule(f"part 2: {model} compiled for {cores} cores")
         _model(console, model, cores, seed)
+    if scenario:
+        console.rule("part 3: four tenants share the pool (one resize)")
+        _pool(console)
+
+
+def _pool(console: Console) -> None:
+    """Part 3: the bundled 4-tenant scenario on the timing model (one resize)."""
+    import tempfile
+    from importlib import resources
+
+    from vfpga.cli.pool_cmd import run_scenario
+
+    src = resources.files("vfpga.examples") / "scenarios" / "four_tenants.toml"
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "four_tenants.toml"
+        path.write_text(src.read_text())
+        run_scenario(path, Path(d) / "timeline.png")
 
 
 def _model(console: Console, model: str, cores: int, seed: int) -> None:

@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "quantize": ("vfpga.cli.quantize_cmd", "quantize", "Quantize an fp32 ONNX model to QDQ."),
     "import": ("vfpga.cli.import_cmd", "import_", "Import an ONNX model and print dnn IR."),
     "reference": ("vfpga.cli.reference_cmd", "reference", "Run the integer reference."),
+    "pool": ("vfpga.cli.pool_cmd", "pool", "Multi-tenant pool: simulate a scenario."),
+    "experiment": ("vfpga.cli.experiment_cmd", "experiment", "Reproduce the paper's "
+                   "experiments on the timing model."),
 }
 
 

@@ -191,8 +191,22 @@ class Job:
 class _CoreState:
     """A physical core while it runs a job: its stream, window, queues and tokens."""
 
-    __slots__ = ("job", "lc", "stream", "avail", "seg_bounds", "seg", "queues", "heads",
-                 "busy", "tokens", "next_req", "inflight", "wake_at", "arrived_key")
+    __slots__ = (
+        "arrived_key",
+        "avail",
+        "busy",
+        "heads",
+        "inflight",
+        "job",
+        "lc",
+        "next_req",
+        "queues",
+        "seg",
+        "seg_bounds",
+        "stream",
+        "tokens",
+        "wake_at",
+    )
 
     def __init__(self) -> None:
         self.job: Job | None = None
@@ -201,7 +215,7 @@ class _CoreState:
 class _Bank:
     """A DDR bank under max-min fair sharing (see module docstring)."""
 
-    __slots__ = ("capacity", "port", "active", "owners", "rate", "last", "version")
+    __slots__ = ("active", "capacity", "last", "owners", "port", "rate", "version")
 
     def __init__(self, capacity: float, port: float) -> None:
         self.capacity = capacity
@@ -319,7 +333,27 @@ class TimingEngine:
             self.cores[c].job = job
         job._switched = (delay,)  # type: ignore[attr-defined]
 
+    def abort(self, job: Job) -> None:
+        """Stop ``job`` now (its tenant left): its transfers leave the banks, its cores
+        become idle; ``on_done`` is not called."""
+        mine = {id(self.cores[c]) for c in job.cores if self.cores[c].job is job}
+        for bank in self.banks:
+            gone = [k for k in bank.active if k[0] in mine]
+            if gone:
+                self._bank_update(bank)
+                for k in gone:
+                    del bank.active[k]
+                    bank.owners.pop(k, None)
+                self._bank_reschedule(bank)
+        for c in job.cores:
+            if self.cores[c].job is job:
+                self.cores[c].job = None
+        job.done = True
+        job.stats.end = self.now
+
     def _begin(self, job: Job, resume: bool = False) -> None:
+        if job.done:
+            return
         job.arrived = 0
         n = len(job.segments)
         order: list[tuple[int, int]] = []
@@ -501,6 +535,8 @@ class TimingEngine:
         self._push(t + self.sync_cycles, _EV_BARRIER, (job, seg.layer))
 
     def _ev_barrier(self, job: Job, layer: int) -> None:
+        if job.done:
+            return
         self.barriers += 1
         job.last_layer = layer
         job.stats.barrier_times.append((layer, self.now))

@@ -68,7 +68,7 @@ def naive_dispatch(prep: Prepared, k: int) -> np.ndarray:
     ifp_index: list[np.ndarray] = []
     ifp_core: list[np.ndarray] = []
     ifp_layer: list[np.ndarray] = []
-    firsts = list(prep.layer_first) + [prep.num_groups]
+    firsts = [*prep.layer_first.tolist(), prep.num_groups]
     for li, layer in enumerate(prep.layers_present.tolist()):
         groups = range(int(firsts[li]), int(firsts[li + 1]))
         counts = [int(prep.g_count[g]) for g in groups]

@@ -302,7 +302,8 @@ def run_multitask(cfg: ExperimentConfig) -> dict[str, Any]:
             continue
         tasks = [states[i % len(states)] for i in range(n)]
 
-        def concurrent(sizes: list[int], strategy: str, spread: bool = False) -> float:
+        def concurrent(sizes: list[int], strategy: str, spread: bool = False,
+                       n: int = n, tasks: list[ModelState] = tasks) -> float:
             if spread:  # one core per task, spread over the banks
                 per = hw.cores_per_bank
                 cores = [[(i % hw.ddr_banks) * per + i // hw.ddr_banks] for i in range(n)]
