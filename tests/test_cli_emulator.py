@@ -66,7 +66,7 @@ def test_run_splits_equal_one_core(binaries, tmp_path):
                      str(o))
         assert res.exit_code == 0, res.output
         outs[name] = np.load(o)
-    assert outs["conv_1core"].shape == (1, 16, 16, 32)
+    assert outs["conv_1core"].shape == (1, 32, 16, 16)  # written NCHW
     assert outs["conv_split_oc"].tobytes() == outs["conv_1core"].tobytes()
     assert outs["conv_split_w"].tobytes() == outs["conv_1core"].tobytes()
 

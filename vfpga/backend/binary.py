@@ -160,8 +160,9 @@ PROGRAM_FIELDS: tuple[Field, ...] = (
           "the tensors and the DATA blob lie in [0, ddr_size)."),
     Field("data_offset", "<u8", 8, "Tenant DDR offset where the DATA blob is placed."),
     Field("num_layers", "<u4", 16, "Number of LAYER records."),
-    Field("num_cores", "<u4", 20, "Number of logical cores the program uses (1..64); every "
-          "instruction's and IFP's core index is below it."),
+    Field("num_cores", "<u4", 20, "Number of logical cores the program uses (1..64): with an "
+          "empty DISPATCH table every instruction's and IFP's core index is below it; with a "
+          "dispatch table, the cores the table names (bodies' core fields are ignored)."),
     Field("isa_version", "<u4", 24, f"Instruction-set version of TEXT ({ISA_VERSION})."),
     Field("reserved", "<u4", 28, "Reserved, must be 0."),
 )
@@ -181,7 +182,8 @@ LAYER_DTYPE = _record_dtype(LAYER_FIELDS, 24)
 IFP_FIELDS: tuple[Field, ...] = (
     Field("layer", "<u4", 0, "Index of the layer the IFP computes a tile of."),
     Field("candidate", "<u2", 4, "Tiling candidate id within the layer (0 if only one)."),
-    Field("core", "<u2", 6, "Default logical core (static assignment)."),
+    Field("core", "<u2", 6, "Default logical core (the static assignment for the "
+          "compile-time core count; informative once a dispatch table re-targets the IFP)."),
     Field("w0", "<u2", 8, "Output tile: first column (inclusive)."),
     Field("w1", "<u2", 10, "Output tile: end column (exclusive)."),
     Field("c0", "<u2", 12, "Output tile: first output channel (inclusive)."),
