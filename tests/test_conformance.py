@@ -10,8 +10,7 @@ import pytest
 from vfpga.reference.conformance import (
     MIN_COS_FP32,
     MIN_COS_ORT,
-    MODELS_BEGIN,
-    MODELS_END,
+    parse_models_table,
     parse_table,
     run_model,
     run_test,
@@ -32,7 +31,9 @@ def test_doc_lists_every_pytorch_converted_test() -> None:
     ops = {r["ops"] for r in passing}
     # the accelerator's operator families are covered by passing tests
     assert {"Conv", "AveragePool", "MaxPool", "BatchNormalization"} <= ops
-    assert len(passing) >= 15
+    assert len(passing) >= 19
+    # (N, C) inputs: fully connected layers and Softmax
+    assert {"Gemm", "Softmax"} <= ops
 
 
 @pytest.mark.parametrize("name", sorted(ROWS))
@@ -52,43 +53,64 @@ def test_operator_row(name: str) -> None:
         assert res.cos_ort >= MIN_COS_ORT and res.cos_fp32 >= MIN_COS_FP32
 
 
-def _model_rows() -> dict[str, list[str]]:
-    text = DOC.read_text()
-    if MODELS_BEGIN not in text:
-        return {}
-    body = text.split(MODELS_BEGIN, 1)[1].split(MODELS_END, 1)[0]
-    rows = {}
-    for line in body.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if len(cells) == 8 and cells[1].isdigit():
-            rows[cells[0]] = cells
-    return rows
+MODEL_ROWS = parse_models_table(DOC.read_text())
+#: Models whose documented results miss the issue's bars (cosine >= 0.999 against ORT on
+#: every input, the same arg-max on >= 99 of 100 inputs, >= 99 % identical int8 outputs),
+#: with the reason; docs/conformance.md explains each.
+KNOWN_MISSES: dict[str, str] = {}
 
 
-MODEL_ROWS = _model_rows()
+def _argmax(row: dict[str, str]) -> tuple[float, float]:
+    """The arg-max cell ``"94% (100%)"`` as percentages."""
+    a, b = row["arg-max = ORT (within one level)"].split(" (")
+    return float(a.rstrip("%")), float(b.rstrip("%)"))
+
+
+def _pair(cell: str) -> tuple[float, float]:
+    a, b = cell.split(" / ")
+    return float(a), float(b)
 
 
 def test_doc_lists_the_bundled_models() -> None:
+    """Every bundled model is in the table, measured on 100 inputs, and meets the issue's
+    bars (cosine, arg-max) unless listed in KNOWN_MISSES; ORT's rounding model agrees
+    with ORT on >= 99.9 % of the outputs (so every difference is ORT's float32 rounding)."""
     from vfpga.models import model_names
 
     assert sorted(MODEL_ROWS) == sorted(model_names())
-    for cells in MODEL_ROWS.values():
-        cos_min = float(cells[2].split(" / ")[0])
-        assert cos_min >= 0.98, cells
+    for name, row in MODEL_ROWS.items():
+        assert int(row["inputs"]) == 100, row
+        cos_min, _ = _pair(row["cosine vs ORT (min / mean)"])
+        emu = float(row["identical int8, ORT rounding model"].split(" (")[0])
+        assert emu >= 0.999, row
+        if name in KNOWN_MISSES:
+            continue
+        assert cos_min >= MIN_COS_ORT, row
+        assert _argmax(row)[0] >= 99, row
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet50", "mobilenet_v1", "zoo-squeezenet", "zoo-inception_v1"])
 def test_model_row(name: str) -> None:
-    cells = MODEL_ROWS[name]
-    r = run_model(name, num_inputs=10)
-    cos_min, cos_mean = (float(v) for v in cells[2].split(" / "))
-    assert r.nodes == int(cells[1])
-    assert r.cosine_min == pytest.approx(cos_min, abs=1e-4)
-    assert r.cosine_mean == pytest.approx(cos_mean, abs=1e-4)
-    assert r.argmax_agreement == pytest.approx(float(cells[3].rstrip("%")) / 100, abs=0.1)
-    if cells[4] != "-":
-        assert r.identical_int8 == pytest.approx(float(cells[4]), abs=0.03)
-    ref_fp32 = cells[5].split(" / ")[0]
+    """The first 10 of the documented 100 inputs (the same seeded sequence): the minimum
+    cosine cannot be below the documented minimum over all 100, the means and fractions
+    stay close, and ORT's rounding model is as exact as documented."""
+    row = MODEL_ROWS[name]
+    r = run_model(name, num_inputs=10, num_emulated=10)
+    cos_min, cos_mean = _pair(row["cosine vs ORT (min / mean)"])
+    assert r.nodes == int(row["nodes"])
+    assert r.cosine_min >= cos_min - 1e-6
+    assert r.cosine_mean == pytest.approx(cos_mean, abs=5e-4)
+    assert r.argmax_agreement >= _argmax(row)[0] / 100 - 0.1
+    assert r.argmax_near_agreement is not None
+    assert r.argmax_near_agreement >= _argmax(row)[1] / 100 - 0.1
+    if row["identical int8"] != "-":
+        assert r.identical_int8 == pytest.approx(float(row["identical int8"]), abs=0.05)
+    emu_cell = row["identical int8, ORT rounding model"]
+    if emu_cell != "-":
+        assert r.emulated_identical_int8 == pytest.approx(
+            float(emu_cell.split(" (")[0]), abs=1e-4
+        )
+    ref_fp32, _ = row["cosine vs fp32 (ref / ORT)"].split(" / ")
     if ref_fp32 != "-":
-        assert r.fp32_cosine_mean == pytest.approx(float(ref_fp32), abs=1e-4)
+        assert r.fp32_cosine_mean == pytest.approx(float(ref_fp32), abs=5e-4)

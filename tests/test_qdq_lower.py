@@ -420,3 +420,26 @@ def test_pipeline_normalizes_and_quantizes_fp32_models() -> None:
     assert g.output_shapes == {g.outputs[0]: (1, 10)}
     c = compare_with_ort(g, qdq, normal_inputs((1, 3, 16, 16), 10, 2))
     assert c.cosine_min >= 0.999
+
+
+def test_pipeline_takes_a_2d_input() -> None:
+    """An fp32 model with an (N, C) input (a multilayer perceptron) is normalized with a
+    first Reshape to (N, C, 1, 1) and runs as 1x1 convolutions."""
+    rng = np.random.default_rng(11)
+    b = GraphBuilder((1, 12), seed=11)
+    w1 = b.init(rng.normal(0, 0.4, (12, 16)).astype(np.float32))
+    b1 = b.init(rng.normal(0, 0.1, 16).astype(np.float32))
+    h = b.relu(b.node("Gemm", ["x", w1, b1]))
+    w2 = b.init(rng.normal(0, 0.3, (16, 5)).astype(np.float32))
+    y = b.node("Softmax", [b.node("MatMul", [h, w2])], axis=1)
+    fp = b.model(y, (1, 5))
+    loaded = load_model(fp, num_random=16, seed=0)
+    g = loaded.graph
+    assert g.tensors[g.inputs[0]].shape == (1, 12, 1, 1)
+    assert [type(n).__name__ for n in g.nodes] == ["QConv", "QConv", "QHostOp"]
+    assert g.output_shapes == {g.outputs[0]: (1, 5)}
+    c = compare_with_ort(
+        g, loaded.qdq, normal_inputs((1, 12), 20, 3), fp32_model=loaded.fp32, emulate_ort=20
+    )
+    assert c.cosine_min >= 0.999 and c.identical_int8 == 1.0, c
+    assert c.fp32_cosine_mean is not None and c.fp32_cosine_mean >= 0.99, c

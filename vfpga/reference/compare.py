@@ -98,7 +98,11 @@ class OrtComparison:
     difference (``None`` for a float host-op output). ``fp32_*``: the reference against the
     fp32 model, ``ort_fp32_cosine_mean`` ORT's QDQ run against fp32 (when given).
     ``emulated_identical_int8``: the fraction of identical int8 outputs of
-    :func:`run_ort_emulation` and ORT over the first ``emulated_inputs`` inputs."""
+    :func:`run_ort_emulation` and ORT over the first ``emulated_inputs`` inputs.
+    ``argmax_near_agreement``: fraction of inputs whose ORT arg-max class is, in the
+    reference's int8 output, at most one quantization level below the reference's
+    maximum (so a one-level difference explains any arg-max disagreement); ``None``
+    without an int8 output."""
 
     num_inputs: int
     cosine_min: float
@@ -112,6 +116,7 @@ class OrtComparison:
     ort_fp32_cosine_mean: float | None = None
     emulated_inputs: int = 0
     emulated_identical_int8: float | None = None
+    argmax_near_agreement: float | None = None
 
 
 def _argmax_rows(v: np.ndarray) -> np.ndarray:
@@ -147,6 +152,7 @@ def compare_with_ort(
     fagree = 0
     ofcos: list[float] = []
     emu_same = emu_total = emu_n = 0
+    near = 0
     for x in inputs:
         res = sess.run(None, {in_name: x})  # type: ignore[attr-defined]
         ort_f = np.asarray(res[0], dtype=np.float32)
@@ -163,6 +169,9 @@ def compare_with_ort(
             same += int((o_int == r_int).sum())
             total += o_int.size
             max_diff = max(max_diff, int(np.abs(o_int - r_int).max(initial=0)))
+            r_rows = r_int.reshape(a.size, -1)
+            at_b = r_rows[np.arange(a.size), b]
+            near += int((at_b >= r_rows.max(axis=1) - 1).sum())
             if emu_n < emulate_ort:
                 e_int = run_ort_emulation(g, x)[out].astype(np.int64).reshape(o_int.shape)
                 emu_same += int((o_int == e_int).sum())
@@ -188,6 +197,7 @@ def compare_with_ort(
         ort_fp32_cosine_mean=float(np.mean(ofcos)) if ofcos else None,
         emulated_inputs=emu_n,
         emulated_identical_int8=(emu_same / emu_total) if emu_total else None,
+        argmax_near_agreement=(near / rows) if total else None,
     )
 
 
