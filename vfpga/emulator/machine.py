@@ -14,11 +14,13 @@ their results are unaffected (they share no cores and no DDR bytes).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
@@ -472,9 +474,17 @@ class Accelerator:
     """The pool: ``hw.num_cores`` cores and one DDR shared by region."""
 
     def __init__(
-        self, hw: HardwareConfig, ddr_bytes: int | None = None, check_hazards: bool = True
+        self,
+        hw: HardwareConfig,
+        ddr_bytes: int | None = None,
+        check_hazards: bool = True,
+        blas_threads: int | None = 1,
     ) -> None:
+        """``blas_threads``: BLAS threads while running (default 1: the emulator issues
+        many tile-sized matrix products, which threads slow down, badly so when the
+        machine is busy; ``None`` leaves BLAS as configured)."""
         self.hw = hw
+        self.blas_threads = blas_threads
         self.ddr = DDR(min(hw.ddr_bytes, ddr_bytes or DEFAULT_DDR_BYTES))
         self.cores = [Core(hw, i, check_hazards) for i in range(hw.num_cores)]
         self.tasks: dict[str, Task] = {}
@@ -521,6 +531,13 @@ class Accelerator:
             if t.loaded is None:
                 raise VfpgaError(f"task '{t.name}': no binary loaded")
         running = [t for t in active if not t.done]
+        limit = (threadpool_limits(limits=self.blas_threads, user_api="blas")
+                 if self.blas_threads is not None else contextlib.nullcontext())
+        with limit:
+            self._run_loop(running, raise_on_fault)
+        return {t.name: t.result() for t in active}
+
+    def _run_loop(self, running: list[Task], raise_on_fault: bool) -> None:
         while running:
             for t in list(running):
                 try:
@@ -532,7 +549,6 @@ class Accelerator:
                         raise
                 if t.done:
                     running.remove(t)
-        return {t.name: t.result() for t in active}
 
 
 __all__ = [
