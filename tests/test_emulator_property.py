@@ -146,7 +146,7 @@ def test_conv_instruction_matches_reference(case):
             ws = np.ascontiguousarray(w[:, :, :, a:b])
             data += xs.tobytes() + ws.tobytes()
             xo, wo = len(data) - xs.nbytes - ws.nbytes, len(data) - ws.nbytes
-            ibuf_at, wbuf_at = part * 8192, 65536 + part * 16384
+            ibuf_at, wbuf_at = part * 8192, 65536 + part * 32768
             insns.append(_load(Buffer.WBUF, wo, ws.nbytes, buf=wbuf_at))
             insns.append(_load(Buffer.IBUF, xo, xs.nbytes, buf=ibuf_at, deps=Dep.SIGNAL_NEXT))
             insns.append((Opcode.CONV, dict(common, in_addr=ibuf_at, w_addr=wbuf_at, in_c=b - a,
