@@ -134,10 +134,9 @@ def test_conv_instruction_matches_reference(case):
                   pad_b=pads[1], pad_l=pads[2], pad_r=pads[3], pad_value=pad_value,
                   out_zp=out_zp, act=case["act"], act_lo=lo, act_hi=hi, in_h=in_h, in_w=in_w,
                   out_c=out_c, p_addr=0)
-    insns: list[tuple] = [
-        _load(Buffer.WBUF, w_off, w.nbytes),
-        _load(Buffer.PBUF, p_off, params.nbytes),
-    ]
+    insns: list[tuple] = [_load(Buffer.PBUF, p_off, params.nbytes)]
+    if not case["split"]:
+        insns.insert(0, _load(Buffer.WBUF, w_off, w.nbytes))
     if case["split"]:
         # two input-channel chunks: partial sums through abuf (acc_out, then acc_in)
         c1 = in_c // 2
@@ -146,7 +145,7 @@ def test_conv_instruction_matches_reference(case):
             ws = np.ascontiguousarray(w[:, :, :, a:b])
             data += xs.tobytes() + ws.tobytes()
             xo, wo = len(data) - xs.nbytes - ws.nbytes, len(data) - ws.nbytes
-            ibuf_at, wbuf_at = part * 8192, 65536 + part * 32768
+            ibuf_at, wbuf_at = part * 8192, part * 65536
             insns.append(_load(Buffer.WBUF, wo, ws.nbytes, buf=wbuf_at))
             insns.append(_load(Buffer.IBUF, xo, xs.nbytes, buf=ibuf_at, deps=Dep.SIGNAL_NEXT))
             insns.append((Opcode.CONV, dict(common, in_addr=ibuf_at, w_addr=wbuf_at, in_c=b - a,
