@@ -4,6 +4,7 @@ helpers, and the tiler's buffer constraints on random layers."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 import time
 from pathlib import Path
@@ -183,9 +184,12 @@ def test_select_option_and_errors() -> None:
 
 
 def test_compile_module_rejects_bad_cores_and_unverifiable_input() -> None:
-    g = small_net(0, size=10)  # nested concat with mismatched quantization
+    g = small_net(0, size=10)
+    bad = copy.deepcopy(g)  # a concat input whose quantization differs from the output's
+    cat = next(n for n in bad.nodes if isinstance(n, QConcat))
+    bad.tensors[cat.inputs[0]].scale *= 2
     with pytest.raises(StaticPassError, match="does not verify on input"):
-        compile_module(qgraph_to_module(g), POOL16, 1)
+        compile_module(qgraph_to_module(bad), POOL16, 1)
     with pytest.raises(StaticPassError, match=r"--cores must be 1\.\.1 for large1"):
         compile_module(qgraph_to_module(_fix_concat_quant(g)), LARGE1, 2)
 
