@@ -67,6 +67,7 @@ class LayerSpec:
     w_off: int = 0
     p_off: int = 0
     macs: int = 0
+    plan_cache: dict[tuple, _Plan] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def cig(self) -> int:
@@ -266,7 +267,19 @@ def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
 
 def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     """The loop nest for a tile: the group size with the least estimated cost (DDR traffic
-    at the core's bandwidth plus per-instruction setup)."""
+    at the core's bandwidth plus per-instruction setup). It depends only on the tile's
+    width, channel count and (grouped convolutions) alignment to the conv groups, so it
+    is computed once per such shape of a layer."""
+    opg = spec.opg if spec.grouped else 1
+    key = (tile.w1 - tile.w0, tile.c1 - tile.c0, tile.c0 % opg, tile.c1 % opg, id(hw))
+    cached = spec.plan_cache.get(key)
+    if cached is None:
+        cached = _choose_plan(spec, tile, hw)
+        spec.plan_cache[key] = cached
+    return cached
+
+
+def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     wt, ct = tile.w1 - tile.w0, tile.c1 - tile.c0
     if spec.grouped:
         opg = spec.opg

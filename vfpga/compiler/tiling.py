@@ -16,7 +16,7 @@ from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, choose_plan
 from vfpga.hw.config import HardwareConfig
 
 #: numbers of parts tried along each axis
-GRANULARITIES = (1, 2, 3, 4, 6, 8, 12, 16)
+GRANULARITIES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
 
 
 @dataclass(frozen=True)
