@@ -2,7 +2,8 @@
 
 An fp32 model goes through :func:`vfpga.frontend.normalize.normalize` (the accelerator's op
 set), :func:`vfpga.quant.quantize.quantize_model` (onnxruntime ``quantize_static``, QDQ,
-per-channel int8 weights, int8 activations) and :func:`vfpga.frontend.qdq_lower.lower_qdq`.
+per-channel int8 weights, uint8 activations, lowered exactly to int8) and
+:func:`vfpga.frontend.qdq_lower.lower_qdq`.
 A model that already holds ``QuantizeLinear``/``DequantizeLinear`` nodes is lowered as it
 is. onnxruntime and the quantizer are imported only when needed.
 """
