@@ -150,7 +150,7 @@ def test_conv_instruction_matches_reference(case):
             insns.append(_load(Buffer.IBUF, xo, xs.nbytes, buf=ibuf_at, deps=Dep.SIGNAL_NEXT))
             insns.append((Opcode.CONV, dict(common, in_addr=ibuf_at, w_addr=wbuf_at, in_c=b - a,
                                             groups=1, acc_in=part, acc_out=1 - part,
-                                            acc_addr=0, out_addr=0 if part else 0,
+                                            acc_addr=0, out_addr=0,
                                             deps=Dep.WAIT_PREV | (Dep.SIGNAL_NEXT * part))))
     else:
         insns.append(_load(Buffer.IBUF, x_off, x.nbytes, deps=Dep.SIGNAL_NEXT))

@@ -82,7 +82,8 @@ def test_list_models_registry() -> None:
     assert len(set(names)) == len(names)
     assert [i.name for i in infos if i.source == "builder"] == BUILDERS
     assert [i.name for i in infos if i.source == "onnx-zoo"] == ZOO
-    assert {i.name for i in infos if i.paper} == {"vgg16", "resnet50", "mobilenet_v1", "inception_v3"}
+    paper = {"vgg16", "resnet50", "mobilenet_v1", "inception_v3"}
+    assert {i.name for i in infos if i.paper} == paper
     for i in infos:
         assert i.input_shape[:2] == (1, 3)
         assert i.output_shape[:2] == (1, 1000)

@@ -16,13 +16,11 @@ first; views inside a concatenation are covered by their root), the host-op tabl
 
 from __future__ import annotations
 
-import numpy as np
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 
-from vfpga.backend.binary import HostOp, Layer, Tensor, VfbFile, empty_dispatch, empty_ifps
-from vfpga.compiler.plan import MemoryPlan, nchw
+from vfpga.backend.binary import Layer, VfbFile, empty_dispatch, empty_ifps
+from vfpga.compiler.build import host_op_table, tensor_table
 from vfpga.dialects.isa import op_to_fields
-from vfpga.frontend.qgraph import QHostOp
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.codec import encode_batch
 from vfpga.isa.spec import Opcode
@@ -116,69 +114,6 @@ def module_to_vfb(module: ModuleOp, hw: HardwareConfig) -> VfbFile:
         hw, ddr_size=plan.ddr_size, data_offset=plan.data_offset, num_cores=cores,
         text=encode_batch(insns), ifps=ifps, layers=layers, tensors=tensors,
         host_ops=host_op_table(plan, accel, tindex), data=plan.data, dispatch=dispatch)
-
-
-def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
-    """The memory map: every placed tensor whose channel stride is its own channel count
-    (inputs first, then the graph's tensors in order; a view inside a concatenation is
-    covered by its root), with its index by name."""
-    g = plan.graph
-    roles = {t: "input" for t in g.inputs}
-    roles.update({t: "output" for t in g.outputs})
-    floats = {n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float}
-    out: list[Tensor] = []
-    index: dict[str, int] = {}
-    for name in [*g.inputs, *(t for t in g.tensors if t not in g.inputs)]:
-        p = plan.places.get(name)
-        if p is None:
-            continue
-        t = g.tensors[name]
-        _, c, h, w = nchw(t)
-        if p.c_stride != c:
-            continue
-        is_f = name in floats
-        index[name] = len(out)
-        out.append(Tensor(
-            name=name, role=roles.get(name, "activation"), dtype="float32" if is_f else "int8",
-            layout="nhwc", shape=(1, h, w, c), ddr_offset=p.offset,
-            size=h * w * c * (4 if is_f else 1), scale=float(t.scale),
-            zero_point=int(t.zero_point)))
-    return out, index
-
-
-def host_op_table(plan: MemoryPlan, accel_nodes: list[str],
-                  tindex: dict[str, int]) -> list[HostOp]:
-    """Every host op with the index of the accelerator layer it follows (-1: none);
-    ``accel_nodes`` are the accelerator layers' node names in order."""
-    layer_of = {n: i for i, n in enumerate(accel_nodes)}
-    out: list[HostOp] = []
-    last = -1
-    for n in plan.graph.nodes:
-        if n.name in layer_of:
-            last = layer_of[n.name]
-        elif isinstance(n, QHostOp):
-            missing = [t for t in (*n.inputs, n.output) if t not in tindex]
-            if missing:
-                raise StaticPassError(
-                    f"host op '{n.name}': tensors {missing} have no DDR placement"
-                )
-            out.append(HostOp(
-                name=n.name, op_type=n.op_type, after_layer=last,
-                inputs=tuple(tindex[t] for t in n.inputs), outputs=(tindex[n.output],),
-                attrs={k: _jsonable(v) for k, v in n.attrs.items()}))
-    return out
-
-
-def _jsonable(v: object) -> object:
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 __all__ = ["host_op_table", "module_to_vfb", "tensor_table"]

@@ -20,6 +20,7 @@ from vfpga.compiler.ifpgen import IfpCode, LayerSpec, layer_specs, make_ifp
 from vfpga.compiler.latency import simulate
 from vfpga.compiler.plan import MemoryPlan, nchw, plan_memory
 from vfpga.compiler.tiling import Candidate, candidates
+from vfpga.errors import CompileError
 from vfpga.frontend.qgraph import QGraph, QHostOp
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.codec import encode_batch
@@ -135,36 +136,6 @@ def compile_graph(
     return CompileResult(vfb, plan, choices, host)
 
 
-def _tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
-    """Memory map: every dense tensor (inputs, outputs, host-op operands, activations)."""
-    g = plan.graph
-    roles: dict[str, str] = {}
-    for t in g.inputs:
-        roles[t] = "input"
-    for t in g.outputs:
-        roles[t] = "output"
-    floats = {n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float}
-    out: list[Tensor] = []
-    index: dict[str, int] = {}
-    names = list(g.inputs) + [t for t in g.tensors if t not in g.inputs]
-    for name in names:
-        p = plan.places.get(name)
-        if p is None:
-            continue
-        t = g.tensors[name]
-        _, c, h, w = nchw(t)
-        if p.c_stride != c:
-            continue  # a view inside a concatenation; its root is listed
-        is_f = name in floats
-        index[name] = len(out)
-        out.append(Tensor(
-            name=name, role=roles.get(name, "activation"), dtype="float32" if is_f else "int8",
-            layout="nhwc", shape=(1, h, w, c), ddr_offset=p.offset,
-            size=h * w * c * (4 if is_f else 1), scale=float(t.scale),
-            zero_point=int(t.zero_point)))
-    return out, index
-
-
 def link(plan: MemoryPlan, choices: list[LayerChoice], hw: HardwareConfig,
          cores: int) -> VfbFile:
     """Encode every candidate's IFPs into TEXT (each body's ``core`` field holds its
@@ -205,24 +176,58 @@ def link(plan: MemoryPlan, choices: list[LayerChoice], hw: HardwareConfig,
     dispatch = empty_dispatch(len(entries))
     if entries:
         dispatch["core"], dispatch["kind"], dispatch["arg"] = zip(*entries, strict=True)
-    tensors, tindex = _tensor_table(plan)
-    host_ops = _host_ops(plan, choices, tindex)
+    tensors, tindex = tensor_table(plan)
+    host_ops = host_op_table(plan, [c.spec.node.name for c in choices], tindex)
     return VfbFile.for_hw(
         hw, ddr_size=plan.ddr_size, data_offset=plan.data_offset, num_cores=cores,
         text=encode_batch(insns), ifps=ifps, layers=layers, tensors=tensors,
         host_ops=host_ops, data=plan.data, dispatch=dispatch)
 
 
-def _host_ops(plan: MemoryPlan, choices: list[LayerChoice],
-              tindex: dict[str, int]) -> list[HostOp]:
-    """Host ops with the accelerator layer they follow (-1: before the first layer)."""
-    layer_of_node = {id(c.spec.node): i for i, c in enumerate(choices)}
+def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
+    """The memory map: every placed tensor whose channel stride is its own channel count
+    (inputs first, then the graph's tensors in order; a view inside a concatenation is
+    covered by its root), with its index by name."""
+    g = plan.graph
+    roles = {t: "input" for t in g.inputs}
+    roles.update({t: "output" for t in g.outputs})
+    floats = {n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float}
+    out: list[Tensor] = []
+    index: dict[str, int] = {}
+    for name in [*g.inputs, *(t for t in g.tensors if t not in g.inputs)]:
+        p = plan.places.get(name)
+        if p is None:
+            continue
+        t = g.tensors[name]
+        _, c, h, w = nchw(t)
+        if p.c_stride != c:
+            continue
+        is_f = name in floats
+        index[name] = len(out)
+        out.append(Tensor(
+            name=name, role=roles.get(name, "activation"), dtype="float32" if is_f else "int8",
+            layout="nhwc", shape=(1, h, w, c), ddr_offset=p.offset,
+            size=h * w * c * (4 if is_f else 1), scale=float(t.scale),
+            zero_point=int(t.zero_point)))
+    return out, index
+
+
+def host_op_table(plan: MemoryPlan, accel_nodes: list[str],
+                  tindex: dict[str, int]) -> list[HostOp]:
+    """Every host op with the index of the accelerator layer it follows (-1: none);
+    ``accel_nodes`` are the accelerator layers' node names in order."""
+    layer_of = {n: i for i, n in enumerate(accel_nodes)}
     out: list[HostOp] = []
     last = -1
     for n in plan.graph.nodes:
-        if id(n) in layer_of_node:
-            last = layer_of_node[id(n)]
+        if n.name in layer_of:
+            last = layer_of[n.name]
         elif isinstance(n, QHostOp):
+            missing = [t for t in (*n.inputs, n.output) if t not in tindex]
+            if missing:
+                raise CompileError(
+                    f"host op '{n.name}': tensors {missing} have no DDR placement"
+                )
             out.append(HostOp(
                 name=n.name, op_type=n.op_type, after_layer=last,
                 inputs=tuple(tindex[t] for t in n.inputs), outputs=(tindex[n.output],),
@@ -235,7 +240,7 @@ def _jsonable(v: object) -> object:
         return v.tolist()
     if isinstance(v, bytes):
         return v.decode()
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, list | tuple):
         return [_jsonable(x) for x in v]
     if isinstance(v, np.generic):
         return v.item()
