@@ -21,6 +21,7 @@ dnn.graph @net(%x: !dnn.qtensor<1x8x6x6, scale = 0.5, zp = -3> as "x") {
 // CHECK-NEXT:     ifp.candidate w parts 2 at [0, 3, 6]
 // CHECK-NEXT:     ifp.candidate w parts 3 at [0, 2, 4, 6]
 // CHECK-NEXT:     ifp.candidate w parts 4 at [0, 1, 3, 4, 6]
+// CHECK-NEXT:     ifp.candidate w parts 5 at [0, 1, 2, 3, 4, 6]
 // CHECK-NEXT:     ifp.candidate w parts 6 at [0, 1, 2, 3, 4, 5, 6]
 // CHECK-NEXT:     ifp.candidate c parts 2 at [0, 8, 16]
 // CHECK-NEXT:   }
