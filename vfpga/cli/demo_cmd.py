@@ -66,10 +66,12 @@ def _pool(console: Console) -> None:
     from vfpga.cli.pool_cmd import run_scenario
 
     src = resources.files("vfpga.examples") / "scenarios" / "four_tenants.toml"
+    plot = Path("out") / "demo_timeline.png"  # kept for the user to look at
+    plot.parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "four_tenants.toml"
         path.write_text(src.read_text())
-        run_scenario(path, Path(d) / "timeline.png")
+        run_scenario(path, plot)
 
 
 def _model(console: Console, model: str, cores: int, seed: int) -> None:
