@@ -4,7 +4,7 @@
 Needs ``dnn-plan-memory``. For the ``i``-th ``dnn.conv`` / ``dnn.pool`` / ``dnn.add`` of
 the graph (block order) the pass appends ``ifp.layer i "<node>" <kind> out CxHxW macs N``
 to the module, holding one ``ifp.candidate`` per candidate that fits the core's buffers,
-in the engine's order (width splits into 1, 2, 3, 4, 6, 8, 12, 16 parts, then
+in the engine's order (width splits into ``tiling.GRANULARITIES`` parts, then
 output-channel splits; duplicates dropped). The hardware becomes module attributes:
 ``vfpga.hw`` (its name), ``vfpga.hw_config`` (the configuration as JSON, so the later
 passes and a later process use exactly this hardware) and ``vfpga.buffers`` (the buffer
