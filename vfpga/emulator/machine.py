@@ -83,11 +83,20 @@ class InsnFields:
             self._cache[i] = d
         return d
 
+    def prefetch_segments(self, segments: Sequence[Sequence[Segment]]) -> None:
+        """Decode every instruction ``segments`` run: done once when a binary is loaded
+        or a context switch installs new segments, never in the execution loop."""
+        parts = [seg.indices for core in segments for seg in core if seg.indices.size]
+        if parts:
+            self.prefetch(np.unique(np.concatenate(parts)))
+
     def prefetch(self, indices: np.ndarray) -> None:
-        """Decode ``indices`` in bulk (one ``tolist`` per opcode)."""
+        """Decode the instructions ``indices`` not decoded yet, in bulk (one ``tolist``
+        per opcode)."""
         prog = self.program
         idx = np.asarray(indices)
-        idx = idx[[int(i) not in self._cache for i in idx.tolist()]] if idx.size else idx
+        if self._cache and idx.size:
+            idx = idx[[i not in self._cache for i in idx.tolist()]]
         for op in Opcode:
             sel = idx[prog.opcode[idx] == int(op)] if idx.size else idx
             if not sel.size:
@@ -181,7 +190,14 @@ class LoadedProgram:
         """A program routed by the instructions' core fields."""
         prog = decode(text)
         n_logical = int(prog.core.max()) + 1 if len(prog) else 0
-        return cls(prog, InsnFields(prog), segments_from_core_fields(prog, n_logical))
+        return cls.with_segments(prog, segments_from_core_fields(prog, n_logical))
+
+    @classmethod
+    def with_segments(cls, prog: Program, segs: list[list[Segment]]) -> LoadedProgram:
+        """``prog`` with ``segs``, every instruction they run decoded up front."""
+        fields = InsnFields(prog)
+        fields.prefetch_segments(segs)
+        return cls(prog, fields, segs)
 
     @classmethod
     def from_image(cls, image: ProgramImage) -> LoadedProgram:
@@ -193,7 +209,7 @@ class LoadedProgram:
         prog = getattr(image, "program", None) or decode(bytes(image.text))
         n_logical = int(dispatch["core"].max()) + 1
         segs = segments_from_dispatch(dispatch, image.ifps, n_logical)  # type: ignore[attr-defined]
-        return cls(prog, InsnFields(prog), segs)
+        return cls.with_segments(prog, segs)
 
     @property
     def num_logical_cores(self) -> int:
@@ -340,7 +356,6 @@ class Task:
             if pos >= len(segs):
                 continue
             seg = segs[pos]
-            self.loaded.fields.prefetch(seg.indices)
             ctx = ExecContext(self.name, lc, prog, self.loaded.fields, self.region)
             before = core.counters
             core.counters = self.counters[phys]
@@ -416,6 +431,7 @@ class Task:
                                  f"of layer {last} on logical core {lc}; cannot resume after "
                                  "that layer")
             pos.append(at[0] + 1)
+        self.loaded.fields.prefetch_segments(segs)
         self.loaded = LoadedProgram(self.loaded.program, self.loaded.fields, segs)
         self.cores = new
         self._pos = pos
