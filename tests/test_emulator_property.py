@@ -5,10 +5,10 @@ the independent reference of tests/isa_reference.py."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 import isa_reference as ref
 import numpy as np
+from emu_helpers import Image, TensorInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,37 +25,13 @@ SETTINGS = settings(
 )
 
 
-@dataclass
-class _T:
-    name: str
-    ddr_offset: int
-    shape: tuple[int, ...]
-    role: str = "output"
-    dtype: str = "int8"
-    layout: str = "raw"
-    scale: float = 1.0
-    zero_point: int = 0
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-
-@dataclass
-class _Img:
-    text: bytes
-    data: bytes
-    data_offset: int
-    ddr_size: int
-    tensors: list[_T]
-
-
 def run_program(insns: list[tuple[Opcode, dict]], data: bytes, out_off: int, out_shape):
     """Run one core's instructions (SYNC/END appended) with ``data`` at DDR 0."""
     text = b"".join(encode_one(op, **f) for op, f in insns)
     text += encode_one(Opcode.SYNC, layer=0) + encode_one(Opcode.END)
     size = max(out_off + int(np.prod(out_shape)), len(data)) + 64
-    img = _Img(text, data, 0, size, [_T("out", out_off, tuple(out_shape))])
+    out = TensorInfo("out", "output", tuple(out_shape), out_off, 1.0, 0, layout="raw")
+    img = Image(text, data, 0, size, [out])
     t = ACC.create_task(f"t{next(_names)}", [int(np.random.default_rng().integers(16))], size)
     try:
         t.load(img)
