@@ -17,7 +17,7 @@ import numpy as np
 from vfpga.backend.binary import HostOp, Layer, Tensor, VfbFile, empty_dispatch, empty_ifps
 from vfpga.compiler.assign import lower_bound, lpt
 from vfpga.compiler.ifpgen import IfpCode, LayerSpec, layer_specs, make_ifp
-from vfpga.compiler.latency import simulate
+from vfpga.compiler.latency import column_geometry, latency_key, simulate
 from vfpga.compiler.plan import MemoryPlan, nchw, plan_memory
 from vfpga.compiler.tiling import Candidate, candidates
 from vfpga.errors import CompileError
@@ -91,8 +91,9 @@ class CompileResult:
 
 
 def _ifp_latency(ifp: IfpCode, hw: HardwareConfig, cache: dict[tuple, int]) -> int:
-    key = (ifp.layer, ifp.tile.w1 - ifp.tile.w0, ifp.tile.c1 - ifp.tile.c0,
-           ifp.tile.w0 == 0, ifp.tile.c0 == 0, len(ifp.insns))
+    t = ifp.tile
+    key = latency_key(ifp.layer, t.w0, t.w1, t.c0, t.c1, len(ifp.insns),
+                      column_geometry(ifp.insns))
     if key not in cache:
         cache[key] = simulate(ifp.insns, hw)
     return cache[key]

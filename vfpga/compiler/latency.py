@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from vfpga.hw.config import HardwareConfig
-from vfpga.isa.spec import MODULE_OF, Dep, Module, Opcode, PoolMode
+from vfpga.isa.spec import MODULE_OF, Buffer, Dep, Module, Opcode, PoolMode
 
 
 def _ceil(a: int, b: int) -> int:
@@ -141,3 +141,24 @@ def simulate(
         if not progressed:
             raise ValueError("latency model: the instruction sequence deadlocks")
     return max(free.values())
+
+
+def column_geometry(insns: Iterable[tuple[Opcode, dict[str, int]]]) -> tuple[int, int, int]:
+    """``(pad_l, pad_r, input columns)`` of an IFP: of its first LOAD into ibuf, or of its
+    first POOL (which pads on chip); every band of an IFP has the same columns."""
+    for op, f in insns:
+        if op is Opcode.LOAD and f.get("to", 0) == Buffer.IBUF:
+            return f.get("pad_l", 0), f.get("pad_r", 0), f.get("n1", 0)
+        if op is Opcode.POOL:
+            return f.get("pad_l", 0), f.get("pad_r", 0), f.get("in_w", 0)
+    return 0, 0, 0
+
+
+def latency_key(layer: int, w0: int, w1: int, c0: int, c1: int, n_insns: int,
+                columns: tuple[int, int, int]) -> tuple[object, ...]:
+    """IFPs of one layer with equal keys have instruction sequences of equal timing (same
+    tile width and channel count, same column geometry -- border padding and input
+    columns, see :func:`column_geometry` --, same instruction count), so :func:`simulate`
+    runs once per key. The static compiler and the ``ifp-estimate-latency`` pass share
+    this key."""
+    return (layer, w1 - w0, c1 - c0, c0 == 0, n_insns, columns)

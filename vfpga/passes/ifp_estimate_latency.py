@@ -5,10 +5,9 @@ instructions alone on one core, from the cycle-level core model
 (:func:`vfpga.compiler.latency.simulate`: the LOAD, CALC and SAVE queues running
 concurrently under the dependency tokens, at the core's share of its DDR bank).
 
-As in :func:`vfpga.compiler.build.compile_graph`, the packages of one layer that have the
-same tile width, channel count, first-column and first-channel flags (``w0 == 0``,
-``c0 == 0``) and instruction count are simulated once and share the result (packages
-visited in module order; the first one of a kind is simulated).
+As in :func:`vfpga.compiler.build.compile_graph`, the packages of one layer with equal
+:func:`vfpga.compiler.latency.latency_key` (tile width, channel count, column geometry,
+first-channel flag, instruction count) are simulated once and share the result.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from vfpga.compiler.latency import simulate
+from vfpga.compiler.latency import column_geometry, latency_key, simulate
 from vfpga.dialects.isa import op_to_fields
 from vfpga.passes.dnn_plan_memory import StaticPassError
 from vfpga.passes.dnn_tile import hw_of, layers_of
@@ -34,7 +33,7 @@ class IfpEstimateLatencyPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         hw = hw_of(op)
-        cache: dict[tuple[int, int, int, bool, bool, int], int] = {}
+        cache: dict[tuple[object, ...], int] = {}
         for layer in layers_of(op):
             li = layer.index_value
             for cand in layer.candidates():
@@ -46,7 +45,8 @@ class IfpEstimateLatencyPass(ModulePass):
                             f'ifp.layer {li} "{layer.node.data}": package w={w0}:{w1} '
                             f"c={c0}:{c1} has no instructions: run ifp-lower-to-isa first"
                         )
-                    key = (li, w1 - w0, c1 - c0, w0 == 0, c0 == 0, len(body))
+                    columns = column_geometry(op_to_fields(i) for i in body)
+                    key = latency_key(li, w0, w1, c0, c1, len(body), columns)
                     lat = cache.get(key)
                     if lat is None:
                         try:
