@@ -1,0 +1,121 @@
+"""IEEE-754 binary32 arithmetic the ISA's requantization is defined with.
+
+Since ISA version 2 the accelerator requantizes in float32 steps, each rounded to the
+nearest binary32 value with ties to even (the way ONNX Runtime's integer kernels do;
+docs/isa.md section *Arithmetic*). numpy's float32 ``+ - * /`` are such correctly rounded
+operations; two things numpy does not offer are provided here:
+
+* :func:`round_f32` — the binary32 value nearest to an exact rational (ties to even), for
+  constants the compiler derives and for exact test references;
+* :func:`fma_f32` — the fused multiply-add ``float32(a * b + c)`` with a single rounding,
+  vectorised and exact (no double rounding), used by ELTWISE.
+
+Also the derived constants both the compiler and the golden reference need:
+:func:`requant_scale` (a ``multiplier / 2**shift`` pair as float32) and
+:func:`eltwise_offset` (the constant term of ELTWISE add).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "F32_MAX",
+    "U8_BIAS",
+    "eltwise_offset",
+    "fma_f32",
+    "requant_scale",
+    "round_f32",
+]
+
+#: Largest finite binary32 value.
+F32_MAX = float(np.finfo(np.float32).max)
+#: ELTWISE and average pooling work on biased operands ``x + 128`` (0..255).
+U8_BIAS = 128
+
+_MANT_BITS = 24  # binary32 significand, including the hidden bit
+_MIN_EXP = -126  # exponent of the smallest normal binary32
+
+
+def round_f32(x: Fraction | int | float) -> float:
+    """The binary32 value nearest to the exact rational ``x`` (ties to even), as a Python
+    float; ``inf`` with ``x``'s sign beyond the binary32 range (round-to-nearest
+    overflow). Exact for any rational: no intermediate float64 rounding."""
+    q = Fraction(x)
+    if q == 0:
+        return 0.0
+    sign = -1.0 if q < 0 else 1.0
+    q = abs(q)
+    # e = floor(log2(q)), from the bit lengths, corrected by one comparison.
+    e = q.numerator.bit_length() - q.denominator.bit_length()
+    if q < Fraction(2) ** e:
+        e -= 1
+    e = max(e, _MIN_EXP)  # subnormals share the smallest normal exponent
+    ulp_exp = e - (_MANT_BITS - 1)
+    scaled = q / Fraction(2) ** ulp_exp  # in [2**23, 2**24) for normals
+    n = scaled.numerator // scaled.denominator
+    rem = scaled - n
+    if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and n % 2 == 1):
+        n += 1
+    value = Fraction(n) * Fraction(2) ** ulp_exp
+    if value > Fraction(F32_MAX):
+        return sign * float("inf")
+    return sign * float(value)  # exact: value is a binary32 number
+
+
+def requant_scale(multiplier: int, shift: int) -> float:
+    """``round_f32(multiplier / 2**shift)``: the float32 scale a (multiplier, shift) pair
+    of the quantized graph stands for (exact when the multiplier's odd part has at most
+    24 bits, which the ONNX lowering guarantees for every float32 ratio >= 2**-38)."""
+    return round_f32(Fraction(int(multiplier), 1 << int(shift)))
+
+
+def fma_f32(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> NDArray[np.float32]:
+    """``float32(a * b + c)`` rounded once (ties to even), elementwise with broadcasting,
+    for binary32 ``a``, ``b``, ``c``.
+
+    The product of two binary32 values is exact in float64; the float64 sum ``s`` and its
+    exact error ``err`` (Knuth's TwoSum) give ``a*b + c == s + err``. Rounding ``s`` to
+    binary32 is correct unless ``s`` is exactly halfway between two binary32 neighbours
+    while ``err != 0``; there the result is the neighbour on ``err``'s side. (Rounding to
+    float64 is monotonic, so ``s`` can reach but never cross a binary32 midpoint.)
+    """
+    a64 = np.asarray(a, np.float32).astype(np.float64)
+    b64 = np.asarray(b, np.float32).astype(np.float64)
+    c64 = np.asarray(c, np.float32).astype(np.float64)
+    p = a64 * b64
+    s = p + c64
+    bb = s - p
+    err = (p - (s - bb)) + (c64 - bb)
+    with np.errstate(over="ignore"):
+        r = s.astype(np.float32)
+    if not np.any(err):
+        return r
+    r64 = r.astype(np.float64)
+    toward = np.where(s > r64, np.float32(np.inf), np.float32(-np.inf))
+    other = np.nextafter(r, toward)
+    o64 = other.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        mid = (s != r64) & (np.abs(s - r64) == np.abs(o64 - s)) & (err != 0)
+    if not np.any(mid):
+        return r
+    hi = np.maximum(r, other)
+    lo = np.minimum(r, other)
+    fixed = np.where(err > 0, hi, lo)
+    return np.where(mid, fixed, r).astype(np.float32)
+
+
+def eltwise_offset(scale_a: float, scale_b: float, a_zp: int, b_zp: int, out_zp: int) -> float:
+    """The constant term of ELTWISE add: ``float32(zc - fma(scale_a, za, float32(scale_b *
+    zb)))`` with the biased zero points ``za = a_zp + 128``, ``zb = b_zp + 128``, ``zc =
+    out_zp + 128`` (int8 zero points in, as in the instruction word's operands); how ONNX
+    Runtime's ``QLinearAdd`` folds the zero points. Computed exactly with rationals."""
+    ra = Fraction(round_f32(scale_a))
+    rb = Fraction(round_f32(scale_b))
+    za, zb, zc = a_zp + U8_BIAS, b_zp + U8_BIAS, out_zp + U8_BIAS
+    t = Fraction(round_f32(rb * zb))
+    inner = Fraction(round_f32(ra * za + t))
+    return round_f32(zc - inner)
