@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from vfpga.isa.float32 import eltwise_offset, fma_f32, requant_scale, round_f32
 
-f32s = st.floats(width=32, allow_nan=False, allow_infinity=False, min_value=-(2.0**100), max_value=2.0**100)
+f32s = st.floats(
+    width=32, allow_nan=False, allow_infinity=False, min_value=-(2.0**100), max_value=2.0**100
+)
 
 
 def test_round_f32_matches_numpy_on_float64_values() -> None:
@@ -43,21 +45,18 @@ def test_fma_f32_is_one_rounding(a: float, b: float, c: float) -> None:
 
 
 def test_fma_f32_double_rounding_cases() -> None:
-    """Operands where float64 rounding of ``a*b + c`` lands exactly on a binary32 midpoint
-    but the exact value does not (the case plain float64 evaluation gets wrong)."""
-    a = np.float32(1 + 2**-23)  # 1 + ulp
-    b = np.float32(1 + 2**-23)
-    # a*b = 1 + 2**-22 + 2**-46; choose c so a*b + c = 1 + 2**-24 + 2**-46 + tiny
-    cases = []
-    for k in range(60):
-        c = np.float32(-(2**-22) + 2**-24 + (k - 30) * 2**-70)
-        cases.append((a, b, c))
-    aa = np.array([x[0] for x in cases], np.float32)
-    bb = np.array([x[1] for x in cases], np.float32)
-    cc = np.array([x[2] for x in cases], np.float32)
-    got = fma_f32(aa, bb, cc)
-    for (x, y, z), g in zip(cases, got, strict=True):
-        assert float(g) == round_f32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+    """``a*b`` is exactly the binary32 midpoint ``1 + 2**-24`` (2**24 + 1 = 97 * 172961)
+    and ``c`` is tiny: float64 evaluation rounds to the midpoint and then to even, which
+    is wrong whenever ``c != 0``; the FMA must follow ``c``'s sign."""
+    a = np.float32(97 / 128)
+    b = np.float32(172961 / 131072)
+    c = np.array([2.0**-80, -(2.0**-80), 2.0**-60, -(2.0**-70), 0.0], np.float32)
+    naive = (np.float64(a) * np.float64(b) + c.astype(np.float64)).astype(np.float32)
+    got = fma_f32(a, b, c)
+    want = [round_f32(Fraction(float(a)) * Fraction(float(b)) + Fraction(float(z))) for z in c]
+    assert [float(g) for g in got] == want
+    assert float(got[0]) == 1 + 2.0**-23 and float(got[1]) == 1.0
+    assert np.count_nonzero(naive != got) >= 2  # the case is real
 
 
 def test_fma_f32_biased_operands_vectorised() -> None:
