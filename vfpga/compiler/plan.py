@@ -33,6 +33,7 @@ from vfpga.frontend.qgraph import (
     QPool,
     QTensor,
 )
+from vfpga.isa.float32 import requant_scale
 from vfpga.isa.spec import PARAM_RECORD_BYTES
 
 ALIGN = 64
@@ -151,15 +152,25 @@ def _fold_bias(n: QConv, in_zp: int) -> np.ndarray:
     return n.bias.astype(np.int64) - in_zp * w.sum(axis=1)
 
 
+#: One pbuf parameter record (ISA v2): bias int32, scale float32, divisor float32.
+PARAM_RECORD = np.dtype([("bias", "<i4"), ("scale", "<f4"), ("divisor", "<f4")])
+
+
 def conv_constants(n: QConv, in_zp: int) -> tuple[bytes, bytes]:
-    """Weights as int8 ``[OC][KH][KW][IC/groups]`` and parameter records
-    ``(bias - in_zp * sum(w), multiplier, shift)`` as little-endian int32."""
+    """Weights as int8 ``[OC][KH][KW][IC/groups]`` and parameter records ``(bias - in_zp *
+    sum(w), scale, divisor)`` (little-endian int32, float32, float32; ISA v2), where
+    ``scale[c] = requant_scale(multiplier[c], shift[c])`` and ``divisor`` is the node's."""
     w = np.ascontiguousarray(n.weight.transpose(0, 2, 3, 1)).astype(np.int8)
     bias = _fold_bias(n, in_zp)
     if np.abs(bias).max(initial=0) >= 2**31:
         raise OverflowError(f"conv '{n.name}': folded bias does not fit int32")
-    params = np.stack([bias, n.multiplier.astype(np.int64), n.shift.astype(np.int64)], axis=1)
-    return w.tobytes(), params.astype("<i4").tobytes()
+    rec = np.zeros(len(bias), PARAM_RECORD)
+    rec["bias"] = bias
+    pairs = {(int(m), int(s)) for m, s in zip(n.multiplier, n.shift, strict=True)}
+    scale_of = {ms: requant_scale(*ms) for ms in pairs}
+    rec["scale"] = [scale_of[(int(m), int(s))] for m, s in zip(n.multiplier, n.shift, strict=True)]
+    rec["divisor"] = np.float32(getattr(n, "divisor", 1.0))
+    return w.tobytes(), rec.tobytes()
 
 
 def plan_memory(g: QGraph) -> MemoryPlan:
