@@ -18,12 +18,14 @@ from typing import Any
 
 #: On-chip buffers of one core, in the order of their buffer ids in the ISA.
 #: ``ibuf`` input feature maps (int8), ``wbuf`` weights (int8), ``pbuf`` per-output-channel
-#: parameters (bias, multiplier, shift; 3 x int32 per channel), ``obuf`` output feature
+#: parameter records (bias int32, scale float32, divisor float32; 12 bytes little-endian
+#: per channel, ISA version 2), ``obuf`` output feature
 #: maps (int8), ``abuf`` int32 partial sums for convolutions split along input channels.
 BUFFER_NAMES: tuple[str, ...] = ("ibuf", "wbuf", "pbuf", "obuf", "abuf")
 
-#: Version of the instruction set; part of the fingerprint.
-ISA_VERSION = 1
+#: Version of the instruction set; part of the fingerprint. Version 2 requantizes in
+#: float32 steps (pbuf records (bias, scale, divisor); float POOL/ELTWISE fields).
+ISA_VERSION = 2
 
 
 class HardwareConfigError(ValueError):

@@ -5,6 +5,13 @@
 its instructions with their indices. Every word is validated (known opcode, reserved bits
 zero, dependency bits legal for its module, flag values in range, unused bytes zero), and
 a bad word raises :class:`~vfpga.errors.DecodeError` naming its index.
+
+Float32 fields (:data:`~vfpga.isa.spec.FLOAT_FIELDS`: the requantization constants of POOL
+and ELTWISE) are encoded from Python or numpy floats rounded to the nearest float32 (a
+value that is already a float32 is stored exactly); NaN and infinities are rejected with
+a ``ValueError`` naming the field. The decoder does not judge their values (a non-finite
+constant is an invalid-parameter fault when the instruction executes) and returns them as
+Python floats.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import numpy as np
 from vfpga.errors import DecodeError
 from vfpga.isa.spec import (
     FLAG_FIELDS,
+    FLOAT_FIELDS,
     HEADER_DTYPE,
     INSN_BYTES,
     LOAD_TARGETS,
@@ -38,16 +46,54 @@ _ILLEGAL_DEPS: dict[Module, int] = {
 }
 
 
+def float32_value(op: Opcode, name: str, value: Any) -> float:
+    """``value`` as the float32 stored in field ``name`` of ``op`` (nearest float32, as a
+    Python float); ``ValueError`` naming the field for a non-number, NaN, an infinity or a
+    finite value beyond the float32 range."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{op.name}: field '{name}' must be a number, got {value!r}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{op.name}: field '{name}'={v} is not finite (float32 fields must "
+                         "be finite)")
+    with np.errstate(over="ignore"):
+        f = np.float32(v)
+    if not np.isfinite(f):
+        raise ValueError(f"{op.name}: field '{name}'={v!r} is beyond the float32 range")
+    return float(f)
+
+
+def _float_column(op: Opcode, name: str, values: list[Any]) -> np.ndarray:
+    """A column of float32 field values (each checked as by :func:`float32_value`)."""
+    try:
+        col = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        for v in values:
+            float32_value(op, name, v)
+        raise  # pragma: no cover - float32_value raises first
+    with np.errstate(over="ignore"):
+        out = col.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        float32_value(op, name, values[int(bad[0])])
+    return out
+
+
 def encode_one(op: Opcode, /, **fields: Any) -> bytes:
     """Encode one instruction. ``fields`` are header and payload field names of ``op``;
     flag sub-fields (for example ``act`` of CONV) are given by name and packed into
-    ``flags``. Unknown names raise :class:`ValueError`."""
+    ``flags``; float32 fields take any finite number (see the module docstring). Unknown
+    names, out-of-range integers and non-finite floats raise :class:`ValueError`."""
     arr = np.zeros(1, dtype=OPCODE_DTYPES[op])
     arr["opcode"] = int(op)
     flag_fields = {f.name: f for f in FLAG_FIELDS[op]}
+    floats = FLOAT_FIELDS[op]
     flags = int(fields.pop("flags", 0))
     for name, value in fields.items():
-        if name in flag_fields:
+        if name in floats:
+            arr[name] = float32_value(op, name, value)
+        elif name in flag_fields:
             ff = flag_fields[name]
             v = int(value)
             if v < 0 or v >= (1 << ff.width):
@@ -103,13 +149,18 @@ class Program:
         op = Opcode(int(self.opcode[i]))
         return self.by_op[op][self.slot[i]]
 
-    def fields(self, i: int) -> dict[str, int]:
-        """All header, payload and flag fields of instruction ``i`` as a dict."""
+    def fields(self, i: int) -> dict[str, int | float]:
+        """All header, payload and flag fields of instruction ``i`` as a dict (float32
+        fields as Python floats, the others as ints)."""
         op = Opcode(int(self.opcode[i]))
         rec = self.insn(i)
-        out = {name: int(rec[name]) for name in rec.dtype.names if name != "reserved"}
+        floats = FLOAT_FIELDS[op]
+        out: dict[str, int | float] = {
+            name: float(rec[name]) if name in floats else int(rec[name])
+            for name in rec.dtype.names if name != "reserved"
+        }
         for ff in FLAG_FIELDS[op]:
-            out[ff.name] = int(flag_value(op, out["flags"], ff.name))
+            out[ff.name] = int(flag_value(op, int(out["flags"]), ff.name))
         return out
 
 
@@ -204,10 +255,11 @@ def payload_field_names(op: Opcode) -> list[str]:
     return [f.name for f in PAYLOAD_FIELDS[op]]
 
 
-def encode_batch(insns: list[tuple[Opcode, dict[str, int]]]) -> bytes:
+def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
     """Encode many instructions at once (one structured array per opcode, filled column
     by column). Each dict holds header, payload and flag fields by name, as for
-    :func:`encode_one`; missing fields are 0. Values are range-checked per column."""
+    :func:`encode_one`; missing fields are 0. Values are range-checked per column (float32
+    fields: finite, see :func:`float32_value`)."""
     n = len(insns)
     out = np.zeros((n, INSN_BYTES), dtype=np.uint8)
     by_op: dict[Opcode, list[int]] = {}
@@ -223,7 +275,11 @@ def encode_batch(insns: list[tuple[Opcode, dict[str, int]]]) -> bytes:
             keys.update(d)
         flag_fields = {f.name: f for f in FLAG_FIELDS[op]}
         flags = np.zeros(len(idx), dtype=np.int64)
+        floats = FLOAT_FIELDS[op]
         for key in keys:
+            if key in floats:
+                arr[key] = _float_column(op, key, [d.get(key, 0.0) for d in dicts])
+                continue
             col = np.array([int(d.get(key, 0)) for d in dicts], dtype=np.int64)
             if key in flag_fields:
                 ff = flag_fields[key]

@@ -6,6 +6,10 @@ all opcodes followed by a 56-byte payload whose fields depend on the opcode. Eac
 word is described by a numpy structured dtype (:data:`OPCODE_DTYPES`) so a whole
 instruction blob decodes with one ``np.frombuffer`` per opcode, never field by field.
 
+Payload fields are little-endian integers, except the float32 (IEEE-754 binary32) scale
+constants of POOL and ELTWISE (:data:`FLOAT_FIELDS`; ISA version 2 requantizes in float32
+steps, docs/isa.md section *Arithmetic*).
+
 Bits of the 8-bit ``flags`` header byte carry small opcode-specific fields
 (:data:`FLAG_FIELDS`). Unused payload bytes and every reserved field must be zero: the
 decoder rejects anything else, so a corrupted word is caught rather than executed.
@@ -188,8 +192,8 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
               "[out_c][kh][kw][in_c/groups]."),
         Field("out_addr", "<u4", 16, "obuf address of the int8 output [out_h][out_w][out_c], "
               "or with acc_out the abuf address of int32 partial sums of that shape."),
-        Field("p_addr", "<u4", 20, "pbuf address of out_c records (bias, multiplier, shift), "
-              "3 x int32 little-endian each."),
+        Field("p_addr", "<u4", 20, "pbuf address of out_c 12-byte records (bias int32, scale "
+              "float32, divisor float32), little-endian; 4-byte aligned."),
         Field("acc_addr", "<u4", 24, "abuf address of int32 partial sums [out_h][out_w][out_c] "
               "added instead of the bias when acc_in is set."),
         Field("in_h", "<u2", 28, "Input tile height."),
@@ -206,14 +210,18 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
         Field("pad_l", "u1", 44, "Implicit columns of pad_value left of the tile."),
         Field("pad_r", "u1", 45, "Implicit columns of pad_value right of the tile."),
         Field("pad_value", "i1", 46, "Value of implicit padding (the input zero point)."),
-        Field("out_zp", "i1", 47, "Output zero point added after requantization."),
+        Field("out_zp", "i1", 47, "Output zero point: y = act(sat8(out_zp + rne(f32(f32("
+              "f32(acc) * scale) / divisor))))."),
         Field("act_lo", "i1", 48, "Lower clamp of RELU / RELU6."),
         Field("act_hi", "i1", 49, "Upper clamp of RELU6."),
     ),
     Opcode.POOL: (
         Field("in_addr", "<u4", 8, "ibuf address of the input tile, int8 [in_h][in_w][c]."),
         Field("out_addr", "<u4", 12, "obuf address of the int8 output [out_h][out_w][c]."),
-        Field("mult", "<i4", 16, "Requantization multiplier of the average modes."),
+        Field("scale", "<f4", 16, "float32. AVG_PAD / AVG: the input scale; each in-bound "
+              "element contributes f32(f32(x - in_zp) * scale). GLOBAL_AVG: the whole "
+              "requantization factor, y = sat8(out_zp + rne(f32(f32(acc) * scale))). "
+              "MAX: 0."),
         Field("in_h", "<u2", 20, "Input tile height."),
         Field("in_w", "<u2", 22, "Input tile width."),
         Field("c", "<u2", 24, "Channels."),
@@ -221,25 +229,29 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
         Field("kw", "u1", 27, "Window width (0 for GLOBAL_AVG)."),
         Field("stride_h", "u1", 28, "Vertical stride (0 for GLOBAL_AVG)."),
         Field("stride_w", "u1", 29, "Horizontal stride (0 for GLOBAL_AVG)."),
-        Field("pad_t", "u1", 30, "Implicit padding rows above (never part of a maximum)."),
+        Field("pad_t", "u1", 30, "Implicit padding rows above (never part of a maximum or "
+              "a sum)."),
         Field("pad_b", "u1", 31, "Implicit padding rows below."),
         Field("pad_l", "u1", 32, "Implicit padding columns left."),
         Field("pad_r", "u1", 33, "Implicit padding columns right."),
-        Field("shift", "u1", 34, "Requantization right shift of the average modes (0..62)."),
-        Field("in_zp", "i1", 35, "Input zero point (average modes)."),
-        Field("out_zp", "i1", 36, "Output zero point (average modes)."),
+        Field("in_zp", "i1", 35, "Input zero point (average modes; 0 for MAX)."),
+        Field("out_zp", "i1", 36, "Output zero point (average modes; 0 for MAX)."),
+        Field("out_scale", "<f4", 40, "float32. AVG_PAD / AVG: the output scale; the window "
+              "mean m gives y = sat8(rne(f32(f32(m / out_scale) + f32(out_zp + 128))) - "
+              "128). Must be finite and non-zero there; 0 for MAX and GLOBAL_AVG."),
     ),
     Opcode.ELTWISE: (
         Field("a_addr", "<u4", 8, "ibuf address of operand A, int8 [n]."),
         Field("b_addr", "<u4", 12, "ibuf address of operand B, int8 [n]."),
         Field("out_addr", "<u4", 16, "obuf address of the int8 result [n]."),
         Field("n", "<u4", 20, "Elements."),
-        Field("mult_a", "<i4", 24, "Multiplier of operand A."),
-        Field("mult_b", "<i4", 28, "Multiplier of operand B."),
-        Field("shift", "u1", 32, "Shared right shift (0..62)."),
-        Field("a_zp", "i1", 33, "Zero point of A."),
-        Field("b_zp", "i1", 34, "Zero point of B."),
-        Field("out_zp", "i1", 35, "Output zero point."),
+        Field("scale_a", "<f4", 24, "float32 factor of the biased operand A + 128 "
+              "(s_a / s_out)."),
+        Field("scale_b", "<f4", 28, "float32 factor of the biased operand B + 128 "
+              "(s_b / s_out)."),
+        Field("offset", "<f4", 32, "float32 constant folding the zero points: y = "
+              "act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset))) - 128)), "
+              "each fma rounded once to float32."),
         Field("act_lo", "i1", 36, "Lower clamp of RELU / RELU6."),
         Field("act_hi", "i1", 37, "Upper clamp of RELU6."),
     ),
@@ -275,8 +287,24 @@ FLAG_FIELDS: dict[Opcode, tuple[FlagField, ...]] = {
 LOAD_TARGETS = (Buffer.IBUF, Buffer.WBUF, Buffer.PBUF)
 SAVE_SOURCES = (Buffer.OBUF,)
 
-#: Size of one per-output-channel parameter record in pbuf (bias, multiplier, shift).
+#: Size of one per-output-channel parameter record in pbuf: bias (int32), scale (float32),
+#: divisor (float32), little-endian (ISA version 2).
 PARAM_RECORD_BYTES = 12
+
+#: The pbuf parameter record as a numpy dtype (:data:`PARAM_RECORD_BYTES` bytes).
+PARAM_RECORD_DTYPE: np.dtype = np.dtype([("bias", "<i4"), ("scale", "<f4"), ("divisor", "<f4")])
+
+
+def is_float_field(f: Field) -> bool:
+    """True for a float32 field (ISA version 2 requantization constants)."""
+    return np.dtype(f.np_type).kind == "f"
+
+
+#: Per opcode: names of its float32 payload fields (the others are integers).
+FLOAT_FIELDS: dict[Opcode, frozenset[str]] = {
+    op: frozenset(f.name for f in fields if is_float_field(f))
+    for op, fields in PAYLOAD_FIELDS.items()
+}
 
 
 def _make_dtype(fields: tuple[Field, ...]) -> np.dtype:
