@@ -3,25 +3,33 @@ written by ``onnxruntime.quantization.quantize_static`` with ``QuantFormat.QDQ``
 :class:`~vfpga.frontend.qgraph.QGraph` with integer parameters.
 
 The model is read as islands of float ops between ``DequantizeLinear`` (DQ) inputs and one
-``QuantizeLinear`` (Q) output. Every island becomes one or a few QGraph nodes whose integer
-arithmetic reproduces ``Q(op(DQ(x)))`` (the rounding is exact in the QGraph, where ONNX
-Runtime rounds in float32; docs/quantization.md):
+``QuantizeLinear`` (Q) output. Every island becomes one or a few QGraph nodes whose
+arithmetic (exact integer accumulation, float32 requantization; docs/quantization.md) is
+that of the integer kernel ONNX Runtime fuses the island into, with ORT's own float32
+constants:
 
 * ``DQ(x), DQ(w), DQ(b) -> Conv [-> Relu | Clip]* -> Q`` -> :class:`QConv`: int8 weights
   (weight zero point folded, it must leave values in int8), int32 bias, per-channel
   ``multiplier / 2**shift == float32(float32(s_in * s_w[c]) / s_out)`` exactly (a float32
-  has a 24-bit mantissa), activation clamp in the output's quantized domain.
+  has a 24-bit mantissa), ``divisor = 1.0``, activation clamp in the output's quantized
+  domain (``QLinearConv``).
 * ``DQ -> MaxPool -> Q``: :class:`QPool` ``max``; when the output quantization differs from
-  the input's, a requantizing depthwise 1x1 :class:`QConv` with unit weights follows.
-* ``DQ -> AveragePool | GlobalAveragePool -> Q``: :class:`QPool` ``avg`` / ``global_avg``
-  with ``multiplier / 2**shift == float32(s_in / s_out)``.
+  the input's, a requantizing copy (below) follows.
+* ``DQ -> AveragePool | GlobalAveragePool -> Q``: :class:`QPool` ``avg`` / ``global_avg``,
+  which requantize with the input and output tensors' scales (``QLinearAveragePool``,
+  ``QLinearGlobalAveragePool``).
 * ``DQ(a), DQ(b) -> Add [-> Relu | Clip]* -> Q``: :class:`QAdd` with
-  ``mult_a / 2**shift == float32(s_a / s_out)``, ``mult_b / 2**shift == float32(s_b / s_out)``.
+  ``mult_a / 2**shift == float32(s_a / s_out)``, ``mult_b / 2**shift == float32(s_b / s_out)``
+  (``QLinearAdd``).
 * ``DQ(x_i) -> Concat(axis=1) -> Q``: :class:`QConcat`; inputs whose quantization differs
-  from the output's first go through a requantizing unit-weight depthwise 1x1 QConv.
-* ``DQ -> Relu | Clip -> Q`` and ``DQ -> Q`` with another quantization: a requantizing
-  unit-weight depthwise 1x1 QConv (fused into the producing QConv/QAdd when the
-  quantization is unchanged and nothing else reads the producer's output).
+  from the output's first go through a requantizing copy (``QLinearConcat``'s table).
+* ``DQ -> Relu | Clip -> Q`` and ``DQ -> Q`` with another quantization: a requantizing copy
+  (fused into the producing QConv/QAdd when the quantization is unchanged and nothing else
+  reads the producer's output).
+* A *requantizing copy* is a depthwise 1x1 QConv with unit weights and zero bias whose
+  ``multiplier / 2**shift == s_in`` and ``divisor == s_out``:
+  ``float32(float32(float32(q - in_zp) * s_in) / s_out)``, rounded half to even, like ORT's
+  ``DequantizeLinear -> QuantizeLinear``.
 * ``DQ -> Softmax | LRN -> Q`` (and such an op producing a float graph output):
   :class:`QHostOp` run on the host in float32.
 * ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Identity`` are views: they must only
@@ -59,6 +67,7 @@ from vfpga.frontend.qgraph import (
     QPool,
     QTensor,
 )
+from vfpga.isa.float32 import requant_scale
 
 #: ONNX ops the lowering accepts (besides QuantizeLinear / DequantizeLinear / Constant).
 SUPPORTED_OPS: tuple[str, ...] = (
@@ -174,6 +183,12 @@ def mult_shift_pair(ra: float, rb: float) -> tuple[int, int, int]:
 
 def _f32(v: object) -> np.float32:
     return np.float32(v)  # type: ignore[arg-type]
+
+
+def exact_f32(value: float) -> float:
+    """``value`` rounded to float32 (the tensors' scales are float32 values in the ONNX
+    model; a QGraph built by hand may hold any float)."""
+    return float(_f32(value))
 
 
 def ratio_f32(*factors: float, divisor: float) -> float:
@@ -775,12 +790,18 @@ class _Lowerer:
     # ---- requantizing identity conv -------------------------------------------------
 
     def requant_conv(self, name: str, t_in: QTensor, t_out: QTensor, act: Act) -> QConv:
-        """A depthwise 1x1 QConv with unit weights: ``t_out = act(Q_out(DQ_in(t_in)))``."""
+        """A requantizing copy ``t_out = act(Q_out(DQ_in(t_in)))``: a depthwise 1x1 QConv
+        with unit weights and zero bias, ``multiplier / 2**shift == float32(s_in)`` and
+        ``divisor = float32(s_out)``, so that it computes ORT's
+        ``rne(float32(float32(float32(q - in_zp) * s_in) / s_out))``. ``mult_shift`` is
+        exact for every float32 scale of at least ``2**-38``; a smaller ``s_in`` (not seen
+        in practice) is rounded to the nearest ``m / 2**62``, and the result can then
+        differ from ORT's."""
         c = t_in.shape[1]
         try:
-            m, s = mult_shift(ratio_f32(t_in.scale, divisor=t_out.scale))
+            m, s = mult_shift(exact_f32(t_in.scale))
         except ValueError as exc:
-            raise self.err(str(exc)) from None
+            raise self.err(f"input scale: {exc}") from None
         return QConv(
             name=name,
             input=t_in.name,
@@ -791,6 +812,7 @@ class _Lowerer:
             shift=np.full(c, s, dtype=np.int32),
             groups=c,
             act=act,
+            divisor=exact_f32(t_out.scale),
         )
 
     # ---- Conv -----------------------------------------------------------------------
@@ -986,10 +1008,6 @@ class _Lowerer:
             return
 
         def build_avg(out: QTensor, act: Act) -> list[QNode]:
-            try:
-                m, s = mult_shift(ratio_f32(t_in.scale, divisor=out.scale))
-            except ValueError as exc:
-                raise self.err(str(exc), node) from None
             return [
                 QPool(
                     name,
@@ -1000,8 +1018,6 @@ class _Lowerer:
                     strides,
                     pads,
                     count_include_pad=cip,
-                    multiplier=m,
-                    shift=s,
                 )
             ]
 
@@ -1018,24 +1034,7 @@ class _Lowerer:
         view = tuple([n, c] + [1] * (len(x.shape) - 2))
 
         def build(out: QTensor, act: Act) -> list[QNode]:
-            try:
-                m, s = mult_shift(ratio_f32(t_in.scale, divisor=out.scale))
-            except ValueError as exc:
-                raise self.err(str(exc), node) from None
-            return [
-                QPool(
-                    name,
-                    t_in.name,
-                    out.name,
-                    "global_avg",
-                    (h, w),
-                    (1, 1),
-                    (0, 0, 0, 0),
-                    False,
-                    m,
-                    s,
-                )
-            ]
+            return [QPool(name, t_in.name, out.name, "global_avg", (h, w))]
 
         self.values[node.output[0]] = _Pending(
             name, node.op_type, shape4, view, build, supports_act=False
@@ -1060,6 +1059,9 @@ class _Lowerer:
         view = qa.shape if len(qa.shape) >= len(qb.shape) else qb.shape
 
         def build(out: QTensor, act: Act) -> list[QNode]:
+            # exact for every pair of float32 ratios whose exponents differ by at most 7
+            # (all the bundled models); otherwise mult_shift_pair rounds the smaller one
+            # to the nearest m / 2**shift and the Add can differ from ORT's QLinearAdd.
             try:
                 ma, mb, s = mult_shift_pair(
                     ratio_f32(ta.scale, divisor=out.scale), ratio_f32(tb.scale, divisor=out.scale)
@@ -1229,6 +1231,21 @@ def _rename_reads(g: QGraph, old: str, new: str) -> None:
             n.inputs = [new if i == old else i for i in n.inputs]
 
 
+def _is_identity_requant(n: QConv) -> bool:
+    """Whether the requantization of a unit-weight copy ``n`` with the same input and
+    output zero point returns every input unchanged: ``scale[c] == divisor`` for every
+    channel. Then ``v = f32(f32(d * s) / s)`` for the integer ``d = q - zp`` (``|d| <=
+    255``) is within a few float32 ulps of ``d``, far from a rounding boundary, so
+    ``rne(v) == d`` (and ``scale = divisor = 1.0`` is exact). Scales below ``2**-100``
+    (where ``d * s`` could be subnormal and lose that precision) are not recognised."""
+    div = float(np.float32(n.divisor))
+    if not (math.isfinite(div) and div >= 2.0**-100):
+        return False
+    pairs = set(zip(n.multiplier.tolist(), n.shift.tolist(), strict=True))
+    return all(0 <= m < MULT_LIMIT and 0 <= s <= MAX_SHIFT and requant_scale(m, s) == div
+               for m, s in pairs)
+
+
 def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
     """Remove unit-weight requantizing QConvs with the same input and output quantization:
     without activation they are no-ops (their readers read the input instead, unless the
@@ -1258,11 +1275,7 @@ def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
         ):
             continue
         t_in, t_out = g.tensors[n.input], g.tensors[n.output]
-        if not (
-            _same_quant(t_in, t_out)
-            and np.all(n.multiplier.astype(np.int64) == 1)
-            and np.all(n.shift == 0)
-        ):
+        if not (_same_quant(t_in, t_out) and _is_identity_requant(n)):
             continue
         if n.act.kind == "none":
             if n.output not in g.outputs:  # a no-op: readers read the input instead

@@ -1,19 +1,28 @@
 """The quantized graph: the plain-Python form of a `dnn` module.
 
 The ONNX importer produces a :class:`QGraph`; it converts one-to-one to and from the
-`dnn` xDSL dialect (``vfpga.dialects.dnn``), and the integer golden reference and the
-compiler consume it. Tensors are int8 with per-tensor scale and zero point
+`dnn` xDSL dialect (``vfpga.dialects.dnn``), and the golden reference and the compiler
+consume it. Tensors are int8 with per-tensor scale and zero point
 (``real = scale * (q - zero_point)``); logical shapes are ONNX's NCHW. Weights are kept as
 numpy arrays (raw bytes in the IR), never as Python lists.
 
-Integer semantics shared by every stage (docs/quantization.md is the normative text):
+Arithmetic shared by every stage (ISA version 2; docs/quantization.md is the normative
+text). Accumulation is exact in integers; requantization runs in IEEE-754 binary32 steps,
+each rounded to nearest with ties to even, the way ONNX Runtime's integer kernels do.
+Notation: ``f32(x)`` the binary32 value nearest to ``x``; ``fma(a, b, c) = f32(a*b + c)``
+with one rounding (:func:`vfpga.isa.float32.fma_f32`); ``rne`` round half to even to an
+integer; ``sat8(v) = clip(v, -128, 127)``; ``act`` the activation clamp.
 
-* ``requant(acc, m, s) = round_half_to_even(acc * m / 2**s)`` computed exactly in integers
-  (``acc`` int32, ``m`` int32 in ``[0, 2**31)``, ``s`` in ``[0, 62]``), then ``+ zero_point``
-  and saturation to ``[-128, 127]``, then the activation clamp.
 * Convolution: ``acc[n, oc, y, x] = bias[oc] + sum((in[n, ci, ...] - in_zp) * w[oc, ci, ...])``
-  over the group's input channels and the kernel window; padding contributes zero
-  (it is ``in_zp`` before the subtraction).
+  over the group's input channels and the kernel window (int32; padding contributes zero,
+  it is ``in_zp`` before the subtraction); ``v = f32(f32(f32(acc) * scale[oc]) / divisor)``
+  with ``scale[oc] = requant_scale(multiplier[oc], shift[oc])`` (the binary32 value nearest
+  to ``multiplier / 2**shift``, :func:`vfpga.isa.float32.requant_scale`);
+  ``out = act(sat8(out_zp + rne(v)))``.
+* Add: ``out = act(sat8(rne(fma(ua, scale_a, fma(ub, scale_b, offset))) - 128))`` on the
+  biased operands ``ua = a + 128``, ``ub = b + 128`` (see :class:`QAdd`).
+* Average pools: float32 sums of dequantized values with the tensors' own scales (see
+  :class:`QPool`).
 """
 
 from __future__ import annotations
@@ -53,7 +62,21 @@ class QConv:
     activation. Fully connected layers are 1x1 (or HxW, after a flatten) convolutions.
 
     ``weight`` int8 ``[OC, IC/groups, KH, KW]``; ``bias``, ``multiplier``, ``shift`` int32
-    ``[OC]``; ``pads`` ONNX order ``(top, left, bottom, right)``.
+    ``[OC]`` (multiplier in ``[0, 2**31)``, shift in ``[0, 62]``); ``pads`` ONNX order
+    ``(top, left, bottom, right)``; ``divisor`` a finite positive float32 value.
+
+    ``acc = bias[oc] + sum((in - in_zp) * weight)`` (int32), then
+    ``v = f32(f32(f32(acc) * scale[oc]) / divisor)`` with
+    ``scale[oc] = requant_scale(multiplier[oc], shift[oc])``, and
+    ``out = act(sat8(out_zp + rne(v)))`` (saturation in float, so ``v = +-inf`` saturates).
+
+    With ``divisor = 1.0`` the division is exact and ``v = f32(f32(acc) * scale[oc])``:
+    ONNX Runtime's ``QLinearConv`` with ``scale[oc] = f32(f32(s_in * s_w[oc]) / s_out)``.
+    A requantizing copy (``DequantizeLinear -> QuantizeLinear``, a ``QLinearConcat`` input
+    of another quantization, an unfused activation) is a depthwise 1x1 QConv with unit
+    weights and zero bias whose ``multiplier / 2**shift`` is ``s_in`` and whose
+    ``divisor`` is ``s_out``: ``v = f32(f32(f32(q - in_zp) * s_in) / s_out)``, ORT's
+    ``DequantizeLinear -> QuantizeLinear`` (and ``QLinearConcat``) arithmetic.
     """
 
     name: str
@@ -67,14 +90,26 @@ class QConv:
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     groups: int = 1
     act: Act = field(default_factory=Act)
+    divisor: float = 1.0
 
 
 @dataclass
 class QPool:
-    """Max, average or global-average pooling. Max pooling keeps the input quantization
-    (padding never wins a maximum). Average: ``acc = sum(in - in_zp)`` over the window,
-    ``count`` is the window size if ``count_include_pad`` else the number of in-bounds
-    elements, ``out = sat(out_zp + round_half_to_even(acc * multiplier / (count * 2**shift)))``.
+    """Max, average or global-average pooling; the average pools requantize with the
+    input and output tensors' scales ``s_in``, ``s_out`` (float32 values) directly.
+
+    * ``max``: the window maximum; the output keeps the input quantization (padding never
+      wins a maximum).
+    * ``avg`` (ONNX Runtime's ``QLinearAveragePool``): every in-bounds element of the
+      window becomes ``e = f32(f32(in - in_zp) * s_in)``; ``s`` is their float32 sum,
+      starting at ``+0.0`` and adding row by row (top to bottom), left to right within a
+      row, each addition rounded to float32; ``count`` is ``kh * kw`` if
+      ``count_include_pad`` else the number of in-bounds elements; ``m = f32(s / count)``;
+      ``v = f32(f32(m / s_out) + (out_zp + 128))``; ``out = sat8(rne(v) - 128)`` (the biased
+      zero point is added before rounding).
+    * ``global_avg`` (``QLinearGlobalAveragePool``): ``acc = sum(in - in_zp)`` over the
+      ``H x W`` plane (exact integer), ``scale = f32(s_in / f32(s_out * f32(H * W)))``,
+      ``out = sat8(out_zp + rne(f32(f32(acc) * scale)))``; ``kernel`` is ``(H, W)``.
     """
 
     name: str
@@ -85,15 +120,19 @@ class QPool:
     strides: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     count_include_pad: bool = False
-    multiplier: int = 1 << 30
-    shift: int = 30
 
 
 @dataclass
 class QAdd:
-    """Element-wise add of two int8 tensors of the same shape with their own quantization:
-    ``out = act(sat(out_zp + round_half_to_even(((a - a_zp) * mult_a + (b - b_zp) * mult_b)
-    / 2**shift)))``."""
+    """Element-wise add of two int8 tensors of the same shape with their own quantization
+    (ONNX Runtime's MLAS ``QLinearAdd``). ``mult_a``, ``mult_b`` in ``[0, 2**31)`` and
+    ``shift`` in ``[0, 62]`` give ``scale_a = requant_scale(mult_a, shift)`` and
+    ``scale_b = requant_scale(mult_b, shift)`` (the importer makes them ``f32(s_a / s_out)``
+    and ``f32(s_b / s_out)``); ``offset = eltwise_offset(scale_a, scale_b, a_zp, b_zp,
+    out_zp)`` (:func:`vfpga.isa.float32.eltwise_offset`: ``f32(zc - fma(scale_a, za,
+    f32(scale_b * zb)))`` with the biased zero points ``za = a_zp + 128`` etc.). Then
+    ``v = fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))`` and
+    ``out = act(sat8(rne(v) - 128))``."""
 
     name: str
     a: str

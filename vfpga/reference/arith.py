@@ -1,96 +1,140 @@
-"""Exact integer arithmetic of the accelerator (docs/quantization.md, "Integer arithmetic").
+"""The golden reference's arithmetic (docs/quantization.md, "Arithmetic"; ISA version 2).
 
-Every function here is exact: results are computed in ``int64`` where the operands are
-known to fit (``|num| < 2**62``, ``den <= 2**62``) and in Python integers otherwise.
-Nothing in this module depends on the emulator; it is the golden model.
+Accumulators are exact integers; requantization is a fixed sequence of IEEE-754 binary32
+operations, each rounded to nearest with ties to even: numpy's float32 ``+ - * /`` are
+exactly such operations, and :func:`vfpga.isa.float32.fma_f32` is the single-rounding
+fused multiply-add. Every function works on whole numpy arrays. Nothing here depends on the
+emulator; it is the golden model (and, by construction, ONNX Runtime's integer kernels'
+arithmetic).
+
+Notation: ``f32(x)`` the binary32 value nearest to ``x``; ``rne`` round half to even to an
+integer (``np.rint``); ``sat8(v) = clip(v, -128, 127)``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-_I64_SAFE = 1 << 62
+from vfpga.isa.float32 import U8_BIAS, eltwise_offset, fma_f32
 
+__all__ = [
+    "add_requant",
+    "avg_pool_requant",
+    "conv_requant",
+    "dequantize",
+    "global_avg_requant",
+    "global_avg_scale",
+    "quantize_input",
+    "requant_scales",
+    "round_sat8",
+    "sat8",
+]
 
-def rhe_shift(v: np.ndarray, s: np.ndarray | int) -> np.ndarray:
-    """``round_half_to_even(v / 2**s)`` for int64 ``v`` with ``|v| < 2**62`` and ``s`` in
-    ``[0, 62]`` (scalar or broadcastable array), exact."""
-    v = np.asarray(v, dtype=np.int64)
-    s_arr = np.asarray(s, dtype=np.int64)
-    if np.any(s_arr < 0) or np.any(s_arr > 62):
-        raise ValueError(f"shift out of range [0, 62]: {s_arr.min()}..{s_arr.max()}")
-    # v = q * 2**s + r: add 2**(s-1) - 1 plus the parity of q, then floor: the quotient
-    # moves up exactly when r > 2**(s-1), or r == 2**(s-1) and q is odd (< 2**63 as
-    # |v| < 2**62).
-    pos = s_arr > 0
-    bias = np.where(pos, np.left_shift(np.int64(1), np.maximum(s_arr - 1, 0)) - 1, 0)
-    parity = np.where(pos, np.right_shift(v, s_arr) & 1, 0)
-    return np.right_shift(v + bias + parity, s_arr)
-
-
-def _as_int_array(v: object) -> np.ndarray:
-    try:
-        return np.asarray(v)
-    except OverflowError:  # a Python int beyond int64
-        return np.asarray(v, dtype=object)
+_F32 = np.float32
 
 
-def rhe_div(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
-    """``round_half_to_even(num / den)`` for integer ``num`` and positive integer ``den``
-    (broadcastable), exact. Falls back to Python integers when an operand does not fit
-    the int64 fast path; the result is int64 (object only if a quotient exceeds int64)."""
-    num_a = _as_int_array(num)
-    den_a = _as_int_array(den)
-    if np.any(den_a <= 0):
-        raise ValueError("rhe_div: the denominator must be positive")
-    fits = (
-        num_a.dtype != object
-        and den_a.dtype != object
-        and int(np.max(np.abs(num_a), initial=0)) < _I64_SAFE
-        and int(np.max(den_a, initial=1)) <= _I64_SAFE
-    )
-    if fits:
-        n = num_a.astype(np.int64)
-        d = den_a.astype(np.int64)
-        q = np.floor_divide(n, d)
-        r = n - q * d  # 0 <= r < d
-        twice = 2 * r  # < 2**63 since d <= 2**62
-        up = (twice > d) | ((twice == d) & ((q & 1) == 1))
-        return q + up.astype(np.int64)
-    a_b, d_b = np.broadcast_arrays(num_a.astype(object), den_a.astype(object))
-    flat = [_rhe_int(int(a), int(b)) for a, b in zip(a_b.ravel(), d_b.ravel(), strict=True)]
-    out = np.array(flat, dtype=object).reshape(a_b.shape)
-    try:
-        return out.astype(np.int64)
-    except OverflowError:  # a quotient beyond int64 stays a Python-int array
-        return out
+def requant_scales(multiplier: ArrayLike, shift: ArrayLike) -> NDArray[np.float32]:
+    """``f32(multiplier / 2**shift)`` elementwise (vectorised
+    :func:`vfpga.isa.float32.requant_scale`), for ``multiplier`` in ``[0, 2**31)`` and
+    ``shift`` in ``[0, 62]``: ``multiplier * 2**-shift`` is exact in float64 (31 significant
+    bits, a normal exponent), so the one float64 -> float32 conversion is the only
+    rounding. Raises ``ValueError`` for operands outside those ranges."""
+    m = np.asarray(multiplier, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    if np.any(m < 0) or np.any(m >= (1 << 31)):
+        raise ValueError("requant_scales: multiplier out of range [0, 2**31)")
+    if np.any(s < 0) or np.any(s > 62):
+        raise ValueError("requant_scales: shift out of range [0, 62]")
+    exact = m.astype(np.float64) * np.exp2(-s.astype(np.float64))
+    return exact.astype(_F32)
 
 
-def _rhe_int(a: int, b: int) -> int:
-    """``round_half_to_even(a / b)`` for Python integers, ``b > 0``."""
-    q, r = divmod(a, b)
-    if 2 * r > b or (2 * r == b and q & 1):
-        q += 1
-    return q
-
-
-def requant(acc: np.ndarray, m: np.ndarray | int, s: np.ndarray | int) -> np.ndarray:
-    """``requant(acc, m, s) = round_half_to_even(acc * m / 2**s)``, exact.
-
-    ``acc`` is int32-valued, ``m`` in ``[0, 2**31)``, ``s`` in ``[0, 62]``; the product fits
-    int64 (``|acc * m| < 2**62``)."""
-    acc64 = np.asarray(acc, dtype=np.int64)
-    m64 = np.asarray(m, dtype=np.int64)
-    if np.any(m64 < 0) or np.any(m64 >= (1 << 31)):
-        raise ValueError("requant: multiplier out of range [0, 2**31)")
-    if np.any(np.abs(acc64) >= (1 << 31)):
-        raise ValueError("requant: accumulator does not fit int32")
-    return rhe_shift(acc64 * m64, s)
-
-
-def sat8(v: np.ndarray) -> np.ndarray:
+def sat8(v: ArrayLike) -> NDArray[np.int64]:
     """``clip(v, -128, 127)`` as int64 (the caller narrows to int8)."""
     return np.clip(np.asarray(v, dtype=np.int64), -128, 127)
+
+
+def round_sat8(v: ArrayLike, zero_point: int) -> NDArray[np.int64]:
+    """``sat8(zero_point + rne(v))`` for float32 ``v`` (which may be ``+-inf``): the clip
+    is computed in float before the conversion to integers, so infinities saturate.
+    NaN (only from a non-finite parameter, which the callers reject) is an error."""
+    r = np.rint(np.asarray(v, dtype=_F32)).astype(np.float64) + float(zero_point)
+    if np.any(np.isnan(r)):
+        raise ValueError("round_sat8: NaN in the requantized values")
+    return np.clip(r, -128.0, 127.0).astype(np.int64)
+
+
+def conv_requant(
+    acc: ArrayLike, scale: ArrayLike, divisor: float, out_zp: int
+) -> NDArray[np.int64]:
+    """CONV's output stage before the activation: ``sat8(out_zp + rne(v))`` with
+    ``v = f32(f32(f32(acc) * scale) / divisor)``; ``acc`` int32-valued, ``scale`` float32
+    broadcastable against ``acc`` (per output channel), ``divisor`` a finite positive
+    float32 value (``1.0`` makes the division exact)."""
+    a = np.asarray(acc)
+    if a.dtype != _F32:
+        a = a.astype(np.int64).astype(_F32)  # one rounding (|acc| < 2**31)
+    with np.errstate(over="ignore"):
+        v = (a * np.asarray(scale, dtype=_F32)).astype(_F32)
+        if _F32(divisor) != _F32(1.0):
+            v = (v / _F32(divisor)).astype(_F32)
+    return round_sat8(v, out_zp)
+
+
+def add_requant(
+    a: ArrayLike,
+    b: ArrayLike,
+    scale_a: float,
+    scale_b: float,
+    a_zp: int,
+    b_zp: int,
+    out_zp: int,
+) -> NDArray[np.int64]:
+    """ELTWISE add before the activation (ONNX Runtime's MLAS ``QLinearAdd``): with the
+    biased operands ``ua = f32(a + 128)``, ``ub = f32(b + 128)`` (exact) and
+    ``offset = eltwise_offset(scale_a, scale_b, a_zp, b_zp, out_zp)``,
+    ``v = fma(ua, scale_a, fma(ub, scale_b, offset))`` and the result is
+    ``sat8(rne(v) - 128)``. ``scale_a``, ``scale_b`` are float32 values."""
+    offset = eltwise_offset(scale_a, scale_b, a_zp, b_zp, out_zp)
+    ua = (np.asarray(a, dtype=np.int64) + U8_BIAS).astype(_F32)
+    ub = (np.asarray(b, dtype=np.int64) + U8_BIAS).astype(_F32)
+    sa, sb = _F32(scale_a), _F32(scale_b)
+    with np.errstate(over="ignore"):
+        v = fma_f32(ua, sa, fma_f32(ub, sb, _F32(offset)))
+    return round_sat8(v, -U8_BIAS)
+
+
+def avg_pool_requant(
+    window_sum: ArrayLike, count: ArrayLike, out_scale: float, out_zp: int
+) -> NDArray[np.int64]:
+    """AVG / AVG_PAD's output stage (ONNX Runtime's ``QLinearAveragePool``): ``window_sum``
+    is the float32 sum ``s`` of the window's elements ``f32(f32(x - in_zp) * s_in)``,
+    ``count`` the divisor (broadcastable); ``m = f32(s / f32(count))``,
+    ``v = f32(f32(m / out_scale) + f32(out_zp + 128))``, result ``sat8(rne(v) - 128)``."""
+    s = np.asarray(window_sum, dtype=_F32)
+    cnt = np.asarray(count).astype(_F32)
+    with np.errstate(over="ignore"):
+        m = (s / cnt).astype(_F32)
+        v = ((m / _F32(out_scale)).astype(_F32) + _F32(out_zp + U8_BIAS)).astype(_F32)
+    return round_sat8(v, -U8_BIAS)
+
+
+def global_avg_scale(in_scale: float, out_scale: float, count: int) -> np.float32:
+    """GLOBAL_AVG's scale ``f32(s_in / f32(s_out * f32(count)))`` (ONNX Runtime's
+    ``QLinearGlobalAveragePool``) for the float32 tensor scales."""
+    with np.errstate(over="ignore", divide="ignore"):
+        den = _F32(_F32(out_scale) * _F32(count))
+        return _F32(_F32(in_scale) / den)
+
+
+def global_avg_requant(acc: ArrayLike, scale: float, out_zp: int) -> NDArray[np.int64]:
+    """GLOBAL_AVG's output stage: ``sat8(out_zp + rne(f32(f32(acc) * scale)))`` for the
+    exact integer sums ``acc = sum(x - in_zp)``."""
+    a = np.asarray(acc, dtype=np.int64).astype(_F32)
+    with np.errstate(over="ignore"):
+        v = (a * _F32(scale)).astype(_F32)
+    return round_sat8(v, out_zp)
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

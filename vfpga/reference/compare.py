@@ -1,21 +1,19 @@
-"""Compare the integer reference with ONNX Runtime running the QDQ model.
+"""Compare the golden reference with ONNX Runtime running the QDQ model.
 
 ONNX Runtime is an independent implementation of the same QDQ model: with the project's
 uint8 activations it fuses every ``DQ -> op -> Q`` island into an integer kernel
-(``QLinearConv``, ``QLinearAdd``, ...), whose requantization rounds in float32. The reference
-rounds exact rationals, so the two agree except where a value lies within float32 noise of
-a rounding boundary; the metrics below measure that.
+(``QLinearConv``, ``QLinearAdd``, ...) that requantizes in float32 steps. Since ISA
+version 2 the reference (and the accelerator) requantizes with exactly those float32
+steps, so on the lowered QDQ model the two are expected to agree bit for bit; the metrics
+below measure it.
 
 * :func:`compare_with_ort` — final outputs over many inputs: cosine similarity of the
   dequantized outputs, arg-max agreement, fraction of identical int8 values (read from the
   final ``QuantizeLinear`` of ORT, exposed as an extra graph output), optionally the
   reference's cosine against the fp32 model.
 * :func:`compare_layers` — every QGraph tensor that exists in the QDQ model (a
-  ``QuantizeLinear`` output) compared on one input; the first layer that differs.
-* :func:`run_ort_emulation` — a model of ONNX Runtime's float32 requantization steps run on
-  the QGraph's integer parameters (a measuring instrument for docs/quantization.md, not
-  the accelerator's arithmetic): where it reproduces ORT exactly, every difference between
-  the reference and ORT is float32 rounding in ORT.
+  ``QuantizeLinear`` output) compared on one input, end to end and for each node alone on
+  ORT's own inputs; the first layer that differs.
 """
 
 from __future__ import annotations
@@ -28,14 +26,7 @@ import onnx
 
 from vfpga.frontend.qdq_lower import LoweringResult, lower_qdq_mapped
 from vfpga.frontend.qgraph import QAdd, QConcat, QConv, QGraph, QHostOp, QNode, QPool
-from vfpga.reference.executor import (
-    FLOAT_SUFFIX,
-    conv_acc,
-    node_inputs,
-    quantize_graph_input,
-    run_node,
-    run_reference,
-)
+from vfpga.reference.executor import FLOAT_SUFFIX, node_inputs, run_node, run_reference
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,8 +88,6 @@ class OrtComparison:
     fraction of identical int8 output values over all inputs, ``max_int8_diff`` the largest
     difference (``None`` for a float host-op output). ``fp32_*``: the reference against the
     fp32 model, ``ort_fp32_cosine_mean`` ORT's QDQ run against fp32 (when given).
-    ``emulated_identical_int8``: the fraction of identical int8 outputs of
-    :func:`run_ort_emulation` and ORT over the first ``emulated_inputs`` inputs.
     ``argmax_near_agreement``: fraction of inputs whose ORT arg-max class is, in the
     reference's int8 output, at most one quantization level below the reference's
     maximum (so a one-level difference explains any arg-max disagreement); ``None``
@@ -114,8 +103,6 @@ class OrtComparison:
     fp32_cosine_min: float | None = None
     fp32_argmax_agreement: float | None = None
     ort_fp32_cosine_mean: float | None = None
-    emulated_inputs: int = 0
-    emulated_identical_int8: float | None = None
     argmax_near_agreement: float | None = None
 
 
@@ -130,13 +117,11 @@ def compare_with_ort(
     *,
     onnx_int8: dict[str, tuple[str, int]] | None = None,
     fp32_model: onnx.ModelProto | None = None,
-    emulate_ort: int = 0,
 ) -> OrtComparison:
     """Run the reference and ORT (on ``qdq_model``) on each input and compare the first
     graph output. ``onnx_int8`` is the lowering's map of QGraph tensors to ORT int8
     tensors (recomputed by lowering ``qdq_model`` when not given); ``fp32_model`` adds the
-    comparison with the fp32 model; ``emulate_ort`` > 0 also runs
-    :func:`run_ort_emulation` on the first ``emulate_ort`` inputs."""
+    comparison with the fp32 model."""
     if onnx_int8 is None:
         onnx_int8 = lower_qdq_mapped(qdq_model).onnx_int8
     out = g.outputs[0]
@@ -151,7 +136,6 @@ def compare_with_ort(
     fcos: list[float] = []
     fagree = 0
     ofcos: list[float] = []
-    emu_same = emu_total = emu_n = 0
     near = 0
     for x in inputs:
         res = sess.run(None, {in_name: x})  # type: ignore[attr-defined]
@@ -172,11 +156,6 @@ def compare_with_ort(
             r_rows = r_int.reshape(a.size, -1)
             at_b = r_rows[np.arange(a.size), b]
             near += int((at_b >= r_rows.max(axis=1) - 1).sum())
-            if emu_n < emulate_ort:
-                e_int = run_ort_emulation(g, x)[out].astype(np.int64).reshape(o_int.shape)
-                emu_same += int((o_int == e_int).sum())
-                emu_total += o_int.size
-                emu_n += 1
         if fsess is not None:
             f = np.asarray(fsess.run(None, {in_name: x})[0], dtype=np.float32)  # type: ignore[attr-defined]
             fcos.append(cosine(ref_f, f))
@@ -195,8 +174,6 @@ def compare_with_ort(
         fp32_cosine_min=min(fcos) if fcos else None,
         fp32_argmax_agreement=(fagree / rows) if fcos else None,
         ort_fp32_cosine_mean=float(np.mean(ofcos)) if ofcos else None,
-        emulated_inputs=emu_n,
-        emulated_identical_int8=(emu_same / emu_total) if emu_total else None,
         argmax_near_agreement=(near / rows) if total else None,
     )
 
@@ -226,8 +203,7 @@ class LayerDiff:
     reference run end to end (``identical``, ``max_abs_diff``: differences accumulate from
     earlier layers) and of the node alone run on ORT's own int8 inputs (``isolated``,
     ``isolated_max_diff``: this layer's own disagreement; ``None`` when an input has no
-    ORT counterpart). ``emulated``: the fraction of identical values of
-    :func:`emulate_ort_node` on the same inputs (ORT's own rounding modelled)."""
+    ORT counterpart)."""
 
     node: str
     op: str
@@ -238,7 +214,6 @@ class LayerDiff:
     max_abs_diff: int
     isolated: float | None = None
     isolated_max_diff: int | None = None
-    emulated: float | None = None
 
 
 @dataclass
@@ -277,12 +252,10 @@ def compare_layers(
             )
     iso_vals = dict(ort_vals)
     iso: dict[str, np.ndarray] = {}
-    emu: dict[str, np.ndarray] = {}
     for node in g.nodes:
         if all(i in iso_vals for i in node_inputs(node)):
             y = run_node(g, node, iso_vals)
             iso[node.output] = y
-            emu[node.output] = emulate_ort_node(g, node, iso_vals)
             iso_vals.setdefault(node.output, y)
     report = LayerReport()
     for node, (oname, off) in pairs:
@@ -290,7 +263,6 @@ def compare_layers(
         o = np.asarray(res[oname]).astype(np.int64).reshape(r.shape) + off
         d = np.abs(r - o)
         di = np.abs(iso[node.output].astype(np.int64) - o) if node.output in iso else None
-        de = (emu[node.output].astype(np.int64) != o) if node.output in emu else None
         report.layers.append(
             LayerDiff(
                 node=node.name,
@@ -302,144 +274,8 @@ def compare_layers(
                 max_abs_diff=int(d.max(initial=0)),
                 isolated=None if di is None else (float((di == 0).mean()) if di.size else 1.0),
                 isolated_max_diff=None if di is None else int(di.max(initial=0)),
-                emulated=None if de is None else (float(1 - de.mean()) if de.size else 1.0),
             )
         )
         if report.first_mismatch is None and d.max(initial=0) > 0:
             report.first_mismatch = len(report.layers) - 1
     return report
-
-
-# --------------------------------------------------------------------------------------
-# a model of ONNX Runtime's integer kernels (measurement only)
-# --------------------------------------------------------------------------------------
-
-_F32 = np.float32
-#: ORT's uint8 values are the QGraph's int8 values plus this.
-_U8 = 128
-
-
-def _ratio(m: int | np.ndarray, s: int | np.ndarray) -> np.ndarray:
-    """``m / 2**s`` as float32 (exact: the lowering's ratios are float32 values)."""
-    return (np.asarray(m, np.float64) * np.exp2(-np.asarray(s, np.float64))).astype(_F32)
-
-
-def _fma32(a: np.ndarray, b: np.floating | np.ndarray, c: np.floating | np.ndarray) -> np.ndarray:
-    """``float32(a * b + c)`` with one rounding (a fused multiply-add) for float32 ``a``,
-    ``b``, ``c``: the product is exact in float64; the float64 sum's own rounding makes a
-    double rounding possible in rare cases, which is good enough for measuring."""
-    return (np.asarray(a, np.float64) * np.float64(b) + np.asarray(c, np.float64)).astype(_F32)
-
-
-def _act_clamp(y: np.ndarray, node: QConv | QAdd) -> np.ndarray:
-    a = node.act
-    if a.kind == "relu":
-        y = np.maximum(y, a.lo)
-    elif a.kind == "relu6":
-        y = np.minimum(np.maximum(y, a.lo), a.hi)
-    return y
-
-
-def _is_requant(node: QConv) -> bool:
-    """A unit-weight depthwise 1x1 QConv with zero bias: the lowering's requantization of
-    a ``DQ -> Q`` pair, a Concat input or an activation island."""
-    c = node.weight.shape[0]
-    return (
-        node.groups == c
-        and node.weight.shape[1:] == (1, 1, 1)
-        and bool(np.all(node.weight == 1))
-        and not np.any(node.bias)
-        and node.strides == (1, 1)
-        and node.pads == (0, 0, 0, 0)
-    )
-
-
-def emulate_ort_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
-    """One node the way ONNX Runtime 1.31's CPU kernels compute it for uint8 activations
-    (values ``q + 128``), from the QGraph's parameters:
-
-    * QConv (``QLinearConv``, MLAS requantization): the exact int32 accumulator ``acc``,
-      then ``rint(float32(float32(acc) * scale[c])) + zp`` with ``scale[c] = m[c] /
-      2**s[c]`` (the float32 ``s_in * s_w[c] / s_out``); a requantizing unit-weight conv
-      (a ``DequantizeLinear -> QuantizeLinear`` pair or a ``QLinearConcat`` lookup table):
-      ``rint(float32(float32(q - zp_in) * s_in) / s_out) + zp_out``;
-    * QAdd (MLAS ``QLinearAdd``, AVX2 kernel): ``rint(fma(a_u8, r_a, fma(b_u8, r_b,
-      fixed)))`` with ``fixed = float32(zp_c - fma(r_a, zp_a, float32(r_b * zp_b)))`` in
-      uint8 terms;
-    * global average pool: ``rint(float32(float32(acc) * float32(s_in / float32(s_out *
-      count)))) + zp``; average pool (``QLinearAveragePool``): the float32 sum of
-      ``float32(s_in * (q - zp))`` over the window, divided by the count, then
-      ``rint(y / s_out + zp_u8)`` (zero point added before rounding);
-    * max pool, concat and host ops: as the reference (ORT's ``QLinearSoftmax`` uses a
-      lookup table that this model does not reproduce).
-
-    Saturation to the 8-bit range and the activation clamp follow."""
-    t = g.tensors
-    if isinstance(node, QConv):
-        x = vals[node.input]
-        ti, to = t[node.input], t[node.output]
-        if _is_requant(node):
-            v = (x.astype(np.int64) - ti.zero_point).astype(_F32) * _F32(ti.scale)
-            y = np.rint((v / _F32(to.scale)).astype(_F32)).astype(np.int64) + to.zero_point
-        else:
-            acc = conv_acc(x, ti.zero_point, node)
-            sc = _ratio(node.multiplier, node.shift)[None, :, None, None]
-            y = np.rint((acc.astype(_F32) * sc).astype(_F32)).astype(np.int64) + to.zero_point
-        return _act_clamp(np.clip(y, -128, 127), node).astype(np.int8)
-    if isinstance(node, QAdd):
-        ra, rb = _ratio(node.mult_a, node.shift), _ratio(node.mult_b, node.shift)
-        za = _F32(t[node.a].zero_point + _U8)
-        zb = _F32(t[node.b].zero_point + _U8)
-        zc = _F32(t[node.output].zero_point + _U8)
-        fixed = _F32(zc - _fma32(np.asarray(ra), za, _F32(rb * zb)))
-        a = (vals[node.a].astype(np.int64) + _U8).astype(_F32)
-        b = (vals[node.b].astype(np.int64) + _U8).astype(_F32)
-        v = _fma32(a, ra, _fma32(b, rb, fixed))
-        y = np.clip(np.rint(v).astype(np.int64), 0, 255) - _U8
-        return _act_clamp(y, node).astype(np.int8)
-    if isinstance(node, QPool) and node.kind != "max":
-        x = vals[node.input]
-        ti, to = t[node.input], t[node.output]
-        if node.kind == "global_avg":
-            count = x.shape[2] * x.shape[3]
-            acc = (x.astype(np.int64) - ti.zero_point).sum(axis=(2, 3), keepdims=True)
-            sc = _F32(_F32(ti.scale) / _F32(_F32(to.scale) * _F32(count)))
-            y = np.rint((acc.astype(_F32) * sc).astype(_F32)).astype(np.int64) + to.zero_point
-            return np.clip(y, -128, 127).astype(np.int8)
-        return _emulate_avg_pool(x, ti.scale, ti.zero_point, to.scale, to.zero_point, node)
-    return run_node(g, node, vals)
-
-
-def _emulate_avg_pool(
-    x: np.ndarray, s_in: float, zp_in: int, s_out: float, zp_out: int, node: QPool
-) -> np.ndarray:
-    n, c, h, w = x.shape
-    kh, kw = node.kernel
-    top, left, bottom, right = node.pads
-    oh = (h + top + bottom - kh) // node.strides[0] + 1
-    ow = (w + left + right - kw) // node.strides[1] + 1
-    deq = (x.astype(np.int64) - zp_in).astype(_F32) * _F32(s_in)
-    xp = np.pad(deq, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    inb = np.pad(np.ones((h, w), bool), ((top, bottom), (left, right)))
-    acc = np.zeros((n, c, oh, ow), _F32)
-    cnt = np.zeros((oh, ow), np.int64)
-    sh, sw = node.strides
-    for i in range(kh):  # window rows, then columns: ORT's summation order
-        for j in range(kw):
-            sl = (slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
-            acc = (acc + xp[:, :, sl[0], sl[1]]).astype(_F32)
-            cnt += inb[sl[0], sl[1]]
-    count = np.full((oh, ow), kh * kw) if node.count_include_pad else cnt
-    y = (acc / count.astype(_F32)).astype(_F32)
-    q = np.rint((y / _F32(s_out) + _F32(zp_out + _U8)).astype(_F32)).astype(np.int64)
-    return (np.clip(q, 0, 255) - _U8).astype(np.int8)
-
-
-def run_ort_emulation(g: QGraph, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Run ``g`` on ``x`` with :func:`emulate_ort_node` for every node; returns every
-    tensor's int8 value (as :func:`~vfpga.reference.executor.run_reference` with
-    ``keep_all``, without the float outputs)."""
-    vals: dict[str, np.ndarray] = {g.inputs[0]: quantize_graph_input(g, x)}
-    for node in g.nodes:
-        vals[node.output] = emulate_ort_node(g, node, vals)
-    return vals

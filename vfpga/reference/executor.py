@@ -1,22 +1,37 @@
-"""The integer golden reference: runs a :class:`~vfpga.frontend.qgraph.QGraph` on whole
-tensors with plain numpy, bit-exactly as docs/quantization.md specifies.
+"""The golden reference: runs a :class:`~vfpga.frontend.qgraph.QGraph` on whole tensors
+with plain numpy, bit-exactly as docs/quantization.md specifies (ISA version 2: exact
+integer accumulation, float32 requantization; :mod:`vfpga.reference.arith`).
 
 It shares no code with the emulator (``vfpga.emulator``): it is the independent model the
-emulator's int8 outputs are checked against. Accumulators are exact: convolutions run as
-float32 BLAS products while ``K * 255 * 128 < 2**24`` (``K`` = the number of products per
-output, ``<= 512``), and as float64 products otherwise (``K * 255 * 128 < 2**53`` for any
-real ``K``); depthwise convolutions accumulate in float64. Both are exact integers,
-converted to int64 before requantization.
+emulator's int8 outputs are checked against. Its requantization is ONNX Runtime's
+(``QLinearConv``, ``QLinearAdd``, ``QLinearAveragePool``, ``QLinearGlobalAveragePool``,
+``QLinearConcat``), so on a lowered QDQ model it reproduces ORT's int8 tensors.
+Accumulators are exact: convolutions run as float32 BLAS products while
+``K * 255 * 128 < 2**24`` (``K`` = the number of products per output, ``<= 512``), and as
+float64 products otherwise (``K * 255 * 128 < 2**53`` for any real ``K``); depthwise
+convolutions accumulate in float64. Both are exact integers, converted to int64 before
+requantization.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vfpga.errors import VfpgaError
 from vfpga.frontend.qgraph import Act, QAdd, QConcat, QConv, QGraph, QHostOp, QNode, QPool
-from vfpga.reference.arith import dequantize, quantize_input, requant, rhe_div, rhe_shift, sat8
+from vfpga.reference.arith import (
+    add_requant,
+    avg_pool_requant,
+    conv_requant,
+    dequantize,
+    global_avg_requant,
+    global_avg_scale,
+    quantize_input,
+    requant_scales,
+)
 
 #: the largest number of products per output summed in float32 (exact below 2**24).
 F32_EXACT_K = 512
@@ -135,25 +150,39 @@ def conv_acc(x: np.ndarray, in_zp: int, node: QConv) -> np.ndarray:
     return acc.astype(np.int64) + node.bias.astype(np.int64)[None, :, None, None]
 
 
+def _check_scale(node_name: str, what: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0.0):
+        raise ReferenceError(f"{node_name}: {what} {value!r} is not a finite positive number")
+
+
 def run_conv(x: np.ndarray, in_zp: int, out_zp: int, node: QConv) -> np.ndarray:
-    """``act(sat8(out_zp + requant(acc, mult[oc], shift[oc])))`` as int8."""
+    """``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale[oc]) / divisor))))`` as int8, with
+    ``scale = requant_scale(multiplier, shift)`` (see :class:`QConv`)."""
+    _check_scale(node.name, "divisor", float(np.float32(node.divisor)))
     acc = conv_acc(x, in_zp, node)
     if np.any(np.abs(acc) >= (1 << 31)):
         raise ReferenceError(f"{node.name}: the accumulator overflows int32")
-    m = node.multiplier.astype(np.int64)[None, :, None, None]
-    s = node.shift.astype(np.int64)[None, :, None, None]
-    y = sat8(out_zp + requant(acc, m, s))
+    try:
+        scale = requant_scales(node.multiplier, node.shift)
+    except ValueError as exc:
+        raise ReferenceError(f"{node.name}: {exc}") from None
+    y = conv_requant(acc, scale[None, :, None, None], node.divisor, out_zp)
     return _act(y, node.act).astype(np.int8)
 
 
-def run_pool(x: np.ndarray, in_zp: int, out_zp: int, node: QPool) -> np.ndarray:
-    """Max / average / global-average pooling (see :class:`QPool`)."""
+def run_pool(
+    x: np.ndarray, in_scale: float, in_zp: int, out_scale: float, out_zp: int, node: QPool
+) -> np.ndarray:
+    """Max / average / global-average pooling with the input's and output's scale and zero
+    point (see :class:`QPool`)."""
     h, w = x.shape[2], x.shape[3]
+    if node.kind != "max":
+        _check_scale(node.name, "input scale", float(np.float32(in_scale)))
+        _check_scale(node.name, "output scale", float(np.float32(out_scale)))
     if node.kind == "global_avg":
         acc = (x.astype(np.int64) - in_zp).sum(axis=(2, 3), keepdims=True)
-        count = h * w
-        y = out_zp + rhe_div(acc * node.multiplier, count << node.shift)
-        return sat8(y).astype(np.int8)
+        scale = global_avg_scale(in_scale, out_scale, h * w)
+        return global_avg_requant(acc, float(scale), out_zp).astype(np.int8)
     oh, ow = _out_hw((h, w), node.kernel, node.strides, node.pads)
     if node.kind == "max":
         xp = _pad(x.astype(np.int16), node.pads, -129)
@@ -161,27 +190,41 @@ def run_pool(x: np.ndarray, in_zp: int, out_zp: int, node: QPool) -> np.ndarray:
         if np.any(y < -128):
             raise ReferenceError(f"{node.name}: a max-pool window holds only padding")
         return y.astype(np.int8)
-    xp = _pad(x.astype(np.int64) - in_zp, node.pads, 0)
-    acc = _windows(xp, node.kernel, node.strides, (oh, ow)).sum(axis=(4, 5))
+    # average: elements f32(f32(x - in_zp) * s_in), summed in float32 in window order (row
+    # by row, left to right). Padding adds +0.0, which leaves a float32 sum unchanged
+    # (up to the sign of a zero sum, which the division and rounding ignore).
+    e = (x.astype(np.int64) - in_zp).astype(np.float32) * np.float32(in_scale)
+    ep = _pad(e.astype(np.float32), node.pads, 0.0)
+    kh, kw = node.kernel
+    sh, sw = node.strides
+    n, c = x.shape[:2]
+    total = np.zeros((n, c, oh, ow), dtype=np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            sl = ep[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+            total = (total + sl).astype(np.float32)
     if node.count_include_pad:
-        count = np.full((1, 1, oh, ow), node.kernel[0] * node.kernel[1], dtype=np.int64)
+        count = np.full((1, 1, oh, ow), kh * kw, dtype=np.int64)
     else:
         ones = _pad(np.ones((1, 1, h, w), dtype=np.int64), node.pads, 0)
         count = _windows(ones, node.kernel, node.strides, (oh, ow)).sum(axis=(4, 5))
         if np.any(count == 0):
             raise ReferenceError(f"{node.name}: an average-pool window holds only padding")
-    y = out_zp + rhe_div(acc * node.multiplier, count << node.shift)
-    return sat8(y).astype(np.int8)
+    return avg_pool_requant(total, count, out_scale, out_zp).astype(np.int8)
 
 
 def run_add(
     a: np.ndarray, a_zp: int, b: np.ndarray, b_zp: int, out_zp: int, node: QAdd
 ) -> np.ndarray:
-    """``act(sat8(out_zp + rhe((a - a_zp) * mult_a + (b - b_zp) * mult_b, 2**shift)))``."""
+    """``act(sat8(rne(fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))) -
+    128))`` as int8, ``scale_x = requant_scale(mult_x, shift)`` (see :class:`QAdd`)."""
     if a.shape != b.shape:
         raise ReferenceError(f"{node.name}: shapes {a.shape} and {b.shape} differ")
-    v = (a.astype(np.int64) - a_zp) * node.mult_a + (b.astype(np.int64) - b_zp) * node.mult_b
-    y = sat8(out_zp + rhe_shift(v, node.shift))
+    try:
+        sa, sb = requant_scales([node.mult_a, node.mult_b], [node.shift, node.shift])
+    except ValueError as exc:
+        raise ReferenceError(f"{node.name}: {exc}") from None
+    y = add_requant(a, b, float(sa), float(sb), a_zp, b_zp, out_zp)
     return _act(y, node.act).astype(np.int8)
 
 
@@ -251,9 +294,9 @@ def run_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
                 vals[node.input], t[node.input].zero_point, t[node.output].zero_point, node
             )
         if isinstance(node, QPool):
-            return run_pool(
-                vals[node.input], t[node.input].zero_point, t[node.output].zero_point, node
-            )
+            ti, to = t[node.input], t[node.output]
+            x = vals[node.input]
+            return run_pool(x, ti.scale, ti.zero_point, to.scale, to.zero_point, node)
         if isinstance(node, QAdd):
             return run_add(
                 vals[node.a],
