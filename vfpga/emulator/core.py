@@ -15,6 +15,7 @@ whatever order the emulator happened to execute the two in.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +110,9 @@ class Core:
             np.zeros(hw.buffer_size(name), dtype=np.uint8) for name in BUFFER_NAMES
         ]
         self.counters = CoreCounters()
+        #: while a precompiled plan (vfpga.emulator.plan) runs: the CALC accesses its
+        #: static hazard analysis covered, as (buffer, address, bytes, is write)
+        self._plan_accesses: frozenset[tuple[Buffer, int, int, bool]] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -150,7 +154,18 @@ class Core:
     def _access(
         self, ctx: ExecContext, i: int, m: Module, buf: Buffer, addr: int, nbytes: int, write: bool
     ) -> None:
-        """Hazard check and stamping of an on-chip access by module ``m``."""
+        """Hazard check and stamping of an on-chip access by module ``m``. While a plan
+        runs, its build-time analysis replaces both: the access must be one it analysed."""
+        planned = self._plan_accesses
+        if planned is not None:
+            if (buf, addr, nbytes, write) not in planned:
+                raise ExecutionFault(
+                    f"{describe(ctx, self.index, i)}: internal error: {BUFFER_NAMES[buf]}"
+                    f"[0x{addr:x}, 0x{addr + nbytes:x}) was not covered by the static hazard "
+                    "analysis (vfpga.emulator.plan.calc_accesses is out of date); rerun with "
+                    "Accelerator(fast=False)"
+                )
+            return
         if not self.check_hazards or buf not in _WRITER or nbytes == 0:
             return
         sl = slice(addr, addr + nbytes)
@@ -310,7 +325,7 @@ class Core:
         dtype: Any = np.int8, align: int = 1,
     ) -> np.ndarray:
         itemsize = np.dtype(dtype).itemsize
-        nbytes = int(np.prod(shape)) * itemsize
+        nbytes = math.prod(shape) * itemsize
         raw = self._span(ctx, i, buf, addr, nbytes, align)
         self._access(ctx, i, _C, buf, addr, nbytes, write=False)
         return raw.view(dtype).reshape(shape)

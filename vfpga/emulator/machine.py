@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
 from vfpga.emulator.faults import DeadlockFault, ExecutionFault
+from vfpga.emulator.plan import SegmentPlan, build_plan, token_counts
 from vfpga.errors import EmulatorFault, VfpgaError
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.codec import Program, decode
@@ -184,6 +185,12 @@ class LoadedProgram:
     program: Program
     fields: InsnFields
     segments: list[list[Segment]]
+    #: precompiled plans of the segments (vfpga.emulator.plan), built on first run and
+    #: kept while these segments are installed: key (id(segment), physical core, task,
+    #: region base, token counts at entry) -> (segment, plan or None for "runs on the
+    #: interpreter because it faults statically")
+    plans: dict[tuple[int, int, str, int, tuple[int, ...]], tuple[Segment, SegmentPlan | None]] = (
+        field(default_factory=dict, repr=False, compare=False))
 
     @classmethod
     def from_text(cls, text: bytes) -> LoadedProgram:
@@ -356,11 +363,15 @@ class Task:
             if pos >= len(segs):
                 continue
             seg = segs[pos]
-            ctx = ExecContext(self.name, lc, prog, self.loaded.fields, self.region)
             before = core.counters
             core.counters = self.counters[phys]
             try:
-                core.run_segment(ctx, seg.indices)
+                plan = self._plan(lc, phys, core, seg) if self.accel.fast else None
+                if plan is not None:
+                    plan.run(core)
+                else:
+                    ctx = ExecContext(self.name, lc, prog, self.loaded.fields, self.region)
+                    core.run_segment(ctx, seg.indices)
             finally:
                 core.counters = before
             if seg.ctrl == -2:
@@ -374,6 +385,19 @@ class Task:
             stops.append((lc, seg))
             self._pos[lc] = pos + 1
         self._sync(stops)
+
+    def _plan(self, lc: int, phys: int, core: Core, seg: Segment) -> SegmentPlan | None:
+        """The cached plan of ``seg`` on ``core`` from its current token counts (built on
+        first use), or ``None`` when the segment must run on the interpreter."""
+        assert self.loaded is not None
+        key = (id(seg), phys, self.name, self.region.base, token_counts(core))
+        hit = self.loaded.plans.get(key)
+        if hit is not None and hit[0] is seg:
+            return hit[1]
+        ctx = ExecContext(self.name, lc, self.loaded.program, self.loaded.fields, self.region)
+        plan = build_plan(core, ctx, seg.indices)
+        self.loaded.plans[key] = (seg, plan)
+        return plan
 
     def run_until_layer(self, layer: int) -> None:
         """Step (see :meth:`step`) until the barrier of ``layer`` has completed (the
@@ -495,11 +519,18 @@ class Accelerator:
         ddr_bytes: int | None = None,
         check_hazards: bool = True,
         blas_threads: int | None = 1,
+        fast: bool = True,
     ) -> None:
         """``blas_threads``: BLAS threads while running (default 1: the emulator issues
         many tile-sized matrix products, which threads slow down, badly so when the
-        machine is busy; ``None`` leaves BLAS as configured)."""
+        machine is busy; ``None`` leaves BLAS as configured).
+
+        ``fast``: run each barrier epoch of a core from a precompiled plan
+        (:mod:`vfpga.emulator.plan`: static checks and the hazard analysis done once per
+        loaded segment); ``False`` interprets every instruction (the reference path).
+        Results, faults and counters are the same either way."""
         self.hw = hw
+        self.fast = fast
         self.blas_threads = blas_threads
         self.ddr = DDR(min(hw.ddr_bytes, ddr_bytes or DEFAULT_DDR_BYTES))
         self.cores = [Core(hw, i, check_hazards) for i in range(hw.num_cores)]
