@@ -353,15 +353,17 @@ class Core:
             raise ExecutionFault(f"{where}: kernel {kh}x{kw} does not fit the padded input")
         x = self._read(ctx, i, Buffer.IBUF, f["in_addr"], (in_h, in_w, in_c))
         w = self._read(ctx, i, Buffer.WBUF, f["w_addr"], (out_c, kh, kw, in_c // g))
-        params = self._read(
-            ctx, i, Buffer.PBUF, f["p_addr"], (out_c, PARAM_RECORD_BYTES // 4), np.dtype("<i4"), 4
+        bias, scale, divisor = kernels.unpack_params(
+            self._read(
+                ctx, i, Buffer.PBUF, f["p_addr"], (out_c * PARAM_RECORD_BYTES,), np.uint8, 4
+            )
         )
         if f["acc_in"]:
             start = self._read(
                 ctx, i, Buffer.ABUF, f["acc_addr"], (oh, ow, out_c), np.dtype("<i4"), 4
             )
         else:
-            start = params[:, 0]
+            start = bias
         try:
             out = kernels.conv(
                 x,
@@ -372,8 +374,8 @@ class Core:
                 pad_value=f["pad_value"],
                 groups=g,
                 acc_out=bool(f["acc_out"]),
-                mult=params[:, 1],
-                shift=params[:, 2],
+                scale=scale,
+                divisor=divisor,
                 out_zp=f["out_zp"],
                 act=Act(f["act"]),
                 act_lo=f["act_lo"],
@@ -397,8 +399,8 @@ class Core:
                 kernel=(f["kh"], f["kw"]),
                 stride=(f["stride_h"], f["stride_w"]),
                 pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]),
-                mult=f["mult"],
-                shift=f["shift"],
+                scale=f["scale"],
+                out_scale=f["out_scale"],
                 in_zp=f["in_zp"],
                 out_zp=f["out_zp"],
             )
@@ -413,13 +415,10 @@ class Core:
         try:
             out = kernels.eltwise_add(
                 a,
-            b,
-                mult_a=f["mult_a"],
-                mult_b=f["mult_b"],
-                shift=f["shift"],
-                a_zp=f["a_zp"],
-                b_zp=f["b_zp"],
-                out_zp=f["out_zp"],
+                b,
+                scale_a=f["scale_a"],
+                scale_b=f["scale_b"],
+                offset=f["offset"],
                 act=Act(f["act"]),
                 act_lo=f["act_lo"],
                 act_hi=f["act_hi"],

@@ -1,18 +1,32 @@
-"""Bit-exact compute kernels of a core's CALC module (CONV, POOL, ELTWISE).
+"""Bit-exact compute kernels of a core's CALC module (CONV, POOL, ELTWISE), ISA version 2.
 
 The functions here are pure numpy over on-chip tiles that the emulator core has already
-sliced out of the buffers; they implement the arithmetic of the normative ISA semantics
-(``/work/briefs/semantics.md``, section *Arithmetic* and *Instructions*) exactly:
+sliced out of the buffers; they implement the arithmetic of ``docs/isa.md`` (section
+*Arithmetic*) exactly. Notation: ``f32(x)`` is the binary32 value nearest to ``x`` (ties
+to even), ``fma(a, b, c) = f32(a*b + c)`` rounded once, ``rne`` rounds to the nearest
+integer with ties to even, ``sat8(v) = clip(v, -128, 127)``; activations act after
+saturation (``NONE``: ``y``, ``RELU``: ``max(y, act_lo)``, ``RELU6``:
+``min(max(y, act_lo), act_hi)``).
 
-* ``rhe(num, den)`` is round-half-to-even of the exact rational ``num / den``;
-* ``requant(acc, m, s) = rhe(acc * m, 2**s)`` with ``acc`` int32, ``0 <= m < 2**31`` and
-  ``0 <= s <= 62``, so ``|acc * m| <= 2**62`` and every step is exact in int64;
-* ``sat8(v) = clip(v, -128, 127)``; activations act after saturation: ``NONE``: ``y``,
-  ``RELU``: ``max(y, act_lo)``, ``RELU6``: ``min(max(y, act_lo), act_hi)``.
+* CONV: ``acc`` is the exact int32 accumulator (bias or partial sums plus the dot
+  product, with two's-complement wrap-around modulo ``2**32``);
+  ``y = act(sat8(out_zp + rne(f32(f32(f32(acc) * scale) / divisor))))`` with the
+  per-output-channel ``scale`` and ``divisor`` of the pbuf record ``(bias int32, scale
+  float32, divisor float32)``.
+* POOL ``AVG_PAD`` / ``AVG``: ``e = f32(f32(x - in_zp) * scale)`` per in-bound element, a
+  float32 running sum over the window in row-major order, ``m = f32(s / f32(count))``,
+  ``y = sat8(rne(f32(f32(m / out_scale) + f32(out_zp + 128))) - 128)``. ``GLOBAL_AVG``:
+  ``y = sat8(out_zp + rne(f32(f32(acc) * scale)))`` with the exact integer
+  ``acc = sum(x - in_zp)``. ``MAX``: the maximum of the in-bound elements.
+* ELTWISE add: ``y = act(sat8(rne(fma(A+128, scale_a, fma(B+128, scale_b, offset))) -
+  128))``.
 
-Convolution accumulators are int32 with two's-complement wrap-around (the semantics say
-"int32" and a hardware adder wraps; both the bias/partial-sum addition and the dot product
-are taken modulo ``2**32``).
+How numpy is made to do exactly these steps: numpy's float32 ``* / +`` are correctly
+rounded IEEE operations; an int32 accumulator held exactly in float64 becomes ``f32(acc)``
+with one ``astype(float32)`` (float64 -> float32 rounds to nearest even, and the float64
+holds the integer exactly, so there is no double rounding); the FMA is
+:func:`vfpga.isa.float32.fma_f32`. Since ``rne`` is monotonic and the clamps are
+integers, clamping before rounding is exact, and the int8 conversion sees integers only.
 
 Speed (no per-element Python loops):
 
@@ -22,14 +36,13 @@ Speed (no per-element Python loops):
   at most ``2**14``, so any partial sum of at most :data:`K_CHUNK` = 1024 products is an
   integer of magnitude at most ``2**24``, exact in float32 whatever order BLAS adds in.
   Longer reductions are split into chunks whose exact results are added in float64.
-* Requantization runs in float64 when that is provably exact: ``acc * (m * 2**-s)`` is
-  exact while ``|acc * m| < 2**53``, and when it is not but ``s <= 43`` the value is at
-  least 1024 in magnitude and saturates anyway; ``rint`` rounds halves to even. Any other
-  tile takes the exact int64 path (:func:`rhe_pow2`).
-* ELTWISE on large tiles looks results up in a cached table of all 65536 operand pairs.
+* Average pooling adds ``kh * kw`` shifted whole-tile slices in window order.
+* ELTWISE computes the inner FMA once per value of ``B`` (256 entries); large tiles look
+  results up in a cached table of all 65536 operand pairs computed by the same formula.
 
-Inconsistent arguments raise :class:`ValueError` with a message describing the problem;
-the emulator core turns it into a fault naming the instruction.
+Inconsistent arguments and invalid float parameters (non-finite values, a zero divisor
+or output scale) raise :class:`ValueError` with a message describing the problem; the
+emulator core turns it into a fault naming the instruction.
 """
 
 from __future__ import annotations
@@ -42,14 +55,14 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
-from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, PoolMode
+from vfpga.isa.float32 import U8_BIAS, fma_f32
+from vfpga.isa.spec import PARAM_RECORD_BYTES, PARAM_RECORD_DTYPE, Act, PoolMode
 
 __all__ = [
     "ELTWISE_LUT_MIN",
     "INT8_MAX",
     "INT8_MIN",
     "K_CHUNK",
-    "MAX_SHIFT",
     "act_bounds",
     "conv",
     "conv_macs",
@@ -57,26 +70,23 @@ __all__ = [
     "out_dims",
     "out_size",
     "pool",
-    "requantize",
     "requantize_int8",
-    "rhe_pow2",
     "unpack_params",
 ]
 
 INT8_MIN = -128
 INT8_MAX = 127
-#: Largest requantization shift.
-MAX_SHIFT = 62
 #: Longest reduction summed in one float32 matmul: 1024 * 128 * 128 == 2**24.
 K_CHUNK = 1024
 
 _INT32_MIN = -(1 << 31)
 _INT32_MAX = (1 << 31) - 1
-_I64_SAFE = 1 << 62
+_F32 = np.float32
 
 I8 = NDArray[np.int8]
 I32 = NDArray[np.int32]
 I64 = NDArray[np.int64]
+F32 = NDArray[np.float32]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -115,18 +125,35 @@ def _tile(name: str, a: ArrayLike, dtype: type[np.generic], ndim: int) -> np.nda
     return arr
 
 
-def _param(name: str, v: ArrayLike, n: int, lo: int, hi: int) -> I64:
-    """A per-channel parameter (scalar or shape ``(n,)``) as int64, range-checked."""
+def _f32(name: str, v: Any) -> np.float32:
+    """A float32 parameter from a Python/numpy number (rounded to the nearest float32);
+    ValueError for a non-number, NaN, an infinity or a value beyond the float32 range."""
+    try:
+        fv = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {v!r}") from None
+    with np.errstate(over="ignore"):
+        f = _F32(fv)
+    if not np.isfinite(f):
+        raise ValueError(f"{name} = {fv!r} is not a finite float32")
+    return f
+
+
+def _f32_channels(name: str, v: ArrayLike, n: int) -> F32:
+    """A per-output-channel float32 parameter (scalar or shape ``(n,)``), finite."""
     arr = np.asarray(v)
-    if arr.dtype.kind not in "iub":
-        raise ValueError(f"{name} must be integer, got dtype {arr.dtype.name}")
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be real numbers, got dtype {arr.dtype.name}")
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
         raise ValueError(f"{name} must be a scalar or have shape ({n},), got shape {arr.shape}")
-    arr = arr.astype(np.int64)
-    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
-        bad = arr[(arr < lo) | (arr > hi)].ravel()[0]
-        raise ValueError(f"{name} value {int(bad)} is outside [{lo}, {hi}]")
-    return arr
+    with np.errstate(over="ignore"):
+        out = arr.astype(np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        k = int(np.flatnonzero(bad.ravel())[0])
+        where = f" (output channel {k})" if out.ndim else ""
+        raise ValueError(f"{name} = {arr.ravel()[k]!r}{where} is not a finite float32")
+    return out
 
 
 def out_size(n: int, k: int, stride: int, pad_lo: int, pad_hi: int) -> int:
@@ -162,9 +189,10 @@ def conv_macs(out_h: int, out_w: int, out_c: int, kh: int, kw: int, in_c: int, g
     return out_h * out_w * out_c * kh * kw * (in_c // groups)
 
 
-def unpack_params(raw: ArrayLike) -> tuple[I32, I32, I32]:
-    """Split pbuf bytes (``uint8``, ``out_c * 12`` bytes) or an int32 ``[out_c][3]`` array
-    into ``(bias, mult, shift)`` int32 arrays of shape ``(out_c,)`` (little-endian records)."""
+def unpack_params(raw: ArrayLike) -> tuple[I32, F32, F32]:
+    """Split pbuf parameter records into ``(bias int32, scale float32, divisor float32)``
+    arrays of shape ``(out_c,)``. ``raw`` is the pbuf bytes (``uint8``, ``out_c * 12``,
+    little-endian records) or an array of :data:`~vfpga.isa.spec.PARAM_RECORD_DTYPE`."""
     arr = np.asarray(raw)
     if arr.dtype == np.uint8:
         if arr.ndim != 1 or arr.size % PARAM_RECORD_BYTES:
@@ -172,76 +200,20 @@ def unpack_params(raw: ArrayLike) -> tuple[I32, I32, I32]:
                 f"parameter bytes must be a flat multiple of {PARAM_RECORD_BYTES}, "
                 f"got shape {arr.shape}"
             )
-        arr = np.ascontiguousarray(arr).view("<i4").reshape(-1, 3)
-    if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind != "i" or arr.dtype.itemsize != 4:
-        raise ValueError(f"parameter records must be int32 [out_c][3], got {arr.dtype} {arr.shape}")
-    arr = arr.astype(np.int32)
-    return arr[:, 0], arr[:, 1], arr[:, 2]
+        arr = np.ascontiguousarray(arr).view(PARAM_RECORD_DTYPE)
+    if arr.dtype != PARAM_RECORD_DTYPE or arr.ndim != 1:
+        raise ValueError(
+            f"parameter records must be a 1-D array of {PARAM_RECORD_DTYPE}, got {arr.dtype} "
+            f"{arr.shape}"
+        )
+    return (
+        arr["bias"].astype(np.int32),
+        arr["scale"].astype(np.float32),
+        arr["divisor"].astype(np.float32),
+    )
 
 
 # --------------------------------------------------------------------------- rounding
-
-
-def rhe_pow2(num: ArrayLike, shift: ArrayLike) -> I64:
-    """``rhe(num, 2**shift)`` elementwise: round-half-to-even of ``num / 2**shift``.
-
-    ``num`` is an int64 array (``|num| < 2**62``), ``shift`` an int in 0..62 or an int64
-    array broadcasting against ``num``. Exact: ``(num + half) >> shift`` rounds half up
-    (arithmetic shift is floor), and a tie that landed on an odd value is moved down by one.
-    """
-    p = np.asarray(num, dtype=np.int64)
-    s = np.asarray(shift, dtype=np.int64)
-    one = np.int64(1)
-    half = (one << s) >> one  # 2**(s-1), or 0 when s == 0
-    q = (p + half) >> s
-    tie = (p & ((one << s) - one)) == half
-    tie &= s > 0
-    tie &= (q & one).astype(bool)
-    q -= tie
-    return q
-
-
-def requantize(acc: ArrayLike, mult: ArrayLike, shift: ArrayLike) -> I64:
-    """``requant(acc, mult, shift) = rhe(acc * mult, 2**shift)``, exact, as int64.
-
-    ``acc``: integer array with int32 values. ``mult`` (``0 <= mult < 2**31``) and ``shift``
-    (0..62) are scalars or arrays of the length of ``acc``'s last axis (per output channel).
-    """
-    a = np.asarray(acc)
-    if a.dtype.kind not in "iu":
-        raise ValueError(f"accumulator must be integer, got dtype {a.dtype.name}")
-    if a.dtype.itemsize > 4 and a.size and (
-        int(a.min()) < _INT32_MIN or int(a.max()) > _INT32_MAX
-    ):
-        raise ValueError("accumulator values exceed the int32 range")
-    n = a.shape[-1] if a.ndim else 1
-    m = _param("multiplier", mult, n, 0, _INT32_MAX)
-    s = _param("shift", shift, n, 0, MAX_SHIFT)
-    return rhe_pow2(a.astype(np.int64) * m, s)
-
-
-def _rhe_div(num: np.ndarray, count: np.ndarray | int, shift: int) -> np.ndarray:
-    """``rhe(num, count * 2**shift)`` for ``count >= 1`` without forming the denominator.
-
-    Works on int64 or object (Python int) arrays. With ``num = q1 * 2**s + r1`` and
-    ``q1 = q * count + r2`` (floor divisions), ``q = floor(num / den)`` and the fraction
-    compares with 1/2 as ``(2*r2 - count) * 2**s + 2*r1`` compares with 0.
-    """
-    q1 = num >> shift
-    r1 = num - (q1 << shift)
-    q = q1 // count
-    r2 = q1 - q * count
-    d = 2 * r2 - count
-    r1x2 = 2 * r1
-    pw = 1 << shift
-    up = (d > 0) | ((d == 0) & (r1 > 0)) | ((d == -1) & (r1x2 > pw))
-    tie = ((d == 0) & (r1 == 0)) | ((d == -1) & (r1x2 == pw))
-    odd = (q % 2) == 1
-    return q + (up | (tie & odd)).astype(np.int64)
-
-
-def _sat8(v: np.ndarray) -> np.ndarray:
-    return np.clip(v, INT8_MIN, INT8_MAX)
 
 
 def act_bounds(act: Act | int, act_lo: int, act_hi: int) -> tuple[int, int]:
@@ -263,63 +235,59 @@ def act_bounds(act: Act | int, act_lo: int, act_hi: int) -> tuple[int, int]:
     return min(lo, hi), hi
 
 
-def _finish(q: I64, out_zp: int, bounds: tuple[int, int]) -> I8:
-    """``clip(out_zp + q, *bounds)`` (that is ``act(sat8(out_zp + q))``) as int8."""
-    q += out_zp
-    np.clip(q, bounds[0], bounds[1], out=q)
-    return q.astype(np.int8)
-
-
-#: float64 products ``acc * (mult * 2**-shift)`` are exact while ``|acc * mult| < 2**53``.
-_F64_EXACT = float(1 << 52)  # conservative: the product is formed in floating point
-#: With ``shift <= 43`` an inexact product has magnitude >= 2**53 / 2**43 = 1024 and
-#: saturates whatever its rounding, so only larger shifts need the exactness bound.
-_SAT_SHIFT = 43
+def _clip_rint_i8(v: F32, lo: float, hi: float, add: int) -> I8:
+    """``clip(v, lo, hi)`` rounded half to even, plus ``add``, as int8 (``v`` is
+    overwritten; ``lo + add`` and ``hi + add`` must be int8). Exact: ``rne`` is monotonic
+    and the bounds are integers, so clamping first does not change the result."""
+    np.clip(v, lo, hi, out=v)
+    np.rint(v, out=v)
+    if add == 0:
+        return v.astype(np.int8)
+    out = v.astype(np.int16)
+    out += add
+    return out.astype(np.int8)
 
 
 def _requant_act(
-    acc: NDArray[np.float64], m: I64, s: I64, out_zp: int, bounds: tuple[int, int]
+    acc: NDArray[np.float64], scale: F32, divisor: F32, out_zp: int, bounds: tuple[int, int]
 ) -> I8:
-    """``clip(out_zp + requant(acc, m, s), *bounds)`` as int8; ``acc`` holds exact int32
-    values as float64 (it is overwritten); ``m``/``s`` broadcast over its last axis.
+    """``clip(out_zp + rne(f32(f32(f32(acc) * scale) / divisor)), *bounds)`` as int8.
 
-    Fast path: ``acc * (m * 2**-s)`` in float64 is exact (``|acc*m| < 2**53``) or saturates,
-    and ``rint`` rounds halves to even. ``clip`` commutes with rounding for integer bounds, so
-    clipping before ``rint`` is exact. Otherwise the exact int64 path is taken.
+    ``acc`` holds exact int32 values in float64, so ``astype(float32)`` is the single
+    rounding ``f32(acc)``; ``scale``/``divisor`` broadcast over its last axis. A divisor
+    of exactly 1.0 is skipped (division by 1 is exact). Overflow to +-inf saturates.
     """
-    lo, hi = bounds
-    if acc.size:
-        amax = max(float(acc.max()), -float(acc.min()))
-        risky = (s > _SAT_SHIFT) & (m.astype(np.float64) * amax >= _F64_EXACT)
-        fast = not bool(np.any(risky))
-    else:
-        fast = True
-    if not fast:
-        q = rhe_pow2(acc.astype(np.int64) * m, s)
-        return _finish(q, out_zp, bounds)
-    scale = m.astype(np.float64) * np.ldexp(1.0, -s.astype(np.int32))  # exact
-    acc *= scale
-    np.clip(acc, lo - out_zp, hi - out_zp, out=acc)
-    np.rint(acc, out=acc)
-    out = acc.astype(np.int8)  # integers in [lo - out_zp, hi - out_zp]
-    if out_zp:
-        out += np.int8(out_zp)  # lands in [lo, hi]: no int8 overflow
-    return out
+    v = acc.astype(np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        v *= scale
+        if np.any(divisor != _F32(1.0)):
+            v /= divisor
+    return _clip_rint_i8(v, bounds[0] - out_zp, bounds[1] - out_zp, out_zp)
+
+
+def _check_divisor(divisor: F32) -> None:
+    zero = divisor == 0
+    if np.any(zero):
+        k = int(np.flatnonzero(np.atleast_1d(zero))[0])
+        where = f" (output channel {k})" if divisor.ndim else ""
+        raise ValueError(f"divisor is 0{where}: a parameter record needs a non-zero divisor")
 
 
 def requantize_int8(
     acc: ArrayLike,
-    mult: ArrayLike,
-    shift: ArrayLike,
+    scale: ArrayLike,
+    divisor: ArrayLike = 1.0,
     *,
     out_zp: int = 0,
     act: Act | int = Act.NONE,
     act_lo: int = INT8_MIN,
     act_hi: int = INT8_MAX,
 ) -> I8:
-    """``act(sat8(out_zp + requant(acc, mult, shift)))`` as int8: the output stage of CONV.
+    """``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale) / divisor))))`` as int8: the
+    output stage of CONV.
 
-    ``acc`` holds int32 values; ``mult``/``shift`` are scalars or per last-axis arrays.
+    ``acc`` holds int32 values; ``scale``/``divisor`` are float32 scalars or per last-axis
+    arrays (finite; ``divisor`` non-zero; other floats are rounded to float32 first).
     """
     a = np.asarray(acc)
     if a.dtype.kind not in "iu":
@@ -327,10 +295,11 @@ def requantize_int8(
     if a.size and (int(a.min()) < _INT32_MIN or int(a.max()) > _INT32_MAX):
         raise ValueError("accumulator values exceed the int32 range")
     n = a.shape[-1] if a.ndim else 1
-    m = _param("multiplier", mult, n, 0, _INT32_MAX)
-    s = _param("shift", shift, n, 0, MAX_SHIFT)
+    sc = _f32_channels("scale", scale, n)
+    dv = _f32_channels("divisor", divisor, n)
+    _check_divisor(dv)
     zp = _int("out_zp", out_zp, INT8_MIN, INT8_MAX)
-    return _requant_act(a.astype(np.float64), m, s, zp, act_bounds(act, act_lo, act_hi))
+    return _requant_act(a.astype(np.float64), sc, dv, zp, act_bounds(act, act_lo, act_hi))
 
 
 # --------------------------------------------------------------------------- CONV
@@ -479,8 +448,8 @@ def conv(
     pad_value: int = 0,
     groups: int = 1,
     acc_out: bool = False,
-    mult: ArrayLike | None = None,
-    shift: ArrayLike | None = None,
+    scale: ArrayLike | None = None,
+    divisor: ArrayLike = 1.0,
     out_zp: int = 0,
     act: Act | int = Act.NONE,
     act_lo: int = INT8_MIN,
@@ -497,11 +466,13 @@ def conv(
     * ``acc[y][x][oc] = start + sum_{i,j,ci} Xpad[y*sh+i][x*sw+j][g*cig+ci] * w[oc][i][j][ci]``
       in int32 (wrapping modulo 2**32), ``out_h = (in_h + t + b - kh) // sh + 1`` and
       likewise ``out_w``.
-    * ``acc_out``: return ``acc`` (int32 ``[out_h][out_w][out_c]``). Otherwise return int8
-      ``act(sat8(out_zp + requant(acc, mult[oc], shift[oc])))``; ``mult``/``shift`` are
-      scalars or shape ``(out_c,)`` (multipliers in ``[0, 2**31)``, shifts 0..62).
+    * ``acc_out``: return ``acc`` (int32 ``[out_h][out_w][out_c]``; ``scale``/``divisor``
+      are not used). Otherwise return int8
+      ``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale[oc]) / divisor[oc]))))``;
+      ``scale``/``divisor`` are float32 scalars or shape ``(out_c,)``, finite, the divisor
+      non-zero.
 
-    Raises ValueError for inconsistent shapes, dtypes or out-of-range parameters.
+    Raises ValueError for inconsistent shapes, dtypes or invalid parameters.
     """
     x = _tile("conv input", x, np.int8, 3)
     w = _tile("conv weights", w, np.int8, 4)
@@ -530,10 +501,11 @@ def conv(
             f"got {start.shape}"
         )
     if not acc_out:
-        if mult is None or shift is None:
-            raise ValueError("mult and shift are required unless acc_out is set")
-        m = _param("multiplier", mult, oc, 0, _INT32_MAX)
-        s = _param("shift", shift, oc, 0, MAX_SHIFT)
+        if scale is None:
+            raise ValueError("scale is required unless acc_out is set")
+        sc = _f32_channels("scale", scale, oc)
+        dv = _f32_channels("divisor", divisor, oc)
+        _check_divisor(dv)
         ozp = _int("out_zp", out_zp, INT8_MIN, INT8_MAX)
         bounds = act_bounds(act, act_lo, act_hi)
 
@@ -553,7 +525,7 @@ def conv(
         acc = _wrap_f64(acc)
     if acc_out:
         return acc.astype(np.int32)
-    return _requant_act(acc, m, s, ozp, bounds)
+    return _requant_act(acc, sc, dv, ozp, bounds)
 
 
 #: Smallest input channel count for which :func:`_conv_wide` is used instead of im2col.
@@ -577,16 +549,6 @@ def _inbound(n: int, k: int, stride: int, pad_lo: int, count: int) -> NDArray[np
     return np.clip(np.minimum(lo + k, n) - np.maximum(lo, 0), 0, None)
 
 
-def _box_sum(a: NDArray[np.int64], k: int, stride: int, count: int, axis: int) -> np.ndarray:
-    """Sums of windows of length ``k`` at ``stride`` along ``axis`` via a prefix sum."""
-    cs = np.cumsum(a, axis=axis, dtype=np.int64)
-    pad = [(0, 0)] * a.ndim
-    pad[axis] = (1, 0)
-    cs = np.pad(cs, pad)
-    idx = np.arange(count) * stride
-    return np.take(cs, idx + k, axis=axis) - np.take(cs, idx, axis=axis)
-
-
 def _box_max(a: I8, k: int, stride: int, count: int, axis: int) -> I8:
     """Maxima of windows of length ``k`` at ``stride`` along ``axis``."""
     span = (count - 1) * stride + 1
@@ -599,19 +561,24 @@ def _box_max(a: I8, k: int, stride: int, count: int, axis: int) -> I8:
     return out
 
 
-def _avg_out(
-    acc: NDArray[np.int64], count: NDArray[np.int64] | int, mult: int, shift: int, out_zp: int
-) -> I8:
-    """``sat8(out_zp + rhe(acc * mult, count * 2**shift))`` as int8."""
-    peak = int(np.abs(acc).max()) if acc.size else 0
-    if peak * abs(mult) >= _I64_SAFE:  # exceedingly large tiles: exact Python integers
-        num: np.ndarray = acc.astype(object) * mult
-        cnt: Any = count.astype(object) if isinstance(count, np.ndarray) else count
-        q = np.asarray(_rhe_div(num, cnt, shift) + out_zp)
-        return np.clip(q, INT8_MIN, INT8_MAX).astype(np.int8)
-    q = _rhe_div(acc * np.int64(mult), count, shift)
-    q += out_zp
-    return _sat8(q).astype(np.int8)
+def _window_sum_f32(
+    e: F32, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
+    oh: int, ow: int,
+) -> F32:
+    """Per output position, the float32 running sum of the in-bound elements of its
+    window, starting at +0.0 and adding row by row (top to bottom), left to right within
+    a row, each addition rounded to float32. Padding positions add +0.0, which leaves the
+    sum unchanged (the sum is never -0.0: +0.0 + -0.0 and exact cancellations are +0.0)."""
+    kh, kw = kernel
+    sh, sw = stride
+    t, b, lf, rt = pads
+    ep = np.pad(e, ((t, b), (lf, rt), (0, 0)))
+    s = np.zeros((oh, ow, e.shape[2]), np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(kh):
+            for j in range(kw):
+                s += ep[i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw]
+    return s
 
 
 def pool(
@@ -621,24 +588,29 @@ def pool(
     kernel: Sequence[int] = (0, 0),
     stride: Sequence[int] = (0, 0),
     pads: Sequence[int] = (0, 0, 0, 0),
-    mult: int = 1,
-    shift: int = 0,
+    scale: float = 0.0,
+    out_scale: float = 0.0,
     in_zp: int = 0,
     out_zp: int = 0,
 ) -> I8:
     """The POOL instruction on an extracted int8 tile ``x [in_h][in_w][c]``.
 
     * ``MAX``: maximum of the in-bound elements of each ``kh x kw`` window (padding never
-      wins); a window with no in-bound element is an error. Zero points and ``mult``/``shift``
-      are not used.
-    * ``AVG_PAD`` / ``AVG``: ``acc`` = sum over in-bound elements of ``x - in_zp``;
-      ``count = kh*kw`` (AVG_PAD) or the number of in-bound elements (AVG, an error if 0);
-      ``y = sat8(out_zp + rhe(acc * mult, count * 2**shift))``.
+      wins); a window with no in-bound element is an error. ``scale``, ``out_scale`` and
+      the zero points must be 0.
+    * ``AVG_PAD`` / ``AVG``: ``e = f32(f32(x - in_zp) * scale)`` per in-bound element;
+      ``s`` = their float32 running sum in window order (rows top to bottom, left to
+      right); ``count = kh*kw`` (AVG_PAD) or the number of in-bound elements (AVG, an error
+      if 0); ``m = f32(s / f32(count))``;
+      ``y = sat8(rne(f32(f32(m / out_scale) + f32(out_zp + 128))) - 128)``. ``out_scale``
+      must be non-zero; a NaN sum (an infinite ``e`` of each sign, only possible with a
+      ``scale`` beyond ~1e36) is an error.
     * ``GLOBAL_AVG``: ``kernel``, ``stride`` and ``pads`` must be all zero; the window is the
-      whole tile, the output ``[1][1][c]``, ``count = in_h * in_w``, same formula.
+      whole tile, the output ``[1][1][c]``: ``acc = sum(x - in_zp)`` (exact integer),
+      ``y = sat8(out_zp + rne(f32(f32(acc) * scale)))``; ``out_scale`` must be 0.
 
-    Output ``[out_h][out_w][c]`` int8 with out dims as for CONV. ``mult`` is an int32,
-    ``shift`` 0..62.
+    Output ``[out_h][out_w][c]`` int8 with out dims as for CONV. ``scale``/``out_scale``
+    are float32 values (other floats are rounded to float32); non-finite ones are errors.
     """
     x = _tile("pool input", x, np.int8, 3)
     try:
@@ -648,8 +620,8 @@ def pool(
     in_h, in_w, c = x.shape
     if in_h < 1 or in_w < 1 or c < 1:
         raise ValueError(f"pool input must be non-empty, got shape {x.shape}")
-    mul = _int("mult", mult, _INT32_MIN, _INT32_MAX)
-    sft = _int("shift", shift, 0, MAX_SHIFT)
+    sc = _f32("scale", scale)
+    osc = _f32("out_scale", out_scale)
     izp = _int("in_zp", in_zp, INT8_MIN, INT8_MAX)
     ozp = _int("out_zp", out_zp, INT8_MIN, INT8_MAX)
     if md is PoolMode.GLOBAL_AVG:
@@ -658,9 +630,14 @@ def pool(
                 "global_avg pooling requires kernel, stride and pads to be 0, got "
                 f"kernel={tuple(kernel)}, stride={tuple(stride)}, pads={tuple(pads)}"
             )
+        if osc != 0:
+            raise ValueError(f"global_avg pooling uses no out_scale (must be 0), got {osc!r}")
         n = in_h * in_w
-        acc = x.sum(axis=(0, 1), dtype=np.int64) - np.int64(izp) * n
-        return _avg_out(acc.reshape(1, 1, c), n, mul, sft, ozp)
+        acc = x.sum(axis=(0, 1), dtype=np.int64) - np.int64(izp) * n  # |acc| < 2**41
+        v = acc.astype(np.float64).astype(np.float32).reshape(1, 1, c)  # f32(acc), exact
+        with np.errstate(over="ignore", under="ignore"):
+            v *= sc
+        return _clip_rint_i8(v, INT8_MIN - ozp, INT8_MAX - ozp, ozp)
 
     kh, kw = _pair("kernel", kernel, 1, 1 << 16)
     sh, sw = _pair("stride", stride, 1, 1 << 16)
@@ -670,19 +647,38 @@ def pool(
     cols = _inbound(in_w, kw, sw, lf, ow)
     empty = not (rows.all() and cols.all())
     if md is PoolMode.MAX:
+        if sc != 0 or osc != 0 or izp or ozp:
+            raise ValueError(
+                "max pooling uses no scale, out_scale or zero points (all must be 0), got "
+                f"scale={sc!r}, out_scale={osc!r}, in_zp={izp}, out_zp={ozp}"
+            )
         if empty:
             raise ValueError("max pooling window lies entirely in the padding")
         # -128 padding cannot change the maximum of a window with an in-bound element.
         xp = _padded(x, (t, b, lf, rt), INT8_MIN, np.int8)
         return _box_max(_box_max(xp, kh, sh, oh, 0), kw, sw, ow, 1)
+    if osc == 0:
+        raise ValueError("average pooling needs a non-zero out_scale")
     if md is PoolMode.AVG and empty:
         raise ValueError("average pooling window lies entirely in the padding (count 0)")
-    xz = x.astype(np.int64) - izp
-    xz = np.pad(xz, ((t, b), (lf, rt), (0, 0)))
-    acc = _box_sum(_box_sum(xz, kh, sh, oh, 0), kw, sw, ow, 1)
+    e = (x.astype(np.int16) - np.int16(izp)).astype(np.float32)  # exact
+    with np.errstate(over="ignore", under="ignore"):
+        e *= sc
+    s = _window_sum_f32(e, (kh, kw), (sh, sw), (t, b, lf, rt), oh, ow)
+    if np.isnan(s).any():
+        raise ValueError(
+            f"average pooling sum is NaN (infinite terms of both signs): scale={sc!r} is "
+            "too large"
+        )
     if md is PoolMode.AVG_PAD:
-        return _avg_out(acc, kh * kw, mul, sft, ozp)
-    return _avg_out(acc, (rows[:, None] * cols[None, :])[:, :, None], mul, sft, ozp)
+        count: F32 | np.float32 = _F32(kh * kw)  # exact: at most 255 * 255
+    else:
+        count = (rows[:, None] * cols[None, :]).astype(np.float32)[:, :, None]
+    with np.errstate(over="ignore", under="ignore"):
+        s /= count
+        s /= osc
+        s += _F32(ozp + U8_BIAS)
+    return _clip_rint_i8(s, 0, 255, -U8_BIAS)
 
 
 # --------------------------------------------------------------------------- ELTWISE
@@ -691,37 +687,38 @@ def pool(
 #: Operand count from which ELTWISE uses a 64K-entry table of all (a, b) results.
 ELTWISE_LUT_MIN = 1 << 15
 
+#: The 256 int8 values in ``uint8`` index order (0..127, then -128..-1).
+_I8_BY_U8 = np.arange(256, dtype=np.uint8).view(np.int8)
 
-def _eltwise_direct(
-    a: I8, b: I8, ma: int, mb: int, sft: int, azp: int, bzp: int, ozp: int,
-    bounds: tuple[int, int],
-) -> I8:
-    """``clip(ozp + rhe((a-azp)*ma + (b-bzp)*mb, 2**sft), *bounds)`` in float64.
 
-    Exact: both terms and the constant are integers below ``2**41`` times ``2**-sft``, so
-    every partial sum is representable, and ``rint`` rounds halves to even.
-    """
-    ca = float(ma) * 2.0**-sft
-    cb = float(mb) * 2.0**-sft
-    v = np.multiply(a, ca, dtype=np.float64)
-    v += np.multiply(b, cb, dtype=np.float64)
-    v += float(-(azp * ma + bzp * mb)) * 2.0**-sft
-    np.clip(v, bounds[0] - ozp, bounds[1] - ozp, out=v)
-    np.rint(v, out=v)
-    out = np.empty(v.shape, np.int8)
-    np.add(v, ozp, out=out, casting="unsafe")
-    return out
+def _biased(v: I8) -> F32:
+    """``f32(v + 128)`` (exact: 0..255)."""
+    return (v.astype(np.int16) + U8_BIAS).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _eltwise_inner(sb: float, off: float) -> F32:
+    """``fma(B + 128, scale_b, offset)`` for every int8 ``B``, indexed by ``B.view(uint8)``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        inner = fma_f32(_biased(_I8_BY_U8), _F32(sb), _F32(off))
+    inner.flags.writeable = False
+    return inner
+
+
+def _eltwise_direct(a: I8, b: I8, sa: float, sb: float, off: float, bounds: tuple[int, int]) -> I8:
+    """``clip(rne(fma(a+128, sa, fma(b+128, sb, off))) - 128, *bounds)`` as int8."""
+    inner = _eltwise_inner(sb, off)[b.view(np.uint8)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = fma_f32(_biased(a), _F32(sa), inner)
+    return _clip_rint_i8(v, bounds[0] + U8_BIAS, bounds[1] + U8_BIAS, -U8_BIAS)
 
 
 @functools.lru_cache(maxsize=128)
-def _eltwise_lut(
-    ma: int, mb: int, sft: int, azp: int, bzp: int, ozp: int, bounds: tuple[int, int]
-) -> I8:
+def _eltwise_lut(sa: float, sb: float, off: float, bounds: tuple[int, int]) -> I8:
     """Results for every operand pair, indexed by ``a.view(uint8) << 8 | b.view(uint8)``."""
-    vals = np.arange(256, dtype=np.uint8).view(np.int8)
-    a = np.repeat(vals, 256)
-    b = np.tile(vals, 256)
-    lut = _eltwise_direct(a, b, ma, mb, sft, azp, bzp, ozp, bounds)
+    a = np.repeat(_I8_BY_U8, 256)
+    b = np.tile(_I8_BY_U8, 256)
+    lut = _eltwise_direct(a, b, sa, sb, off, bounds)
     lut.flags.writeable = False
     return lut
 
@@ -730,22 +727,20 @@ def eltwise_add(
     a: I8,
     b: I8,
     *,
-    mult_a: int,
-    mult_b: int,
-    shift: int,
-    a_zp: int = 0,
-    b_zp: int = 0,
-    out_zp: int = 0,
+    scale_a: float,
+    scale_b: float,
+    offset: float,
     act: Act | int = Act.NONE,
     act_lo: int = INT8_MIN,
     act_hi: int = INT8_MAX,
 ) -> I8:
     """The ELTWISE add instruction on two int8 tiles of equal shape:
-    ``act(sat8(out_zp + rhe((a - a_zp)*mult_a + (b - b_zp)*mult_b, 2**shift)))`` as int8.
+    ``act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset))) - 128))`` as int8,
+    each ``fma`` rounded once to float32 (ties to even).
 
-    ``mult_a``/``mult_b`` are int32 (any sign; the formula is exact for both), ``shift`` 0..62.
-    From :data:`ELTWISE_LUT_MIN` elements on, results come from a cached table of all
-    65536 operand pairs computed by the same formula.
+    ``scale_a``, ``scale_b`` and ``offset`` are finite float32 values (other floats are
+    rounded to float32 first). From :data:`ELTWISE_LUT_MIN` elements on, results come from
+    a cached table of all 65536 operand pairs computed by the same formula.
     """
     a = np.asarray(a)
     b = np.asarray(b)
@@ -753,16 +748,13 @@ def eltwise_add(
         raise ValueError(f"eltwise operands must be int8, got {a.dtype.name} and {b.dtype.name}")
     if a.shape != b.shape:
         raise ValueError(f"eltwise operands differ in shape: {a.shape} vs {b.shape}")
-    ma = _int("mult_a", mult_a, _INT32_MIN, _INT32_MAX)
-    mb = _int("mult_b", mult_b, _INT32_MIN, _INT32_MAX)
-    sft = _int("shift", shift, 0, MAX_SHIFT)
-    azp = _int("a_zp", a_zp, INT8_MIN, INT8_MAX)
-    bzp = _int("b_zp", b_zp, INT8_MIN, INT8_MAX)
-    ozp = _int("out_zp", out_zp, INT8_MIN, INT8_MAX)
+    sa = float(_f32("scale_a", scale_a))
+    sb = float(_f32("scale_b", scale_b))
+    off = float(_f32("offset", offset))
     bounds = act_bounds(act, act_lo, act_hi)
     if a.size < ELTWISE_LUT_MIN:
-        return _eltwise_direct(a, b, ma, mb, sft, azp, bzp, ozp, bounds)
-    lut = _eltwise_lut(ma, mb, sft, azp, bzp, ozp, bounds)
+        return _eltwise_direct(a, b, sa, sb, off, bounds)
+    lut = _eltwise_lut(sa, sb, off, bounds)
     idx = a.view(np.uint8).astype(np.uint16)
     idx <<= 8
     idx |= b.view(np.uint8)
