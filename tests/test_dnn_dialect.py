@@ -129,12 +129,13 @@ def small_graph() -> QGraph:
             (2, 2),
             (1, 1, 0, 0),
             groups=4,
+            divisor=float(np.float32(0.0235)),
         ),
         QPool("pool1", "dw", "p1", "max"),
-        QPool("pool2", "/c1/out:0", "p2", "avg", (3, 3), (2, 2), (1, 1, 1, 1), True, 777, 20),
+        QPool("pool2", "/c1/out:0", "p2", "avg", (3, 3), (2, 2), (1, 1, 1, 1), True),
         QAdd("add", "p1", "p2", "a1", 1 << 20, 3 << 19, 21, Act("relu6", 0, 60)),
         QConcat("", ["a1", "a1"], "cat"),
-        QPool("gap", "cat", "gap", "global_avg", multiplier=5, shift=3),
+        QPool("gap", "cat", "gap", "global_avg", (2, 2)),
         QConv(
             "fc",
             "gap",
@@ -354,6 +355,54 @@ def test_verifier_multiplier_and_shift_ranges() -> None:
     g = _graph_with([_conv("c", "x", "y", multiplier=np.array([-1, 1], np.int32))], [Y], ["y"])
     with pytest.raises(VerifyException, match=r"multiplier\[0\] = -1 is outside \[0, 2\*\*31\)"):
         qgraph_to_module(g).verify()
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, math.inf, math.nan, 0.1, 1e300])
+def test_conversion_rejects_a_divisor_that_is_not_a_positive_float32(bad: float) -> None:
+    g = _graph_with([_conv("c", "x", "y", divisor=bad)], [Y], ["y"])
+    with pytest.raises(DnnConversionError, match=r"node 'c' \(QConv\): divisor .* float32"):
+        qgraph_to_module(g)
+
+
+def test_verifier_divisor() -> None:
+    from xdsl.dialects.builtin import Float64Type, FloatAttr
+
+    g = _graph_with([_conv("c", "x", "y", divisor=0.5)], [Y], ["y"])
+    m = qgraph_to_module(g)
+    m.verify()
+    conv = next(op for op in m.walk() if isinstance(op, dnn.ConvOp))
+    assert conv.divisor_value == 0.5 and "divisor 0.5 " in text_of(m)
+    conv.properties["divisor"] = FloatAttr(-0.5, dnn.Float32Type())
+    with pytest.raises(VerifyException, match=r'dnn\.conv "c": divisor must be finite and > 0'):
+        m.verify()
+    conv.properties["divisor"] = FloatAttr(math.inf, dnn.Float32Type())
+    with pytest.raises(VerifyException, match="divisor must be finite and > 0, got inf"):
+        m.verify()
+    conv.properties["divisor"] = FloatAttr(2.0, Float64Type())
+    with pytest.raises(VerifyException, match="divisor must be an f32 value"):
+        m.verify()
+    del conv.properties["divisor"]
+    m.verify()
+    assert conv.divisor_value == 1.0 and "divisor" not in text_of(m)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 0x7F7FFFFF))
+def test_divisor_text_roundtrips_exactly(bits: int) -> None:
+    """Every positive finite float32 prints as text that parses back to the same value."""
+    d = float(np.array([bits], np.uint32).view(np.float32)[0])
+    g = _graph_with([_conv("c", "x", "y", divisor=d)], [Y], ["y"])
+    back = module_to_qgraph(parse(text_of(qgraph_to_module(g))))
+    assert isinstance(back.nodes[0], QConv)
+    assert back.nodes[0].divisor == d
+
+
+def test_format_f32_is_short_and_exact() -> None:
+    assert dnn.format_f32(float(np.float32(0.1))) == "0.1"
+    assert dnn.format_f32(3.0) == "3.0"
+    assert dnn.format_f32(float(np.float32(1e-40))) == "1.0e-40"
+    for v in (float(np.float32(0.0235)), 2.0**-149, float(np.finfo(np.float32).max)):
+        assert float(np.float32(float(dnn.format_f32(v)))) == v
 
 
 def test_qtensor_type_rejects_bad_quantization() -> None:

@@ -8,8 +8,8 @@ construction). Example::
 
     dnn.graph @tiny(%data: !dnn.qtensor<1x3x8x8, scale = 0.02, zp = 0> as "data") {
       %c1 = dnn.conv %data name "conv1" out "c1" stride [2, 2] pad [1, 1, 1, 1]
-          act relu(-128, 127) bias [10, -3] multiplier [1073741824, 1073741824]
-          shift [37, 37] weight 2x3x3x3 "0x0102..."
+          act relu(-128, 127) bias [10, -3] multiplier [13421773, 13421773]
+          shift [28, 28] weight 2x3x3x3 "0x0102..."
           : (!dnn.qtensor<1x3x8x8, scale = 0.02, zp = 0>)
           -> !dnn.qtensor<1x2x4x4, scale = 0.05, zp = -128>
       dnn.return %c1 reshape [1, 32] : !dnn.qtensor<1x2x4x4, scale = 0.05, zp = -128>
@@ -32,6 +32,12 @@ from raw bytes (never from Python lists) and printed by the custom format as a h
 arrays (bias, multiplier, shift) are ``array<i32: ...>`` built from bytes and printed as
 ``[a, b, ...]`` up to 64 entries, as the hex of their little-endian bytes beyond (a
 ResNet-50 has ~80k per-channel values; xDSL's lexer takes ~18 us per list token).
+
+**Arithmetic** (ISA version 2, docs/quantization.md): exact int32 accumulation, then
+requantization in IEEE-754 binary32 steps rounded to nearest, ties to even — the steps of
+ONNX Runtime's integer kernels. Float32 parameters (``dnn.conv``'s ``divisor``) are
+``f32`` ``FloatAttr`` values, printed as the shortest decimal that reads back (as a
+float64 rounded to float32) to the same float32.
 
 **Names.** Node ops carry the QGraph node name (``name``) and the name of the tensor they
 define (``out``) as properties; graph input names are the ``as "..."`` suffixes of the
@@ -58,6 +64,8 @@ from xdsl.dialects.builtin import (
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
     DictionaryAttr,
+    Float32Type,
+    FloatAttr,
     FloatData,
     IntAttr,
     IntegerAttr,
@@ -112,16 +120,37 @@ hex of their little-endian int32 bytes (``"0x..."``), which parses ~50x faster."
 # --------------------------------------------------------------------------------------
 
 
-def format_scale(value: float) -> str:
-    """The shortest decimal text that parses back to exactly ``value`` and is an MLIR float
-    literal (always contains a ``.``)."""
-    text = repr(float(value))
+def _mlir_float(text: str) -> str:
+    """``text`` (a Python / numpy float repr) as an MLIR float literal (with a ``.``)."""
     if "." not in text and ("e" in text or "E" in text):
         mant, exp = text.lower().split("e")
         text = f"{mant}.0e{exp}"
     elif "." not in text:
         text += ".0"
     return text
+
+
+def format_scale(value: float) -> str:
+    """The shortest decimal text that parses back to exactly ``value`` and is an MLIR float
+    literal (always contains a ``.``)."""
+    return _mlir_float(repr(float(value)))
+
+
+def format_f32(value: float) -> str:
+    """An MLIR float literal for the float32 ``value`` that reads back exactly: the shortest
+    decimal of the float32 when parsing it to float64 and rounding to float32 gives the same
+    value (always, but for rare double-rounding cases), else the float64 repr (exact)."""
+    f = np.float32(value)
+    text = _mlir_float(str(f))
+    if np.float32(float(text)) == f:
+        return text
+    return format_scale(float(f))
+
+
+def f32_attr(value: float) -> FloatAttr:
+    """An ``f32`` ``FloatAttr`` holding ``value`` rounded to float32 (``OverflowError``
+    beyond the float32 range)."""
+    return FloatAttr(float(value), Float32Type())
 
 
 @irdl_attr_definition
@@ -274,7 +303,9 @@ def _unit_bool(attr: Attribute | None) -> bool:
 # Custom assembly format engine shared by the node ops
 # --------------------------------------------------------------------------------------
 
-FieldKind = Literal["str", "int", "ints", "i32s", "flag", "ident", "act", "weight", "dict"]
+FieldKind = Literal[
+    "str", "int", "ints", "i32s", "f32", "flag", "ident", "act", "weight", "dict"
+]
 
 
 @dataclass(frozen=True)
@@ -282,7 +313,9 @@ class _Field:
     """One ``keyword value`` clause of a node op's custom format.
 
     ``kind`` selects the value syntax: ``str`` "text"; ``int`` 3; ``ints`` / ``i32s``
-    [1, 2]; ``flag`` (keyword alone, a unit property); ``ident`` a bare word from
+    [1, 2]; ``f32`` a float literal (an optional ``f32`` ``FloatAttr`` property, absent
+    when the clause is omitted); ``flag`` (keyword alone, a unit property); ``ident`` a
+    bare word from
     ``choices``; ``act`` relu(lo, hi) (properties ``act`` and ``act_range``); ``weight``
     64x3x7x7 "0xHEX" or 64x3x7x7 splat V; ``dict`` {k = v}. The clause is omitted when the
     value equals ``default`` (``None``: always printed, required when parsing).
@@ -305,6 +338,8 @@ def _field_value(op: Operation, f: _Field) -> object:
             return cast(IntegerAttr, attr).value.data if attr is not None else None
         case "ints" | "i32s":
             return int_tuple(cast(DenseArrayBase, attr)) if attr is not None else None
+        case "f32":
+            return cast(FloatAttr, attr).value.data if isinstance(attr, FloatAttr) else attr
         case "flag":
             return _unit_bool(attr)
         case "act":
@@ -340,6 +375,11 @@ def _print_field(printer: Printer, op: Operation, f: _Field) -> None:
             printer.print_string(cast(StringAttr, attr).data)
         case "int":
             printer.print_string(str(cast(IntegerAttr, attr).value.data))
+        case "f32":
+            if isinstance(attr, FloatAttr):
+                printer.print_string(format_f32(attr.value.data))
+            else:  # not a FloatAttr: the verifier reports it
+                printer.print_attribute(attr)
         case "ints":
             _print_ints(printer, array_values(cast(DenseArrayBase, attr)).tolist())
         case "i32s":
@@ -385,6 +425,19 @@ def _parse_field(parser: Parser, f: _Field, props: dict[str, Attribute], op_name
             props[f.prop] = StringAttr(word)
         case "int":
             props[f.prop] = i64_attr(parser.parse_integer(allow_boolean=False))
+        case "f32":
+            start = parser.pos
+            value = float(
+                parser.parse_number(context_msg=f" for '{f.keyword}' of {op_name}")
+            )
+            try:
+                props[f.prop] = f32_attr(value)
+            except OverflowError:
+                parser.raise_error(
+                    f"{op_name}: '{f.keyword}' {value!r} is outside the float32 range",
+                    start,
+                    parser.pos,
+                )
         case "ints":
             props[f.prop] = int_array(_parse_ints(parser))
         case "i32s":
@@ -637,15 +690,25 @@ class ConvOp(DnnNodeOp):
                              * weight[oc, ci - g*Cg, ky, kx])
 
     over the ``Cg = C/groups`` input channels of the group ``g = oc // (OC/groups)`` and the
-    kernel window (out-of-bounds input elements contribute zero), then
-    ``out = act(sat8(out_zp + round_half_even(acc * multiplier[oc] / 2**shift[oc])))`` where
-    ``act`` clamps to ``[lo, hi]`` (``relu``: lo is the output zero point; ``relu6``: hi is
-    6.0 quantized). The result is ``[N, OC, OH, OW]`` with
+    kernel window (out-of-bounds input elements contribute zero; int32), then, in float32
+    steps rounded to nearest even (``f32``)::
+
+        scale[oc] = f32(multiplier[oc] / 2**shift[oc])
+        v = f32(f32(f32(acc) * scale[oc]) / divisor)
+        out = act(sat8(out_zp + round_half_even(v)))
+
+    (saturation computed in float: ``v = +-inf`` saturates), where ``act`` clamps to
+    ``[lo, hi]`` (``relu``: lo is the output zero point; ``relu6``: hi is 6.0 quantized).
+    ``divisor`` is an optional ``f32`` property, ``1.0`` when absent (then the division is
+    exact: ONNX Runtime's ``QLinearConv``); a requantizing copy (unit weights) has
+    ``scale = s_in`` and ``divisor = s_out``. The custom format prints
+    ``divisor 0.0235`` only when it is not 1.0. The result is ``[N, OC, OH, OW]`` with
     ``OH = (H + top + bottom - KH) // sh + 1`` (likewise ``OW``).
 
     Verified: input channels = weight IC x groups, OC divisible by groups, output dims per
     the formula, ``OC`` entries in each per-channel array, multipliers in ``[0, 2**31)``,
-    shifts in ``[0, 62]``, strides >= 1, pads >= 0, activation range within int8.
+    shifts in ``[0, 62]``, ``divisor`` an ``f32`` value that is finite and > 0, strides
+    >= 1, pads >= 0, activation range within int8.
     """
 
     name = "dnn.conv"
@@ -655,6 +718,7 @@ class ConvOp(DnnNodeOp):
     bias = prop_def(DenseArrayBase)
     multiplier = prop_def(DenseArrayBase)
     shift = prop_def(DenseArrayBase)
+    divisor = opt_prop_def(FloatAttr)
     strides = prop_def(DenseArrayBase)
     pads = prop_def(DenseArrayBase)
     groups = prop_def(IntegerAttr)
@@ -670,6 +734,7 @@ class ConvOp(DnnNodeOp):
         _Field("bias", "bias", "i32s"),
         _Field("multiplier", "multiplier", "i32s"),
         _Field("shift", "shift", "i32s"),
+        _Field("divisor", "divisor", "f32", 1.0),
         _Field("weight", "weight", "weight"),
     )
 
@@ -688,15 +753,24 @@ class ConvOp(DnnNodeOp):
         pads: Sequence[int] = (0, 0, 0, 0),
         groups: int = 1,
         act: tuple[str, int, int] = ("none", -128, 127),
+        divisor: float = 1.0,
     ) -> None:
         def arr(v: np.ndarray | DenseArrayBase, what: str) -> DenseArrayBase:
             return v if isinstance(v, DenseArrayBase) else i32_array(v, f"{name}: {what}")
 
         w = weight if isinstance(weight, DenseIntOrFPElementsAttr) else weight_attr(weight)
+        extra: dict[str, Attribute] = {}
+        if float(np.float32(divisor)) != 1.0 or math.isnan(divisor):
+            try:
+                extra["divisor"] = f32_attr(divisor)
+            except OverflowError:
+                msg = f"{name}: divisor {divisor!r} is outside the float32 range"
+                raise ValueError(msg) from None
         super().__init__(
             operands=[input],
             result_types=[result_type],
             properties={
+                **extra,
                 "name": StringAttr(name),
                 "out": StringAttr(out),
                 "weight": w,
@@ -714,6 +788,12 @@ class ConvOp(DnnNodeOp):
     def weight_array(self) -> np.ndarray:
         """The int8 weights ``[OC, C/groups, KH, KW]`` (read-only view of the IR bytes)."""
         return weight_values(self.weight)
+
+    @property
+    def divisor_value(self) -> float:
+        """The ``divisor`` as a Python float (a float32 value; ``1.0`` when absent)."""
+        d = self.divisor
+        return 1.0 if d is None else float(d.value.data)
 
     def macs(self) -> int:
         """Exact multiply-accumulate count: ``N * OC * OH * OW * C/groups * KH * KW``."""
@@ -781,6 +861,13 @@ class ConvOp(DnnNodeOp):
                 )
         _check_range(who, "multiplier", array_values(self.multiplier), *_MULT_RANGE)
         _check_range(who, "shift", array_values(self.shift), *_SHIFT_RANGE)
+        d = self.divisor
+        if d is not None:
+            if not isinstance(d.type, Float32Type):
+                raise VerifyException(f"{who}: divisor must be an f32 value, got {d.type}")
+            dv = d.value.data
+            if not (math.isfinite(dv) and dv > 0.0):
+                raise VerifyException(f"{who}: divisor must be finite and > 0, got {dv!r}")
         self._verify_act()
 
 
@@ -788,18 +875,25 @@ class ConvOp(DnnNodeOp):
 class PoolOp(DnnNodeOp):
     """Max, average or global-average pooling (``QPool``).
 
+    The average kinds requantize with the operand's and result's scales ``s_in``,
+    ``s_out`` (float32 values) and zero points, in float32 steps rounded to nearest even
+    (``f32``), as ONNX Runtime's kernels do:
+
     ``kind = max``: ``out = max(in)`` over the window (padding never wins); the output has
-    the input's scale and zero point and ``multiplier``/``shift`` are unused.
-    ``kind = avg``: ``acc = sum(in - in_zp)`` over the in-bounds part of the window,
-    ``count`` = window size if ``count_include_pad`` else the number of in-bounds elements,
-    ``out = sat8(out_zp + round_half_even(acc * multiplier / (count * 2**shift)))``.
-    ``kind = global_avg``: ``avg`` over the whole ``H x W`` plane (kernel, strides and pads
-    are ignored); the output is ``[N, C, 1, 1]``.
+    the input's scale and zero point.
+    ``kind = avg`` (``QLinearAveragePool``): each in-bounds element of the window becomes
+    ``e = f32(f32(in - in_zp) * s_in)``; ``s`` is their float32 sum from ``+0.0``, row by
+    row (top to bottom), left to right, each addition rounded; ``count`` = window size if
+    ``count_include_pad`` else the number of in-bounds elements; ``m = f32(s / count)``,
+    ``v = f32(f32(m / s_out) + (out_zp + 128))``, ``out = sat8(round_half_even(v) - 128)``.
+    ``kind = global_avg`` (``QLinearGlobalAveragePool``): ``acc = sum(in - in_zp)`` over
+    the whole ``H x W`` plane (exact), ``scale = f32(s_in / f32(s_out * f32(H * W)))``,
+    ``out = sat8(out_zp + round_half_even(f32(f32(acc) * scale)))`` (kernel, strides and
+    pads are ignored); the output is ``[N, C, 1, 1]``.
 
     For ``max``/``avg`` the output is ``[N, C, OH, OW]`` with
     ``OH = (H + top + bottom - KH) // sh + 1``. Verified: output shape, pads smaller than
-    the kernel, multiplier in ``[0, 2**31)``, shift in ``[0, 62]``, max keeps the input
-    quantization.
+    the kernel, max keeps the input quantization.
     """
 
     name = "dnn.pool"
@@ -810,8 +904,6 @@ class PoolOp(DnnNodeOp):
     strides = prop_def(DenseArrayBase)
     pads = prop_def(DenseArrayBase)
     count_include_pad = opt_prop_def(UnitAttr)
-    multiplier = prop_def(IntegerAttr)
-    shift = prop_def(IntegerAttr)
 
     FIELDS: ClassVar[tuple[_Field, ...]] = (
         *_NAME_FIELDS,
@@ -820,8 +912,6 @@ class PoolOp(DnnNodeOp):
         _Field("stride", "strides", "ints", (1, 1)),
         _Field("pad", "pads", "ints", (0, 0, 0, 0)),
         _Field("count_include_pad", "count_include_pad", "flag"),
-        _Field("multiplier", "multiplier", "int", 1 << 30),
-        _Field("shift", "shift", "int", 30),
     )
 
     def __init__(
@@ -836,8 +926,6 @@ class PoolOp(DnnNodeOp):
         strides: Sequence[int] = (1, 1),
         pads: Sequence[int] = (0, 0, 0, 0),
         count_include_pad: bool = False,
-        multiplier: int = 1 << 30,
-        shift: int = 30,
     ) -> None:
         props: dict[str, Attribute] = {
             "name": StringAttr(name),
@@ -846,8 +934,6 @@ class PoolOp(DnnNodeOp):
             "kernel": int_array(kernel),
             "strides": int_array(strides),
             "pads": int_array(pads),
-            "multiplier": i64_attr(multiplier),
-            "shift": i64_attr(shift),
         }
         if count_include_pad:
             props["count_include_pad"] = UnitAttr()
@@ -903,9 +989,6 @@ class PoolOp(DnnNodeOp):
                 f"{in_t.scale_value!r}, zp {in_t.zp}), output has scale "
                 f"{self.output_type.scale_value!r}, zp {self.output_type.zp}"
             )
-        m, s = self.multiplier.value.data, self.shift.value.data
-        _check_range(who, "multiplier", np.array(m, dtype=object), *_MULT_RANGE)
-        _check_range(who, "shift", np.array(s, dtype=object), *_SHIFT_RANGE)
 
     def macs(self) -> int:
         """Pooling does no multiply-accumulates in the MAC array: 0."""
@@ -915,10 +998,16 @@ class PoolOp(DnnNodeOp):
 @irdl_op_definition
 class AddOp(DnnNodeOp):
     """Element-wise add of two int8 tensors of the same shape with their own quantization
-    (``QAdd``)::
+    (``QAdd``, ONNX Runtime's ``QLinearAdd``), in float32 steps rounded to nearest even
+    (``f32``; ``fma`` rounds once)::
 
-        out = act(sat8(out_zp + round_half_even(((a - a_zp) * mult_a + (b - b_zp) * mult_b)
-                                                / 2**shift)))
+        scale_a = f32(mult_a / 2**shift); scale_b = f32(mult_b / 2**shift)
+        offset = f32(zc - fma(scale_a, za, f32(scale_b * zb)))
+        v = fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))
+        out = act(sat8(round_half_even(v) - 128))
+
+    with the biased zero points ``za = a_zp + 128``, ``zb = b_zp + 128``,
+    ``zc = out_zp + 128``.
 
     Verified: ``a``, ``b`` and the output have the same shape; ``mult_a``, ``mult_b`` in
     ``[0, 2**31)``; ``shift`` in ``[0, 62]``; activation range within int8.

@@ -3,7 +3,8 @@ holding one ``dnn.graph``.
 
 The conversion is exact in both directions: ``module_to_qgraph(qgraph_to_module(g)) == g``
 field by field, with weights and per-channel arrays byte-equal (int8 weights, int32
-``bias``/``multiplier``/``shift``). Arrays returned by :func:`module_to_qgraph` are
+``bias``/``multiplier``/``shift``; ``QConv.divisor`` is a float32 value, stored as an
+``f32`` property only when it is not 1.0). Arrays returned by :func:`module_to_qgraph` are
 read-only numpy views of the IR's bytes (copy them to modify). Host-op attributes
 round-trip for ``bool``, ``int``, ``float``, ``str``, lists of ints / floats / strings
 (returned as lists) and numpy arrays.
@@ -14,6 +15,7 @@ ResNet-50-sized graph (~200 ops, 25 MB of weights) converts in tens of milliseco
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -233,6 +235,14 @@ def _node_to_op(
 ) -> dnn.DnnNodeOp:
     match node:
         case QConv():
+            d = float(node.divisor)
+            with np.errstate(over="ignore"):
+                d32 = float(np.float32(d))
+            if not (math.isfinite(d) and d > 0.0) or d32 != d:
+                raise ValueError(
+                    f"divisor {node.divisor!r} is not a finite positive float32 value "
+                    "(round it with numpy.float32)"
+                )
             return dnn.ConvOp(
                 get(node.input, where),
                 out_t,
@@ -246,6 +256,7 @@ def _node_to_op(
                 pads=node.pads,
                 groups=node.groups,
                 act=_act(node.act),
+                divisor=d,
             )
         case QPool():
             return dnn.PoolOp(
@@ -258,8 +269,6 @@ def _node_to_op(
                 strides=node.strides,
                 pads=node.pads,
                 count_include_pad=node.count_include_pad,
-                multiplier=node.multiplier,
-                shift=node.shift,
             )
         case QAdd():
             return dnn.AddOp(
@@ -375,6 +384,7 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
             pads=(p[0], p[1], p[2], p[3]),
             groups=op.groups.value.data,
             act=_act_of(op),
+            divisor=op.divisor_value,
         )
     if isinstance(op, dnn.PoolOp):
         k, s, p = dnn.int_tuple(op.kernel), dnn.int_tuple(op.strides), dnn.int_tuple(op.pads)
@@ -387,8 +397,6 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
             strides=(s[0], s[1]),
             pads=(p[0], p[1], p[2], p[3]),
             count_include_pad=op.count_include_pad is not None,
-            multiplier=op.multiplier.value.data,
-            shift=op.shift.value.data,
         )
     if isinstance(op, dnn.AddOp):
         return QAdd(

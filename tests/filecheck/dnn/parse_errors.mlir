@@ -126,3 +126,25 @@ dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
   %c = dnn.conv %x name "c" out "c" bias [0, 0] multiplier [1, 1] shift "12" weight 2x4x1x1 splat 1 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
   dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
 }
+
+// -----
+// CHECK: integer or float literal expected for 'divisor' of dnn.conv
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %c = dnn.conv %x name "c" out "c" bias [0, 0] multiplier [1, 1] shift [1, 1] divisor "2" weight 2x4x1x1 splat 1 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.conv: 'divisor' 1e+39 is outside the float32 range
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %c = dnn.conv %x name "c" out "c" bias [0, 0] multiplier [1, 1] shift [1, 1] divisor 1.0e39 weight 2x4x1x1 splat 1 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// dnn.pool has no multiplier / shift since ISA v2 (the average pools use the tensor scales)
+// CHECK: Expected ':' before the type of dnn.pool
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %p = dnn.pool %x name "p" out "p" kind avg kernel [2, 2] stride [2, 2] multiplier 12345 shift 20 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
+  dnn.return %p : !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
+}

@@ -122,10 +122,31 @@ dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
 }
 
 // -----
-// CHECK: dnn.pool "p": shift = 70 is outside [0, 62]
+// CHECK: dnn.conv "c": divisor must be finite and > 0, got -0.5
 dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
-  %p = dnn.pool %x name "p" out "p" kind avg kernel [2, 2] stride [2, 2] shift 70 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
-  dnn.return %p : !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
+  %c = dnn.conv %x name "c" out "c" bias [0, 0] multiplier [1, 1] shift [1, 1] divisor -0.5 weight 2x4x1x1 splat 1 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.conv "c": divisor must be finite and > 0, got 0.0
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %c = dnn.conv %x name "c" out "c" bias [0, 0] multiplier [1, 1] shift [1, 1] divisor 0.0 weight 2x4x1x1 splat 1 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.conv "c": divisor must be finite and > 0, got inf
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %c = "dnn.conv"(%x) <{name = "c", out = "c", weight = dense<1> : tensor<2x4x1x1xi8>, bias = array<i32: 0, 0>, multiplier = array<i32: 1, 1>, shift = array<i32: 1, 1>, divisor = 0x7F800000 : f32, strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, groups = 1 : i64, act = "none", act_range = array<i64: -128, 127>}> : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.conv "c": divisor must be an f32 value, got f64
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %c = "dnn.conv"(%x) <{name = "c", out = "c", weight = dense<1> : tensor<2x4x1x1xi8>, bias = array<i32: 0, 0>, multiplier = array<i32: 1, 1>, shift = array<i32: 1, 1>, divisor = 2.0 : f64, strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, groups = 1 : i64, act = "none", act_range = array<i64: -128, 127>}> : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
 }
 
 // -----
