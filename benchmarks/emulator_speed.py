@@ -3,8 +3,11 @@
 Run: ``.venv/bin/python benchmarks/emulator_speed.py [MODEL ...] [--repeat N]``
 (default: the four paper models). For each model: ORT's QDQ inference (CPU provider,
 default threads, median of N after a warm-up), and the emulator's run of the compiled
-binary on 1 and on 16 cores (median of N), with the dependency-hazard checks on (the
-default) and off; ratio = emulator / ORT (goal for ResNet-50: <= 5).
+binary on 1 and on 16 cores (median of N): the reference interpreter
+(``Accelerator(fast=False)``), and the precompiled-plan fast path (the default) with the
+dependency-hazard checks on (the default) and off; ratio = emulator / ORT (goal for
+ResNet-50: <= 5). ``--blas-threads`` sets the emulator's BLAS threads (default 1, as
+``Accelerator``; ORT uses its default thread pool) and is printed with the results.
 """
 
 from __future__ import annotations
@@ -49,10 +52,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("models", nargs="*", default=list(PAPER_MODELS))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads of the emulator (default 1)")
     args = ap.parse_args()
     hw = load_hw("pool16")
-    print(f"{'model':14s} {'ORT ms':>8s} {'cores':>5s} {'emu ms':>9s} {'ratio':>7s} "
-          f"{'no-hazard ms':>13s} {'ratio':>7s}")
+    print(f"emulator BLAS threads: {args.blas_threads}; ORT: its default thread pool")
+    print(f"{'model':14s} {'ORT ms':>8s} {'cores':>5s} {'interp ms':>10s} {'ratio':>7s} "
+          f"{'fast ms':>9s} {'ratio':>7s} {'no-hazard ms':>13s} {'ratio':>7s}")
     for name in args.models:
         lm = loaded_model(name)
         g = lm.graph
@@ -65,14 +71,16 @@ def main() -> None:
         for cores in (1, 16):
             res = compile_graph(g, hw, cores)
             row = []
-            for hazards in (True, False):
-                acc = Accelerator(hw, check_hazards=hazards)
+            for fast, hazards in ((False, True), (True, True), (True, False)):
+                acc = Accelerator(hw, check_hazards=hazards, fast=fast,
+                                  blas_threads=args.blas_threads)
                 task = acc.create_task("bench", range(cores), res.vfb.ddr_size)
                 task.load(res.vfb)
                 row.append(median_time(partial(emu_run, acc, task, g.inputs[0], xin),
                                        args.repeat))
-            print(f"{name:14s} {t_ort * 1e3:8.1f} {cores:5d} {row[0] * 1e3:9.1f} "
-                  f"{row[0] / t_ort:6.1f}x {row[1] * 1e3:13.1f} {row[1] / t_ort:6.1f}x")
+            print(f"{name:14s} {t_ort * 1e3:8.1f} {cores:5d} {row[0] * 1e3:10.1f} "
+                  f"{row[0] / t_ort:6.1f}x {row[1] * 1e3:9.1f} {row[1] / t_ort:6.1f}x "
+                  f"{row[2] * 1e3:13.1f} {row[2] / t_ort:6.1f}x", flush=True)
 
 
 if __name__ == "__main__":
