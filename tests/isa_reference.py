@@ -1,33 +1,77 @@
-"""Independent reference of the CALC arithmetic of the ISA semantics, for tests only.
+"""Independent reference of the CALC arithmetic of the ISA (version 2), for tests only.
 
 Written deliberately differently from ``vfpga.emulator.kernels`` (which it must never
 import): padding with ``np.pad``, convolution as a loop over kernel offsets with int64
-``einsum``, windows enumerated one output position at a time, int32 wrap-around by explicit
-modular arithmetic, and every rounding done on Python integers with
-``fractions.Fraction`` and the built-in ``round`` (which rounds halves to even).
+``einsum``, windows enumerated one output position at a time (in-bound cells only),
+int32 wrap-around by explicit modular arithmetic. Every float32 step is either done on
+exact rationals (``fractions.Fraction``) and rounded once with
+:func:`vfpga.isa.float32.round_f32` (the FMAs of ELTWISE too, never ``fma_f32``), or is a
+single numpy float32 operation (the window sums of average pooling, one channel vector at
+a time). ``rne`` is Python's ``round`` of a Fraction (ties to even).
 """
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
 
+from vfpga.isa.float32 import round_f32
 from vfpga.isa.spec import Act, PoolMode
 
 
-def rhe(num: int, den: int) -> int:
-    """Round-half-to-even of the exact rational ``num / den`` (``den > 0``)."""
-    return round(Fraction(int(num), int(den)))
+# ------------------------------------------------------------------ float32 steps
+def f32(x: int | float | Fraction) -> float:
+    """The float32 nearest to the exact value ``x`` (``x`` may be +-inf)."""
+    if isinstance(x, float) and math.isinf(x):
+        return x
+    return round_f32(Fraction(x))
 
 
+def mul(a: float, b: float) -> float:
+    """``f32(a * b)``; an infinite operand gives the (infinite) float product."""
+    if math.isinf(a) or math.isinf(b):
+        return a * b
+    return round_f32(Fraction(a) * Fraction(b))
+
+
+def div(a: float, b: float) -> float:
+    """``f32(a / b)`` for finite non-zero ``b``."""
+    if math.isinf(a):
+        return a / b
+    return round_f32(Fraction(a) / Fraction(b))
+
+
+def add(a: float, b: float) -> float:
+    """``f32(a + b)``."""
+    if math.isinf(a) or math.isinf(b):
+        return a + b
+    return round_f32(Fraction(a) + Fraction(b))
+
+
+def fma(a: float, b: float, c: float) -> float:
+    """``f32(a * b + c)`` with one rounding (finite ``a``, ``b``)."""
+    if math.isinf(c):
+        return c
+    return round_f32(Fraction(a) * Fraction(b) + Fraction(c))
+
+
+def rne(v: float) -> int | float:
+    """Nearest integer, ties to even (infinities pass through)."""
+    if math.isinf(v):
+        return v
+    return round(Fraction(v))
+
+
+# ------------------------------------------------------------------ integers
 def wrap32(v: np.ndarray) -> np.ndarray:
     """Two's-complement int32 value of each (Python or int64) integer."""
     return ((v.astype(object) + 2**31) % 2**32 - 2**31).astype(np.int64)
 
 
-def sat8(v: int) -> int:
-    return max(-128, min(127, v))
+def sat8(v: int | float) -> int:
+    return int(max(-128, min(127, v)))
 
 
 def act_fn(y: int, act: int, lo: int, hi: int) -> int:
@@ -38,10 +82,12 @@ def act_fn(y: int, act: int, lo: int, hi: int) -> int:
     return y
 
 
-def requant(acc: int, m: int, s: int) -> int:
-    return rhe(int(acc) * int(m), 2 ** int(s))
+def requant_conv(acc: int, scale: float, divisor: float) -> float:
+    """``f32(f32(f32(acc) * scale) / divisor)``."""
+    return div(mul(f32(int(acc)), float(scale)), float(divisor))
 
 
+# ------------------------------------------------------------------ CONV
 def conv_acc(
     x: np.ndarray,
     w: np.ndarray,
@@ -83,28 +129,30 @@ def conv(
     pad_value: int,
     groups: int,
     acc_out: bool,
-    mult: np.ndarray,
-    shift: np.ndarray,
+    scale: np.ndarray | float,
+    divisor: np.ndarray | float,
     out_zp: int,
     act: int,
     act_lo: int,
     act_hi: int,
 ) -> np.ndarray:
-    """CONV per the semantics; int32 accumulators with ``acc_out``, else int8."""
+    """CONV per the semantics; int32 accumulators with ``acc_out``, else int8
+    ``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale) / divisor))))``."""
     acc = conv_acc(x, w, start, stride, pads, pad_value, groups)
     if acc_out:
         return acc.astype(np.int32)
     oc = w.shape[0]
-    mult = np.broadcast_to(np.asarray(mult, dtype=np.int64), (oc,))
-    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), (oc,))
+    sc = np.broadcast_to(np.asarray(scale, dtype=np.float32), (oc,)).tolist()
+    dv = np.broadcast_to(np.asarray(divisor, dtype=np.float32), (oc,)).tolist()
     out = np.empty(acc.shape, np.int8)
     for idx in np.ndindex(*acc.shape):
         o = idx[2]
-        y = sat8(out_zp + requant(acc[idx], mult[o], shift[o]))
+        y = sat8(out_zp + rne(requant_conv(int(acc[idx]), sc[o], dv[o])))
         out[idx] = act_fn(y, act, act_lo, act_hi)
     return out
 
 
+# ------------------------------------------------------------------ POOL
 def pool(
     x: np.ndarray,
     *,
@@ -112,26 +160,32 @@ def pool(
     kernel: tuple[int, int],
     stride: tuple[int, int],
     pads: tuple[int, int, int, int],
-    mult: int,
-    shift: int,
+    scale: float,
+    out_scale: float,
     in_zp: int,
     out_zp: int,
 ) -> np.ndarray:
     """POOL per the semantics; raises ValueError for an empty MAX/AVG window."""
     h, w_, c = x.shape
     xi = x.astype(np.int64)
+    scale = float(np.float32(scale))
+    out_scale = float(np.float32(out_scale))
     if mode == PoolMode.GLOBAL_AVG:
         out = np.empty((1, 1, c), np.int8)
         for ch in range(c):
             acc = sum(int(v) - in_zp for v in xi[:, :, ch].ravel())
-            out[0, 0, ch] = sat8(out_zp + rhe(acc * mult, h * w_ * 2**shift))
+            out[0, 0, ch] = sat8(out_zp + rne(mul(f32(acc), scale)))
         return out
+    # e = f32(f32(x - in_zp) * scale), element by element on rationals
+    e = np.array([mul(float(int(v) - in_zp), scale) for v in xi.ravel()],
+                 np.float32).reshape(xi.shape)
     kh, kw = kernel
     sh, sw = stride
     t, b, lf, rt = pads
     oh = (h + t + b - kh) // sh + 1
     ow = (w_ + lf + rt - kw) // sw + 1
     out = np.empty((oh, ow, c), np.int8)
+    zc = float(out_zp + 128)
     for y in range(oh):
         for xx in range(ow):
             cells = [
@@ -142,34 +196,39 @@ def pool(
             ]
             if not cells and mode != PoolMode.AVG_PAD:
                 raise ValueError("empty window")
+            if mode == PoolMode.MAX:
+                for ch in range(c):
+                    out[y, xx, ch] = max(int(xi[yy, xc, ch]) for yy, xc in cells)
+                continue
+            s = np.zeros(c, np.float32)  # +0.0
+            for yy, xc in cells:  # row by row, left to right: one float32 add each
+                s = s + e[yy, xc]
+            count = kh * kw if mode == PoolMode.AVG_PAD else len(cells)
             for ch in range(c):
-                vals = [int(xi[yy, xc, ch]) for yy, xc in cells]
-                if mode == PoolMode.MAX:
-                    out[y, xx, ch] = max(vals)
-                    continue
-                acc = sum(v - in_zp for v in vals)
-                count = kh * kw if mode == PoolMode.AVG_PAD else len(cells)
-                out[y, xx, ch] = sat8(out_zp + rhe(acc * mult, count * 2**shift))
+                m = div(float(s[ch]), f32(count))
+                v = add(div(m, out_scale), zc)
+                out[y, xx, ch] = sat8(rne(v) - 128)
     return out
 
 
+# ------------------------------------------------------------------ ELTWISE
 def eltwise_add(
     a: np.ndarray,
     b: np.ndarray,
     *,
-    mult_a: int,
-    mult_b: int,
-    shift: int,
-    a_zp: int,
-    b_zp: int,
-    out_zp: int,
+    scale_a: float,
+    scale_b: float,
+    offset: float,
     act: int,
     act_lo: int,
     act_hi: int,
 ) -> np.ndarray:
-    """ELTWISE add per the semantics."""
+    """ELTWISE add per the semantics:
+    ``act(sat8(rne(fma(A+128, scale_a, fma(B+128, scale_b, offset))) - 128))``."""
+    sa, sb, off = (float(np.float32(v)) for v in (scale_a, scale_b, offset))
     out = np.empty(a.shape, np.int8)
     for idx in np.ndindex(*a.shape):
-        num = (int(a[idx]) - a_zp) * mult_a + (int(b[idx]) - b_zp) * mult_b
-        out[idx] = act_fn(sat8(out_zp + rhe(num, 2**shift)), act, act_lo, act_hi)
+        ua, ub = float(int(a[idx]) + 128), float(int(b[idx]) + 128)
+        v = fma(ua, sa, fma(ub, sb, off))
+        out[idx] = act_fn(sat8(rne(v) - 128), act, act_lo, act_hi)
     return out

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vfpga.emulator import kernels
-from vfpga.isa.spec import Act, PoolMode
+from vfpga.isa.float32 import eltwise_offset
+from vfpga.isa.spec import PARAM_RECORD_BYTES, PARAM_RECORD_DTYPE, Act, PoolMode
 
 SETTINGS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -43,21 +44,26 @@ def int8_tensor(rng: np.random.Generator, shape: tuple[int, ...], fill: str) -> 
     return rng.integers(-128, 128, size=shape, dtype=np.int8)
 
 
-def pick_shift(rng: np.random.Generator, magnitude: int, mult: int) -> int:
-    """A shift that maps ``magnitude * mult`` to roughly 2**5..2**9 (not all saturated)."""
-    bits = (max(magnitude, 1) * max(mult, 1)).bit_length()
-    return int(np.clip(bits - 7 + rng.integers(-2, 3), 0, kernels.MAX_SHIFT))
+def rand_scales(rng: np.random.Generator, n: int, peak: float) -> np.ndarray:
+    """float32 scales (random 24-bit mantissas) mapping ``peak`` to roughly 2**5..2**9,
+    with occasional special values: 0, negative, subnormal, and so large the product
+    overflows to infinity (saturates)."""
+    base = 2.0 ** rng.uniform(5, 9, n) / max(float(peak), 1.0)
+    sc = (base * rng.uniform(1, 2, n)).astype(np.float32)
+    if rng.random() < 0.3:
+        special = np.array([0.0, -float(sc[0]), 1e-40, 3e38, 2.0**-20], np.float32)
+        pick = rng.random(n) < 0.3
+        sc[pick] = rng.choice(special, size=int(pick.sum()))
+    return sc
 
 
-def random_mults(rng: np.random.Generator, n: int) -> np.ndarray:
-    kind = rng.integers(0, 4)
-    if kind == 0:
-        return rng.integers(0, 2**31, size=n, dtype=np.int64)
-    if kind == 1:  # normalised like gemmlowp / TFLite multipliers
-        return rng.integers(2**30, 2**31, size=n, dtype=np.int64)
-    if kind == 2:
-        return rng.integers(0, 2**16, size=n, dtype=np.int64)
-    return rng.choice(np.array([0, 1, 2**31 - 1, 2**30]), size=n)
+def rand_divisors(rng: np.random.Generator, n: int) -> np.ndarray | float:
+    """1.0 (the common case), else random float32 divisors (some below 1, some negative)."""
+    if rng.random() < 0.5:
+        return 1.0
+    dv = (2.0 ** rng.uniform(-3, 3, n) * rng.uniform(1, 2, n)).astype(np.float32)
+    dv[rng.random(n) < 0.1] *= -1
+    return dv
 
 
 # --------------------------------------------------------------------------- CONV
@@ -129,17 +135,15 @@ def test_conv_matches_reference(case: dict[str, Any]) -> None:
         "groups": g,
     }
     acc = ref.conv_acc(x, w, start, **geo)
-    mult = random_mults(rng, oc)
     peak = np.abs(acc).reshape(-1, oc).max(axis=0)
-    shift = np.array([pick_shift(rng, int(p), int(m)) for p, m in zip(peak, mult, strict=True)])
-    if rng.random() < 0.1:
-        shift = rng.integers(0, 63, size=oc)
+    scale = rand_scales(rng, oc, float(np.median(peak)))
+    divisor = rand_divisors(rng, oc)
     args = {
         **geo,
         "start": start,
         "acc_out": case["acc_out"],
-        "mult": mult,
-        "shift": shift,
+        "scale": scale,
+        "divisor": divisor,
         "out_zp": case["out_zp"],
         "act": case["act"],
         "act_lo": case["act_lo"],
@@ -192,20 +196,6 @@ def test_depthwise_many_taps_exact() -> None:
     assert got.ravel().tolist() == [1089 * 16129] * 2
 
 
-def test_requant_beyond_float64() -> None:
-    # acc * m = 2**61 + 8: exactly representable only with 62 bits. float64 would see 2**61
-    # (a tie at 0.5 -> 0); the exact value is just above one half and rounds to 1.
-    acc, m = 2147352580, 1073807362
-    assert acc * m == 2**61 + 8
-    vals = np.array([acc, -acc], np.int32)
-    assert kernels.requantize(vals, m, 62).tolist() == [1, -1]
-    assert kernels.requantize_int8(vals, m, 62).tolist() == [1, -1]
-    x = np.zeros((1, 1, 1), np.int8)
-    w = np.zeros((2, 1, 1, 1), np.int8)
-    got = kernels.conv(x, w, start=vals, mult=m, shift=62, out_zp=3)
-    assert got.ravel().tolist() == [4, 2]
-
-
 @pytest.mark.parametrize(("kh", "c", "groups"), [(3, 600, 1), (1, 4500, 1), (3, 1200, 2)])
 def test_conv_large_k_random(kh: int, c: int, groups: int) -> None:
     rng = np.random.default_rng(kh * c)
@@ -222,40 +212,94 @@ def test_conv_large_k_random(kh: int, c: int, groups: int) -> None:
         np.testing.assert_array_equal(got, expected)
 
 
+def _one_by_one(acc: list[int], **kw: Any) -> list[int]:
+    """CONV of a 1x1 kernel with weight 0 whose accumulators are the biases ``acc``."""
+    x = np.zeros((1, 1, 1), np.int8)
+    w = np.zeros((len(acc), 1, 1, 1), np.int8)
+    out = kernels.conv(x, w, start=np.array(acc, np.int32), **kw)
+    return [int(v) for v in out.ravel()]
+
+
 def test_conv_int32_wraps() -> None:
     x = np.full((1, 1, 4), 100, np.int8)
     w = np.full((1, 1, 1, 4), 100, np.int8)
     start = np.array([2**31 - 10], np.int32)
     got = kernels.conv(x, w, start=start, acc_out=True)
     assert int(got[0, 0, 0]) == 2**31 - 10 + 40000 - 2**32
-    q = kernels.conv(x, w, start=start, mult=1, shift=0)  # wrapped acc is very negative
+    q = kernels.conv(x, w, start=start, scale=1.0)  # wrapped acc is very negative
     assert int(q[0, 0, 0]) == -128
 
 
-def test_conv_ties_and_relu6() -> None:
-    # 1x1 conv with weight 1: acc = x + bias; mult 1, shift 1 halves it.
-    x = np.array([5, 7, -5, -7, 1, 3, -1, -3], np.int8).reshape(1, 8, 1)
-    w = np.ones((1, 1, 1, 1), np.int8)
-    got = kernels.conv(x, w, start=np.zeros(1, np.int32), mult=1, shift=1)
-    assert got.ravel().tolist() == [2, 4, -2, -4, 0, 2, 0, -2]
-    # Same ties through a large multiplier and shift: acc * 2**30 / 2**31.
-    got = kernels.conv(x, w, start=np.zeros(1, np.int32), mult=2**30, shift=31)
-    assert got.ravel().tolist() == [2, 4, -2, -4, 0, 2, 0, -2]
+def test_conv_ties_to_even_and_relu6() -> None:
+    acc = [5, 7, -5, -7, 1, 3, -1, -3]
+    halves = [2, 4, -2, -4, 0, 2, 0, -2]  # 2.5, 3.5, -2.5, -3.5, 0.5, 1.5, -0.5, -1.5
+    assert _one_by_one(acc, scale=0.5) == halves
+    assert _one_by_one(acc, scale=1.0, divisor=2.0) == halves
+    assert _one_by_one(acc, scale=2.0**-20, divisor=2.0**-19) == halves
+    assert _one_by_one(acc, scale=0.5, out_zp=1) == [h + 1 for h in halves]
     # relu6 with zero point -10 and six = 50: clamps to [-10, 50].
-    x = np.array([-128, -11, -10, 0, 50, 51, 127], np.int8).reshape(1, 7, 1)
-    got = kernels.conv(
-        x, w, start=np.zeros(1, np.int32), mult=1, shift=0, act=Act.RELU6, act_lo=-10, act_hi=50
-    )
-    assert got.ravel().tolist() == [-10, -10, -10, 0, 50, 50, 50]
-    got = kernels.conv(x, w, start=np.zeros(1, np.int32), mult=1, shift=0, act=Act.RELU, act_lo=-10)
-    assert got.ravel().tolist() == [-10, -10, -10, 0, 50, 51, 127]
+    vals = [-128, -11, -10, 0, 50, 51, 127]
+    kw: dict[str, Any] = {"scale": 1.0, "act": Act.RELU6, "act_lo": -10, "act_hi": 50}
+    assert _one_by_one(vals, **kw) == [-10, -10, -10, 0, 50, 50, 50]
+    kw |= {"act": Act.RELU}
+    assert _one_by_one(vals, **kw) == [-10, -10, -10, 0, 50, 51, 127]
 
 
-def test_conv_saturates() -> None:
-    x = np.array([127, -128], np.int8).reshape(1, 2, 1)
-    w = np.full((1, 1, 1, 1), 127, np.int8)
-    got = kernels.conv(x, w, start=np.zeros(1, np.int32), mult=2**31 - 1, shift=20, out_zp=5)
-    assert got.ravel().tolist() == [127, -128]
+def test_conv_product_rounds_to_a_tie() -> None:
+    # 3 * scale is 2.5000001192... exactly, which float32 rounds to 2.5, a tie: even 2.
+    # Rounding the exact product once would give 3.
+    scale = 0.8333333730697632
+    assert float(np.float32(scale)) == scale
+    assert Fraction(3) * Fraction(scale) > Fraction(5, 2)
+    assert _one_by_one([3, -3], scale=scale) == [2, -2]
+
+
+def test_conv_accumulator_beyond_2_24_rounds() -> None:
+    # f32(2**24 + 1) = 2**24 (tie to even), f32(2**24 + 3) = 2**24 + 4; times 2**-25 this
+    # gives 0.5 -> 0 and 0.5000001 -> 1 (the exact values would both round to 1).
+    assert _one_by_one([2**24 + 1, 2**24 + 3, -(2**24) - 1], scale=2.0**-25) == [0, 1, 0]
+    # 2**31 - 1 is float32 2**31: times 2**-24 exactly 128 -> saturates at 127 either way,
+    # but with out_zp -1 the rounding shows: 128 - 1 = 127, not 127 - 1.
+    assert _one_by_one([2**31 - 1, 2**31 - 65], scale=2.0**-24, out_zp=-1) == [127, 127]
+    # 2**31 - 129 -> f32 2**31 - 128 (tie between ...-256 and 2**31 goes to even: 2**31 - 256
+    # has an odd significand? check against the exact reference instead of by hand)
+    acc = [2**31 - 129, 2**31 - 385, -(2**31) + 129]
+    want = [ref.sat8(-100 + ref.rne(ref.requant_conv(a, 2.0**-24, 1.0))) for a in acc]
+    assert _one_by_one(acc, scale=2.0**-24, out_zp=-100) == want
+
+
+def test_conv_divisor_is_a_second_rounding() -> None:
+    # v = f32(f32(acc * scale) / divisor): f32(9 * scale) = 7.5000005, / 3 = 2.5000002 -> 3.
+    # Rounding the exact quotient once (2.50000012 -> float32 2.5 -> 2) or folding the
+    # divisor into the scale (9 * f32(scale / 3) -> 2.5 -> 2) would give 2.
+    s, d = 0.8333333730697632, 3.0
+    exact_once = ref.rne(ref.f32(Fraction(9) * Fraction(s) / Fraction(d)))
+    folded = ref.rne(ref.mul(ref.f32(9), ref.div(s, d)))
+    two_steps = ref.rne(ref.requant_conv(9, s, d))
+    assert two_steps != exact_once and two_steps != folded
+    assert _one_by_one([9, -9], scale=s, divisor=d) == [two_steps, -two_steps]
+    # A true division, not a multiplication by f32(1 / divisor): f32(150.97546 / 8.160835)
+    # is 18.500002 -> 19, while 150.97546 * f32(1 / 8.160835) rounds to 18.5 -> 18.
+    q, d2 = 150.9754638671875, 8.160835266113281
+    recip = ref.rne(ref.mul(q, ref.div(1.0, d2)))
+    want = ref.rne(ref.div(q, d2))
+    assert want != recip
+    assert _one_by_one([1], scale=q, divisor=d2) == [want]
+    # and many accumulators against the reference
+    rng = np.random.default_rng(11)
+    acc = rng.integers(-3000, 3000, 2000).tolist()
+    sc = np.full(len(acc), 0.01234567, np.float32)
+    dv = np.full(len(acc), 0.0987654, np.float32)
+    want = [ref.sat8(ref.rne(ref.requant_conv(a, float(sc[0]), float(dv[0])))) for a in acc]
+    assert _one_by_one(acc, scale=sc, divisor=dv) == want
+
+
+def test_conv_saturates_and_overflows() -> None:
+    assert _one_by_one([127 * 127, -127 * 128], scale=1.0, out_zp=5) == [127, -128]
+    # float32 overflow to +-inf saturates (and so does a huge quotient).
+    assert _one_by_one([16129, -16384, 0], scale=3e38) == [127, -128, 0]
+    assert _one_by_one([1000, -1000], scale=1.0, divisor=1e-40) == [127, -128]
+    assert _one_by_one([3, -3], scale=-1.0) == [-3, 3]
 
 
 @pytest.mark.parametrize(
@@ -269,10 +313,14 @@ def test_conv_saturates() -> None:
         ({"pads": (0, 0, 0)}, "4 entries"),
         ({"stride": (0, 1)}, "stride"),
         ({"x": np.zeros((1, 5, 2), np.int8)}, "larger than the padded input"),
-        ({"mult": -1}, "outside"),
-        ({"shift": np.full(4, 63)}, "outside"),
-        ({"mult": np.ones(3, np.int32)}, "shape (4,)"),
-        ({"mult": None}, "required"),
+        ({"scale": float("nan")}, "invalid parameter: scale = nan is not a finite"),
+        ({"scale": np.array([1, 1, np.inf, 1])}, "scale = inf (output channel 2)"),
+        ({"divisor": 0.0}, "invalid parameter: divisor is 0"),
+        ({"divisor": np.array([1, 2, 0, 1], np.float32)}, "divisor is 0 (output channel 2)"),
+        ({"divisor": float("-inf")}, "not a finite float32"),
+        ({"scale": 1e39}, "not a finite float32"),
+        ({"scale": np.ones(3, np.float32)}, "shape (4,)"),
+        ({"scale": None}, "required"),
         ({"act": 3}, "unknown activation"),
     ],
 )
@@ -281,13 +329,19 @@ def test_conv_rejects(kwargs: dict[str, Any], message: str) -> None:
         "x": np.zeros((5, 5, 2), np.int8),
         "w": np.zeros((4, 3, 3, 2), np.int8),
         "start": np.zeros(4, np.int32),
-        "mult": 1,
-        "shift": 0,
+        "scale": 1.0,
     }
     args.update(kwargs)
     x, w = args.pop("x"), args.pop("w")
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         kernels.conv(x, w, **args)
+
+
+def test_conv_acc_out_ignores_scale() -> None:
+    x = np.ones((1, 1, 1), np.int8)
+    w = np.ones((1, 1, 1, 1), np.int8)
+    got = kernels.conv(x, w, start=np.array([5], np.int32), acc_out=True, divisor=0.0)
+    assert got.ravel().tolist() == [6]
 
 
 def test_out_dims_and_macs() -> None:
@@ -300,63 +354,67 @@ def test_out_dims_and_macs() -> None:
 
 
 def test_unpack_params() -> None:
-    recs = np.array([[5, 2**30, 31], [-9, 7, 0]], "<i4")
-    bias, mult, shift = kernels.unpack_params(recs.view(np.uint8).ravel())
-    assert bias.tolist() == [5, -9] and mult.tolist() == [2**30, 7] and shift.tolist() == [31, 0]
+    recs = np.zeros(2, PARAM_RECORD_DTYPE)
+    recs["bias"] = [5, -9]
+    recs["scale"] = [0.1, 2.0**-30]
+    recs["divisor"] = [1.0, 0.25]
+    raw = recs.view(np.uint8).ravel()
+    assert raw.size == 2 * PARAM_RECORD_BYTES
+    assert raw[4:8].tobytes() == np.float32(0.1).tobytes()  # little-endian float32 @4
+    for src in (raw, recs):
+        bias, scale, divisor = kernels.unpack_params(src)
+        assert bias.dtype == np.int32 and scale.dtype == np.float32
+        assert bias.tolist() == [5, -9]
+        assert scale.tolist() == [float(np.float32(0.1)), 2.0**-30]
+        assert divisor.tolist() == [1.0, 0.25]
     with pytest.raises(ValueError, match="multiple of 12"):
         kernels.unpack_params(np.zeros(13, np.uint8))
+    with pytest.raises(ValueError, match="1-D array"):
+        kernels.unpack_params(np.zeros((2, 3), np.int32))
 
 
 # --------------------------------------------------------------------------- requantize
-
-
-def test_requantize_ties_to_even() -> None:
-    acc = np.array([5, 7, -5, -7, 1, 3, -1, -3, 4, -4], np.int32)
-    assert kernels.requantize(acc, 1, 1).tolist() == [2, 4, -2, -4, 0, 2, 0, -2, 2, -2]
-    assert kernels.requantize(acc, 3, 0).tolist() == (acc * 3).tolist()
-    # Ties with shifts near the top: 2.5, 3.5, -2.5 at shift 59, 1.5 at 60, -0.5 at 62.
-    big = np.array([5 * 2**28, 7 * 2**28, -5 * 2**28], np.int32)
-    assert kernels.requantize(big, 2**30, 59).tolist() == [2, 4, -2]
-    assert kernels.requantize(np.array([3 * 2**29], np.int32), 2**30, 60).tolist() == [2]
-    assert kernels.requantize(np.array([-(2**31)], np.int32), 2**30, 62).tolist() == [0]
-    assert kernels.requantize_int8(big, 2**30, 59, out_zp=1).tolist() == [3, 5, -1]
-    extremes = np.array([-(2**31), 2**31 - 1], np.int32)
-    assert kernels.requantize(extremes, 2**31 - 1, 62).tolist() == [-1, 1]
-    assert kernels.requantize(extremes, 2**31 - 1, 0).tolist() == [
-        -(2**31) * (2**31 - 1),
-        (2**31 - 1) ** 2,
-    ]
 
 
 @SETTINGS
 @given(
     st.integers(0, 2**32 - 1),
     st.integers(1, 40),
-    st.sampled_from(["full", "near"]),
     st.sampled_from(list(Act)),
     st.integers(-128, 127),
     st.integers(-128, 127),
     st.integers(-128, 127),
 )
 def test_requantize_matches_reference(
-    seed: int, n: int, shifts: str, act: Act, zp: int, lo: int, hi: int
+    seed: int, n: int, act: Act, zp: int, lo: int, hi: int
 ) -> None:
     rng = np.random.default_rng(seed)
     bits = int(rng.integers(1, 32))
     acc = rng.integers(-(2**bits), 2**bits, size=(3, n), dtype=np.int64)
     acc = np.clip(acc, -(2**31), 2**31 - 1).astype(np.int32)
-    mult = random_mults(rng, n)
-    if shifts == "full":
-        shift = rng.integers(0, 63, size=n)
-    else:
-        shift = np.array([pick_shift(rng, 2**bits, int(m)) for m in mult])
-    got = kernels.requantize(acc, mult, shift)
-    exp = [[ref.requant(a, m, s) for a, m, s in zip(row, mult, shift, strict=True)] for row in acc]
+    scale = rand_scales(rng, n, 2.0**bits)
+    divisor = rand_divisors(rng, n)
+    dv = np.broadcast_to(np.asarray(divisor, np.float32), (n,))
+    got = kernels.requantize_int8(acc, scale, divisor, out_zp=zp, act=act, act_lo=lo, act_hi=hi)
+    exp = [
+        [
+            ref.act_fn(ref.sat8(zp + ref.rne(ref.requant_conv(a, float(s), float(d)))), act, lo,
+                       hi)
+            for a, s, d in zip(row.tolist(), scale, dv, strict=True)
+        ]
+        for row in acc
+    ]
+    assert got.dtype == np.int8
     assert got.tolist() == exp
-    got8 = kernels.requantize_int8(acc, mult, shift, out_zp=zp, act=act, act_lo=lo, act_hi=hi)
-    exp8 = [[ref.act_fn(ref.sat8(zp + v), act, lo, hi) for v in row] for row in exp]
-    assert got8.dtype == np.int8
-    assert got8.tolist() == exp8
+
+
+def test_requantize_rejects() -> None:
+    with pytest.raises(ValueError, match="int32 range"):
+        kernels.requantize_int8(np.array([2**31]), 1.0)
+    with pytest.raises(ValueError, match="must be integer"):
+        kernels.requantize_int8(np.array([1.0]), 1.0)
+    with pytest.raises(ValueError, match="divisor is 0"):
+        kernels.requantize_int8(np.array([1], np.int32), 1.0, 0.0)
 
 
 # --------------------------------------------------------------------------- POOL
@@ -391,8 +449,26 @@ def pool_cases(draw: st.DrawFn) -> dict[str, Any]:
         "fill": draw(st.sampled_from(["uniform", "extreme", "small"])),
         "in_zp": draw(st.integers(-128, 127)),
         "out_zp": draw(st.integers(-128, 127)),
-        "negative_mult": draw(st.booleans()),
+        "negative_scale": draw(st.booleans()),
     }
+
+
+def pool_params(rng: np.random.Generator, case: dict[str, Any]) -> dict[str, Any]:
+    """Float32 scales the compiler would emit for ``case``'s mode (random mantissas)."""
+    mode = case["mode"]
+    if mode is PoolMode.MAX:
+        return {"scale": 0.0, "out_scale": 0.0, "in_zp": 0, "out_zp": 0}
+    s_in = float(np.float32(2.0 ** rng.uniform(-9, -1) * rng.uniform(1, 2)))
+    s_out = float(np.float32(s_in * rng.uniform(0.3, 3)))
+    if case["negative_scale"]:
+        s_in = -s_in
+    zps = {"in_zp": case["in_zp"], "out_zp": case["out_zp"]}
+    if mode is PoolMode.GLOBAL_AVG:
+        h, w, _ = case["shape"]
+        f32 = np.float32
+        return {"scale": float(f32(s_in) / f32(f32(s_out) * f32(h * w))), "out_scale": 0.0,
+                **zps}
+    return {"scale": s_in, "out_scale": s_out, **zps}
 
 
 @SETTINGS
@@ -400,12 +476,8 @@ def pool_cases(draw: st.DrawFn) -> dict[str, Any]:
 def test_pool_matches_reference(case: dict[str, Any]) -> None:
     rng = np.random.default_rng(case["seed"])
     x = int8_tensor(rng, case["shape"], case["fill"])
-    mult = int(random_mults(rng, 1)[0])
-    shift = int(np.clip(mult.bit_length() + rng.integers(-2, 4), 0, 62))
-    if case["negative_mult"]:
-        mult = -mult
-    args = {k: case[k] for k in ("mode", "kernel", "stride", "pads", "in_zp", "out_zp")}
-    args |= {"mult": mult, "shift": shift}
+    args = {k: case[k] for k in ("mode", "kernel", "stride", "pads")}
+    args |= pool_params(rng, case)
     try:
         expected = ref.pool(x, **args)
     except ValueError:
@@ -417,42 +489,121 @@ def test_pool_matches_reference(case: dict[str, Any]) -> None:
     np.testing.assert_array_equal(got, expected)
 
 
+def test_pool_summation_order_is_row_major() -> None:
+    # One 3x3 AVG window whose float32 sum taken row by row gives 160 - 128 = 32, but
+    # column by column (or exactly, rounded once) 33.
+    x = np.array([127, -51, 30, 8, -48, -2, 105, -74, 52], np.int8).reshape(3, 3, 1)
+    args: dict[str, Any] = {"mode": PoolMode.AVG, "kernel": (3, 3), "stride": (1, 1),
+                            "scale": 0.06510535627603531, "out_scale": 0.08954840153455734,
+                            "in_zp": -49, "out_zp": -15}
+    got = kernels.pool(x, **args)
+    assert got.ravel().tolist() == [32]
+    np.testing.assert_array_equal(got, ref.pool(x, pads=(0, 0, 0, 0), **args))
+    f32 = np.float32
+    e = [f32(f32(int(v) + 49) * f32(args["scale"])) for v in x.ravel()]
+    s = f32(0.0)
+    for k in (0, 3, 6, 1, 4, 7, 2, 5, 8):  # column-major
+        s = f32(s + e[k])
+    v = f32(f32(f32(s / f32(9)) / f32(args["out_scale"])) + f32(-15 + 128))
+    assert int(np.rint(v)) - 128 == 33
+
+
+def test_pool_mean_then_output_scale() -> None:
+    # m = f32(s / 3), then f32(m / out_scale): 157 - 128 = 29. Dividing once by
+    # f32(3 * out_scale) gives 158 - 128 = 30.
+    x = np.array([-30, 109, 67], np.int8).reshape(1, 3, 1)
+    args: dict[str, Any] = {"mode": PoolMode.AVG, "kernel": (1, 3), "stride": (1, 1),
+                            "scale": 0.40514519810676575, "out_scale": 0.16499638557434082,
+                            "out_zp": -90}
+    got = kernels.pool(x, **args)
+    assert got.ravel().tolist() == [29]
+    np.testing.assert_array_equal(got, ref.pool(x, pads=(0, 0, 0, 0), in_zp=0, **args))
+    f32 = np.float32
+    e = [f32(f32(int(v)) * f32(args["scale"])) for v in x.ravel()]
+    s = f32(f32(e[0] + e[1]) + e[2])
+    folded = f32(f32(s / f32(f32(3) * f32(args["out_scale"]))) + f32(-90 + 128))
+    assert int(np.rint(folded)) - 128 == 30
+
+
 def test_pool_padding_never_wins_and_rounding() -> None:
     x = np.full((2, 2, 1), -100, np.int8)
     got = kernels.pool(x, mode=PoolMode.MAX, kernel=(3, 3), stride=(1, 1), pads=(1, 1, 1, 1))
     assert (got == -100).all() and got.shape == (2, 2, 1)
     # AVG excludes padding from the count, AVG_PAD includes it: 4 * 5 / 4 = 5 vs 20 / 9.
     x = np.full((2, 2, 1), 5, np.int8)
-    kw = {"kernel": (3, 3), "stride": (1, 1), "pads": (1, 1, 1, 1), "mult": 1, "shift": 0}
+    kw: dict[str, Any] = {"kernel": (3, 3), "stride": (1, 1), "pads": (1, 1, 1, 1),
+                          "scale": 1.0, "out_scale": 1.0}
     assert (kernels.pool(x, mode=PoolMode.AVG, **kw) == 5).all()
     assert (kernels.pool(x, mode=PoolMode.AVG_PAD, **kw) == 2).all()  # 20/9 = 2.22
-    # Global average with a tie: (1 + 2) / 2 = 1.5 -> 2, (1 + 0) / 2 = 0.5 -> 0.
+    # The output zero point is added before rounding (biased): m / out_scale = 2.5 with
+    # out_zp -128 gives rne(2.5) - 128 = -126, with out_zp -127: rne(3.5) - 128 = -124.
+    x = np.full((1, 2, 1), 5, np.int8)
+    kw = {"kernel": (1, 2), "stride": (1, 1), "scale": 1.0, "out_scale": 2.0}
+    assert kernels.pool(x, mode=PoolMode.AVG, out_zp=-128, **kw).ravel().tolist() == [-126]
+    assert kernels.pool(x, mode=PoolMode.AVG, out_zp=-127, **kw).ravel().tolist() == [-124]
+    # Global average with a tie: (1 + 2) * 0.5 = 1.5 -> 2, (1 + 0) * 0.5 = 0.5 -> 0.
     x = np.array([[[1, 1]], [[2, 0]]], np.int8)
-    got = kernels.pool(x, mode=PoolMode.GLOBAL_AVG, mult=1, shift=0)
+    got = kernels.pool(x, mode=PoolMode.GLOBAL_AVG, scale=0.5)
     assert got.ravel().tolist() == [2, 0]
-    # mean 255 times (2**31 - 1) / 2**32 = 127.49999994 -> 127; out_zp -128 -> -1. The big
-    # tile makes |acc * mult| exceed 2**62 (exact Python-integer path), the small one not.
-    for side in (10, 3000):
-        x = np.full((side, side, 1), 127, np.int8)
-        got = kernels.pool(
-            x, mode=PoolMode.GLOBAL_AVG, mult=2**31 - 1, shift=32, in_zp=-128, out_zp=-128
-        )
-        assert got.ravel().tolist() == [-1]
+
+
+def test_global_avg_large_tile_rounds_the_sum_once() -> None:
+    # 3000 x 3000 elements of 255 (x = 127, in_zp = -128): acc = 2_295_000_000 is exact
+    # in the kernel; f32(acc) = 2_295_000_064. scale = 2**-24 makes 136.79 -> 137 - 128.
+    x = np.full((3000, 3000, 1), 127, np.int8)
+    acc = 3000 * 3000 * 255
+    got = kernels.pool(x, mode=PoolMode.GLOBAL_AVG, scale=2.0**-24, in_zp=-128, out_zp=-128)
+    want = ref.sat8(-128 + ref.rne(ref.mul(ref.f32(acc), 2.0**-24)))
+    assert got.ravel().tolist() == [want] == [9]
+    # With a scale that puts the exact and the float32 product on opposite sides of a
+    # half: f32(acc) * s == 137.5 exactly (tie -> 138), acc * s < 137.5 (-> 137).
+    s = float(np.float32(137.5 / 2_295_000_064))
+    v = ref.mul(ref.f32(acc), s)
+    got = kernels.pool(x, mode=PoolMode.GLOBAL_AVG, scale=s, in_zp=-128, out_zp=-128)
+    assert got.ravel().tolist() == [ref.sat8(-128 + ref.rne(v))]
 
 
 def test_pool_rejects() -> None:
     x = np.zeros((3, 3, 2), np.int8)
+    win: dict[str, Any] = {"kernel": (2, 2), "stride": (1, 1)}
     with pytest.raises(ValueError, match="entirely in the padding"):
-        kernels.pool(x, mode=PoolMode.MAX, kernel=(2, 2), stride=(1, 1), pads=(2, 0, 0, 0))
+        kernels.pool(x, mode=PoolMode.MAX, pads=(2, 0, 0, 0), **win)
     with pytest.raises(ValueError, match="global_avg"):
         kernels.pool(x, mode=PoolMode.GLOBAL_AVG, kernel=(3, 3), stride=(1, 1))
     with pytest.raises(ValueError, match="unknown pool mode"):
-        kernels.pool(x, mode=7, kernel=(2, 2), stride=(1, 1))
-    with pytest.raises(ValueError, match="shift"):
-        kernels.pool(x, mode=PoolMode.AVG, kernel=(2, 2), stride=(1, 1), shift=63)
+        kernels.pool(x, mode=7, **win)
+    with pytest.raises(ValueError, match="max pooling uses no scale"):
+        kernels.pool(x, mode=PoolMode.MAX, scale=0.5, **win)
+    with pytest.raises(ValueError, match="max pooling uses no scale"):
+        kernels.pool(x, mode=PoolMode.MAX, in_zp=3, **win)
+    with pytest.raises(ValueError, match="non-zero out_scale"):
+        kernels.pool(x, mode=PoolMode.AVG, scale=0.5, **win)
+    with pytest.raises(ValueError, match="uses no out_scale"):
+        kernels.pool(x, mode=PoolMode.GLOBAL_AVG, scale=0.5, out_scale=1.0)
+    with pytest.raises(ValueError, match="scale = nan"):
+        kernels.pool(x, mode=PoolMode.AVG, scale=float("nan"), out_scale=1.0, **win)
+    with pytest.raises(ValueError, match="out_scale = inf"):
+        kernels.pool(x, mode=PoolMode.AVG, scale=1.0, out_scale=float("inf"), **win)
+    mixed = np.array([[[-100], [100]]], np.int8)
+    with pytest.raises(ValueError, match="NaN"):
+        kernels.pool(mixed, mode=PoolMode.AVG, kernel=(1, 2), stride=(1, 1), scale=3e38,
+                     out_scale=1.0)
 
 
 # --------------------------------------------------------------------------- ELTWISE
+
+
+def eltwise_params(rng: np.random.Generator, zps: tuple[int, ...], raw_offset: bool
+                   ) -> dict[str, float]:
+    """scale_a/scale_b as the compiler derives them (random float32 ratios, one sometimes
+    negative or zero) and the folded offset, or an arbitrary offset."""
+    s_a, s_b = (float(np.float32(2.0 ** rng.uniform(-2, 1) * rng.uniform(1, 2)))
+                for _ in range(2))
+    if rng.random() < 0.2:
+        s_b = -s_b if rng.random() < 0.5 else 0.0
+    off = (float(np.float32(rng.uniform(-400, 400))) if raw_offset
+           else eltwise_offset(s_a, s_b, zps[0], zps[1], zps[2]))
+    return {"scale_a": s_a, "scale_b": s_b, "offset": off}
 
 
 @SETTINGS
@@ -465,58 +616,66 @@ def test_pool_rejects() -> None:
     st.booleans(),
 )
 def test_eltwise_matches_reference(
-    seed: int, n: int, act: Act, zps: tuple[int, ...], use_lut: bool, negative: bool
+    seed: int, n: int, act: Act, zps: tuple[int, ...], use_lut: bool, raw_offset: bool
 ) -> None:
     rng = np.random.default_rng(seed)
     fill = ["uniform", "extreme", "small"][int(rng.integers(0, 3))]
     a = int8_tensor(rng, (n,), fill)
     b = int8_tensor(rng, (n,), fill)
-    ma, mb = (int(v) for v in random_mults(rng, 2))
-    if negative:
-        mb = -mb
-    shift = pick_shift(rng, 256, max(abs(ma), abs(mb)))
-    a_zp, b_zp, out_zp, lo, hi = zps
-    args = {
-        "mult_a": ma, "mult_b": mb, "shift": shift, "a_zp": a_zp, "b_zp": b_zp,
-        "out_zp": out_zp, "act": act, "act_lo": lo, "act_hi": hi,
-    }
+    args: dict[str, Any] = eltwise_params(rng, zps, raw_offset)
+    args |= {"act": act, "act_lo": zps[3], "act_hi": zps[4]}
     with patched(ELTWISE_LUT_MIN=1 if use_lut else 10**9):
         got = kernels.eltwise_add(a, b, **args)
     assert got.dtype == np.int8
     np.testing.assert_array_equal(got, ref.eltwise_add(a, b, **args))
 
 
+def test_eltwise_fma_rounds_once() -> None:
+    # fma(a+128, sa, fma(b+128, sb, off)) = 148.50001525878906 -> 149 - 128 = 21; rounding
+    # the products separately gives exactly 148.5 -> 148 - 128 = 20.
+    sa, sb, off = 0.9141859412193298, 1.4405564069747925, -163.96009826660156
+    a, b = np.array([31], np.int8), np.array([-12], np.int8)
+    args = {"scale_a": sa, "scale_b": sb, "offset": off}
+    assert kernels.eltwise_add(a, b, **args).tolist() == [21]
+    assert ref.eltwise_add(a, b, act=0, act_lo=-128, act_hi=127, **args).tolist() == [21]
+    f32 = np.float32
+    inner = f32(f32(f32(116) * f32(sb)) + f32(off))
+    two = f32(f32(f32(159) * f32(sa)) + inner)
+    assert int(np.rint(two)) - 128 == 20
+
+
 def test_eltwise_lut_all_pairs() -> None:
     vals = np.arange(-128, 128, dtype=np.int8)
     a, b = np.repeat(vals, 256), np.tile(vals, 256)
-    args = {
-        "mult_a": 1_500_000_001, "mult_b": 1_073_741_824, "shift": 31, "a_zp": -3, "b_zp": 7,
-        "out_zp": 2, "act": Act.RELU, "act_lo": 2, "act_hi": 127,
-    }
+    sa, sb = 0.7071067690849304, 0.30000001192092896
+    args: dict[str, Any] = {"scale_a": sa, "scale_b": sb,
+                            "offset": eltwise_offset(sa, sb, -3, 7, 2), "act": Act.RELU,
+                            "act_lo": 2, "act_hi": 127}
     got = kernels.eltwise_add(a, b, **args)  # 65536 elements: table path
-    for idx in np.random.default_rng(0).integers(0, a.size, 2000):
-        num = (int(a[idx]) + 3) * args["mult_a"] + (int(b[idx]) - 7) * args["mult_b"]
-        exp = max(2, min(127, 2 + round(Fraction(num, 2**31))))
-        assert int(got[idx]) == exp
+    idx = np.random.default_rng(0).integers(0, a.size, 2000)
+    np.testing.assert_array_equal(got[idx], ref.eltwise_add(a[idx], b[idx], **args))
     with patched(ELTWISE_LUT_MIN=10**9):
         np.testing.assert_array_equal(kernels.eltwise_add(a, b, **args), got)
 
 
 def test_eltwise_rejects() -> None:
     a = np.zeros(4, np.int8)
+    ok = {"scale_a": 1.0, "scale_b": 1.0, "offset": 0.0}
     with pytest.raises(ValueError, match="differ in shape"):
-        kernels.eltwise_add(a, np.zeros(5, np.int8), mult_a=1, mult_b=1, shift=0)
+        kernels.eltwise_add(a, np.zeros(5, np.int8), **ok)
     with pytest.raises(ValueError, match="int8"):
-        kernels.eltwise_add(a, a.astype(np.int16), mult_a=1, mult_b=1, shift=0)
-    with pytest.raises(ValueError, match="mult_a"):
-        kernels.eltwise_add(a, a, mult_a=2**31, mult_b=1, shift=0)
+        kernels.eltwise_add(a, a.astype(np.int16), **ok)
+    with pytest.raises(ValueError, match="invalid parameter: offset = nan"):
+        kernels.eltwise_add(a, a, **(ok | {"offset": float("nan")}))
+    with pytest.raises(ValueError, match="scale_a = inf"):
+        kernels.eltwise_add(a, a, **(ok | {"scale_a": float("inf")}))
 
 
 def test_reference_is_independent() -> None:
-    """The reference must not reuse the code under test."""
+    """The reference must not reuse the code under test (nor the vectorised FMA)."""
     import inspect
 
     imports = [
         line for line in inspect.getsource(ref).splitlines() if line.startswith(("import", "from"))
     ]
-    assert imports and not any("emulator" in line for line in imports)
+    assert imports and not any("emulator" in line or "fma_f32" in line for line in imports)

@@ -135,7 +135,7 @@ def _f32(name: str, v: Any) -> np.float32:
     with np.errstate(over="ignore"):
         f = _F32(fv)
     if not np.isfinite(f):
-        raise ValueError(f"{name} = {fv!r} is not a finite float32")
+        raise ValueError(f"invalid parameter: {name} = {fv!r} is not a finite float32")
     return f
 
 
@@ -152,7 +152,10 @@ def _f32_channels(name: str, v: ArrayLike, n: int) -> F32:
     if bad.any():
         k = int(np.flatnonzero(bad.ravel())[0])
         where = f" (output channel {k})" if out.ndim else ""
-        raise ValueError(f"{name} = {arr.ravel()[k]!r}{where} is not a finite float32")
+        raise ValueError(
+            f"invalid parameter: {name} = {float(arr.ravel()[k])!r}{where} is not a finite "
+            "float32"
+        )
     return out
 
 
@@ -270,7 +273,10 @@ def _check_divisor(divisor: F32) -> None:
     if np.any(zero):
         k = int(np.flatnonzero(np.atleast_1d(zero))[0])
         where = f" (output channel {k})" if divisor.ndim else ""
-        raise ValueError(f"divisor is 0{where}: a parameter record needs a non-zero divisor")
+        raise ValueError(
+            f"invalid parameter: divisor is 0{where} (a parameter record needs a non-zero "
+            "divisor)"
+        )
 
 
 def requantize_int8(
@@ -631,7 +637,10 @@ def pool(
                 f"kernel={tuple(kernel)}, stride={tuple(stride)}, pads={tuple(pads)}"
             )
         if osc != 0:
-            raise ValueError(f"global_avg pooling uses no out_scale (must be 0), got {osc!r}")
+            raise ValueError(
+                f"invalid parameter: global_avg pooling uses no out_scale (must be 0), got "
+                f"{osc!r}"
+            )
         n = in_h * in_w
         acc = x.sum(axis=(0, 1), dtype=np.int64) - np.int64(izp) * n  # |acc| < 2**41
         v = acc.astype(np.float64).astype(np.float32).reshape(1, 1, c)  # f32(acc), exact
@@ -649,7 +658,8 @@ def pool(
     if md is PoolMode.MAX:
         if sc != 0 or osc != 0 or izp or ozp:
             raise ValueError(
-                "max pooling uses no scale, out_scale or zero points (all must be 0), got "
+                "invalid parameter: max pooling uses no scale, out_scale or zero points (all "
+                "must be 0), got "
                 f"scale={sc!r}, out_scale={osc!r}, in_zp={izp}, out_zp={ozp}"
             )
         if empty:
@@ -658,7 +668,7 @@ def pool(
         xp = _padded(x, (t, b, lf, rt), INT8_MIN, np.int8)
         return _box_max(_box_max(xp, kh, sh, oh, 0), kw, sw, ow, 1)
     if osc == 0:
-        raise ValueError("average pooling needs a non-zero out_scale")
+        raise ValueError("invalid parameter: average pooling needs a non-zero out_scale")
     if md is PoolMode.AVG and empty:
         raise ValueError("average pooling window lies entirely in the padding (count 0)")
     e = (x.astype(np.int16) - np.int16(izp)).astype(np.float32)  # exact
@@ -667,8 +677,8 @@ def pool(
     s = _window_sum_f32(e, (kh, kw), (sh, sw), (t, b, lf, rt), oh, ow)
     if np.isnan(s).any():
         raise ValueError(
-            f"average pooling sum is NaN (infinite terms of both signs): scale={sc!r} is "
-            "too large"
+            f"invalid parameter: average pooling sum is NaN (infinite terms of both signs): "
+            f"scale={sc!r} is too large"
         )
     if md is PoolMode.AVG_PAD:
         count: F32 | np.float32 = _F32(kh * kw)  # exact: at most 255 * 255
