@@ -19,7 +19,7 @@ class GraphBuilder:
         self.input = self._tensor("input", (1, c, h, w))
 
     def _tensor(self, name: str, shape: tuple[int, ...]) -> str:
-        scale = float(self.rng.uniform(0.01, 0.1))
+        scale = float(np.float32(self.rng.uniform(0.01, 0.1)))  # scales are float32 values
         zp = int(self.rng.integers(-20, 20))
         self.tensors[name] = QTensor(name, shape, scale, zp)
         return name
@@ -65,13 +65,9 @@ class GraphBuilder:
         if kind == "max":
             self.tensors[y].scale = self.tensors[x].scale
             self.tensors[y].zero_point = self.tensors[x].zero_point
-        ratio = self.tensors[x].scale / self.tensors[y].scale
-        shift = 30
-        while ratio * (1 << shift) >= (1 << 31):  # multipliers must stay below 2**31
-            shift -= 1
-        mult = int(ratio * (1 << shift))
-        self.nodes.append(QPool(name, x, y, kind, (k, k), (s, s), (p, p, p, p), include_pad,
-                                mult, shift))
+        kernel = (h, w) if kind == "global_avg" else (k, k)
+        # average pools requantize with the tensors' scales (no parameters of their own)
+        self.nodes.append(QPool(name, x, y, kind, kernel, (s, s), (p, p, p, p), include_pad))
         return y
 
     def add(self, a: str, b: str, act: str = "relu") -> str:

@@ -303,9 +303,7 @@ def _unit_bool(attr: Attribute | None) -> bool:
 # Custom assembly format engine shared by the node ops
 # --------------------------------------------------------------------------------------
 
-FieldKind = Literal[
-    "str", "int", "ints", "i32s", "f32", "flag", "ident", "act", "weight", "dict"
-]
+FieldKind = Literal["str", "int", "ints", "i32s", "f32", "flag", "ident", "act", "weight", "dict"]
 
 
 @dataclass(frozen=True)
@@ -427,9 +425,7 @@ def _parse_field(parser: Parser, f: _Field, props: dict[str, Attribute], op_name
             props[f.prop] = i64_attr(parser.parse_integer(allow_boolean=False))
         case "f32":
             start = parser.pos
-            value = float(
-                parser.parse_number(context_msg=f" for '{f.keyword}' of {op_name}")
-            )
+            value = float(parser.parse_number(context_msg=f" for '{f.keyword}' of {op_name}"))
             try:
                 props[f.prop] = f32_attr(value)
             except OverflowError:

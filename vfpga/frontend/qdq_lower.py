@@ -1242,8 +1242,9 @@ def _is_identity_requant(n: QConv) -> bool:
     if not (math.isfinite(div) and div >= 2.0**-100):
         return False
     pairs = set(zip(n.multiplier.tolist(), n.shift.tolist(), strict=True))
-    return all(0 <= m < MULT_LIMIT and 0 <= s <= MAX_SHIFT and requant_scale(m, s) == div
-               for m, s in pairs)
+    return all(
+        0 <= m < MULT_LIMIT and 0 <= s <= MAX_SHIFT and requant_scale(m, s) == div for m, s in pairs
+    )
 
 
 def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
