@@ -8,6 +8,7 @@ import itertools
 
 import isa_reference as ref
 import numpy as np
+import pytest
 from emu_helpers import Image, TensorInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,17 @@ from hypothesis import strategies as st
 from vfpga.emulator import Accelerator
 from vfpga.hw import load_hw
 from vfpga.isa.codec import encode_one
-from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
+from vfpga.isa.float32 import eltwise_offset
+from vfpga.isa.spec import (
+    OPCODE_DTYPES,
+    PARAM_RECORD_BYTES,
+    PARAM_RECORD_DTYPE,
+    Act,
+    Buffer,
+    Dep,
+    Opcode,
+    PoolMode,
+)
 
 HW = load_hw("pool16")
 ACC = Accelerator(HW, ddr_bytes=1 << 24)
@@ -51,8 +62,16 @@ def _save(buf: int, ddr: int, nbytes: int) -> tuple:
                           "n2": nbytes, "deps": Dep.WAIT_PREV})
 
 
-def _shift_for(acc_scale: float, mult: int, target: float = 40.0) -> int:
-    return int(np.clip(round(np.log2(max(acc_scale, 1.0) * mult / target)), 0, 62))
+def _f32s(rng: np.random.Generator, n: int, magnitude: float) -> np.ndarray:
+    """``n`` float32 values around ``magnitude`` with random 24-bit mantissas."""
+    return (magnitude * rng.uniform(0.5, 2.0, n)).astype(np.float32)
+
+
+def _records(bias: np.ndarray, scale: np.ndarray, divisor: np.ndarray | float) -> np.ndarray:
+    """pbuf parameter records (bias int32, scale float32, divisor float32)."""
+    rec = np.zeros(len(bias), PARAM_RECORD_DTYPE)
+    rec["bias"], rec["scale"], rec["divisor"] = bias, scale, divisor
+    return rec
 
 
 @st.composite
@@ -89,10 +108,10 @@ def test_conv_instruction_matches_reference(case):
     cig = in_c // g
     x = rng.integers(-128, 128, (in_h, in_w, in_c), dtype=np.int8)
     w = rng.integers(-128, 128, (out_c, kh, kw, cig), dtype=np.int8)
-    mult = rng.integers(1 << 28, 1 << 31, out_c)
-    shift = np.array([_shift_for(np.sqrt(kh * kw * cig) * 5000, m) for m in mult])
+    scale = _f32s(rng, out_c, 40.0 / (np.sqrt(kh * kw * cig) * 5000))
+    divisor = _f32s(rng, out_c, 1.0) if rng.random() < 0.5 else np.float32(1.0)
     bias = rng.integers(-50000, 50000, out_c)
-    params = np.stack([bias, mult, shift], axis=1).astype("<i4")
+    params = _records(bias, scale, divisor)
     pad_value, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
     lo = out_zp
     hi = int(rng.integers(lo, 128))
@@ -135,9 +154,9 @@ def test_conv_instruction_matches_reference(case):
     n_out = oh * ow * out_c
     insns.append(_save(0, out_off, n_out))
     got = run_program(insns, bytes(data), out_off, (oh, ow, out_c))
-    want = ref.conv(x, w, start=params[:, 0].astype(np.int64), stride=(case["sh"], case["sw"]),
-                    pads=pads, pad_value=pad_value, groups=g, acc_out=False, mult=mult,
-                    shift=shift, out_zp=out_zp, act=int(case["act"]), act_lo=lo, act_hi=hi)
+    want = ref.conv(x, w, start=bias.astype(np.int64), stride=(case["sh"], case["sw"]),
+                    pads=pads, pad_value=pad_value, groups=g, acc_out=False, scale=scale,
+                    divisor=divisor, out_zp=out_zp, act=int(case["act"]), act_lo=lo, act_hi=hi)
     np.testing.assert_array_equal(got.view(np.int8), want)
 
 
@@ -164,10 +183,17 @@ def pool_case(draw):
 def test_pool_instruction_matches_reference(case):
     rng = np.random.default_rng(case["seed"])
     x = rng.integers(-128, 128, (case["in_h"], case["in_w"], case["c"]), dtype=np.int8)
-    mult = int(rng.integers(1 << 29, 1 << 31))
-    shift = _shift_for(1.0, mult, target=1.0)
-    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
     mode = case["mode"]
+    in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
+    s_in, s_out = (float(v) for v in _f32s(rng, 2, 0.05))
+    if mode is PoolMode.MAX:
+        scale, out_scale, in_zp, out_zp = 0.0, 0.0, 0, 0
+    elif mode is PoolMode.GLOBAL_AVG:
+        f32 = np.float32
+        count = f32(case["in_h"] * case["in_w"])
+        scale, out_scale = float(f32(s_in) / f32(f32(s_out) * count)), 0.0
+    else:
+        scale, out_scale = s_in, s_out
     pads = case["pads"]
     if mode is PoolMode.GLOBAL_AVG:
         oh = ow = 1
@@ -180,14 +206,15 @@ def test_pool_instruction_matches_reference(case):
         (Opcode.POOL, dict(mode=mode, in_addr=0, out_addr=0, in_h=case["in_h"],
                            in_w=case["in_w"], c=case["c"], kh=case["kh"], kw=case["kw"],
                            stride_h=case["sh"], stride_w=case["sw"], pad_t=pads[0],
-                           pad_b=pads[1], pad_l=pads[2], pad_r=pads[3], mult=mult, shift=shift,
-                           in_zp=in_zp, out_zp=out_zp, deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
+                           pad_b=pads[1], pad_l=pads[2], pad_r=pads[3], scale=scale,
+                           out_scale=out_scale, in_zp=in_zp, out_zp=out_zp,
+                           deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
         _save(0, out_off, oh * ow * case["c"]),
     ]
     got = run_program(insns, x.tobytes(), out_off, (oh, ow, case["c"]))
     want = ref.pool(x, mode=int(mode), kernel=(case["kh"], case["kw"]),
-                    stride=(case["sh"], case["sw"]), pads=pads, mult=mult, shift=shift,
-                    in_zp=in_zp, out_zp=out_zp)
+                    stride=(case["sh"], case["sw"]), pads=pads, scale=scale,
+                    out_scale=out_scale, in_zp=in_zp, out_zp=out_zp)
     np.testing.assert_array_equal(got.view(np.int8), want)
 
 
@@ -197,24 +224,110 @@ def test_eltwise_instruction_matches_reference(n, act, seed):
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, n, dtype=np.int8)
     b = rng.integers(-128, 128, n, dtype=np.int8)
-    ma, mb = (int(v) for v in rng.integers(1 << 28, 1 << 31, 2))
-    shift = _shift_for(128.0, max(ma, mb), target=60.0)
+    sa, sb = (float(v) for v in _f32s(rng, 2, 0.5))
     a_zp, b_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 3))
+    offset = eltwise_offset(sa, sb, a_zp, b_zp, out_zp)
     hi = int(rng.integers(out_zp, 128))
     out_off = 2 * n + 64
     insns = [
         _load(Buffer.IBUF, 0, n),
         _load(Buffer.IBUF, n, n, buf=4096, deps=Dep.SIGNAL_NEXT),
-        (Opcode.ELTWISE, dict(a_addr=0, b_addr=4096, out_addr=0, n=n, mult_a=ma, mult_b=mb,
-                              shift=shift, a_zp=a_zp, b_zp=b_zp, out_zp=out_zp, act=act,
-                              act_lo=out_zp, act_hi=hi, deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
+        (Opcode.ELTWISE, dict(a_addr=0, b_addr=4096, out_addr=0, n=n, scale_a=sa, scale_b=sb,
+                              offset=offset, act=act, act_lo=out_zp, act_hi=hi,
+                              deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
         _save(0, out_off, n),
     ]
     got = run_program(insns, a.tobytes() + b.tobytes(), out_off, (n,))
-    want = ref.eltwise_add(a, b, mult_a=ma, mult_b=mb, shift=shift, a_zp=a_zp, b_zp=b_zp,
-                           out_zp=out_zp, act=int(act), act_lo=out_zp, act_hi=hi)
+    want = ref.eltwise_add(a, b, scale_a=sa, scale_b=sb, offset=offset, act=int(act),
+                           act_lo=out_zp, act_hi=hi)
     np.testing.assert_array_equal(got.view(np.int8), want)
 
 
 def test_param_record_layout_is_documented_size():
-    assert PARAM_RECORD_BYTES == 12
+    assert PARAM_RECORD_BYTES == 12 == PARAM_RECORD_DTYPE.itemsize
+    assert [PARAM_RECORD_DTYPE.fields[n][1] for n in ("bias", "scale", "divisor")] == [0, 4, 8]
+    assert PARAM_RECORD_DTYPE["scale"] == np.dtype("<f4")
+
+
+# ------------------------------------------------------------ ISA v2 through the machine
+
+
+def test_conv_ties_and_large_accumulators_through_the_machine():
+    """Float32 rounding cases of the kernel tests, end to end: a product that float32
+    rounds onto a tie (3 * 0.83333337 -> 2.5 -> 2), accumulators beyond 2**24, a
+    divisor that adds a second rounding (9 * 0.83333337 / 3 -> 3)."""
+    acc = np.array([3, 2**24 + 1, 2**24 + 3, 9], np.int32)
+    scale = np.array([0.8333333730697632, 2.0**-25, 2.0**-25, 0.8333333730697632], np.float32)
+    divisor = np.array([1.0, 1.0, 1.0, 3.0], np.float32)
+    params = _records(acc, scale, divisor)
+    x = np.zeros((1, 1, 1), np.int8)
+    w = np.zeros((4, 1, 1, 1), np.int8)
+    data = bytes(x.tobytes() + bytes(3) + w.tobytes() + params.tobytes())
+    insns = [
+        _load(Buffer.WBUF, 4, 4),
+        _load(Buffer.PBUF, 8, params.nbytes),
+        _load(Buffer.IBUF, 0, 1, deps=Dep.SIGNAL_NEXT),
+        (Opcode.CONV, dict(in_h=1, in_w=1, in_c=1, out_c=4, groups=1, kh=1, kw=1, stride_h=1,
+                           stride_w=1, deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
+        _save(0, 64, 4),
+    ]
+    got = run_program(insns, data, 64, (4,)).view(np.int8)
+    assert got.tolist() == [2, 0, 1, 3]
+
+
+def _fault_message(insns: list[tuple], data: bytes, patch=None) -> str:
+    """Run ``insns`` and return the fault message (``patch(text)`` may edit the words)."""
+    text = b"".join(encode_one(op, **f) for op, f in insns)
+    if patch is not None:
+        text = patch(bytearray(text))
+    text += encode_one(Opcode.SYNC, layer=0) + encode_one(Opcode.END)
+    img = Image(bytes(text), data, 0, 4096, [])
+    t = ACC.create_task(f"t{next(_names)}", [0], 4096)
+    try:
+        t.load(img)
+        res = ACC.run([t])[t.name]
+        assert not res.ok
+        return str(res.error)
+    finally:
+        ACC.release_task(t)
+
+
+@pytest.mark.parametrize(
+    ("scale", "divisor", "message"),
+    [(np.nan, 1.0, "scale = nan"), (1.0, np.inf, "divisor = inf"), (1.0, 0.0, "divisor is 0")],
+)
+def test_invalid_param_record_faults_naming_the_instruction(scale, divisor, message):
+    params = _records(np.zeros(2, np.int32), np.array([1.0, scale], np.float32),
+                      np.array([1.0, divisor], np.float32))
+    data = bytes(8) + params.tobytes()
+    insns = [
+        _load(Buffer.WBUF, 0, 2),
+        _load(Buffer.PBUF, 8, params.nbytes),
+        _load(Buffer.IBUF, 0, 1, deps=Dep.SIGNAL_NEXT),
+        (Opcode.CONV, dict(in_h=1, in_w=1, in_c=1, out_c=2, groups=1, kh=1, kw=1, stride_h=1,
+                           stride_w=1, deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT)),
+        _save(0, 64, 2),
+    ]
+    msg = _fault_message(insns, data)
+    assert "#3" in msg and "CONV" in msg.upper()
+    assert "invalid parameter" in msg and message in msg and "output channel 1" in msg
+
+
+def test_invalid_pool_and_eltwise_words_fault():
+    pool = (Opcode.POOL, dict(mode=PoolMode.AVG, in_h=2, in_w=2, c=1, kh=2, kw=2, stride_h=1,
+                              stride_w=1, scale=0.5, out_scale=0.0,
+                              deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT))
+    insns = [_load(Buffer.IBUF, 0, 4, deps=Dep.SIGNAL_NEXT), pool, _save(0, 64, 1)]
+    assert "non-zero out_scale" in _fault_message(insns, bytes(4))
+    # A NaN offset cannot be encoded (encode_one refuses it): write the bits directly.
+    elt = (Opcode.ELTWISE, dict(n=4, b_addr=4, scale_a=1.0, scale_b=1.0,
+                                deps=Dep.WAIT_PREV | Dep.SIGNAL_NEXT))
+    insns = [_load(Buffer.IBUF, 0, 8, deps=Dep.SIGNAL_NEXT), elt, _save(0, 64, 4)]
+    off = OPCODE_DTYPES[Opcode.ELTWISE].fields["offset"][1]
+
+    def nan_offset(text: bytearray) -> bytes:
+        text[64 + off : 64 + off + 4] = np.float32(np.nan).tobytes()
+        return bytes(text)
+
+    msg = _fault_message(insns, bytes(8), nan_offset)
+    assert "offset = nan" in msg and "#1" in msg
