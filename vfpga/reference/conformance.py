@@ -1,11 +1,12 @@
-"""Conformance of the whole front end on the ONNX wheel's PyTorch-converted operator tests
-(``onnx/backend/test/data/pytorch-converted/``).
+"""Conformance of the whole front end and the golden reference: the ONNX wheel's
+PyTorch-converted operator tests (``onnx/backend/test/data/pytorch-converted/``) and the
+bundled models (``--models``), compared with ONNX Runtime and the fp32 models.
 
 Each test's model goes through :func:`vfpga.frontend.normalize.normalize`, is quantized
 by :func:`vfpga.quant.quantize.quantize_model` (QDQ, per-channel symmetric int8 weights,
 asymmetric uint8 activations, MinMax, merged Concat ranges) calibrated on the test's own
 input, is lowered by
-:func:`vfpga.frontend.qdq_lower.lower_qdq` and run by the integer reference. The result is
+:func:`vfpga.frontend.qdq_lower.lower_qdq` and run by the golden reference. The result is
 compared with ONNX Runtime running the QDQ model (cosine, identical int8 fraction) and
 with the test's fp32 expected output (cosine). The tests' inputs have batch 2..10, the
 front end takes batch-1 models: the model's batch dimension is set to 1 and every batch
@@ -155,9 +156,7 @@ class ModelResult:
     """One bundled model (:mod:`vfpga.models`) through ``load_model`` (normalize,
     quantize on 16 seeded random inputs, lower) compared with ORT on ``num_inputs`` other
     random inputs (see :class:`~vfpga.reference.compare.OrtComparison`) and with the fp32
-    model; ``emulated_identical_int8`` is the identical fraction of ORT's rounding model
-    (:func:`~vfpga.reference.compare.run_ort_emulation`) over the first
-    ``emulated_inputs`` inputs; ``seconds`` is the reference's time per input."""
+    model; ``seconds`` is the reference's time per input."""
 
     name: str
     nodes: int
@@ -167,19 +166,15 @@ class ModelResult:
     argmax_agreement: float
     argmax_near_agreement: float | None
     identical_int8: float | None
-    emulated_inputs: int
-    emulated_identical_int8: float | None
+    max_int8_diff: int | None
     fp32_cosine_mean: float | None
     ort_fp32_cosine_mean: float | None
     fp32_argmax_agreement: float | None
     seconds: float
 
 
-def run_model(
-    name: str, num_inputs: int = 10, seed: int = 0, num_emulated: int = 10
-) -> ModelResult:
-    """Run one bundled model (see :class:`ModelResult`); the ORT emulation runs on the
-    first ``min(num_emulated, num_inputs)`` inputs."""
+def run_model(name: str, num_inputs: int = 10, seed: int = 0) -> ModelResult:
+    """Run one bundled model (see :class:`ModelResult`)."""
     import time
 
     from vfpga.frontend.pipeline import load_model
@@ -195,7 +190,6 @@ def run_model(
         inputs,
         onnx_int8=loaded.lowered.onnx_int8,
         fp32_model=loaded.fp32,
-        emulate_ort=min(num_emulated, num_inputs),
     )
     t0 = time.perf_counter()
     run_reference(loaded.graph, inputs[0], keep_all=False)
@@ -209,8 +203,7 @@ def run_model(
         c.argmax_agreement,
         c.argmax_near_agreement,
         c.identical_int8,
-        c.emulated_inputs,
-        c.emulated_identical_int8,
+        c.max_int8_diff,
         c.fp32_cosine_mean,
         c.ort_fp32_cosine_mean,
         c.fp32_argmax_agreement,
@@ -227,8 +220,7 @@ MODEL_COLUMNS = (
     "inputs",
     "cosine vs ORT (min / mean)",
     "arg-max = ORT (within one level)",
-    "identical int8",
-    "identical int8, ORT rounding model",
+    "identical int8 (max diff)",
     "cosine vs fp32 (ref / ORT)",
     "arg-max = fp32",
     "reference time",
@@ -239,23 +231,20 @@ def models_table(results: list[ModelResult]) -> str:
     """The doc table of the bundled models."""
     lines = [
         "Random inputs: seed 1 (standard normal); quantized on 16 random inputs, seed 0. "
-        "The ORT rounding model runs on the first inputs (count in parentheses). Arg-max "
-        "in parentheses: ORT's top class at most one int8 level below the reference's top.",
+        "Arg-max in parentheses: ORT's top class at most one int8 level below the "
+        "reference's top. Identical int8: fraction of the final int8 outputs equal to "
+        "ORT's, with the largest difference in int8 levels in parentheses.",
         "",
         "| " + " | ".join(MODEL_COLUMNS) + " |",
         "|" + "---|" * len(MODEL_COLUMNS),
     ]
     for r in results:
-        emu = (
-            "-"
-            if r.emulated_identical_int8 is None
-            else f"{r.emulated_identical_int8:.4f} ({r.emulated_inputs})"
-        )
+        same = "-" if r.identical_int8 is None else f"{r.identical_int8:.4f} ({r.max_int8_diff})"
         lines.append(
             f"| {r.name} | {r.nodes} | {r.num_inputs} | "
             f"{r.cosine_min:.6f} / {r.cosine_mean:.6f} | "
             f"{r.argmax_agreement:.0%} ({_pct(r.argmax_near_agreement)}) | "
-            f"{_fmt(r.identical_int8, 4)} | {emu} | "
+            f"{same} | "
             f"{_fmt(r.fp32_cosine_mean)} / {_fmt(r.ort_fp32_cosine_mean)} | "
             f"{'-' if r.fp32_argmax_agreement is None else f'{r.fp32_argmax_agreement:.0%}'} | "
             f"{r.seconds:.2f} s |"
@@ -338,9 +327,6 @@ def main() -> None:
     ap.add_argument("--write", type=Path, help="update the table in this markdown file")
     ap.add_argument("--models", action="store_true", help="run the bundled models instead")
     ap.add_argument("--num-inputs", type=int, default=100, help="inputs per model")
-    ap.add_argument(
-        "--num-emulated", type=int, default=10, help="inputs per model for the ORT rounding model"
-    )
     ap.add_argument("names", nargs="*", help="tests or models to run (default: all)")
     args = ap.parse_args()
     if args.models:
@@ -348,7 +334,7 @@ def main() -> None:
 
         res = []
         for n in args.names or model_names():
-            res.append(run_model(n, args.num_inputs, num_emulated=args.num_emulated))
+            res.append(run_model(n, args.num_inputs))
             print(res[-1], flush=True)
         body = models_table(res)
         begin, end = MODELS_BEGIN, MODELS_END
