@@ -16,7 +16,14 @@ from vfpga.cli.main import cli
 from vfpga.errors import AsmError
 from vfpga.hw import load_hw
 from vfpga.isa.codec import encode_one
-from vfpga.isa.spec import FLAG_FIELDS, LOAD_TARGETS, PAYLOAD_FIELDS, Opcode
+from vfpga.isa.spec import (
+    FLAG_FIELDS,
+    FLOAT_FIELDS,
+    LOAD_TARGETS,
+    PARAM_RECORD_DTYPE,
+    PAYLOAD_FIELDS,
+    Opcode,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "tests" / "data" / "asm").glob("*.s"))
@@ -53,8 +60,10 @@ def test_conv_fixture_contents() -> None:
     assert f["in_h"] == 10 and f["out_zp"] == -128
     # layer and core inherited from the .ifp block
     assert v.program.fields(0)["layer"] == 0
-    params = np.frombuffer(v.data[576:], "<i4").reshape(8, 3)
-    assert params[1].tolist() == [-48, 1 << 30, 35]
+    params = np.frombuffer(v.data[576:], PARAM_RECORD_DTYPE)
+    assert params[1].tolist() == (-48, 2.0**-5, 1.0)
+    assert v.data[576 + 12 : 576 + 24] == (
+        np.int32(-48).tobytes() + np.float32(0.03125).tobytes() + np.float32(1).tobytes())
 
 
 def test_objdump_tables() -> None:
@@ -74,8 +83,15 @@ def test_objdump_tables() -> None:
 
 
 def random_insn(op: Opcode, rng: np.random.Generator) -> bytes:
-    fields: dict[str, int] = {"core": int(rng.integers(0, 4)), "layer": int(rng.integers(0, 2))}
+    fields: dict[str, int | float] = {"core": int(rng.integers(0, 4)),
+                                      "layer": int(rng.integers(0, 2))}
     for f in PAYLOAD_FIELDS[op]:
+        if f.name in FLOAT_FIELDS[op]:  # any finite float32 bit pattern
+            bits = np.array([rng.integers(0, 2**32)], np.uint32)
+            while not np.isfinite(bits.view(np.float32)[0]):
+                bits[0] = rng.integers(0, 2**32)
+            fields[f.name] = float(bits.view(np.float32)[0])
+            continue
         info = np.iinfo(np.dtype(f.np_type))
         fields[f.name] = int(rng.integers(info.min, int(info.max) + 1))
     flags = 0  # packed here: ELTWISE's flag field 'op' would clash with encode_one's op
@@ -135,6 +151,31 @@ def test_float32_format() -> None:
         v = assemble(f".tensor t role=input dtype=int8 layout=raw shape=- offset=0 scale={s}\n",
                      "f.s")
         assert np.float32(v.tensors[0].scale).tobytes() == np.float32(x).tobytes()
+
+
+def test_float_fields_and_f32_data() -> None:
+    """Float32 instruction fields print as the shortest decimal that reads back to the
+    same bits, parse from decimals (rounded to float32) or f32: bits; .f32 writes
+    little-endian float32 data (f32: bits may be non-finite there)."""
+    v = assemble(
+        "pool mode=avg scale=0.1 out_scale=f32:0x3dcccccd in_h=2 in_w=2 c=1 kh=2 kw=2 "
+        "stride_h=1 stride_w=1\n"
+        "eltwise n=4 scale_a=-1.5e-07 scale_b=3.4028235e38 offset=-0.0\n"
+        ".data 0\n.i32 -7\n.f32 0.1, f32:0x7fc00000\n.f32 1e-45\n", "f.s")
+    p = v.program.fields(0)
+    assert p["scale"] == float(np.float32(0.1)) == p["out_scale"]
+    e = v.program.fields(1)
+    assert e["scale_a"] == float(np.float32(-1.5e-7))
+    assert e["scale_b"] == float(np.float32(3.4028235e38))
+    assert np.float32(e["offset"]).tobytes() == np.float32(-0.0).tobytes()
+    assert v.data == (np.int32(-7).tobytes() + np.float32(0.1).tobytes()
+                      + bytes.fromhex("0000c07f") + np.float32(1e-45).tobytes())
+    text = disassemble(v)
+    assert "scale=0.1 " in text and "out_scale=0.1\n" in text
+    assert "scale_a=-1.5e-07 scale_b=3.4028235e+38 offset=-0.0 " in text
+    assert to_bytes(assemble(text, "g.s")) == to_bytes(v)
+    with pytest.raises(ValueError, match="'scale'=nan is not finite"):
+        encode_one(Opcode.POOL, scale=float("nan"))
 
 
 def test_tokenizer() -> None:
@@ -206,7 +247,16 @@ def test_hw_directive_and_override() -> None:
          "more than 4 dimensions"),
         (".hostop h op=X after=- in=nope\n", 1, "unknown tensor 'nope'"),
         (".hostop h op=X after=- attrs={\"a\":}\n", 1, "attrs: not JSON"),
-        (".program ddr_size=10 isa=2\n", 1, "this assembler produces ISA version 1"),
+        (".program ddr_size=10 isa=1\n", 1, "this assembler produces ISA version 2"),
+        ("pool scale=nan\n", 1, "pool: field 'scale'=nan is not finite"),
+        ("eltwise offset=-inf\n", 1, "eltwise: field 'offset'=-inf is not finite"),
+        ("eltwise scale_a=f32:0x7fc00000\n", 1, "is not finite"),
+        ("pool out_scale=1e39\n", 1, "out_scale'=1e39 does not fit a float32"),
+        ("pool scale=0.5x\n", 1, "'0.5x' is not a number"),
+        ("pool shift=3\n", 1, "pool has no field 'shift'"),
+        ("eltwise a_zp=3\n", 1, "eltwise has no field 'a_zp'"),
+        (".data 0\n.f32 inf\n", 2, ".f32=inf is not finite"),
+        (".data 0\n.f32\n", 2, ".f32 needs at least one value"),
         (".layer a kind=conv\nend layer=3\n", 3, "instruction #0 belongs to layer 3"),
         ('.tensor "unterminated\n', 1, "unterminated string"),
     ],

@@ -47,7 +47,7 @@ def sample_vfb(data_bytes: int = 4096) -> VfbFile:
         encode_one(Opcode.LOAD, core=1, layer=0, n0=1, n1=1, n2=64),
         encode_one(Opcode.SYNC, core=0, layer=0),
         encode_one(Opcode.SYNC, core=1, layer=0),
-        encode_one(Opcode.POOL, core=1, layer=1, mode=3, in_h=2, in_w=2, c=8, mult=3, shift=2),
+        encode_one(Opcode.POOL, core=1, layer=1, mode=3, in_h=2, in_w=2, c=8, scale=0.375),
         encode_one(Opcode.END, core=0, layer=1),
         encode_one(Opcode.END, core=1, layer=1),
     ])
@@ -343,3 +343,13 @@ def test_validate_on_write() -> None:
     v.hw_name = "a-very-long-hardware-name"
     with pytest.raises(BinaryFormatError, match="longer than 16 bytes"):
         to_bytes(v)
+
+
+def test_isa_version_1_binaries_are_rejected() -> None:
+    """ISA version 2 changed the requantization fields: an older binary must not run."""
+    vfb = sample_vfb()
+    assert vfb.isa_version == 2
+    vfb.isa_version = 1
+    with pytest.raises(BinaryFormatError, match="instruction-set version 1, this vfpga runs "
+                       "version 2; recompile the model"):
+        from_bytes(to_bytes(vfb), "old.vfb")

@@ -28,9 +28,9 @@ def expected_conv(x: np.ndarray) -> np.ndarray:
     """The conv layer computed by the independent reference of tests/isa_reference.py."""
     w, params = cs.constants()
     return ref.conv(
-        x[0], w, start=params[:, 0], stride=(1, 1), pads=(1, 1, 1, 1), pad_value=cs.IN_ZP,
-        groups=1, acc_out=False, mult=params[:, 1], shift=params[:, 2], out_zp=cs.OUT_ZP,
-        act=1, act_lo=cs.OUT_ZP, act_hi=127,
+        x[0], w, start=params["bias"], stride=(1, 1), pads=(1, 1, 1, 1), pad_value=cs.IN_ZP,
+        groups=1, acc_out=False, scale=params["scale"], divisor=params["divisor"],
+        out_zp=cs.OUT_ZP, act=1, act_lo=cs.OUT_ZP, act_hi=127,
     )
 
 

@@ -4,10 +4,13 @@ section "Assembly syntax"; :mod:`vfpga.backend.disasm` produces it).
 A source is a sequence of lines; ``;`` starts a comment that runs to the end of the line
 (outside quoted strings). A line is empty, a directive (``.hw``, ``.program``, ``.layer``,
 ``.tensor``, ``.hostop``, ``.ifp`` / ``.endifp``, ``.data``, ``.datasize``, ``.i8``,
-``.u8``, ``.i32``), a line of hex bytes (inside a ``.data`` block), or one instruction:
-an optional index label ``N:`` (checked), the lowercase mnemonic, then ``key=value`` for
-fields of the instruction by their name in :mod:`vfpga.isa.spec`. Every error is an
-:class:`~vfpga.errors.AsmError` whose message starts with ``file:line:``.
+``.u8``, ``.i32``, ``.f32``), a line of hex bytes (inside a ``.data`` block), or one
+instruction: an optional index label ``N:`` (checked), the lowercase mnemonic, then
+``key=value`` for fields of the instruction by their name in :mod:`vfpga.isa.spec`.
+Float32 fields (POOL ``scale``/``out_scale``, ELTWISE ``scale_a``/``scale_b``/``offset``)
+take a decimal literal, rounded to the nearest float32, or ``f32:0xHHHHHHHH`` (the exact
+bits); they must be finite. Every error is an :class:`~vfpga.errors.AsmError` whose
+message starts with ``file:line:``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from vfpga.hw.config import ISA_VERSION, HardwareConfig, HardwareConfigError, lo
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
+    FLOAT_FIELDS,
     INSN_BYTES,
     LOAD_TARGETS,
     MODULE_OF,
@@ -165,6 +169,15 @@ def parse_float32(tok: str, what: str) -> float:
     return float(f)
 
 
+def parse_finite_float32(tok: str, what: str) -> float:
+    """A finite float32 value (as :func:`parse_float32`; NaN and infinities are errors)."""
+    v = parse_float32(tok, what)
+    if not np.isfinite(v):
+        raise _Err(f"{what}={tok} is not finite (float32 fields and .f32 data must be "
+                   "finite; the machine faults on a non-finite requantization constant)")
+    return v
+
+
 def parse_name(tok: str, what: str) -> str:
     """A name: a bare token or a JSON string."""
     if tok.startswith('"'):
@@ -218,10 +231,12 @@ class _OpSpec:
     op: Opcode
     ranges: dict[str, tuple[int, int]]
     flags: dict[str, FlagField]
+    floats: tuple[str, ...]
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return ("core", "layer", "deps", *self.flags, *self.ranges)
+        return ("core", "layer", "deps", *self.flags,
+                *(f.name for f in PAYLOAD_FIELDS[self.op]))
 
 
 def _op_specs() -> dict[Opcode, _OpSpec]:
@@ -229,9 +244,12 @@ def _op_specs() -> dict[Opcode, _OpSpec]:
     for op in Opcode:
         ranges = {}
         for f in PAYLOAD_FIELDS[op]:
+            if f.name in FLOAT_FIELDS[op]:
+                continue
             info = np.iinfo(np.dtype(f.np_type))
             ranges[f.name] = (int(info.min), int(info.max))
-        specs[op] = _OpSpec(op, ranges, {ff.name: ff for ff in FLAG_FIELDS[op]})
+        specs[op] = _OpSpec(op, ranges, {ff.name: ff for ff in FLAG_FIELDS[op]},
+                            tuple(sorted(FLOAT_FIELDS[op])))
     return specs
 
 
@@ -286,7 +304,7 @@ def _deps_value(op: Opcode, tok: str) -> int:
 @dataclass
 class _Insn:
     op: Opcode
-    values: dict[str, int]
+    values: dict[str, int | float]
     flags: int
     line: int
     layer_from_ifp: int | None  # index into the IFP list when layer is inherited
@@ -376,7 +394,7 @@ class Assembler:
             return
         head = tokens[0]
         if head.startswith("."):
-            if head not in (".i8", ".u8", ".i32") and head != ".data":
+            if head not in (".i8", ".u8", ".i32", ".f32") and head != ".data":
                 self.st.data_cursor = None
             self._directive(head, tokens[1:])
             return
@@ -413,7 +431,7 @@ class Assembler:
         pos, kv = _split_kv(tokens)
         if pos:
             raise _Err(f"{mnemonic}: '{pos[0]}' is not of the form field=value")
-        values: dict[str, int] = {}
+        values: dict[str, int | float] = {}
         flags = 0
         layer_from_ifp = None
         for key, val in kv.items():
@@ -429,6 +447,8 @@ class Assembler:
             elif key in spec.ranges:
                 lo, hi = spec.ranges[key]
                 values[key] = parse_int(val, lo, hi, f"{mnemonic}: field '{key}'")
+            elif key in spec.floats:
+                values[key] = parse_finite_float32(val, f"{mnemonic}: field '{key}'")
             else:
                 raise _Err(f"{mnemonic} has no field '{key}' (fields: {', '.join(spec.keys)})")
         if self.st.open_ifp is not None:
@@ -443,7 +463,8 @@ class Assembler:
         handler = getattr(self, "_d_" + name[1:], None)
         if handler is None:
             raise _Err(f"unknown directive '{name}' (known: .hw, .program, .layer, .tensor, "
-                       ".hostop, .ifp, .endifp, .dispatch, .data, .datasize, .i8, .u8, .i32)")
+                       ".hostop, .ifp, .endifp, .dispatch, .data, .datasize, .i8, .u8, .i32, "
+                       ".f32)")
         handler(tokens)
 
     def _d_dispatch(self, tokens: list[str]) -> None:
@@ -624,6 +645,17 @@ class Assembler:
     def _d_i32(self, tokens: list[str]) -> None:
         vals = self._values(tokens, -(1 << 31), (1 << 31) - 1, ".i32")
         self._put(np.array(vals, "<i4").tobytes())
+
+    def _d_f32(self, tokens: list[str]) -> None:
+        """``.f32 V,V,...``: little-endian float32 values (decimal literals rounded to the
+        nearest float32, or ``f32:0xHHHHHHHH`` bits, the only way to write a non-finite
+        value, e.g. to test the machine's invalid-parameter fault)."""
+        vals = [t for tok in tokens for t in tok.split(",") if t]
+        if not vals:
+            raise _Err(".f32 needs at least one value")
+        out = [parse_float32(t, ".f32") if t.startswith("f32:")
+               else parse_finite_float32(t, ".f32") for t in vals]
+        self._put(np.array(out, "<f4").tobytes())
 
     def _put(self, raw: bytes) -> None:
         st = self.st

@@ -27,7 +27,7 @@ from vfpga.backend.binary import (
     read_header,
 )
 from vfpga.hw.config import HardwareConfig
-from vfpga.isa.spec import DEP_NAMES, FLAG_FIELDS, PAYLOAD_FIELDS, Opcode
+from vfpga.isa.spec import DEP_NAMES, FLAG_FIELDS, FLOAT_FIELDS, PAYLOAD_FIELDS, Opcode
 
 #: Data bytes per hex line.
 DATA_BYTES_PER_LINE = 32
@@ -43,7 +43,9 @@ def fmt_name(name: str) -> str:
 
 
 def fmt_float32(x: float) -> str:
-    """The shortest decimal that reads back as the same float32, or ``f32:0x...`` bits."""
+    """The shortest decimal that reads back as the same float32 (numpy's float32 ``str``,
+    checked), or ``f32:0x...`` bits (non-finite values); the assembler's ``parse_float32``
+    reads either back bit for bit."""
     f = np.float32(x)
     if np.isfinite(f):
         s = str(f)
@@ -83,7 +85,9 @@ def format_instructions(vfb: VfbFile) -> list[str]:
             continue
         mnemonic = op.name.lower()
         names = [f.name for f in PAYLOAD_FIELDS[op]]
-        cols = [recs[n].tolist() for n in names]
+        floats = FLOAT_FIELDS[op]
+        cols = [[fmt_float32(v) for v in recs[n].tolist()] if n in floats else recs[n].tolist()
+                for n in names]
         cores = recs["core"].tolist()
         layers = recs["layer"].tolist()
         deps = recs["deps"].tolist()

@@ -12,7 +12,11 @@ DDR map of every sample (offsets relative to the tenant base)::
     0x1000  conv    int8 NHWC 1x16x16x32   (8192 bytes; output of the conv samples)
     0x3000  pool    int8 NHWC 1x8x8x32     (2048 bytes; output of the demo)
     0x4000  weights int8 [32][3][3][16]     (4608 bytes)
-    0x5200  params  32 x (bias, mult, shift) int32 (384 bytes)
+    0x5200  params  32 x (bias int32, scale float32, divisor float32) (384 bytes)
+
+The parameter records follow ISA version 2: ``out = act(sat8(out_zp + rne(f32(f32(f32(acc)
+* scale) / divisor))))`` with a per-channel float32 ``scale`` (about 2**-11) and
+``divisor = 1``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,16 @@ import numpy as np
 from vfpga.backend.binary import Layer, Tensor, VfbFile, empty_ifps
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.codec import encode_one
-from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
+from vfpga.isa.float32 import requant_scale
+from vfpga.isa.spec import (
+    PARAM_RECORD_BYTES,
+    PARAM_RECORD_DTYPE,
+    Act,
+    Buffer,
+    Dep,
+    Opcode,
+    PoolMode,
+)
 
 H = W = 16
 CIN, COUT, K = 16, 32, 3
@@ -41,7 +54,7 @@ class Insn:
     """One instruction: opcode and its fields by name (as in vfpga/isa/spec.py)."""
 
     op: Opcode
-    fields: dict[str, int]
+    fields: dict[str, int | float]
 
 
 @dataclass
@@ -70,14 +83,18 @@ class SampleProgram:
 
 
 def constants(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded weights int8 [COUT][K][K][CIN] and parameter records int32 [COUT][3]."""
+    """Seeded weights int8 [COUT][K][K][CIN] and COUT parameter records of
+    :data:`~vfpga.isa.spec.PARAM_RECORD_DTYPE` (bias int32, scale float32, divisor float32):
+    ``scale`` is the float32 nearest to a random ``m / 2**40``, ``2**29 <= m < 2**30``."""
     rng = np.random.default_rng(seed)
     w = rng.integers(-128, 128, size=(COUT, K, K, CIN), dtype=np.int8)
     bias = rng.integers(-2000, 2000, size=COUT).astype(np.int64)
     bias -= IN_ZP * w.reshape(COUT, -1).astype(np.int64).sum(axis=1)  # fold -in_zp*sum(w)
     mult = rng.integers(1 << 29, 1 << 30, size=COUT)
-    shift = np.full(COUT, 40)
-    params = np.stack([bias, mult, shift], axis=1).astype("<i4")
+    params = np.zeros(COUT, PARAM_RECORD_DTYPE)
+    params["bias"] = bias
+    params["scale"] = [requant_scale(int(m), 40) for m in mult]
+    params["divisor"] = 1.0
     return w, params
 
 

@@ -22,7 +22,8 @@
 sync core=0 layer=0
 end core=0 layer=0
 
-; constants: weights [oc][kh][kw][ic] at DATA 0 (DDR 1024), then (bias, mult, shift) records
+; constants: weights [oc][kh][kw][ic] at DATA 0 (DDR 1024), then the 12-byte parameter
+; records (bias int32, scale float32, divisor float32): out = rne(f32(f32(acc) * 2**-5) / 1)
 .data 0
 .i8 -2,-2,-2,-2,-2,-2,-2,-2,1,1,1,1,1,1,1,1,-1,-1,-1,-1,-1,-1,-1,-1
 .i8 2,2,2,2,2,2,2,2,0,0,0,0,0,0,0,0,-2,-2,-2,-2,-2,-2,-2,-2
@@ -49,11 +50,19 @@ end core=0 layer=0
 .i8 1,1,1,1,1,1,1,1,-1,-1,-1,-1,-1,-1,-1,-1,2,2,2,2,2,2,2,2
 .i8 0,0,0,0,0,0,0,0,-2,-2,-2,-2,-2,-2,-2,-2,1,1,1,1,1,1,1,1
 .data 576
-.i32 -64, 1073741824, 35   ; oc 0: bias, multiplier, shift
-.i32 -48, 1073741824, 35   ; oc 1: bias, multiplier, shift
-.i32 -32, 1073741824, 35   ; oc 2: bias, multiplier, shift
-.i32 -16, 1073741824, 35   ; oc 3: bias, multiplier, shift
-.i32 0, 1073741824, 35   ; oc 4: bias, multiplier, shift
-.i32 16, 1073741824, 35   ; oc 5: bias, multiplier, shift
-.i32 32, 1073741824, 35   ; oc 6: bias, multiplier, shift
-.i32 48, 1073741824, 35   ; oc 7: bias, multiplier, shift
+.i32 -64
+.f32 0.03125, 1.0   ; oc 0: bias, then scale, divisor
+.i32 -48
+.f32 0.03125, 1.0   ; oc 1: bias, then scale, divisor
+.i32 -32
+.f32 0.03125, 1.0   ; oc 2: bias, then scale, divisor
+.i32 -16
+.f32 0.03125, 1.0   ; oc 3: bias, then scale, divisor
+.i32 0
+.f32 0.03125, 1.0   ; oc 4: bias, then scale, divisor
+.i32 16
+.f32 0.03125, 1.0   ; oc 5: bias, then scale, divisor
+.i32 32
+.f32 0.03125, 1.0   ; oc 6: bias, then scale, divisor
+.i32 48
+.f32 0.03125, 1.0   ; oc 7: bias, then scale, divisor

@@ -24,8 +24,9 @@ sync layer=0
 .ifp layer=add1 core=0 w=0:4 h=0:4 c=0:8 latency=150 ibuf=256 obuf=128
   load deps=- to=ibuf ddr=640 buf=0 stride0=128 stride1=128 n2=128 n0=1 n1=1
   load deps=signal_next to=ibuf ddr=512 buf=128 stride0=128 stride1=128 n2=128 n0=1 n1=1
-  ; sum = (pooled + b) / 2 at scale 0.2: mult 2^14, shift 15
-  eltwise deps=wait_prev,signal_next op=add act=none a_addr=0 b_addr=128 out_addr=0 n=128 mult_a=16384 mult_b=16384 shift=15 a_zp=0 b_zp=0 out_zp=0 act_lo=-128 act_hi=127
+  ; sum = (pooled + b) / 2 at scale 0.2: scale_a = scale_b = 0.1 / 0.2 = 0.5; all zero
+  ; points 0, so offset = 128 - (0.5 * 128 + 0.5 * 128) = 0 (the biased operands cancel)
+  eltwise deps=wait_prev,signal_next op=add act=none a_addr=0 b_addr=128 out_addr=0 n=128 scale_a=0.5 scale_b=0.5 offset=0.0 act_lo=-128 act_hi=127
   save deps=wait_prev from=obuf ddr=768 buf=0 stride0=128 stride1=128 n2=128 n0=1 n1=1
 .endifp
 sync layer=1
