@@ -1,14 +1,17 @@
 """The ``isa`` dialect: one op per instruction of the vfpga ISA (docs/isa.md is the
 normative text; the field table is :mod:`vfpga.isa.spec`).
 
-Every op carries the fields of its instruction word as integer properties named like the
-spec fields and the assembly keywords: the payload fields, the flag sub-fields (``act``,
+Every op carries the fields of its instruction word as properties named like the spec
+fields and the assembly keywords: the payload fields, the flag sub-fields (``act``,
 ``mode``, ``to``, ``from``, ``op``, ``acc_in``, ``acc_out``), the header fields ``core``
-and ``layer``, and ``deps``, the dependency-token bits as a list of names. A field that
-is absent is 0, exactly as an omitted field of the assembler or of
-:func:`vfpga.isa.codec.encode_batch` (so every field equal to 0 is left out, which keeps
-the IR small and the printed form canonical). Inside an ``ifp.package`` the header
-fields ``core`` and ``layer`` are absent: the linker fills them in from the package.
+and ``layer``, and ``deps``, the dependency-token bits as a list of names. Integer fields
+are ``i64`` attributes; the float32 requantization constants of ISA version 2 (POOL
+``scale``/``out_scale``, ELTWISE ``scale_a``/``scale_b``/``offset``) are ``f32`` float
+attributes holding the exact float32 value. A field that is absent is 0, exactly as an
+omitted field of the assembler or of :func:`vfpga.isa.codec.encode_batch` (so every field
+equal to 0 is left out, which keeps the IR small and the printed form canonical; a
+float field of -0.0 is kept). Inside an ``ifp.package`` the header fields ``core`` and
+``layer`` are absent: the linker fills them in from the package.
 
 Custom format (one instruction per line, like the assembly of docs/isa.md section 6)::
 
@@ -20,10 +23,17 @@ Custom format (one instruction per line, like the assembly of docs/isa.md sectio
 
 (each op prints on one line). Symbolic flag fields print as their assembly names
 (``to=pbuf``, ``act=relu6``, ``mode=global_avg``, ``op=add``; ``to`` and ``mode`` are
-printed even when 0); ``deps [...]`` is omitted when empty.
+printed even when 0); ``deps [...]`` is omitted when empty. Float fields print as the
+shortest decimal that reads back to the same float32, always with a ``.`` (``scale=0.1``,
+``offset=-3.0``, ``scale=1.0e-45``), so the text round-trips bit for bit; the parser
+rounds any decimal to the nearest float32 and reads a hexadecimal integer as the raw
+float32 bits (``0x3DCCCCCD``, as MLIR does for float attributes).
 
-**Verification** (:meth:`IsaOp.verify_`): every field is in the range of its numpy type
-in :data:`vfpga.isa.spec.OPCODE_DTYPES` (``core`` below 64), symbolic flags hold one of
+**Verification** (:meth:`IsaOp.verify_`): every integer field is in the range of its numpy
+type in :data:`vfpga.isa.spec.OPCODE_DTYPES` (``core`` below 64), every float field is a
+finite ``f32`` value (a non-finite constant would fault on the machine), POOL's float
+fields and zero points are 0 for max pooling, ``out_scale`` is non-zero for the average
+modes and 0 for global_avg, symbolic flags hold one of
 their values (``to`` one of ibuf/wbuf/pbuf, ``from`` obuf), the dependency bits are legal
 for the op's module (LOAD: no ``*_prev``; SAVE: no ``*_next``; SYNC/END: none), and the
 shape fields are consistent (boxes non-empty, kernel 1..11, strides >= 1, channels
@@ -43,7 +53,16 @@ from collections.abc import Iterable, Mapping
 from typing import ClassVar, cast
 
 import numpy as np
-from xdsl.dialects.builtin import UNKNOWN_LOC, ArrayAttr, IntegerAttr, IntegerType, StringAttr
+from xdsl.dialects.builtin import (
+    UNKNOWN_LOC,
+    ArrayAttr,
+    Float32Type,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    f32,
+)
 from xdsl.ir import Attribute, Dialect, Operation
 from xdsl.irdl import IRDLOperation, irdl_op_definition, opt_prop_def
 from xdsl.parser import Parser
@@ -53,6 +72,7 @@ from xdsl.utils.exceptions import VerifyException
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
+    FLOAT_FIELDS,
     LOAD_TARGETS,
     MODULE_OF,
     OPCODE_DTYPES,
@@ -79,15 +99,18 @@ def _bounds(op: Opcode) -> dict[str, tuple[int, int]]:
     for ff in FLAG_FIELDS[op]:
         out[ff.name] = (0, (1 << ff.width) - 1)
     for f in PAYLOAD_FIELDS[op]:
+        if f.name in FLOAT_FIELDS[op]:
+            continue
         info = np.iinfo(dt[f.name])
         out[f.name] = (int(info.min), int(info.max))
     return out
 
 
-#: Per opcode: every integer field (header, flags, payload) -> inclusive (min, max).
+#: Per opcode: every integer field (header, flags, payload) -> inclusive (min, max). The
+#: float32 fields (:data:`vfpga.isa.spec.FLOAT_FIELDS`) are not listed.
 FIELD_BOUNDS: dict[Opcode, dict[str, tuple[int, int]]] = {op: _bounds(op) for op in Opcode}
 
-#: Per opcode: integer fields in print order (header, flags, payload).
+#: Per opcode: all fields in print order (header, flags, payload; integers and floats).
 FIELD_ORDER: dict[Opcode, tuple[str, ...]] = {
     op: (
         *HEADER_NAMES,
@@ -109,6 +132,8 @@ ENUM_NAMES: dict[Opcode, dict[str, dict[int, str]]] = {
 
 _ALWAYS_PRINTED = frozenset({"to", "mode"})
 """Symbolic fields printed even when 0 (``to=ibuf``, ``mode=max``), for readability."""
+
+_F32_MAX = float(np.finfo(np.float32).max)
 
 _ALL_KEYS: frozenset[str] = frozenset(
     {"deps"}.union(*(set(names) for names in FIELD_ORDER.values()))
@@ -138,6 +163,51 @@ def int_attr(value: int) -> IntegerAttr:
             _INT_CACHE.clear()
         a = _INT_CACHE[value] = IntegerAttr(value, I64)
     return a
+
+
+_FLOAT_CACHE: dict[bytes, FloatAttr] = {}
+
+
+def float_attr(value: float) -> FloatAttr:
+    """The (shared) ``f32`` attribute of ``value`` rounded to the nearest float32; cached
+    by bit pattern (so ``-0.0`` and ``0.0`` stay distinct)."""
+    with np.errstate(over="ignore"):
+        v32 = np.float32(value)
+    key = v32.tobytes()
+    a = _FLOAT_CACHE.get(key)
+    if a is None:
+        if len(_FLOAT_CACHE) > 1 << 16:
+            _FLOAT_CACHE.clear()
+        a = _FLOAT_CACHE[key] = FloatAttr(float(v32), f32)
+    return a
+
+
+def format_f32(value: float) -> str:
+    """``value`` (a float32) as the custom syntax prints it: the shortest decimal that
+    reads back to the same float32, always containing ``.`` (an MLIR float literal), or
+    for a non-finite value its bits as a hexadecimal integer (``0x7FC00000``)."""
+    v = np.float32(value)
+    if not np.isfinite(v):
+        return f"0x{int(np.array([v]).view(np.uint32)[0]):08X}"
+    if v == 0 or 1e-4 <= abs(v) < 1e16:
+        s = np.format_float_positional(v, unique=True, trim="0")
+    else:
+        s = np.format_float_scientific(v, unique=True, trim="0")
+    if "e" in s:
+        mant, exp = s.split("e")
+        s = f"{mant if '.' in mant else mant + '.0'}e{exp}"
+    elif "." not in s:
+        s += ".0"
+    elif s.endswith("."):
+        s += "0"
+    return s
+
+
+def _float_value(a: Attribute) -> float | None:
+    """The value of an ``f32`` float attribute, else None."""
+    if type(a) is FloatAttr and isinstance(a.type, Float32Type):
+        return cast(float, a.value.data)
+    return None
 
 
 def deps_attr(bits: int) -> ArrayAttr[StringAttr]:
@@ -184,14 +254,15 @@ class IsaOp(IRDLOperation, ABC):
     OPCODE: ClassVar[Opcode]
 
     # -- fields -------------------------------------------------------------------
-    def field(self, name: str) -> int:
-        """The value of field ``name`` (0 when absent; ``deps`` as bits)."""
+    def field(self, name: str) -> int | float:
+        """The value of field ``name`` (0 when absent; ``deps`` as bits; float32 fields as
+        Python floats)."""
         a = self.properties.get(name)
         if a is None:
             return 0
         if name == "deps":
             return deps_bits(a)
-        return cast(IntegerAttr, a).value.data
+        return cast(IntegerAttr | FloatAttr, a).value.data
 
     @property
     def deps(self) -> int:
@@ -202,13 +273,19 @@ class IsaOp(IRDLOperation, ABC):
     def verify_(self) -> None:
         op = self.OPCODE
         bounds = FIELD_BOUNDS[op]
-        vals: dict[str, int] = {}
+        floats = FLOAT_FIELDS[op]
+        vals: dict[str, int | float] = {}
         for k, a in self.properties.items():
             rng = bounds.get(k)
             if rng is not None and type(a) is IntegerAttr:
                 v = a.value.data
                 if rng[0] <= v <= rng[1]:
                     vals[k] = v
+                    continue
+            elif k in floats:
+                fv = _float_value(a)
+                if fv is not None and -_F32_MAX <= fv <= _F32_MAX:
+                    vals[k] = fv
                     continue
             self._bad_property(k, a)
         if "core" in vals or "layer" in vals:
@@ -237,6 +314,14 @@ class IsaOp(IRDLOperation, ABC):
                     f"instruction of the {MODULE_OF[op].name} module (docs/isa.md section 2)"
                 )
             return
+        if k in FLOAT_FIELDS[op]:
+            fv = _float_value(a)
+            if fv is None:
+                raise VerifyException(f"{mnem}: field '{k}' must be an f32 float")
+            raise VerifyException(
+                f"{mnem}: field '{k}' = {fv} is not finite (a non-finite requantization "
+                "constant is an invalid-parameter fault on the machine)"
+            )
         rng = FIELD_BOUNDS[op].get(k)
         if rng is None:
             raise VerifyException(
@@ -247,14 +332,15 @@ class IsaOp(IRDLOperation, ABC):
         v = cast(IntegerAttr, a).value.data
         raise VerifyException(f"{mnem}: field '{k}' = {v} is outside [{rng[0]}, {rng[1]}]")
 
-    def _check(self, f: dict[str, int]) -> None:
+    def _check(self, f: dict[str, int | float]) -> None:
         """Opcode-specific consistency checks on the field values (absent = 0)."""
         for name, names in ENUM_NAMES[self.OPCODE].items():
             v = f.get(name, 0)
             if v not in names:
                 raise VerifyException(f"{self.name}: '{name}' = {v} is not a valid value")
 
-    def _need(self, f: dict[str, int], names: Iterable[str], lo: int = 1, hi: int | None = None,
+    def _need(self, f: dict[str, int | float], names: Iterable[str], lo: int = 1,
+              hi: int | None = None,
               why: str = "") -> None:
         for n in names:
             v = f.get(n, 0)
@@ -266,6 +352,7 @@ class IsaOp(IRDLOperation, ABC):
     def print(self, printer: Printer) -> None:
         op = self.OPCODE
         enums = ENUM_NAMES[op]
+        floats = FLOAT_FIELDS[op]
         props = self.properties
         parts: list[str] = []
         for name in FIELD_ORDER[op]:
@@ -273,6 +360,9 @@ class IsaOp(IRDLOperation, ABC):
             if a is None:
                 if name in _ALWAYS_PRINTED:
                     parts.append(f"{name}={enums[name][0]}")
+                continue
+            if name in floats and (fv := _float_value(a)) is not None:
+                parts.append(f"{name}={format_f32(fv)}")
                 continue
             v = cast(IntegerAttr, a).value.data
             e = enums.get(name)
@@ -293,11 +383,12 @@ class IsaOp(IRDLOperation, ABC):
         mnem = cast(str, cls.name)
         order = FIELD_ORDER[op]
         bounds = FIELD_BOUNDS[op]
+        floats = FLOAT_FIELDS[op]
         enums = ENUM_NAMES[op]
         props: dict[str, Attribute] = {}
         seen: set[str] = set()
         while (kw := parser.parse_optional_keyword_in(_ALL_KEYS)) is not None:
-            if kw not in bounds and kw != "deps":
+            if kw not in bounds and kw not in floats and kw != "deps":
                 parser.raise_error(
                     f"{mnem} has no field '{kw}' (fields: {', '.join(order)}, deps)"
                 )
@@ -316,6 +407,11 @@ class IsaOp(IRDLOperation, ABC):
                     props["deps"] = deps_attr(bits)
                 continue
             parser.parse_punctuation("=", f" after '{kw}'")
+            if kw in floats:
+                props[kw] = _parse_f32(parser, mnem, kw)
+                if _float_value(props[kw]) == 0 and not np.signbit(_float_value(props[kw])):
+                    del props[kw]  # +0.0 is the absent value
+                continue
             e = enums.get(kw)
             if e is not None and (
                 word := parser.parse_optional_keyword_in(tuple(e.values()))
@@ -339,15 +435,36 @@ class IsaOp(IRDLOperation, ABC):
         return cls.create(properties=props, attributes=attributes)
 
 
+def _parse_f32(parser: Parser, mnem: str, kw: str) -> FloatAttr:
+    """A float field's value: a decimal float or integer literal (rounded to the nearest
+    float32; an error beyond the float32 range) or a hexadecimal integer (the raw bits)."""
+    pos = parser.pos
+    tok = parser._current_token.text  # the literal's text: 0x bits vs decimal
+    v = parser.parse_optional_number()
+    if v is None:
+        parser.raise_error(f"Expected a float literal for '{kw}'")
+    if isinstance(v, int) and tok.lower().startswith("0x"):
+        if not 0 <= v <= 0xFFFFFFFF:
+            parser.raise_error(f"{mnem}: field '{kw}': {tok} is not 32 bits", pos, parser.pos)
+        return float_attr(float(np.array([v], np.uint32).view(np.float32)[0]))
+    with np.errstate(over="ignore"):
+        ok = np.isfinite(np.float32(v))
+    if not ok:
+        parser.raise_error(f"{mnem}: field '{kw}' = {v} does not fit a float32", pos, parser.pos)
+    return float_attr(float(v))
+
+
 def _isa_op(cls: type[IsaOp]) -> type[IsaOp]:
-    """Add one optional ``i64`` property per field of ``cls.OPCODE`` (plus ``deps``), make
-    it an IRDL op, and keep the fused verifier of :class:`IsaOp` (IRDL's generated
-    ``verify_`` would walk every property definition; see the module docstring)."""
+    """Add one optional property per field of ``cls.OPCODE`` (``i64`` integers, ``f32``
+    floats, plus ``deps``), make it an IRDL op, and keep the fused verifier of
+    :class:`IsaOp` (IRDL's generated ``verify_`` would walk every property definition;
+    see the module docstring)."""
     ns: dict[str, object] = {
         k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")
     }
     for name in FIELD_ORDER[cls.OPCODE]:
-        ns[f"{name}_"] = opt_prop_def(IntegerAttr, prop_name=name)
+        kind = FloatAttr if name in FLOAT_FIELDS[cls.OPCODE] else IntegerAttr
+        ns[f"{name}_"] = opt_prop_def(kind, prop_name=name)
     ns["deps_"] = opt_prop_def(ArrayAttr[StringAttr], prop_name="deps")
     new = irdl_op_definition(type(cls.__name__, cls.__bases__, ns))
     own_check = cls.__dict__.get("_check")
@@ -372,7 +489,7 @@ class LoadOp(IsaOp):
     name = "isa.load"
     OPCODE: ClassVar[Opcode] = Opcode.LOAD
 
-    def _check(self, f: dict[str, int]) -> None:
+    def _check(self, f: dict[str, int | float]) -> None:
         IsaOp._check(self, f)
         if f.get("to", 0) not in [int(b) for b in LOAD_TARGETS]:
             raise VerifyException(f"{self.name}: 'to' must be ibuf, wbuf or pbuf")
@@ -388,7 +505,7 @@ class SaveOp(IsaOp):
     name = "isa.save"
     OPCODE: ClassVar[Opcode] = Opcode.SAVE
 
-    def _check(self, f: dict[str, int]) -> None:
+    def _check(self, f: dict[str, int | float]) -> None:
         IsaOp._check(self, f)
         if f.get("from", 0) not in [int(b) for b in SAVE_SOURCES]:
             raise VerifyException(f"{self.name}: 'from' must be obuf")
@@ -412,9 +529,14 @@ class ConvOp(IsaOp):
     ``[out_c][kh][kw][in_c/groups]`` at ``wbuf[w_addr]``; per output element
     ``acc = start + sum Xpad * W`` over the group's input channels and the window, where
     ``start`` is the bias of the parameter record at ``pbuf[p_addr]`` or, with ``acc_in``,
-    the int32 partial sum at ``abuf[acc_addr]``. With ``acc_out`` the int32 ``acc`` goes to
-    ``abuf[out_addr]``; otherwise ``act(sat8(out_zp + requant(acc, mult, shift)))`` goes to
-    ``obuf[out_addr]``. Verified: ``kh, kw`` in 1..11, strides and groups >= 1, ``in_c``
+    the int32 partial sum at ``abuf[acc_addr]`` (int32, wrapping). With ``acc_out`` the int32
+    ``acc`` goes to ``abuf[out_addr]``; otherwise (ISA v2) the output channel's record
+    ``(bias int32, scale float32, divisor float32)`` gives
+    ``y = act(sat8(out_zp + rne(f32(f32(f32(acc) * scale) / divisor))))`` (``f32``: nearest
+    float32, ties to even; ``rne``: nearest integer, ties to even), written to
+    ``obuf[out_addr]``; a non-finite scale/divisor or a zero divisor in a record faults on
+    the machine (records are data, not checked here). Verified: ``kh, kw`` in 1..11,
+    strides and groups >= 1, ``in_c``
     and ``out_c`` >= 1 and divisible by ``groups``, a non-empty output, ``p_addr`` (and
     ``acc_addr`` with ``acc_in``, ``out_addr`` with ``acc_out``) multiples of 4.
     """
@@ -422,7 +544,7 @@ class ConvOp(IsaOp):
     name = "isa.conv"
     OPCODE: ClassVar[Opcode] = Opcode.CONV
 
-    def _check(self, f: dict[str, int]) -> None:
+    def _check(self, f: dict[str, int | float]) -> None:
         IsaOp._check(self, f)
         self._need(f, ("kh", "kw"), 1, 11)
         self._need(f, ("stride_h", "stride_w", "groups", "in_c", "out_c", "in_h", "in_w"))
@@ -448,17 +570,46 @@ class PoolOp(IsaOp):
     """``isa.pool`` (CALC module): max / average pooling of int8 ``[in_h][in_w][c]`` at
     ``ibuf[in_addr]`` to ``[out_h][out_w][c]`` at ``obuf[out_addr]`` (docs/isa.md section
     5, POOL); ``mode`` is max, avg_pad, avg or global_avg (whole tile to ``[1][1][c]``).
+
+    ISA v2 arithmetic (``f32``: nearest float32, ties to even; ``rne``: nearest integer,
+    ties to even): max takes the maximum of the in-bound elements. avg_pad / avg:
+    ``e = f32(f32(x - in_zp) * scale)`` per in-bound element, ``s`` their float32 running
+    sum in row-major window order, ``m = f32(s / f32(count))`` (count ``kh*kw`` or the
+    in-bound elements), ``y = sat8(rne(f32(f32(m / out_scale) + f32(out_zp + 128))) -
+    128)``. global_avg: ``y = sat8(out_zp + rne(f32(f32(sum(x - in_zp)) * scale)))``.
+
     Verified: ``c, in_h, in_w >= 1``; for global_avg the window, stride and pad fields are
-    0, otherwise ``kh, kw`` and strides >= 1 and the output is non-empty."""
+    0, otherwise ``kh, kw`` and strides >= 1 and the output is non-empty; ``scale`` and
+    ``out_scale`` finite; max: ``scale``, ``out_scale``, ``in_zp``, ``out_zp`` all 0;
+    avg_pad / avg: ``out_scale`` non-zero; global_avg: ``out_scale`` 0."""
 
     name = "isa.pool"
     OPCODE: ClassVar[Opcode] = Opcode.POOL
 
-    def _check(self, f: dict[str, int]) -> None:
+    def _check(self, f: dict[str, int | float]) -> None:
         IsaOp._check(self, f)
         self._need(f, ("c", "in_h", "in_w"))
         window = ("kh", "kw", "stride_h", "stride_w", "pad_t", "pad_b", "pad_l", "pad_r")
-        if f.get("mode", 0) == PoolMode.GLOBAL_AVG:
+        mode = f.get("mode", 0)
+        if mode == PoolMode.MAX:
+            for n in ("scale", "out_scale", "in_zp", "out_zp"):
+                if f.get(n, 0):
+                    raise VerifyException(
+                        f"{self.name}: '{n}' = {f[n]} must be 0 for mode=max (max pooling "
+                        "does not requantize)"
+                    )
+        elif mode == PoolMode.GLOBAL_AVG:
+            if f.get("out_scale", 0):
+                raise VerifyException(
+                    f"{self.name}: 'out_scale' = {f['out_scale']} must be 0 for "
+                    "mode=global_avg (scale is the whole requantization factor)"
+                )
+        elif not f.get("out_scale", 0):
+            raise VerifyException(
+                f"{self.name}: 'out_scale' must be non-zero for the average modes (it divides "
+                "the window mean)"
+            )
+        if mode == PoolMode.GLOBAL_AVG:
             self._need(f, window, 0, 0, " for mode=global_avg")
             return
         self._need(f, ("kh", "kw", "stride_h", "stride_w"))
@@ -470,14 +621,17 @@ class PoolOp(IsaOp):
 
 @_isa_op
 class EltwiseOp(IsaOp):
-    """``isa.eltwise`` (CALC module, ``op=add``): ``y = act(sat8(out_zp + rhe((A - a_zp) *
-    mult_a + (B - b_zp) * mult_b, 2**shift)))`` over ``n`` int8 elements at
-    ``ibuf[a_addr]``, ``ibuf[b_addr]`` to ``obuf[out_addr]``. Verified: ``n >= 1``."""
+    """``isa.eltwise`` (CALC module, ``op=add``), ISA v2:
+    ``y = act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset))) - 128))`` over
+    ``n`` int8 elements at ``ibuf[a_addr]``, ``ibuf[b_addr]`` to ``obuf[out_addr]``, where
+    ``fma(a, b, c)`` is ``a*b + c`` rounded once to float32 (ties to even) and ``rne``
+    rounds to the nearest integer (ties to even); the zero points are folded into
+    ``offset``. Verified: ``n >= 1``, the float fields finite."""
 
     name = "isa.eltwise"
     OPCODE: ClassVar[Opcode] = Opcode.ELTWISE
 
-    def _check(self, f: dict[str, int]) -> None:
+    def _check(self, f: dict[str, int | float]) -> None:
         IsaOp._check(self, f)
         self._need(f, ("n",))
 
@@ -512,9 +666,10 @@ Isa = Dialect("isa", list(ISA_OPS), [])
 
 
 # ---------------------------------------------------------------------------- helpers
-def op_to_fields(op: Operation) -> tuple[Opcode, dict[str, int]]:
+def op_to_fields(op: Operation) -> tuple[Opcode, dict[str, int | float]]:
     """The opcode and the present (non-zero) fields of instruction op ``op``, ``deps`` as
-    bits: the input of :func:`vfpga.isa.codec.encode_batch` (absent fields are 0)."""
+    bits, float32 fields as Python floats: the input of
+    :func:`vfpga.isa.codec.encode_batch` (absent fields are 0)."""
     if not isinstance(op, IsaOp):
         raise TypeError(f"'{op.name}' is not an isa op")
     f = {k: a.value.data for k, a in op.properties.items() if k != "deps"}  # type: ignore[attr-defined]
@@ -524,14 +679,20 @@ def op_to_fields(op: Operation) -> tuple[Opcode, dict[str, int]]:
     return op.OPCODE, f
 
 
-def fields_to_op(opcode: Opcode, fields: Mapping[str, int]) -> IsaOp:
+def fields_to_op(opcode: Opcode, fields: Mapping[str, int | float]) -> IsaOp:
     """The instruction op of ``opcode`` with ``fields`` (header, flag and payload fields by
-    name, ``deps`` as bits; 0 values are dropped). Raises ``ValueError`` for a field the
-    opcode does not have (ranges are checked by the verifier)."""
+    name, ``deps`` as bits, float fields as numbers rounded to the nearest float32; 0
+    values are dropped, -0.0 is kept). Raises ``ValueError`` for a field the opcode does
+    not have (ranges and finiteness are checked by the verifier)."""
     cls = OP_OF[opcode]
     bounds = FIELD_BOUNDS[opcode]
+    floats = FLOAT_FIELDS[opcode]
     props: dict[str, Attribute] = {}
     for k, v in fields.items():
+        if k in floats:
+            if v or np.signbit(v):
+                props[k] = float_attr(float(v))
+            continue
         if not v:
             continue
         if k == "deps":

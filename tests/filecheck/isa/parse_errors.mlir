@@ -20,3 +20,15 @@ isa.load deps [wait_later]
 // -----
 // CHECK: for 'act' (or one of none, relu, relu6)
 isa.conv act=gelu
+
+// -----
+// CHECK: isa.eltwise: field 'scale_a' = 1e+39 does not fit a float32
+isa.eltwise scale_a=1.0e39
+
+// -----
+// CHECK: Expected a float literal for 'offset'
+isa.eltwise offset=big
+
+// -----
+// CHECK: isa.pool: field 'scale': 0x100000000 is not 32 bits
+isa.pool scale=0x100000000

@@ -55,7 +55,39 @@ isa.pool mode=global_avg in_h=4 in_w=4 c=8 kh=2
 
 // -----
 // CHECK: isa.eltwise: 'n' = 0 must be >= 1
-isa.eltwise mult_a=1
+isa.eltwise scale_a=1.0
+
+// -----
+// CHECK: isa.eltwise: field 'offset' = nan is not finite (a non-finite requantization constant is an invalid-parameter fault on the machine)
+"isa.eltwise"() <{n = 1 : i64, offset = 0x7FC00000 : f32}> : () -> ()
+
+// -----
+// CHECK: isa.pool: field 'out_scale' = -inf is not finite
+"isa.pool"() <{mode = 2 : i64, c = 1 : i64, in_h = 2 : i64, in_w = 2 : i64, kh = 1 : i64, kw = 1 : i64, stride_h = 1 : i64, stride_w = 1 : i64, out_scale = 0xFF800000 : f32}> : () -> ()
+
+// -----
+// CHECK: isa.eltwise: field 'scale_a' must be an f32 float
+"isa.eltwise"() <{n = 1 : i64, scale_a = 1 : i64}> : () -> ()
+
+// -----
+// CHECK: isa.eltwise: field 'scale_b' must be an f32 float
+"isa.eltwise"() <{n = 1 : i64, scale_b = 5.000000e-01 : f64}> : () -> ()
+
+// -----
+// CHECK: isa.pool: 'scale' = 0.5 must be 0 for mode=max (max pooling does not requantize)
+isa.pool mode=max in_h=4 in_w=4 c=1 kh=2 kw=2 stride_h=2 stride_w=2 scale=0.5
+
+// -----
+// CHECK: isa.pool: 'in_zp' = -3 must be 0 for mode=max
+isa.pool mode=max in_h=4 in_w=4 c=1 kh=2 kw=2 stride_h=2 stride_w=2 in_zp=-3
+
+// -----
+// CHECK: isa.pool: 'out_scale' must be non-zero for the average modes (it divides the window mean)
+isa.pool mode=avg in_h=4 in_w=4 c=1 kh=2 kw=2 stride_h=2 stride_w=2 scale=0.5
+
+// -----
+// CHECK: isa.pool: 'out_scale' = 0.25 must be 0 for mode=global_avg
+isa.pool mode=global_avg in_h=4 in_w=4 c=1 scale=0.5 out_scale=0.25
 
 // -----
 // CHECK: isa.end: field 'core' = 64 is outside [0, 63]
