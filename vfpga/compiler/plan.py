@@ -169,7 +169,7 @@ def conv_constants(n: QConv, in_zp: int) -> tuple[bytes, bytes]:
     pairs = {(int(m), int(s)) for m, s in zip(n.multiplier, n.shift, strict=True)}
     scale_of = {ms: requant_scale(*ms) for ms in pairs}
     rec["scale"] = [scale_of[(int(m), int(s))] for m, s in zip(n.multiplier, n.shift, strict=True)]
-    rec["divisor"] = np.float32(getattr(n, "divisor", 1.0))
+    rec["divisor"] = np.float32(n.divisor)
     return w.tobytes(), rec.tobytes()
 
 
