@@ -103,7 +103,8 @@ def isa_tables() -> str:
     out: list[str] = []
     out += [f"Every instruction is one {INSN_BYTES}-byte little-endian word. Offsets are byte "
             "offsets in the word; types are little-endian integers (`u`nsigned / `i` signed, "
-            "width in bits).", "", "#### Header (all opcodes)", ""]
+            "width in bits) or `f32`, an IEEE-754 binary32 float (ISA version 2).", "",
+            "#### Header (all opcodes)", ""]
     out += _md_table(("byte", "size", "type", "field", "meaning"), _field_rows(HEADER_FIELDS))
     out += ["", "#### Dependency bits (header byte 4)", ""]
     out += _md_table(("bit", "assembly name", "meaning"),
