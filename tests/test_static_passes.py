@@ -24,7 +24,7 @@ from vfpga.backend.vfb_target import module_to_vfb
 from vfpga.compiler.build import compile_graph
 from vfpga.dialects import dnn, ifp, isa
 from vfpga.dialects.dnn_convert import qgraph_to_module
-from vfpga.frontend.qgraph import QConcat, QGraph, QHostOp, QPool, QTensor
+from vfpga.frontend.qgraph import QConcat, QGraph, QHostOp, QTensor
 from vfpga.hw.config import BUFFER_NAMES, load_hw
 from vfpga.isa.codec import decode, encode_batch
 from vfpga.isa.spec import Dep, Opcode
@@ -265,9 +265,6 @@ def _one_layer_graph(kind: str, c: int, h: int, w: int, oc: int, k: int, s: int,
     else:
         z = b.conv(b.input, c, (1, 1))
         y = b.add(b.input, z)
-    for n in b.nodes:  # the builder's scale ratio can exceed the int32 multiplier range
-        if isinstance(n, QPool):
-            n.multiplier = min(n.multiplier, (1 << 31) - 1)
     return b.build([y])
 
 
