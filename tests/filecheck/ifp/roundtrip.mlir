@@ -11,7 +11,7 @@ builtin.module attributes {vfpga.buffers = {ibuf = 131072 : i64, wbuf = 131072 :
     ifp.candidate w parts 2 at [0, 1, 2] makespan 94 {
       ifp.package w=0:1 c=0:16 h=0:2 og=16 rb=2 chunk=0 in_cols=2 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 latency=94 core=0 {
         isa.load to=ibuf stride0=64 stride1=16 n2=16 n0=4 n1=2 deps [wait_next, signal_next]
-        isa.pool mode=max mult=1073741824 in_h=4 in_w=2 c=16 kh=2 kw=2 stride_h=2 stride_w=2 shift=30 in_zp=-3 out_zp=-3 deps [wait_prev, wait_next, signal_prev, signal_next]
+        isa.pool mode=max in_h=4 in_w=2 c=16 kh=2 kw=2 stride_h=2 stride_w=2 deps [wait_prev, wait_next, signal_prev, signal_next]
         isa.save from=obuf ddr=256 stride0=32 stride1=16 n2=16 n0=2 n1=1 deps [wait_prev, signal_prev]
       }
       ifp.package w=1:2 c=0:16 h=0:2 og=16 rb=2 chunk=0 in_cols=2 attributes {note = "not lowered yet"}
@@ -31,7 +31,7 @@ builtin.module attributes {vfpga.buffers = {ibuf = 131072 : i64, wbuf = 131072 :
 // CHECK-NEXT:     ifp.candidate w parts 2 at [0, 1, 2] makespan 94 {
 // CHECK-NEXT:       ifp.package w=0:1 c=0:16 h=0:2 og=16 rb=2 chunk=0 in_cols=2 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 latency=94 core=0 {
 // CHECK-NEXT:         isa.load to=ibuf stride0=64 stride1=16 n2=16 n0=4 n1=2 deps [wait_next, signal_next]
-// CHECK-NEXT:         isa.pool mode=max mult=1073741824 in_h=4 in_w=2 c=16 kh=2 kw=2 stride_h=2 stride_w=2 shift=30 in_zp=-3 out_zp=-3 deps [wait_prev, wait_next, signal_prev, signal_next]
+// CHECK-NEXT:         isa.pool mode=max in_h=4 in_w=2 c=16 kh=2 kw=2 stride_h=2 stride_w=2 deps [wait_prev, wait_next, signal_prev, signal_next]
 // CHECK-NEXT:         isa.save from=obuf ddr=256 stride0=32 stride1=16 n2=16 n0=2 n1=1 deps [wait_prev, signal_prev]
 // CHECK-NEXT:       }
 // CHECK-NEXT:       ifp.package w=1:2 c=0:16 h=0:2 og=16 rb=2 chunk=0 in_cols=2 attributes {note = "not lowered yet"}

@@ -13,7 +13,7 @@ dnn.graph @p(%x: !dnn.qtensor<1x16x4x4, scale = 0.5, zp = -3> as "x") {
 // CHECK:      ifp.candidate w parts 2 at [0, 1, 2] {
 // CHECK-NEXT:   ifp.package w=0:1 c=0:16 h=0:2 og=16 rb=2 chunk=0 in_cols=2 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 {
 // CHECK-NEXT:     isa.load to=ibuf stride0=64 stride1=16 n2=16 n0=4 n1=2 deps [wait_next, signal_next]
-// CHECK-NEXT:     isa.pool mode=max mult=1073741824 in_h=4 in_w=2 c=16 kh=2 kw=2 stride_h=2 stride_w=2 shift=30 in_zp=-3 out_zp=-3 deps [wait_prev, wait_next, signal_prev, signal_next]
+// CHECK-NEXT:     isa.pool mode=max in_h=4 in_w=2 c=16 kh=2 kw=2 stride_h=2 stride_w=2 deps [wait_prev, wait_next, signal_prev, signal_next]
 // CHECK-NEXT:     isa.save from=obuf ddr=256 stride0=32 stride1=16 n2=16 n0=2 n1=1 deps [wait_prev, signal_prev]
 // CHECK-NEXT:   }
 // CHECK-NEXT:   ifp.package w=1:2 c=0:16 h=0:2 og=16 rb=2 chunk=0 in_cols=2 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 {
