@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,9 +64,16 @@ __all__ = [
     "INT8_MAX",
     "INT8_MIN",
     "K_CHUNK",
+    "ConvGeometry",
     "act_bounds",
     "conv",
+    "conv_geometry",
+    "conv_input",
     "conv_macs",
+    "conv_params",
+    "conv_prepared",
+    "conv_sums",
+    "conv_weights",
     "eltwise_add",
     "out_dims",
     "out_size",
@@ -345,16 +353,18 @@ def _chunked_matmul(cols: np.ndarray, wt: np.ndarray) -> np.ndarray:
 
 
 def _conv_im2col(
-    xp: NDArray[np.float32], w: I8, oh: int, ow: int, stride: tuple[int, int], groups: int
+    xp: NDArray[np.float32], wt: NDArray[np.float32], oh: int, ow: int,
+    kernel: tuple[int, int], stride: tuple[int, int], groups: int,
 ) -> np.ndarray:
-    """Grouped (or plain, groups == 1) convolution sums via im2col + float32 matmul:
+    """Grouped (or plain, groups == 1) convolution sums via im2col + float32 matmul with
+    the weights ``wt`` as :func:`conv_weights` lays them out (``[g][kh*kw*cig][ocg]``):
     exact integer sums as float32/float64 ``[oh][ow][out_c]``."""
-    hp, wp, _ = xp.shape
-    oc, kh, kw, cig = w.shape
+    hp, wp, c = xp.shape
+    g, k, ocg = wt.shape
+    kh, kw = kernel
     sh, sw = stride
-    g = groups
-    ocg = oc // g
-    k = kh * kw * cig
+    cig = c // g
+    oc = g * ocg
     m = oh * ow
     x4 = xp.reshape(hp, wp, g, cig)
     if kh == 1 and kw == 1:
@@ -364,15 +374,15 @@ def _conv_im2col(
         win = sliding_window_view(x4, (kh, kw), axis=(0, 1))  # [.][.][g][cig][kh][kw]
         win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
         cols = win.transpose(2, 0, 1, 4, 5, 3).reshape(g, m, k)  # K order (kh, kw, cig)
-    wt = w.reshape(g, ocg, k).astype(np.float32).transpose(0, 2, 1)  # [g][K][ocg]
     s = _chunked_matmul(cols, wt)  # [g][m][ocg]
     if g == 1:
         return s.reshape(oh, ow, oc)
     return s.transpose(1, 0, 2).reshape(oh, ow, oc)
 
 
-def _conv_wide(xp: NDArray[np.float32], w: I8, oh: int, ow: int) -> np.ndarray:
-    """Stride-1, groups-1 convolution without im2col.
+def _conv_wide(xp: NDArray[np.float32], wk: NDArray[np.float32], oh: int, ow: int) -> np.ndarray:
+    """Stride-1, groups-1 convolution without im2col (weights ``wk`` as
+    :func:`conv_weights` lays them out: ``[kh][kw][c][oc]``).
 
     With the padded input flattened to ``[rows * wp][c]``, output ``(y, x)`` at kernel offset
     ``(i, j)`` reads flat row ``(y + i) * wp + x + j``. Computing ``oh x wp`` "wide" outputs
@@ -382,10 +392,9 @@ def _conv_wide(xp: NDArray[np.float32], w: I8, oh: int, ow: int) -> np.ndarray:
     flushed into a float64 total.
     """
     _, wp, c = xp.shape
-    oc, kh, kw, _ = w.shape
+    kh, kw, _, oc = wk.shape
     flat = xp.reshape(-1, c)
     n = oh * wp
-    wk = np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)  # [kh][kw][c][oc]
     total: np.ndarray | None = None
     part = np.empty((n, oc), np.float32)
     tmp = np.empty((n, oc), np.float32)
@@ -418,17 +427,19 @@ def _conv_wide(xp: NDArray[np.float32], w: I8, oh: int, ow: int) -> np.ndarray:
 
 
 def _conv_depthwise(
-    xp: NDArray[np.float32], w: I8, oh: int, ow: int, stride: tuple[int, int]
+    xp: NDArray[np.float32], wd: NDArray[np.float32], oh: int, ow: int,
+    kernel: tuple[int, int], stride: tuple[int, int],
 ) -> np.ndarray:
     """Convolution with one input channel per group (``groups == in_c``, ``out_c`` a
-    multiple of it): accumulate ``kh * kw`` shifted windows times per-channel weights.
+    multiple of it; weights ``wd`` as :func:`conv_weights` lays them out: ``[kh*kw][oc]``):
+    accumulate ``kh * kw`` shifted windows times per-channel weights.
     Exact integer sums as float32 (float64 beyond :data:`K_CHUNK` taps) ``[oh][ow][oc]``."""
     _, _, c = xp.shape
-    oc, kh, kw, _ = w.shape
+    kh, kw = kernel
+    oc = wd.shape[1]
     sh, sw = stride
     mult = oc // c
     xs = xp if mult == 1 else np.repeat(xp, mult, axis=2)  # channel oc reads oc // mult
-    wd = w.reshape(oc, kh * kw).T.astype(np.float32)  # [kh*kw][oc]
     acc = np.zeros((oh, ow, oc), np.float32 if kh * kw <= K_CHUNK else np.float64)
     tmp = np.empty((oh, ow, oc), np.float32)
     for i in range(kh):
@@ -439,9 +450,165 @@ def _conv_depthwise(
     return acc
 
 
-def _wrap_f64(v: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Exact integers (|v| < 2**53) reduced to the int32 two's-complement range."""
-    return v.astype(np.int64).astype(np.int32).astype(np.float64)
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The static shape parameters of a CONV, validated by :func:`conv_geometry`: input
+    ``[in_h][in_w][in_c]``, weights ``[out_c][kh][kw][in_c // groups]``, ``stride = (sh,
+    sw)``, ``pads = (t, b, l, r)``, ``pad_value`` (int8), output ``[oh][ow][out_c]``, and
+    ``path``, the way the sums are computed (``"depthwise"``, ``"wide"`` or ``"im2col"``;
+    every path yields the same exact integers)."""
+
+    in_h: int
+    in_w: int
+    in_c: int
+    out_c: int
+    kh: int
+    kw: int
+    groups: int
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    pad_value: int
+    oh: int
+    ow: int
+    path: str
+
+
+def conv_geometry(
+    x_shape: Sequence[int],
+    w_shape: Sequence[int],
+    *,
+    stride: Sequence[int] = (1, 1),
+    pads: Sequence[int] = (0, 0, 0, 0),
+    pad_value: int = 0,
+    groups: int = 1,
+) -> ConvGeometry:
+    """Validate a CONV's shapes (input ``x_shape = (in_h, in_w, in_c)``, weights ``w_shape
+    = (out_c, kh, kw, in_c // groups)``) and parameters as :func:`conv` does; ValueError
+    with the same messages if they are inconsistent."""
+    in_h, in_w, in_c = (int(v) for v in x_shape)
+    oc, kh, kw, cig = (int(v) for v in w_shape)
+    g = _int("groups", groups, 1, 1 << 16)
+    if in_c < 1 or oc < 1:
+        raise ValueError(f"conv needs in_c >= 1 and out_c >= 1, got in_c={in_c}, out_c={oc}")
+    if in_c % g or oc % g:
+        raise ValueError(f"in_c={in_c} and out_c={oc} must be divisible by groups={g}")
+    if cig * g != in_c:
+        raise ValueError(
+            f"weights have {cig} input channels per group but in_c/groups = {in_c}/{g} "
+            f"= {in_c // g}"
+        )
+    sh, sw = _pair("stride", stride, 1, 1 << 16)
+    p = _pads(pads)
+    pv = _int("pad_value", pad_value, INT8_MIN, INT8_MAX)
+    oh, ow = out_dims(in_h, in_w, (kh, kw), (sh, sw), p)
+    if g > 1 and cig == 1:
+        path = "depthwise"
+    elif g == 1 and sh == sw == 1 and kh * kw > 1 and _use_wide(in_c, ow, ow + kw - 1):
+        path = "wide"
+    else:
+        path = "im2col"
+    return ConvGeometry(in_h, in_w, in_c, oc, kh, kw, g, (sh, sw), p, pv, oh, ow, path)
+
+
+def conv_weights(geo: ConvGeometry, w: I8) -> NDArray[np.float32]:
+    """The int8 weights ``w [out_c][kh][kw][in_c // groups]`` as float32 (exact) in the
+    layout ``geo.path`` multiplies with; depends on nothing but ``w`` and the geometry, so
+    it can be computed once and reused while the weight bytes stay the same."""
+    oc, kh, kw, g = geo.out_c, geo.kh, geo.kw, geo.groups
+    if geo.path == "depthwise":
+        return w.reshape(oc, kh * kw).T.astype(np.float32)  # [kh*kw][oc]
+    if geo.path == "wide":
+        return np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)  # [kh][kw][c][oc]
+    k = kh * kw * (geo.in_c // g)
+    return w.reshape(g, oc // g, k).astype(np.float32).transpose(0, 2, 1)  # [g][K][ocg]
+
+
+def conv_input(geo: ConvGeometry, x: I8) -> NDArray[np.float32]:
+    """The int8 input tile ``x [in_h][in_w][in_c]`` padded as ``geo`` says, as float32
+    (exact), as :func:`conv_sums` reads it."""
+    extra = 1 if geo.path == "wide" else 0
+    return _padded(x, geo.pads, geo.pad_value, np.float32, extra_rows=extra)
+
+
+def conv_sums(geo: ConvGeometry, xp: NDArray[np.float32], wt: NDArray[np.float32]) -> np.ndarray:
+    """The exact integer sums ``sum Xpad * w`` ``[oh][ow][out_c]`` of the padded input
+    ``xp`` (:func:`conv_input`) and weights ``wt`` (:func:`conv_weights`): float32 when
+    every reduction is at most :data:`K_CHUNK` long (then ``|sums| <= 2**24``), else
+    float64 (``|sums| < 2**53``)."""
+    if geo.path == "depthwise":
+        return _conv_depthwise(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride)
+    if geo.path == "wide":
+        return _conv_wide(xp, wt, geo.oh, geo.ow)
+    return _conv_im2col(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.groups)
+
+
+def _conv_output(
+    sums: np.ndarray,
+    start: I32,
+    acc_out: bool,
+    scale: F32 | None,
+    divisor: F32 | None,
+    out_zp: int,
+    bounds: tuple[int, int],
+) -> np.ndarray:
+    """``acc = start + sums`` in int32 with two's-complement wrap-around (``sums`` exact
+    integers: float32 ones are at most ``2**24`` in magnitude, float64 ones below
+    ``2**53`` are reduced modulo ``2**32`` first); ``acc`` itself if ``acc_out``, else
+    ``clip(out_zp + rne(f32(f32(f32(acc) * scale) / divisor)), *bounds)`` as int8
+    (``divisor`` ``None``: all ones, the division is skipped as it is exact).
+    ``int32 -> float32`` conversion rounds to nearest even: the single rounding ``f32(acc)``."""
+    if sums.dtype == np.float32:
+        acc = sums.astype(np.int32)
+    else:
+        acc = sums.astype(np.int64).astype(np.int32)  # wraps modulo 2**32
+    acc += start  # int32 arithmetic wraps modulo 2**32
+    if acc_out:
+        return acc
+    assert scale is not None
+    v = acc.astype(np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        v *= scale
+        if divisor is not None:
+            v /= divisor
+    return _clip_rint_i8(v, bounds[0] - out_zp, bounds[1] - out_zp, out_zp)
+
+
+def conv_params(
+    records: ArrayLike, out_c: int, validate: bool = True
+) -> tuple[I32, F32, F32 | None]:
+    """The pbuf parameter records of a CONV (``out_c`` records, bytes or
+    :data:`~vfpga.isa.spec.PARAM_RECORD_DTYPE`) as ``(bias, scale, divisor)``, with
+    ``divisor`` ``None`` when every divisor is exactly 1.0. With ``validate`` (a CONV that
+    requantizes, i.e. not ``acc_out``), a non-finite scale or divisor, or a zero divisor,
+    raises ValueError with the message :func:`conv` gives."""
+    bias, scale, divisor = unpack_params(records)
+    if bias.shape != (out_c,):
+        raise ValueError(f"expected {out_c} parameter records, got {bias.shape[0]}")
+    if validate:
+        scale = _f32_channels("scale", scale, out_c)
+        divisor = _f32_channels("divisor", divisor, out_c)
+        _check_divisor(divisor)
+    return bias, scale, (divisor if bool(np.any(divisor != _F32(1.0))) else None)
+
+
+def conv_prepared(
+    geo: ConvGeometry,
+    xp: NDArray[np.float32],
+    wt: NDArray[np.float32],
+    start: I32,
+    *,
+    acc_out: bool,
+    scale: F32 | None,
+    divisor: F32 | None,
+    out_zp: int,
+    bounds: tuple[int, int],
+) -> np.ndarray:
+    """:func:`conv` without argument checks, for callers that validated everything
+    static once: ``geo`` from :func:`conv_geometry`, ``xp`` from :func:`conv_input`,
+    ``wt`` from :func:`conv_weights`, ``scale``/``divisor`` from :func:`conv_params`
+    (validated), ``start`` int32 ``(out_c,)`` or ``(oh, ow, out_c)``, ``out_zp`` an int8
+    and ``bounds`` from :func:`act_bounds`. Returns exactly what :func:`conv` returns."""
+    return _conv_output(conv_sums(geo, xp, wt), start, acc_out, scale, divisor, out_zp, bounds)
 
 
 def conv(
@@ -482,22 +649,9 @@ def conv(
     """
     x = _tile("conv input", x, np.int8, 3)
     w = _tile("conv weights", w, np.int8, 4)
-    in_h, in_w, in_c = x.shape
-    oc, kh, kw, cig = w.shape
-    g = _int("groups", groups, 1, 1 << 16)
-    if in_c < 1 or oc < 1:
-        raise ValueError(f"conv needs in_c >= 1 and out_c >= 1, got in_c={in_c}, out_c={oc}")
-    if in_c % g or oc % g:
-        raise ValueError(f"in_c={in_c} and out_c={oc} must be divisible by groups={g}")
-    if cig * g != in_c:
-        raise ValueError(
-            f"weights have {cig} input channels per group but in_c/groups = {in_c}/{g} "
-            f"= {in_c // g}"
-        )
-    sh, sw = _pair("stride", stride, 1, 1 << 16)
-    p = _pads(pads)
-    pv = _int("pad_value", pad_value, INT8_MIN, INT8_MAX)
-    oh, ow = out_dims(in_h, in_w, (kh, kw), (sh, sw), p)
+    geo = conv_geometry(x.shape, w.shape, stride=stride, pads=pads, pad_value=pad_value,
+                        groups=groups)
+    oc, oh, ow = geo.out_c, geo.oh, geo.ow
     start = np.asarray(start)
     if start.dtype != np.int32:
         raise ValueError(f"start (bias or partial sums) must be int32, got {start.dtype.name}")
@@ -506,32 +660,22 @@ def conv(
             f"start must have shape ({oc},) (bias) or ({oh}, {ow}, {oc}) (partial sums), "
             f"got {start.shape}"
         )
+    sc: F32 | None = None
+    dv: F32 | None = None
+    ozp = 0
+    bounds = (INT8_MIN, INT8_MAX)
     if not acc_out:
         if scale is None:
             raise ValueError("scale is required unless acc_out is set")
         sc = _f32_channels("scale", scale, oc)
         dv = _f32_channels("divisor", divisor, oc)
         _check_divisor(dv)
+        if not np.any(dv != _F32(1.0)):
+            dv = None  # division by 1 is exact
         ozp = _int("out_zp", out_zp, INT8_MIN, INT8_MAX)
         bounds = act_bounds(act, act_lo, act_hi)
-
-    if g > 1 and cig == 1:
-        sums = _conv_depthwise(_padded(x, p, pv, np.float32), w, oh, ow, (sh, sw))
-    elif g == 1 and sh == sw == 1 and kh * kw > 1 and _use_wide(in_c, ow, ow + kw - 1):
-        sums = _conv_wide(_padded(x, p, pv, np.float32, extra_rows=1), w, oh, ow)
-    else:
-        sums = _conv_im2col(_padded(x, p, pv, np.float32), w, oh, ow, (sh, sw), g)
-    if acc_out and sums.dtype == np.float32:  # |sums| <= 2**24: int32 arithmetic wraps
-        acc32 = sums.astype(np.int32)
-        acc32 += start
-        return acc32
-    acc = sums if sums.dtype == np.float64 else sums.astype(np.float64)
-    acc += start.astype(np.float64)  # exact: |acc| < 2**53
-    if acc.size and (float(acc.max()) > _INT32_MAX or float(acc.min()) < _INT32_MIN):
-        acc = _wrap_f64(acc)
-    if acc_out:
-        return acc.astype(np.int32)
-    return _requant_act(acc, sc, dv, ozp, bounds)
+    return conv_prepared(geo, conv_input(geo, x), conv_weights(geo, w), start,
+                         acc_out=bool(acc_out), scale=sc, divisor=dv, out_zp=ozp, bounds=bounds)
 
 
 #: Smallest input channel count for which :func:`_conv_wide` is used instead of im2col.
