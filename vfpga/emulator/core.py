@@ -341,16 +341,17 @@ class Core:
         in_h, in_w, in_c, out_c, g = f["in_h"], f["in_w"], f["in_c"], f["out_c"], f["groups"]
         kh, kw, sh, sw = f["kh"], f["kw"], f["stride_h"], f["stride_w"]
         pads = (f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"])
-        where = describe(ctx, self.index, i)
         if g < 1 or in_c % g or out_c % g or kh < 1 or kw < 1 or sh < 1 or sw < 1:
             raise ExecutionFault(
-                f"{where}: invalid geometry (in_c={in_c}, out_c={out_c}, groups={g}, "
-                f"kernel {kh}x{kw}, stride {sh}x{sw})"
+                f"{describe(ctx, self.index, i)}: invalid geometry (in_c={in_c}, "
+                f"out_c={out_c}, groups={g}, kernel {kh}x{kw}, stride {sh}x{sw})"
             )
         oh = (in_h + pads[0] + pads[1] - kh) // sh + 1
         ow = (in_w + pads[2] + pads[3] - kw) // sw + 1
         if oh < 1 or ow < 1 or in_h < 1 or in_w < 1 or out_c < 1:
-            raise ExecutionFault(f"{where}: kernel {kh}x{kw} does not fit the padded input")
+            raise ExecutionFault(
+                f"{describe(ctx, self.index, i)}: kernel {kh}x{kw} does not fit the padded input"
+            )
         x = self._read(ctx, i, Buffer.IBUF, f["in_addr"], (in_h, in_w, in_c))
         w = self._read(ctx, i, Buffer.WBUF, f["w_addr"], (out_c, kh, kw, in_c // g))
         bias, scale, divisor = kernels.unpack_params(
@@ -382,7 +383,7 @@ class Core:
                 act_hi=f["act_hi"],
             )
         except ValueError as exc:
-            raise ExecutionFault(f"{where}: {exc}") from None
+            raise ExecutionFault(f"{describe(ctx, self.index, i)}: {exc}") from None
         if f["acc_out"]:
             self._write(ctx, i, Buffer.ABUF, f["out_addr"], out.astype("<i4"), 4)
         else:
