@@ -56,22 +56,10 @@ def test_operator_row(name: str) -> None:
 MODEL_ROWS = parse_models_table(DOC.read_text())
 #: Models whose documented results miss the issue's bars (cosine >= 0.999 against ORT on
 #: every input, the same arg-max on >= 99 of 100 inputs, >= 99 % identical int8 outputs),
-#: with the reason; docs/conformance.md explains each.
-_NEAR_TIE = "top-2 random-weight logits within one int8 level (ORT's float32 rounding flips them)"
-_SPARSE = (
-    "near-uniform Softmax over 1000 classes: almost every probability is 0 or 1 level, so "
-    "one level moved by ORT's float32 rounding drops the cosine of the sparse vector"
-)
-KNOWN_MISSES: dict[str, str] = {
-    "mobilenet_v1": _NEAR_TIE,
-    "inception_v3": _NEAR_TIE,
-    "zoo-alexnet": _SPARSE,
-    "zoo-zfnet512": _SPARSE,
-    "zoo-vgg19": _SPARSE + "; " + _NEAR_TIE,
-    "zoo-resnet50": _SPARSE,
-    "zoo-squeezenet": _SPARSE,
-    "zoo-shufflenet": _SPARSE + "; " + _NEAR_TIE,
-}
+#: with the measured reason. Since ISA version 2 the reference performs ORT's float32
+#: requantization steps and every bundled model's int8 outputs are identical to ORT's on
+#: all 100 inputs (docs/conformance.md), so none misses.
+KNOWN_MISSES: dict[str, str] = {}
 
 
 def _argmax(row: dict[str, str]) -> tuple[float, float]:
@@ -85,27 +73,30 @@ def _pair(cell: str) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _identical(row: dict[str, str]) -> tuple[float, int] | None:
+    """The identical-int8 cell ``"1.0000 (0)"``: fraction and largest difference."""
+    cell = row["identical int8 (max diff)"]
+    if cell == "-":
+        return None
+    frac, diff = cell.split(" (")
+    return float(frac), int(diff.rstrip(")"))
+
+
 def test_doc_lists_the_bundled_models() -> None:
     """Every bundled model is in the table, measured on 100 inputs, and meets the issue's
-    bars (cosine, arg-max) unless listed in KNOWN_MISSES; ORT's rounding model agrees
-    with ORT on >= 99.9 % of the outputs (so every difference is ORT's float32 rounding)."""
+    bars (cosine, arg-max, identical int8) unless listed in KNOWN_MISSES."""
     from vfpga.models import model_names
 
     assert sorted(MODEL_ROWS) == sorted(model_names())
     for name, row in MODEL_ROWS.items():
         assert int(row["inputs"]) == 100, row
-        cos_min, _ = _pair(row["cosine vs ORT (min / mean)"])
-        emu = float(row["identical int8, ORT rounding model"].split(" (")[0])
-        assert emu >= 0.999, row
         if name in KNOWN_MISSES:
-            # the measured levels of the misses (docs/conformance.md explains them): the
-            # mean cosine stays high, arg-max disagreements are near-ties
-            _, cos_mean = _pair(row["cosine vs ORT (min / mean)"])
-            assert cos_min >= 0.985 and cos_mean >= 0.998, row
-            assert _argmax(row)[0] >= 90 and _argmax(row)[1] >= 97, row
             continue
+        cos_min, _ = _pair(row["cosine vs ORT (min / mean)"])
         assert cos_min >= MIN_COS_ORT, row
         assert _argmax(row)[0] >= 99, row
+        same = _identical(row)
+        assert same is not None and same[0] >= 0.99, row
 
 
 @pytest.mark.slow
@@ -113,24 +104,24 @@ def test_doc_lists_the_bundled_models() -> None:
 def test_model_row(name: str) -> None:
     """The first 10 of the documented 100 inputs (the same seeded sequence): the minimum
     cosine cannot be below the documented minimum over all 100, the means and fractions
-    stay close, and ORT's rounding model is as exact as documented."""
+    stay close (equal where the doc shows every output identical)."""
     row = MODEL_ROWS[name]
-    r = run_model(name, num_inputs=10, num_emulated=10)
+    r = run_model(name, num_inputs=10)
     cos_min, cos_mean = _pair(row["cosine vs ORT (min / mean)"])
     assert r.nodes == int(row["nodes"])
     assert r.cosine_min >= cos_min - 1e-6
-    # means over 10 of the 100 inputs: close, not equal (a Softmax model's cosine varies)
     assert r.cosine_mean == pytest.approx(cos_mean, abs=2e-3)
     assert r.argmax_agreement >= _argmax(row)[0] / 100 - 0.1
     assert r.argmax_near_agreement is not None
     assert r.argmax_near_agreement >= _argmax(row)[1] / 100 - 0.1
-    if row["identical int8"] != "-":
-        assert r.identical_int8 == pytest.approx(float(row["identical int8"]), abs=0.05)
-    emu_cell = row["identical int8, ORT rounding model"]
-    if emu_cell != "-":
-        assert r.emulated_identical_int8 == pytest.approx(
-            float(emu_cell.split(" (")[0]), abs=1e-4
-        )
+    same = _identical(row)
+    if same is not None:
+        assert r.identical_int8 is not None and r.max_int8_diff is not None
+        if same == (1.0, 0):  # identical on all 100 inputs, so on these 10
+            assert (r.identical_int8, r.max_int8_diff) == (1.0, 0)
+        else:
+            assert r.identical_int8 == pytest.approx(same[0], abs=0.05)
+            assert r.max_int8_diff <= same[1]
     ref_fp32, _ = row["cosine vs fp32 (ref / ORT)"].split(" / ")
     if ref_fp32 != "-":
         assert r.fp32_cosine_mean == pytest.approx(float(ref_fp32), abs=5e-3)
