@@ -75,6 +75,8 @@ __all__ = [
     "conv_sums",
     "conv_weights",
     "eltwise_add",
+    "eltwise_lookup",
+    "eltwise_table",
     "out_dims",
     "out_size",
     "pool",
@@ -913,3 +915,32 @@ def eltwise_add(
     idx <<= 8
     idx |= b.view(np.uint8)
     return lut[idx]
+
+
+def eltwise_table(
+    *,
+    scale_a: float,
+    scale_b: float,
+    offset: float,
+    act: Act | int = Act.NONE,
+    act_lo: int = INT8_MIN,
+    act_hi: int = INT8_MAX,
+) -> I8:
+    """The (cached, read-only) table of :func:`eltwise_add` results for every operand
+    pair, indexed by ``A.view(uint8) << 8 | B.view(uint8)``; ValueError for the parameters
+    :func:`eltwise_add` rejects, with its messages. :func:`eltwise_add` with these
+    parameters equals ``table[index]`` for every operand size."""
+    sa = float(_f32("scale_a", scale_a))
+    sb = float(_f32("scale_b", scale_b))
+    off = float(_f32("offset", offset))
+    return _eltwise_lut(sa, sb, off, act_bounds(act, act_lo, act_hi))
+
+
+def eltwise_lookup(table: I8, a: I8, b: I8, out: I8) -> None:
+    """``out[...] = table[a.view(uint8) << 8 | b.view(uint8)]`` for int8 ``a``, ``b``,
+    ``out`` of one shape (no checks): :func:`eltwise_add` through an
+    :func:`eltwise_table`."""
+    idx = a.view(np.uint8).astype(np.uint16)
+    idx <<= 8
+    idx |= b.view(np.uint8)
+    np.take(table, idx, out=out)

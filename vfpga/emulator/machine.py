@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
 from vfpga.emulator.faults import DeadlockFault, ExecutionFault
-from vfpga.emulator.plan import SegmentPlan, build_plan, token_counts
+from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
 from vfpga.errors import EmulatorFault, VfpgaError
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.codec import Program, decode
@@ -33,6 +33,8 @@ from vfpga.isa.spec import FLAG_FIELDS, Opcode
 
 #: Default emulated DDR size (the pool's DDR is larger; pages are only touched when used).
 DEFAULT_DDR_BYTES = 1 << 32
+#: Default bound on the float32 weights the fast path keeps between runs (ResNet-50: ~100 MB).
+DEFAULT_PREPARED_BYTES = 512 << 20
 
 
 class TensorSpec(Protocol):
@@ -395,7 +397,7 @@ class Task:
         if hit is not None and hit[0] is seg:
             return hit[1]
         ctx = ExecContext(self.name, lc, self.loaded.program, self.loaded.fields, self.region)
-        plan = build_plan(core, ctx, seg.indices)
+        plan = build_plan(core, ctx, seg.indices, self.accel.prepared_budget)
         self.loaded.plans[key] = (seg, plan)
         return plan
 
@@ -520,6 +522,7 @@ class Accelerator:
         check_hazards: bool = True,
         blas_threads: int | None = 1,
         fast: bool = True,
+        prepared_bytes: int = DEFAULT_PREPARED_BYTES,
     ) -> None:
         """``blas_threads``: BLAS threads while running (default 1: the emulator issues
         many tile-sized matrix products, which threads slow down, badly so when the
@@ -528,8 +531,13 @@ class Accelerator:
         ``fast``: run each barrier epoch of a core from a precompiled plan
         (:mod:`vfpga.emulator.plan`: static checks and the hazard analysis done once per
         loaded segment); ``False`` interprets every instruction (the reference path).
-        Results, faults and counters are the same either way."""
+        Results, faults and counters are the same either way.
+
+        ``prepared_bytes``: with ``fast``, how many bytes of float32 weights the plans may
+        keep between runs (each is reused only while the weight bytes in the core's buffer
+        are exactly those it was made from); weights beyond it are converted on every run."""
         self.hw = hw
+        self.prepared_budget = PreparedBudget(prepared_bytes)
         self.fast = fast
         self.blas_threads = blas_threads
         self.ddr = DDR(min(hw.ddr_bytes, ddr_bytes or DEFAULT_DDR_BYTES))

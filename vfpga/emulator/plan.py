@@ -31,14 +31,27 @@ ran before it, given the token counts at entry.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 
-from vfpga.emulator.core import _NEIGHBOURS, _READER, _WRITER, Core, ExecContext
-from vfpga.isa.spec import MODULE_OF, PARAM_RECORD_BYTES, Buffer, Dep, Module, Opcode, PoolMode
+from vfpga.emulator import kernels
+from vfpga.emulator.core import _NEIGHBOURS, _READER, _WRITER, Core, ExecContext, describe
+from vfpga.emulator.faults import ExecutionFault
+from vfpga.hw.config import BUFFER_NAMES
+from vfpga.isa.spec import (
+    MODULE_OF,
+    PARAM_RECORD_BYTES,
+    Act,
+    Buffer,
+    Dep,
+    Module,
+    Opcode,
+    PoolMode,
+)
 
 _L, _C, _S = Module.LOAD, Module.CALC, Module.SAVE
 _OPS = {int(op): op for op in Opcode}
@@ -110,6 +123,121 @@ def calc_accesses(f: dict[str, int]) -> list[Access]:
     raise _NoPlan  # pragma: no cover - SYNC/END never reach a module queue
 
 
+# --------------------------------------------------------------------------- prepared CALC
+
+
+class PreparedBudget:
+    """How many bytes of prepared (float32) weights the plans of one accelerator may keep
+    between runs (:class:`_Slot` with ``retain``); a slot over budget is recomputed on
+    every run instead. Bytes return to the budget when the plan holding them is freed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, owner: object, nbytes: int) -> bool:
+        """Reserve ``nbytes`` for ``owner`` (released when ``owner`` is garbage
+        collected); False if that would exceed the limit."""
+        if self.used + nbytes > self.limit:
+            return False
+        self.used += nbytes
+        weakref.finalize(owner, self._release, nbytes)
+        return True
+
+    def _release(self, nbytes: int) -> None:
+        self.used -= nbytes
+
+
+class _Slot:
+    """A value derived from the bytes ``raw`` of an on-chip buffer range (prepared
+    weights, parameter records, a padded float32 input), shared by the CALC steps of a
+    plan that read that range with no write to it in between (the build-time analysis
+    proves it: every step of the slot sees the same last writer of the range).
+
+    The first of those steps in plan order (the *leader*) sets :attr:`value` on every run:
+    with ``retain``, from the previous run's value if ``raw`` still holds the same bytes
+    as then (compared exactly: a stale value is impossible whatever wrote the buffer or
+    DDR in between), else by ``compute``; the other steps use it as is. Values of slots
+    without ``retain`` are dropped at the end of each run."""
+
+    __slots__ = ("__weakref__", "compute", "key", "raw", "retain", "value")
+
+    def __init__(self, raw: np.ndarray, compute: Callable[[np.ndarray], object],
+                 retain: bool) -> None:
+        self.raw = raw
+        self.compute = compute
+        self.retain = retain
+        self.key: bytes | None = None
+        self.value: object = None
+
+    def lead(self) -> object:
+        """Make :attr:`value` current (the leader's job) and return it."""
+        if self.retain:
+            cur = self.raw.tobytes()
+            if cur != self.key or self.value is None:
+                self.value = None
+                self.value = self.compute(self.raw)  # may raise: then nothing is kept
+                self.key = cur
+        else:
+            self.value = self.compute(self.raw)
+        return self.value
+
+
+class _ConvStep:
+    """A CONV whose geometry and static fields the plan validated at build time: reads
+    its operands from views bound at build time, takes the float32 weights, parameter
+    records and padded input from shared :class:`_Slot` s, and computes with
+    :func:`vfpga.emulator.kernels.conv_prepared` (bit-identical to ``Core._conv``).
+    A data-dependent fault (invalid parameter records) is reported as ``Core._conv``
+    reports it."""
+
+    def __init__(self, core: Core, ctx: ExecContext, i: int, f: dict[str, int],
+                 geo: kernels.ConvGeometry, x: _Slot, x_lead: bool, w: _Slot, w_lead: bool,
+                 p: _Slot, p_lead: bool, acc_in: np.ndarray | None, out: np.ndarray) -> None:
+        self.core, self.ctx, self.i = core, ctx, i
+        self.geo = geo
+        self.x, self.x_lead, self.w, self.w_lead, self.p, self.p_lead = (
+            x, x_lead, w, w_lead, p, p_lead)
+        self.acc_in = acc_in
+        self.out = out
+        self.acc_out = bool(f["acc_out"])
+        self.out_zp = 0 if self.acc_out else int(f["out_zp"])
+        self.bounds = ((kernels.INT8_MIN, kernels.INT8_MAX) if self.acc_out
+                       else kernels.act_bounds(Act(f["act"]), f["act_lo"], f["act_hi"]))
+        g = geo
+        self.macs = kernels.conv_macs(g.oh, g.ow, g.out_c, g.kh, g.kw, g.in_c, g.groups)
+
+    def __call__(self) -> None:
+        try:
+            bias, scale, divisor = self.p.lead() if self.p_lead else self.p.value  # type: ignore[misc]
+        except ValueError as exc:
+            raise ExecutionFault(f"{describe(self.ctx, self.core.index, self.i)}: {exc}"
+                                 ) from None
+        wt = self.w.lead() if self.w_lead else self.w.value
+        xp = self.x.lead() if self.x_lead else self.x.value
+        start = bias if self.acc_in is None else self.acc_in
+        self.out[...] = kernels.conv_prepared(
+            self.geo, xp, wt, start, acc_out=self.acc_out,  # type: ignore[arg-type]
+            scale=scale, divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
+        self.core.counters.macs += self.macs
+
+
+def _kernel_step(core: Core, ctx: ExecContext, i: int, fn: Callable[..., np.ndarray],
+                 args: tuple[np.ndarray, ...], kwargs: dict[str, object], out: np.ndarray
+                 ) -> Callable[[], None]:
+    """A POOL or ELTWISE on operand views bound at build time (``Core._pool`` /
+    ``_eltwise`` without the per-call span arithmetic), faulting as they do."""
+
+    def step() -> None:
+        try:
+            res = fn(*args, **kwargs)
+        except ValueError as exc:
+            raise ExecutionFault(f"{describe(ctx, core.index, i)}: {exc}") from None
+        out[...] = res.reshape(-1)
+
+    return step
+
+
 @dataclass
 class SegmentPlan:
     """A segment of one core, analysed and bound: run :attr:`steps` in order.
@@ -129,6 +257,8 @@ class SegmentPlan:
     exit_tokens: tuple[int, ...]
     calc_accesses: frozenset[tuple[Buffer, int, int, bool]] | None
     insn_counts: dict[str, int] = field(default_factory=dict)
+    #: slots whose values are dropped after each run (see :class:`_Slot`)
+    transient: list[_Slot] = field(default_factory=list, repr=False)
 
     def run(self, core: Core) -> None:
         """Execute the segment on ``core`` (the one it was built for) and leave the core's
@@ -150,6 +280,8 @@ class SegmentPlan:
             raise
         finally:
             core._plan_accesses = None
+            for slot in self.transient:
+                slot.value = None
         insns = counters.insns
         for name, n in self.insn_counts.items():
             insns[name] += n
@@ -183,17 +315,20 @@ def _load_step(dst: np.ndarray, inner: np.ndarray, box: np.ndarray, pad: np.uint
     return step
 
 
-def build_plan(core: Core, ctx: ExecContext, indices: np.ndarray) -> SegmentPlan | None:
+def build_plan(core: Core, ctx: ExecContext, indices: np.ndarray,
+               budget: PreparedBudget | None = None) -> SegmentPlan | None:
     """The plan of ``indices`` (one segment, program order, no SYNC/END) on ``core`` from
     its current token counts, or ``None`` if running the segment would fault on something
-    static (the interpreter then reports it)."""
+    static (the interpreter then reports it). ``budget`` bounds the prepared float32
+    weights the plan keeps between runs (``None``: no bound)."""
     try:
-        return _build(core, ctx, indices)
+        return _build(core, ctx, indices, budget)
     except _NoPlan:
         return None
 
 
-def _build(core: Core, ctx: ExecContext, indices: np.ndarray) -> SegmentPlan:
+def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
+           budget: PreparedBudget | None) -> SegmentPlan:
     prog = ctx.program
     fields = ctx.fields
     region = ctx.region
@@ -216,12 +351,41 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray) -> SegmentPlan:
         wstamp = {b: np.zeros(bufs[b].size, np.int32) for b in _WRITER}
         rstamp = {b: np.zeros(bufs[b].size, np.int32) for b in _READER}
     calc_seen: set[tuple[Buffer, int, int, bool]] = set()
+    # per buffer byte: the id of the last write to it in plan order (0: before the segment)
+    wver = [np.zeros(b.size, np.int32) for b in bufs]
+    nwrites = [0]
+    slots: dict[tuple[object, ...], _Slot] = {}
+    transient: list[_Slot] = []
+
+    def slot(buf: Buffer, addr: int, raw: np.ndarray, tkey: tuple[object, ...],
+             compute: Callable[[np.ndarray], object], retain_bytes: int | None
+             ) -> tuple[_Slot, bool]:
+        """The slot of the value ``compute(raw)`` (``tkey`` names the transform) of the
+        bytes of ``buf`` at ``addr`` as the last write before now left them, and whether
+        this step is its leader. ``retain_bytes``: keep the value between runs (its size
+        in bytes, counted against ``budget``), ``None``: recompute every run."""
+        nbytes = raw.nbytes
+        ver = int(wver[buf][addr : addr + nbytes].max()) if nbytes else 0
+        key = (buf, addr, nbytes, ver, tkey)
+        hit = slots.get(key)
+        if hit is not None:
+            return hit, False
+        sl = _Slot(raw, compute, False)
+        if retain_bytes is not None:
+            sl.retain = budget is None or budget.take(sl, retain_bytes)
+        if not sl.retain:
+            transient.append(sl)
+        slots[key] = sl
+        return sl, True
 
     def access(m: Module, buf: Buffer, addr: int, nbytes: int, align: int, write: bool) -> None:
         if addr % align or addr + nbytes > bufs[buf].size:
             raise _NoPlan
         if m is _C:
             calc_seen.add((buf, addr, nbytes, write))
+        if write and nbytes:
+            nwrites[0] += 1
+            wver[buf][addr : addr + nbytes] = nwrites[0]
         if not hazards or buf not in _WRITER or nbytes == 0:
             return
         sl = slice(addr, addr + nbytes)
@@ -274,11 +438,19 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray) -> SegmentPlan:
             step = partial(np.copyto, box, src)
             sb = nbytes
         else:
-            for buf, addr, nbytes, align, write in calc_accesses(f):
+            accs = calc_accesses(f)
+            for buf, addr, nbytes, align, _write in accs:  # bounds first: views below
+                if addr % align or addr + nbytes > bufs[buf].size:
+                    raise _NoPlan
+            try:
+                step = _calc_step(core, ctx, i, f, op, slot,
+                                  {(b, a, n, w) for b, a, n, _, w in accs})
+            except ValueError:  # a static field the kernel rejects: let Core fault on it
+                method = {Opcode.CONV: core._conv, Opcode.POOL: core._pool,
+                          Opcode.ELTWISE: core._eltwise}[op]
+                step = partial(method, ctx, i, f)
+            for buf, addr, nbytes, align, write in accs:
                 access(_C, buf, addr, nbytes, align, write)
-            method = {Opcode.CONV: core._conv, Opcode.POOL: core._pool,
-                      Opcode.ELTWISE: core._eltwise}[op]
-            step = partial(method, ctx, i, f)
         order.append(i)
         ops.append(op.name)
         steps.append(step)
@@ -335,7 +507,92 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray) -> SegmentPlan:
         exit_tokens=tuple(len(tokens[k]) for k in TOKEN_KEYS),
         calc_accesses=frozenset(calc_seen) if hazards else None,
         insn_counts=counts,
+        transient=transient,
     )
 
 
-__all__ = ["TOKEN_KEYS", "SegmentPlan", "build_plan", "calc_accesses", "token_counts"]
+_SlotFn = Callable[..., tuple[_Slot, bool]]
+#: ELTWISE steps of at least this many operands look results up in a table of all 65536
+#: operand pairs (built once per parameter set, ~a millisecond) instead of computing FMAs.
+_ELTWISE_TABLE_MIN = 2048
+
+
+def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opcode,
+               slot: _SlotFn, covered: set[tuple[Buffer, int, int, bool]]
+               ) -> Callable[[], None]:
+    """The prepared step of a CALC instruction whose accesses ``covered`` (as
+    :func:`calc_accesses` lists them) are in bounds. Raises ValueError if a static field
+    is invalid (the caller then uses the Core method, which reports it), and
+    :class:`ExecutionFault` (an internal error) if the step would access bytes
+    :func:`calc_accesses` does not list."""
+
+    def _view(buf: Buffer, addr: int, shape: tuple[int, ...], dtype: object,
+              write: bool = False) -> np.ndarray:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+        n = int(np.prod(shape)) * dt.itemsize
+        if (buf, addr, n, write) not in covered:
+            raise ExecutionFault(
+                f"{describe(ctx, core.index, i)}: internal error: {BUFFER_NAMES[buf]}"
+                f"[0x{addr:x}, 0x{addr + n:x}) was not covered by the static hazard "
+                "analysis (vfpga.emulator.plan.calc_accesses is out of date); rerun with "
+                "Accelerator(fast=False)"
+            )
+        return core.buffers[buf][addr : addr + n].view(dt).reshape(shape)
+
+    if op is Opcode.CONV:
+        in_h, in_w, in_c, out_c, g = f["in_h"], f["in_w"], f["in_c"], f["out_c"], f["groups"]
+        kh, kw = f["kh"], f["kw"]
+        pads = (f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"])
+        geo = kernels.conv_geometry((in_h, in_w, in_c), (out_c, kh, kw, in_c // g),
+                                    stride=(f["stride_h"], f["stride_w"]), pads=pads,
+                                    pad_value=f["pad_value"], groups=g)
+        acc_out = bool(f["acc_out"])
+        if not acc_out:
+            Act(f["act"])  # ValueError if unknown
+            kernels.act_bounds(f["act"], f["act_lo"], f["act_hi"])
+        oh, ow = geo.oh, geo.ow
+        x = _view(Buffer.IBUF, f["in_addr"], (in_h, in_w, in_c), np.int8)
+        w = _view(Buffer.WBUF, f["w_addr"], (out_c, kh, kw, in_c // g), np.int8)
+        p = _view(Buffer.PBUF, f["p_addr"], (out_c * PARAM_RECORD_BYTES,), np.uint8)
+        acc_in = (_view(Buffer.ABUF, f["acc_addr"], (oh, ow, out_c), "<i4")
+                  if f["acc_in"] else None)
+        out = (_view(Buffer.ABUF, f["out_addr"], (oh, ow, out_c), "<i4", True) if acc_out
+               else _view(Buffer.OBUF, f["out_addr"], (oh, ow, out_c), np.int8, True))
+        xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
+                      ("x", x.shape, geo.pads, geo.pad_value, geo.path == "wide"),
+                      partial(kernels.conv_input, geo), None)
+        ws, wl = slot(Buffer.WBUF, f["w_addr"], w, ("w", w.shape, geo.path, g),
+                      partial(kernels.conv_weights, geo), w.size * 4)
+        ps, pl = slot(Buffer.PBUF, f["p_addr"], p, ("p", out_c, not acc_out),
+                      partial(kernels.conv_params, out_c=out_c, validate=not acc_out), 0)
+        return _ConvStep(core, ctx, i, f, geo, xs, xl, ws, wl, ps, pl, acc_in, out)
+    if op is Opcode.POOL:
+        mode = PoolMode(f["mode"])
+        x = _view(Buffer.IBUF, f["in_addr"], (f["in_h"], f["in_w"], f["c"]), np.int8)
+        n = next(n for b, _, n, w in covered if w and b is Buffer.OBUF)
+        out = _view(Buffer.OBUF, f["out_addr"], (n,), np.int8, True)
+        kw_: dict[str, object] = dict(
+            mode=mode, kernel=(f["kh"], f["kw"]), stride=(f["stride_h"], f["stride_w"]),
+            pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]), scale=f["scale"],
+            out_scale=f["out_scale"], in_zp=f["in_zp"], out_zp=f["out_zp"])
+        return _kernel_step(core, ctx, i, kernels.pool, (x,), kw_, out)
+    n = f["n"]
+    a = _view(Buffer.IBUF, f["a_addr"], (n,), np.int8)
+    b = _view(Buffer.IBUF, f["b_addr"], (n,), np.int8)
+    out = _view(Buffer.OBUF, f["out_addr"], (n,), np.int8, True)
+    kw_ = dict(scale_a=f["scale_a"], scale_b=f["scale_b"], offset=f["offset"],
+               act=Act(f["act"]), act_lo=f["act_lo"], act_hi=f["act_hi"])
+    if n < _ELTWISE_TABLE_MIN:
+        return _kernel_step(core, ctx, i, kernels.eltwise_add, (a, b), kw_, out)
+    # ValueError for invalid fields (the Core method then reports them)
+    return partial(kernels.eltwise_lookup, kernels.eltwise_table(**kw_), a, b, out)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "TOKEN_KEYS",
+    "PreparedBudget",
+    "SegmentPlan",
+    "build_plan",
+    "calc_accesses",
+    "token_counts",
+]
