@@ -18,11 +18,19 @@ If any of these would fault, there is no plan (``None``) and the caller runs the
 on the reference interpreter, which reports the very same fault after the very same side
 effects. Otherwise the plan is a straight-line list of steps in the interpreter's order:
 LOAD/SAVE are two ``numpy.copyto`` calls on views of DDR and the buffer bound at build time;
-CONV/POOL/ELTWISE call the core's own ``_conv``/``_pool``/``_eltwise`` (so data-dependent
-checks, such as a multiplier out of range, still fault exactly as before), with the
-per-access hazard stamping replaced by a membership test against the accesses the plan
-analysed (:attr:`SegmentPlan.calc_accesses`), which catches a CALC method whose buffer
-accesses drifted from :func:`calc_accesses`.
+CONV/POOL/ELTWISE are *prepared steps* on operand views bound at build time (each view must
+be an access :func:`calc_accesses` listed, else an internal-error fault): a CONV's geometry
+and static fields are validated once (:func:`vfpga.emulator.kernels.conv_geometry`), and it
+computes with :func:`vfpga.emulator.kernels.conv_prepared`; its float32 weights, parameter
+records and padded float32 input are *slots* (:class:`_Slot`) shared by the CONVs that read
+the same bytes with no write in between (proved at build time from the last writer of each
+byte), and weights/records are kept between runs while the buffer bytes are exactly the
+same (compared on every run: whatever wrote DDR or the buffers in between, nothing stale
+is used; :class:`PreparedBudget` bounds the float32 weights kept). Data-dependent checks
+(invalid parameter records, pool/eltwise kernel faults) fault exactly as ``Core._conv``/
+``_pool``/``_eltwise`` would; a CALC whose static fields the kernels reject runs the Core
+method itself, with the per-access hazard stamping replaced by a membership test against
+the accesses the plan analysed (:attr:`SegmentPlan.calc_accesses`).
 
 Hazards never cross a barrier (after a SYNC/END every module is ordered after every earlier
 access), so the analysis of a segment starts from clean clocks: the plan is valid whatever
