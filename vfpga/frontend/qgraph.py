@@ -157,6 +157,30 @@ class QConcat:
 
 
 @dataclass
+class QShuffle:
+    """Channel shuffle with ``groups`` groups (ShuffleNet's ``Reshape -> Transpose ->
+    Reshape``, written as ``Gather`` along channels by the normalizer): with ``C`` channels
+    and ``m = C / groups``, ``out[:, k] = in[:, (k % groups) * m + k // groups]``; input
+    channel ``i * m + j`` goes to output channel ``j * groups + i``. Input and output have
+    the same scale and zero point (a pure permutation: exact). On the accelerator it costs
+    nothing: the producer's SAVEs write its channels at their shuffled positions."""
+
+    name: str
+    input: str
+    output: str
+    groups: int
+
+
+def shuffle_perm(channels: int, groups: int) -> np.ndarray:
+    """The gather indices of a channel shuffle: ``out[:, k] = in[:, p[k]]`` with ``p[k] =
+    (k % groups) * (channels // groups) + k // groups`` (int64, a permutation)."""
+    if groups < 1 or channels % groups:
+        raise ValueError(f"{channels} channels do not split into {groups} groups")
+    k = np.arange(channels, dtype=np.int64)
+    return (k % groups) * (channels // groups) + k // groups
+
+
+@dataclass
 class QHostOp:
     """An op run on the host CPU in float32: inputs are dequantized, ``op_type`` (an ONNX
     op such as ``Softmax`` or ``LRN``) runs with ``attrs``, and the result is quantized
@@ -171,7 +195,7 @@ class QHostOp:
     output_float: bool = False
 
 
-QNode = QConv | QPool | QAdd | QConcat | QHostOp
+QNode = QConv | QPool | QAdd | QConcat | QShuffle | QHostOp
 
 
 @dataclass

@@ -25,7 +25,16 @@ import numpy as np
 import onnx
 
 from vfpga.frontend.qdq_lower import LoweringResult, lower_qdq_mapped
-from vfpga.frontend.qgraph import QAdd, QConcat, QConv, QGraph, QHostOp, QNode, QPool
+from vfpga.frontend.qgraph import (
+    QAdd,
+    QConcat,
+    QConv,
+    QGraph,
+    QHostOp,
+    QNode,
+    QPool,
+    QShuffle,
+)
 from vfpga.reference.executor import FLOAT_SUFFIX, node_inputs, run_node, run_reference
 
 
@@ -192,6 +201,8 @@ def node_label(node: QNode) -> str:
         return "add"
     if isinstance(node, QConcat):
         return "concat"
+    if isinstance(node, QShuffle):
+        return f"shuffle(g={node.groups})"
     assert isinstance(node, QHostOp)
     return f"host:{node.op_type}"
 

@@ -21,7 +21,18 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vfpga.errors import VfpgaError
-from vfpga.frontend.qgraph import Act, QAdd, QConcat, QConv, QGraph, QHostOp, QNode, QPool
+from vfpga.frontend.qgraph import (
+    Act,
+    QAdd,
+    QConcat,
+    QConv,
+    QGraph,
+    QHostOp,
+    QNode,
+    QPool,
+    QShuffle,
+    shuffle_perm,
+)
 from vfpga.reference.arith import (
     add_requant,
     avg_pool_requant,
@@ -308,6 +319,9 @@ def run_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
             )
         if isinstance(node, QConcat):
             return np.concatenate([vals[i] for i in node.inputs], axis=node.axis)
+        if isinstance(node, QShuffle):
+            x = vals[node.input]
+            return np.ascontiguousarray(x[:, shuffle_perm(x.shape[1], node.groups)])
         fin = [dequantize(vals[i], t[i].scale, t[i].zero_point) for i in node.inputs]
         yf = run_host(fin, node)
         if node.output_float:
@@ -360,7 +374,7 @@ def float_outputs(g: QGraph, result: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def node_inputs(node: QNode) -> list[str]:
     """The tensors a node reads."""
-    if isinstance(node, QConv | QPool):
+    if isinstance(node, QConv | QPool | QShuffle):
         return [node.input]
     if isinstance(node, QAdd):
         return [node.a, node.b]
