@@ -1145,6 +1145,100 @@ class ConcatOp(DnnNodeOp):
 
 
 @irdl_op_definition
+class ShuffleOp(DnnNodeOp):
+    """Channel shuffle with ``groups`` groups (``QShuffle``; ShuffleNet's ``Reshape ->
+    Transpose -> Reshape``).
+
+    With ``C`` channels and ``m = C / groups``, for every ``n``, ``h``, ``w``::
+
+        out[n, k, h, w] = in[n, (k % groups) * m + k // groups, h, w]
+
+    so input channel ``i * m + j`` goes to output channel ``j * groups + i``
+    (:func:`vfpga.frontend.qgraph.shuffle_perm` lists the gather indices; ``groups = 1``
+    and ``groups = C`` are the identity). The int8 codes move unchanged: the result has the
+    operand's shape, scale and zero point (an exact permutation). It costs nothing on the
+    accelerator: the producer's SAVEs write its channels at their shuffled positions.
+
+    Syntax: ``dnn.shuffle %x name "s" out "s" groups 4 : (T) -> T``. Verified: operand and
+    result are 4-D NCHW, ``groups >= 1``, ``groups`` divides ``C``, and the result type
+    equals the operand type (shape, scale and zero point).
+    """
+
+    name = "dnn.shuffle"
+
+    input = operand_def(QTensorType)
+    groups = prop_def(IntegerAttr)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (*_NAME_FIELDS, _Field("groups", "groups", "int"))
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        result_type: QTensorType,
+        *,
+        name: str,
+        out: str,
+        groups: int,
+    ) -> None:
+        super().__init__(
+            operands=[input],
+            result_types=[result_type],
+            properties={
+                "name": StringAttr(name),
+                "out": StringAttr(out),
+                "groups": i64_attr(groups),
+            },
+        )
+
+    @property
+    def groups_value(self) -> int:
+        """``groups`` as a Python int."""
+        return self.groups.value.data
+
+    def perm(self) -> np.ndarray:
+        """The gather indices ``p`` with ``out[:, k] = in[:, p[k]]`` (int64, a permutation
+        of ``range(C)``); the op must verify."""
+        c = self.input_types()[0].get_shape()[1]
+        g = self.groups_value
+        k = np.arange(c, dtype=np.int64)
+        return (k % g) * (c // g) + k // g
+
+    def verify_(self) -> None:
+        who = self.label
+        self._verify_placement()
+        in_t = self.input_types()[0]
+        out = self.output_type
+        in_shape = in_t.get_shape()
+        if len(in_shape) != 4 or len(out.get_shape()) != 4:
+            raise VerifyException(
+                f"{who}: input and output must be 4-D NCHW, got {list(in_shape)} -> "
+                f"{list(out.get_shape())}"
+            )
+        groups = self.groups_value
+        if groups < 1:
+            raise VerifyException(f"{who}: groups must be >= 1, got {groups}")
+        c = in_shape[1]
+        if c % groups:
+            raise VerifyException(
+                f"{who}: {c} input channels are not divisible by groups {groups}"
+            )
+        if out.get_shape() != in_shape:
+            raise VerifyException(
+                f"{who}: result shape {list(out.get_shape())} must equal the input shape "
+                f"{list(in_shape)} (a shuffle only permutes channels)"
+            )
+        if not in_t.same_quantization(out):
+            raise VerifyException(
+                f"{who}: result has scale {out.scale_value!r}, zp {out.zp}; a shuffle keeps "
+                f"the input's scale {in_t.scale_value!r}, zp {in_t.zp}"
+            )
+
+    def macs(self) -> int:
+        """Channel permutation: 0 multiply-accumulates."""
+        return 0
+
+
+@irdl_op_definition
 class HostOp(DnnNodeOp):
     """An op run on the host CPU in float32 (``QHostOp``): the operands are dequantized,
     the ONNX op ``op_type`` runs with attributes ``attrs`` (a dictionary of builtin
@@ -1439,10 +1533,10 @@ class ReturnOp(IRDLOperation):
 
 Dnn = Dialect(
     "dnn",
-    [GraphOp, ReturnOp, ConvOp, PoolOp, AddOp, ConcatOp, HostOp],
+    [GraphOp, ReturnOp, ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, HostOp],
     [QTensorType],
 )
 """The ``dnn`` dialect."""
 
-NODE_OPS: tuple[type[DnnNodeOp], ...] = (ConvOp, PoolOp, AddOp, ConcatOp, HostOp)
+NODE_OPS: tuple[type[DnnNodeOp], ...] = (ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, HostOp)
 """Every node op class."""

@@ -47,6 +47,7 @@ from vfpga.frontend.qgraph import (
     QHostOp,
     QNode,
     QPool,
+    QShuffle,
     QTensor,
 )
 
@@ -290,6 +291,10 @@ def _node_to_op(
                 out=node.output,
                 axis=node.axis,
             )
+        case QShuffle():
+            return dnn.ShuffleOp(
+                get(node.input, where), out_t, name=node.name, out=node.output, groups=node.groups
+            )
         case QHostOp():
             attrs = {
                 k: host_attr_to_ir(v, f"{where} attribute '{k}'") for k, v in node.attrs.items()
@@ -411,6 +416,8 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
         )
     if isinstance(op, dnn.ConcatOp):
         return QConcat(name=name, inputs=ins, output=out, axis=op.axis.value.data)
+    if isinstance(op, dnn.ShuffleOp):
+        return QShuffle(name=name, input=ins[0], output=out, groups=op.groups_value)
     if isinstance(op, dnn.HostOp):
         where = f"{op.label} attribute"
         return QHostOp(

@@ -148,3 +148,10 @@ dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
   %p = dnn.pool %x name "p" out "p" kind avg kernel [2, 2] stride [2, 2] multiplier 12345 shift 20 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
   dnn.return %p : !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
 }
+
+// -----
+// CHECK: dnn.shuffle: missing 'groups' clause
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.shuffle %x name "s" out "s" : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
+}

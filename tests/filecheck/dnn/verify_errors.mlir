@@ -199,6 +199,48 @@ dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
 }
 
 // -----
+// CHECK: dnn.shuffle "s": 4 input channels are not divisible by groups 3
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.shuffle %x name "s" out "s" groups 3 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.shuffle "s": groups must be >= 1, got 0
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.shuffle %x name "s" out "s" groups 0 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.shuffle "s": result shape [1, 4, 8, 4] must equal the input shape [1, 4, 8, 8] (a shuffle only permutes channels)
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.shuffle %x name "s" out "s" groups 2 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x8x4, scale = 0.5, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x4x8x4, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.shuffle "s": result has scale 0.25, zp 0; a shuffle keeps the input's scale 0.5, zp 0
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.shuffle %x name "s" out "s" groups 2 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x8x8, scale = 0.25, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x4x8x8, scale = 0.25, zp = 0>
+}
+
+// -----
+// CHECK: dnn.shuffle "s": result has scale 0.5, zp 1; a shuffle keeps the input's scale 0.5, zp 0
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.shuffle %x name "s" out "s" groups 2 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 1>
+  dnn.return %s : !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 1>
+}
+
+// -----
+// CHECK: dnn.shuffle "s": input and output must be 4-D NCHW, got [1, 4, 64] -> [1, 4, 64]
+dnn.graph @g(%x: !dnn.qtensor<1x4x64, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.shuffle %x name "s" out "s" groups 2 : (!dnn.qtensor<1x4x64, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x64, scale = 0.5, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x4x64, scale = 0.5, zp = 0>
+}
+
+// -----
 // CHECK: dnn.host "h": op_type must not be empty
 dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
   %h = dnn.host %x name "h" out "h" op "" : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
