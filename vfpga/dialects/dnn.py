@@ -1219,9 +1219,7 @@ class ShuffleOp(DnnNodeOp):
             raise VerifyException(f"{who}: groups must be >= 1, got {groups}")
         c = in_shape[1]
         if c % groups:
-            raise VerifyException(
-                f"{who}: {c} input channels are not divisible by groups {groups}"
-            )
+            raise VerifyException(f"{who}: {c} input channels are not divisible by groups {groups}")
         if out.get_shape() != in_shape:
             raise VerifyException(
                 f"{who}: result shape {list(out.get_shape())} must equal the input shape "
