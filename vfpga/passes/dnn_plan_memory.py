@@ -6,7 +6,10 @@ the printed module) continue from it:
 
 * every node op gets ``ddr_offset`` and ``c_stride`` (``i64``): its output tensor's
   element ``(h, w, c)`` lives at ``ddr_offset + (h * W + w) * c_stride + c`` (a view of a
-  concatenation's storage has the concatenation's channel count as ``c_stride``);
+  concatenation's storage has the concatenation's channel count as ``c_stride``). The
+  operand of a ``dnn.shuffle`` is a view of the shuffle's storage written shuffled: its
+  channel ``c`` lives at ``(c % m) * groups + c // m`` (``m = C / groups``) instead of
+  ``c`` (:meth:`Placement.channel_pos`; not an attribute: it follows from the graph);
 * every ``dnn.conv`` also gets ``weights_offset`` and ``params_offset``: where its int8
   weights ``[OC][KH][KW][IC/groups]`` and its parameter records ``(bias - in_zp * sum(w),
   multiplier, shift)`` start in DDR (inside the DATA blob);
@@ -17,9 +20,12 @@ the printed module) continue from it:
   ``vfpga.plan_notes``.
 
 Where a tensor cannot be a view of a concatenation (a graph input or output, a host-op
-operand, or a tensor feeding two concatenations), the planner copies it with an identity
-depthwise 1x1 convolution: the pass inserts that ``dnn.conv`` (marked ``plan_copy``) just
-before the ``dnn.concat`` and makes the concatenation read the copy. The DATA bytes are
+operand, or a tensor feeding two concatenations), or cannot be written shuffled into a
+channel shuffle's storage (a graph input or output, a host-op operand, a concatenation
+member or output, a tensor with other consumers, or one not produced by an accelerator
+layer), the planner copies it with an identity depthwise 1x1 convolution: the pass
+inserts that ``dnn.conv`` (marked ``plan_copy``) just before the ``dnn.concat`` /
+``dnn.shuffle`` and makes it read the copy. The DATA bytes are
 not stored in the IR: they are a function of the ``dnn.conv`` ops and the offsets
 (:func:`plan_from_module` rebuilds them). Running the pass again re-plans the (already
 copied) graph and overwrites the annotations.
@@ -40,7 +46,7 @@ from vfpga.compiler.plan import ConstBlob, MemoryPlan, Placement, conv_constants
 from vfpga.dialects import dnn
 from vfpga.dialects.dnn_convert import find_graph, module_to_qgraph
 from vfpga.errors import CompileError
-from vfpga.frontend.qgraph import QConcat, QConv, QGraph
+from vfpga.frontend.qgraph import QConcat, QConv, QGraph, QShuffle
 
 DATA_OFFSET_ATTR = "vfpga.data_offset"
 DDR_SIZE_ATTR = "vfpga.ddr_size"
@@ -97,7 +103,8 @@ class DnnPlanMemoryPass(ModulePass):
 
 def _insert_copies(graph: dnn.GraphOp, planned: QGraph) -> None:
     """Insert the planner's copy layers (nodes of ``planned`` that the graph lacks) before
-    the next existing node, and rewire the concatenations to read them."""
+    the next existing node, and rewire the concatenations and channel shuffles to read
+    them."""
     by_name = {n.node_name.data: n for n in graph.node_ops()}
     values: dict[str, SSAValue] = {
         n.data: a for n, a in zip(graph.input_names.data, graph.block.args, strict=True)
@@ -129,6 +136,10 @@ def _insert_copies(graph: dnn.GraphOp, planned: QGraph) -> None:
             ins = [values[t] for t in node.inputs]
             if list(existing.operands) != ins:
                 existing.operands = ins
+        elif isinstance(existing, dnn.ShuffleOp) and isinstance(node, QShuffle):
+            src = values[node.input]
+            if existing.input != src:
+                existing.operands = [src]
     assert not pending, "copy layers must precede a node of the graph"
 
 
@@ -172,6 +183,10 @@ def plan_from_module(module: ModuleOp, with_data: bool = False) -> MemoryPlan:
                     f"{node.label} has no weights_offset/params_offset: run dnn-plan-memory"
                 )
             consts[node.node_name.data] = ConstBlob(w, p)
+    for n in g.nodes:  # a shuffle's input is stored shuffled (as plan_memory places it)
+        if isinstance(n, QShuffle) and n.input in places:
+            places[n.input].shuffle = n.groups
+            places[n.input].shuffle_c = g.tensors[n.input].shape[1]
     d0, size = data_offset.value.data, ddr_size.value.data
     data = b""
     if with_data:
