@@ -10,18 +10,24 @@ import types
 from dataclasses import fields, is_dataclass
 from io import StringIO
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from qgraph_builders import GraphBuilder
 from xdsl.context import Context
-from xdsl.dialects.builtin import Builtin, ModuleOp
+from xdsl.dialects.builtin import ArrayAttr, Builtin, ModuleOp, StringAttr
+from xdsl.ir import Block
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
+from vfpga.backend.binary import to_bytes
+from vfpga.compiler.build import compile_graph
+from vfpga.compiler.plan import plan_memory
 from vfpga.dialects import dnn
 from vfpga.dialects.dnn_convert import (
     DnnConversionError,
@@ -37,9 +43,14 @@ from vfpga.frontend.qgraph import (
     QGraph,
     QHostOp,
     QPool,
+    QShuffle,
     QTensor,
+    shuffle_perm,
 )
+from vfpga.hw.config import load_hw
 from vfpga.passes.dnn_annotate_placement import DnnAnnotatePlacementPass, summarize_placement
+from vfpga.passes.dnn_plan_memory import NOTES_ATTR, DnnPlanMemoryPass, plan_from_module
+from vfpga.passes.pipeline import compile_module
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -85,7 +96,8 @@ def parse(text: str) -> ModuleOp:
 
 
 def small_graph() -> QGraph:
-    """One node of every kind, odd tensor names, every host-attribute kind, a reshape."""
+    """One node of every kind (a channel shuffle after the depthwise conv), odd tensor
+    names, every host-attribute kind, a reshape."""
     rng = np.random.default_rng(1)
 
     def t(n: str, s: tuple[int, ...], sc: float = 0.05, zp: int = -3) -> QTensor:
@@ -95,6 +107,7 @@ def small_graph() -> QGraph:
         t("input.1", (1, 3, 8, 8), 0.0186, -14),
         t("/c1/out:0", (1, 4, 4, 4)),
         t("dw", (1, 4, 2, 2)),
+        t("sh", (1, 4, 2, 2)),
         t("p1", (1, 4, 2, 2)),
         t("p2", (1, 4, 2, 2)),
         t("a1", (1, 4, 2, 2), 0.1 + 0.2, 0),
@@ -131,7 +144,8 @@ def small_graph() -> QGraph:
             groups=4,
             divisor=float(np.float32(0.0235)),
         ),
-        QPool("pool1", "dw", "p1", "max"),
+        QShuffle("shuffle", "dw", "sh", 2),
+        QPool("pool1", "sh", "p1", "max"),
         QPool("pool2", "/c1/out:0", "p2", "avg", (3, 3), (2, 2), (1, 1, 1, 1), True),
         QAdd("add", "p1", "p2", "a1", 1 << 20, 3 << 19, 21, Act("relu6", 0, 60)),
         QConcat("", ["a1", "a1"], "cat"),
@@ -436,7 +450,10 @@ def test_annotate_placement_pass_and_summary() -> None:
     # conv1: 4 out channels x 4x4 outputs x 3 in channels x 3x3 kernel
     assert convs[0].attributes["macs"] == dnn.i64_attr(4 * 16 * 27)
     s = summarize_placement(m)
-    assert (s.accel_ops, s.host_ops, s.host_op_names) == (8, 1, ("softmax",))
+    assert (s.accel_ops, s.host_ops, s.host_op_names) == (9, 1, ("softmax",))
+    shuffle = next(op for op in m.walk() if isinstance(op, dnn.ShuffleOp))
+    assert shuffle.attributes["macs"] == dnn.i64_attr(0)
+    assert shuffle.attributes["placement"] == StringAttr("accel")
     assert s.accel_macs == 4 * 16 * 27 + 4 * 4 * 9 + 10 * 8
     # annotations survive the text round trip and leave the QGraph unchanged
     m2 = parse(text_of(m))
@@ -481,6 +498,162 @@ def test_vfpga_opt_error_exits_without_traceback(
     err = capsys.readouterr().err
     assert 'vfpga-opt: error: dnn.conv "conv7": input has 4 channels' in err
     assert "Traceback" not in err
+
+
+# -------------------------------------------------------------------- channel shuffle
+
+
+@pytest.mark.parametrize(("c", "g"), [(1, 1), (6, 1), (6, 2), (6, 3), (6, 6), (240, 4), (48, 8)])
+def test_shuffle_perm_is_the_reshape_transpose_reshape(c: int, g: int) -> None:
+    """``ShuffleOp.perm`` == ``shuffle_perm`` == ShuffleNet's Reshape-Transpose-Reshape."""
+    t = dnn.QTensorType((1, c, 2, 3), 0.5, 1)
+    block = Block(arg_types=[t])
+    op = dnn.ShuffleOp(block.args[0], t, name="s", out="s", groups=g)
+    op.verify()
+    x = np.random.default_rng(c * 10 + g).integers(-128, 128, (2, c, 2, 3), dtype=np.int8)
+    onnx_like = x.reshape(2, g, c // g, 2, 3).transpose(0, 2, 1, 3, 4).reshape(2, c, 2, 3)
+    assert np.array_equal(x[:, op.perm()], onnx_like)
+    assert np.array_equal(op.perm(), shuffle_perm(c, g))
+    assert sorted(op.perm().tolist()) == list(range(c))
+    assert op.macs() == 0
+
+
+def _shuffle_graph(groups: int, out_t: QTensor | None = None) -> QGraph:
+    """x (1x4x8x8) -> grouped 1x1 conv "c" -> y -> shuffle "s" -> z."""
+    y = QTensor("y", (1, 4, 8, 8), 0.25, 3)
+    conv = _conv(
+        "c",
+        "x",
+        "y",
+        weight=np.ones((4, 2, 1, 1), np.int8),
+        bias=np.zeros(4, np.int32),
+        multiplier=np.ones(4, np.int32),
+        shift=np.ones(4, np.int32),
+        groups=2,
+    )
+    z = out_t or QTensor("z", (1, 4, 8, 8), 0.25, 3)
+    return _graph_with([conv, QShuffle("s", "y", "z", groups)], [y, z], ["z"])
+
+
+def test_shuffle_converts_both_ways_and_prints_groups() -> None:
+    g = _shuffle_graph(2)
+    m = qgraph_to_module(g)
+    m.verify()
+    text = text_of(m)
+    assert 'dnn.shuffle %y name "s" out "z" groups 2 : (' in text
+    back = module_to_qgraph(parse(text))
+    assert_same(g, back)
+    assert isinstance(back.nodes[1], QShuffle) and back.nodes[1].groups == 2
+
+
+@pytest.mark.parametrize(
+    ("groups", "out_t", "message"),
+    [
+        (3, None, r'dnn\.shuffle "s": 4 input channels are not divisible by groups 3'),
+        (0, None, r'dnn\.shuffle "s": groups must be >= 1, got 0'),
+        (-2, None, "groups must be >= 1"),
+        (2, QTensor("z", (1, 4, 8, 8), 0.5, 3), r"result has scale 0\.5, zp 3; a shuffle keeps"),
+        (2, QTensor("z", (1, 4, 8, 8), 0.25, 4), r"result has scale 0\.25, zp 4; a shuffle keeps"),
+        (2, QTensor("z", (1, 4, 4, 16), 0.25, 3), r"result shape \[1, 4, 4, 16\] must equal"),
+    ],
+)
+def test_shuffle_verifier(groups: int, out_t: QTensor | None, message: str) -> None:
+    m = qgraph_to_module(_shuffle_graph(groups, out_t))
+    with pytest.raises(VerifyException, match=message):
+        m.verify()
+
+
+def _planned(g: QGraph) -> ModuleOp:
+    m = qgraph_to_module(g)
+    DnnPlanMemoryPass().apply(Context(), m)
+    m.verify()
+    return m
+
+
+def _same_places(m: ModuleOp, g: QGraph) -> None:
+    """The plan read back from the IR places every tensor as the planner does, including
+    which tensors are stored shuffled."""
+    want = plan_memory(g)
+    got = plan_from_module(m)
+    assert sorted(got.places) == sorted(want.places)
+    for t, p in want.places.items():
+        q = got.places[t]
+        fields_p = (p.offset, p.c_stride, p.shuffle, p.shuffle_c)
+        assert (q.offset, q.c_stride, q.shuffle, q.shuffle_c) == fields_p, t
+    assert got.consts == want.consts
+    assert [n.name for n in got.graph.nodes] == [n.name for n in want.graph.nodes]
+
+
+def test_plan_memory_shuffle_of_a_conv_needs_no_copy() -> None:
+    g = _shuffle_graph(2)
+    g.outputs = ["w"]
+    g.tensors["w"] = QTensor("w", (1, 2, 8, 8), 0.5, 0)
+    g.nodes.append(_conv("d", "z", "w"))
+    m = _planned(g)
+    ops = {op.node_name.data: op for op in m.walk() if isinstance(op, dnn.DnnNodeOp)}
+    assert sorted(ops) == ["c", "d", "s"]  # no copy layer
+    assert NOTES_ATTR not in m.attributes
+    # the producer writes straight into the shuffle's storage
+    assert ops["c"].attributes["ddr_offset"] == ops["s"].attributes["ddr_offset"]
+    _same_places(m, g)
+    p = plan_from_module(m).places["y"]
+    assert (p.shuffle, p.shuffle_c) == (2, 4)
+    assert [p.channel_pos(c) for c in range(4)] == [0, 2, 1, 3]
+
+
+def test_plan_memory_copies_in_front_of_shuffles_and_rewires_them() -> None:
+    """A shuffle of the graph input and one of a tensor with two readers each read a
+    copy layer; the IR survives printing and a second run adds nothing."""
+    g = _shuffle_graph(2)
+    t = g.tensors
+    t["xs"] = QTensor("xs", (1, 4, 8, 8), 0.5, 0)
+    t["w"] = QTensor("w", (1, 2, 8, 8), 0.5, 0)
+    t["v"] = QTensor("v", (1, 2, 8, 8), 0.5, 0)
+    g.nodes += [
+        QShuffle("sx", "x", "xs", 4),
+        _conv("d", "xs", "w"),
+        _conv("e", "y", "v", weight=np.ones((2, 4, 1, 1), np.int8)),  # y: a second reader
+    ]
+    g.outputs = ["z", "w", "v"]
+    m = _planned(g)
+    graph = next(op for op in m.walk() if isinstance(op, dnn.GraphOp))
+    shuffles = {op.node_name.data: op for op in graph.node_ops() if isinstance(op, dnn.ShuffleOp)}
+    copies = [op for op in graph.node_ops() if "plan_copy" in op.attributes]
+    assert len(copies) == 2
+    for name in ("s", "sx"):
+        src = shuffles[name].input.owner
+        assert isinstance(src, dnn.ConvOp) and "plan_copy" in src.attributes
+        assert src.next_op is shuffles[name]
+    notes = [n.data for n in cast(ArrayAttr[StringAttr], m.attributes[NOTES_ATTR]).data]
+    assert len(notes) == 2 and all("channel shuffle" in n for n in notes)
+    _same_places(m, g)
+    text = text_of(m)
+    m2 = parse(text)
+    m2.verify()
+    assert text_of(m2) == text
+    DnnPlanMemoryPass().apply(Context(), m2)
+    assert text_of(m2) == text
+
+
+def test_compile_module_with_shuffles_equals_compile_graph() -> None:
+    """The IR pipeline (whose plan is read back from the printed attributes) emits the
+    same binary as the engine, so the shuffled SAVEs survive the IR."""
+    b = GraphBuilder((8, 10, 10), 0)
+
+    def shuffle(x: str, groups: int) -> str:
+        y = f"{x}.shuffled"
+        src = b.tensors[x]
+        b.tensors[y] = QTensor(y, src.shape, src.scale, src.zero_point)
+        b.nodes.append(QShuffle(f"shuffle{len(b.nodes)}", x, y, groups))
+        return y
+
+    y = shuffle(b.conv(b.input, 12, (1, 1), groups=4), 4)
+    y = b.conv(y, 12, (3, 3), groups=12)
+    v = b.conv(shuffle(b.input, 2), 12, (1, 1))  # a graph input: copied first
+    g = b.build([b.add(y, v)])
+    hw = load_hw("pool16")
+    m = qgraph_to_module(g)
+    assert to_bytes(compile_module(m, hw, 3)) == to_bytes(compile_graph(g, hw, 3).vfb)
 
 
 # ---------------------------------------------------------------------- vfpga import
