@@ -17,7 +17,8 @@ from vfpga.dialects import dnn
 
 def placement_of(op: dnn.DnnNodeOp) -> str:
     """``"host"`` for ``dnn.host`` (run on the CPU in float32), ``"accel"`` for every other
-    node op (conv, pool, add and concat all have accelerator kernels)."""
+    node op (conv, pool and add have accelerator kernels; concat and shuffle cost nothing
+    there: producers write at offsets / at shuffled channel positions)."""
     return "host" if isinstance(op, dnn.HostOp) else "accel"
 
 
