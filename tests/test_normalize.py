@@ -196,18 +196,23 @@ def test_channel_shuffle_folded_into_dense_producer() -> None:
     assert_equivalent(m, n, (1, 12, 8, 8))
 
 
-def test_channel_shuffle_grouped_producer_is_densified_with_note() -> None:
+def test_channel_shuffle_grouped_producer_becomes_gather() -> None:
+    """A shuffle after a grouped conv mixes its groups: no weight permutation absorbs it
+    for free, so it stays a Gather along channels (free on the accelerator), no MACs added."""
     m = _shuffle_model(3, False)
     n, rep = normalize_with_report(m)
-    assert ops(n) == Counter({"Conv": 2, "Relu": 1})
-    assert rep.notes and "groups were merged" in rep.notes[0]
+    assert ops(n) == Counter({"Conv": 2, "Relu": 1, "Gather": 1})
+    assert rep.rewrites["shuffle_as_gather"] == 1 and not rep.notes
+    gconv = next(x for x in n.graph.node if x.name == "gconv")
+    assert next(a.i for a in gconv.attribute if a.name == "group") == 3  # not densified
     assert_equivalent(m, n, (1, 12, 8, 8))
 
 
-def test_channel_shuffle_with_shared_producer_becomes_permutation_conv() -> None:
+def test_channel_shuffle_with_shared_producer_becomes_gather() -> None:
     m = _shuffle_model(1, True)
     n, rep = normalize_with_report(m)
-    assert rep.rewrites["shuffle_as_conv"] == 1 and "permutation Conv" in rep.notes[0]
+    assert rep.rewrites["shuffle_as_gather"] == 1
+    assert ops(n)["Gather"] == 1
     assert_equivalent(m, n, (1, 12, 8, 8))
 
 
@@ -331,3 +336,19 @@ def test_zoo_unmodified_file_normalizes() -> None:
     n, rep = normalize_with_report(ZOO_DIR / "light_densenet121.onnx")
     assert rep.rewrites["affine_as_depthwise_conv"] > 0
     assert set(ops(n)) <= set(NORMALIZED_OPS)
+
+
+def test_normalizing_a_normalized_shuffle_is_stable() -> None:
+    """The normalizer accepts its own output: a channel-shuffle Gather stays one."""
+    m = _shuffle_model(3, False)
+    n1 = normalize(m)
+    n2, rep = normalize_with_report(n1)
+    assert ops(n2) == ops(n1) and rep.rewrites["shuffle_as_gather"] == 1
+    assert_equivalent(m, n2, (1, 12, 8, 8))
+
+
+def test_gather_that_is_not_a_channel_permutation_is_a_clear_error() -> None:
+    nodes = [helper.make_node("Gather", ["x", "idx"], ["y"], name="g7", axis=2)]
+    m = make_model(nodes, {"idx": np.array([0, 1], np.int64)}, (1, 3, 8, 8), {"y": (1, 3, 2, 8)})
+    with pytest.raises(FrontendError, match=r"node 'g7' \(Gather\).*permutation of the channels"):
+        normalize(m, "model.onnx")

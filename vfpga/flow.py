@@ -65,14 +65,16 @@ class CheckReport:
 
 def read_view(task: Task, res: CompileResult, name: str) -> np.ndarray:
     """Tensor ``name`` of the compiled graph, read from the task's DDR as int8 NCHW
-    (works for views inside a concatenation too)."""
+    (works for views inside a concatenation, and for a tensor stored shuffled, too)."""
     g = res.plan.graph
     p = res.plan.places[name]
     _, c, h, w = ((*tuple(g.tensors[name].shape), 1, 1, 1, 1))[:4]
-    n = (h * w - 1) * p.c_stride + c
+    pos = np.array([p.channel_pos(k) for k in range(c)])  # stored shuffled: scattered
+    span = int(pos.max()) + 1
+    n = (h * w - 1) * p.c_stride + span
     raw = task.region.mem[p.offset : p.offset + n]
-    view = np.lib.stride_tricks.as_strided(raw, (h, w, c), (w * p.c_stride, p.c_stride, 1))
-    return view.copy().view(np.int8).transpose(2, 0, 1)[None]
+    view = np.lib.stride_tricks.as_strided(raw, (h, w, span), (w * p.c_stride, p.c_stride, 1))
+    return view[:, :, pos].view(np.int8).transpose(2, 0, 1)[None]
 
 
 def _graph_input(g: QGraph, x: np.ndarray) -> np.ndarray:

@@ -279,7 +279,10 @@ def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     width, channel count and (grouped convolutions) alignment to the conv groups, so it
     is computed once per such shape of a layer."""
     opg = spec.opg if spec.grouped else 1
-    key = (tile.w1 - tile.w0, tile.c1 - tile.c0, tile.c0 % opg, tile.c1 % opg, id(hw))
+    key: tuple = (tile.w1 - tile.w0, tile.c1 - tile.c0, tile.c0 % opg, tile.c1 % opg, id(hw))
+    if spec.out.shuffle:
+        m = spec.out.shuffle_c // spec.out.shuffle
+        key = (*key, tile.c0 % m, tile.c1 % m)
     cached = spec.plan_cache.get(key)
     if cached is None:
         cached = _choose_plan(spec, tile, hw)
@@ -297,6 +300,11 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
                          reverse=True)
     else:
         options = sorted({ct, *range(8, ct, 8)}, reverse=True)
+    if spec.out.shuffle:  # stored shuffled: every channel chunk within one shuffle block
+        m = spec.out.shuffle_c // spec.out.shuffle
+        divs = [d for d in range(min(m, ct), 0, -1) if m % d == 0]
+        options = [og for og in sorted({*options, *divs}, reverse=True)
+                   if all(a // m == (b - 1) // m for a, b in oc_segments(spec, tile, og))]
     from vfpga.compiler.latency import core_bytes_per_cycle
 
     bpc = core_bytes_per_cycle(hw)
@@ -340,7 +348,7 @@ class _Step:
     calc: Insn
     band: int
     writes_obuf: bool
-    save: Insn | None = None
+    saves: list[Insn] = field(default_factory=list)
 
 
 def _box(p: Placement, w: int, r0: int, r1: int, c0: int, c1: int, k0: int, k1: int,
@@ -348,6 +356,40 @@ def _box(p: Placement, w: int, r0: int, r1: int, c0: int, c1: int, k0: int, k1: 
     """LOAD/SAVE box fields for rows [r0,r1), columns [c0,c1), channels [k0,k1)."""
     return dict(ddr=p.offset + (r0 * w + c0) * p.c_stride + k0, n0=r1 - r0, n1=c1 - c0,
                 n2=k1 - k0, stride0=w * p.c_stride, stride1=p.c_stride)
+
+
+#: Largest box dimension of a LOAD/SAVE word (``n0``/``n1`` are 16-bit).
+_MAX_DIM = 0xFFFF
+
+
+def _saves(p: Placement, w: int, r0: int, r1: int, c0: int, c1: int, k0: int, k1: int,
+           buf: int) -> list[Insn]:
+    """The SAVEs writing the dense obuf array ``[r1-r0][c1-c0][k1-k0]`` at ``buf`` to rows
+    [r0,r1), columns [c0,c1), channels [k0,k1) of ``p``.
+
+    Normally one box. For a tensor stored shuffled (:attr:`Placement.shuffle`) the channels
+    ``[k0,k1)`` lie in one shuffle block and go to positions ``pos(k0) + g * t``: the box
+    then runs over pixels (stride ``c_stride``) and channels (stride ``g``) one byte each,
+    one SAVE for the whole band when it spans the full width, else one per row."""
+    if not p.shuffle:
+        return [(Opcode.SAVE, {"from": Buffer.OBUF, "buf": buf,
+                               **_box(p, w, r0, r1, c0, c1, k0, k1)})]
+    g = p.shuffle
+    m = p.shuffle_c // g
+    assert k0 // m == (k1 - 1) // m, "a channel chunk straddles shuffle blocks"
+    og, wt = k1 - k0, c1 - c0
+    pos = p.channel_pos(k0)
+    if wt == w and (r1 - r0) * w <= _MAX_DIM:
+        rows = [(r0, r1, (r1 - r0) * w)]
+    else:
+        rows = [(r, r + 1, wt) for r in range(r0, r1)]
+    out: list[Insn] = []
+    for a, _b, npix in rows:
+        out.append((Opcode.SAVE, {
+            "from": Buffer.OBUF, "buf": buf + (a - r0) * wt * og,
+            "ddr": p.offset + (a * w + c0) * p.c_stride + pos, "n0": npix, "n1": og, "n2": 1,
+            "stride0": p.c_stride, "stride1": g}))
+    return out
 
 
 def _tokens(group_loads: list[Insn], steps: list[_Step]) -> list[Insn]:
@@ -371,16 +413,15 @@ def _tokens(group_loads: list[Insn], steps: list[_Step]) -> list[Insn]:
             if b == 0 or b >= 2:
                 add(st.calc, Dep.WAIT_NEXT)
             add(st.calc, Dep.SIGNAL_NEXT)
-            assert st.save is not None
-            add(st.save, Dep.WAIT_PREV)
+            assert st.saves
+            add(st.saves[0], Dep.WAIT_PREV)
             if b + 2 < nb or b == nb - 1:
-                add(st.save, Dep.SIGNAL_PREV)
+                add(st.saves[-1], Dep.SIGNAL_PREV)
         if s + 2 < n or s == n - 1:
             add(st.calc, Dep.SIGNAL_PREV)
         out.extend(st.loads)
         out.append(st.calc)
-        if st.save is not None:
-            out.append(st.save)
+        out.extend(st.saves)
     return out
 
 
@@ -471,8 +512,7 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
                     use["abuf"] = max(use["abuf"], 4 * n_out)
                 st = _Step(loads, calc, b, final)
                 if final:
-                    st.save = (Opcode.SAVE, {"from": Buffer.OBUF, "buf": out_addr,
-                                             **_box(y, ow, r0, r1, tile.w0, tile.w1, g0, g1)})
+                    st.saves = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, out_addr)
                 steps.append(st)
                 s += 1
         insns.extend(_tokens(group_loads, steps))
@@ -521,8 +561,7 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
                 stride_h=0 if glob else sh, stride_w=0 if glob else sw, pad_t=pad_t,
                 pad_b=pad_b, pad_l=pad_l, pad_r=pad_r, **qpar))
             use["obuf"] = max(use["obuf"], slot * half_o + (r1 - r0) * wt * og)
-            save = (Opcode.SAVE, {"from": Buffer.OBUF, "buf": slot * half_o,
-                                  **_box(y, ow, r0, r1, tile.w0, tile.w1, g0, g1)})
+            save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([load], calc, b, True, save))
         insns.extend(_tokens([], steps))
     return IfpCode(spec.index, tile, oh, insns, use)
@@ -583,8 +622,7 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
                 a_addr=slot * half_i, b_addr=slot * half_i + n, out_addr=slot * half_o, n=n,
                 **epar, act=_ACT[node.act.kind], act_lo=node.act.lo, act_hi=node.act.hi))
             use["obuf"] = max(use["obuf"], slot * half_o + n)
-            save = (Opcode.SAVE, {"from": Buffer.OBUF, "buf": slot * half_o,
-                                  **_box(y, ow, r0, r1, tile.w0, tile.w1, g0, g1)})
+            save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([la, lb], calc, b, True, save))
         insns.extend(_tokens([], steps))
     return IfpCode(spec.index, tile, oh, insns, use)

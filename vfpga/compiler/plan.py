@@ -3,7 +3,10 @@
 Every activation tensor is stored int8 NHWC. A tensor is a *view* of a storage block: its
 element ``(h, w, c)`` lives at ``offset + (h * W + w) * c_stride + c``. Concatenation is
 free: the inputs of a concat are views of the concat's storage at their channel offsets,
-so producers write straight into it (nested concats nest their views). Where a tensor
+so producers write straight into it (nested concats nest their views). A channel shuffle
+is free too: its input is a view of its output's storage whose channels are stored at
+their shuffled positions (:attr:`Placement.shuffle`), so the producer's SAVEs scatter
+the channels as they write. Where a tensor
 cannot be a view (it is a graph input or output, a host op's input or output, or it feeds
 two concats that do not nest), the planner inserts an exact copy layer (a depthwise 1x1
 identity convolution) and says so in :attr:`MemoryPlan.notes`.
@@ -31,6 +34,7 @@ from vfpga.frontend.qgraph import (
     QHostOp,
     QNode,
     QPool,
+    QShuffle,
     QTensor,
 )
 from vfpga.isa.float32 import requant_scale
@@ -50,6 +54,19 @@ class Placement:
     offset: int
     c_stride: int
     storage: int
+    #: channel shuffle groups ``g`` when the tensor is stored shuffled (the input of a
+    #: :class:`QShuffle`, a view of the shuffle's output): channel ``c`` lives at
+    #: ``(c % m) * g + c // m`` (``m = C / g``) relative to ``offset``; 0 otherwise
+    shuffle: int = 0
+    #: the tensor's channel count ``C`` when ``shuffle`` is set
+    shuffle_c: int = 0
+
+    def channel_pos(self, c: int) -> int:
+        """Where channel ``c`` lives relative to ``offset`` (within a pixel)."""
+        if not self.shuffle:
+            return c
+        m = self.shuffle_c // self.shuffle
+        return (c % m) * self.shuffle + c // m
 
 
 @dataclass
@@ -112,8 +129,17 @@ def identity_copy(name: str, src: QTensor, dst_name: str) -> QConv:
     )
 
 
+def _reads(n: QNode) -> list[str]:
+    if isinstance(n, QConcat | QHostOp):
+        return list(n.inputs)
+    if isinstance(n, QAdd):
+        return [n.a, n.b]
+    return [n.input]
+
+
 def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
-    """Insert copy layers where a tensor cannot be a view of a concat's storage."""
+    """Insert copy layers where a tensor cannot be a view of a concat's storage, or cannot
+    be written shuffled straight into a channel shuffle's storage."""
     g = copy.copy(g)
     g.tensors = dict(g.tensors)
     nodes: list[QNode] = []
@@ -122,9 +148,31 @@ def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
         if isinstance(n, QHostOp):
             pinned.update(n.inputs)
             pinned.add(n.output)
+    reads: dict[str, int] = {}
+    for n in g.nodes:
+        for t in _reads(n):
+            reads[t] = reads.get(t, 0) + 1
+    concat_related = {t for n in g.nodes if isinstance(n, QConcat) for t in (*n.inputs, n.output)}
+    layer_outputs = {n.output for n in g.nodes if isinstance(n, QConv | QPool | QAdd)}
     in_concat: dict[str, str] = {}
     # a tensor may be a view of only one concat (or of nested ones, handled by chaining)
     for n in g.nodes:
+        if isinstance(n, QShuffle):
+            t = n.input
+            why = ("a graph input/output or host-op operand" if t in pinned
+                   else "read by other nodes too" if reads.get(t, 0) > 1
+                   else "part of a concatenation" if t in concat_related
+                   else "not produced by an accelerator layer" if t not in layer_outputs
+                   else "")
+            if why:
+                cname = f"{n.name}.copy"
+                tname = f"{t}@{cname}"
+                src = g.tensors[t]
+                g.tensors[tname] = QTensor(tname, src.shape, src.scale, src.zero_point)
+                nodes.append(identity_copy(cname, src, tname))
+                notes.append(f"copy inserted for '{t}' into channel shuffle '{n.name}': {why}")
+                n = copy.copy(n)
+                n.input = tname
         if isinstance(n, QConcat):
             new_inputs = []
             for t in n.inputs:
@@ -179,12 +227,16 @@ def plan_memory(g: QGraph) -> MemoryPlan:
     g = _insert_copies(g, notes)
     # 1. concat views: parent[t] = (concat output, channel offset)
     parent: dict[str, tuple[str, int]] = {}
+    shuffled: dict[str, int] = {}
     for n in reversed(g.nodes):
         if isinstance(n, QConcat):
             off = 0
             for t in n.inputs:
                 parent[t] = (n.output, off)
                 off += nchw(g.tensors[t])[1]
+        elif isinstance(n, QShuffle):  # the producer writes straight into the output
+            parent[n.input] = (n.output, 0)
+            shuffled[n.input] = n.groups
 
     def root_of(t: str) -> tuple[str, int]:
         off = 0
@@ -199,7 +251,7 @@ def plan_memory(g: QGraph) -> MemoryPlan:
     for t in g.inputs:
         first[root_of(t)[0]] = -1
     for step, n in enumerate(g.nodes):
-        if isinstance(n, QConcat):
+        if isinstance(n, QConcat | QShuffle):
             continue
         ins = n.inputs if isinstance(n, QHostOp) else (
             [n.a, n.b] if isinstance(n, QAdd) else [n.input])
@@ -209,7 +261,7 @@ def plan_memory(g: QGraph) -> MemoryPlan:
         r = root_of(n.output)[0]
         first[r] = min(first.get(r, step), step)
     for n in g.nodes:
-        if isinstance(n, QConcat):  # a concat "reads" nothing, but its output must live
+        if isinstance(n, QConcat | QShuffle):  # reads nothing, but its output must live
             r = root_of(n.output)[0]
             last.setdefault(r, first.get(r, 0))
     end = len(g.nodes)
@@ -243,6 +295,9 @@ def plan_memory(g: QGraph) -> MemoryPlan:
             continue
         s = storages[sid[r]]
         places[t] = Placement(s.offset + off, nchw(g.tensors[r])[1], sid[r])
+        if t in shuffled:
+            places[t].shuffle = shuffled[t]
+            places[t].shuffle_c = nchw(g.tensors[t])[1]
     # 4. constants
     data_offset = _align(top)
     blob = bytearray()

@@ -12,7 +12,11 @@ nodes are only the **normalized op set** :data:`NORMALIZED_OPS`:
   the consuming ``Conv`` (or ``AveragePool`` with ``count_include_pad=1``); ``Gemm`` and
   ``MatMul`` with a constant weight become a ``Conv``: 1x1 on ``(N, K, 1, 1)``, or KHxKW
   over the feature map when their input is a ``Flatten``/``Reshape`` of an ``(N, C, KH, KW)``
-  map; a channel shuffle (``Reshape``-``Transpose``-``Reshape``) is folded into weights.
+  map; a channel shuffle (``Reshape``-``Transpose``-``Reshape``) is folded into weights
+  where that is free (into the consuming group-1 ``Conv``'s input channels, or the
+  producing ``Conv``'s output channels when it does not mix conv groups), otherwise it
+  becomes ``Gather`` along channels with constant indices (free on the accelerator: the
+  producer writes its channels at their shuffled positions).
 * ``Relu``; ``Clip`` only as ReLU6 (inputs min 0, max 6; ``Clip`` with min 0 and no max
   becomes ``Relu``).
 * ``MaxPool``, ``AveragePool`` (``count_include_pad`` kept; ``ceil_mode`` and ``auto_pad``
@@ -54,20 +58,22 @@ from vfpga.frontend.norm_fold import (
     strip_weights,
 )
 from vfpga.frontend.norm_graph import NGraph, NNode
+from vfpga.frontend.qgraph import shuffle_perm
 
 #: ONNX op types :func:`normalize` accepts in its input (after constant folding; ops whose
 #: inputs are all constants are evaluated whatever their type).
 SUPPORTED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "Div", "Dropout", "Flatten", "Gemm", "GlobalAveragePool",
+    "ConstantOfShape", "Conv", "Div", "Dropout", "Flatten", "Gather", "Gemm",
+    "GlobalAveragePool",
     "Identity", "LRN", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu", "Reshape",
     "Shape", "Softmax", "Squeeze", "Sub", "Sum", "Transpose", "Unsqueeze",
 )
 
 #: ONNX op types of a normalized model.
 NORMALIZED_OPS: tuple[str, ...] = (
-    "Add", "AveragePool", "Clip", "Concat", "Conv", "GlobalAveragePool", "LRN", "MaxPool",
-    "Relu", "Reshape", "Softmax",
+    "Add", "AveragePool", "Clip", "Concat", "Conv", "Gather", "GlobalAveragePool", "LRN",
+    "MaxPool", "Relu", "Reshape", "Softmax",
 )
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -760,6 +766,24 @@ class _Translator:
         self.skip.update({t.name, r2.name})
         return True
 
+    def op_Gather(self, n: onnx.NodeProto) -> None:
+        """``Gather`` along channels with constant indices that permute them (what this
+        normalizer writes for a channel shuffle it cannot fold for free): a channel
+        permutation, handled like a Reshape-Transpose-Reshape shuffle."""
+        x = self.act(n, 0)
+        idx = np.asarray(self.const(n, 1, "indices"))
+        axis = int(_attr(n, "axis", 0))
+        axis = axis + x.rank if axis < 0 else axis
+        ins = self.g.shapes[x.name]
+        c = ins[1] if len(ins) == 4 else -1
+        if (x.rank != 4 or x.flat or axis != 1 or idx.ndim != 1 or idx.shape[0] != c
+                or not np.array_equal(np.sort(idx.astype(np.int64)), np.arange(c))):
+            raise self.err(n, "Gather is supported only as a permutation of the channels "
+                              "(axis 1) of a 4-D feature map with constant indices")
+        out = n.output[0]
+        self.emit(n, "_ChannelPerm", [x.name], out, perm=idx.astype(np.int64))
+        self.define(out, _Val(out, 4), ins)
+
     def fully_connected(self, n: onnx.NodeProto, w2: np.ndarray, bias: np.ndarray) -> None:
         """``out = x @ w2 + bias`` with ``w2`` of shape (K, M), as a Conv."""
         x = self.act(n, 0, allow_flat=True)
@@ -914,6 +938,7 @@ def _resolve_perms(g: NGraph, report: NormalizeReport) -> None:
             break
         c = len(p)
         hw = g.shapes[y][2] * g.shapes[y][3]
+        shuffle_g = _shuffle_groups(p)
         if prod is not None:
             w = g.consts[prod.inputs[1]]
             b = g.consts[prod.inputs[2]]
@@ -921,6 +946,8 @@ def _resolve_perms(g: NGraph, report: NormalizeReport) -> None:
             m = w.shape[0] // groups
             if groups == 1 or np.array_equal(p // m, np.arange(c) // m):
                 new_w, extra = w[p], 0
+            elif shuffle_g:
+                new_w, extra = w, -1  # a channel shuffle: free on the accelerator (Gather)
             else:
                 cin_g = w.shape[1]
                 dense = np.zeros((w.shape[0], cin_g * groups, *w.shape[2:]), w.dtype)
@@ -929,7 +956,7 @@ def _resolve_perms(g: NGraph, report: NormalizeReport) -> None:
                     dense[oc, grp * cin_g:(grp + 1) * cin_g] = w[oc]
                 new_w = dense[p]
                 extra = (dense.size - w.size) * hw
-            if extra <= c * c * hw:
+            if 0 <= extra <= c * c * hw:
                 prod.inputs[1] = g.add_const(f"{prod.name}_W", np.ascontiguousarray(new_w))
                 prod.inputs[2] = g.add_const(f"{prod.name}_B", np.ascontiguousarray(b[p]))
                 if extra:
@@ -947,6 +974,15 @@ def _resolve_perms(g: NGraph, report: NormalizeReport) -> None:
                 else:
                     g.rename_tensor(y, x)
                 continue
+        if shuffle_g:
+            # a channel shuffle that no weight permutation absorbs for free: a Gather along
+            # channels, which the quantizer passes through and the lowering turns into a
+            # QShuffle (the producer's SAVEs write the channels at shuffled positions)
+            n.op_type = "Gather"
+            n.inputs = [x, g.add_const(f"{n.name}_indices", p.astype(np.int64))]
+            n.attrs = {"axis": 1}
+            report.rewrites["shuffle_as_gather"] += 1
+            continue
         # explicit permutation conv
         wperm = np.zeros((c, c, 1, 1), np.float32)
         wperm[np.arange(c), p, 0, 0] = 1.0
@@ -957,6 +993,16 @@ def _resolve_perms(g: NGraph, report: NormalizeReport) -> None:
         report.notes.append(f"channel shuffle '{n.name}' became a 1x1 permutation Conv "
                             f"({c * c * hw} MACs)")
         report.rewrites["shuffle_as_conv"] += 1
+
+
+def _shuffle_groups(p: np.ndarray) -> int:
+    """``g`` when ``p`` is the gather order of a channel shuffle with ``1 < g < C`` groups
+    (``p[k] = (k % g) * (C // g) + k // g``), else 0."""
+    c = len(p)
+    for g in range(2, c):
+        if c % g == 0 and np.array_equal(p, shuffle_perm(c, g)):
+            return g
+    return 0
 
 
 __all__ = [

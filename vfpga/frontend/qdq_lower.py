@@ -30,6 +30,7 @@ constants:
   ``multiplier / 2**shift == s_in`` and ``divisor == s_out``:
   ``float32(float32(float32(q - in_zp) * s_in) / s_out)``, rounded half to even, like ORT's
   ``DequantizeLinear -> QuantizeLinear``.
+* ``DQ -> Gather(axis=1) -> Q`` with the indices of a channel shuffle: :class:`QShuffle`.
 * ``DQ -> Softmax | LRN -> Q`` (and such an op producing a float graph output):
   :class:`QHostOp` run on the host in float32.
 * ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Identity`` are views: they must only
@@ -65,7 +66,9 @@ from vfpga.frontend.qgraph import (
     QHostOp,
     QNode,
     QPool,
+    QShuffle,
     QTensor,
+    shuffle_perm,
 )
 from vfpga.isa.float32 import requant_scale
 
@@ -79,6 +82,7 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "GlobalAveragePool",
     "Add",
     "Concat",
+    "Gather",
     "Softmax",
     "LRN",
     "Reshape",
@@ -561,6 +565,7 @@ class _Lowerer:
             "GlobalAveragePool": self.lower_gap,
             "Add": self.lower_add,
             "Concat": self.lower_concat,
+            "Gather": self.lower_gather,
             "Softmax": self.lower_host,
             "LRN": self.lower_host,
         }.get(op)
@@ -1108,6 +1113,42 @@ class _Lowerer:
             name, "Concat", shape4, view, build, supports_act=False
         )
 
+    def lower_gather(self, node: onnx.NodeProto) -> None:
+        """``DQ -> Gather(axis=1, constant indices) -> Q`` whose indices are a channel
+        shuffle (what the normalizer writes for ShuffleNet's Reshape-Transpose-Reshape):
+        :class:`QShuffle`. The quantization passes through (a requantizing copy follows
+        only if the ``QuantizeLinear`` after it differs)."""
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        axis = int(a.get("axis", 0))  # type: ignore[call-overload]
+        rank = len(x.shape)
+        axis = axis + rank if axis < 0 else axis
+        if rank != 4 or axis != 1:
+            raise self.err(f"Gather along axis {axis} of a rank-{rank} tensor is not "
+                           "supported; only a channel shuffle (axis 1 of an NCHW map)")
+        idx = np.asarray(self.const(node.input[1], "indices").value).astype(np.int64)
+        c = t_in.shape[1]
+        groups = next((g for g in range(2, c) if c % g == 0
+                       and idx.shape == (c,) and np.array_equal(idx, shuffle_perm(c, g))), 0)
+        if not groups:
+            raise self.err(f"Gather with indices {idx.tolist()[:8]}... is not a channel "
+                           f"shuffle of the {c} channels; only channel shuffles "
+                           "(Reshape-Transpose-Reshape) are supported")
+        name = self.node_name(self.cur_name)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            if _same_quant(t_in, out):
+                return [QShuffle(name, t_in.name, out.name, groups)]
+            mid = self.add_tensor(f"{out.name}/shuffled", t_in.shape, t_in.scale,
+                                  t_in.zero_point)
+            return [QShuffle(name, t_in.name, mid.name, groups),
+                    self.requant_conv(self.node_name(f"{name}/requant"), mid, out, Act())]
+
+        self.values[node.output[0]] = _Pending(
+            name, "Gather", t_in.shape, x.shape, build, supports_act=False
+        )
+
     # ---- host ops -------------------------------------------------------------------
 
     def lower_host(self, node: onnx.NodeProto) -> None:
@@ -1201,7 +1242,7 @@ class _Lowerer:
         if old in self.onnx_int8:
             self.onnx_int8[new] = self.onnx_int8.pop(old)
         for n in self.nodes:
-            if isinstance(n, QConv | QPool):
+            if isinstance(n, QConv | QPool | QShuffle):
                 if n.input == old:
                     n.input = new
                 if n.output == old:
@@ -1221,7 +1262,7 @@ class _Lowerer:
 
 def _rename_reads(g: QGraph, old: str, new: str) -> None:
     for n in g.nodes:
-        if isinstance(n, QConv | QPool):
+        if isinstance(n, QConv | QPool | QShuffle):
             if n.input == old:
                 n.input = new
         elif isinstance(n, QAdd):
@@ -1257,7 +1298,7 @@ def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
     for n in g.nodes:
         ins = (
             [n.input]
-            if isinstance(n, QConv | QPool)
+            if isinstance(n, QConv | QPool | QShuffle)
             else ([n.a, n.b] if isinstance(n, QAdd) else list(n.inputs))
         )
         for i in ins:

@@ -41,11 +41,11 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 #: Op types handed to ``quantize_static`` (every op of the normalized set).
 OPS_TO_QUANTIZE: tuple[str, ...] = (
     "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
-    "Softmax", "LRN", "Reshape",
+    "Softmax", "LRN", "Reshape", "Gather",
 )
 
 #: Ops whose output ``quantize_static`` gives the quantization of their input.
-_SCALE_SHARING = ("MaxPool", "AveragePool", "Reshape")
+_SCALE_SHARING = ("MaxPool", "AveragePool", "Reshape", "Gather")
 
 #: The ``extra_options`` passed to ``quantize_static``.
 EXTRA_OPTIONS: dict[str, Any] = {
