@@ -36,6 +36,7 @@ from vfpga.frontend.qgraph import (
     QPool,
     QShuffle,
     QTensor,
+    node_inputs,
 )
 from vfpga.isa.float32 import requant_scale
 from vfpga.isa.spec import PARAM_RECORD_BYTES
@@ -129,14 +130,6 @@ def identity_copy(name: str, src: QTensor, dst_name: str) -> QConv:
     )
 
 
-def _reads(n: QNode) -> list[str]:
-    if isinstance(n, QConcat | QHostOp):
-        return list(n.inputs)
-    if isinstance(n, QAdd):
-        return [n.a, n.b]
-    return [n.input]
-
-
 def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
     """Insert copy layers where a tensor cannot be a view of a concat's storage, or cannot
     be written shuffled straight into a channel shuffle's storage."""
@@ -150,7 +143,7 @@ def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
             pinned.add(n.output)
     reads: dict[str, int] = {}
     for n in g.nodes:
-        for t in _reads(n):
+        for t in node_inputs(n):
             reads[t] = reads.get(t, 0) + 1
     concat_related = {t for n in g.nodes if isinstance(n, QConcat) for t in (*n.inputs, n.output)}
     layer_outputs = {n.output for n in g.nodes if isinstance(n, QConv | QPool | QAdd)}
@@ -253,9 +246,7 @@ def plan_memory(g: QGraph) -> MemoryPlan:
     for step, n in enumerate(g.nodes):
         if isinstance(n, QConcat | QShuffle):
             continue
-        ins = n.inputs if isinstance(n, QHostOp) else (
-            [n.a, n.b] if isinstance(n, QAdd) else [n.input])
-        for t in ins:
+        for t in node_inputs(n):
             r = root_of(t)[0]
             last[r] = max(last.get(r, -1), step)
         r = root_of(n.output)[0]

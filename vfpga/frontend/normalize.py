@@ -58,7 +58,7 @@ from vfpga.frontend.norm_fold import (
     strip_weights,
 )
 from vfpga.frontend.norm_graph import NGraph, NNode
-from vfpga.frontend.qgraph import shuffle_perm
+from vfpga.frontend.qgraph import shuffle_groups
 
 #: ONNX op types :func:`normalize` accepts in its input (after constant folding; ops whose
 #: inputs are all constants are evaluated whatever their type).
@@ -938,7 +938,7 @@ def _resolve_perms(g: NGraph, report: NormalizeReport) -> None:
             break
         c = len(p)
         hw = g.shapes[y][2] * g.shapes[y][3]
-        shuffle_g = _shuffle_groups(p)
+        shuffle_g = shuffle_groups(p)
         if prod is not None:
             w = g.consts[prod.inputs[1]]
             b = g.consts[prod.inputs[2]]
@@ -993,16 +993,6 @@ def _resolve_perms(g: NGraph, report: NormalizeReport) -> None:
         report.notes.append(f"channel shuffle '{n.name}' became a 1x1 permutation Conv "
                             f"({c * c * hw} MACs)")
         report.rewrites["shuffle_as_conv"] += 1
-
-
-def _shuffle_groups(p: np.ndarray) -> int:
-    """``g`` when ``p`` is the gather order of a channel shuffle with ``1 < g < C`` groups
-    (``p[k] = (k % g) * (C // g) + k // g``), else 0."""
-    c = len(p)
-    for g in range(2, c):
-        if c % g == 0 and np.array_equal(p, shuffle_perm(c, g)):
-            return g
-    return 0
 
 
 __all__ = [

@@ -68,7 +68,8 @@ from vfpga.frontend.qgraph import (
     QPool,
     QShuffle,
     QTensor,
-    shuffle_perm,
+    node_inputs,
+    shuffle_groups,
 )
 from vfpga.isa.float32 import requant_scale
 
@@ -1129,8 +1130,7 @@ class _Lowerer:
                            "supported; only a channel shuffle (axis 1 of an NCHW map)")
         idx = np.asarray(self.const(node.input[1], "indices").value).astype(np.int64)
         c = t_in.shape[1]
-        groups = next((g for g in range(2, c) if c % g == 0
-                       and idx.shape == (c,) and np.array_equal(idx, shuffle_perm(c, g))), 0)
+        groups = shuffle_groups(idx) if idx.shape == (c,) else 0
         if not groups:
             raise self.err(f"Gather with indices {idx.tolist()[:8]}... is not a channel "
                            f"shuffle of the {c} channels; only channel shuffles "
@@ -1296,12 +1296,7 @@ def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
     a graph output either)."""
     readers: dict[str, int] = {}
     for n in g.nodes:
-        ins = (
-            [n.input]
-            if isinstance(n, QConv | QPool | QShuffle)
-            else ([n.a, n.b] if isinstance(n, QAdd) else list(n.inputs))
-        )
-        for i in ins:
+        for i in node_inputs(n):
             readers[i] = readers.get(i, 0) + 1
     producer = {n.output: n for n in g.nodes}
     drop: set[int] = set()

@@ -180,6 +180,17 @@ def shuffle_perm(channels: int, groups: int) -> np.ndarray:
     return (k % groups) * (channels // groups) + k // groups
 
 
+def shuffle_groups(perm: np.ndarray) -> int:
+    """``g`` when ``perm`` is the gather order of a channel shuffle with ``1 < g < C``
+    groups (``perm == shuffle_perm(C, g)``), else 0."""
+    p = np.asarray(perm)
+    c = len(p)
+    for g in range(2, c):
+        if c % g == 0 and np.array_equal(p, shuffle_perm(c, g)):
+            return g
+    return 0
+
+
 @dataclass
 class QHostOp:
     """An op run on the host CPU in float32: inputs are dequantized, ``op_type`` (an ONNX
@@ -196,6 +207,15 @@ class QHostOp:
 
 
 QNode = QConv | QPool | QAdd | QConcat | QShuffle | QHostOp
+
+
+def node_inputs(node: QNode) -> list[str]:
+    """The tensors a node reads, in operand order."""
+    if isinstance(node, QConv | QPool | QShuffle):
+        return [node.input]
+    if isinstance(node, QAdd):
+        return [node.a, node.b]
+    return list(node.inputs)
 
 
 @dataclass

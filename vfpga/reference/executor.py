@@ -31,6 +31,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    node_inputs,
     shuffle_perm,
 )
 from vfpga.reference.arith import (
@@ -370,12 +371,3 @@ def run_reference(g: QGraph, x: np.ndarray, *, keep_all: bool = True) -> dict[st
 def float_outputs(g: QGraph, result: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The dequantized outputs of a :func:`run_reference` result, in ``g.outputs`` order."""
     return [result[o + FLOAT_SUFFIX] for o in g.outputs]
-
-
-def node_inputs(node: QNode) -> list[str]:
-    """The tensors a node reads."""
-    if isinstance(node, QConv | QPool | QShuffle):
-        return [node.input]
-    if isinstance(node, QAdd):
-        return [node.a, node.b]
-    return list(node.inputs)
