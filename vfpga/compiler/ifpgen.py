@@ -27,7 +27,7 @@ import numpy as np
 
 from vfpga.compiler.plan import MemoryPlan, Placement, nchw
 from vfpga.errors import CompileError
-from vfpga.frontend.qgraph import QAdd, QConv, QPool
+from vfpga.frontend.qgraph import QAdd, QConv, QPool, QTensor
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.float32 import eltwise_offset, requant_scale
 from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
@@ -70,9 +70,9 @@ class LayerSpec:
     w_off: int = 0
     p_off: int = 0
     macs: int = 0
-    #: float32 scales of the input(s) and the output (POOL and ELTWISE parameters, ISA v2)
-    in_scale: list[float] = field(default_factory=list)
-    out_scale: float = 0.0
+    #: the requantization fields of the layer's POOL / ELTWISE words (ISA v2), derived
+    #: once per layer (:func:`pool_params`, :func:`eltwise_params`)
+    calc_fields: dict[str, float | int] = field(default_factory=dict)
     plan_cache: dict[tuple, _Plan] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -144,14 +144,14 @@ def layer_specs(plan: MemoryPlan) -> list[LayerSpec]:
             s = LayerSpec(len(specs), n, "pool", (ci, h, w), (co, oh, ow), [plan.places[n.input]],
                           plan.places[n.output], [xt.zero_point], yt.zero_point, (kh, kw),
                           (sh, sw), pads)
-            s.in_scale, s.out_scale = [xt.scale], yt.scale
+            s.calc_fields = pool_params(pool_mode(n), xt, yt, h * w)
         elif isinstance(n, QAdd):
             at, bt, yt = g.tensors[n.a], g.tensors[n.b], g.tensors[n.output]
             _, ci, h, w = nchw(at)
             s = LayerSpec(len(specs), n, "add", (ci, h, w), nchw(yt)[1:],  # type: ignore[arg-type]
                           [plan.places[n.a], plan.places[n.b]], plan.places[n.output],
                           [at.zero_point, bt.zero_point], yt.zero_point)
-            s.in_scale, s.out_scale = [at.scale, bt.scale], yt.scale
+            s.calc_fields = eltwise_params(n, at.zero_point, bt.zero_point, yt.zero_point)
         else:
             continue
         specs.append(s)
@@ -533,9 +533,7 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     x, y = spec.ins[0], spec.out
     wt = tile.w1 - tile.w0
     half_i, half_o = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2
-    mode = {"max": PoolMode.MAX, "global_avg": PoolMode.GLOBAL_AVG}.get(
-        node.kind, PoolMode.AVG_PAD if node.count_include_pad else PoolMode.AVG)
-    qpar = pool_params(spec, mode, h * w)
+    mode = pool_mode(node)
     insns: list[Insn] = []
     use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
     for g0 in range(tile.c0, tile.c1, p.og):
@@ -559,7 +557,7 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
                 mode=mode, in_addr=slot * half_i, out_addr=slot * half_o, in_h=in_rows,
                 in_w=in_cols, c=og, kh=0 if glob else kh, kw=0 if glob else kw,
                 stride_h=0 if glob else sh, stride_w=0 if glob else sw, pad_t=pad_t,
-                pad_b=pad_b, pad_l=pad_l, pad_r=pad_r, **qpar))
+                pad_b=pad_b, pad_l=pad_l, pad_r=pad_r, **spec.calc_fields))
             use["obuf"] = max(use["obuf"], slot * half_o + (r1 - r0) * wt * og)
             save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([load], calc, b, True, save))
@@ -567,30 +565,34 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     return IfpCode(spec.index, tile, oh, insns, use)
 
 
-def pool_params(spec: LayerSpec, mode: PoolMode, count: int) -> dict[str, float | int]:
-    """The requantization fields of a POOL word (ISA v2): none for MAX; the input and
-    output scales for AVG/AVG_PAD; for GLOBAL_AVG ``scale = f32(s_in / f32(s_out *
-    f32(count)))`` (ONNX Runtime's ``QLinearGlobalAveragePool``), ``count = H * W``."""
+def pool_mode(node: QPool) -> PoolMode:
+    """The POOL mode of a pooling node."""
+    return {"max": PoolMode.MAX, "global_avg": PoolMode.GLOBAL_AVG}.get(
+        node.kind, PoolMode.AVG_PAD if node.count_include_pad else PoolMode.AVG)
+
+
+def pool_params(mode: PoolMode, x: QTensor, y: QTensor, count: int) -> dict[str, float | int]:
+    """The requantization fields of a POOL word (ISA v2) from the input and output
+    tensors: none for MAX; the two scales for AVG/AVG_PAD; for GLOBAL_AVG ``scale =
+    f32(s_in / f32(s_out * f32(count)))`` (ONNX Runtime's ``QLinearGlobalAveragePool``),
+    ``count = H * W``."""
     if mode is PoolMode.MAX:
         return dict(scale=0.0, out_scale=0.0, in_zp=0, out_zp=0)
     f32 = np.float32
-    s_in, s_out = f32(spec.in_scale[0]), f32(spec.out_scale)
-    zps = dict(in_zp=spec.in_zp[0], out_zp=spec.out_zp)
+    s_in, s_out = f32(x.scale), f32(y.scale)
+    zps = dict(in_zp=x.zero_point, out_zp=y.zero_point)
     if mode is PoolMode.GLOBAL_AVG:
         return dict(scale=float(s_in / f32(s_out * f32(count))), out_scale=0.0, **zps)
     return dict(scale=float(s_in), out_scale=float(s_out), **zps)
 
 
-def eltwise_params(spec: LayerSpec) -> dict[str, float]:
+def eltwise_params(node: QAdd, a_zp: int, b_zp: int, out_zp: int) -> dict[str, float | int]:
     """The requantization fields of an ELTWISE add word (ISA v2): ``scale_a``/``scale_b``
     the float32 ratios the graph's ``mult / 2**shift`` pairs stand for, and the constant
     ``offset`` folding the three zero points (:func:`vfpga.isa.float32.eltwise_offset`)."""
-    node = spec.node
-    assert isinstance(node, QAdd)
     sa = requant_scale(node.mult_a, node.shift)
     sb = requant_scale(node.mult_b, node.shift)
-    off = eltwise_offset(sa, sb, spec.in_zp[0], spec.in_zp[1], spec.out_zp)
-    return dict(scale_a=sa, scale_b=sb, offset=off)
+    return dict(scale_a=sa, scale_b=sb, offset=eltwise_offset(sa, sb, a_zp, b_zp, out_zp))
 
 
 def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
@@ -604,7 +606,6 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     y = spec.out
     wt = tile.w1 - tile.w0
     half_i, half_o = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2
-    epar = eltwise_params(spec)
     insns: list[Insn] = []
     use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
     for g0 in range(tile.c0, tile.c1, p.og):
@@ -620,7 +621,8 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
             use["ibuf"] = max(use["ibuf"], slot * half_i + 2 * n)
             calc = (Opcode.ELTWISE, dict(
                 a_addr=slot * half_i, b_addr=slot * half_i + n, out_addr=slot * half_o, n=n,
-                **epar, act=_ACT[node.act.kind], act_lo=node.act.lo, act_hi=node.act.hi))
+                **spec.calc_fields, act=_ACT[node.act.kind], act_lo=node.act.lo,
+                act_hi=node.act.hi))
             use["obuf"] = max(use["obuf"], slot * half_o + n)
             save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([la, lb], calc, b, True, save))
