@@ -35,9 +35,12 @@ GEOMETRIES = [
 ]
 
 
+@pytest.mark.parametrize("use_int", [True, False], ids=["int8", "float"])
 @pytest.mark.parametrize("geo_args", GEOMETRIES)
 @pytest.mark.parametrize("mode", ["requant", "acc_out", "acc_in", "divisor"])
-def test_conv_prepared_equals_conv(geo_args, mode: str) -> None:
+def test_conv_prepared_equals_conv(geo_args, mode: str, use_int: bool,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "_USE_INT_MATMUL", use_int)
     xs, ws, stride, pads, groups = geo_args
     rng = np.random.default_rng(abs(hash((xs, mode))) % 2**32)
     x = rng.integers(-128, 128, xs, dtype=np.int8)
@@ -67,6 +70,24 @@ def test_conv_prepared_equals_conv(geo_args, mode: str) -> None:
         bounds=kernels.act_bounds(kw["act"], kw["act_lo"], kw["act_hi"]))
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+    if geo.path != "int8":
+        assert not use_int or (groups > 1 and ws[3] == 1) or kernels.int_matmul.backend() is None
+        return
+    # the plans' entry: im2col into reused buffers (also a strided column block) + into
+    wt = kernels.conv_weights(geo, w)
+    k = geo.kh * geo.kw * (geo.in_c // groups)
+    block = np.zeros((geo.oh * geo.ow, k + 9), np.uint8)[:, 4:-5]  # strided rows
+    targets = [None] if groups > 1 else [None, block]
+    for target in targets:
+        im2col = kernels.Im2colU8(geo)
+        im2col.target = target
+        for _ in range(2):  # the second call reuses the buffers
+            out = np.zeros(want.shape, want.dtype)
+            kernels.conv_int8_into(
+                geo, im2col(x), wt, start, out, acc_out=acc_out, scale=scale, divisor=divisor,
+                out_zp=0 if acc_out else 7,
+                bounds=kernels.act_bounds(kw["act"], kw["act_lo"], kw["act_hi"]))
+            np.testing.assert_array_equal(out, want)
 
 
 @pytest.mark.parametrize("field,value,needle", [
@@ -219,7 +240,7 @@ def test_budget_bounds_kept_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     acc2 = Accelerator(HW)
     t2 = run_image(acc2, "w", image_of(cs.conv_1core()), [0], cs.sample_input())
     assert acc2.run([t2])[t2.name].ok
-    w_bytes = cs.COUT * cs.K * cs.K * cs.CIN * 4
+    w_bytes = cs.COUT * cs.K * cs.K * cs.CIN  # int8 weights (float32 ones are 4x that)
     assert acc2.prepared_budget.used >= w_bytes
     t2.loaded.plans.clear()
     import gc

@@ -108,7 +108,7 @@ def conv_cases(draw: st.DrawFn) -> dict[str, Any]:
         "out_zp": draw(st.integers(-128, 127)),
         "act_lo": draw(st.integers(-128, 127)),
         "act_hi": draw(st.integers(-128, 127)),
-        "path": draw(st.sampled_from(["auto", "wide", "chunk", "wide+chunk"])),
+        "path": draw(st.sampled_from(["auto", "float", "wide", "chunk", "wide+chunk"])),
         "k_chunk": draw(st.integers(1, 40)),
     }
 
@@ -151,6 +151,8 @@ def test_conv_matches_reference(case: dict[str, Any]) -> None:
     }
     expected = ref.conv(x, w, **args)
     overrides: dict[str, Any] = {}
+    if case["path"] != "auto":  # the float32 paths (auto: exact integer products if verified)
+        overrides["_USE_INT_MATMUL"] = False
     if "wide" in case["path"]:
         overrides |= {"_WIDE_MIN_C": 1, "_WIDE_MAX_WASTE": 1.0}
     if "chunk" in case["path"]:
@@ -172,7 +174,7 @@ def test_conv_large_k_exact() -> None:
     np.testing.assert_array_equal(got[..., 1], 5000 * 16384 - 7)
 
 
-@pytest.mark.parametrize("path", ["im2col", "wide"])
+@pytest.mark.parametrize("path", ["int8", "im2col", "wide"])
 def test_conv_large_k_odd_sums(path: str) -> None:
     # 127 * 127 is odd, so partial sums above 2**24 are not float32-representable: a kernel
     # that reduced more than 1024 products in float32 would round them.
@@ -181,8 +183,15 @@ def test_conv_large_k_odd_sums(path: str) -> None:
     w[1] = -127
     start = np.array([0, 3, -5], np.int32)
     geo = {"stride": (1, 1), "pads": (1, 1, 1, 1), "pad_value": 127, "groups": 1}
-    force = {"_WIDE_MIN_C": 1, "_WIDE_MAX_WASTE": 1.0} if path == "wide" else {"_WIDE_MIN_C": 10**9}
+    force: dict[str, Any] = {
+        "int8": {},
+        "im2col": {"_WIDE_MIN_C": 10**9, "_USE_INT_MATMUL": False},
+        "wide": {"_WIDE_MIN_C": 1, "_WIDE_MAX_WASTE": 1.0, "_USE_INT_MATMUL": False},
+    }[path]
     with patched(**force):
+        chosen = kernels.conv_geometry(x.shape, w.shape, **geo).path
+        if path != "int8" or kernels.int_matmul.backend() is not None:
+            assert chosen == path
         got = kernels.conv(x, w, start=start, acc_out=True, **geo)
     np.testing.assert_array_equal(got[..., 0], 9 * 700 * 16129)
     np.testing.assert_array_equal(got, ref.conv_acc(x, w, start, **geo))
@@ -206,7 +215,8 @@ def test_conv_large_k_random(kh: int, c: int, groups: int) -> None:
     expected = ref.conv_acc(x, w, start, **geo)
     assert kh * kh * c // groups > 4096
     np.testing.assert_array_equal(kernels.conv(x, w, start=start, acc_out=True, **geo), expected)
-    for path in ({"_WIDE_MIN_C": 1, "_WIDE_MAX_WASTE": 1.0}, {"_WIDE_MIN_C": 10**9}):
+    for path in ({"_WIDE_MIN_C": 1, "_WIDE_MAX_WASTE": 1.0, "_USE_INT_MATMUL": False},
+                 {"_WIDE_MIN_C": 10**9, "_USE_INT_MATMUL": False}):
         with patched(**path):
             got = kernels.conv(x, w, start=start, acc_out=True, **geo)
         np.testing.assert_array_equal(got, expected)

@@ -56,6 +56,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
+from vfpga.emulator import int_matmul
 from vfpga.isa.float32 import U8_BIAS, fma_f32
 from vfpga.isa.spec import PARAM_RECORD_BYTES, PARAM_RECORD_DTYPE, Act, PoolMode
 
@@ -65,10 +66,13 @@ __all__ = [
     "INT8_MIN",
     "K_CHUNK",
     "ConvGeometry",
+    "Im2colU8",
+    "IntWeights",
     "act_bounds",
     "conv",
     "conv_geometry",
     "conv_input",
+    "conv_int8_into",
     "conv_macs",
     "conv_params",
     "conv_prepared",
@@ -92,6 +96,11 @@ K_CHUNK = 1024
 _INT32_MIN = -(1 << 31)
 _INT32_MAX = (1 << 31) - 1
 _F32 = np.float32
+#: the clip ufunc itself (``np.clip`` adds ~1.5 us of argument handling per call)
+try:
+    from numpy._core.umath import clip as _umath_clip  # numpy >= 2
+except ImportError:  # pragma: no cover - numpy 1.26
+    from numpy.core.umath import clip as _umath_clip
 
 I8 = NDArray[np.int8]
 I32 = NDArray[np.int32]
@@ -428,6 +437,175 @@ def _conv_wide(xp: NDArray[np.float32], wk: NDArray[np.float32], oh: int, ow: in
     return res.reshape(oh, wp, oc)[:, :ow]
 
 
+@dataclass(frozen=True)
+class IntWeights:
+    """CONV weights for the ``"int8"`` path: ``w`` int8 ``[g][K][ocg]`` (contiguous; ``K``
+    in ``(kh, kw, cig)`` order) and ``corr`` int32 ``[g * ocg]`` ``= -128 * sum_K w``
+    (wrapped), the term that turns sums over ``x + 128`` back into sums over ``x``."""
+
+    w: I8
+    corr: I32
+
+    @classmethod
+    def of(cls, w_gok: I8) -> IntWeights:
+        """From weights ``[g][ocg][K]``."""
+        w = np.ascontiguousarray(w_gok.transpose(0, 2, 1))
+        corr = (-128 * w_gok.sum(axis=2, dtype=np.int64)).reshape(-1).astype(np.int32)
+        return cls(w, corr)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.w.nbytes + self.corr.nbytes)
+
+
+def _padded_u8(x: I8, pads: tuple[int, int, int, int], pad_value: int) -> NDArray[np.uint8]:
+    """``x + 128`` as uint8, padded by ``pads = (t, b, l, r)`` with ``pad_value + 128``."""
+    t, b, lf, rt = pads
+    h, w, c = x.shape
+    xu = x.view(np.uint8)
+    if not (t or b or lf or rt):
+        return np.bitwise_xor(xu, np.uint8(U8_BIAS))
+    pv = np.uint8(pad_value + U8_BIAS)
+    xp = np.empty((h + t + b, w + lf + rt, c), np.uint8)
+    xp[:t] = pv
+    xp[t + h :] = pv
+    xp[t : t + h, :lf] = pv
+    xp[t : t + h, lf + w :] = pv
+    np.bitwise_xor(xu, np.uint8(U8_BIAS), out=xp[t : t + h, lf : lf + w])
+    return xp
+
+
+def _conv_int8(
+    xp: NDArray[np.uint8], wt: IntWeights, oh: int, ow: int,
+    kernel: tuple[int, int], stride: tuple[int, int],
+) -> I32:
+    """Grouped (or plain) convolution sums via im2col in uint8 and one exact integer
+    product (:mod:`vfpga.emulator.int_matmul`): ``sum (x + 128) * w + corr`` int32
+    ``[oh][ow][out_c]``, modulo ``2**32``."""
+    mm = int_matmul.backend()
+    assert mm is not None
+    hp, wp, c = xp.shape
+    g, k, ocg = wt.w.shape
+    kh, kw = kernel
+    sh, sw = stride
+    cig = c // g
+    m = oh * ow
+    if kh == 1 and kw == 1:
+        win = xp[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]  # [oh][ow][c]
+        cols = win.reshape(1, m, k) if g == 1 else win.reshape(m, g, cig).transpose(1, 0, 2)
+    else:
+        x4 = xp.reshape(hp, wp, g, cig)
+        win = sliding_window_view(x4, (kh, kw), axis=(0, 1))  # [.][.][g][cig][kh][kw]
+        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+        cols = win.transpose(2, 0, 1, 4, 5, 3).reshape(g, m, k)  # K order (kh, kw, cig)
+    s = mm(np.ascontiguousarray(cols), wt.w)  # [g][m][ocg]
+    if g == 1:
+        s = s.reshape(oh, ow, ocg)
+    else:
+        s = np.ascontiguousarray(s.transpose(1, 0, 2)).reshape(oh, ow, g * ocg)
+    s += wt.corr  # int32, wraps modulo 2**32
+    return s
+
+
+class Im2colU8:
+    """The uint8 im2col matrix ``[g][oh * ow][kh * kw * cig]`` (``x + 128``, padding
+    ``pad_value + 128``) of int8 input tiles of geometry ``geo`` (an ``"int8"`` path), built
+    in buffers allocated on the first call and reused: one XOR pass into the padded tile
+    (its borders filled once) and one strided copy. The returned array is overwritten by
+    the next call."""
+
+    def __init__(self, geo: ConvGeometry) -> None:
+        self.geo = geo
+        self._ready = False
+        #: if set before the first call: a ``[oh * ow][K]`` uint8 view (rows may be strided,
+        #: e.g. a column block of a wider matrix) to build the matrix in instead (groups 1)
+        self.target: NDArray[np.uint8] | None = None
+
+    def _setup(self) -> None:
+        geo = self.geo
+        t, b, lf, rt = geo.pads
+        h, w, c = geo.in_h, geo.in_w, geo.in_c
+        g, kh, kw = geo.groups, geo.kh, geo.kw
+        sh, sw = geo.stride
+        oh, ow = geo.oh, geo.ow
+        cig = c // g
+        m, k = oh * ow, kh * kw * cig
+        xpad = np.full((h + t + b, w + lf + rt, c), geo.pad_value + U8_BIAS, np.uint8)
+        self._inner = xpad[t : t + h, lf : lf + w]
+        tgt = self.target
+        if tgt is not None and (g != 1 or tgt.shape != (m, k)):
+            raise ValueError(f"im2col target must be a ({m}, {k}) view, got {tgt.shape}")
+        if kh == kw == sh == sw == g == 1 and oh == h + t + b and ow == w + lf + rt:
+            self._win = None  # the padded tile is the matrix
+            if tgt is None:
+                self.cols = xpad.reshape(1, m, k)
+            else:  # no padding here: XOR straight into the target
+                self._inner = tgt.reshape(h, w, c)
+                self.cols = tgt.reshape(1, m, k)
+            return
+        x4 = xpad.reshape(h + t + b, w + lf + rt, g, cig)
+        win = sliding_window_view(x4, (kh, kw), axis=(0, 1))  # [.][.][g][cig][kh][kw]
+        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+        self._win = win.transpose(2, 0, 1, 4, 5, 3)  # [g][oh][ow][kh][kw][cig]
+        self.cols = np.empty((g, m, k), np.uint8) if tgt is None else tgt.reshape(1, m, k)
+        self._dst = self.cols.reshape(g, oh, ow, kh, kw, cig)
+
+    def __call__(self, x: I8) -> NDArray[np.uint8]:
+        """The matrix of the int8 tile ``x [in_h][in_w][in_c]``."""
+        if not self._ready:
+            self._setup()
+            self._ready = True
+        np.bitwise_xor(x.view(np.uint8), np.uint8(U8_BIAS), out=self._inner)
+        if self._win is not None:
+            np.copyto(self._dst, self._win)
+        return self.cols
+
+
+def conv_int8_into(
+    geo: ConvGeometry,
+    cols: NDArray[np.uint8],
+    wt: IntWeights,
+    start: I32,
+    out: np.ndarray,
+    *,
+    acc_out: bool,
+    scale: F32 | None,
+    divisor: F32 | None,
+    out_zp: int,
+    bounds: tuple[int, int],
+) -> None:
+    """:func:`conv_prepared` of an ``"int8"`` path CONV from its :class:`Im2colU8` matrix,
+    writing the result into ``out`` (int32 ``[oh][ow][out_c]`` if ``acc_out``, else int8):
+    the same values, in fewer passes."""
+    mm = int_matmul.backend()
+    assert mm is not None
+    g = geo.groups
+    s = mm(cols, wt.w)  # [g][m][ocg]
+    if g == 1:
+        s = s.reshape(geo.oh, geo.ow, geo.out_c)
+    else:
+        s = np.ascontiguousarray(s.transpose(1, 0, 2)).reshape(geo.oh, geo.ow, geo.out_c)
+    if start.ndim == 1:
+        s += start + wt.corr  # int32, wraps modulo 2**32
+    else:
+        s += wt.corr
+        s += start
+    if acc_out:
+        out[...] = s
+        return
+    assert scale is not None
+    v = s.astype(np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        v *= scale
+        if divisor is not None:
+            v /= divisor
+    _umath_clip(v, _F32(bounds[0] - out_zp), _F32(bounds[1] - out_zp), out=v)
+    np.rint(v, out=v)
+    if out_zp:
+        v += _F32(out_zp)  # integers of magnitude <= 255: exact
+    np.copyto(out, v, casting="unsafe")  # integer-valued and within int8: exact
+
+
 def _conv_depthwise(
     xp: NDArray[np.float32], wd: NDArray[np.float32], oh: int, ow: int,
     kernel: tuple[int, int], stride: tuple[int, int],
@@ -505,6 +683,8 @@ def conv_geometry(
     oh, ow = out_dims(in_h, in_w, (kh, kw), (sh, sw), p)
     if g > 1 and cig == 1:
         path = "depthwise"
+    elif _USE_INT_MATMUL and int_matmul.backend() is not None:
+        path = "int8"
     elif g == 1 and sh == sw == 1 and kh * kw > 1 and _use_wide(in_c, ow, ow + kw - 1):
         path = "wide"
     else:
@@ -512,35 +692,44 @@ def conv_geometry(
     return ConvGeometry(in_h, in_w, in_c, oc, kh, kw, g, (sh, sw), p, pv, oh, ow, path)
 
 
-def conv_weights(geo: ConvGeometry, w: I8) -> NDArray[np.float32]:
-    """The int8 weights ``w [out_c][kh][kw][in_c // groups]`` as float32 (exact) in the
-    layout ``geo.path`` multiplies with; depends on nothing but ``w`` and the geometry, so
-    it can be computed once and reused while the weight bytes stay the same."""
+def conv_weights(geo: ConvGeometry, w: I8) -> Any:
+    """The int8 weights ``w [out_c][kh][kw][in_c // groups]`` in the layout ``geo.path``
+    multiplies with: float32 (exact), or :class:`IntWeights` on the ``"int8"`` path;
+    depends on nothing but ``w`` and the geometry, so it can be computed once and reused
+    while the weight bytes stay the same."""
     oc, kh, kw, g = geo.out_c, geo.kh, geo.kw, geo.groups
     if geo.path == "depthwise":
         return w.reshape(oc, kh * kw).T.astype(np.float32)  # [kh*kw][oc]
     if geo.path == "wide":
         return np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)  # [kh][kw][c][oc]
     k = kh * kw * (geo.in_c // g)
+    if geo.path == "int8":
+        return IntWeights.of(w.reshape(g, oc // g, k))
     return w.reshape(g, oc // g, k).astype(np.float32).transpose(0, 2, 1)  # [g][K][ocg]
 
 
-def conv_input(geo: ConvGeometry, x: I8) -> NDArray[np.float32]:
-    """The int8 input tile ``x [in_h][in_w][in_c]`` padded as ``geo`` says, as float32
-    (exact), as :func:`conv_sums` reads it."""
+def conv_input(geo: ConvGeometry, x: I8) -> np.ndarray:
+    """The int8 input tile ``x [in_h][in_w][in_c]`` padded as ``geo`` says, as
+    :func:`conv_sums` reads it: float32 (exact), or on the ``"int8"`` path uint8 holding
+    ``x + 128`` (pads ``pad_value + 128``)."""
+    if geo.path == "int8":
+        return _padded_u8(x, geo.pads, geo.pad_value)
     extra = 1 if geo.path == "wide" else 0
     return _padded(x, geo.pads, geo.pad_value, np.float32, extra_rows=extra)
 
 
-def conv_sums(geo: ConvGeometry, xp: NDArray[np.float32], wt: NDArray[np.float32]) -> np.ndarray:
+def conv_sums(geo: ConvGeometry, xp: np.ndarray, wt: Any) -> np.ndarray:
     """The exact integer sums ``sum Xpad * w`` ``[oh][ow][out_c]`` of the padded input
-    ``xp`` (:func:`conv_input`) and weights ``wt`` (:func:`conv_weights`): float32 when
-    every reduction is at most :data:`K_CHUNK` long (then ``|sums| <= 2**24``), else
-    float64 (``|sums| < 2**53``)."""
+    ``xp`` (:func:`conv_input`) and weights ``wt`` (:func:`conv_weights`): on the
+    ``"int8"`` path int32 reduced modulo ``2**32``; else float32 when every reduction is at
+    most :data:`K_CHUNK` long (then ``|sums| <= 2**24``), else float64 (``|sums| <
+    2**53``)."""
     if geo.path == "depthwise":
         return _conv_depthwise(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride)
     if geo.path == "wide":
         return _conv_wide(xp, wt, geo.oh, geo.ow)
+    if geo.path == "int8":
+        return _conv_int8(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride)  # type: ignore[arg-type]
     return _conv_im2col(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.groups)
 
 
@@ -559,7 +748,9 @@ def _conv_output(
     ``clip(out_zp + rne(f32(f32(f32(acc) * scale) / divisor)), *bounds)`` as int8
     (``divisor`` ``None``: all ones, the division is skipped as it is exact).
     ``int32 -> float32`` conversion rounds to nearest even: the single rounding ``f32(acc)``."""
-    if sums.dtype == np.float32:
+    if sums.dtype == np.int32:
+        acc = sums  # a fresh array from _conv_int8
+    elif sums.dtype == np.float32:
         acc = sums.astype(np.int32)
     else:
         acc = sums.astype(np.int64).astype(np.int32)  # wraps modulo 2**32
@@ -680,6 +871,9 @@ def conv(
                          acc_out=bool(acc_out), scale=sc, divisor=dv, out_zp=ozp, bounds=bounds)
 
 
+#: Whether non-depthwise CONV sums use exact integer products (:mod:`.int_matmul`) when
+#: its backend passed its self-test (tests switch it off to cover the float32 paths).
+_USE_INT_MATMUL = True
 #: Smallest input channel count for which :func:`_conv_wide` is used instead of im2col.
 _WIDE_MIN_C = 32
 #: Largest fraction of garbage columns (``wp - ow``) / ``wp`` :func:`_conv_wide` accepts.

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from vfpga.emulator import int_matmul
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
 from vfpga.emulator.faults import DeadlockFault, ExecutionFault
@@ -588,7 +589,7 @@ class Accelerator:
         running = [t for t in active if not t.done]
         limit = (threadpool_limits(limits=self.blas_threads, user_api="blas")
                  if self.blas_threads is not None else contextlib.nullcontext())
-        with limit:
+        with limit, int_matmul.threads(self.blas_threads):
             self._run_loop(running, raise_on_fault)
         return {t.name: t.result() for t in active}
 

@@ -46,7 +46,7 @@ from functools import partial
 
 import numpy as np
 
-from vfpga.emulator import kernels
+from vfpga.emulator import int_matmul, kernels
 from vfpga.emulator.core import _NEIGHBOURS, _READER, _WRITER, Core, ExecContext, describe
 from vfpga.emulator.faults import ExecutionFault
 from vfpga.hw.config import BUFFER_NAMES
@@ -168,13 +168,14 @@ class _Slot:
     DDR in between), else by ``compute``; the other steps use it as is. Values of slots
     without ``retain`` are dropped at the end of each run."""
 
-    __slots__ = ("__weakref__", "compute", "key", "raw", "retain", "value")
+    __slots__ = ("__weakref__", "compute", "key", "raw", "retain", "users", "value")
 
     def __init__(self, raw: np.ndarray, compute: Callable[[np.ndarray], object],
                  retain: bool) -> None:
         self.raw = raw
         self.compute = compute
         self.retain = retain
+        self.users = 1  # steps reading the value (the leader and its followers)
         self.key: bytes | None = None
         self.value: object = None
 
@@ -208,6 +209,11 @@ class _ConvStep:
             x, x_lead, w, w_lead, p, p_lead)
         self.acc_in = acc_in
         self.out = out
+        self.int8 = geo.path == "int8"
+        #: (address, bytes) of the abuf partial sums read, and of the abuf range written
+        #: (``None``: none); set by :func:`_calc_step`
+        self.acc_in_at: tuple[int, int] | None = None
+        self.acc_out_at: tuple[int, int] | None = None
         self.acc_out = bool(f["acc_out"])
         self.out_zp = 0 if self.acc_out else int(f["out_zp"])
         self.bounds = ((kernels.INT8_MIN, kernels.INT8_MAX) if self.acc_out
@@ -224,10 +230,171 @@ class _ConvStep:
         wt = self.w.lead() if self.w_lead else self.w.value
         xp = self.x.lead() if self.x_lead else self.x.value
         start = bias if self.acc_in is None else self.acc_in
+        if self.int8:
+            kernels.conv_int8_into(
+                self.geo, xp, wt, start, self.out, acc_out=self.acc_out,  # type: ignore[arg-type]
+                scale=scale, divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
+            self.core.counters.macs += self.macs
+            return
         self.out[...] = kernels.conv_prepared(
             self.geo, xp, wt, start, acc_out=self.acc_out,  # type: ignore[arg-type]
             scale=scale, divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
         self.core.counters.macs += self.macs
+
+
+class _Chain:
+    """CONVs ``c_1 .. c_n`` of one output tile accumulating input-channel chunks in one
+    abuf range ``R``: ``c_1`` starts from its biases and writes ``R`` (``acc_out``),
+    ``c_2 .. c_{n-1}`` read and write ``R`` in place, ``c_n`` reads ``R`` and requantizes.
+    :func:`_fuse_chains` proved at build time that no other step touches ``R`` in between.
+
+    Instead of ``n - 1`` products of ``K_i``-long reductions, each ``c_i`` (``i < n``) only
+    builds its uint8 im2col columns into its column block of one matrix ``A [m][sum K_i]``
+    and records its weights; ``c_n`` first computes ``R = bias + A @ [W_1; ..; W_{n-1}]``
+    in one exact product (int32 modulo ``2**32``, as the in-place sums give), then runs as
+    usual. The stacked weights are kept between runs while every ``c_i`` sees the very same
+    prepared weights object (its slot kept them: same bytes). If any step faults while the
+    chain is open, :meth:`flush` writes ``R`` as the interpreter would have left it."""
+
+    def __init__(self, members: list[_ConvStep], budget: PreparedBudget | None) -> None:
+        self.members = members
+        head = members[:-1]
+        ks = [st.geo.kh * st.geo.kw * st.geo.in_c for st in head]
+        self.offsets = [0]
+        for k in ks:
+            self.offsets.append(self.offsets[-1] + k)
+        self.a = np.empty((members[0].geo.oh * members[0].geo.ow, self.offsets[-1]), np.uint8)
+        for st, lo, hi in zip(head, self.offsets, self.offsets[1:], strict=False):
+            st.x.compute.target = self.a[:, lo:hi]  # type: ignore[attr-defined]
+        self.r = members[0].out  # the int32 abuf view of R
+        self.budget = budget
+        self.weights: list[kernels.IntWeights | None] = [None] * len(head)
+        self.bias: np.ndarray | None = None
+        self.captured = 0  # members of the open chain that ran this run (0: not open)
+        self._stack_of: tuple[object, ...] = ()
+        self._stack: tuple[np.ndarray, np.ndarray] | None = None
+        self._budgeted = False
+
+    def capture(self, k: int) -> None:
+        """Step of member ``k < n - 1``: its slots' values, its columns into ``A``."""
+        st = self.members[k]
+        try:
+            bias = (st.p.lead() if st.p_lead else st.p.value)[0]  # type: ignore[index]
+        except ValueError as exc:
+            raise ExecutionFault(f"{describe(st.ctx, st.core.index, st.i)}: {exc}") from None
+        self.weights[k] = st.w.lead() if st.w_lead else st.w.value  # type: ignore[assignment]
+        st.x.lead()  # writes the member's block of A
+        if k == 0:
+            self.bias = bias
+        self.captured = k + 1
+        st.core.counters.macs += st.macs
+
+    def finish(self) -> None:
+        """Step of ``c_n``: ``R`` from the stacked product, then ``c_n`` itself."""
+        self._write_partial(len(self.members) - 1)
+        self.captured = 0
+        self.members[-1]()
+
+    def flush(self) -> None:
+        """Write ``R`` for the members that ran, if the chain is open (after a fault)."""
+        if self.captured:
+            self._write_partial(self.captured)
+            self.captured = 0
+
+    def _write_partial(self, count: int) -> None:
+        mm = int_matmul_backend()
+        ws = self.weights[:count]
+        if count == len(self.weights):
+            if self._stack is None or len(self._stack_of) != count or any(
+                    a is not b for a, b in zip(self._stack_of, ws, strict=True)):
+                self._stack = _stack_weights(ws)  # type: ignore[arg-type]
+                self._stack_of = tuple(ws)
+                if not self._budgeted:  # keep it only within the budget
+                    nbytes = self._stack[0].nbytes
+                    self._budgeted = self.budget is None or self.budget.take(self, nbytes)
+            b, corr = self._stack
+            if not self._budgeted:
+                self._stack, self._stack_of = None, ()
+            a = self.a
+        else:
+            b, corr = _stack_weights(ws)  # type: ignore[arg-type]
+            a = np.ascontiguousarray(self.a[:, : self.offsets[count]])
+        p = mm(a, b)
+        p += self.bias  # int32, wraps modulo 2**32
+        p += corr
+        self.r[...] = p.reshape(self.r.shape)
+
+
+def int_matmul_backend() -> int_matmul.IntMatmul:
+    mm = int_matmul.backend()
+    assert mm is not None
+    return mm
+
+
+def _stack_weights(ws: list[kernels.IntWeights]) -> tuple[np.ndarray, np.ndarray]:
+    """The weights ``[sum K][N]`` of ``ws`` stacked along the reduction, and the sum of
+    their corrections (int32, modulo ``2**32``)."""
+    b = np.concatenate([w.w[0] for w in ws], axis=0)
+    corr = np.sum([w.corr.astype(np.int64) for w in ws], axis=0).astype(np.int32)
+    return b, corr
+
+
+#: Chains shorter than this are not fused (nothing to gain).
+_CHAIN_MIN = 3
+
+
+def _fuse_chains(steps: list[Callable[[], None]], abuf_use: list[list[tuple[int, int]]],
+                 budget: PreparedBudget | None) -> list[_Chain]:
+    """Find the accumulation chains of :class:`_Chain` in ``steps`` (plan order) and
+    replace their steps in place. A chain qualifies when its members are ``"int8"`` path
+    CONVs with one group and equal output shapes, ``c_1`` starts from biases, each of
+    ``c_2 .. c_n`` reads exactly the range ``R`` the previous one wrote, ``c_1 .. c_{n-1}``
+    each lead an input slot no other step reads, and no other step between ``c_1`` and
+    ``c_n`` accesses abuf bytes of ``R``."""
+    chains: list[_Chain] = []
+    cur: list[int] = []
+    region: tuple[int, int] | None = None
+
+    def overlaps(use: list[tuple[int, int]]) -> bool:
+        assert region is not None
+        lo, n = region
+        return any(a < lo + n and lo < a + m for a, m in use)
+
+    def head_ok(st: _ConvStep) -> bool:
+        return (st.int8 and st.geo.groups == 1 and st.x_lead and st.x.users == 1
+                and isinstance(st.x.compute, kernels.Im2colU8))
+
+    for idx, st in enumerate(steps):
+        if isinstance(st, _ConvStep):
+            if st.acc_in_at is None:
+                cur = []
+                if st.acc_out_at is not None and head_ok(st):
+                    cur, region = [idx], st.acc_out_at
+                continue
+            if cur and st.acc_in_at == region:
+                first = steps[cur[0]]
+                assert isinstance(first, _ConvStep)
+                same = (st.geo.oh, st.geo.ow, st.geo.out_c) == (
+                    first.geo.oh, first.geo.ow, first.geo.out_c)
+                if same and st.acc_out_at == region and head_ok(st):
+                    cur.append(idx)
+                    continue
+                if same and st.acc_out_at is None:
+                    cur.append(idx)
+                    if len(cur) >= _CHAIN_MIN:
+                        members = [steps[j] for j in cur]
+                        chain = _Chain(members, budget)  # type: ignore[arg-type]
+                        for k, j in enumerate(cur[:-1]):
+                            steps[j] = partial(chain.capture, k)
+                        steps[cur[-1]] = chain.finish
+                        chains.append(chain)
+                    cur = []
+                    continue
+            cur = []
+            continue
+        if cur and overlaps(abuf_use[idx]):
+            cur = []
+    return chains
 
 
 def _kernel_step(core: Core, ctx: ExecContext, i: int, fn: Callable[..., np.ndarray],
@@ -267,6 +434,8 @@ class SegmentPlan:
     insn_counts: dict[str, int] = field(default_factory=dict)
     #: slots whose values are dropped after each run (see :class:`_Slot`)
     transient: list[_Slot] = field(default_factory=list, repr=False)
+    #: fused accumulation chains (see :class:`_Chain`), flushed if a step faults
+    chains: list[_Chain] = field(default_factory=list, repr=False)
 
     def run(self, core: Core) -> None:
         """Execute the segment on ``core`` (the one it was built for) and leave the core's
@@ -280,6 +449,8 @@ class SegmentPlan:
             for k, step in enumerate(self.steps):  # noqa: B007 - k is used on a fault
                 step()
         except BaseException:
+            for chain in self.chains:
+                chain.flush()  # abuf as the interpreter leaves it at the fault
             for j in range(k + 1):
                 counters.insns[self.ops[j]] += 1
                 if j < k:
@@ -377,6 +548,7 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
         key = (buf, addr, nbytes, ver, tkey)
         hit = slots.get(key)
         if hit is not None:
+            hit.users += 1
             return hit, False
         sl = _Slot(raw, compute, False)
         if retain_bytes is not None:
@@ -416,11 +588,13 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
     load_bytes: list[int] = []
     save_bytes: list[int] = []
     counts: dict[str, int] = {}
+    abuf_use: list[list[tuple[int, int]]] = []  # per step: its abuf (address, bytes)
 
     def execute(i: int, m: Module) -> None:
         f = fields[i]
         op = _OPS[f["opcode"]]
         lb = sb = 0
+        step_abuf: list[tuple[int, int]] = []
         if op is Opcode.LOAD:
             n0, n1, n2 = f["n0"], f["n1"], f["n2"]
             pt, pb, pl, pr = f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]
@@ -429,6 +603,8 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
             buf = Buffer(f["to"])
             nbytes = rows * cols * n2
             access(_L, buf, f["buf"], nbytes, 1, True)
+            if buf is Buffer.ABUF:
+                step_abuf.append((f["buf"], nbytes))
             dst = bufs[buf][f["buf"] : f["buf"] + nbytes].reshape(rows, cols, n2)
             inner = dst[pt : pt + n0, pl : pl + n1, :]
             padded = bool(pt or pb or pl or pr)
@@ -459,9 +635,12 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
                 step = partial(method, ctx, i, f)
             for buf, addr, nbytes, align, write in accs:
                 access(_C, buf, addr, nbytes, align, write)
+                if buf is Buffer.ABUF:
+                    step_abuf.append((addr, nbytes))
         order.append(i)
         ops.append(op.name)
         steps.append(step)
+        abuf_use.append(step_abuf)
         load_bytes.append(lb)
         save_bytes.append(sb)
         counts[op.name] = counts.get(op.name, 0) + 1
@@ -505,6 +684,7 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
             heads[m] = h
         if not progressed:
             raise _NoPlan  # deadlock: the interpreter names the blocked instructions
+    chains = _fuse_chains(steps, abuf_use, budget)
     return SegmentPlan(
         order=order,
         ops=ops,
@@ -516,6 +696,7 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
         calc_accesses=frozenset(calc_seen) if hazards else None,
         insn_counts=counts,
         transient=transient,
+        chains=chains,
     )
 
 
@@ -566,14 +747,25 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
                   if f["acc_in"] else None)
         out = (_view(Buffer.ABUF, f["out_addr"], (oh, ow, out_c), "<i4", True) if acc_out
                else _view(Buffer.OBUF, f["out_addr"], (oh, ow, out_c), np.int8, True))
-        xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
-                      ("x", x.shape, geo.pads, geo.pad_value, geo.path == "wide"),
-                      partial(kernels.conv_input, geo), None)
+        if geo.path == "int8":  # the slot holds the uint8 im2col matrix
+            xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
+                          ("cols", x.shape, geo.pads, geo.pad_value, (kh, kw), geo.stride, g),
+                          kernels.Im2colU8(geo), None)
+        else:
+            xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
+                          ("x", x.shape, geo.pads, geo.pad_value, geo.path == "wide"),
+                          partial(kernels.conv_input, geo), None)
         ws, wl = slot(Buffer.WBUF, f["w_addr"], w, ("w", w.shape, geo.path, g),
-                      partial(kernels.conv_weights, geo), w.size * 4)
+                      partial(kernels.conv_weights, geo),
+                      w.size + 4 * out_c if geo.path == "int8" else w.size * 4)
         ps, pl = slot(Buffer.PBUF, f["p_addr"], p, ("p", out_c, not acc_out),
                       partial(kernels.conv_params, out_c=out_c, validate=not acc_out), 0)
-        return _ConvStep(core, ctx, i, f, geo, xs, xl, ws, wl, ps, pl, acc_in, out)
+        step = _ConvStep(core, ctx, i, f, geo, xs, xl, ws, wl, ps, pl, acc_in, out)
+        if f["acc_in"]:
+            step.acc_in_at = (f["acc_addr"], oh * ow * out_c * 4)
+        if acc_out:
+            step.acc_out_at = (f["out_addr"], oh * ow * out_c * 4)
+        return step
     if op is Opcode.POOL:
         mode = PoolMode(f["mode"])
         x = _view(Buffer.IBUF, f["in_addr"], (f["in_h"], f["in_w"], f["c"]), np.int8)

@@ -1,0 +1,149 @@
+"""Exact ``uint8 x int8 -> int32`` matrix products on onnxruntime's ``MatMulInteger``.
+
+The emulator's CONV sums are integer dot products. onnxruntime's CPU ``MatMulInteger``
+(MLAS) computes them in integer arithmetic, several times faster than the float32 BLAS
+path of :mod:`vfpga.emulator.kernels`, *when* the machine's kernel is exact: MLAS's
+``u8 x s8`` kernels on x86 with AVX-512 VNNI or AVX-VNNI accumulate each product into an
+int32 lane (``vpdpbusd``, wrapping modulo ``2**32``), but its AVX2 kernel without VNNI adds
+pairs of products in saturating int16 (``vpmaddubsw``) and is wrong for large operands.
+So the backend is never trusted by CPU name: :func:`backend` runs a self-test on first use
+(operands at the extremes of both ranges, a reduction long enough to wrap int32, the
+shapes MLAS dispatches differently: one row, one column, batches) against numpy's int64
+products reduced modulo ``2**32``, and returns ``None`` if onnxruntime is missing or any
+result differs. The kernels then use their float32 path, which is exact everywhere.
+
+Semantics of :meth:`IntMatmul.__call__`: ``a`` uint8 ``[..., m, k]``, ``b`` int8
+``[..., k, n]`` (numpy ``matmul`` broadcasting); the result is int32 ``[..., m, n]`` with
+``sum_k a * b`` reduced modulo ``2**32`` into the int32 range (two's complement), exactly
+what the CONV instruction's int32 accumulator holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["IntMatmul", "backend", "threads", "unavailable_reason"]
+
+#: Set to ``0`` to never use onnxruntime for CONV sums (the float32 BLAS path is used).
+ENV_DISABLE = "VFPGA_EMULATOR_INT_MATMUL"
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+_local = threading.local()
+
+
+class IntMatmul:
+    """``MatMulInteger`` sessions (one per thread count, created on demand)."""
+
+    def __init__(self) -> None:
+        import onnxruntime as ort  # noqa: F401 - ImportError means: no backend
+
+        self._sessions: dict[int, object] = {}
+
+    def _session(self, nthreads: int) -> object:
+        sess = self._sessions.get(nthreads)
+        if sess is None:
+            sess = _make_session(nthreads)
+            self._sessions[nthreads] = sess
+        return sess
+
+    def __call__(self, a: NDArray[np.uint8], b: NDArray[np.int8]) -> NDArray[np.int32]:
+        """``a @ b`` exactly, modulo ``2**32`` (see the module docstring)."""
+        sess = self._session(getattr(_local, "threads", 1))
+        out: NDArray[np.int32] = sess.run(None, {"A": a, "B": b})[0]  # type: ignore[attr-defined]
+        return out
+
+
+def _make_session(nthreads: int) -> object:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    a = helper.make_tensor_value_info("A", TensorProto.UINT8, None)
+    b = helper.make_tensor_value_info("B", TensorProto.INT8, None)
+    y = helper.make_tensor_value_info("Y", TensorProto.INT32, None)
+    node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
+    model = helper.make_model(helper.make_graph([node], "int_matmul", [a, b], [y]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(0, nthreads)  # 0: onnxruntime's default
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+
+
+def _expected(a: np.ndarray, b: np.ndarray) -> NDArray[np.int32]:
+    """``a @ b`` in int64 (exact for the self-test's sizes), wrapped to int32."""
+    return np.matmul(a.astype(np.int64), b.astype(np.int64)).astype(np.int32)
+
+
+def _self_test(mm: IntMatmul) -> str | None:
+    """None if ``mm`` is exact on cases that expose saturating or approximate kernels,
+    else a description of the first wrong case."""
+    rng = np.random.default_rng(20261121)
+    cases: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for m, k, n in ((1, 1, 1), (1, 700, 3), (7, 4096, 33), (64, 300, 64), (200, 27, 256)):
+        for av, bv in ((255, 127), (255, -128), (0, -128), (128, 127)):
+            cases.append((f"{m}x{k}x{n} of {av}*{bv}", np.full((m, k), av, np.uint8),
+                          np.full((k, n), bv, np.int8)))
+        cases.append((f"{m}x{k}x{n} random", rng.integers(0, 256, (m, k), dtype=np.uint8),
+                      rng.integers(-128, 128, (k, n), dtype=np.int8)))
+    # 70000 * 255 * 127 > 2**31: the int32 accumulator must wrap, not saturate
+    cases.append(("2x70000x3 wrapping", np.full((2, 70000), 255, np.uint8),
+                  np.full((70000, 3), 127, np.int8)))
+    cases.append(("batched 3x17x40x9", rng.integers(0, 256, (3, 17, 40), dtype=np.uint8),
+                  rng.integers(-128, 128, (3, 40, 9), dtype=np.int8)))
+    for name, a, b in cases:
+        got = mm(a, b)
+        if got.dtype != np.int32 or got.shape != (a.shape[:-1] + b.shape[-1:]) or not (
+                np.array_equal(got, _expected(a, b))):
+            return f"onnxruntime MatMulInteger is not exact on this machine ({name})"
+    return None
+
+
+def backend() -> IntMatmul | None:
+    """The verified exact backend, or ``None`` (onnxruntime missing, disabled by
+    ``VFPGA_EMULATOR_INT_MATMUL=0``, or the self-test failed: see
+    :func:`unavailable_reason`). Decided once per process."""
+    with _lock:
+        if "backend" not in _state:
+            mm: IntMatmul | None = None
+            why: str | None = None
+            if os.environ.get(ENV_DISABLE, "1") == "0":
+                why = f"disabled by {ENV_DISABLE}=0"
+            else:
+                try:
+                    mm = IntMatmul()
+                    why = _self_test(mm)
+                except Exception as exc:
+                    why = f"onnxruntime MatMulInteger unavailable: {exc}"
+                if why is not None:
+                    mm = None
+            _state["backend"] = mm
+            _state["why"] = why
+        return _state["backend"]  # type: ignore[return-value]
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`backend` is ``None`` (``None`` if it is available or not yet decided)."""
+    return _state.get("why")  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Within the block, products on this thread use ``n`` onnxruntime threads
+    (``None``: onnxruntime's default, the machine's physical cores)."""
+    old = getattr(_local, "threads", 1)
+    _local.threads = n if n is not None else 0
+    try:
+        yield
+    finally:
+        _local.threads = old
