@@ -67,11 +67,11 @@ __all__ = [
     "K_CHUNK",
     "ConvGeometry",
     "Im2colU8",
-    "IntWeights",
     "act_bounds",
     "conv",
     "conv_geometry",
     "conv_input",
+    "conv_int8_finish",
     "conv_int8_into",
     "conv_macs",
     "conv_params",
@@ -437,27 +437,6 @@ def _conv_wide(xp: NDArray[np.float32], wk: NDArray[np.float32], oh: int, ow: in
     return res.reshape(oh, wp, oc)[:, :ow]
 
 
-@dataclass(frozen=True)
-class IntWeights:
-    """CONV weights for the ``"int8"`` path: ``w`` int8 ``[g][K][ocg]`` (contiguous; ``K``
-    in ``(kh, kw, cig)`` order) and ``corr`` int32 ``[g * ocg]`` ``= -128 * sum_K w``
-    (wrapped), the term that turns sums over ``x + 128`` back into sums over ``x``."""
-
-    w: I8
-    corr: I32
-
-    @classmethod
-    def of(cls, w_gok: I8) -> IntWeights:
-        """From weights ``[g][ocg][K]``."""
-        w = np.ascontiguousarray(w_gok.transpose(0, 2, 1))
-        corr = (-128 * w_gok.sum(axis=2, dtype=np.int64)).reshape(-1).astype(np.int32)
-        return cls(w, corr)
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.w.nbytes + self.corr.nbytes)
-
-
 def _padded_u8(x: I8, pads: tuple[int, int, int, int], pad_value: int) -> NDArray[np.uint8]:
     """``x + 128`` as uint8, padded by ``pads = (t, b, l, r)`` with ``pad_value + 128``."""
     t, b, lf, rt = pads
@@ -476,16 +455,16 @@ def _padded_u8(x: I8, pads: tuple[int, int, int, int], pad_value: int) -> NDArra
 
 
 def _conv_int8(
-    xp: NDArray[np.uint8], wt: IntWeights, oh: int, ow: int,
+    xp: NDArray[np.uint8], wt: I8, oh: int, ow: int,
     kernel: tuple[int, int], stride: tuple[int, int],
 ) -> I32:
     """Grouped (or plain) convolution sums via im2col in uint8 and one exact integer
-    product (:mod:`vfpga.emulator.int_matmul`): ``sum (x + 128) * w + corr`` int32
+    product (:mod:`vfpga.emulator.int_matmul`: ``sum ((x + 128) - 128) * w``): int32
     ``[oh][ow][out_c]``, modulo ``2**32``."""
     mm = int_matmul.backend()
     assert mm is not None
     hp, wp, c = xp.shape
-    g, k, ocg = wt.w.shape
+    g, k, ocg = wt.shape
     kh, kw = kernel
     sh, sw = stride
     cig = c // g
@@ -498,12 +477,11 @@ def _conv_int8(
         win = sliding_window_view(x4, (kh, kw), axis=(0, 1))  # [.][.][g][cig][kh][kw]
         win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
         cols = win.transpose(2, 0, 1, 4, 5, 3).reshape(g, m, k)  # K order (kh, kw, cig)
-    s = mm(np.ascontiguousarray(cols), wt.w)  # [g][m][ocg]
+    s = mm(np.ascontiguousarray(cols), wt)  # [g][m][ocg]
     if g == 1:
         s = s.reshape(oh, ow, ocg)
     else:
         s = np.ascontiguousarray(s.transpose(1, 0, 2)).reshape(oh, ow, g * ocg)
-    s += wt.corr  # int32, wraps modulo 2**32
     return s
 
 
@@ -564,7 +542,7 @@ class Im2colU8:
 def conv_int8_into(
     geo: ConvGeometry,
     cols: NDArray[np.uint8],
-    wt: IntWeights,
+    wt: I8,
     start: I32,
     out: np.ndarray,
     *,
@@ -576,34 +554,49 @@ def conv_int8_into(
 ) -> None:
     """:func:`conv_prepared` of an ``"int8"`` path CONV from its :class:`Im2colU8` matrix,
     writing the result into ``out`` (int32 ``[oh][ow][out_c]`` if ``acc_out``, else int8):
-    the same values, in fewer passes."""
+    the same values, in fewer passes. Equals :func:`conv_int8_finish` of the product of
+    ``cols`` and the weights ``wt`` (:func:`conv_weights`)."""
     mm = int_matmul.backend()
     assert mm is not None
-    g = geo.groups
-    s = mm(cols, wt.w)  # [g][m][ocg]
-    if g == 1:
+    conv_int8_finish(geo, mm(cols, wt), start, out, acc_out=acc_out, scale=scale,
+                     divisor=divisor, out_zp=out_zp, bounds=bounds)
+
+
+def conv_int8_finish(
+    geo: ConvGeometry,
+    prod: I32,
+    start: I32,
+    out: np.ndarray,
+    *,
+    acc_out: bool,
+    scale: F32 | None,
+    divisor: F32 | None,
+    out_zp: int,
+    bounds: tuple[int, int],
+) -> None:
+    """The rest of :func:`conv_int8_into` once the exact sums ``prod`` (int32 ``[g][oh *
+    ow][out_c / g]``, a fresh array that is consumed) are known: adds ``start`` (int32,
+    wrapping) and writes ``acc`` or its requantization into ``out``."""
+    s = prod
+    if geo.groups == 1:
         s = s.reshape(geo.oh, geo.ow, geo.out_c)
     else:
         s = np.ascontiguousarray(s.transpose(1, 0, 2)).reshape(geo.oh, geo.ow, geo.out_c)
-    if start.ndim == 1:
-        s += start + wt.corr  # int32, wraps modulo 2**32
-    else:
-        s += wt.corr
-        s += start
+    s += start  # int32, wraps modulo 2**32
     if acc_out:
         out[...] = s
         return
     assert scale is not None
-    v = s.astype(np.float32)
+    v = np.empty(s.shape, np.float32)
     with np.errstate(over="ignore", under="ignore"):
-        v *= scale
+        # int32 -> float32 inside the ufunc rounds to nearest even: f32(acc), then * scale
+        np.multiply(s, scale, out=v, dtype=np.float32, casting="unsafe")
         if divisor is not None:
             v /= divisor
     _umath_clip(v, _F32(bounds[0] - out_zp), _F32(bounds[1] - out_zp), out=v)
     np.rint(v, out=v)
-    if out_zp:
-        v += _F32(out_zp)  # integers of magnitude <= 255: exact
-    np.copyto(out, v, casting="unsafe")  # integer-valued and within int8: exact
+    # + out_zp on integers of magnitude <= 255 (exact), cast to int8 on the way out (exact)
+    np.add(v, _F32(out_zp), out=out, casting="unsafe")
 
 
 def _conv_depthwise(
@@ -694,7 +687,7 @@ def conv_geometry(
 
 def conv_weights(geo: ConvGeometry, w: I8) -> Any:
     """The int8 weights ``w [out_c][kh][kw][in_c // groups]`` in the layout ``geo.path``
-    multiplies with: float32 (exact), or :class:`IntWeights` on the ``"int8"`` path;
+    multiplies with: float32 (exact), or int8 ``[g][K][ocg]`` on the ``"int8"`` path;
     depends on nothing but ``w`` and the geometry, so it can be computed once and reused
     while the weight bytes stay the same."""
     oc, kh, kw, g = geo.out_c, geo.kh, geo.kw, geo.groups
@@ -703,8 +696,8 @@ def conv_weights(geo: ConvGeometry, w: I8) -> Any:
     if geo.path == "wide":
         return np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)  # [kh][kw][c][oc]
     k = kh * kw * (geo.in_c // g)
-    if geo.path == "int8":
-        return IntWeights.of(w.reshape(g, oc // g, k))
+    if geo.path == "int8":  # [g][K][ocg] int8, contiguous
+        return np.ascontiguousarray(w.reshape(g, oc // g, k).transpose(0, 2, 1))
     return w.reshape(g, oc // g, k).astype(np.float32).transpose(0, 2, 1)  # [g][K][ocg]
 
 
