@@ -588,11 +588,12 @@ def conv_int8_finish(
         return
     assert scale is not None
     v = np.empty(s.shape, np.float32)
-    with np.errstate(over="ignore", under="ignore"):
-        # int32 -> float32 inside the ufunc rounds to nearest even: f32(acc), then * scale
-        np.multiply(s, scale, out=v, dtype=np.float32, casting="unsafe")
-        if divisor is not None:
-            v /= divisor
+    # int32 -> float32 inside the ufunc rounds to nearest even: f32(acc), then * scale
+    # (overflow to +-inf saturates below; callers silence numpy's overflow warning:
+    # the emulator runs under np.errstate(over="ignore", under="ignore"))
+    np.multiply(s, scale, out=v, dtype=np.float32, casting="unsafe")
+    if divisor is not None:
+        v /= divisor
     _umath_clip(v, _F32(bounds[0] - out_zp), _F32(bounds[1] - out_zp), out=v)
     np.rint(v, out=v)
     # + out_zp on integers of magnitude <= 255 (exact), cast to int8 on the way out (exact)
@@ -1123,11 +1124,13 @@ def eltwise_table(
     return _eltwise_lut(sa, sb, off, act_bounds(act, act_lo, act_hi))
 
 
-def eltwise_lookup(table: I8, a: I8, b: I8, out: I8) -> None:
+def eltwise_lookup(table: I8, a: I8, b: I8, out: I8,
+                   idx: NDArray[np.uint16] | None = None) -> None:
     """``out[...] = table[a.view(uint8) << 8 | b.view(uint8)]`` for int8 ``a``, ``b``,
     ``out`` of one shape (no checks): :func:`eltwise_add` through an
-    :func:`eltwise_table`."""
-    idx = a.view(np.uint8).astype(np.uint16)
-    idx <<= 8
-    idx |= b.view(np.uint8)
+    :func:`eltwise_table`. ``idx``: a uint16 scratch array of that shape to reuse."""
+    if idx is None:
+        idx = np.empty(a.shape, np.uint16)
+    np.left_shift(a.view(np.uint8), np.uint16(8), out=idx, dtype=np.uint16)
+    np.bitwise_or(idx, b.view(np.uint8), out=idx)
     np.take(table, idx, out=out)

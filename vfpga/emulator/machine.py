@@ -589,7 +589,9 @@ class Accelerator:
         running = [t for t in active if not t.done]
         limit = (threadpool_limits(limits=self.blas_threads, user_api="blas")
                  if self.blas_threads is not None else contextlib.nullcontext())
-        with limit, int_matmul.threads(self.blas_threads):
+        # overflow to +-inf in float32 requantization saturates, as docs/isa.md says
+        with limit, int_matmul.threads(self.blas_threads), np.errstate(over="ignore",
+                                                                       under="ignore"):
             self._run_loop(running, raise_on_fault)
         return {t.name: t.result() for t in active}
 

@@ -821,7 +821,8 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
     if n < _ELTWISE_TABLE_MIN:
         return _kernel_step(core, ctx, i, kernels.eltwise_add, (a, b), kw_, out)
     # ValueError for invalid fields (the Core method then reports them)
-    return partial(kernels.eltwise_lookup, kernels.eltwise_table(**kw_), a, b, out)  # type: ignore[arg-type]
+    return partial(kernels.eltwise_lookup, kernels.eltwise_table(**kw_), a, b, out,  # type: ignore[arg-type]
+                   np.empty(n, np.uint16))
 
 
 __all__ = [
