@@ -2,12 +2,14 @@
 
 Run: ``.venv/bin/python benchmarks/emulator_speed.py [MODEL ...] [--repeat N]``
 (default: the four paper models). For each model: ORT's QDQ inference (CPU provider,
-default threads, median of N after a warm-up), and the emulator's run of the compiled
+one intra-op thread as :func:`vfpga.reference.compare.ort_session` sets, median of N
+after a warm-up), and the emulator's run of the compiled
 binary on 1 and on 16 cores (median of N): the reference interpreter
 (``Accelerator(fast=False)``), and the precompiled-plan fast path (the default) with the
 dependency-hazard checks on (the default) and off; ratio = emulator / ORT (goal for
-ResNet-50: <= 5). ``--blas-threads`` sets the emulator's BLAS threads (default 1, as
-``Accelerator``; ORT uses its default thread pool) and is printed with the results.
+ResNet-50: <= 5). ``--blas-threads`` sets the threads of the emulator's matrix products
+(default 1, as ``Accelerator`` and as the ORT session) and is printed with the results,
+with the emulator's integer-product backend (or why it is off).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from _common import PAPER_MODELS, loaded_model
 
 from vfpga.compiler.build import compile_graph
-from vfpga.emulator import Accelerator
+from vfpga.emulator import Accelerator, int_matmul
 from vfpga.flow import _graph_input
 from vfpga.hw import load_hw
 from vfpga.reference.compare import ort_session
@@ -56,7 +58,9 @@ def main() -> None:
                     help="BLAS threads of the emulator (default 1)")
     args = ap.parse_args()
     hw = load_hw("pool16")
-    print(f"emulator BLAS threads: {args.blas_threads}; ORT: its default thread pool")
+    why = int_matmul.unavailable_reason() if int_matmul.backend() is None else None
+    print(f"emulator product threads: {args.blas_threads}; ORT: 1 intra-op thread; "
+          f"integer products: {'onnxruntime MatMulInteger' if why is None else 'off: ' + why}")
     print(f"{'model':14s} {'ORT ms':>8s} {'cores':>5s} {'interp ms':>10s} {'ratio':>7s} "
           f"{'fast ms':>9s} {'ratio':>7s} {'no-hazard ms':>13s} {'ratio':>7s}")
     for name in args.models:

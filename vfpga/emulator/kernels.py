@@ -30,12 +30,17 @@ integers, clamping before rounding is exact, and the int8 conversion sees intege
 
 Speed (no per-element Python loops):
 
-* CONV sums are float32 BLAS matmuls (im2col; stride-1 convolutions with long rows use one
-  matmul per kernel offset over contiguous "wide rows" instead, saving the im2col copy;
-  depthwise convolutions accumulate shifted windows). An int8 x int8 product has magnitude
-  at most ``2**14``, so any partial sum of at most :data:`K_CHUNK` = 1024 products is an
-  integer of magnitude at most ``2**24``, exact in float32 whatever order BLAS adds in.
-  Longer reductions are split into chunks whose exact results are added in float64.
+* CONV sums of dense and grouped convolutions (path ``"int8"``) are exact integer matrix
+  products on onnxruntime's ``MatMulInteger`` (:mod:`vfpga.emulator.int_matmul`: the
+  input as uint8 ``x + 128`` with zero point 128, im2col in uint8), used only after a
+  self-test proved the machine's kernel exact. Without it (or with
+  ``VFPGA_EMULATOR_INT_MATMUL=0``) they are float32 BLAS matmuls (im2col; stride-1
+  convolutions with long rows use one matmul per kernel offset over contiguous "wide rows"
+  instead, saving the im2col copy). Depthwise convolutions accumulate shifted windows in
+  float32. An int8 x int8 product has magnitude at most ``2**14``, so any partial sum of
+  at most :data:`K_CHUNK` = 1024 products is an integer of magnitude at most ``2**24``,
+  exact in float32 whatever order BLAS adds in. Longer reductions are split into chunks
+  whose exact results are added in float64.
 * Average pooling adds ``kh * kw`` shifted whole-tile slices in window order.
 * ELTWISE computes the inner FMA once per value of ``B`` (256 entries); large tiles look
   results up in a cached table of all 65536 operand pairs computed by the same formula.

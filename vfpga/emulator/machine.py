@@ -525,18 +525,22 @@ class Accelerator:
         fast: bool = True,
         prepared_bytes: int = DEFAULT_PREPARED_BYTES,
     ) -> None:
-        """``blas_threads``: BLAS threads while running (default 1: the emulator issues
-        many tile-sized matrix products, which threads slow down, badly so when the
-        machine is busy; ``None`` leaves BLAS as configured).
+        """``blas_threads``: threads of the matrix products while running, BLAS and
+        onnxruntime's integer products alike (default 1: the emulator issues many
+        tile-sized products, which threads barely speed up and slow down badly when the
+        machine is busy; ``None`` leaves BLAS as configured and gives onnxruntime its
+        default).
 
         ``fast``: run each barrier epoch of a core from a precompiled plan
         (:mod:`vfpga.emulator.plan`: static checks and the hazard analysis done once per
         loaded segment); ``False`` interprets every instruction (the reference path).
         Results, faults and counters are the same either way.
 
-        ``prepared_bytes``: with ``fast``, how many bytes of float32 weights the plans may
-        keep between runs (each is reused only while the weight bytes in the core's buffer
-        are exactly those it was made from); weights beyond it are converted on every run."""
+        ``prepared_bytes``: with ``fast``, how many bytes of prepared weights (int8 in the
+        product layout, or float32 without the integer backend; stacked weights of fused
+        accumulation chains) the plans may keep between runs (each is reused only while
+        the weight bytes in the core's buffer are exactly those it was made from); weights
+        beyond it are prepared again on every run."""
         self.hw = hw
         self.prepared_budget = PreparedBudget(prepared_bytes)
         self.fast = fast

@@ -521,7 +521,7 @@ def _load_step(dst: np.ndarray, inner: np.ndarray, box: np.ndarray, pad: np.uint
                ) -> Callable[[], None]:
     inner, box = _wide_views(inner, box)
     if pad is None:
-        return partial(np.copyto, inner, box)
+        return partial(inner.__setitem__, Ellipsis, box)  # a copy, without copyto's dispatch
 
     def step() -> None:
         dst.fill(pad)
@@ -655,7 +655,8 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
             nbytes = n0 * n1 * n2
             access(_S, Buffer.OBUF, f["buf"], nbytes, 1, False)
             src = bufs[Buffer.OBUF][f["buf"] : f["buf"] + nbytes].reshape(n0, n1, n2)
-            step = partial(np.copyto, *_wide_views(box, src))
+            dst_v, src_v = _wide_views(box, src)
+            step = partial(dst_v.__setitem__, Ellipsis, src_v)
             sb = nbytes
         else:
             accs = calc_accesses(f)
