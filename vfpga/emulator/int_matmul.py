@@ -31,7 +31,8 @@ from numpy.typing import NDArray
 
 from vfpga.isa.float32 import U8_BIAS
 
-__all__ = ["IntMatmul", "backend", "current_threads", "threads", "unavailable_reason"]
+__all__ = ["IntMatmul", "backend", "current_threads", "require", "threads",
+           "unavailable_reason"]
 
 #: Set to ``0`` to never use onnxruntime for CONV sums (the float32 BLAS path is used).
 ENV_DISABLE = "VFPGA_EMULATOR_INT_MATMUL"
@@ -144,6 +145,14 @@ def backend() -> IntMatmul | None:
             _state["backend"] = mm
             _state["why"] = why
         return _state["backend"]  # type: ignore[return-value]
+
+
+def require() -> IntMatmul:
+    """:func:`backend`, for callers that chose the ``"int8"`` path only because it exists."""
+    mm = backend()
+    if mm is None:
+        raise RuntimeError(f"exact integer products are unavailable: {unavailable_reason()}")
+    return mm
 
 
 def unavailable_reason() -> str | None:

@@ -442,52 +442,12 @@ def _conv_wide(xp: NDArray[np.float32], wk: NDArray[np.float32], oh: int, ow: in
     return res.reshape(oh, wp, oc)[:, :ow]
 
 
-def _padded_u8(x: I8, pads: tuple[int, int, int, int], pad_value: int) -> NDArray[np.uint8]:
-    """``x + 128`` as uint8, padded by ``pads = (t, b, l, r)`` with ``pad_value + 128``."""
-    t, b, lf, rt = pads
-    h, w, c = x.shape
-    xu = x.view(np.uint8)
-    if not (t or b or lf or rt):
-        return np.bitwise_xor(xu, np.uint8(U8_BIAS))
-    pv = np.uint8(pad_value + U8_BIAS)
-    xp = np.empty((h + t + b, w + lf + rt, c), np.uint8)
-    xp[:t] = pv
-    xp[t + h :] = pv
-    xp[t : t + h, :lf] = pv
-    xp[t : t + h, lf + w :] = pv
-    np.bitwise_xor(xu, np.uint8(U8_BIAS), out=xp[t : t + h, lf : lf + w])
-    return xp
-
-
-def _conv_int8(
-    xp: NDArray[np.uint8], wt: I8, oh: int, ow: int,
-    kernel: tuple[int, int], stride: tuple[int, int],
-) -> I32:
-    """Grouped (or plain) convolution sums via im2col in uint8 and one exact integer
-    product (:mod:`vfpga.emulator.int_matmul`: ``sum ((x + 128) - 128) * w``): int32
-    ``[oh][ow][out_c]``, modulo ``2**32``."""
-    mm = int_matmul.backend()
-    assert mm is not None
-    hp, wp, c = xp.shape
-    g, k, ocg = wt.shape
-    kh, kw = kernel
-    sh, sw = stride
-    cig = c // g
-    m = oh * ow
-    if kh == 1 and kw == 1:
-        win = xp[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]  # [oh][ow][c]
-        cols = win.reshape(1, m, k) if g == 1 else win.reshape(m, g, cig).transpose(1, 0, 2)
-    else:
-        x4 = xp.reshape(hp, wp, g, cig)
-        win = sliding_window_view(x4, (kh, kw), axis=(0, 1))  # [.][.][g][cig][kh][kw]
-        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
-        cols = win.transpose(2, 0, 1, 4, 5, 3).reshape(g, m, k)  # K order (kh, kw, cig)
-    s = mm(np.ascontiguousarray(cols), wt)  # [g][m][ocg]
-    if g == 1:
-        s = s.reshape(oh, ow, ocg)
-    else:
-        s = np.ascontiguousarray(s.transpose(1, 0, 2)).reshape(oh, ow, g * ocg)
-    return s
+def _int8_sums(geo: ConvGeometry, prod: I32) -> I32:
+    """The product ``[g][oh * ow][out_c / g]`` of an ``"int8"`` path CONV as ``[oh][ow][out_c]``
+    (a fresh array, the channels of group ``g`` at ``[g * out_c / g, ...)``)."""
+    if geo.groups == 1:
+        return prod.reshape(geo.oh, geo.ow, geo.out_c)
+    return np.ascontiguousarray(prod.transpose(1, 0, 2)).reshape(geo.oh, geo.ow, geo.out_c)
 
 
 class Im2colU8:
@@ -561,10 +521,8 @@ def conv_int8_into(
     writing the result into ``out`` (int32 ``[oh][ow][out_c]`` if ``acc_out``, else int8):
     the same values, in fewer passes. Equals :func:`conv_int8_finish` of the product of
     ``cols`` and the weights ``wt`` (:func:`conv_weights`)."""
-    mm = int_matmul.backend()
-    assert mm is not None
-    conv_int8_finish(geo, mm(cols, wt), start, out, acc_out=acc_out, scale=scale,
-                     divisor=divisor, out_zp=out_zp, bounds=bounds)
+    conv_int8_finish(geo, int_matmul.require()(cols, wt), start, out, acc_out=acc_out,
+                     scale=scale, divisor=divisor, out_zp=out_zp, bounds=bounds)
 
 
 def conv_int8_finish(
@@ -582,11 +540,7 @@ def conv_int8_finish(
     """The rest of :func:`conv_int8_into` once the exact sums ``prod`` (int32 ``[g][oh *
     ow][out_c / g]``, a fresh array that is consumed) are known: adds ``start`` (int32,
     wrapping) and writes ``acc`` or its requantization into ``out``."""
-    s = prod
-    if geo.groups == 1:
-        s = s.reshape(geo.oh, geo.ow, geo.out_c)
-    else:
-        s = np.ascontiguousarray(s.transpose(1, 0, 2)).reshape(geo.oh, geo.ow, geo.out_c)
+    s = _int8_sums(geo, prod)
     s += start  # int32, wraps modulo 2**32
     if acc_out:
         out[...] = s
@@ -709,17 +663,17 @@ def conv_weights(geo: ConvGeometry, w: I8) -> Any:
 
 def conv_input(geo: ConvGeometry, x: I8) -> np.ndarray:
     """The int8 input tile ``x [in_h][in_w][in_c]`` padded as ``geo`` says, as
-    :func:`conv_sums` reads it: float32 (exact), or on the ``"int8"`` path uint8 holding
-    ``x + 128`` (pads ``pad_value + 128``)."""
+    :func:`conv_sums` reads it: float32 (exact), or on the ``"int8"`` path its uint8 im2col
+    matrix (:class:`Im2colU8`)."""
     if geo.path == "int8":
-        return _padded_u8(x, geo.pads, geo.pad_value)
+        return Im2colU8(geo)(x)
     extra = 1 if geo.path == "wide" else 0
     return _padded(x, geo.pads, geo.pad_value, np.float32, extra_rows=extra)
 
 
 def conv_sums(geo: ConvGeometry, xp: np.ndarray, wt: Any) -> np.ndarray:
-    """The exact integer sums ``sum Xpad * w`` ``[oh][ow][out_c]`` of the padded input
-    ``xp`` (:func:`conv_input`) and weights ``wt`` (:func:`conv_weights`): on the
+    """The exact integer sums ``sum Xpad * w`` ``[oh][ow][out_c]`` of the input ``xp`` as
+    :func:`conv_input` prepares it and weights ``wt`` (:func:`conv_weights`): on the
     ``"int8"`` path int32 reduced modulo ``2**32``; else float32 when every reduction is at
     most :data:`K_CHUNK` long (then ``|sums| <= 2**24``), else float64 (``|sums| <
     2**53``)."""
@@ -728,7 +682,7 @@ def conv_sums(geo: ConvGeometry, xp: np.ndarray, wt: Any) -> np.ndarray:
     if geo.path == "wide":
         return _conv_wide(xp, wt, geo.oh, geo.ow)
     if geo.path == "int8":
-        return _conv_int8(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride)  # type: ignore[arg-type]
+        return _int8_sums(geo, int_matmul.require()(xp, wt))
     return _conv_im2col(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.groups)
 
 
@@ -748,7 +702,7 @@ def _conv_output(
     (``divisor`` ``None``: all ones, the division is skipped as it is exact).
     ``int32 -> float32`` conversion rounds to nearest even: the single rounding ``f32(acc)``."""
     if sums.dtype == np.int32:
-        acc = sums  # a fresh array from _conv_int8
+        acc = sums  # a fresh array from _int8_sums
     elif sums.dtype == np.float32:
         acc = sums.astype(np.int32)
     else:

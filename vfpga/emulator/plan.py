@@ -231,7 +231,6 @@ class _ConvStep:
                                  ) from None
         wt = self.w.lead() if self.w_lead else self.w.value
         xp = self.x.lead() if self.x_lead else self.x.value
-        start = bias if self.acc_in is None else self.acc_in
         if self.int8:
             geo = self.geo
             tiles = _tiled(self.p, geo.oh, geo.ow, need_scale=not self.acc_out)
@@ -241,6 +240,7 @@ class _ConvStep:
                 divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
             self.core.counters.macs += self.macs
             return
+        start = bias if self.acc_in is None else self.acc_in
         self.out[...] = kernels.conv_prepared(
             self.geo, xp, wt, start, acc_out=self.acc_out,  # type: ignore[arg-type]
             scale=scale, divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
@@ -308,10 +308,10 @@ class _Chain:
             self.captured = 0
 
     def _write_partial(self, count: int) -> None:
-        mm = int_matmul_backend()
+        mm = int_matmul.require()
         ws = self.weights[:count]
         if count == len(self.weights):
-            if self._stack is None or len(self._stack_of) != count or any(
+            if self._stack is None or any(
                     a is not b for a, b in zip(self._stack_of, ws, strict=True)):
                 self._stack = _stack_weights(ws)  # type: ignore[arg-type]
                 self._stack_of = tuple(ws)
@@ -348,12 +348,6 @@ def _tiled(p: _Slot, oh: int, ow: int, need_scale: bool) -> tuple[np.ndarray, ..
             got += (np.tile(scale, (oh * ow, 1)).reshape(oh, ow, -1),)
         cache[1][key] = got
     return got
-
-
-def int_matmul_backend() -> int_matmul.IntMatmul:
-    mm = int_matmul.backend()
-    assert mm is not None
-    return mm
 
 
 def _stack_weights(ws: list[np.ndarray]) -> np.ndarray:
@@ -505,7 +499,7 @@ def token_counts(core: Core) -> tuple[int, ...]:
     return tuple(len(core.tokens[k]) for k in TOKEN_KEYS)
 
 
-def _wide_views(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _row_views(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``dst`` and ``src`` (uint8 boxes of one shape, innermost axis contiguous) with each
     innermost row as one opaque element (numpy void of the row's length): the same bytes,
     copied a row at a time instead of element by element (2-3x faster for the short rows
@@ -519,7 +513,7 @@ def _wide_views(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _load_step(dst: np.ndarray, inner: np.ndarray, box: np.ndarray, pad: np.uint8 | None
                ) -> Callable[[], None]:
-    inner, box = _wide_views(inner, box)
+    inner, box = _row_views(inner, box)
     if pad is None:
         return partial(inner.__setitem__, Ellipsis, box)  # a copy, without copyto's dispatch
 
@@ -655,7 +649,7 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
             nbytes = n0 * n1 * n2
             access(_S, Buffer.OBUF, f["buf"], nbytes, 1, False)
             src = bufs[Buffer.OBUF][f["buf"] : f["buf"] + nbytes].reshape(n0, n1, n2)
-            dst_v, src_v = _wide_views(box, src)
+            dst_v, src_v = _row_views(box, src)
             step = partial(dst_v.__setitem__, Ellipsis, src_v)
             sb = nbytes
         else:
