@@ -23,7 +23,7 @@ import numpy as np
 from _common import PAPER_MODELS, loaded_model
 
 from vfpga.compiler.build import compile_graph
-from vfpga.emulator import Accelerator, int_matmul
+from vfpga.emulator import Accelerator, int_matmul, jit
 from vfpga.flow import _graph_input
 from vfpga.hw import load_hw
 from vfpga.reference.compare import ort_session
@@ -59,8 +59,10 @@ def main() -> None:
     args = ap.parse_args()
     hw = load_hw("pool16")
     why = int_matmul.unavailable_reason() if int_matmul.backend() is None else None
+    fused = "numba" if jit.get() is not None else f"off: {jit.unavailable_reason()}"
     print(f"emulator product threads: {args.blas_threads}; ORT: 1 intra-op thread; "
-          f"integer products: {'onnxruntime MatMulInteger' if why is None else 'off: ' + why}")
+          f"integer products: {'onnxruntime MatMulInteger' if why is None else 'off: ' + why}; "
+          f"fused output stages: {fused}")
     print(f"{'model':14s} {'ORT ms':>8s} {'cores':>5s} {'interp ms':>10s} {'ratio':>7s} "
           f"{'fast ms':>9s} {'ratio':>7s} {'no-hazard ms':>13s} {'ratio':>7s}")
     for name in args.models:

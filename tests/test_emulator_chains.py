@@ -13,7 +13,7 @@ from qgraph_builders import GraphBuilder
 
 import vfpga.emulator.plan as plan_mod
 from vfpga.compiler.build import compile_graph
-from vfpga.emulator import Accelerator, int_matmul
+from vfpga.emulator import Accelerator, int_matmul, jit
 from vfpga.emulator.core import Core
 from vfpga.emulator.faults import ExecutionFault
 from vfpga.flow import _graph_input
@@ -63,14 +63,20 @@ def _chains(t) -> list[plan_mod._Chain]:  # type: ignore[no-untyped-def]
     return [c for _, p in t.loaded.plans.values() if p is not None for c in p.chains]
 
 
-def test_chains_are_fused_and_exact(chunked) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("use_jit", [True, False], ids=["compiled", "numpy"])
+def test_chains_are_fused_and_exact(chunked, use_jit: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    if use_jit and jit.get() is None:
+        pytest.skip(f"compiled kernels unavailable here: {jit.unavailable_reason()}")
     g, res = chunked
     slow, _ = _run(g, res, fast=False)
+    if not use_jit:  # the output stages of the plan steps in numpy instead of compiled
+        monkeypatch.setattr(jit, "get", lambda: None)
     fast, t = _run(g, res, fast=True, runs=2)
     assert fast[2], fast[3]
     assert fast == slow
     chains = _chains(t)
     assert chains and all(len(c.members) >= plan_mod._CHAIN_MIN for c in chains)
+    assert all((c._jit is None) != use_jit for c in chains)
     # the stacked weights were kept: the second run reused them
     assert all(c._stack is not None for c in chains)
 

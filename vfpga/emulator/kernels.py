@@ -61,7 +61,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
-from vfpga.emulator import int_matmul
+from vfpga.emulator import int_matmul, jit
 from vfpga.isa.float32 import U8_BIAS, fma_f32
 from vfpga.isa.spec import PARAM_RECORD_BYTES, PARAM_RECORD_DTYPE, Act, PoolMode
 
@@ -539,7 +539,29 @@ def conv_int8_finish(
 ) -> None:
     """The rest of :func:`conv_int8_into` once the exact sums ``prod`` (int32 ``[g][oh *
     ow][out_c / g]``, a fresh array that is consumed) are known: adds ``start`` (int32,
-    wrapping) and writes ``acc`` or its requantization into ``out``."""
+    wrapping) and writes ``acc`` or its requantization into ``out``.
+
+    ``start`` is per channel (``[out_c]``) or per element (``[oh][ow][out_c]``, or any
+    shape broadcasting to it); ``scale``/``divisor`` are per channel and may also be given
+    repeated to ``[oh][ow][out_c]``. With the compiled kernels of :mod:`.jit` (and a
+    contiguous ``out``) this is one fused pass; else numpy passes."""
+    jk = jit.get()
+    n = geo.out_c
+    if jk is not None and out.flags.c_contiguous and start.shape[-1:] == (n,):
+        m = geo.oh * geo.ow
+        st = start.reshape(-1, n)
+        if st.shape[0] in (1, m):
+            p3 = prod.reshape(geo.groups, m, n // geo.groups)
+            o = out.reshape(m, n)
+            if acc_out:
+                jk.accumulate(p3, st, st.shape[0] != 1, o)
+                return
+            assert scale is not None
+            sc = scale.reshape(-1, n)[0]
+            dv = sc if divisor is None else divisor.reshape(-1, n)[0]
+            jk.requant(p3, st, st.shape[0] != 1, sc, dv, divisor is not None,
+                       _F32(bounds[0] - out_zp), _F32(bounds[1] - out_zp), out_zp, o)
+            return
     s = _int8_sums(geo, prod)
     s += start  # int32, wraps modulo 2**32
     if acc_out:
@@ -1087,7 +1109,12 @@ def eltwise_lookup(table: I8, a: I8, b: I8, out: I8,
                    idx: NDArray[np.uint16] | None = None) -> None:
     """``out[...] = table[a.view(uint8) << 8 | b.view(uint8)]`` for int8 ``a``, ``b``,
     ``out`` of one shape (no checks): :func:`eltwise_add` through an
-    :func:`eltwise_table`. ``idx``: a uint16 scratch array of that shape to reuse."""
+    :func:`eltwise_table`. ``idx``: a uint16 scratch array of that shape to reuse (numpy
+    path only: with the compiled kernels of :mod:`.jit` and 1-D operands, one fused pass)."""
+    jk = jit.get()
+    if jk is not None and a.ndim == 1:
+        jk.lookup(table, a, b, out)
+        return
     if idx is None:
         idx = np.empty(a.shape, np.uint16)
     np.left_shift(a.view(np.uint8), np.uint16(8), out=idx, dtype=np.uint16)

@@ -46,7 +46,7 @@ from functools import partial
 
 import numpy as np
 
-from vfpga.emulator import int_matmul, kernels
+from vfpga.emulator import int_matmul, jit, kernels
 from vfpga.emulator.core import _NEIGHBOURS, _READER, _WRITER, Core, ExecContext, describe
 from vfpga.emulator.faults import ExecutionFault
 from vfpga.hw.config import BUFFER_NAMES
@@ -212,6 +212,8 @@ class _ConvStep:
         self.acc_in = acc_in
         self.out = out
         self.int8 = geo.path == "int8"
+        #: the output stage runs as one compiled pass (:mod:`vfpga.emulator.jit`)
+        self.fused = self.int8 and out.flags.c_contiguous and jit.get() is not None
         #: (address, bytes) of the abuf partial sums read, and of the abuf range written
         #: (``None``: none); set by :func:`_calc_step`
         self.acc_in_at: tuple[int, int] | None = None
@@ -233,11 +235,15 @@ class _ConvStep:
         xp = self.x.lead() if self.x_lead else self.x.value
         if self.int8:
             geo = self.geo
-            tiles = _tiled(self.p, geo.oh, geo.ow, need_scale=not self.acc_out)
+            if self.fused:  # one compiled pass reads the per-channel vectors directly
+                start, sc = bias if self.acc_in is None else self.acc_in, scale
+            else:  # numpy: whole-array operands are faster than broadcasting a vector
+                tiles = _tiled(self.p, geo.oh, geo.ow, need_scale=not self.acc_out)
+                start = tiles[0] if self.acc_in is None else self.acc_in
+                sc = tiles[1] if len(tiles) > 1 else None
             kernels.conv_int8_into(
-                geo, xp, wt, tiles[0] if self.acc_in is None else self.acc_in,  # type: ignore[arg-type]
-                self.out, acc_out=self.acc_out, scale=tiles[1] if len(tiles) > 1 else None,
-                divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
+                geo, xp, wt, start, self.out, acc_out=self.acc_out,  # type: ignore[arg-type]
+                scale=sc, divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
             self.core.counters.macs += self.macs
             return
         start = bias if self.acc_in is None else self.acc_in
@@ -273,6 +279,7 @@ class _Chain:
             st.x.compute.target = self.a[:, lo:hi]  # type: ignore[attr-defined]
         self.r = members[0].out  # the int32 abuf view of R
         self.budget = budget
+        self._jit = jit.get()
         self.weights: list[np.ndarray | None] = [None] * len(head)
         self.bias: np.ndarray | None = None
         self.captured = 0  # members of the open chain that ran this run (0: not open)
@@ -291,7 +298,8 @@ class _Chain:
         self.weights[k] = st.w.lead() if st.w_lead else st.w.value  # type: ignore[assignment]
         st.x.lead()  # writes the member's block of A
         if k == 0:
-            self.bias = _tiled(st.p, st.geo.oh, st.geo.ow, need_scale=False)[0]
+            self.bias = (st.p.value[0] if self._jit is not None  # type: ignore[index]
+                         else _tiled(st.p, st.geo.oh, st.geo.ow, need_scale=False)[0])
         self.captured = k + 1
         st.core.counters.macs += st.macs
 
@@ -325,7 +333,14 @@ class _Chain:
         else:
             b = _stack_weights(ws)  # type: ignore[arg-type]
             a = np.ascontiguousarray(self.a[:, : self.offsets[count]])
-        p = mm(a, b).reshape(self.r.shape)
+        p = mm(a, b)
+        jk = self._jit
+        if jk is not None and self.r.flags.c_contiguous:
+            n = self.r.shape[-1]
+            jk.accumulate(p.reshape(1, -1, n), self.bias.reshape(1, n), False,  # type: ignore[union-attr]
+                          self.r.reshape(-1, n))
+            return
+        p = p.reshape(self.r.shape)
         p += self.bias  # int32, wraps modulo 2**32
         self.r[...] = p
 

@@ -1,0 +1,111 @@
+"""The compiled kernels of ``vfpga.emulator.jit`` compute exactly what the numpy code
+computes: the CONV output stage (start added with int32 wrap-around, float32 scale and
+divisor, clamp, round half to even, zero point), the int32 accumulation, and the ELTWISE
+table lookup; the numpy fallback is used when they are disabled or numba is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vfpga.emulator import jit, kernels
+
+JK = jit.get()
+pytestmark = pytest.mark.skipif(
+    JK is None, reason=f"compiled kernels unavailable here: {jit.unavailable_reason()}")
+
+#: scales that make ties (x.5), overflow to inf, underflow to 0, and ordinary values
+_SCALES = [0.5, 0.25, 1.5, 1e-3, 3.0517578125e-05, 1e30, 1e-42, -0.5, -7.25e-4]
+
+
+def _finish(geo: kernels.ConvGeometry, prod: np.ndarray, start: np.ndarray, *,
+            acc_out: bool, scale: np.ndarray | None, divisor: np.ndarray | None, zp: int,
+            bounds: tuple[int, int], use_jit: bool, monkeypatch: pytest.MonkeyPatch
+            ) -> np.ndarray:
+    out = np.zeros((geo.oh, geo.ow, geo.out_c), np.int32 if acc_out else np.int8)
+    with monkeypatch.context() as m, np.errstate(over="ignore", under="ignore"):
+        if not use_jit:
+            m.setattr(jit, "get", lambda: None)
+        kernels.conv_int8_finish(geo, prod.copy(), start, out, acc_out=acc_out, scale=scale,
+                                 divisor=divisor, out_zp=zp, bounds=bounds)
+    return out
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(groups=st.sampled_from([1, 2, 3]), m=st.integers(1, 40), ng=st.integers(1, 12),
+       per_row=st.booleans(), has_div=st.booleans(), acc_out=st.booleans(),
+       zp=st.integers(-128, 127), lo=st.integers(-128, 127), hi=st.integers(-128, 127),
+       scale_pick=st.lists(st.sampled_from(_SCALES), min_size=1, max_size=4),
+       seed=st.integers(0, 2**32 - 1))
+def test_output_stage_equals_numpy(groups: int, m: int, ng: int, per_row: bool,
+                                   has_div: bool, acc_out: bool, zp: int, lo: int, hi: int,
+                                   scale_pick: list[float], seed: int,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(seed)
+    n = groups * ng
+    geo = kernels.conv_geometry((1, m, 2 * groups), (n, 1, 1, 2), groups=groups)
+    # full-range sums and starts: prod + start wraps modulo 2**32; small sums make ties
+    prod = rng.integers(-2**31, 2**31, (groups, m, ng), dtype=np.int64).astype(np.int32)
+    prod[..., ::2] = rng.integers(-300, 300, prod[..., ::2].shape)
+    start = rng.integers(-2**31, 2**31, (geo.oh, geo.ow, n) if per_row else (n,),
+                         dtype=np.int64).astype(np.int32)
+    if not per_row:
+        start[::3] = rng.integers(-3, 3, start[::3].shape)
+    scale = np.array([scale_pick[i % len(scale_pick)] for i in range(n)], np.float32)
+    divisor = (rng.choice(np.array([0.5, 3.0, 1e-30, -2.0, 7.0], np.float32), n)
+               if has_div else None)
+    bounds = (min(lo, hi), max(lo, hi))
+    kw = dict(acc_out=acc_out, scale=None if acc_out else scale, divisor=divisor, zp=zp,
+              bounds=bounds, monkeypatch=monkeypatch)
+    want = _finish(geo, prod, start, use_jit=False, **kw)
+    got = _finish(geo, prod, start, use_jit=True, **kw)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_output_stage_rounds_half_to_even(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every accumulator in [-600, 600) times 0.5 and 0.25: all the ties of int8 rounding."""
+    acc = np.arange(-600, 600, dtype=np.int32)
+    geo = kernels.conv_geometry((1, acc.size, 1), (2, 1, 1, 1))
+    prod = np.stack([acc, acc], axis=1).reshape(1, acc.size, 2)
+    start = np.zeros(2, np.int32)
+    scale = np.array([0.5, 0.25], np.float32)
+    got = _finish(geo, prod, start, acc_out=False, scale=scale, divisor=None, zp=3,
+                  bounds=(-128, 127), use_jit=True, monkeypatch=monkeypatch)
+    want = np.clip(np.rint(acc[:, None].astype(np.float32) * scale) + 3, -128, 127)
+    np.testing.assert_array_equal(got.reshape(-1, 2), want.astype(np.int8))
+    assert got.reshape(-1, 2)[600 + 1, 0] == 3  # 0.5 -> 0 (even), not 1
+    assert got.reshape(-1, 2)[600 + 3, 0] == 5  # 1.5 -> 2
+
+
+def test_lookup_equals_take() -> None:
+    rng = np.random.default_rng(7)
+    table = rng.integers(-128, 128, 65536, dtype=np.int8)
+    a = np.repeat(np.arange(-128, 128, dtype=np.int8), 256)
+    b = np.tile(np.arange(-128, 128, dtype=np.int8), 256)
+    out = np.empty_like(a)
+    JK.lookup(table, a, b, out)  # type: ignore[union-attr]
+    want = table[(a.view(np.uint8).astype(np.int64) << 8) | b.view(np.uint8)]
+    np.testing.assert_array_equal(out, want)
+    assert sorted(set(zip(a.tolist(), b.tolist(), strict=True))) == sorted(
+        (x, y) for x in range(-128, 128) for y in range(-128, 128))  # every pair once
+
+
+def _probe(env: dict[str, str], prelude: str = "") -> str:
+    code = (f"{prelude}from vfpga.emulator import jit\n"
+            "k = jit.get()\nprint(k is None, jit.unavailable_reason())")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, check=True)
+    return res.stdout.strip()
+
+
+def test_switch_and_missing_numba_fall_back_to_numpy() -> None:
+    assert _probe({jit.ENV_DISABLE: "0"}) == f"True disabled by {jit.ENV_DISABLE}=0"
+    out = _probe({}, "import sys\nsys.modules['numba'] = None\n")
+    assert out.startswith("True numba kernels unavailable: ModuleNotFoundError"), out

@@ -1,0 +1,141 @@
+"""Fused element-wise kernels of the emulator's fast path, compiled with numba.
+
+numpy evaluates an expression such as a CONV's output stage one whole-array pass per
+operation (add the start, convert and scale, clamp, round, add the zero point, narrow to
+int8), each pass a separate call with its own overhead; on the emulator's small tiles
+those passes cost several times the arithmetic. The kernels here do the same steps for one
+element at a time in a single compiled loop. They compute exactly what the numpy code of
+:mod:`vfpga.emulator.kernels` computes (``docs/isa.md``, *Arithmetic*): int32 additions
+wrap modulo ``2**32``; ``int32 -> float32`` conversion, float32 ``*`` and ``/`` are the
+correctly rounded IEEE operations numpy uses (numba compiles without fast-math, so nothing
+is reassociated or contracted into an FMA); ``rint`` rounds half to even. The tests compare
+every kernel with the numpy code on random and edge-case operands
+(``tests/test_emulator_jit.py``).
+
+:func:`get` returns the compiled kernels, or ``None`` (numba missing, disabled with
+``VFPGA_EMULATOR_JIT=0``, or compilation failed: :func:`unavailable_reason` says which);
+callers then use the numpy code. Compiled code is cached on disk by numba (``cache=True``),
+so only the first process after an install pays the compilation (about a second).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ENV_DISABLE", "JitKernels", "get", "unavailable_reason"]
+
+#: Set to ``0`` to never use the compiled kernels (the numpy code is used).
+ENV_DISABLE = "VFPGA_EMULATOR_JIT"
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+@dataclass(frozen=True)
+class JitKernels:
+    """The compiled kernels (numba dispatchers; argument types are checked by numba).
+
+    ``requant(prod, start, per_row, scale, divisor, has_div, lo, hi, zp, out)``:
+    ``prod`` int32 ``[G][M][NG]`` (the sums of group ``g`` are the output channels
+    ``[g * NG, (g + 1) * NG)``), ``start`` int32 ``[S][N]`` with ``N = G * NG`` (``S = M``
+    and ``per_row`` true: a start value per element; ``S = 1``: one per channel),
+    ``scale``/``divisor`` float32 ``[N]``, ``lo``/``hi`` float32, ``zp`` int, ``out`` int8
+    ``[M][N]``: ``out[i, c] = int8(zp + rint(clip(f32(f32(f32(acc) * scale[c]) /
+    divisor[c]), lo, hi)))`` with ``acc = int32(prod + start)`` (the division only if
+    ``has_div``). ``lo``/``hi`` are the activation bounds minus ``zp``.
+
+    ``accumulate(prod, start, per_row, out)``: the same ``acc`` into int32 ``out [M][N]``.
+
+    ``lookup(table, a, b, out)``: ``out[k] = table[uint8(a[k]) << 8 | uint8(b[k])]`` for
+    int8 ``a``, ``b``, ``out`` of one length and an int8 ``table`` of 65536 entries."""
+
+    requant: Callable[..., None]
+    accumulate: Callable[..., None]
+    lookup: Callable[..., None]
+
+
+def _compile() -> JitKernels:
+    from numba import njit
+
+    opts = dict(cache=True, nogil=True, boundscheck=False, fastmath=False, error_model="numpy")
+
+    @njit(**opts)  # type: ignore[misc]
+    def requant(prod, start, per_row, scale, divisor, has_div, lo, hi, zp, out):  # type: ignore[no-untyped-def]
+        ng_groups, m, ng = prod.shape
+        for g in range(ng_groups):
+            base = g * ng
+            for i in range(m):
+                si = i if per_row else 0
+                for j in range(ng):
+                    c = base + j
+                    acc = np.int32(np.int64(prod[g, i, j]) + np.int64(start[si, c]))
+                    v = np.float32(acc) * scale[c]
+                    if has_div:
+                        v = v / divisor[c]
+                    if v < lo:
+                        v = lo
+                    elif v > hi:
+                        v = hi
+                    out[i, c] = np.int8(np.int32(np.rint(v)) + zp)
+
+    @njit(**opts)  # type: ignore[misc]
+    def accumulate(prod, start, per_row, out):  # type: ignore[no-untyped-def]
+        ng_groups, m, ng = prod.shape
+        for g in range(ng_groups):
+            base = g * ng
+            for i in range(m):
+                si = i if per_row else 0
+                for j in range(ng):
+                    c = base + j
+                    out[i, c] = np.int32(np.int64(prod[g, i, j]) + np.int64(start[si, c]))
+
+    @njit(**opts)  # type: ignore[misc]
+    def lookup(table, a, b, out):  # type: ignore[no-untyped-def]
+        for k in range(a.shape[0]):
+            out[k] = table[(np.int32(a[k]) & 0xFF) << 8 | (np.int32(b[k]) & 0xFF)]
+
+    return JitKernels(requant=requant, accumulate=accumulate, lookup=lookup)
+
+
+def _warm(k: JitKernels) -> None:
+    """Compile (or load from numba's cache) the signatures the emulator calls."""
+    prod = np.zeros((1, 2, 3), np.int32)
+    out8 = np.zeros((2, 3), np.int8)
+    out32 = np.zeros((2, 3), np.int32)
+    f = np.ones(3, np.float32)
+    for start, per_row in ((np.zeros((1, 3), np.int32), False), (np.zeros((2, 3), np.int32), True)):
+        k.requant(prod, start, per_row, f, f, False, np.float32(-128), np.float32(127), 0, out8)
+        k.accumulate(prod, start, per_row, out32)
+    a = np.zeros(4, np.int8)
+    k.lookup(np.zeros(65536, np.int8), a, a, a.copy())
+
+
+def get() -> JitKernels | None:
+    """The compiled kernels, or ``None`` (see :func:`unavailable_reason`). Decided once per
+    process; the first call compiles or loads them."""
+    with _lock:
+        if "kernels" not in _state:
+            k: JitKernels | None = None
+            why: str | None = None
+            if os.environ.get(ENV_DISABLE, "1") == "0":
+                why = f"disabled by {ENV_DISABLE}=0"
+            else:
+                try:
+                    k = _compile()
+                    _warm(k)
+                except Exception as exc:  # ImportError, or a numba/numpy mismatch
+                    k, why = None, f"numba kernels unavailable: {type(exc).__name__}: {exc}"
+            _state["kernels"] = k
+            _state["why"] = why
+        return _state["kernels"]  # type: ignore[return-value]
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`get` is ``None`` (``None`` if the kernels are available or not yet
+    decided)."""
+    return _state.get("why")  # type: ignore[return-value]
