@@ -42,6 +42,7 @@ GEOMETRIES = [
 def test_conv_prepared_equals_conv(geo_args, mode: str, use_int: bool,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kernels, "_USE_INT_MATMUL", use_int)
+    monkeypatch.setattr(kernels, "_USE_JIT_DEPTHWISE", use_int)
     xs, ws, stride, pads, groups = geo_args
     rng = np.random.default_rng(abs(hash((xs, mode))) % 2**32)
     x = rng.integers(-128, 128, xs, dtype=np.int8)
@@ -71,8 +72,27 @@ def test_conv_prepared_equals_conv(geo_args, mode: str, use_int: bool,
         bounds=kernels.act_bounds(kw["act"], kw["act_lo"], kw["act_hi"]))
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+    bounds = kernels.act_bounds(kw["act"], kw["act_lo"], kw["act_hi"])
+    if geo.path == "int8-depthwise":  # the plans' entry reads the int8 tile in place
+        wt = kernels.conv_weights(geo, w)
+        for use_jit in (True, False):
+            out = np.zeros(want.shape, want.dtype)
+            prod = kernels.conv_sums(geo, kernels.conv_input(geo, x), wt)
+            with monkeypatch.context() as m, np.errstate(over="ignore", under="ignore"):
+                if not use_jit:  # the numpy output stage instead of the compiled one
+                    m.setattr(kernels.jit, "get", lambda: None)
+                kernels.conv_int8_finish(geo, prod, start, out, acc_out=acc_out, scale=scale,
+                                         divisor=divisor, out_zp=0 if acc_out else 7,
+                                         bounds=bounds)
+            np.testing.assert_array_equal(out, want)
+        out = np.zeros(want.shape, want.dtype)
+        kernels.conv_int8_into(geo, x, wt, start, out, acc_out=acc_out, scale=scale,
+                               divisor=divisor, out_zp=0 if acc_out else 7, bounds=bounds)
+        np.testing.assert_array_equal(out, want)
+        return
     if geo.path != "int8":
-        assert not use_int or (groups > 1 and ws[3] == 1) or kernels.int_matmul.backend() is None
+        assert not use_int or kernels.int_matmul.backend() is None or (
+            groups > 1 and ws[3] == 1 and kernels.jit.get() is None)
         return
     # the plans' entry: im2col into reused buffers (also a strided column block) + into
     wt = kernels.conv_weights(geo, w)

@@ -151,8 +151,9 @@ def test_conv_matches_reference(case: dict[str, Any]) -> None:
     }
     expected = ref.conv(x, w, **args)
     overrides: dict[str, Any] = {}
-    if case["path"] != "auto":  # the float32 paths (auto: exact integer products if verified)
+    if case["path"] != "auto":  # the float32 paths (auto: exact integer kernels if usable)
         overrides["_USE_INT_MATMUL"] = False
+        overrides["_USE_JIT_DEPTHWISE"] = False
     if "wide" in case["path"]:
         overrides |= {"_WIDE_MIN_C": 1, "_WIDE_MAX_WASTE": 1.0}
     if "chunk" in case["path"]:
@@ -197,12 +198,21 @@ def test_conv_large_k_odd_sums(path: str) -> None:
     np.testing.assert_array_equal(got, ref.conv_acc(x, w, start, **geo))
 
 
-def test_depthwise_many_taps_exact() -> None:
+@pytest.mark.parametrize("compiled", [True, False], ids=["int8-depthwise", "float32"])
+def test_depthwise_many_taps_exact(compiled: bool) -> None:
     # 33 x 33 = 1089 taps of 127 * 127: 17_564_481 > 2**24 and odd.
     x = np.full((33, 33, 2), 127, np.int8)
     w = np.full((2, 33, 33, 1), 127, np.int8)
-    got = kernels.conv(x, w, start=np.zeros(2, np.int32), groups=2, acc_out=True)
+    with patched(_USE_JIT_DEPTHWISE=compiled):
+        geo = kernels.conv_geometry(x.shape, w.shape, groups=2)
+        got = kernels.conv(x, w, start=np.zeros(2, np.int32), groups=2, acc_out=True)
+    assert geo.path == ("int8-depthwise" if compiled and kernels.jit.get() else "depthwise")
     assert got.ravel().tolist() == [1089 * 16129] * 2
+    # start near the int32 limit: the int32 sums wrap modulo 2**32 as the ISA says
+    with patched(_USE_JIT_DEPTHWISE=compiled):
+        wrapped = kernels.conv(x, w, start=np.full(2, 2**31 - 5, np.int32), groups=2,
+                               acc_out=True)
+    assert wrapped.ravel().tolist() == [2**31 - 5 + 1089 * 16129 - 2**32] * 2
 
 
 @pytest.mark.parametrize(("kh", "c", "groups"), [(3, 600, 1), (1, 4500, 1), (3, 1200, 2)])

@@ -4,13 +4,14 @@ numpy evaluates an expression such as a CONV's output stage one whole-array pass
 operation (add the start, convert and scale, clamp, round, add the zero point, narrow to
 int8), each pass a separate call with its own overhead; on the emulator's small tiles
 those passes cost several times the arithmetic. The kernels here do the same steps for one
-element at a time in a single compiled loop. They compute exactly what the numpy code of
-:mod:`vfpga.emulator.kernels` computes (``docs/isa.md``, *Arithmetic*): int32 additions
-wrap modulo ``2**32``; ``int32 -> float32`` conversion, float32 ``*`` and ``/`` are the
-correctly rounded IEEE operations numpy uses (numba compiles without fast-math, so nothing
-is reassociated or contracted into an FMA); ``rint`` rounds half to even. The tests compare
-every kernel with the numpy code on random and edge-case operands
-(``tests/test_emulator_jit.py``).
+element at a time in a single compiled loop; depthwise convolutions sum their windows in
+int32 in one loop instead of ``kh * kw`` whole-tile float32 passes. They compute exactly
+what the numpy code of :mod:`vfpga.emulator.kernels` computes (``docs/isa.md``,
+*Arithmetic*): int32 additions wrap modulo ``2**32``; ``int32 -> float32`` conversion,
+float32 ``*`` and ``/`` are the correctly rounded IEEE operations numpy uses (numba
+compiles without fast-math, so nothing is reassociated or contracted into an FMA);
+``rint`` rounds half to even. The tests compare every kernel with the numpy code on random
+and edge-case operands (``tests/test_emulator_jit.py``, ``tests/test_kernels.py``).
 
 :func:`get` returns the compiled kernels, or ``None`` (numba missing, disabled with
 ``VFPGA_EMULATOR_JIT=0``, or compilation failed: :func:`unavailable_reason` says which);
@@ -52,11 +53,18 @@ class JitKernels:
     ``accumulate(prod, start, per_row, out)``: the same ``acc`` into int32 ``out [M][N]``.
 
     ``lookup(table, a, b, out)``: ``out[k] = table[uint8(a[k]) << 8 | uint8(b[k])]`` for
-    int8 ``a``, ``b``, ``out`` of one length and an int8 ``table`` of 65536 entries."""
+    int8 ``a``, ``b``, ``out`` of one length and an int8 ``table`` of 65536 entries.
+
+    ``depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc)``: the sums of a convolution with
+    one input channel per group into int32 ``acc [oh][ow][oc]`` (modulo ``2**32``):
+    ``acc[y, x, c] = sum_{i < kh, j < kw} X[y * sh + i - t, x * sw + j - l, c // m] *
+    w[i * kw + j, c]`` with ``m = oc / in_c``, ``X`` the int8 tile ``x [in_h][in_w][in_c]``
+    read as ``pad`` outside its bounds, and int32 weights ``w [kh * kw][oc]``."""
 
     requant: Callable[..., None]
     accumulate: Callable[..., None]
     lookup: Callable[..., None]
+    depthwise: Callable[..., None]
 
 
 def _compile() -> JitKernels:
@@ -99,7 +107,35 @@ def _compile() -> JitKernels:
         for k in range(a.shape[0]):
             out[k] = table[(np.int32(a[k]) & 0xFF) << 8 | (np.int32(b[k]) & 0xFF)]
 
-    return JitKernels(requant=requant, accumulate=accumulate, lookup=lookup)
+    @njit(**opts)  # type: ignore[misc]
+    def depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc):  # type: ignore[no-untyped-def]  # noqa: E741
+        in_h, in_w, in_c = x.shape
+        oh, ow, oc = acc.shape
+        mult = oc // in_c
+        for oy in range(oh):
+            for ox in range(ow):
+                a = acc[oy, ox]
+                for c in range(oc):
+                    a[c] = 0
+                for ky in range(kh):
+                    iy = oy * sh + ky - t
+                    for kx in range(kw):
+                        ix = ox * sw + kx - l
+                        wk = w[ky * kw + kx]
+                        if 0 <= iy < in_h and 0 <= ix < in_w:
+                            xr = x[iy, ix]
+                            if mult == 1:  # the common case, vectorized over channels
+                                for c in range(oc):
+                                    a[c] += np.int32(xr[c]) * wk[c]
+                            else:
+                                for c in range(oc):
+                                    a[c] += np.int32(xr[c // mult]) * wk[c]
+                        else:
+                            for c in range(oc):
+                                a[c] += pad * wk[c]
+
+    return JitKernels(requant=requant, accumulate=accumulate, lookup=lookup,
+                      depthwise=depthwise)
 
 
 def _warm(k: JitKernels) -> None:
@@ -113,6 +149,8 @@ def _warm(k: JitKernels) -> None:
         k.accumulate(prod, start, per_row, out32)
     a = np.zeros(4, np.int8)
     k.lookup(np.zeros(65536, np.int8), a, a, a.copy())
+    k.depthwise(np.zeros((2, 2, 3), np.int8), 0, np.zeros((1, 3), np.int32), 1, 1, 1, 1, 0, 0,
+                np.zeros((2, 2, 3), np.int32))
 
 
 def get() -> JitKernels | None:

@@ -36,14 +36,18 @@ Speed (no per-element Python loops):
   self-test proved the machine's kernel exact. Without it (or with
   ``VFPGA_EMULATOR_INT_MATMUL=0``) they are float32 BLAS matmuls (im2col; stride-1
   convolutions with long rows use one matmul per kernel offset over contiguous "wide rows"
-  instead, saving the im2col copy). Depthwise convolutions accumulate shifted windows in
-  float32. An int8 x int8 product has magnitude at most ``2**14``, so any partial sum of
-  at most :data:`K_CHUNK` = 1024 products is an integer of magnitude at most ``2**24``,
-  exact in float32 whatever order BLAS adds in. Longer reductions are split into chunks
-  whose exact results are added in float64.
+  instead, saving the im2col copy). Depthwise convolutions (path ``"int8-depthwise"``)
+  sum their windows in int32 in one compiled loop (:mod:`vfpga.emulator.jit`); without
+  numba they accumulate shifted windows in float32. An int8 x int8 product has magnitude
+  at most ``2**14``, so any partial sum of at most :data:`K_CHUNK` = 1024 products is an
+  integer of magnitude at most ``2**24``, exact in float32 whatever order BLAS adds in.
+  Longer reductions are split into chunks whose exact results are added in float64.
 * Average pooling adds ``kh * kw`` shifted whole-tile slices in window order.
 * ELTWISE computes the inner FMA once per value of ``B`` (256 entries); large tiles look
   results up in a cached table of all 65536 operand pairs computed by the same formula.
+* The CONV output stage of the fast entries (:func:`conv_int8_finish`) and the table
+  lookups are single compiled passes (:mod:`vfpga.emulator.jit`) when numba is available,
+  numpy passes otherwise.
 
 Inconsistent arguments and invalid float parameters (non-finite values, a zero divisor
 or output scale) raise :class:`ValueError` with a message describing the problem; the
@@ -442,10 +446,25 @@ def _conv_wide(xp: NDArray[np.float32], wk: NDArray[np.float32], oh: int, ow: in
     return res.reshape(oh, wp, oc)[:, :ow]
 
 
+def _depthwise_sums(geo: ConvGeometry, x: I8, wt: I32) -> I32:
+    """The exact sums ``[oh][ow][out_c]`` (int32 modulo ``2**32``) of an
+    ``"int8-depthwise"`` CONV of the int8 tile ``x`` (padding read as ``geo.pad_value``)
+    and int32 weights ``wt [kh * kw][out_c]``, a fresh array."""
+    jk = jit.get()
+    if jk is None:
+        raise RuntimeError(f"compiled kernels are unavailable: {jit.unavailable_reason()}")
+    acc = np.empty((geo.oh, geo.ow, geo.out_c), np.int32)
+    t, _, lf, _ = geo.pads
+    jk.depthwise(x, geo.pad_value, wt, geo.kh, geo.kw, geo.stride[0], geo.stride[1], t, lf,
+                 acc)
+    return acc
+
+
 def _int8_sums(geo: ConvGeometry, prod: I32) -> I32:
     """The product ``[g][oh * ow][out_c / g]`` of an ``"int8"`` path CONV as ``[oh][ow][out_c]``
-    (a fresh array, the channels of group ``g`` at ``[g * out_c / g, ...)``)."""
-    if geo.groups == 1:
+    (a fresh array, the channels of group ``g`` at ``[g * out_c / g, ...)``); the sums of an
+    ``"int8-depthwise"`` CONV are already in that layout."""
+    if geo.groups == 1 or geo.path == "int8-depthwise":
         return prod.reshape(geo.oh, geo.ow, geo.out_c)
     return np.ascontiguousarray(prod.transpose(1, 0, 2)).reshape(geo.oh, geo.ow, geo.out_c)
 
@@ -520,8 +539,11 @@ def conv_int8_into(
     """:func:`conv_prepared` of an ``"int8"`` path CONV from its :class:`Im2colU8` matrix,
     writing the result into ``out`` (int32 ``[oh][ow][out_c]`` if ``acc_out``, else int8):
     the same values, in fewer passes. Equals :func:`conv_int8_finish` of the product of
-    ``cols`` and the weights ``wt`` (:func:`conv_weights`)."""
-    conv_int8_finish(geo, int_matmul.require()(cols, wt), start, out, acc_out=acc_out,
+    ``cols`` and the weights ``wt`` (:func:`conv_weights`). On the ``"int8-depthwise"``
+    path ``cols`` is the int8 input tile itself (:func:`conv_input`)."""
+    prod = (_depthwise_sums(geo, cols, wt) if geo.path == "int8-depthwise"  # type: ignore[arg-type]
+            else int_matmul.require()(cols, wt))
+    conv_int8_finish(geo, prod, start, out, acc_out=acc_out,
                      scale=scale, divisor=divisor, out_zp=out_zp, bounds=bounds)
 
 
@@ -551,7 +573,8 @@ def conv_int8_finish(
         m = geo.oh * geo.ow
         st = start.reshape(-1, n)
         if st.shape[0] in (1, m):
-            p3 = prod.reshape(geo.groups, m, n // geo.groups)
+            g = 1 if geo.path == "int8-depthwise" else geo.groups
+            p3 = prod.reshape(g, m, n // g)
             o = out.reshape(m, n)
             if acc_out:
                 jk.accumulate(p3, st, st.shape[0] != 1, o)
@@ -610,8 +633,10 @@ class ConvGeometry:
     """The static shape parameters of a CONV, validated by :func:`conv_geometry`: input
     ``[in_h][in_w][in_c]``, weights ``[out_c][kh][kw][in_c // groups]``, ``stride = (sh,
     sw)``, ``pads = (t, b, l, r)``, ``pad_value`` (int8), output ``[oh][ow][out_c]``, and
-    ``path``, the way the sums are computed (``"depthwise"``, ``"wide"`` or ``"im2col"``;
-    every path yields the same exact integers)."""
+    ``path``, the way the sums are computed (``"int8"``: integer products of a uint8
+    im2col, ``"int8-depthwise"``: the compiled int32 depthwise kernel, or the float32 paths
+    ``"depthwise"``, ``"wide"`` and ``"im2col"``; every path yields the same exact
+    integers)."""
 
     in_h: int
     in_w: int
@@ -657,7 +682,7 @@ def conv_geometry(
     pv = _int("pad_value", pad_value, INT8_MIN, INT8_MAX)
     oh, ow = out_dims(in_h, in_w, (kh, kw), (sh, sw), p)
     if g > 1 and cig == 1:
-        path = "depthwise"
+        path = "int8-depthwise" if _USE_JIT_DEPTHWISE and jit.get() is not None else "depthwise"
     elif _USE_INT_MATMUL and int_matmul.backend() is not None:
         path = "int8"
     elif g == 1 and sh == sw == 1 and kh * kw > 1 and _use_wide(in_c, ow, ow + kw - 1):
@@ -675,6 +700,8 @@ def conv_weights(geo: ConvGeometry, w: I8) -> Any:
     oc, kh, kw, g = geo.out_c, geo.kh, geo.kw, geo.groups
     if geo.path == "depthwise":
         return w.reshape(oc, kh * kw).T.astype(np.float32)  # [kh*kw][oc]
+    if geo.path == "int8-depthwise":
+        return np.ascontiguousarray(w.reshape(oc, kh * kw).T, dtype=np.int32)  # [kh*kw][oc]
     if geo.path == "wide":
         return np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)  # [kh][kw][c][oc]
     k = kh * kw * (geo.in_c // g)
@@ -689,6 +716,8 @@ def conv_input(geo: ConvGeometry, x: I8) -> np.ndarray:
     matrix (:class:`Im2colU8`)."""
     if geo.path == "int8":
         return Im2colU8(geo)(x)
+    if geo.path == "int8-depthwise":
+        return x  # read in place, padding included, by the compiled kernel
     extra = 1 if geo.path == "wide" else 0
     return _padded(x, geo.pads, geo.pad_value, np.float32, extra_rows=extra)
 
@@ -705,6 +734,8 @@ def conv_sums(geo: ConvGeometry, xp: np.ndarray, wt: Any) -> np.ndarray:
         return _conv_wide(xp, wt, geo.oh, geo.ow)
     if geo.path == "int8":
         return _int8_sums(geo, int_matmul.require()(xp, wt))
+    if geo.path == "int8-depthwise":
+        return _depthwise_sums(geo, xp, wt)
     return _conv_im2col(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.groups)
 
 
@@ -849,6 +880,9 @@ def conv(
 #: Whether non-depthwise CONV sums use exact integer products (:mod:`.int_matmul`) when
 #: its backend passed its self-test (tests switch it off to cover the float32 paths).
 _USE_INT_MATMUL = True
+#: Whether depthwise CONV sums use the compiled int32 kernel of :mod:`.jit` when it is
+#: available (tests switch it off to cover the float32 path).
+_USE_JIT_DEPTHWISE = True
 #: Smallest input channel count for which :func:`_conv_wide` is used instead of im2col.
 _WIDE_MIN_C = 32
 #: Largest fraction of garbage columns (``wp - ow``) / ``wp`` :func:`_conv_wide` accepts.

@@ -211,7 +211,8 @@ class _ConvStep:
             x, x_lead, w, w_lead, p, p_lead)
         self.acc_in = acc_in
         self.out = out
-        self.int8 = geo.path == "int8"
+        #: exact int32 sums and the fused output stage (``"int8"``, ``"int8-depthwise"``)
+        self.int8 = geo.path in ("int8", "int8-depthwise")
         #: the output stage runs as one compiled pass (:mod:`vfpga.emulator.jit`)
         self.fused = self.int8 and out.flags.c_contiguous and jit.get() is not None
         #: (address, bytes) of the abuf partial sums read, and of the abuf range written
@@ -799,7 +800,7 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
                           kernels.Im2colU8(geo), None)
         else:
             xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
-                          ("x", x.shape, geo.pads, geo.pad_value, geo.path == "wide"),
+                          ("x", x.shape, geo.pads, geo.pad_value, geo.path),
                           partial(kernels.conv_input, geo), None)
         ws, wl = slot(Buffer.WBUF, f["w_addr"], w, ("w", w.shape, geo.path, g),
                       partial(kernels.conv_weights, geo),
