@@ -225,6 +225,31 @@ class _ConvStep:
                        else kernels.act_bounds(Act(f["act"]), f["act_lo"], f["act_hi"]))
         g = geo
         self.macs = kernels.conv_macs(g.oh, g.ow, g.out_c, g.kh, g.kw, g.in_c, g.groups)
+        if self.fused:  # everything the compiled output stage needs, bound once
+            m, n = g.oh * g.ow, g.out_c
+            gg = 1 if g.path == "int8-depthwise" else g.groups
+            self._jk = jit.get()
+            self._sums = (partial(kernels.conv_sums, g) if g.path == "int8-depthwise"
+                          else int_matmul.require())
+            self._p3 = (gg, m, n // gg)
+            self._o2 = out.reshape(m, n)
+            self._acc2 = None if acc_in is None else acc_in.reshape(m, n)
+            self._lo = np.float32(self.bounds[0] - self.out_zp)
+            self._hi = np.float32(self.bounds[1] - self.out_zp)
+
+    def _fused(self, xp: np.ndarray, wt: np.ndarray, bias: np.ndarray, scale: np.ndarray,
+               divisor: np.ndarray | None) -> None:
+        """The exact sums, then start + output stage in one compiled pass (what
+        :func:`vfpga.emulator.kernels.conv_int8_into` computes, without its per-call
+        shape handling)."""
+        prod = self._sums(xp, wt).reshape(self._p3)
+        acc2 = self._acc2
+        st, per_row = (bias.reshape(1, -1), False) if acc2 is None else (acc2, True)
+        if self.acc_out:
+            self._jk.accumulate(prod, st, per_row, self._o2)
+        else:
+            self._jk.requant(prod, st, per_row, scale, scale if divisor is None else divisor,
+                             divisor is not None, self._lo, self._hi, self.out_zp, self._o2)
 
     def __call__(self) -> None:
         try:
@@ -234,14 +259,16 @@ class _ConvStep:
                                  ) from None
         wt = self.w.lead() if self.w_lead else self.w.value
         xp = self.x.lead() if self.x_lead else self.x.value
+        if self.fused:
+            self._fused(xp, wt, bias, scale, divisor)  # type: ignore[arg-type]
+            self.core.counters.macs += self.macs
+            return
         if self.int8:
             geo = self.geo
-            if self.fused:  # one compiled pass reads the per-channel vectors directly
-                start, sc = bias if self.acc_in is None else self.acc_in, scale
-            else:  # numpy: whole-array operands are faster than broadcasting a vector
-                tiles = _tiled(self.p, geo.oh, geo.ow, need_scale=not self.acc_out)
-                start = tiles[0] if self.acc_in is None else self.acc_in
-                sc = tiles[1] if len(tiles) > 1 else None
+            # numpy: whole-array operands are faster than broadcasting a vector
+            tiles = _tiled(self.p, geo.oh, geo.ow, need_scale=not self.acc_out)
+            start = tiles[0] if self.acc_in is None else self.acc_in
+            sc = tiles[1] if len(tiles) > 1 else None
             kernels.conv_int8_into(
                 geo, xp, wt, start, self.out, acc_out=self.acc_out,  # type: ignore[arg-type]
                 scale=sc, divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
