@@ -109,3 +109,36 @@ def test_switch_and_missing_numba_fall_back_to_numpy() -> None:
     assert _probe({jit.ENV_DISABLE: "0"}) == f"True disabled by {jit.ENV_DISABLE}=0"
     out = _probe({}, "import sys\nsys.modules['numba'] = None\n")
     assert out.startswith("True numba kernels unavailable: ModuleNotFoundError"), out
+
+
+def _f32(bits: int) -> np.float32:
+    return np.array([bits], np.uint32).view(np.float32)[0]
+
+
+@pytest.mark.parametrize(("acc", "scale", "divisor"), [
+    (357321957, 0x332244B5, None),  # f32 product 13.5, exact product 13.4999996
+    (-1829467056, 0x33C6F6D7, None),  # -169.5 vs -169.4999974
+    (2134598613, 0x33B36758, 0x3F38739E),  # quotient 247.5 vs 247.4999946
+    (-1644231324, 0x339C427A, 0x3F656C85),  # -133.5 vs -133.4999939
+])
+def test_output_stage_rounds_in_float32(acc: int, scale: int, divisor: int | None,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Operands whose float32 product (or quotient) is a tie that the exact (float64)
+    value is not: a kernel computing in float64 would round the other way."""
+    geo = kernels.conv_geometry((1, 1, 1), (1, 1, 1, 1))
+    sc = np.array([_f32(scale)], np.float32)
+    dv = None if divisor is None else np.array([_f32(divisor)], np.float32)
+    v = np.float32(np.float32(acc) * sc[0])
+    if dv is not None:
+        v = np.float32(v / dv[0])
+    assert v == np.floor(v) + np.float32(0.5)  # a float32 tie, rounded to even below
+    exact = float(np.float32(acc)) * float(sc[0]) / (1.0 if dv is None else float(dv[0]))
+    assert np.rint(exact) != np.rint(v)
+    zp = int(np.clip(-np.trunc(v), -127, 127))  # brings the result into the int8 range
+    want = int(np.rint(v)) + zp
+    assert -128 < want < 127
+    for use_jit in (True, False):
+        got = _finish(geo, np.array([[[acc]]], np.int32), np.zeros(1, np.int32),
+                      acc_out=False, scale=sc, divisor=dv, zp=zp, bounds=(-128, 127),
+                      use_jit=use_jit, monkeypatch=monkeypatch)
+        assert int(got.ravel()[0]) == want, use_jit
