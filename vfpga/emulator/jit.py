@@ -66,6 +66,19 @@ class JitKernels:
     lookup: Callable[..., None]
     depthwise: Callable[..., None]
 
+    def output_stage(self, prod: np.ndarray, start: np.ndarray, per_row: bool,
+                     out: np.ndarray, *, acc_out: bool, scale: np.ndarray | None,
+                     divisor: np.ndarray | None, lo: np.float32, hi: np.float32,
+                     zp: int) -> None:
+        """A CONV's output stage into ``out``: :attr:`accumulate` if ``acc_out``, else
+        :attr:`requant` (``divisor`` ``None``: no division; ``scale`` is then required)."""
+        if acc_out:
+            self.accumulate(prod, start, per_row, out)
+            return
+        assert scale is not None
+        self.requant(prod, start, per_row, scale, scale if divisor is None else divisor,
+                     divisor is not None, lo, hi, zp, out)
+
 
 def _compile() -> JitKernels:
     from numba import njit
@@ -156,6 +169,8 @@ def _warm(k: JitKernels) -> None:
 def get() -> JitKernels | None:
     """The compiled kernels, or ``None`` (see :func:`unavailable_reason`). Decided once per
     process; the first call compiles or loads them."""
+    if "kernels" in _state:  # decided: no lock on the emulator's hot paths
+        return _state["kernels"]  # type: ignore[return-value]
     with _lock:
         if "kernels" not in _state:
             k: JitKernels | None = None
@@ -168,8 +183,8 @@ def get() -> JitKernels | None:
                     _warm(k)
                 except Exception as exc:  # ImportError, or a numba/numpy mismatch
                     k, why = None, f"numba kernels unavailable: {type(exc).__name__}: {exc}"
-            _state["kernels"] = k
             _state["why"] = why
+            _state["kernels"] = k  # last: its presence means decided (see above)
         return _state["kernels"]  # type: ignore[return-value]
 
 

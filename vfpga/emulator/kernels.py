@@ -57,7 +57,7 @@ emulator core turns it into a fault naming the instruction.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,7 @@ __all__ = [
     "eltwise_add",
     "eltwise_lookup",
     "eltwise_table",
+    "int8_product",
     "out_dims",
     "out_size",
     "pool",
@@ -523,6 +524,15 @@ class Im2colU8:
         return self.cols
 
 
+def int8_product(geo: ConvGeometry) -> Callable[[np.ndarray, np.ndarray], I32]:
+    """The function computing the exact sums of an ``"int8"`` or ``"int8-depthwise"``
+    CONV from its :func:`conv_input` and :func:`conv_weights`: int32 ``[g][oh * ow][out_c
+    / g]`` (onnxruntime products), or ``[oh][ow][out_c]`` (the compiled depthwise kernel)."""
+    if geo.path == "int8-depthwise":
+        return functools.partial(_depthwise_sums, geo)
+    return int_matmul.require()
+
+
 def conv_int8_into(
     geo: ConvGeometry,
     cols: NDArray[np.uint8],
@@ -541,8 +551,7 @@ def conv_int8_into(
     the same values, in fewer passes. Equals :func:`conv_int8_finish` of the product of
     ``cols`` and the weights ``wt`` (:func:`conv_weights`). On the ``"int8-depthwise"``
     path ``cols`` is the int8 input tile itself (:func:`conv_input`)."""
-    prod = (_depthwise_sums(geo, cols, wt) if geo.path == "int8-depthwise"  # type: ignore[arg-type]
-            else int_matmul.require()(cols, wt))
+    prod = int8_product(geo)(cols, wt)
     conv_int8_finish(geo, prod, start, out, acc_out=acc_out,
                      scale=scale, divisor=divisor, out_zp=out_zp, bounds=bounds)
 
@@ -574,16 +583,11 @@ def conv_int8_finish(
         st = start.reshape(-1, n)
         if st.shape[0] in (1, m):
             g = 1 if geo.path == "int8-depthwise" else geo.groups
-            p3 = prod.reshape(g, m, n // g)
-            o = out.reshape(m, n)
-            if acc_out:
-                jk.accumulate(p3, st, st.shape[0] != 1, o)
-                return
-            assert scale is not None
-            sc = scale.reshape(-1, n)[0]
-            dv = sc if divisor is None else divisor.reshape(-1, n)[0]
-            jk.requant(p3, st, st.shape[0] != 1, sc, dv, divisor is not None,
-                       _F32(bounds[0] - out_zp), _F32(bounds[1] - out_zp), out_zp, o)
+            jk.output_stage(
+                prod.reshape(g, m, n // g), st, st.shape[0] != 1, out.reshape(m, n),
+                acc_out=acc_out, scale=None if scale is None else scale.reshape(-1, n)[0],
+                divisor=None if divisor is None else divisor.reshape(-1, n)[0],
+                lo=_F32(bounds[0] - out_zp), hi=_F32(bounds[1] - out_zp), zp=out_zp)
             return
     s = _int8_sums(geo, prod)
     s += start  # int32, wraps modulo 2**32

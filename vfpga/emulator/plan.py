@@ -229,8 +229,7 @@ class _ConvStep:
             m, n = g.oh * g.ow, g.out_c
             gg = 1 if g.path == "int8-depthwise" else g.groups
             self._jk = jit.get()
-            self._sums = (partial(kernels.conv_sums, g) if g.path == "int8-depthwise"
-                          else int_matmul.require())
+            self._sums = kernels.int8_product(g)
             self._p3 = (gg, m, n // gg)
             self._o2 = out.reshape(m, n)
             self._acc2 = None if acc_in is None else acc_in.reshape(m, n)
@@ -245,11 +244,8 @@ class _ConvStep:
         prod = self._sums(xp, wt).reshape(self._p3)
         acc2 = self._acc2
         st, per_row = (bias.reshape(1, -1), False) if acc2 is None else (acc2, True)
-        if self.acc_out:
-            self._jk.accumulate(prod, st, per_row, self._o2)
-        else:
-            self._jk.requant(prod, st, per_row, scale, scale if divisor is None else divisor,
-                             divisor is not None, self._lo, self._hi, self.out_zp, self._o2)
+        self._jk.output_stage(prod, st, per_row, self._o2, acc_out=self.acc_out, scale=scale,
+                              divisor=divisor, lo=self._lo, hi=self._hi, zp=self.out_zp)
 
     def __call__(self) -> None:
         try:
