@@ -19,16 +19,13 @@ dynamic re-targeting pass, which must not touch the weights).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -654,31 +651,15 @@ def to_bytes(vfb: VfbFile) -> bytes:
 def write_vfb(path: str | os.PathLike[str], vfb: VfbFile) -> None:
     """Write ``vfb`` to ``path`` atomically (temporary file in the same folder, then
     ``os.replace``): either the complete file appears or the old one stays."""
-    data = to_bytes(vfb)
-    atomic_write(Path(path), data)
+    from vfpga.fileio import atomic_write
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``; an OSError becomes a :class:`BinaryFormatError` naming the path."""
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise BinaryFormatError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise BinaryFormatError(f"cannot write {path}: {exc.strerror}") from None
-        raise
+    atomic_write(path, to_bytes(vfb))
 
 
 # ----------------------------------------------------------------------- reader
+#: Largest binary the readers accept (VGG-16's is ~140 MB).
+MAX_BINARY_BYTES = 1 << 30
+
 @dataclass(frozen=True)
 class SectionEntry:
     """One section-directory entry: section ``kind`` occupies bytes
@@ -999,13 +980,32 @@ def from_bytes(
     return vfb
 
 
-def read_vfb(path: str | os.PathLike[str], hw: HardwareConfig | None = None) -> VfbFile:
-    """Read and check the ``.vfb`` file ``path`` (see :func:`from_bytes`)."""
+def read_capped(path: str | os.PathLike[str], max_bytes: int = MAX_BINARY_BYTES) -> bytes:
+    """The bytes of the binary ``path``, read with a size cap: the fixed header first
+    (a file that is not a vfpga binary, ``/dev/zero`` for one, fails there), then exactly
+    the size its header records, which must not exceed ``max_bytes``, then end of file.
+    Raises :class:`BinaryFormatError` naming the path."""
+    source = str(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER_BYTES)
+            if len(head) < HEADER_BYTES or head[:8] != MAGIC:
+                _parse_fixed(head, source, len(head))  # raises: truncated or bad magic
+            declared = int(np.frombuffer(head, HEADER_DTYPE, count=1)[0]["file_size"])
+            if declared > max_bytes:
+                raise _fail(source, f"the header (byte 64) records {declared:,} bytes, more "
+                            f"than the {max_bytes:,} bytes a binary may have")
+            rest = fh.read(max(declared - HEADER_BYTES, 0) + 1)
     except OSError as exc:
-        raise BinaryFormatError(f"cannot read {path}: {exc.strerror}") from None
-    return from_bytes(data, str(path), hw)
+        raise BinaryFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return head + rest
+
+
+def read_vfb(path: str | os.PathLike[str], hw: HardwareConfig | None = None,
+             max_bytes: int = MAX_BINARY_BYTES) -> VfbFile:
+    """Read and check the ``.vfb`` file ``path`` (see :func:`read_capped` and
+    :func:`from_bytes`)."""
+    return from_bytes(read_capped(path, max_bytes), str(path), hw)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ dialect, verifies it and prints the IR (weights as hex bytes) or writes it atomi
 
 from __future__ import annotations
 
-import os
-import tempfile
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -16,20 +14,12 @@ from typing import Any
 import click
 
 from vfpga.errors import VfpgaError
+from vfpga.fileio import atomic_write
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``: either the complete file appears or the old one stays."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (:func:`vfpga.fileio.atomic_write`)."""
+    atomic_write(path, text)
 
 
 def module_text(module: Any) -> str:

@@ -3,16 +3,13 @@ with ONNX Runtime on the QDQ model (final outputs over many inputs, or layer by 
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import click
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from vfpga.errors import VfpgaError
+from vfpga.fileio import atomic_write
 
 
 def _load_input(path: str) -> np.ndarray:
@@ -26,18 +23,8 @@ def _load_input(path: str) -> np.ndarray:
 
 
 def _save_npy(path: str, arr: np.ndarray) -> None:
-    """Write ``arr`` to ``path`` through a temporary file in the same folder."""
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise VfpgaError(f"{path}: the folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``arr`` to ``path`` as .npy, atomically."""
+    atomic_write(path, lambda fh: np.save(fh, arr))
 
 
 @click.command("reference")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
+from typing import IO
 
 import click
 import numpy as np
@@ -16,22 +15,20 @@ from vfpga.backend.binary import VfbFile, read_vfb
 from vfpga.cli.coresets import parse_cores
 from vfpga.emulator import Accelerator, TaskResult
 from vfpga.errors import EmulatorFault, VfpgaError
+from vfpga.fileio import atomic_write
 from vfpga.hw import HardwareConfigError, load_hw
 
 
 def _save_npy(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write one array as .npy or several as .npz, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if len(arrays) == 1 and path.suffix != ".npz":
-                np.save(fh, next(iter(arrays.values())))
-            else:
-                np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(fh: IO[bytes]) -> None:
+        if len(arrays) == 1 and path.suffix != ".npz":
+            np.save(fh, next(iter(arrays.values())))
+        else:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+
+    atomic_write(path, write)
 
 
 def _parse_switch(spec: str, vfb: VfbFile, pool: int) -> tuple[int, list[int]]:
