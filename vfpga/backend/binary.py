@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from vfpga.errors import BinaryFormatError, DecodeError
-from vfpga.hw.config import ISA_VERSION, HardwareConfig
+from vfpga.hw.config import BUFFER_NAMES, ISA_VERSION, HardwareConfig
 from vfpga.isa.codec import Program, decode
 from vfpga.isa.spec import INSN_BYTES, Field, Opcode
 
@@ -64,6 +65,8 @@ LAYER_KINDS: tuple[str, ...] = ("conv", "pool", "eltwise", "concat", "host", "ot
 TENSOR_ROLES: tuple[str, ...] = ("input", "output", "activation", "constant")
 #: Tensor element types, by code.
 TENSOR_DTYPES: tuple[str, ...] = ("int8", "int32", "float32")
+#: Bytes per element of each tensor dtype.
+TENSOR_ITEMSIZE: dict[str, int] = {"int8": 1, "int32": 4, "float32": 4}
 #: Bytes per element of each tensor element type.
 DTYPE_BYTES: dict[str, int] = {"int8": 1, "int32": 4, "float32": 4}
 #: Tensor layouts, by code.
@@ -432,7 +435,9 @@ def validate(vfb: VfbFile, source: str) -> None:
     of layers (unless the program has no layer table at all); TEXT decodes; IFP tile
     bounds ordered and instruction ranges inside TEXT; each layer's IFP range inside the
     IFP table with matching ``layer``; enum values; tensors, and the DATA blob, inside
-    ``[0, ddr_size)``; host-op references.
+    ``[0, ddr_size)``; each tensor's size equal to its shape times its element size (rank 0: a raw
+    blob of any size);
+    host-op references.
     """
     if vfb.isa_version != ISA_VERSION:
         raise _fail(source, f"instruction-set version {vfb.isa_version}, this vfpga runs "
@@ -527,6 +532,10 @@ def validate(vfb: VfbFile, source: str) -> None:
                         "dimensions or a negative one")
         if np.isfinite(t.scale) and abs(t.scale) > float(np.finfo(np.float32).max):
             raise _fail(source, f"{what}: scale {t.scale} does not fit a float32")
+        n_bytes = math.prod(t.shape) * TENSOR_ITEMSIZE.get(t.dtype, 1)
+        if t.shape and t.size != n_bytes:  # rank 0: a raw blob of ``size`` bytes
+            raise _fail(source, f"{what}: shape {'x'.join(map(str, t.shape))} of "
+                        f"{t.dtype} holds {n_bytes} bytes, but its size is {t.size}")
         if t.ddr_offset < 0 or t.size < 0 or t.ddr_offset + t.size > vfb.ddr_size:
             raise _fail(source, f"{what}: DDR bytes [{t.ddr_offset}, {t.ddr_offset + t.size}) "
                         f"are not inside [0, ddr_size={vfb.ddr_size})")
@@ -735,7 +744,13 @@ def _parse_fixed(head: bytes, source: str, actual_size: int) -> _Fixed:
 
 
 def _check_hw(fixed: _Fixed, source: str, hw: HardwareConfig | None) -> None:
-    if hw is None or fixed.fingerprint == hw.fingerprint:
+    if hw is None:
+        return
+    if fixed.fingerprint == hw.fingerprint:
+        if fixed.hw_name != hw.name:
+            raise _fail(source, f"hardware name '{fixed.hw_name}' at byte 48 disagrees with "
+                        f"the fingerprint, which is that of '{hw.name}' (a corrupt header; "
+                        "recompile the model)")
         return
     if fixed.hw_name == hw.name:
         also = (f"a different configuration also named '{hw.name}' (fingerprint "
@@ -859,6 +874,27 @@ def _enum(names: tuple[str, ...], code: int, source: str, where: str, what: str)
     return names[code]
 
 
+def _check_padding(mv: memoryview, hdr: VfbHeader, source: str) -> None:
+    """The bytes outside the header, the directory and the sections are zero, and the
+    trailer follows the last section directly."""
+    body_end = hdr.file_size - TRAILER_BYTES
+    spans = sorted((s.offset, s.offset + s.size) for s in hdr.sections.values())
+    last_end = max((e for _, e in spans), default=HEADER_BYTES)
+    if last_end != body_end:
+        raise _fail(source, f"{body_end - last_end} bytes between the end of the last section "
+                    f"(byte {last_end}) and the trailer (byte {body_end}); the trailer must "
+                    "follow the last section directly")
+    pos = HEADER_BYTES + DIR_ENTRY_BYTES * len(hdr.sections)
+    for start, end in spans:
+        if start > pos:
+            gap = np.frombuffer(mv[pos:start], np.uint8)
+            nz = np.flatnonzero(gap)
+            if nz.size:
+                raise _fail(source, f"padding byte {pos + int(nz[0])} (between bytes {pos} and "
+                            f"{start}) is not zero")
+        pos = max(pos, end)
+
+
 def from_bytes(
     data: bytes | bytearray | memoryview, source: str, hw: HardwareConfig | None = None
 ) -> VfbFile:
@@ -877,6 +913,7 @@ def from_bytes(
     _check_hw(fixed, source, hw)
     hdr = _header(data, fixed, source)
     mv = memoryview(data)
+    _check_padding(mv, hdr, source)
 
     def sect(kind: SectionKind) -> tuple[memoryview, int]:
         s = hdr.sections[kind]
@@ -977,7 +1014,31 @@ def from_bytes(
         _program=(text, program),
     )
     validate(vfb, source)
+    if hw is not None:
+        check_hw_limits(vfb, hw, source)
     return vfb
+
+
+def check_hw_limits(vfb: VfbFile, hw: HardwareConfig, source: str) -> None:
+    """Check ``vfb`` against the hardware it runs on: its core count, its DDR size, and
+    every IFP's recorded buffer usage within ``hw``'s cores, DDR and buffers. Raise
+    :class:`BinaryFormatError` naming the field."""
+    if vfb.num_cores > hw.num_cores:
+        raise _fail(source, f"the binary uses {vfb.num_cores} cores, the hardware "
+                    f"'{hw.name}' has {hw.num_cores}")
+    if vfb.ddr_size > hw.ddr_bytes:
+        raise _fail(source, f"ddr_size {vfb.ddr_size:,} is more than the hardware's "
+                    f"{hw.ddr_bytes:,} bytes of DDR")
+    ifps = vfb.ifps
+    for name in BUFFER_NAMES:
+        if not len(ifps):
+            break
+        limit = hw.buffer_size(name)
+        bad = np.flatnonzero(ifps[name].astype(np.int64) > limit)
+        if bad.size:
+            i = int(bad[0])
+            raise _fail(source, f"IFP #{i} (layer {int(ifps['layer'][i])}): uses "
+                        f"{int(ifps[name][i]):,} bytes of {name}, the hardware has {limit:,}")
 
 
 def read_capped(path: str | os.PathLike[str], max_bytes: int = MAX_BINARY_BYTES) -> bytes:

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from vfpga.backend.binary import VfbFile, check_hw_limits
 from vfpga.emulator import int_matmul
 from vfpga.emulator.bounds import check_work_bounds
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
@@ -30,7 +31,7 @@ from vfpga.emulator.ddr import DDR, Region
 from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
 from vfpga.emulator.host_ops import check_host_op, run_host_op
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
-from vfpga.errors import EmulatorFault, VfpgaError
+from vfpga.errors import BinaryFormatError, EmulatorFault, VfpgaError
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.codec import Program, decode
 from vfpga.isa.spec import FLAG_FIELDS, Opcode
@@ -183,6 +184,18 @@ def segments_from_dispatch(
     return out
 
 
+def _no_end(program: Program, lc: int, seg: Segment) -> str:
+    """Why logical core ``lc``'s stream, whose final segment ``seg`` has no END, is bad."""
+    if seg.indices.size:
+        last = int(seg.indices[-1])
+        return (f"logical core {lc} has no END instruction: its stream ends with instruction "
+                f"#{last} ({Opcode(int(program.opcode[last])).name}); end it with END")
+    if not np.any(program.core == lc):
+        return (f"logical core {lc} has no instructions, not even END (the program uses "
+                f"cores 0..{int(program.core.max())}; give every core at least END)")
+    return f"logical core {lc} has no END instruction after its last SYNC; end it with END"
+
+
 @dataclass
 class LoadedProgram:
     """A binary decoded once: its program, per-instruction fields (decoded lazily) and,
@@ -286,8 +299,13 @@ class Task:
                 f"0x{end:x}) do not fit its declared DDR size 0x{image.ddr_size:x}"
             )
         source = getattr(image, "source", None) or f"task '{self.name}'"
+        if isinstance(image, VfbFile):
+            check_hw_limits(image, self.accel.hw, source)
         loaded = LoadedProgram.from_image(image)
         check_work_bounds(loaded.program, self.accel.hw, source)
+        for lc, segs in enumerate(loaded.segments):
+            if segs[-1].ctrl == -2:
+                raise BinaryFormatError(f"{source}: {_no_end(loaded.program, lc, segs[-1])}")
         for op in getattr(image, "host_ops", ()):
             check_host_op(op, image.tensors)
         if loaded.num_logical_cores > len(self.cores):
@@ -359,6 +377,8 @@ class Task:
         """Tensor ``name`` as stored (int8 array of its shape)."""
         t = self.tensor(name)
         raw = self.region.mem[t.ddr_offset : t.ddr_offset + t.size].copy()
+        if not t.shape:  # a raw blob (rank 0)
+            return raw
         return raw.view(np.dtype(t.dtype)).reshape(t.shape)
 
     # --------------------------------------------------------------- execution
@@ -422,11 +442,8 @@ class Task:
             finally:
                 core.counters = before
             if seg.ctrl == -2:
-                last = int(seg.indices[-1]) if seg.indices.size else -1
-                raise ExecutionFault(
-                    f"task '{self.name}': core {phys} (logical {lc}): its instruction stream "
-                    f"ends after instruction #{last} without END"
-                )
+                raise ExecutionFault(f"task '{self.name}': core {phys}: "
+                                     f"{_no_end(prog, lc, seg)}")
             self.counters[phys].insns["END" if seg.end else "SYNC"] += 1
             core.barrier()
             stops.append((lc, seg))
