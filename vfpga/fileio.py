@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from vfpga.errors import VfpgaError
 
 
@@ -91,4 +93,31 @@ def atomic_write(path: str | os.PathLike[str],
     return p
 
 
-__all__ = ["OutputFileError", "atomic_write", "check_writable"]
+#: Largest array :func:`read_npy` loads (bytes).
+MAX_NPY_BYTES = 1 << 30
+
+
+def read_npy(path: str | os.PathLike[str], max_bytes: int = MAX_NPY_BYTES) -> np.ndarray:
+    """The array in the ``.npy`` file ``path``, after checking, without allocating, that
+    its header's shape and dtype describe at most ``max_bytes`` bytes that the file holds
+    (a header may declare a terabyte). No pickles. Raises :class:`VfpgaError` naming the
+    file."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise VfpgaError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise VfpgaError(f"{path}: not a readable .npy array ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        raise VfpgaError(f"{path}: not a single .npy array (an .npz archive?)")
+    if arr.nbytes > max_bytes:
+        raise VfpgaError(f"{path}: the array ({'x'.join(map(str, arr.shape))} {arr.dtype}) "
+                         f"has {arr.nbytes:,} bytes, more than the {max_bytes:,} an input may "
+                         "have")
+    try:
+        return np.array(arr)
+    except (OSError, ValueError) as exc:
+        raise VfpgaError(f"{path}: cannot read the array ({exc})") from None
+
+
+__all__ = ["MAX_NPY_BYTES", "OutputFileError", "atomic_write", "check_writable", "read_npy"]

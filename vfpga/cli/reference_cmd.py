@@ -9,14 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from vfpga.errors import VfpgaError
-from vfpga.fileio import atomic_write
+from vfpga.fileio import atomic_write, check_writable, read_npy
 
 
 def _load_input(path: str) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise VfpgaError(f"{path}: not a readable .npy array ({exc})") from None
+    x = read_npy(path)
     if not np.issubdtype(x.dtype, np.floating):
         raise VfpgaError(f"{path}: the input must be a float array (got {x.dtype})")
     return x.astype(np.float32)
@@ -98,6 +95,8 @@ def reference(
 
     if calib_random is not None and calib_dir is not None:
         raise click.UsageError("use either --calib-random or --calib-dir, not both")
+    if output:
+        check_writable(output)
     console = Console()
     loaded = load_model(
         model,
