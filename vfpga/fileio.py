@@ -48,8 +48,6 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     folder = _folder(p)
     if not folder.is_dir():
         raise OutputFileError(f"cannot write {p}: folder {folder} does not exist")
-    if p.is_dir():
-        raise OutputFileError(f"cannot write {p}: it is a folder")
     try:
         name_max = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
@@ -58,6 +56,11 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
         raise OutputFileError(f"cannot write {p}: the file name has "
                               f"{len(os.fsencode(p.name))} bytes, more than the {name_max} "
                               "the file system allows")
+    try:
+        if p.is_dir():
+            raise OutputFileError(f"cannot write {p}: it is a folder")
+    except OSError as exc:
+        raise OutputFileError(f"cannot write {p}: {exc.strerror or exc}") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputFileError(f"cannot write {p}: folder {folder} is not writable")
     return p

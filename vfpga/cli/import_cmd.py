@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from vfpga.errors import VfpgaError
-from vfpga.fileio import atomic_write
+from vfpga.fileio import atomic_write, check_writable
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -37,7 +37,7 @@ def module_text(module: Any) -> str:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Write the IR to this file (default: print it).",
 )
 @click.option(
@@ -54,12 +54,15 @@ def module_text(module: Any) -> str:
     help="Quantize an fp32 model by calibrating on the .npy inputs in this folder.",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the random calibration inputs.")
+@click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x640x640",
+              help="Fix the dimensions of graph input NAME (dynamic ones included).")
 def import_(
     model: Path,
     output: Path | None,
     calib_random: int | None,
     calib_dir: Path | None,
     seed: int | None,
+    input_shape: tuple[str, ...],
 ) -> None:
     """Import the ONNX MODEL and print its `dnn` IR (or write it with -o).
 
@@ -69,6 +72,7 @@ def import_(
     from xdsl.utils.exceptions import VerifyException
 
     from vfpga.dialects.dnn_convert import qgraph_to_module
+    from vfpga.frontend.model_checks import parse_input_shapes
     from vfpga.frontend.pipeline import load_qgraph
 
     if calib_random is not None and calib_dir is not None:
@@ -82,6 +86,10 @@ def import_(
         kwargs["num_random"] = calib_random
     if seed is not None:
         kwargs["seed"] = seed
+    if output is not None:
+        check_writable(output)
+    if input_shape:
+        kwargs["input_shapes"] = parse_input_shapes(input_shape)
     graph, _qdq_model = load_qgraph(str(model), **kwargs)  # FrontendError passes through
     module = qgraph_to_module(graph)
     try:
