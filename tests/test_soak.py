@@ -113,7 +113,7 @@ def test_soak_500_events() -> None:
 
 
 def test_churn_soak_ddr_exhaustion_and_hostile_binaries() -> None:
-    """Issue 12: 400 pool events on a DDR so small that redeploys exhaust it (a failed
+    """Issue 12: 500 pool events on a DDR so small that redeploys exhaust it (a failed
     deploy must change nothing), with hostile binaries (resealed structural mutations,
     racy code, host ops that fail their checks) mixed in next to honest tenants: every
     completed request's bytes equal a solo run, every request ends (done, failed or
@@ -149,16 +149,24 @@ def test_churn_soak_ddr_exhaustion_and_hostile_binaries() -> None:
     counts = dict.fromkeys(("arrive", "deploy", "refused", "hostile", "infer", "resize",
                             "leave", "step"), 0)
     names = iter(f"t{i}" for i in range(10_000))
-    for _ in range(400):
+    for _ in range(500):
         ev = rng.choice(["arrive", "deploy", "deploy", "infer", "infer", "infer", "resize",
                          "leave", "step", "step"])
         tenants = list(pool.tenants.values())
         if ev == "arrive" or not tenants:
             free = len(pool.free_cores())
             if free:
-                pool.create_tenant(next(names), int(rng.integers(1, min(free, 4) + 1)),
-                                   max_queue=4)
+                t = pool.create_tenant(next(names), int(rng.integers(1, min(free, 4) + 1)),
+                                       max_queue=4)
                 counts["arrive"] += 1
+                b = int(rng.integers(3))
+                if rng.random() < 0.8:  # most tenants deploy on arrival (if DDR allows)
+                    try:
+                        t.deploy(good[b])
+                        binary_of[t.name] = b
+                    except VfpgaError:
+                        assert t.vfb is None and t.task is None
+                        counts["refused"] += 1
             continue
         t = tenants[int(rng.integers(len(tenants)))]
         if ev == "deploy":
