@@ -29,7 +29,6 @@ from vfpga.backend.binary import (
     DTYPE_BYTES,
     IFP_BUFFERS,
     LAYER_KINDS,
-    MAX_CORES,
     MAX_HOST_IO,
     MAX_RANK,
     TENSOR_DTYPES,
@@ -45,6 +44,7 @@ from vfpga.backend.binary import (
 )
 from vfpga.errors import AsmError, BinaryFormatError
 from vfpga.hw.config import ISA_VERSION, HardwareConfig, HardwareConfigError, load_hw
+from vfpga.isa.limits import ILLEGAL_DEPS, MAX_CORES
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
@@ -55,9 +55,7 @@ from vfpga.isa.spec import (
     OPCODE_DTYPES,
     PAYLOAD_FIELDS,
     SAVE_SOURCES,
-    Dep,
     FlagField,
-    Module,
     Opcode,
 )
 
@@ -66,14 +64,6 @@ MNEMONICS: dict[str, Opcode] = {op.name.lower(): op for op in Opcode}
 
 #: Hardware used when neither the source (``.hw``) nor the caller names one.
 DEFAULT_HW = "pool16"
-
-#: Dependency bits each module may not use.
-ILLEGAL_DEPS: dict[Module, int] = {
-    Module.LOAD: Dep.WAIT_PREV | Dep.SIGNAL_PREV,
-    Module.SAVE: Dep.WAIT_NEXT | Dep.SIGNAL_NEXT,
-    Module.CALC: 0,
-    Module.CTRL: 0xF,
-}
 
 _LABEL_RE = re.compile(r"(\d+):")
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})+")
@@ -472,7 +462,7 @@ class Assembler:
         appended to the dispatch table in order."""
         if not tokens or not tokens[0].startswith("core="):
             raise _Err(".dispatch takes core=C then entries ifp:N, sync:LAYER, end")
-        core = parse_int(tokens[0][5:], 0, 63, "core")
+        core = parse_int(tokens[0][5:], 0, MAX_CORES - 1, "core")
         if len(tokens) == 1:
             raise _Err(".dispatch needs at least one entry (ifp:N, sync:LAYER or end)")
         for tok in tokens[1:]:

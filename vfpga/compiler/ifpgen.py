@@ -29,6 +29,7 @@ from vfpga.compiler.plan import MemoryPlan, Placement, nchw
 from vfpga.errors import CompileError
 from vfpga.frontend.qgraph import QAdd, QConv, QPool, QTensor
 from vfpga.hw.config import HardwareConfig
+from vfpga.hw.costs import core_bytes_per_cycle
 from vfpga.isa.float32 import eltwise_offset, requant_scale
 from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
 
@@ -305,8 +306,6 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
         divs = [d for d in range(min(m, ct), 0, -1) if m % d == 0]
         options = [og for og in sorted({*options, *divs}, reverse=True)
                    if all(a // m == (b - 1) // m for a, b in oc_segments(spec, tile, og))]
-    from vfpga.compiler.latency import core_bytes_per_cycle
-
     bpc = core_bytes_per_cycle(hw)
     c, h, _w = spec.in_shape
     kh, kw = spec.kernel

@@ -66,6 +66,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
 from vfpga.emulator import int_matmul, jit
+from vfpga.isa.effects import window_out
 from vfpga.isa.float32 import U8_BIAS, fma_f32
 from vfpga.isa.spec import PARAM_RECORD_BYTES, PARAM_RECORD_DTYPE, Act, PoolMode
 
@@ -201,7 +202,7 @@ def out_size(n: int, k: int, stride: int, pad_lo: int, pad_hi: int) -> int:
     padded = n + pad_lo + pad_hi
     if padded < k:
         raise ValueError(f"kernel {k} is larger than the padded input {padded}")
-    return (padded - k) // stride + 1
+    return window_out(n, k, stride, pad_lo, pad_hi)
 
 
 def out_dims(

@@ -50,6 +50,7 @@ from vfpga.emulator import int_matmul, jit, kernels
 from vfpga.emulator.core import _NEIGHBOURS, _READER, _WRITER, Core, ExecContext, describe
 from vfpga.emulator.faults import ExecutionFault
 from vfpga.hw.config import BUFFER_NAMES
+from vfpga.isa.effects import out_hw
 from vfpga.isa.spec import (
     MODULE_OF,
     PARAM_RECORD_BYTES,
@@ -86,8 +87,7 @@ def calc_accesses(f: dict[str, int]) -> list[Access]:
         kh, kw, sh, sw = f["kh"], f["kw"], f["stride_h"], f["stride_w"]
         if g < 1 or in_c % g or out_c % g or kh < 1 or kw < 1 or sh < 1 or sw < 1:
             raise _NoPlan
-        oh = (in_h + f["pad_t"] + f["pad_b"] - kh) // sh + 1
-        ow = (in_w + f["pad_l"] + f["pad_r"] - kw) // sw + 1
+        oh, ow = out_hw(f)
         if oh < 1 or ow < 1 or in_h < 1 or in_w < 1 or out_c < 1:
             raise _NoPlan
         acc: list[Access] = [
@@ -115,8 +115,7 @@ def calc_accesses(f: dict[str, int]) -> list[Access]:
             kh, kw, sh, sw = f["kh"], f["kw"], f["stride_h"], f["stride_w"]
             if min(kh, kw, sh, sw, in_h, in_w) < 1:
                 raise _NoPlan  # the kernel rejects it after the read: let it say so
-            oh = (in_h + f["pad_t"] + f["pad_b"] - kh) // sh + 1
-            ow = (in_w + f["pad_l"] + f["pad_r"] - kw) // sw + 1
+            oh, ow = out_hw(f)
             if oh < 1 or ow < 1:
                 raise _NoPlan
         acc.append((Buffer.OBUF, f["out_addr"], oh * ow * c, 1, True))

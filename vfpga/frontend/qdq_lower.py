@@ -72,6 +72,7 @@ from vfpga.frontend.qgraph import (
     shuffle_groups,
 )
 from vfpga.isa.float32 import requant_scale
+from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
 
 #: ONNX ops the lowering accepts (besides QuantizeLinear / DequantizeLinear / Constant).
 SUPPORTED_OPS: tuple[str, ...] = (
@@ -96,10 +97,6 @@ SUPPORTED_OPS: tuple[str, ...] = (
 HOST_OPS: tuple[str, ...] = ("Softmax", "LRN")
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 _ACT_OPS = ("Relu", "Clip")
-
-#: Largest multiplier (exclusive) and shift of a requantization.
-MULT_LIMIT = 1 << 31
-MAX_SHIFT = 62
 
 
 # --------------------------------------------------------------------------------------
@@ -150,7 +147,7 @@ def mult_shift(ratio: float) -> tuple[int, int]:
     if k > MAX_SHIFT:
         m = _rhe_fraction(m, k - MAX_SHIFT)
         k = MAX_SHIFT
-    if m >= MULT_LIMIT:
+    if m >= MAX_MULTIPLIER:
         raise ValueError(f"requantization ratio {ratio!r} is too large (>= 2**31)")
     return m, k
 
@@ -168,14 +165,14 @@ def mult_shift_pair(ra: float, rb: float) -> tuple[int, int, int]:
     s = max(0, *ks)
     ma = (oa << (s - ka)) if oa else 0
     mb = (ob << (s - kb)) if ob else 0
-    if s <= MAX_SHIFT and ma < MULT_LIMIT and mb < MULT_LIMIT:
+    if s <= MAX_SHIFT and ma < MAX_MULTIPLIER and mb < MAX_MULTIPLIER:
         return ma, mb, s
     big = max(ra, rb)
-    if big >= MULT_LIMIT:
+    if big >= MAX_MULTIPLIER:
         raise ValueError(f"requantization ratio {big!r} is too large (>= 2**31)")
     # largest s with big * 2**s < 2**31
     s = min(MAX_SHIFT, 30 - math.frexp(big)[1] + 1)
-    while s > 0 and big * 2.0**s >= MULT_LIMIT:
+    while s > 0 and big * 2.0**s >= MAX_MULTIPLIER:
         s -= 1
 
     def rnd(o: int, k: int) -> int:
@@ -1284,7 +1281,8 @@ def _is_identity_requant(n: QConv) -> bool:
         return False
     pairs = set(zip(n.multiplier.tolist(), n.shift.tolist(), strict=True))
     return all(
-        0 <= m < MULT_LIMIT and 0 <= s <= MAX_SHIFT and requant_scale(m, s) == div for m, s in pairs
+        0 <= m < MAX_MULTIPLIER and 0 <= s <= MAX_SHIFT and requant_scale(m, s) == div
+        for m, s in pairs
     )
 
 

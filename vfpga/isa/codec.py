@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vfpga.errors import DecodeError
+from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS
 from vfpga.isa.spec import (
     FLAG_FIELDS,
     FLOAT_FIELDS,
@@ -32,18 +33,9 @@ from vfpga.isa.spec import (
     OPCODE_DTYPES,
     PAYLOAD_FIELDS,
     SAVE_SOURCES,
-    Dep,
-    Module,
     Opcode,
     used_payload_mask,
 )
-
-_ILLEGAL_DEPS: dict[Module, int] = {
-    Module.LOAD: Dep.WAIT_PREV | Dep.SIGNAL_PREV,
-    Module.SAVE: Dep.WAIT_NEXT | Dep.SIGNAL_NEXT,
-    Module.CALC: 0,
-    Module.CTRL: 0xFF,
-}
 
 
 def float32_value(op: Opcode, name: str, value: Any) -> float:
@@ -208,8 +200,8 @@ def decode(blob: bytes | bytearray | memoryview | np.ndarray, base_index: int = 
                 f"instruction #{int(idx[nz[0]]) + base_index} ({op.name}): bytes outside its "
                 "fields are not zero (corrupt word?)"
             )
-        illegal = _ILLEGAL_DEPS[MODULE_OF[op]]
-        bad = np.flatnonzero((deps[idx] & illegal) | (deps[idx] & ~0xF))
+        illegal = ILLEGAL_DEPS[MODULE_OF[op]]
+        bad = np.flatnonzero((deps[idx] & illegal) | (deps[idx] & ~DEP_BITS))
         if bad.size:
             raise DecodeError(
                 f"instruction #{int(idx[bad[0]]) + base_index} ({op.name}): dependency bits "
