@@ -43,7 +43,13 @@ from vfpga.backend.binary import (
     validate,
 )
 from vfpga.errors import AsmError, BinaryFormatError
-from vfpga.hw.config import ISA_VERSION, HardwareConfig, HardwareConfigError, load_hw
+from vfpga.hw.config import (
+    DEFAULT_HW,
+    ISA_VERSION,
+    HardwareConfig,
+    HardwareConfigError,
+    load_hw,
+)
 from vfpga.isa.limits import ILLEGAL_DEPS, MAX_CORES
 from vfpga.isa.spec import (
     DEP_NAMES,
@@ -62,8 +68,6 @@ from vfpga.isa.spec import (
 #: Mnemonic -> opcode.
 MNEMONICS: dict[str, Opcode] = {op.name.lower(): op for op in Opcode}
 
-#: Hardware used when neither the source (``.hw``) nor the caller names one.
-DEFAULT_HW = "pool16"
 
 _LABEL_RE = re.compile(r"(\d+):")
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})+")

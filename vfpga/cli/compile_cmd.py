@@ -13,10 +13,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vfpga.errors import VfpgaError
-from vfpga.hw import HardwareConfig, HardwareConfigError, load_hw
+from vfpga.hw import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
 
 _calib_options = [
-    click.option("--hw", "hw_name", default="pool16", show_default=True,
+    click.option("--hw", "hw_name", default=DEFAULT_HW, show_default=True,
                  help="Hardware preset or configuration JSON."),
     click.option("--cores", default=1, show_default=True, type=int,
                  help="Logical cores to compile for (the dispatch table; re-target later "

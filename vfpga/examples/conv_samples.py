@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vfpga.backend.binary import Layer, Tensor, VfbFile, empty_ifps
-from vfpga.hw.config import HardwareConfig
+from vfpga.hw.config import DEFAULT_HW, HardwareConfig
 from vfpga.isa.codec import encode_one
 from vfpga.isa.float32 import requant_scale
 from vfpga.isa.spec import (
@@ -364,7 +364,7 @@ def write_samples(folder: Path | None = None) -> list[Path]:
     from vfpga.backend.disasm import disassemble
     from vfpga.hw import load_hw
 
-    hw = load_hw("pool16")
+    hw = load_hw(DEFAULT_HW)
     folder = folder or examples_dir()
     paths = []
     for name, build in SAMPLES.items():

@@ -40,6 +40,7 @@ import numpy as np
 from vfpga.emulator.machine import segments_from_dispatch
 from vfpga.emulator.timing import Job, TimingEngine, insn_costs
 from vfpga.errors import VfpgaError
+from vfpga.hw.config import DEFAULT_HW
 from vfpga.runtime.pool import ResourcePool, Tenant
 
 
@@ -70,7 +71,7 @@ class Scenario:
     duration_ms: float
     tenants: list[TenantSpec]
     resizes: list[ResizeSpec]
-    hw: str = "pool16"
+    hw: str = DEFAULT_HW
     strategy: str = "lpt"
 
 
@@ -126,7 +127,7 @@ def load_scenario(path: str | Path) -> Scenario:
         if not isinstance(cores, int) or cores < 1:
             raise ScenarioError(f"{p}: {where}: 'cores' must be a positive integer")
         resizes.append(ResizeSpec(r["tenant"], num(r, "at_ms", where), cores))
-    return Scenario(str(p), dur, tenants, resizes, data.get("hw", "pool16"),
+    return Scenario(str(p), dur, tenants, resizes, data.get("hw", DEFAULT_HW),
                     data.get("strategy", "lpt"))
 
 
