@@ -777,7 +777,7 @@ class Assembler:
         if "cores" in prog:
             cores = prog["cores"]
         else:
-            used = [i.values.get("core", 0) for i in st.insns]
+            used = [int(i.values.get("core", 0)) for i in st.insns]
             used += [int(c) for c in ifps["core"]]
             cores = max(used, default=0) + 1
         dispatch = empty_dispatch(len(st.dispatch))

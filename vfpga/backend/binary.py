@@ -908,7 +908,7 @@ def from_bytes(
     for kind, dt in SECTION_DTYPES.items():
         raw, off = sect(kind)
         arr = np.frombuffer(raw, dt)
-        for name in dt.names:
+        for name in dt.names or ():
             if name.startswith("reserved"):
                 flat = arr[name].reshape(len(arr), -1) if len(arr) else np.zeros((0, 1))
                 bad = np.flatnonzero(flat.any(axis=1))

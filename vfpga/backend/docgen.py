@@ -191,12 +191,12 @@ def render(text: str, blocks: dict[str, Callable[[], str]], source: str) -> str:
     for name, make in blocks.items():
         pattern = re.compile(re.escape(begin_marker(name)) + r"\n.*?" + re.escape(end_marker(name)),
                              re.DOTALL)
-        if not pattern.search(text):
+        m = pattern.search(text)
+        if m is None:
             raise ValueError(f"{source}: markers of the generated block '{name}' not found:\n"
                              f"{begin_marker(name)}\n{end_marker(name)}")
-        body = make()
-        text = pattern.sub(lambda _m, b=body, n=name: f"{begin_marker(n)}\n{b}{end_marker(n)}",
-                           text, count=1)
+        block = f"{begin_marker(name)}\n{make()}{end_marker(name)}"
+        text = text[: m.start()] + block + text[m.end() :]
     return text
 
 

@@ -29,7 +29,7 @@ _calib_options = [
 ]
 
 
-def calib_options(f):  # type: ignore[no-untyped-def]
+def calib_options(f):
     for opt in reversed(_calib_options):
         f = opt(f)
     return f
@@ -44,7 +44,7 @@ def _hw(name: str) -> HardwareConfig:
 
 def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None,
              calib_random: int | None, seed: int, console: Console,
-             pipeline: str = "engine"):  # type: ignore[no-untyped-def]
+             pipeline: str = "engine"):
     from vfpga.frontend.pipeline import is_qdq_model, read_model
 
     if calib_dir is not None and calib_random is not None:
@@ -82,7 +82,7 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None
     return loaded, res, time.perf_counter() - t0
 
 
-def placement_table(res, hw: HardwareConfig, cores: int) -> Table:  # type: ignore[no-untyped-def]
+def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
     """Layers and MACs on the accelerator vs on the host."""
     from vfpga.frontend.qgraph import QConcat, QHostOp
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 from vfpga.hw.config import HardwareConfig
 from vfpga.hw.costs import compute_cycles, core_bytes_per_cycle, insn_cycles
-from vfpga.isa.spec import MODULE_OF, Buffer, Dep, Module, Opcode
+from vfpga.isa.spec import MODULE_OF, Buffer, Dep, FieldDict, Module, Opcode
 
 __all__ = [
     "column_geometry",
@@ -33,7 +33,7 @@ _NEXT = {Module.LOAD: Module.CALC, Module.CALC: Module.SAVE, Module.SAVE: None}
 
 
 def simulate(
-    insns: Sequence[tuple[Opcode, dict[str, int]]],
+    insns: Sequence[tuple[Opcode, FieldDict]],
     hw: HardwareConfig,
     bpc: float | None = None,
 ) -> int:
@@ -44,7 +44,7 @@ def simulate(
     docs/isa.md); a wait that can never be satisfied raises ``ValueError``.
     """
     bpc = bpc if bpc is not None else core_bytes_per_cycle(hw)
-    queues: dict[Module, list[tuple[Opcode, dict[str, int]]]] = {
+    queues: dict[Module, list[tuple[Opcode, FieldDict]]] = {
         Module.LOAD: [], Module.CALC: [], Module.SAVE: []
     }
     for op, f in insns:
@@ -88,7 +88,7 @@ def simulate(
     return max(free.values())
 
 
-def column_geometry(insns: Iterable[tuple[Opcode, dict[str, int]]]) -> tuple[int, int, int]:
+def column_geometry(insns: Iterable[tuple[Opcode, FieldDict]]) -> tuple[int, int, int]:
     """``(pad_l, pad_r, input columns)`` of an IFP: of its first LOAD into ibuf, or of its
     first POOL (which pads on chip); every band of an IFP has the same columns."""
     for op, f in insns:

@@ -558,13 +558,13 @@ class DnnNodeOp(IRDLOperation, ABC):
     def label(self) -> str:
         """``dnn.conv "conv1"``: how messages name this op."""
         name = self.properties.get("name")
-        shown = cast(StringAttr, name).data if isinstance(name, StringAttr) else "?"
+        shown = name.data if isinstance(name, StringAttr) else "?"
         return f'{self.name} "{shown}"'
 
     @property
     def output_type(self) -> QTensorType:
         """The result's quantized tensor type."""
-        return cast(QTensorType, self.output.type)
+        return self.output.type
 
     def input_types(self) -> list[QTensorType]:
         """The operands' quantized tensor types, in order."""
@@ -585,7 +585,7 @@ class DnnNodeOp(IRDLOperation, ABC):
 
     @classmethod
     def parse(cls, parser: Parser) -> DnnNodeOp:
-        op_name = cast(str, cls.name)
+        op_name = cls.name
         pos = parser.pos
         operands: list[UnresolvedOperand] = []
         first = parser.parse_optional_unresolved_operand()

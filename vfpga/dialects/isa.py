@@ -82,6 +82,7 @@ from vfpga.isa.spec import (
     PAYLOAD_FIELDS,
     SAVE_SOURCES,
     Buffer,
+    FieldDict,
     Opcode,
     PoolMode,
 )
@@ -180,7 +181,7 @@ def float_attr(value: float) -> FloatAttr:
 def _float_value(a: Attribute) -> float | None:
     """The value of an ``f32`` float attribute, else None."""
     if type(a) is FloatAttr and isinstance(a.type, Float32Type):
-        return cast(float, a.value.data)
+        return a.value.data
     return None
 
 
@@ -241,7 +242,7 @@ class IsaOp(IRDLOperation, ABC):
     @property
     def deps(self) -> int:
         """The dependency-token bits (:class:`vfpga.isa.spec.Dep`)."""
-        return self.field("deps")
+        return int(self.field("deps"))
 
     # -- verification -------------------------------------------------------------
     def verify_(self) -> None:
@@ -343,7 +344,7 @@ class IsaOp(IRDLOperation, ABC):
             parts.append(f"{name}={e[v] if e is not None and v in e else v}")
         d = props.get("deps")
         if d is not None:
-            names = [cast(StringAttr, s).data for s in cast(ArrayAttr[StringAttr], d).data]
+            names = [s.data for s in cast(ArrayAttr[StringAttr], d).data]
             parts.append(f"deps [{', '.join(names)}]")
         if parts:
             printer.print_string(" " + " ".join(parts))
@@ -354,7 +355,7 @@ class IsaOp(IRDLOperation, ABC):
     @classmethod
     def parse(cls, parser: Parser) -> IsaOp:
         op = cls.OPCODE
-        mnem = cast(str, cls.name)
+        mnem = cls.name
         order = FIELD_ORDER[op]
         bounds = FIELD_BOUNDS[op]
         floats = FLOAT_FIELDS[op]
@@ -383,7 +384,8 @@ class IsaOp(IRDLOperation, ABC):
             parser.parse_punctuation("=", f" after '{kw}'")
             if kw in floats:
                 props[kw] = _parse_f32(parser, mnem, kw)
-                if _float_value(props[kw]) == 0 and not np.signbit(_float_value(props[kw])):
+                fv = _float_value(props[kw])
+                if fv == 0 and not np.signbit(fv):
                     del props[kw]  # +0.0 is the absent value
                 continue
             e = enums.get(kw)
@@ -440,12 +442,13 @@ def _isa_op(cls: type[IsaOp]) -> type[IsaOp]:
         kind = FloatAttr if name in FLOAT_FIELDS[cls.OPCODE] else IntegerAttr
         ns[f"{name}_"] = opt_prop_def(kind, prop_name=name)
     ns["deps_"] = opt_prop_def(ArrayAttr[StringAttr], prop_name="deps")
-    new = irdl_op_definition(type(cls.__name__, cls.__bases__, ns))
+    new = irdl_op_definition(cast(type[IsaOp], type(cls.__name__, cls.__bases__, ns)))
     own_check = cls.__dict__.get("_check")
+    # irdl_op_definition installs a generic verify_; ours checks the fields in one pass
     new.verify_ = IsaOp.verify_  # type: ignore[method-assign]
     if own_check is not None:
         new._check = own_check  # type: ignore[method-assign]
-    return cast(type[IsaOp], new)
+    return new
 
 
 # ---------------------------------------------------------------------------- ops
@@ -632,7 +635,7 @@ Isa = Dialect("isa", list(ISA_OPS), [])
 
 
 # ---------------------------------------------------------------------------- helpers
-def op_to_fields(op: Operation) -> tuple[Opcode, dict[str, int | float]]:
+def op_to_fields(op: Operation) -> tuple[Opcode, FieldDict]:
     """The opcode and the present (non-zero) fields of instruction op ``op``, ``deps`` as
     bits, float32 fields as Python floats: the input of
     :func:`vfpga.isa.codec.encode_batch` (absent fields are 0)."""

@@ -108,10 +108,11 @@ _INT32_MIN = -(1 << 31)
 _INT32_MAX = (1 << 31) - 1
 _F32 = np.float32
 #: the clip ufunc itself (``np.clip`` adds ~1.5 us of argument handling per call)
+# (numpy's stubs do not list the ufunc)
 try:
-    from numpy._core.umath import clip as _umath_clip  # numpy >= 2
+    from numpy._core.umath import clip as _umath_clip  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - numpy 1.26
-    from numpy.core.umath import clip as _umath_clip
+    from numpy.core.umath import clip as _umath_clip  # type: ignore[no-redef]
 
 I8 = NDArray[np.int8]
 I32 = NDArray[np.int32]

@@ -208,8 +208,23 @@ class _CoreState:
         "wake_at",
     )
 
+    job: Job | None
+    lc: int
+    stream: np.ndarray
+    seg_bounds: np.ndarray
+    seg: int
+    avail: list[float]
+    tokens: list[int]
+    busy: list[bool]
+    next_req: int
+    inflight: int
+    wake_at: float
+    arrived_key: tuple[int, int, int] | None
+    queues: list[list[int]]
+    heads: list[int]
+
     def __init__(self) -> None:
-        self.job: Job | None = None
+        self.job = None
 
 
 class _Bank:

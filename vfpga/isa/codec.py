@@ -149,7 +149,7 @@ class Program:
         floats = FLOAT_FIELDS[op]
         out: dict[str, int | float] = {
             name: float(rec[name]) if name in floats else int(rec[name])
-            for name in rec.dtype.names if name != "reserved"
+            for name in rec.dtype.names or () if name != "reserved"
         }
         for ff in FLAG_FIELDS[op]:
             out[ff.name] = int(flag_value(op, int(out["flags"]), ff.name))
@@ -280,7 +280,7 @@ def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
                 flags |= col << ff.shift
             elif key == "flags":
                 flags |= col
-            elif key in dt.names and key != "opcode":
+            elif key in (dt.names or ()) and key != "opcode":
                 info = np.iinfo(dt[key])
                 if col.size and (col.min() < info.min or col.max() > info.max):
                     j = int(np.flatnonzero((col < info.min) | (col > info.max))[0])

@@ -10,14 +10,16 @@ The one home of two ISA formulas every layer needs:
 
 The compiler (buffer footprints of a package), the ``isa`` dialect, the static latency
 model and the emulator all call these, so they cannot disagree. Field dicts are those of
-:mod:`vfpga.isa.codec` / :func:`vfpga.dialects.isa.op_to_fields`: an absent field is 0,
-as in an encoded word. No validation happens here: a caller that must reject a window
-that does not fit checks ``out_hw(...)`` for values below 1 itself.
+:mod:`vfpga.isa.codec` / :func:`vfpga.dialects.isa.op_to_fields` (ints, and floats for
+the float32 fields, hence ``Mapping[str, Any]``; the fields read here are all ints): an
+absent field is 0, as in an encoded word. No validation happens here: a caller that must
+reject a window that does not fit checks ``out_hw(...)`` for values below 1 itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from vfpga.isa.spec import Buffer, Opcode, PoolMode
 
@@ -32,7 +34,7 @@ def window_out(n: int, k: int, stride: int, pad_lo: int, pad_hi: int) -> int:
     return (n + pad_lo + pad_hi - k) // max(stride, 1) + 1
 
 
-def out_hw(f: Mapping[str, int]) -> tuple[int, int]:
+def out_hw(f: Mapping[str, Any]) -> tuple[int, int]:
     """``(out_h, out_w)`` of a CONV or windowed POOL with fields ``f`` (absent fields 0)."""
     g = f.get
     return (
@@ -41,7 +43,7 @@ def out_hw(f: Mapping[str, int]) -> tuple[int, int]:
     )
 
 
-def written_range(op: Opcode, f: Mapping[str, int]) -> tuple[Buffer, int, int] | None:
+def written_range(op: Opcode, f: Mapping[str, Any]) -> tuple[Buffer, int, int] | None:
     """The on-chip bytes instruction ``op`` with fields ``f`` writes, as ``(buffer, start,
     end)`` (``end`` exclusive), or None for SAVE, SYNC and END, which write no buffer.
 

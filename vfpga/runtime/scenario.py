@@ -174,11 +174,14 @@ def simulate(sc: Scenario, log: Any = None) -> dict[str, TenantReport]:
             return spec.binary
         from vfpga.experiments.models import compiled_model
 
-        if spec.model not in images:
+        model = spec.model
+        if model is None:  # pragma: no cover - load_scenario requires a binary or a model
+            raise ScenarioError(f"tenant '{spec.name}' names neither a binary nor a model")
+        if model not in images:
             if log:
-                log(f"preparing model {spec.model} ...")
-            images[spec.model] = compiled_model(spec.model, sc.hw).vfb  # type: ignore[index]
-        return images[spec.model]  # type: ignore[index]
+                log(f"preparing model {model} ...")
+            images[model] = compiled_model(model, sc.hw).vfb
+        return images[model]
 
     def segments(t: Tenant) -> list:
         assert t.dispatch is not None and t.vfb is not None
