@@ -49,7 +49,7 @@ def interesting(rng: np.random.Generator, dt: np.dtype) -> Any:
     if dt.kind == "f":
         vals = [0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 3.4e38, 1e-45, 65504.0]
         return dt.type(vals[rng.integers(len(vals))] if rng.random() < 0.8
-                       else rng.standard_normal() * 10 ** rng.integers(-3, 6))
+                       else rng.standard_normal() * 10.0 ** int(rng.integers(-3, 6)))
     if dt.kind not in "iu":  # bytes (magic, names): one random byte string
         return rng.integers(0, 256, dt.itemsize, dtype=np.uint8).tobytes()
     info = np.iinfo(dt)

@@ -18,6 +18,7 @@ def _write_atomic(model: object, out: Path) -> None:
     import onnx
 
     assert isinstance(model, onnx.ModelProto)
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, model.SerializeToString())
 
 

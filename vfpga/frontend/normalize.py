@@ -177,6 +177,7 @@ def _check_input(model: onnx.ModelProto, name: str) -> None:
                             "shape such as [1, 3, 224, 224]")
     shape_txt = "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else
                                 (d.dim_param or "?") for d in tt.shape.dim) + "]"
+    dims_txt = [str(d.dim_value) for d in tt.shape.dim]
     err = dynamic_dim_error(name, vi.name, tt)
     if err is not None:
         raise err
@@ -188,8 +189,8 @@ def _check_input(model: onnx.ModelProto, name: str) -> None:
     if tt.shape.dim[0].dim_value != 1:
         raise FrontendError(
             f"{name}: input '{vi.name}' has batch size {tt.shape.dim[0].dim_value} (shape "
-            f"{shape_txt}); the accelerator runs batch 1: re-export with batch 1 or fix the "
-            "dimension with onnxruntime.tools.make_dynamic_shape_fixed"
+            f"{shape_txt}); the accelerator runs batch 1: re-export with batch 1 or pass "
+            f"--input-shape {vi.name}=1x{'x'.join(dims_txt[1:])}"
         )
 
 
