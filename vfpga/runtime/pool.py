@@ -41,7 +41,7 @@ from vfpga.backend.binary import MAX_BINARY_BYTES, VfbFile, from_bytes, read_vfb
 from vfpga.emulator import Accelerator
 from vfpga.emulator.machine import LoadedProgram, Task, segments_from_dispatch
 from vfpga.errors import VfpgaError
-from vfpga.hw.config import HardwareConfig, load_hw
+from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
 from vfpga.passes.dynamic import Prepared, allocate, prepare, retarget
 
 #: Default DDR quota of a tenant (bytes): the most a tenant's binary may declare.
@@ -362,7 +362,7 @@ def _retarget_idle(task: Task, cores: list[int], dispatch: np.ndarray, vfb: VfbF
 class ResourcePool:
     """The hardware resource pool shared by tenants (see module docstring)."""
 
-    def __init__(self, hw: HardwareConfig | str = "pool16", strategy: str = "lpt",
+    def __init__(self, hw: HardwareConfig | str = DEFAULT_HW, strategy: str = "lpt",
                  check_hazards: bool = True, ddr_bytes: int | None = None,
                  tenant_ddr_bytes: int = DEFAULT_TENANT_DDR_BYTES,
                  request_seconds: float | None = DEFAULT_REQUEST_SECONDS,

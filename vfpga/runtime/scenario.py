@@ -42,7 +42,7 @@ import numpy as np
 from vfpga.emulator.machine import segments_from_dispatch
 from vfpga.emulator.timing import Job, TimingEngine, insn_costs
 from vfpga.errors import VfpgaError
-from vfpga.hw.config import HardwareConfigError, load_hw
+from vfpga.hw.config import DEFAULT_HW, HardwareConfigError, load_hw
 from vfpga.passes.dynamic import STRATEGIES
 from vfpga.runtime.pool import ResourcePool, Tenant
 
@@ -74,7 +74,7 @@ class Scenario:
     duration_ms: float
     tenants: list[TenantSpec]
     resizes: list[ResizeSpec]
-    hw: str = "pool16"
+    hw: str = DEFAULT_HW
     strategy: str = "lpt"
 
 
@@ -145,7 +145,7 @@ def load_scenario(path: str | Path) -> Scenario:
     if "duration_ms" not in data:
         raise ScenarioError(f"{p}: top level: 'duration_ms' is missing")
     dur = num(data, "duration_ms", "top level")
-    hw = string(data, "hw", "top level", "pool16")
+    hw = string(data, "hw", "top level", DEFAULT_HW)
     try:
         n_cores = load_hw(hw).num_cores
     except HardwareConfigError as exc:
