@@ -13,9 +13,9 @@ hardware's buffers, from its fields alone:
   ``acc_in`` abuf; POOL: input ibuf, output obuf; ELTWISE: both operands ibuf, the
   result obuf;
 - CONV and POOL: the multiply-accumulates (window elements) of one instruction are at
-  most :data:`MAX_INSN_MACS`, a budget of the emulator (about 8x the largest CONV tile
-  the compiler emits for ResNet-50 and VGG-16), which bounds one instruction's time and
-  working memory.
+  most :data:`MAX_INSN_MACS`, a budget of the emulator (about 7x the largest CONV the
+  compiler emits for the paper's models: Inception v3 39M, VGG-16 38M, ResNet-50 31M,
+  MobileNet 17M MACs), which bounds one instruction's time and working memory.
 
 A violation raises :class:`~vfpga.errors.BinaryFormatError` naming the instruction, the
 quantity and the limit; nothing is run.
