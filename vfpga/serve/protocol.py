@@ -64,7 +64,7 @@ def tensor_metadata(t: Tensor) -> dict[str, Any]:
     }
 
 
-def _flat(data: Any, dtype: np.dtype, name: str) -> np.ndarray:
+def _flat(data: Any, dtype: np.dtype, name: str, kserve: str) -> np.ndarray:
     """The JSON ``data`` of tensor ``name`` as a flat array of ``dtype`` (ints must be
     integers in range, floats finite)."""
     if not isinstance(data, list):
@@ -80,7 +80,7 @@ def _flat(data: Any, dtype: np.dtype, name: str) -> np.ndarray:
             return wide.astype(dtype)
         arr = np.asarray(data, dtype=np.float64).reshape(-1)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise bad(f"input '{name}': 'data' is not a list of {dtype.name} values ({exc})") from None
+        raise bad(f"input '{name}': 'data' is not a list of {kserve} values ({exc})") from None
     if not np.isfinite(arr).all():
         raise bad(f"input '{name}': 'data' holds NaN or infinity")
     return arr.astype(dtype)
@@ -161,7 +161,7 @@ def decode_infer(
         else:
             if "data" not in item:
                 raise bad(f"input '{name}': no 'data' and no binary_data_size")
-            flat = _flat(item["data"], dtype, name)
+            flat = _flat(item["data"], dtype, name, dt_name)
             if flat.size != n:
                 raise bad(f"input '{name}': {flat.size} values for shape {want} ({n} values)")
         if dtype.kind == "f" and t.dtype == "int8":
