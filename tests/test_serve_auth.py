@@ -28,8 +28,11 @@ from vfpga.serve.auth import hash_token
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator:
-    repo = write_repo(tmp_path / "repo", {"alice": 2, "bob": 3},
-                      {"small": ("alice", blob(1)), "other": ("bob", blob(2))})
+    repo = write_repo(
+        tmp_path / "repo",
+        {"alice": 2, "bob": 3},
+        {"small": ("alice", blob(1)), "other": ("bob", blob(2))},
+    )
     with thread_server(repo, tmp_path / "state") as s:
         yield s, repo, tmp_path / "state" / "state.sqlite"
 
@@ -39,22 +42,34 @@ def get(s, path: str, who: str | None = None) -> httpx.Response:  # type: ignore
 
 
 def post(s, path: str, who: str | None = None, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
-    return httpx.post(f"http://{s.url}{path}", headers=auth(who) if who else {}, timeout=60,
-                      **kw)
+    return httpx.post(f"http://{s.url}{path}", headers=auth(who) if who else {}, timeout=60, **kw)
 
 
 def infer(s, model: str, who: str, x: np.ndarray) -> httpx.Response:  # type: ignore[no-untyped-def]
-    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "INT8",
-                        "data": x.reshape(-1).tolist()}]}
+    body = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(x.shape),
+                "datatype": "INT8",
+                "data": x.reshape(-1).tolist(),
+            }
+        ]
+    }
     return post(s, f"/v2/models/{model}/infer", who, json=body)
 
 
 def snapshot(db: Path) -> list:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return [con.execute(q).fetchall() for q in (
-            "SELECT * FROM tenants ORDER BY name", "SELECT * FROM models ORDER BY name",
-            "SELECT sha256 FROM binaries ORDER BY sha256")]
+        return [
+            con.execute(q).fetchall()
+            for q in (
+                "SELECT * FROM tenants ORDER BY name",
+                "SELECT * FROM models ORDER BY name",
+                "SELECT sha256 FROM binaries ORDER BY sha256",
+            )
+        ]
     finally:
         con.close()
 
@@ -64,8 +79,14 @@ def test_tokens_and_visibility(served) -> None:  # type: ignore[no-untyped-def]
     x = user_input(blob(1), 0)
     assert get(s, "/v2/health/live").status_code == 200
     assert get(s, "/v2/health/ready").status_code == 200
-    for path in ("/v2", "/v2/models/small", "/v2/models/small/ready", "/metrics",
-                 "/v2/repository/index", "/v2/tenants"):
+    for path in (
+        "/v2",
+        "/v2/models/small",
+        "/v2/models/small/ready",
+        "/metrics",
+        "/v2/repository/index",
+        "/v2/tenants",
+    ):
         r = get(s, path)
         assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer", path
     assert post(s, "/v2/models/small/infer", json={}).status_code == 401
@@ -98,8 +119,9 @@ def test_tokens_and_visibility(served) -> None:  # type: ignore[no-untyped-def]
 def test_operator_manages_tenants_and_models(served) -> None:  # type: ignore[no-untyped-def]
     s, repo, db = served
     token = hash_token("carol-token-3")
-    r = post(s, "/v2/tenants", "operator", json={"name": "carol", "cores": 4,
-                                                 "token_sha256": token})
+    r = post(
+        s, "/v2/tenants", "operator", json={"name": "carol", "cores": 4, "token_sha256": token}
+    )
     assert r.status_code == 200, r.text
     carol_cores = r.json()["allocated_cores"]
     assert len(carol_cores) == 4
@@ -108,10 +130,24 @@ def test_operator_manages_tenants_and_models(served) -> None:  # type: ignore[no
     assert not set(rows["bob"]["allocated_cores"]) & set(carol_cores)
     assert "token_sha256" not in rows["carol"]
     # refused: a duplicate, more cores than free, bad fields
-    assert post(s, "/v2/tenants", "operator", json={"name": "carol", "cores": 1,
-                                                    "token_sha256": "0" * 64}).status_code == 409
-    assert post(s, "/v2/tenants", "operator", json={"name": "dave", "cores": 16,
-                                                    "token_sha256": "1" * 64}).status_code == 409
+    assert (
+        post(
+            s,
+            "/v2/tenants",
+            "operator",
+            json={"name": "carol", "cores": 1, "token_sha256": "0" * 64},
+        ).status_code
+        == 409
+    )
+    assert (
+        post(
+            s,
+            "/v2/tenants",
+            "operator",
+            json={"name": "dave", "cores": 16, "token_sha256": "1" * 64},
+        ).status_code
+        == 409
+    )
     r = post(s, "/v2/tenants", "operator", json={"name": "dave", "cores": 1, "token_sha256": "x"})
     assert r.status_code == 400 and "token_sha256" in r.json()["error"]
     put_model(repo, "cm", "carol", blob(3))
@@ -123,10 +159,14 @@ def test_operator_manages_tenants_and_models(served) -> None:  # type: ignore[no
     assert np.array(r.json()["outputs"][0]["data"], np.int8).tobytes() == want.tobytes()
     r = post(s, "/v2/tenants/carol/resize", "operator", json={"cores": 2})
     assert r.status_code == 200 and len(r.json()["allocated_cores"]) == 2
-    assert np.array(infer(s, "cm", "carol", x).json()["outputs"][0]["data"],
-                    np.int8).tobytes() == want.tobytes()
-    assert httpx.delete(f"http://{s.url}/v2/tenants/carol", headers=auth("operator")
-                        ).status_code == 200
+    assert (
+        np.array(infer(s, "cm", "carol", x).json()["outputs"][0]["data"], np.int8).tobytes()
+        == want.tobytes()
+    )
+    assert (
+        httpx.delete(f"http://{s.url}/v2/tenants/carol", headers=auth("operator")).status_code
+        == 200
+    )
     assert infer(s, "cm", "carol", x).status_code == 401
     names = {row["name"]: row for row in post(s, "/v2/repository/index", "operator").json()}
     assert names["cm"]["state"] == "UNAVAILABLE"
@@ -154,10 +194,12 @@ def test_corrupt_binary_is_refused_and_changes_nothing(served) -> None:  # type:
     assert r.status_code == 400 and "zed" in r.json()["error"]
     assert post(s, "/v2/repository/models/nothere/load", "operator").status_code == 404
     assert post(s, "/v2/repository/models/nothere/unload", "operator").status_code == 404
-    assert post(s, "/v2/repository/models/..%2f..%2fetc/load", "operator").status_code in (
-        400, 404)
-    index = [r for r in post(s, "/v2/repository/index", "operator").json()
-             if r["name"] not in ("broken", "short", "orphan")]
+    assert post(s, "/v2/repository/models/..%2f..%2fetc/load", "operator").status_code in (400, 404)
+    index = [
+        r
+        for r in post(s, "/v2/repository/index", "operator").json()
+        if r["name"] not in ("broken", "short", "orphan")
+    ]
     assert index == before_index
     assert snapshot(db) == before_state
     assert infer(s, "small", "alice", x).json()["outputs"] == before_out

@@ -36,9 +36,12 @@ from vfpga.serve.repository import compile_onnx
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     root = tmp_path_factory.mktemp("serve")
-    repo = write_repo(root / "repo", {"alice": 2, "bob": 3},
-                      {"small": ("alice", blob(1)), "other": ("bob", blob(2))},
-                      extra={"alice": {"max_queue": 2}})
+    repo = write_repo(
+        root / "repo",
+        {"alice": 2, "bob": 3},
+        {"small": ("alice", blob(1)), "other": ("bob", blob(2))},
+        extra={"alice": {"max_queue": 2}},
+    )
     onnx_path = root / "classifier.onnx"
     onnx.save(classifier(seed=3), onnx_path)
     put_model(repo, "cls", "bob", onnx_path.read_bytes(), filename="model.onnx")
@@ -63,6 +66,12 @@ def test_health_and_metadata(served) -> None:  # type: ignore[no-untyped-def]
     assert c.is_model_ready("small", headers=auth("alice"))
     assert c.is_model_ready("small", "1", headers=auth("alice"))
     assert not c.is_model_ready("small", "7", headers=auth("alice"))
+    with pytest.raises(InferenceServerException) as err:
+        c.get_model_metadata("small")  # no token
+    assert err.value.status() == "401"
+    with pytest.raises(InferenceServerException) as err:
+        c.get_model_metadata("small", headers=auth("bob"))  # another tenant's model
+    assert err.value.status() == "404"
 
 
 @pytest.mark.parametrize("binary", [True, False])
@@ -107,13 +116,18 @@ def _post(s, model: str, body: dict | bytes, who: str = "alice", **headers: str)
     h = auth(who) | headers
     if isinstance(body, dict):
         body = json.dumps(body).encode()  # allows NaN, as a hostile client may send
-    return httpx.post(f"http://{s.url}/v2/models/{model}/infer", content=body, headers=h,
-                      timeout=30)
+    return httpx.post(
+        f"http://{s.url}/v2/models/{model}/infer", content=body, headers=h, timeout=30
+    )
 
 
 def _tensor(x: np.ndarray, **kw: object) -> dict:
-    return {"name": "input", "shape": list(x.shape), "datatype": "INT8",
-            "data": x.reshape(-1).tolist()} | kw
+    return {
+        "name": "input",
+        "shape": list(x.shape),
+        "datatype": "INT8",
+        "data": x.reshape(-1).tolist(),
+    } | kw
 
 
 def test_bad_tensors_are_400_naming_the_problem(served) -> None:  # type: ignore[no-untyped-def]
@@ -128,8 +142,7 @@ def test_bad_tensors_are_400_naming_the_problem(served) -> None:  # type: ignore
         "strings": ({"inputs": [_tensor(x, data=["a"] * x.size)]}, "INT8"),
         "missing": ({"inputs": []}, "missing input"),
         "output": ({"inputs": [_tensor(x)], "outputs": [{"name": "zz"}]}, "not an output"),
-        "nan": ({"inputs": [_tensor(x, datatype="FP32", data=[float("nan")] * x.size)]},
-                None),
+        "nan": ({"inputs": [_tensor(x, datatype="FP32", data=[float("nan")] * x.size)]}, None),
     }
     for what, (body, words) in cases.items():
         r = _post(s, "small", body)
@@ -138,10 +151,11 @@ def test_bad_tensors_are_400_naming_the_problem(served) -> None:  # type: ignore
             assert words in r.json()["error"], (what, r.text)
     r = _post(s, "small", b"{not json")
     assert r.status_code == 400 and "JSON" in r.json()["error"]
-    head = b'{"inputs":[{"name":"input","shape":[1,3,16,16],"datatype":"INT8",' \
-           b'"parameters":{"binary_data_size":768}}]}'
-    r = _post(s, "small", head + b"\0" * 100,
-              **{"Inference-Header-Content-Length": str(len(head))})
+    head = (
+        b'{"inputs":[{"name":"input","shape":[1,3,16,16],"datatype":"INT8",'
+        b'"parameters":{"binary_data_size":768}}]}'
+    )
+    r = _post(s, "small", head + b"\0" * 100, **{"Inference-Header-Content-Length": str(len(head))})
     assert r.status_code == 400 and "ends before" in r.json()["error"]
     r = _post(s, "small", b"x" * (5 << 20))
     assert r.status_code == 413
@@ -196,10 +210,15 @@ def test_metrics(served) -> None:  # type: ignore[no-untyped-def]
     r = httpx.get(f"http://{s.url}/metrics", headers=auth("operator"), timeout=10)
     assert r.status_code == 200
     text = r.text
-    for name in ("vfpga_requests_total", "vfpga_request_failures_total",
-                 "vfpga_queue_depth", "vfpga_request_latency_seconds_bucket",
-                 "vfpga_predicted_accelerator_latency_seconds_bucket", "vfpga_cores",
-                 "vfpga_reconfigurations_total"):
+    for name in (
+        "vfpga_requests_total",
+        "vfpga_request_failures_total",
+        "vfpga_queue_depth",
+        "vfpga_request_latency_seconds_bucket",
+        "vfpga_predicted_accelerator_latency_seconds_bucket",
+        "vfpga_cores",
+        "vfpga_reconfigurations_total",
+    ):
         assert name in text or name.replace("_total", "") in text, name
     assert 'vfpga_cores{tenant="alice"} 2.0' in text
 
@@ -215,7 +234,9 @@ def test_hash_token_and_bad_repository_exit_2(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "tenants.toml").write_text('[tenants.a]\ncores = 99\ntoken_sha256 = "x"\n')
-    r = CliRunner().invoke(cli, ["serve", "--repository", str(repo), "--state-dir",
-                                 str(tmp_path / "st"), "--port", "0"])
+    r = CliRunner().invoke(
+        cli,
+        ["serve", "--repository", str(repo), "--state-dir", str(tmp_path / "st"), "--port", "0"],
+    )
     assert r.exit_code == 2
     assert "error:" in r.output and "tenants.toml" in r.output and "cores" in r.output

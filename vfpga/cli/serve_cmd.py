@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -157,7 +158,12 @@ def serve(
             f"http://{host}:{bound}",
             err=True,
         )
+        # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that
+        # was there before it: make that one a no-op, so a drained server exits 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         uvicorn.Server(config).run(sockets=[sock])
+        click.echo("vfpga serve: stopped (accepted requests answered)", err=True)
     finally:
         sock.close()
         server.close()
