@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from vfpga.compiler.build import compile_graph
 from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
 from vfpga.hw.config import load_hw
 from vfpga.runtime.pool import ResourcePool
-from vfpga.serve.app import Server, create_app
+from vfpga.serve.app import Server, create_app, listen_socket
 from vfpga.serve.auth import hash_token
 
 HW = load_hw("pool16")
@@ -117,7 +116,7 @@ class ThreadServer:
             repo, state, HW, policy, hash_token(OPERATOR_TOKEN), request_timeout_s, max_body_bytes
         )
         self.server.open()
-        sock = socket.create_server(("127.0.0.1", 0))
+        sock = listen_socket("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
         self.url = f"127.0.0.1:{self.port}"
         self.uv = uvicorn.Server(

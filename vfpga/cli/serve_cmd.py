@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -124,7 +123,7 @@ def serve(
     import uvicorn
 
     from vfpga.hw import HardwareConfigError, load_hw
-    from vfpga.serve.app import Server, create_app
+    from vfpga.serve.app import Server, create_app, listen_socket
 
     try:
         hw = load_hw(hw_name)
@@ -137,10 +136,7 @@ def serve(
             "--operator-token-file): tenants and the repository cannot be managed",
             err=True,
         )
-    try:
-        sock = socket.create_server((host, port))
-    except OSError as exc:
-        raise VfpgaError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = listen_socket(host, port)
     server = Server(repository, state_dir, hw, policy, op, request_timeout, max_body_mib << 20)
     try:
         server.open()

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,28 @@ class Server:
     async def worker(self, fn: Any) -> Any:
         """Run ``fn`` on the pool's thread and await it."""
         return await asyncio.wrap_future(self.scheduler.call(fn))
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (0: a free port). Created with
+    ``IPPROTO_TCP`` so that asyncio sets ``TCP_NODELAY`` on its connections (a socket of
+    protocol 0 keeps Nagle's algorithm, and every small response then waits ~40 ms for
+    the client's delayed ACK). Raises :class:`VfpgaError` if the address is taken."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise VfpgaError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise VfpgaError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
 
 
 def _error(exc: ProtocolError) -> JSONResponse:
@@ -399,4 +422,4 @@ def create_app(server: Server) -> FastAPI:
     return app
 
 
-__all__ = ["Server", "create_app"]
+__all__ = ["Server", "create_app", "listen_socket"]

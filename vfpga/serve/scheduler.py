@@ -389,6 +389,7 @@ class Scheduler:
                 t.deploy(ver.blob)
                 run.deployed = ver.sha256
             job.request = t.submit(job.inputs)
+            self.pool.requests.clear()  # the pool's log of every request: not kept here
         except Exception as exc:  # a binary that will not deploy fails this request only
             self._fail(job, ProtocolError(500, f"cannot run model '{job.model}': {exc}"), "deploy")
             return
