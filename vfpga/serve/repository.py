@@ -49,7 +49,7 @@ class TenantSpec:
     name: str
     cores: int
     token_sha256: str
-    ddr_mib: int | None = None
+    ddr_mib: float | None = None
     latency_target_ms: float | None = None
     max_queue: int = 16
 
@@ -136,8 +136,8 @@ def tenant_spec(name: object, table: object, where: str, num_cores: int) -> Tena
             "token as 64 lowercase hex digits (`vfpga serve --hash-token`)"
         )
     ddr = table.get("ddr_mib")
-    if ddr is not None and (type(ddr) is not int or ddr < 1):
-        raise RepositoryError(f"{where}: 'ddr_mib' must be a positive integer, got {ddr!r}")
+    if ddr is not None and (type(ddr) not in (int, float) or not 0 < ddr <= 1 << 20):
+        raise RepositoryError(f"{where}: 'ddr_mib' must be a positive number, got {ddr!r}")
     lat = table.get("latency_target_ms")
     if lat is not None and (type(lat) not in (int, float) or not 0 < lat < 1e7):
         raise RepositoryError(
@@ -200,7 +200,7 @@ def compile_onnx(path: Path, hw: HardwareConfig, options: dict[str, Any]) -> byt
 
 
 def validate_binary(
-    blob: bytes, source: str, hw: HardwareConfig, cores: int, ddr_mib: int | None
+    blob: bytes, source: str, hw: HardwareConfig, cores: int, ddr_mib: float | None
 ) -> VfbFile:
     """Parse and check a binary as :meth:`Tenant.deploy` will, without touching the pool:
     format and hardware fingerprint, a dispatch table, re-targetable to ``cores`` cores,
@@ -213,7 +213,7 @@ def validate_binary(
         )
     prep = prepare(vfb.ifps, vfb.num_layers, pool_size=hw.num_cores, source=source)
     allocate(prep, list(range(cores)))
-    if ddr_mib is not None and vfb.ddr_size > ddr_mib << 20:
+    if ddr_mib is not None and vfb.ddr_size > ddr_mib * 2**20:
         raise RepositoryError(
             f"{source}: needs {vfb.ddr_size / 2**20:.1f} MiB of DDR, the "
             f"tenant's quota is {ddr_mib} MiB"

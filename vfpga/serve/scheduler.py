@@ -17,6 +17,7 @@ side hands work over through :class:`concurrent.futures.Future` objects:
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -38,6 +39,7 @@ from vfpga.serve.repository import ModelSpec, RepositoryError, TenantSpec, valid
 from vfpga.serve.state import State
 
 T = TypeVar("T")
+log = logging.getLogger("vfpga.serve")
 
 
 @dataclass
@@ -324,7 +326,10 @@ class Scheduler:
                     fut.set_exception(exc)
             self._round()
             if self._policy_due():
-                self._apply_policy()
+                try:
+                    self._apply_policy()
+                except Exception:  # the policy must never stop the pool's thread
+                    log.exception("the %s policy failed", self.policy.name)
 
     def _busy(self) -> bool:
         return any(r.waiting or r.running for r in self._runs.values())
@@ -339,28 +344,35 @@ class Scheduler:
             t = self.pool.tenants.get(name)
             if t is None:
                 continue
-            while run.running is None and run.waiting:
-                with self._cv:
-                    job = run.waiting.popleft()
-                self._start(t, run, job, now)
-            if run.running is None:
-                continue
-            job = run.running
-            assert job.request is not None
-            t.step()
-            req = job.request
-            if req.status == "running" and time.monotonic() > job.deadline:
-                t.cancel(f"exceeded the run-time budget of {self.request_timeout_s:g} s")
-            if req.status == "done":
-                self._finish(t, run, job)
-            elif req.status in ("failed", "rejected"):
-                run.running = None
-                status = 504 if "run-time budget" in (req.error or "") else 500
-                self._fail(
-                    job,
-                    ProtocolError(status, f"inference failed: {req.error}"),
-                    "timeout" if status == 504 else "fault",
-                )
+            try:
+                self._advance(t, run, now)
+            except Exception as exc:  # a bug or hostile input: fail this tenant's job only
+                log.exception("tenant '%s': unexpected error", name)
+                job, run.running = run.running, None
+                t.cancel(f"internal error: {type(exc).__name__}")
+                if job is not None:
+                    self._fail(job, ProtocolError(500, f"internal error: {exc}"), "internal")
+
+    def _advance(self, t: Tenant, run: _TenantRun, now: float) -> None:
+        while run.running is None and run.waiting:
+            with self._cv:
+                job = run.waiting.popleft()
+            self._start(t, run, job, now)
+        job = run.running
+        if job is None:
+            return
+        req = job.request
+        assert req is not None
+        t.step()
+        timed_out = req.status == "running" and time.monotonic() > job.deadline
+        if timed_out:
+            t.cancel(f"exceeded the run-time budget of {self.request_timeout_s:g} s")
+        if req.status == "done":
+            self._finish(t, run, job)
+        elif req.status in ("failed", "rejected"):
+            run.running = None
+            status, reason = (504, "timeout") if timed_out else (500, "fault")
+            self._fail(job, ProtocolError(status, f"inference failed: {req.error}"), reason)
 
     def _start(self, t: Tenant, run: _TenantRun, job: Job, now: float) -> None:
         run.last_busy = now
