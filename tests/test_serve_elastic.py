@@ -35,17 +35,33 @@ def tenants(url: str) -> dict[str, dict]:
     return {t["name"]: t for t in r.json()}
 
 
-def burst(url: str, xs: list[np.ndarray]) -> list[httpx.Response]:
+def burst(s, xs: list[np.ndarray], hold: bool = False) -> list[httpx.Response]:  # type: ignore[no-untyped-def]
+    """Send ``xs`` at once. With ``hold``, the pool's thread is kept busy until all of them
+    wait in the queue, so the policy sees the whole queue after the first layer of the
+    first request (a resize then happens mid-request, deterministically)."""
     out: list[httpx.Response | None] = [None] * len(xs)
+    release = threading.Event()
+    busy = s.server.scheduler.call(lambda: release.wait(30)) if hold else None
 
     def send(i: int) -> None:
         out[i] = httpx.post(
-            f"http://{url}/v2/models/big/infer", json=body(xs[i]), headers=auth("alice"), timeout=60
+            f"http://{s.url}/v2/models/big/infer",
+            json=body(xs[i]),
+            headers=auth("alice"),
+            timeout=60,
         )
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(xs))]
     for t in threads:
         t.start()
+    if busy is not None:
+        depth = s.server.metrics.queue_depth.labels("alice")
+        t0 = time.monotonic()
+        while depth._value.get() < len(xs):
+            assert time.monotonic() - t0 < 20
+            time.sleep(0.01)
+        release.set()
+        busy.result(30)
     for t in threads:
         t.join(90)
     assert all(r is not None for r in out)
@@ -63,7 +79,7 @@ def test_queue_growth_resizes_while_serving(tmp_path: Path, policy: str) -> None
     xs = [user_input(big, seed) for seed in range(8)]
     want = [solo(big, x)["conv14.out"].tobytes() for x in xs]
     with thread_server(repo, tmp_path / "state", policy=policy) as s:
-        rs = burst(s.url, xs)
+        rs = burst(s, xs, hold=True)
         assert [r.status_code for r in rs] == [200] * 8
         for r, w in zip(rs, want, strict=True):
             assert np.array(r.json()["outputs"][0]["data"], np.int8).tobytes() == w
@@ -84,7 +100,7 @@ def test_queue_growth_resizes_while_serving(tmp_path: Path, policy: str) -> None
             assert time.monotonic() - t0 < 15, tenants(s.url)["alice"]
             time.sleep(0.1)
         # and still byte-identical on its share
-        r = burst(s.url, xs[:2])
+        r = burst(s, xs[:2])
         assert [np.array(x.json()["outputs"][0]["data"], np.int8).tobytes() for x in r] == want[:2]
 
 

@@ -198,7 +198,7 @@ def test_full_queue_is_429_with_retry_after(served) -> None:  # type: ignore[no-
 def test_run_time_budget_is_504(served) -> None:  # type: ignore[no-untyped-def]
     s, _ = served
     x = user_input(blob(1), 0)
-    busy = s.server.scheduler.call(lambda: time.sleep(2.5))  # past the 2 s budget
+    busy = s.server.scheduler.call(lambda: time.sleep(3.5))  # past the 2 s budget
     r = _post(s, "small", {"inputs": [_tensor(x)]})
     busy.result(10)
     assert r.status_code == 504 and "budget" in r.json()["error"]

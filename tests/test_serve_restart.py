@@ -167,7 +167,7 @@ def test_kill_9_under_load_then_restart(tmp_path: Path) -> None:
 
 
 def test_sigterm_drains_accepted_requests(tmp_path: Path) -> None:
-    big = blob(7, 96)
+    big = blob(7, 128)
     repo = write_repo(tmp_path / "repo", {"alice": 1}, {"big": ("alice", big)})
     x = user_input(big, 0)
     want = solo(big, x)["conv14.out"].tobytes()
@@ -187,7 +187,7 @@ def test_sigterm_drains_accepted_requests(tmp_path: Path) -> None:
             except httpx.HTTPError as exc:
                 results.append(exc)
 
-        threads = [threading.Thread(target=send) for _ in range(8)]
+        threads = [threading.Thread(target=send) for _ in range(12)]
         for t in threads:
             t.start()
         t0 = time.monotonic()
