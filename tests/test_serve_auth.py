@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from serve_util import (
+    OPERATOR_TOKEN,
     auth,
     blob,
     corrupt,
@@ -150,6 +151,15 @@ def test_operator_manages_tenants_and_models(served) -> None:  # type: ignore[no
     )
     r = post(s, "/v2/tenants", "operator", json={"name": "dave", "cores": 1, "token_sha256": "x"})
     assert r.status_code == 400 and "token_sha256" in r.json()["error"]
+    r = post(
+        s,
+        "/v2/tenants",
+        "operator",
+        json={"name": "dave", "cores": 1, "token_sha256": hash_token(OPERATOR_TOKEN)},
+    )
+    assert r.status_code == 409 and "taken" in r.json()["error"]
+    r = post(s, "/v2/tenants", "operator", content=b"[1, 2]")
+    assert r.status_code == 400 and "JSON object" in r.json()["error"]
     put_model(repo, "cm", "carol", blob(3))
     assert post(s, "/v2/repository/models/cm/load", "operator").status_code == 200
     x = user_input(blob(3), 4)
@@ -188,6 +198,9 @@ def test_corrupt_binary_is_refused_and_changes_nothing(served) -> None:  # type:
     assert post(s, "/v2/repository/models/broken/load", "operator").status_code == 400
     put_model(repo, "short", "alice", blob(2)[:100])
     assert post(s, "/v2/repository/models/short/load", "operator").status_code == 400
+    put_model(repo, "junk", "alice", b"\x08\x07garbage" * 50, filename="model.onnx")
+    r = post(s, "/v2/repository/models/junk/load", "operator")
+    assert r.status_code == 400 and "junk" in r.json()["error"]
     # a model for a tenant that does not exist, and one that is not there
     put_model(repo, "orphan", "zed", blob(2))
     r = post(s, "/v2/repository/models/orphan/load", "operator")
@@ -198,7 +211,7 @@ def test_corrupt_binary_is_refused_and_changes_nothing(served) -> None:  # type:
     index = [
         r
         for r in post(s, "/v2/repository/index", "operator").json()
-        if r["name"] not in ("broken", "short", "orphan")
+        if r["name"] not in ("broken", "short", "orphan", "junk")
     ]
     assert index == before_index
     assert snapshot(db) == before_state

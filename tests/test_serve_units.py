@@ -67,6 +67,8 @@ def test_tenants_toml_errors_name_file_and_key(tmp_path: Path) -> None:
         f'[tenants.b]\ncores = 9\ntoken_sha256 = "{hash_token("u")}"\n': "ask for 18 cores",
         "[tenants.a\n": "not valid TOML",
         "x = 1\n": "unknown top-level",
+        f'[tenants.a]\ncores = 2\ntoken_sha256 = "{tok}"\n'
+        f'[tenants.b]\ncores = 2\ntoken_sha256 = "{tok}"\n': "same token_sha256",
     }
     for text, words in cases.items():
         path.write_text(text)

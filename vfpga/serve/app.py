@@ -34,9 +34,9 @@ from vfpga.serve.metrics import Metrics
 from vfpga.serve.policy import make_policy
 from vfpga.serve.protocol import ProtocolError, decode_infer, encode_infer, tensor_metadata
 from vfpga.serve.repository import (
+    ModelNotFound,
     ModelSpec,
     ModelVersion,
-    RepositoryError,
     model_names,
     read_model,
     read_tenants,
@@ -77,9 +77,16 @@ class Server:
         self.scheduler = Scheduler(
             hw, self.state, self.metrics, make_policy(policy), request_timeout_s
         )
+        self.scheduler.operator_sha256 = operator_sha256
         self.cache: dict[str, bytes] = {}
 
     def open(self) -> None:
+        try:
+            self._open()
+        except ProtocolError as exc:  # a conflict in the repository or the state
+            raise VfpgaError(exc.message) from None
+
+    def _open(self) -> None:
         try:
             initialized = self.state.initialized(self.hw.fingerprint)
         except ValueError as exc:
@@ -90,6 +97,11 @@ class Server:
             specs = {s.name: s for s, _ in tenants}
             models = []
             for name, tenant, versions in self.state.models():
+                if tenant not in specs:
+                    raise VfpgaError(
+                        f"{self.state.path}: model '{name}' belongs to an unknown "
+                        f"tenant '{tenant}'; use a fresh --state-dir"
+                    )
                 m = ModelSpec(name, tenant)
                 for v, sha in versions.items():
                     blob = self.state.binary(sha)
@@ -241,6 +253,11 @@ def create_app(server: Server) -> FastAPI:
     async def vfpga_error(request: Request, exc: VfpgaError) -> JSONResponse:
         return _error(ProtocolError(400, str(exc)))
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return _error(ProtocolError(500, f"internal error: {type(exc).__name__}"))
+
     # ------------------------------------------------------------- health
     @app.get("/v2/health/live")
     async def live() -> dict[str, Any]:
@@ -368,9 +385,14 @@ def create_app(server: Server) -> FastAPI:
             m = await run_in_threadpool(
                 read_model, server.repository, name, server.hw, specs, cache
             )
-        except RepositoryError as exc:
-            status = 404 if "no such model" in str(exc) else 400
-            raise ProtocolError(status, str(exc)) from None
+        except ModelNotFound as exc:
+            raise ProtocolError(404, str(exc)) from None
+        except VfpgaError as exc:
+            raise ProtocolError(400, str(exc)) from None
+        except Exception as exc:  # a hostile model may break a library in any way
+            raise ProtocolError(
+                400, f"model '{name}' cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from None
         new = {k: v for k, v in cache.items() if k not in server.cache}
         await server.worker(lambda: server.scheduler.commit_model(m, new))
         server.cache.update(new)

@@ -39,6 +39,10 @@ class RepositoryError(VfpgaError):
     or field, and the key)."""
 
 
+class ModelNotFound(RepositoryError):
+    """The repository has no such model (HTTP 404)."""
+
+
 @dataclass(frozen=True)
 class TenantSpec:
     """One tenant: its core count, the SHA-256 (hex) of its bearer token, an optional DDR
@@ -165,6 +169,15 @@ def read_tenants(repo: Path, num_cores: int) -> list[TenantSpec]:
     if not isinstance(tables, dict):
         raise RepositoryError(f"{path}: 'tenants' must be tables [tenants.NAME]")
     specs = [tenant_spec(n, t, str(path), num_cores) for n, t in tables.items()]
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.token_sha256 in seen:
+            raise RepositoryError(
+                f"{path}: tenants '{seen[spec.token_sha256]}' and "
+                f"'{spec.name}' have the same token_sha256; give each "
+                "tenant its own token"
+            )
+        seen[spec.token_sha256] = spec.name
     total = sum(s.cores for s in specs)
     if total > num_cores:
         raise RepositoryError(
@@ -235,7 +248,7 @@ def read_model(
     mdir = repo / name
     cfg_path = mdir / "config.toml"
     if not mdir.is_dir() or not cfg_path.is_file():
-        raise RepositoryError(f"{mdir}: no such model in the repository (expected {cfg_path})")
+        raise ModelNotFound(f"{mdir}: no such model in the repository (expected {cfg_path})")
     cfg = _read_toml(cfg_path)
     extra = sorted(set(cfg) - {"tenant", "compile"})
     if extra:
@@ -297,6 +310,7 @@ def read_model(
 
 
 __all__ = [
+    "ModelNotFound",
     "ModelSpec",
     "ModelVersion",
     "RepositoryError",

@@ -17,6 +17,7 @@ side hands work over through :class:`concurrent.futures.Future` objects:
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import threading
@@ -110,6 +111,8 @@ class Scheduler:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._last_tick = 0.0
+        #: the operator token's hash (a tenant may not use the operator's token)
+        self.operator_sha256: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -211,8 +214,11 @@ class Scheduler:
         """(worker) A new tenant with ``spec.cores`` cores placed by the pool."""
         if spec.name in self.specs:
             raise ProtocolError(409, f"tenant '{spec.name}' exists already")
-        if any(s.token_sha256 == spec.token_sha256 for s in self.specs.values()):
-            raise ProtocolError(409, f"tenant '{spec.name}': another tenant has this token")
+        if any(s.token_sha256 == spec.token_sha256 for s in self.specs.values()) or (
+            self.operator_sha256 is not None
+            and hmac.compare_digest(spec.token_sha256, self.operator_sha256)
+        ):
+            raise ProtocolError(409, f"tenant '{spec.name}': this token is taken")
         free = len(self.pool.free_cores())
         if spec.cores > free:
             raise ProtocolError(409, f"tenant '{spec.name}': {spec.cores} cores asked, {free} free")
