@@ -13,10 +13,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vfpga.errors import VfpgaError
-from vfpga.hw import HardwareConfig, HardwareConfigError, load_hw
+from vfpga.hw import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
 
 _calib_options = [
-    click.option("--hw", "hw_name", default="pool16", show_default=True,
+    click.option("--hw", "hw_name", default=DEFAULT_HW, show_default=True,
                  help="Hardware preset or configuration JSON."),
     click.option("--cores", default=1, show_default=True, type=int,
                  help="Logical cores to compile for (the dispatch table; re-target later "
@@ -29,7 +29,7 @@ _calib_options = [
 ]
 
 
-def calib_options(f):  # type: ignore[no-untyped-def]
+def calib_options(f):
     for opt in reversed(_calib_options):
         f = opt(f)
     return f
@@ -44,7 +44,7 @@ def _hw(name: str) -> HardwareConfig:
 
 def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None,
              calib_random: int | None, seed: int, console: Console,
-             pipeline: str = "engine"):  # type: ignore[no-untyped-def]
+             pipeline: str = "engine"):
     from vfpga.frontend.pipeline import is_qdq_model, read_model
 
     if calib_dir is not None and calib_random is not None:
@@ -82,7 +82,7 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None
     return loaded, res, time.perf_counter() - t0
 
 
-def placement_table(res, hw: HardwareConfig, cores: int) -> Table:  # type: ignore[no-untyped-def]
+def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
     """Layers and MACs on the accelerator vs on the host."""
     from vfpga.frontend.qgraph import QConcat, QHostOp
 

@@ -25,7 +25,7 @@ from xdsl.passes import ModulePass
 from vfpga.compiler.ifpgen import LayerSpec, TileDoesNotFit, layer_specs
 from vfpga.compiler.tiling import candidates
 from vfpga.dialects import ifp
-from vfpga.hw.config import HardwareConfig, HardwareConfigError, load_hw
+from vfpga.hw.config import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
 from vfpga.passes.dnn_plan_memory import StaticPassError, plan_from_module
 
 HW_ATTR = "vfpga.hw"
@@ -124,7 +124,7 @@ class DnnTilePass(ModulePass):
 
     name = "dnn-tile"
 
-    hw: str = "pool16"
+    hw: str = DEFAULT_HW
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
