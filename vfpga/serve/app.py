@@ -88,7 +88,7 @@ class Server:
 
     def _open(self) -> None:
         try:
-            initialized = self.state.initialized(self.hw.fingerprint)
+            initialized = self.state.initialized(self.hw.fingerprint.hex())
         except ValueError as exc:
             raise VfpgaError(str(exc)) from None
         sched = self.scheduler
@@ -130,7 +130,7 @@ class Server:
             m = read_model(self.repository, name, self.hw, sched.specs, cache)
             sched.commit_model(m, cache)
             self.cache.update(cache)
-        self.state.mark_initialized(self.hw.fingerprint)
+        self.state.mark_initialized(self.hw.fingerprint.hex())
 
     def close(self) -> None:
         self.scheduler.stop()

@@ -23,7 +23,11 @@ from vfpga.backend.binary import Tensor
 from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
 
 #: KServe datatype -> numpy little-endian dtype (those a vfpga binary can take or give)
-DTYPES = {"INT8": np.dtype("<i1"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+DTYPES: dict[str, np.dtype[Any]] = {
+    "INT8": np.dtype("<i1"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
 #: stored dtype -> KServe datatype
 KSERVE = {"int8": "INT8", "float32": "FP32"}
 

@@ -362,8 +362,8 @@ class Scheduler:
     def _advance(self, t: Tenant, run: _TenantRun, now: float) -> None:
         while run.running is None and run.waiting:
             with self._cv:
-                job = run.waiting.popleft()
-            self._start(t, run, job, now)
+                queued = run.waiting.popleft()
+            self._start(t, run, queued, now)
         job = run.running
         if job is None:
             return
