@@ -30,6 +30,7 @@ from serve_util import (
 )
 from tritonclient.utils import InferenceServerException
 
+from vfpga.serve.app import listen_socket
 from vfpga.serve.repository import compile_onnx
 
 
@@ -240,3 +241,37 @@ def test_hash_token_and_bad_repository_exit_2(tmp_path: Path) -> None:
     )
     assert r.exit_code == 2
     assert "error:" in r.output and "tenants.toml" in r.output and "cores" in r.output
+    assert "Traceback" not in r.output
+    taken = listen_socket("127.0.0.1", 0)
+    try:
+        port = str(taken.getsockname()[1])
+        r = CliRunner().invoke(
+            cli,
+            [
+                "serve",
+                "--repository",
+                str(repo),
+                "--state-dir",
+                str(tmp_path / "st"),
+                "--port",
+                port,
+            ],
+        )
+        assert r.exit_code == 2 and "cannot listen on 127.0.0.1:" in r.output
+    finally:
+        taken.close()
+    r = CliRunner().invoke(
+        cli,
+        [
+            "serve",
+            "--repository",
+            str(repo),
+            "--state-dir",
+            str(tmp_path / "st"),
+            "--port",
+            "0",
+            "--operator-token-file",
+            str(tmp_path / "nope"),
+        ],
+    )
+    assert r.exit_code == 2 and "operator-token-file" in r.output
