@@ -265,7 +265,13 @@ class Scheduler:
                 for v in m.versions.values():
                     validate_binary(v.blob, v.source, self.hw, cores, spec.ddr_mib)
         new_spec = replace(spec, cores=cores)
-        self.state.put_tenant(new_spec, self._resize(name, cores))
+        before = len(t.cores)
+        allocated = self._resize(name, cores)
+        try:
+            self.state.put_tenant(new_spec, allocated)
+        except BaseException:
+            self._resize(name, before)  # the state could not record it: undo
+            raise
         self.specs = {**self.specs, name: new_spec}
         return list(t.cores)
 
