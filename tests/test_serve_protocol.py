@@ -275,3 +275,10 @@ def test_hash_token_and_bad_repository_exit_2(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 2 and "operator-token-file" in r.output
+    bad_state = tmp_path / "bad_state"
+    bad_state.mkdir()
+    (bad_state / "state.sqlite").write_bytes(b"this is not a database" * 100)
+    r = CliRunner().invoke(
+        cli, ["serve", "--repository", str(repo), "--state-dir", str(bad_state), "--port", "0"]
+    )
+    assert r.exit_code == 2 and "state" in r.output and "Traceback" not in r.output

@@ -137,7 +137,11 @@ def serve(
             err=True,
         )
     sock = listen_socket(host, port)
-    server = Server(repository, state_dir, hw, policy, op, request_timeout, max_body_mib << 20)
+    try:
+        server = Server(repository, state_dir, hw, policy, op, request_timeout, max_body_mib << 20)
+    except BaseException:
+        sock.close()
+        raise
     try:
         server.open()
         bound = sock.getsockname()[1]

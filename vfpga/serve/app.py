@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,10 @@ class Server:
         self.max_body_bytes = max_body_bytes
         self.request_timeout_s = request_timeout_s
         self.metrics = Metrics()
-        self.state = State(state_dir)
+        try:
+            self.state = State(state_dir)
+        except (sqlite3.Error, OSError) as exc:
+            raise VfpgaError(f"--state-dir {state_dir}: cannot open its state: {exc}") from None
         self.scheduler = Scheduler(
             hw, self.state, self.metrics, make_policy(policy), request_timeout_s
         )
@@ -85,6 +89,11 @@ class Server:
             self._open()
         except ProtocolError as exc:  # a conflict in the repository or the state
             raise VfpgaError(exc.message) from None
+        except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
+            raise VfpgaError(
+                f"{self.state.path}: not a usable vfpga state ({exc}); move it "
+                "away or use another --state-dir"
+            ) from None
 
     def _open(self) -> None:
         try:
