@@ -181,6 +181,7 @@ def compile_file(
     seed: int = 0,
     progress: Progress | None = None,
     pipeline: str = "engine",
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
 ):  # -> tuple[LoadedModel, CompileResult]
     """Load (quantizing an fp32 model) and compile ``path``. ``pipeline="ir"`` runs the
     xDSL pass pipeline (``vfpga.passes.pipeline.compile_module``: dnn -> ifp -> isa,
@@ -189,7 +190,7 @@ def compile_file(
     from vfpga.frontend.pipeline import load_model
 
     loaded = load_model(path, calib=calib, num_random=num_random,  # type: ignore[arg-type]
-                        calib_dir=calib_dir, seed=seed)
+                        calib_dir=calib_dir, seed=seed, input_shapes=input_shapes)
     res = compile_graph(loaded.graph, hw, cores, progress)
     if pipeline == "ir":
         from vfpga.dialects.dnn_convert import qgraph_to_module

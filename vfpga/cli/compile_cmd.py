@@ -26,6 +26,8 @@ _calib_options = [
     click.option("--calib-random", type=int, default=None,
                  help="Calibrate an fp32 model on N random normal inputs (default 16)."),
     click.option("--seed", default=0, show_default=True, help="Seed of the calibration."),
+    click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x640x640",
+                 help="Fix the dimensions of graph input NAME (dynamic ones included)."),
 ]
 
 
@@ -44,8 +46,12 @@ def _hw(name: str) -> HardwareConfig:
 
 def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None,
              calib_random: int | None, seed: int, console: Console,
-             pipeline: str = "engine"):
+             pipeline: str = "engine",
+             input_shape: tuple[str, ...] = ()):
+    from vfpga.frontend.model_checks import parse_input_shapes
     from vfpga.frontend.pipeline import is_qdq_model, read_model
+
+    shapes = parse_input_shapes(input_shape)
 
     if calib_dir is not None and calib_random is not None:
         raise VfpgaError("give either --calib-dir or --calib-random, not both")
@@ -78,7 +84,7 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None
 
         loaded, res = compile_file(model, hw, cores, calib=calib, num_random=n_random,
                                    calib_dir=calib_dir, seed=seed, progress=progress,
-                                   pipeline=pipeline)
+                                   pipeline=pipeline, input_shapes=shapes)
     return loaded, res, time.perf_counter() - t0
 
 
@@ -114,14 +120,17 @@ def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
               show_default=True, help="'ir' runs the xDSL pass pipeline (dnn -> ifp -> isa, "
               "verified at every stage); same bytes, slower.")
 def compile_(model: Path, output: Path, hw_name: str, cores: int, calib_dir: Path | None,
-             calib_random: int | None, seed: int, pipeline: str) -> None:
+             calib_random: int | None, seed: int, input_shape: tuple[str, ...],
+             pipeline: str) -> None:
     """Compile an ONNX MODEL (fp32 or QDQ) into an accelerator binary."""
     from vfpga.backend.binary import write_vfb
+    from vfpga.fileio import check_writable
 
     console = Console(stderr=True)
     hw = _hw(hw_name)
+    check_writable(output)
     _loaded, res, secs = _compile(model, hw, cores, calib_dir, calib_random, seed, console,
-                                  pipeline)
+                                  pipeline, input_shape)
     write_vfb(output, res.vfb)
     out = Console()
     out.print(placement_table(res, hw, cores))
@@ -150,8 +159,8 @@ def compile_(model: Path, output: Path, hw_name: str, cores: int, calib_dir: Pat
                    "onnxruntime bit for bit, see docs/conformance.md).")
 @click.option("--all-layers", is_flag=True, help="Print every layer, not only a summary.")
 def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
-          calib_random: int | None, seed: int, num_inputs: int, ort_inputs: int,
-          min_cosine: float, all_layers: bool) -> None:
+          calib_random: int | None, seed: int, input_shape: tuple[str, ...], num_inputs: int,
+          ort_inputs: int, min_cosine: float, all_layers: bool) -> None:
     """Quantize if needed, compile, emulate, and compare the emulator's bytes with the
     integer reference (every layer) and the reference with onnxruntime. Fails (exit 1)
     when any layer's bytes differ, or the cosine with onnxruntime is below --min-cosine."""
@@ -161,7 +170,7 @@ def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
     console = Console()
     hw = _hw(hw_name)
     loaded, res, secs = _compile(model, hw, cores, calib_dir, calib_random, seed,
-                                 Console(stderr=True))
+                                 Console(stderr=True), input_shape=input_shape)
     console.print(f"compiled in {secs:.2f} s for {cores} core(s) of {hw.name}")
     failed = False
     xs = random_inputs(loaded.qdq, max(num_inputs, 1), seed=seed + 1000)

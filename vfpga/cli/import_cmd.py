@@ -7,8 +7,6 @@ dialect, verifies it and prints the IR (weights as hex bytes) or writes it atomi
 
 from __future__ import annotations
 
-import os
-import tempfile
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -16,20 +14,12 @@ from typing import Any
 import click
 
 from vfpga.errors import VfpgaError
+from vfpga.fileio import atomic_write, check_writable
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``: either the complete file appears or the old one stays."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (:func:`vfpga.fileio.atomic_write`)."""
+    atomic_write(path, text)
 
 
 def module_text(module: Any) -> str:
@@ -47,7 +37,7 @@ def module_text(module: Any) -> str:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Write the IR to this file (default: print it).",
 )
 @click.option(
@@ -64,12 +54,15 @@ def module_text(module: Any) -> str:
     help="Quantize an fp32 model by calibrating on the .npy inputs in this folder.",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the random calibration inputs.")
+@click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x640x640",
+              help="Fix the dimensions of graph input NAME (dynamic ones included).")
 def import_(
     model: Path,
     output: Path | None,
     calib_random: int | None,
     calib_dir: Path | None,
     seed: int | None,
+    input_shape: tuple[str, ...],
 ) -> None:
     """Import the ONNX MODEL and print its `dnn` IR (or write it with -o).
 
@@ -79,6 +72,7 @@ def import_(
     from xdsl.utils.exceptions import VerifyException
 
     from vfpga.dialects.dnn_convert import qgraph_to_module
+    from vfpga.frontend.model_checks import parse_input_shapes
     from vfpga.frontend.pipeline import load_qgraph
 
     if calib_random is not None and calib_dir is not None:
@@ -92,6 +86,10 @@ def import_(
         kwargs["num_random"] = calib_random
     if seed is not None:
         kwargs["seed"] = seed
+    if output is not None:
+        check_writable(output)
+    if input_shape:
+        kwargs["input_shapes"] = parse_input_shapes(input_shape)
     graph, _qdq_model = load_qgraph(str(model), **kwargs)  # FrontendError passes through
     module = qgraph_to_module(graph)
     try:

@@ -4,30 +4,22 @@ to QDQ int8 with onnxruntime (see docs/quantization.md)."""
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import click
 
 from vfpga.errors import FrontendError
+from vfpga.fileio import atomic_write
 
 
 def _write_atomic(model: object, out: Path) -> None:
-    """Save ``model`` to ``out`` through a temporary file in the same folder."""
+    """Save ``model`` to ``out`` atomically (:func:`vfpga.fileio.atomic_write`)."""
     import onnx
 
     assert isinstance(model, onnx.ModelProto)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out, model.SerializeToString())
 
 
 @click.command("quantize")

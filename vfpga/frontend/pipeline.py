@@ -10,6 +10,7 @@ is. onnxruntime and the quantizer are imported only when needed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,7 @@ from typing import Literal
 import onnx
 
 from vfpga.errors import FrontendError
+from vfpga.frontend.model_checks import check_model, fix_input_shapes
 from vfpga.frontend.qdq_lower import LoweringResult, lower_qdq_mapped
 from vfpga.frontend.qgraph import QGraph
 
@@ -78,10 +80,14 @@ def load_model(
     num_random: int = 16,
     calib_dir: str | Path | None = None,
     seed: int = 0,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> LoadedModel:
-    """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`."""
+    """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`.
+    ``input_shapes`` (``--input-shape``) fixes graph input dimensions first."""
     model, source = read_model(path_or_model)
+    model = fix_input_shapes(model, input_shapes or {}, source)
     if is_qdq_model(model):
+        check_model(model, source)
         return LoadedModel(lower_qdq_mapped(model, source), model, None, source)
     if calib == "dir" and calib_dir is None:
         raise FrontendError("calibration from a directory needs calib_dir")
@@ -106,6 +112,7 @@ def load_qgraph(
     num_random: int = 16,
     calib_dir: str | Path | None = None,
     seed: int = 0,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[QGraph, onnx.ModelProto]:
     """The QGraph of an ONNX model (path or ``ModelProto``) and the QDQ model it was
     lowered from (for ONNX Runtime).
@@ -116,6 +123,7 @@ def load_qgraph(
     :class:`vfpga.errors.FrontendError` for unreadable or unsupported models.
     """
     loaded = load_model(
-        path_or_model, calib=calib, num_random=num_random, calib_dir=calib_dir, seed=seed
+        path_or_model, calib=calib, num_random=num_random, calib_dir=calib_dir, seed=seed,
+        input_shapes=input_shapes,
     )
     return loaded.graph, loaded.qdq
