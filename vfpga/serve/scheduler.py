@@ -200,7 +200,7 @@ class Scheduler:
     def restore(self, tenants: list[tuple[TenantSpec, list[int]]], models: list[ModelSpec]) -> None:
         """Bring back tenants on their recorded cores and their models (before start)."""
         for spec, cores in tenants:
-            self.pool.create_tenant(spec.name, cores, max_queue=1)
+            self.pool.create_tenant(spec.name, cores, max_queue=1, ddr_quota=_quota(spec))
             self._add_run(spec)
         self.models = {m.name: m for m in models}
 
@@ -222,7 +222,7 @@ class Scheduler:
         free = len(self.pool.free_cores())
         if spec.cores > free:
             raise ProtocolError(409, f"tenant '{spec.name}': {spec.cores} cores asked, {free} free")
-        t = self.pool.create_tenant(spec.name, spec.cores, max_queue=1)
+        t = self.pool.create_tenant(spec.name, spec.cores, max_queue=1, ddr_quota=_quota(spec))
         try:
             self.state.put_tenant(spec, list(t.cores))
         except BaseException:
@@ -376,8 +376,8 @@ class Scheduler:
         req = job.request
         assert req is not None
         t.step()
-        timed_out = req.status == "running" and time.monotonic() > job.deadline
-        if timed_out:
+        timed_out = time.monotonic() > job.deadline
+        if timed_out and req.status == "running":
             t.cancel(f"exceeded the run-time budget of {self.request_timeout_s:g} s")
         if req.status == "done":
             self._finish(t, run, job)
@@ -412,6 +412,8 @@ class Scheduler:
                 run.deployed = None
                 t.deploy(ver.blob)
                 run.deployed = ver.sha256
+            # the emulator checks what is left of the request's budget within layers too
+            self.pool.request_seconds = max(1e-3, job.deadline - time.monotonic())
             job.request = t.submit(job.inputs)
             self.pool.requests.clear()  # the pool's log of every request: not kept here
         except Exception as exc:  # a binary that will not deploy fails this request only
@@ -477,6 +479,11 @@ class Scheduler:
                 self.state.set_cores(name, cores)
             except VfpgaError:
                 continue  # not enough free cores any more: the next tick decides again
+
+
+def _quota(spec: TenantSpec) -> int | None:
+    """The pool's DDR quota (bytes) of a tenant (None: the pool's default)."""
+    return None if spec.ddr_mib is None else int(spec.ddr_mib * 2**20)
 
 
 __all__ = ["Job", "Outcome", "Scheduler"]
