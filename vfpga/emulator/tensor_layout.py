@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from vfpga.backend.binary import Tensor
+from vfpga.emulator.machine import TensorSpec
 
 
-def _is_map(t: Tensor) -> bool:
+def _is_map(t: TensorSpec) -> bool:
     return t.layout == "nhwc" and len(t.shape) == 4
 
 
-def user_shape(t: Tensor) -> tuple[int, ...]:
+def user_shape(t: TensorSpec) -> tuple[int, ...]:
     """The shape users give (inputs) or get (outputs) for tensor ``t``: NCHW for a stored
     NHWC map, ``(N, C)`` for an output map of 1x1 pixels, else the stored shape."""
     if not _is_map(t):
@@ -30,7 +30,7 @@ def user_shape(t: Tensor) -> tuple[int, ...]:
     return (n, c, h, w)
 
 
-def to_stored(t: Tensor, arr: np.ndarray) -> np.ndarray:
+def to_stored(t: TensorSpec, arr: np.ndarray) -> np.ndarray:
     """``arr`` of shape :func:`user_shape` rearranged into the stored layout of ``t``
     (dtype kept). Raises ``ValueError`` naming the tensor if the shape differs."""
     want = user_shape(t)
@@ -48,7 +48,7 @@ def to_stored(t: Tensor, arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def from_stored(t: Tensor, q: np.ndarray) -> np.ndarray:
+def from_stored(t: TensorSpec, q: np.ndarray) -> np.ndarray:
     """Tensor ``t`` as read from DDR (stored shape) in the user's shape
     (:func:`user_shape`)."""
     if not _is_map(t):
