@@ -108,6 +108,34 @@ def test_model_errors(tmp_path: Path) -> None:
         read_model(tmp_path, "big", HW, small)
 
 
+def test_compile_options(tmp_path: Path) -> None:
+    from vfpga.serve.repository import compile_options
+
+    cfg = tmp_path / "m" / "config.toml"
+    (tmp_path / "m" / "calib").mkdir(parents=True)
+    ok = compile_options(
+        {"cores": 4, "seed": 0, "calib_dir": "calib", "input_shape": {"x": [1, 3, 8, 8]}},
+        cfg,
+        tmp_path / "m",
+        HW,
+    )
+    assert ok["calib_dir"] == (tmp_path / "m" / "calib").resolve()
+    assert ok["input_shape"] == {"x": (1, 3, 8, 8)}
+    bad = {
+        "calib_dir": ({"calib_dir": "../.."}, "inside"),
+        "calib_dir type": ({"calib_dir": 3}, "inside"),
+        "shape": ({"input_shape": {"x": [1, 0]}}, "input_shape"),
+        "shape type": ({"input_shape": [1, 3]}, "input_shape"),
+        "cores": ({"cores": 17}, "cores must be 1..16"),
+        "cores type": ({"cores": "4"}, "positive integer"),
+        "both": ({"calib_dir": "calib", "calib_random": 4}, "not both"),
+    }
+    for what, (opts, words) in bad.items():
+        with pytest.raises(RepositoryError, match="config") as err:
+            compile_options(opts, cfg, tmp_path / "m", HW)
+        assert words in str(err.value), what
+
+
 def test_state_round_trip(tmp_path: Path) -> None:
     st = State(tmp_path)
     assert not st.initialized("fp")

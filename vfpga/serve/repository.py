@@ -31,7 +31,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 #: the largest model file the repository reads (bytes)
 MAX_MODEL_BYTES = 1 << 30
 #: options of [compile] in a model's config.toml (those of `vfpga compile`)
-COMPILE_OPTIONS = {"cores": int, "calib_random": int, "seed": int}
+COMPILE_OPTIONS = ("cores", "calib_random", "calib_dir", "seed", "input_shape")
 
 
 class RepositoryError(VfpgaError):
@@ -197,17 +197,71 @@ def model_names(repo: Path) -> list[str]:
     )
 
 
+def compile_options(
+    opts: dict[str, Any], cfg_path: Path, mdir: Path, hw: HardwareConfig
+) -> dict[str, Any]:
+    """The checked ``[compile]`` table of a model's config.toml: ``vfpga compile``'s
+    options ``cores`` (1..pool), ``calib_random`` (N random inputs) or ``calib_dir`` (a
+    folder of calibration images inside the model's folder), ``seed``, and
+    ``input_shape`` (``{NAME = [dims]}`` for models with dynamic dimensions)."""
+    out: dict[str, Any] = {}
+    for k, v in opts.items():
+        if k not in COMPILE_OPTIONS:
+            raise RepositoryError(
+                f"{cfg_path}: [compile] has unknown key '{k}' (known: {', '.join(COMPILE_OPTIONS)})"
+            )
+        if k in ("cores", "calib_random", "seed"):
+            if type(v) is not int or v < 0 or (k != "seed" and v < 1):
+                raise RepositoryError(f"{cfg_path}: [compile] {k} must be a positive integer")
+            out[k] = v
+        elif k == "calib_dir":
+            where = (mdir / v).resolve() if isinstance(v, str) else None
+            if where is None or not where.is_relative_to(mdir.resolve()) or not where.is_dir():
+                raise RepositoryError(
+                    f"{cfg_path}: [compile] calib_dir must name a folder inside {mdir}, got {v!r}"
+                )
+            out[k] = where
+        else:
+            if not isinstance(v, dict) or not all(
+                isinstance(d, list) and d and all(type(x) is int and x > 0 for x in d)
+                for d in v.values()
+            ):
+                raise RepositoryError(
+                    f"{cfg_path}: [compile] input_shape must be a table "
+                    "NAME = [positive dims], e.g. input = [1, 3, 224, 224]"
+                )
+            out[k] = {n: tuple(d) for n, d in v.items()}
+    if not 1 <= out.get("cores", 1) <= hw.num_cores:
+        raise RepositoryError(f"{cfg_path}: [compile] cores must be 1..{hw.num_cores}")
+    if "calib_dir" in out and "calib_random" in out:
+        raise RepositoryError(f"{cfg_path}: [compile] give calib_dir or calib_random, not both")
+    return out
+
+
+def _cache_key(onnx_bytes: bytes, opts: dict[str, Any]) -> str:
+    """The compile cache's key: the model, the options and the calibration images."""
+    h = hashlib.sha256(onnx_bytes)
+    h.update(repr(sorted((k, str(v)) for k, v in opts.items() if k != "calib_dir")).encode())
+    if "calib_dir" in opts:
+        for f in sorted(p for p in opts["calib_dir"].rglob("*") if p.is_file()):
+            h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def compile_onnx(path: Path, hw: HardwareConfig, options: dict[str, Any]) -> bytes:
-    """Compile ``path`` as ``vfpga compile`` does with ``options`` (cores, calib_random,
-    seed); the binary's bytes. The server's one call into the compiler."""
+    """Compile ``path`` as ``vfpga compile`` does with ``options`` (see
+    :func:`compile_options`); the binary's bytes. The server's one call into the compiler
+    (the lead repoints it to the new driver)."""
     from vfpga.compiler.build import compile_graph
     from vfpga.frontend.pipeline import load_model
 
     loaded = load_model(
         path,
-        calib="random",
+        calib="dir" if "calib_dir" in options else "random",
         num_random=options.get("calib_random", 16),
+        calib_dir=options.get("calib_dir"),
         seed=options.get("seed", 0),
+        input_shapes=options.get("input_shape"),
     )
     return to_bytes(compile_graph(loaded.graph, hw, options.get("cores", 1)).vfb)
 
@@ -264,15 +318,7 @@ def read_model(
     opts = cfg.get("compile", {})
     if not isinstance(opts, dict):
         raise RepositoryError(f"{cfg_path}: [compile] must be a table")
-    for k, v in opts.items():
-        if k not in COMPILE_OPTIONS:
-            raise RepositoryError(
-                f"{cfg_path}: [compile] has unknown key '{k}' (known: {', '.join(COMPILE_OPTIONS)})"
-            )
-        if type(v) is not COMPILE_OPTIONS[k] or v < 0:
-            raise RepositoryError(f"{cfg_path}: [compile] {k} must be a non-negative integer")
-    if not 1 <= opts.get("cores", 1) <= hw.num_cores:
-        raise RepositoryError(f"{cfg_path}: [compile] cores must be 1..{hw.num_cores}")
+    opts = compile_options(opts, cfg_path, mdir, hw)
     spec = tenants[tenant]
     model = ModelSpec(name, tenant)
     for vdir in sorted(p for p in mdir.iterdir() if p.is_dir()):
@@ -289,7 +335,7 @@ def read_model(
             raise RepositoryError(f"{path}: larger than {MAX_MODEL_BYTES >> 20} MiB")
         data = path.read_bytes()
         if path is onnx_path:
-            key = hashlib.sha256(data + repr(sorted(opts.items())).encode()).hexdigest()
+            key = _cache_key(data, opts)
             blob = cache.get(key) if cache is not None else None
             if blob is None:
                 blob = compile_onnx(path, hw, opts)
