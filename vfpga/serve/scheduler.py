@@ -68,6 +68,7 @@ class Job:
     accepted: float
     deadline: float
     request: Request | None = None
+    started: float = 0.0
 
 
 @dataclass
@@ -78,6 +79,7 @@ class _TenantRun:
     running: Job | None = None
     deployed: str | None = None  # SHA-256 of the binary deployed on its cores
     latency: float | None = None  # exponential average of wall latency
+    service: float | None = None  # exponential average of run time (start to answer)
     last_busy: float = field(default_factory=time.monotonic)
     last_resize: float = 0.0
 
@@ -153,7 +155,7 @@ class Scheduler:
                 raise ProtocolError(404, f"tenant '{tenant}' is gone")
             depth = len(run.waiting) + (run.running is not None)
             if depth >= spec.max_queue:
-                wait = max(1, math.ceil((run.latency or 1.0) * depth))
+                wait = max(1, math.ceil((run.service or 1.0) * depth))
                 self.metrics.failures.labels(tenant, model, "queue_full").inc()
                 raise ProtocolError(
                     429,
@@ -422,6 +424,7 @@ class Scheduler:
         if job.request.status == "rejected":
             self._fail(job, ProtocolError(500, f"inference failed: {job.request.error}"), "fault")
             return
+        job.started = time.monotonic()
         run.running = job
 
     def _finish(self, t: Tenant, run: _TenantRun, job: Job) -> None:
@@ -430,6 +433,8 @@ class Scheduler:
         run.running = None
         wall = time.monotonic() - job.accepted
         run.latency = wall if run.latency is None else 0.8 * run.latency + 0.2 * wall
+        took = time.monotonic() - job.started
+        run.service = took if run.service is None else 0.8 * run.service + 0.2 * took
         run.last_busy = time.monotonic()
         cycles = float(req.cycles or 0.0)
         seconds = cycles / (self.hw.clock_mhz * 1e6)
