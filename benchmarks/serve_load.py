@@ -45,7 +45,7 @@ from _common import cache_dir, loaded_model
 
 from vfpga.backend.binary import from_bytes, to_bytes
 from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
-from vfpga.hw.config import load_hw
+from vfpga.hw.config import DEFAULT_HW, load_hw
 from vfpga.runtime.pool import ResourcePool
 from vfpga.serve.app import Server, create_app, listen_socket
 from vfpga.serve.auth import hash_token
@@ -62,7 +62,7 @@ def compiled(name: str, cores: int) -> bytes:
         return path.read_bytes()
     from vfpga.compiler.build import compile_graph  # the lead repoints this with 13a
 
-    blob = to_bytes(compile_graph(loaded_model(name).graph, load_hw("pool16"), cores).vfb)
+    blob = to_bytes(compile_graph(loaded_model(name).graph, load_hw(DEFAULT_HW), cores).vfb)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(blob)
     tmp.replace(path)
@@ -132,7 +132,7 @@ def main() -> int:
         "of this process (its clients then share the server's interpreter)",
     )
     args = ap.parse_args()
-    hw = load_hw("pool16")
+    hw = load_hw(DEFAULT_HW)
     t0 = time.perf_counter()
     blob = compiled(args.model, args.cores)
     vfb = from_bytes(blob, args.model, hw)

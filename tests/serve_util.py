@@ -22,12 +22,12 @@ from qgraph_builders import small_net
 from vfpga.backend.binary import from_bytes, to_bytes
 from vfpga.compiler.build import compile_graph
 from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
-from vfpga.hw.config import load_hw
+from vfpga.hw.config import DEFAULT_HW, load_hw
 from vfpga.runtime.pool import ResourcePool
 from vfpga.serve.app import Server, create_app, listen_socket
 from vfpga.serve.auth import hash_token
 
-HW = load_hw("pool16")
+HW = load_hw(DEFAULT_HW)
 OPERATOR_TOKEN = "operator-secret-token"
 TOKENS = {"alice": "alice-token-1", "bob": "bob-token-2", "carol": "carol-token-3"}
 

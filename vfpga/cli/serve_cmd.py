@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from vfpga.errors import VfpgaError
+from vfpga.hw.config import DEFAULT_HW
 
 
 def _hash_token(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -60,7 +61,7 @@ def operator_hash(token_file: Path | None) -> str | None:
 @click.option(
     "--hw",
     "hw_name",
-    default="pool16",
+    default=DEFAULT_HW,
     show_default=True,
     help="Hardware preset or configuration JSON.",
 )
