@@ -237,11 +237,15 @@ def simulate(sc: Scenario, log: Any = None,
         if compile_model is None:
             raise ScenarioError(f"{sc.source}: tenant '{spec.name}': 'model' entries need a "
                                 "model compiler (vfpga pool simulate provides one)")
-        if spec.model not in images:
+        model = spec.model
+        if model is None:  # pragma: no cover - load_scenario requires a binary or a model
+            raise ScenarioError(f"{sc.source}: tenant '{spec.name}' names neither a binary "
+                                "nor a model")
+        if model not in images:
             if log:
-                log(f"preparing model {spec.model} ...")
-            images[spec.model] = compile_model(spec.model, sc.hw)  # type: ignore[index]
-        return images[spec.model]  # type: ignore[index]
+                log(f"preparing model {model} ...")
+            images[model] = compile_model(model, sc.hw)
+        return images[model]
 
     def segments(t: Tenant) -> list:
         assert t.dispatch is not None and t.vfb is not None
