@@ -17,6 +17,7 @@ from vfpga.cli.coresets import parse_cores
 from vfpga.emulator import Accelerator, TaskResult
 from vfpga.emulator.ddr import REGION_ALIGN
 from vfpga.emulator.machine import TensorSpec
+from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
 from vfpga.errors import EmulatorFault, VfpgaError
 from vfpga.fileio import atomic_write, check_writable, read_npy
 from vfpga.hw import HardwareConfigError, load_hw
@@ -53,7 +54,7 @@ def input_array(path: Path, t: TensorSpec) -> np.ndarray:
     whole shape, then transposed to the tensor's NHWC), or an int8 array as stored."""
     arr = read_npy(path)
     nchw = (t.layout == "nhwc" and len(t.shape) == 4)
-    want = (t.shape[0], t.shape[3], t.shape[1], t.shape[2]) if nchw else tuple(t.shape)
+    want = user_shape(t)
     if arr.dtype.kind == "f":
         if tuple(arr.shape) != want:
             raise VfpgaError(
@@ -61,7 +62,7 @@ def input_array(path: Path, t: TensorSpec) -> np.ndarray:
                 f"{'x'.join(map(str, want))} for input '{t.name}', got "
                 f"{'x'.join(map(str, arr.shape))}"
             )
-        return arr.transpose(0, 2, 3, 1) if nchw else arr
+        return to_stored(t, arr)
     if arr.dtype == np.int8:
         if tuple(arr.shape) != tuple(t.shape):
             raise VfpgaError(
@@ -189,7 +190,7 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
                          "you trust it")
     acc = Accelerator(hw, ddr_bytes=-(-max(vfb.ddr_size, 1) // REGION_ALIGN) * REGION_ALIGN)
     task = acc.create_task(binary.stem, core_list, vfb.ddr_size)
-    task.load(vfb)
+    task.load(vfb, str(binary))
     in_tensors = [t for t in vfb.tensors if t.role == "input"]
     given: dict[str, Path] = {}
     for spec in inputs:
@@ -246,11 +247,7 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     for t in vfb.tensors:
         if t.role != "output":
             continue
-        q = task.read_tensor(t.name)
-        if t.layout == "nhwc" and q.ndim == 4:  # written as NCHW; 1x1 maps as (N, C)
-            q = q.transpose(0, 3, 1, 2)
-            if q.shape[2:] == (1, 1):
-                q = q.reshape(q.shape[:2])
+        q = from_stored(t, task.read_tensor(t.name))  # NCHW; 1x1 maps as (N, C)
         if dequantize and t.dtype == "int8":
             outs[t.name] = t.scale * (q.astype(np.float32) - t.zero_point)
         else:

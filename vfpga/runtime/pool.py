@@ -162,7 +162,7 @@ class Tenant:
             alloc = allocate(prep, self.cores, self.pool.strategy)
             task = accel.create_task(f"{self.name}#{next(self.pool._ids)}", self.cores,
                                      vfb.ddr_size)
-            task.load(retarget(vfb, alloc))
+            task.load(retarget(vfb, alloc), f"tenant '{self.name}' binary")
             task.done = True  # idle until the first request
         except Exception as exc:
             if task is not None:
@@ -281,6 +281,37 @@ class Tenant:
         self.left = True
         self.cores = []
         self.pool.tenants.pop(self.name, None)
+
+    # ------------------------------------------------ one tenant at a time (serve)
+    def step(self) -> bool:
+        """Start this tenant's next queued request if it is idle, else advance its running
+        request by one layer; an exception of any type raised by its program fails that
+        request alone (the server drives tenants through this). Returns whether the tenant
+        has a running or queued request afterwards."""
+        if self.current is None and self.queue and self.task is not None:
+            head = self.queue[0]
+            try:
+                self._start_next()
+            except Exception as exc:  # a hostile input or program fails its request only
+                if head in self.queue:
+                    self.queue.remove(head)
+                head.status, head.error = "failed", f"{type(exc).__name__}: {exc}"
+                self.current = None
+        elif self.current is not None:
+            try:
+                self._advance()
+            except Exception as exc:  # a hostile program fails its request only
+                self.cancel(f"{type(exc).__name__} while running: {exc}")
+        return self.current is not None or bool(self.queue)
+
+    def cancel(self, reason: str) -> None:
+        """Fail the running request (if any) with ``reason``; the binary stays deployed
+        and the next request starts from the first instruction."""
+        if self.current is not None:
+            self.current.status, self.current.error = "failed", reason
+            self.current = None
+            if self.task is not None:
+                self.task.done = True
 
     # -------------------------------------------------------------- internals
     def _alive(self) -> None:

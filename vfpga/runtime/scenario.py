@@ -238,9 +238,7 @@ def simulate(sc: Scenario, log: Any = None,
             raise ScenarioError(f"{sc.source}: tenant '{spec.name}': 'model' entries need a "
                                 "model compiler (vfpga pool simulate provides one)")
         model = spec.model
-        if model is None:  # pragma: no cover - load_scenario requires a binary or a model
-            raise ScenarioError(f"{sc.source}: tenant '{spec.name}' names neither a binary "
-                                "nor a model")
+        assert model is not None  # load_scenario: exactly one of binary and model
         if model not in images:
             if log:
                 log(f"preparing model {model} ...")
