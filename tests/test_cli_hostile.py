@@ -260,3 +260,17 @@ def test_run_takes_float_inputs_nchw_like_reference(tmp_path: Path) -> None:
     assert_one_error(invoke("run", vfb, "-i", x), "NCHW 1x3x16x16", "1x16x16x3")
     help_text = " ".join(invoke("run", "--help").output.split())
     assert "A float array is NCHW" in help_text
+
+
+def test_run_on_binaries_that_fail_at_load(tmp_path: Path) -> None:
+    """Case 2 at the command line: `vfpga run` on each binary the reader accepted before
+    (mistyped host ops, tensors whose shape disagrees with their size, ...) prints one
+    error line naming the file (it printed a traceback on 11 of 14)."""
+    from test_hostile import hostile_variants
+
+    for what, blob in hostile_variants(seed_binaries()).items():
+        f = tmp_path / "bad.vfb"
+        f.write_bytes(blob)
+        res = invoke("run", f)
+        assert_one_error(res, "bad.vfb")
+        assert what  # every variant is covered

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from vfpga.errors import FrontendError
-from vfpga.fileio import atomic_write
+from vfpga.fileio import atomic_write, check_writable
 
 
 def _write_atomic(model: object, out: Path) -> None:
@@ -18,7 +18,6 @@ def _write_atomic(model: object, out: Path) -> None:
     import onnx
 
     assert isinstance(model, onnx.ModelProto)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, model.SerializeToString())
 
 
@@ -47,6 +46,9 @@ def quantize(model: Path, output: Path, calib_dir: Path | None, calib_random: in
         raise FrontendError(f"--calib-random must be >= 1 (got {calib_random})")
     if calib_dir is not None and not calib_dir.is_dir():
         raise FrontendError(f"{calib_dir}: calibration directory does not exist")
+    if output.parent != Path() and not output.parent.exists():
+        output.parent.mkdir(parents=True, exist_ok=True)  # -o may name a new folder
+    check_writable(output)
     console = Console(stderr=True)
     norm, report = normalize_with_report(model)
     rw = ", ".join(f"{k} {v}" for k, v in sorted(report.rewrites.items()) if v)

@@ -190,7 +190,7 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
                          "you trust it")
     acc = Accelerator(hw, ddr_bytes=-(-max(vfb.ddr_size, 1) // REGION_ALIGN) * REGION_ALIGN)
     task = acc.create_task(binary.stem, core_list, vfb.ddr_size)
-    task.load(vfb)
+    task.load(vfb, str(binary))
     in_tensors = [t for t in vfb.tensors if t.role == "input"]
     given: dict[str, Path] = {}
     for spec in inputs:

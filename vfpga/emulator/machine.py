@@ -29,7 +29,7 @@ from vfpga.emulator.bounds import check_work_bounds
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
 from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
-from vfpga.emulator.host_ops import check_host_op, run_host_op
+from vfpga.emulator.host_ops import HostOpFault, check_host_op, run_host_op
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
 from vfpga.errors import BinaryFormatError, EmulatorFault, VfpgaError
 from vfpga.hw.config import HardwareConfig
@@ -291,8 +291,10 @@ class Task:
     counters: dict[int, CoreCounters] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- loading
-    def load(self, image: ProgramImage) -> None:
-        """Decode ``image``'s code once and place its constants in the task's DDR region."""
+    def load(self, image: ProgramImage, source: str | None = None) -> None:
+        """Decode ``image``'s code once and place its constants in the task's DDR region,
+        after the load-time checks (docs/binary-format.md, "What is validated where"),
+        whose errors start with ``source`` (default: the task)."""
         if image.ddr_size > self.region.bound:
             raise VfpgaError(
                 f"task '{self.name}': the binary needs {image.ddr_size} bytes of DDR, the "
@@ -304,7 +306,7 @@ class Task:
                 f"task '{self.name}': the binary's constants [0x{image.data_offset:x}, "
                 f"0x{end:x}) do not fit its declared DDR size 0x{image.ddr_size:x}"
             )
-        source = getattr(image, "source", None) or f"task '{self.name}'"
+        source = source or f"task '{self.name}'"
         if isinstance(image, VfbFile):
             check_hw_limits(image, self.accel.hw, source)
         loaded = LoadedProgram.from_image(image)
@@ -313,7 +315,10 @@ class Task:
             if segs[-1].ctrl == -2:
                 raise BinaryFormatError(f"{source}: {_no_end(loaded.program, lc, segs[-1])}")
         for op in getattr(image, "host_ops", ()):
-            check_host_op(op, image.tensors)
+            try:
+                check_host_op(op, image.tensors)
+            except HostOpFault as exc:
+                raise BinaryFormatError(f"{source}: {exc}") from None
         if loaded.num_logical_cores > len(self.cores):
             raise VfpgaError(
                 f"task '{self.name}': the binary uses {loaded.num_logical_cores} cores but the "

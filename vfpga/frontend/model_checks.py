@@ -1,5 +1,5 @@
-"""Checks of an ONNX model before any work is done on it (docs/frontend.md, "Hostile
-models"): a model is hostile until checked. Every problem is a
+"""Checks of an ONNX model before any work is done on it (docs/quantization.md, "Checks
+before any work"): a model is hostile until checked. Every problem is a
 :class:`~vfpga.errors.FrontendError` naming the file, the node or the initializer and
 saying what to do, never a traceback from onnx, onnxruntime or numpy.
 

@@ -120,7 +120,7 @@ def run_test(name: str) -> ConformanceResult:
     in_name = qdq.graph.input[0].name
     ref_f, ort_f, same, total = [], [], 0, 0
     for xi in items:
-        res = sess.run(None, {in_name: xi})  # type: ignore[attr-defined]
+        res = sess.run(None, {in_name: xi})
         r = run_reference(g, xi, keep_all=False)
         ref_f.append(r[out + FLOAT_SUFFIX].ravel())
         ort_f.append(np.asarray(res[0], dtype=np.float32).ravel())

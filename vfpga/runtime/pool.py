@@ -162,7 +162,7 @@ class Tenant:
             alloc = allocate(prep, self.cores, self.pool.strategy)
             task = accel.create_task(f"{self.name}#{next(self.pool._ids)}", self.cores,
                                      vfb.ddr_size)
-            task.load(retarget(vfb, alloc))
+            task.load(retarget(vfb, alloc), f"tenant '{self.name}' binary")
             task.done = True  # idle until the first request
         except Exception as exc:
             if task is not None:

@@ -237,11 +237,13 @@ def simulate(sc: Scenario, log: Any = None,
         if compile_model is None:
             raise ScenarioError(f"{sc.source}: tenant '{spec.name}': 'model' entries need a "
                                 "model compiler (vfpga pool simulate provides one)")
-        if spec.model not in images:
+        model = spec.model
+        assert model is not None  # load_scenario: exactly one of binary and model
+        if model not in images:
             if log:
-                log(f"preparing model {spec.model} ...")
-            images[spec.model] = compile_model(spec.model, sc.hw)  # type: ignore[index]
-        return images[spec.model]  # type: ignore[index]
+                log(f"preparing model {model} ...")
+            images[model] = compile_model(model, sc.hw)
+        return images[model]
 
     def segments(t: Tenant) -> list:
         assert t.dispatch is not None and t.vfb is not None
