@@ -244,8 +244,10 @@ class Scheduler:
         if name not in self.specs:
             raise ProtocolError(404, f"no tenant '{name}'")
         self.state.remove_tenant(name)
-        run = self._runs.pop(name)
-        jobs = list(run.waiting) + ([run.running] if run.running else [])
+        with self._cv:  # no job can join its queue after this
+            run = self._runs.pop(name)
+            jobs = list(run.waiting) + ([run.running] if run.running else [])
+            run.waiting.clear()
         self.pool.tenants[name].leave()
         for job in jobs:
             self._fail(job, ProtocolError(503, f"tenant '{name}' was removed"), "removed")
