@@ -15,7 +15,7 @@ import time
 from _common import PAPER_MODELS, loaded_model
 
 from vfpga.backend.binary import to_bytes
-from vfpga.compiler.build import compile_graph
+from vfpga.driver import compile_graph
 from vfpga.hw import load_hw
 
 PAPER_MIN_S, PAPER_MAX_S = 14.7, 46.8

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from vfpga.backend.retarget import Prepared, allocate, dispatch_table, prepare
 from vfpga.emulator.timing import Job, TimingEngine, TimingParams, job_for
 from vfpga.experiments.models import CompiledModel, compiled_model
 from vfpga.hw.config import HardwareConfig, load_hw
-from vfpga.passes.dynamic import Prepared, allocate, dispatch_table, prepare
 
 
 @dataclass

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from vfpga.backend.binary import VfbFile, from_bytes
+from vfpga.backend.retarget import Prepared, allocate, prepare, retarget
 from vfpga.emulator import Accelerator
 from vfpga.emulator.machine import LoadedProgram, Task, segments_from_dispatch
 from vfpga.errors import VfpgaError
 from vfpga.hw.config import HardwareConfig, load_hw
-from vfpga.passes.dynamic import Prepared, allocate, prepare, retarget
 
 
 class PoolError(VfpgaError):

@@ -1,4 +1,4 @@
-"""The dynamic compilation pass: re-target a compiled model to any set of cores.
+"""The re-targeter (the paper's "dynamic compilation"): a compiled model to any core set.
 
 A compiled ``.vfb`` carries, for every layer, several tiling candidates, each a set of
 self-contained IFPs with a predicted latency (the IFP table, docs/binary-format.md). When
