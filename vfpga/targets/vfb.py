@@ -18,6 +18,7 @@ first; views inside a concatenation are covered by their root), the host-op tabl
 
 from __future__ import annotations
 
+import inspect
 import sys
 from dataclasses import dataclass
 from typing import IO
@@ -27,7 +28,15 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.utils.target import Target
 
-from vfpga.backend.binary import HostOp, Layer, Tensor, VfbFile, empty_ifps, to_bytes
+from vfpga.backend.binary import (
+    HostOp,
+    Layer,
+    Tensor,
+    VfbFile,
+    empty_ifps,
+    to_bytes,
+    write_vfb,
+)
 from vfpga.backend.retarget import dispatch_table
 from vfpga.compiler.plan import MemoryPlan, nchw
 from vfpga.errors import CompileError
@@ -190,19 +199,38 @@ def _jsonable(v: object) -> object:
     return v
 
 
-def _write_binary(output: IO[str], blob: bytes) -> None:
-    """Write ``blob`` through the byte stream under the text stream xDSL tools open
-    (``-o FILE`` or stdout); refuse a stream that has none (e.g. a ``StringIO``)."""
-    raw = getattr(output, "buffer", None)
-    if raw is None:
+def _opt_output_file() -> tuple[bool, str | None]:
+    """``(True, -o FILE or None for stdout)`` when called from an ``xdsl-opt`` /
+    ``vfpga-opt`` run (found on the call stack), else ``(False, None)``."""
+    from xdsl.xdsl_opt_main import xDSLOptMain
+
+    frame = inspect.currentframe()
+    while frame is not None:
+        me = frame.f_locals.get("self")
+        if isinstance(me, xDSLOptMain):
+            return True, me.args.output_file
+        frame = frame.f_back
+    return False, None
+
+
+def write_binary(output: IO[str], vfb: VfbFile) -> None:
+    """Write ``vfb`` where the target's output goes. xDSL targets write text: an
+    ``xdsl-opt``/``vfpga-opt`` run hands the target a ``StringIO`` and copies it into
+    the ``-o`` file (opened as text). So under those tools the binary is written to the
+    ``-o`` file itself, atomically (:func:`vfpga.backend.binary.write_vfb`: it replaces
+    the file the tool opened, which then receives the empty text), or to stdout's byte
+    stream when it is not a terminal. Called with a stream of our own, the bytes go to
+    its byte stream (``.buffer``)."""
+    in_opt, path = _opt_output_file()
+    if in_opt and path is not None:
+        write_vfb(path, vfb)
+        return
+    raw = sys.stdout.buffer if in_opt else getattr(output, "buffer", None)
+    if raw is None or (in_opt and sys.stdout.isatty()):
         raise StaticPassError(
             "the vfb target writes binary data: give an output file (-o m.vfb)")
-    if output is sys.stdout and output.isatty():
-        raise StaticPassError(
-            "the vfb target writes binary data: give an output file (-o m.vfb), not a "
-            "terminal")
     output.flush()
-    raw.write(blob)
+    raw.write(to_bytes(vfb))
     raw.flush()
 
 
@@ -213,7 +241,7 @@ class VfbTarget(Target):
     name = "vfb"
 
     def emit(self, ctx: Context, module: ModuleOp, output: IO[str]) -> None:
-        _write_binary(output, to_bytes(module_to_vfb(module)))
+        write_binary(output, module_to_vfb(module))
 
 
 @dataclass(frozen=True)
