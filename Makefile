@@ -21,8 +21,11 @@ test: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q tests
 	$(BIN)/lit -v tests/filecheck
 
+# ruff format --check is not part of lint yet: the tree is not format-clean.
 lint: $(STAMP)
 	$(BIN)/ruff check vfpga tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from vfpga.backend.asm import Assembler, assemble
-from vfpga.isa.docgen import GENERATED, ROOT, begin_marker, end_marker, render, stale_files
+from vfpga.backend.docgen import GENERATED, ROOT, begin_marker, end_marker, render, stale_files
 from vfpga.isa.spec import FLAG_FIELDS, PAYLOAD_FIELDS, Opcode
 
 
@@ -16,7 +16,7 @@ def test_generated_tables_are_current() -> None:
     stale = stale_files()
     assert not stale, (
         f"generated tables in {', '.join(stale)} are stale (the ISA or the binary format "
-        "changed); regenerate them with: python -m vfpga.isa.docgen"
+        "changed); regenerate them with: python -m vfpga.backend.docgen"
     )
 
 

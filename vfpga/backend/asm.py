@@ -29,7 +29,6 @@ from vfpga.backend.binary import (
     DTYPE_BYTES,
     IFP_BUFFERS,
     LAYER_KINDS,
-    MAX_CORES,
     MAX_HOST_IO,
     MAX_RANK,
     TENSOR_DTYPES,
@@ -44,7 +43,14 @@ from vfpga.backend.binary import (
     validate,
 )
 from vfpga.errors import AsmError, BinaryFormatError
-from vfpga.hw.config import ISA_VERSION, HardwareConfig, HardwareConfigError, load_hw
+from vfpga.hw.config import (
+    DEFAULT_HW,
+    ISA_VERSION,
+    HardwareConfig,
+    HardwareConfigError,
+    load_hw,
+)
+from vfpga.isa.limits import ILLEGAL_DEPS, MAX_CORES
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
@@ -55,25 +61,13 @@ from vfpga.isa.spec import (
     OPCODE_DTYPES,
     PAYLOAD_FIELDS,
     SAVE_SOURCES,
-    Dep,
     FlagField,
-    Module,
     Opcode,
 )
 
 #: Mnemonic -> opcode.
 MNEMONICS: dict[str, Opcode] = {op.name.lower(): op for op in Opcode}
 
-#: Hardware used when neither the source (``.hw``) nor the caller names one.
-DEFAULT_HW = "pool16"
-
-#: Dependency bits each module may not use.
-ILLEGAL_DEPS: dict[Module, int] = {
-    Module.LOAD: Dep.WAIT_PREV | Dep.SIGNAL_PREV,
-    Module.SAVE: Dep.WAIT_NEXT | Dep.SIGNAL_NEXT,
-    Module.CALC: 0,
-    Module.CTRL: 0xF,
-}
 
 _LABEL_RE = re.compile(r"(\d+):")
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})+")
@@ -472,7 +466,7 @@ class Assembler:
         appended to the dispatch table in order."""
         if not tokens or not tokens[0].startswith("core="):
             raise _Err(".dispatch takes core=C then entries ifp:N, sync:LAYER, end")
-        core = parse_int(tokens[0][5:], 0, 63, "core")
+        core = parse_int(tokens[0][5:], 0, MAX_CORES - 1, "core")
         if len(tokens) == 1:
             raise _Err(".dispatch needs at least one entry (ifp:N, sync:LAYER or end)")
         for tok in tokens[1:]:
@@ -783,7 +777,7 @@ class Assembler:
         if "cores" in prog:
             cores = prog["cores"]
         else:
-            used = [i.values.get("core", 0) for i in st.insns]
+            used = [int(i.values.get("core", 0)) for i in st.insns]
             used += [int(c) for c in ifps["core"]]
             cores = max(used, default=0) + 1
         dispatch = empty_dispatch(len(st.dispatch))

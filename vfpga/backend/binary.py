@@ -36,6 +36,7 @@ import numpy as np
 from vfpga.errors import BinaryFormatError, DecodeError
 from vfpga.hw.config import ISA_VERSION, HardwareConfig
 from vfpga.isa.codec import Program, decode
+from vfpga.isa.limits import MAX_CORES
 from vfpga.isa.spec import INSN_BYTES, Field, Opcode
 
 #: File magic, bytes 0..7.
@@ -58,8 +59,6 @@ BEFORE_FIRST_LAYER = 0xFFFFFFFF
 MAX_HOST_IO = 4
 #: Most dimensions of a tensor in the memory map.
 MAX_RANK = 4
-#: Most logical cores of a program (6-bit core index of the ISA).
-MAX_CORES = 64
 
 #: Layer kinds, by their code in the LAYERS record.
 LAYER_KINDS: tuple[str, ...] = ("conv", "pool", "eltwise", "concat", "host", "other")
@@ -909,7 +908,7 @@ def from_bytes(
     for kind, dt in SECTION_DTYPES.items():
         raw, off = sect(kind)
         arr = np.frombuffer(raw, dt)
-        for name in dt.names:
+        for name in dt.names or ():
             if name.startswith("reserved"):
                 flat = arr[name].reshape(len(arr), -1) if len(arr) else np.zeros((0, 1))
                 bad = np.flatnonzero(flat.any(axis=1))

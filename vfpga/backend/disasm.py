@@ -304,7 +304,7 @@ def objdump(
         names = [ly.name for ly in vfb.layers]
         rows = []
         for i, r in enumerate(vfb.ifps.tolist()):
-            d = dict(zip(vfb.ifps.dtype.names, r, strict=True))
+            d = dict(zip(vfb.ifps.dtype.names or (), r, strict=True))
             rows.append((i, names[d["layer"]], d["candidate"], d["core"],
                          f"{d['w0']}:{d['w1']}", f"{d['h0']}:{d['h1']}", f"{d['c0']}:{d['c1']}",
                          f"{d['insn_offset']}+{d['insn_count']}", d["latency"],

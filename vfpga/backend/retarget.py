@@ -49,9 +49,7 @@ import numpy as np
 
 from vfpga.backend.binary import DISPATCH_DTYPE, VfbFile
 from vfpga.errors import VfpgaError
-
-#: Largest logical core count a dispatch table may name (6-bit core index of the ISA).
-MAX_CORES = 64
+from vfpga.isa.limits import MAX_CORES
 
 
 class AllocationError(VfpgaError):

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from vfpga.errors import VfpgaError
-from vfpga.hw.config import HardwareConfig, HardwareConfigError, load_hw
+from vfpga.hw.config import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
 
 
 def _hw(name: str | None) -> HardwareConfig | None:
@@ -25,7 +25,7 @@ def _hw(name: str | None) -> HardwareConfig | None:
               help="Output binary (default: SOURCE with the suffix .vfb).")
 @click.option("--hw", "hw_name", metavar="PRESET|FILE",
               help="Hardware to assemble for; overrides the source's .hw directive "
-              "(default: .hw, else pool16).")
+              f"(default: .hw, else {DEFAULT_HW}).")
 def asm(source: Path, output: Path | None, hw_name: str | None) -> None:
     """Assemble the .s program SOURCE into a .vfb binary (syntax: docs/isa.md)."""
     from vfpga.backend.asm import assemble_file

@@ -13,10 +13,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vfpga.errors import VfpgaError
-from vfpga.hw import HardwareConfig, HardwareConfigError, load_hw
+from vfpga.hw import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
 
 _calib_options = [
-    click.option("--hw", "hw_name", default="pool16", show_default=True,
+    click.option("--hw", "hw_name", default=DEFAULT_HW, show_default=True,
                  help="Hardware preset or configuration JSON."),
     click.option("--cores", default=1, show_default=True, type=int,
                  help="Logical cores to compile for (the dispatch table; re-target later "
@@ -29,7 +29,7 @@ _calib_options = [
 ]
 
 
-def calib_options(f):  # type: ignore[no-untyped-def]
+def calib_options(f):
     for opt in reversed(_calib_options):
         f = opt(f)
     return f
@@ -45,7 +45,7 @@ def _hw(name: str) -> HardwareConfig:
 def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None,
              calib_random: int | None, seed: int, console: Console,
              passes: str | None = None, print_ir_after: tuple[str, ...] = ()
-             ):  # type: ignore[no-untyped-def]
+             ):
     """Compile ``model`` (ONNX or ``.mlir``) through the pass pipeline with a progress
     bar; returns ``(loaded model or None, CompileResult, seconds)``."""
     if calib_dir is not None and calib_random is not None:
@@ -87,7 +87,7 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None
     return loaded, res, time.perf_counter() - t0
 
 
-def placement_table(res, hw: HardwareConfig, cores: int) -> Table:  # type: ignore[no-untyped-def]
+def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
     """Layers and MACs on the accelerator vs on the host, read from the compiled module
     (``ifp.layer`` ops; host ops and views from its ``dnn.graph``)."""
     from vfpga.frontend.qgraph import QConcat
@@ -111,7 +111,7 @@ def placement_table(res, hw: HardwareConfig, cores: int) -> Table:  # type: igno
     return t
 
 
-def timing_table(res) -> Table:  # type: ignore[no-untyped-def]
+def timing_table(res) -> Table:
     """Seconds per pass (and verification, linking), like ``mlir-opt --mlir-timing``."""
     total = sum(s for _, s in res.timings)
     t = Table(title="pass timings")
@@ -136,7 +136,7 @@ _pipeline_options = [
 ]
 
 
-def pipeline_options(f):  # type: ignore[no-untyped-def]
+def pipeline_options(f):
     for opt in reversed(_pipeline_options):
         f = opt(f)
     return f
@@ -197,7 +197,7 @@ def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
         out.print(timing_table(res))
 
 
-def _hw_of_result(res, hw: HardwareConfig) -> HardwareConfig:  # type: ignore[no-untyped-def]
+def _hw_of_result(res, hw: HardwareConfig) -> HardwareConfig:
     """The hardware the module was compiled for (it differs from ``--hw`` only when a
     ``-p`` spec names other hardware)."""
     from vfpga.passes.dnn_tile import hw_of

@@ -31,7 +31,7 @@ from vfpga.cli.run_cmd import stats_table
 from vfpga.emulator import Accelerator
 from vfpga.errors import VfpgaError
 from vfpga.examples.conv_samples import examples_dir, sample_input
-from vfpga.hw import load_hw
+from vfpga.hw import DEFAULT_HW, load_hw
 
 
 def _digest(a: np.ndarray) -> str:
@@ -86,7 +86,7 @@ def _model(console: Console, model: str, cores: int, seed: int) -> None:
     from vfpga.reference.compare import compare_with_ort, random_inputs
 
     logging.getLogger().setLevel(logging.ERROR)
-    hw = load_hw("pool16")
+    hw = load_hw(DEFAULT_HW)
     with tempfile.TemporaryDirectory() as d:
         onnx_path = Path(d) / f"{model}.onnx"
         t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def _model(console: Console, model: str, cores: int, seed: int) -> None:
 
 
 def _samples(console: Console, seed: int) -> None:
-    hw = load_hw("pool16")
+    hw = load_hw(DEFAULT_HW)
     folder = examples_dir()
     x = sample_input(seed)
     acc = Accelerator(hw)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vfpga.errors import VfpgaError
-from vfpga.hw import HardwareConfigError, list_presets, load_hw
+from vfpga.hw import DEFAULT_HW, HardwareConfigError, list_presets, load_hw
 
 
 @click.group()
@@ -18,7 +18,7 @@ def hw() -> None:
 
 
 @hw.command("show")
-@click.argument("preset", default="pool16")
+@click.argument("preset", default=DEFAULT_HW)
 @click.option("--json", "as_json", is_flag=True, help="Print the configuration as JSON.")
 def show(preset: str, as_json: bool) -> None:
     """Print the hardware configuration PRESET (default pool16) or a JSON file."""

@@ -27,7 +27,7 @@ def _save_npy(path: Path, arrays: dict[str, np.ndarray]) -> None:
             if len(arrays) == 1 and path.suffix != ".npz":
                 np.save(fh, next(iter(arrays.values())))
             else:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs: a key could be allow_pickle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

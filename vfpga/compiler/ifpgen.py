@@ -29,10 +29,11 @@ from vfpga.compiler.plan import MemoryPlan, Placement, nchw
 from vfpga.errors import CompileError
 from vfpga.frontend.qgraph import QAdd, QConv, QPool, QTensor
 from vfpga.hw.config import HardwareConfig
+from vfpga.hw.costs import core_bytes_per_cycle
 from vfpga.isa.float32 import eltwise_offset, requant_scale
-from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, Opcode, PoolMode
+from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, FieldDict, Opcode, PoolMode
 
-Insn = tuple[Opcode, dict[str, int]]
+Insn = tuple[Opcode, FieldDict]
 _ACT = {"none": Act.NONE, "relu": Act.RELU, "relu6": Act.RELU6}
 
 
@@ -148,7 +149,7 @@ def layer_specs(plan: MemoryPlan) -> list[LayerSpec]:
         elif isinstance(n, QAdd):
             at, bt, yt = g.tensors[n.a], g.tensors[n.b], g.tensors[n.output]
             _, ci, h, w = nchw(at)
-            s = LayerSpec(len(specs), n, "add", (ci, h, w), nchw(yt)[1:],  # type: ignore[arg-type]
+            s = LayerSpec(len(specs), n, "add", (ci, h, w), nchw(yt)[1:],
                           [plan.places[n.a], plan.places[n.b]], plan.places[n.output],
                           [at.zero_point, bt.zero_point], yt.zero_point)
             s.calc_fields = eltwise_params(n, at.zero_point, bt.zero_point, yt.zero_point)
@@ -305,8 +306,6 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
         divs = [d for d in range(min(m, ct), 0, -1) if m % d == 0]
         options = [og for og in sorted({*options, *divs}, reverse=True)
                    if all(a // m == (b - 1) // m for a, b in oc_segments(spec, tile, og))]
-    from vfpga.compiler.latency import core_bytes_per_cycle
-
     bpc = core_bytes_per_cycle(hw)
     c, h, _w = spec.in_shape
     kh, kw = spec.kernel

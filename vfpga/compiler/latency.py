@@ -1,12 +1,7 @@
 """The static latency model: a cycle-level simulator of one core (docs/latency-model.md).
 
-Per-instruction costs (:func:`insn_cycles`) follow the core geometry of the hardware
-config: a CONV processes ``pixel_parallel`` output pixels along a row x
-``in_channel_parallel`` input channels x ``out_channel_parallel`` output channels per
-cycle; depthwise convolutions and pooling map channels onto the output-channel lanes and
-kernel taps onto the input-channel lanes; LOAD and SAVE move bytes at the core's DDR share
-(its bank's bandwidth divided by the cores on the bank, or all banks for an interleaved
-core). Every instruction also pays the fixed setup cost of its module.
+Per-instruction costs live in :mod:`vfpga.hw.costs` (``insn_cycles``, ``compute_cycles``,
+``core_bytes_per_cycle``, re-exported here), shared with the emulator's timing model.
 
 :func:`simulate` runs an instruction sequence through the three in-order module queues
 under the dependency tokens (the same rules the emulator enforces, including the initial
@@ -16,71 +11,21 @@ timing model.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 
 from vfpga.hw.config import HardwareConfig
-from vfpga.isa.spec import MODULE_OF, Buffer, Dep, Module, Opcode, PoolMode
+from vfpga.hw.costs import compute_cycles, core_bytes_per_cycle, insn_cycles
+from vfpga.isa.spec import MODULE_OF, Buffer, Dep, FieldDict, Module, Opcode
 
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def core_bytes_per_cycle(hw: HardwareConfig) -> float:
-    """DDR bytes per cycle one core is budgeted: its fair share of its bank(s)."""
-    per_bank = hw.bank_bandwidth_gbps * 1e9 / (hw.clock_mhz * 1e6)
-    if hw.bank_mapping == "interleaved":
-        return per_bank * hw.ddr_banks / max(1, hw.num_cores)
-    return per_bank / hw.cores_per_bank
-
-
-class _Zero(dict[str, int]):
-    def __missing__(self, key: str) -> int:
-        return 0
-
-
-def compute_cycles(op: Opcode, f: dict[str, int], hw: HardwareConfig) -> int:
-    """Cycles a CALC instruction keeps the PE array busy (setup excluded). Absent fields
-    are 0, as in an encoded word."""
-    f = _Zero(f)
-    pp, ip, opar = hw.pixel_parallel, hw.in_channel_parallel, hw.out_channel_parallel
-    if op is Opcode.CONV:
-        oh = (f["in_h"] + f["pad_t"] + f["pad_b"] - f["kh"]) // f["stride_h"] + 1
-        ow = (f["in_w"] + f["pad_l"] + f["pad_r"] - f["kw"]) // f["stride_w"] + 1
-        g = max(f["groups"], 1)
-        cig = f["in_c"] // g
-        opg = f["out_c"] // g
-        taps = f["kh"] * f["kw"]
-        pix = oh * _ceil(ow, pp)
-        if cig == 1 and opg == 1:  # depthwise: channels on oc lanes, taps on ic lanes
-            return pix * _ceil(g, opar) * _ceil(taps, ip)
-        return pix * g * _ceil(opg, opar) * _ceil(cig, ip) * taps
-    if op is Opcode.POOL:
-        c = f["c"]
-        if f["mode"] == PoolMode.GLOBAL_AVG:
-            return _ceil(c, opar) * _ceil(f["in_h"] * f["in_w"], pp * ip)
-        oh = (f["in_h"] + f["pad_t"] + f["pad_b"] - f["kh"]) // f["stride_h"] + 1
-        ow = (f["in_w"] + f["pad_l"] + f["pad_r"] - f["kw"]) // f["stride_w"] + 1
-        return oh * _ceil(ow, pp) * _ceil(c, opar) * _ceil(f["kh"] * f["kw"], ip)
-    if op is Opcode.ELTWISE:
-        return _ceil(f["n"], pp * opar)
-    return 0
-
-
-def insn_cycles(op: Opcode, f: dict[str, int], hw: HardwareConfig, bpc: float) -> int:
-    """Cycles instruction ``op`` with fields ``f`` occupies its module, at ``bpc`` DDR
-    bytes per cycle for LOAD/SAVE."""
-    c = hw.costs
-    f = _Zero(f)
-    if op is Opcode.LOAD:
-        return c.load_setup_cycles + math.ceil(f["n0"] * f["n1"] * f["n2"] / bpc)
-    if op is Opcode.SAVE:
-        return c.save_setup_cycles + math.ceil(f["n0"] * f["n1"] * f["n2"] / bpc)
-    if op in (Opcode.SYNC, Opcode.END):
-        return c.sync_cycles if op is Opcode.SYNC else 0
-    return c.calc_setup_cycles + compute_cycles(op, f, hw)
+__all__ = [
+    "column_geometry",
+    "compute_cycles",
+    "core_bytes_per_cycle",
+    "insn_cycles",
+    "latency_key",
+    "simulate",
+]
 
 
 _PREV = {Module.LOAD: None, Module.CALC: Module.LOAD, Module.SAVE: Module.CALC}
@@ -88,7 +33,7 @@ _NEXT = {Module.LOAD: Module.CALC, Module.CALC: Module.SAVE, Module.SAVE: None}
 
 
 def simulate(
-    insns: Sequence[tuple[Opcode, dict[str, int]]],
+    insns: Sequence[tuple[Opcode, FieldDict]],
     hw: HardwareConfig,
     bpc: float | None = None,
 ) -> int:
@@ -99,7 +44,7 @@ def simulate(
     docs/isa.md); a wait that can never be satisfied raises ``ValueError``.
     """
     bpc = bpc if bpc is not None else core_bytes_per_cycle(hw)
-    queues: dict[Module, list[tuple[Opcode, dict[str, int]]]] = {
+    queues: dict[Module, list[tuple[Opcode, FieldDict]]] = {
         Module.LOAD: [], Module.CALC: [], Module.SAVE: []
     }
     for op, f in insns:
@@ -143,7 +88,7 @@ def simulate(
     return max(free.values())
 
 
-def column_geometry(insns: Iterable[tuple[Opcode, dict[str, int]]]) -> tuple[int, int, int]:
+def column_geometry(insns: Iterable[tuple[Opcode, FieldDict]]) -> tuple[int, int, int]:
     """``(pad_l, pad_r, input columns)`` of an IFP: of its first LOAD into ibuf, or of its
     first POOL (which pads on chip); every band of an IFP has the same columns."""
     for op, f in insns:

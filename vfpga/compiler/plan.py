@@ -167,7 +167,7 @@ def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
                 n = copy.copy(n)
                 n.input = tname
         if isinstance(n, QConcat):
-            new_inputs = []
+            new_inputs: list[str] = []
             for t in n.inputs:
                 if t in pinned or t in in_concat or t in new_inputs:
                     cname = f"{n.name}.copy{len(new_inputs)}"

@@ -101,6 +101,10 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
+from vfpga.isa.effects import window_out
+from vfpga.isa.float32 import format_f32
+from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
+
 I8 = IntegerType(8)
 I32 = IntegerType(32)
 I64 = IntegerType(64)
@@ -108,8 +112,6 @@ I64 = IntegerType(64)
 ACT_KINDS = ("none", "relu", "relu6")
 POOL_KINDS = ("max", "avg", "global_avg")
 PLACEMENTS = ("accel", "host")
-MAX_MULTIPLIER = 1 << 31
-MAX_SHIFT = 62
 LIST_PRINT_LIMIT = 64
 """Per-channel arrays up to this many entries print as ``[a, b, ...]``; longer ones as the
 hex of their little-endian int32 bytes (``"0x..."``), which parses ~50x faster."""
@@ -134,17 +136,6 @@ def format_scale(value: float) -> str:
     """The shortest decimal text that parses back to exactly ``value`` and is an MLIR float
     literal (always contains a ``.``)."""
     return _mlir_float(repr(float(value)))
-
-
-def format_f32(value: float) -> str:
-    """An MLIR float literal for the float32 ``value`` that reads back exactly: the shortest
-    decimal of the float32 when parsing it to float64 and rounding to float32 gives the same
-    value (always, but for rare double-rounding cases), else the float64 repr (exact)."""
-    f = np.float32(value)
-    text = _mlir_float(str(f))
-    if np.float32(float(text)) == f:
-        return text
-    return format_scale(float(f))
 
 
 def f32_attr(value: float) -> FloatAttr:
@@ -547,10 +538,6 @@ _MULT_RANGE = (0, MAX_MULTIPLIER, "[0, 2**31)")
 _SHIFT_RANGE = (0, MAX_SHIFT + 1, f"[0, {MAX_SHIFT}]")
 
 
-def _window_out(size: int, pad_lo: int, pad_hi: int, k: int, s: int) -> int:
-    return (size + pad_lo + pad_hi - k) // s + 1
-
-
 # --------------------------------------------------------------------------------------
 # Node ops
 # --------------------------------------------------------------------------------------
@@ -571,13 +558,13 @@ class DnnNodeOp(IRDLOperation, ABC):
     def label(self) -> str:
         """``dnn.conv "conv1"``: how messages name this op."""
         name = self.properties.get("name")
-        shown = cast(StringAttr, name).data if isinstance(name, StringAttr) else "?"
+        shown = name.data if isinstance(name, StringAttr) else "?"
         return f'{self.name} "{shown}"'
 
     @property
     def output_type(self) -> QTensorType:
         """The result's quantized tensor type."""
-        return cast(QTensorType, self.output.type)
+        return self.output.type
 
     def input_types(self) -> list[QTensorType]:
         """The operands' quantized tensor types, in order."""
@@ -598,7 +585,7 @@ class DnnNodeOp(IRDLOperation, ABC):
 
     @classmethod
     def parse(cls, parser: Parser) -> DnnNodeOp:
-        op_name = cast(str, cls.name)
+        op_name = cls.name
         pos = parser.pos
         operands: list[UnresolvedOperand] = []
         first = parser.parse_optional_unresolved_operand()
@@ -836,8 +823,8 @@ class ConvOp(DnnNodeOp):
             raise VerifyException(
                 f"{who}: output channels {oc} are not divisible by groups {groups}"
             )
-        oh = _window_out(h, pads[0], pads[2], kh, strides[0])
-        ow = _window_out(w, pads[1], pads[3], kw, strides[1])
+        oh = window_out(h, kh, strides[0], pads[0], pads[2])
+        ow = window_out(w, kw, strides[1], pads[1], pads[3])
         if oh < 1 or ow < 1:
             raise VerifyException(
                 f"{who}: kernel {kh}x{kw} does not fit the padded input {h}x{w} (pads {list(pads)})"
@@ -967,8 +954,8 @@ class PoolOp(DnnNodeOp):
                 raise VerifyException(
                     f"{who}: pads {list(pads)} must be smaller than the kernel {list(kernel)}"
                 )
-            oh = _window_out(h, pads[0], pads[2], kernel[0], strides[0])
-            ow = _window_out(w, pads[1], pads[3], kernel[1], strides[1])
+            oh = window_out(h, kernel[0], strides[0], pads[0], pads[2])
+            ow = window_out(w, kernel[1], strides[1], pads[1], pads[3])
             if oh < 1 or ow < 1:
                 raise VerifyException(
                     f"{who}: kernel {list(kernel)} does not fit the padded input {h}x{w}"

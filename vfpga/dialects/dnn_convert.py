@@ -61,7 +61,7 @@ class DnnConversionError(VfpgaError):
 # Host-op attributes
 # --------------------------------------------------------------------------------------
 
-_NP_ELEM: dict[str, Attribute] = {
+_NP_ELEM: dict[str, IntegerType | Float32Type | Float64Type] = {
     "int8": IntegerType(8),
     "int32": IntegerType(32),
     "int64": IntegerType(64),

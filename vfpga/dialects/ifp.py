@@ -458,7 +458,7 @@ class PackageOp(IRDLOperation):
     SCALARS: ClassVar[tuple[str, ...]] = (*_NEST, *BUFFER_NAMES, *_INFO)
 
     @staticmethod
-    def build(
+    def build(  # type: ignore[override]  # a constructor, not IRDLOperation.build's signature
         tile: tuple[int, int, int, int, int, int],
         nest: tuple[int, int, int, int] | None = None,
         **scalars: int,

@@ -70,6 +70,9 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
 from vfpga.isa.codec import decode
+from vfpga.isa.effects import out_hw, written_range
+from vfpga.isa.float32 import format_f32
+from vfpga.isa.limits import ILLEGAL_DEPS, MAX_CORES
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
@@ -80,14 +83,13 @@ from vfpga.isa.spec import (
     PAYLOAD_FIELDS,
     SAVE_SOURCES,
     Buffer,
-    Dep,
-    Module,
+    FieldDict,
     Opcode,
     PoolMode,
 )
 
 I64 = IntegerType(64)
-MAX_CORE = 63
+MAX_CORE = MAX_CORES - 1
 """Highest logical core index (6-bit core field of the dispatcher)."""
 
 HEADER_NAMES: tuple[str, ...] = ("core", "layer")
@@ -140,12 +142,6 @@ _ALL_KEYS: frozenset[str] = frozenset(
     {"deps"}.union(*(set(names) for names in FIELD_ORDER.values()))
 )
 
-_ILLEGAL_DEPS: dict[Module, int] = {
-    Module.LOAD: Dep.WAIT_PREV | Dep.SIGNAL_PREV,
-    Module.SAVE: Dep.WAIT_NEXT | Dep.SIGNAL_NEXT,
-    Module.CALC: 0,
-    Module.CTRL: 0xF,
-}
 _DEP_ORDER: tuple[tuple[str, int], ...] = tuple((n, int(b)) for n, b in DEP_NAMES.items())
 
 # ---------------------------------------------------------------------------- attributes
@@ -183,31 +179,10 @@ def float_attr(value: float) -> FloatAttr:
     return a
 
 
-def format_f32(value: float) -> str:
-    """``value`` (a float32) as the custom syntax prints it: the shortest decimal that
-    reads back to the same float32, always containing ``.`` (an MLIR float literal), or
-    for a non-finite value its bits as a hexadecimal integer (``0x7FC00000``)."""
-    v = np.float32(value)
-    if not np.isfinite(v):
-        return f"0x{int(np.array([v]).view(np.uint32)[0]):08X}"
-    if v == 0 or 1e-4 <= abs(v) < 1e16:
-        s = np.format_float_positional(v, unique=True, trim="0")
-    else:
-        s = np.format_float_scientific(v, unique=True, trim="0")
-    if "e" in s:
-        mant, exp = s.split("e")
-        s = f"{mant if '.' in mant else mant + '.0'}e{exp}"
-    elif "." not in s:
-        s += ".0"
-    elif s.endswith("."):
-        s += "0"
-    return s
-
-
 def _float_value(a: Attribute) -> float | None:
     """The value of an ``f32`` float attribute, else None."""
     if type(a) is FloatAttr and isinstance(a.type, Float32Type):
-        return cast(float, a.value.data)
+        return a.value.data
     return None
 
 
@@ -268,7 +243,7 @@ class IsaOp(IRDLOperation, ABC):
     @property
     def deps(self) -> int:
         """The dependency-token bits (:class:`vfpga.isa.spec.Dep`)."""
-        return self.field("deps")
+        return int(self.field("deps"))
 
     # -- verification -------------------------------------------------------------
     def verify_(self) -> None:
@@ -307,7 +282,7 @@ class IsaOp(IRDLOperation, ABC):
                 bits = deps_bits(a)
             except ValueError as exc:
                 raise VerifyException(f"{mnem}: {exc}") from None
-            bad = bits & _ILLEGAL_DEPS[MODULE_OF[op]]
+            bad = bits & ILLEGAL_DEPS[MODULE_OF[op]]
             if bad:
                 names = [n for n, b in _DEP_ORDER if bad & b]
                 raise VerifyException(
@@ -370,7 +345,7 @@ class IsaOp(IRDLOperation, ABC):
             parts.append(f"{name}={e[v] if e is not None and v in e else v}")
         d = props.get("deps")
         if d is not None:
-            names = [cast(StringAttr, s).data for s in cast(ArrayAttr[StringAttr], d).data]
+            names = [s.data for s in cast(ArrayAttr[StringAttr], d).data]
             parts.append(f"deps [{', '.join(names)}]")
         if parts:
             printer.print_string(" " + " ".join(parts))
@@ -381,7 +356,7 @@ class IsaOp(IRDLOperation, ABC):
     @classmethod
     def parse(cls, parser: Parser) -> IsaOp:
         op = cls.OPCODE
-        mnem = cast(str, cls.name)
+        mnem = cls.name
         order = FIELD_ORDER[op]
         bounds = FIELD_BOUNDS[op]
         floats = FLOAT_FIELDS[op]
@@ -410,7 +385,8 @@ class IsaOp(IRDLOperation, ABC):
             parser.parse_punctuation("=", f" after '{kw}'")
             if kw in floats:
                 props[kw] = _parse_f32(parser, mnem, kw)
-                if _float_value(props[kw]) == 0 and not np.signbit(_float_value(props[kw])):
+                fv = _float_value(props[kw])
+                if fv == 0 and not np.signbit(fv):
                     del props[kw]  # +0.0 is the absent value
                 continue
             e = enums.get(kw)
@@ -467,12 +443,13 @@ def _isa_op(cls: type[IsaOp]) -> type[IsaOp]:
         kind = FloatAttr if name in FLOAT_FIELDS[cls.OPCODE] else IntegerAttr
         ns[f"{name}_"] = opt_prop_def(kind, prop_name=name)
     ns["deps_"] = opt_prop_def(ArrayAttr[StringAttr], prop_name="deps")
-    new = irdl_op_definition(type(cls.__name__, cls.__bases__, ns))
+    new = irdl_op_definition(cast(type[IsaOp], type(cls.__name__, cls.__bases__, ns)))
     own_check = cls.__dict__.get("_check")
+    # irdl_op_definition installs a generic verify_; ours checks the fields in one pass
     new.verify_ = IsaOp.verify_  # type: ignore[method-assign]
     if own_check is not None:
         new._check = own_check  # type: ignore[method-assign]
-    return cast(type[IsaOp], new)
+    return new
 
 
 # ---------------------------------------------------------------------------- ops
@@ -513,14 +490,6 @@ class SaveOp(IsaOp):
         self._need(f, ("n0", "n1", "n2"), why=" (an empty box)")
 
 
-def _window_out(f: dict[str, int], h: str, w: str) -> tuple[int, int]:
-    oh = (f.get(h, 0) + f.get("pad_t", 0) + f.get("pad_b", 0) - f.get("kh", 0)) // max(
-        f.get("stride_h", 0), 1) + 1
-    ow = (f.get(w, 0) + f.get("pad_l", 0) + f.get("pad_r", 0) - f.get("kw", 0)) // max(
-        f.get("stride_w", 0), 1) + 1
-    return oh, ow
-
-
 @_isa_op
 class ConvOp(IsaOp):
     """``isa.conv`` (CALC module): convolution of one tile (docs/isa.md section 5, CONV).
@@ -555,7 +524,7 @@ class ConvOp(IsaOp):
                 f"{self.name}: in_c {f['in_c']} and out_c {f['out_c']} must be divisible by "
                 f"groups {g}"
             )
-        oh, ow = _window_out(f, "in_h", "in_w")
+        oh, ow = out_hw(f)
         if oh < 1 or ow < 1:
             raise VerifyException(f"{self.name}: the {f['kh']}x{f['kw']} kernel does not fit "
                                   f"the padded {f['in_h']}x{f['in_w']} input")
@@ -614,7 +583,7 @@ class PoolOp(IsaOp):
             self._need(f, window, 0, 0, " for mode=global_avg")
             return
         self._need(f, ("kh", "kw", "stride_h", "stride_w"))
-        oh, ow = _window_out(f, "in_h", "in_w")
+        oh, ow = out_hw(f)
         if oh < 1 or ow < 1:
             raise VerifyException(f"{self.name}: the {f['kh']}x{f['kw']} window does not fit "
                                   f"the padded {f['in_h']}x{f['in_w']} input")
@@ -667,7 +636,7 @@ Isa = Dialect("isa", list(ISA_OPS), [])
 
 
 # ---------------------------------------------------------------------------- helpers
-def op_to_fields(op: Operation) -> tuple[Opcode, dict[str, int | float]]:
+def op_to_fields(op: Operation) -> tuple[Opcode, FieldDict]:
     """The opcode and the present (non-zero) fields of instruction op ``op``, ``deps`` as
     bits, float32 fields as Python floats: the input of
     :func:`vfpga.isa.codec.encode_batch` (absent fields are 0)."""
@@ -743,26 +712,8 @@ def buffer_footprint(op: Operation) -> list[tuple[Buffer, int]]:
     """The on-chip byte ranges ``op`` writes, as ``(buffer, end)`` pairs (each range
     starts at the op's address field and ends before ``end``): LOAD its padded box in
     ``to``, CONV its output in obuf (or its int32 partial sums in abuf with ``acc_out``),
-    POOL and ELTWISE their output in obuf. SAVE, SYNC and END write no buffer."""
+    POOL and ELTWISE their output in obuf. SAVE, SYNC and END write no buffer
+    (:func:`vfpga.isa.effects.written_range`)."""
     opc, f = op_to_fields(op)
-    g = f.get
-    if opc is Opcode.LOAD:
-        rows = g("pad_t", 0) + g("n0", 0) + g("pad_b", 0)
-        cols = g("pad_l", 0) + g("n1", 0) + g("pad_r", 0)
-        return [(Buffer(g("to", 0)), g("buf", 0) + rows * cols * g("n2", 0))]
-    if opc is Opcode.CONV:
-        oh, ow = _window_out(f, "in_h", "in_w")
-        n = oh * ow * g("out_c", 0)
-        if g("acc_out", 0):
-            return [(Buffer.ABUF, g("out_addr", 0) + 4 * n)]
-        return [(Buffer.OBUF, g("out_addr", 0) + n)]
-    if opc is Opcode.POOL:
-        if g("mode", 0) == PoolMode.GLOBAL_AVG:
-            n = g("c", 0)
-        else:
-            oh, ow = _window_out(f, "in_h", "in_w")
-            n = oh * ow * g("c", 0)
-        return [(Buffer.OBUF, g("out_addr", 0) + n)]
-    if opc is Opcode.ELTWISE:
-        return [(Buffer.OBUF, g("out_addr", 0) + g("n", 0))]
-    return []
+    written = written_range(opc, f)
+    return [] if written is None else [(written[0], written[2])]

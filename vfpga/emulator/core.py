@@ -33,6 +33,7 @@ from vfpga.emulator.faults import (
 )
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.codec import Program
+from vfpga.isa.effects import out_hw
 from vfpga.isa.spec import (
     MODULE_OF,
     PARAM_RECORD_BYTES,
@@ -346,8 +347,7 @@ class Core:
                 f"{describe(ctx, self.index, i)}: invalid geometry (in_c={in_c}, "
                 f"out_c={out_c}, groups={g}, kernel {kh}x{kw}, stride {sh}x{sw})"
             )
-        oh = (in_h + pads[0] + pads[1] - kh) // sh + 1
-        ow = (in_w + pads[2] + pads[3] - kw) // sw + 1
+        oh, ow = out_hw(f)
         if oh < 1 or ow < 1 or in_h < 1 or in_w < 1 or out_c < 1:
             raise ExecutionFault(
                 f"{describe(ctx, self.index, i)}: kernel {kh}x{kw} does not fit the padded input"

@@ -62,7 +62,7 @@ class IntMatmul:
             inner = getattr(sess, "_sess", None)
             run = inner.run if inner is not None and hasattr(inner, "run") else sess.run  # type: ignore[attr-defined]
             self._sessions[nthreads] = run
-        return run  # type: ignore[return-value]
+        return run
 
     def __call__(self, a: NDArray[np.uint8], b: NDArray[np.int8],
                  nthreads: int | None = None) -> NDArray[np.int32]:

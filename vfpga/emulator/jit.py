@@ -25,6 +25,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -83,10 +84,12 @@ class JitKernels:
 def _compile() -> JitKernels:
     from numba import njit
 
-    opts = dict(cache=True, nogil=True, boundscheck=False, fastmath=False, error_model="numpy")
+    opts: dict[str, Any] = dict(
+        cache=True, nogil=True, boundscheck=False, fastmath=False, error_model="numpy"
+    )
 
-    @njit(**opts)  # type: ignore[misc]
-    def requant(prod, start, per_row, scale, divisor, has_div, lo, hi, zp, out):  # type: ignore[no-untyped-def]
+    @njit(**opts)
+    def requant(prod, start, per_row, scale, divisor, has_div, lo, hi, zp, out):
         ng_groups, m, ng = prod.shape
         for g in range(ng_groups):
             base = g * ng
@@ -104,8 +107,8 @@ def _compile() -> JitKernels:
                         v = hi
                     out[i, c] = np.int8(np.int32(np.rint(v)) + zp)
 
-    @njit(**opts)  # type: ignore[misc]
-    def accumulate(prod, start, per_row, out):  # type: ignore[no-untyped-def]
+    @njit(**opts)
+    def accumulate(prod, start, per_row, out):
         ng_groups, m, ng = prod.shape
         for g in range(ng_groups):
             base = g * ng
@@ -115,13 +118,13 @@ def _compile() -> JitKernels:
                     c = base + j
                     out[i, c] = np.int32(np.int64(prod[g, i, j]) + np.int64(start[si, c]))
 
-    @njit(**opts)  # type: ignore[misc]
-    def lookup(table, a, b, out):  # type: ignore[no-untyped-def]
+    @njit(**opts)
+    def lookup(table, a, b, out):
         for k in range(a.shape[0]):
             out[k] = table[(np.int32(a[k]) & 0xFF) << 8 | (np.int32(b[k]) & 0xFF)]
 
-    @njit(**opts)  # type: ignore[misc]
-    def depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc):  # type: ignore[no-untyped-def]  # noqa: E741
+    @njit(**opts)
+    def depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
         in_h, in_w, in_c = x.shape
         oh, ow, oc = acc.shape
         mult = oc // in_c

@@ -66,6 +66,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
 from vfpga.emulator import int_matmul, jit
+from vfpga.isa.effects import window_out
 from vfpga.isa.float32 import U8_BIAS, fma_f32
 from vfpga.isa.spec import PARAM_RECORD_BYTES, PARAM_RECORD_DTYPE, Act, PoolMode
 
@@ -107,10 +108,11 @@ _INT32_MIN = -(1 << 31)
 _INT32_MAX = (1 << 31) - 1
 _F32 = np.float32
 #: the clip ufunc itself (``np.clip`` adds ~1.5 us of argument handling per call)
+# (numpy's stubs do not list the ufunc)
 try:
-    from numpy._core.umath import clip as _umath_clip  # numpy >= 2
+    from numpy._core.umath import clip as _umath_clip  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - numpy 1.26
-    from numpy.core.umath import clip as _umath_clip
+    from numpy.core.umath import clip as _umath_clip  # type: ignore[no-redef]
 
 I8 = NDArray[np.int8]
 I32 = NDArray[np.int32]
@@ -201,7 +203,7 @@ def out_size(n: int, k: int, stride: int, pad_lo: int, pad_hi: int) -> int:
     padded = n + pad_lo + pad_hi
     if padded < k:
         raise ValueError(f"kernel {k} is larger than the padded input {padded}")
-    return (padded - k) // stride + 1
+    return window_out(n, k, stride, pad_lo, pad_hi)
 
 
 def out_dims(

@@ -56,11 +56,17 @@ class ProgramImage(Protocol):
     """What the emulator needs from a binary: code, constants, the memory map, and
     optionally the IFP and dispatch tables (docs/binary-format.md)."""
 
-    text: bytes
-    data: bytes
-    data_offset: int
-    ddr_size: int
-    tensors: Sequence[TensorSpec]
+    # read-only members, so that a binary holding a list of a TensorSpec subtype matches
+    @property
+    def text(self) -> bytes: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def data_offset(self) -> int: ...
+    @property
+    def ddr_size(self) -> int: ...
+    @property
+    def tensors(self) -> Sequence[TensorSpec]: ...
 
 
 class InsnFields:
@@ -72,7 +78,7 @@ class InsnFields:
         self.program = program
         self._cache: dict[int, dict[str, int]] = {}
         self._names = {
-            op: [n for n in program.by_op[op].dtype.names if n != "reserved"] for op in Opcode
+            op: [n for n in program.by_op[op].dtype.names or () if n != "reserved"] for op in Opcode
         }
 
     def __getitem__(self, i: int) -> dict[str, int]:

@@ -43,6 +43,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import cast
 
 import numpy as np
 
@@ -50,6 +51,7 @@ from vfpga.emulator import int_matmul, jit, kernels
 from vfpga.emulator.core import _NEIGHBOURS, _READER, _WRITER, Core, ExecContext, describe
 from vfpga.emulator.faults import ExecutionFault
 from vfpga.hw.config import BUFFER_NAMES
+from vfpga.isa.effects import out_hw
 from vfpga.isa.spec import (
     MODULE_OF,
     PARAM_RECORD_BYTES,
@@ -86,8 +88,7 @@ def calc_accesses(f: dict[str, int]) -> list[Access]:
         kh, kw, sh, sw = f["kh"], f["kw"], f["stride_h"], f["stride_w"]
         if g < 1 or in_c % g or out_c % g or kh < 1 or kw < 1 or sh < 1 or sw < 1:
             raise _NoPlan
-        oh = (in_h + f["pad_t"] + f["pad_b"] - kh) // sh + 1
-        ow = (in_w + f["pad_l"] + f["pad_r"] - kw) // sw + 1
+        oh, ow = out_hw(f)
         if oh < 1 or ow < 1 or in_h < 1 or in_w < 1 or out_c < 1:
             raise _NoPlan
         acc: list[Access] = [
@@ -115,8 +116,7 @@ def calc_accesses(f: dict[str, int]) -> list[Access]:
             kh, kw, sh, sw = f["kh"], f["kw"], f["stride_h"], f["stride_w"]
             if min(kh, kw, sh, sw, in_h, in_w) < 1:
                 raise _NoPlan  # the kernel rejects it after the read: let it say so
-            oh = (in_h + f["pad_t"] + f["pad_b"] - kh) // sh + 1
-            ow = (in_w + f["pad_l"] + f["pad_r"] - kw) // sw + 1
+            oh, ow = out_hw(f)
             if oh < 1 or ow < 1:
                 raise _NoPlan
         acc.append((Buffer.OBUF, f["out_addr"], oh * ow * c, 1, True))
@@ -154,6 +154,11 @@ class PreparedBudget:
 
     def _release(self, nbytes: int) -> None:
         self.used -= nbytes
+
+
+#: The value of a parameter slot: per-channel bias (int32), scale and divisor (float32;
+#: no divisor when every divisor is 1), as :func:`vfpga.emulator.kernels.unpack_params`.
+_Params = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
 class _Slot:
@@ -214,7 +219,8 @@ class _ConvStep:
         #: exact int32 sums and the fused output stage (``"int8"``, ``"int8-depthwise"``)
         self.int8 = geo.path in ("int8", "int8-depthwise")
         #: the output stage runs as one compiled pass (:mod:`vfpga.emulator.jit`)
-        self.fused = self.int8 and out.flags.c_contiguous and jit.get() is not None
+        jk = jit.get()
+        self.fused = self.int8 and out.flags.c_contiguous and jk is not None
         #: (address, bytes) of the abuf partial sums read, and of the abuf range written
         #: (``None``: none); set by :func:`_calc_step`
         self.acc_in_at: tuple[int, int] | None = None
@@ -228,7 +234,8 @@ class _ConvStep:
         if self.fused:  # everything the compiled output stage needs, bound once
             m, n = g.oh * g.ow, g.out_c
             gg = 1 if g.path == "int8-depthwise" else g.groups
-            self._jk = jit.get()
+            assert jk is not None
+            self._jk: jit.JitKernels = jk
             self._sums = kernels.int8_product(g)
             self._p3 = (gg, m, n // gg)
             self._o2 = out.reshape(m, n)
@@ -249,14 +256,14 @@ class _ConvStep:
 
     def __call__(self) -> None:
         try:
-            bias, scale, divisor = self.p.lead() if self.p_lead else self.p.value  # type: ignore[misc]
+            bias, scale, divisor = cast(_Params, self.p.lead() if self.p_lead else self.p.value)
         except ValueError as exc:
             raise ExecutionFault(f"{describe(self.ctx, self.core.index, self.i)}: {exc}"
                                  ) from None
-        wt = self.w.lead() if self.w_lead else self.w.value
-        xp = self.x.lead() if self.x_lead else self.x.value
+        wt = cast(np.ndarray, self.w.lead() if self.w_lead else self.w.value)
+        xp = cast(np.ndarray, self.x.lead() if self.x_lead else self.x.value)
         if self.fused:
-            self._fused(xp, wt, bias, scale, divisor)  # type: ignore[arg-type]
+            self._fused(xp, wt, bias, scale, divisor)
             self.core.counters.macs += self.macs
             return
         if self.int8:
@@ -266,13 +273,13 @@ class _ConvStep:
             start = tiles[0] if self.acc_in is None else self.acc_in
             sc = tiles[1] if len(tiles) > 1 else None
             kernels.conv_int8_into(
-                geo, xp, wt, start, self.out, acc_out=self.acc_out,  # type: ignore[arg-type]
+                geo, xp, wt, start, self.out, acc_out=self.acc_out,
                 scale=sc, divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
             self.core.counters.macs += self.macs
             return
         start = bias if self.acc_in is None else self.acc_in
         self.out[...] = kernels.conv_prepared(
-            self.geo, xp, wt, start, acc_out=self.acc_out,  # type: ignore[arg-type]
+            self.geo, xp, wt, start, acc_out=self.acc_out,
             scale=scale, divisor=divisor, out_zp=self.out_zp, bounds=self.bounds)
         self.core.counters.macs += self.macs
 
@@ -319,10 +326,10 @@ class _Chain:
                 st.p.lead()
         except ValueError as exc:
             raise ExecutionFault(f"{describe(st.ctx, st.core.index, st.i)}: {exc}") from None
-        self.weights[k] = st.w.lead() if st.w_lead else st.w.value  # type: ignore[assignment]
+        self.weights[k] = cast(np.ndarray, st.w.lead() if st.w_lead else st.w.value)
         st.x.lead()  # writes the member's block of A
         if k == 0:
-            self.bias = (st.p.value[0] if self._jit is not None  # type: ignore[index]
+            self.bias = (cast(_Params, st.p.value)[0] if self._jit is not None
                          else _tiled(st.p, st.geo.oh, st.geo.ow, need_scale=False)[0])
         self.captured = k + 1
         st.core.counters.macs += st.macs
@@ -358,14 +365,15 @@ class _Chain:
             b = _stack_weights(ws)  # type: ignore[arg-type]
             a = np.ascontiguousarray(self.a[:, : self.offsets[count]])
         p = mm(a, b)
+        bias = self.bias
+        assert bias is not None  # set by capture(0), which runs first
         jk = self._jit
         if jk is not None and self.r.flags.c_contiguous:
             n = self.r.shape[-1]
-            jk.accumulate(p.reshape(1, -1, n), self.bias.reshape(1, n), False,  # type: ignore[union-attr]
-                          self.r.reshape(-1, n))
+            jk.accumulate(p.reshape(1, -1, n), bias.reshape(1, n), False, self.r.reshape(-1, n))
             return
         p = p.reshape(self.r.shape)
-        p += self.bias  # int32, wraps modulo 2**32
+        p += bias  # int32, wraps modulo 2**32
         self.r[...] = p
 
 
@@ -381,7 +389,7 @@ def _tiled(p: _Slot, oh: int, ow: int, need_scale: bool) -> tuple[np.ndarray, ..
     key = (oh * ow, need_scale)
     got = cache[1].get(key)
     if got is None:
-        bias, scale, _ = value  # type: ignore[misc]
+        bias, scale, _ = cast(_Params, value)
         got = (np.tile(bias, (oh * ow, 1)).reshape(oh, ow, -1),)
         if need_scale:
             got += (np.tile(scale, (oh * ow, 1)).reshape(oh, ow, -1),)

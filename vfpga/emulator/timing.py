@@ -7,8 +7,8 @@ dispatch table's segments per core and each instruction's fields), never from te
 values, so no functional run is needed to time a program (the functional emulator,
 :mod:`vfpga.emulator.machine`, computes the results; this module computes when).
 
-Costs are those of the static latency model (:func:`vfpga.compiler.latency.insn_cycles`,
-:func:`~vfpga.compiler.latency.compute_cycles`), with one difference: a LOAD or SAVE
+Costs are those of the static latency model (:func:`vfpga.hw.costs.insn_cycles`,
+:func:`~vfpga.hw.costs.compute_cycles`), with one difference: a LOAD or SAVE
 holds its module for the instruction's setup cycles and then for the time its bytes take
 through the **shared-bank model**:
 
@@ -21,7 +21,7 @@ through the **shared-bank model**:
   arbitration at burst granularity. It is work-conserving: bandwidth left by idle
   requesters is redistributed to the active ones up to their port limit.
 * A requester's port limit is ``port_factor`` x the core's fair share of its bank
-  (:func:`vfpga.compiler.latency.core_bytes_per_cycle`; 16 B/cycle on ``pool16``, a
+  (:func:`vfpga.hw.costs.core_bytes_per_cycle`; 16 B/cycle on ``pool16``, a
   128-bit channel at 300 MHz). With the default ``port_factor = 1`` a core alone on its
   bank transfers exactly as the static model assumes; a bank is oversubscribed when more
   than ``cores_per_bank / port_factor`` requesters are active, e.g. when cores load and
@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vfpga.compiler.latency import compute_cycles, core_bytes_per_cycle
 from vfpga.emulator.machine import InsnFields, Segment, segments_from_dispatch
 from vfpga.hw.config import HardwareConfig
+from vfpga.hw.costs import compute_cycles, core_bytes_per_cycle
 from vfpga.isa.codec import Program, decode
 from vfpga.isa.spec import MODULE_OF, Dep, Module, Opcode
 
@@ -208,8 +208,23 @@ class _CoreState:
         "wake_at",
     )
 
+    job: Job | None
+    lc: int
+    stream: np.ndarray
+    seg_bounds: np.ndarray
+    seg: int
+    avail: list[float]
+    tokens: list[int]
+    busy: list[bool]
+    next_req: int
+    inflight: int
+    wake_at: float
+    arrived_key: tuple[int, int, int] | None
+    queues: list[list[int]]
+    heads: list[int]
+
     def __init__(self) -> None:
-        self.job: Job | None = None
+        self.job = None
 
 
 class _Bank:

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vfpga.backend.binary import Layer, Tensor, VfbFile, empty_ifps
-from vfpga.hw.config import HardwareConfig
+from vfpga.hw.config import BUFFER_NAMES, DEFAULT_HW, HardwareConfig
 from vfpga.isa.codec import encode_one
+from vfpga.isa.effects import written_range
 from vfpga.isa.float32 import requant_scale
 from vfpga.isa.spec import (
     PARAM_RECORD_BYTES,
@@ -36,6 +38,7 @@ from vfpga.isa.spec import (
     Act,
     Buffer,
     Dep,
+    FieldDict,
     Opcode,
     PoolMode,
 )
@@ -54,7 +57,7 @@ class Insn:
     """One instruction: opcode and its fields by name (as in vfpga/isa/spec.py)."""
 
     op: Opcode
-    fields: dict[str, int | float]
+    fields: FieldDict
 
 
 @dataclass
@@ -79,7 +82,7 @@ class SampleProgram:
     layers: list[tuple[str, str, int]]
     body: list[Ifp | Insn]
     data: bytes
-    tensors: list[dict[str, object]]
+    tensors: list[dict[str, Any]]
 
 
 def constants(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +109,7 @@ def _data() -> bytes:
     return blob[: P_OFF - W_OFF + params.nbytes].tobytes()
 
 
-def _tensors(with_pool: bool) -> list[dict[str, object]]:
+def _tensors(with_pool: bool) -> list[dict[str, Any]]:
     t: list[dict[str, object]] = [
         dict(name="input", role="input", shape=(1, H, W, CIN), ddr_offset=IN_OFF,
              scale=IN_SCALE, zero_point=IN_ZP),
@@ -281,15 +284,14 @@ def examples_dir() -> Path:
 
 def _buffer_use(insns: list[Insn]) -> dict[str, int]:
     """Highest on-chip byte each buffer is touched at by ``insns`` (bytes used)."""
-    use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
-    names = {Buffer.IBUF: "ibuf", Buffer.WBUF: "wbuf", Buffer.PBUF: "pbuf"}
+    use = dict.fromkeys(BUFFER_NAMES, 0)
     for ins in insns:
         f = ins.fields
         if ins.op is Opcode.LOAD:
-            n = (f.get("pad_t", 0) + f["n0"] + f.get("pad_b", 0)) * (
-                f.get("pad_l", 0) + f["n1"] + f.get("pad_r", 0)) * f["n2"]
-            key = names[Buffer(f["to"])]
-            use[key] = max(use[key], f["buf"] + n)
+            written = written_range(ins.op, f)
+            assert written is not None
+            key = BUFFER_NAMES[written[0]]
+            use[key] = max(use[key], written[2])
         elif ins.op is Opcode.SAVE:
             use["obuf"] = max(use["obuf"], f["buf"] + f["n0"] * f["n1"] * f["n2"])
     return use
@@ -364,7 +366,7 @@ def write_samples(folder: Path | None = None) -> list[Path]:
     from vfpga.backend.disasm import disassemble
     from vfpga.hw import load_hw
 
-    hw = load_hw("pool16")
+    hw = load_hw(DEFAULT_HW)
     folder = folder or examples_dir()
     paths = []
     for name, build in SAMPLES.items():

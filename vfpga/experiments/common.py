@@ -19,7 +19,7 @@ import numpy as np
 from vfpga.backend.retarget import Prepared, allocate, dispatch_table, prepare
 from vfpga.emulator.timing import Job, TimingEngine, TimingParams, job_for
 from vfpga.experiments.models import CompiledModel, compiled_model
-from vfpga.hw.config import HardwareConfig, load_hw
+from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
 
 
 @dataclass
@@ -53,7 +53,7 @@ def model_state(name: str, cache: Path | None = None) -> ModelState:
     """The (memoised) :class:`ModelState` of paper model ``name``."""
     key = (name, str(cache))
     if key not in _STATES:
-        pool = compiled_model(name, "pool16", cache, progress=True)
+        pool = compiled_model(name, DEFAULT_HW, cache, progress=True)
         large = compiled_model(name, "large1", cache, progress=True)
         prep = prepare(pool.vfb.ifps, pool.vfb.num_layers, pool_size=pool.hw.num_cores)
         macs = sum(int(layer.macs) for layer in pool.vfb.layers)
@@ -215,7 +215,7 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-POOL_HW = "pool16"
+POOL_HW = DEFAULT_HW
 
 
 def pool_hw() -> HardwareConfig:

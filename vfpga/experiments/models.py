@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfpga.backend.binary import VfbFile, read_vfb, write_vfb
-from vfpga.hw.config import HardwareConfig, load_hw
+from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
 
 #: The four models of the paper's evaluation, in the order of its figures.
 PAPER_MODELS: tuple[str, ...] = ("inception_v3", "vgg16", "mobilenet_v1", "resnet50")
@@ -57,7 +57,7 @@ class CompiledModel:
     path: Path
 
 
-def compiled_model(name: str, hw_name: str = "pool16", cache: Path | None = None,
+def compiled_model(name: str, hw_name: str = DEFAULT_HW, cache: Path | None = None,
                    progress: bool = False) -> CompiledModel:
     """Paper model ``name`` compiled for ``hw_name`` (``pool16``: for all its cores;
     ``large1``: its one core), from the cache or built and cached."""

@@ -37,8 +37,8 @@ from vfpga.experiments.common import (
 )
 from vfpga.experiments.models import MODEL_TITLES, PAPER_MODELS
 
-#: Paper numbers (Zeng et al., FCCM 2020).
-PAPER = {
+#: Paper numbers (Zeng et al., FCCM 2020): ranges, percentages and per-model tables.
+PAPER: dict[str, Any] = {
     "static_s": (14.7, 46.8),
     "dynamic_ms": (0.4, 1.5),
     "reconfig_ms": (0.45, 1.70),
@@ -139,9 +139,9 @@ def run_reconfig(cfg: ExperimentConfig) -> dict[str, Any]:
           "\n")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for st in cfg.models:
-        rs = [r for r in rows if r["model"] == st]
-        ax.plot([r["cores"] for r in rs], [r["total_ms"] for r in rs], "o-", label=_title(st))
+    for name in cfg.models:
+        rs = [r for r in rows if r["model"] == name]
+        ax.plot([r["cores"] for r in rs], [r["total_ms"] for r in rs], "o-", label=_title(name))
     ax.axhspan(*PAPER["reconfig_ms"], color="grey", alpha=0.2, label="paper total range")
     ax.set_xlabel("cores after reconfiguration")
     ax.set_ylabel("online reconfiguration (ms)")
@@ -157,7 +157,7 @@ def run_prediction(cfg: ExperimentConfig) -> dict[str, Any]:
     against the timing model: each IFP alone on one core, and on one core of a fully
     loaded bank (every core of the bank running the same IFP). Mean absolute relative
     error per model."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for st in _states(cfg):
         vfb, hw = st.pool.vfb, st.pool.hw
         n = len(vfb.ifps)
@@ -208,7 +208,7 @@ def run_scaling(cfg: ExperimentConfig) -> dict[str, Any]:
     virtualized with workload balancing (dynamic pass, LPT), without (naive tiling,
     round-robin), ideal linear from one core, and the large core (8192 ops/cycle, the
     PE count of 16 small cores)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     loss = {}
     for st in _states(cfg):
         hw = st.pool.hw
@@ -232,7 +232,7 @@ def run_scaling(cfg: ExperimentConfig) -> dict[str, Any]:
         cfg.log(f"scaling: {st.name} loss vs large core {r.get('loss_pct', float('nan')):.2f}%")
     tab = []
     for r in rows:
-        paper = PAPER["scaling_loss_pct"].get(r["model"])  # type: ignore[union-attr]
+        paper = PAPER["scaling_loss_pct"].get(r["model"])
         tab.append([_title(r["model"]), f"{r['large_ips']:.1f}",
                     *(f"{p['wb_ips']:.1f} / {p['nowb_ips']:.1f}" for p in r["points"]),
                     f"{r.get('loss_pct', float('nan')):.2f}",
@@ -296,7 +296,7 @@ def run_multitask(cfg: ExperimentConfig) -> dict[str, Any]:
             st.large.vfb.dispatch["arg"][st.large.vfb.dispatch["kind"] == 0]].sum())
         switch_cycles[st.name] = (n_insns * 64 + st.large.vfb.dispatch.nbytes) / large_bpc
     table: dict[tuple[str, int], float] = {}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in cfg.task_counts:
         if n > hw.num_cores:
             continue
@@ -370,7 +370,7 @@ def run_isolation(cfg: ExperimentConfig) -> dict[str, Any]:
     mixes = list(itertools.combinations_with_replacement(range(len(states)), 3))
     if cfg.mixes is not None:
         mixes = mixes[: cfg.mixes]
-    rows = []
+    rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for obs in states:
         for pct, placement in ((100, "aligned"), (75, "aligned"), (50, "aligned"),
@@ -411,7 +411,7 @@ def run_isolation(cfg: ExperimentConfig) -> dict[str, Any]:
     tab = [[_title(r["model"]), f"{r['pct']}%", r["placement"], r["runs"],
             f"{r['max_ips']:.2f}", f"{r['min_ips']:.2f}", f"{r['deviation_pct']:.3f}",
             "< 1" if r["pct"] < 100 else "-",
-            "{:.1f}-{:.1f}".format(*gpu[r["pct"]]) if r["pct"] in gpu else "-"]  # type: ignore[index,operator]
+            "{:.1f}-{:.1f}".format(*gpu[r["pct"]]) if r["pct"] in gpu else "-"]
            for r in rows]
     md = ("# Figure 4: performance isolation\n\nObserved tenant's throughput (inferences/s) "
           "over every co-tenant mix; deviation = (max - min) / max. Goal: <= 1% at 75, 50 "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import onnx
@@ -246,7 +246,7 @@ def infer_shapes(fg: FoldedGraph) -> None:
         fg.shapes[nm] = tuple(int(d) for d in v.shape)
 
 
-def _is_static(shape: tuple[int | str, ...] | None) -> bool:
+def _is_static(shape: tuple[int | str, ...] | None) -> TypeGuard[tuple[int, ...]]:
     return shape is not None and all(isinstance(d, int) and d >= 0 for d in shape)
 
 
@@ -296,9 +296,8 @@ def _fold_pass(fg: FoldedGraph) -> bool:
             keep.append(n)
             continue
         ins = [i for i in n.input if i]
-        if n.op_type in ("Shape", "Size") and _is_static(fg.shapes.get(n.input[0])) \
-                and n.input[0] not in fg.consts:
-            shape = fg.shapes[n.input[0]]
+        shape = fg.shapes.get(n.input[0]) if n.op_type in ("Shape", "Size") else None
+        if _is_static(shape) and n.input[0] not in fg.consts:
             if n.op_type == "Size":
                 val = np.array(int(np.prod(shape)), dtype=np.int64)
             else:

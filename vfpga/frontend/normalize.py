@@ -279,7 +279,7 @@ class _Translator:
         s = self.fg.shapes.get(t)
         if s is None or not all(isinstance(d, int) for d in s):
             raise self.err(n, f"the shape of tensor '{t}' is unknown or not static ({s})")
-        return tuple(int(d) for d in s)  # type: ignore[arg-type]
+        return tuple(int(d) for d in s)
 
     def is_const(self, t: str) -> bool:
         return t in self.fg.consts
@@ -360,7 +360,7 @@ class _Translator:
             shape = self.fg.shapes.get(o)
             if shape is None or not all(isinstance(d, int) for d in shape):
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' has unknown shape")
-            oshape = tuple(int(d) for d in shape)  # type: ignore[arg-type]
+            oshape = tuple(int(d) for d in shape)
             out_shapes[o] = oshape
             if v.pad is not None:
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' is a zero Pad of a "

@@ -51,6 +51,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import onnx
@@ -72,6 +73,7 @@ from vfpga.frontend.qgraph import (
     shuffle_groups,
 )
 from vfpga.isa.float32 import requant_scale
+from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
 
 #: ONNX ops the lowering accepts (besides QuantizeLinear / DequantizeLinear / Constant).
 SUPPORTED_OPS: tuple[str, ...] = (
@@ -96,10 +98,6 @@ SUPPORTED_OPS: tuple[str, ...] = (
 HOST_OPS: tuple[str, ...] = ("Softmax", "LRN")
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 _ACT_OPS = ("Relu", "Clip")
-
-#: Largest multiplier (exclusive) and shift of a requantization.
-MULT_LIMIT = 1 << 31
-MAX_SHIFT = 62
 
 
 # --------------------------------------------------------------------------------------
@@ -150,7 +148,7 @@ def mult_shift(ratio: float) -> tuple[int, int]:
     if k > MAX_SHIFT:
         m = _rhe_fraction(m, k - MAX_SHIFT)
         k = MAX_SHIFT
-    if m >= MULT_LIMIT:
+    if m >= MAX_MULTIPLIER:
         raise ValueError(f"requantization ratio {ratio!r} is too large (>= 2**31)")
     return m, k
 
@@ -168,14 +166,14 @@ def mult_shift_pair(ra: float, rb: float) -> tuple[int, int, int]:
     s = max(0, *ks)
     ma = (oa << (s - ka)) if oa else 0
     mb = (ob << (s - kb)) if ob else 0
-    if s <= MAX_SHIFT and ma < MULT_LIMIT and mb < MULT_LIMIT:
+    if s <= MAX_SHIFT and ma < MAX_MULTIPLIER and mb < MAX_MULTIPLIER:
         return ma, mb, s
     big = max(ra, rb)
-    if big >= MULT_LIMIT:
+    if big >= MAX_MULTIPLIER:
         raise ValueError(f"requantization ratio {big!r} is too large (>= 2**31)")
     # largest s with big * 2**s < 2**31
     s = min(MAX_SHIFT, 30 - math.frexp(big)[1] + 1)
-    while s > 0 and big * 2.0**s >= MULT_LIMIT:
+    while s > 0 and big * 2.0**s >= MAX_MULTIPLIER:
         s -= 1
 
     def rnd(o: int, k: int) -> int:
@@ -254,7 +252,7 @@ class _Pending:
 
     name: str
     op_type: str
-    shape4: tuple[int, int, int, int]
+    shape4: tuple[int, ...]
     shape: tuple[int, ...]
     build: Callable[[QTensor, Act], list[QNode]]
     supports_act: bool
@@ -279,24 +277,26 @@ def _as4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     raise ValueError(f"rank {len(shape)}")
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, object]:
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    """The attributes of ``node`` by name (``onnx.helper.get_attribute_value``: an int,
+    float, bytes, list or tensor, depending on the attribute)."""
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _spatial_attrs(
     name: str,
-    attrs: dict[str, object],
+    attrs: dict[str, Any],
     in_hw: tuple[int, int],
     kernel: tuple[int, int],
     rank_spatial: int,
     err: Callable[[str], FrontendError],
 ) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
     """Strides and pads (top, left, bottom, right) for a 1-D or 2-D conv / pool node."""
-    strides = [int(v) for v in attrs.get("strides", [1] * rank_spatial)]  # type: ignore[union-attr]
-    dil = [int(v) for v in attrs.get("dilations", [1] * rank_spatial)]  # type: ignore[union-attr]
+    strides = [int(v) for v in attrs.get("strides", [1] * rank_spatial)]
+    dil = [int(v) for v in attrs.get("dilations", [1] * rank_spatial)]
     if any(d != 1 for d in dil):
         raise err(f"dilations {dil} are not supported (the accelerator has no dilation)")
-    pads_raw = [int(v) for v in attrs.get("pads", [0] * (2 * rank_spatial))]  # type: ignore[union-attr]
+    pads_raw = [int(v) for v in attrs.get("pads", [0] * (2 * rank_spatial))]
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     auto = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if rank_spatial == 1:
@@ -583,7 +583,7 @@ class _Lowerer:
             zp = zc.value
         else:
             zp = np.zeros(scale.shape, dtype=np.uint8)
-        axis = int(_attrs(node).get("axis", 1))  # type: ignore[call-overload]
+        axis = int(_attrs(node).get("axis", 1))
         return scale, zp, axis
 
     def lower_q(self, node: onnx.NodeProto) -> None:
@@ -667,16 +667,16 @@ class _Lowerer:
         if op == "Identity":
             return shape
         if op == "Flatten":
-            axis = int(a.get("axis", 1))  # type: ignore[call-overload]
+            axis = int(a.get("axis", 1))
             axis = axis + len(shape) if axis < 0 else axis
             left = int(np.prod(shape[:axis]))
             return (left, n // left if left else 0)
         if op == "Reshape":
             if len(node.input) < 2:
-                target = [int(x) for x in a.get("shape", [])]  # type: ignore[union-attr]
+                target = [int(x) for x in a.get("shape", [])]
             else:
                 target = self.int_list(node.input[1], "shape")
-            allow_zero = int(a.get("allowzero", 0))  # type: ignore[call-overload]
+            allow_zero = int(a.get("allowzero", 0))
             out = [shape[i] if (d == 0 and not allow_zero) else d for i, d in enumerate(target)]
             if out.count(-1) > 1:
                 raise self.err(f"Reshape to {target} has more than one -1")
@@ -690,7 +690,7 @@ class _Lowerer:
         if axes_attr is None and len(node.input) > 1 and node.input[1]:
             axes = self.int_list(node.input[1], "axes")
         else:
-            axes = [int(x) for x in axes_attr] if axes_attr is not None else []  # type: ignore[union-attr]
+            axes = [int(x) for x in axes_attr] if axes_attr is not None else []
         if op == "Squeeze":
             r = len(shape)
             axes_n = (
@@ -703,9 +703,9 @@ class _Lowerer:
             return tuple(d for i, d in enumerate(shape) if i not in axes_n)
         # Unsqueeze
         r = len(shape) + len(axes)
-        axes_n = sorted(x + r if x < 0 else x for x in axes)
+        inserted = sorted(x + r if x < 0 else x for x in axes)
         out_l = list(shape)
-        for x in axes_n:
+        for x in inserted:
             out_l.insert(x, 1)
         return tuple(out_l)
 
@@ -734,8 +734,8 @@ class _Lowerer:
         else:
             a = _attrs(node)
             if self.opset < 11:
-                lo = float(a.get("min", -np.inf))  # type: ignore[arg-type]
-                hi = float(a.get("max", np.inf))  # type: ignore[arg-type]
+                lo = float(a.get("min", -np.inf))
+                hi = float(a.get("max", np.inf))
             else:
                 lo = (
                     float(self.const(node.input[1], "Clip min").as_float().reshape(()))
@@ -865,14 +865,14 @@ class _Lowerer:
         if rank_sp == 1:
             w_int = w_int[..., np.newaxis]
         kernel = (int(w_int.shape[2]), int(w_int.shape[3]))
-        groups = int(a.get("group", 1))  # type: ignore[call-overload]
+        groups = int(a.get("group", 1))
         c_in = t_in.shape[1]
         if c_in % groups or oc % groups or w_int.shape[1] * groups != c_in:
             raise self.err(
                 f"weights {tuple(wv.shape)} with group={groups} do not match {c_in} input channels"
             )
         ks = a.get("kernel_shape")
-        if ks is not None and tuple(int(k) for k in ks) != tuple(wv.shape[2:]):  # type: ignore[union-attr]
+        if ks is not None and tuple(int(k) for k in ks) != tuple(wv.shape[2:]):
             raise self.err(f"kernel_shape {ks} differs from the weight shape {tuple(wv.shape)}")
         in_hw = (t_in.shape[2], t_in.shape[3])
         strides, pads = _spatial_attrs(
@@ -946,7 +946,7 @@ class _Lowerer:
         x = self.qin(node.input[0])
         t_in = self.tensors[x.tensor]
         rank_sp = len(x.shape) - 2
-        ks = [int(k) for k in a.get("kernel_shape", [])]  # type: ignore[union-attr]
+        ks = [int(k) for k in a.get("kernel_shape", [])]
         if rank_sp not in (1, 2) or len(ks) != rank_sp:
             raise self.err(
                 f"kernel_shape {ks} on a {len(x.shape)}-D input: only 1-D and 2-D pooling is "
@@ -957,12 +957,12 @@ class _Lowerer:
         strides, pads = _spatial_attrs(
             self.cur_name, a, in_hw, kernel, rank_sp, lambda m: self.err(m)
         )
-        if int(a.get("storage_order", 0)) != 0:  # type: ignore[call-overload]
+        if int(a.get("storage_order", 0)) != 0:
             raise self.err("storage_order=1 is not supported")
         is_max = node.op_type == "MaxPool"
-        cip = bool(int(a.get("count_include_pad", 0)))  # type: ignore[call-overload]
+        cip = bool(int(a.get("count_include_pad", 0)))
         oh, ow = _out_hw(in_hw, kernel, strides, pads)
-        if int(a.get("ceil_mode", 0)):  # type: ignore[call-overload]
+        if int(a.get("ceil_mode", 0)):
             dims = []
             for d in range(2):
                 span = in_hw[d] + pads[d] + pads[d + 2] - kernel[d]
@@ -1084,7 +1084,7 @@ class _Lowerer:
         a = _attrs(node)
         ins = [self.qin(i) for i in node.input]
         rank = len(ins[0].shape)
-        axis = int(a.get("axis", 1))  # type: ignore[call-overload]
+        axis = int(a.get("axis", 1))
         axis = axis + rank if axis < 0 else axis
         if axis != 1:
             raise self.err(f"Concat along axis {axis}: only the channel axis (1) is supported")
@@ -1122,7 +1122,7 @@ class _Lowerer:
         a = _attrs(node)
         x = self.qin(node.input[0])
         t_in = self.tensors[x.tensor]
-        axis = int(a.get("axis", 0))  # type: ignore[call-overload]
+        axis = int(a.get("axis", 0))
         rank = len(x.shape)
         axis = axis + rank if axis < 0 else axis
         if rank != 4 or axis != 1:
@@ -1159,7 +1159,7 @@ class _Lowerer:
         attrs: dict[str, object]
         if node.op_type == "Softmax":
             rank = len(x.shape)
-            axis = int(a.get("axis", -1 if self.opset >= 13 else 1))  # type: ignore[call-overload]
+            axis = int(a.get("axis", -1 if self.opset >= 13 else 1))
             axis = axis + rank if axis < 0 else axis
             if self.opset < 13 and int(np.prod(t_in.shape[axis + 1 :])) != 1:
                 raise self.err(
@@ -1168,12 +1168,12 @@ class _Lowerer:
                 )
             attrs = {"axis": axis}
         else:
-            size = int(a["size"])  # type: ignore[call-overload]
+            size = int(a["size"])
             attrs = {
                 "size": size,
-                "alpha": float(a.get("alpha", 1e-4)),  # type: ignore[arg-type]
-                "beta": float(a.get("beta", 0.75)),  # type: ignore[arg-type]
-                "bias": float(a.get("bias", 1.0)),  # type: ignore[arg-type]
+                "alpha": float(a.get("alpha", 1e-4)),
+                "beta": float(a.get("beta", 0.75)),
+                "bias": float(a.get("bias", 1.0)),
             }
 
         def build(out: QTensor, act: Act) -> list[QNode]:
@@ -1220,15 +1220,15 @@ class _Lowerer:
         # rename the tensors of graph outputs after the ONNX outputs
         used = [t for _, t, _ in out_tensors]
         outputs: list[str] = []
-        for onnx_name, t, shape in out_tensors:
-            final = t
+        for onnx_name, tname, shape in out_tensors:
+            final = tname
             if (
-                onnx_name != t
+                onnx_name != tname
                 and onnx_name not in self.tensors
-                and used.count(t) == 1
-                and t not in self.inputs
+                and used.count(tname) == 1
+                and tname not in self.inputs
             ):
-                self._rename(t, onnx_name)
+                self._rename(tname, onnx_name)
                 final = onnx_name
             outputs.append(final)
             if tuple(shape) != self.tensors[final].shape:
@@ -1284,7 +1284,8 @@ def _is_identity_requant(n: QConv) -> bool:
         return False
     pairs = set(zip(n.multiplier.tolist(), n.shift.tolist(), strict=True))
     return all(
-        0 <= m < MULT_LIMIT and 0 <= s <= MAX_SHIFT and requant_scale(m, s) == div for m, s in pairs
+        0 <= m < MAX_MULTIPLIER and 0 <= s <= MAX_SHIFT and requant_scale(m, s) == div
+        for m, s in pairs
     )
 
 

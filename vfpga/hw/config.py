@@ -176,13 +176,18 @@ class HardwareConfig:
         return hw
 
 
+#: The preset used when no hardware is named: the paper's 16-core pool. Every default
+#: ``hw`` argument, option and scenario key refers to this one name.
+DEFAULT_HW = "pool16"
+
+
 def list_presets() -> list[str]:
     """Names of the bundled presets."""
     folder = resources.files("vfpga.hw") / "presets"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def load_hw(name_or_path: str | Path = "pool16") -> HardwareConfig:
+def load_hw(name_or_path: str | Path = DEFAULT_HW) -> HardwareConfig:
     """Load a preset by name (``pool16``, ``large1``) or a configuration JSON file by path."""
     text: str
     source = str(name_or_path)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vfpga.errors import DecodeError
+from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS
 from vfpga.isa.spec import (
     FLAG_FIELDS,
     FLOAT_FIELDS,
@@ -32,18 +33,9 @@ from vfpga.isa.spec import (
     OPCODE_DTYPES,
     PAYLOAD_FIELDS,
     SAVE_SOURCES,
-    Dep,
-    Module,
     Opcode,
     used_payload_mask,
 )
-
-_ILLEGAL_DEPS: dict[Module, int] = {
-    Module.LOAD: Dep.WAIT_PREV | Dep.SIGNAL_PREV,
-    Module.SAVE: Dep.WAIT_NEXT | Dep.SIGNAL_NEXT,
-    Module.CALC: 0,
-    Module.CTRL: 0xFF,
-}
 
 
 def float32_value(op: Opcode, name: str, value: Any) -> float:
@@ -157,7 +149,7 @@ class Program:
         floats = FLOAT_FIELDS[op]
         out: dict[str, int | float] = {
             name: float(rec[name]) if name in floats else int(rec[name])
-            for name in rec.dtype.names if name != "reserved"
+            for name in rec.dtype.names or () if name != "reserved"
         }
         for ff in FLAG_FIELDS[op]:
             out[ff.name] = int(flag_value(op, int(out["flags"]), ff.name))
@@ -208,8 +200,8 @@ def decode(blob: bytes | bytearray | memoryview | np.ndarray, base_index: int = 
                 f"instruction #{int(idx[nz[0]]) + base_index} ({op.name}): bytes outside its "
                 "fields are not zero (corrupt word?)"
             )
-        illegal = _ILLEGAL_DEPS[MODULE_OF[op]]
-        bad = np.flatnonzero((deps[idx] & illegal) | (deps[idx] & ~0xF))
+        illegal = ILLEGAL_DEPS[MODULE_OF[op]]
+        bad = np.flatnonzero((deps[idx] & illegal) | (deps[idx] & ~DEP_BITS))
         if bad.size:
             raise DecodeError(
                 f"instruction #{int(idx[bad[0]]) + base_index} ({op.name}): dependency bits "
@@ -288,7 +280,7 @@ def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
                 flags |= col << ff.shift
             elif key == "flags":
                 flags |= col
-            elif key in dt.names and key != "opcode":
+            elif key in (dt.names or ()) and key != "opcode":
                 info = np.iinfo(dt[key])
                 if col.size and (col.min() < info.min or col.max() > info.max):
                     j = int(np.flatnonzero((col < info.min) | (col > info.max))[0])

@@ -27,6 +27,7 @@ __all__ = [
     "U8_BIAS",
     "eltwise_offset",
     "fma_f32",
+    "format_f32",
     "requant_scale",
     "round_f32",
 ]
@@ -119,3 +120,37 @@ def eltwise_offset(scale_a: float, scale_b: float, a_zp: int, b_zp: int, out_zp:
     t = Fraction(round_f32(rb * zb))
     inner = Fraction(round_f32(ra * za + t))
     return round_f32(zc - inner)
+
+
+def format_f32(value: float) -> str:
+    """``value`` rounded to float32, as the text the ``dnn`` and ``isa`` dialects print.
+
+    A finite value prints as an MLIR float literal (always with a ``.``): the shortest
+    decimal that reads back to the same float32, positional for ``1e-4 <= |v| < 1e16`` or
+    zero and scientific otherwise (``1.0e-05``). The parsers read a literal as a float64
+    and round it to float32, which for a few decimals is a double rounding; where that
+    does not give the value back, the exact float64 repr of the float32 is printed instead.
+    A non-finite value prints as its bits in hexadecimal (``0x7FC00000``).
+    """
+    v = np.float32(value)
+    if not np.isfinite(v):
+        return f"0x{int(np.array([v]).view(np.uint32)[0]):08X}"
+    if v == 0 or 1e-4 <= abs(v) < 1e16:
+        s = np.format_float_positional(v, unique=True, trim="0")
+    else:
+        s = np.format_float_scientific(v, unique=True, trim="0")
+    if "e" in s:
+        mant, exp = s.split("e")
+        s = f"{mant if '.' in mant else mant + '.0'}e{exp}"
+    elif "." not in s:
+        s += ".0"
+    elif s.endswith("."):
+        s += "0"
+    if np.float32(float(s)) != v:
+        s = repr(float(v))  # exact: every float32 is a float64
+        if "." not in s and "e" in s:
+            mant, exp = s.split("e")
+            s = f"{mant}.0e{exp}"
+        elif "." not in s:
+            s += ".0"
+    return s

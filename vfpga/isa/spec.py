@@ -19,11 +19,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
 #: Bytes per instruction word.
 INSN_BYTES = 64
+
+#: An instruction's fields by name, as the codec encodes and decodes them: ints, and
+#: Python floats for the float32 fields (:data:`FLOAT_FIELDS`). The value type is ``Any``
+#: because which fields are floats depends on the opcode; absent fields are 0.
+FieldDict = dict[str, Any]
 
 
 class Opcode(IntEnum):

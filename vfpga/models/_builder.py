@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -98,7 +99,7 @@ class GraphBuilder:
         self.weights[name] = value
         return name
 
-    def node(self, op: str, inputs: Sequence[str], name: str, **attrs: object) -> str:
+    def node(self, op: str, inputs: Sequence[str], name: str, **attrs: Any) -> str:
         """Add one node ``name`` of type ``op`` with a single output also called ``name``."""
         out = self._fresh(name)
         self.nodes.append(helper.make_node(op, list(inputs), [out], name=name, **attrs))

@@ -193,9 +193,9 @@ def plan_from_module(module: ModuleOp, with_data: bool = False) -> MemoryPlan:
         places[name] = Placement(o, s, -1)
     consts: dict[str, ConstBlob] = {}
     for node in graph.node_ops():
-        o, s = _get_int(node, "ddr_offset"), _get_int(node, "c_stride")
-        if o is not None and s is not None:
-            places[node.out_name.data] = Placement(o, s, -1)
+        off, stride = _get_int(node, "ddr_offset"), _get_int(node, "c_stride")
+        if off is not None and stride is not None:
+            places[node.out_name.data] = Placement(off, stride, -1)
         if isinstance(node, dnn.ConvOp):
             w, p = _get_int(node, "weights_offset"), _get_int(node, "params_offset")
             if w is None or p is None:

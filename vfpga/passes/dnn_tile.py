@@ -25,7 +25,7 @@ from xdsl.passes import ModulePass
 from vfpga.compiler.ifpgen import LayerSpec, TileDoesNotFit, layer_specs
 from vfpga.compiler.tiling import candidates
 from vfpga.dialects import derived, ifp
-from vfpga.hw.config import HardwareConfig, HardwareConfigError, load_hw
+from vfpga.hw.config import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
 from vfpga.passes.dnn_plan_memory import DDR_SIZE_ATTR, StaticPassError, planned
 
 HW_ATTR = "vfpga.hw"
@@ -133,7 +133,7 @@ class DnnTilePass(ModulePass):
 
     name = "dnn-tile"
 
-    hw: str = "pool16"
+    hw: str = DEFAULT_HW
 
     @staticmethod
     def for_config(config: HardwareConfig, label: str | None = None) -> DnnTilePass:

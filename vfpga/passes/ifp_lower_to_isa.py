@@ -30,40 +30,22 @@ from vfpga.compiler.ifpgen import Insn, LoopNest, Tile, make_ifp
 from vfpga.dialects import derived, ifp
 from vfpga.hw.config import BUFFER_NAMES
 from vfpga.isa.codec import encode_batch
-from vfpga.isa.spec import INSN_BYTES, Buffer, Opcode, PoolMode
+from vfpga.isa.effects import written_range
+from vfpga.isa.spec import INSN_BYTES
 from vfpga.passes.dnn_tile import hw_of, layer_specs_of, layers_of, spec_for
 
 
 def insn_footprint(insns: list[Insn]) -> dict[str, int]:
-    """Per buffer, the end of the highest byte written by ``insns`` (LOAD: its padded box
-    in ``to``; CONV: its output in obuf, or its int32 partial sums in abuf with
-    ``acc_out``; POOL and ELTWISE: their output in obuf). Same rules as
-    :func:`vfpga.dialects.isa.buffer_footprint`, on field dicts."""
+    """Per buffer, the end of the highest byte written by ``insns``
+    (:func:`vfpga.isa.effects.written_range` of each; 0 where nothing is written)."""
     end = dict.fromkeys(BUFFER_NAMES, 0)
-    names = {int(b): b.name.lower() for b in Buffer}
     for op, f in insns:
-        g = f.get
-        if op is Opcode.LOAD:
-            n = ((g("pad_t", 0) + g("n0", 0) + g("pad_b", 0))
-                 * (g("pad_l", 0) + g("n1", 0) + g("pad_r", 0)) * g("n2", 0))
-            b, e = names[g("to", 0)], g("buf", 0) + n
-        elif op is Opcode.CONV or (op is Opcode.POOL and g("mode", 0) != PoolMode.GLOBAL_AVG):
-            oh = (g("in_h", 0) + g("pad_t", 0) + g("pad_b", 0) - g("kh", 0)) // g("stride_h", 1) + 1
-            ow = (g("in_w", 0) + g("pad_l", 0) + g("pad_r", 0) - g("kw", 0)) // g("stride_w", 1) + 1
-            if op is Opcode.CONV:
-                n = oh * ow * g("out_c", 0)
-                b, e = ("abuf", g("out_addr", 0) + 4 * n) if g("acc_out", 0) else (
-                    "obuf", g("out_addr", 0) + n)
-            else:
-                b, e = "obuf", g("out_addr", 0) + oh * ow * g("c", 0)
-        elif op is Opcode.POOL:
-            b, e = "obuf", g("out_addr", 0) + g("c", 0)
-        elif op is Opcode.ELTWISE:
-            b, e = "obuf", g("out_addr", 0) + g("n", 0)
-        else:
+        written = written_range(op, f)
+        if written is None:
             continue
-        if e > end[b]:
-            end[b] = e
+        b = BUFFER_NAMES[written[0]]
+        if written[2] > end[b]:
+            end[b] = written[2]
     return end
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from vfpga.isa.float32 import U8_BIAS, eltwise_offset, fma_f32
+from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
 
 __all__ = [
     "add_requant",
@@ -42,10 +43,10 @@ def requant_scales(multiplier: ArrayLike, shift: ArrayLike) -> NDArray[np.float3
     rounding. Raises ``ValueError`` for operands outside those ranges."""
     m = np.asarray(multiplier, dtype=np.int64)
     s = np.asarray(shift, dtype=np.int64)
-    if np.any(m < 0) or np.any(m >= (1 << 31)):
+    if np.any(m < 0) or np.any(m >= MAX_MULTIPLIER):
         raise ValueError("requant_scales: multiplier out of range [0, 2**31)")
-    if np.any(s < 0) or np.any(s > 62):
-        raise ValueError("requant_scales: shift out of range [0, 62]")
+    if np.any(s < 0) or np.any(s > MAX_SHIFT):
+        raise ValueError(f"requant_scales: shift out of range [0, {MAX_SHIFT}]")
     exact = m.astype(np.float64) * np.exp2(-s.astype(np.float64))
     return exact.astype(_F32)
 

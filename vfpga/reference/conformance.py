@@ -130,17 +130,18 @@ def run_test(name: str) -> ConformanceResult:
             same += int((o == r[out].astype(np.int64).ravel()).sum())
             total += o.size
     rf, of = np.concatenate(ref_f), np.concatenate(ort_f)
+    cos_ort = cosine(rf, of)
     res_ = ConformanceResult(
         name,
         ops,
         "pass",
-        cos_ort=cosine(rf, of),
+        cos_ort=cos_ort,
         identical=same / total if total else None,
         cos_fp32=cosine(rf, expected.ravel()) if expected.size == rf.size else None,
     )
     if res_.cos_fp32 is None:
         res_.status, res_.reason = "fail", "output size differs from the expected output"
-    elif res_.cos_ort < MIN_COS_ORT or res_.cos_fp32 < MIN_COS_FP32:
+    elif cos_ort < MIN_COS_ORT or res_.cos_fp32 < MIN_COS_FP32:
         res_.status = "fail"
         res_.reason = "below the bar"
     return res_

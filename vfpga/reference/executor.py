@@ -139,7 +139,7 @@ def conv_acc(x: np.ndarray, in_zp: int, node: QConv) -> np.ndarray:
     ocg = oc // g
     if cig == 1 and g > 1:
         # depthwise (with multiplier): out channel oc reads input channel oc // ocg
-        xc = x.astype(np.float64) - in_zp
+        xc: np.ndarray = x.astype(np.float64) - in_zp
         xp = _pad(xc, node.pads, 0.0)
         src = xp[:, np.arange(oc) // ocg] if ocg > 1 else xp
         acc = np.zeros((n, oc, oh, ow), dtype=np.float64)

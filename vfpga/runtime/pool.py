@@ -42,7 +42,7 @@ from vfpga.backend.retarget import Prepared, allocate, prepare, retarget
 from vfpga.emulator import Accelerator
 from vfpga.emulator.machine import LoadedProgram, Task, segments_from_dispatch
 from vfpga.errors import VfpgaError
-from vfpga.hw.config import HardwareConfig, load_hw
+from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
 
 
 class PoolError(VfpgaError):
@@ -310,7 +310,7 @@ def _retarget_idle(task: Task, cores: list[int], dispatch: np.ndarray, vfb: VfbF
 class ResourcePool:
     """The hardware resource pool shared by tenants (see module docstring)."""
 
-    def __init__(self, hw: HardwareConfig | str = "pool16", strategy: str = "lpt",
+    def __init__(self, hw: HardwareConfig | str = DEFAULT_HW, strategy: str = "lpt",
                  check_hazards: bool = False, ddr_bytes: int | None = None) -> None:
         self.hw = load_hw(hw) if isinstance(hw, str) else hw
         self.strategy = strategy

@@ -40,6 +40,7 @@ import numpy as np
 from vfpga.emulator.machine import segments_from_dispatch
 from vfpga.emulator.timing import Job, TimingEngine, insn_costs
 from vfpga.errors import VfpgaError
+from vfpga.hw.config import DEFAULT_HW
 from vfpga.runtime.pool import ResourcePool, Tenant
 
 
@@ -70,7 +71,7 @@ class Scenario:
     duration_ms: float
     tenants: list[TenantSpec]
     resizes: list[ResizeSpec]
-    hw: str = "pool16"
+    hw: str = DEFAULT_HW
     strategy: str = "lpt"
 
 
@@ -126,7 +127,7 @@ def load_scenario(path: str | Path) -> Scenario:
         if not isinstance(cores, int) or cores < 1:
             raise ScenarioError(f"{p}: {where}: 'cores' must be a positive integer")
         resizes.append(ResizeSpec(r["tenant"], num(r, "at_ms", where), cores))
-    return Scenario(str(p), dur, tenants, resizes, data.get("hw", "pool16"),
+    return Scenario(str(p), dur, tenants, resizes, data.get("hw", DEFAULT_HW),
                     data.get("strategy", "lpt"))
 
 
@@ -173,11 +174,14 @@ def simulate(sc: Scenario, log: Any = None) -> dict[str, TenantReport]:
             return spec.binary
         from vfpga.experiments.models import compiled_model
 
-        if spec.model not in images:
+        model = spec.model
+        if model is None:  # pragma: no cover - load_scenario requires a binary or a model
+            raise ScenarioError(f"tenant '{spec.name}' names neither a binary nor a model")
+        if model not in images:
             if log:
-                log(f"preparing model {spec.model} ...")
-            images[spec.model] = compiled_model(spec.model, sc.hw).vfb  # type: ignore[index]
-        return images[spec.model]  # type: ignore[index]
+                log(f"preparing model {model} ...")
+            images[model] = compiled_model(model, sc.hw).vfb
+        return images[model]
 
     def segments(t: Tenant) -> list:
         assert t.dispatch is not None and t.vfb is not None

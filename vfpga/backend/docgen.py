@@ -2,12 +2,12 @@
 :mod:`vfpga.isa.spec`) and of ``docs/binary-format.md`` (record layouts, from
 :mod:`vfpga.backend.binary`), between marker comments::
 
-    <!-- BEGIN GENERATED: NAME (python -m vfpga.isa.docgen; do not edit) -->
+    <!-- BEGIN GENERATED: NAME (python -m vfpga.backend.docgen; do not edit) -->
     ...
     <!-- END GENERATED: NAME -->
 
-``python -m vfpga.isa.docgen`` rewrites the generated blocks in place;
-``python -m vfpga.isa.docgen --check`` exits 1 and names the stale files instead
+``python -m vfpga.backend.docgen`` rewrites the generated blocks in place;
+``python -m vfpga.backend.docgen --check`` exits 1 and names the stale files instead
 (``tests/test_docs.py`` runs the check).
 """
 
@@ -21,6 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vfpga.backend.binary import (
+    RECORD_TABLES,
+    SECTION_DOCS,
+    SECTION_DTYPES,
+    SECTION_ORDER,
+    SectionKind,
+)
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
@@ -44,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def begin_marker(name: str) -> str:
-    return f"<!-- BEGIN GENERATED: {name} (python -m vfpga.isa.docgen; do not edit) -->"
+    return f"<!-- BEGIN GENERATED: {name} (python -m vfpga.backend.docgen; do not edit) -->"
 
 
 def end_marker(name: str) -> str:
@@ -155,8 +162,6 @@ def isa_tables() -> str:
 
 def binary_tables() -> str:
     """The record layouts of the ``.vfb`` container (markdown)."""
-    from vfpga.backend.binary import RECORD_TABLES, SECTION_DOCS, SECTION_ORDER, SectionKind
-
     out: list[str] = ["#### Section kinds", ""]
     out += _md_table(("kind", "name", "record size", "writer order", "contents"),
                      [(int(k), f"`{k.name}`", _record_size(k), SECTION_ORDER.index(k) + 1,
@@ -168,10 +173,7 @@ def binary_tables() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _record_size(kind: object) -> str:
-    from vfpga.backend.binary import SECTION_DTYPES, SectionKind
-
-    assert isinstance(kind, SectionKind)
+def _record_size(kind: SectionKind) -> str:
     if kind in SECTION_DTYPES:
         return f"{SECTION_DTYPES[kind].itemsize}"
     return f"{INSN_BYTES} (one instruction)" if kind is SectionKind.TEXT else "bytes"
@@ -189,12 +191,12 @@ def render(text: str, blocks: dict[str, Callable[[], str]], source: str) -> str:
     for name, make in blocks.items():
         pattern = re.compile(re.escape(begin_marker(name)) + r"\n.*?" + re.escape(end_marker(name)),
                              re.DOTALL)
-        if not pattern.search(text):
+        m = pattern.search(text)
+        if m is None:
             raise ValueError(f"{source}: markers of the generated block '{name}' not found:\n"
                              f"{begin_marker(name)}\n{end_marker(name)}")
-        body = make()
-        text = pattern.sub(lambda _m, b=body, n=name: f"{begin_marker(n)}\n{b}{end_marker(n)}",
-                           text, count=1)
+        block = f"{begin_marker(name)}\n{make()}{end_marker(name)}"
+        text = text[: m.start()] + block + text[m.end() :]
     return text
 
 
@@ -210,7 +212,7 @@ def stale_files(root: Path = ROOT) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vfpga.isa.docgen", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m vfpga.backend.docgen", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 if a generated block is stale")
@@ -218,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         stale = stale_files()
         for rel in stale:
-            print(f"{rel}: generated tables are stale; run: python -m vfpga.isa.docgen",
+            print(f"{rel}: generated tables are stale; run: python -m vfpga.backend.docgen",
                   file=sys.stderr)
         return 1 if stale else 0
     for rel, blocks in GENERATED.items():

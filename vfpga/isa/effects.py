@@ -1,0 +1,78 @@
+"""What an instruction does to the on-chip buffers, from its fields alone (docs/isa.md).
+
+The one home of two ISA formulas every layer needs:
+
+* the output extent of a sliding window (CONV, and POOL other than ``GLOBAL_AVG``):
+  ``(n + pad_lo + pad_hi - k) // stride + 1`` (:func:`window_out`, :func:`out_hw`);
+* the on-chip byte range an instruction writes (:func:`written_range`): LOAD its padded
+  box in ``to``; CONV its int8 output in obuf, or with ``acc_out`` its int32 partial sums
+  in abuf; POOL and ELTWISE their int8 output in obuf; SAVE, SYNC and END write no buffer.
+
+The compiler (buffer footprints of a package), the ``isa`` dialect, the static latency
+model and the emulator all call these, so they cannot disagree. Field dicts are those of
+:mod:`vfpga.isa.codec` / :func:`vfpga.dialects.isa.op_to_fields` (ints, and floats for
+the float32 fields, hence ``Mapping[str, Any]``; the fields read here are all ints): an
+absent field is 0, as in an encoded word. No validation happens here: a caller that must
+reject a window that does not fit checks ``out_hw(...)`` for values below 1 itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vfpga.isa.spec import Buffer, Opcode, PoolMode
+
+__all__ = ["out_hw", "window_out", "written_range"]
+
+
+def window_out(n: int, k: int, stride: int, pad_lo: int, pad_hi: int) -> int:
+    """Output length of a window of length ``k`` sliding with ``stride`` over ``n`` inputs
+    padded by ``pad_lo`` / ``pad_hi``: ``(n + pad_lo + pad_hi - k) // stride + 1``. A
+    stride below 1 (an invalid word) counts as 1, so the formula never divides by zero;
+    the result is below 1 when the window does not fit."""
+    return (n + pad_lo + pad_hi - k) // max(stride, 1) + 1
+
+
+def out_hw(f: Mapping[str, Any]) -> tuple[int, int]:
+    """``(out_h, out_w)`` of a CONV or windowed POOL with fields ``f`` (absent fields 0)."""
+    g = f.get
+    return (
+        window_out(g("in_h", 0), g("kh", 0), g("stride_h", 0), g("pad_t", 0), g("pad_b", 0)),
+        window_out(g("in_w", 0), g("kw", 0), g("stride_w", 0), g("pad_l", 0), g("pad_r", 0)),
+    )
+
+
+def written_range(op: Opcode, f: Mapping[str, Any]) -> tuple[Buffer, int, int] | None:
+    """The on-chip bytes instruction ``op`` with fields ``f`` writes, as ``(buffer, start,
+    end)`` (``end`` exclusive), or None for SAVE, SYNC and END, which write no buffer.
+
+    LOAD: its padded box ``(pad_t + n0 + pad_b) x (pad_l + n1 + pad_r) x n2`` at ``buf``
+    in buffer ``to``. CONV: ``out_h x out_w x out_c`` int8 at ``out_addr`` in obuf, or
+    with ``acc_out`` as many int32 (4 bytes each) in abuf. POOL: ``out_h x out_w x c`` at
+    ``out_addr`` in obuf (``c`` for ``GLOBAL_AVG``). ELTWISE: ``n`` at ``out_addr``."""
+    g = f.get
+    if op is Opcode.LOAD:
+        rows = g("pad_t", 0) + g("n0", 0) + g("pad_b", 0)
+        cols = g("pad_l", 0) + g("n1", 0) + g("pad_r", 0)
+        start = g("buf", 0)
+        return Buffer(g("to", 0)), start, start + rows * cols * g("n2", 0)
+    if op is Opcode.CONV:
+        oh, ow = out_hw(f)
+        n = oh * ow * g("out_c", 0)
+        start = g("out_addr", 0)
+        if g("acc_out", 0):
+            return Buffer.ABUF, start, start + 4 * n
+        return Buffer.OBUF, start, start + n
+    if op is Opcode.POOL:
+        if g("mode", 0) == PoolMode.GLOBAL_AVG:
+            n = g("c", 0)
+        else:
+            oh, ow = out_hw(f)
+            n = oh * ow * g("c", 0)
+        start = g("out_addr", 0)
+        return Buffer.OBUF, start, start + n
+    if op is Opcode.ELTWISE:
+        start = g("out_addr", 0)
+        return Buffer.OBUF, start, start + g("n", 0)
+    return None

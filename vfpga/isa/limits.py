@@ -1,0 +1,40 @@
+"""Limits of the ISA that several layers check (docs/isa.md): one home for each.
+
+* :data:`MAX_CORES`: logical cores one program may use (the 6-bit core field of the
+  level-1 dispatcher: core indices ``0 .. MAX_CORES - 1``).
+* :data:`ILLEGAL_DEPS`: the dependency-token bits (:class:`~vfpga.isa.spec.Dep`) each
+  module may not use: LOAD has no previous module, SAVE no next one, and SYNC / END
+  (the control path) carry no dependency bits at all. :data:`DEP_BITS` are the four bits
+  header byte 4 defines; the others are reserved and must be zero.
+* :data:`MAX_MULTIPLIER` / :data:`MAX_SHIFT`: the range of the integer requantization
+  pairs of the quantized graph, ``multiplier`` in ``[0, MAX_MULTIPLIER)`` and ``shift`` in
+  ``[0, MAX_SHIFT]``. ``multiplier / 2**shift`` then has at most 31 significant bits and a
+  normal float64 exponent, so :func:`vfpga.isa.float32.requant_scale` rounds it to float32
+  exactly once.
+"""
+
+from __future__ import annotations
+
+from vfpga.isa.spec import Dep, Module
+
+__all__ = ["DEP_BITS", "ILLEGAL_DEPS", "MAX_CORES", "MAX_MULTIPLIER", "MAX_SHIFT"]
+
+#: Logical cores a program may use; core indices are ``0 .. MAX_CORES - 1``.
+MAX_CORES = 64
+
+#: The defined dependency-token bits of header byte 4 (the rest are reserved, zero).
+DEP_BITS = int(Dep.WAIT_PREV | Dep.WAIT_NEXT | Dep.SIGNAL_PREV | Dep.SIGNAL_NEXT)
+
+#: Dependency bits each module may not use.
+ILLEGAL_DEPS: dict[Module, int] = {
+    Module.LOAD: int(Dep.WAIT_PREV | Dep.SIGNAL_PREV),
+    Module.SAVE: int(Dep.WAIT_NEXT | Dep.SIGNAL_NEXT),
+    Module.CALC: 0,
+    Module.CTRL: DEP_BITS,
+}
+
+#: Exclusive upper bound of a requantization multiplier (``2**31``).
+MAX_MULTIPLIER = 1 << 31
+
+#: Largest requantization shift.
+MAX_SHIFT = 62
