@@ -12,27 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from vfpga.cli.options import Calibration, calib_options, calibration, target_options
 from vfpga.errors import VfpgaError
-from vfpga.hw import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
-
-_calib_options = [
-    click.option("--hw", "hw_name", default=DEFAULT_HW, show_default=True,
-                 help="Hardware preset or configuration JSON."),
-    click.option("--cores", default=1, show_default=True, type=int,
-                 help="Logical cores to compile for (the dispatch table; re-target later "
-                      "with vfpga realloc)."),
-    click.option("--calib-dir", type=click.Path(file_okay=False, path_type=Path),
-                 help="Calibrate an fp32 model on the images in this folder."),
-    click.option("--calib-random", type=int, default=None,
-                 help="Calibrate an fp32 model on N random normal inputs (default 16)."),
-    click.option("--seed", default=0, show_default=True, help="Seed of the calibration."),
-]
-
-
-def calib_options(f):
-    for opt in reversed(_calib_options):
-        f = opt(f)
-    return f
+from vfpga.hw import HardwareConfig, HardwareConfigError, load_hw
 
 
 def _hw(name: str) -> HardwareConfig:
@@ -42,30 +24,25 @@ def _hw(name: str) -> HardwareConfig:
         raise VfpgaError(str(exc)) from None
 
 
-def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None,
-             calib_random: int | None, seed: int, console: Console,
+def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
+             console: Console,
              passes: str | None = None, print_ir_after: tuple[str, ...] = ()
              ):
     """Compile ``model`` (ONNX or ``.mlir``) through the pass pipeline with a progress
     bar; returns ``(loaded model or None, CompileResult, seconds)``."""
-    if calib_dir is not None and calib_random is not None:
-        raise VfpgaError("give either --calib-dir or --calib-random, not both")
     if not 1 <= cores <= hw.num_cores:
         raise VfpgaError(f"--cores {cores}: {hw.name} has {hw.num_cores} cores")
-    calib = "dir" if calib_dir is not None else "random"
-    n_random = calib_random or 16
     if model.suffix != ".mlir":
-        from vfpga.frontend.pipeline import is_qdq_model, read_model
+        from vfpga.frontend.normalize import is_qdq
+        from vfpga.frontend.pipeline import read_model
 
         proto, _ = read_model(model)
-        if is_qdq_model(proto):
+        if is_qdq(proto):
             console.print(f"{model}: a QDQ model; used as it is (no quantization)")
         else:
-            what = (f"the images in {calib_dir}" if calib_dir is not None
-                    else f"{n_random} random normal inputs (seed {seed})")
             console.print(f"[yellow]warning[/yellow]: {model} is an fp32 model: quantizing "
                           f"with onnxruntime quantize_static (QDQ, per-channel int8 "
-                          f"weights), calibration on {what}")
+                          f"weights), calibration on {cal.describe()}")
     from vfpga.flow import compile_file
 
     # onnxruntime's quantizer logs a generic "consider pre-processing" hint on the root
@@ -81,8 +58,7 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None
         def progress(what: str, i: int, n: int) -> None:
             prog.update(job, description=what[:60], completed=i, total=n)
 
-        loaded, res = compile_file(model, hw, cores, calib=calib, num_random=n_random,
-                                   calib_dir=calib_dir, seed=seed, progress=progress,
+        loaded, res = compile_file(model, hw, cores, **cal.kwargs(), progress=progress,
                                    passes=passes, print_ir_after=print_ir_after)
     return loaded, res, time.perf_counter() - t0
 
@@ -146,6 +122,7 @@ def pipeline_options(f):
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The .vfb binary to write.")
+@target_options
 @calib_options
 @pipeline_options
 @click.option("--time-passes", is_flag=True,
@@ -170,12 +147,12 @@ def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
         return
     if model is None or output is None:
         raise click.UsageError("give MODEL and -o OUTPUT (or --print-pipeline)")
-    if model.suffix == ".mlir" and passes is None and (calib_dir or calib_random):
+    cal = calibration(calib_dir, calib_random, seed)
+    if model.suffix == ".mlir" and (calib_dir or calib_random):
         raise VfpgaError("the calibration options apply to an fp32 ONNX model, not .mlir")
     console = Console(stderr=True)
     hw = _hw(hw_name)
-    _loaded, res, secs = _compile(model, hw, cores, calib_dir, calib_random, seed, console,
-                                  passes, print_ir_after)
+    _loaded, res, secs = _compile(model, hw, cores, cal, console, passes, print_ir_after)
     if res.vfb.hw_fingerprint != hw.fingerprint and passes is not None:
         console.print(f"note: the pipeline tiled for hardware '{res.vfb.hw_name}'")
     write_vfb(output, res.vfb)
@@ -207,6 +184,7 @@ def _hw_of_result(res, hw: HardwareConfig) -> HardwareConfig:
 
 @click.command("check")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@target_options
 @calib_options
 @click.option("-p", "--passes", "passes", metavar="SPEC", default=None,
               help="Compile with this pass pipeline instead of the default one (see "
@@ -234,7 +212,7 @@ def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
     if model.suffix == ".mlir":
         raise VfpgaError(f"{model}: vfpga check needs the ONNX model (it compares with "
                          "onnxruntime); compile a .mlir with vfpga compile")
-    loaded, res, secs = _compile(model, hw, cores, calib_dir, calib_random, seed,
+    loaded, res, secs = _compile(model, hw, cores, calibration(calib_dir, calib_random, seed),
                                  Console(stderr=True), passes)
     assert loaded is not None
     cores = res.vfb.num_cores

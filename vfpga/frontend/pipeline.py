@@ -39,10 +39,8 @@ class LoadedModel:
         return self.lowered.graph
 
 
-def is_qdq_model(model: onnx.ModelProto) -> bool:
-    """Whether ``model`` already holds QuantizeLinear/DequantizeLinear nodes."""
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-
+#: Random calibration inputs used when none are given (``--calib-random``).
+DEFAULT_CALIB_RANDOM = 16
 
 #: Newest ONNX IR version onnxruntime loads; newer files (saved by a newer onnx package)
 #: are relabelled, their content being what older IR versions describe too.
@@ -75,13 +73,15 @@ def load_model(
     path_or_model: str | Path | onnx.ModelProto,
     *,
     calib: CalibKind = "random",
-    num_random: int = 16,
+    num_random: int = DEFAULT_CALIB_RANDOM,
     calib_dir: str | Path | None = None,
     seed: int = 0,
 ) -> LoadedModel:
     """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`."""
+    from vfpga.frontend.normalize import is_qdq
+
     model, source = read_model(path_or_model)
-    if is_qdq_model(model):
+    if is_qdq(model):
         return LoadedModel(lower_qdq_mapped(model, source), model, None, source)
     if calib == "dir" and calib_dir is None:
         raise FrontendError("calibration from a directory needs calib_dir")
@@ -103,7 +103,7 @@ def load_qgraph(
     path_or_model: str | Path | onnx.ModelProto,
     *,
     calib: CalibKind = "random",
-    num_random: int = 16,
+    num_random: int = DEFAULT_CALIB_RANDOM,
     calib_dir: str | Path | None = None,
     seed: int = 0,
 ) -> tuple[QGraph, onnx.ModelProto]:
