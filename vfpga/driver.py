@@ -322,10 +322,13 @@ def compile_model(
     seed: int = 0,
     progress: Progress | None = None,
     print_ir_after: Iterable[str] = (),
+    keep_model: bool = True,
 ) -> tuple[LoadedModel | None, CompileResult]:
     """Compile a model file: ONNX (fp32, quantized first with the calibration options,
     or QDQ) or ``.mlir`` (``vfpga import`` output, or any later stage of the pipeline;
-    then the first result is None). See :func:`compile_module` for the rest."""
+    then the first result is None). With ``keep_model=False`` the loaded ONNX models and
+    graph are dropped once the ``dnn`` module is built (the first result is None): a
+    VGG-16 then compiles in ~1/3 less memory. See :func:`compile_module` for the rest."""
     if str(path).endswith(".mlir"):
         module = read_module(path)
         return None, compile_module(module, hw, cores, passes=passes, progress=progress,
@@ -333,8 +336,13 @@ def compile_model(
     from vfpga.dialects.dnn_convert import qgraph_to_module
     from vfpga.frontend.pipeline import load_model
 
-    loaded = load_model(path, calib=calib, num_random=num_random,  # type: ignore[arg-type]
-                        calib_dir=calib_dir, seed=seed)
-    res = compile_module(qgraph_to_module(loaded.graph), hw, cores, passes=passes,
-                         progress=progress, print_ir_after=print_ir_after)
+    loaded: LoadedModel | None = load_model(
+        path, calib=calib, num_random=num_random,  # type: ignore[arg-type]
+        calib_dir=calib_dir, seed=seed, keep_fp32=keep_model)
+    assert loaded is not None
+    module = qgraph_to_module(loaded.graph)
+    if not keep_model:
+        loaded = None
+    res = compile_module(module, hw, cores, passes=passes, progress=progress,
+                         print_ir_after=print_ir_after)
     return loaded, res

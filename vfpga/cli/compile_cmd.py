@@ -26,8 +26,8 @@ def _hw(name: str) -> HardwareConfig:
 
 def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
              console: Console,
-             passes: str | None = None, print_ir_after: tuple[str, ...] = ()
-             ):
+             passes: str | None = None, print_ir_after: tuple[str, ...] = (),
+             keep_model: bool = True):
     """Compile ``model`` (ONNX or ``.mlir``) through the pass pipeline with a progress
     bar; returns ``(loaded model or None, CompileResult, seconds)``."""
     if not 1 <= cores <= hw.num_cores:
@@ -36,8 +36,7 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
         from vfpga.frontend.normalize import is_qdq
         from vfpga.frontend.pipeline import read_model
 
-        proto, _ = read_model(model)
-        if is_qdq(proto):
+        if is_qdq(read_model(model)[0]):  # (the proto is not kept: it can be large)
             console.print(f"{model}: a QDQ model; used as it is (no quantization)")
         else:
             console.print(f"[yellow]warning[/yellow]: {model} is an fp32 model: quantizing "
@@ -59,7 +58,8 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
             prog.update(job, description=what[:60], completed=i, total=n)
 
         loaded, res = compile_file(model, hw, cores, **cal.kwargs(), progress=progress,
-                                   passes=passes, print_ir_after=print_ir_after)
+                                   passes=passes, print_ir_after=print_ir_after,
+                                   keep_model=keep_model)
     return loaded, res, time.perf_counter() - t0
 
 
@@ -152,7 +152,8 @@ def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
         raise VfpgaError("the calibration options apply to an fp32 ONNX model, not .mlir")
     console = Console(stderr=True)
     hw = _hw(hw_name)
-    _loaded, res, secs = _compile(model, hw, cores, cal, console, passes, print_ir_after)
+    _loaded, res, secs = _compile(model, hw, cores, cal, console, passes, print_ir_after,
+                                  keep_model=False)
     if res.vfb.hw_fingerprint != hw.fingerprint and passes is not None:
         console.print(f"note: the pipeline tiled for hardware '{res.vfb.hw_name}'")
     write_vfb(output, res.vfb)

@@ -76,8 +76,12 @@ def load_model(
     num_random: int = DEFAULT_CALIB_RANDOM,
     calib_dir: str | Path | None = None,
     seed: int = 0,
+    keep_fp32: bool = True,
 ) -> LoadedModel:
-    """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`."""
+    """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`.
+    With ``keep_fp32=False`` the normalized fp32 model is not kept (``fp32`` is None) and
+    its weights are released while onnxruntime quantizes (``quantize_model(release=
+    True)``), so that the quantizer is the peak of memory."""
     from vfpga.frontend.normalize import is_qdq
 
     model, source = read_model(path_or_model)
@@ -88,14 +92,19 @@ def load_model(
     from vfpga.frontend.normalize import normalize
     from vfpga.quant.quantize import quantize_model
 
-    fp32 = normalize(model, source)
+    fp32: onnx.ModelProto | None = normalize(model, source)
+    del model
+    assert fp32 is not None
     qdq = quantize_model(
         fp32,
         calib=calib,
         calib_dir=Path(calib_dir) if calib_dir is not None else None,
         num_random=num_random,
         seed=seed,
+        release=not keep_fp32,
     )
+    if not keep_fp32:
+        fp32 = None
     return LoadedModel(lower_qdq_mapped(qdq, source), qdq, fp32, source)
 
 
