@@ -29,8 +29,7 @@ def loaded_model(name: str, num_random: int = 8):  # -> vfpga.frontend.pipeline.
 
     logging.getLogger().setLevel(logging.ERROR)
     lm = load_model(export_model(name), num_random=num_random)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump(lm, fh)
-    tmp.replace(path)
+    from vfpga.fileio import atomic_write
+
+    atomic_write(path, lambda fh: pickle.dump(lm, fh))
     return lm

@@ -29,6 +29,7 @@ from vfpga.backend.binary import (
     write_vfb,
 )
 from vfpga.errors import BinaryFormatError
+from vfpga.fileio import OutputFileError
 from vfpga.hw import load_hw
 from vfpga.isa.codec import encode_one
 from vfpga.isa.spec import Opcode
@@ -143,7 +144,7 @@ def test_write_read_atomic(tmp_path: Path) -> None:
     assert p.read_bytes() == to_bytes(v)
     assert read_vfb(p, POOL16).text == v.text
     assert sorted(os.listdir(tmp_path)) == ["m.vfb"]  # no temporary left behind
-    with pytest.raises(BinaryFormatError, match="cannot write"):
+    with pytest.raises(OutputFileError, match=r"cannot write .*does not exist"):
         write_vfb(tmp_path / "missing-dir" / "m.vfb", v)
     with pytest.raises(BinaryFormatError, match="cannot read"):
         read_vfb(tmp_path / "nope.vfb")

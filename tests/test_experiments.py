@@ -66,7 +66,7 @@ def test_scenario_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('duration_ms = 5\n[[tenant]]\nname = "a"\ncores = 0\nmodel = "x"\n')
     r = CliRunner().invoke(cli, ["pool", "simulate", str(bad)])
-    assert r.exit_code != 0 and "'cores' must be a positive integer" in r.output
+    assert r.exit_code != 0 and "'cores' must be an integer in 1..16" in r.output
     bad.write_text('duration_ms = 5\n[[resize]]\ntenant = "z"\nat_ms = 1\ncores = 2\n'
                    '[[tenant]]\nname = "a"\ncores = 1\nmodel = "x"\n')
     r = CliRunner().invoke(cli, ["pool", "simulate", str(bad)])

@@ -275,7 +275,8 @@ def test_malformed_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_input_checks() -> None:
-    with pytest.raises(FrontendError, match=r"dynamic dimension 'N' at axis 0.*make_dynamic"):
+    with pytest.raises(FrontendError,
+                       match=r"the dynamic dimension 'N' at axis 0.*--input-shape x=1x3x8x8"):
         normalize(_relu_model(["N", 3, 8, 8]), "m.onnx")
     with pytest.raises(FrontendError, match="batch size 2"):
         normalize(_relu_model([2, 3, 8, 8]))

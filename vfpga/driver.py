@@ -25,7 +25,7 @@ written.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -323,12 +323,14 @@ def compile_model(
     progress: Progress | None = None,
     print_ir_after: Iterable[str] = (),
     keep_model: bool = True,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[LoadedModel | None, CompileResult]:
     """Compile a model file: ONNX (fp32, quantized first with the calibration options,
     or QDQ) or ``.mlir`` (``vfpga import`` output, or any later stage of the pipeline;
     then the first result is None). With ``keep_model=False`` the loaded ONNX models and
     graph are dropped once the ``dnn`` module is built (the first result is None): a
-    VGG-16 then compiles in ~1/3 less memory. See :func:`compile_module` for the rest."""
+    VGG-16 then compiles in ~1/3 less memory. ``input_shapes`` fixes ONNX graph input
+    dimensions (``--input-shape``). See :func:`compile_module` for the rest."""
     if str(path).endswith(".mlir"):
         module = read_module(path)
         return None, compile_module(module, hw, cores, passes=passes, progress=progress,
@@ -338,7 +340,7 @@ def compile_model(
 
     loaded: LoadedModel | None = load_model(
         path, calib=calib, num_random=num_random,  # type: ignore[arg-type]
-        calib_dir=calib_dir, seed=seed, keep_fp32=keep_model)
+        calib_dir=calib_dir, seed=seed, keep_fp32=keep_model, input_shapes=input_shapes)
     assert loaded is not None
     module = qgraph_to_module(loaded.graph)
     if not keep_model:

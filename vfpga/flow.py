@@ -183,6 +183,7 @@ def compile_file(
     passes: str | None = None,
     print_ir_after: tuple[str, ...] = (),
     keep_model: bool = True,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
 ):  # -> tuple[LoadedModel | None, CompileResult]
     """Load (quantizing an fp32 model) and compile ``path`` (ONNX or ``.mlir``) through
     the pass pipeline: :func:`vfpga.driver.compile_model`."""
@@ -190,4 +191,5 @@ def compile_file(
 
     return compile_model(path, hw, cores, passes=passes, calib=calib, num_random=num_random,
                          calib_dir=calib_dir, seed=seed, progress=progress,
-                         print_ir_after=print_ir_after, keep_model=keep_model)
+                         print_ir_after=print_ir_after, keep_model=keep_model,
+                         input_shapes=input_shapes)

@@ -19,22 +19,20 @@ dynamic re-targeting pass, which must not touch the weights).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
+import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vfpga.errors import BinaryFormatError, DecodeError
-from vfpga.hw.config import ISA_VERSION, HardwareConfig
+from vfpga.hw.config import BUFFER_NAMES, ISA_VERSION, HardwareConfig
 from vfpga.isa.codec import Program, decode
 from vfpga.isa.limits import MAX_CORES
 from vfpga.isa.spec import INSN_BYTES, Field, Opcode
@@ -66,6 +64,8 @@ LAYER_KINDS: tuple[str, ...] = ("conv", "pool", "eltwise", "concat", "host", "ot
 TENSOR_ROLES: tuple[str, ...] = ("input", "output", "activation", "constant")
 #: Tensor element types, by code.
 TENSOR_DTYPES: tuple[str, ...] = ("int8", "int32", "float32")
+#: Bytes per element of each tensor dtype.
+TENSOR_ITEMSIZE: dict[str, int] = {"int8": 1, "int32": 4, "float32": 4}
 #: Bytes per element of each tensor element type.
 DTYPE_BYTES: dict[str, int] = {"int8": 1, "int32": 4, "float32": 4}
 #: Tensor layouts, by code.
@@ -434,7 +434,9 @@ def validate(vfb: VfbFile, source: str) -> None:
     of layers (unless the program has no layer table at all); TEXT decodes; IFP tile
     bounds ordered and instruction ranges inside TEXT; each layer's IFP range inside the
     IFP table with matching ``layer``; enum values; tensors, and the DATA blob, inside
-    ``[0, ddr_size)``; host-op references.
+    ``[0, ddr_size)``; each tensor's size equal to its shape times its element size (rank 0: a raw
+    blob of any size);
+    host-op references.
     """
     if vfb.isa_version != ISA_VERSION:
         raise _fail(source, f"instruction-set version {vfb.isa_version}, this vfpga runs "
@@ -529,6 +531,10 @@ def validate(vfb: VfbFile, source: str) -> None:
                         "dimensions or a negative one")
         if np.isfinite(t.scale) and abs(t.scale) > float(np.finfo(np.float32).max):
             raise _fail(source, f"{what}: scale {t.scale} does not fit a float32")
+        n_bytes = math.prod(t.shape) * TENSOR_ITEMSIZE.get(t.dtype, 1)
+        if t.shape and t.size != n_bytes:  # rank 0: a raw blob of ``size`` bytes
+            raise _fail(source, f"{what}: shape {'x'.join(map(str, t.shape))} of "
+                        f"{t.dtype} holds {n_bytes} bytes, but its size is {t.size}")
         if t.ddr_offset < 0 or t.size < 0 or t.ddr_offset + t.size > vfb.ddr_size:
             raise _fail(source, f"{what}: DDR bytes [{t.ddr_offset}, {t.ddr_offset + t.size}) "
                         f"are not inside [0, ddr_size={vfb.ddr_size})")
@@ -653,31 +659,15 @@ def to_bytes(vfb: VfbFile) -> bytes:
 def write_vfb(path: str | os.PathLike[str], vfb: VfbFile) -> None:
     """Write ``vfb`` to ``path`` atomically (temporary file in the same folder, then
     ``os.replace``): either the complete file appears or the old one stays."""
-    data = to_bytes(vfb)
-    atomic_write(Path(path), data)
+    from vfpga.fileio import atomic_write
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``; an OSError becomes a :class:`BinaryFormatError` naming the path."""
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise BinaryFormatError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise BinaryFormatError(f"cannot write {path}: {exc.strerror}") from None
-        raise
+    atomic_write(path, to_bytes(vfb))
 
 
 # ----------------------------------------------------------------------- reader
+#: Largest binary the readers accept (VGG-16's is ~140 MB).
+MAX_BINARY_BYTES = 1 << 30
+
 @dataclass(frozen=True)
 class SectionEntry:
     """One section-directory entry: section ``kind`` occupies bytes
@@ -753,7 +743,13 @@ def _parse_fixed(head: bytes, source: str, actual_size: int) -> _Fixed:
 
 
 def _check_hw(fixed: _Fixed, source: str, hw: HardwareConfig | None) -> None:
-    if hw is None or fixed.fingerprint == hw.fingerprint:
+    if hw is None:
+        return
+    if fixed.fingerprint == hw.fingerprint:
+        if fixed.hw_name != hw.name:
+            raise _fail(source, f"hardware name '{fixed.hw_name}' at byte 48 disagrees with "
+                        f"the fingerprint, which is that of '{hw.name}' (a corrupt header; "
+                        "recompile the model)")
         return
     if fixed.hw_name == hw.name:
         also = (f"a different configuration also named '{hw.name}' (fingerprint "
@@ -877,6 +873,27 @@ def _enum(names: tuple[str, ...], code: int, source: str, where: str, what: str)
     return names[code]
 
 
+def _check_padding(mv: memoryview, hdr: VfbHeader, source: str) -> None:
+    """The bytes outside the header, the directory and the sections are zero, and the
+    trailer follows the last section directly."""
+    body_end = hdr.file_size - TRAILER_BYTES
+    spans = sorted((s.offset, s.offset + s.size) for s in hdr.sections.values())
+    last_end = max((e for _, e in spans), default=HEADER_BYTES)
+    if last_end != body_end:
+        raise _fail(source, f"{body_end - last_end} bytes between the end of the last section "
+                    f"(byte {last_end}) and the trailer (byte {body_end}); the trailer must "
+                    "follow the last section directly")
+    pos = HEADER_BYTES + DIR_ENTRY_BYTES * len(hdr.sections)
+    for start, end in spans:
+        if start > pos:
+            gap = np.frombuffer(mv[pos:start], np.uint8)
+            nz = np.flatnonzero(gap)
+            if nz.size:
+                raise _fail(source, f"padding byte {pos + int(nz[0])} (between bytes {pos} and "
+                            f"{start}) is not zero")
+        pos = max(pos, end)
+
+
 def from_bytes(
     data: bytes | bytearray | memoryview, source: str, hw: HardwareConfig | None = None
 ) -> VfbFile:
@@ -895,6 +912,7 @@ def from_bytes(
     _check_hw(fixed, source, hw)
     hdr = _header(data, fixed, source)
     mv = memoryview(data)
+    _check_padding(mv, hdr, source)
 
     def sect(kind: SectionKind) -> tuple[memoryview, int]:
         s = hdr.sections[kind]
@@ -995,16 +1013,59 @@ def from_bytes(
         _program=(text, program),
     )
     validate(vfb, source)
+    if hw is not None:
+        check_hw_limits(vfb, hw, source)
     return vfb
 
 
-def read_vfb(path: str | os.PathLike[str], hw: HardwareConfig | None = None) -> VfbFile:
-    """Read and check the ``.vfb`` file ``path`` (see :func:`from_bytes`)."""
+def check_hw_limits(vfb: VfbFile, hw: HardwareConfig, source: str) -> None:
+    """Check ``vfb`` against the hardware it runs on: its core count, its DDR size, and
+    every IFP's recorded buffer usage within ``hw``'s cores, DDR and buffers. Raise
+    :class:`BinaryFormatError` naming the field."""
+    if vfb.num_cores > hw.num_cores:
+        raise _fail(source, f"the binary uses {vfb.num_cores} cores, the hardware "
+                    f"'{hw.name}' has {hw.num_cores}")
+    if vfb.ddr_size > hw.ddr_bytes:
+        raise _fail(source, f"ddr_size {vfb.ddr_size:,} is more than the hardware's "
+                    f"{hw.ddr_bytes:,} bytes of DDR")
+    ifps = vfb.ifps
+    for name in BUFFER_NAMES:
+        if not len(ifps):
+            break
+        limit = hw.buffer_size(name)
+        bad = np.flatnonzero(ifps[name].astype(np.int64) > limit)
+        if bad.size:
+            i = int(bad[0])
+            raise _fail(source, f"IFP #{i} (layer {int(ifps['layer'][i])}): uses "
+                        f"{int(ifps[name][i]):,} bytes of {name}, the hardware has {limit:,}")
+
+
+def read_capped(path: str | os.PathLike[str], max_bytes: int = MAX_BINARY_BYTES) -> bytes:
+    """The bytes of the binary ``path``, read with a size cap: the fixed header first
+    (a file that is not a vfpga binary, ``/dev/zero`` for one, fails there), then exactly
+    the size its header records, which must not exceed ``max_bytes``, then end of file.
+    Raises :class:`BinaryFormatError` naming the path."""
+    source = str(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER_BYTES)
+            if len(head) < HEADER_BYTES or head[:8] != MAGIC:
+                _parse_fixed(head, source, len(head))  # raises: truncated or bad magic
+            declared = int(np.frombuffer(head, HEADER_DTYPE, count=1)[0]["file_size"])
+            if declared > max_bytes:
+                raise _fail(source, f"the header (byte 64) records {declared:,} bytes, more "
+                            f"than the {max_bytes:,} bytes a binary may have")
+            rest = fh.read(max(declared - HEADER_BYTES, 0) + 1)
     except OSError as exc:
-        raise BinaryFormatError(f"cannot read {path}: {exc.strerror}") from None
-    return from_bytes(data, str(path), hw)
+        raise BinaryFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return head + rest
+
+
+def read_vfb(path: str | os.PathLike[str], hw: HardwareConfig | None = None,
+             max_bytes: int = MAX_BINARY_BYTES) -> VfbFile:
+    """Read and check the ``.vfb`` file ``path`` (see :func:`read_capped` and
+    :func:`from_bytes`)."""
+    return from_bytes(read_capped(path, max_bytes), str(path), hw)
 
 
 @dataclass(frozen=True)

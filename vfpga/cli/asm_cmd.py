@@ -51,13 +51,13 @@ def objdump(binary: Path, full_contents: bool, hw_name: str | None,
             output: Path | None) -> None:
     """Print the .vfb binary BINARY: header, section table, layer table, IFP table, tensor
     map, host ops and every instruction, as assembly (non-assembly lines are ; comments)."""
-    from vfpga.backend.binary import atomic_write
+    from vfpga.backend.binary import read_capped
     from vfpga.backend.disasm import objdump as listing
+    from vfpga.fileio import atomic_write, check_writable
 
-    try:
-        data = binary.read_bytes()
-    except OSError as exc:
-        raise VfpgaError(f"cannot read {binary}: {exc.strerror}") from None
+    if output is not None:
+        check_writable(output)
+    data = read_capped(binary)
     text = listing(data, str(binary), full_contents=full_contents, hw=_hw(hw_name))
     if output is None:
         click.echo(text, nl=False)

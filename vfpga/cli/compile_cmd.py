@@ -12,7 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vfpga.cli.options import Calibration, calib_options, calibration, target_options
+from vfpga.cli.options import (
+    Calibration,
+    calib_options,
+    calibration,
+    input_shape_option,
+    target_options,
+)
 from vfpga.errors import VfpgaError
 from vfpga.hw import HardwareConfig, HardwareConfigError, load_hw
 
@@ -27,9 +33,14 @@ def _hw(name: str) -> HardwareConfig:
 def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
              console: Console,
              passes: str | None = None, print_ir_after: tuple[str, ...] = (),
-             keep_model: bool = True):
+             keep_model: bool = True, input_shape: tuple[str, ...] = ()):
     """Compile ``model`` (ONNX or ``.mlir``) through the pass pipeline with a progress
     bar; returns ``(loaded model or None, CompileResult, seconds)``."""
+    from vfpga.frontend.model_checks import parse_input_shapes
+
+    shapes = parse_input_shapes(input_shape)
+    if shapes and model.suffix == ".mlir":
+        raise VfpgaError("--input-shape applies to an ONNX model, not .mlir")
     if not 1 <= cores <= hw.num_cores:
         raise VfpgaError(f"--cores {cores}: {hw.name} has {hw.num_cores} cores")
     if model.suffix != ".mlir":
@@ -59,7 +70,7 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
 
         loaded, res = compile_file(model, hw, cores, **cal.kwargs(), progress=progress,
                                    passes=passes, print_ir_after=print_ir_after,
-                                   keep_model=keep_model)
+                                   keep_model=keep_model, input_shapes=shapes)
     return loaded, res, time.perf_counter() - t0
 
 
@@ -124,6 +135,7 @@ def pipeline_options(f):
               help="The .vfb binary to write.")
 @target_options
 @calib_options
+@input_shape_option
 @pipeline_options
 @click.option("--time-passes", is_flag=True,
               help="Print the seconds spent in each pass, verification and linking.")
@@ -131,7 +143,8 @@ def pipeline_options(f):
               help="Print the default pass pipeline (for --hw/--cores) and exit.")
 def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
              calib_dir: Path | None, calib_random: int | None, seed: int,
-             passes: str | None, print_ir_after: tuple[str, ...], time_passes: bool,
+             input_shape: tuple[str, ...], passes: str | None,
+             print_ir_after: tuple[str, ...], time_passes: bool,
              print_pipeline: bool) -> None:
     """Compile MODEL into an accelerator binary through the pass pipeline.
 
@@ -139,6 +152,7 @@ def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
     of `vfpga import`, or a later stage of the pipeline (then give the remaining passes
     with -p)."""
     from vfpga.backend.binary import write_vfb
+    from vfpga.fileio import check_writable
 
     if print_pipeline:
         from vfpga.driver import default_pipeline
@@ -152,8 +166,9 @@ def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
         raise VfpgaError("the calibration options apply to an fp32 ONNX model, not .mlir")
     console = Console(stderr=True)
     hw = _hw(hw_name)
+    check_writable(output)
     _loaded, res, secs = _compile(model, hw, cores, cal, console, passes, print_ir_after,
-                                  keep_model=False)
+                                  keep_model=False, input_shape=input_shape)
     if res.vfb.hw_fingerprint != hw.fingerprint and passes is not None:
         console.print(f"note: the pipeline tiled for hardware '{res.vfb.hw_name}'")
     write_vfb(output, res.vfb)
@@ -187,6 +202,7 @@ def _hw_of_result(res, hw: HardwareConfig) -> HardwareConfig:
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @target_options
 @calib_options
+@input_shape_option
 @click.option("-p", "--passes", "passes", metavar="SPEC", default=None,
               help="Compile with this pass pipeline instead of the default one (see "
                    "vfpga compile -p).")
@@ -200,8 +216,8 @@ def _hw_of_result(res, hw: HardwareConfig) -> HardwareConfig:
                    "onnxruntime bit for bit, see docs/conformance.md).")
 @click.option("--all-layers", is_flag=True, help="Print every layer, not only a summary.")
 def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
-          calib_random: int | None, seed: int, num_inputs: int, ort_inputs: int,
-          min_cosine: float, all_layers: bool, passes: str | None) -> None:
+          calib_random: int | None, seed: int, input_shape: tuple[str, ...], num_inputs: int,
+          ort_inputs: int, min_cosine: float, all_layers: bool, passes: str | None) -> None:
     """Quantize if needed, compile, emulate, and compare the emulator's bytes with the
     integer reference (every layer) and the reference with onnxruntime. Fails (exit 1)
     when any layer's bytes differ, or the cosine with onnxruntime is below --min-cosine."""
@@ -214,7 +230,7 @@ def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
         raise VfpgaError(f"{model}: vfpga check needs the ONNX model (it compares with "
                          "onnxruntime); compile a .mlir with vfpga compile")
     loaded, res, secs = _compile(model, hw, cores, calibration(calib_dir, calib_random, seed),
-                                 Console(stderr=True), passes)
+                                 Console(stderr=True), passes, input_shape=input_shape)
     assert loaded is not None
     cores = res.vfb.num_cores
     hw = _hw_of_result(res, hw)

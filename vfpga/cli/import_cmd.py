@@ -9,34 +9,24 @@ over 64 bytes elided) or writes it, complete, atomically.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import click
 
-from vfpga.cli.options import calib_options, calibration
+from vfpga.cli.options import calib_options, calibration, input_shape_option
 from vfpga.errors import VfpgaError
+from vfpga.fileio import atomic_write, check_writable
 
 ELIDE_BYTES = 64
 """Constants longer than this print elided on a terminal (``--elide``)."""
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``: either the complete file appears or the old one stays."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (:func:`vfpga.fileio.atomic_write`)."""
+    atomic_write(path, text)
 
 
 def module_text(module: Any) -> str:
@@ -54,10 +44,11 @@ def module_text(module: Any) -> str:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Write the IR to this file (default: print it).",
 )
 @calib_options
+@input_shape_option
 @click.option(
     "--elide/--no-elide",
     default=None,
@@ -71,6 +62,7 @@ def import_(
     calib_random: int | None,
     calib_dir: Path | None,
     seed: int,
+    input_shape: tuple[str, ...],
     elide: bool | None,
 ) -> None:
     """Import the ONNX MODEL and print its `dnn` IR (or write it with -o).
@@ -81,10 +73,15 @@ def import_(
     from xdsl.utils.exceptions import VerifyException
 
     from vfpga.dialects.dnn_convert import qgraph_to_module
+    from vfpga.frontend.model_checks import parse_input_shapes
     from vfpga.frontend.pipeline import load_qgraph
 
+
     cal = calibration(calib_dir, calib_random, seed)
-    graph, _qdq_model = load_qgraph(str(model), **cal.kwargs())  # FrontendError passes through
+    if output is not None:
+        check_writable(output)
+    graph, _qdq_model = load_qgraph(str(model), **cal.kwargs(),  # FrontendError passes through
+                                    input_shapes=parse_input_shapes(input_shape) or None)
     module = qgraph_to_module(graph)
     try:
         module.verify()

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "import": ("vfpga.cli.import_cmd", "import_", "Import an ONNX model and print dnn IR."),
     "reference": ("vfpga.cli.reference_cmd", "reference", "Run the integer reference."),
     "pool": ("vfpga.cli.pool_cmd", "pool", "Multi-tenant pool: simulate a scenario."),
+    "serve": ("vfpga.cli.serve_cmd", "serve", "Serve models to tenants over KServe v2 "
+              "(HTTP)."),
     "experiment": ("vfpga.cli.experiment_cmd", "experiment", "Reproduce the paper's "
                    "experiments on the timing model."),
 }

@@ -29,6 +29,10 @@ _CALIB = [
                  help="Seed of the random calibration inputs."),
 ]
 
+_INPUT_SHAPE = click.option(
+    "--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x640x640",
+    help="Fix the dimensions of graph input NAME (dynamic ones included).")
+
 _TARGET = [
     click.option("--hw", "hw_name", default=DEFAULT_HW, show_default=True,
                  help="Hardware preset or configuration JSON (pass option dnn-tile{hw=...})."),
@@ -47,6 +51,12 @@ def _apply(options: list[Any], f: F) -> F:
 def calib_options(f: F) -> F:
     """``--calib-dir``, ``--calib-random``, ``--seed`` (see :func:`calibration`)."""
     return _apply(_CALIB, f)
+
+
+def input_shape_option(f: F) -> F:
+    """``--input-shape NAME=1x3x640x640`` (repeatable; see
+    :func:`vfpga.frontend.model_checks.parse_input_shapes`)."""
+    return _apply([_INPUT_SHAPE], f)
 
 
 def target_options(f: F) -> F:

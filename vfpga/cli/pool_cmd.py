@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,11 +28,15 @@ def run_scenario(scenario: Path, plot: Path | None = None, quiet: bool = False) 
     from rich.console import Console
     from rich.table import Table
 
-    from vfpga.runtime.scenario import load_scenario, simulate, timeline_plot
+    from vfpga.experiments.models import compiled_model
+    from vfpga.fileio import check_writable
+    from vfpga.runtime.scenario import load_scenario, simulate
 
     console = Console(width=max(Console().width, 120))
     sc = load_scenario(scenario)
-    reports = simulate(sc, log=None if quiet else console.print)
+    out = check_writable(plot or scenario.with_suffix(".timeline.png"))
+    reports = simulate(sc, log=None if quiet else console.print,
+                       compile_model=lambda name, hw: compiled_model(name, hw).vfb)
     table = Table(title=f"{scenario.name}: {sc.duration_ms:g} ms on {sc.hw}")
     for col in ("tenant", "model", "inferences", "inferences/s", "mean latency ms",
                 "p99 latency ms", "reconfigurations ms", "note"):
@@ -41,7 +46,32 @@ def run_scenario(scenario: Path, plot: Path | None = None, quiet: bool = False) 
                       f"{r.mean_latency_ms:.3f}", f"{r.p99_latency_ms:.3f}",
                       ", ".join(f"{x:.3f}" for x in r.reconfig_ms) or "-", r.error or "")
     console.print(table)
-    out = plot or scenario.with_suffix(".timeline.png")
     timeline_plot(sc, reports, out)
     console.print(f"timeline plot: {out}")
     return reports
+
+
+def timeline_plot(sc: Any, reports: dict[str, Any], path: Path) -> None:
+    """Cores held (top) and cumulative completed inferences (bottom) per tenant over time
+    (the bottom curves' slopes are the tenants' throughputs)."""
+    from vfpga.experiments.common import pyplot, save_figure
+
+    plt = pyplot()
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    for k, rep in enumerate(reports.values()):
+        color = f"C{k}"
+        if rep.cores:
+            xs = [t for t, _ in rep.cores] + [sc.duration_ms]
+            ys = [c for _, c in rep.cores]
+            # a small vertical offset keeps tenants holding equal core counts visible
+            a1.step(xs, [y + 0.08 * k for y in ys + ys[-1:]], where="post", color=color,
+                    label=f"{rep.name} ({rep.model})")
+        done = sorted(rep.completions_ms)
+        a2.step([0.0, *done, sc.duration_ms], [0, *range(1, len(done) + 1), len(done)],
+                where="post", color=color, label=rep.name)
+    a1.set_ylabel("cores")
+    a1.legend(fontsize=7)
+    a2.set_ylabel("completed inferences")
+    a2.set_xlabel("time (ms)")
+    fig.suptitle(f"scenario {Path(sc.source).name}")
+    save_figure(fig, path)

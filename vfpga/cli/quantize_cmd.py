@@ -4,30 +4,21 @@ to QDQ int8 with onnxruntime (see docs/quantization.md)."""
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import click
 
 from vfpga.cli.options import calib_options, calibration
+from vfpga.fileio import atomic_write, check_writable
 
 
 def _write_atomic(model: object, out: Path) -> None:
-    """Save ``model`` to ``out`` through a temporary file in the same folder."""
+    """Save ``model`` to ``out`` atomically (:func:`vfpga.fileio.atomic_write`)."""
     import onnx
 
     assert isinstance(model, onnx.ModelProto)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out, model.SerializeToString())
 
 
 @click.command("quantize")
@@ -45,6 +36,9 @@ def quantize(model: Path, output: Path, calib_dir: Path | None, calib_random: in
     from vfpga.quant import quantize_model
 
     cal = calibration(calib_dir, calib_random, seed)
+    if output.parent != Path() and not output.parent.exists():
+        output.parent.mkdir(parents=True, exist_ok=True)  # -o may name a new folder
+    check_writable(output)
     console = Console(stderr=True)
     norm, report = normalize_with_report(model)
     rw = ", ".join(f"{k} {v}" for k, v in sorted(report.rewrites.items()) if v)

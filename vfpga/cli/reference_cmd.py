@@ -3,41 +3,25 @@ with ONNX Runtime on the QDQ model (final outputs over many inputs, or layer by 
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import click
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from vfpga.errors import VfpgaError
+from vfpga.fileio import atomic_write, check_writable, read_npy
 
 
 def _load_input(path: str) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise VfpgaError(f"{path}: not a readable .npy array ({exc})") from None
+    x = read_npy(path)
     if not np.issubdtype(x.dtype, np.floating):
         raise VfpgaError(f"{path}: the input must be a float array (got {x.dtype})")
     return x.astype(np.float32)
 
 
 def _save_npy(path: str, arr: np.ndarray) -> None:
-    """Write ``arr`` to ``path`` through a temporary file in the same folder."""
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise VfpgaError(f"{path}: the folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``arr`` to ``path`` as .npy, atomically."""
+    atomic_write(path, lambda fh: np.save(fh, arr))
 
 
 @click.command("reference")
@@ -111,6 +95,8 @@ def reference(
 
     if calib_random is not None and calib_dir is not None:
         raise click.UsageError("use either --calib-random or --calib-dir, not both")
+    if output:
+        check_writable(output)
     console = Console()
     loaded = load_model(
         model,

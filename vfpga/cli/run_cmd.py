@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import re
 from pathlib import Path
+from typing import IO
 
 import click
 import numpy as np
@@ -15,23 +15,64 @@ from rich.table import Table
 from vfpga.backend.binary import VfbFile, read_vfb
 from vfpga.cli.coresets import parse_cores
 from vfpga.emulator import Accelerator, TaskResult
+from vfpga.emulator.ddr import REGION_ALIGN
+from vfpga.emulator.machine import TensorSpec
+from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
 from vfpga.errors import EmulatorFault, VfpgaError
+from vfpga.fileio import atomic_write, check_writable, read_npy
 from vfpga.hw import HardwareConfigError, load_hw
 
 
 def _save_npy(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write one array as .npy or several as .npz, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if len(arrays) == 1 and path.suffix != ".npz":
-                np.save(fh, next(iter(arrays.values())))
-            else:
-                np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs: a key could be allow_pickle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(fh: IO[bytes]) -> None:
+        if len(arrays) == 1 and path.suffix != ".npz":
+            np.save(fh, next(iter(arrays.values())))
+        else:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+
+    atomic_write(path, write)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gib": 1 << 30, "kb": 1000, "mb": 10**6, "gb": 10**9}
+
+
+def parse_bytes(text: str, option: str) -> int:
+    """A byte count such as ``4096``, ``256MiB`` or ``2GiB`` (binary units; kB/MB/GB are
+    decimal)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS or int(m.group(1)) < 1:
+        raise VfpgaError(f"{option} {text}: expected a positive byte count such as 4096, "
+                         "256MiB or 2GiB")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def input_array(path: Path, t: TensorSpec) -> np.ndarray:
+    """The ``--input`` array for tensor ``t``: a float array in NCHW (checked against the
+    whole shape, then transposed to the tensor's NHWC), or an int8 array as stored."""
+    arr = read_npy(path)
+    nchw = (t.layout == "nhwc" and len(t.shape) == 4)
+    want = user_shape(t)
+    if arr.dtype.kind == "f":
+        if tuple(arr.shape) != want:
+            raise VfpgaError(
+                f"--input {path}: a float array must be {'NCHW ' if nchw else ''}"
+                f"{'x'.join(map(str, want))} for input '{t.name}', got "
+                f"{'x'.join(map(str, arr.shape))}"
+            )
+        return to_stored(t, arr)
+    if arr.dtype == np.int8:
+        if tuple(arr.shape) != tuple(t.shape):
+            raise VfpgaError(
+                f"--input {path}: an int8 array is taken as stored and must be {t.layout} "
+                f"{'x'.join(map(str, t.shape))} for input '{t.name}', got "
+                f"{'x'.join(map(str, arr.shape))} (or pass float NCHW values)"
+            )
+        return arr
+    raise VfpgaError(f"--input {path}: dtype {arr.dtype} is neither float (NCHW, quantized) nor "
+                     "int8 (as stored)")
 
 
 def _parse_switch(spec: str, vfb: VfbFile, pool: int) -> tuple[int, list[int]]:
@@ -73,8 +114,11 @@ def stats_table(res: TaskResult, title: str) -> Table:
 @click.command()
 @click.argument("binary", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--input", "-i", "inputs", multiple=True, metavar="[NAME=]FILE.npy",
-              help="Input tensor (int8 as is, float quantized with the tensor's scale/zero "
-                   "point). Default: a seeded random int8 input.")
+              help="Input tensor. A float array is NCHW (as `vfpga reference --input` takes "
+                   "it and as outputs are written), of exactly the tensor's shape, and is "
+                   "quantized with the tensor's scale/zero point; an int8 array is taken as "
+                   "stored, in the tensor's own layout (NHWC for activations). Default: a "
+                   "seeded random int8 input.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the output tensor(s) (.npy for one, .npz for several).")
 @click.option("--cores", default=None, help="Cores to run on: N, 0-7 or 0,3,5 "
@@ -83,11 +127,18 @@ def stats_table(res: TaskResult, title: str) -> Table:
               "binary's).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random input.")
 @click.option("--dequantize", is_flag=True, help="Write float outputs (scale * (q - zp)).")
+@click.option("--ddr-limit", default="1GiB", show_default=True, metavar="BYTES",
+              help="Most DDR a binary may declare (e.g. 256MiB, 2GiB); larger binaries are "
+                   "refused before anything is allocated.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=600.0,
+              show_default=True, metavar="SECONDS",
+              help="Wall-time budget of the emulation; a run over it fails.")
 @click.option("--switch-at", "switches", multiple=True, metavar="LAYER:CORES",
               help="Context switch: after the barrier of LAYER (index or name), continue on "
                    "CORES (N, 0-7 or 0,3,5), re-targeted by the dynamic pass. Repeatable.")
 def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str | None,
-        hw_name: str | None, seed: int, dequantize: bool, switches: tuple[str, ...]) -> None:
+        hw_name: str | None, seed: int, dequantize: bool, ddr_limit: str, time_limit: float,
+        switches: tuple[str, ...]) -> None:
     """Run BINARY on the emulator and print per-core statistics. Host ops (Softmax, LRN)
     run on the CPU between layers. Outputs are written NCHW (a 1x1 map as N x C).
 
@@ -95,6 +146,9 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     was compiled for is re-targeted to them by the dynamic pass first (`vfpga realloc`)."""
     if not binary.is_file():
         raise VfpgaError(f"{binary}: no such file")
+    if output is not None:
+        check_writable(output)
+    max_ddr = parse_bytes(ddr_limit, "--ddr-limit")
     try:
         hw = load_hw(hw_name) if hw_name else None
     except HardwareConfigError as exc:
@@ -130,9 +184,13 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     elif plan:
         raise VfpgaError(f"{binary}: has no dispatch table (routed by core fields); "
                          "--switch-at needs a compiled binary")
-    acc = Accelerator(hw)
+    if vfb.ddr_size > max_ddr:
+        raise VfpgaError(f"{binary}: the binary declares {vfb.ddr_size:,} bytes of DDR, more "
+                         f"than --ddr-limit ({max_ddr:,} bytes); pass a larger --ddr-limit if "
+                         "you trust it")
+    acc = Accelerator(hw, ddr_bytes=-(-max(vfb.ddr_size, 1) // REGION_ALIGN) * REGION_ALIGN)
     task = acc.create_task(binary.stem, core_list, vfb.ddr_size)
-    task.load(vfb)
+    task.load(vfb, str(binary))
     in_tensors = [t for t in vfb.tensors if t.role == "input"]
     given: dict[str, Path] = {}
     for spec in inputs:
@@ -145,23 +203,20 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
                 )
             name = in_tensors[0].name
         given[name] = Path(file)
+    unknown = sorted(set(given) - {t.name for t in in_tensors})
+    if unknown:
+        raise VfpgaError(f"--input {unknown[0]}=...: the binary has no input '{unknown[0]}' "
+                         f"(inputs: {', '.join(t.name for t in in_tensors)})")
     rng = np.random.default_rng(seed)
     for t in in_tensors:
         if t.name in given:
-            try:
-                arr = np.load(given[t.name])
-            except (OSError, ValueError) as exc:
-                raise VfpgaError(f"--input {given[t.name]}: cannot read .npy: {exc}") from None
-            if arr.size != int(np.prod(t.shape)):
-                raise VfpgaError(
-                    f"--input {given[t.name]}: shape {arr.shape} does not match input "
-                    f"'{t.name}' of shape {t.shape} ({t.layout})"
-                )
+            arr = input_array(given[t.name], t)
         else:
             click.echo(f"note: no --input for '{t.name}': using a random int8 input (seed {seed})",
                        err=True)
             arr = rng.integers(-128, 128, size=t.shape, dtype=np.int8)
-        task.write_tensor(t.name, arr.reshape(t.shape) if arr.dtype == np.int8 else arr)
+        task.write_tensor(t.name, arr)
+    task.set_budget(time_limit)
     where = f"cores {core_list}"
     for layer, new_cores in sorted(plan, key=lambda p: p[0]):
         from vfpga.backend.retarget import allocate
@@ -192,11 +247,7 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     for t in vfb.tensors:
         if t.role != "output":
             continue
-        q = task.read_tensor(t.name)
-        if t.layout == "nhwc" and q.ndim == 4:  # written as NCHW; 1x1 maps as (N, C)
-            q = q.transpose(0, 3, 1, 2)
-            if q.shape[2:] == (1, 1):
-                q = q.reshape(q.shape[:2])
+        q = from_stored(t, task.read_tensor(t.name))  # NCHW; 1x1 maps as (N, C)
         if dequantize and t.dtype == "int8":
             outs[t.name] = t.scale * (q.astype(np.float32) - t.zero_point)
         else:

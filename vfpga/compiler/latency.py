@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 from vfpga.hw.config import HardwareConfig
 from vfpga.hw.costs import compute_cycles, core_bytes_per_cycle, insn_cycles
-from vfpga.isa.spec import MODULE_OF, Buffer, Dep, FieldDict, Module, Opcode
+from vfpga.isa.spec import MODULE_OF, Buffer, Dep, FieldDict, Module, Opcode, TokenQueue
 
 __all__ = [
     "column_geometry",
@@ -28,8 +28,12 @@ __all__ = [
 ]
 
 
-_PREV = {Module.LOAD: None, Module.CALC: Module.LOAD, Module.SAVE: Module.CALC}
-_NEXT = {Module.LOAD: Module.CALC, Module.CALC: Module.SAVE, Module.SAVE: None}
+_PREV: dict[Module, Module | None] = {
+    Module.LOAD: None, Module.CALC: Module.LOAD, Module.SAVE: Module.CALC
+}
+_NEXT: dict[Module, Module | None] = {
+    Module.LOAD: Module.CALC, Module.CALC: Module.SAVE, Module.SAVE: None
+}
 
 
 def simulate(
@@ -49,7 +53,7 @@ def simulate(
     }
     for op, f in insns:
         queues[MODULE_OF[op]].append((op, f))
-    tokens: dict[tuple[Module, Module], deque[int]] = {
+    tokens: dict[TokenQueue, deque[int]] = {
         (a, b): deque() for a in queues for b in queues if a != b
     }
     tokens[(Module.CALC, Module.LOAD)].append(0)
@@ -69,17 +73,17 @@ def simulate(
                     waits.append((_PREV[m], m))
                 if deps & Dep.WAIT_NEXT:
                     waits.append((_NEXT[m], m))
-                if any(not tokens[k] for k in waits):  # type: ignore[index]
+                if any(not tokens[k] for k in waits):
                     break
                 start = free[m]
                 for k in waits:
-                    start = max(start, tokens[k].popleft())  # type: ignore[index]
+                    start = max(start, tokens[k].popleft())
                 end = start + insn_cycles(op, f, hw, bpc)
                 free[m] = end
                 if deps & Dep.SIGNAL_PREV:
-                    tokens[(m, _PREV[m])].append(end)  # type: ignore[index]
+                    tokens[(m, _PREV[m])].append(end)
                 if deps & Dep.SIGNAL_NEXT:
-                    tokens[(m, _NEXT[m])].append(end)  # type: ignore[index]
+                    tokens[(m, _NEXT[m])].append(end)
                 heads[m] += 1
                 remaining -= 1
                 progressed = True

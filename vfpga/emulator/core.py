@@ -43,6 +43,7 @@ from vfpga.isa.spec import (
     Module,
     Opcode,
     PoolMode,
+    TokenQueue,
 )
 
 _L, _C, _S = Module.LOAD, Module.CALC, Module.SAVE
@@ -119,7 +120,7 @@ class Core:
     def reset(self) -> None:
         """Reset tokens to the initial credits, and clear clocks and hazard stamps (a core
         handed to a new task or context)."""
-        self.tokens: dict[tuple[Module, Module], deque[tuple[int, int, int]]] = {
+        self.tokens: dict[TokenQueue, deque[tuple[int, int, int]]] = {
             (a, b): deque() for a in (_L, _C, _S) for b in (_L, _C, _S) if a != b
         }
         # the initial buffer credits (docs/isa.md): one CALC->LOAD and one SAVE->CALC token
@@ -187,15 +188,15 @@ class Core:
     # ------------------------------------------------------------------ tokens
     def _can_start(self, m: Module, deps: int) -> bool:
         prev, nxt = _NEIGHBOURS[m]
-        if deps & Dep.WAIT_PREV and not self.tokens[(prev, m)]:  # type: ignore[index]
+        if deps & Dep.WAIT_PREV and not self.tokens[(prev, m)]:
             return False
-        return not (deps & Dep.WAIT_NEXT and not self.tokens[(nxt, m)])  # type: ignore[index]
+        return not (deps & Dep.WAIT_NEXT and not self.tokens[(nxt, m)])
 
     def _pop(self, m: Module, deps: int) -> None:
         prev, nxt = _NEIGHBOURS[m]
         for bit, src in ((Dep.WAIT_PREV, prev), (Dep.WAIT_NEXT, nxt)):
             if deps & bit:
-                snap = self.tokens[(src, m)].popleft()  # type: ignore[index]
+                snap = self.tokens[(src, m)].popleft()
                 vc = self.vc[m]
                 for k in range(3):
                     if snap[k] > vc[k]:
@@ -207,9 +208,9 @@ class Core:
         vc[m] = self.seq[m]
         snap = (vc[0], vc[1], vc[2])
         if deps & Dep.SIGNAL_PREV:
-            self.tokens[(m, prev)].append(snap)  # type: ignore[index]
+            self.tokens[(m, prev)].append(snap)
         if deps & Dep.SIGNAL_NEXT:
-            self.tokens[(m, nxt)].append(snap)  # type: ignore[index]
+            self.tokens[(m, nxt)].append(snap)
 
     def barrier(self) -> None:
         """All modules drained at a SYNC or END: every module is ordered after all others."""
@@ -258,9 +259,9 @@ class Core:
                 deps = int(ctx.program.deps[i])
                 prev, nxt = _NEIGHBOURS[m]
                 waits = []
-                if deps & Dep.WAIT_PREV and not self.tokens[(prev, m)]:  # type: ignore[index]
+                if deps & Dep.WAIT_PREV and not self.tokens[(prev, m)]:
                     waits.append(f"a token from {prev.name}")  # type: ignore[union-attr]
-                if deps & Dep.WAIT_NEXT and not self.tokens[(nxt, m)]:  # type: ignore[index]
+                if deps & Dep.WAIT_NEXT and not self.tokens[(nxt, m)]:
                     waits.append(f"a token from {nxt.name}")  # type: ignore[union-attr]
                 lines.append(f"{describe(ctx, self.index, i)} waits for {' and '.join(waits)}")
         return "deadlock: no module can proceed: " + "; ".join(lines)

@@ -38,32 +38,62 @@ class Region:
 
 
 class DDR:
-    """The pool's DDR as one lazily-zeroed byte array with a first-fit region allocator."""
+    """The pool's DDR as one lazily-zeroed byte array with a first-fit region allocator.
+
+    The array comes from the operating system zeroed and untouched; allocating a region
+    zeroes only the part of it that an earlier region may have written (below the high
+    mark), so a region's pages cost memory only once the program touches them.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.mem = np.zeros(size, dtype=np.uint8)
         self._regions: dict[int, int] = {}  # base -> bound
+        self._high = 0  # bytes at and above this offset were never part of a region
 
-    def allocate(self, nbytes: int) -> Region:
-        """Reserve a zeroed region of at least ``nbytes`` bytes (aligned)."""
-        need = max(REGION_ALIGN, -(-nbytes // REGION_ALIGN) * REGION_ALIGN)
+    def fits(self, nbytes: int) -> bool:
+        """Whether :meth:`allocate` of ``nbytes`` would succeed now."""
+        need = self._need(nbytes)
+        return self._first_fit(need) + need <= self.size
+
+    @staticmethod
+    def _need(nbytes: int) -> int:
+        return max(REGION_ALIGN, -(-nbytes // REGION_ALIGN) * REGION_ALIGN)
+
+    def _first_fit(self, need: int) -> int:
         cursor = 0
         for base in sorted(self._regions):
             if base - cursor >= need:
                 break
             cursor = base + self._regions[base]
+        return cursor
+
+    def allocate(self, nbytes: int) -> Region:
+        """Reserve a zeroed region of at least ``nbytes`` bytes (aligned)."""
+        need = self._need(nbytes)
+        cursor = self._first_fit(need)
         if cursor + need > self.size:
             raise MemoryError(
                 f"DDR exhausted: need {need} bytes, {self.size - self.used()} free of {self.size}"
             )
         self._regions[cursor] = need
-        self.mem[cursor : cursor + need] = 0
+        self.mem[cursor : min(cursor + need, self._high)] = 0
+        self._high = max(self._high, cursor + need)
         return Region(cursor, need, self.mem[cursor : cursor + need])
 
     def free(self, region: Region) -> None:
         """Release a region (its bytes are zeroed on the next allocation)."""
-        self._regions.pop(region.base, None)
+        if self._regions.get(region.base) == region.bound:
+            del self._regions[region.base]
+
+    def reclaim(self, region: Region) -> None:
+        """Take back ``region`` exactly as it was (base, bound, bytes) after a :meth:`free`
+        that must be undone; raises MemoryError if another region took part of it."""
+        lo, hi = region.base, region.base + region.bound
+        for base, bound in self._regions.items():
+            if base < hi and lo < base + bound:
+                raise MemoryError(f"DDR [0x{lo:x}, 0x{hi:x}) is no longer free")
+        self._regions[region.base] = region.bound
 
     def used(self) -> int:
         """Bytes currently allocated to regions."""

@@ -25,3 +25,7 @@ class DeadlockFault(EmulatorFault):
 class ExecutionFault(EmulatorFault):
     """An instruction's operands are inconsistent (for example a kernel larger than its
     padded input, or channels not divisible by groups)."""
+
+
+class BudgetFault(EmulatorFault):
+    """A run went over its wall-time budget (:meth:`vfpga.emulator.machine.Task.set_budget`)."""

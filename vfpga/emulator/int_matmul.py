@@ -25,11 +25,15 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
 
 from vfpga.isa.float32 import U8_BIAS
+
+if TYPE_CHECKING:  # onnxruntime is imported where a session is made (it is slow to load)
+    from onnxruntime import InferenceSession
 
 __all__ = ["IntMatmul", "backend", "current_threads", "require", "threads",
            "unavailable_reason"]
@@ -39,7 +43,16 @@ ENV_DISABLE = "VFPGA_EMULATOR_INT_MATMUL"
 
 _OUTPUTS = ["Y"]
 _lock = threading.Lock()
-_state: dict[str, object] = {}
+
+
+class _State(TypedDict, total=False):
+    """What :func:`backend` decided: the backend (None if unavailable) and why not."""
+
+    backend: IntMatmul | None
+    why: str | None
+
+
+_state: _State = {}
 _local = threading.local()
 
 
@@ -60,7 +73,7 @@ class IntMatmul:
         if run is None:
             sess = _make_session(nthreads)
             inner = getattr(sess, "_sess", None)
-            run = inner.run if inner is not None and hasattr(inner, "run") else sess.run  # type: ignore[attr-defined]
+            run = inner.run if inner is not None and hasattr(inner, "run") else sess.run
             self._sessions[nthreads] = run
         return run
 
@@ -73,7 +86,7 @@ class IntMatmul:
         return out
 
 
-def _make_session(nthreads: int) -> object:
+def _make_session(nthreads: int) -> InferenceSession:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -144,7 +157,7 @@ def backend() -> IntMatmul | None:
                     mm = None
             _state["backend"] = mm
             _state["why"] = why
-        return _state["backend"]  # type: ignore[return-value]
+        return _state["backend"]
 
 
 def require() -> IntMatmul:
@@ -157,7 +170,7 @@ def require() -> IntMatmul:
 
 def unavailable_reason() -> str | None:
     """Why :func:`backend` is ``None`` (``None`` if it is available or not yet decided)."""
-    return _state.get("why")  # type: ignore[return-value]
+    return _state.get("why")
 
 
 def current_threads() -> int:

@@ -25,7 +25,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -35,7 +35,16 @@ __all__ = ["ENV_DISABLE", "JitKernels", "get", "unavailable_reason"]
 ENV_DISABLE = "VFPGA_EMULATOR_JIT"
 
 _lock = threading.Lock()
-_state: dict[str, object] = {}
+
+
+class _State(TypedDict, total=False):
+    """What :func:`get` decided: the kernels (None if unavailable) and why not."""
+
+    kernels: JitKernels | None
+    why: str | None
+
+
+_state: _State = {}
 
 
 @dataclass(frozen=True)
@@ -173,7 +182,7 @@ def get() -> JitKernels | None:
     """The compiled kernels, or ``None`` (see :func:`unavailable_reason`). Decided once per
     process; the first call compiles or loads them."""
     if "kernels" in _state:  # decided: no lock on the emulator's hot paths
-        return _state["kernels"]  # type: ignore[return-value]
+        return _state["kernels"]
     with _lock:
         if "kernels" not in _state:
             k: JitKernels | None = None
@@ -188,10 +197,10 @@ def get() -> JitKernels | None:
                     k, why = None, f"numba kernels unavailable: {type(exc).__name__}: {exc}"
             _state["why"] = why
             _state["kernels"] = k  # last: its presence means decided (see above)
-        return _state["kernels"]  # type: ignore[return-value]
+        return _state["kernels"]
 
 
 def unavailable_reason() -> str | None:
     """Why :func:`get` is ``None`` (``None`` if the kernels are available or not yet
     decided)."""
-    return _state.get("why")  # type: ignore[return-value]
+    return _state.get("why")

@@ -15,6 +15,7 @@ their results are unaffected (they share no cores and no DDR bytes).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -22,12 +23,15 @@ from typing import Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from vfpga.backend.binary import VfbFile, check_hw_limits
 from vfpga.emulator import int_matmul
+from vfpga.emulator.bounds import check_work_bounds
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
-from vfpga.emulator.faults import DeadlockFault, ExecutionFault
+from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
+from vfpga.emulator.host_ops import HostOpFault, check_host_op, run_host_op
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
-from vfpga.errors import EmulatorFault, VfpgaError
+from vfpga.errors import BinaryFormatError, EmulatorFault, VfpgaError
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.codec import Program, decode
 from vfpga.isa.spec import FLAG_FIELDS, Opcode
@@ -186,6 +190,18 @@ def segments_from_dispatch(
     return out
 
 
+def _no_end(program: Program, lc: int, seg: Segment) -> str:
+    """Why logical core ``lc``'s stream, whose final segment ``seg`` has no END, is bad."""
+    if seg.indices.size:
+        last = int(seg.indices[-1])
+        return (f"logical core {lc} has no END instruction: its stream ends with instruction "
+                f"#{last} ({Opcode(int(program.opcode[last])).name}); end it with END")
+    if not np.any(program.core == lc):
+        return (f"logical core {lc} has no instructions, not even END (the program uses "
+                f"cores 0..{int(program.core.max())}; give every core at least END)")
+    return f"logical core {lc} has no END instruction after its last SYNC; end it with END"
+
+
 @dataclass
 class LoadedProgram:
     """A binary decoded once: its program, per-instruction fields (decoded lazily) and,
@@ -265,14 +281,20 @@ class Task:
     switches: int = 0
     error: str | None = None
     done: bool = False
+    #: wall-time budget of the current run (:meth:`set_budget`): seconds and the
+    #: ``time.monotonic()`` deadline
+    budget_seconds: float | None = None
+    deadline: float | None = None
     _pos: list[int] = field(default_factory=list)
     #: called with the layer index after each completed barrier (and its host ops)
     barrier_hooks: list[Callable[[int], None]] = field(default_factory=list)
     counters: dict[int, CoreCounters] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- loading
-    def load(self, image: ProgramImage) -> None:
-        """Decode ``image``'s code once and place its constants in the task's DDR region."""
+    def load(self, image: ProgramImage, source: str | None = None) -> None:
+        """Decode ``image``'s code once and place its constants in the task's DDR region,
+        after the load-time checks (docs/binary-format.md, "What is validated where"),
+        whose errors start with ``source`` (default: the task)."""
         if image.ddr_size > self.region.bound:
             raise VfpgaError(
                 f"task '{self.name}': the binary needs {image.ddr_size} bytes of DDR, the "
@@ -284,14 +306,27 @@ class Task:
                 f"task '{self.name}': the binary's constants [0x{image.data_offset:x}, "
                 f"0x{end:x}) do not fit its declared DDR size 0x{image.ddr_size:x}"
             )
+        source = source or f"task '{self.name}'"
+        if isinstance(image, VfbFile):
+            check_hw_limits(image, self.accel.hw, source)
         loaded = LoadedProgram.from_image(image)
+        check_work_bounds(loaded.program, self.accel.hw, source)
+        for lc, segs in enumerate(loaded.segments):
+            if segs[-1].ctrl == -2:
+                raise BinaryFormatError(f"{source}: {_no_end(loaded.program, lc, segs[-1])}")
+        for op in getattr(image, "host_ops", ()):
+            try:
+                check_host_op(op, image.tensors)
+            except HostOpFault as exc:
+                raise BinaryFormatError(f"{source}: {exc}") from None
         if loaded.num_logical_cores > len(self.cores):
             raise VfpgaError(
                 f"task '{self.name}': the binary uses {loaded.num_logical_cores} cores but the "
                 f"task holds {len(self.cores)}; give the task at least "
                 f"{loaded.num_logical_cores} cores"
             )
-        self.region.mem[:] = 0
+        if self.loaded is not None:  # a fresh region is zero already (DDR.allocate)
+            self.region.mem[:] = 0
         self.region.mem[image.data_offset : end] = np.frombuffer(image.data, dtype=np.uint8)
         self.loaded = loaded
         self.image = image
@@ -323,8 +358,6 @@ class Task:
     def _run_host_ops(self, after: int) -> None:
         """Run the binary's host ops scheduled after layer ``after`` (-1: before the
         first layer) on the host, reading and writing this task's DDR."""
-        from vfpga.runtime.host_ops import run_host_op
-
         image = self.image
         for op in getattr(image, "host_ops", ()):
             when = -1 if op.after_layer == 0xFFFFFFFF else op.after_layer
@@ -355,13 +388,48 @@ class Task:
         """Tensor ``name`` as stored (int8 array of its shape)."""
         t = self.tensor(name)
         raw = self.region.mem[t.ddr_offset : t.ddr_offset + t.size].copy()
+        if not t.shape:  # a raw blob (rank 0)
+            return raw
         return raw.view(np.dtype(t.dtype)).reshape(t.shape)
 
     # --------------------------------------------------------------- execution
     def step(self) -> None:
-        """Run every core of the task to its next SYNC or END, then the barrier."""
+        """Run every core of the task to its next SYNC or END, then the barrier.
+
+        Every failure is an :class:`~vfpga.errors.EmulatorFault` of this task: an error of
+        any other type raised while running its instructions or host ops (a hostile binary
+        can reach corners no check foresaw; ``MemoryError`` included) becomes an
+        :class:`ExecutionFault` naming its type, so it can never abort other tasks. A task
+        past its :attr:`deadline` raises :class:`BudgetFault`."""
+        try:
+            self._step()
+        except EmulatorFault:
+            raise
+        except VfpgaError as exc:
+            raise ExecutionFault(f"task '{self.name}': {exc}") from None
+        except Exception as exc:
+            raise ExecutionFault(
+                f"task '{self.name}': the program failed with {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise BudgetFault(
+                f"task '{self.name}': over its wall-time budget of {self.budget_seconds:g} s "
+                f"(after {self.barriers} layer barriers)"
+            )
+
+    def set_budget(self, seconds: float | None) -> None:
+        """Give the run starting now a wall-time budget of ``seconds`` (``None``: none).
+        It is checked before every core's segment and every barrier, so one run
+        overshoots by at most one segment (whose work :mod:`vfpga.emulator.bounds` bounds)."""
+        self.budget_seconds = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def _step(self) -> None:
         assert self.loaded is not None
         prog = self.loaded.program
+        self._check_deadline()
         if self.barriers == 0 and not any(self._pos):
             self._run_host_ops(-1)
         stops: list[tuple[int, Segment]] = []
@@ -372,6 +440,7 @@ class Task:
             if pos >= len(segs):
                 continue
             seg = segs[pos]
+            self._check_deadline()
             before = core.counters
             core.counters = self.counters[phys]
             try:
@@ -384,11 +453,8 @@ class Task:
             finally:
                 core.counters = before
             if seg.ctrl == -2:
-                last = int(seg.indices[-1]) if seg.indices.size else -1
-                raise ExecutionFault(
-                    f"task '{self.name}': core {phys} (logical {lc}): its instruction stream "
-                    f"ends after instruction #{last} without END"
-                )
+                raise ExecutionFault(f"task '{self.name}': core {phys}: "
+                                     f"{_no_end(prog, lc, seg)}")
             self.counters[phys].insns["END" if seg.end else "SYNC"] += 1
             core.barrier()
             stops.append((lc, seg))
@@ -609,7 +675,7 @@ class Accelerator:
         while running:
             for t in list(running):
                 try:
-                    t.step()
+                    t.step()  # any error of a task's own is an EmulatorFault (Task.step)
                 except EmulatorFault as exc:
                     t.error = str(exc)
                     t.done = True

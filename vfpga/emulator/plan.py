@@ -61,12 +61,13 @@ from vfpga.isa.spec import (
     Module,
     Opcode,
     PoolMode,
+    TokenQueue,
 )
 
 _L, _C, _S = Module.LOAD, Module.CALC, Module.SAVE
 _OPS = {int(op): op for op in Opcode}
 #: the token queues the interpreter keeps, in a fixed order (the plan cache key)
-TOKEN_KEYS: tuple[tuple[Module, Module], ...] = tuple(
+TOKEN_KEYS: tuple[TokenQueue, ...] = tuple(
     (a, b) for a in (_L, _C, _S) for b in (_L, _C, _S) if a != b
 )
 
@@ -596,7 +597,7 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
     for i, op in zip(idx_list, opcodes, strict=True):
         queues[MODULE_OF[_OPS[op]]].append(i)
     # token counts and vector-clock snapshots (local clocks: the barrier orders the past)
-    tokens: dict[tuple[Module, Module], list[tuple[int, int, int]]] = {
+    tokens: dict[TokenQueue, list[tuple[int, int, int]]] = {
         k: [(0, 0, 0)] * len(core.tokens[k]) for k in TOKEN_KEYS
     }
     seq = [0, 0, 0]
@@ -736,13 +737,13 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
             while h < len(q):
                 i = q[h]
                 deps = int(deps_arr[i])
-                if deps & Dep.WAIT_PREV and not tokens[(prev, m)]:  # type: ignore[index]
+                if deps & Dep.WAIT_PREV and not tokens[(prev, m)]:
                     break
-                if deps & Dep.WAIT_NEXT and not tokens[(nxt, m)]:  # type: ignore[index]
+                if deps & Dep.WAIT_NEXT and not tokens[(nxt, m)]:
                     break
                 for bit, src in ((Dep.WAIT_PREV, prev), (Dep.WAIT_NEXT, nxt)):
                     if deps & bit:
-                        snap = tokens[(src, m)].pop(0)  # type: ignore[index]
+                        snap = tokens[(src, m)].pop(0)
                         v = vc[m]
                         for k in range(3):
                             if snap[k] > v[k]:
@@ -753,9 +754,9 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
                 v[m] = seq[m]
                 snap = (v[0], v[1], v[2])
                 if deps & Dep.SIGNAL_PREV:
-                    tokens[(m, prev)].append(snap)  # type: ignore[index]
+                    tokens[(m, prev)].append(snap)
                 if deps & Dep.SIGNAL_NEXT:
-                    tokens[(m, nxt)].append(snap)  # type: ignore[index]
+                    tokens[(m, nxt)].append(snap)
                 h += 1
                 remaining -= 1
                 progressed = True

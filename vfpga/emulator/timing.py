@@ -47,6 +47,7 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -57,6 +58,20 @@ from vfpga.isa.codec import Program, decode
 from vfpga.isa.spec import MODULE_OF, Dep, Module, Opcode
 
 _L, _C, _S = 0, 1, 2
+
+
+class TimedImage(Protocol):
+    """What the timing model reads from a binary (a :class:`vfpga.backend.binary.VfbFile`):
+    the instruction blob (or an already decoded ``program`` attribute, used if present),
+    the IFP table and the dispatch table."""
+
+    @property
+    def text(self) -> bytes: ...
+    @property
+    def ifps(self) -> np.ndarray: ...
+    @property
+    def dispatch(self) -> np.ndarray: ...
+
 _MODULE_INDEX = {Module.LOAD: _L, Module.CALC: _C, Module.SAVE: _S}
 #: token counters: 0 L->C, 1 C->L, 2 C->S, 3 S->C
 _WAIT = {  # module -> (counter popped by wait_prev, counter popped by wait_next)
@@ -133,13 +148,13 @@ class InsnCosts:
 _COSTS_CACHE: dict[tuple[int, bytes], InsnCosts] = {}
 
 
-def insn_costs(image: object, hw: HardwareConfig) -> InsnCosts:
+def insn_costs(image: TimedImage, hw: HardwareConfig) -> InsnCosts:
     """The (cached) :class:`InsnCosts` of a binary image (anything with ``text`` and
     optionally a decoded ``program``)."""
     key = (id(image), hw.fingerprint)
     got = _COSTS_CACHE.get(key)
     if got is None or got.program is not getattr(image, "program", got.program):
-        prog = getattr(image, "program", None) or decode(bytes(image.text))  # type: ignore[attr-defined]
+        prog = getattr(image, "program", None) or decode(bytes(image.text))
         got = InsnCosts(prog, hw)
         if len(_COSTS_CACHE) > 64:
             _COSTS_CACHE.clear()
@@ -186,6 +201,8 @@ class Job:
     arrived: int = 0
     done: bool = False
     last_layer: int | None = None
+    #: cycles of a context switch requested at the next barrier (:meth:`TimingEngine.switch`)
+    switch_delay: float | None = None
 
 
 class _CoreState:
@@ -346,7 +363,7 @@ class TimingEngine:
         job.stats.switches += 1
         for c in new[: len(segments)]:
             self.cores[c].job = job
-        job._switched = (delay,)  # type: ignore[attr-defined]
+        job.switch_delay = delay
 
     def abort(self, job: Job) -> None:
         """Stop ``job`` now (its tenant left): its transfers leave the banks, its cores
@@ -558,10 +575,9 @@ class TimingEngine:
         job.arrived = 0
         if job.on_barrier is not None:
             job.on_barrier(job, layer)
-        switched = getattr(job, "_switched", None)
-        if switched is not None:
-            del job._switched  # type: ignore[attr-defined]
-            (delay,) = switched
+        delay = job.switch_delay
+        if delay is not None:
+            job.switch_delay = None
             self.at(self.now + delay, lambda: self._begin(job))
             return
         for lc in range(len(job.segments)):
@@ -586,21 +602,21 @@ _EV_DONE, _EV_SETUP, _EV_BANK, _EV_WAKE, _EV_BARRIER, _EV_CALL = range(6)
 
 
 # ------------------------------------------------------------------- helpers
-def job_for(name: str, image: object, hw: HardwareConfig, cores: Sequence[int],
-            dispatch: np.ndarray | None = None, **kw: object) -> Job:
+def job_for(name: str, image: TimedImage, hw: HardwareConfig, cores: Sequence[int],
+            dispatch: np.ndarray | None = None, **kw: Any) -> Job:
     """A :class:`Job` running ``image`` (a compiled binary) on the physical ``cores``,
     routed by ``dispatch`` (default: the image's own dispatch table)."""
-    table = dispatch if dispatch is not None else image.dispatch  # type: ignore[attr-defined]
+    table = dispatch if dispatch is not None else image.dispatch
     n_logical = int(table["core"].max()) + 1
-    segs = segments_from_dispatch(table, image.ifps, n_logical)  # type: ignore[attr-defined]
-    return Job(name, insn_costs(image, hw), list(cores), segs, **kw)  # type: ignore[arg-type]
+    segs = segments_from_dispatch(table, image.ifps, n_logical)
+    return Job(name, insn_costs(image, hw), list(cores), segs, **kw)
 
 
-def time_program(image: object, hw: HardwareConfig, cores: Sequence[int] | None = None,
+def time_program(image: TimedImage, hw: HardwareConfig, cores: Sequence[int] | None = None,
                  dispatch: np.ndarray | None = None,
                  params: TimingParams | None = None) -> JobStats:
     """One inference of ``image`` alone on the pool: its :class:`JobStats` (``cycles``)."""
-    table = dispatch if dispatch is not None else image.dispatch  # type: ignore[attr-defined]
+    table = dispatch if dispatch is not None else image.dispatch
     n = int(table["core"].max()) + 1
     eng = TimingEngine(hw, params)
     job = job_for("solo", image, hw, list(cores) if cores is not None else list(range(n)), table)
@@ -609,14 +625,14 @@ def time_program(image: object, hw: HardwareConfig, cores: Sequence[int] | None 
     return job.stats
 
 
-def time_ifp(image: object, hw: HardwareConfig, ifp: int, load_cores: int = 1,
+def time_ifp(image: TimedImage, hw: HardwareConfig, ifp: int, load_cores: int = 1,
              params: TimingParams | None = None) -> float:
     """Cycles of IFP ``ifp`` alone on core 0 (``load_cores = 1``), or on core 0 while
     cores ``1..load_cores-1`` of the same bank run the same IFP at the same time (full
     bank load with ``load_cores = cores_per_bank``). Measured from the start to the
     completion of its last instruction (no barrier)."""
     costs = insn_costs(image, hw)
-    rec = image.ifps[ifp]  # type: ignore[attr-defined]
+    rec = image.ifps[ifp]
     idx = np.arange(int(rec["insn_offset"]), int(rec["insn_offset"]) + int(rec["insn_count"]))
     eng = TimingEngine(hw, params)
     ends: list[float] = []

@@ -8,7 +8,6 @@ instruction streams and does not depend on data (see :mod:`vfpga.emulator.timing
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from vfpga.backend.retarget import Prepared, allocate, dispatch_table, prepare
 from vfpga.emulator.timing import Job, TimingEngine, TimingParams, job_for
 from vfpga.experiments.models import CompiledModel, compiled_model
+from vfpga.fileio import atomic_write
 from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
 
 
@@ -170,9 +170,7 @@ def even_sizes(n_tasks: int, n_cores: int) -> list[int]:
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` atomically (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def write_json(path: Path, data: object) -> None:
@@ -192,10 +190,11 @@ def save_figure(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110,
+                                                  bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def pyplot() -> Any:

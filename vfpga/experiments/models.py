@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfpga.backend.binary import VfbFile, read_vfb, write_vfb
+from vfpga.fileio import atomic_write
 from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
 
 #: The four models of the paper's evaluation, in the order of its figures.
@@ -85,9 +86,7 @@ def compiled_model(name: str, hw_name: str = DEFAULT_HW, cache: Path | None = No
     res = compile_graph(g, hw, cores=cores)
     seconds = time.perf_counter() - t0
     write_vfb(path, res.vfb)
-    tmp = meta.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"static_seconds": seconds, "model": name, "hw": hw_name}))
-    os.replace(tmp, meta)
+    atomic_write(meta, json.dumps({"static_seconds": seconds, "model": name, "hw": hw_name}))
     return CompiledModel(name, hw, cores, res.vfb, seconds, path)
 
 

@@ -48,6 +48,7 @@ import onnx
 from onnx import helper
 
 from vfpga.errors import FrontendError
+from vfpga.frontend.model_checks import check_model, dynamic_dim_error
 from vfpga.frontend.norm_fold import (
     TARGET_OPSET,
     FoldedGraph,
@@ -128,6 +129,7 @@ def normalize_with_report(
             f"{name}: the model is quantized in QOperator format ({', '.join(qop)}); only fp32 "
             "models (for 'vfpga quantize') and QDQ models are supported"
         )
+    check_model(proto, name)
     proto = check_and_upgrade(proto, name)
     _check_input(proto, name)
     fg = fold(proto, name)
@@ -173,20 +175,12 @@ def _check_input(model: onnx.ModelProto, name: str) -> None:
     if not tt.HasField("shape"):
         raise FrontendError(f"{name}: input '{vi.name}' has no shape; re-export with a static "
                             "shape such as [1, 3, 224, 224]")
-    dims: list[str] = []
-    for d in tt.shape.dim:
-        dims.append(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?"))
-    shape_txt = "[" + ", ".join(dims) + "]"
-    for axis, d in enumerate(tt.shape.dim):
-        if not d.HasField("dim_value") or d.dim_value <= 0:
-            sym = d.dim_param or "?"
-            raise FrontendError(
-                f"{name}: input '{vi.name}' has a dynamic dimension '{sym}' at axis {axis} "
-                f"(shape {shape_txt}); the accelerator needs static shapes. Fix it, e.g. "
-                f"'python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param {sym} "
-                f"--dim_value {1 if axis == 0 else 224} in.onnx out.onnx', or re-export without "
-                "dynamic axes"
-            )
+    shape_txt = "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else
+                                (d.dim_param or "?") for d in tt.shape.dim) + "]"
+    dims_txt = [str(d.dim_value) for d in tt.shape.dim]
+    err = dynamic_dim_error(name, vi.name, tt)
+    if err is not None:
+        raise err
     if len(tt.shape.dim) not in (2, 4):
         raise FrontendError(
             f"{name}: input '{vi.name}' has shape {shape_txt}; an NCHW image input of rank 4 "
@@ -195,8 +189,8 @@ def _check_input(model: onnx.ModelProto, name: str) -> None:
     if tt.shape.dim[0].dim_value != 1:
         raise FrontendError(
             f"{name}: input '{vi.name}' has batch size {tt.shape.dim[0].dim_value} (shape "
-            f"{shape_txt}); the accelerator runs batch 1: re-export with batch 1 or fix the "
-            "dimension with onnxruntime.tools.make_dynamic_shape_fixed"
+            f"{shape_txt}); the accelerator runs batch 1: re-export with batch 1 or pass "
+            f"--input-shape {vi.name}=1x{'x'.join(dims_txt[1:])}"
         )
 
 

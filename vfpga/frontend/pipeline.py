@@ -10,6 +10,7 @@ is. onnxruntime and the quantizer are imported only when needed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,7 @@ from typing import Literal
 import onnx
 
 from vfpga.errors import FrontendError
+from vfpga.frontend.model_checks import check_model, fix_input_shapes
 from vfpga.frontend.qdq_lower import LoweringResult, lower_qdq_mapped
 from vfpga.frontend.qgraph import QGraph
 
@@ -76,16 +78,20 @@ def load_model(
     num_random: int = DEFAULT_CALIB_RANDOM,
     calib_dir: str | Path | None = None,
     seed: int = 0,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
     keep_fp32: bool = True,
 ) -> LoadedModel:
     """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`.
     With ``keep_fp32=False`` the normalized fp32 model is not kept (``fp32`` is None) and
     its weights are released while onnxruntime quantizes (``quantize_model(release=
-    True)``), so that the quantizer is the peak of memory."""
+    True)``), so that the quantizer is the peak of memory. ``input_shapes``
+    (``--input-shape``) fixes graph input dimensions first."""
     from vfpga.frontend.normalize import is_qdq
 
     model, source = read_model(path_or_model)
+    model = fix_input_shapes(model, input_shapes or {}, source)
     if is_qdq(model):
+        check_model(model, source)
         return LoadedModel(lower_qdq_mapped(model, source), model, None, source)
     if calib == "dir" and calib_dir is None:
         raise FrontendError("calibration from a directory needs calib_dir")
@@ -115,6 +121,7 @@ def load_qgraph(
     num_random: int = DEFAULT_CALIB_RANDOM,
     calib_dir: str | Path | None = None,
     seed: int = 0,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[QGraph, onnx.ModelProto]:
     """The QGraph of an ONNX model (path or ``ModelProto``) and the QDQ model it was
     lowered from (for ONNX Runtime).
@@ -125,6 +132,7 @@ def load_qgraph(
     :class:`vfpga.errors.FrontendError` for unreadable or unsupported models.
     """
     loaded = load_model(
-        path_or_model, calib=calib, num_random=num_random, calib_dir=calib_dir, seed=seed
+        path_or_model, calib=calib, num_random=num_random, calib_dir=calib_dir, seed=seed,
+        input_shapes=input_shapes,
     )
     return loaded.graph, loaded.qdq

@@ -28,7 +28,7 @@ integer; ``sat8(v) = clip(v, -128, 127)``; ``act`` the activation clamp.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -196,13 +196,13 @@ class QHostOp:
     """An op run on the host CPU in float32: inputs are dequantized, ``op_type`` (an ONNX
     op such as ``Softmax`` or ``LRN``) runs with ``attrs``, and the result is quantized
     with the output tensor's quantization (``output_float`` keeps it float32 instead, for
-    a graph output)."""
+    a graph output). ``attrs`` are the ONNX node's attributes (ints, floats, lists)."""
 
     name: str
     op_type: str
     inputs: list[str]
     output: str
-    attrs: dict[str, object] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
     output_float: bool = False
 
 

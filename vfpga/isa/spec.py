@@ -53,6 +53,11 @@ class Module(IntEnum):
     CTRL = 3
 
 
+#: A dependency-token queue: ``(sender, receiver)`` modules. The ends are typed
+#: ``Module | None`` because a module's neighbour beyond LOAD or SAVE is None; no queue
+#: has a None end, as :data:`vfpga.isa.limits.ILLEGAL_DEPS` forbids the bits naming one.
+TokenQueue = tuple[Module | None, Module | None]
+
 #: The module that executes each opcode.
 MODULE_OF: dict[Opcode, Module] = {
     Opcode.LOAD: Module.LOAD,

@@ -20,7 +20,6 @@ Every model is a pure function of its name and seed.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import onnx
 
 from vfpga.errors import VfpgaError
+from vfpga.fileio import atomic_write, check_writable
 from vfpga.models.zoo import ZOO_MODELS, export_zoo_model
 
 __all__ = ["ModelInfo", "export_model", "get_model_info", "list_models", "save_model"]
@@ -138,23 +138,7 @@ def export_model(name: str, seed: int = 0) -> onnx.ModelProto:
 def save_model(name: str, path: str | os.PathLike[str], seed: int = 0) -> Path:
     """Export ``name`` and write it to ``path`` atomically (a temporary file in the same
     folder, then ``os.replace``; nothing is left behind on failure). Returns the path."""
+    out = check_writable(path)
     model = export_model(name, seed)
-    out = Path(path)
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise VfpgaError(f"cannot write {out}: folder {folder} does not exist")
-    data = model.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, out)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise VfpgaError(f"cannot write {out}: {exc.strerror or exc}") from None
-        raise
+    atomic_write(out, model.SerializeToString())
     return out

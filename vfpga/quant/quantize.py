@@ -332,13 +332,6 @@ def quantize_model(
     its structure): onnxruntime's quantizer then is the peak of memory. Raises
     :class:`~vfpga.errors.FrontendError` for bad calibration options or data.
     """
-    from onnxruntime.quantization import quantize_static
-    from onnxruntime.quantization.calibrate import (
-        CalibrationMethod,
-        TensorsData,
-        create_calibrator,
-    )
-
     name, shape = _input_info(model)
     if calib_data is not None:
         data = [np.asarray(x, dtype=np.float32) for x in calib_data]
@@ -357,6 +350,27 @@ def quantize_model(
     else:
         raise FrontendError(f"unknown calibration kind {calib!r} (use 'random' or 'dir')")
     reader = _Reader(name, data, progress)
+
+    try:
+        qmodel = _calibrate_and_quantize(model, reader, data, progress, release)
+    except FrontendError:
+        raise
+    except Exception as exc:  # onnxruntime's errors (Fail, InvalidArgument, ...) and asserts
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise FrontendError(f"model '{model.graph.name or '<model>'}': onnxruntime cannot "
+                            f"calibrate or quantize the model: {type(exc).__name__}: "
+                            f"{first[:400]}") from None
+    set_softmax_scale(qmodel)
+    return qmodel
+
+
+def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.ndarray],
+                            progress: Any, release: bool = False) -> onnx.ModelProto:
+    """Calibrate ``model`` on ``reader`` with onnxruntime and quantize it (QDQ); with
+    ``release``, drop ``model``'s large initializer data once it is written (see
+    :func:`quantize_model`)."""
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
+    from onnxruntime.quantization.calibrate import TensorsData, create_calibrator
 
     with tempfile.TemporaryDirectory(prefix="vfpga-quant-") as tmp:
         tmpd = Path(tmp)
@@ -397,9 +411,7 @@ def quantize_model(
             str(src), str(out), calibration_data_reader=None,
             calibration_cache_path=str(cache), **quantize_static_kwargs(),
         )
-        qmodel = onnx.load(str(out))
-    set_softmax_scale(qmodel)
-    return qmodel
+        return onnx.load(str(out))
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -37,6 +38,9 @@ from vfpga.frontend.qgraph import (
 )
 from vfpga.reference.executor import FLOAT_SUFFIX, node_inputs, run_node, run_reference
 
+if TYPE_CHECKING:  # onnxruntime is imported where a session is made (it is slow to load)
+    from onnxruntime import InferenceSession
+
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two arrays (flattened, float64); 1.0 if both are zero."""
@@ -48,7 +52,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(x, y) / (nx * ny))
 
 
-def ort_session(model: onnx.ModelProto, extra_outputs: Sequence[str] = ()) -> object:
+def ort_session(model: onnx.ModelProto, extra_outputs: Sequence[str] = ()) -> InferenceSession:
     """An ONNX Runtime CPU session of ``model`` with ``extra_outputs`` (names of tensors
     inside the graph) added as graph outputs."""
     import onnxruntime as ort
@@ -147,7 +151,7 @@ def compare_with_ort(
     ofcos: list[float] = []
     near = 0
     for x in inputs:
-        res = sess.run(None, {in_name: x})  # type: ignore[attr-defined]
+        res = sess.run(None, {in_name: x})
         ort_f = np.asarray(res[0], dtype=np.float32)
         ref = run_reference(g, x, keep_all=False)
         ref_f = ref[out + FLOAT_SUFFIX]
@@ -156,7 +160,7 @@ def compare_with_ort(
         agree += int((a == b).sum())
         rows += a.size
         if int8_name is not None:
-            names = [o.name for o in sess.get_outputs()]  # type: ignore[attr-defined]
+            names = [o.name for o in sess.get_outputs()]
             o_int = np.asarray(res[names.index(int8_name[0])]).astype(np.int64) + int8_name[1]
             r_int = ref[out].astype(np.int64).reshape(o_int.shape)
             same += int((o_int == r_int).sum())
@@ -166,7 +170,7 @@ def compare_with_ort(
             at_b = r_rows[np.arange(a.size), b]
             near += int((at_b >= r_rows.max(axis=1) - 1).sum())
         if fsess is not None:
-            f = np.asarray(fsess.run(None, {in_name: x})[0], dtype=np.float32)  # type: ignore[attr-defined]
+            f = np.asarray(fsess.run(None, {in_name: x})[0], dtype=np.float32)
             fcos.append(cosine(ref_f, f))
             ofcos.append(cosine(ort_f, f))
             fagree += int((_argmax_rows(ref_f) == _argmax_rows(f.reshape(ref_f.shape))).sum())
@@ -249,8 +253,8 @@ def compare_layers(
     ]
     sess = ort_session(qdq_model, [v[0] for v in lowered.onnx_int8.values()])
     in_name, _ = _input_info(qdq_model)
-    names = [o.name for o in sess.get_outputs()]  # type: ignore[attr-defined]
-    res = dict(zip(names, sess.run(None, {in_name: x}), strict=True))  # type: ignore[attr-defined]
+    names = [o.name for o in sess.get_outputs()]
+    res = dict(zip(names, sess.run(None, {in_name: x}), strict=True))
     ref = run_reference(g, x)
     # ORT's int8 tensors in the QGraph's layout and offset
     ort_vals: dict[str, np.ndarray] = {}

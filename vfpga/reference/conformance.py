@@ -20,8 +20,6 @@ every row and checks it against the doc.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import onnx
 from onnx import numpy_helper
 
 from vfpga.errors import VfpgaError
+from vfpga.fileio import atomic_write
 
 BEGIN = "<!-- conformance-table:begin -->"
 END = "<!-- conformance-table:end -->"
@@ -121,7 +120,7 @@ def run_test(name: str) -> ConformanceResult:
     in_name = qdq.graph.input[0].name
     ref_f, ort_f, same, total = [], [], 0, 0
     for xi in items:
-        res = sess.run(None, {in_name: xi})  # type: ignore[attr-defined]
+        res = sess.run(None, {in_name: xi})
         r = run_reference(g, xi, keep_all=False)
         ref_f.append(r[out + FLOAT_SUFFIX].ravel())
         ort_f.append(np.asarray(res[0], dtype=np.float32).ravel())
@@ -317,10 +316,7 @@ def write_region(path: Path, begin: str, end: str, body: str) -> None:
     head, rest = text.split(begin, 1)
     tail = rest.split(end, 1)[1]
     new = f"{head}{begin}\n{body}\n{end}{tail}"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.replace(tmp, path)
+    atomic_write(path, new)
 
 
 def main() -> None:

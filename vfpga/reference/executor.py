@@ -268,15 +268,15 @@ def lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.
 def run_host(inputs: list[np.ndarray], node: QHostOp) -> np.ndarray:
     """Run a host op on dequantized float32 inputs; returns float32."""
     if node.op_type == "Softmax":
-        return softmax(inputs[0], int(node.attrs.get("axis", 1)))  # type: ignore[call-overload]
+        return softmax(inputs[0], int(node.attrs.get("axis", 1)))
     if node.op_type == "LRN":
         a = node.attrs
         return lrn(
             inputs[0],
-            int(a["size"]),  # type: ignore[call-overload]
-            float(a.get("alpha", 1e-4)),  # type: ignore[arg-type]
-            float(a.get("beta", 0.75)),  # type: ignore[arg-type]
-            float(a.get("bias", 1.0)),  # type: ignore[arg-type]
+            int(a["size"]),
+            float(a.get("alpha", 1e-4)),
+            float(a.get("beta", 0.75)),
+            float(a.get("bias", 1.0)),
         )
     raise ReferenceError(f"{node.name}: host op {node.op_type} is not implemented")
 

@@ -37,12 +37,17 @@ from pathlib import Path
 
 import numpy as np
 
-from vfpga.backend.binary import VfbFile, from_bytes
+from vfpga.backend.binary import MAX_BINARY_BYTES, VfbFile, from_bytes, read_vfb
 from vfpga.backend.retarget import Prepared, allocate, prepare, retarget
 from vfpga.emulator import Accelerator
 from vfpga.emulator.machine import LoadedProgram, Task, segments_from_dispatch
 from vfpga.errors import VfpgaError
 from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
+
+#: Default DDR quota of a tenant (bytes): the most a tenant's binary may declare.
+DEFAULT_TENANT_DDR_BYTES = 1 << 30
+#: Default wall-time budget of one request (seconds).
+DEFAULT_REQUEST_SECONDS = 600.0
 
 
 class PoolError(VfpgaError):
@@ -86,11 +91,14 @@ class Reconfig:
 class Tenant:
     """A tenant's virtual accelerator (create with :meth:`ResourcePool.create_tenant`)."""
 
-    def __init__(self, pool: ResourcePool, name: str, cores: list[int], max_queue: int) -> None:
+    def __init__(self, pool: ResourcePool, name: str, cores: list[int], max_queue: int,
+                 ddr_quota: int) -> None:
         self.pool = pool
         self.name = name
         self.cores = cores
         self.max_queue = max_queue
+        #: the most DDR bytes a binary of this tenant may declare (checked at deploy)
+        self.ddr_quota = ddr_quota
         self.vfb: VfbFile | None = None
         self.prep: Prepared | None = None
         self.dispatch: np.ndarray | None = None
@@ -112,31 +120,64 @@ class Tenant:
         if self.current is not None:
             raise PoolError(f"tenant '{self.name}': cannot deploy while a request is running")
         hw = self.pool.hw
-        if isinstance(binary, VfbFile):
-            vfb = from_bytes(_to_bytes(binary), f"tenant '{self.name}' binary", hw)
-        else:
-            if isinstance(binary, (str, Path)):
-                data, source = Path(binary).read_bytes(), str(binary)
+        source = f"tenant '{self.name}' binary"
+        try:
+            if isinstance(binary, VfbFile):
+                vfb = from_bytes(_to_bytes(binary), source, hw)
+            elif isinstance(binary, (str, Path)):
+                vfb = read_vfb(binary, hw=hw, max_bytes=self.pool.max_binary_bytes)
             else:
-                data, source = bytes(binary), f"tenant '{self.name}' binary"
-            vfb = from_bytes(data, source, hw)
+                vfb = from_bytes(bytes(binary), source, hw)
+        except VfpgaError:
+            raise
+        except Exception as exc:
+            raise PoolError(f"tenant '{self.name}': cannot deploy: {type(exc).__name__}: "
+                            f"{exc}") from None
         if not len(vfb.dispatch):
             raise PoolError(f"tenant '{self.name}': the binary has no dispatch table (compile "
                             "it with `vfpga compile`; hand-written programs cannot be "
                             "re-targeted)")
-        prep = prepare(vfb.ifps, vfb.num_layers, pool_size=hw.num_cores)
-        alloc = allocate(prep, self.cores, self.pool.strategy)
+        if vfb.ddr_size > self.ddr_quota:
+            raise PoolError(f"tenant '{self.name}': the binary needs {vfb.ddr_size:,} bytes of "
+                            f"DDR, more than the tenant's quota of {self.ddr_quota:,} bytes "
+                            "(create the tenant with a larger ddr_quota)")
+        self._install(vfb)
+
+    def _install(self, vfb: VfbFile) -> None:
+        """Load ``vfb`` on the tenant's cores in a new DDR region, transactionally: until
+        the new task is loaded nothing of the tenant changes; if anything fails, the
+        previous task keeps its region (same base, same bytes) and stays installed."""
+        accel = self.pool.accel
         old = self.task
+        saved: np.ndarray | None = None
         if old is not None:
-            self.pool.accel.release_task(old)
-        task = self.pool.accel.create_task(f"{self.name}#{next(self.pool._ids)}", self.cores,
-                                           vfb.ddr_size)
+            accel.tasks.pop(old.name, None)  # its cores go to the new task
+            if not accel.ddr.fits(vfb.ddr_size):
+                # the new region may need the old one's room: free it, keeping its bytes
+                saved = old.region.mem.copy()
+                accel.ddr.free(old.region)
+        task = None
         try:
-            task.load(retarget(vfb, alloc))
+            prep = prepare(vfb.ifps, vfb.num_layers, pool_size=self.pool.hw.num_cores)
+            alloc = allocate(prep, self.cores, self.pool.strategy)
+            task = accel.create_task(f"{self.name}#{next(self.pool._ids)}", self.cores,
+                                     vfb.ddr_size)
+            task.load(retarget(vfb, alloc), f"tenant '{self.name}' binary")
             task.done = True  # idle until the first request
-        except VfpgaError:
-            self.pool.accel.release_task(task)
-            raise
+        except Exception as exc:
+            if task is not None:
+                accel.release_task(task)
+            if old is not None:
+                if saved is not None:
+                    accel.ddr.reclaim(old.region)
+                    old.region.mem[:] = saved
+                accel.tasks[old.name] = old
+            if isinstance(exc, VfpgaError):
+                raise
+            raise PoolError(f"tenant '{self.name}': cannot deploy: {type(exc).__name__}: "
+                            f"{exc}") from None
+        if old is not None and saved is None:
+            accel.release_task(old)
         self.vfb, self.prep, self.dispatch, self.task = vfb, prep, alloc.dispatch, task
         self._timing.clear()
         while self.queue:
@@ -241,6 +282,37 @@ class Tenant:
         self.cores = []
         self.pool.tenants.pop(self.name, None)
 
+    # ------------------------------------------------ one tenant at a time (serve)
+    def step(self) -> bool:
+        """Start this tenant's next queued request if it is idle, else advance its running
+        request by one layer; an exception of any type raised by its program fails that
+        request alone (the server drives tenants through this). Returns whether the tenant
+        has a running or queued request afterwards."""
+        if self.current is None and self.queue and self.task is not None:
+            head = self.queue[0]
+            try:
+                self._start_next()
+            except Exception as exc:  # a hostile input or program fails its request only
+                if head in self.queue:
+                    self.queue.remove(head)
+                head.status, head.error = "failed", f"{type(exc).__name__}: {exc}"
+                self.current = None
+        elif self.current is not None:
+            try:
+                self._advance()
+            except Exception as exc:  # a hostile program fails its request only
+                self.cancel(f"{type(exc).__name__} while running: {exc}")
+        return self.current is not None or bool(self.queue)
+
+    def cancel(self, reason: str) -> None:
+        """Fail the running request (if any) with ``reason``; the binary stays deployed
+        and the next request starts from the first instruction."""
+        if self.current is not None:
+            self.current.status, self.current.error = "failed", reason
+            self.current = None
+            if self.task is not None:
+                self.task.done = True
+
     # -------------------------------------------------------------- internals
     def _alive(self) -> None:
         if self.left:
@@ -254,27 +326,33 @@ class Tenant:
             task.restart()
             for name, value in req.inputs.items():
                 task.write_tensor(name, value)
-        except VfpgaError as exc:
-            req.status, req.error = "failed", str(exc)
+            task.set_budget(self.pool.request_seconds)
+        except Exception as exc:  # a bad request fails alone
+            req.status, req.error = "failed", _reason(exc)
             return
         req.status = "running"
         self.current = req
 
     def _advance(self) -> None:
+        """Advance the running request by one layer. Any error (of any type) while running
+        it fails this request alone; a request ends ``done`` only if its task ran to the
+        end without error and its outputs were read."""
         task, req = self.task, self.current
         assert task is not None and req is not None
         try:
             task.step()
-        except VfpgaError as exc:
-            task.error, task.done = str(exc), True
-            req.status, req.error = "failed", str(exc)
+            if task.done:
+                assert self.vfb is not None
+                outputs = {t.name: task.read_tensor(t.name) for t in self.vfb.tensors
+                           if t.role == "output"}
+                cycles = self.solo_cycles()
+        except Exception as exc:  # contain the tenant's failure
+            task.error, task.done = _reason(exc), True
+            req.status, req.error = "failed", task.error
             self.current = None
             return
         if task.done:
-            assert self.vfb is not None
-            req.outputs = {t.name: task.read_tensor(t.name) for t in self.vfb.tensors
-                           if t.role == "output"}
-            req.cycles = self.solo_cycles()
+            req.outputs, req.cycles = outputs, cycles
             req.status = "done"
             self.current = None
 
@@ -288,6 +366,11 @@ class Tenant:
             self._timing[key] = time_program(self.vfb, self.pool.hw, self.cores,
                                              self.dispatch).cycles
         return self._timing[key]
+
+
+def _reason(exc: BaseException) -> str:
+    """A request's failure reason: a vfpga error's message, else the error's type too."""
+    return str(exc) if isinstance(exc, VfpgaError) else f"{type(exc).__name__}: {exc}"
 
 
 def _to_bytes(vfb: VfbFile) -> bytes:
@@ -311,9 +394,22 @@ class ResourcePool:
     """The hardware resource pool shared by tenants (see module docstring)."""
 
     def __init__(self, hw: HardwareConfig | str = DEFAULT_HW, strategy: str = "lpt",
-                 check_hazards: bool = False, ddr_bytes: int | None = None) -> None:
+                 check_hazards: bool = True, ddr_bytes: int | None = None,
+                 tenant_ddr_bytes: int = DEFAULT_TENANT_DDR_BYTES,
+                 request_seconds: float | None = DEFAULT_REQUEST_SECONDS,
+                 max_binary_bytes: int = MAX_BINARY_BYTES) -> None:
+        """``check_hazards``: the emulator reports dependency violations (two modules of
+        a core touching the same buffer bytes without a token ordering them) as faults of
+        the tenant's request (docs/runtime.md). ``ddr_bytes``: the emulated DDR.
+        ``tenant_ddr_bytes``: the default DDR quota of a tenant (the most a binary of it
+        may declare; :meth:`create_tenant` may give another). ``request_seconds``: the
+        wall-time budget of one request (``None``: unbounded); a request over it fails.
+        ``max_binary_bytes``: the largest binary file :meth:`Tenant.deploy` reads."""
         self.hw = load_hw(hw) if isinstance(hw, str) else hw
         self.strategy = strategy
+        self.tenant_ddr_bytes = tenant_ddr_bytes
+        self.request_seconds = request_seconds
+        self.max_binary_bytes = max_binary_bytes
         self.accel = Accelerator(self.hw, ddr_bytes=ddr_bytes, check_hazards=check_hazards)
         self.tenants: dict[str, Tenant] = {}
         self.requests: list[Request] = []
@@ -370,9 +466,14 @@ class ResourcePool:
         return [c for c in cores if c in keep]
 
     # ---------------------------------------------------------------- tenants
-    def create_tenant(self, name: str, cores: int | list[int], max_queue: int = 16) -> Tenant:
+    def create_tenant(self, name: str, cores: int | list[int], max_queue: int = 16,
+                      ddr_quota: int | None = None) -> Tenant:
         """A new tenant with ``cores`` cores (a count, placed by the pool, or explicit
-        physical cores that must be free)."""
+        physical cores that must be free) and a DDR quota of ``ddr_quota`` bytes (default:
+        the pool's ``tenant_ddr_bytes``)."""
+        quota = self.tenant_ddr_bytes if ddr_quota is None else int(ddr_quota)
+        if quota < 1:
+            raise PoolError(f"tenant '{name}': the DDR quota must be positive, got {quota}")
         if name in self.tenants:
             raise PoolError(f"a tenant named '{name}' already exists")
         if isinstance(cores, int):
@@ -386,7 +487,7 @@ class ResourcePool:
             if bad or not chosen or len(set(chosen)) != len(chosen):
                 raise PoolError(f"tenant '{name}': cores {chosen} are not distinct free cores "
                                 f"(free: {sorted(free)})")
-        t = Tenant(self, name, chosen, max_queue)
+        t = Tenant(self, name, chosen, max_queue, quota)
         self.tenants[name] = t
         return t
 

@@ -30,17 +30,20 @@ tenant stops at once. Timing is data-independent, so no functional run is needed
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vfpga.backend.retarget import STRATEGIES
 from vfpga.emulator.machine import segments_from_dispatch
 from vfpga.emulator.timing import Job, TimingEngine, insn_costs
 from vfpga.errors import VfpgaError
-from vfpga.hw.config import DEFAULT_HW
+from vfpga.hw.config import DEFAULT_HW, HardwareConfigError, load_hw
 from vfpga.runtime.pool import ResourcePool, Tenant
 
 
@@ -75,60 +78,115 @@ class Scenario:
     strategy: str = "lpt"
 
 
+#: Longest simulated time a scenario may ask for (ms).
+MAX_DURATION_MS = 10_000.0
+#: Most inferences one tenant runs in a scenario (its closed loop then stops).
+MAX_INFERENCES = 10_000
+#: Largest scenario file read (bytes).
+MAX_SCENARIO_BYTES = 1 << 20
+
+
 def load_scenario(path: str | Path) -> Scenario:
-    """Parse and check a scenario file; :class:`ScenarioError` names what is wrong."""
+    """Parse and check a scenario file; :class:`ScenarioError` names the file, the entry
+    and the key that is wrong (types, ranges, finite times, binaries that exist, a known
+    hardware preset and strategy), so that :func:`simulate` never meets a bad value."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        if p.is_dir():
+            raise ScenarioError(f"{p}: is a folder, not a scenario file")
+        if p.stat().st_size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(f"{p}: larger than {MAX_SCENARIO_BYTES:,} bytes; not a scenario")
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScenarioError(f"{p}: no such scenario file") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{p}: not UTF-8 text (byte {exc.start}); a scenario is a TOML "
+                            "file") from None
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
 
-    def num(d: dict[str, Any], key: str, where: str, default: float | None = None) -> float:
+    def num(d: dict[str, Any], key: str, where: str, default: float | None = None,
+            limit: float = MAX_DURATION_MS) -> float:
         v = d.get(key, default)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-            raise ScenarioError(f"{p}: {where}: '{key}' must be a non-negative number")
+        if (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+                or not 0 <= v <= limit):
+            raise ScenarioError(f"{p}: {where}: '{key}' must be a number in 0..{limit:g}, got "
+                                f"{v!r}")
         return float(v)
 
-    known = {"duration_ms", "hw", "strategy", "tenant", "resize"}
-    extra = set(data) - known
-    if extra:
-        raise ScenarioError(f"{p}: unknown key(s) {sorted(extra)} (known: {sorted(known)})")
+    def table_list(key: str) -> list[dict[str, Any]]:
+        v = data.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(e, dict) for e in v):
+            raise ScenarioError(f"{p}: '{key}' must be an array of tables ([[{key}]] entries)")
+        return v
+
+    def check_keys(d: dict[str, Any], known: set[str], where: str) -> None:
+        extra = set(d) - known
+        if extra:
+            raise ScenarioError(f"{p}: {where}: unknown key(s) {sorted(extra)} (known: "
+                                f"{sorted(known)})")
+
+    def positive_int(d: dict[str, Any], key: str, where: str) -> int:
+        v = d.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= n_cores:
+            raise ScenarioError(f"{p}: {where}: '{key}' must be an integer in 1..{n_cores} "
+                                f"(the cores of '{hw}'), got {v!r}")
+        return v
+
+    def string(d: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+        v = d.get(key, default)
+        if not isinstance(v, str) or not v:
+            raise ScenarioError(f"{p}: {where}: '{key}' must be a non-empty string, got {v!r}")
+        return v
+
+    check_keys(data, {"duration_ms", "hw", "strategy", "tenant", "resize"}, "top level")
+    if "duration_ms" not in data:
+        raise ScenarioError(f"{p}: top level: 'duration_ms' is missing")
     dur = num(data, "duration_ms", "top level")
+    hw = string(data, "hw", "top level", DEFAULT_HW)
+    try:
+        n_cores = load_hw(hw).num_cores
+    except HardwareConfigError as exc:
+        raise ScenarioError(f"{p}: top level: 'hw': {exc}") from None
+    strategy = string(data, "strategy", "top level", "lpt")
+    if strategy not in STRATEGIES:
+        raise ScenarioError(f"{p}: top level: 'strategy' {strategy!r} is not one of "
+                            f"{', '.join(STRATEGIES)}")
     tenants: list[TenantSpec] = []
-    for i, t in enumerate(data.get("tenant", [])):
+    for i, t in enumerate(table_list("tenant")):
         where = f"[[tenant]] #{i + 1}"
-        name = t.get("name")
-        if not isinstance(name, str) or not name:
-            raise ScenarioError(f"{p}: {where}: needs a 'name'")
+        check_keys(t, {"name", "model", "binary", "cores", "arrive_ms", "leave_ms"}, where)
+        name = string(t, "name", where)
+        where = f"{where} ('{name}')"
         if ("model" in t) == ("binary" in t):
-            raise ScenarioError(f"{p}: {where} ('{name}'): give exactly one of 'model' or "
-                                "'binary'")
-        cores = t.get("cores")
-        if not isinstance(cores, int) or cores < 1:
-            raise ScenarioError(f"{p}: {where} ('{name}'): 'cores' must be a positive integer")
+            raise ScenarioError(f"{p}: {where}: give exactly one of 'model' or 'binary'")
+        cores = positive_int(t, "cores", where)
+        arrive = num(t, "arrive_ms", where, 0.0)
         leave = num(t, "leave_ms", where) if "leave_ms" in t else None
-        binary = (p.parent / t["binary"]) if "binary" in t else None
-        tenants.append(TenantSpec(name, cores, num(t, "arrive_ms", where, 0.0), leave,
-                                  t.get("model"), binary))
+        model = string(t, "model", where) if "model" in t else None
+        binary = None
+        if "binary" in t:
+            binary = p.parent / string(t, "binary", where)
+            if not binary.is_file():
+                raise ScenarioError(f"{p}: {where}: 'binary' {binary} is not a file")
+        tenants.append(TenantSpec(name, cores, arrive, leave, model, binary))
     names = [t.name for t in tenants]
     if len(set(names)) != len(names):
         raise ScenarioError(f"{p}: tenant names must be unique: {names}")
     if not tenants:
         raise ScenarioError(f"{p}: no [[tenant]] entries")
     resizes = []
-    for i, r in enumerate(data.get("resize", [])):
+    for i, r in enumerate(table_list("resize")):
         where = f"[[resize]] #{i + 1}"
+        check_keys(r, {"tenant", "at_ms", "cores"}, where)
         if r.get("tenant") not in names:
             raise ScenarioError(f"{p}: {where}: unknown tenant {r.get('tenant')!r} "
                                 f"(tenants: {', '.join(names)})")
-        cores = r.get("cores")
-        if not isinstance(cores, int) or cores < 1:
-            raise ScenarioError(f"{p}: {where}: 'cores' must be a positive integer")
-        resizes.append(ResizeSpec(r["tenant"], num(r, "at_ms", where), cores))
-    return Scenario(str(p), dur, tenants, resizes, data.get("hw", DEFAULT_HW),
-                    data.get("strategy", "lpt"))
+        resizes.append(ResizeSpec(r["tenant"], num(r, "at_ms", where),
+                                  positive_int(r, "cores", where)))
+    return Scenario(str(p), dur, tenants, resizes, hw, strategy)
 
 
 @dataclass
@@ -156,8 +214,12 @@ class TenantReport:
         return float(np.percentile(self.latencies_ms, 99)) if self.latencies_ms else float("nan")
 
 
-def simulate(sc: Scenario, log: Any = None) -> dict[str, TenantReport]:
-    """Run scenario ``sc`` on the timing model; the per-tenant reports."""
+def simulate(sc: Scenario, log: Any = None,
+             compile_model: Callable[[str, str], Any] | None = None) -> dict[str, TenantReport]:
+    """Run scenario ``sc`` on the timing model; the per-tenant reports. ``compile_model(
+    name, hw)`` gives the binary of a bundled model (tenants with ``model``; the CLI
+    passes a cached compile); a tenant whose binary cannot be had or deployed is reported
+    with its error, the others run on. Each tenant stops after :data:`MAX_INFERENCES`."""
     pool = ResourcePool(sc.hw, strategy=sc.strategy)
     hw = pool.hw
     cyc_per_ms = hw.clock_mhz * 1e3
@@ -172,15 +234,15 @@ def simulate(sc: Scenario, log: Any = None) -> dict[str, TenantReport]:
     def image_for(spec: TenantSpec) -> Any:
         if spec.binary is not None:
             return spec.binary
-        from vfpga.experiments.models import compiled_model
-
+        if compile_model is None:
+            raise ScenarioError(f"{sc.source}: tenant '{spec.name}': 'model' entries need a "
+                                "model compiler (vfpga pool simulate provides one)")
         model = spec.model
-        if model is None:  # pragma: no cover - load_scenario requires a binary or a model
-            raise ScenarioError(f"tenant '{spec.name}' names neither a binary nor a model")
+        assert model is not None  # load_scenario: exactly one of binary and model
         if model not in images:
             if log:
                 log(f"preparing model {model} ...")
-            images[model] = compiled_model(model, sc.hw).vfb
+            images[model] = compile_model(model, sc.hw)
         return images[model]
 
     def segments(t: Tenant) -> list:
@@ -191,6 +253,9 @@ def simulate(sc: Scenario, log: Any = None) -> dict[str, TenantReport]:
     def launch(name: str) -> None:
         t = tenants.get(name)
         if t is None or t.left or eng.now >= horizon:
+            return
+        if reports[name].completed >= MAX_INFERENCES:
+            reports[name].error = f"stopped after {MAX_INFERENCES:,} inferences"
             return
         assert t.vfb is not None
         if any(eng.cores[c].job is not None for c in t.cores):
@@ -285,31 +350,5 @@ def simulate(sc: Scenario, log: Any = None) -> dict[str, TenantReport]:
     return reports
 
 
-def timeline_plot(sc: Scenario, reports: dict[str, TenantReport], path: Path) -> None:
-    """Cores held (top) and cumulative completed inferences (bottom) per tenant over time
-    (the bottom curves' slopes are the tenants' throughputs)."""
-    from vfpga.experiments.common import pyplot, save_figure
-
-    plt = pyplot()
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    for k, rep in enumerate(reports.values()):
-        color = f"C{k}"
-        if rep.cores:
-            xs = [t for t, _ in rep.cores] + [sc.duration_ms]
-            ys = [c for _, c in rep.cores]
-            # a small vertical offset keeps tenants holding equal core counts visible
-            a1.step(xs, [y + 0.08 * k for y in ys + ys[-1:]], where="post", color=color,
-                    label=f"{rep.name} ({rep.model})")
-        done = sorted(rep.completions_ms)
-        a2.step([0.0, *done, sc.duration_ms], [0, *range(1, len(done) + 1), len(done)],
-                where="post", color=color, label=rep.name)
-    a1.set_ylabel("cores")
-    a1.legend(fontsize=7)
-    a2.set_ylabel("completed inferences")
-    a2.set_xlabel("time (ms)")
-    fig.suptitle(f"scenario {Path(sc.source).name}")
-    save_figure(fig, path)
-
-
-__all__ = ["Scenario", "ScenarioError", "TenantReport", "load_scenario", "simulate",
-           "timeline_plot"]
+__all__ = ["MAX_DURATION_MS", "MAX_INFERENCES", "Scenario", "ScenarioError", "TenantReport",
+           "load_scenario", "simulate"]

@@ -1,0 +1,382 @@
+"""Load on ``vfpga serve`` over loopback, and the server's overhead per request.
+
+Run: ``.venv/bin/python benchmarks/serve_load.py [--model mobilenet_v1] [--tenants 3]
+[--cores 4] [--clients 6] [--requests 8] [--serial 40] [--max-seconds 300]``.
+
+A server (uvicorn in a thread of this process, bound to 127.0.0.1 on a free port, fixed
+policy) serves one compiled copy of ``--model`` to each of ``--tenants`` tenants with
+``--cores`` cores each. Inputs go as raw int8 NCHW through the binary-tensor extension.
+
+1. **Overhead** (about ``--serial`` calls each way, one client): blocks of warm calls of
+   the emulator directly in this process (:meth:`vfpga.runtime.pool.Tenant.infer` on a
+   pool of its own, same core count, same input) alternate with blocks of requests to the
+   server; the overhead per request is the median over blocks of (median server round trip
+   - median direct call). The server's time includes the HTTP client's own work, so the
+   figure is an upper bound. Goal: <= 2 ms on MobileNet v1.
+2. **Load**: ``--clients`` threads, spread over the tenants, each sending ``--requests``
+   requests back to back (bounded in count and by ``--max-seconds``). Reported:
+   requests/s, p50/p99 latency, *lost* requests (no answer, or an error answer) and
+   *leaks* (an answer that is not this tenant's own output for this input: another
+   tenant's or wrong). Both must be 0.
+
+The compiled binary is cached under ``$VFPGA_BENCH_CACHE`` (see ``_common.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import cache_dir, loaded_model
+
+from vfpga.backend.binary import from_bytes, to_bytes
+from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
+from vfpga.hw.config import DEFAULT_HW, load_hw
+from vfpga.runtime.pool import ResourcePool
+from vfpga.serve.app import Server, create_app, listen_socket
+from vfpga.serve.auth import hash_token
+
+GOAL_MS = 2.0
+#: warm calls per block of the overhead measurement
+BLOCK = 5
+OPERATOR = "bench-operator"
+
+
+def compiled(name: str, cores: int) -> bytes:
+    path = cache_dir() / f"serve-{name}-{cores}.vfb"
+    if path.is_file():
+        return path.read_bytes()
+    from vfpga.driver import compile_graph
+
+    blob = to_bytes(compile_graph(loaded_model(name).graph, load_hw(DEFAULT_HW), cores).vfb)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(path)
+    return blob
+
+
+def request_body(name: str, x: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    raw = x.tobytes()
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": list(x.shape),
+                    "datatype": "INT8",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return head + raw, {
+        "Inference-Header-Content-Length": str(len(head)),
+        "Content-Type": "application/octet-stream",
+    }
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client (the standard library's: its own cost per request is
+    small, so the overhead measured is mostly the server's)."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=120)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, int]:
+        """(status, body, JSON header length) of one request."""
+        self.conn.request("POST", path, body, headers)
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, data, int(r.headers.get("Inference-Header-Content-Length") or 0)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def answer(data: bytes, n: int) -> tuple[str, bytes]:
+    """(model name, output bytes) of a binary response."""
+    doc = json.loads(data[:n])
+    return doc["model_name"], data[n:]
+
+
+def server_times(data: bytes, n: int) -> tuple[float, float]:
+    """(seconds queued, seconds running) the server reports for a request."""
+    params = json.loads(data[:n])["parameters"]
+    return params["vfpga_queue_s"], params["vfpga_run_s"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="mobilenet_v1")
+    ap.add_argument("--tenants", type=int, default=3)
+    ap.add_argument("--cores", type=int, default=4)
+    ap.add_argument("--clients", type=int, default=6)
+    ap.add_argument("--requests", type=int, default=8)
+    ap.add_argument("--serial", type=int, default=40)
+    ap.add_argument("--max-seconds", type=float, default=300.0)
+    ap.add_argument(
+        "--server",
+        choices=["process", "thread"],
+        default="process",
+        help="`vfpga serve` in a subprocess (as deployed) or uvicorn in a thread "
+        "of this process (its clients then share the server's interpreter)",
+    )
+    args = ap.parse_args()
+    hw = load_hw(DEFAULT_HW)
+    t0 = time.perf_counter()
+    blob = compiled(args.model, args.cores)
+    vfb = from_bytes(blob, args.model, hw)
+    t_in = next(t for t in vfb.tensors if t.role == "input")
+    t_out = next(t for t in vfb.tensors if t.role == "output")
+    print(
+        f"{args.model}: {len(blob) / 2**20:.1f} MiB binary, {len(vfb.layers)} layers, input "
+        f"{t_in.name} {list(user_shape(t_in))} (ready in {time.perf_counter() - t0:.1f} s)"
+    )
+    tenants = [f"t{i}" for i in range(args.tenants)]
+    rng = np.random.default_rng(0)
+    inputs = {t: rng.integers(-128, 128, user_shape(t_in), dtype=np.int8) for t in tenants}
+    # the expected answers, and the direct emulator call timed below
+    direct_pool = ResourcePool(hw)
+    direct = direct_pool.create_tenant("direct", args.cores)
+    direct.deploy(blob)
+    stored = {t: {t_in.name: to_stored(t_in, x)} for t, x in inputs.items()}
+
+    def call_direct(t: str) -> bytes:
+        return from_stored(t_out, direct.infer(stored[t])[t_out.name]).tobytes()
+
+    want = {t: call_direct(t) for t in tenants}
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        lines = []
+        for t in tenants:
+            lines += [
+                f"[tenants.{t}]",
+                f"cores = {args.cores}",
+                f'token_sha256 = "{hash_token("token-" + t)}"',
+                "max_queue = 64",
+            ]
+            (repo / f"m_{t}" / "1").mkdir(parents=True)
+            (repo / f"m_{t}" / "config.toml").write_text(f'tenant = "{t}"\n')
+            (repo / f"m_{t}" / "1" / "model.vfb").write_bytes(blob)
+        (repo / "tenants.toml").write_text("\n".join(lines) + "\n")
+        if args.server == "process":
+            return in_process_of_its_own(
+                args, repo, Path(tmp) / "state", tenants, inputs, want, t_in.name, call_direct
+            )
+        server = Server(repo, Path(tmp) / "state", hw, "fixed", hash_token(OPERATOR), 60.0)
+        server.open()
+        sock = listen_socket("127.0.0.1", 0)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        uv = uvicorn.Server(
+            uvicorn.Config(create_app(server), log_level="warning", access_log=False)
+        )
+        th = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+        th.start()
+        try:
+            t_wait = time.monotonic()
+            while not uv.started:
+                if time.monotonic() - t_wait > 30:
+                    raise RuntimeError("the server did not start")
+                time.sleep(0.01)
+            return run(args, url, tenants, inputs, want, t_in.name, call_direct)
+        finally:
+            uv.should_exit = True
+            th.join(60)
+            server.close()
+
+
+def in_process_of_its_own(args, repo, state, tenants, inputs, want, in_name, call_direct) -> int:  # type: ignore[no-untyped-def]
+    """Run ``vfpga serve`` as a subprocess (as deployed: the clients do not share its
+    interpreter), measure, then SIGTERM it."""
+    env = dict(os.environ, VFPGA_OPERATOR_TOKEN=OPERATOR, OPENBLAS_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-c",
+        "from vfpga.cli.main import main; main()",
+        "serve",
+        "--repository",
+        str(repo),
+        "--state-dir",
+        str(state),
+        "--port",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        url = None
+        t0 = time.monotonic()
+        while url is None and time.monotonic() - t0 < 120:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            if "listening on " in line:
+                url = line.rsplit("listening on ", 1)[1].strip()
+        if url is None:
+            raise RuntimeError("vfpga serve did not start")
+        return run(args, url, tenants, inputs, want, in_name, call_direct)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+
+
+def run(args, url, tenants, inputs, want, in_name, call_direct) -> int:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + args.max_seconds
+    bodies = {t: request_body(in_name, inputs[t]) for t in tenants}
+
+    def post(client: Client, t: str) -> tuple[int, bytes, int]:
+        body, headers = bodies[t]
+        return client.post(
+            f"/v2/models/m_{t}/infer", body, headers | {"Authorization": f"Bearer token-{t}"}
+        )
+
+    # -------------------------------------------------------------- overhead
+    # Blocks of BLOCK calls, alternating direct / server; the first call of each block
+    # is dropped: switching between two emulated machines (two pools' weights and
+    # buffers) costs a cold cache, which a server running alone does not pay.
+    t = tenants[0]
+    d_times: list[float] = []
+    s_times: list[float] = []
+    block_diffs: list[float] = []
+    outside: list[float] = []  # round trip minus the server's queue and run time
+    runs: list[float] = []  # the server's run time
+    client = Client(url)
+    try:
+        for _ in range(2):  # warm-up: first deploy, timing model, connection
+            post(client, t)
+            call_direct(t)
+        for _ in range(max(1, args.serial // BLOCK)):
+            if time.monotonic() > deadline:
+                break
+            d_block, s_block = [], []
+            for k in range(BLOCK + 1):
+                a = time.perf_counter()
+                got = call_direct(t)
+                if k:
+                    d_block.append(time.perf_counter() - a)
+                assert got == want[t]
+            for k in range(BLOCK + 1):
+                a = time.perf_counter()
+                status, data, n = post(client, t)
+                if k:
+                    rtt = time.perf_counter() - a
+                    s_block.append(rtt)
+                    queued, ran = server_times(data, n)
+                    outside.append(rtt - queued - ran)
+                    runs.append(ran)
+                assert status == 200 and answer(data, n)[1] == want[t]
+            d_times += d_block
+            s_times += s_block
+            block_diffs.append(statistics.median(s_block) - statistics.median(d_block))
+    finally:
+        client.close()
+    over = statistics.median(block_diffs) * 1e3
+    print(
+        f"\noverhead ({len(block_diffs)} blocks of {BLOCK} warm calls each way, one client, "
+        "binary tensors):"
+    )
+    print(f"  emulator called directly  median {statistics.median(d_times) * 1e3:8.2f} ms")
+    print(f"  through the server        median {statistics.median(s_times) * 1e3:8.2f} ms")
+    print(
+        f"  of which, the server reports running {statistics.median(runs) * 1e3:8.2f} ms "
+        f"(median); HTTP, decoding, queue hand-over and the client: "
+        f"{statistics.median(outside) * 1e3:.2f} ms"
+    )
+    low = (min(s_times) - min(d_times)) * 1e3
+    print(
+        f"  fastest call each way     {min(d_times) * 1e3:8.2f} ms vs {min(s_times) * 1e3:.2f} "
+        f"ms: {low:.2f} ms apart (the least disturbed by other jobs on the machine)"
+    )
+    print(
+        f"  overhead per request      median {over:8.2f} ms  (median over blocks of the "
+        f"difference of medians; goal <= {GOAL_MS} ms: {'met' if over <= GOAL_MS else 'NOT met'})"
+    )
+
+    # ------------------------------------------------------------------ load
+    lat: list[float] = []
+    lost = leaks = 0
+    lock = threading.Lock()
+    others = {v: k for k, v in want.items()}
+
+    def client_loop(i: int) -> None:
+        nonlocal lost, leaks
+        t = tenants[i % len(tenants)]
+        client = Client(url)
+        for _ in range(args.requests):
+            if time.monotonic() > deadline:
+                break
+            a = time.perf_counter()
+            try:
+                status, data, n = post(client, t)
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    lost += 1
+                client.close()
+                client = Client(url)
+                continue
+            dt = time.perf_counter() - a
+            with lock:
+                if status != 200:
+                    lost += 1
+                    continue
+                model, out = answer(data, n)
+                if model != f"m_{t}" or out != want[t]:
+                    leaks += 1
+                    print(
+                        f"  LEAK: client {i} tenant {t} got {others.get(out, 'a wrong output')}",
+                        file=sys.stderr,
+                    )
+                lat.append(dt)
+        client.close()
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
+    a = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(args.max_seconds + 60)
+    wall = time.perf_counter() - a
+    sent = args.clients * args.requests
+    lat.sort()
+    p50 = lat[len(lat) // 2] * 1e3 if lat else float("nan")
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3 if lat else float("nan")
+    print(
+        f"\nload: {args.clients} clients over {len(tenants)} tenants x {args.cores} cores, "
+        f"{args.requests} requests each ({sent} requests)"
+    )
+    print(
+        f"  answered {len(lat)} in {wall:.2f} s: {len(lat) / wall:.2f} requests/s, "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
+    print(
+        f"  lost requests {lost}, cross-tenant leaks {leaks}, not sent (time bound) "
+        f"{sent - len(lat) - lost - leaks}"
+    )
+    ok = lost == 0 and leaks == 0 and len(lat) == sent
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

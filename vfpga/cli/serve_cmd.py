@@ -1,0 +1,170 @@
+"""``vfpga serve --repository DIR --state-dir DIR2 [--hw pool16] [--host 127.0.0.1]
+[--port 8000] [--policy fixed|elastic]`` (docs/serving.md)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from vfpga.errors import VfpgaError
+from vfpga.hw.config import DEFAULT_HW
+
+
+def _hash_token(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from vfpga.serve.auth import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise click.UsageError("--hash-token reads the token from the first line of stdin")
+    click.echo(hash_token(token))
+    ctx.exit(0)
+
+
+def operator_hash(token_file: Path | None) -> str | None:
+    """The SHA-256 of the operator token: from ``token_file`` (its first line), else from
+    ``VFPGA_OPERATOR_TOKEN``; None if neither is set (then no one can manage the server)."""
+    from vfpga.serve.auth import hash_token
+
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip().splitlines()
+        except OSError as exc:
+            raise VfpgaError(
+                f"--operator-token-file {token_file}: cannot read: {exc.strerror}"
+            ) from None
+        if not token or not token[0].strip():
+            raise VfpgaError(f"--operator-token-file {token_file}: the file is empty")
+        return hash_token(token[0].strip())
+    env = os.environ.get("VFPGA_OPERATOR_TOKEN", "").strip()
+    return hash_token(env) if env else None
+
+
+@click.command()
+@click.option(
+    "--repository",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model repository: tenants.toml and <model>/config.toml + <version>/model.vfb|onnx.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where the server keeps its state (SQLite); a restart resumes from it.",
+)
+@click.option(
+    "--hw",
+    "hw_name",
+    default=DEFAULT_HW,
+    show_default=True,
+    help="Hardware preset or configuration JSON.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0: any free port; the line 'listening on' says which).",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(["fixed", "elastic"]),
+    default="fixed",
+    show_default=True,
+    help="fixed: shares never change; elastic: grow busy "
+    "tenants from free cores, shrink idle ones back.",
+)
+@click.option(
+    "--operator-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File whose first line is the operator token (default: $VFPGA_OPERATOR_TOKEN).",
+)
+@click.option(
+    "--request-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.01, 3600),
+    help="Run-time budget of a request (s).",
+)
+@click.option(
+    "--max-body-mib",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="Largest request body (MiB).",
+)
+@click.option(
+    "--hash-token",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_hash_token,
+    help="Print the SHA-256 of the token on stdin (for tenants.toml) and exit.",
+)
+def serve(
+    repository: Path,
+    state_dir: Path,
+    hw_name: str,
+    host: str,
+    port: int,
+    policy: str,
+    operator_token_file: Path | None,
+    request_timeout: float,
+    max_body_mib: int,
+) -> None:
+    """Serve the repository's models to their tenants over the KServe v2 protocol
+    (SIGTERM or Ctrl-C: stop accepting, finish accepted requests, exit)."""
+    import uvicorn
+
+    from vfpga.hw import HardwareConfigError, load_hw
+    from vfpga.serve.app import Server, create_app, listen_socket
+
+    try:
+        hw = load_hw(hw_name)
+    except HardwareConfigError as exc:
+        raise VfpgaError(str(exc)) from None
+    op = operator_hash(operator_token_file)
+    if op is None:
+        click.echo(
+            "warning: no operator token (VFPGA_OPERATOR_TOKEN or "
+            "--operator-token-file): tenants and the repository cannot be managed",
+            err=True,
+        )
+    sock = listen_socket(host, port)
+    try:
+        server = Server(repository, state_dir, hw, policy, op, request_timeout, max_body_mib << 20)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        server.open()
+        bound = sock.getsockname()[1]
+        app = create_app(server)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=int(request_timeout) + 10,
+        )
+        click.echo(
+            f"vfpga serve: {len(server.scheduler.specs)} tenant(s), "
+            f"{len(server.scheduler.models)} model(s), policy {policy}; listening on "
+            f"http://{host}:{bound}",
+            err=True,
+        )
+        # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that
+        # was there before it: make that one a no-op, so a drained server exits 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        uvicorn.Server(config).run(sockets=[sock])
+        click.echo("vfpga serve: stopped (accepted requests answered)", err=True)
+    finally:
+        sock.close()
+        server.close()
