@@ -113,6 +113,20 @@ def test_onnx_model_compiled_at_load_takes_float_nchw(served) -> None:  # type: 
     assert r.as_numpy(name).tobytes() == want.tobytes()
 
 
+def test_repository_through_tritonclient(served) -> None:  # type: ignore[no-untyped-def]
+    s, _ = served
+    c = client(s)
+    index = c.get_model_repository_index(headers=auth("operator"))
+    assert {(m["name"], m["state"]) for m in index} >= {("small", "READY"), ("cls", "READY")}
+    c.unload_model("other", headers=auth("operator"))
+    assert not c.is_model_ready("other", headers=auth("bob"))
+    c.load_model("other", headers=auth("operator"))
+    assert c.is_model_ready("other", headers=auth("bob"))
+    with pytest.raises(InferenceServerException) as err:
+        c.load_model("other", headers=auth("bob"))  # a tenant is not the operator
+    assert err.value.status() == "403"
+
+
 def _post(s, model: str, body: dict | bytes, who: str = "alice", **headers: str):  # type: ignore[no-untyped-def]
     h = auth(who) | headers
     if isinstance(body, dict):
