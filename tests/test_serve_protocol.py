@@ -222,6 +222,8 @@ def test_run_time_budget_is_504(served) -> None:  # type: ignore[no-untyped-def]
 
 def test_metrics(served) -> None:  # type: ignore[no-untyped-def]
     s, _ = served
+    x = user_input(blob(1), 0)
+    assert _post(s, "small", {"inputs": [_tensor(x)]}).status_code == 200
     r = httpx.get(f"http://{s.url}/metrics", headers=auth("operator"), timeout=10)
     assert r.status_code == 200
     text = r.text
@@ -233,9 +235,11 @@ def test_metrics(served) -> None:  # type: ignore[no-untyped-def]
         "vfpga_predicted_accelerator_latency_seconds_bucket",
         "vfpga_cores",
         "vfpga_reconfigurations_total",
+        "vfpga_model_deploys_total",
     ):
         assert name in text or name.replace("_total", "") in text, name
     assert 'vfpga_cores{tenant="alice"} 2.0' in text
+    assert 'vfpga_model_deploys_total{model="small",tenant="alice"} 1.0' in text
 
 
 def test_hash_token_and_bad_repository_exit_2(tmp_path: Path) -> None:
