@@ -166,6 +166,15 @@ def test_bad_tensors_are_400_naming_the_problem(served) -> None:  # type: ignore
             assert words in r.json()["error"], (what, r.text)
     r = _post(s, "small", b"{not json")
     assert r.status_code == 400 and "JSON" in r.json()["error"]
+    deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = _post(s, "small", deep)
+    assert r.status_code == 400
+    deep_data = (
+        b'{"inputs": [{"name": "input", "shape": [1, 3, 16, 16], "datatype": "INT8", '
+        b'"data": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b"}]}"
+    )
+    r = _post(s, "small", deep_data)
+    assert r.status_code == 400
     head = (
         b'{"inputs":[{"name":"input","shape":[1,3,16,16],"datatype":"INT8",'
         b'"parameters":{"binary_data_size":768}}]}'
