@@ -678,7 +678,10 @@ def fake_frontend(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
             raise FrontendError(f"{path}: node 'Foo_3' (Foo): unsupported op type")
         return small_graph(), object()
 
+    import vfpga.frontend.pipeline as real
+
     mod = types.ModuleType("vfpga.frontend.pipeline")
+    mod.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
     mod.load_qgraph = load_qgraph  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vfpga.frontend.pipeline", mod)
     return calls
@@ -691,7 +694,8 @@ def test_import_prints_ir(tmp_path: Path, fake_frontend: dict[str, object]) -> N
     model.write_bytes(b"")
     res = CliRunner().invoke(cli, ["import", str(model), "--calib-random", "4", "--seed", "7"])
     assert res.exit_code == 0, res.output
-    assert fake_frontend["kwargs"] == {"calib": "random", "num_random": 4, "seed": 7}
+    assert fake_frontend["kwargs"] == {"calib": "random", "num_random": 4, "calib_dir": None,
+                                       "seed": 7, "input_shapes": None}
     assert_same(small_graph(), module_to_qgraph(parse(res.stdout)))
 
 
@@ -703,7 +707,8 @@ def test_import_writes_file(tmp_path: Path, fake_frontend: dict[str, object]) ->
     out = tmp_path / "m.mlir"
     res = CliRunner().invoke(cli, ["import", str(model), "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert fake_frontend["kwargs"] == {}
+    assert fake_frontend["kwargs"] == {"calib": "random", "num_random": 16, "calib_dir": None,
+                                       "seed": 0, "input_shapes": None}
     assert_same(small_graph(), module_to_qgraph(parse(out.read_text())))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlir", "m.onnx"]  # no temp left
 
