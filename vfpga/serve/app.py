@@ -202,7 +202,7 @@ class Server:
             return {}
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ProtocolError(400, f"the body is not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise ProtocolError(400, "the body must be a JSON object")

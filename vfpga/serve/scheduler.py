@@ -421,6 +421,7 @@ class Scheduler:
                 run.deployed = None
                 t.deploy(ver.blob)
                 run.deployed = ver.sha256
+                self.metrics.deploys.labels(job.tenant, job.model).inc()
             # the emulator checks what is left of the request's budget within layers too
             self.pool.request_seconds = max(1e-3, job.deadline - time.monotonic())
             job.request = t.submit(job.inputs)
