@@ -163,7 +163,15 @@ def tenants(url: str) -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in r.json()}
 
 
-def test_ten_tenants_on_three_nodes_answer_like_solo_runs(fleet: Any) -> None:
+def test_fleet_on_ray(fleet: Any) -> None:
+    """The phases share one fleet (each starts from the layout the previous one left):
+    the tests of one module may run on different xdist workers, so they are one test."""
+    steady_load_answers_like_solo_runs(fleet)
+    a_resize_beyond_the_node_moves_the_tenant(fleet)
+    a_node_killed_mid_run_loses_no_answer_and_its_tenants_are_placed_again(fleet)
+
+
+def steady_load_answers_like_solo_runs(fleet: Any) -> None:
     for i in range(N_TENANTS):  # the expected outputs, before any load
         for k in range(3):
             want(i, k)
@@ -190,9 +198,42 @@ def test_ten_tenants_on_three_nodes_answer_like_solo_runs(fleet: Any) -> None:
     assert r.status_code == 200 and r.json()["parameters"]["vfpga_cores"] == CORES
 
 
-def test_a_node_killed_mid_run_loses_no_answer_and_its_tenants_are_placed_again(
-    fleet: Any,
-) -> None:
+def a_resize_beyond_the_node_moves_the_tenant(fleet: Any) -> None:
+    before = tenants(fleet.url)
+    full = [n for n in range(3) if sum(r["node"] == n for r in before.values()) == 5]
+    name = max(n for n, r in before.items() if r["node"] == full[-1])
+    i = int(name[1:])
+    r = httpx.post(
+        f"http://{fleet.url}/v2/tenants/{name}/resize", json={"cores": 8}, headers=OP, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    after = tenants(fleet.url)[name]
+    assert after["node"] not in full and len(after["allocated_cores"]) == 8
+    for k in range(3):  # re-deployed on the new node, re-targeted to 8 cores
+        r = infer(fleet.url, i, k)
+        assert r.status_code == 200 and answer(r) == want(i, k)
+        assert r.json()["parameters"]["vfpga_cores"] == 8
+    r = httpx.post(
+        f"http://{fleet.url}/v2/tenants/{name}/resize",
+        json={"cores": CORES},
+        headers=OP,
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert tenants(fleet.url)[name]["node"] == after["node"]  # shrinks in place
+    r = infer(fleet.url, i, 0)
+    assert r.status_code == 200 and answer(r) == want(i, 0)
+    assert r.json()["parameters"]["vfpga_cores"] == CORES
+    # a share no node can hold is refused and changes nothing
+    other = min(n for n, r in before.items() if r["node"] == full[0])
+    r = httpx.post(
+        f"http://{fleet.url}/v2/tenants/{other}/resize", json={"cores": 16}, headers=OP, timeout=60
+    )
+    assert r.status_code == 409 and "no node has 16 free cores" in r.json()["error"]
+    assert tenants(fleet.url)[other] == before[other]
+
+
+def a_node_killed_mid_run_loses_no_answer_and_its_tenants_are_placed_again(fleet: Any) -> None:
     ctl = controller(fleet)
     before = tenants(fleet.url)
     victim = max(range(3), key=lambda n: sum(r["node"] == n for r in before.values()))
