@@ -148,6 +148,11 @@ def simulate(scenario: Path, out: Path | None) -> None:
 
     sc = load_fleet_scenario(scenario)
     folder = out or scenario.parent
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VfpgaError(f"--out {out}: cannot create the folder: {exc.strerror}") from None
     stem = scenario.stem
     paths = {
         k: check_writable(folder / f"{stem}_{k}")
@@ -180,8 +185,8 @@ def report_lines(rep: Any) -> list[str]:
         f"in {rep.wall_seconds:.2f} s",
         f"placed at their target's cores {c['placed']}, below it {c['degraded']}, "
         f"refused {c['refused']}; resizes in place {c['resized_in_place']}, migrated "
-        f"{c['migrated']}, refused {c['resize_refused']}; re-placed after node failures "
-        f"{c['re_placed']}, dropped {c['dropped']}",
+        f"{c['migrated']}, placed {c['resize_placed']}, refused {c['resize_refused']}; "
+        f"re-placed after node failures {c['re_placed']}, dropped {c['dropped']}",
         f"utilization {rep.utilization:.3f}; latency-target attainment {rep.attainment:.3f}; "
         f"placement quality (allocated / fluid bound min(demand, capacity)) "
         f"{rep.fluid_quality:.3f}; arrivals placed on their target's cores / arrivals a "

@@ -75,9 +75,11 @@ class FleetScenario:
     models: list[ModelMix] = field(default_factory=list)
 
 
-def _number(doc: dict[str, Any], key: str, where: str, lo: float, hi: float) -> float:
-    v = doc.get(key)
-    if type(v) not in (int, float) or not lo <= v <= hi:
+def _number(
+    doc: dict[str, Any], key: str, where: str, lo: float, hi: float, default: float | None = None
+) -> float:
+    v = doc.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
         raise FleetScenarioError(
             f"{where}: '{key}' must be a number in [{lo:g}, {hi:g}], got {v!r}"
         )
@@ -128,13 +130,7 @@ def load_fleet_scenario(path: Path) -> FleetScenario:
         events=_integer(doc, "events", where, 1, 100_000_000),
         arrival_rate_per_s=_number(doc, "arrival_rate_per_s", where, 1e-9, 1e9),
         mean_lifetime_s=_number(doc, "mean_lifetime_s", where, 1e-9, 1e12),
-        resize_probability=_number(
-            {"resize_probability": doc.get("resize_probability", 0.0)},
-            "resize_probability",
-            where,
-            0.0,
-            1.0,
-        ),
+        resize_probability=_number(doc, "resize_probability", where, 0.0, 1.0, 0.0),
         node_failures_s=sorted(float(x) for x in fails),
     )
     tables = doc.get("model")
@@ -166,7 +162,7 @@ def load_fleet_scenario(path: Path) -> FleetScenario:
             )
         m = ModelMix(
             name,
-            _number({"weight": t.get("weight", 1.0)}, "weight", mw, 1e-9, 1e9),
+            _number(t, "weight", mw, 1e-9, 1e9, 1.0),
             (float(rng[0]), float(rng[1])),
         )
         if "binary" in t:

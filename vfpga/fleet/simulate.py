@@ -14,7 +14,8 @@ Tenants arrive (Poisson), may change their target once (a resize) and leave
   free cores (the tenant runs below its target: "degraded"); if no core is free, the
   tenant is refused;
 * resize: in place if the node has the cores, else migrated to another node's best fit,
-  else refused (the tenant keeps its cores);
+  else refused (the tenant keeps its cores); a tenant refused at its arrival is placed
+  as an arrival is;
 * departure: its cores return;
 * node failure: the node's tenants are re-placed as arrivals are.
 
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from vfpga.backend.binary import VfbFile, read_vfb, to_bytes
+from vfpga.errors import VfpgaError
 from vfpga.fileio import atomic_write
 from vfpga.fleet.placement import Placer
 from vfpga.fleet.scenario import FleetScenario, FleetScenarioError
@@ -145,7 +147,10 @@ def resolve_tables(
             tables.append(m.latency_ms)
             continue
         if m.binary is not None:
-            vfb = read_vfb(m.binary, hw)
+            try:
+                vfb = read_vfb(m.binary, hw)
+            except VfpgaError as exc:
+                raise FleetScenarioError(f"{where}: 'binary': {exc}") from None
         else:
             if compile_model is None:
                 raise FleetScenarioError(f"{where}: bundled models need a model compiler")
@@ -156,7 +161,10 @@ def resolve_tables(
         if key not in known:
             if log:
                 log(f"timing {m.name} on 1..{hw.num_cores} cores ...")
-            known[key] = latency_table(vfb, hw)
+            try:
+                known[key] = latency_table(vfb, hw)
+            except VfpgaError as exc:
+                raise FleetScenarioError(f"{where}: cannot be timed: {exc}") from None
             added = True
         tables.append(known[key])
     if cache is not None and added:
@@ -209,6 +217,7 @@ def simulate_fleet(sc: FleetScenario, tables: list[list[float]]) -> FleetReport:
             "resizes",
             "resized_in_place",
             "migrated",
+            "resize_placed",
             "resize_refused",
             "departures",
             "node_failures",
@@ -312,8 +321,9 @@ def simulate_fleet(sc: FleetScenario, tables: list[list[float]]) -> FleetReport:
             meeting -= meets(tn)  # counted again with the new target
             tn.need, tn.target_ms = need, tn.new_target_ms
             meeting += meets(tn)
-            if not tn.cores:
-                counts[place(who, tn)] += 1
+            if not tn.cores:  # refused at its arrival: it may fit now
+                r = place(who, tn)
+                counts["resize_refused" if r == "refused" else "resize_placed"] += 1
             else:
                 node = placer.where[str(who)]
                 if placer.nodes[node].free + tn.cores >= need:
