@@ -71,7 +71,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from vfpga.isa.effects import out_hw, written_range
 from vfpga.isa.float32 import format_f32
-from vfpga.isa.limits import ILLEGAL_DEPS, MAX_CORES
+from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS, MAX_CORES
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
@@ -189,8 +189,8 @@ def deps_attr(bits: int) -> ArrayAttr[StringAttr]:
     """``["wait_prev", ...]``: the dependency bits as a list of names (spec order)."""
     a = _DEPS_CACHE.get(bits)
     if a is None:
-        if bits & ~0xF or bits < 0:
-            raise ValueError(f"dependency bits 0x{bits:x} are not a subset of 0xF")
+        if bits & ~DEP_BITS or bits < 0:
+            raise ValueError(f"dependency bits 0x{bits:x} are not a subset of 0x{DEP_BITS:X}")
         a = ArrayAttr(StringAttr(n) for n, b in _DEP_ORDER if bits & b)
         _DEPS_CACHE[bits] = a
         _DEPS_BITS[a] = bits

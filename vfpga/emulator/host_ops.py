@@ -107,17 +107,19 @@ def run_host_op(op: Any, tensors: Sequence[Any], read: Any, write: Any) -> None:
     src, out = tensors[op.inputs[0]], tensors[op.outputs[0]]
     try:
         q = read(src.name)
-        x = (_nchw(q.astype(np.float32)) if src.dtype == "float32"
-             else dequantize(_nchw(q), src.scale, src.zero_point))
         node = QHostOp(op.name, op.op_type, [src.name], out.name, dict(op.attrs),
                        out.dtype == "float32")
-        with np.errstate(all="ignore"):
-            y = run_host([x], node)
         shape = _nchw(np.empty(out.shape, np.int8)).shape
-        if out.dtype == "float32":
-            write(out.name, _nhwc(np.asarray(y, np.float32).reshape(shape)))
-        else:
-            write(out.name, _nhwc(quantize_input(y, out.scale, out.zero_point).reshape(shape)))
+        # a hostile scale may make values NaN or infinite: that is the program's result
+        with np.errstate(all="ignore"):
+            x = (_nchw(q.astype(np.float32)) if src.dtype == "float32"
+                 else dequantize(_nchw(q), src.scale, src.zero_point))
+            y = run_host([x], node)
+            if out.dtype == "float32":
+                write(out.name, _nhwc(np.asarray(y, np.float32).reshape(shape)))
+            else:
+                write(out.name, _nhwc(quantize_input(y, out.scale, out.zero_point)
+                                      .reshape(shape)))
     except HostOpFault:
         raise
     except Exception as exc:

@@ -349,6 +349,8 @@ def create_app(server: Server) -> FastAPI:
             "vfpga_cycles": res.cycles,
             "vfpga_cores": res.cores,
             "vfpga_context_switches": res.switches,
+            "vfpga_queue_s": res.queue_s,
+            "vfpga_run_s": res.run_s,
         }
         body, json_len = encode_infer(name, v, req, outs, res.outputs, params)
         headers = {"X-Vfpga-Predicted-Latency-S": f"{res.predicted_s:.9f}"}
