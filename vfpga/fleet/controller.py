@@ -229,7 +229,16 @@ class FleetController:
             self.metrics.latency.labels(tenant, model).observe(wall)
             self.metrics.predicted.labels(tenant, model).observe(seconds)
             fut.set_result(
-                Outcome(res["outputs"], res["cycles"], seconds, res["switches"], wall, res["cores"])
+                Outcome(
+                    outputs=res["outputs"],
+                    cycles=res["cycles"],
+                    predicted_s=seconds,
+                    switches=res["switches"],
+                    wall_s=wall,
+                    queue_s=max(0.0, wall - res["run_s"]),  # routing, node queue, deploy
+                    run_s=res["run_s"],
+                    cores=res["cores"],
+                )
             )
             return
         if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, NotOnThisNode):

@@ -13,6 +13,7 @@ bit-exact emulator.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,8 @@ class Node:
     ) -> dict[str, Any]:
         """Run one inference of binary ``blob`` (SHA-256 ``sha256``) for ``tenant`` on its
         cores within ``budget_s`` wall seconds: ``outputs`` (stored layout), ``cycles``
-        (timing model), ``switches`` and ``cores``. Raises :class:`NotOnThisNode`, or a
+        (timing model), ``switches``, ``cores`` and ``run_s`` (wall seconds running, after
+        any deploy). Raises :class:`NotOnThisNode`, or a
         :class:`VfpgaError` saying why the request failed."""
         t = self.pool.tenants.get(tenant)
         if t is None:
@@ -80,6 +82,7 @@ class Node:
             t.deploy(blob)
             self.deployed[tenant] = sha256
         self.pool.request_seconds = max(1e-3, budget_s)
+        started = time.perf_counter()
         req = t.submit(inputs)
         try:
             while t.step():  # an error of any type fails this request alone
@@ -93,6 +96,7 @@ class Node:
             "cycles": float(req.cycles or 0.0),
             "switches": req.switches,
             "cores": len(t.cores),
+            "run_s": time.perf_counter() - started,
         }
 
 
