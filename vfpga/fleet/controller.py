@@ -492,18 +492,6 @@ class FleetController:
             for name, spec in self.specs.items()
         ]
 
-    def nodes_view(self) -> list[dict[str, Any]]:
-        """The nodes: alive or not, free cores, tenants."""
-        return [
-            {
-                "node": i,
-                "alive": st.alive,
-                "free_cores": st.free if st.alive else 0,
-                "tenants": sorted(st.tenants),
-            }
-            for i, st in enumerate(self.placer.nodes)
-        ]
-
     # ------------------------------------------------------------ node failure
     def _lost(self, node: int) -> None:
         """(control) Node ``node`` is dead: its tenants are placed again on the others."""
