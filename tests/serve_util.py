@@ -21,7 +21,7 @@ import uvicorn
 from qgraph_builders import small_net
 
 from vfpga.backend.binary import from_bytes, to_bytes
-from vfpga.compiler.build import compile_graph
+from vfpga.driver import compile_graph
 from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
 from vfpga.hw.config import DEFAULT_HW, load_hw
 from vfpga.runtime.pool import ResourcePool

@@ -69,6 +69,7 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
+from vfpga.isa.codec import decode
 from vfpga.isa.effects import out_hw, written_range
 from vfpga.isa.float32 import format_f32
 from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS, MAX_CORES
@@ -646,6 +647,23 @@ def op_to_fields(op: Operation) -> tuple[Opcode, FieldDict]:
     if d is not None:
         f["deps"] = deps_bits(d)
     return op.OPCODE, f
+
+
+_HEADER_ONLY = ("opcode", "flags", "reserved")
+
+
+def words_to_fields(words: bytes) -> list[tuple[Opcode, dict[str, int | float]]]:
+    """Decode (and validate, :func:`vfpga.isa.codec.decode`) packed instruction words
+    into the form :func:`op_to_fields` gives: the opcode and the non-zero fields by name
+    (flag fields by name, ``deps`` as bits, float32 fields as Python floats)."""
+    prog = decode(words)
+    out: list[tuple[Opcode, dict[str, int | float]]] = []
+    for i in range(len(prog)):
+        f = prog.fields(i)
+        out.append((Opcode(int(prog.opcode[i])), {
+            k: v for k, v in f.items()
+            if k not in _HEADER_ONLY and (v or (isinstance(v, float) and np.signbit(v)))}))
+    return out
 
 
 def fields_to_op(opcode: Opcode, fields: Mapping[str, int | float]) -> IsaOp:

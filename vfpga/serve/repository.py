@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from vfpga.backend.binary import VfbFile, from_bytes, to_bytes
+from vfpga.backend.retarget import allocate, prepare
 from vfpga.errors import VfpgaError
+from vfpga.frontend.pipeline import DEFAULT_CALIB_RANDOM
 from vfpga.hw.config import HardwareConfig
-from vfpga.passes.dynamic import allocate, prepare
 
 #: names of tenants and models: path- and URL-safe, no leading dot
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -252,19 +253,21 @@ def _cache_key(onnx_bytes: bytes, opts: dict[str, Any]) -> str:
 def compile_onnx(path: Path, hw: HardwareConfig, options: dict[str, Any]) -> bytes:
     """Compile ``path`` as ``vfpga compile`` does with ``options`` (see
     :func:`compile_options`); the binary's bytes. The server's one call into the compiler
-    (the lead repoints it to the new driver)."""
-    from vfpga.compiler.build import compile_graph
-    from vfpga.frontend.pipeline import load_model
+    (:func:`vfpga.driver.compile_model`, the one pass pipeline)."""
+    from vfpga.driver import compile_model
 
-    loaded = load_model(
+    _loaded, res = compile_model(
         path,
+        hw,
+        options.get("cores", 1),
         calib="dir" if "calib_dir" in options else "random",
-        num_random=options.get("calib_random", 16),
+        num_random=options.get("calib_random", DEFAULT_CALIB_RANDOM),
         calib_dir=options.get("calib_dir"),
         seed=options.get("seed", 0),
+        keep_model=False,
         input_shapes=options.get("input_shape"),
     )
-    return to_bytes(compile_graph(loaded.graph, hw, options.get("cores", 1)).vfb)
+    return to_bytes(res.vfb)
 
 
 def validate_binary(
