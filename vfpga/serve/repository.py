@@ -153,9 +153,10 @@ def tenant_spec(name: object, table: object, where: str, num_cores: int) -> Tena
     return TenantSpec(name, cores, token, ddr, None if lat is None else float(lat), mq)
 
 
-def read_tenants(repo: Path, num_cores: int) -> list[TenantSpec]:
-    """The tenants of ``repo/tenants.toml`` (none if the file is absent); their cores
-    must fit the pool together."""
+def read_tenants(repo: Path, num_cores: int, capacity: int | None = None) -> list[TenantSpec]:
+    """The tenants of ``repo/tenants.toml`` (none if the file is absent); each fits one
+    pool of ``num_cores`` cores, and together they fit ``capacity`` cores (default: one
+    pool; a fleet holds more)."""
     path = repo / "tenants.toml"
     if not path.exists():
         return []
@@ -179,10 +180,10 @@ def read_tenants(repo: Path, num_cores: int) -> list[TenantSpec]:
             )
         seen[spec.token_sha256] = spec.name
     total = sum(s.cores for s in specs)
-    if total > num_cores:
-        raise RepositoryError(
-            f"{path}: the tenants ask for {total} cores, the pool has {num_cores}"
-        )
+    cap = num_cores if capacity is None else capacity
+    what = "the pool" if cap == num_cores else "the fleet"
+    if total > cap:
+        raise RepositoryError(f"{path}: the tenants ask for {total} cores, {what} has {cap}")
     return specs
 
 

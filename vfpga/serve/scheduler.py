@@ -140,6 +140,11 @@ class Scheduler:
     def accepting(self) -> bool:
         return self._accepting
 
+    @property
+    def capacity(self) -> int:
+        """Cores the tenants may hold together: the pool's."""
+        return self.hw.num_cores
+
     # --------------------------------------------------------- the asyncio side
     def submit(
         self, tenant: str, model: str, version: str, inputs: dict[str, np.ndarray]
