@@ -9,9 +9,9 @@ building a model takes ~10-60 s) the pass reads only the IFP table
 to ``N`` random sets of k physical cores. Reported per (model, k):
 
 * ``alloc ms``: median wall time of the full dynamic compile,
-  :func:`vfpga.passes.dynamic.allocate_uncached` (choose every layer's candidate, assign
+  :func:`vfpga.backend.retarget.allocate_uncached` (choose every layer's candidate, assign
   its IFPs, build the dispatch table) — the number to set beside the paper's 0.4-1.5 ms;
-* ``cached us``: median of :func:`~vfpga.passes.dynamic.allocate` when
+* ``cached us``: median of :func:`~vfpga.backend.retarget.allocate` when
   ``prepare(precompute=...)`` has cached every k at deploy time (a lookup);
 * ``mk/lb``: mean over layers of makespan / lower bound ``max(total / k, longest IFP)``
   of the chosen candidate (goal <= 1.03), and ``mk/LB``: the same against the least bound
@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from vfpga.backend.binary import read_ifp_table, read_vfb, write_vfb
+from vfpga.backend.retarget import STRATEGIES, allocate, allocate_uncached, prepare
 from vfpga.hw.config import load_hw
-from vfpga.passes.dynamic import STRATEGIES, allocate, allocate_uncached, prepare
 
 PAPER_MODELS = ("vgg16", "resnet50", "mobilenet_v1", "inception_v3")
 GOAL_MS = 0.5
@@ -55,7 +55,7 @@ def compiled(name: str, cache: Path) -> Path:
             return path
         except Exception:  # stale (older format): rebuild
             pass
-    from vfpga.compiler.build import compile_graph
+    from vfpga.driver import compile_graph
     from vfpga.frontend.pipeline import load_qgraph
     from vfpga.models import export_model
 

@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 from _common import PAPER_MODELS, loaded_model
 
-from vfpga.compiler.build import compile_graph
+from vfpga.driver import compile_graph
 from vfpga.emulator import Accelerator, int_matmul, jit
 from vfpga.flow import _graph_input
 from vfpga.hw import load_hw

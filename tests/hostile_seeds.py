@@ -20,7 +20,7 @@ HW = load_hw("pool16")
 
 
 def _compile(graph: Any, cores: int = 2) -> bytes:
-    from vfpga.compiler.build import compile_graph
+    from vfpga.driver import compile_graph
 
     return to_bytes(compile_graph(graph, HW, cores=cores).vfb)
 

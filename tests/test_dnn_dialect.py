@@ -26,7 +26,6 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
 from vfpga.backend.binary import to_bytes
-from vfpga.compiler.build import compile_graph
 from vfpga.compiler.plan import plan_memory
 from vfpga.dialects import dnn
 from vfpga.dialects.dnn_convert import (
@@ -34,6 +33,7 @@ from vfpga.dialects.dnn_convert import (
     module_to_qgraph,
     qgraph_to_module,
 )
+from vfpga.driver import compile_graph, compile_module, default_pipeline
 from vfpga.errors import FrontendError
 from vfpga.frontend.qgraph import (
     Act,
@@ -50,7 +50,6 @@ from vfpga.frontend.qgraph import (
 from vfpga.hw.config import load_hw
 from vfpga.passes.dnn_annotate_placement import DnnAnnotatePlacementPass, summarize_placement
 from vfpga.passes.dnn_plan_memory import NOTES_ATTR, DnnPlanMemoryPass, plan_from_module
-from vfpga.passes.pipeline import compile_module
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -636,8 +635,9 @@ def test_plan_memory_copies_in_front_of_shuffles_and_rewires_them() -> None:
 
 
 def test_compile_module_with_shuffles_equals_compile_graph() -> None:
-    """The IR pipeline (whose plan is read back from the printed attributes) emits the
-    same binary as the engine, so the shuffled SAVEs survive the IR."""
+    """The pipeline on a module parsed from printed IR (whose plan is read back from the
+    printed attributes) emits the same binary as in process, so the shuffled SAVEs
+    survive the IR."""
     b = GraphBuilder((8, 10, 10), 0)
 
     def shuffle(x: str, groups: int) -> str:
@@ -653,7 +653,15 @@ def test_compile_module_with_shuffles_equals_compile_graph() -> None:
     g = b.build([b.add(y, v)])
     hw = load_hw("pool16")
     m = qgraph_to_module(g)
-    assert to_bytes(compile_module(m, hw, 3)) == to_bytes(compile_graph(g, hw, 3).vfb)
+    DnnPlanMemoryPass().apply(Context(), m)
+    m2 = parse(text_of(m))
+    from vfpga.dialects import derived
+    from vfpga.passes.dnn_plan_memory import DDR_SIZE_ATTR, PLAN_KEY
+
+    assert derived.lookup(m2, PLAN_KEY, m2.attributes[DDR_SIZE_ATTR]) is None
+    passes = default_pipeline("pool16", 3).replace("dnn-plan-memory,", "")
+    got = compile_module(m2, hw, passes=passes).vfb
+    assert to_bytes(got) == to_bytes(compile_graph(g, hw, 3).vfb)
 
 
 # ---------------------------------------------------------------------- vfpga import
@@ -670,8 +678,12 @@ def fake_frontend(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
             raise FrontendError(f"{path}: node 'Foo_3' (Foo): unsupported op type")
         return small_graph(), object()
 
+    import vfpga.frontend.pipeline as real
+
     mod = types.ModuleType("vfpga.frontend.pipeline")
+    mod.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
     mod.load_qgraph = load_qgraph  # type: ignore[attr-defined]
+    mod.DEFAULT_CALIB_RANDOM = 16  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vfpga.frontend.pipeline", mod)
     return calls
 
@@ -683,7 +695,8 @@ def test_import_prints_ir(tmp_path: Path, fake_frontend: dict[str, object]) -> N
     model.write_bytes(b"")
     res = CliRunner().invoke(cli, ["import", str(model), "--calib-random", "4", "--seed", "7"])
     assert res.exit_code == 0, res.output
-    assert fake_frontend["kwargs"] == {"calib": "random", "num_random": 4, "seed": 7}
+    assert fake_frontend["kwargs"] == {"calib": "random", "num_random": 4, "calib_dir": None,
+                                       "seed": 7, "input_shapes": None}
     assert_same(small_graph(), module_to_qgraph(parse(res.stdout)))
 
 
@@ -695,7 +708,8 @@ def test_import_writes_file(tmp_path: Path, fake_frontend: dict[str, object]) ->
     out = tmp_path / "m.mlir"
     res = CliRunner().invoke(cli, ["import", str(model), "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert fake_frontend["kwargs"] == {}
+    assert fake_frontend["kwargs"] == {"calib": "random", "num_random": 16, "calib_dir": None,
+                                       "seed": 0, "input_shapes": None}
     assert_same(small_graph(), module_to_qgraph(parse(out.read_text())))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlir", "m.onnx"]  # no temp left
 

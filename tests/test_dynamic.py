@@ -27,13 +27,7 @@ from vfpga.backend.binary import (
     to_bytes,
     write_vfb,
 )
-from vfpga.cli.main import cli
-from vfpga.compiler.assign import lower_bound, lpt
-from vfpga.compiler.build import compile_graph
-from vfpga.emulator import Accelerator
-from vfpga.errors import VfpgaError
-from vfpga.hw.config import load_hw
-from vfpga.passes.dynamic import (
+from vfpga.backend.retarget import (
     STRATEGIES,
     AllocationError,
     allocate,
@@ -42,6 +36,12 @@ from vfpga.passes.dynamic import (
     retarget,
     strong_bound,
 )
+from vfpga.cli.main import cli
+from vfpga.compiler.assign import lower_bound, lpt
+from vfpga.driver import compile_graph
+from vfpga.emulator import Accelerator
+from vfpga.errors import VfpgaError
+from vfpga.hw.config import load_hw
 
 HW = load_hw("pool16")
 
@@ -394,10 +394,10 @@ def test_xdsl_pass_equals_the_binary_pass():
     the pass over the binary's IFP table, for any core set and strategy."""
     from xdsl.context import Context
 
-    from vfpga.backend.vfb_target import module_to_vfb
     from vfpga.dialects.dnn_convert import qgraph_to_module
+    from vfpga.driver import compile_module
     from vfpga.passes.ifp_allocate_cores import IfpAllocateCoresPass
-    from vfpga.passes.pipeline import compile_module
+    from vfpga.targets.vfb import module_to_vfb
 
     b = GraphBuilder((8, 16, 16), seed=2)  # no concat (the dnn dialect wants equal scales)
     x = b.conv(b.input, 32, (3, 3), 1)
@@ -406,7 +406,7 @@ def test_xdsl_pass_equals_the_binary_pass():
     x = b.add(x, y)
     x = b.conv(x, 24, (1, 1), act="none")
     module = qgraph_to_module(b.build([x]))
-    vfb = compile_module(module, HW, 16)
+    vfb = compile_module(module, HW, 16).vfb
     prep = prepare(vfb.ifps, len(vfb.layers))
     for cores, strategy in (((0, 3, 5), "lpt"), ((9,), "lpt"), ((4, 2, 8, 1, 6), "lpt-refine"),
                             (tuple(range(16)), "lpt")):

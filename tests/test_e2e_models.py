@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pytest
 
-from vfpga.compiler.build import compile_graph
+from vfpga.driver import compile_graph
 from vfpga.flow import check_one
 from vfpga.hw import load_hw
 from vfpga.models import export_model, list_models

@@ -12,7 +12,7 @@ import pytest
 from qgraph_builders import GraphBuilder
 
 import vfpga.emulator.plan as plan_mod
-from vfpga.compiler.build import compile_graph
+from vfpga.driver import compile_graph
 from vfpga.emulator import Accelerator, int_matmul, jit
 from vfpga.emulator.core import Core
 from vfpga.emulator.faults import ExecutionFault

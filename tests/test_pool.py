@@ -8,7 +8,7 @@ import pytest
 from qgraph_builders import small_net
 
 from vfpga.backend.binary import to_bytes
-from vfpga.compiler.build import compile_graph
+from vfpga.driver import compile_graph
 from vfpga.errors import BinaryFormatError
 from vfpga.hw.config import load_hw
 from vfpga.isa.spec import Opcode

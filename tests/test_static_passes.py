@@ -1,6 +1,8 @@
-"""The static compile pipeline over the IR (dnn -> ifp -> isa -> .vfb): byte identity with
-the engine's compile_graph, pass options, the printed IR as a stage boundary, the isa
-helpers, and the tiler's buffer constraints on random layers."""
+"""The static compile pipeline over the IR (dnn -> ifp -> isa -> .vfb): the same bytes
+from the in-process pipeline (derived data attached to the IR), from printed IR at every
+stage boundary (everything rebuilt from the text) and with the instructions materialised
+as isa ops; pass options, the isa helpers, and the tiler's buffer constraints on random
+layers."""
 
 from __future__ import annotations
 
@@ -20,10 +22,9 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 
 from vfpga.backend.binary import to_bytes
-from vfpga.backend.vfb_target import module_to_vfb
-from vfpga.compiler.build import compile_graph
 from vfpga.dialects import dnn, ifp, isa
 from vfpga.dialects.dnn_convert import qgraph_to_module
+from vfpga.driver import PIPELINE, compile_graph, compile_module, default_pipeline
 from vfpga.frontend.qgraph import QConcat, QGraph, QHostOp, QTensor
 from vfpga.hw.config import BUFFER_NAMES, load_hw
 from vfpga.isa.codec import decode, encode_batch
@@ -32,9 +33,10 @@ from vfpga.passes.dnn_plan_memory import DnnPlanMemoryPass, StaticPassError
 from vfpga.passes.dnn_tile import DnnTilePass, hw_of, layers_of, tile_module
 from vfpga.passes.ifp_estimate_latency import IfpEstimateLatencyPass
 from vfpga.passes.ifp_lower_to_isa import IfpLowerToIsaPass
+from vfpga.passes.ifp_materialize_isa import IfpMaterializeIsaPass
 from vfpga.passes.ifp_package import IfpPackagePass
 from vfpga.passes.ifp_select import IfpSelectPass
-from vfpga.passes.pipeline import STATIC_PIPELINE, compile_module
+from vfpga.targets.vfb import module_to_vfb
 
 POOL16 = load_hw("pool16")
 LARGE1 = load_hw("large1")
@@ -69,18 +71,30 @@ def _print(m: ModuleOp) -> str:
 
 
 # ----------------------------------------------------------------------------- identity
+def _materialized(hw: str, cores: int) -> str:
+    return default_pipeline(hw, cores).replace(
+        "ifp-lower-to-isa,", "ifp-lower-to-isa,ifp-materialize-isa,")
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("cores", [1, 3, 16])
-def test_compile_module_equals_compile_graph(seed: int, cores: int) -> None:
+def test_isa_ops_give_the_same_binary_as_packed_code(seed: int, cores: int) -> None:
+    """ifp-materialize-isa turns every package's code into isa ops (verified); the
+    latency pass and the target read them: same bytes as the packed path."""
     g = _fix_concat_quant(small_net(seed, size=12 + 4 * seed))
     ref = to_bytes(compile_graph(g, POOL16, cores).vfb)
-    assert to_bytes(compile_module(qgraph_to_module(g), POOL16, cores)) == ref
+    m = qgraph_to_module(g)
+    res = compile_module(m, passes=_materialized("pool16", cores), verify="each")
+    assert to_bytes(res.vfb) == ref
+    pkgs = [p for layer in layers_of(m) for c in layer.candidates() for p in c.packages()]
+    assert all(p.code_bytes is None and p.instructions() for p in pkgs)
 
 
-def test_compile_module_equals_compile_graph_large1() -> None:
+def test_isa_ops_give_the_same_binary_large1() -> None:
     g = _fix_concat_quant(small_net(3))
     ref = to_bytes(compile_graph(g, LARGE1, 1).vfb)
-    assert to_bytes(compile_module(qgraph_to_module(g), LARGE1, 1)) == ref
+    res = compile_module(qgraph_to_module(g), LARGE1, passes=_materialized("large1", 1))
+    assert to_bytes(res.vfb) == ref
 
 
 def _copy_and_host_graph() -> QGraph:
@@ -101,8 +115,9 @@ def _copy_and_host_graph() -> QGraph:
 def test_identity_with_plan_copy_and_host_op(cores: int) -> None:
     g = _copy_and_host_graph()
     m = qgraph_to_module(g)
-    vfb = compile_module(m, POOL16, cores)
-    assert to_bytes(vfb) == to_bytes(compile_graph(g, POOL16, cores).vfb)
+    vfb = compile_module(m, POOL16, cores).vfb
+    m2 = Parser(_ctx(), _print(qgraph_to_module(g))).parse_module()
+    assert to_bytes(vfb) == to_bytes(compile_module(m2, POOL16, cores).vfb)
     assert vfb.host_ops and vfb.host_ops[0].after_layer == 2  # after the copy layer
     copies = [op for op in m.walk() if isinstance(op, dnn.ConvOp) and "plan_copy" in op.attributes]
     assert len(copies) == 1
@@ -135,7 +150,7 @@ def test_pipeline_string_runs_through_xdsl_pass_parser() -> None:
     g = _fix_concat_quant(small_net(2, size=10))
     m = qgraph_to_module(g)
     pipeline = PassPipeline.parse_spec(get_all_passes(),
-                                       STATIC_PIPELINE.format(hw="pool16", cores=2))
+                                       PIPELINE.format(hw="pool16", cores=2))
     names = [p.name for p in pipeline.passes]
     assert names == ["dnn-plan-memory", "dnn-tile", "ifp-package", "ifp-lower-to-isa",
                      "ifp-estimate-latency", "ifp-select"]
@@ -195,12 +210,16 @@ def test_compile_module_rejects_bad_cores_and_unverifiable_input() -> None:
 
 
 def test_progress_and_timings_are_reported() -> None:
-    seen: list[str] = []
-    timings: dict[str, float] = {}
+    seen: list[tuple[str, int, int]] = []
     g = _fix_concat_quant(small_net(0, size=10))
-    compile_module(qgraph_to_module(g), POOL16, 2, lambda s, i, n: seen.append(s), timings)
-    assert seen[0] == "plan memory" and seen[-2:] == ["encode", "done"]
-    assert {"verify", "tile", "lower to isa", "encode"} <= set(timings)
+    res = compile_module(qgraph_to_module(g), POOL16, 2,
+                         progress=lambda s, i, n: seen.append((s, i, n)))
+    assert seen[0] == ("dnn-plan-memory", 0, 7)
+    assert seen[-2:] == [("link", 6, 7), ("done", 7, 7)]
+    assert [k for k, _ in res.timings] == [
+        "verify", "dnn-plan-memory", "dnn-tile", "ifp-package", "ifp-lower-to-isa",
+        "ifp-estimate-latency", "ifp-select", "link"]
+    assert all(t >= 0 for _, t in res.timings)
 
 
 # ----------------------------------------------------------------------------- isa helpers
@@ -299,6 +318,7 @@ def test_every_package_fits_and_tiles_cover_the_output_once(
         tile_module(m, hw)
         IfpPackagePass().apply(Context(), m)
         IfpLowerToIsaPass().apply(Context(), m)
+        IfpMaterializeIsaPass().apply(Context(), m)
         m.verify()  # includes: usage <= vfpga.buffers, packages == the candidate's tiles
         for lyr in layers_of(m):
             co, oh, ow = lyr.out_shape
@@ -348,9 +368,9 @@ def test_resnet50_identity_16_cores() -> None:
     t = time.perf_counter()
     ref = to_bytes(compile_graph(g, POOL16, 16).vfb)
     t_graph = time.perf_counter() - t
-    m = qgraph_to_module(g)
+    m = Parser(_ctx(), _print(qgraph_to_module(g))).parse_module()
     t = time.perf_counter()
-    vfb = compile_module(m, POOL16, 16)
+    vfb = compile_module(m, POOL16, 16).vfb
     t_module = time.perf_counter() - t
     assert to_bytes(vfb) == ref
-    print(f"resnet50 16 cores: compile_graph {t_graph:.2f} s, compile_module {t_module:.2f} s")
+    print(f"resnet50 16 cores: compile_graph {t_graph:.2f} s, from parsed IR {t_module:.2f} s")

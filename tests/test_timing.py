@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from qgraph_builders import small_net
 
-from vfpga.compiler.build import compile_graph
+from vfpga.backend.retarget import allocate, prepare
+from vfpga.driver import compile_graph
 from vfpga.emulator.machine import Segment
 from vfpga.emulator.timing import (
     Job,
@@ -19,7 +20,6 @@ from vfpga.emulator.timing import (
     time_program,
 )
 from vfpga.hw.config import load_hw
-from vfpga.passes.dynamic import allocate, prepare
 
 HW = load_hw("pool16")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vfpga.compiler.build import CompileResult, Progress, compile_graph
+from vfpga.driver import CompileResult, Progress
 from vfpga.emulator import Accelerator, Task, TaskResult
 from vfpga.errors import VfpgaError
 from vfpga.frontend.qgraph import QGraph, QHostOp
@@ -180,23 +180,16 @@ def compile_file(
     calib_dir: str | Path | None = None,
     seed: int = 0,
     progress: Progress | None = None,
-    pipeline: str = "engine",
+    passes: str | None = None,
+    print_ir_after: tuple[str, ...] = (),
+    keep_model: bool = True,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
-):  # -> tuple[LoadedModel, CompileResult]
-    """Load (quantizing an fp32 model) and compile ``path``. ``pipeline="ir"`` runs the
-    xDSL pass pipeline (``vfpga.passes.pipeline.compile_module``: dnn -> ifp -> isa,
-    verified at every stage boundary), whose binary is byte-identical to the engine's
-    (``"engine"``, the default: the same stages without materialising the IR)."""
-    from vfpga.frontend.pipeline import load_model
+):  # -> tuple[LoadedModel | None, CompileResult]
+    """Load (quantizing an fp32 model) and compile ``path`` (ONNX or ``.mlir``) through
+    the pass pipeline: :func:`vfpga.driver.compile_model`."""
+    from vfpga.driver import compile_model
 
-    loaded = load_model(path, calib=calib, num_random=num_random,  # type: ignore[arg-type]
-                        calib_dir=calib_dir, seed=seed, input_shapes=input_shapes)
-    res = compile_graph(loaded.graph, hw, cores, progress)
-    if pipeline == "ir":
-        from vfpga.dialects.dnn_convert import qgraph_to_module
-        from vfpga.passes.pipeline import compile_module
-
-        res.vfb = compile_module(qgraph_to_module(loaded.graph), hw, cores)
-    elif pipeline != "engine":
-        raise VfpgaError(f"unknown pipeline '{pipeline}' (engine, ir)")
-    return loaded, res
+    return compile_model(path, hw, cores, passes=passes, calib=calib, num_random=num_random,
+                         calib_dir=calib_dir, seed=seed, progress=progress,
+                         print_ir_after=print_ir_after, keep_model=keep_model,
+                         input_shapes=input_shapes)

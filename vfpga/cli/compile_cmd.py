@@ -12,29 +12,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from vfpga.cli.options import (
+    Calibration,
+    calib_options,
+    calibration,
+    input_shape_option,
+    target_options,
+)
 from vfpga.errors import VfpgaError
-from vfpga.hw import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
-
-_calib_options = [
-    click.option("--hw", "hw_name", default=DEFAULT_HW, show_default=True,
-                 help="Hardware preset or configuration JSON."),
-    click.option("--cores", default=1, show_default=True, type=int,
-                 help="Logical cores to compile for (the dispatch table; re-target later "
-                      "with vfpga realloc)."),
-    click.option("--calib-dir", type=click.Path(file_okay=False, path_type=Path),
-                 help="Calibrate an fp32 model on the images in this folder."),
-    click.option("--calib-random", type=int, default=None,
-                 help="Calibrate an fp32 model on N random normal inputs (default 16)."),
-    click.option("--seed", default=0, show_default=True, help="Seed of the calibration."),
-    click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x640x640",
-                 help="Fix the dimensions of graph input NAME (dynamic ones included)."),
-]
-
-
-def calib_options(f):
-    for opt in reversed(_calib_options):
-        f = opt(f)
-    return f
+from vfpga.hw import HardwareConfig, HardwareConfigError, load_hw
 
 
 def _hw(name: str) -> HardwareConfig:
@@ -44,30 +30,29 @@ def _hw(name: str) -> HardwareConfig:
         raise VfpgaError(str(exc)) from None
 
 
-def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None,
-             calib_random: int | None, seed: int, console: Console,
-             pipeline: str = "engine",
-             input_shape: tuple[str, ...] = ()):
+def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
+             console: Console,
+             passes: str | None = None, print_ir_after: tuple[str, ...] = (),
+             keep_model: bool = True, input_shape: tuple[str, ...] = ()):
+    """Compile ``model`` (ONNX or ``.mlir``) through the pass pipeline with a progress
+    bar; returns ``(loaded model or None, CompileResult, seconds)``."""
     from vfpga.frontend.model_checks import parse_input_shapes
-    from vfpga.frontend.pipeline import is_qdq_model, read_model
 
     shapes = parse_input_shapes(input_shape)
-
-    if calib_dir is not None and calib_random is not None:
-        raise VfpgaError("give either --calib-dir or --calib-random, not both")
+    if shapes and model.suffix == ".mlir":
+        raise VfpgaError("--input-shape applies to an ONNX model, not .mlir")
     if not 1 <= cores <= hw.num_cores:
         raise VfpgaError(f"--cores {cores}: {hw.name} has {hw.num_cores} cores")
-    proto, _ = read_model(model)
-    calib = "dir" if calib_dir is not None else "random"
-    n_random = calib_random or 16
-    if is_qdq_model(proto):
-        console.print(f"{model}: a QDQ model; used as it is (no quantization)")
-    else:
-        what = (f"the images in {calib_dir}" if calib_dir is not None
-                else f"{n_random} random normal inputs (seed {seed})")
-        console.print(f"[yellow]warning[/yellow]: {model} is an fp32 model: quantizing with "
-                      f"onnxruntime quantize_static (QDQ, per-channel int8 weights), "
-                      f"calibration on {what}")
+    if model.suffix != ".mlir":
+        from vfpga.frontend.normalize import is_qdq
+        from vfpga.frontend.pipeline import read_model
+
+        if is_qdq(read_model(model)[0]):  # (the proto is not kept: it can be large)
+            console.print(f"{model}: a QDQ model; used as it is (no quantization)")
+        else:
+            console.print(f"[yellow]warning[/yellow]: {model} is an fp32 model: quantizing "
+                          f"with onnxruntime quantize_static (QDQ, per-channel int8 "
+                          f"weights), calibration on {cal.describe()}")
     from vfpga.flow import compile_file
 
     # onnxruntime's quantizer logs a generic "consider pre-processing" hint on the root
@@ -77,25 +62,27 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, calib_dir: Path | None
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}"
                   "/{task.total}"), TimeElapsedColumn(), console=console,
                   transient=True) as prog:
-        job = prog.add_task("importing and quantizing", total=None)
+        job = prog.add_task("importing" if model.suffix == ".mlir"
+                            else "importing and quantizing", total=None)
 
         def progress(what: str, i: int, n: int) -> None:
             prog.update(job, description=what[:60], completed=i, total=n)
 
-        loaded, res = compile_file(model, hw, cores, calib=calib, num_random=n_random,
-                                   calib_dir=calib_dir, seed=seed, progress=progress,
-                                   pipeline=pipeline, input_shapes=shapes)
+        loaded, res = compile_file(model, hw, cores, **cal.kwargs(), progress=progress,
+                                   passes=passes, print_ir_after=print_ir_after,
+                                   keep_model=keep_model, input_shapes=shapes)
     return loaded, res, time.perf_counter() - t0
 
 
 def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
-    """Layers and MACs on the accelerator vs on the host."""
-    from vfpga.frontend.qgraph import QConcat, QHostOp
+    """Layers and MACs on the accelerator vs on the host, read from the compiled module
+    (``ifp.layer`` ops; host ops and views from its ``dnn.graph``)."""
+    from vfpga.frontend.qgraph import QConcat
 
     g = res.plan.graph
-    kinds = Counter(lc.spec.kind for lc in res.layers)
-    macs = sum(lc.spec.macs for lc in res.layers)
-    host = [n for n in g.nodes if isinstance(n, QHostOp)]
+    kinds = Counter(lr.kind for lr in res.layers)
+    macs = sum(lr.macs for lr in res.layers)
+    host = res.host_ops
     concats = sum(isinstance(n, QConcat) for n in g.nodes)
     t = Table(title=f"placement ({hw.name}, {cores} core(s))")
     t.add_column("where")
@@ -111,44 +98,114 @@ def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
     return t
 
 
+def timing_table(res) -> Table:
+    """Seconds per pass (and verification, linking), like ``mlir-opt --mlir-timing``."""
+    total = sum(s for _, s in res.timings)
+    t = Table(title="pass timings")
+    t.add_column("seconds", justify="right")
+    t.add_column("share", justify="right")
+    t.add_column("pass")
+    for name, secs in res.timings:
+        t.add_row(f"{secs:.3f}", f"{100 * secs / total:.1f}%" if total else "-", name)
+    t.add_row(f"{total:.3f}", "100.0%", "total")
+    return t
+
+
+_pipeline_options = [
+    click.option("-p", "--passes", "passes", metavar="SPEC", default=None,
+                 help="Run this pass pipeline (xdsl-opt -p syntax, e.g. plugin passes) "
+                      "instead of the default one; --hw/--cores then only check the "
+                      "result (the spec's dnn-tile{hw=...} and ifp-select{cores=...} "
+                      "decide)."),
+    click.option("--print-ir-after", "print_ir_after", metavar="PASS|all", multiple=True,
+                 help="Print the IR to stderr after this pass (repeatable; 'all': after "
+                      "every pass)."),
+]
+
+
+def pipeline_options(f):
+    for opt in reversed(_pipeline_options):
+        f = opt(f)
+    return f
+
+
 @click.command("compile")
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The .vfb binary to write.")
+@target_options
 @calib_options
-@click.option("--pipeline", type=click.Choice(["engine", "ir"]), default="engine",
-              show_default=True, help="'ir' runs the xDSL pass pipeline (dnn -> ifp -> isa, "
-              "verified at every stage); same bytes, slower.")
-def compile_(model: Path, output: Path, hw_name: str, cores: int, calib_dir: Path | None,
-             calib_random: int | None, seed: int, input_shape: tuple[str, ...],
-             pipeline: str) -> None:
-    """Compile an ONNX MODEL (fp32 or QDQ) into an accelerator binary."""
+@input_shape_option
+@pipeline_options
+@click.option("--time-passes", is_flag=True,
+              help="Print the seconds spent in each pass, verification and linking.")
+@click.option("--print-pipeline", is_flag=True,
+              help="Print the default pass pipeline (for --hw/--cores) and exit.")
+def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
+             calib_dir: Path | None, calib_random: int | None, seed: int,
+             input_shape: tuple[str, ...], passes: str | None,
+             print_ir_after: tuple[str, ...], time_passes: bool,
+             print_pipeline: bool) -> None:
+    """Compile MODEL into an accelerator binary through the pass pipeline.
+
+    MODEL is an ONNX model (fp32: quantized first; or QDQ) or a .mlir file: the dnn IR
+    of `vfpga import`, or a later stage of the pipeline (then give the remaining passes
+    with -p)."""
     from vfpga.backend.binary import write_vfb
     from vfpga.fileio import check_writable
 
+    if print_pipeline:
+        from vfpga.driver import default_pipeline
+
+        click.echo(default_pipeline(hw_name, cores))
+        return
+    if model is None or output is None:
+        raise click.UsageError("give MODEL and -o OUTPUT (or --print-pipeline)")
+    cal = calibration(calib_dir, calib_random, seed)
+    if model.suffix == ".mlir" and (calib_dir or calib_random):
+        raise VfpgaError("the calibration options apply to an fp32 ONNX model, not .mlir")
     console = Console(stderr=True)
     hw = _hw(hw_name)
     check_writable(output)
-    _loaded, res, secs = _compile(model, hw, cores, calib_dir, calib_random, seed, console,
-                                  pipeline, input_shape)
+    _loaded, res, secs = _compile(model, hw, cores, cal, console, passes, print_ir_after,
+                                  keep_model=False, input_shape=input_shape)
+    if res.vfb.hw_fingerprint != hw.fingerprint and passes is not None:
+        console.print(f"note: the pipeline tiled for hardware '{res.vfb.hw_name}'")
     write_vfb(output, res.vfb)
+    cores = res.vfb.num_cores
+    hwc = _hw_of_result(res, hw)
     out = Console()
-    out.print(placement_table(res, hw, cores))
-    for note in res.plan.notes:
+    out.print(placement_table(res, hwc, cores))
+    for note in res.notes:
         out.print(f"note: {note}")
     cyc = res.predicted_cycles
-    n_opts = sum(len(lc.options) for lc in res.layers)
+    n_opts = sum(lr.candidates for lr in res.layers)
     out.print(f"wrote {output}: {output.stat().st_size:,} bytes, {res.vfb.num_insns:,} "
               f"instructions, {len(res.vfb.ifps):,} IFPs in {n_opts} tiling candidates over "
               f"{len(res.layers)} layers")
     out.print(f"predicted latency on {cores} core(s): {cyc:,} cycles = "
-              f"{cyc / (hw.clock_mhz * 1e3):.3f} ms at {hw.clock_mhz:g} MHz; compile "
+              f"{cyc / (hwc.clock_mhz * 1e3):.3f} ms at {hwc.clock_mhz:g} MHz; compile "
               f"{secs:.2f} s")
+    if time_passes:
+        out.print(timing_table(res))
+
+
+def _hw_of_result(res, hw: HardwareConfig) -> HardwareConfig:
+    """The hardware the module was compiled for (it differs from ``--hw`` only when a
+    ``-p`` spec names other hardware)."""
+    from vfpga.passes.dnn_tile import hw_of
+
+    return hw_of(res.module)
 
 
 @click.command("check")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@target_options
 @calib_options
+@input_shape_option
+@click.option("-p", "--passes", "passes", metavar="SPEC", default=None,
+              help="Compile with this pass pipeline instead of the default one (see "
+                   "vfpga compile -p).")
 @click.option("--num-inputs", default=1, show_default=True,
               help="Random inputs to emulate and compare.")
 @click.option("--ort-inputs", default=8, show_default=True,
@@ -160,7 +217,7 @@ def compile_(model: Path, output: Path, hw_name: str, cores: int, calib_dir: Pat
 @click.option("--all-layers", is_flag=True, help="Print every layer, not only a summary.")
 def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
           calib_random: int | None, seed: int, input_shape: tuple[str, ...], num_inputs: int,
-          ort_inputs: int, min_cosine: float, all_layers: bool) -> None:
+          ort_inputs: int, min_cosine: float, all_layers: bool, passes: str | None) -> None:
     """Quantize if needed, compile, emulate, and compare the emulator's bytes with the
     integer reference (every layer) and the reference with onnxruntime. Fails (exit 1)
     when any layer's bytes differ, or the cosine with onnxruntime is below --min-cosine."""
@@ -169,8 +226,14 @@ def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
 
     console = Console()
     hw = _hw(hw_name)
-    loaded, res, secs = _compile(model, hw, cores, calib_dir, calib_random, seed,
-                                 Console(stderr=True), input_shape=input_shape)
+    if model.suffix == ".mlir":
+        raise VfpgaError(f"{model}: vfpga check needs the ONNX model (it compares with "
+                         "onnxruntime); compile a .mlir with vfpga compile")
+    loaded, res, secs = _compile(model, hw, cores, calibration(calib_dir, calib_random, seed),
+                                 Console(stderr=True), passes, input_shape=input_shape)
+    assert loaded is not None
+    cores = res.vfb.num_cores
+    hw = _hw_of_result(res, hw)
     console.print(f"compiled in {secs:.2f} s for {cores} core(s) of {hw.name}")
     failed = False
     xs = random_inputs(loaded.qdq, max(num_inputs, 1), seed=seed + 1000)

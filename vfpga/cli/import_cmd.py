@@ -1,20 +1,27 @@
-"""``vfpga import MODEL.onnx [-o OUT.mlir] [--calib-random N | --calib-dir DIR] [--seed S]``.
+"""``vfpga import MODEL.onnx [-o OUT.mlir] [--calib-random N | --calib-dir DIR] [--seed S]
+[--elide/--no-elide]``.
 
 Imports an ONNX model (fp32, quantized by calibration, or QDQ int8) through
 ``vfpga.frontend.pipeline.load_qgraph``, converts the quantized graph to the ``dnn``
-dialect, verifies it and prints the IR (weights as hex bytes) or writes it atomically.
+dialect, verifies it and prints the IR (weights as hex bytes; on a terminal, constants
+over 64 bytes elided) or writes it, complete, atomically.
 """
 
 from __future__ import annotations
 
+import sys
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import click
 
+from vfpga.cli.options import calib_options, calibration, input_shape_option
 from vfpga.errors import VfpgaError
 from vfpga.fileio import atomic_write, check_writable
+
+ELIDE_BYTES = 64
+"""Constants longer than this print elided on a terminal (``--elide``)."""
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -40,29 +47,23 @@ def module_text(module: Any) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the IR to this file (default: print it).",
 )
+@calib_options
+@input_shape_option
 @click.option(
-    "--calib-random",
-    type=click.IntRange(min=1),
+    "--elide/--no-elide",
     default=None,
-    metavar="N",
-    help="Quantize an fp32 model by calibrating on N random inputs (default 16).",
+    help=f"Print constants (weights, long parameter arrays) over {ELIDE_BYTES} bytes as "
+    '"<elided N bytes>" (default: only when printing to a terminal; such text does not '
+    "parse back). -o always writes everything.",
 )
-@click.option(
-    "--calib-dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Quantize an fp32 model by calibrating on the .npy inputs in this folder.",
-)
-@click.option("--seed", type=int, default=None, help="Seed of the random calibration inputs.")
-@click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x640x640",
-              help="Fix the dimensions of graph input NAME (dynamic ones included).")
 def import_(
     model: Path,
     output: Path | None,
     calib_random: int | None,
     calib_dir: Path | None,
-    seed: int | None,
+    seed: int,
     input_shape: tuple[str, ...],
+    elide: bool | None,
 ) -> None:
     """Import the ONNX MODEL and print its `dnn` IR (or write it with -o).
 
@@ -75,30 +76,28 @@ def import_(
     from vfpga.frontend.model_checks import parse_input_shapes
     from vfpga.frontend.pipeline import load_qgraph
 
-    if calib_random is not None and calib_dir is not None:
-        raise click.UsageError("give either --calib-random or --calib-dir, not both")
-    kwargs: dict[str, Any] = {}
-    if calib_dir is not None:
-        kwargs["calib"] = "dir"
-        kwargs["calib_dir"] = calib_dir
-    elif calib_random is not None:
-        kwargs["calib"] = "random"
-        kwargs["num_random"] = calib_random
-    if seed is not None:
-        kwargs["seed"] = seed
+
+    cal = calibration(calib_dir, calib_random, seed)
     if output is not None:
         check_writable(output)
-    if input_shape:
-        kwargs["input_shapes"] = parse_input_shapes(input_shape)
-    graph, _qdq_model = load_qgraph(str(model), **kwargs)  # FrontendError passes through
+    graph, _qdq_model = load_qgraph(str(model), **cal.kwargs(),  # FrontendError passes through
+                                    input_shapes=parse_input_shapes(input_shape) or None)
     module = qgraph_to_module(graph)
     try:
         module.verify()
     except VerifyException as exc:
         raise VfpgaError(f"{model}: the imported dnn graph does not verify: {exc}") from None
-    text = module_text(module)
     if output is None:
+        if elide is None:
+            elide = sys.stdout.isatty()
+        if elide:
+            from vfpga.dialects.dnn import eliding_constants
+
+            with eliding_constants(ELIDE_BYTES):
+                text = module_text(module)
+        else:
+            text = module_text(module)
         click.echo(text, nl=False)
     else:
-        write_atomic(output, text)
+        write_atomic(output, module_text(module))
         click.echo(f"wrote {output} ({len(graph.nodes)} nodes)", err=True)

@@ -1,4 +1,4 @@
-"""``vfpga-opt``: ``xdsl-opt`` with vfpga's dialects and passes always registered.
+"""``vfpga-opt``: ``xdsl-opt`` with vfpga's dialects, passes and targets always registered.
 
 Identical to ``xdsl-opt`` (same options, e.g. ``-p dnn-annotate-placement``,
 ``--verify-diagnostics``, ``--split-input-file``) even when the ``xdsl.universe`` entry
@@ -15,6 +15,7 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 
 from vfpga.dialects import get_all_dialects
 from vfpga.passes import get_all_passes
+from vfpga.targets import get_all_targets
 
 
 class VfpgaOptMain(xDSLOptMain):
@@ -32,6 +33,12 @@ class VfpgaOptMain(xDSLOptMain):
         for name, factory in get_all_passes().items():
             if name not in self.available_passes:
                 self.register_pass(name, factory)
+
+    def register_all_targets(self) -> None:
+        super().register_all_targets()
+        for name, factory in get_all_targets().items():
+            if name not in self.available_targets:
+                self.available_targets[name] = factory
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from vfpga.errors import FrontendError
+from vfpga.cli.options import calib_options, calibration
 from vfpga.fileio import atomic_write, check_writable
 
 
@@ -25,12 +25,7 @@ def _write_atomic(model: object, out: Path) -> None:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Output QDQ ONNX file.")
-@click.option("--calib-dir", type=click.Path(path_type=Path), default=None,
-              help="Calibrate with the .png/.jpg/.jpeg/.bmp images of this directory.")
-@click.option("--calib-random", type=int, default=None, metavar="N",
-              help="Calibrate with N seeded random-normal inputs (default 16).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the random calibration inputs.")
+@calib_options
 def quantize(model: Path, output: Path, calib_dir: Path | None, calib_random: int | None,
              seed: int) -> None:
     """Normalize MODEL (fp32 ONNX) and quantize it to int8 QDQ ONNX."""
@@ -40,12 +35,7 @@ def quantize(model: Path, output: Path, calib_dir: Path | None, calib_random: in
     from vfpga.frontend import normalize_with_report
     from vfpga.quant import quantize_model
 
-    if calib_dir is not None and calib_random is not None:
-        raise FrontendError("use either --calib-dir or --calib-random, not both")
-    if calib_random is not None and calib_random < 1:
-        raise FrontendError(f"--calib-random must be >= 1 (got {calib_random})")
-    if calib_dir is not None and not calib_dir.is_dir():
-        raise FrontendError(f"{calib_dir}: calibration directory does not exist")
+    cal = calibration(calib_dir, calib_random, seed)
     if output.parent != Path() and not output.parent.exists():
         output.parent.mkdir(parents=True, exist_ok=True)  # -o may name a new folder
     check_writable(output)
@@ -65,12 +55,7 @@ def quantize(model: Path, output: Path, calib_dir: Path | None, calib_random: in
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        if calib_dir is not None:
-            q = quantize_model(norm, calib="dir", calib_dir=calib_dir, seed=seed,
-                               progress=progress)
-        else:
-            q = quantize_model(norm, calib="random", num_random=calib_random or 16, seed=seed,
-                               progress=progress)
+        q = quantize_model(norm, **cal.kwargs(), progress=progress)
     _write_atomic(q, output)
     ops = Counter(n.op_type for n in q.graph.node)
     compute = {k: v for k, v in ops.items() if k not in ("QuantizeLinear", "DequantizeLinear")}
@@ -79,6 +64,4 @@ def quantize(model: Path, output: Path, calib_dir: Path | None, calib_random: in
                f"({', '.join(f'{k} {v}' for k, v in sorted(compute.items()))})")
     click.echo(f"  QuantizeLinear {ops.get('QuantizeLinear', 0)}, "
                f"DequantizeLinear {ops.get('DequantizeLinear', 0)}")
-    calib = f"{calib_dir} (images)" if calib_dir is not None else \
-        f"{calib_random or 16} random inputs, seed {seed}"
-    click.echo(f"  calibration: {calib}")
+    click.echo(f"  calibration: {cal.describe()}")

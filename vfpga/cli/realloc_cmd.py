@@ -1,7 +1,7 @@
 """``vfpga realloc MODEL.vfb --cores SPEC [-o OUT.vfb] [--strategy NAME] [--layers]``.
 
 Re-targets a compiled binary to another set of cores with the dynamic compilation pass
-(:mod:`vfpga.passes.dynamic`): only the DISPATCH section and PROGRAM ``num_cores``
+(:mod:`vfpga.backend.retarget`): only the DISPATCH section and PROGRAM ``num_cores``
 change; TEXT, IFPS, DATA and the other sections are copied byte for byte.
 """
 
@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.table import Table
 
 from vfpga.backend.binary import read_ifp_table, read_vfb, write_vfb
+from vfpga.backend.retarget import STRATEGIES, Allocation, allocate, prepare, retarget
 from vfpga.cli.coresets import parse_cores
 from vfpga.errors import VfpgaError
 from vfpga.hw import HardwareConfigError, load_hw
 from vfpga.hw.config import HardwareConfig
-from vfpga.passes.dynamic import STRATEGIES, Allocation, allocate, prepare, retarget
 
 
 def _hw_for(binary: Path, hw_name: str | None, hw_fingerprint: bytes,

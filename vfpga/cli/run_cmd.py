@@ -171,7 +171,7 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     plan = [_parse_switch(sw, vfb, hw.num_cores) for sw in switches]
     prepared = None
     if len(vfb.dispatch) and (plan or len(core_list) != vfb.num_cores):
-        from vfpga.passes.dynamic import allocate, prepare, retarget
+        from vfpga.backend.retarget import allocate, prepare, retarget
 
         prepared = prepare(vfb.ifps, len(vfb.layers), pool_size=hw.num_cores,
                            source=str(binary))
@@ -219,7 +219,7 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     task.set_budget(time_limit)
     where = f"cores {core_list}"
     for layer, new_cores in sorted(plan, key=lambda p: p[0]):
-        from vfpga.passes.dynamic import allocate
+        from vfpga.backend.retarget import allocate
 
         assert prepared is not None
         try:

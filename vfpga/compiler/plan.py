@@ -189,8 +189,10 @@ def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
 
 
 def _fold_bias(n: QConv, in_zp: int) -> np.ndarray:
-    w = n.weight.reshape(n.weight.shape[0], -1).astype(np.int64)
-    return n.bias.astype(np.int64) - in_zp * w.sum(axis=1)
+    # sum with an int64 accumulator, without an int64 copy of the weights (10^8 of them in
+    # a VGG-16 FC layer)
+    w = n.weight.reshape(n.weight.shape[0], -1)
+    return n.bias.astype(np.int64) - in_zp * w.sum(axis=1, dtype=np.int64)
 
 
 #: One pbuf parameter record (ISA v2): bias int32, scale float32, divisor float32.
@@ -201,7 +203,7 @@ def conv_constants(n: QConv, in_zp: int) -> tuple[bytes, bytes]:
     """Weights as int8 ``[OC][KH][KW][IC/groups]`` and parameter records ``(bias - in_zp *
     sum(w), scale, divisor)`` (little-endian int32, float32, float32; ISA v2), where
     ``scale[c] = requant_scale(multiplier[c], shift[c])`` and ``divisor`` is the node's."""
-    w = np.ascontiguousarray(n.weight.transpose(0, 2, 3, 1)).astype(np.int8)
+    w = np.ascontiguousarray(n.weight.transpose(0, 2, 3, 1), dtype=np.int8)
     bias = _fold_bias(n, in_zp)
     if np.abs(bias).max(initial=0) >= 2**31:
         raise OverflowError(f"conv '{n.name}': folded bias does not fit int32")

@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import ClassVar, Literal, cast
 
@@ -341,6 +343,29 @@ def _field_value(op: Operation, f: _Field) -> object:
             return attr
 
 
+ELIDE_LARGER_THAN: ContextVar[int | None] = ContextVar("dnn_elide_larger_than", default=None)
+"""When set (see :func:`eliding_constants`), hex constants (weights, long i32 arrays) of
+more than this many bytes print as ``"<elided N bytes>"``, like MLIR's
+``--mlir-elide-elementsattrs-if-larger``; such text is for reading, it does not parse."""
+
+
+@contextmanager
+def eliding_constants(larger_than: int) -> Iterator[None]:
+    """Print hex constants of more than ``larger_than`` bytes elided, in this block."""
+    token = ELIDE_LARGER_THAN.set(larger_than)
+    try:
+        yield
+    finally:
+        ELIDE_LARGER_THAN.reset(token)
+
+
+def _hex(data: bytes) -> str:
+    limit = ELIDE_LARGER_THAN.get()
+    if limit is not None and len(data) > limit:
+        return f'"<elided {len(data)} bytes>"'
+    return f'"0x{data.hex().upper()}"'
+
+
 def _print_ints(printer: Printer, values: Iterable[int]) -> None:
     printer.print_string("[" + ", ".join(str(int(v)) for v in values) + "]")
 
@@ -376,7 +401,7 @@ def _print_field(printer: Printer, op: Operation, f: _Field) -> None:
             if len(arr_attr) <= LIST_PRINT_LIMIT:
                 _print_ints(printer, array_values(arr_attr).tolist())
             else:
-                printer.print_string(f'"0x{arr_attr.data.data.hex().upper()}"')
+                printer.print_string(_hex(arr_attr.data.data))
         case "act":
             kind, lo, hi = cast(tuple[str, int, int], value)
             printer.print_string(f"{kind}({lo}, {hi})")
@@ -388,7 +413,7 @@ def _print_field(printer: Printer, op: Operation, f: _Field) -> None:
             if arr.size > 1 and bool(np.all(arr == arr[0])):
                 printer.print_string(f" splat {int(arr[0])}")
             else:
-                printer.print_string(f' "0x{data.hex().upper()}"')
+                printer.print_string(" " + _hex(data))
         case "dict":
             printer.print_attribute(attr)
         case _:  # pragma: no cover - exhaustive
@@ -472,7 +497,9 @@ def _parse_field(parser: Parser, f: _Field, props: dict[str, Attribute], op_name
             else:
                 text = parser.parse_str_literal(" (hex weight bytes) after the weight shape")
                 if not text.startswith("0x"):
-                    parser.raise_error(f'{op_name}: weight bytes must be a "0x..." hex string')
+                    parser.raise_error(
+                        f'{op_name}: weight bytes must be a "0x..." hex string (text printed '
+                        "with elided constants does not parse: vfpga import --no-elide)")
                 try:
                     data = bytes.fromhex(text[2:])
                 except ValueError:

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from typing import ClassVar, cast
 
 from xdsl.dialects.builtin import (
+    BytesAttr,
     DenseArrayBase,
     DictionaryAttr,
     IntegerAttr,
@@ -58,9 +59,25 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
+from vfpga.dialects import derived
 from vfpga.dialects.dnn import int_array, int_tuple
-from vfpga.dialects.isa import ConvOp, EltwiseOp, IsaOp, LoadOp, PoolOp, SaveOp, int_attr
+from vfpga.dialects.isa import (
+    ConvOp,
+    EltwiseOp,
+    IsaOp,
+    LoadOp,
+    PoolOp,
+    SaveOp,
+    int_attr,
+    op_to_fields,
+    words_to_fields,
+)
 from vfpga.hw.config import BUFFER_NAMES
+from vfpga.isa.codec import encode_batch
+from vfpga.isa.spec import INSN_BYTES, Opcode
+
+INSNS_KEY = "insns"
+"""Key of a package's instruction fields in :mod:`vfpga.dialects.derived`."""
 
 LAYER_KINDS = ("conv", "pool", "add")
 AXES = ("w", "c")
@@ -404,11 +421,14 @@ class PackageOp(IRDLOperation):
     ``core``. The layer index and candidate id are those of the enclosing ``ifp.layer`` /
     ``ifp.candidate`` (:meth:`layer_index`, :meth:`candidate_index`).
 
-    The region is empty (no block) until lowering; then its block holds ``isa.load``,
+    The instructions (set by ``ifp-lower-to-isa``) take one of two forms: the ``code``
+    property, the packed 64-byte instruction words (:mod:`vfpga.isa.codec`, header fields
+    ``core`` and ``layer`` zero: the ``.vfb`` target sets them), printed ``code =
+    "<hex>"``; or, after ``ifp-materialize-isa``, a body block of ``isa.load``,
     ``isa.conv``, ``isa.pool``, ``isa.eltwise`` and ``isa.save`` ops without ``core`` or
-    ``layer`` fields (the linker sets them). Verified: non-empty tile ranges within the
-    layer's output; the usage within the module's ``vfpga.buffers``; only those
-    instruction ops.
+    ``layer`` fields, for ISA-level rewrites. Never both. Verified: non-empty tile ranges
+    within the layer's output; the usage within the module's ``vfpga.buffers``; only
+    those instruction ops; ``code`` a non-empty multiple of 64 bytes.
     """
 
     name = "ifp.package"
@@ -430,6 +450,7 @@ class PackageOp(IRDLOperation):
     abuf = opt_prop_def(IntegerAttr)
     latency = opt_prop_def(IntegerAttr)
     core = opt_prop_def(IntegerAttr)
+    code = opt_prop_def(BytesAttr)
     body = region_def()
 
     traits = traits_def(NoTerminator(), HasParent(CandidateOp))
@@ -483,9 +504,53 @@ class PackageOp(IRDLOperation):
         self.properties[name] = int_attr(int(value))
 
     def instructions(self) -> list[IsaOp]:
-        """The instruction ops (empty before lowering)."""
+        """The instruction ops (empty before lowering and while the package holds packed
+        ``code``)."""
         blk = self.body.blocks.first
         return [] if blk is None else cast(list[IsaOp], list(blk.ops))
+
+    @property
+    def code_bytes(self) -> bytes | None:
+        """The packed instruction words (None when the package has no ``code``)."""
+        a = self.properties.get("code")
+        return None if a is None else cast(BytesAttr, a).data
+
+    def set_code(self, words: bytes | None) -> None:
+        """Set (or with None, drop) the packed instruction words."""
+        if words is None:
+            self.properties.pop("code", None)
+        else:
+            self.properties["code"] = BytesAttr(words)
+
+    def insn_fields(self) -> list[tuple[Opcode, dict[str, int | float]]]:
+        """The instructions as ``(opcode, fields)`` (:func:`~vfpga.dialects.isa.
+        op_to_fields` form, no ``core``/``layer``): those ``ifp-lower-to-isa`` generated
+        for the current ``code`` in this process (:mod:`vfpga.dialects.derived`), else
+        the decoded ``code``, else the body's ``isa`` ops (empty before lowering)."""
+        code = self.properties.get("code")
+        if code is None:
+            return [op_to_fields(i) for i in self.instructions()]
+        insns = derived.lookup(self, INSNS_KEY, code)
+        if insns is None:
+            insns = words_to_fields(cast(BytesAttr, code).data)
+            derived.attach(self, INSNS_KEY, code, insns)
+        return cast(list[tuple[Opcode, dict[str, int | float]]], insns)
+
+    def words(self) -> bytes:
+        """The packed instruction words: ``code``, else the body's ``isa`` ops encoded
+        (empty before lowering)."""
+        code = self.code_bytes
+        if code is not None:
+            return code
+        body = self.instructions()
+        return encode_batch([op_to_fields(i) for i in body]) if body else b""
+
+    def set_body(self, ops: Sequence[Operation] | None) -> None:
+        """Replace the body by one block of ``ops`` (None: no block)."""
+        for blk in list(self.body.blocks):
+            self.body.detach_block(blk).erase()
+        if ops is not None:
+            self.body.add_block(Block(ops))
 
     def candidate(self) -> CandidateOp | None:
         """The enclosing candidate."""
@@ -518,23 +583,44 @@ class PackageOp(IRDLOperation):
                     f"{who} h={h0}:{h1}: tile exceeds the layer's output {co}x{oh}x{ow} "
                     "(channels x rows x columns)"
                 )
+        self.verify_contents(module_buffers(self))
+
+    def verify_contents(self, sizes: dict[str, int] | None) -> None:
+        """The checks of :meth:`verify_` beyond the tile's place in its layer: scalars
+        >= 0, usage within the buffer ``sizes`` (the module's ``vfpga.buffers``), the
+        ``code`` length, the body's ops (their own fields are checked by their ops)."""
+        w0, w1, c0, c1, _h0, _h1 = self.tile
+        who = f"ifp.package w={w0}:{w1} c={c0}:{c1}"
+        props = self.properties
         for n in self.SCALARS:
-            v = _int(self, n)
-            if v is not None and v < 0:
-                raise VerifyException(f"{who}: '{n}' = {v} must be >= 0")
-        use = self.usage()
-        if use is not None:
-            sizes = module_buffers(self)
-            if sizes is not None:
-                for b, used in use.items():
-                    if b in sizes and used > sizes[b]:
-                        raise VerifyException(
-                            f"{who}: uses {used} bytes of {b}, which has {sizes[b]} "
-                            f"(module attribute {BUFFERS_ATTR})"
-                        )
+            a = props.get(n)
+            if a is not None and cast(IntegerAttr, a).value.data < 0:
+                raise VerifyException(f"{who}: '{n}' = {cast(IntegerAttr, a).value.data} "
+                                      "must be >= 0")
+        if sizes is not None and "ibuf" in props:
+            for b in BUFFER_NAMES:
+                a = props.get(b)
+                used = 0 if a is None else cast(IntegerAttr, a).value.data
+                if b in sizes and used > sizes[b]:
+                    raise VerifyException(
+                        f"{who}: uses {used} bytes of {b}, which has {sizes[b]} "
+                        f"(module attribute {BUFFERS_ATTR})"
+                    )
         if len(self.body.blocks) > 1:
             raise VerifyException(f"{who}: the body must have at most one block")
         blk = self.body.blocks.first
+        code = self.code_bytes
+        if code is not None:
+            if not code or len(code) % INSN_BYTES:
+                raise VerifyException(
+                    f"{who}: code has {len(code)} bytes, not a positive multiple of the "
+                    f"{INSN_BYTES}-byte instruction word"
+                )
+            if blk is not None and blk.first_op is not None:
+                raise VerifyException(
+                    f"{who}: holds both packed code and isa ops (keep one: "
+                    "ifp-materialize-isa unpacks the code)"
+                )
         if blk is None:
             return
         body = _BODY_OPS
@@ -553,6 +639,9 @@ class PackageOp(IRDLOperation):
             v = _int(self, n)
             if v is not None:
                 parts.append(f"{n}={v}")
+        code = self.code_bytes
+        if code is not None:
+            parts.append(f'code="{code.hex()}"')
         printer.print_string(" " + " ".join(parts))
         printer.print_op_attributes(self.attributes, print_keyword=True)
         _print_region_if_any(printer, self.body)
@@ -574,12 +663,49 @@ class PackageOp(IRDLOperation):
                 props[f"{kw}0"], props[f"{kw}1"] = int_attr(a), int_attr(b)
             else:
                 props[kw] = int_attr(a)
+        if parser.parse_optional_keyword("code") is not None:
+            parser.parse_punctuation("=", " after 'code'")
+            text = parser.parse_str_literal(" (the packed instruction words in hex)")
+            try:
+                props["code"] = BytesAttr(bytes.fromhex(text))
+            except ValueError:
+                parser.raise_error("ifp.package: 'code' must be an even number of hex digits")
         for t in _TILE:
             if t not in seen:
                 parser.raise_error(f"ifp.package: missing '{t}=A:B'")
         attributes = _parse_attributes(parser)
         region = _parse_region_if_any(parser)
         return cls.create(properties=props, attributes=attributes, regions=[region])
+
+
+_PACKAGE_PROPS = {n: IntegerAttr for n in (*PackageOp.SCALARS, "w0", "w1", "c0", "c1", "h0",
+                                            "h1")} | {"code": BytesAttr}
+
+
+def verify_layer_tree(layer: LayerOp) -> None:
+    """Verify ``layer``, its candidates and their packages (and any ``isa`` ops in them)
+    with the same checks as ``verify()`` on each, but computing the layer's shape and the
+    module's buffer sizes once: a ResNet-50 has ~10^4 packages. A package's generic
+    checks (its properties' types, one region, no operands or results) are done here;
+    its tile's place in the layer follows from its candidate's check that the packages
+    are its tiles in order."""
+    layer.verify(verify_nested_ops=False)
+    sizes = module_buffers(layer)
+    for cand in layer.candidates():
+        cand.verify(verify_nested_ops=False)
+        for pkg in cand.packages():
+            for name, a in pkg.properties.items():
+                want = _PACKAGE_PROPS.get(name)
+                if want is None or not isinstance(a, want):
+                    raise VerifyException(
+                        f"ifp.package: property '{name}' = {a} is not "
+                        f"{'known' if want is None else want.name}")
+            if pkg.operands or pkg.results or pkg.successors or len(pkg.regions) != 1:
+                raise VerifyException("ifp.package has no operands, results or successors "
+                                      "and one region")
+            pkg.verify_contents(sizes)
+            for ins in pkg.instructions():
+                ins.verify()
 
 
 Ifp = Dialect("ifp", [LayerOp, CandidateOp, PackageOp], [])

@@ -69,9 +69,10 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
+from vfpga.isa.codec import decode
 from vfpga.isa.effects import out_hw, written_range
 from vfpga.isa.float32 import format_f32
-from vfpga.isa.limits import ILLEGAL_DEPS, MAX_CORES
+from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS, MAX_CORES
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
@@ -189,8 +190,8 @@ def deps_attr(bits: int) -> ArrayAttr[StringAttr]:
     """``["wait_prev", ...]``: the dependency bits as a list of names (spec order)."""
     a = _DEPS_CACHE.get(bits)
     if a is None:
-        if bits & ~0xF or bits < 0:
-            raise ValueError(f"dependency bits 0x{bits:x} are not a subset of 0xF")
+        if bits & ~DEP_BITS or bits < 0:
+            raise ValueError(f"dependency bits 0x{bits:x} are not a subset of 0x{DEP_BITS:X}")
         a = ArrayAttr(StringAttr(n) for n, b in _DEP_ORDER if bits & b)
         _DEPS_CACHE[bits] = a
         _DEPS_BITS[a] = bits
@@ -646,6 +647,23 @@ def op_to_fields(op: Operation) -> tuple[Opcode, FieldDict]:
     if d is not None:
         f["deps"] = deps_bits(d)
     return op.OPCODE, f
+
+
+_HEADER_ONLY = ("opcode", "flags", "reserved")
+
+
+def words_to_fields(words: bytes) -> list[tuple[Opcode, dict[str, int | float]]]:
+    """Decode (and validate, :func:`vfpga.isa.codec.decode`) packed instruction words
+    into the form :func:`op_to_fields` gives: the opcode and the non-zero fields by name
+    (flag fields by name, ``deps`` as bits, float32 fields as Python floats)."""
+    prog = decode(words)
+    out: list[tuple[Opcode, dict[str, int | float]]] = []
+    for i in range(len(prog)):
+        f = prog.fields(i)
+        out.append((Opcode(int(prog.opcode[i])), {
+            k: v for k, v in f.items()
+            if k not in _HEADER_ONLY and (v or (isinstance(v, float) and np.signbit(v)))}))
+    return out
 
 
 def fields_to_op(opcode: Opcode, fields: Mapping[str, int | float]) -> IsaOp:

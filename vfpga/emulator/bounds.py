@@ -28,6 +28,7 @@ import numpy as np
 from vfpga.errors import BinaryFormatError
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.codec import Program, flag_value
+from vfpga.isa.effects import window_out_array
 from vfpga.isa.spec import LOAD_TARGETS, PARAM_RECORD_BYTES, Buffer, Opcode, PoolMode
 
 #: Most multiply-accumulates (CONV) or window elements (POOL) one instruction may do.
@@ -36,13 +37,6 @@ MAX_INSN_MACS = 1 << 28
 
 def _i64(rec: np.ndarray, name: str) -> np.ndarray:
     return rec[name].astype(np.int64)
-
-
-def _out(n: np.ndarray, k: np.ndarray, s: np.ndarray, lo: np.ndarray, hi: np.ndarray
-         ) -> np.ndarray:
-    """Output extent of a window (0 where the window does not fit or is invalid)."""
-    k1, s1 = np.maximum(k, 1), np.maximum(s, 1)
-    return np.where(n + lo + hi >= k1, (n + lo + hi - k1) // s1 + 1, 0)
 
 
 def check_work_bounds(program: Program, hw: HardwareConfig, source: str) -> None:
@@ -85,8 +79,8 @@ def check_work_bounds(program: Program, hw: HardwareConfig, source: str) -> None
     if len(r):
         f = lambda n: _i64(r, n)  # noqa: E731
         g = np.maximum(f("groups"), 1)
-        oh = _out(f("in_h"), f("kh"), f("stride_h"), f("pad_t"), f("pad_b"))
-        ow = _out(f("in_w"), f("kw"), f("stride_w"), f("pad_l"), f("pad_r"))
+        oh = window_out_array(f("in_h"), f("kh"), f("stride_h"), f("pad_t"), f("pad_b"))
+        ow = window_out_array(f("in_w"), f("kw"), f("stride_w"), f("pad_l"), f("pad_r"))
         acc_out = np.asarray(flag_value(Opcode.CONV, r["flags"], "acc_out")).astype(bool)
         acc_in = np.asarray(flag_value(Opcode.CONV, r["flags"], "acc_in")).astype(bool)
         outn = oh * ow * f("out_c")
@@ -107,8 +101,10 @@ def check_work_bounds(program: Program, hw: HardwareConfig, source: str) -> None
         f = lambda n: _i64(r, n)  # noqa: E731
         mode = np.asarray(flag_value(Opcode.POOL, r["flags"], "mode")).astype(np.int64)
         glob = mode == int(PoolMode.GLOBAL_AVG)
-        oh = np.where(glob, 1, _out(f("in_h"), f("kh"), f("stride_h"), f("pad_t"), f("pad_b")))
-        ow = np.where(glob, 1, _out(f("in_w"), f("kw"), f("stride_w"), f("pad_l"), f("pad_r")))
+        oh = np.where(glob, 1, window_out_array(f("in_h"), f("kh"), f("stride_h"), f("pad_t"),
+                                                f("pad_b")))
+        ow = np.where(glob, 1, window_out_array(f("in_w"), f("kw"), f("stride_w"), f("pad_l"),
+                                                f("pad_r")))
         check(Opcode.POOL, f("in_h") * f("in_w") * f("c"), size[Buffer.IBUF], "the input tile")
         check(Opcode.POOL, oh * ow * f("c"), size[Buffer.OBUF], "the output")
         work = np.where(glob, f("in_h") * f("in_w"), oh * ow * f("kh") * f("kw")) * f("c")

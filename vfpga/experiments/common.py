@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from vfpga.backend.retarget import Prepared, allocate, dispatch_table, prepare
 from vfpga.emulator.timing import Job, TimingEngine, TimingParams, job_for
 from vfpga.experiments.models import CompiledModel, compiled_model
 from vfpga.fileio import atomic_write
 from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
-from vfpga.passes.dynamic import Prepared, allocate, dispatch_table, prepare
 
 
 @dataclass

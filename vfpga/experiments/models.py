@@ -74,7 +74,7 @@ def compiled_model(name: str, hw_name: str = DEFAULT_HW, cache: Path | None = No
             return CompiledModel(name, hw, cores, vfb, float(info["static_seconds"]), path)
         except Exception:  # stale cache (older format or hardware): rebuild
             pass
-    from vfpga.compiler.build import compile_graph
+    from vfpga.driver import compile_graph
     from vfpga.frontend.pipeline import load_qgraph
     from vfpga.models import export_model
 

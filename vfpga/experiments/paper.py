@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from vfpga.backend.retarget import allocate, allocate_uncached
 from vfpga.emulator.timing import TimingParams, time_ifp, time_program
 from vfpga.experiments.common import (
     ModelState,
@@ -35,7 +36,6 @@ from vfpga.experiments.common import (
     write_text,
 )
 from vfpga.experiments.models import MODEL_TITLES, PAPER_MODELS
-from vfpga.passes.dynamic import allocate, allocate_uncached
 
 #: Paper numbers (Zeng et al., FCCM 2020): ranges, percentages and per-model tables.
 PAPER: dict[str, Any] = {

@@ -41,10 +41,8 @@ class LoadedModel:
         return self.lowered.graph
 
 
-def is_qdq_model(model: onnx.ModelProto) -> bool:
-    """Whether ``model`` already holds QuantizeLinear/DequantizeLinear nodes."""
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-
+#: Random calibration inputs used when none are given (``--calib-random``).
+DEFAULT_CALIB_RANDOM = 16
 
 #: Newest ONNX IR version onnxruntime loads; newer files (saved by a newer onnx package)
 #: are relabelled, their content being what older IR versions describe too.
@@ -77,16 +75,22 @@ def load_model(
     path_or_model: str | Path | onnx.ModelProto,
     *,
     calib: CalibKind = "random",
-    num_random: int = 16,
+    num_random: int = DEFAULT_CALIB_RANDOM,
     calib_dir: str | Path | None = None,
     seed: int = 0,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    keep_fp32: bool = True,
 ) -> LoadedModel:
     """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`.
-    ``input_shapes`` (``--input-shape``) fixes graph input dimensions first."""
+    With ``keep_fp32=False`` the normalized fp32 model is not kept (``fp32`` is None) and
+    its weights are released while onnxruntime quantizes (``quantize_model(release=
+    True)``), so that the quantizer is the peak of memory. ``input_shapes``
+    (``--input-shape``) fixes graph input dimensions first."""
+    from vfpga.frontend.normalize import is_qdq
+
     model, source = read_model(path_or_model)
     model = fix_input_shapes(model, input_shapes or {}, source)
-    if is_qdq_model(model):
+    if is_qdq(model):
         check_model(model, source)
         return LoadedModel(lower_qdq_mapped(model, source), model, None, source)
     if calib == "dir" and calib_dir is None:
@@ -94,14 +98,19 @@ def load_model(
     from vfpga.frontend.normalize import normalize
     from vfpga.quant.quantize import quantize_model
 
-    fp32 = normalize(model, source)
+    fp32: onnx.ModelProto | None = normalize(model, source)
+    del model
+    assert fp32 is not None
     qdq = quantize_model(
         fp32,
         calib=calib,
         calib_dir=Path(calib_dir) if calib_dir is not None else None,
         num_random=num_random,
         seed=seed,
+        release=not keep_fp32,
     )
+    if not keep_fp32:
+        fp32 = None
     return LoadedModel(lower_qdq_mapped(qdq, source), qdq, fp32, source)
 
 
@@ -109,7 +118,7 @@ def load_qgraph(
     path_or_model: str | Path | onnx.ModelProto,
     *,
     calib: CalibKind = "random",
-    num_random: int = 16,
+    num_random: int = DEFAULT_CALIB_RANDOM,
     calib_dir: str | Path | None = None,
     seed: int = 0,
     input_shapes: Mapping[str, Sequence[int]] | None = None,

@@ -21,17 +21,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from vfpga.isa.spec import Buffer, Opcode, PoolMode
 
-__all__ = ["out_hw", "window_out", "written_range"]
+__all__ = ["out_hw", "window_out", "window_out_array", "written_range"]
 
 
 def window_out(n: int, k: int, stride: int, pad_lo: int, pad_hi: int) -> int:
     """Output length of a window of length ``k`` sliding with ``stride`` over ``n`` inputs
     padded by ``pad_lo`` / ``pad_hi``: ``(n + pad_lo + pad_hi - k) // stride + 1``. A
-    stride below 1 (an invalid word) counts as 1, so the formula never divides by zero;
-    the result is below 1 when the window does not fit."""
-    return (n + pad_lo + pad_hi - k) // max(stride, 1) + 1
+    kernel or stride below 1 (an invalid word) counts as 1, so the formula never divides
+    by zero; the result is below 1 when the window does not fit."""
+    return (n + pad_lo + pad_hi - max(k, 1)) // max(stride, 1) + 1
+
+
+def window_out_array(n: np.ndarray, k: np.ndarray, stride: np.ndarray, pad_lo: np.ndarray,
+                     pad_hi: np.ndarray) -> np.ndarray:
+    """:func:`window_out` elementwise over int64 arrays of fields (a whole decoded program
+    at once), with 0 where the window does not fit."""
+    k1 = np.maximum(k, 1)
+    total = n + pad_lo + pad_hi
+    return np.where(total >= k1, (total - k1) // np.maximum(stride, 1) + 1, 0)
 
 
 def out_hw(f: Mapping[str, Any]) -> tuple[int, int]:

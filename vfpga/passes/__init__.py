@@ -24,6 +24,7 @@ PASSES: dict[str, tuple[str, str]] = {
     "dnn-tile": ("vfpga.passes.dnn_tile", "DnnTilePass"),
     "ifp-package": ("vfpga.passes.ifp_package", "IfpPackagePass"),
     "ifp-lower-to-isa": ("vfpga.passes.ifp_lower_to_isa", "IfpLowerToIsaPass"),
+    "ifp-materialize-isa": ("vfpga.passes.ifp_materialize_isa", "IfpMaterializeIsaPass"),
     "ifp-estimate-latency": ("vfpga.passes.ifp_estimate_latency", "IfpEstimateLatencyPass"),
     "ifp-select": ("vfpga.passes.ifp_select", "IfpSelectPass"),
     "ifp-allocate-cores": ("vfpga.passes.ifp_allocate_cores", "IfpAllocateCoresPass"),

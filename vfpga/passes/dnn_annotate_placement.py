@@ -1,7 +1,10 @@
 """``dnn-annotate-placement``: mark where every ``dnn`` node runs and how many MACs it does.
 
-The compile report uses the annotations to list the layers and MACs that run on the
-accelerator and on the host CPU (no silent CPU fallback).
+For people reading the IR (``vfpga-opt -p dnn-annotate-placement m.mlir``): every node
+op gets ``placement`` ("accel" / "host") and ``macs`` (no silent CPU fallback). The
+compile report of ``vfpga compile`` states the same facts for the compiled module itself:
+accelerator layers and MACs from its ``ifp.layer`` ops, host ops from its ``dnn.host``
+ops (``vfpga.driver.CompileResult``).
 """
 
 from __future__ import annotations

@@ -29,6 +29,11 @@ inserts that ``dnn.conv`` (marked ``plan_copy``) just before the ``dnn.concat`` 
 not stored in the IR: they are a function of the ``dnn.conv`` ops and the offsets
 (:func:`plan_from_module` rebuilds them). Running the pass again re-plans the (already
 copied) graph and overwrites the annotations.
+
+In process, the pass also attaches the :class:`MemoryPlan` it computed (with the DATA
+bytes) to the module (:mod:`vfpga.dialects.derived`, anchored on ``vfpga.ddr_size``);
+:func:`planned` returns it, or rebuilds it from the IR for a module read from text. A
+pass that changes the ``dnn.graph`` after planning must re-run ``dnn-plan-memory``.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException
 
 from vfpga.compiler.plan import ConstBlob, MemoryPlan, Placement, conv_constants, plan_memory
-from vfpga.dialects import dnn
+from vfpga.dialects import derived, dnn
 from vfpga.dialects.dnn_convert import find_graph, module_to_qgraph
 from vfpga.errors import CompileError
 from vfpga.frontend.qgraph import QConcat, QConv, QGraph, QShuffle
@@ -52,6 +57,7 @@ DATA_OFFSET_ATTR = "vfpga.data_offset"
 DDR_SIZE_ATTR = "vfpga.ddr_size"
 NOTES_ATTR = "vfpga.plan_notes"
 COPY_ATTR = "plan_copy"
+PLAN_KEY = "plan"
 
 
 class StaticPassError(CompileError, DiagnosticException):
@@ -92,7 +98,8 @@ class DnnPlanMemoryPass(ModulePass):
         graph.attributes["input_ddr_offsets"] = dnn.int_array(plan.places[n].offset for n in names)
         graph.attributes["input_c_strides"] = dnn.int_array(plan.places[n].c_stride for n in names)
         op.attributes[DATA_OFFSET_ATTR] = _i64(plan.data_offset)
-        op.attributes[DDR_SIZE_ATTR] = _i64(plan.ddr_size)
+        op.attributes[DDR_SIZE_ATTR] = anchor = _i64(plan.ddr_size)
+        derived.attach(op, PLAN_KEY, anchor, plan)
         if plan.notes:  # (a re-run inserts no new copies: earlier notes stay)
             old = op.attributes.get(NOTES_ATTR)
             notes = [cast(StringAttr, s).data for s in old.data] if isinstance(
@@ -144,6 +151,19 @@ def _insert_copies(graph: dnn.GraphOp, planned: QGraph) -> None:
 
 
 # ------------------------------------------------------------------------------ reading
+def planned(module: ModuleOp) -> MemoryPlan:
+    """The module's memory plan with its DATA bytes: the one ``dnn-plan-memory``
+    attached in this process, else :func:`plan_from_module` (``with_data=True``, which is
+    then attached). Raises :class:`StaticPassError` if the module was not planned."""
+    anchor = module.attributes.get(DDR_SIZE_ATTR)
+    plan = derived.lookup(module, PLAN_KEY, anchor)
+    if plan is None:
+        plan = plan_from_module(module, with_data=True)
+        assert anchor is not None
+        derived.attach(module, PLAN_KEY, anchor, plan)
+    return plan
+
+
 def plan_from_module(module: ModuleOp, with_data: bool = False) -> MemoryPlan:
     """The :class:`MemoryPlan` written into ``module`` by ``dnn-plan-memory``.
 

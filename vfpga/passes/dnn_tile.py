@@ -24,9 +24,9 @@ from xdsl.passes import ModulePass
 
 from vfpga.compiler.ifpgen import LayerSpec, TileDoesNotFit, layer_specs
 from vfpga.compiler.tiling import candidates
-from vfpga.dialects import ifp
+from vfpga.dialects import derived, ifp
 from vfpga.hw.config import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
-from vfpga.passes.dnn_plan_memory import StaticPassError, plan_from_module
+from vfpga.passes.dnn_plan_memory import DDR_SIZE_ATTR, StaticPassError, planned
 
 HW_ATTR = "vfpga.hw"
 HW_CONFIG_ATTR = "vfpga.hw_config"
@@ -52,8 +52,17 @@ def hw_of(module: ModuleOp) -> HardwareConfig:
 
 
 def layer_specs_of(module: ModuleOp) -> list[LayerSpec]:
-    """The accelerator layers of a planned module (engine form), in execution order."""
-    return layer_specs(plan_from_module(module))
+    """The accelerator layers of a planned module (engine form), in execution order:
+    derived from :func:`~vfpga.passes.dnn_plan_memory.planned` once per plan and kept
+    with it (:mod:`vfpga.dialects.derived`)."""
+    plan = planned(module)
+    anchor = module.attributes.get(DDR_SIZE_ATTR)
+    specs = derived.lookup(module, "specs", anchor)
+    if specs is None or specs[0] is not plan:
+        specs = (plan, layer_specs(plan))
+        assert anchor is not None
+        derived.attach(module, "specs", anchor, specs)
+    return specs[1]
 
 
 def layers_of(module: ModuleOp) -> list[ifp.LayerOp]:
@@ -126,9 +135,20 @@ class DnnTilePass(ModulePass):
 
     hw: str = DEFAULT_HW
 
+    @staticmethod
+    def for_config(config: HardwareConfig, label: str | None = None) -> DnnTilePass:
+        """The pass for a :class:`HardwareConfig` object (``hw`` option: ``label``,
+        default the configuration's name), for drivers that hold a loaded
+        configuration; it tiles for ``config`` itself, not for what ``label`` names."""
+        p = DnnTilePass(hw=label or config.name)
+        object.__setattr__(p, "_config", config)
+        return p
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        try:
-            hw = load_hw(self.hw)
-        except HardwareConfigError as exc:
-            raise StaticPassError(f"dnn-tile: {exc}") from None
+        hw: HardwareConfig | None = self.__dict__.get("_config")
+        if hw is None:
+            try:
+                hw = load_hw(self.hw)
+            except HardwareConfigError as exc:
+                raise StaticPassError(f"dnn-tile: {exc}") from None
         tile_module(op, hw, self.hw)

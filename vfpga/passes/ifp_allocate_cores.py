@@ -1,6 +1,6 @@
 """``ifp-allocate-cores{cores=0,3,5 strategy=lpt}``: the dynamic pass on the IR.
 
-The same algorithm as :func:`vfpga.passes.dynamic.allocate` (the online pass over a
+The same algorithm as :func:`vfpga.backend.retarget.allocate` (the online pass over a
 binary's IFP table), applied to a module after ``ifp-estimate-latency``: it reads only
 each ``ifp.package``'s ``latency`` and its position (layer index, candidate position),
 and, for the physical cores ``cores`` (logical core ``i`` is ``cores[i]``), sets
@@ -15,7 +15,7 @@ and, for the physical cores ``cores`` (logical core ``i`` is ``cores[i]``), sets
   physical cores in logical order.
 
 With ``strategy=lpt`` and ``cores`` = ``0..N-1`` the result equals ``ifp-select{cores=N}``.
-``strategy`` names an entry of :data:`vfpga.passes.dynamic.STRATEGIES`. The physical
+``strategy`` names an entry of :data:`vfpga.backend.retarget.STRATEGIES`. The physical
 cores must be distinct and, when the module names its hardware, inside its pool.
 """
 
@@ -28,11 +28,11 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, ModuleOp, i64
 from xdsl.passes import ModulePass
 
+from vfpga.backend.retarget import Allocation, AllocationError, allocate, prepare
 from vfpga.dialects import ifp
 from vfpga.dialects.isa import int_attr
 from vfpga.passes.dnn_plan_memory import StaticPassError
 from vfpga.passes.dnn_tile import HW_CONFIG_ATTR, hw_of, layers_of
-from vfpga.passes.dynamic import Allocation, AllocationError, allocate, prepare
 from vfpga.passes.ifp_select import CORES_ATTR
 
 CORE_MAP_ATTR = "vfpga.core_map"
@@ -43,7 +43,7 @@ _TABLE = np.dtype([("layer", "<u4"), ("candidate", "<u2"), ("latency", "<u8")])
 
 def allocate_module(module: ModuleOp, cores: tuple[int, ...], strategy: str = "lpt") -> Allocation:
     """Run the dynamic pass on ``module`` in place (see the module docstring) and return the
-    :class:`~vfpga.passes.dynamic.Allocation`."""
+    :class:`~vfpga.backend.retarget.Allocation`."""
     layers = layers_of(module)
     pool = hw_of(module).num_cores if HW_CONFIG_ATTR in module.attributes else None
     packages: list[ifp.PackageOp] = []

@@ -5,9 +5,10 @@ instructions alone on one core, from the cycle-level core model
 (:func:`vfpga.compiler.latency.simulate`: the LOAD, CALC and SAVE queues running
 concurrently under the dependency tokens, at the core's share of its DDR bank).
 
-As in :func:`vfpga.compiler.build.compile_graph`, the packages of one layer with equal
-:func:`vfpga.compiler.latency.latency_key` (tile width, channel count, column geometry,
-first-channel flag, instruction count) are simulated once and share the result.
+The packages of one layer with equal :func:`vfpga.compiler.latency.latency_key` (tile
+width, channel count, column geometry, first-channel flag, instruction count) are
+simulated once and share the result. The instructions are read with
+:meth:`vfpga.dialects.ifp.PackageOp.insn_fields` (packed ``code`` or ``isa`` ops).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from vfpga.compiler.latency import column_geometry, latency_key, simulate
-from vfpga.dialects.isa import op_to_fields
 from vfpga.passes.dnn_plan_memory import StaticPassError
 from vfpga.passes.dnn_tile import hw_of, layers_of
 
@@ -39,18 +39,18 @@ class IfpEstimateLatencyPass(ModulePass):
             for cand in layer.candidates():
                 for pkg in cand.packages():
                     w0, w1, c0, c1, _h0, _h1 = pkg.tile
-                    body = pkg.instructions()
+                    body = pkg.insn_fields()
                     if not body:
                         raise StaticPassError(
                             f'ifp.layer {li} "{layer.node.data}": package w={w0}:{w1} '
                             f"c={c0}:{c1} has no instructions: run ifp-lower-to-isa first"
                         )
-                    columns = column_geometry(op_to_fields(i) for i in body)
+                    columns = column_geometry(body)
                     key = latency_key(li, w0, w1, c0, c1, len(body), columns)
                     lat = cache.get(key)
                     if lat is None:
                         try:
-                            lat = simulate([op_to_fields(i) for i in body], hw)
+                            lat = simulate(body, hw)
                         except ValueError as exc:
                             raise StaticPassError(
                                 f'ifp.layer {li} "{layer.node.data}": package w={w0}:{w1} '

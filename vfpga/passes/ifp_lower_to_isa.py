@@ -1,16 +1,20 @@
-"""``ifp-lower-to-isa``: fill every ``ifp.package`` with its instructions.
+"""``ifp-lower-to-isa``: give every ``ifp.package`` its instructions, as packed words.
 
 Needs ``ifp-package``. The body of a package is the instruction sequence
 :func:`vfpga.compiler.ifpgen.make_ifp` generates for its tile with the recorded loop nest
 (``og``, ``rb``, ``chunk``, ``in_cols``; a package without them gets the nest
 ``choose_plan`` picks): loads of parameters, weights and input bands with halo,
 CONV/POOL/ELTWISE per band and input-channel chunk, SAVE of each band, with the
-dependency tokens that make the package self-contained. They become ``isa`` ops without
-``core``/``layer`` fields. The package's buffer usage (``ibuf`` ... ``abuf``) is set to
-the end of the highest byte its instructions write in each buffer, and checked against
-the generator's own accounting (a mismatch is an internal error). Ops are built directly
-(never through the pattern rewriter: a ResNet-50 has ~93k instructions over all
-candidates). Existing bodies are replaced.
+dependency tokens that make the package self-contained. They are encoded (all packages of
+the module in one :func:`vfpga.isa.codec.encode_batch`, header fields ``core``/``layer``
+zero) into the package's ``code`` property; the generated fields stay attached to the
+package in process (:mod:`vfpga.dialects.derived`) for ``ifp-estimate-latency``. A
+ResNet-50 has ~93k instructions over all candidates: one ``isa`` op per instruction would
+cost seconds to build, verify and encode (docs/compiler.md), so ``isa`` ops are made only
+on request, by ``ifp-materialize-isa``. The package's buffer usage (``ibuf`` ...
+``abuf``) is set to the end of the highest byte its instructions write in each buffer,
+and checked against the generator's own accounting (a mismatch is an internal error).
+Existing instructions (code or ops) are replaced.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ from dataclasses import dataclass
 from typing import cast
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Block
+from xdsl.dialects.builtin import BytesAttr, ModuleOp
 from xdsl.passes import ModulePass
 
 from vfpga.compiler.ifpgen import Insn, LoopNest, Tile, make_ifp
-from vfpga.dialects.isa import fields_to_op
+from vfpga.dialects import derived, ifp
 from vfpga.hw.config import BUFFER_NAMES
+from vfpga.isa.codec import encode_batch
 from vfpga.isa.effects import written_range
+from vfpga.isa.spec import INSN_BYTES
 from vfpga.passes.dnn_tile import hw_of, layer_specs_of, layers_of, spec_for
 
 
@@ -54,6 +59,7 @@ class IfpLowerToIsaPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         hw = hw_of(op)
         specs = layer_specs_of(op)
+        done: list[tuple[ifp.PackageOp, list[Insn]]] = []
         for layer in layers_of(op):
             spec = spec_for(layer, specs)
             for cand in layer.candidates():
@@ -72,6 +78,13 @@ class IfpLowerToIsaPass(ModulePass):
                         )
                     for b in BUFFER_NAMES:
                         pkg.set_int(b, use[b])
-                    for blk in list(pkg.body.blocks):
-                        pkg.body.detach_block(blk).erase()
-                    pkg.body.add_block(Block([fields_to_op(o, f) for o, f in code.insns]))
+                    pkg.set_body(None)
+                    done.append((pkg, code.insns))
+        blob = encode_batch([i for _, insns in done for i in insns])
+        at = 0
+        for pkg, insns in done:
+            end = at + INSN_BYTES * len(insns)
+            code_attr = BytesAttr(blob[at:end])
+            pkg.properties["code"] = code_attr
+            derived.attach(pkg, ifp.INSNS_KEY, code_attr, insns)
+            at = end

@@ -5,7 +5,7 @@ to ``N`` logical cores by longest-processing-time first
 (:func:`vfpga.compiler.assign.lpt`): each package's ``core`` is set to its default core
 and the candidate's ``makespan`` to the LPT makespan. The layer's ``selected`` candidate
 is the one with the least makespan (ties: fewer packages, then the earlier candidate),
-as :func:`vfpga.compiler.build.choose_layer` chooses. The module attribute
+as the re-targeter chooses (:mod:`vfpga.backend.retarget`). The module attribute
 ``vfpga.cores`` records ``N``; ``N`` must be within the hardware's core count.
 """
 

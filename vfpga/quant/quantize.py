@@ -304,6 +304,10 @@ def set_softmax_scale(qmodel: onnx.ModelProto) -> None:
             inits[q.input[1]].CopyFrom(new)
 
 
+RELEASE_BYTES = 1 << 16
+"""``quantize_model(release=True)`` drops the data of initializers larger than this."""
+
+
 def quantize_model(
     model: onnx.ModelProto,
     *,
@@ -313,6 +317,7 @@ def quantize_model(
     seed: int = 0,
     progress: Progress | None = None,
     calib_data: Sequence[np.ndarray] | None = None,
+    release: bool = False,
 ) -> onnx.ModelProto:
     """Quantize a normalized fp32 model to QDQ (int8 weights, uint8 activations) with
     onnxruntime (settings: :data:`QUANT_SETTINGS`).
@@ -321,7 +326,10 @@ def quantize_model(
     of ``calib_dir``); ``calib_data``, when given, replaces both: the model's input arrays
     (float32, the model's input shape) used as they are. ``progress(done, total)`` is
     called as calibration inputs are consumed (``done`` from 1 to ``total``). All
-    intermediate files live in a temporary directory that is removed on return. Raises
+    intermediate files live in a temporary directory that is removed on return. With
+    ``release``, once the model is written for onnxruntime the data of its initializers
+    over :data:`RELEASE_BYTES` is dropped from ``model`` (the caller's model keeps only
+    its structure): onnxruntime's quantizer then is the peak of memory. Raises
     :class:`~vfpga.errors.FrontendError` for bad calibration options or data.
     """
     name, shape = _input_info(model)
@@ -344,7 +352,7 @@ def quantize_model(
     reader = _Reader(name, data, progress)
 
     try:
-        qmodel = _calibrate_and_quantize(model, reader, data, progress)
+        qmodel = _calibrate_and_quantize(model, reader, data, progress, release)
     except FrontendError:
         raise
     except Exception as exc:  # onnxruntime's errors (Fail, InvalidArgument, ...) and asserts
@@ -357,8 +365,10 @@ def quantize_model(
 
 
 def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.ndarray],
-                            progress: Any) -> onnx.ModelProto:
-    """Calibrate ``model`` on ``reader`` with onnxruntime and quantize it (QDQ)."""
+                            progress: Any, release: bool = False) -> onnx.ModelProto:
+    """Calibrate ``model`` on ``reader`` with onnxruntime and quantize it (QDQ); with
+    ``release``, drop ``model``'s large initializer data once it is written (see
+    :func:`quantize_model`)."""
     from onnxruntime.quantization import CalibrationMethod, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, create_calibrator
 
@@ -366,6 +376,11 @@ def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.n
         tmpd = Path(tmp)
         src = tmpd / "model.onnx"
         onnx.save_model(model, str(src), save_as_external_data=model.ByteSize() > (1 << 30))
+        if release:  # onnxruntime reads the file; keep only the graph's structure here
+            for init in model.graph.initializer:
+                if init.ByteSize() > RELEASE_BYTES:
+                    init.ClearField("raw_data")
+                    init.ClearField("float_data")
         calibrator = create_calibrator(
             src, list(OPS_TO_QUANTIZE), augmented_model_path=str(tmpd / "augmented.onnx"),
             calibrate_method=CalibrationMethod.MinMax,

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from vfpga.backend.binary import MAX_BINARY_BYTES, VfbFile, from_bytes, read_vfb
+from vfpga.backend.retarget import Prepared, allocate, prepare, retarget
 from vfpga.emulator import Accelerator
 from vfpga.emulator.machine import LoadedProgram, Task, segments_from_dispatch
 from vfpga.errors import VfpgaError
 from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
-from vfpga.passes.dynamic import Prepared, allocate, prepare, retarget
 
 #: Default DDR quota of a tenant (bytes): the most a tenant's binary may declare.
 DEFAULT_TENANT_DDR_BYTES = 1 << 30

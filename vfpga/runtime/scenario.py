@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from vfpga.backend.retarget import STRATEGIES
 from vfpga.emulator.machine import segments_from_dispatch
 from vfpga.emulator.timing import Job, TimingEngine, insn_costs
 from vfpga.errors import VfpgaError
 from vfpga.hw.config import DEFAULT_HW, HardwareConfigError, load_hw
-from vfpga.passes.dynamic import STRATEGIES
 from vfpga.runtime.pool import ResourcePool, Tenant
 
 

@@ -46,13 +46,18 @@ log = logging.getLogger("vfpga.serve")
 @dataclass
 class Outcome:
     """A finished inference: outputs as stored, the timing model's cycles and seconds on
-    the tenant's cores, context switches during the request, wall seconds in the server."""
+    the tenant's cores, context switches during the request, wall seconds in the server
+    (from acceptance to answer), of which ``queue_s`` waiting in the tenant's queue
+    (including a deploy of another model) and ``run_s`` running on the emulator, and the
+    cores it ended on."""
 
     outputs: dict[str, np.ndarray]
     cycles: float
     predicted_s: float
     switches: int
     wall_s: float
+    queue_s: float
+    run_s: float
     cores: int
 
 
@@ -134,6 +139,11 @@ class Scheduler:
     @property
     def accepting(self) -> bool:
         return self._accepting
+
+    @property
+    def capacity(self) -> int:
+        """Cores the tenants may hold together: the pool's."""
+        return self.hw.num_cores
 
     # --------------------------------------------------------- the asyncio side
     def submit(
@@ -239,8 +249,10 @@ class Scheduler:
         if name not in self.specs:
             raise ProtocolError(404, f"no tenant '{name}'")
         self.state.remove_tenant(name)
-        run = self._runs.pop(name)
-        jobs = list(run.waiting) + ([run.running] if run.running else [])
+        with self._cv:  # no job can join its queue after this
+            run = self._runs.pop(name)
+            jobs = list(run.waiting) + ([run.running] if run.running else [])
+            run.waiting.clear()
         self.pool.tenants[name].leave()
         for job in jobs:
             self._fail(job, ProtocolError(503, f"tenant '{name}' was removed"), "removed")
@@ -414,6 +426,7 @@ class Scheduler:
                 run.deployed = None
                 t.deploy(ver.blob)
                 run.deployed = ver.sha256
+                self.metrics.deploys.labels(job.tenant, job.model).inc()
             # the emulator checks what is left of the request's budget within layers too
             self.pool.request_seconds = max(1e-3, job.deadline - time.monotonic())
             job.request = t.submit(job.inputs)
@@ -442,7 +455,16 @@ class Scheduler:
         self.metrics.predicted.labels(job.tenant, job.model).observe(seconds)
         self._depth(job.tenant, run)
         job.future.set_result(
-            Outcome(req.outputs, cycles, seconds, req.switches, wall, len(t.cores))
+            Outcome(
+                req.outputs,
+                cycles,
+                seconds,
+                req.switches,
+                wall,
+                job.started - job.accepted,
+                took,
+                len(t.cores),
+            )
         )
 
     def _fail(self, job: Job, exc: ProtocolError, reason: str) -> None:

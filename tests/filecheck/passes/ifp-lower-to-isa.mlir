@@ -1,5 +1,13 @@
-// RUN: vfpga-opt %s -p 'dnn-plan-memory,dnn-tile,ifp-package,ifp-lower-to-isa' | filecheck %s
-// RUN: vfpga-opt %s -p 'dnn-plan-memory,dnn-tile,ifp-package,ifp-lower-to-isa' | vfpga-opt | filecheck %s
+// RUN: vfpga-opt %s -p 'dnn-plan-memory,dnn-tile,ifp-package,ifp-lower-to-isa,ifp-materialize-isa' | filecheck %s
+// RUN: vfpga-opt %s -p 'dnn-plan-memory,dnn-tile,ifp-package,ifp-lower-to-isa,ifp-materialize-isa' | vfpga-opt | filecheck %s
+// RUN: vfpga-opt %s -p 'dnn-plan-memory,dnn-tile,ifp-package,ifp-lower-to-isa' | vfpga-opt -p ifp-materialize-isa | filecheck %s
+// RUN: vfpga-opt %s -p 'dnn-plan-memory,dnn-tile,ifp-package,ifp-lower-to-isa' | filecheck %s --check-prefix=CODE
+
+// ifp-lower-to-isa packs each package's instructions into `code` (64-byte words, hex;
+// the first word: opcode 1 = LOAD, deps 0x0a); ifp-materialize-isa unpacks them into isa
+// ops, also from printed and re-parsed IR.
+// CODE:      ifp.package w=0:1 c=0:16 h=0:2 og=16 rb=2 chunk=0 in_cols=2 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 code="010000000a00
+// CODE-NOT:  isa.load
 
 // Each package: LOAD the input box (rows x columns x its channels, NHWC with row stride
 // 4*16 and column stride 16), POOL, SAVE into the output at its column / channel offset

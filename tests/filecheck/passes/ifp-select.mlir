@@ -14,22 +14,22 @@ dnn.graph @p(%x: !dnn.qtensor<1x16x4x4, scale = 0.5, zp = -3> as "x") {
   dnn.return %p : !dnn.qtensor<1x16x2x2, scale = 0.5, zp = -3>
 }
 
-// LAT: ifp.package w=0:2 c=0:16 h=0:2 {{.*}} latency=104 {
-// LAT: ifp.package w=0:1 c=0:16 h=0:2 {{.*}} latency=94 {
-// LAT: ifp.package w=1:2 c=0:16 h=0:2 {{.*}} latency=94 {
-// LAT: ifp.package w=0:2 c=0:8 h=0:2 {{.*}} latency=92 {
-// LAT: ifp.package w=0:2 c=8:16 h=0:2 {{.*}} latency=92 {
+// LAT: ifp.package w=0:2 c=0:16 h=0:2 {{.*}} latency=104 code="{{[0-9a-f]+}}"
+// LAT: ifp.package w=0:1 c=0:16 h=0:2 {{.*}} latency=94 code="{{[0-9a-f]+}}"
+// LAT: ifp.package w=1:2 c=0:16 h=0:2 {{.*}} latency=94 code="{{[0-9a-f]+}}"
+// LAT: ifp.package w=0:2 c=0:8 h=0:2 {{.*}} latency=92 code="{{[0-9a-f]+}}"
+// LAT: ifp.package w=0:2 c=8:16 h=0:2 {{.*}} latency=92 code="{{[0-9a-f]+}}"
 
 // TWO:      vfpga.cores = 2 : i64
 // TWO:      ifp.layer 0 "pool" pool out 16x2x2 macs 0 selected 2 {
 // TWO-NEXT:   ifp.candidate w parts 1 at [0, 2] makespan 104 {
-// TWO-NEXT:     ifp.package w=0:2 {{.*}} latency=104 core=0 {
+// TWO-NEXT:     ifp.package w=0:2 {{.*}} latency=104 core=0 code="{{[0-9a-f]+}}"
 // TWO:        ifp.candidate w parts 2 at [0, 1, 2] makespan 94 {
-// TWO-NEXT:     ifp.package w=0:1 {{.*}} latency=94 core=0 {
-// TWO:          ifp.package w=1:2 {{.*}} latency=94 core=1 {
+// TWO-NEXT:     ifp.package w=0:1 {{.*}} latency=94 core=0 code="{{[0-9a-f]+}}"
+// TWO:          ifp.package w=1:2 {{.*}} latency=94 core=1 code="{{[0-9a-f]+}}"
 // TWO:        ifp.candidate c parts 2 at [0, 8, 16] makespan 92 {
-// TWO-NEXT:     ifp.package w=0:2 c=0:8 {{.*}} latency=92 core=0 {
-// TWO:          ifp.package w=0:2 c=8:16 {{.*}} latency=92 core=1 {
+// TWO-NEXT:     ifp.package w=0:2 c=0:8 {{.*}} latency=92 core=0 code="{{[0-9a-f]+}}"
+// TWO:          ifp.package w=0:2 c=8:16 {{.*}} latency=92 core=1 code="{{[0-9a-f]+}}"
 
 // ONE: ifp.layer 0 "pool" pool out 16x2x2 macs 0 selected 0 {
 // ONE: ifp.candidate w parts 2 at [0, 1, 2] makespan 188 {

@@ -1,8 +1,8 @@
-"""The dynamic compilation pass: re-target a compiled model to any set of cores.
+"""The re-targeter (the paper's "dynamic compilation"): a compiled model to any core set.
 
 A compiled ``.vfb`` carries, for every layer, several tiling candidates, each a set of
 self-contained IFPs with a predicted latency (the IFP table, docs/binary-format.md). When
-a tenant's share of the pool changes, this pass reads **only that table** and the
+a tenant's share of the pool changes, the re-targeter reads **only that table** and the
 physical cores the tenant now holds, and produces the light-weight runtime information
 (paper: "dynamic compilation", 0.4-1.5 ms):
 

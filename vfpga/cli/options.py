@@ -1,0 +1,96 @@
+"""Options shared by several commands, declared once: the calibration of an fp32 model
+(``compile``, ``check``, ``import``, ``quantize``) and the compile target (``--hw``,
+``--cores``: the ``hw`` and ``cores`` options of the ``dnn-tile`` / ``ifp-select``
+passes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from vfpga.errors import VfpgaError
+from vfpga.frontend.pipeline import DEFAULT_CALIB_RANDOM
+from vfpga.hw.config import DEFAULT_HW
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CALIB = [
+    click.option("--calib-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Quantize an fp32 model by calibrating on the .png/.jpg/.jpeg/.bmp "
+                      "images of this folder."),
+    click.option("--calib-random", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Quantize an fp32 model by calibrating on N seeded random-normal "
+                      f"inputs (the default, N = {DEFAULT_CALIB_RANDOM})."),
+    click.option("--seed", type=int, default=0, show_default=True,
+                 help="Seed of the random calibration inputs."),
+]
+
+_INPUT_SHAPE = click.option(
+    "--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x640x640",
+    help="Fix the dimensions of graph input NAME (dynamic ones included).")
+
+_TARGET = [
+    click.option("--hw", "hw_name", default=DEFAULT_HW, show_default=True,
+                 help="Hardware preset or configuration JSON (pass option dnn-tile{hw=...})."),
+    click.option("--cores", default=1, show_default=True, type=int,
+                 help="Logical cores to compile for (pass option ifp-select{cores=...}; "
+                      "re-target later with vfpga realloc)."),
+]
+
+
+def _apply(options: list[Any], f: F) -> F:
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def calib_options(f: F) -> F:
+    """``--calib-dir``, ``--calib-random``, ``--seed`` (see :func:`calibration`)."""
+    return _apply(_CALIB, f)
+
+
+def input_shape_option(f: F) -> F:
+    """``--input-shape NAME=1x3x640x640`` (repeatable; see
+    :func:`vfpga.frontend.model_checks.parse_input_shapes`)."""
+    return _apply([_INPUT_SHAPE], f)
+
+
+def target_options(f: F) -> F:
+    """``--hw`` and ``--cores``."""
+    return _apply(_TARGET, f)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How an fp32 model is calibrated: the keyword arguments of
+    :func:`vfpga.frontend.pipeline.load_model` and a description for the user."""
+
+    calib: str
+    num_random: int
+    calib_dir: Path | None
+    seed: int
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"calib": self.calib, "num_random": self.num_random,
+                "calib_dir": self.calib_dir, "seed": self.seed}
+
+    def describe(self) -> str:
+        if self.calib_dir is not None:
+            return f"the images in {self.calib_dir}"
+        return f"{self.num_random} random normal inputs (seed {self.seed})"
+
+
+def calibration(calib_dir: Path | None, calib_random: int | None, seed: int) -> Calibration:
+    """The calibration the options ask for; both a folder and a count is an error, and so
+    is a folder that does not exist."""
+    if calib_dir is not None and calib_random is not None:
+        raise VfpgaError("give either --calib-dir or --calib-random, not both")
+    if calib_dir is not None and not calib_dir.is_dir():
+        raise VfpgaError(f"{calib_dir}: calibration directory does not exist")
+    if calib_dir is not None:
+        return Calibration("dir", DEFAULT_CALIB_RANDOM, calib_dir, seed)
+    return Calibration("random", calib_random or DEFAULT_CALIB_RANDOM, None, seed)

@@ -1,0 +1,258 @@
+"""The linker: a fully compiled module (``dnn-plan-memory`` ... ``ifp-select``) to a
+:class:`vfpga.backend.binary.VfbFile`, and the xDSL targets ``vfb`` (the binary) and
+``vfb-asm`` (its assembly text, which ``vfpga asm`` reads back) built on it.
+
+Reads only the IR (and, in process, what the passes attached to it, see
+:mod:`vfpga.dialects.derived`): the memory plan (tensor placements, constant offsets;
+the DATA bytes), the ``ifp.layer`` ops and every candidate's packages. TEXT holds every
+package's instruction words (its packed ``code``, or its ``isa`` ops encoded), layer by
+layer, candidate by candidate, with the header fields ``core`` (the package's default
+core) and ``layer`` (the layer index) filled in. The IFP table has one record per
+package; the DISPATCH table (built by :func:`vfpga.backend.retarget.dispatch_table`, the
+one DISPATCH builder, shared with the re-targeter) runs each layer's ``selected``
+candidate on the module's ``vfpga.cores`` logical cores (each core: its packages, then a
+barrier per layer, then its end). The memory map lists every dense tensor (graph inputs
+first; views inside a concatenation are covered by their root), the host-op table every
+``dnn.host`` op with the layer it follows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.utils.target import Target
+
+from vfpga.backend.binary import (
+    HostOp,
+    Layer,
+    Tensor,
+    VfbFile,
+    empty_ifps,
+    to_bytes,
+    write_vfb,
+)
+from vfpga.backend.retarget import dispatch_table
+from vfpga.compiler.plan import MemoryPlan, nchw
+from vfpga.errors import CompileError
+from vfpga.frontend.qgraph import QHostOp
+from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
+from vfpga.isa.spec import HEADER_DTYPE, INSN_BYTES
+from vfpga.passes.dnn_plan_memory import StaticPassError, planned
+from vfpga.passes.dnn_tile import hw_of, layers_of
+from vfpga.passes.ifp_select import CORES_ATTR
+
+LAYER_KIND = {"conv": "conv", "pool": "pool", "add": "eltwise"}
+"""``ifp.layer`` kind -> LAYER record kind."""
+
+
+def module_to_vfb(module: ModuleOp, hw: HardwareConfig | None = None) -> VfbFile:
+    """Link a compiled module into a binary for ``hw`` (default: the hardware it was
+    tiled for, module attribute ``vfpga.hw_config``; a given ``hw`` must be that one).
+
+    Raises :class:`~vfpga.passes.dnn_plan_memory.StaticPassError` when a stage is missing
+    (no plan, no layers, a package without instructions, latency or core, no selection).
+    """
+    mhw = hw_of(module)
+    if hw is None:
+        hw = mhw
+    elif mhw.fingerprint != hw.fingerprint:
+        raise StaticPassError(
+            f"the module was compiled for hardware '{mhw.name}', not '{hw.name}' "
+            "(their configurations differ)"
+        )
+    cores_attr = module.attributes.get(CORES_ATTR)
+    if not isinstance(cores_attr, IntegerAttr):
+        raise StaticPassError("the module has no core count (vfpga.cores): run ifp-select first")
+    cores = cores_attr.value.data
+    plan = planned(module)
+    layers_ir = layers_of(module)
+
+    n_ifps = sum(len(c.packages()) for layer in layers_ir for c in layer.candidates())
+    ifps = empty_ifps(n_ifps)
+    layers: list[Layer] = []
+    words: list[bytes] = []
+    counts = np.zeros(n_ifps, np.int64)
+    pkg_core = np.zeros(n_ifps, np.int64)
+    pkg_layer = np.zeros(n_ifps, np.int64)
+    chosen_ifps: list[int] = []
+    n_insns = 0
+    k = 0
+    for li, layer in enumerate(layers_ir):
+        if layer.selected is None:
+            raise StaticPassError(
+                f'ifp.layer {li} "{layer.node.data}" has no selected candidate: run ifp-select'
+            )
+        chosen = layer.selected.value.data
+        first = k
+        for ci, cand in enumerate(layer.candidates()):
+            for pkg in cand.packages():
+                core, lat, use = pkg.get("core"), pkg.get("latency"), pkg.usage()
+                body = pkg.words()
+                if core is None or lat is None or use is None or not body:
+                    raise StaticPassError(
+                        f'ifp.layer {li} "{layer.node.data}": a package lacks instructions, '
+                        "usage, latency or core: run the whole static pipeline"
+                    )
+                if core >= cores:
+                    raise StaticPassError(
+                        f'ifp.layer {li} "{layer.node.data}": package core {core} is not below '
+                        f"vfpga.cores = {cores}"
+                    )
+                n = len(body) // INSN_BYTES
+                rec = ifps[k]
+                w0, w1, c0, c1, h0, h1 = pkg.tile
+                rec["layer"], rec["core"], rec["candidate"] = li, core, ci
+                rec["w0"], rec["w1"], rec["c0"], rec["c1"] = w0, w1, c0, c1
+                rec["h0"], rec["h1"] = h0, h1
+                rec["insn_offset"], rec["insn_count"] = n_insns, n
+                rec["latency"] = lat
+                for b in BUFFER_NAMES:
+                    rec[b] = use[b]
+                words.append(body)
+                counts[k], pkg_core[k], pkg_layer[k] = n, core, li
+                if ci == chosen:
+                    chosen_ifps.append(k)
+                n_insns += n
+                k += 1
+        layers.append(Layer(name=layer.node.data, kind=LAYER_KIND[layer.kind.data],
+                            macs=layer.macs.value.data, first_ifp=first, ifp_count=k - first))
+    text = np.frombuffer(b"".join(words), np.uint8).copy()
+    hdr = text.reshape(-1, INSN_BYTES).view(HEADER_DTYPE).reshape(-1)
+    hdr["core"] = np.repeat(pkg_core, counts)
+    hdr["layer"] = np.repeat(pkg_layer, counts)
+    sel = np.asarray(chosen_ifps, np.int64)
+    dispatch = dispatch_table(len(layers_ir), cores, sel, pkg_core[sel], pkg_layer[sel])
+    tensors, tindex = tensor_table(plan)
+    accel = [layer.node.data for layer in layers_ir]
+    return VfbFile.for_hw(
+        hw, ddr_size=plan.ddr_size, data_offset=plan.data_offset, num_cores=cores,
+        text=text.tobytes(), ifps=ifps, layers=layers, tensors=tensors,
+        host_ops=host_op_table(plan, accel, tindex), data=plan.data, dispatch=dispatch)
+
+
+def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
+    """The memory map: every placed tensor whose channel stride is its own channel count
+    (inputs first, then the graph's tensors in order; a view inside a concatenation is
+    covered by its root), with its index by name."""
+    g = plan.graph
+    roles = {t: "input" for t in g.inputs}
+    roles.update({t: "output" for t in g.outputs})
+    floats = {n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float}
+    out: list[Tensor] = []
+    index: dict[str, int] = {}
+    for name in [*g.inputs, *(t for t in g.tensors if t not in g.inputs)]:
+        p = plan.places.get(name)
+        if p is None:
+            continue
+        t = g.tensors[name]
+        _, c, h, w = nchw(t)
+        if p.c_stride != c:
+            continue
+        is_f = name in floats
+        index[name] = len(out)
+        out.append(Tensor(
+            name=name, role=roles.get(name, "activation"), dtype="float32" if is_f else "int8",
+            layout="nhwc", shape=(1, h, w, c), ddr_offset=p.offset,
+            size=h * w * c * (4 if is_f else 1), scale=float(t.scale),
+            zero_point=int(t.zero_point)))
+    return out, index
+
+
+def host_op_table(plan: MemoryPlan, accel_nodes: list[str],
+                  tindex: dict[str, int]) -> list[HostOp]:
+    """Every host op with the index of the accelerator layer it follows (-1: none);
+    ``accel_nodes`` are the accelerator layers' node names in order."""
+    layer_of = {n: i for i, n in enumerate(accel_nodes)}
+    out: list[HostOp] = []
+    last = -1
+    for n in plan.graph.nodes:
+        if n.name in layer_of:
+            last = layer_of[n.name]
+        elif isinstance(n, QHostOp):
+            missing = [t for t in (*n.inputs, n.output) if t not in tindex]
+            if missing:
+                raise CompileError(
+                    f"host op '{n.name}': tensors {missing} have no DDR placement"
+                )
+            out.append(HostOp(
+                name=n.name, op_type=n.op_type, after_layer=last,
+                inputs=tuple(tindex[t] for t in n.inputs), outputs=(tindex[n.output],),
+                attrs={k: _jsonable(v) for k, v in n.attrs.items()}))
+    return out
+
+
+def _jsonable(v: object) -> object:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _opt_output_file() -> tuple[bool, str | None]:
+    """``(True, -o FILE or None for stdout)`` when called from an ``xdsl-opt`` /
+    ``vfpga-opt`` run (found on the call stack), else ``(False, None)``."""
+    from xdsl.xdsl_opt_main import xDSLOptMain
+
+    frame = inspect.currentframe()
+    while frame is not None:
+        me = frame.f_locals.get("self")
+        if isinstance(me, xDSLOptMain):
+            return True, me.args.output_file
+        frame = frame.f_back
+    return False, None
+
+
+def write_binary(output: IO[str], vfb: VfbFile) -> None:
+    """Write ``vfb`` where the target's output goes. xDSL targets write text: an
+    ``xdsl-opt``/``vfpga-opt`` run hands the target a ``StringIO`` and copies it into
+    the ``-o`` file (opened as text). So under those tools the binary is written to the
+    ``-o`` file itself, atomically (:func:`vfpga.backend.binary.write_vfb`: it replaces
+    the file the tool opened, which then receives the empty text), or to stdout's byte
+    stream when it is not a terminal. Called with a stream of our own, the bytes go to
+    its byte stream (``.buffer``)."""
+    in_opt, path = _opt_output_file()
+    if in_opt and path is not None:
+        write_vfb(path, vfb)
+        return
+    raw = sys.stdout.buffer if in_opt else getattr(output, "buffer", None)
+    if raw is None or (in_opt and sys.stdout.isatty()):
+        raise StaticPassError(
+            "the vfb target writes binary data: give an output file (-o m.vfb)")
+    output.flush()
+    raw.write(to_bytes(vfb))
+    raw.flush()
+
+
+@dataclass(frozen=True)
+class VfbTarget(Target):
+    """``-t vfb``: write the compiled module as a ``.vfb`` binary."""
+
+    name = "vfb"
+
+    def emit(self, ctx: Context, module: ModuleOp, output: IO[str]) -> None:
+        write_binary(output, module_to_vfb(module))
+
+
+@dataclass(frozen=True)
+class VfbAsmTarget(Target):
+    """``-t vfb-asm``: write the compiled module as the assembly text of its ``.vfb``
+    (:func:`vfpga.backend.disasm.disassemble`; ``vfpga asm`` assembles it back into the
+    same binary)."""
+
+    name = "vfb-asm"
+
+    def emit(self, ctx: Context, module: ModuleOp, output: IO[str]) -> None:
+        from vfpga.backend.disasm import disassemble
+
+        output.write(disassemble(module_to_vfb(module)))
