@@ -128,12 +128,22 @@ class Core:
         self.tokens[(_S, _C)].append((0, 0, 0))
         self.seq = [0, 0, 0]
         self.vc = [[0, 0, 0], [0, 0, 0], [0, 0, 0]]
-        self.wstamp = {
-            b: np.zeros(self.hw.buffer_size(BUFFER_NAMES[b]), dtype=np.int32) for b in _WRITER
-        }
-        self.rstamp = {
-            b: np.zeros(self.hw.buffer_size(BUFFER_NAMES[b]), dtype=np.int32) for b in _READER
-        }
+        # the hazard stamps are allocated once and cleared only when the interpreter
+        # stamped them since the last reset (plans never do): a reset per core per run
+        # otherwise costs four buffer-sized allocations, 16x that on 16 cores
+        if not hasattr(self, "wstamp"):
+            self.wstamp = {
+                b: np.zeros(self.hw.buffer_size(BUFFER_NAMES[b]), dtype=np.int32)
+                for b in _WRITER
+            }
+            self.rstamp = {
+                b: np.zeros(self.hw.buffer_size(BUFFER_NAMES[b]), dtype=np.int32)
+                for b in _READER
+            }
+        elif self._stamped:
+            for arr in (*self.wstamp.values(), *self.rstamp.values()):
+                arr.fill(0)
+        self._stamped = False
 
     # ------------------------------------------------------------------ buffers
     def _span(
@@ -183,6 +193,7 @@ class Core:
                     f"{other.name} module's access #{last} to these bytes is not ordered before "
                     f"this {m.name} instruction by any dependency token (add a wait/signal pair)"
                 )
+        self._stamped = True
         (self.wstamp[buf] if write else self.rstamp[buf])[sl] = self.seq[m]
 
     # ------------------------------------------------------------------ tokens

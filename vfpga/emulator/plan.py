@@ -502,6 +502,11 @@ class SegmentPlan:
     #: fused accumulation chains (see :class:`_Chain`), flushed if a step faults
     chains: list[_Chain] = field(default_factory=list, repr=False)
 
+    def __post_init__(self) -> None:
+        #: the bytes all LOADs and all SAVEs of the segment move (added once per run)
+        self.load_total = sum(self.load_bytes)
+        self.save_total = sum(self.save_bytes)
+
     def run(self, core: Core) -> None:
         """Execute the segment on ``core`` (the one it was built for) and leave the core's
         sequence numbers and token counts as the interpreter would. A fault raised by a
@@ -529,8 +534,8 @@ class SegmentPlan:
         insns = counters.insns
         for name, n in self.insn_counts.items():
             insns[name] += n
-        counters.load_bytes += sum(self.load_bytes)
-        counters.save_bytes += sum(self.save_bytes)
+        counters.load_bytes += self.load_total
+        counters.save_bytes += self.save_total
         seq = core.seq
         for m in range(3):
             seq[m] += self.seq_delta[m]
@@ -544,7 +549,7 @@ class SegmentPlan:
 
 def token_counts(core: Core) -> tuple[int, ...]:
     """The core's token count of every queue of :data:`TOKEN_KEYS`."""
-    return tuple(len(core.tokens[k]) for k in TOKEN_KEYS)
+    return tuple(map(len, map(core.tokens.__getitem__, TOKEN_KEYS)))
 
 
 def _row_views(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
