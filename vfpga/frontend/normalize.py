@@ -65,16 +65,18 @@ from vfpga.frontend.qgraph import shuffle_groups
 #: inputs are all constants are evaluated whatever their type).
 SUPPORTED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "Div", "Dropout", "Flatten", "Gather", "Gemm",
-    "GlobalAveragePool",
-    "Identity", "LRN", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu", "Reshape",
-    "Shape", "Softmax", "Squeeze", "Sub", "Sum", "Transpose", "Unsqueeze",
+    "ConstantOfShape", "Conv", "Div", "Dropout", "Elu", "Flatten", "Gather", "Gemm",
+    "GlobalAveragePool", "HardSigmoid", "HardSwish",
+    "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu",
+    "Reshape", "Shape", "Sigmoid", "Softmax", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
+    "Unsqueeze",
 )
 
 #: ONNX op types of a normalized model.
 NORMALIZED_OPS: tuple[str, ...] = (
-    "Add", "AveragePool", "Clip", "Concat", "Conv", "Gather", "GlobalAveragePool", "LRN",
-    "MaxPool", "Relu", "Reshape", "Softmax",
+    "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "GlobalAveragePool",
+    "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul", "Relu", "Reshape",
+    "Sigmoid", "Softmax", "Tanh",
 )
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -481,10 +483,42 @@ class _Translator:
     def op_Mul(self, n: onnx.NodeProto) -> None:
         r = self.binary_const(n)
         if r is None:
-            raise self.err(n, "multiplying two feature maps is not supported (only by a "
-                              "per-channel constant)")
+            va, vb = self.act(n, 0), self.act(n, 1)
+            sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
+            if sa != sb or va.rank != vb.rank:
+                raise self.err(n, f"multiplying feature maps of shapes {sa} and {sb} "
+                                  "(broadcasting) is not supported")
+            self.emit(n, "Mul", [va.name, vb.name], n.output[0])
+            self.define(n.output[0], _Val(n.output[0], va.rank), sa)
+            return
         x, c, _ = r
         self.affine(n, x, c, np.zeros_like(c), "mul_const")
+
+    def _unary(self, n: onnx.NodeProto, **attrs: Any) -> None:
+        """An element-wise function of one map, kept as is (the lowering makes it a
+        256-entry table: vfpga/frontend/act_tables.py)."""
+        x = self.act(n, 0)
+        out = n.output[0]
+        self.emit(n, n.op_type, [x.name], out, **attrs)
+        self.define(out, _Val(out, x.rank), self.g.shapes[x.name])
+
+    def op_Sigmoid(self, n: onnx.NodeProto) -> None:
+        self._unary(n)
+
+    def op_Tanh(self, n: onnx.NodeProto) -> None:
+        self._unary(n)
+
+    def op_HardSwish(self, n: onnx.NodeProto) -> None:
+        self._unary(n)
+
+    def op_HardSigmoid(self, n: onnx.NodeProto) -> None:
+        self._unary(n, alpha=float(_attr(n, "alpha", 0.2)), beta=float(_attr(n, "beta", 0.5)))
+
+    def op_LeakyRelu(self, n: onnx.NodeProto) -> None:
+        self._unary(n, alpha=float(_attr(n, "alpha", 0.01)))
+
+    def op_Elu(self, n: onnx.NodeProto) -> None:
+        self._unary(n, alpha=float(_attr(n, "alpha", 1.0)))
 
     def op_Div(self, n: onnx.NodeProto) -> None:
         r = self.binary_const(n)

@@ -111,7 +111,7 @@ class Act(IntEnum):
     ``RELU6``: y = min(max(y, act_lo), act_hi) (act_hi is 6.0 quantized).
     ``TABLE`` (CONV only): y = T[y + 128], ``T`` the :data:`ACT_TABLE_BYTES` int8 entries
     that follow the instruction's ``out_c`` parameter records in pbuf (an element-wise
-    function of one int8 value: sigmoid, hard-swish, ...; ``act_lo``/``act_hi`` are 0).
+    function of one int8 value: sigmoid, hard-swish, ...; ``act_lo``/``act_hi`` unused).
     """
 
     NONE = 0
