@@ -151,3 +151,37 @@ def test_vfpga_check_activations_net(tmp_path, cores: str) -> None:
     assert r.exit_code == 0, r.output
     assert "check passed" in r.output
     assert "byte-identical" in r.output and "identical int8 outputs 100.00%" in r.output
+
+
+@pytest.mark.parametrize("sixth_first", [False, True])
+def test_written_out_hard_swish_becomes_one_table(tmp_path, sixth_first: bool) -> None:
+    """``x * clip(x + 3, 0, 6) / 6`` (PaddleOCR's spelling; also ``x * (clip / 6)``) is
+    recognised as HardSwish(x): one table fused into the conv producing ``x``, checked
+    bit-exact on the emulator and against onnxruntime."""
+    from qdq_models import GraphBuilder
+
+    from vfpga.frontend.normalize import normalize
+
+    b = GraphBuilder((1, 3, 8, 8), 2)
+    x = b.conv("x", 3, 8)
+    f32 = np.float32
+    clip = b.node(
+        "Clip",
+        [
+            b.node("Add", [x, b.init(np.array(3, f32))]),
+            b.init(np.array(0, f32)),
+            b.init(np.array(6, f32)),
+        ],
+    )
+    if sixth_first:
+        y = b.node("Mul", [x, b.node("Div", [clip, b.init(np.array(6, f32))])])
+    else:
+        y = b.node("Div", [b.node("Mul", [x, clip]), b.init(np.array(6, f32))])
+    fp = b.model(b.conv(y, 8, 4, 1, pad=0), (1, 4, 8, 8))
+    ops = [n.op_type for n in normalize(fp, "m.onnx").graph.node]
+    assert ops.count("HardSwish") == 1 and "Mul" not in ops and "Clip" not in ops
+    path = tmp_path / "hs.onnx"
+    onnx.save(fp, path)
+    r = CliRunner().invoke(cli, ["check", str(path), "--ort-inputs", "20"])
+    assert r.exit_code == 0, r.output
+    assert "identical int8 outputs 100.00%" in r.output
