@@ -185,3 +185,27 @@ def test_written_out_hard_swish_becomes_one_table(tmp_path, sixth_first: bool) -
     r = CliRunner().invoke(cli, ["check", str(path), "--ort-inputs", "20"])
     assert r.exit_code == 0, r.output
     assert "identical int8 outputs 100.00%" in r.output
+
+
+def test_prelu_with_one_slope_is_a_leaky_relu_and_per_channel_is_refused(tmp_path) -> None:
+    from qdq_models import GraphBuilder
+
+    from vfpga.errors import FrontendError
+    from vfpga.frontend.normalize import normalize
+
+    def model(slope: np.ndarray) -> onnx.ModelProto:
+        b = GraphBuilder((1, 3, 8, 8), 4)
+        y = b.node("PRelu", [b.conv("x", 3, 4), b.init(slope)])
+        return b.model(b.conv(y, 4, 4, 1, pad=0), (1, 4, 8, 8))
+
+    ok = model(np.full((4, 1, 1), 0.25, np.float32))
+    ops = [n.op_type for n in normalize(ok, "m.onnx").graph.node]
+    assert "LeakyRelu" in ops and "PRelu" not in ops
+    path = tmp_path / "prelu.onnx"
+    onnx.save(ok, path)
+    r = CliRunner().invoke(cli, ["check", str(path), "--ort-inputs", "20"])
+    assert r.exit_code == 0, r.output
+    assert "identical int8 outputs 100.00%" in r.output
+    per_channel = model(np.array([0.1, 0.2, 0.3, 0.4], np.float32).reshape(4, 1, 1))
+    with pytest.raises(FrontendError, match="per-channel slopes"):
+        normalize(per_channel, "m.onnx")

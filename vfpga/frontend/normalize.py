@@ -67,7 +67,8 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant",
     "ConstantOfShape", "Conv", "Div", "Dropout", "Elu", "Flatten", "Gather", "Gemm",
     "GlobalAveragePool", "HardSigmoid", "HardSwish",
-    "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu",
+    "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool", "Mul", "PRelu", "Pad", "ReduceMean",
+    "Relu",
     "Reshape", "Shape", "Sigmoid", "Softmax", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
     "Unsqueeze",
 )
@@ -518,6 +519,17 @@ class _Translator:
 
     def op_LeakyRelu(self, n: onnx.NodeProto) -> None:
         self._unary(n, alpha=float(_attr(n, "alpha", 0.01)))
+
+    def op_PRelu(self, n: onnx.NodeProto) -> None:
+        """PRelu with one slope for every channel: LeakyRelu(alpha = slope)."""
+        slope = self.const(n, 1, "slope").reshape(-1)
+        if slope.size == 0 or not np.all(slope == slope[0]):
+            raise self.err(n, "PRelu with per-channel slopes is not supported yet (only one "
+                              "slope for every channel, which is a LeakyRelu)")
+        x = self.act(n, 0)
+        out = n.output[0]
+        self.emit(n, "LeakyRelu", [x.name], out, alpha=float(slope[0]))
+        self.define(out, _Val(out, x.rank), self.g.shapes[x.name])
 
     def op_Elu(self, n: onnx.NodeProto) -> None:
         self._unary(n, alpha=float(_attr(n, "alpha", 1.0)))
