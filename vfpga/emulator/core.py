@@ -44,6 +44,7 @@ from vfpga.isa.spec import (
     Opcode,
     PoolMode,
     TokenQueue,
+    conv_pbuf_bytes,
 )
 
 _L, _C, _S = Module.LOAD, Module.CALC, Module.SAVE
@@ -366,11 +367,13 @@ class Core:
             )
         x = self._read(ctx, i, Buffer.IBUF, f["in_addr"], (in_h, in_w, in_c))
         w = self._read(ctx, i, Buffer.WBUF, f["w_addr"], (out_c, kh, kw, in_c // g))
-        bias, scale, divisor = kernels.unpack_params(
-            self._read(
-                ctx, i, Buffer.PBUF, f["p_addr"], (out_c * PARAM_RECORD_BYTES,), np.uint8, 4
-            )
+        table_act = not f["acc_out"] and f["act"] == Act.TABLE
+        praw = self._read(
+            ctx, i, Buffer.PBUF, f["p_addr"],
+            (conv_pbuf_bytes(out_c, Act.TABLE if table_act else Act.NONE),), np.uint8, 4
         )
+        bias, scale, divisor = kernels.unpack_params(praw[: out_c * PARAM_RECORD_BYTES])
+        table = praw[out_c * PARAM_RECORD_BYTES :] if table_act else None
         if f["acc_in"]:
             start = self._read(
                 ctx, i, Buffer.ABUF, f["acc_addr"], (oh, ow, out_c), np.dtype("<i4"), 4
@@ -393,6 +396,7 @@ class Core:
                 act=Act(f["act"]),
                 act_lo=f["act_lo"],
                 act_hi=f["act_hi"],
+                table=table,
             )
         except ValueError as exc:
             raise ExecutionFault(f"{describe(ctx, self.index, i)}: {exc}") from None
