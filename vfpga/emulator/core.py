@@ -116,6 +116,8 @@ class Core:
         #: while a precompiled plan (vfpga.emulator.plan) runs: the CALC accesses its
         #: static hazard analysis covered, as (buffer, address, bytes, is write)
         self._plan_accesses: frozenset[tuple[Buffer, int, int, bool]] | None = None
+        #: whether the interpreter stamped the hazard arrays since the last reset
+        self._stamped = False
         self.reset()
 
     def reset(self) -> None:

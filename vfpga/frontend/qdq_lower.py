@@ -1357,6 +1357,12 @@ class _Lowerer:
                 self.nodes.extend(v.build_float(t))
                 out_tensors.append((o.name, t.name, v.shape))
                 continue
+            if isinstance(v, _Fn):
+                raise FrontendError(
+                    f"{self.source}: graph output '{o.name}' is the float output of node "
+                    f"'{v.name}' ({v.op_type}) with no QuantizeLinear; quantize it (vfpga "
+                    "quantize) or end the graph with a QuantizeLinear/DequantizeLinear pair"
+                )
             out_tensors.append((o.name, v.tensor, v.shape))
         # rename the tensors of graph outputs after the ONNX outputs
         used = [t for _, t, _ in out_tensors]
