@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfpga.isa.float32 import eltwise_offset, fma_f32, requant_scale, round_f32
+from vfpga.isa.float32 import eltwise_offset, fma_f32, requant_scale, requant_scales, round_f32
 
 f32s = st.floats(
     width=32, allow_nan=False, allow_infinity=False, min_value=-(2.0**100), max_value=2.0**100
@@ -80,3 +80,14 @@ def test_requant_scale_and_offset() -> None:
     inner = fma_f32(np.float32(sa), np.float32(za), t)
     want = float(np.float32(np.float32(zc) - inner))
     assert eltwise_offset(sa, sb, -3, 10, -7) == want
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.integers(0, (1 << 53) - 1), st.integers(0, 1100))
+def test_requant_scales_equals_the_exact_rounding(multiplier: int, shift: int) -> None:
+    """The vectorized float64 path gives round_f32's bits for every pair, the rational
+    fallback included (shift > 1000), subnormals and zero too."""
+
+    got = requant_scales([multiplier, multiplier >> 20], [shift, shift])
+    for m, g in zip((multiplier, multiplier >> 20), got, strict=True):
+        assert g.tobytes() == np.float32(requant_scale(m, shift)).tobytes()

@@ -38,7 +38,7 @@ from vfpga.frontend.qgraph import (
     QTensor,
     node_inputs,
 )
-from vfpga.isa.float32 import requant_scale
+from vfpga.isa.float32 import requant_scales
 from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES
 
 ALIGN = 64
@@ -211,9 +211,7 @@ def conv_constants(n: QConv, in_zp: int) -> tuple[bytes, bytes]:
         raise OverflowError(f"conv '{n.name}': folded bias does not fit int32")
     rec = np.zeros(len(bias), PARAM_RECORD)
     rec["bias"] = bias
-    pairs = {(int(m), int(s)) for m, s in zip(n.multiplier, n.shift, strict=True)}
-    scale_of = {ms: requant_scale(*ms) for ms in pairs}
-    rec["scale"] = [scale_of[(int(m), int(s))] for m, s in zip(n.multiplier, n.shift, strict=True)]
+    rec["scale"] = requant_scales(n.multiplier, n.shift)
     rec["divisor"] = np.float32(n.divisor)
     table = b""
     if n.act.kind == "table":  # act=table: the 256 int8 entries follow the records

@@ -29,6 +29,7 @@ __all__ = [
     "fma_f32",
     "format_f32",
     "requant_scale",
+    "requant_scales",
     "round_f32",
 ]
 
@@ -72,6 +73,26 @@ def requant_scale(multiplier: int, shift: int) -> float:
     of the quantized graph stands for (exact when the multiplier's odd part has at most
     24 bits, which the ONNX lowering guarantees for every float32 ratio >= 2**-38)."""
     return round_f32(Fraction(int(multiplier), 1 << int(shift)))
+
+
+def requant_scales(multipliers: ArrayLike, shifts: ArrayLike) -> NDArray[np.float32]:
+    """:func:`requant_scale` of each ``(multiplier, shift)`` pair, vectorized. For
+    ``0 <= multiplier < 2**53`` and ``0 <= shift <= 1000`` the quotient
+    ``multiplier / 2**shift`` is exact in float64 (a power-of-two division of an integer
+    float64 holds exactly, and stays above float64's smallest subnormal), so the one
+    correctly rounded float64 -> float32 conversion gives the binary32 value nearest to
+    the exact rational, ties to even, overflow to inf: the same value as
+    :func:`round_f32`. Other pairs take the exact rational path one by one."""
+    m = np.asarray(multipliers, dtype=np.int64)
+    s = np.asarray(shifts, dtype=np.int64)
+    m, s = np.broadcast_arrays(m, s)
+    fast = (m >= 0) & (m < (1 << 53)) & (s >= 0) & (s <= 1000)
+    out = np.empty(m.shape, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        out[fast] = np.ldexp(m[fast].astype(np.float64), -s[fast]).astype(np.float32)
+    for idx in zip(*np.nonzero(~fast), strict=True):
+        out[idx] = requant_scale(int(m[idx]), int(s[idx]))
+    return out
 
 
 def fma_f32(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> NDArray[np.float32]:
