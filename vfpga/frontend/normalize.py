@@ -257,6 +257,8 @@ class _Translator:
             for i in n.input:
                 self.cons.setdefault(i, []).append(n)
         self.skip: set[str] = set()
+        #: outputs of host nodes that are not feature maps (only host nodes read them)
+        self.host_only: set[str] = set()
 
     # -- helpers --------------------------------------------------------------------------
     def err(self, n: onnx.NodeProto, msg: str) -> FrontendError:
@@ -335,13 +337,64 @@ class _Translator:
         for n in self.fg.nodes:
             if n.name in self.skip:
                 continue
-            if n.domain not in ("", "ai.onnx"):
-                raise self.unsupported(n)
             handler = getattr(self, f"op_{n.op_type}", None)
-            if handler is None:
-                raise self.unsupported(n)
-            handler(n)
+            if n.domain not in ("", "ai.onnx") or handler is None or any(
+                    i in self.host_only for i in n.input):
+                self.on_host(n)
+                continue
+            snap = (len(self.g.nodes), dict(self.env), dict(self.g.shapes), set(self.skip))
+            try:
+                handler(n)
+            except FrontendError:
+                k, self.env, self.g.shapes, self.skip = snap
+                del self.g.nodes[k:]
+                self.on_host(n)
         return self.g, self.finish_outputs()
+
+    def on_host(self, n: onnx.NodeProto) -> None:
+        """Keep ``n`` as it is, for the host (the QDQ lowering partitions it into a host
+        segment): its feature-map inputs are reshaped back to their ONNX shapes, its rank-4
+        and rank-2 outputs become feature maps again, other outputs stay host-only."""
+        ins: list[str] = []
+        for t in n.input:
+            if not t or t in self.host_only:
+                ins.append(t)
+            elif t in self.fg.consts:
+                ins.append(self.g.add_const(t, self.fg.consts[t]))
+            else:
+                v = self.act(n, t, allow_flat=True)
+                want = self.shape(n, t)
+                if self.g.shapes.get(v.name) == want:
+                    ins.append(v.name)
+                    continue
+                shp = self.g.add_const(f"{t}_shape", np.array(want, dtype=np.int64))
+                view = self.g.fresh(f"{t}_view")
+                self.emit(self.g.fresh(f"Reshape_{t}"), "Reshape", [v.name, shp], view)
+                self.g.shapes[view] = want
+                ins.append(view)
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.domain not in ("", "ai.onnx"):
+            attrs["domain"] = n.domain
+        self.g.nodes.append(NNode(n.name, n.op_type, ins, list(n.output), attrs))
+        self.report.rewrites["host_node"] += 1
+        for o in n.output:
+            if not o:
+                continue
+            s = self.fg.shapes.get(o)
+            shape = tuple(int(d) for d in s) if s and all(
+                isinstance(d, int) and d > 0 for d in s) else None
+            if shape is not None and len(shape) == 4:
+                self.define(o, _Val(o, 4), shape)
+            elif shape is not None and len(shape) == 2:
+                shp = self.g.add_const(f"{o}_shape4", np.array((*shape, 1, 1), dtype=np.int64))
+                name4 = self.g.fresh(f"{o}_4d")
+                self.emit(self.g.fresh(f"Reshape_{o}"), "Reshape", [o, shp], name4)
+                self.g.shapes[o] = shape
+                self.define(o, _Val(name4, 2), (*shape, 1, 1))
+            else:
+                self.host_only.add(o)
+                if shape is not None:
+                    self.g.shapes[o] = shape
 
     def finish_outputs(self) -> dict[str, tuple[int, ...]]:
         out_shapes: dict[str, tuple[int, ...]] = {}
