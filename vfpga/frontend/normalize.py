@@ -375,15 +375,21 @@ class _Translator:
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         if n.domain not in ("", "ai.onnx"):
             attrs["domain"] = n.domain
-        self.g.nodes.append(NNode(n.name, n.op_type, ins, list(n.output), attrs))
+        outs = [self.g.fresh(f"{o}_host") if o in self.fg.outputs else o for o in n.output]
+        self.g.nodes.append(NNode(n.name, n.op_type, ins, outs, attrs))
         self.report.rewrites["host_node"] += 1
-        for o in n.output:
+        for o, mine in zip(n.output, outs, strict=True):
             if not o:
                 continue
             s = self.fg.shapes.get(o)
             shape = tuple(int(d) for d in s) if s and all(
                 isinstance(d, int) and d > 0 for d in s) else None
-            if shape is not None and len(shape) == 4:
+            if o != mine:  # a graph output: finish_outputs reshapes it to its ONNX name
+                self.define(o, _Val(mine, len(shape) if shape else 4),
+                            shape if shape and len(shape) == 4 else None)
+                if shape is not None:
+                    self.g.shapes[mine] = shape
+            elif shape is not None and len(shape) == 4:
                 self.define(o, _Val(o, 4), shape)
             elif shape is not None and len(shape) == 2:
                 shp = self.g.add_const(f"{o}_shape4", np.array((*shape, 1, 1), dtype=np.int64))
