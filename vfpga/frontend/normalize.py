@@ -92,6 +92,8 @@ class NormalizeReport:
     rewrites: Counter[str] = field(default_factory=Counter)
     ops: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    #: nodes kept as they are for the host (no accelerator normalization), with why
+    host_nodes: dict[str, str] = field(default_factory=dict)
 
 
 def is_qdq(model: onnx.ModelProto) -> bool:
@@ -338,23 +340,27 @@ class _Translator:
             if n.name in self.skip:
                 continue
             handler = getattr(self, f"op_{n.op_type}", None)
-            if n.domain not in ("", "ai.onnx") or handler is None or any(
-                    i in self.host_only for i in n.input):
-                self.on_host(n)
+            if n.domain not in ("", "ai.onnx") or handler is None:
+                self.on_host(n, str(self.unsupported(n)))
+                continue
+            if any(i in self.host_only for i in n.input):
+                self.on_host(n, "reads a host node's output that is not a feature map")
                 continue
             snap = (len(self.g.nodes), dict(self.env), dict(self.g.shapes), set(self.skip))
             try:
                 handler(n)
-            except FrontendError:
+            except FrontendError as exc:
                 k, self.env, self.g.shapes, self.skip = snap
                 del self.g.nodes[k:]
-                self.on_host(n)
+                self.on_host(n, str(exc))
         return self.g, self.finish_outputs()
 
-    def on_host(self, n: onnx.NodeProto) -> None:
+    def on_host(self, n: onnx.NodeProto, why: str) -> None:
         """Keep ``n`` as it is, for the host (the QDQ lowering partitions it into a host
         segment): its feature-map inputs are reshaped back to their ONNX shapes, its rank-4
-        and rank-2 outputs become feature maps again, other outputs stay host-only."""
+        and rank-2 outputs become feature maps again, other outputs stay host-only. ``why``
+        (the error the accelerator normalization gave) goes to the report."""
+        self.report.host_nodes[n.name] = why
         ins: list[str] = []
         for t in n.input:
             if not t or t in self.host_only:

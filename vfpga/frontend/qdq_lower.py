@@ -601,6 +601,10 @@ class _Lowerer:
             if shape is None:
                 raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
                                "static shape, which shape inference cannot tell")
+            if shape[0] != 1:
+                raise self.err(f"{reason}; on the host its output '{o}' of shape {shape} would "
+                               "have a batch dimension other than 1, which host segments "
+                               "(run per batch item) do not support")
             self.values[o] = self._host_value(node, seg, o, shape)
 
     def onnx_shapes(self) -> dict[str, tuple[int, ...]]:
