@@ -60,7 +60,7 @@ def compiled(name: str, cores: int) -> bytes:
     path = cache_dir() / f"serve-{name}-{cores}.vfb"
     if path.is_file():
         return path.read_bytes()
-    from vfpga.compiler.build import compile_graph  # the lead repoints this with 13a
+    from vfpga.driver import compile_graph
 
     blob = to_bytes(compile_graph(loaded_model(name).graph, load_hw(DEFAULT_HW), cores).vfb)
     tmp = path.with_suffix(".tmp")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import uvicorn
@@ -111,9 +112,17 @@ class ThreadServer:
         policy: str = "fixed",
         request_timeout_s: float = 20.0,
         max_body_bytes: int = 4 << 20,
+        backend: Any = None,
     ) -> None:
         self.server = Server(
-            repo, state, HW, policy, hash_token(OPERATOR_TOKEN), request_timeout_s, max_body_bytes
+            repo,
+            state,
+            HW,
+            policy,
+            hash_token(OPERATOR_TOKEN),
+            request_timeout_s,
+            max_body_bytes,
+            backend=backend,
         )
         self.server.open()
         sock = listen_socket("127.0.0.1", 0)

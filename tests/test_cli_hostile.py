@@ -274,3 +274,18 @@ def test_run_on_binaries_that_fail_at_load(tmp_path: Path) -> None:
         res = invoke("run", f)
         assert_one_error(res, "bad.vfb")
         assert what  # every variant is covered
+
+
+def test_long_scenario_stops_at_its_simulation_budget(net: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Case 7: the longest legal scenario ends (it ran forever on duration_ms = 1e9): the
+    simulation budget stops its tenants, and their report says so."""
+    import vfpga.runtime.scenario as scenario
+
+    monkeypatch.setattr(scenario, "MAX_SIMULATED_INFERENCES", 40)
+    sc = tmp_path / "long.toml"
+    sc.write_text(f'duration_ms = 10000\n[[tenant]]\nname = "a"\ncores = 2\nbinary = "{net}"\n')
+    res = invoke("pool", "simulate", sc, "--quiet", "--plot", tmp_path / "t.png")
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "40" in text and "stopped after" in text

@@ -683,6 +683,7 @@ def fake_frontend(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     mod = types.ModuleType("vfpga.frontend.pipeline")
     mod.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
     mod.load_qgraph = load_qgraph  # type: ignore[attr-defined]
+    mod.DEFAULT_CALIB_RANDOM = 16  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vfpga.frontend.pipeline", mod)
     return calls
 

@@ -118,3 +118,10 @@ def test_elastic_policy_decisions() -> None:
     assert p.decide([late], 8) == [("d", 4)]  # over its latency target
     cooling = TenantLoad("a", 2, 2, 5, 0.1, None, 0.0, 0.1)
     assert p.decide([cooling], 8) == []
+    # no free cores: a quiet tenant above its share gives back what it holds above it
+    grown = TenantLoad("g", 2, 8, 1, 0.1, None, 0.0, 10.0)
+    assert p.decide([busy, grown], 0) == [("g", 2), ("a", 4)]
+    still_busy = TenantLoad("g", 2, 8, 3, 0.1, None, 0.0, 10.0)
+    assert p.decide([busy, still_busy], 0) == []  # never taken from a busy tenant
+    at_share = TenantLoad("s", 2, 2, 0, None, None, 9.0, 10.0)
+    assert p.decide([busy, at_share], 0) == []  # never below a share

@@ -113,6 +113,20 @@ def test_onnx_model_compiled_at_load_takes_float_nchw(served) -> None:  # type: 
     assert r.as_numpy(name).tobytes() == want.tobytes()
 
 
+def test_repository_through_tritonclient(served) -> None:  # type: ignore[no-untyped-def]
+    s, _ = served
+    c = client(s)
+    index = c.get_model_repository_index(headers=auth("operator"))
+    assert {(m["name"], m["state"]) for m in index} >= {("small", "READY"), ("cls", "READY")}
+    c.unload_model("other", headers=auth("operator"))
+    assert not c.is_model_ready("other", headers=auth("bob"))
+    c.load_model("other", headers=auth("operator"))
+    assert c.is_model_ready("other", headers=auth("bob"))
+    with pytest.raises(InferenceServerException) as err:
+        c.load_model("other", headers=auth("bob"))  # a tenant is not the operator
+    assert err.value.status() == "403"
+
+
 def _post(s, model: str, body: dict | bytes, who: str = "alice", **headers: str):  # type: ignore[no-untyped-def]
     h = auth(who) | headers
     if isinstance(body, dict):
@@ -152,6 +166,15 @@ def test_bad_tensors_are_400_naming_the_problem(served) -> None:  # type: ignore
             assert words in r.json()["error"], (what, r.text)
     r = _post(s, "small", b"{not json")
     assert r.status_code == 400 and "JSON" in r.json()["error"]
+    deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = _post(s, "small", deep)
+    assert r.status_code == 400
+    deep_data = (
+        b'{"inputs": [{"name": "input", "shape": [1, 3, 16, 16], "datatype": "INT8", '
+        b'"data": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b"}]}"
+    )
+    r = _post(s, "small", deep_data)
+    assert r.status_code == 400
     head = (
         b'{"inputs":[{"name":"input","shape":[1,3,16,16],"datatype":"INT8",'
         b'"parameters":{"binary_data_size":768}}]}'
@@ -208,6 +231,8 @@ def test_run_time_budget_is_504(served) -> None:  # type: ignore[no-untyped-def]
 
 def test_metrics(served) -> None:  # type: ignore[no-untyped-def]
     s, _ = served
+    x = user_input(blob(1), 0)
+    assert _post(s, "small", {"inputs": [_tensor(x)]}).status_code == 200
     r = httpx.get(f"http://{s.url}/metrics", headers=auth("operator"), timeout=10)
     assert r.status_code == 200
     text = r.text
@@ -219,9 +244,11 @@ def test_metrics(served) -> None:  # type: ignore[no-untyped-def]
         "vfpga_predicted_accelerator_latency_seconds_bucket",
         "vfpga_cores",
         "vfpga_reconfigurations_total",
+        "vfpga_model_deploys_total",
     ):
         assert name in text or name.replace("_total", "") in text, name
     assert 'vfpga_cores{tenant="alice"} 2.0' in text
+    assert 'vfpga_model_deploys_total{model="small",tenant="alice"} 1.0' in text
 
 
 def test_hash_token_and_bad_repository_exit_2(tmp_path: Path) -> None:

@@ -329,8 +329,8 @@ def compile_model(
     or QDQ) or ``.mlir`` (``vfpga import`` output, or any later stage of the pipeline;
     then the first result is None). With ``keep_model=False`` the loaded ONNX models and
     graph are dropped once the ``dnn`` module is built (the first result is None): a
-    VGG-16 then compiles in ~1/3 less memory. ``input_shapes`` (``--input-shape``) fixes
-    graph input dimensions of an ONNX model. See :func:`compile_module` for the rest."""
+    VGG-16 then compiles in ~1/3 less memory. ``input_shapes`` fixes ONNX graph input
+    dimensions (``--input-shape``). See :func:`compile_module` for the rest."""
     if str(path).endswith(".mlir"):
         module = read_module(path)
         return None, compile_module(module, hw, cores, passes=passes, progress=progress,

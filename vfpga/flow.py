@@ -6,7 +6,6 @@ the integer reference (byte for byte, layer by layer) and with onnxruntime.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,7 +183,7 @@ def compile_file(
     passes: str | None = None,
     print_ir_after: tuple[str, ...] = (),
     keep_model: bool = True,
-    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
 ):  # -> tuple[LoadedModel | None, CompileResult]
     """Load (quantizing an fp32 model) and compile ``path`` (ONNX or ``.mlir``) through
     the pass pipeline: :func:`vfpga.driver.compile_model`."""

@@ -17,7 +17,6 @@ from vfpga.cli.options import (
     calib_options,
     calibration,
     input_shape_option,
-    input_shapes,
     target_options,
 )
 from vfpga.errors import VfpgaError
@@ -38,11 +37,13 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
              keep_model: bool = True, input_shape: tuple[str, ...] = ()):
     """Compile ``model`` (ONNX or ``.mlir``) through the pass pipeline with a progress
     bar; returns ``(loaded model or None, CompileResult, seconds)``."""
-    if not 1 <= cores <= hw.num_cores:
-        raise VfpgaError(f"--cores {cores}: {hw.name} has {hw.num_cores} cores")
-    shapes = input_shapes(input_shape)
+    from vfpga.frontend.model_checks import parse_input_shapes
+
+    shapes = parse_input_shapes(input_shape)
     if shapes and model.suffix == ".mlir":
         raise VfpgaError("--input-shape applies to an ONNX model, not .mlir")
+    if not 1 <= cores <= hw.num_cores:
+        raise VfpgaError(f"--cores {cores}: {hw.name} has {hw.num_cores} cores")
     if model.suffix != ".mlir":
         from vfpga.frontend.normalize import is_qdq
         from vfpga.frontend.pipeline import read_model

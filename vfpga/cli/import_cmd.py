@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from vfpga.cli.options import calib_options, calibration, input_shape_option, input_shapes
+from vfpga.cli.options import calib_options, calibration, input_shape_option
 from vfpga.errors import VfpgaError
 from vfpga.fileio import atomic_write, check_writable
 
@@ -73,14 +73,15 @@ def import_(
     from xdsl.utils.exceptions import VerifyException
 
     from vfpga.dialects.dnn_convert import qgraph_to_module
+    from vfpga.frontend.model_checks import parse_input_shapes
     from vfpga.frontend.pipeline import load_qgraph
+
 
     cal = calibration(calib_dir, calib_random, seed)
     if output is not None:
         check_writable(output)
-    shapes = input_shapes(input_shape)
-    # FrontendError passes through
-    graph, _qdq_model = load_qgraph(str(model), **cal.kwargs(), input_shapes=shapes)
+    graph, _qdq_model = load_qgraph(str(model), **cal.kwargs(),  # FrontendError passes through
+                                    input_shapes=parse_input_shapes(input_shape) or None)
     module = qgraph_to_module(graph)
     try:
         module.verify()

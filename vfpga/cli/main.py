@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pool": ("vfpga.cli.pool_cmd", "pool", "Multi-tenant pool: simulate a scenario."),
     "serve": ("vfpga.cli.serve_cmd", "serve", "Serve models to tenants over KServe v2 "
               "(HTTP)."),
+    "fleet": ("vfpga.cli.fleet_cmd", "fleet", "A fleet of accelerator nodes on Ray: serve, "
+              "simulate."),
     "experiment": ("vfpga.cli.experiment_cmd", "experiment", "Reproduce the paper's "
                    "experiments on the timing model."),
 }

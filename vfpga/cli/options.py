@@ -29,6 +29,10 @@ _CALIB = [
                  help="Seed of the random calibration inputs."),
 ]
 
+_INPUT_SHAPE = click.option(
+    "--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x640x640",
+    help="Fix the dimensions of graph input NAME (dynamic ones included).")
+
 _TARGET = [
     click.option("--hw", "hw_name", default=DEFAULT_HW, show_default=True,
                  help="Hardware preset or configuration JSON (pass option dnn-tile{hw=...})."),
@@ -49,26 +53,10 @@ def calib_options(f: F) -> F:
     return _apply(_CALIB, f)
 
 
-_INPUT_SHAPE = [
-    click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=1x3x640x640",
-                 help="Fix the dimensions of graph input NAME (dynamic ones included); "
-                      "repeat for several inputs."),
-]
-
-
 def input_shape_option(f: F) -> F:
-    """``--input-shape NAME=DIMS`` (repeatable; see :func:`input_shapes`)."""
-    return _apply(_INPUT_SHAPE, f)
-
-
-def input_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
-    """The ``--input-shape`` values as ``{name: dims}`` (None when none was given); a
-    malformed value is a :class:`~vfpga.errors.VfpgaError` naming it."""
-    if not specs:
-        return None
-    from vfpga.frontend.model_checks import parse_input_shapes
-
-    return parse_input_shapes(specs)
+    """``--input-shape NAME=1x3x640x640`` (repeatable; see
+    :func:`vfpga.frontend.model_checks.parse_input_shapes`)."""
+    return _apply([_INPUT_SHAPE], f)
 
 
 def target_options(f: F) -> F:

@@ -6,12 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from vfpga.errors import VfpgaError
 from vfpga.hw.config import DEFAULT_HW
+
+if TYPE_CHECKING:
+    from vfpga.serve.app import Server
 
 
 def _hash_token(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -121,10 +126,8 @@ def serve(
 ) -> None:
     """Serve the repository's models to their tenants over the KServe v2 protocol
     (SIGTERM or Ctrl-C: stop accepting, finish accepted requests, exit)."""
-    import uvicorn
-
     from vfpga.hw import HardwareConfigError, load_hw
-    from vfpga.serve.app import Server, create_app, listen_socket
+    from vfpga.serve.app import Server
 
     try:
         hw = load_hw(hw_name)
@@ -137,9 +140,34 @@ def serve(
             "--operator-token-file): tenants and the repository cannot be managed",
             err=True,
         )
+    run_server(
+        lambda: Server(repository, state_dir, hw, policy, op, request_timeout, max_body_mib << 20),
+        host,
+        port,
+        request_timeout,
+        "vfpga serve",
+        f", policy {policy}",
+    )
+
+
+def run_server(
+    make: Callable[[], Server],
+    host: str,
+    port: int,
+    request_timeout: float,
+    what: str,
+    detail: str = "",
+) -> None:
+    """Listen on ``host:port``, open the server ``make()`` builds, answer HTTP until
+    SIGTERM or SIGINT (then drain: accepted requests are answered), close it. The start
+    line on stderr reads ``WHAT: N tenant(s), M model(s)DETAIL; listening on http://...``."""
+    import uvicorn
+
+    from vfpga.serve.app import create_app, listen_socket
+
     sock = listen_socket(host, port)
     try:
-        server = Server(repository, state_dir, hw, policy, op, request_timeout, max_body_mib << 20)
+        server = make()
     except BaseException:
         sock.close()
         raise
@@ -154,8 +182,8 @@ def serve(
             timeout_graceful_shutdown=int(request_timeout) + 10,
         )
         click.echo(
-            f"vfpga serve: {len(server.scheduler.specs)} tenant(s), "
-            f"{len(server.scheduler.models)} model(s), policy {policy}; listening on "
+            f"{what}: {len(server.scheduler.specs)} tenant(s), "
+            f"{len(server.scheduler.models)} model(s){detail}; listening on "
             f"http://{host}:{bound}",
             err=True,
         )
@@ -164,7 +192,7 @@ def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
         uvicorn.Server(config).run(sockets=[sock])
-        click.echo("vfpga serve: stopped (accepted requests answered)", err=True)
+        click.echo(f"{what}: stopped (accepted requests answered)", err=True)
     finally:
         sock.close()
         server.close()

@@ -82,10 +82,10 @@ def load_model(
     keep_fp32: bool = True,
 ) -> LoadedModel:
     """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`.
-    ``input_shapes`` (``--input-shape``) fixes graph input dimensions first. With
-    ``keep_fp32=False`` the normalized fp32 model is not kept (``fp32`` is None) and its
-    weights are released while onnxruntime quantizes (``quantize_model(release=True)``),
-    so that the quantizer is the peak of memory."""
+    With ``keep_fp32=False`` the normalized fp32 model is not kept (``fp32`` is None) and
+    its weights are released while onnxruntime quantizes (``quantize_model(release=
+    True)``), so that the quantizer is the peak of memory. ``input_shapes``
+    (``--input-shape``) fixes graph input dimensions first."""
     from vfpga.frontend.normalize import is_qdq
 
     model, source = read_model(path_or_model)

@@ -367,7 +367,8 @@ def quantize_model(
 def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.ndarray],
                             progress: Any, release: bool = False) -> onnx.ModelProto:
     """Calibrate ``model`` on ``reader`` with onnxruntime and quantize it (QDQ); with
-    ``release``, see :func:`quantize_model`."""
+    ``release``, drop ``model``'s large initializer data once it is written (see
+    :func:`quantize_model`)."""
     from onnxruntime.quantization import CalibrationMethod, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, create_calibrator
 

@@ -80,8 +80,11 @@ class Scenario:
 
 #: Longest simulated time a scenario may ask for (ms).
 MAX_DURATION_MS = 10_000.0
-#: Most inferences one tenant runs in a scenario (its closed loop then stops).
-MAX_INFERENCES = 10_000
+#: Most instructions, and most inferences, a scenario simulates in all (each bounds the
+#: timing engine's work to well under a minute); tenants whose next inference would
+#: exceed either stop, with a note in their report.
+MAX_SIMULATED_INSNS = 4_000_000
+MAX_SIMULATED_INFERENCES = 5_000
 #: Largest scenario file read (bytes).
 MAX_SCENARIO_BYTES = 1 << 20
 
@@ -219,7 +222,10 @@ def simulate(sc: Scenario, log: Any = None,
     """Run scenario ``sc`` on the timing model; the per-tenant reports. ``compile_model(
     name, hw)`` gives the binary of a bundled model (tenants with ``model``; the CLI
     passes a cached compile); a tenant whose binary cannot be had or deployed is reported
-    with its error, the others run on. Each tenant stops after :data:`MAX_INFERENCES`."""
+    with its error, the others run on. The whole scenario simulates at most
+    :data:`MAX_SIMULATED_INSNS` instructions and :data:`MAX_SIMULATED_INFERENCES`
+    inferences: a tenant whose next inference would exceed them stops (its report says
+    so)."""
     pool = ResourcePool(sc.hw, strategy=sc.strategy)
     hw = pool.hw
     cyc_per_ms = hw.clock_mhz * 1e3
@@ -230,6 +236,8 @@ def simulate(sc: Scenario, log: Any = None,
     pending_switch: dict[str, tuple[list[int], np.ndarray, float]] = {}
     tenants: dict[str, Tenant] = {}
     horizon = sc.duration_ms * cyc_per_ms
+    budget = [0, 0]  # instructions and inferences simulated so far
+    costs: dict[tuple[str, int], Any] = {}  # per tenant binary: its instruction costs
 
     def image_for(spec: TenantSpec) -> Any:
         if spec.binary is not None:
@@ -254,9 +262,6 @@ def simulate(sc: Scenario, log: Any = None,
         t = tenants.get(name)
         if t is None or t.left or eng.now >= horizon:
             return
-        if reports[name].completed >= MAX_INFERENCES:
-            reports[name].error = f"stopped after {MAX_INFERENCES:,} inferences"
-            return
         assert t.vfb is not None
         if any(eng.cores[c].job is not None for c in t.cores):
             eng.at(eng.now + 1000, lambda: launch(name))  # cores still draining
@@ -275,8 +280,20 @@ def simulate(sc: Scenario, log: Any = None,
             rep.completions_ms.append(eng.now / cyc_per_ms)
             launch(name)
 
-        job = Job(name, insn_costs(t.vfb, hw), list(t.cores), segments(t),
-                  on_barrier=on_barrier, on_done=on_done)
+        segs = segments(t)
+        n_insns = sum(seg.indices.size for core in segs for seg in core)
+        if budget[0] + n_insns > MAX_SIMULATED_INSNS or budget[1] >= MAX_SIMULATED_INFERENCES:
+            reports[name].error = (f"stopped after {reports[name].completed:,} inferences: the "
+                                   f"scenario's budget ({MAX_SIMULATED_INFERENCES:,} inferences,"
+                                   f" {MAX_SIMULATED_INSNS:,} instructions) is used up")
+            return
+        budget[0] += n_insns
+        budget[1] += 1
+        key = (name, id(t.vfb))
+        if key not in costs:
+            costs[key] = insn_costs(t.vfb, hw)
+        job = Job(name, costs[key], list(t.cores), segs, on_barrier=on_barrier,
+                  on_done=on_done)
         jobs[name] = eng.start(job)
 
     def arrive(spec: TenantSpec) -> None:
@@ -350,5 +367,5 @@ def simulate(sc: Scenario, log: Any = None,
     return reports
 
 
-__all__ = ["MAX_DURATION_MS", "MAX_INFERENCES", "Scenario", "ScenarioError", "TenantReport",
-           "load_scenario", "simulate"]
+__all__ = ["MAX_DURATION_MS", "MAX_SIMULATED_INFERENCES", "MAX_SIMULATED_INSNS", "Scenario",
+           "ScenarioError", "TenantReport", "load_scenario", "simulate"]

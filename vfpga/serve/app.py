@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from vfpga.errors import VfpgaError
 from vfpga.hw.config import HardwareConfig
 from vfpga.serve.auth import OPERATOR, bearer, identify
+from vfpga.serve.backend import Backend, BackendFactory
 from vfpga.serve.metrics import Metrics
 from vfpga.serve.policy import make_policy
 from vfpga.serve.protocol import ProtocolError, decode_infer, encode_infer, tensor_metadata
@@ -67,7 +68,10 @@ class Server:
         operator_sha256: str | None = None,
         request_timeout_s: float = 30.0,
         max_body_bytes: int = 64 << 20,
+        backend: BackendFactory | None = None,
     ) -> None:
+        """``backend``: what runs the requests (default: one pool, :class:`Scheduler`;
+        ``vfpga fleet serve`` passes a fleet of them)."""
         self.repository = repository
         self.hw = hw
         self.operator_sha256 = operator_sha256
@@ -78,7 +82,8 @@ class Server:
             self.state = State(state_dir)
         except (sqlite3.Error, OSError) as exc:
             raise VfpgaError(f"--state-dir {state_dir}: cannot open its state: {exc}") from None
-        self.scheduler = Scheduler(
+        make: BackendFactory = backend or Scheduler
+        self.scheduler: Backend = make(
             hw, self.state, self.metrics, make_policy(policy), request_timeout_s
         )
         self.scheduler.operator_sha256 = operator_sha256
@@ -132,7 +137,7 @@ class Server:
             )
             return
         self.state.reset()
-        for spec in read_tenants(self.repository, self.hw.num_cores):
+        for spec in read_tenants(self.repository, self.hw.num_cores, sched.capacity):
             sched.add_tenant(spec)
         for name in model_names(self.repository):
             cache: dict[str, bytes] = {}
@@ -202,7 +207,7 @@ class Server:
             return {}
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ProtocolError(400, f"the body is not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise ProtocolError(400, "the body must be a JSON object")

@@ -76,6 +76,13 @@ class Metrics:
             registry=r,
         )
 
+        self.deploys = Counter(
+            "vfpga_model_deploys",
+            "Binaries deployed on a tenant's cores (its first request, a model switch, a reload)",
+            ["tenant", "model"],
+            registry=r,
+        )
+
     def forget(self, tenant: str) -> None:
         """Drop the gauges of a tenant that left."""
         for g in (self.queue_depth, self.cores):

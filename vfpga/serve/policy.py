@@ -3,8 +3,10 @@
 ``fixed`` (public cloud): a tenant's share never changes (only the operator resizes).
 
 ``elastic`` (private cloud): a tenant whose queue holds at least ``grow_depth`` requests,
-or whose recent latency exceeds its ``latency_target_ms``, grows (its core count doubles,
-taken from free cores only, never from another tenant); a tenant holding more than its
+or whose recent latency exceeds its ``latency_target_ms``, grows (its core count doubles)
+from free cores; when too few are free, quiet tenants (fewer than ``grow_depth``
+requests) holding more than their base share are first shrunk back to it (never below
+it: a tenant's share in tenants.toml is guaranteed). A tenant holding more than its
 base share that has been idle for ``shrink_idle_s`` shrinks back to it. A tenant is resized
 at most once per ``cooldown_s``. The server applies a decision with
 :meth:`vfpga.runtime.pool.Tenant.resize`: the dynamic compile re-targets the binary, and a
@@ -77,10 +79,25 @@ class ElasticPolicy(Policy):
                 )
             )
         ]
+        resized = {name for name, _ in out}
+        busy_names = {t.name for t in busy}
         for t in sorted(busy, key=lambda t: (-t.depth, t.name)):
+            if free < t.cores:  # take back what quiet tenants hold above their share
+                for o in loads:
+                    if (
+                        o.name not in resized
+                        and o.name not in busy_names
+                        and o.cores > o.base
+                        and o.depth < self.grow_depth
+                        and o.since_resize_s >= self.cooldown_s
+                    ):
+                        out.append((o.name, o.base))
+                        resized.add(o.name)
+                        free += o.cores - o.base
             extra = min(t.cores, free)
             if extra > 0:
                 out.append((t.name, t.cores + extra))
+                resized.add(t.name)
                 free -= extra
         return out
 

@@ -83,7 +83,7 @@ def _flat(data: Any, dtype: np.dtype, name: str, kserve: str) -> np.ndarray:
                 raise ValueError("values outside -128..127")
             return wide.astype(dtype)
         arr = np.asarray(data, dtype=np.float64).reshape(-1)
-    except (ValueError, TypeError, OverflowError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise bad(f"input '{name}': 'data' is not a list of {kserve} values ({exc})") from None
     if not np.isfinite(arr).all():
         raise bad(f"input '{name}': 'data' holds NaN or infinity")
@@ -106,7 +106,7 @@ def decode_infer(
         head, rest = body, memoryview(b"")
     try:
         req = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise bad(f"the request is not valid JSON: {exc}") from None
     if not isinstance(req, dict):
         raise bad("the request must be a JSON object with 'inputs'")

@@ -24,7 +24,6 @@ from typing import Any
 from vfpga.backend.binary import VfbFile, from_bytes, to_bytes
 from vfpga.backend.retarget import allocate, prepare
 from vfpga.errors import VfpgaError
-from vfpga.frontend.pipeline import DEFAULT_CALIB_RANDOM
 from vfpga.hw.config import HardwareConfig
 
 #: names of tenants and models: path- and URL-safe, no leading dot
@@ -154,9 +153,10 @@ def tenant_spec(name: object, table: object, where: str, num_cores: int) -> Tena
     return TenantSpec(name, cores, token, ddr, None if lat is None else float(lat), mq)
 
 
-def read_tenants(repo: Path, num_cores: int) -> list[TenantSpec]:
-    """The tenants of ``repo/tenants.toml`` (none if the file is absent); their cores
-    must fit the pool together."""
+def read_tenants(repo: Path, num_cores: int, capacity: int | None = None) -> list[TenantSpec]:
+    """The tenants of ``repo/tenants.toml`` (none if the file is absent); each fits one
+    pool of ``num_cores`` cores, and together they fit ``capacity`` cores (default: one
+    pool; a fleet holds more)."""
     path = repo / "tenants.toml"
     if not path.exists():
         return []
@@ -180,10 +180,10 @@ def read_tenants(repo: Path, num_cores: int) -> list[TenantSpec]:
             )
         seen[spec.token_sha256] = spec.name
     total = sum(s.cores for s in specs)
-    if total > num_cores:
-        raise RepositoryError(
-            f"{path}: the tenants ask for {total} cores, the pool has {num_cores}"
-        )
+    cap = num_cores if capacity is None else capacity
+    what = "the pool" if cap == num_cores else "the fleet"
+    if total > cap:
+        raise RepositoryError(f"{path}: the tenants ask for {total} cores, {what} has {cap}")
     return specs
 
 
@@ -252,19 +252,17 @@ def _cache_key(onnx_bytes: bytes, opts: dict[str, Any]) -> str:
 def compile_onnx(path: Path, hw: HardwareConfig, options: dict[str, Any]) -> bytes:
     """Compile ``path`` as ``vfpga compile`` does with ``options`` (see
     :func:`compile_options`); the binary's bytes. The server's one call into the compiler
-    (:func:`vfpga.driver.compile_model`, the one pass pipeline)."""
+    (:func:`vfpga.driver.compile_model`, the pass pipeline)."""
     from vfpga.driver import compile_model
 
-    _loaded, res = compile_model(
-        path,
-        hw,
-        options.get("cores", 1),
+    _, res = compile_model(
+        path, hw, options.get("cores", 1),
         calib="dir" if "calib_dir" in options else "random",
-        num_random=options.get("calib_random", DEFAULT_CALIB_RANDOM),
+        num_random=options.get("calib_random", 16),
         calib_dir=options.get("calib_dir"),
         seed=options.get("seed", 0),
-        keep_model=False,
         input_shapes=options.get("input_shape"),
+        keep_model=False,
     )
     return to_bytes(res.vfb)
 

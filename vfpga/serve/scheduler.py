@@ -140,6 +140,11 @@ class Scheduler:
     def accepting(self) -> bool:
         return self._accepting
 
+    @property
+    def capacity(self) -> int:
+        """Cores the tenants may hold together: the pool's."""
+        return self.hw.num_cores
+
     # --------------------------------------------------------- the asyncio side
     def submit(
         self, tenant: str, model: str, version: str, inputs: dict[str, np.ndarray]
@@ -421,6 +426,7 @@ class Scheduler:
                 run.deployed = None
                 t.deploy(ver.blob)
                 run.deployed = ver.sha256
+                self.metrics.deploys.labels(job.tenant, job.model).inc()
             # the emulator checks what is left of the request's budget within layers too
             self.pool.request_seconds = max(1e-3, job.deadline - time.monotonic())
             job.request = t.submit(job.inputs)
