@@ -52,8 +52,9 @@ class HostSegment:
         self.reasons.update(other.reasons)
 
 
-def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]],
-              consts: dict[str, np.ndarray]) -> int:
+def node_macs(
+    node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]], consts: dict[str, np.ndarray]
+) -> int:
     """Multiply-accumulates of a Conv / ConvTranspose / MatMul / Gemm node (0 for other
     ops or unknown shapes)."""
     out = shapes.get(node.output[0]) if node.output else None
@@ -111,10 +112,7 @@ def segment_model(
         t = tensors[tname]
         qn = f"{name}__int8"
         g_inputs.append(helper.make_tensor_value_info(qn, TensorProto.INT8, list(shape)))
-        inits += [numpy_helper.from_array(np.array(t.scale, np.float32), f"{name}__scale"),
-                  numpy_helper.from_array(np.array(t.zero_point, np.int8), f"{name}__zp")]
-        pre.append(helper.make_node("DequantizeLinear", [qn, f"{name}__scale", f"{name}__zp"],
-                                    [name], name=f"{name}__dq"))
+        pre.append(_qdq_node("DequantizeLinear", qn, name, t, inits))
         reads.append(tname)
     for name, value in seg.consts.items():
         if name in need:
@@ -124,21 +122,28 @@ def segment_model(
         outs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, list(out_shape))]
     else:
         qo = f"{output}__int8"
-        inits += [numpy_helper.from_array(np.array(out_tensor.scale, np.float32),
-                                          f"{output}__oscale"),
-                  numpy_helper.from_array(np.array(out_tensor.zero_point, np.int8),
-                                          f"{output}__ozp")]
-        post.append(helper.make_node("QuantizeLinear",
-                                     [output, f"{output}__oscale", f"{output}__ozp"], [qo],
-                                     name=f"{output}__q"))
+        post.append(_qdq_node("QuantizeLinear", output, qo, out_tensor, inits))
         outs = [helper.make_tensor_value_info(qo, TensorProto.INT8, list(out_shape))]
     if not reads:
-        raise FrontendError(f"{source}: host segment computing '{output}' reads no "
-                            "accelerator tensor (a constant subgraph); fold it into constants")
+        raise FrontendError(
+            f"{source}: host segment computing '{output}' reads no "
+            "accelerator tensor (a constant subgraph); fold it into constants"
+        )
     graph = helper.make_graph([*pre, *nodes, *post], f"host:{output}", g_inputs, outs, inits)
-    model = helper.make_model(graph, opset_imports=list(template.opset_import),
-                              ir_version=template.ir_version)
+    model = helper.make_model(
+        graph, opset_imports=list(template.opset_import), ir_version=template.ir_version
+    )
     return model.SerializeToString(), reads, nodes
+
+
+def _qdq_node(op: str, src: str, dst: str, t: QTensor, inits: list[TensorProto]) -> onnx.NodeProto:
+    """A ``QuantizeLinear``/``DequantizeLinear`` node ``src -> dst`` with ``t``'s scale and
+    int8 zero point (appended to ``inits``)."""
+    inits += [
+        numpy_helper.from_array(np.array(t.scale, np.float32), f"{dst}__scale"),
+        numpy_helper.from_array(np.array(t.zero_point, np.int8), f"{dst}__zp"),
+    ]
+    return helper.make_node(op, [src, f"{dst}__scale", f"{dst}__zp"], [dst], name=f"{dst}__node")
 
 
 def encode(data: bytes) -> str:

@@ -59,13 +59,15 @@ def decode_model(name: str, text: object) -> bytes:
     if not isinstance(text, str) or not text:
         raise SegmentError(f"host segment '{name}': attribute 'onnx' is missing or not text")
     if len(text) > (MAX_SEGMENT_BYTES + 2) // 3 * 4:
-        raise SegmentError(f"host segment '{name}': its ONNX model exceeds "
-                           f"{MAX_SEGMENT_BYTES} bytes")
+        raise SegmentError(
+            f"host segment '{name}': its ONNX model exceeds {MAX_SEGMENT_BYTES} bytes"
+        )
     try:
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise SegmentError(f"host segment '{name}': attribute 'onnx' is not base64: "
-                           f"{exc}") from None
+        raise SegmentError(
+            f"host segment '{name}': attribute 'onnx' is not base64: {exc}"
+        ) from None
 
 
 def _session(name: str, data: bytes) -> Any:
@@ -84,19 +86,26 @@ def _session(name: str, data: bytes) -> Any:
     try:
         sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise SegmentError(f"host segment '{name}': onnxruntime rejects its model: "
-                           f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+        raise SegmentError(
+            f"host segment '{name}': onnxruntime rejects its model: "
+            f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+        ) from None
     ins, outs = sess.get_inputs(), sess.get_outputs()
     for io in (*ins, *outs):
         if io.type not in _ELEM:
-            raise SegmentError(f"host segment '{name}': tensor '{io.name}' has type {io.type}; "
-                               "segment inputs are int8, outputs int8 or float32")
+            raise SegmentError(
+                f"host segment '{name}': tensor '{io.name}' has type {io.type}; "
+                "segment inputs are int8, outputs int8 or float32"
+            )
         if not all(isinstance(d, int) and d > 0 for d in io.shape):
-            raise SegmentError(f"host segment '{name}': tensor '{io.name}' has a non-static "
-                               f"shape {io.shape}")
+            raise SegmentError(
+                f"host segment '{name}': tensor '{io.name}' has a non-static shape {io.shape}"
+            )
     if len(outs) != 1 or any(i.type != "tensor(int8)" for i in ins):
-        raise SegmentError(f"host segment '{name}': needs int8 inputs and exactly one output, "
-                           f"has {len(outs)} output(s)")
+        raise SegmentError(
+            f"host segment '{name}': needs int8 inputs and exactly one output, "
+            f"has {len(outs)} output(s)"
+        )
     with _lock:
         _sessions[key] = sess
         while len(_sessions) > SESSION_CACHE:
@@ -109,8 +118,10 @@ def segment_io(name: str, text: object) -> tuple[list[tuple[int, ...]], str]:
     ``name``, loading (and validating) its model."""
     sess = _session(name, decode_model(name, text))
     out = sess.get_outputs()[0]
-    return ([tuple(i.shape) for i in sess.get_inputs()],
-            "int8" if out.type == "tensor(int8)" else "float32")
+    return (
+        [tuple(i.shape) for i in sess.get_inputs()],
+        "int8" if out.type == "tensor(int8)" else "float32",
+    )
 
 
 def run_segment(name: str, text: object, inputs: list[np.ndarray]) -> np.ndarray:
@@ -121,17 +132,20 @@ def run_segment(name: str, text: object, inputs: list[np.ndarray]) -> np.ndarray
     feeds = {}
     decl = sess.get_inputs()
     if len(inputs) != len(decl):
-        raise SegmentError(f"host segment '{name}': has {len(decl)} input(s), got "
-                           f"{len(inputs)}")
+        raise SegmentError(f"host segment '{name}': has {len(decl)} input(s), got {len(inputs)}")
     for d, x in zip(decl, inputs, strict=True):
         x = np.asarray(x)
         if x.dtype != np.int8 or x.size != int(np.prod(d.shape)):
-            raise SegmentError(f"host segment '{name}': input '{d.name}' needs "
-                               f"{int(np.prod(d.shape))} int8 values, got {x.size} {x.dtype}")
+            raise SegmentError(
+                f"host segment '{name}': input '{d.name}' needs "
+                f"{int(np.prod(d.shape))} int8 values, got {x.size} {x.dtype}"
+            )
         feeds[d.name] = np.ascontiguousarray(x).reshape(d.shape)
     try:
         (y,) = sess.run(None, feeds)
     except Exception as exc:
-        raise SegmentError(f"host segment '{name}': onnxruntime failed: "
-                           f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+        raise SegmentError(
+            f"host segment '{name}': onnxruntime failed: "
+            f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+        ) from None
     return np.asarray(y).reshape(-1)
