@@ -42,6 +42,12 @@ class HostSegment:
     inputs: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    #: dequantized integer constants (quantized weights): ONNX float name -> (integer
+    #: values, scale, zero point, axis), kept as ``DequantizeLinear`` of the integers so
+    #: onnxruntime can fuse the segment's ``DQ -> op -> Q`` like in the QDQ model
+    dq_consts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, int]] = field(
+        default_factory=dict
+    )
 
     def merge(self, other: HostSegment) -> None:
         """Add ``other``'s nodes, inputs, constants and reasons (keeping graph order)."""
@@ -49,6 +55,7 @@ class HostSegment:
         self.nodes.extend(n for n in other.nodes if id(n) not in have)
         self.inputs.update(other.inputs)
         self.consts.update(other.consts)
+        self.dq_consts.update(other.dq_consts)
         self.reasons.update(other.reasons)
 
 
@@ -117,6 +124,19 @@ def segment_model(
     for name, value in seg.consts.items():
         if name in need:
             inits.append(numpy_helper.from_array(np.asarray(value), name))
+    for name, (q, scale, zp, axis) in seg.dq_consts.items():
+        if name in need:
+            ins = [f"{name}__q", f"{name}__scale"]
+            inits += [
+                numpy_helper.from_array(np.asarray(q), ins[0]),
+                numpy_helper.from_array(np.asarray(scale, np.float32), ins[1]),
+            ]
+            if zp is not None:
+                ins.append(f"{name}__zp")
+                inits.append(numpy_helper.from_array(np.asarray(zp), ins[2]))
+            pre.append(
+                helper.make_node("DequantizeLinear", ins, [name], name=f"{name}__dq", axis=axis)
+            )
     post: list[onnx.NodeProto] = []
     if out_tensor is None:
         outs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, list(out_shape))]

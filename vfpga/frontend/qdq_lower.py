@@ -574,8 +574,10 @@ class _Lowerer:
             if not i:
                 continue
             v = self.val(i)
-            if isinstance(v, _Const):
-                seg.consts[i] = v.as_float()
+            if isinstance(v, _Const) and v.scale is not None:  # DQ of an integer constant
+                seg.dq_consts[i] = (v.value, v.scale, v.zero_point, v.axis)
+            elif isinstance(v, _Const):
+                seg.consts[i] = v.value
             elif isinstance(v, _QVal):
                 seg.inputs[i] = (v.tensor, v.shape)
             elif v.segment is not None:
@@ -631,13 +633,14 @@ class _Lowerer:
             data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
                                                self.tensors, self.model, self.source)
             shapes = self.onnx_shapes()
+            weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
             attrs: dict[str, object] = {
                 "onnx": encode(data),
                 "nodes": [n.name for n in nodes],
                 "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
                         for n in nodes],
                 "reasons": [seg.reasons[n.name] for n in nodes],
-                "macs": sum(node_macs(n, shapes, seg.consts) for n in nodes),
+                "macs": sum(node_macs(n, shapes, weights) for n in nodes),
             }
             return [QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
                             as_float)]
