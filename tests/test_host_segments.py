@@ -32,6 +32,7 @@ def test_compile_reports_the_host_segment(topk, tmp_path):
     # TopK and the Abs it feeds form ONE segment (a maximal float-connected run)
     assert "1 OnnxSegment" in text
     assert "topk" in text and "abs" in text and "TopK" in text and "Abs" in text
+    assert "op type TopK is not supported" in text
     assert "reads a float value computed on the host" in text
 
 

@@ -671,8 +671,6 @@ class _Lowerer:
         if op in _ACT_OPS:
             self.lower_act(node)
             return
-        if any(o for o in node.output[1:]):
-            raise self.err("only the first output of the node may be used")
         handler = {
             "Conv": self.lower_conv,
             "MaxPool": self.lower_pool,
@@ -686,6 +684,8 @@ class _Lowerer:
         }.get(op)
         if handler is None:
             raise self.unsupported(node, f"op type {op} is not supported")
+        if any(o for o in node.output[1:]):
+            raise self.err("only the first output of the node may be used")
         handler(node)
 
     # ---- Q / DQ ---------------------------------------------------------------------
