@@ -74,7 +74,10 @@ def sat8(v: int | float) -> int:
     return int(max(-128, min(127, v)))
 
 
-def act_fn(y: int, act: int, lo: int, hi: int) -> int:
+def act_fn(y: int, act: int, lo: int, hi: int, table: np.ndarray | None = None) -> int:
+    if act == Act.TABLE:  # the 256-entry table after the parameter records, index y + 128
+        assert table is not None and table.shape == (256,)
+        return int(table[y + 128])
     if act == Act.RELU:
         return max(y, lo)
     if act == Act.RELU6:
@@ -135,9 +138,11 @@ def conv(
     act: int,
     act_lo: int,
     act_hi: int,
+    table: np.ndarray | None = None,
 ) -> np.ndarray:
     """CONV per the semantics; int32 accumulators with ``acc_out``, else int8
-    ``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale) / divisor))))``."""
+    ``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale) / divisor))))`` (``act = TABLE``:
+    ``table[y + 128]``)."""
     acc = conv_acc(x, w, start, stride, pads, pad_value, groups)
     if acc_out:
         return acc.astype(np.int32)
@@ -148,7 +153,7 @@ def conv(
     for idx in np.ndindex(*acc.shape):
         o = idx[2]
         y = sat8(out_zp + rne(requant_conv(int(acc[idx]), sc[o], dv[o])))
-        out[idx] = act_fn(y, act, act_lo, act_hi)
+        out[idx] = act_fn(y, act, act_lo, act_hi, table)
     return out
 
 

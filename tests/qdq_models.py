@@ -173,6 +173,27 @@ def classifier(seed: int = 0, *, softmax: bool = False, lrn: bool = False) -> on
     return b.model(out, (1, 10))
 
 
+def activations_net(seed: int = 0, opset: int = 14) -> onnx.ModelProto:
+    """A small CNN with every element-wise function of one map the accelerator runs as a
+    256-entry table (HardSwish, HardSigmoid, Sigmoid, SiLU written ``x * sigmoid(x)``,
+    Tanh, LeakyRelu, Elu), one of them on a map that a residual Add also reads (so it is a
+    table node of its own, not fused into the conv)."""
+    b = GraphBuilder((1, 3, 16, 16), seed, opset=opset)
+    c1 = b.node("HardSwish", [b.conv("x", 3, 16)])
+    c2 = b.conv(c1, 16, 16, 3, group=16)
+    silu = b.node("Mul", [c2, b.node("Sigmoid", [c2])])
+    c3 = b.node("HardSigmoid", [b.conv(silu, 16, 16, 1, pad=0)], alpha=0.2, beta=0.5)
+    c4 = b.conv(c3, 16, 16, 3)
+    t = b.node("Tanh", [c4])
+    a = b.node("Add", [c4, t])
+    lr = b.node("LeakyRelu", [b.conv(a, 16, 8, 1, pad=0)], alpha=0.1)
+    e = b.node("Elu", [b.conv(lr, 8, 8, 3)], alpha=1.0)
+    gap = b.node("GlobalAveragePool", [e])
+    fc = b.node("Sigmoid", [b.conv(gap, 8, 10, 1, pad=0)])
+    out = b.node("Reshape", [fc, b.init(np.array([1, 10], dtype=np.int64))])
+    return b.model(out, (1, 10))
+
+
 class QDQBuilder:
     """Writes a QDQ graph by hand (for patterns ``quantize_static`` does not produce):
     ``q(x, scale, zp)`` adds a QuantizeLinear + DequantizeLinear pair and returns the

@@ -144,3 +144,39 @@ def test_double_buffer_reuse_without_token_is_war_violation(hw):
     loads[1].fields["buf"] = loads[0].fields["buf"]
     with pytest.raises(DependencyViolation, match=r"-after-(read|write) hazard on ibuf"):
         run_sample(hw, s, [0], cs.sample_input())
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_conv_act_table_matches_reference(hw, fast):
+    """act=table: the CONV maps each saturated value y to the int8 table entry y + 128,
+    read from the 256 pbuf bytes after the parameter records (docs/isa.md)."""
+    from dataclasses import replace
+
+    from vfpga.examples.conv_samples import Insn
+    from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer
+
+    table = np.random.default_rng(5).integers(-128, 128, 256).astype(np.int8)
+    s = cs.conv_1core()
+    ifp = s.body[0]
+    p_end = cs.COUT * PARAM_RECORD_BYTES
+    ins = [Insn(i.op, dict(i.fields, act=Act.TABLE, act_lo=0, act_hi=0))
+           if i.op is Opcode.CONV else i for i in ifp.insns]
+    ins.insert(2, Insn(Opcode.LOAD, dict(to=Buffer.PBUF, ddr=cs.P_OFF + p_end, buf=p_end,
+                                         n0=1, n1=1, n2=256)))
+    ifp.insns = ins
+    data = bytearray(s.data)
+    at = cs.P_OFF + p_end - cs.W_OFF
+    data[at : at + 256] = table.view(np.uint8).tobytes()
+    s = replace(s, data=bytes(data))
+    x = cs.sample_input(3)
+    acc = Accelerator(hw, fast=fast)
+    t = run_image(acc, "tab", image_of(s), [0], x)
+    res = acc.run([t], raise_on_fault=True)["tab"]
+    assert res.ok
+    w, params = cs.constants()
+    want = ref.conv(
+        x[0], w, start=params["bias"], stride=(1, 1), pads=(1, 1, 1, 1), pad_value=cs.IN_ZP,
+        groups=1, acc_out=False, scale=params["scale"], divisor=params["divisor"],
+        out_zp=cs.OUT_ZP, act=Act.TABLE, act_lo=0, act_hi=0, table=table,
+    )
+    np.testing.assert_array_equal(t.read_tensor("conv")[0], want)

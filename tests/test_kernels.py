@@ -113,6 +113,10 @@ def conv_cases(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+#: ELTWISE's activations (``act = TABLE`` is CONV only).
+ELTWISE_ACTS = [a for a in Act if a is not Act.TABLE]
+
+
 @SETTINGS
 @given(conv_cases())
 def test_conv_matches_reference(case: dict[str, Any]) -> None:
@@ -148,6 +152,7 @@ def test_conv_matches_reference(case: dict[str, Any]) -> None:
         "act": case["act"],
         "act_lo": case["act_lo"],
         "act_hi": case["act_hi"],
+        "table": rng.integers(-128, 128, 256).astype(np.int8),
     }
     expected = ref.conv(x, w, **args)
     overrides: dict[str, Any] = {}
@@ -341,7 +346,9 @@ def test_conv_saturates_and_overflows() -> None:
         ({"scale": 1e39}, "not a finite float32"),
         ({"scale": np.ones(3, np.float32)}, "shape (4,)"),
         ({"scale": None}, "required"),
-        ({"act": 3}, "unknown activation"),
+        ({"act": 4}, "unknown activation"),
+        ({"act": Act.TABLE}, "needs the activation table"),
+        ({"act": Act.TABLE, "table": np.zeros(255, np.int8)}, "256 entries"),
     ],
 )
 def test_conv_rejects(kwargs: dict[str, Any], message: str) -> None:
@@ -400,7 +407,7 @@ def test_unpack_params() -> None:
 @given(
     st.integers(0, 2**32 - 1),
     st.integers(1, 40),
-    st.sampled_from(list(Act)),
+    st.sampled_from(ELTWISE_ACTS),
     st.integers(-128, 127),
     st.integers(-128, 127),
     st.integers(-128, 127),
@@ -630,7 +637,7 @@ def eltwise_params(rng: np.random.Generator, zps: tuple[int, ...], raw_offset: b
 @given(
     st.integers(0, 2**32 - 1),
     st.integers(1, 300),
-    st.sampled_from(list(Act)),
+    st.sampled_from(ELTWISE_ACTS),
     st.tuples(*(st.integers(-128, 127) for _ in range(5))),
     st.booleans(),
     st.booleans(),
@@ -699,3 +706,11 @@ def test_reference_is_independent() -> None:
         line for line in inspect.getsource(ref).splitlines() if line.startswith(("import", "from"))
     ]
     assert imports and not any("emulator" in line or "fma_f32" in line for line in imports)
+
+
+def test_eltwise_rejects_act_table() -> None:
+    a = np.zeros(4, np.int8)
+    with pytest.raises(ValueError, match="CONV only"):
+        kernels.eltwise_add(a, a, scale_a=1.0, scale_b=1.0, offset=0.0, act=Act.TABLE)
+    with pytest.raises(ValueError, match="CONV only"):
+        kernels.eltwise_table(scale_a=1.0, scale_b=1.0, offset=0.0, act=Act.TABLE)

@@ -46,7 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     onnx_path = root / "classifier.onnx"
     onnx.save(classifier(seed=3), onnx_path)
     put_model(repo, "cls", "bob", onnx_path.read_bytes(), filename="model.onnx")
-    with thread_server(repo, root / "state", request_timeout_s=2.0) as s:
+    with thread_server(repo, root / "state", request_timeout_s=6.0) as s:
         yield s, onnx_path
 
 
@@ -213,7 +213,7 @@ def test_full_queue_is_429_with_retry_after(served) -> None:  # type: ignore[no-
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
     assert "queue full" in r.json()["error"]
     hold.set()
-    busy.result(10)
+    busy.result(20)
     for t in threads:
         t.join(30)
     assert [r.status_code for r in results] == [200, 200]
@@ -222,9 +222,9 @@ def test_full_queue_is_429_with_retry_after(served) -> None:  # type: ignore[no-
 def test_run_time_budget_is_504(served) -> None:  # type: ignore[no-untyped-def]
     s, _ = served
     x = user_input(blob(1), 0)
-    busy = s.server.scheduler.call(lambda: time.sleep(3.5))  # past the 2 s budget
+    busy = s.server.scheduler.call(lambda: time.sleep(8.0))  # past the 6 s budget
     r = _post(s, "small", {"inputs": [_tensor(x)]})
-    busy.result(10)
+    busy.result(20)
     assert r.status_code == 504 and "budget" in r.json()["error"]
     assert _post(s, "small", {"inputs": [_tensor(x)]}).status_code == 200
 

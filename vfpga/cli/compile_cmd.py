@@ -307,6 +307,7 @@ def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
                      f"{100 * bad.identical:.3f}% identical, max |diff| {bad.max_diff}"
                      if bad else "graph outputs differ")
             console.print(f"[red]input {k}: MISMATCH: {where}[/red]")
+    del res  # the binary and the memory plan are done with: not kept beside ORT's session
     cmp = compare_with_ort(loaded.graph, loaded.qdq,
                            random_inputs(loaded.qdq, ort_inputs, seed=seed + 2000),
                            onnx_int8=loaded.lowered.onnx_int8, fp32_model=loaded.fp32)

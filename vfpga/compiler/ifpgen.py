@@ -31,10 +31,20 @@ from vfpga.frontend.qgraph import QAdd, QConv, QPool, QTensor
 from vfpga.hw.config import HardwareConfig
 from vfpga.hw.costs import core_bytes_per_cycle
 from vfpga.isa.float32 import eltwise_offset, requant_scale
-from vfpga.isa.spec import PARAM_RECORD_BYTES, Act, Buffer, Dep, FieldDict, Opcode, PoolMode
+from vfpga.isa.spec import (
+    ACT_TABLE_BYTES,
+    PARAM_RECORD_BYTES,
+    Act,
+    Buffer,
+    Dep,
+    FieldDict,
+    Opcode,
+    PoolMode,
+    conv_pbuf_bytes,
+)
 
 Insn = tuple[Opcode, FieldDict]
-_ACT = {"none": Act.NONE, "relu": Act.RELU, "relu6": Act.RELU6}
+_ACT = {"none": Act.NONE, "relu": Act.RELU, "relu6": Act.RELU6, "table": Act.TABLE}
 
 
 class TileDoesNotFit(CompileError):
@@ -239,7 +249,8 @@ def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
     if spec.kind == "conv":
         cig = spec.cig
         wbytes = og * kh * kw * (cig if spec.groups > 1 else ic)
-        if og * 12 > b["pbuf"]:
+        assert isinstance(spec.node, QConv)
+        if conv_pbuf_bytes(og, _ACT[spec.node.act.kind]) > b["pbuf"]:
             return None
         if wbytes > b["wbuf"]:
             if spec.groups != 1:
@@ -469,6 +480,12 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
             to=Buffer.PBUF, buf=0, ddr=spec.p_off + g0 * PARAM_RECORD_BYTES, n0=1, n1=1,
             n2=og * PARAM_RECORD_BYTES, stride0=0, stride1=0))]
         use["pbuf"] = max(use["pbuf"], og * PARAM_RECORD_BYTES)
+        if act is Act.TABLE:  # the table after this group's records (docs/isa.md)
+            group_loads.append((Opcode.LOAD, dict(
+                to=Buffer.PBUF, buf=og * PARAM_RECORD_BYTES,
+                ddr=spec.p_off + spec.out_shape[0] * PARAM_RECORD_BYTES, n0=1, n1=1,
+                n2=ACT_TABLE_BYTES, stride0=0, stride1=0)))
+            use["pbuf"] = max(use["pbuf"], og * PARAM_RECORD_BYTES + ACT_TABLE_BYTES)
         if not p.chunk:
             group_loads.append((Opcode.LOAD, dict(
                 to=Buffer.WBUF, buf=0, ddr=spec.w_off + g0 * wrow, n0=1, n1=1, n2=og * wrow,
@@ -502,7 +519,7 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
                     in_addr=slot * half_i, w_addr=w_addr, out_addr=out_addr, p_addr=0,
                     acc_addr=0, in_h=in_rows, in_w=in_cols, in_c=e - a, out_c=og,
                     groups=conv_groups, kh=kh, kw=kw, stride_h=sh, stride_w=sw,
-                    pad_value=spec.in_zp[0], out_zp=spec.out_zp, act=act,
+                    pad_value=spec.in_zp[0], out_zp=node.act.stage_zp(spec.out_zp), act=act,
                     act_lo=node.act.lo, act_hi=node.act.hi, acc_in=int(k > 0),
                     acc_out=int(not final)))
                 if final:

@@ -39,7 +39,7 @@ from vfpga.frontend.qgraph import (
     node_inputs,
 )
 from vfpga.isa.float32 import requant_scale
-from vfpga.isa.spec import PARAM_RECORD_BYTES
+from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES
 
 ALIGN = 64
 
@@ -202,7 +202,9 @@ PARAM_RECORD = np.dtype([("bias", "<i4"), ("scale", "<f4"), ("divisor", "<f4")])
 def conv_constants(n: QConv, in_zp: int) -> tuple[bytes, bytes]:
     """Weights as int8 ``[OC][KH][KW][IC/groups]`` and parameter records ``(bias - in_zp *
     sum(w), scale, divisor)`` (little-endian int32, float32, float32; ISA v2), where
-    ``scale[c] = requant_scale(multiplier[c], shift[c])`` and ``divisor`` is the node's."""
+    ``scale[c] = requant_scale(multiplier[c], shift[c])`` and ``divisor`` is the node's;
+    with a ``table`` activation its :data:`~vfpga.isa.spec.ACT_TABLE_BYTES` entries follow
+    the records (docs/isa.md)."""
     w = np.ascontiguousarray(n.weight.transpose(0, 2, 3, 1), dtype=np.int8)
     bias = _fold_bias(n, in_zp)
     if np.abs(bias).max(initial=0) >= 2**31:
@@ -213,7 +215,11 @@ def conv_constants(n: QConv, in_zp: int) -> tuple[bytes, bytes]:
     scale_of = {ms: requant_scale(*ms) for ms in pairs}
     rec["scale"] = [scale_of[(int(m), int(s))] for m, s in zip(n.multiplier, n.shift, strict=True)]
     rec["divisor"] = np.float32(n.divisor)
-    return w.tobytes(), rec.tobytes()
+    table = b""
+    if n.act.kind == "table":  # act=table: the 256 int8 entries follow the records
+        table = np.asarray(n.act.table, dtype=np.int8).tobytes()
+        assert len(table) == ACT_TABLE_BYTES, n.name
+    return w.tobytes(), rec.tobytes() + table
 
 
 def plan_memory(g: QGraph) -> MemoryPlan:

@@ -111,7 +111,10 @@ I8 = IntegerType(8)
 I32 = IntegerType(32)
 I64 = IntegerType(64)
 
-ACT_KINDS = ("none", "relu", "relu6")
+ACT_KINDS = ("none", "relu", "relu6", "table")
+"""Activation kinds; ``table`` (a 256-entry int8 lookup of each output value, property
+``act_table``) only on ``dnn.conv``."""
+ACT_TABLE_ENTRIES = 256
 POOL_KINDS = ("max", "avg", "global_avg")
 PLACEMENTS = ("accel", "host")
 LIST_PRINT_LIMIT = 64
@@ -664,6 +667,20 @@ class DnnNodeOp(IRDLOperation, ABC):
             raise VerifyException(
                 f"{self.label}: activation '{kind}' is not one of {', '.join(ACT_KINDS)}"
             )
+        table = self.properties.get("act_table")
+        n = 0 if table is None else len(cast(DenseArrayBase, table))
+        if kind == "table":
+            if not isinstance(self, ConvOp):
+                raise VerifyException(f"{self.label}: activation 'table' is for dnn.conv only")
+            if n != ACT_TABLE_ENTRIES:
+                raise VerifyException(
+                    f"{self.label}: activation 'table' needs {ACT_TABLE_ENTRIES} table "
+                    f"entries, got {n}"
+                )
+            _check_range(self.label, "table", np.asarray(int_tuple(cast(DenseArrayBase, table))),
+                         -128, 128, "[-128, 127]")
+        elif n:
+            raise VerifyException(f"{self.label}: a table is given for activation '{kind}'")
         rng = int_tuple(cast(DenseArrayBase, self.properties["act_range"]))
         if len(rng) != 2 or not -128 <= rng[0] <= rng[1] <= 127:
             raise VerifyException(
@@ -734,6 +751,7 @@ class ConvOp(DnnNodeOp):
     groups = prop_def(IntegerAttr)
     act = prop_def(StringAttr)
     act_range = prop_def(DenseArrayBase)
+    act_table = prop_def(DenseArrayBase)
 
     FIELDS: ClassVar[tuple[_Field, ...]] = (
         *_NAME_FIELDS,
@@ -741,6 +759,7 @@ class ConvOp(DnnNodeOp):
         _Field("pad", "pads", "ints", (0, 0, 0, 0)),
         _Field("groups", "groups", "int", 1),
         _ACT_FIELD,
+        _Field("table", "act_table", "i32s", ()),
         _Field("bias", "bias", "i32s"),
         _Field("multiplier", "multiplier", "i32s"),
         _Field("shift", "shift", "i32s"),
@@ -764,6 +783,7 @@ class ConvOp(DnnNodeOp):
         groups: int = 1,
         act: tuple[str, int, int] = ("none", -128, 127),
         divisor: float = 1.0,
+        act_table: Sequence[int] = (),
     ) -> None:
         def arr(v: np.ndarray | DenseArrayBase, what: str) -> DenseArrayBase:
             return v if isinstance(v, DenseArrayBase) else i32_array(v, f"{name}: {what}")
@@ -792,8 +812,13 @@ class ConvOp(DnnNodeOp):
                 "groups": i64_attr(groups),
                 "act": StringAttr(act[0]),
                 "act_range": int_array(act[1:]),
+                "act_table": i32_array(list(act_table), f"{name}: act_table"),
             },
         )
+
+    def act_table_values(self) -> tuple[int, ...]:
+        """The 256 int8 entries of the ``table`` activation (empty for other kinds)."""
+        return int_tuple(self.act_table)
 
     def weight_array(self) -> np.ndarray:
         """The int8 weights ``[OC, C/groups, KH, KW]`` (read-only view of the IR bytes)."""

@@ -258,6 +258,7 @@ def _node_to_op(
                 groups=node.groups,
                 act=_act(node.act),
                 divisor=d,
+                act_table=node.act.table,
             )
         case QPool():
             return dnn.PoolOp(
@@ -369,7 +370,8 @@ def module_to_qgraph(m: ModuleOp) -> QGraph:
 
 def _act_of(op: dnn.ConvOp | dnn.AddOp) -> Act:
     kind, lo, hi = op.act_spec()
-    return Act(kind, lo, hi)  # type: ignore[arg-type]
+    table = op.act_table_values() if isinstance(op, dnn.ConvOp) else ()
+    return Act(kind, lo, hi, table)  # type: ignore[arg-type]
 
 
 def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:

@@ -29,7 +29,15 @@ from vfpga.errors import BinaryFormatError
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.codec import Program, flag_value
 from vfpga.isa.effects import window_out_array
-from vfpga.isa.spec import LOAD_TARGETS, PARAM_RECORD_BYTES, Buffer, Opcode, PoolMode
+from vfpga.isa.spec import (
+    ACT_TABLE_BYTES,
+    LOAD_TARGETS,
+    PARAM_RECORD_BYTES,
+    Act,
+    Buffer,
+    Opcode,
+    PoolMode,
+)
 
 #: Most multiply-accumulates (CONV) or window elements (POOL) one instruction may do.
 MAX_INSN_MACS = 1 << 28
@@ -88,8 +96,9 @@ def check_work_bounds(program: Program, hw: HardwareConfig, source: str) -> None
               "the input tile")
         check(Opcode.CONV, f("out_c") * f("kh") * f("kw") * (f("in_c") // g),
               size[Buffer.WBUF], "the weights")
-        check(Opcode.CONV, f("out_c") * PARAM_RECORD_BYTES, size[Buffer.PBUF],
-              "the parameter records")
+        table = ~acc_out & (np.asarray(flag_value(Opcode.CONV, r["flags"], "act")) == Act.TABLE)
+        check(Opcode.CONV, f("out_c") * PARAM_RECORD_BYTES + np.where(table, ACT_TABLE_BYTES, 0),
+              size[Buffer.PBUF], "the parameter records (and activation table)")
         cap = np.where(acc_out, size[Buffer.ABUF], size[Buffer.OBUF])
         check(Opcode.CONV, np.where(acc_out, 4 * outn, outn), cap, "the output")
         check(Opcode.CONV, np.where(acc_in, 4 * outn, 0), size[Buffer.ABUF],

@@ -44,6 +44,7 @@ from vfpga.isa.spec import (
     Opcode,
     PoolMode,
     TokenQueue,
+    conv_pbuf_bytes,
 )
 
 _L, _C, _S = Module.LOAD, Module.CALC, Module.SAVE
@@ -115,6 +116,8 @@ class Core:
         #: while a precompiled plan (vfpga.emulator.plan) runs: the CALC accesses its
         #: static hazard analysis covered, as (buffer, address, bytes, is write)
         self._plan_accesses: frozenset[tuple[Buffer, int, int, bool]] | None = None
+        #: whether the interpreter stamped the hazard arrays since the last reset
+        self._stamped = False
         self.reset()
 
     def reset(self) -> None:
@@ -128,12 +131,22 @@ class Core:
         self.tokens[(_S, _C)].append((0, 0, 0))
         self.seq = [0, 0, 0]
         self.vc = [[0, 0, 0], [0, 0, 0], [0, 0, 0]]
-        self.wstamp = {
-            b: np.zeros(self.hw.buffer_size(BUFFER_NAMES[b]), dtype=np.int32) for b in _WRITER
-        }
-        self.rstamp = {
-            b: np.zeros(self.hw.buffer_size(BUFFER_NAMES[b]), dtype=np.int32) for b in _READER
-        }
+        # the hazard stamps are allocated once and cleared only when the interpreter
+        # stamped them since the last reset (plans never do): a reset per core per run
+        # otherwise costs four buffer-sized allocations, 16x that on 16 cores
+        if not hasattr(self, "wstamp"):
+            self.wstamp = {
+                b: np.zeros(self.hw.buffer_size(BUFFER_NAMES[b]), dtype=np.int32)
+                for b in _WRITER
+            }
+            self.rstamp = {
+                b: np.zeros(self.hw.buffer_size(BUFFER_NAMES[b]), dtype=np.int32)
+                for b in _READER
+            }
+        elif self._stamped:
+            for arr in (*self.wstamp.values(), *self.rstamp.values()):
+                arr.fill(0)
+        self._stamped = False
 
     # ------------------------------------------------------------------ buffers
     def _span(
@@ -183,6 +196,7 @@ class Core:
                     f"{other.name} module's access #{last} to these bytes is not ordered before "
                     f"this {m.name} instruction by any dependency token (add a wait/signal pair)"
                 )
+        self._stamped = True
         (self.wstamp[buf] if write else self.rstamp[buf])[sl] = self.seq[m]
 
     # ------------------------------------------------------------------ tokens
@@ -355,11 +369,13 @@ class Core:
             )
         x = self._read(ctx, i, Buffer.IBUF, f["in_addr"], (in_h, in_w, in_c))
         w = self._read(ctx, i, Buffer.WBUF, f["w_addr"], (out_c, kh, kw, in_c // g))
-        bias, scale, divisor = kernels.unpack_params(
-            self._read(
-                ctx, i, Buffer.PBUF, f["p_addr"], (out_c * PARAM_RECORD_BYTES,), np.uint8, 4
-            )
+        table_act = not f["acc_out"] and f["act"] == Act.TABLE
+        praw = self._read(
+            ctx, i, Buffer.PBUF, f["p_addr"],
+            (conv_pbuf_bytes(out_c, Act.TABLE if table_act else Act.NONE),), np.uint8, 4
         )
+        bias, scale, divisor = kernels.unpack_params(praw[: out_c * PARAM_RECORD_BYTES])
+        table = praw[out_c * PARAM_RECORD_BYTES :] if table_act else None
         if f["acc_in"]:
             start = self._read(
                 ctx, i, Buffer.ABUF, f["acc_addr"], (oh, ow, out_c), np.dtype("<i4"), 4
@@ -382,6 +398,7 @@ class Core:
                 act=Act(f["act"]),
                 act_lo=f["act_lo"],
                 act_hi=f["act_hi"],
+                table=table,
             )
         except ValueError as exc:
             raise ExecutionFault(f"{describe(ctx, self.index, i)}: {exc}") from None

@@ -68,7 +68,13 @@ from numpy.typing import ArrayLike, NDArray
 from vfpga.emulator import int_matmul, jit
 from vfpga.isa.effects import window_out
 from vfpga.isa.float32 import U8_BIAS, fma_f32
-from vfpga.isa.spec import PARAM_RECORD_BYTES, PARAM_RECORD_DTYPE, Act, PoolMode
+from vfpga.isa.spec import (
+    ACT_TABLE_BYTES,
+    PARAM_RECORD_BYTES,
+    PARAM_RECORD_DTYPE,
+    Act,
+    PoolMode,
+)
 
 __all__ = [
     "ELTWISE_LUT_MIN",
@@ -78,6 +84,8 @@ __all__ = [
     "ConvGeometry",
     "Im2colU8",
     "act_bounds",
+    "act_table",
+    "apply_act_table",
     "conv",
     "conv_geometry",
     "conv_input",
@@ -253,7 +261,8 @@ def unpack_params(raw: ArrayLike) -> tuple[I32, F32, F32]:
 def act_bounds(act: Act | int, act_lo: int, act_hi: int) -> tuple[int, int]:
     """``(lo, hi)`` with ``lo <= hi`` such that ``act(sat8(v)) == clip(v, lo, hi)``.
 
-    ``NONE``: ``(-128, 127)``; ``RELU``: ``(act_lo, 127)``; ``RELU6``: ``(act_lo, act_hi)``,
+    ``NONE`` and ``TABLE`` (the table is applied after the clamp, :func:`apply_act_table`):
+    ``(-128, 127)``; ``RELU``: ``(act_lo, 127)``; ``RELU6``: ``(act_lo, act_hi)``,
     or ``(act_hi, act_hi)`` when ``act_lo > act_hi`` (``min(max(y, lo), hi)`` is then ``hi``).
     """
     try:
@@ -262,7 +271,7 @@ def act_bounds(act: Act | int, act_lo: int, act_hi: int) -> tuple[int, int]:
         raise ValueError(f"unknown activation {act!r}") from None
     lo = _int("act_lo", act_lo, INT8_MIN, INT8_MAX)
     hi = _int("act_hi", act_hi, INT8_MIN, INT8_MAX)
-    if a is Act.NONE:
+    if a is Act.NONE or a is Act.TABLE:
         return INT8_MIN, INT8_MAX
     if a is Act.RELU:
         return lo, INT8_MAX
@@ -832,6 +841,7 @@ def conv(
     act: Act | int = Act.NONE,
     act_lo: int = INT8_MIN,
     act_hi: int = INT8_MAX,
+    table: ArrayLike | None = None,
 ) -> np.ndarray:
     """The CONV instruction on extracted tiles.
 
@@ -848,7 +858,8 @@ def conv(
       are not used). Otherwise return int8
       ``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale[oc]) / divisor[oc]))))``;
       ``scale``/``divisor`` are float32 scalars or shape ``(out_c,)``, finite, the divisor
-      non-zero.
+      non-zero. With ``act = TABLE``, ``table`` (256 int8 entries) maps each saturated
+      value ``y`` to ``table[y + 128]``.
 
     Raises ValueError for inconsistent shapes, dtypes or invalid parameters.
     """
@@ -869,6 +880,7 @@ def conv(
     dv: F32 | None = None
     ozp = 0
     bounds = (INT8_MIN, INT8_MAX)
+    tab: I8 | None = None
     if not acc_out:
         if scale is None:
             raise ValueError("scale is required unless acc_out is set")
@@ -879,8 +891,15 @@ def conv(
             dv = None  # division by 1 is exact
         ozp = _int("out_zp", out_zp, INT8_MIN, INT8_MAX)
         bounds = act_bounds(act, act_lo, act_hi)
-    return conv_prepared(geo, conv_input(geo, x), conv_weights(geo, w), start,
-                         acc_out=bool(acc_out), scale=sc, divisor=dv, out_zp=ozp, bounds=bounds)
+        if int(act) == Act.TABLE:
+            if table is None:
+                raise ValueError("act=table needs the activation table")
+            tab = act_table(table)
+    out = conv_prepared(geo, conv_input(geo, x), conv_weights(geo, w), start,
+                        acc_out=bool(acc_out), scale=sc, divisor=dv, out_zp=ozp, bounds=bounds)
+    if tab is not None:
+        apply_act_table(out, tab)
+    return out
 
 
 #: Whether non-depthwise CONV sums use exact integer products (:mod:`.int_matmul`) when
@@ -1049,6 +1068,25 @@ def pool(
 # --------------------------------------------------------------------------- ELTWISE
 
 
+def act_table(raw: ArrayLike) -> I8:
+    """The int8 activation table of a CONV with ``act = TABLE`` from its
+    :data:`~vfpga.isa.spec.ACT_TABLE_BYTES` pbuf bytes (ValueError for another size)."""
+    t = np.asarray(raw)
+    if t.size != ACT_TABLE_BYTES:
+        raise ValueError(f"activation table must have {ACT_TABLE_BYTES} entries, got {t.size}")
+    return np.ascontiguousarray(t).reshape(-1).view(np.int8)
+
+
+def apply_act_table(out: I8, table: I8) -> None:
+    """``out[...] = table[out + 128]`` in place (the ``TABLE`` activation of CONV)."""
+    np.take(table, out.view(np.uint8) ^ np.uint8(0x80), out=out)
+
+
+def _no_table(act: Act | int) -> None:
+    if int(act) == Act.TABLE:
+        raise ValueError("act=table is defined for CONV only, not ELTWISE")
+
+
 #: Operand count from which ELTWISE uses a 64K-entry table of all (a, b) results.
 ELTWISE_LUT_MIN = 1 << 15
 
@@ -1116,6 +1154,7 @@ def eltwise_add(
     sa = float(_f32("scale_a", scale_a))
     sb = float(_f32("scale_b", scale_b))
     off = float(_f32("offset", offset))
+    _no_table(act)
     bounds = act_bounds(act, act_lo, act_hi)
     if a.size < ELTWISE_LUT_MIN:
         return _eltwise_direct(a, b, sa, sb, off, bounds)
@@ -1142,6 +1181,7 @@ def eltwise_table(
     sa = float(_f32("scale_a", scale_a))
     sb = float(_f32("scale_b", scale_b))
     off = float(_f32("offset", offset))
+    _no_table(act)
     return _eltwise_lut(sa, sb, off, act_bounds(act, act_lo, act_hi))
 
 

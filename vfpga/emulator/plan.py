@@ -62,6 +62,7 @@ from vfpga.isa.spec import (
     Opcode,
     PoolMode,
     TokenQueue,
+    conv_pbuf_bytes,
 )
 
 _L, _C, _S = Module.LOAD, Module.CALC, Module.SAVE
@@ -95,7 +96,8 @@ def calc_accesses(f: dict[str, int]) -> list[Access]:
         acc: list[Access] = [
             (Buffer.IBUF, f["in_addr"], in_h * in_w * in_c, 1, False),
             (Buffer.WBUF, f["w_addr"], out_c * kh * kw * (in_c // g), 1, False),
-            (Buffer.PBUF, f["p_addr"], out_c * PARAM_RECORD_BYTES, 4, False),
+            (Buffer.PBUF, f["p_addr"],
+             conv_pbuf_bytes(out_c, Act.NONE if f["acc_out"] else f["act"]), 4, False),
         ]
         if f["acc_in"]:
             acc.append((Buffer.ABUF, f["acc_addr"], oh * ow * out_c * 4, 4, False))
@@ -217,6 +219,9 @@ class _ConvStep:
             x, x_lead, w, w_lead, p, p_lead)
         self.acc_in = acc_in
         self.out = out
+        #: the pbuf view of the activation table of ``act = TABLE`` (else None); set by
+        #: :func:`_calc_step`
+        self.table: np.ndarray | None = None
         #: exact int32 sums and the fused output stage (``"int8"``, ``"int8-depthwise"``)
         self.int8 = geo.path in ("int8", "int8-depthwise")
         #: the output stage runs as one compiled pass (:mod:`vfpga.emulator.jit`)
@@ -256,6 +261,11 @@ class _ConvStep:
                               divisor=divisor, lo=self._lo, hi=self._hi, zp=self.out_zp)
 
     def __call__(self) -> None:
+        self._compute()
+        if self.table is not None:  # act=table: read at run time (pbuf may be reloaded)
+            kernels.apply_act_table(self.out, kernels.act_table(self.table))
+
+    def _compute(self) -> None:
         try:
             bias, scale, divisor = cast(_Params, self.p.lead() if self.p_lead else self.p.value)
         except ValueError as exc:
@@ -502,6 +512,11 @@ class SegmentPlan:
     #: fused accumulation chains (see :class:`_Chain`), flushed if a step faults
     chains: list[_Chain] = field(default_factory=list, repr=False)
 
+    def __post_init__(self) -> None:
+        #: the bytes all LOADs and all SAVEs of the segment move (added once per run)
+        self.load_total = sum(self.load_bytes)
+        self.save_total = sum(self.save_bytes)
+
     def run(self, core: Core) -> None:
         """Execute the segment on ``core`` (the one it was built for) and leave the core's
         sequence numbers and token counts as the interpreter would. A fault raised by a
@@ -529,8 +544,8 @@ class SegmentPlan:
         insns = counters.insns
         for name, n in self.insn_counts.items():
             insns[name] += n
-        counters.load_bytes += sum(self.load_bytes)
-        counters.save_bytes += sum(self.save_bytes)
+        counters.load_bytes += self.load_total
+        counters.save_bytes += self.save_total
         seq = core.seq
         for m in range(3):
             seq[m] += self.seq_delta[m]
@@ -544,7 +559,7 @@ class SegmentPlan:
 
 def token_counts(core: Core) -> tuple[int, ...]:
     """The core's token count of every queue of :data:`TOKEN_KEYS`."""
-    return tuple(len(core.tokens[k]) for k in TOKEN_KEYS)
+    return tuple(map(len, map(core.tokens.__getitem__, TOKEN_KEYS)))
 
 
 def _row_views(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -821,7 +836,10 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         oh, ow = geo.oh, geo.ow
         x = _view(Buffer.IBUF, f["in_addr"], (in_h, in_w, in_c), np.int8)
         w = _view(Buffer.WBUF, f["w_addr"], (out_c, kh, kw, in_c // g), np.int8)
-        p = _view(Buffer.PBUF, f["p_addr"], (out_c * PARAM_RECORD_BYTES,), np.uint8)
+        table_act = not acc_out and f["act"] == Act.TABLE
+        pall = _view(Buffer.PBUF, f["p_addr"],
+                     (conv_pbuf_bytes(out_c, Act.TABLE if table_act else Act.NONE),), np.uint8)
+        p = pall[: out_c * PARAM_RECORD_BYTES]
         acc_in = (_view(Buffer.ABUF, f["acc_addr"], (oh, ow, out_c), "<i4")
                   if f["acc_in"] else None)
         out = (_view(Buffer.ABUF, f["out_addr"], (oh, ow, out_c), "<i4", True) if acc_out
@@ -840,6 +858,8 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         ps, pl = slot(Buffer.PBUF, f["p_addr"], p, ("p", out_c, not acc_out),
                       partial(kernels.conv_params, out_c=out_c, validate=not acc_out), 0)
         step = _ConvStep(core, ctx, i, f, geo, xs, xl, ws, wl, ps, pl, acc_in, out)
+        if table_act:
+            step.table = pall[out_c * PARAM_RECORD_BYTES :].view(np.int8)
         if f["acc_in"]:
             step.acc_in_at = (f["acc_addr"], oh * ow * out_c * 4)
         if acc_out:

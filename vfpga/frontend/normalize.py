@@ -65,16 +65,19 @@ from vfpga.frontend.qgraph import shuffle_groups
 #: inputs are all constants are evaluated whatever their type).
 SUPPORTED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "Div", "Dropout", "Flatten", "Gather", "Gemm",
-    "GlobalAveragePool",
-    "Identity", "LRN", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMean", "Relu", "Reshape",
-    "Shape", "Softmax", "Squeeze", "Sub", "Sum", "Transpose", "Unsqueeze",
+    "ConstantOfShape", "Conv", "Div", "Dropout", "Elu", "Flatten", "Gather", "Gemm",
+    "GlobalAveragePool", "HardSigmoid", "HardSwish",
+    "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool", "Mul", "PRelu", "Pad", "ReduceMean",
+    "Relu",
+    "Reshape", "Shape", "Sigmoid", "Softmax", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
+    "Unsqueeze",
 )
 
 #: ONNX op types of a normalized model.
 NORMALIZED_OPS: tuple[str, ...] = (
-    "Add", "AveragePool", "Clip", "Concat", "Conv", "Gather", "GlobalAveragePool", "LRN",
-    "MaxPool", "Relu", "Reshape", "Softmax",
+    "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "GlobalAveragePool",
+    "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul", "Relu", "Reshape",
+    "Sigmoid", "Softmax", "Tanh",
 )
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -142,7 +145,9 @@ def normalize_with_report(
     _resolve_perms(g, report)
     _push_act_above_concat(g, report)
     g.remove_dead()
-    opset = max(TARGET_OPSET, fg.opset)
+    # HardSwish (from its written-out form too) exists from opset 14 on
+    hard_swish = 14 if any(n.op_type == "HardSwish" for n in g.nodes) else 0
+    opset = max(TARGET_OPSET, fg.opset, hard_swish)
     ir = min(max(fg.ir_version, 7), onnx.IR_VERSION)
     out = g.to_onnx(out_shapes, opset, ir)
     try:
@@ -546,10 +551,53 @@ class _Translator:
     def op_Mul(self, n: onnx.NodeProto) -> None:
         r = self.binary_const(n)
         if r is None:
-            raise self.err(n, "multiplying two feature maps is not supported (only by a "
-                              "per-channel constant)")
+            va, vb = self.act(n, 0), self.act(n, 1)
+            sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
+            if sa != sb or va.rank != vb.rank:
+                raise self.err(n, f"multiplying feature maps of shapes {sa} and {sb} "
+                                  "(broadcasting) is not supported")
+            self.emit(n, "Mul", [va.name, vb.name], n.output[0])
+            self.define(n.output[0], _Val(n.output[0], va.rank), sa)
+            return
         x, c, _ = r
         self.affine(n, x, c, np.zeros_like(c), "mul_const")
+
+    def _unary(self, n: onnx.NodeProto, **attrs: Any) -> None:
+        """An element-wise function of one map, kept as is (the lowering makes it a
+        256-entry table: vfpga/frontend/act_tables.py)."""
+        x = self.act(n, 0)
+        out = n.output[0]
+        self.emit(n, n.op_type, [x.name], out, **attrs)
+        self.define(out, _Val(out, x.rank), self.g.shapes[x.name])
+
+    def op_Sigmoid(self, n: onnx.NodeProto) -> None:
+        self._unary(n)
+
+    def op_Tanh(self, n: onnx.NodeProto) -> None:
+        self._unary(n)
+
+    def op_HardSwish(self, n: onnx.NodeProto) -> None:
+        self._unary(n)
+
+    def op_HardSigmoid(self, n: onnx.NodeProto) -> None:
+        self._unary(n, alpha=float(_attr(n, "alpha", 0.2)), beta=float(_attr(n, "beta", 0.5)))
+
+    def op_LeakyRelu(self, n: onnx.NodeProto) -> None:
+        self._unary(n, alpha=float(_attr(n, "alpha", 0.01)))
+
+    def op_PRelu(self, n: onnx.NodeProto) -> None:
+        """PRelu with one slope for every channel: LeakyRelu(alpha = slope)."""
+        slope = self.const(n, 1, "slope").reshape(-1)
+        if slope.size == 0 or not np.all(slope == slope[0]):
+            raise self.err(n, "PRelu with per-channel slopes is not supported yet (only one "
+                              "slope for every channel, which is a LeakyRelu)")
+        x = self.act(n, 0)
+        out = n.output[0]
+        self.emit(n, "LeakyRelu", [x.name], out, alpha=float(slope[0]))
+        self.define(out, _Val(out, x.rank), self.g.shapes[x.name])
+
+    def op_Elu(self, n: onnx.NodeProto) -> None:
+        self._unary(n, alpha=float(_attr(n, "alpha", 1.0)))
 
     def op_Div(self, n: onnx.NodeProto) -> None:
         r = self.binary_const(n)
@@ -570,7 +618,73 @@ class _Translator:
         else:
             self.affine(n, x, np.ones_like(c), -c, "sub_const")
 
+    def _scalar(self, t: str) -> float | None:
+        c = self.fg.consts.get(t)
+        return float(c.reshape(-1)[0]) if c is not None and c.size == 1 else None
+
+    def _only_user(self, t: str, op: str) -> onnx.NodeProto | None:
+        users = self.cons.get(t, [])
+        if len(users) == 1 and users[0].op_type == op and t not in self.fg.outputs:
+            return users[0]
+        return None
+
+    def _times_sixth(self, t: str) -> onnx.NodeProto | None:
+        """The single user of ``t`` computing ``t / 6`` or ``t * (1/6)``."""
+        d = self._only_user(t, "Div")
+        if d is not None and d.input[0] == t and self._scalar(d.input[1]) == 6.0:
+            return d
+        m = self._only_user(t, "Mul")
+        if m is not None:
+            other = m.input[1] if m.input[0] == t else m.input[0]
+            v = self._scalar(other)
+            if v is not None and abs(v * 6.0 - 1.0) < 1e-6:
+                return m
+        return None
+
+    def hard_swish_spelled(self, n: onnx.NodeProto) -> bool:
+        """``x * clip(x + 3, 0, 6) / 6`` (also with ``/ 6`` before the product, or
+        ``* (1/6)``) written out, as PaddleOCR and older exporters do: HardSwish(x)."""
+        if len(n.input) != 2 or self._scalar(n.input[1]) != 3.0 or self.is_const(n.input[0]):
+            return False
+        x = n.input[0]
+        clip = self._only_user(n.output[0], "Clip")
+        if clip is None:
+            return False
+        lo = self._scalar(clip.input[1]) if len(clip.input) > 1 and clip.input[1] else None
+        hi = self._scalar(clip.input[2]) if len(clip.input) > 2 and clip.input[2] else None
+        lo = float(_attr(clip, "min", -np.inf)) if lo is None else lo
+        hi = float(_attr(clip, "max", np.inf)) if hi is None else hi
+        if (lo, hi) != (0.0, 6.0):
+            return False
+        chain: list[onnx.NodeProto] = [clip]
+        t = clip.output[0]
+        six = self._times_sixth(t)
+        if six is not None:  # x * (clip / 6)
+            chain.append(six)
+            t = six.output[0]
+        users = self.cons.get(t, [])
+        if len(users) != 1 or users[0].op_type != "Mul" or t in self.fg.outputs:
+            return False
+        mul = users[0]
+        if sorted(mul.input) != sorted([x, t]):
+            return False
+        chain.append(mul)
+        if six is None:  # (x * clip) / 6
+            six = self._times_sixth(mul.output[0])
+            if six is None:
+                return False
+            chain.append(six)
+        xv = self.act(n, 0)
+        out = chain[-1].output[0]
+        self.emit(n, "HardSwish", [xv.name], out)
+        self.define(out, _Val(out, xv.rank), self.g.shapes[xv.name])
+        self.skip.update(c.name for c in chain)
+        self.report.rewrites["hard_swish_spelled"] += 1
+        return True
+
     def op_Add(self, n: onnx.NodeProto) -> None:
+        if self.hard_swish_spelled(n):
+            return
         r = self.binary_const(n)
         if r is not None:
             x, c, _ = r

@@ -58,6 +58,7 @@ import onnx
 from onnx import numpy_helper
 
 from vfpga.errors import FrontendError
+from vfpga.frontend import act_tables
 from vfpga.frontend.host_partition import HostSegment, encode, node_macs, segment_model
 from vfpga.frontend.qgraph import (
     SEGMENT_OP,
@@ -95,12 +96,25 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "Squeeze",
     "Unsqueeze",
     "Identity",
+    "Mul",
+    "Sigmoid",
+    "Tanh",
+    "HardSwish",
+    "HardSigmoid",
+    "LeakyRelu",
+    "Elu",
+    "Erf",
+    "Gelu",
 )
 #: Ops run on the host CPU in float32 (:class:`QHostOp`).
 HOST_OPS: tuple[str, ...] = ("Softmax", "LRN")
 _QDQ_GLUE = ("QuantizeLinear", "DequantizeLinear", "Constant")
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 _ACT_OPS = ("Relu", "Clip")
+#: Element-wise functions of one tensor, lowered to 256-entry tables (act_tables.py).
+UNARY_OPS: tuple[str, ...] = (
+    "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Erf", "Gelu",
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -274,7 +288,23 @@ class _Pending:
     segment: HostSegment | None = None
 
 
-_Value = _Const | _QVal | _Pending
+@dataclass
+class _Fn:
+    """An element-wise function of the int8 codes of one QGraph tensor ``src``, waiting
+    for its ``QuantizeLinear``: ``table_for(scale, zero_point)`` is the 256-entry int8
+    table of the quantized result (entry ``q + 128`` for code ``q`` of ``src``);
+    ``values`` the float32 result per code when it is a float op's output (``None`` after
+    an integer kernel such as ``QLinearMul``)."""
+
+    name: str
+    op_type: str
+    src: str
+    shape: tuple[int, ...]
+    table_for: Callable[[float, int], np.ndarray]
+    values: np.ndarray | None = None
+
+
+_Value = _Const | _QVal | _Pending | _Fn
 
 
 def _as4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -394,6 +424,8 @@ class _Lowerer:
         self.node_names: set[str] = set()
         self.onnx_int8: dict[str, tuple[str, int]] = {}
         self.inputs: list[str] = []
+        #: tensor -> (source tensor, int8 table): the tensor is ``table[source + 128]``
+        self.derived: dict[str, tuple[str, np.ndarray]] = {}
         self.cur: onnx.NodeProto | None = None
         self.cur_name = ""
         self._shapes: dict[str, tuple[int, ...]] | None = None
@@ -452,7 +484,7 @@ class _Lowerer:
     def qin(self, name: str) -> _QVal:
         """The input ``name`` as a dequantized QGraph tensor, checked against its 4-D form."""
         v = self.val(name)
-        if isinstance(v, _Pending):
+        if isinstance(v, _Pending | _Fn):
             raise self.err(
                 f"input '{name}' is the float output of node '{v.name}' ({v.op_type}) with no "
                 "QuantizeLinear/DequantizeLinear pair in between; quantize the model with "
@@ -580,7 +612,7 @@ class _Lowerer:
                 seg.consts[i] = v.value
             elif isinstance(v, _QVal):
                 seg.inputs[i] = (v.tensor, v.shape)
-            elif v.segment is not None:
+            elif isinstance(v, _Pending) and v.segment is not None:
                 seg.merge(v.segment)
             else:
                 raise self.err(
@@ -681,6 +713,8 @@ class _Lowerer:
             "Gather": self.lower_gather,
             "Softmax": self.lower_host,
             "LRN": self.lower_host,
+            "Mul": self.lower_mul,
+            **{u: self.lower_unary for u in UNARY_OPS},
         }.get(op)
         if handler is None:
             raise self.unsupported(node, f"op type {op} is not supported")
@@ -740,6 +774,9 @@ class _Lowerer:
             self.nodes.append(self.requant_conv(self.node_name(self.cur_name), t_in, t_out, Act()))
             self.values[out] = _QVal(t_out.name, v.shape)
             self.onnx_int8[t_out.name] = (out, offset)
+            return
+        if isinstance(v, _Fn):
+            self.quantize_fn(v, src, out, s, z, offset)
             return
         t = self.add_tensor(src, v.shape4, s, z)
         self.nodes.extend(self.materialize(v, t))
@@ -867,6 +904,11 @@ class _Lowerer:
             self.values[node.output[0]] = self.input_act(node, lo, hi)
             return
         v = self.val(node.input[0])
+        if isinstance(v, _Fn):
+            self.values[node.output[0]] = self.fn_apply(
+                node, v, lambda x: np.clip(x, np.float32(-np.inf if lo is None else lo),
+                                           np.float32(np.inf if hi is None else hi)))
+            return
         if isinstance(v, _Pending):
             if v.host:
                 raise self.err(
@@ -934,6 +976,101 @@ class _Lowerer:
             act=act,
             divisor=exact_f32(t_out.scale),
         )
+
+    # ---- element-wise functions of one tensor: 256-entry tables ---------------------
+
+    def source_of(self, tensor: str) -> tuple[str, np.ndarray]:
+        """``(source, table)`` with ``tensor == table[source + 128]`` element-wise (the
+        tensor itself and the identity table unless a table node computed it)."""
+        return self.derived.get(tensor, (tensor, act_tables.CODES))
+
+    def fn_of(self, name: str) -> _Fn:
+        """The input ``name`` (a quantized tensor, or a pending float function) as a
+        function of the codes of its source tensor."""
+        v = self.val(name)
+        if isinstance(v, _Fn):
+            return v
+        qv = self.qin(name)
+        t = self.tensors[qv.tensor]
+        src, table = self.source_of(t.name)
+        vals = act_tables.dequantize(table, t.scale, t.zero_point)
+        return _Fn(qv.tensor, "DequantizeLinear", src, qv.shape,
+                   lambda sc, zp: act_tables.quantize(vals, sc, zp), vals)
+
+    def fn_apply(self, node: onnx.NodeProto, v: _Fn,
+                 f: Callable[[np.ndarray], np.ndarray]) -> _Fn:
+        if v.values is None:
+            raise self.err(f"'{v.name}' ({v.op_type}) must be quantized before {node.op_type}")
+        vals = f(v.values).astype(np.float32)
+        return _Fn(self.cur_name, node.op_type, v.src, v.shape,
+                   lambda sc, zp: act_tables.quantize(vals, sc, zp), vals)
+
+    def lower_unary(self, node: onnx.NodeProto) -> None:
+        """``DQ -> f -> Q`` for an element-wise ``f`` of one input (:data:`UNARY_OPS`)."""
+        a = _attrs(node)
+        op = node.op_type
+        fns: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+            "Sigmoid": act_tables.sigmoid,
+            "Tanh": act_tables.tanh,
+            "HardSwish": act_tables.hard_swish,
+            "HardSigmoid": lambda x: act_tables.hard_sigmoid(
+                x, float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))),
+            "LeakyRelu": lambda x: act_tables.leaky_relu(x, float(a.get("alpha", 0.01))),
+            "Elu": lambda x: act_tables.elu(x, float(a.get("alpha", 1.0))),
+            "Erf": act_tables.erf,
+            "Gelu": lambda x: act_tables.gelu(x, str(a.get("approximate", "none"))),
+        }
+        self.values[node.output[0]] = self.fn_apply(node, self.fn_of(node.input[0]), fns[op])
+
+    def lower_mul(self, node: onnx.NodeProto) -> None:
+        """``DQ(a), DQ(b) -> Mul -> Q`` where ``a`` and ``b`` are functions of one source
+        tensor (``x * sigmoid(x)``): a table of that source, computed with ORT's
+        ``QLinearMul`` arithmetic (:func:`vfpga.frontend.act_tables.qlinear_mul`)."""
+        fa, fb = self.fn_of(node.input[0]), self.fn_of(node.input[1])
+        if fa.src != fb.src or fa.shape != fb.shape:
+            raise self.unsupported(
+                node, "Mul of two different feature maps is not supported yet (only of "
+                "functions of one map, such as x * sigmoid(x))")
+        qa, qb = self.val(node.input[0]), self.val(node.input[1])
+        if isinstance(qa, _QVal) and isinstance(qb, _QVal):
+            ta, tb = self.tensors[qa.tensor], self.tensors[qb.tensor]
+            ca, cb = self.source_of(ta.name)[1], self.source_of(tb.name)[1]
+
+            def table_for(sc: float, zp: int) -> np.ndarray:
+                return act_tables.qlinear_mul(ca, ta.scale, ta.zero_point,
+                                              cb, tb.scale, tb.zero_point, sc, zp)
+
+            self.values[node.output[0]] = _Fn(self.cur_name, "Mul", fa.src, fa.shape,
+                                              table_for)
+            return
+        if fa.values is None or fb.values is None:
+            raise self.err("Mul of an unquantized integer result")
+        vals = (fa.values * fb.values).astype(np.float32)
+        self.values[node.output[0]] = _Fn(self.cur_name, "Mul", fa.src, fa.shape,
+                                          lambda sc, zp: act_tables.quantize(vals, sc, zp), vals)
+
+    def quantize_fn(self, v: _Fn, src: str, out: str, s: float, z: int, offset: int) -> None:
+        """The ``QuantizeLinear`` of a function of one tensor: a table node."""
+        t_src = self.tensors[v.src]
+        table = np.asarray(v.table_for(s, z), dtype=np.int8)
+        t = self.add_tensor(src, t_src.shape, s, z)
+        self.nodes.append(self.table_conv(self.node_name(v.name), t_src, t, table))
+        self.derived[t.name] = (v.src, table)
+        self.values[out] = _QVal(t.name, v.shape)
+        self.onnx_int8[t.name] = (out, offset)
+
+    def table_conv(self, name: str, t_in: QTensor, t_out: QTensor, table: np.ndarray) -> QConv:
+        """``t_out = table[t_in + 128]``: a depthwise 1x1 unit-weight QConv that copies
+        its input exactly (``acc = q - zp``, scale 1, divisor 1, added back to the same
+        zero point) and looks the copy up in ``table``."""
+        c = t_in.shape[1]
+        m, s = mult_shift(1.0)
+        zp = t_in.zero_point
+        return QConv(
+            name=name, input=t_in.name, output=t_out.name,
+            weight=np.ones((c, 1, 1, 1), dtype=np.int8), bias=np.zeros(c, dtype=np.int32),
+            multiplier=np.full(c, m, dtype=np.int32), shift=np.full(c, s, dtype=np.int32),
+            groups=c, act=Act("table", zp, zp, tuple(int(v) for v in table)), divisor=1.0)
 
     # ---- Conv -----------------------------------------------------------------------
 
@@ -1334,6 +1471,12 @@ class _Lowerer:
                 self.nodes.extend(v.build_float(t))
                 out_tensors.append((o.name, t.name, v.shape))
                 continue
+            if isinstance(v, _Fn):
+                raise FrontendError(
+                    f"{self.source}: graph output '{o.name}' is the float output of node "
+                    f"'{v.name}' ({v.op_type}) with no QuantizeLinear; quantize it (vfpga "
+                    "quantize) or end the graph with a QuantizeLinear/DequantizeLinear pair"
+                )
             out_tensors.append((o.name, v.tensor, v.shape))
         # rename the tensors of graph outputs after the ONNX outputs
         used = [t for _, t, _ in out_tensors]
@@ -1413,23 +1556,13 @@ def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
     output is a graph output); with one, it is folded into the QConv/QAdd producing the
     input when that producer has no activation yet and nothing else reads its output (not
     a graph output either)."""
-    readers: dict[str, int] = {}
-    for n in g.nodes:
-        for i in node_inputs(n):
-            readers[i] = readers.get(i, 0) + 1
+    readers = _reader_counts(g)
     producer = {n.output: n for n in g.nodes}
     drop: set[int] = set()
     for idx, n in enumerate(g.nodes):
-        if not (
-            isinstance(n, QConv)
-            and n.groups == n.weight.shape[0]
-            and n.weight.shape[1:] == (1, 1, 1)
-            and np.all(n.weight == 1)
-            and np.all(n.bias == 0)
-            and n.strides == (1, 1)
-            and n.pads == (0, 0, 0, 0)
-        ):
+        if not _is_unit_copy(n):
             continue
+        assert isinstance(n, QConv)
         t_in, t_out = g.tensors[n.input], g.tensors[n.output]
         if not (_same_quant(t_in, t_out) and _is_identity_requant(n)):
             continue
@@ -1458,6 +1591,89 @@ def _fuse_activations(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
     g.nodes = [n for i, n in enumerate(g.nodes) if i not in drop]
 
 
+def _reader_counts(g: QGraph) -> dict[str, int]:
+    """How many node inputs read each tensor."""
+    readers: dict[str, int] = {}
+    for n in g.nodes:
+        for i in node_inputs(n):
+            readers[i] = readers.get(i, 0) + 1
+    return readers
+
+
+def _is_unit_copy(n: QNode) -> bool:
+    """A depthwise 1x1 QConv with unit weights and zero bias (a requantizing copy)."""
+    return (
+        isinstance(n, QConv)
+        and n.groups == n.weight.shape[0]
+        and n.weight.shape[1:] == (1, 1, 1)
+        and bool(np.all(n.weight == 1))
+        and bool(np.all(n.bias == 0))
+        and n.strides == (1, 1)
+        and n.pads == (0, 0, 0, 0)
+    )
+
+
+def _is_table_copy(n: QNode) -> bool:
+    """A table node of :meth:`_Lowering.table_conv`: unit copy with scale and divisor 1
+    and a ``table`` activation."""
+    return (
+        _is_unit_copy(n)
+        and isinstance(n, QConv)
+        and n.act.kind == "table"
+        and float(np.float32(n.divisor)) == 1.0
+        and all(requant_scale(int(m), int(s)) == 1.0
+                for m, s in zip(n.multiplier, n.shift, strict=True))
+    )
+
+
+def _fuse_tables(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
+    """Drop table nodes nobody reads (``x * sigmoid(x)`` reads ``x`` through one table
+    computed from ``x``, not the sigmoid's), then fold each table node into the QConv
+    producing its input when nothing else reads that input: the producer's clamp
+    (``relu``/``relu6``) or earlier table is composed into the table, and the producer
+    requantizes to the intermediate zero point (:meth:`Act.stage_zp`)."""
+    while True:
+        read = {i for n in g.nodes for i in node_inputs(n)}
+        dead = [n for n in g.nodes
+                if _is_table_copy(n) and n.output not in read and n.output not in g.outputs]
+        if not dead:
+            break
+        for n in dead:
+            g.nodes.remove(n)
+            del g.tensors[n.output]
+            onnx_int8.pop(n.output, None)
+    readers = _reader_counts(g)
+    producer = {n.output: n for n in g.nodes}
+    drop: set[int] = set()
+    for idx, n in enumerate(g.nodes):
+        if not _is_table_copy(n):
+            continue
+        assert isinstance(n, QConv)
+        p = producer.get(n.input)
+        if (
+            not isinstance(p, QConv)
+            or readers.get(n.input, 0) != 1
+            or n.input in g.outputs
+            or n.act.lo != g.tensors[n.input].zero_point
+        ):
+            continue
+        outer = np.asarray(n.act.table, dtype=np.int8)
+        if p.act.kind == "table":
+            inner = np.asarray(p.act.table, dtype=np.int8)
+        else:
+            lo, hi = (-128, 127) if p.act.kind == "none" else (
+                (p.act.lo, 127) if p.act.kind == "relu" else (min(p.act.lo, p.act.hi), p.act.hi))
+            inner = np.clip(act_tables.CODES, lo, hi).astype(np.int8)
+        zp = p.act.lo if p.act.kind == "table" else n.act.lo
+        p.act = Act("table", zp, zp, tuple(int(v) for v in act_tables.compose(outer, inner)))
+        p.output = n.output
+        producer[n.output] = p
+        del g.tensors[n.input]
+        onnx_int8.pop(n.input, None)
+        drop.add(idx)
+    g.nodes = [n for i, n in enumerate(g.nodes) if i not in drop]
+
+
 def lower_qdq_mapped(model: onnx.ModelProto, source: str = "<model>") -> LoweringResult:
     """Lower a QDQ model and keep the map from QGraph tensors to ONNX int8 tensors (for
     layer-by-layer comparison with ONNX Runtime). See :func:`lower_qdq`."""
@@ -1465,6 +1681,7 @@ def lower_qdq_mapped(model: onnx.ModelProto, source: str = "<model>") -> Lowerin
         raise TypeError("lower_qdq expects an onnx.ModelProto")
     res = _Lowerer(model, source).run()
     _fuse_activations(res.graph, res.onnx_int8)
+    _fuse_tables(res.graph, res.onnx_int8)
     return res
 
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-ActKind = Literal["none", "relu", "relu6"]
+ActKind = Literal["none", "relu", "relu6", "table"]
 PoolKind = Literal["max", "avg", "global_avg"]
 
 
@@ -49,11 +49,22 @@ class QTensor:
 @dataclass
 class Act:
     """Activation after requantization: ``relu`` clamps below at ``lo`` (the output zero
-    point), ``relu6`` clamps to ``[lo, hi]`` (``hi`` is 6.0 quantized)."""
+    point), ``relu6`` clamps to ``[lo, hi]`` (``hi`` is 6.0 quantized); ``table`` (QConv
+    only) maps each saturated int8 value ``y`` to ``table[y + 128]`` (256 int8 entries:
+    an element-wise function such as sigmoid or hard-swish from the conv's intermediate
+    quantization to the output's, built by :mod:`vfpga.frontend.act_tables`); then
+    ``lo == hi`` is the zero point of that intermediate quantization, the one the
+    requantization adds (:meth:`stage_zp`)."""
 
     kind: ActKind = "none"
     lo: int = -128
     hi: int = 127
+    table: tuple[int, ...] = ()
+
+    def stage_zp(self, out_zp: int) -> int:
+        """The zero point the requantization adds before the activation: the output's
+        ``out_zp``, or with a ``table`` the intermediate one (``lo``)."""
+        return self.lo if self.kind == "table" else out_zp
 
 
 @dataclass

@@ -109,11 +109,15 @@ class Act(IntEnum):
 
     ``NONE``: y unchanged. ``RELU``: y = max(y, act_lo) (act_lo is the output zero point).
     ``RELU6``: y = min(max(y, act_lo), act_hi) (act_hi is 6.0 quantized).
+    ``TABLE`` (CONV only): y = T[y + 128], ``T`` the :data:`ACT_TABLE_BYTES` int8 entries
+    that follow the instruction's ``out_c`` parameter records in pbuf (an element-wise
+    function of one int8 value: sigmoid, hard-swish, ...; ``act_lo``/``act_hi`` unused).
     """
 
     NONE = 0
     RELU = 1
     RELU6 = 2
+    TABLE = 3
 
 
 class PoolMode(IntEnum):
@@ -278,7 +282,8 @@ FLAG_FIELDS: dict[Opcode, tuple[FlagField, ...]] = {
         FlagField("from", 0, 3, "Source buffer: obuf.", Buffer),
     ),
     Opcode.CONV: (
-        FlagField("act", 0, 2, "Activation: none, relu, relu6.", Act),
+        FlagField("act", 0, 2, "Activation: none, relu, relu6, table (256 int8 entries "
+                  "after the parameter records in pbuf).", Act),
         FlagField("acc_in", 2, 1, "1: start from abuf partial sums at acc_addr, not the bias."),
         FlagField("acc_out", 3, 1, "1: write int32 partial sums to abuf at out_addr, no "
                   "requantization."),
@@ -301,6 +306,17 @@ SAVE_SOURCES = (Buffer.OBUF,)
 #: Size of one per-output-channel parameter record in pbuf: bias (int32), scale (float32),
 #: divisor (float32), little-endian (ISA version 2).
 PARAM_RECORD_BYTES = 12
+
+#: Size of the int8 lookup table a CONV with ``act = TABLE`` reads in pbuf right after its
+#: ``out_c`` parameter records: one entry per int8 value, indexed by ``y + 128``.
+ACT_TABLE_BYTES = 256
+
+
+def conv_pbuf_bytes(out_c: int, act: int) -> int:
+    """Bytes of pbuf a CONV reads at ``p_addr``: its parameter records, and with
+    ``act = TABLE`` the activation table after them."""
+    return out_c * PARAM_RECORD_BYTES + (ACT_TABLE_BYTES if act == Act.TABLE else 0)
+
 
 #: The pbuf parameter record as a numpy dtype (:data:`PARAM_RECORD_BYTES` bytes).
 PARAM_RECORD_DTYPE: np.dtype = np.dtype([("bias", "<i4"), ("scale", "<f4"), ("divisor", "<f4")])

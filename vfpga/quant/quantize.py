@@ -41,7 +41,8 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 #: Op types handed to ``quantize_static`` (every op of the normalized set).
 OPS_TO_QUANTIZE: tuple[str, ...] = (
     "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
-    "Softmax", "LRN", "Reshape", "Gather",
+    "Softmax", "LRN", "Reshape", "Gather", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
+    "Tanh", "LeakyRelu", "Elu",
 )
 
 #: Ops whose output ``quantize_static`` gives the quantization of their input.

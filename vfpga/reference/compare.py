@@ -54,20 +54,28 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def ort_session(model: onnx.ModelProto, extra_outputs: Sequence[str] = ()) -> InferenceSession:
     """An ONNX Runtime CPU session of ``model`` with ``extra_outputs`` (names of tensors
-    inside the graph) added as graph outputs."""
+    inside the graph) added as graph outputs. ``model`` is left as it was, but holds the
+    extra outputs while it is serialized: do not share it with another thread meanwhile."""
     import onnxruntime as ort
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    for name in extra_outputs:
-        if name not in have:
-            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-            have.add(name)
+    # the outputs are appended to ``model`` itself for the serialization and removed again
+    # (``model`` ends unchanged): a copy of the whole model would hold every weight once
+    # more (VGG-16: 138 MB) while the session is built
+    outputs = model.graph.output
+    n_outputs = len(outputs)
+    have = {o.name for o in outputs}
+    try:
+        for name in extra_outputs:
+            if name not in have:
+                outputs.append(onnx.helper.make_empty_tensor_value_info(name))
+                have.add(name)
+        data = model.SerializeToString()
+    finally:
+        del outputs[n_outputs:]
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.intra_op_num_threads = 1
-    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
 def _input_info(model: onnx.ModelProto) -> tuple[str, tuple[int, ...]]:

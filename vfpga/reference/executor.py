@@ -56,6 +56,8 @@ class ReferenceError(VfpgaError):
 
 
 def _act(y: np.ndarray, act: Act) -> np.ndarray:
+    if act.kind == "table":  # y is saturated int8: index y + 128
+        return np.asarray(act.table, dtype=np.int64)[y.astype(np.int64) + 128]
     if act.kind == "relu":
         y = np.maximum(y, act.lo)
     elif act.kind == "relu6":
@@ -322,7 +324,8 @@ def run_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
     try:
         if isinstance(node, QConv):
             return run_conv(
-                vals[node.input], t[node.input].zero_point, t[node.output].zero_point, node
+                vals[node.input], t[node.input].zero_point,
+                node.act.stage_zp(t[node.output].zero_point), node
             )
         if isinstance(node, QPool):
             ti, to = t[node.input], t[node.output]
