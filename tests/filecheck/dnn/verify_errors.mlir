@@ -138,14 +138,14 @@ dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
 // -----
 // CHECK: dnn.conv "c": divisor must be finite and > 0, got inf
 dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
-  %c = "dnn.conv"(%x) <{name = "c", out = "c", weight = dense<1> : tensor<2x4x1x1xi8>, bias = array<i32: 0, 0>, multiplier = array<i32: 1, 1>, shift = array<i32: 1, 1>, divisor = 0x7F800000 : f32, strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, groups = 1 : i64, act = "none", act_range = array<i64: -128, 127>}> : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  %c = "dnn.conv"(%x) <{name = "c", out = "c", weight = dense<1> : tensor<2x4x1x1xi8>, bias = array<i32: 0, 0>, multiplier = array<i32: 1, 1>, shift = array<i32: 1, 1>, divisor = 0x7F800000 : f32, strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, groups = 1 : i64, act = "none", act_range = array<i64: -128, 127>, act_table = array<i32>}> : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
   dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
 }
 
 // -----
 // CHECK: dnn.conv "c": divisor must be an f32 value, got f64
 dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
-  %c = "dnn.conv"(%x) <{name = "c", out = "c", weight = dense<1> : tensor<2x4x1x1xi8>, bias = array<i32: 0, 0>, multiplier = array<i32: 1, 1>, shift = array<i32: 1, 1>, divisor = 2.0 : f64, strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, groups = 1 : i64, act = "none", act_range = array<i64: -128, 127>}> : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  %c = "dnn.conv"(%x) <{name = "c", out = "c", weight = dense<1> : tensor<2x4x1x1xi8>, bias = array<i32: 0, 0>, multiplier = array<i32: 1, 1>, shift = array<i32: 1, 1>, divisor = 2.0 : f64, strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, groups = 1 : i64, act = "none", act_range = array<i64: -128, 127>, act_table = array<i32>}> : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
   dnn.return %c : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
 }
 

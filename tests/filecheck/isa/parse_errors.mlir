@@ -18,7 +18,7 @@ isa.load n0=70000
 isa.load deps [wait_later]
 
 // -----
-// CHECK: for 'act' (or one of none, relu, relu6)
+// CHECK: for 'act' (or one of none, relu, relu6, table)
 isa.conv act=gelu
 
 // -----
