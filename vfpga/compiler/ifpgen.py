@@ -85,6 +85,8 @@ class LayerSpec:
     #: once per layer (:func:`pool_params`, :func:`eltwise_params`)
     calc_fields: dict[str, float | int] = field(default_factory=dict)
     plan_cache: dict[tuple, _Plan] = field(default_factory=dict, repr=False, compare=False)
+    fit_cache: dict[tuple, _Plan | None] = field(default_factory=dict, repr=False,
+                                                compare=False)
 
     @property
     def cig(self) -> int:
@@ -238,7 +240,18 @@ def oc_segments(spec: LayerSpec, tile: Tile, og: int) -> list[tuple[int, int]]:
 
 
 def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
-    """Largest band height for ``og`` channels on a ``wt``-wide tile, or None."""
+    """Largest band height for ``og`` channels on a ``wt``-wide tile, or None (computed
+    once per layer, width, group size and hardware: tiles of many shapes ask again)."""
+    key = (wt, og, id(hw))
+    try:
+        return spec.fit_cache[key]
+    except KeyError:
+        pass
+    plan = spec.fit_cache[key] = _fit_uncached(spec, wt, og, hw)
+    return plan
+
+
+def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
     b = hw.buffers
     kh, kw = spec.kernel
     sh, sw = spec.stride
@@ -326,7 +339,8 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
         p = _fit(spec, wt, og, hw)
         if p is None:
             continue
-        groups = len(oc_segments(spec, tile, og))
+        groups = (len(oc_segments(spec, tile, og)) if spec.grouped
+                  else len(range(tile.c0, tile.c1, og)))
         bands = -(-oh // p.rb)
         chunks = -(-c // p.chunk) if p.chunk else 1
         rows_in = min(h + spec.pads[0] + spec.pads[1],

@@ -16,6 +16,7 @@ Python floats.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,6 +248,19 @@ def payload_field_names(op: Opcode) -> list[str]:
     return [f.name for f in PAYLOAD_FIELDS[op]]
 
 
+def _int_matrix(dicts: list[dict[str, Any]], int_keys: list[str], n_keys: int,
+                ) -> np.ndarray | None:
+    """The integer fields ``int_keys`` of every dict as one int64 matrix (row per dict,
+    column per key, values truncated like ``int()``), read with one C-level getter call
+    per dict; None when some dict lacks one of the ``n_keys`` keys of the batch (the
+    caller then reads column by column with default 0)."""
+    if not int_keys or any(len(d) != n_keys for d in dicts):
+        return None
+    get = operator.itemgetter(*int_keys)
+    rows = [get(d) for d in dicts]
+    return np.array(rows, dtype=np.int64).reshape(len(dicts), len(int_keys))
+
+
 def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
     """Encode many instructions at once (one structured array per opcode, filled column
     by column). Each dict holds header, payload and flag fields by name, as for
@@ -268,11 +282,16 @@ def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
         flag_fields = {f.name: f for f in FLAG_FIELDS[op]}
         flags = np.zeros(len(idx), dtype=np.int64)
         floats = FLOAT_FIELDS[op]
+        int_keys = sorted(k for k in keys if k not in floats)
+        matrix = _int_matrix(dicts, int_keys, len(keys))
         for key in keys:
             if key in floats:
                 arr[key] = _float_column(op, key, [d.get(key, 0.0) for d in dicts])
                 continue
-            col = np.array([int(d.get(key, 0)) for d in dicts], dtype=np.int64)
+            if matrix is not None:
+                col = matrix[:, int_keys.index(key)]
+            else:
+                col = np.array([int(d.get(key, 0)) for d in dicts], dtype=np.int64)
             if key in flag_fields:
                 ff = flag_fields[key]
                 if (col < 0).any() or (col >= (1 << ff.width)).any():
