@@ -248,17 +248,23 @@ def payload_field_names(op: Opcode) -> list[str]:
     return [f.name for f in PAYLOAD_FIELDS[op]]
 
 
-def _int_matrix(dicts: list[dict[str, Any]], int_keys: list[str], n_keys: int,
-                ) -> np.ndarray | None:
+def _int_matrix(dicts: list[dict[str, Any]], int_keys: list[str]) -> np.ndarray:
     """The integer fields ``int_keys`` of every dict as one int64 matrix (row per dict,
-    column per key, values truncated like ``int()``), read with one C-level getter call
-    per dict; None when some dict lacks one of the ``n_keys`` keys of the batch (the
-    caller then reads column by column with default 0)."""
-    if not int_keys or any(len(d) != n_keys for d in dicts):
-        return None
-    get = operator.itemgetter(*int_keys)
-    rows = [get(d) for d in dicts]
-    return np.array(rows, dtype=np.int64).reshape(len(dicts), len(int_keys))
+    column per key, values truncated like ``int()``, a missing field 0). The dicts are
+    grouped by key set and each is read with one C-level getter call."""
+    mat = np.zeros((len(dicts), len(int_keys)), dtype=np.int64)
+    col_of = {k: j for j, k in enumerate(int_keys)}
+    groups: dict[frozenset[str], list[int]] = {}
+    for i, d in enumerate(dicts):
+        groups.setdefault(frozenset(d), []).append(i)
+    for present, rows in groups.items():
+        keys = [k for k in int_keys if k in present]
+        if not keys:
+            continue
+        get = operator.itemgetter(*keys)
+        vals = np.array([get(dicts[i]) for i in rows], dtype=np.int64)
+        mat[np.ix_(rows, [col_of[k] for k in keys])] = vals.reshape(len(rows), len(keys))
+    return mat
 
 
 def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
@@ -283,15 +289,12 @@ def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
         flags = np.zeros(len(idx), dtype=np.int64)
         floats = FLOAT_FIELDS[op]
         int_keys = sorted(k for k in keys if k not in floats)
-        matrix = _int_matrix(dicts, int_keys, len(keys))
+        matrix = _int_matrix(dicts, int_keys)
         for key in keys:
             if key in floats:
                 arr[key] = _float_column(op, key, [d.get(key, 0.0) for d in dicts])
                 continue
-            if matrix is not None:
-                col = matrix[:, int_keys.index(key)]
-            else:
-                col = np.array([int(d.get(key, 0)) for d in dicts], dtype=np.int64)
+            col = matrix[:, int_keys.index(key)]
             if key in flag_fields:
                 ff = flag_fields[key]
                 if (col < 0).any() or (col >= (1 << ff.width)).any():
