@@ -277,23 +277,15 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Pla
         if spec.in_shape[1] * spec.in_shape[2] * og * 2 > b["ibuf"]:
             return None
         return _Plan(og, 1, 0, spec.in_shape[2])
-    n_in = 2 if spec.kind == "add" else 1
-    best = 0
-    lo, hi = 1, oh
-    while lo <= hi:  # binary search the band height
-        rb = (lo + hi) // 2
-        in_rows = (rb - 1) * sh + kh
-        ok = 2 * n_in * in_rows * in_cols * ic <= b["ibuf"] and 2 * rb * wt * og <= b["obuf"]
-        if spec.kind == "add":
-            ok = 2 * 2 * rb * wt * og <= b["ibuf"] and 2 * rb * wt * og <= b["obuf"]
-        if chunk:
-            ok = ok and rb * wt * og * 4 <= b["abuf"]
-        if ok:
-            best = rb
-            lo = rb + 1
-        else:
-            hi = rb - 1
-    if best == 0:
+    # the largest band height meeting every (monotone) buffer bound, in closed form
+    best = min(oh, b["obuf"] // (2 * wt * og))
+    if spec.kind == "add":
+        best = min(best, b["ibuf"] // (2 * 2 * wt * og))
+    else:  # input rows (rb - 1) * sh + kh, double-buffered
+        best = min(best, (b["ibuf"] // (2 * in_cols * ic) - kh) // sh + 1)
+    if chunk:
+        best = min(best, b["abuf"] // (wt * og * 4))
+    if best < 1:
         return None
     return _Plan(og, best, chunk, in_cols)
 
