@@ -93,11 +93,14 @@ def test_compile_errors(tiny, tmp_path):
     assert res.exit_code != 0 and "bad.onnx" in res.output
     res = invoke("compile", str(tiny), "-o", str(out), "--cores", "17")
     assert res.exit_code != 0 and "--cores 17" in res.output
-    weird = tiny_model(tmp_path / "weird.onnx", extra_op="Erf")
-    res = invoke("compile", str(weird), "-o", str(out))
+    weird = tiny_model(tmp_path / "weird.onnx", extra_op="Sin")
+    res = invoke("compile", str(weird), "-o", str(out), "--strict")
     assert res.exit_code != 0
-    assert "weird_node" in res.output and "Erf" in res.output
+    assert "weird_node" in res.output and "Sin" in res.output
     assert not out.exists()
+    res = invoke("compile", str(weird), "-o", str(out))  # Sin runs on the host
+    assert res.exit_code == 0, res.output
+    assert "host segments" in res.output and "weird_node" in res.output
 
 
 def test_onnx_mlir_and_vfpga_opt_give_the_same_binary(tiny, tmp_path):

@@ -20,6 +20,7 @@ from vfpga.cli.options import (
     target_options,
 )
 from vfpga.errors import VfpgaError
+from vfpga.frontend.qgraph import SEGMENT_OP
 from vfpga.hw import HardwareConfig, HardwareConfigError, load_hw
 
 
@@ -93,9 +94,48 @@ def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
               ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
     t.add_row("free (views)", str(concats), "0", "concatenations written in place")
     host_types = Counter(n.op_type for n in host)
-    t.add_row("host CPU", str(len(host)), "0 (not MAC work)",
+    host_macs = sum(int(n.attrs.get("macs", 0)) for n in host if n.op_type == SEGMENT_OP)
+    t.add_row("host CPU", str(len(host)), f"{host_macs:,}",
               ", ".join(f"{v} {k}" for k, v in sorted(host_types.items())) or "-")
     return t
+
+
+def host_segments(res) -> list:
+    """The compiled module's host segments (``OnnxSegment`` host ops)."""
+    return [n for n in res.host_ops if n.op_type == SEGMENT_OP]
+
+
+def segment_table(res) -> Table | None:
+    """Every host segment of the compiled module: its source nodes, their op types, why
+    each is not on the accelerator, and its MACs (``None`` without segments)."""
+    segs = host_segments(res)
+    if not segs:
+        return None
+    t = Table(title="host segments (ONNX subgraphs run by onnxruntime)")
+    for col in ("segment", "nodes", "op types", "why not on the accelerator"):
+        t.add_column(col)
+    t.add_column("MACs", justify="right")
+    for n in segs:
+        a = n.attrs
+        t.add_row(n.name, "\n".join(a.get("nodes", [])), "\n".join(a.get("ops", [])),
+                  "\n".join(a.get("reasons", [])), f"{int(a.get('macs', 0)):,}")
+    return t
+
+
+def strict_error(res) -> VfpgaError | None:
+    """``--strict``: one error listing every node the host segments hold (``None`` when
+    everything but Softmax/LRN runs on the accelerator)."""
+    rows = []
+    for n in host_segments(res):
+        a = n.attrs
+        rows += [f"'{nm}' ({op}): {why}" for nm, op, why in
+                 zip(a.get("nodes", []), a.get("ops", []), a.get("reasons", []), strict=False)]
+    if not rows:
+        return None
+    rows = list(dict.fromkeys(rows))
+    return VfpgaError(f"--strict: {len(rows)} node(s) cannot run on the accelerator and "
+                      f"would run on the host: {'; '.join(rows)}. Drop --strict to run them "
+                      "on the host, or replace these ops in the model")
 
 
 def timing_table(res) -> Table:
@@ -141,11 +181,14 @@ def pipeline_options(f):
               help="Print the seconds spent in each pass, verification and linking.")
 @click.option("--print-pipeline", is_flag=True,
               help="Print the default pass pipeline (for --hw/--cores) and exit.")
+@click.option("--strict", is_flag=True,
+              help="Fail (one error listing every such node) instead of running ops the "
+                   "accelerator cannot run on the host.")
 def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
              calib_dir: Path | None, calib_random: int | None, seed: int,
              input_shape: tuple[str, ...], passes: str | None,
              print_ir_after: tuple[str, ...], time_passes: bool,
-             print_pipeline: bool) -> None:
+             print_pipeline: bool, strict: bool) -> None:
     """Compile MODEL into an accelerator binary through the pass pipeline.
 
     MODEL is an ONNX model (fp32: quantized first; or QDQ) or a .mlir file: the dnn IR
@@ -169,6 +212,8 @@ def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
     check_writable(output)
     _loaded, res, secs = _compile(model, hw, cores, cal, console, passes, print_ir_after,
                                   keep_model=False, input_shape=input_shape)
+    if strict and (err := strict_error(res)) is not None:
+        raise err
     if res.vfb.hw_fingerprint != hw.fingerprint and passes is not None:
         console.print(f"note: the pipeline tiled for hardware '{res.vfb.hw_name}'")
     write_vfb(output, res.vfb)
@@ -176,6 +221,8 @@ def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
     hwc = _hw_of_result(res, hw)
     out = Console()
     out.print(placement_table(res, hwc, cores))
+    if (segs := segment_table(res)) is not None:
+        out.print(segs)
     for note in res.notes:
         out.print(f"note: {note}")
     cyc = res.predicted_cycles

@@ -1,5 +1,6 @@
-"""Host ops: operators the accelerator does not run (Softmax, LRN), executed on the host
-CPU between layer barriers, as the binary's HOSTOPS table says.
+"""Host ops: operators the accelerator does not run (Softmax, LRN, and host segments:
+ONNX subgraphs run by onnxruntime, :mod:`vfpga.reference.host_segment`), executed on the
+host CPU between layer barriers, as the binary's HOSTOPS table says.
 
 A host op reads its input tensors from the task's DDR (int8 NHWC, dequantized with each
 tensor's scale and zero point, viewed as NCHW), runs the op in float32 with the same host
@@ -23,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from vfpga.backend.binary import MAX_HOST_IO
 from vfpga.emulator.faults import ExecutionFault
 from vfpga.frontend.qgraph import QHostOp
 from vfpga.reference.arith import dequantize, quantize_input
 from vfpga.reference.executor import run_host
+from vfpga.reference.host_segment import SEGMENT_OP, SegmentError, run_segment, segment_io
 
 #: Host op types the emulator runs, with the attributes each accepts and their types.
 HOST_OP_ATTRS: dict[str, dict[str, type]] = {
@@ -49,10 +52,39 @@ def _nhwc(a: np.ndarray) -> np.ndarray:
     return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
 
 
+def _check_segment(op: Any, tensors: Sequence[Any]) -> None:
+    """Validate host segment ``op`` (its ONNX model loads in onnxruntime, its inputs are
+    int8 tensors and its output has the element count and data type the model makes)."""
+    what = f"host segment '{op.name}'"
+    if not 1 <= len(op.inputs) <= MAX_HOST_IO or len(op.outputs) != 1:
+        raise HostOpFault(f"{what}: needs 1..{MAX_HOST_IO} inputs and one output, has "
+                          f"{len(op.inputs)} and {len(op.outputs)}")
+    try:
+        shapes, out_dtype = segment_io(op.name, dict(op.attrs).get("onnx"))
+    except SegmentError as exc:
+        raise HostOpFault(str(exc)) from None
+    if len(shapes) != len(op.inputs):
+        raise HostOpFault(f"{what}: its model has {len(shapes)} input(s), the record "
+                          f"{len(op.inputs)}")
+    for k, ti in enumerate((*op.inputs, *op.outputs)):
+        if not 0 <= int(ti) < len(tensors):
+            raise HostOpFault(f"{what}: tensor index {ti} is not in 0..{len(tensors) - 1}")
+        t = tensors[ti]
+        want = "int8" if k < len(op.inputs) else out_dtype
+        n = math.prod(shapes[k]) if k < len(op.inputs) else math.prod(t.shape)
+        if t.dtype != want or n != math.prod(t.shape) or n * np.dtype(want).itemsize != t.size:
+            raise HostOpFault(f"{what}: tensor '{t.name}' ({t.dtype}, shape "
+                              f"{tuple(t.shape)}, {t.size} bytes) does not match the model's "
+                              f"{want} tensor of {n} elements")
+
+
 def check_host_op(op: Any, tensors: Sequence[Any]) -> None:
     """Validate host-op record ``op`` against the memory map ``tensors`` without running
     it; raise :class:`HostOpFault` naming what is wrong."""
     what = f"host op '{op.name}' ({op.op_type})"
+    if op.op_type == SEGMENT_OP:
+        _check_segment(op, tensors)
+        return
     if op.op_type not in HOST_OP_ATTRS:
         raise HostOpFault(f"{what}: unknown host op type (known: {', '.join(HOST_OP_ATTRS)})")
     if len(op.inputs) != 1 or len(op.outputs) != 1:
@@ -104,6 +136,20 @@ def run_host_op(op: Any, tensors: Sequence[Any], read: Any, write: Any) -> None:
     ``attrs``); ``tensors`` is the memory map, ``read(name)`` returns a tensor as stored,
     ``write(name, array)`` stores one. Every failure is a :class:`HostOpFault`."""
     check_host_op(op, tensors)
+    if op.op_type == SEGMENT_OP:
+        out = tensors[op.outputs[0]]
+        try:
+            y = run_segment(op.name, dict(op.attrs).get("onnx"),
+                            [_nchw(read(tensors[i].name)) for i in op.inputs])
+            shape = _nchw(np.empty(out.shape, np.int8)).shape
+            if y.dtype != np.dtype(out.dtype) or y.size != math.prod(shape):
+                raise HostOpFault(f"host segment '{op.name}': its output is {y.size} "
+                                  f"{y.dtype} values, tensor '{out.name}' holds "
+                                  f"{math.prod(shape)} {out.dtype}")
+            write(out.name, _nhwc(y.reshape(shape)))
+        except SegmentError as exc:
+            raise HostOpFault(str(exc)) from None
+        return
     src, out = tensors[op.inputs[0]], tensors[op.outputs[0]]
     try:
         q = read(src.name)

@@ -95,6 +95,8 @@ class NormalizeReport:
     rewrites: Counter[str] = field(default_factory=Counter)
     ops: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    #: nodes kept as they are for the host (no accelerator normalization), with why
+    host_nodes: dict[str, str] = field(default_factory=dict)
 
 
 def is_qdq(model: onnx.ModelProto) -> bool:
@@ -262,6 +264,8 @@ class _Translator:
             for i in n.input:
                 self.cons.setdefault(i, []).append(n)
         self.skip: set[str] = set()
+        #: outputs of host nodes that are not feature maps (only host nodes read them)
+        self.host_only: set[str] = set()
 
     # -- helpers --------------------------------------------------------------------------
     def err(self, n: onnx.NodeProto, msg: str) -> FrontendError:
@@ -340,13 +344,74 @@ class _Translator:
         for n in self.fg.nodes:
             if n.name in self.skip:
                 continue
-            if n.domain not in ("", "ai.onnx"):
-                raise self.unsupported(n)
             handler = getattr(self, f"op_{n.op_type}", None)
-            if handler is None:
-                raise self.unsupported(n)
-            handler(n)
+            if n.domain not in ("", "ai.onnx") or handler is None:
+                self.on_host(n, str(self.unsupported(n)))
+                continue
+            if any(i in self.host_only for i in n.input):
+                self.on_host(n, "reads a host node's output that is not a feature map")
+                continue
+            snap = (len(self.g.nodes), dict(self.env), dict(self.g.shapes), set(self.skip))
+            try:
+                handler(n)
+            except FrontendError as exc:
+                k, self.env, self.g.shapes, self.skip = snap
+                del self.g.nodes[k:]
+                self.on_host(n, str(exc))
         return self.g, self.finish_outputs()
+
+    def on_host(self, n: onnx.NodeProto, why: str) -> None:
+        """Keep ``n`` as it is, for the host (the QDQ lowering partitions it into a host
+        segment): its feature-map inputs are reshaped back to their ONNX shapes, its rank-4
+        and rank-2 outputs become feature maps again, other outputs stay host-only. ``why``
+        (the error the accelerator normalization gave) goes to the report."""
+        self.report.host_nodes[n.name] = why
+        ins: list[str] = []
+        for t in n.input:
+            if not t or t in self.host_only:
+                ins.append(t)
+            elif t in self.fg.consts:
+                ins.append(self.g.add_const(t, self.fg.consts[t]))
+            else:
+                v = self.act(n, t, allow_flat=True)
+                want = self.shape(n, t)
+                if self.g.shapes.get(v.name) == want:
+                    ins.append(v.name)
+                    continue
+                shp = self.g.add_const(f"{t}_shape", np.array(want, dtype=np.int64))
+                view = self.g.fresh(f"{t}_view")
+                self.emit(self.g.fresh(f"Reshape_{t}"), "Reshape", [v.name, shp], view)
+                self.g.shapes[view] = want
+                ins.append(view)
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.domain not in ("", "ai.onnx"):
+            attrs["domain"] = n.domain
+        outs = [self.g.fresh(f"{o}_host") if o in self.fg.outputs else o for o in n.output]
+        self.g.nodes.append(NNode(n.name, n.op_type, ins, outs, attrs))
+        self.report.rewrites["host_node"] += 1
+        for o, mine in zip(n.output, outs, strict=True):
+            if not o:
+                continue
+            s = self.fg.shapes.get(o)
+            shape = tuple(int(d) for d in s) if s and all(
+                isinstance(d, int) and d > 0 for d in s) else None
+            if o != mine:  # a graph output: finish_outputs reshapes it to its ONNX name
+                self.define(o, _Val(mine, len(shape) if shape else 4),
+                            shape if shape and len(shape) == 4 else None)
+                if shape is not None:
+                    self.g.shapes[mine] = shape
+            elif shape is not None and len(shape) == 4:
+                self.define(o, _Val(o, 4), shape)
+            elif shape is not None and len(shape) == 2:
+                shp = self.g.add_const(f"{o}_shape4", np.array((*shape, 1, 1), dtype=np.int64))
+                name4 = self.g.fresh(f"{o}_4d")
+                self.emit(self.g.fresh(f"Reshape_{o}"), "Reshape", [o, shp], name4)
+                self.g.shapes[o] = shape
+                self.define(o, _Val(name4, 2), (*shape, 1, 1))
+            else:
+                self.host_only.add(o)
+                if shape is not None:
+                    self.g.shapes[o] = shape
 
     def finish_outputs(self) -> dict[str, tuple[int, ...]]:
         out_shapes: dict[str, tuple[int, ...]] = {}

@@ -59,7 +59,9 @@ from onnx import numpy_helper
 
 from vfpga.errors import FrontendError
 from vfpga.frontend import act_tables
+from vfpga.frontend.host_partition import HostSegment, encode, node_macs, segment_model
 from vfpga.frontend.qgraph import (
+    SEGMENT_OP,
     Act,
     QAdd,
     QConcat,
@@ -106,6 +108,7 @@ SUPPORTED_OPS: tuple[str, ...] = (
 )
 #: Ops run on the host CPU in float32 (:class:`QHostOp`).
 HOST_OPS: tuple[str, ...] = ("Softmax", "LRN")
+_QDQ_GLUE = ("QuantizeLinear", "DequantizeLinear", "Constant")
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 _ACT_OPS = ("Relu", "Clip")
 #: Element-wise functions of one tensor, lowered to 256-entry tables (act_tables.py).
@@ -217,6 +220,14 @@ def ratio_f32(*factors: float, divisor: float) -> float:
     return float(_f32(acc / _f32(divisor)))
 
 
+def _reason(message: str) -> str:
+    """Why a node is not on the accelerator, from the lowering's error message (without
+    the model/node prefix and the list of supported ops)."""
+    head, sep, rest = message.partition("): ")
+    text = rest if sep and "node '" in head else message
+    return text.split("; supported ops:")[0]
+
+
 # --------------------------------------------------------------------------------------
 # values of ONNX tensors during the walk
 # --------------------------------------------------------------------------------------
@@ -274,6 +285,7 @@ class _Pending:
     hi: float | None = None
     host: bool = False
     build_float: Callable[[QTensor], list[QNode]] | None = None
+    segment: HostSegment | None = None
 
 
 @dataclass
@@ -416,6 +428,7 @@ class _Lowerer:
         self.derived: dict[str, tuple[str, np.ndarray]] = {}
         self.cur: onnx.NodeProto | None = None
         self.cur_name = ""
+        self._shapes: dict[str, tuple[int, ...]] | None = None
 
     # ---- errors and names -----------------------------------------------------------
 
@@ -568,6 +581,107 @@ class _Lowerer:
     # ---- per node -------------------------------------------------------------------
 
     def lower_node(self, node: onnx.NodeProto) -> None:
+        """Lower ``node`` onto the accelerator, or put it in a host segment when it has
+        no accelerator lowering or reads a float value computed on the host."""
+        if node.domain in ("", "ai.onnx") and node.op_type in _QDQ_GLUE:
+            self.lower_accel(node)
+            return
+        if any(isinstance(v := self.values.get(i), _Pending) and v.segment is not None
+               for i in node.input if i):
+            self.lower_on_host(node, "reads a float value computed on the host")
+            return
+        snap = (len(self.nodes), dict(self.tensors), dict(self.values), set(self.node_names),
+                dict(self.onnx_int8), list(self.inputs))
+        try:
+            self.lower_accel(node)
+        except FrontendError as exc:
+            n, self.tensors, self.values, self.node_names, self.onnx_int8, self.inputs = snap
+            del self.nodes[n:]
+            self.lower_on_host(node, _reason(str(exc)))
+
+    def lower_on_host(self, node: onnx.NodeProto, reason: str) -> None:
+        """Put ``node`` in a host segment (merged with the segments of its host inputs)."""
+        seg = HostSegment()
+        for i in node.input:
+            if not i:
+                continue
+            v = self.val(i)
+            if isinstance(v, _Const) and v.scale is not None:  # DQ of an integer constant
+                seg.dq_consts[i] = (v.value, v.scale, v.zero_point, v.axis)
+            elif isinstance(v, _Const):
+                seg.consts[i] = v.value
+            elif isinstance(v, _QVal):
+                seg.inputs[i] = (v.tensor, v.shape)
+            elif isinstance(v, _Pending) and v.segment is not None:
+                seg.merge(v.segment)
+            else:
+                raise self.err(
+                    f"{reason}, and it cannot run on the host either: input '{i}' is the "
+                    f"float output of node '{v.name}' ({v.op_type}) with no QuantizeLinear "
+                    "in between (quantize the model with every accelerator op quantized)"
+                )
+        if not node.name:
+            named = onnx.NodeProto()
+            named.CopyFrom(node)
+            named.name = self.cur_name
+            node = named
+        seg.nodes.append(node)
+        seg.reasons[node.name] = reason
+        shapes = self.onnx_shapes()
+        for o in node.output:
+            if not o:
+                continue
+            shape = shapes.get(o)
+            if shape is None:
+                raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
+                               "static shape, which shape inference cannot tell")
+            if shape[0] != 1:
+                raise self.err(f"{reason}; on the host its output '{o}' of shape {shape} would "
+                               "have a batch dimension other than 1, which host segments "
+                               "(run per batch item) do not support")
+            self.values[o] = self._host_value(node, seg, o, shape)
+
+    def onnx_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Static shapes of the model's tensors (ONNX shape inference, computed once)."""
+        if self._shapes is None:
+            try:
+                inferred = onnx.shape_inference.infer_shapes(self.model).graph
+            except Exception:  # an op shape inference rejects: fall back to declared shapes
+                inferred = self.model.graph
+            self._shapes = {}
+            for vi in [*inferred.value_info, *inferred.output, *inferred.input]:
+                dims = [d.dim_value if d.HasField("dim_value") else -1
+                        for d in vi.type.tensor_type.shape.dim]
+                if vi.type.tensor_type.HasField("shape") and all(d > 0 for d in dims):
+                    self._shapes[vi.name] = tuple(dims)
+            self._shapes[self.input_name] = self.input_shape
+        return self._shapes
+
+    def _host_value(self, node: onnx.NodeProto, seg: HostSegment, o: str,
+                    shape: tuple[int, ...]) -> _Pending:
+        shape4 = _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1)
+
+        def op(out: QTensor, as_float: bool) -> list[QNode]:
+            data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
+                                               self.tensors, self.model, self.source)
+            shapes = self.onnx_shapes()
+            weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
+            attrs: dict[str, object] = {
+                "onnx": encode(data),
+                "nodes": [n.name for n in nodes],
+                "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                        for n in nodes],
+                "reasons": [seg.reasons[n.name] for n in nodes],
+                "macs": sum(node_macs(n, shapes, weights) for n in nodes),
+            }
+            return [QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
+                            as_float)]
+
+        return _Pending(node.name, node.op_type, shape4, shape,
+                        lambda out, act: op(out, False), supports_act=False, host=True,
+                        build_float=lambda out: op(out, True), segment=seg)
+
+    def lower_accel(self, node: onnx.NodeProto) -> None:
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
             raise self.unsupported(node, f"op domain '{node.domain}' is not supported")
@@ -589,8 +703,6 @@ class _Lowerer:
         if op in _ACT_OPS:
             self.lower_act(node)
             return
-        if any(o for o in node.output[1:]):
-            raise self.err("only the first output of the node may be used")
         handler = {
             "Conv": self.lower_conv,
             "MaxPool": self.lower_pool,
@@ -606,6 +718,8 @@ class _Lowerer:
         }.get(op)
         if handler is None:
             raise self.unsupported(node, f"op type {op} is not supported")
+        if any(o for o in node.output[1:]):
+            raise self.err("only the first output of the node may be used")
         handler(node)
 
     # ---- Q / DQ ---------------------------------------------------------------------

@@ -217,6 +217,12 @@ class QHostOp:
     output_float: bool = False
 
 
+#: ``QHostOp.op_type`` of a host segment: an ONNX subgraph run by onnxruntime, carried as
+#: its serialized model in ``attrs["onnx"]`` (base64) with ``nodes``/``ops``/``reasons``/
+#: ``macs`` for the placement report (:mod:`vfpga.frontend.host_partition`).
+SEGMENT_OP = "OnnxSegment"
+
+
 QNode = QConv | QPool | QAdd | QConcat | QShuffle | QHostOp
 
 

@@ -44,6 +44,7 @@ from vfpga.reference.arith import (
     quantize_input,
     requant_scales,
 )
+from vfpga.reference.host_segment import SEGMENT_OP, SegmentError, run_segment
 
 #: the largest number of products per output summed in float32 (exact below 2**24).
 F32_EXACT_K = 512
@@ -283,6 +284,24 @@ def run_host(inputs: list[np.ndarray], node: QHostOp) -> np.ndarray:
     raise ReferenceError(f"{node.name}: host op {node.op_type} is not implemented")
 
 
+def run_segment_node(g: QGraph, node: QHostOp, vals: dict[str, np.ndarray]) -> np.ndarray:
+    """Run host segment ``node`` (:mod:`vfpga.reference.host_segment`) on the int8
+    tensors in ``vals``, one batch item at a time; int8 (float32 for ``output_float``)
+    ``[N, C, H, W]`` result."""
+    xs = [vals[i] for i in node.inputs]
+    shape = g.tensors[node.output].shape
+    try:
+        ys = [run_segment(node.name, node.attrs.get("onnx"), [x[b] for x in xs])
+              for b in range(xs[0].shape[0] if xs else 1)]
+        dtype = np.float32 if node.output_float else np.int8
+        if any(y.dtype != dtype or y.size != math.prod(shape[1:]) for y in ys):
+            raise SegmentError(f"host segment '{node.name}': its output is not {len(ys)} x "
+                               f"{math.prod(shape[1:])} {np.dtype(dtype).name} values")
+    except SegmentError as exc:
+        raise ReferenceError(str(exc)) from None
+    return np.stack([y.reshape(shape[1:]) for y in ys])
+
+
 def quantize_graph_input(g: QGraph, x: np.ndarray) -> np.ndarray:
     """Reshape the float input to ``[N, C, H, W]`` (``N = x.shape[0]``, the rest from the
     input tensor's shape) and quantize it like ``QuantizeLinear``."""
@@ -326,6 +345,8 @@ def run_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
         if isinstance(node, QShuffle):
             x = vals[node.input]
             return np.ascontiguousarray(x[:, shuffle_perm(x.shape[1], node.groups)])
+        if isinstance(node, QHostOp) and node.op_type == SEGMENT_OP:
+            return run_segment_node(g, node, vals)
         fin = [dequantize(vals[i], t[i].scale, t[i].zero_point) for i in node.inputs]
         yf = run_host(fin, node)
         if node.output_float:
