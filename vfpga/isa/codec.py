@@ -16,7 +16,6 @@ Python floats.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,25 +247,6 @@ def payload_field_names(op: Opcode) -> list[str]:
     return [f.name for f in PAYLOAD_FIELDS[op]]
 
 
-def _int_matrix(dicts: list[dict[str, Any]], int_keys: list[str]) -> np.ndarray:
-    """The integer fields ``int_keys`` of every dict as one int64 matrix (row per dict,
-    column per key, values truncated like ``int()``, a missing field 0). The dicts are
-    grouped by key set and each is read with one C-level getter call."""
-    mat = np.zeros((len(dicts), len(int_keys)), dtype=np.int64)
-    col_of = {k: j for j, k in enumerate(int_keys)}
-    groups: dict[frozenset[str], list[int]] = {}
-    for i, d in enumerate(dicts):
-        groups.setdefault(frozenset(d), []).append(i)
-    for present, rows in groups.items():
-        keys = [k for k in int_keys if k in present]
-        if not keys:
-            continue
-        get = operator.itemgetter(*keys)
-        vals = np.array([get(dicts[i]) for i in rows], dtype=np.int64)
-        mat[np.ix_(rows, [col_of[k] for k in keys])] = vals.reshape(len(rows), len(keys))
-    return mat
-
-
 def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
     """Encode many instructions at once (one structured array per opcode, filled column
     by column). Each dict holds header, payload and flag fields by name, as for
@@ -288,13 +268,11 @@ def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
         flag_fields = {f.name: f for f in FLAG_FIELDS[op]}
         flags = np.zeros(len(idx), dtype=np.int64)
         floats = FLOAT_FIELDS[op]
-        int_keys = sorted(k for k in keys if k not in floats)
-        matrix = _int_matrix(dicts, int_keys)
         for key in keys:
             if key in floats:
                 arr[key] = _float_column(op, key, [d.get(key, 0.0) for d in dicts])
                 continue
-            col = matrix[:, int_keys.index(key)]
+            col = np.array([int(d.get(key, 0)) for d in dicts], dtype=np.int64)
             if key in flag_fields:
                 ff = flag_fields[key]
                 if (col < 0).any() or (col >= (1 << ff.width)).any():
