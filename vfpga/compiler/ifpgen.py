@@ -85,6 +85,8 @@ class LayerSpec:
     #: once per layer (:func:`pool_params`, :func:`eltwise_params`)
     calc_fields: dict[str, float | int] = field(default_factory=dict)
     plan_cache: dict[tuple, _Plan] = field(default_factory=dict, repr=False, compare=False)
+    fit_cache: dict[tuple, _Plan | None] = field(default_factory=dict, repr=False,
+                                                compare=False)
 
     @property
     def cig(self) -> int:
@@ -238,7 +240,18 @@ def oc_segments(spec: LayerSpec, tile: Tile, og: int) -> list[tuple[int, int]]:
 
 
 def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
-    """Largest band height for ``og`` channels on a ``wt``-wide tile, or None."""
+    """Largest band height for ``og`` channels on a ``wt``-wide tile, or None (computed
+    once per layer, width, group size and hardware: tiles of many shapes ask again)."""
+    key = (wt, og, id(hw))
+    try:
+        return spec.fit_cache[key]
+    except KeyError:
+        pass
+    plan = spec.fit_cache[key] = _fit_uncached(spec, wt, og, hw)
+    return plan
+
+
+def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
     b = hw.buffers
     kh, kw = spec.kernel
     sh, sw = spec.stride
@@ -264,23 +277,15 @@ def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
         if spec.in_shape[1] * spec.in_shape[2] * og * 2 > b["ibuf"]:
             return None
         return _Plan(og, 1, 0, spec.in_shape[2])
-    n_in = 2 if spec.kind == "add" else 1
-    best = 0
-    lo, hi = 1, oh
-    while lo <= hi:  # binary search the band height
-        rb = (lo + hi) // 2
-        in_rows = (rb - 1) * sh + kh
-        ok = 2 * n_in * in_rows * in_cols * ic <= b["ibuf"] and 2 * rb * wt * og <= b["obuf"]
-        if spec.kind == "add":
-            ok = 2 * 2 * rb * wt * og <= b["ibuf"] and 2 * rb * wt * og <= b["obuf"]
-        if chunk:
-            ok = ok and rb * wt * og * 4 <= b["abuf"]
-        if ok:
-            best = rb
-            lo = rb + 1
-        else:
-            hi = rb - 1
-    if best == 0:
+    # the largest band height meeting every (monotone) buffer bound, in closed form
+    best = min(oh, b["obuf"] // (2 * wt * og))
+    if spec.kind == "add":
+        best = min(best, b["ibuf"] // (2 * 2 * wt * og))
+    else:  # input rows (rb - 1) * sh + kh, double-buffered
+        best = min(best, (b["ibuf"] // (2 * in_cols * ic) - kh) // sh + 1)
+    if chunk:
+        best = min(best, b["abuf"] // (wt * og * 4))
+    if best < 1:
         return None
     return _Plan(og, best, chunk, in_cols)
 
@@ -326,7 +331,8 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
         p = _fit(spec, wt, og, hw)
         if p is None:
             continue
-        groups = len(oc_segments(spec, tile, og))
+        groups = (len(oc_segments(spec, tile, og)) if spec.grouped
+                  else len(range(tile.c0, tile.c1, og)))
         bands = -(-oh // p.rb)
         chunks = -(-c // p.chunk) if p.chunk else 1
         rows_in = min(h + spec.pads[0] + spec.pads[1],
