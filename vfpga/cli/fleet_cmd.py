@@ -10,9 +10,8 @@ from typing import Any
 
 import click
 
-from vfpga.cli.serve_cmd import operator_hash, run_server
+from vfpga.cli.serve_cmd import front_options, front_setup, run_server
 from vfpga.errors import VfpgaError
-from vfpga.hw.config import DEFAULT_HW
 
 
 @click.group()
@@ -21,18 +20,7 @@ def fleet() -> None:
 
 
 @fleet.command("serve")
-@click.option(
-    "--repository",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model repository, as for `vfpga serve`.",
-)
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Where the fleet keeps its state (SQLite).",
-)
+@front_options
 @click.option(
     "--nodes",
     default=3,
@@ -46,66 +34,25 @@ def fleet() -> None:
     help="Join this Ray cluster (default: start one on this machine with "
     "--nodes 'fpga' resources).",
 )
-@click.option(
-    "--hw", "hw_name", default=DEFAULT_HW, show_default=True, help="Hardware preset of every node."
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option(
-    "--port",
-    default=8000,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port (0: any free port).",
-)
-@click.option(
-    "--operator-token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File whose first line is the operator token (default: $VFPGA_OPERATOR_TOKEN).",
-)
-@click.option(
-    "--request-timeout",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(0.01, 3600),
-    help="Run-time budget of a request (s).",
-)
-@click.option(
-    "--max-body-mib",
-    default=64,
-    show_default=True,
-    type=click.IntRange(1, 4096),
-    help="Largest request body (MiB).",
-)
 def serve(
     repository: Path,
     state_dir: Path,
-    nodes: int,
-    ray_address: str | None,
     hw_name: str,
     host: str,
     port: int,
     operator_token_file: Path | None,
     request_timeout: float,
     max_body_mib: int,
+    nodes: int,
+    ray_address: str | None,
 ) -> None:
     """Serve the repository's models to their tenants from a fleet of nodes (KServe v2,
     the same repository and tokens as `vfpga serve`; SIGTERM drains)."""
     from vfpga.fleet.cluster import start_ray, stop_ray
     from vfpga.fleet.controller import fleet_backend
-    from vfpga.hw import HardwareConfigError, load_hw
     from vfpga.serve.app import Server
 
-    try:
-        hw = load_hw(hw_name)
-    except HardwareConfigError as exc:
-        raise VfpgaError(str(exc)) from None
-    op = operator_hash(operator_token_file)
-    if op is None:
-        click.echo(
-            "warning: no operator token (VFPGA_OPERATOR_TOKEN or "
-            "--operator-token-file): tenants and the repository cannot be managed",
-            err=True,
-        )
+    hw, op = front_setup(hw_name, operator_token_file)
     start_ray(nodes, ray_address)
     try:
         run_server(

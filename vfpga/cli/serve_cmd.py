@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -16,6 +16,7 @@ from vfpga.errors import VfpgaError
 from vfpga.hw.config import DEFAULT_HW
 
 if TYPE_CHECKING:
+    from vfpga.hw.config import HardwareConfig
     from vfpga.serve.app import Server
 
 
@@ -50,34 +51,90 @@ def operator_hash(token_file: Path | None) -> str | None:
     return hash_token(env) if env else None
 
 
+_FRONT_OPTIONS = [
+    click.option(
+        "--repository",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="Model repository: tenants.toml and <model>/config.toml + "
+        "<version>/model.vfb|onnx.",
+    ),
+    click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="Where the server keeps its state (SQLite); a restart resumes from it.",
+    ),
+    click.option(
+        "--hw",
+        "hw_name",
+        default=DEFAULT_HW,
+        show_default=True,
+        help="Hardware preset or configuration JSON (of every node, in a fleet).",
+    ),
+    click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
+    click.option(
+        "--port",
+        default=8000,
+        show_default=True,
+        type=click.IntRange(0, 65535),
+        help="Port (0: any free port; the line 'listening on' says which).",
+    ),
+    click.option(
+        "--operator-token-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="File whose first line is the operator token (default: $VFPGA_OPERATOR_TOKEN).",
+    ),
+    click.option(
+        "--request-timeout",
+        default=30.0,
+        show_default=True,
+        type=click.FloatRange(0.01, 3600),
+        help="Run-time budget of a request (s).",
+    ),
+    click.option(
+        "--max-body-mib",
+        default=64,
+        show_default=True,
+        type=click.IntRange(1, 4096),
+        help="Largest request body (MiB).",
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def front_options(f: F) -> F:
+    """The options every KServe v2 front takes (``vfpga serve``, ``vfpga fleet serve``):
+    repository, state dir, hardware, address, operator token, budgets."""
+    for opt in reversed(_FRONT_OPTIONS):
+        f = opt(f)
+    return f
+
+
+def front_setup(
+    hw_name: str, operator_token_file: Path | None
+) -> tuple[HardwareConfig, str | None]:
+    """The hardware and the operator token's hash of a front (a warning on stderr when no
+    operator token is set: then no one can manage tenants or the repository)."""
+    from vfpga.hw import HardwareConfigError, load_hw
+
+    try:
+        hw = load_hw(hw_name)
+    except HardwareConfigError as exc:
+        raise VfpgaError(str(exc)) from None
+    op = operator_hash(operator_token_file)
+    if op is None:
+        click.echo(
+            "warning: no operator token (VFPGA_OPERATOR_TOKEN or "
+            "--operator-token-file): tenants and the repository cannot be managed",
+            err=True,
+        )
+    return hw, op
+
+
 @click.command()
-@click.option(
-    "--repository",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model repository: tenants.toml and <model>/config.toml + <version>/model.vfb|onnx.",
-)
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Where the server keeps its state (SQLite); a restart resumes from it.",
-)
-@click.option(
-    "--hw",
-    "hw_name",
-    default=DEFAULT_HW,
-    show_default=True,
-    help="Hardware preset or configuration JSON.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option(
-    "--port",
-    default=8000,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port (0: any free port; the line 'listening on' says which).",
-)
+@front_options
 @click.option(
     "--policy",
     type=click.Choice(["fixed", "elastic"]),
@@ -85,25 +142,6 @@ def operator_hash(token_file: Path | None) -> str | None:
     show_default=True,
     help="fixed: shares never change; elastic: grow busy "
     "tenants from free cores, shrink idle ones back.",
-)
-@click.option(
-    "--operator-token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File whose first line is the operator token (default: $VFPGA_OPERATOR_TOKEN).",
-)
-@click.option(
-    "--request-timeout",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(0.01, 3600),
-    help="Run-time budget of a request (s).",
-)
-@click.option(
-    "--max-body-mib",
-    default=64,
-    show_default=True,
-    type=click.IntRange(1, 4096),
-    help="Largest request body (MiB).",
 )
 @click.option(
     "--hash-token",
@@ -119,27 +157,16 @@ def serve(
     hw_name: str,
     host: str,
     port: int,
-    policy: str,
     operator_token_file: Path | None,
     request_timeout: float,
     max_body_mib: int,
+    policy: str,
 ) -> None:
     """Serve the repository's models to their tenants over the KServe v2 protocol
     (SIGTERM or Ctrl-C: stop accepting, finish accepted requests, exit)."""
-    from vfpga.hw import HardwareConfigError, load_hw
     from vfpga.serve.app import Server
 
-    try:
-        hw = load_hw(hw_name)
-    except HardwareConfigError as exc:
-        raise VfpgaError(str(exc)) from None
-    op = operator_hash(operator_token_file)
-    if op is None:
-        click.echo(
-            "warning: no operator token (VFPGA_OPERATOR_TOKEN or "
-            "--operator-token-file): tenants and the repository cannot be managed",
-            err=True,
-        )
+    hw, op = front_setup(hw_name, operator_token_file)
     run_server(
         lambda: Server(repository, state_dir, hw, policy, op, request_timeout, max_body_mib << 20),
         host,
