@@ -70,7 +70,8 @@ def realloc(binary: Path, cores: str, output: Path | None, strategy: str, hw_nam
     """Re-target compiled BINARY to the cores --cores with the dynamic compilation pass
     and print its compile time, the predicted latency and the lower bound."""
     if not binary.is_file():
-        raise VfpgaError(f"{binary}: no such file")
+        raise VfpgaError(f"{binary}: no such file" if not binary.exists()
+                         else f"{binary}: not a regular file (give a .vfb binary)")
     table = read_ifp_table(binary)
     hw = _hw_for(binary, hw_name, table.hw_fingerprint, table.hw_name)
     core_list = parse_cores(cores, hw.num_cores)

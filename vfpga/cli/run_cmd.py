@@ -145,7 +145,8 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     A compiled binary (one with a dispatch table) given --cores of another count than it
     was compiled for is re-targeted to them by the dynamic pass first (`vfpga realloc`)."""
     if not binary.is_file():
-        raise VfpgaError(f"{binary}: no such file")
+        raise VfpgaError(f"{binary}: no such file" if not binary.exists()
+                         else f"{binary}: not a regular file (give a .vfb binary)")
     if output is not None:
         check_writable(output)
     max_ddr = parse_bytes(ddr_limit, "--ddr-limit")
