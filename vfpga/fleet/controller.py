@@ -23,7 +23,6 @@ request path (:meth:`submit`) only takes a short lock.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import threading
 import time
@@ -38,6 +37,7 @@ from vfpga.errors import VfpgaError
 from vfpga.fleet.node import NotOnThisNode, node_actor_class
 from vfpga.fleet.placement import Placer, bank_counts
 from vfpga.hw.config import HardwareConfig
+from vfpga.serve.auth import token_taken
 from vfpga.serve.metrics import Metrics
 from vfpga.serve.policy import Policy
 from vfpga.serve.protocol import ProtocolError
@@ -354,10 +354,8 @@ class FleetController:
         """(control) A new tenant with ``spec.cores`` cores on one node."""
         if spec.name in self.specs:
             raise ProtocolError(409, f"tenant '{spec.name}' exists already")
-        if any(s.token_sha256 == spec.token_sha256 for s in self.specs.values()) or (
-            self.operator_sha256 is not None
-            and hmac.compare_digest(spec.token_sha256, self.operator_sha256)
-        ):
+        hashes = (s.token_sha256 for s in self.specs.values())
+        if token_taken(spec.token_sha256, self.operator_sha256, hashes):
             raise ProtocolError(409, f"tenant '{spec.name}': this token is taken")
         if not self._place(spec):
             raise ProtocolError(

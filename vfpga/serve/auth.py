@@ -44,4 +44,14 @@ def identify(
     return who
 
 
-__all__ = ["OPERATOR", "bearer", "hash_token", "identify"]
+def token_taken(token_sha256: str, operator_sha256: str | None,
+                tenant_hashes: Iterable[str]) -> bool:
+    """Whether a new tenant's token hash is already some tenant's or the operator's (a
+    token must name one holder; compared in constant time)."""
+    taken = operator_sha256 is not None and hmac.compare_digest(token_sha256, operator_sha256)
+    for th in tenant_hashes:
+        taken = hmac.compare_digest(token_sha256, th) or taken
+    return taken
+
+
+__all__ = ["OPERATOR", "bearer", "hash_token", "identify", "token_taken"]

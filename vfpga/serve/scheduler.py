@@ -17,7 +17,6 @@ side hands work over through :class:`concurrent.futures.Future` objects:
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import threading
@@ -33,6 +32,7 @@ import numpy as np
 from vfpga.errors import VfpgaError
 from vfpga.hw.config import HardwareConfig
 from vfpga.runtime.pool import Request, ResourcePool, Tenant
+from vfpga.serve.auth import token_taken
 from vfpga.serve.metrics import Metrics
 from vfpga.serve.policy import Policy, TenantLoad
 from vfpga.serve.protocol import ProtocolError
@@ -226,10 +226,8 @@ class Scheduler:
         """(worker) A new tenant with ``spec.cores`` cores placed by the pool."""
         if spec.name in self.specs:
             raise ProtocolError(409, f"tenant '{spec.name}' exists already")
-        if any(s.token_sha256 == spec.token_sha256 for s in self.specs.values()) or (
-            self.operator_sha256 is not None
-            and hmac.compare_digest(spec.token_sha256, self.operator_sha256)
-        ):
+        hashes = (s.token_sha256 for s in self.specs.values())
+        if token_taken(spec.token_sha256, self.operator_sha256, hashes):
             raise ProtocolError(409, f"tenant '{spec.name}': this token is taken")
         free = len(self.pool.free_cores())
         if spec.cores > free:
