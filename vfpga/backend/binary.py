@@ -187,7 +187,7 @@ IFP_FIELDS: tuple[Field, ...] = (
     Field("w1", "<u2", 10, "Output tile: end column (exclusive)."),
     Field("c0", "<u2", 12, "Output tile: first output channel (inclusive)."),
     Field("c1", "<u2", 14, "Output tile: end output channel (exclusive)."),
-    Field("h0", "<u2", 16, "Output tile: first row (inclusive; tiles span the full height)."),
+    Field("h0", "<u2", 16, "Output tile: first row (inclusive)."),
     Field("h1", "<u2", 18, "Output tile: end row (exclusive)."),
     Field("insn_offset", "<u4", 20, "Index in TEXT of the IFP's first instruction."),
     Field("insn_count", "<u4", 24, "Number of consecutive instructions of the IFP."),

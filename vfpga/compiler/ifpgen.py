@@ -1,8 +1,8 @@
 """Instruction frame packages: the self-contained instruction sequence of one tile.
 
-A tile is an output range along width ``[w0, w1)`` and output channels ``[c0, c1)``, over
-the full height (never split: instructions run along height). Inside an IFP the work is a
-loop nest, chosen to fit the core's buffers:
+A tile is an output range along width ``[w0, w1)``, output channels ``[c0, c1)`` and rows
+``[h0, h1)`` (by default the full height). Inside an IFP the work is a loop nest, chosen
+to fit the core's buffers:
 
 * **channel groups** (``og`` output channels at a time): parameters (and, if they fit,
   all the group's weights) are loaded once per group;
@@ -53,12 +53,19 @@ class TileDoesNotFit(CompileError):
 
 @dataclass(frozen=True)
 class Tile:
-    """Output tile: columns ``[w0, w1)``, output channels ``[c0, c1)``."""
+    """Output tile: columns ``[w0, w1)``, output channels ``[c0, c1)``, rows ``[h0, h1)``
+    (``h1`` None: to the last row)."""
 
     w0: int
     w1: int
     c0: int
     c1: int
+    h0: int = 0
+    h1: int | None = None
+
+    def rows(self, oh: int) -> tuple[int, int]:
+        """``(h0, h1)`` of the tile in an output of ``oh`` rows."""
+        return self.h0, oh if self.h1 is None else self.h1
 
 
 @dataclass
@@ -120,7 +127,7 @@ class IfpCode:
 
     layer: int
     tile: Tile
-    rows: int
+    rows: tuple[int, int]  # the tile's output rows [h0, h1)
     insns: list[Insn]
     use: dict[str, int] = field(default_factory=dict)
     latency: int = 0
@@ -239,23 +246,24 @@ def oc_segments(spec: LayerSpec, tile: Tile, og: int) -> list[tuple[int, int]]:
     return segs
 
 
-def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
-    """Largest band height for ``og`` channels on a ``wt``-wide tile, or None (computed
-    once per layer, width, group size and hardware: tiles of many shapes ask again)."""
-    key = (wt, og, id(hw))
+def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig, oh: int) -> _Plan | None:
+    """Largest band height for ``og`` channels on a ``wt``-wide tile of ``oh`` rows, or
+    None (computed once per layer, width, group size, rows and hardware: tiles of many
+    shapes ask again)."""
+    key = (wt, og, id(hw), oh)
     try:
         return spec.fit_cache[key]
     except KeyError:
         pass
-    plan = spec.fit_cache[key] = _fit_uncached(spec, wt, og, hw)
+    plan = spec.fit_cache[key] = _fit_uncached(spec, wt, og, hw, oh)
     return plan
 
 
-def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
+def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig,
+                  oh: int) -> _Plan | None:
     b = hw.buffers
     kh, kw = spec.kernel
     sh, sw = spec.stride
-    oh = spec.out_shape[1]
     in_cols = (wt - 1) * sw + kw
     chunk = 0
     ic = _in_ch(spec, og)
@@ -293,10 +301,12 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Pla
 def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     """The loop nest for a tile: the group size with the least estimated cost (DDR traffic
     at the core's bandwidth plus per-instruction setup). It depends only on the tile's
-    width, channel count and (grouped convolutions) alignment to the conv groups, so it
-    is computed once per such shape of a layer."""
+    width, channel count, row count and (grouped convolutions) alignment to the conv
+    groups, so it is computed once per such shape of a layer."""
     opg = spec.opg if spec.grouped else 1
-    key: tuple = (tile.w1 - tile.w0, tile.c1 - tile.c0, tile.c0 % opg, tile.c1 % opg, id(hw))
+    h0, h1 = tile.rows(spec.out_shape[1])
+    key: tuple = (tile.w1 - tile.w0, tile.c1 - tile.c0, tile.c0 % opg, tile.c1 % opg, id(hw),
+                  h1 - h0)
     if spec.out.shuffle:
         m = spec.out.shuffle_c // spec.out.shuffle
         key = (*key, tile.c0 % m, tile.c1 % m)
@@ -325,18 +335,21 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     bpc = core_bytes_per_cycle(hw)
     c, h, _w = spec.in_shape
     kh, kw = spec.kernel
-    oh = spec.out_shape[1]
+    h0, h1 = tile.rows(spec.out_shape[1])
+    oh = h1 - h0
+    full_in = h + spec.pads[0] + spec.pads[1]  # input rows of all bands (with padding)
+    if oh < spec.out_shape[1]:
+        full_in = min(full_in, (oh - 1) * spec.stride[0] + kh)
     best: tuple[float, _Plan] | None = None
     for og in options:
-        p = _fit(spec, wt, og, hw)
+        p = _fit(spec, wt, og, hw, oh)
         if p is None:
             continue
         groups = (len(oc_segments(spec, tile, og)) if spec.grouped
                   else len(range(tile.c0, tile.c1, og)))
         bands = -(-oh // p.rb)
         chunks = -(-c // p.chunk) if p.chunk else 1
-        rows_in = min(h + spec.pads[0] + spec.pads[1],
-                      bands * ((p.rb - 1) * spec.stride[0] + kh))
+        rows_in = min(full_in, bands * ((p.rb - 1) * spec.stride[0] + kh))
         in_bytes = rows_in * p.in_cols * _in_ch(spec, og) * groups
         if spec.kind == "add":
             in_bytes *= 2
@@ -441,8 +454,9 @@ def _tokens(group_loads: list[Insn], steps: list[_Step]) -> list[Insn]:
     return out
 
 
-def _bands(oh: int, rb: int) -> list[tuple[int, int]]:
-    return [(r, min(r + rb, oh)) for r in range(0, oh, rb)]
+def _bands(h0: int, h1: int, rb: int) -> list[tuple[int, int]]:
+    """Output rows ``[h0, h1)`` in bands of ``rb`` rows."""
+    return [(r, min(r + rb, h1)) for r in range(h0, h1, rb)]
 
 
 def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
@@ -499,7 +513,7 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
             use["wbuf"] = max(use["wbuf"], og * wrow)
         steps: list[_Step] = []
         s = 0
-        for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
+        for b, (r0, r1) in enumerate(_bands(*tile.rows(oh), p.rb)):
             row_lo, row_hi, pad_t, pad_b = _in_range(r0, r1, kh, sh, pt, h)
             in_rows = row_hi - row_lo + pad_t + pad_b
             in_cols = col_hi - col_lo + pad_l + pad_r
@@ -538,7 +552,7 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
                 steps.append(st)
                 s += 1
         insns.extend(_tokens(group_loads, steps))
-    return IfpCode(spec.index, tile, oh, insns, use)
+    return IfpCode(spec.index, tile, tile.rows(oh), insns, use)
 
 
 def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
@@ -562,7 +576,7 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
         g1 = min(g0 + p.og, tile.c1)
         og = g1 - g0
         steps: list[_Step] = []
-        for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
+        for b, (r0, r1) in enumerate(_bands(*tile.rows(oh), p.rb)):
             slot = b % 2
             if mode is PoolMode.GLOBAL_AVG:
                 row_lo, row_hi, pad_t, pad_b = 0, h, 0, 0
@@ -584,7 +598,7 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
             save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([load], calc, b, True, save))
         insns.extend(_tokens([], steps))
-    return IfpCode(spec.index, tile, oh, insns, use)
+    return IfpCode(spec.index, tile, tile.rows(oh), insns, use)
 
 
 def pool_mode(node: QPool) -> PoolMode:
@@ -633,7 +647,7 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     for g0 in range(tile.c0, tile.c1, p.og):
         g1 = min(g0 + p.og, tile.c1)
         steps: list[_Step] = []
-        for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
+        for b, (r0, r1) in enumerate(_bands(*tile.rows(oh), p.rb)):
             slot = b % 2
             n = (r1 - r0) * wt * (g1 - g0)
             la = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i,
@@ -649,7 +663,7 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
             save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([la, lb], calc, b, True, save))
         insns.extend(_tokens([], steps))
-    return IfpCode(spec.index, tile, oh, insns, use)
+    return IfpCode(spec.index, tile, tile.rows(oh), insns, use)
 
 
 def make_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,

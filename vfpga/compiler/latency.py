@@ -104,10 +104,11 @@ def column_geometry(insns: Iterable[tuple[Opcode, FieldDict]]) -> tuple[int, int
 
 
 def latency_key(layer: int, w0: int, w1: int, c0: int, c1: int, n_insns: int,
-                columns: tuple[int, int, int]) -> tuple[object, ...]:
+                columns: tuple[int, int, int],
+                rows: tuple[int, int] = (0, 0)) -> tuple[object, ...]:
     """IFPs of one layer with equal keys have instruction sequences of equal timing (same
     tile width and channel count, same column geometry -- border padding and input
-    columns, see :func:`column_geometry` --, same instruction count), so :func:`simulate`
-    runs once per key. The static compiler and the ``ifp-estimate-latency`` pass share
-    this key."""
-    return (layer, w1 - w0, c1 - c0, c0 == 0, n_insns, columns)
+    columns, see :func:`column_geometry` --, same rows ``(h0, h1)``, same instruction
+    count), so :func:`simulate` runs once per key. The static compiler and the
+    ``ifp-estimate-latency`` pass share this key."""
+    return (layer, w1 - w0, c1 - c0, c0 == 0, n_insns, columns, rows)

@@ -1,27 +1,54 @@
 """Candidate tilings of a layer (the ``dnn-tile`` pass's engine).
 
-A candidate splits a layer's output along **width** into ``k`` column ranges, or along
-**output channels** into ``k`` channel ranges (aligned to the hardware's output-channel
-parallelism, or to whole groups for grouped convolutions). Height and input channels are
-never split (see docs/compiler.md). A candidate is kept only if every one of its tiles
-fits the core's buffers (:func:`vfpga.compiler.ifpgen.choose_plan` finds a loop nest).
+A tile is a box of the layer's output: a row range ``[h0, h1)``, a column range
+``[w0, w1)`` and an output-channel range ``[c0, c1)`` (aligned to the hardware's
+output-channel parallelism, or to whole groups for grouped convolutions). Input
+channels are never split (no cross-core partial sums; see docs/compiler.md). A
+candidate is a set of tiles that covers the output exactly once; it is kept only if
+every tile fits the core's buffers (:func:`vfpga.compiler.ifpgen.choose_plan` finds a
+loop nest).
+
+The candidates serve the dynamic pass, which runs a layer on any number ``k`` of cores by
+picking a candidate and assigning its tiles to the cores (docs/dynamic.md). For every
+``k = 1 .. min(num_cores, MAX_PARTS)`` the engine builds the **balanced partition into
+k tiles**: the tiling into exactly ``k`` tiles whose longest tile (by the estimated IFP
+latency, :func:`vfpga.compiler.tilecost.tile_cycles`) is least. It searches guillotine
+partitions: the output is cut along one axis (rows, columns or channels) into ``s``
+strips, strip ``i`` holds ``n_i`` tiles (``n_i`` is ``k // s`` or ``k // s + 1``, larger
+strips first), its extent along the cut axis proportional to ``n_i``, and it is split
+along a second axis into ``n_i`` near-equal parts (``s`` in 1-4, ``k`` and ``k / 2``,
+``k / 3``, ``k / 4`` rounded up). ``s = 1`` is a plain one-axis split; the others are
+two-dimensional tilings, which let core counts such as 9, 11, 13 or 15 use every core
+where no one-axis split divides the layer evenly. Width ranges are searched with bounds
+on multiples of one column and of the pixel parallelism (a tile whose width is a
+multiple of it wastes no PE columns). The partitions are ranked by their largest tile
+counted in PE cells (a row x ``pixel_parallel`` columns x ``out_channel_parallel``
+channels); the :data:`SHORTLIST` best are estimated in cycles. Equal partitions found
+for several ``k`` are kept once.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 
-from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, choose_plan
+from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, _in_range, choose_plan
+from vfpga.compiler.tilecost import tile_cycles
 from vfpga.hw.config import HardwareConfig
 
-#: numbers of parts tried along each axis
-GRANULARITIES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
+#: the largest number of tiles of a balanced partition (the pool size of pool16)
+MAX_PARTS = 16
+#: plain one-axis splits kept besides the balanced partitions (when they fit and differ),
+#: so that a pass pinning a layer to one axis (examples/pin-tiling) finds some
+PLAIN_PARTS = (2, 4)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A tiling: ``axis`` is ``"w"`` or ``"c"`` (``"w"`` with one part = the whole layer)."""
+    """A tiling: ``axis`` is ``"w"`` (a split of the width into ``parts`` column ranges;
+    one part = the whole layer), ``"c"`` (of the output channels) or ``"wc"`` (any
+    partition into ``parts`` rectangles of width x output channels)."""
 
     axis: str
     parts: int
@@ -32,44 +59,227 @@ class Candidate:
         return "whole" if len(self.tiles) == 1 else f"{self.axis}/{len(self.tiles)}"
 
 
-def _split(n: int, parts: int, unit: int) -> list[tuple[int, int]] | None:
+@lru_cache(maxsize=65536)
+def _split(n: int, parts: int, unit: int) -> tuple[tuple[int, int], ...] | None:
     """Split ``[0, n)`` into ``parts`` near-equal ranges whose bounds are multiples of
     ``unit`` (the last may be shorter); None if that leaves an empty range."""
     units = -(-n // unit)
     if parts > units:
         return None
     bounds = [min(n, (units * i // parts) * unit) for i in range(parts + 1)]
-    ranges = list(itertools.pairwise(bounds))
+    ranges = tuple(itertools.pairwise(bounds))
     if any(b <= a for a, b in ranges):
         return None
     return ranges
 
 
-def candidates(
-    spec: LayerSpec, hw: HardwareConfig, granularities: tuple[int, ...] = GRANULARITIES
-) -> list[Candidate]:
-    """All candidate tilings of ``spec`` that fit the buffers (at least one: the layer is
-    split along width as finely as needed)."""
+@lru_cache(maxsize=65536)
+def _prop_split(n: int, weights: tuple[int, ...], unit: int,
+                ) -> tuple[tuple[int, int], ...] | None:
+    """Split ``[0, n)`` into ranges proportional to ``weights`` with bounds on multiples
+    of ``unit``; None if a range would be empty."""
+    units = -(-n // unit)
+    total = sum(weights)
+    acc = 0
+    bounds = [0]
+    for wgt in weights:
+        acc += wgt
+        bounds.append(min(n, ((units * acc * 2 + total) // (2 * total)) * unit))
+    ranges = tuple(itertools.pairwise(bounds))
+    if any(b <= a for a, b in ranges):
+        return None
+    return ranges
+
+
+class _Costs:
+    """Estimated IFP latency of tiles of one layer, cached by what the latency depends
+    on (tile rows and row geometry, width and column geometry, channel count and
+    alignment)."""
+
+    def __init__(self, spec: LayerSpec, hw: HardwareConfig) -> None:
+        self.spec, self.hw = spec, hw
+        self.memo: dict[tuple[int, ...], int | None] = {}
+        _c, h, w = spec.in_shape
+        self.kh, self.kw = spec.kernel
+        self.sh, self.sw = spec.stride
+        self.pt, self.pl, self.h, self.w = spec.pads[0], spec.pads[2], h, w
+        self.opg = spec.opg if spec.grouped else 1
+        self.shuffle = spec.out.shuffle_c // spec.out.shuffle if spec.out.shuffle else 0
+
+    def __call__(self, t: Tile) -> int | None:
+        """The tile's estimated cycles, or None if it fits no loop nest."""
+        h0, h1 = t.rows(self.spec.out_shape[1])
+        cols = _in_range(t.w0, t.w1, self.kw, self.sw, self.pl, self.w)
+        rows = _in_range(h0, h1, self.kh, self.sh, self.pt, self.h)
+        key = (t.w1 - t.w0, cols[1] - cols[0], cols[2], cols[3], h1 - h0, rows[1] - rows[0],
+               rows[2], rows[3], t.c1 - t.c0, t.c0 % self.opg, t.c1 % self.opg,
+               *((t.c0 % self.shuffle, t.c1 % self.shuffle) if self.shuffle else ()))
+        try:
+            return self.memo[key]
+        except KeyError:
+            pass
+        try:
+            v: int | None = tile_cycles(self.spec, t, self.hw)
+        except TileDoesNotFit:
+            v = None
+        self.memo[key] = v
+        return v
+
+
+#: the output axes a tiling cuts: rows, columns, output channels
+_AXES = ("h", "w", "c")
+#: partitions per core count whose estimated latency is computed (the best by PE cells)
+SHORTLIST = 4
+
+
+class _Layout:
+    """The output of one layer as a grid of PE *cells* (a row x ``pixel_parallel``
+    columns x ``out_channel_parallel`` channels: what a CONV computes per cycle and
+    channel step), for ranking partitions before estimating their latency."""
+
+    def __init__(self, spec: LayerSpec, hw: HardwareConfig) -> None:
+        co, oh, ow = spec.out_shape
+        self.size = {"h": oh, "w": ow, "c": co}
+        self.lane = {"h": 1, "w": hw.pixel_parallel, "c": hw.out_channel_parallel}
+        c_unit = max(spec.channel_unit, min(hw.out_channel_parallel, co))
+        self.units = {"h": (1,), "w": tuple(sorted({1, hw.pixel_parallel})), "c": (c_unit,)}
+
+    def cells(self, axis: str, a: int, b: int) -> int:
+        return -(-(b - a) // self.lane[axis])
+
+
+_Strips = tuple[tuple[tuple[int, int], tuple[tuple[int, int], ...]], ...]
+
+
+def _guillotine(lay: _Layout, k: int, s: int, outer: str, inner: str, u_out: int,
+                u_in: int) -> tuple[_Strips, int, int] | None:
+    """``k`` tiles in ``s`` strips along ``outer``, each split along ``inner`` (see the
+    module docstring): (strips with their inner ranges, max cells of a tile, total
+    cells), or None."""
+    q, r = divmod(k, s)
+    if q == 0:
+        return None
+    counts = (q + 1,) * r + (q,) * (s - r)
+    strips = _prop_split(lay.size[outer], counts, u_out)
+    if strips is None:
+        return None
+    out = []
+    mx = tot = 0
+    third = next(a for a in _AXES if a not in (outer, inner))
+    third_cells = lay.cells(third, 0, lay.size[third])
+    lane_o, lane_i = lay.lane[outer], lay.lane[inner]
+    for (a, b), n in zip(strips, counts, strict=True):
+        parts = _split(lay.size[inner], n, u_in)
+        if parts is None:
+            return None
+        oc = -(-(b - a) // lane_o) * third_cells
+        for x, y in parts:
+            cells = oc * -(-(y - x) // lane_i)
+            mx = max(mx, cells)
+            tot += cells
+        out.append(((a, b), parts))
+    return tuple(out), mx, tot
+
+
+def _tiles(strips: _Strips, outer: str,
+           inner: str, lay: _Layout) -> tuple[Tile, ...]:
+    tiles = []
+    for o, parts in strips:
+        for i in parts:
+            r = {outer: o, inner: i}
+            w = r.get("w", (0, lay.size["w"]))
+            c = r.get("c", (0, lay.size["c"]))
+            h = r.get("h", (0, lay.size["h"]))
+            tiles.append(Tile(w[0], w[1], c[0], c[1], h[0], h[1]))
+    return tuple(tiles)
+
+
+def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
+                       costs: _Costs | None = None) -> tuple[Tile, ...] | None:
+    """The partition of ``spec``'s output into ``k`` tiles that fit the buffers with the
+    least estimated longest tile (ties: least estimated total, then the first found), or
+    None if there is none. The guillotine partitions are ranked by their largest tile in
+    PE cells; the :data:`SHORTLIST` best are estimated in cycles."""
+    lay = _Layout(spec, hw)
+    cost = costs or _Costs(spec, hw)
+    ranked: list[tuple[int, int, int, _Strips, str, str]] = []
+    seen: set[tuple[str, str, _Strips]] = set()
+    s_options = sorted({1, 2, 3, 4, k, *(-(-k // n) for n in (2, 3, 4))})
+    for outer in _AXES:
+        for inner in _AXES:
+            if inner == outer:
+                continue
+            for s in s_options:
+                if s > k:
+                    continue
+                for u_out in lay.units[outer]:
+                    for u_in in lay.units[inner]:
+                        g = _guillotine(lay, k, s, outer, inner, u_out, u_in)
+                        if g is None or (outer, inner, g[0]) in seen:
+                            continue
+                        seen.add((outer, inner, g[0]))
+                        ranked.append((g[1], g[2], len(ranked), g[0], outer, inner))
+    ranked.sort()
+    best: tuple[int, int] | None = None
+    found: tuple[Tile, ...] | None = None
+    tried = 0
+    done: set[tuple[Tile, ...]] = set()
+    for _mx, _tot, _i, strips, outer, inner in ranked:
+        tiles = _tiles(strips, outer, inner, lay)
+        if tiles in done:
+            continue
+        done.add(tiles)
+        got = [cost(t) for t in tiles]
+        vals = [v for v in got if v is not None]
+        if len(vals) < len(got):
+            continue
+        key = (max(vals), sum(vals))
+        if best is None or key < best:
+            best, found = key, tiles
+        tried += 1
+        if tried >= SHORTLIST:
+            break
+    return found
+
+
+def _axis(tiles: tuple[Tile, ...], spec: LayerSpec) -> str:
     co, oh, ow = spec.out_shape
-    c_unit = max(spec.channel_unit, min(hw.out_channel_parallel, co))
+    full_h = all(t.rows(oh) == (0, oh) for t in tiles)
+    if full_h and all(t.c0 == 0 and t.c1 == co for t in tiles):
+        return "w"
+    if full_h and all(t.w0 == 0 and t.w1 == ow for t in tiles):
+        return "c"
+    return "tiles"
+
+
+def candidates(spec: LayerSpec, hw: HardwareConfig, max_parts: int = MAX_PARTS,
+               ) -> list[Candidate]:
+    """The candidate tilings of ``spec``: the balanced partition into ``k`` tiles for
+    every ``k = 1 .. min(hw.num_cores, max_parts)`` that has one, in increasing ``k``,
+    then the plain width and channel splits into :data:`PLAIN_PARTS` parts not among them
+    (at least one candidate: if even the whole layer fits no loop nest, the width is split
+    as finely as needed)."""
+    co, oh, ow = spec.out_shape
+    costs = _Costs(spec, hw)
     out: list[Candidate] = []
     seen: set[tuple[Tile, ...]] = set()
+    for k in range(1, max(1, min(hw.num_cores, max_parts)) + 1):
+        tiles = balanced_partition(spec, hw, k, costs)
+        if tiles is None or tiles in seen:
+            continue
+        seen.add(tiles)
+        out.append(Candidate(_axis(tiles, spec), k, tiles))
+    c_unit = max(spec.channel_unit, min(hw.out_channel_parallel, co))
     for axis in ("w", "c"):
-        for k in granularities:
-            if axis == "w":
-                r = _split(ow, k, 1)
-                tiles = None if r is None else tuple(Tile(a, b, 0, co) for a, b in r)
-            else:
-                if k == 1:
-                    continue
-                r = _split(co, k, c_unit)
-                tiles = None if r is None else tuple(Tile(0, ow, a, b) for a, b in r)
-            if tiles is None or tiles in seen:
+        for k in PLAIN_PARTS:
+            if k > hw.num_cores:
                 continue
-            try:
-                for t in tiles:
-                    choose_plan(spec, t, hw)
-            except TileDoesNotFit:
+            r = _split(ow, k, 1) if axis == "w" else _split(co, k, c_unit)
+            if r is None:
+                continue
+            tiles = tuple(Tile(a, b, 0, co, 0, oh) if axis == "w" else Tile(0, ow, a, b, 0, oh)
+                          for a, b in r)
+            if tiles in seen or any(costs(t) is None for t in tiles):
                 continue
             seen.add(tiles)
             out.append(Candidate(axis, k, tiles))

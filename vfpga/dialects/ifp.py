@@ -20,11 +20,11 @@ candidate; ``ifp-package`` gives every candidate one ``ifp.package`` per tile, a
     }
 
 (a package prints on one line). A **tile** is an output range: columns ``[w0, w1)``,
-output channels ``[c0, c1)`` and rows ``[h0, h1)`` (always the full height: instructions
-run along height). A candidate splits the output along ``w`` or ``c`` at the points
-``at`` (``parts + 1`` increasing values from 0 to the layer's width / channels); its
-packages are its tiles in order, so together they cover the output exactly once
-(verified).
+output channels ``[c0, c1)`` and rows ``[h0, h1)``. A candidate splits the output along
+``w`` or ``c`` at the points ``at`` (``parts + 1`` increasing values from 0 to the
+layer's width / channels), or (axis ``tiles``) lists its ``parts`` tiles explicitly, six
+numbers ``w0, w1, c0, c1, h0, h1`` each; its packages are its tiles in order, and
+together they cover the output exactly once (verified).
 
 The hardware's buffer sizes are the module attribute ``vfpga.buffers`` (set by
 ``dnn-tile``); a package's buffer usage must not exceed them (verified when both are
@@ -37,6 +37,7 @@ import itertools
 from collections.abc import Sequence
 from typing import ClassVar, cast
 
+import numpy as np
 from xdsl.dialects.builtin import (
     BytesAttr,
     DenseArrayBase,
@@ -81,6 +82,8 @@ INSNS_KEY = "insns"
 
 LAYER_KINDS = ("conv", "pool", "add")
 AXES = ("w", "c")
+TILES = "tiles"
+"""The ``axis`` of a candidate that lists its tiles (any partition into rectangles)."""
 BUFFERS_ATTR = "vfpga.buffers"
 """Module attribute: ``{ibuf = N : i64, ...}``, the on-chip buffer sizes of one core."""
 
@@ -260,13 +263,17 @@ class CandidateOp(IRDLOperation):
     """One tiling candidate of the enclosing layer: the output split along ``axis``
     (``w``: columns, ``c``: output channels) at the points ``at`` into ``parts`` tiles
     (tile ``i`` is ``[at[i], at[i+1])`` along the axis, the whole range along the other,
-    the full height). ``makespan`` is the LPT makespan of its packages' latencies on the
-    module's ``vfpga.cores`` cores (set by ``ifp-select``).
+    the full height); or, with axis ``tiles``, ``parts`` tiles listed in ``at`` as
+    ``w0, w1, c0, c1, h0, h1`` each (any partition of the output into rectangles).
+    ``makespan`` is the LPT makespan of its packages' latencies on the module's
+    ``vfpga.cores`` cores (set by ``ifp-select``).
 
     Syntax: ``ifp.candidate w parts 2 at [0, 5, 10] (makespan N)? {packages}?``.
-    Verified: ``axis`` is ``w`` or ``c``; ``at`` has ``parts + 1`` strictly increasing
-    values from 0 to the layer's width (``w``) or channels (``c``); when it has packages,
-    they are exactly its tiles in order (so they cover the output once).
+    Verified: ``axis`` is ``w``, ``c`` or ``tiles``; for ``w`` / ``c`` ``at`` has
+    ``parts + 1`` strictly increasing values from 0 to the layer's width (``w``) or
+    channels (``c``); for ``tiles`` it has ``6 * parts`` values, non-empty tiles within
+    the output that cover it exactly once; when it has packages, they are exactly its
+    tiles in order (so they cover the output once).
     """
 
     name = "ifp.candidate"
@@ -283,7 +290,7 @@ class CandidateOp(IRDLOperation):
         super().__init__(
             properties={
                 "axis": StringAttr(axis),
-                "parts": int_attr(len(bounds) - 1),
+                "parts": int_attr(len(bounds) // 6 if axis == TILES else len(bounds) - 1),
                 "at": int_array(bounds),
             },
             regions=[Region()],
@@ -295,8 +302,13 @@ class CandidateOp(IRDLOperation):
 
     @property
     def bounds(self) -> tuple[int, ...]:
-        """The split points ``at``."""
+        """The split points ``at`` (axis ``tiles``: the tiles' six numbers each)."""
         return int_tuple(self.at)
+
+    @property
+    def num_tiles(self) -> int:
+        """The number of tiles (= packages once packaged)."""
+        return self.parts.value.data
 
     def layer(self) -> LayerOp | None:
         """The enclosing layer."""
@@ -319,6 +331,9 @@ class CandidateOp(IRDLOperation):
         """The tiles ``(w0, w1, c0, c1, h0, h1)`` for a layer output ``(C, H, W)``."""
         co, oh, ow = out_shape
         b = self.bounds
+        if self.axis_name == TILES:
+            return [cast(tuple[int, int, int, int, int, int], tuple(b[i:i + 6]))
+                    for i in range(0, len(b), 6)]
         if self.axis_name == "w":
             return [(b[i], b[i + 1], 0, co, 0, oh) for i in range(len(b) - 1)]
         return [(0, ow, b[i], b[i + 1], 0, oh) for i in range(len(b) - 1)]
@@ -327,8 +342,11 @@ class CandidateOp(IRDLOperation):
         axis = self.axis_name
         b = self.bounds
         who = f"ifp.candidate {axis} parts {self.parts.value.data}"
+        if axis == TILES:
+            self._verify_tiles(who)
+            return
         if axis not in AXES:
-            raise VerifyException(f"{who}: axis must be 'w' or 'c'")
+            raise VerifyException(f"{who}: axis must be 'w', 'c' or 'tiles'")
         if len(b) != self.parts.value.data + 1 or len(b) < 2:
             raise VerifyException(f"{who}: 'at' must have parts + 1 entries, got {list(b)}")
         if b[0] != 0 or any(x >= y for x, y in itertools.pairwise(b)):
@@ -345,6 +363,40 @@ class CandidateOp(IRDLOperation):
                 f"{who}: 'at' must end at the layer's {'width' if axis == 'w' else 'channels'} "
                 f"{end}, got {list(b)}"
             )
+        self._verify_packages(who, layer)
+
+    def _verify_tiles(self, who: str) -> None:
+        b = self.bounds
+        n = self.parts.value.data
+        if n < 1 or len(b) != 6 * n:
+            raise VerifyException(f"{who}: 'at' must have 6 entries (w0, w1, c0, c1, h0, h1) "
+                                  f"per tile, got {len(b)} for {n} tiles")
+        t = np.asarray(b, np.int64).reshape(n, 6)
+        if (t[:, 0::2] < 0).any() or (t[:, 1::2] <= t[:, 0::2]).any():
+            i = int(np.flatnonzero((t[:, 0::2] < 0).any(1) | (t[:, 1::2] <= t[:, 0::2]).any(1))[0])
+            w0, w1, c0, c1, h0, h1 = (int(x) for x in t[i])
+            raise VerifyException(f"{who}: tile {i} {_tile_text((w0, w1, c0, c1, h0, h1))} "
+                                  "is empty or negative")
+        layer = self.layer()
+        if layer is None:
+            return
+        co, oh, ow = layer.out_shape
+        hi = t[:, 1::2].max(axis=0)
+        if hi[0] > ow or hi[1] > co or hi[2] > oh:
+            raise VerifyException(f"{who}: a tile exceeds the layer's output {co}x{oh}x{ow}")
+        vol = (t[:, 1] - t[:, 0]) * (t[:, 3] - t[:, 2]) * (t[:, 5] - t[:, 4])
+        lo_, hi_ = t[:, 0::2], t[:, 1::2]
+        for i in range(n - 1):  # O(n) memory: tile i against the later ones
+            hit = (np.minimum(hi_[i], hi_[i + 1:]) > np.maximum(lo_[i], lo_[i + 1:])).all(1)
+            if hit.any():
+                j = i + 1 + int(np.argmax(hit))
+                raise VerifyException(f"{who}: tiles {i} and {j} overlap")
+        if int(vol.sum()) != co * oh * ow:
+            raise VerifyException(f"{who}: the tiles cover {int(vol.sum())} of the output's "
+                                  f"{co * oh * ow} elements")
+        self._verify_packages(who, layer)
+
+    def _verify_packages(self, who: str, layer: LayerOp) -> None:
         if len(self.body.blocks) > 1:
             raise VerifyException(f"{who}: the body must have at most one block")
         pkgs = self.packages()
@@ -375,9 +427,9 @@ class CandidateOp(IRDLOperation):
 
     @classmethod
     def parse(cls, parser: Parser) -> CandidateOp:
-        axis = parser.parse_optional_keyword_in(AXES)
+        axis = parser.parse_optional_keyword_in((*AXES, TILES))
         if axis is None:
-            parser.raise_error("ifp.candidate: expected the axis, 'w' or 'c'")
+            parser.raise_error("ifp.candidate: expected the axis, 'w', 'c' or 'tiles'")
         parser.parse_keyword("parts", " after the ifp.candidate axis")
         parts = parser.parse_integer(allow_boolean=False, allow_negative=False)
         parser.parse_keyword("at", " (the split points) in ifp.candidate")

@@ -4,8 +4,8 @@
 Needs ``dnn-plan-memory``. For the ``i``-th ``dnn.conv`` / ``dnn.pool`` / ``dnn.add`` of
 the graph (block order) the pass appends ``ifp.layer i "<node>" <kind> out CxHxW macs N``
 to the module, holding one ``ifp.candidate`` per candidate that fits the core's buffers,
-in the engine's order (width splits into ``tiling.GRANULARITIES`` parts, then
-output-channel splits; duplicates dropped). The hardware becomes module attributes:
+in the engine's order (the balanced partition into ``k`` tiles for ``k = 1, 2, ...``
+up to the hardware's core count; duplicates dropped). The hardware becomes module attributes:
 ``vfpga.hw`` (its name), ``vfpga.hw_config`` (the configuration as JSON, so the later
 passes and a later process use exactly this hardware) and ``vfpga.buffers`` (the buffer
 sizes the ``ifp.package`` verifier checks against). Existing ``ifp.layer`` ops are
@@ -113,8 +113,11 @@ def tile_module(module: ModuleOp, hw: HardwareConfig, hw_label: str | None = Non
         for c in cands:
             if c.axis == "w":
                 bounds = [t.w0 for t in c.tiles] + [c.tiles[-1].w1]
-            else:
+            elif c.axis == "c":
                 bounds = [t.c0 for t in c.tiles] + [c.tiles[-1].c1]
+            else:  # ifp.TILES: w0, w1, c0, c1, h0, h1 of each tile
+                oh = spec.out_shape[1]
+                bounds = [v for t in c.tiles for v in (t.w0, t.w1, t.c0, t.c1, *t.rows(oh))]
             ops.append(ifp.CandidateOp(c.axis, bounds))
         layers.append(ifp.LayerOp(spec.index, spec.node.name, spec.kind, spec.out_shape,
                                   spec.macs, ops))

@@ -38,7 +38,7 @@ class IfpEstimateLatencyPass(ModulePass):
             li = layer.index_value
             for cand in layer.candidates():
                 for pkg in cand.packages():
-                    w0, w1, c0, c1, _h0, _h1 = pkg.tile
+                    w0, w1, c0, c1, h0, h1 = pkg.tile
                     body = pkg.insn_fields()
                     if not body:
                         raise StaticPassError(
@@ -46,7 +46,7 @@ class IfpEstimateLatencyPass(ModulePass):
                             f"c={c0}:{c1} has no instructions: run ifp-lower-to-isa first"
                         )
                     columns = column_geometry(body)
-                    key = latency_key(li, w0, w1, c0, c1, len(body), columns)
+                    key = latency_key(li, w0, w1, c0, c1, len(body), columns, (h0, h1))
                     lat = cache.get(key)
                     if lat is None:
                         try:

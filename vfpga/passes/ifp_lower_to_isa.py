@@ -67,10 +67,10 @@ class IfpLowerToIsaPass(ModulePass):
                     w0, w1, c0, c1, h0, h1 = pkg.tile
                     nest = [pkg.get(n) for n in ("og", "rb", "chunk", "in_cols")]
                     plan = None if None in nest else LoopNest(*cast(list[int], nest))
-                    code = make_ifp(spec, Tile(w0, w1, c0, c1), hw, plan)
+                    code = make_ifp(spec, Tile(w0, w1, c0, c1, h0, h1), hw, plan)
                     use = insn_footprint(code.insns)
-                    if use != {b: code.use.get(b, 0) for b in BUFFER_NAMES} or (h0, h1) != (
-                            0, code.rows):
+                    if (use != {b: code.use.get(b, 0) for b in BUFFER_NAMES}
+                            or (h0, h1) != code.rows):
                         raise AssertionError(
                             f"layer {spec.index} tile w={w0}:{w1} c={c0}:{c1}: the generator's "
                             f"buffer usage {code.use} / rows {code.rows} disagree with its "

@@ -39,12 +39,12 @@ class IfpPackagePass(ModulePass):
             for cand in layer.candidates():
                 pkgs: list[ifp.PackageOp] = []
                 for t in cand.tiles(layer.out_shape):
-                    w0, w1, c0, c1, _h0, _h1 = t
+                    w0, w1, c0, c1, h0, h1 = t
                     try:
-                        nest = choose_plan(spec, Tile(w0, w1, c0, c1), hw)
+                        nest = choose_plan(spec, Tile(w0, w1, c0, c1, h0, h1), hw)
                     except TileDoesNotFit as exc:
                         raise StaticPassError(f"{exc} (candidate {cand.axis_name}/"
-                                              f"{len(cand.bounds) - 1})") from None
+                                              f"{cand.num_tiles})") from None
                     pkgs.append(ifp.PackageOp.build(
                         t, (nest.og, nest.rb, nest.chunk, nest.in_cols)))
                 for blk in list(cand.body.blocks):

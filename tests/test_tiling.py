@@ -1,0 +1,149 @@
+"""The tiling engine (issue 17, allocation): balanced partitions into k tiles for every
+core count, the IFP latency estimate that ranks them, and the ``tiles`` form of
+``ifp.candidate`` that carries them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from qgraph_builders import GraphBuilder
+from xdsl.context import Context
+from xdsl.dialects.builtin import Builtin, ModuleOp
+from xdsl.parser import Parser
+from xdsl.utils.exceptions import VerifyException
+
+from vfpga.compiler.assign import lower_bound, lpt
+from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, make_ifp
+from vfpga.compiler.latency import simulate
+from vfpga.compiler.tilecost import tile_cycles
+from vfpga.compiler.tiling import candidates
+from vfpga.dialects import get_all_dialects, ifp
+from vfpga.dialects.dnn_convert import qgraph_to_module
+from vfpga.frontend.qgraph import QGraph
+from vfpga.hw.config import load_hw
+from vfpga.passes.dnn_plan_memory import DnnPlanMemoryPass
+from vfpga.passes.dnn_tile import layer_specs_of
+
+POOL16 = load_hw("pool16")
+
+
+def _specs(g: QGraph) -> list[LayerSpec]:
+    m = qgraph_to_module(g)
+    DnnPlanMemoryPass().apply(Context(), m)
+    return layer_specs_of(m)
+
+
+def _graph(kind: str, c: int, h: int, w: int, oc: int, k: int, s: int, groups: int) -> QGraph:
+    b = GraphBuilder((c, h, w), seed=1)
+    if kind == "conv":
+        y = b.conv(b.input, oc, (k, k), s, groups=groups)
+    elif kind == "pool":
+        y = b.pool(b.input, "max", k, s, k // 2)
+    else:
+        y = b.add(b.input, b.conv(b.input, c, (1, 1)))
+    return b.build([y])
+
+
+@st.composite
+def _layer_and_tile(draw: st.DrawFn) -> tuple[QGraph, tuple[float, ...]]:
+    kind = draw(st.sampled_from(["conv", "conv", "pool", "add"]))
+    c, oc, groups = draw(st.integers(1, 64)), draw(st.integers(1, 64)), 1
+    if kind == "conv" and draw(st.booleans()):
+        c = oc = groups = draw(st.integers(2, 48))  # depthwise
+    k = draw(st.sampled_from([1, 3, 5]))
+    s = draw(st.integers(1, 2))
+    h, w = draw(st.integers(k, 30)), draw(st.integers(k, 30))
+    frac = tuple(draw(st.floats(0, 1)) for _ in range(6))
+    return _graph(kind, c, h, w, oc, k, s, groups), frac
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_layer_and_tile())
+def test_estimate_equals_the_simulated_latency(case: tuple[QGraph, tuple[float, ...]]) -> None:
+    """tile_cycles is the latency model's result without generating the instructions,
+    for any tile (any rows, columns and channels; the last layer of the graph)."""
+    g, f = case
+    spec = _specs(g)[-1]
+    co, oh, ow = spec.out_shape
+
+    def rng(n: int, a: float, b: float) -> tuple[int, int]:
+        lo = min(int(a * n), n - 1)
+        return lo, lo + 1 + min(int(b * (n - lo)), n - lo - 1)
+
+    (w0, w1), (c0, c1), (h0, h1) = rng(ow, f[0], f[1]), rng(co, f[2], f[3]), rng(oh, f[4], f[5])
+    t = Tile(w0, w1, c0, c1, h0, h1)
+    try:
+        want = simulate(make_ifp(spec, t, POOL16).insns, POOL16)
+    except TileDoesNotFit:
+        with pytest.raises(TileDoesNotFit):
+            tile_cycles(spec, t, POOL16)
+        return
+    assert tile_cycles(spec, t, POOL16) == want
+
+
+@pytest.mark.parametrize("shape", [(128, 28, 28, 3), (64, 56, 56, 1), (512, 7, 7, 3)])
+def test_every_core_count_gets_a_balanced_candidate(shape: tuple[int, int, int, int]) -> None:
+    """For every k = 1..16 there is a candidate of exactly k tiles, and the best
+    candidate on k cores finishes within 15% of the layer bound (the least
+    max(total / k, longest) over the candidates) and no later than on k - 1 cores
+    (sooner, up to 8 cores); the candidates' tiles cover the output once (rows, columns
+    and channels)."""
+    c, h, w, k = shape
+    spec = _specs(_graph("conv", c, h, w, c, k, 1, 1))[-1]
+    co, oh, ow = spec.out_shape
+    cands = candidates(spec, POOL16)
+    sizes = {len(x.tiles) for x in cands}
+    assert set(range(1, 17)) <= sizes
+    lat = [[simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in x.tiles] for x in cands]
+    prev = None
+    for n in range(1, 17):
+        best = min(lpt(lt, n)[1] for lt in lat)
+        bound = min(lower_bound(lt, n) for lt in lat)
+        assert best <= 1.15 * bound, (n, best, bound)
+        assert prev is None or best < prev or (n > 8 and best == prev)
+        prev = best
+    for x in cands:
+        cover = np.zeros((co, oh, ow), np.int64)
+        for t in x.tiles:
+            h0, h1 = t.rows(oh)
+            cover[t.c0:t.c1, h0:h1, t.w0:t.w1] += 1
+        assert (cover == 1).all(), x.label
+    assert any(x.axis == "tiles" for x in cands)  # two-dimensional and height splits
+    assert any(t.rows(oh) != (0, oh) for x in cands for t in x.tiles)
+
+
+def _parse(text: str) -> ModuleOp:
+    ctx = Context()
+    for name, factory in get_all_dialects().items():
+        ctx.register_dialect(name, factory)
+    ctx.load_dialect(Builtin)
+    return Parser(ctx, text).parse_module()
+
+
+_LAYER = 'builtin.module {{ ifp.layer 0 "c" conv out 16x4x6 macs 1 {{ {cand} }} }}'
+
+
+def test_tiles_candidate_round_trips_and_verifies() -> None:
+    cand = "ifp.candidate tiles parts 3 at [0, 6, 0, 8, 0, 4, 0, 3, 8, 16, 0, 4, 3, 6, 8, 16, 0, 4]"
+    m = _parse(_LAYER.format(cand=cand))
+    m.verify()
+    (layer,) = [op for op in m.ops if isinstance(op, ifp.LayerOp)]
+    (c,) = layer.candidates()
+    assert c.num_tiles == 3
+    assert c.tiles(layer.out_shape)[1] == (0, 3, 8, 16, 0, 4)
+    assert cand in str(m)
+
+
+@pytest.mark.parametrize("at, msg", [
+    ("[0, 6, 0, 8, 0, 4, 0, 6, 8, 16, 0, 4]", "must have 6 entries"),
+    ("[0, 6, 0, 8, 0, 4, 0, 6, 4, 16, 0, 4, 0, 6, 0, 1, 0, 1]", "tiles 0 and 1 overlap"),
+    ("[0, 6, 0, 8, 0, 4, 0, 3, 8, 16, 0, 4, 3, 6, 8, 16, 0, 3]", "cover 360 of the output's 384"),
+    ("[0, 6, 0, 8, 0, 4, 0, 3, 8, 16, 0, 4, 3, 7, 8, 16, 0, 4]", "exceeds the layer's output"),
+    ("[0, 6, 0, 8, 0, 4, 0, 3, 8, 16, 0, 4, 3, 3, 8, 16, 0, 4]", "tile 2 w=3:3"),
+])
+def test_tiles_candidate_errors(at: str, msg: str) -> None:
+    m = _parse(_LAYER.format(cand=f"ifp.candidate tiles parts 3 at {at}"))
+    with pytest.raises(VerifyException, match=msg):
+        m.verify()
