@@ -21,10 +21,13 @@ along a second axis into ``n_i`` near-equal parts (``s`` in 1-4, ``k`` and ``k /
 two-dimensional tilings, which let core counts such as 9, 11, 13 or 15 use every core
 where no one-axis split divides the layer evenly. Width ranges are searched with bounds
 on multiples of one column and of the pixel parallelism (a tile whose width is a
-multiple of it wastes no PE columns). The partitions are ranked by their largest tile
-counted in PE cells (a row x ``pixel_parallel`` columns x ``out_channel_parallel``
-channels); the :data:`SHORTLIST` best are estimated in cycles. Equal partitions found
-for several ``k`` are kept once.
+multiple of it wastes no PE columns). A second family has strips of two kinds (``a``
+strips of ``n_a`` tiles each and one strip of the remaining tiles, the strips' extents
+chosen near ``n / k`` of the layer), which balances layers whose extent along the cut
+axis is not a multiple of the strip count. Within each family the partitions are ranked
+by their largest tile counted in PE cells (a row x ``pixel_parallel`` columns x
+``out_channel_parallel`` channels); the :data:`SHORTLIST` best of each family are
+estimated in cycles. Equal partitions found for several ``k`` are kept once.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from functools import lru_cache
+
+import numpy as np
 
 from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, _in_range, choose_plan
 from vfpga.compiler.tilecost import tile_cycles
@@ -128,7 +133,8 @@ class _Costs:
 
 #: the output axes a tiling cuts: rows, columns, output channels
 _AXES = ("h", "w", "c")
-#: partitions per core count whose estimated latency is computed (the best by PE cells)
+#: partitions per core count and family whose estimated latency is computed (the best by
+#: PE cells)
 SHORTLIST = 4
 
 
@@ -181,6 +187,52 @@ def _guillotine(lay: _Layout, k: int, s: int, outer: str, inner: str, u_out: int
     return tuple(out), mx, tot
 
 
+def _two_kinds(lay: _Layout, k: int, outer: str, inner: str, u_out: int, u_in: int,
+               keep: int = 2) -> list[tuple[_Strips, int, int]]:
+    """Guillotine partitions with strips of two kinds: ``a`` strips of ``u_a`` units
+    holding ``n_a`` tiles each, then one strip of the remaining units holding the
+    remaining ``k - a * n_a`` tiles (``u_a`` near ``units * n_a / k``), for layers whose
+    units do not divide evenly. The ``keep`` best by their largest tile in PE cells, as
+    (strips, max cells, total cells)."""
+    size_o, size_i = lay.size[outer], lay.size[inner]
+    units = -(-size_o // u_out)
+    third = next(x for x in _AXES if x not in (outer, inner))
+    third_cells = lay.cells(third, 0, lay.size[third])
+    in_max = np.zeros(k + 1, np.int64)  # 0: no split into n parts
+    in_tot = np.zeros(k + 1, np.int64)
+    for n in range(1, k + 1):
+        parts = _split(size_i, n, u_in)
+        if parts is not None:
+            cells = [lay.cells(inner, x, y) for x, y in parts]
+            in_max[n], in_tot[n] = max(cells), sum(cells)
+    na, a, d = np.meshgrid(np.arange(1, k), np.arange(1, k), np.arange(-1, 3), indexing="ij")
+    nb = k - a * na
+    ua = units * na // k + d
+    ub = units - a * ua
+    ok = (nb >= 1) & (ua >= 1) & (ub >= 1)
+    ok &= (in_max[na] > 0) & (in_max[np.clip(nb, 0, k)] > 0)
+    na, a, nb, ua, ub = na[ok], a[ok], nb[ok], ua[ok], ub[ok]
+    lane = lay.lane[outer]
+    co_a = -(-np.minimum(ua * u_out, size_o) // lane)
+    co_b = -(-np.minimum(ub * u_out, size_o) // lane)
+    mx = np.maximum(co_a * in_max[na], co_b * in_max[nb]) * third_cells
+    tot = (a * co_a * in_tot[na] + co_b * in_tot[nb]) * third_cells
+    out: list[tuple[_Strips, int, int]] = []
+    for i in np.lexsort((tot, mx))[:keep].tolist():
+        step = int(ua[i]) * u_out
+        bounds = [min(size_o, j * step) for j in range(int(a[i]) + 1)] + [size_o]
+        if bounds[-2] >= size_o:
+            continue
+        counts = [int(na[i])] * int(a[i]) + [int(nb[i])]
+        strips = []
+        for (x, y), n in zip(itertools.pairwise(bounds), counts, strict=True):
+            parts = _split(size_i, n, u_in)
+            assert parts is not None
+            strips.append(((x, y), parts))
+        out.append((tuple(strips), int(mx[i]), int(tot[i])))
+    return out
+
+
 def _tiles(strips: _Strips, outer: str,
            inner: str, lay: _Layout) -> tuple[Tile, ...]:
     tiles = []
@@ -203,6 +255,7 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
     lay = _Layout(spec, hw)
     cost = costs or _Costs(spec, hw)
     ranked: list[tuple[int, int, int, _Strips, str, str]] = []
+    mixed: list[tuple[int, int, int, _Strips, str, str]] = []
     seen: set[tuple[str, str, _Strips]] = set()
     s_options = sorted({1, 2, 3, 4, k, *(-(-k // n) for n in (2, 3, 4))})
     for outer in _AXES:
@@ -219,26 +272,33 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
                             continue
                         seen.add((outer, inner, g[0]))
                         ranked.append((g[1], g[2], len(ranked), g[0], outer, inner))
-    ranked.sort()
+            for u_out in lay.units[outer]:
+                for u_in in lay.units[inner]:
+                    for strips, mx, tot in _two_kinds(lay, k, outer, inner, u_out, u_in):
+                        if (outer, inner, strips) not in seen:
+                            seen.add((outer, inner, strips))
+                            mixed.append((mx, tot, len(mixed), strips, outer, inner))
     best: tuple[int, int] | None = None
     found: tuple[Tile, ...] | None = None
-    tried = 0
     done: set[tuple[Tile, ...]] = set()
-    for _mx, _tot, _i, strips, outer, inner in ranked:
-        tiles = _tiles(strips, outer, inner, lay)
-        if tiles in done:
-            continue
-        done.add(tiles)
-        got = [cost(t) for t in tiles]
-        vals = [v for v in got if v is not None]
-        if len(vals) < len(got):
-            continue
-        key = (max(vals), sum(vals))
-        if best is None or key < best:
-            best, found = key, tiles
-        tried += 1
-        if tried >= SHORTLIST:
-            break
+    for family in (ranked, mixed):
+        family.sort()
+        tried = 0
+        for _mx, _tot, _i, strips, outer, inner in family:
+            tiles = _tiles(strips, outer, inner, lay)
+            if tiles in done:
+                continue
+            done.add(tiles)
+            got = [cost(t) for t in tiles]
+            vals = [v for v in got if v is not None]
+            if len(vals) < len(got):
+                continue
+            key = (max(vals), sum(vals))
+            if best is None or key < best:
+                best, found = key, tiles
+            tried += 1
+            if tried >= SHORTLIST:
+                break
     return found
 
 
