@@ -48,8 +48,9 @@ class Outcome:
     """A finished inference: outputs as stored, the timing model's cycles and seconds on
     the tenant's cores, context switches during the request, wall seconds in the server
     (from acceptance to answer), of which ``queue_s`` waiting in the tenant's queue
-    (including a deploy of another model) and ``run_s`` running on the emulator, and the
-    cores it ended on."""
+    (including a deploy of another model) and ``run_s`` running on the emulator, the
+    cores it ended on, and ``finished``, the :func:`time.perf_counter` instant the outcome
+    was handed back (0.0: not known)."""
 
     outputs: dict[str, np.ndarray]
     cycles: float
@@ -59,6 +60,7 @@ class Outcome:
     queue_s: float
     run_s: float
     cores: int
+    finished: float = 0.0
 
 
 @dataclass
@@ -462,6 +464,7 @@ class Scheduler:
                 job.started - job.accepted,
                 took,
                 len(t.cores),
+                time.perf_counter(),
             )
         )
 
