@@ -156,19 +156,23 @@ def answer(data: bytes, n: int) -> tuple[str, bytes]:
     return doc["model_name"], data[n:]
 
 
-def cpu_seconds(pid: int | str, keep: Callable[[str], bool] = lambda tid: True) -> float:
-    """On-CPU seconds of the threads ``keep`` accepts of process ``pid``, from Linux's
-    ``/proc/PID/task/TID/schedstat`` (nanoseconds, not disturbed by other jobs waiting
-    for the cores); NaN where that is not available."""
-    total = 0
-    try:
+def thread_cpu(pid: int | str, keep: Callable[[str], bool] = lambda tid: True) -> dict[str, float]:
+    """On-CPU seconds of each thread ``keep`` accepts of process ``pid`` (thread id ->
+    seconds), from Linux's ``/proc/PID/task/TID/schedstat`` (nanoseconds: time spent
+    waiting for a core behind other jobs is not counted); empty where not available."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError, ValueError, IndexError):
         for tid in os.listdir(f"/proc/{pid}/task"):
             if keep(tid):
                 with contextlib.suppress(FileNotFoundError):  # a thread that just ended
-                    total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-    return total / 1e9
+                    ns = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]
+                    out[tid] = int(ns) / 1e9
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per thread on-CPU seconds between two :func:`thread_cpu` readings."""
+    return {tid: sec - before.get(tid, 0.0) for tid, sec in after.items()}
 
 
 def phases(header: str) -> dict[str, float]:
@@ -256,8 +260,8 @@ def main() -> int:
                     raise RuntimeError("the server did not start")
                 time.sleep(0.01)
             cpu = (  # (the server's threads, this benchmark's own threads)
-                lambda: cpu_seconds("self", lambda tid: tid not in own),
-                lambda: cpu_seconds("self", lambda tid: tid in own),
+                lambda: thread_cpu("self", lambda tid: tid not in own),
+                lambda: thread_cpu("self", lambda tid: tid in own),
             )
             return run(args, url, tenants, inputs, want, t_in.name, call_direct, cpu)
         finally:
@@ -297,7 +301,7 @@ def in_process_of_its_own(args, repo, state, tenants, inputs, want, in_name, cal
                 url = line.rsplit("listening on ", 1)[1].strip()
         if url is None:
             raise RuntimeError("vfpga serve did not start")
-        cpu = (lambda: cpu_seconds(proc.pid), lambda: cpu_seconds("self"))
+        cpu = (lambda: thread_cpu(proc.pid), lambda: thread_cpu("self"))
         return run(args, url, tenants, inputs, want, in_name, call_direct, cpu)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -310,7 +314,7 @@ def in_process_of_its_own(args, repo, state, tenants, inputs, want, in_name, cal
 
 def run(args, url, tenants, inputs, want, in_name, call_direct, cpu) -> int:  # type: ignore[no-untyped-def]
     """Measure the overhead, then the load; ``cpu``: functions giving the on-CPU seconds
-    so far of (the server, the direct calls' process or threads)."""
+    so far of each thread of (the server, the direct calls' process)."""
     server_cpu, direct_cpu = cpu
     deadline = time.monotonic() + args.max_seconds
     bodies = {t: request_body(in_name, inputs[t]) for t in tenants}
@@ -333,7 +337,8 @@ def run(args, url, tenants, inputs, want, in_name, call_direct, cpu) -> int:  # 
     diffs: list[float] = []  # round trip - direct call, per request
     split: dict[str, list[float]] = {}  # the server's phases (Server-Timing), per request
     rest: list[float] = []  # round trip minus every phase the server timed
-    cpu_d = cpu_s = cpu_c = 0.0  # on-CPU seconds: direct calls, the server, the client
+    cpu_d = cpu_c = 0.0  # on-CPU seconds: direct calls, the client
+    cpu_s: dict[str, float] = {}  # on-CPU seconds of each thread of the server
     client = Client(url)
     try:
         for _ in range(2):  # warm-up: first deploy, timing model, connection
@@ -351,7 +356,7 @@ def run(args, url, tenants, inputs, want, in_name, call_direct, cpu) -> int:  # 
                 if k:
                     d_block.append(time.perf_counter() - a)
                 assert got == want[t]
-            cpu_d += direct_cpu() - c0
+            cpu_d += sum(cpu_delta(c0, direct_cpu()).values())
             for k in range(BLOCK + 1):
                 if k == 1:
                     c0, c1 = server_cpu(), time.thread_time()
@@ -365,7 +370,8 @@ def run(args, url, tenants, inputs, want, in_name, call_direct, cpu) -> int:  # 
                         split.setdefault(name, []).append(sec)
                     rest.append(rtt - sum(ph.values()))
                 assert status == 200 and answer(data, n)[1] == want[t]
-            cpu_s += server_cpu() - c0
+            for tid, sec in cpu_delta(c0, server_cpu()).items():
+                cpu_s[tid] = cpu_s.get(tid, 0.0) + sec
             cpu_c += time.thread_time() - c1
             d_times += d_block
             s_times += s_block
@@ -400,12 +406,20 @@ def run(args, url, tenants, inputs, want, in_name, call_direct, cpu) -> int:  # 
         f"ms: {low:.2f} ms apart (the least disturbed by other jobs on the machine)"
     )
     n = len(diffs)
-    print(
-        f"  on-CPU time per request (all threads; not inflated by other jobs): direct "
-        f"{cpu_d / n * 1e3:.3f} ms, server {cpu_s / n * 1e3:.3f} ms, i.e. the server's CPU "
-        f"overhead is {(cpu_s - cpu_d) / n * 1e3:.3f} ms (and the client's "
-        f"{cpu_c / n * 1e3:.3f} ms)"
-    )
+    if cpu_s:
+        # the pool's thread is the busiest; the others answer HTTP (event loop, ...)
+        pool_cpu = max(cpu_s.values()) / n
+        http_cpu = (sum(cpu_s.values()) / n) - pool_cpu
+        direct = cpu_d / n
+        print(
+            f"  on-CPU time per request (from /proc schedstat; not inflated by waiting for "
+            f"a core):\n"
+            f"    direct call {direct * 1e3:8.3f} ms\n"
+            f"    server: pool thread {pool_cpu * 1e3:.3f} ms ({(pool_cpu - direct) * 1e3:+.3f} "
+            f"vs direct), other threads (HTTP) {http_cpu * 1e3:.3f} ms\n"
+            f"    the server's CPU overhead {(pool_cpu + http_cpu - direct) * 1e3:.3f} ms; "
+            f"the client's CPU {cpu_c / n * 1e3:.3f} ms"
+        )
     p90 = sorted(diffs)[min(len(diffs) - 1, int(len(diffs) * 0.9))] * 1e3
     print(
         f"  overhead per request      median {over:8.3f} ms, p90 {p90:.3f} ms  (round trip "

@@ -42,6 +42,16 @@ log = logging.getLogger("vfpga.serve")
 INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
 #: bodies above this many bytes are decoded off the event loop
 BIG_BODY = 1 << 18
+#: the request headers the route reads (ASGI gives names in lower case)
+_WANTED = {
+    k.encode(): k
+    for k in (
+        "authorization",
+        "content-encoding",
+        "content-length",
+        "inference-header-content-length",
+    )
+}
 
 
 class ClientGone(Exception):
@@ -180,7 +190,9 @@ def with_infer_route(
             return
         headers: dict[str, str] = {}
         for k, v in scope["headers"]:  # the first of repeated headers, as Starlette's get
-            headers.setdefault(k.decode("latin-1"), v.decode("latin-1"))
+            name = _WANTED.get(k)
+            if name is not None and name not in headers:
+                headers[name] = v.decode("latin-1")
         try:
             body, extra = await infer(server, match["name"], match["version"], headers, receive)
         except ClientGone:
