@@ -329,7 +329,7 @@ def check(model: Path, hw_name: str, cores: int, input_shape: tuple[str, ...],
     cmp = compare_with_ort(loaded.graph, loaded.qdq, ort_xs,
                            onnx_int8=loaded.lowered.onnx_int8, fp32_model=loaded.fp32)
     for line in agreement_lines(cmp, real=named is not None, qdq=loaded.fp32 is None):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     bar = "meets" if cmp.cosine_min >= 0.999 and cmp.argmax_agreement >= 0.99 else "misses"
     console.print(f"the frontend bar (cosine >= 0.999, same arg-max on >= 99%): {bar} it on "
                   f"these inputs (docs/conformance.md: every bundled model meets it)")
