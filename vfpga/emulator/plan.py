@@ -828,7 +828,9 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         pads = (f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"])
         geo = kernels.conv_geometry((in_h, in_w, in_c), (out_c, kh, kw, in_c // g),
                                     stride=(f["stride_h"], f["stride_w"]), pads=pads,
-                                    pad_value=f["pad_value"], groups=g)
+                                    pad_value=f["pad_value"], groups=g,
+                                    dilation=(f["dil_h"], f["dil_w"]),
+                                    ups=(f["ups_h"], f["ups_w"]))
         acc_out = bool(f["acc_out"])
         if not acc_out:
             Act(f["act"])  # ValueError if unknown
@@ -846,11 +848,12 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
                else _view(Buffer.OBUF, f["out_addr"], (oh, ow, out_c), np.int8, True))
         if geo.path == "int8":  # the slot holds the uint8 im2col matrix
             xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
-                          ("cols", x.shape, geo.pads, geo.pad_value, (kh, kw), geo.stride, g),
+                          ("cols", x.shape, geo.pads, geo.pad_value, (kh, kw), geo.stride, g,
+                           geo.dil, geo.ups),
                           kernels.Im2colU8(geo), None)
         else:
             xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
-                          ("x", x.shape, geo.pads, geo.pad_value, geo.path),
+                          ("x", x.shape, geo.pads, geo.pad_value, geo.path, geo.ups),
                           partial(kernels.conv_input, geo), None)
         ws, wl = slot(Buffer.WBUF, f["w_addr"], w, ("w", w.shape, geo.path, g),
                       partial(kernels.conv_weights, geo),

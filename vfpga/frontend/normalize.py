@@ -60,6 +60,7 @@ from vfpga.frontend.norm_fold import (
 )
 from vfpga.frontend.norm_graph import NGraph, NNode
 from vfpga.frontend.qgraph import shuffle_groups
+from vfpga.isa.limits import MAX_DILATION
 
 #: ONNX op types :func:`normalize` accepts in its input (after constant folding; ops whose
 #: inputs are all constants are evaluated whatever their type).
@@ -71,6 +72,7 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "Relu",
     "Reshape", "Shape", "Sigmoid", "Softmax", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
     "Unsqueeze",
+    "ConvTranspose", "Resize",
 )
 
 #: ONNX op types of a normalized model.
@@ -78,6 +80,7 @@ NORMALIZED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "GlobalAveragePool",
     "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul", "Relu", "Reshape",
     "Sigmoid", "Softmax", "Tanh",
+    "ConvTranspose", "Resize",
 )
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -470,26 +473,109 @@ class _Translator:
         group = int(_attr(n, "group", 1))
         strides = [int(s) for s in _attr(n, "strides", [1, 1])]
         dil = [int(s) for s in _attr(n, "dilations", [1, 1])]
-        if any(d != 1 for d in dil):
-            raise self.err(n, f"dilations {dil} are not supported by the accelerator (only 1)")
+        if len(dil) != 2 or not all(1 <= d <= MAX_DILATION for d in dil):
+            raise self.err(n, f"dilations {dil} are not supported by the accelerator "
+                              f"(1..{MAX_DILATION})")
         k = (int(w.shape[2]), int(w.shape[3]))
-        pads = self.resolve_pads(n, x, k, (strides[0], strides[1]))
+        pads = self.resolve_pads(n, x, k, (strides[0], strides[1]), (dil[0], dil[1]))
         if x.pad is not None:
             pads = [p + q for p, q in zip(pads, x.pad, strict=True)]
             self.report.rewrites["pad_folded"] += 1
         wn = self.g.add_const(f"{n.name}_W", w.astype(np.float32, copy=False))
         bn = self.g.add_const(f"{n.name}_B", b)
         out = n.output[0]
+        extra = {"dilations": dil} if dil != [1, 1] else {}
         self.emit(n, "Conv", [x.name, wn, bn], out, kernel_shape=list(k), strides=strides,
-                  pads=pads, group=group)
+                  pads=pads, group=group, **extra)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def op_ConvTranspose(self, n: onnx.NodeProto) -> None:
+        """A 2-D transposed convolution with constant weights ``[C, OC/group, KH, KW]``,
+        kept as it is with explicit pads and output padding (``output_shape`` and
+        ``auto_pad`` resolved against the inferred output shape); the QDQ lowering makes
+        it a CONV over the zero-inserted input (docs/isa.md)."""
+        x = self.act(n, 0)
+        w = self.const(n, 1, "weight")
+        if x.rank != 4 or w.ndim != 4:
+            raise self.err(n, "only 2-D transposed convolutions over NCHW maps are supported")
+        group = int(_attr(n, "group", 1))
+        oc = int(w.shape[1]) * group
+        b = self.opt_const(n, 2)
+        b = np.zeros(oc, np.float32) if b is None else b.astype(np.float32).reshape(oc)
+        strides = [int(v) for v in _attr(n, "strides", [1, 1])]
+        dil = [int(v) for v in _attr(n, "dilations", [1, 1])]
+        if dil != [1, 1]:
+            raise self.err(n, f"dilations {dil} of a transposed convolution are not supported")
+        k = (int(w.shape[2]), int(w.shape[3]))
+        ih, iw = self.g.shapes[x.name][2:]
+        oh, ow = self.shape(n, n.output[0])[2:]
+        pads = [int(v) for v in _attr(n, "pads", [0, 0, 0, 0])]
+        outpad = [int(v) for v in _attr(n, "output_padding", [0, 0])]
+        if _attr(n, "output_shape") is not None or _attr(n, "auto_pad", "NOTSET") != "NOTSET":
+            # total padding from the inferred output size; ONNX puts the odd one at the end
+            # (SAME_UPPER, output_shape) or the beginning (SAME_LOWER)
+            lower = _attr(n, "auto_pad", "NOTSET") == "SAME_LOWER"
+            pads, outpad = [0, 0, 0, 0], [0, 0]
+            for d, (i, o) in enumerate(((ih, oh), (iw, ow))):
+                total = strides[d] * (i - 1) + k[d] - o
+                if total < 0:
+                    outpad[d] = -total
+                    total = 0
+                first = total - total // 2 if lower else total // 2
+                pads[d], pads[d + 2] = first, total - first
+        for d, (i, o) in enumerate(((ih, oh), (iw, ow))):
+            if strides[d] * (i - 1) + k[d] - pads[d] - pads[d + 2] + outpad[d] != o:
+                raise self.err(n, f"pads {pads} and output_padding {outpad} do not give the "
+                                  f"inferred output size {oh}x{ow}")
+        wn = self.g.add_const(f"{n.name}_W", w.astype(np.float32, copy=False))
+        bn = self.g.add_const(f"{n.name}_B", b)
+        out = n.output[0]
+        self.emit(n, "ConvTranspose", [x.name, wn, bn], out, kernel_shape=list(k),
+                  strides=strides, pads=pads, output_padding=outpad, group=group)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def op_Resize(self, n: onnx.NodeProto) -> None:
+        """A spatial ``Resize`` of a feature map (batch and channels unchanged), kept with
+        its attributes and its scales as one constant; the QDQ lowering decides whether the
+        accelerator runs it (nearest by integer factors, bilinear) or the host does."""
+        x = self.act(n, 0)
+        if x.rank != 4:
+            raise self.err(n, "only Resize of an NCHW feature map is supported")
+        ins = self.g.shapes[x.name]
+        outs = self.shape(n, n.output[0])
+        if len(outs) != 4 or tuple(outs[:2]) != tuple(ins[:2]):
+            raise self.err(n, f"Resize from {list(ins)} to {list(outs)} changes the batch or "
+                              "channels; only spatial resizing is supported")
+        mode = _attr(n, "mode", "nearest")
+        ctm = _attr(n, "coordinate_transformation_mode", "half_pixel")
+        scales = self.opt_const(n, 2) if len(n.input) > 2 and n.input[2] else None
+        if scales is not None and scales.size == 0:
+            scales = None
+        if scales is None or ctm == "tf_crop_and_resize":
+            # sizes given (or a crop): the scales ONNX derives from them
+            if ctm == "tf_crop_and_resize":
+                raise self.err(n, "coordinate_transformation_mode tf_crop_and_resize is not "
+                                  "supported")
+            scales = np.array([o / i for o, i in zip(outs, ins, strict=True)], np.float32)
+        scales = scales.astype(np.float32).reshape(-1)
+        if scales.size != 4 or scales[0] != 1 or scales[1] != 1:
+            raise self.err(n, f"Resize scales {scales.tolist()} must be [1, 1, sh, sw]")
+        attrs: dict[str, Any] = {"mode": mode, "coordinate_transformation_mode": ctm,
+                                 "nearest_mode": _attr(n, "nearest_mode", "round_prefer_floor")}
+        for key in ("cubic_coeff_a", "exclude_outside", "extrapolation_value"):
+            if (v := _attr(n, key)) is not None:
+                attrs[key] = v
+        sn = self.g.add_const(f"{n.name}_scales", scales)
+        out = n.output[0]
+        self.emit(n, "Resize", [x.name, "", sn], out, **attrs)
         self.define(out, _Val(out, 4), self.phys(n, out))
 
     def resolve_pads(self, n: onnx.NodeProto, x: _Val, k: tuple[int, int],
-                     s: tuple[int, int]) -> list[int]:
+                     s: tuple[int, int], d: tuple[int, int] = (1, 1)) -> list[int]:
         auto = _attr(n, "auto_pad", "NOTSET")
         if auto in ("SAME_UPPER", "SAME_LOWER"):
             shp = self.g.shapes[x.name]
-            return _auto_pads(auto, (shp[2], shp[3]), k, s)
+            return _auto_pads(auto, (shp[2], shp[3]), k, s, d)
         if auto == "VALID":
             return [0, 0, 0, 0]
         pads = [int(p) for p in _attr(n, "pads", [0, 0, 0, 0])]

@@ -43,6 +43,7 @@ OPS_TO_QUANTIZE: tuple[str, ...] = (
     "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
     "Softmax", "LRN", "Reshape", "Gather", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
     "Tanh", "LeakyRelu", "Elu",
+    "ConvTranspose", "Resize",
 )
 
 #: Ops whose output ``quantize_static`` gives the quantization of their input.
