@@ -702,6 +702,11 @@ class DnnNodeOp(IRDLOperation, ABC):
 
 
 _NAME_FIELDS = (_Field("name", "name", "str"), _Field("out", "out", "str"))
+
+
+def _named_int_props(name: str, out: str, key: str, value: int) -> dict[str, Attribute]:
+    """The properties of a one-operand op with ``name``, ``out`` and one i64 ``key``."""
+    return {"name": StringAttr(name), "out": StringAttr(out), key: i64_attr(value)}
 _ACT_FIELD = _Field("act", "act", "act", ("none", -128, 127))
 
 
@@ -1265,15 +1270,8 @@ class ShuffleOp(DnnNodeOp):
         out: str,
         groups: int,
     ) -> None:
-        super().__init__(
-            operands=[input],
-            result_types=[result_type],
-            properties={
-                "name": StringAttr(name),
-                "out": StringAttr(out),
-                "groups": i64_attr(groups),
-            },
-        )
+        super().__init__(operands=[input], result_types=[result_type],
+                         properties=_named_int_props(name, out, "groups", groups))
 
     @property
     def groups_value(self) -> int:
@@ -1318,6 +1316,80 @@ class ShuffleOp(DnnNodeOp):
 
     def macs(self) -> int:
         """Channel permutation: 0 multiply-accumulates."""
+        return 0
+
+
+@irdl_op_definition
+class SliceOp(DnnNodeOp):
+    """A channel range of a map (``QSlice``; ONNX ``Split`` / ``Slice`` along channels,
+    step 1). With the result's ``C`` channels, for every ``n``, ``h``, ``w``::
+
+        out[n, k, h, w] = in[n, start + k, h, w]    (0 <= k < C)
+
+    The int8 codes are not touched: the result has the operand's scale and zero point. It
+    costs nothing on the accelerator: the result is a view of the operand's storage at
+    channel offset ``start`` (``dnn-plan-memory`` gives it the operand's ``c_stride``), so
+    its consumers' LOADs read that channel range in place.
+
+    Syntax: ``dnn.slice %x name "s" out "s" start 8 : (T) -> U``. Verified: operand and
+    result are 4-D NCHW with the same N, H, W; ``0 <= start`` and ``start + C`` at most
+    the operand's channels; the same scale and zero point.
+    """
+
+    name = "dnn.slice"
+
+    input = operand_def(QTensorType)
+    start = prop_def(IntegerAttr)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (*_NAME_FIELDS, _Field("start", "start", "int"))
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        result_type: QTensorType,
+        *,
+        name: str,
+        out: str,
+        start: int,
+    ) -> None:
+        super().__init__(operands=[input], result_types=[result_type],
+                         properties=_named_int_props(name, out, "start", start))
+
+    @property
+    def start_value(self) -> int:
+        """``start`` as a Python int."""
+        return self.start.value.data
+
+    def verify_(self) -> None:
+        who = self.label
+        self._verify_placement()
+        in_t = self.input_types()[0]
+        out = self.output_type
+        in_shape, out_shape = in_t.get_shape(), out.get_shape()
+        if len(in_shape) != 4 or len(out_shape) != 4:
+            raise VerifyException(
+                f"{who}: input and output must be 4-D NCHW, got {list(in_shape)} -> "
+                f"{list(out_shape)}"
+            )
+        if (in_shape[0], *in_shape[2:]) != (out_shape[0], *out_shape[2:]):
+            raise VerifyException(
+                f"{who}: result shape {list(out_shape)} must keep the input's N, H, W "
+                f"{list(in_shape)} (a slice takes channels only)"
+            )
+        start = self.start_value
+        if start < 0 or out_shape[1] < 1 or start + out_shape[1] > in_shape[1]:
+            raise VerifyException(
+                f"{who}: channels [{start}, {start + out_shape[1]}) are not a non-empty range "
+                f"of the input's {in_shape[1]} channels"
+            )
+        if not in_t.same_quantization(out):
+            raise VerifyException(
+                f"{who}: result has scale {out.scale_value!r}, zp {out.zp}; a slice keeps "
+                f"the input's scale {in_t.scale_value!r}, zp {in_t.zp}"
+            )
+
+    def macs(self) -> int:
+        """Channel range (a view): 0 multiply-accumulates."""
         return 0
 
 
@@ -1616,10 +1688,12 @@ class ReturnOp(IRDLOperation):
 
 Dnn = Dialect(
     "dnn",
-    [GraphOp, ReturnOp, ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, HostOp],
+    [GraphOp, ReturnOp, ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, SliceOp, HostOp],
     [QTensorType],
 )
 """The ``dnn`` dialect."""
 
-NODE_OPS: tuple[type[DnnNodeOp], ...] = (ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, HostOp)
+NODE_OPS: tuple[type[DnnNodeOp], ...] = (
+    ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, SliceOp, HostOp
+)
 """Every node op class."""

@@ -48,6 +48,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
     QTensor,
 )
 
@@ -298,6 +299,10 @@ def _node_to_op(
             return dnn.ShuffleOp(
                 get(node.input, where), out_t, name=node.name, out=node.output, groups=node.groups
             )
+        case QSlice():
+            return dnn.SliceOp(
+                get(node.input, where), out_t, name=node.name, out=node.output, start=node.start
+            )
         case QHostOp():
             attrs = {
                 k: host_attr_to_ir(v, f"{where} attribute '{k}'") for k, v in node.attrs.items()
@@ -424,6 +429,8 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
         return QConcat(name=name, inputs=ins, output=out, axis=op.axis.value.data)
     if isinstance(op, dnn.ShuffleOp):
         return QShuffle(name=name, input=ins[0], output=out, groups=op.groups_value)
+    if isinstance(op, dnn.SliceOp):
+        return QSlice(name=name, input=ins[0], output=out, start=op.start_value)
     if isinstance(op, dnn.HostOp):
         where = f"{op.label} attribute"
         return QHostOp(

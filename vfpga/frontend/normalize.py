@@ -70,17 +70,26 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "GlobalAveragePool", "HardSigmoid", "HardSwish",
     "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool", "Mul", "PRelu", "Pad", "ReduceMean",
     "Relu",
+<<<<<<< HEAD
     "Reshape", "Shape", "Sigmoid", "Softmax", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
     "Unsqueeze",
     "ConvTranspose", "Resize",
+=======
+    "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Squeeze", "Sub", "Sum",
+    "Tanh", "Transpose", "Unsqueeze",
+>>>>>>> s6-14inputs
 )
 
 #: ONNX op types of a normalized model.
 NORMALIZED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "GlobalAveragePool",
     "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul", "Relu", "Reshape",
+<<<<<<< HEAD
     "Sigmoid", "Softmax", "Tanh",
     "ConvTranspose", "Resize",
+=======
+    "Sigmoid", "Slice", "Softmax", "Tanh",
+>>>>>>> s6-14inputs
 )
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -1024,6 +1033,87 @@ class _Translator:
         self.define(out, _Val(out, 4), ins)
         self.skip.update({t.name, r2.name})
         return True
+
+    def channel_slice(self, n: onnx.NodeProto, x: _Val, lo: int, hi: int, out: str,
+                      name: str) -> None:
+        """Emit ``out = x[:, lo:hi]`` as a normalized ``Slice`` (axis 1, constant bounds)."""
+        c = self.g.shapes[x.name][1]
+        if not 0 <= lo < hi <= c:
+            raise self.err(n, f"the channel range [{lo}, {hi}) of output '{out}' is empty or "
+                              f"outside the {c} channels")
+        starts = self.g.add_const(f"{name}_starts", np.array([lo], np.int64))
+        ends = self.g.add_const(f"{name}_ends", np.array([hi], np.int64))
+        axes = self.g.add_const(f"{name}_axes", np.array([1], np.int64))
+        self.emit(name, "Slice", [x.name, starts, ends, axes], out)
+        phys = self.g.shapes[x.name]
+        self.define(out, _Val(out, x.rank), (phys[0], hi - lo, *phys[2:]))
+
+    def channel_map(self, n: onnx.NodeProto, what: str) -> _Val:
+        """The map ``n`` reads, which must be an NCHW map or an (N, C) vector."""
+        x = self.act(n, 0)
+        if x.rank not in (2, 4):
+            raise self.err(n, f"{what} is supported on NCHW maps and (N, C) vectors only")
+        return x
+
+    def op_Split(self, n: onnx.NodeProto) -> None:
+        """``Split`` along channels (axis 1): one channel-range ``Slice`` per used output
+        (a view on the accelerator, nothing copied)."""
+        x = self.channel_map(n, "Split")
+        axis = int(_attr(n, "axis", 0))
+        if axis % x.rank != 1:
+            raise self.err(n, f"Split along axis {axis} is not supported; only along channels "
+                              "(axis 1)")
+        c = self.g.shapes[x.name][1]
+        k = len(n.output)
+        split = _attr(n, "split")
+        if split is None and len(n.input) > 1 and n.input[1]:
+            split = self.const(n, 1, "split").reshape(-1)
+        if split is not None:
+            sizes = [int(v) for v in split]
+        elif _attr(n, "num_outputs") is not None or k:
+            per = -(-c // k)  # opset 18's num_outputs: ceil, the last one smaller
+            sizes = [min(per, c - i * per) for i in range(k)]
+        if len(sizes) != k or sum(sizes) != c or min(sizes) < 1:
+            raise self.err(n, f"split sizes {sizes} do not divide the {c} channels into "
+                              f"{k} non-empty outputs")
+        lo = 0
+        for i, (o, size) in enumerate(zip(n.output, sizes, strict=True)):
+            if o and (o in self.cons or o in self.fg.outputs):
+                name = n.name if i == 0 else self.g.fresh(f"{n.name}_{i}")
+                self.channel_slice(n, x, lo, lo + size, o, name)
+            lo += size
+        self.report.rewrites["split_as_slices"] += 1
+
+    def op_Slice(self, n: onnx.NodeProto) -> None:
+        """``Slice`` of a channel range (axis 1, step 1, constant bounds; other axes whole):
+        a view on the accelerator."""
+        x = self.channel_map(n, "Slice")
+        ins = self.shape(n, n.input[0])
+        if len(n.input) < 3:
+            raise self.err(n, "Slice needs constant starts and ends inputs (opset >= 10)")
+        starts = [int(v) for v in self.const(n, 1, "starts").reshape(-1)]
+        ends = [int(v) for v in self.const(n, 2, "ends").reshape(-1)]
+        axes_c, steps_c = self.opt_const(n, 3), self.opt_const(n, 4)
+        axes = [int(v) for v in axes_c.reshape(-1)] if axes_c is not None \
+            else list(range(len(starts)))
+        steps = [int(v) for v in steps_c.reshape(-1)] if steps_c is not None \
+            else [1] * len(starts)
+        rank = len(ins)
+        lo, hi = 0, ins[1] if rank > 1 else 0
+        for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+            a = a + rank if a < 0 else a
+            dim = ins[a]
+            s = min(max(s + dim if s < 0 else s, 0), dim)
+            e = min(max(e + dim if e < 0 else e, 0), dim)
+            if st != 1:
+                raise self.err(n, f"Slice with step {st} is not supported; only step 1")
+            if a == 1:
+                lo, hi = s, e
+            elif (s, e) != (0, dim):
+                raise self.err(n, f"Slice of axis {a} is not supported; only a channel "
+                                  "range (axis 1) of a map")
+        self.channel_slice(n, x, lo, hi, n.output[0], n.name)
+        self.report.rewrites["slice_channels"] += 1
 
     def op_Gather(self, n: onnx.NodeProto) -> None:
         """``Gather`` along channels with constant indices that permute them (what this

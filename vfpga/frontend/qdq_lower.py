@@ -71,6 +71,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
     QTensor,
     node_inputs,
     shuffle_groups,
@@ -90,6 +91,8 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "Add",
     "Concat",
     "Gather",
+    "Slice",
+    "Split",
     "Softmax",
     "LRN",
     "Reshape",
@@ -726,6 +729,8 @@ class _Lowerer:
             "Add": self.lower_add,
             "Concat": self.lower_concat,
             "Gather": self.lower_gather,
+            "Slice": self.lower_slice,
+            "Split": self.lower_split,
             "Softmax": self.lower_host,
             "LRN": self.lower_host,
             "Mul": self.lower_mul,
@@ -733,6 +738,9 @@ class _Lowerer:
         }.get(op)
         if handler is None:
             raise self.unsupported(node, f"op type {op} is not supported")
+        if op == "Split":
+            self.lower_split(node)
+            return
         if any(o for o in node.output[1:]):
             raise self.err("only the first output of the node may be used")
         handler(node)
@@ -1586,6 +1594,83 @@ class _Lowerer:
             name, "Gather", t_in.shape, x.shape, build, supports_act=False
         )
 
+    def lower_slice(self, node: onnx.NodeProto) -> None:
+        """``DQ -> Slice -> Q`` taking a channel range (axis 1, step 1, constant bounds) of
+        a map (what the normalizer writes for ``Split`` and ``Slice`` along channels):
+        :class:`QSlice`, a view. The quantization passes through (a requantizing copy
+        follows only if the ``QuantizeLinear`` after it differs)."""
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        rank = len(x.shape)
+        if len(node.input) < 3 or self.opset < 10:
+            raise self.err("Slice without starts/ends inputs (opset < 10) is not supported")
+        starts = [int(v) for v in self.const(node.input[1], "starts").value.reshape(-1)]
+        ends = [int(v) for v in self.const(node.input[2], "ends").value.reshape(-1)]
+        axes = ([int(v) for v in self.const(node.input[3], "axes").value.reshape(-1)]
+                if len(node.input) > 3 and node.input[3] else list(range(len(starts))))
+        steps = ([int(v) for v in self.const(node.input[4], "steps").value.reshape(-1)]
+                 if len(node.input) > 4 and node.input[4] else [1] * len(starts))
+        lo, hi = 0, t_in.shape[1]
+        for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+            a = a + rank if a < 0 else a
+            dim = x.shape[a]
+            s = min(max(s + dim if s < 0 else s, 0), dim)
+            e = min(max(e + dim if e < 0 else e, 0), dim)
+            if st != 1:
+                raise self.err(f"Slice with step {st} is not supported; only step 1")
+            if a == 1 and rank in (2, 4):
+                lo, hi = s, e
+            elif (s, e) != (0, dim):
+                raise self.err(f"Slice of axis {a} of a rank-{rank} tensor is not supported; "
+                               "only a channel range (axis 1) of a map")
+        if hi <= lo:
+            raise self.err(f"Slice of channels [{lo}, {hi}) is empty")
+        self.values[node.output[0]] = self.channel_range(x, lo, hi, self.cur_name, "Slice")
+
+    def lower_split(self, node: onnx.NodeProto) -> None:
+        """``DQ -> Split(axis=1) -> Q`` (a QDQ model's channel split): one
+        :class:`QSlice` view per output (see :meth:`lower_slice`)."""
+        x = self.qin(node.input[0])
+        rank = len(x.shape)
+        axis = int(_attrs(node).get("axis", 0))
+        axis = axis + rank if axis < 0 else axis
+        if axis != 1 or rank not in (2, 4):
+            raise self.err(f"Split along axis {axis} of a rank-{rank} tensor is not "
+                           "supported; only along channels (axis 1) of a map")
+        c, k = x.shape[1], len(node.output)
+        split = _attrs(node).get("split")
+        if split is None and len(node.input) > 1 and node.input[1]:
+            split = self.const(node.input[1], "split").value.reshape(-1)
+        per = -(-c // k)
+        sizes = ([int(v) for v in split] if split is not None
+                 else [min(per, c - i * per) for i in range(k)])
+        if len(sizes) != k or sum(sizes) != c or min(sizes) < 1:
+            raise self.err(f"split sizes {sizes} do not divide the {c} channels into {k} "
+                           "non-empty outputs")
+        lo = 0
+        for i, (o, size) in enumerate(zip(node.output, sizes, strict=True)):
+            if o:
+                self.values[o] = self.channel_range(x, lo, lo + size,
+                                                    f"{self.cur_name}/{i}", "Split")
+            lo += size
+
+    def channel_range(self, x: _QVal, lo: int, hi: int, base: str, op_type: str) -> _Pending:
+        """The pending channel range ``[lo, hi)`` of ``x``: a :class:`QSlice` view, with a
+        requantizing copy after it when its ``QuantizeLinear`` has another quantization."""
+        t_in = self.tensors[x.tensor]
+        shape4 = (t_in.shape[0], hi - lo, *t_in.shape[2:])
+        view = (x.shape[0], hi - lo, *x.shape[2:])
+        name = self.node_name(base)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            if _same_quant(t_in, out):
+                return [QSlice(name, t_in.name, out.name, lo)]
+            mid = self.add_tensor(f"{out.name}/slice", shape4, t_in.scale, t_in.zero_point)
+            return [QSlice(name, t_in.name, mid.name, lo),
+                    self.requant_conv(self.node_name(f"{name}/requant"), mid, out, Act())]
+
+        return _Pending(name, op_type, shape4, view, build, supports_act=False)
+
     # ---- host ops -------------------------------------------------------------------
 
     def lower_host(self, node: onnx.NodeProto) -> None:
@@ -1660,6 +1745,16 @@ class _Lowerer:
                     "quantize) or end the graph with a QuantizeLinear/DequantizeLinear pair"
                 )
             out_tensors.append((o.name, v.tensor, v.shape))
+        # a channel range (QSlice) is a view of another tensor's storage: a graph output
+        # gets its own tensor through an exact copy
+        sliced = {n.output for n in self.nodes if isinstance(n, QSlice)}
+        for k, (onnx_name, tname, shape) in enumerate(out_tensors):
+            if tname in sliced:
+                t = self.tensors[tname]
+                cp = self.add_tensor(f"{tname}/copy", t.shape, t.scale, t.zero_point)
+                self.nodes.append(self.requant_conv(self.node_name(f"{tname}/copy"), t, cp,
+                                                    Act()))
+                out_tensors[k] = (onnx_name, cp.name, shape)
         # rename the tensors of graph outputs after the ONNX outputs
         used = [t for _, t, _ in out_tensors]
         outputs: list[str] = []
@@ -1685,7 +1780,7 @@ class _Lowerer:
         if old in self.onnx_int8:
             self.onnx_int8[new] = self.onnx_int8.pop(old)
         for n in self.nodes:
-            if isinstance(n, QConv | QPool | QShuffle):
+            if isinstance(n, QConv | QPool | QShuffle | QSlice):
                 if n.input == old:
                     n.input = new
                 if n.output == old:
@@ -1705,7 +1800,7 @@ class _Lowerer:
 
 def _rename_reads(g: QGraph, old: str, new: str) -> None:
     for n in g.nodes:
-        if isinstance(n, QConv | QPool | QShuffle):
+        if isinstance(n, QConv | QPool | QShuffle | QSlice):
             if n.input == old:
                 n.input = new
         elif isinstance(n, QAdd):

@@ -207,6 +207,20 @@ class QShuffle:
     groups: int
 
 
+@dataclass
+class QSlice:
+    """A channel range of a map: ``out[:, k] = in[:, start + k]`` for the output's ``C``
+    channels (ONNX ``Split`` / ``Slice`` along channels, step 1). Input and output have the
+    same scale and zero point (the codes are not touched). On the accelerator it costs
+    nothing: the output is a view of the input's storage at channel offset ``start`` (its
+    consumers' LOADs address that channel range), so nothing is copied."""
+
+    name: str
+    input: str
+    output: str
+    start: int
+
+
 def shuffle_perm(channels: int, groups: int) -> np.ndarray:
     """The gather indices of a channel shuffle: ``out[:, k] = in[:, p[k]]`` with ``p[k] =
     (k % groups) * (channels // groups) + k // groups`` (int64, a permutation)."""
@@ -248,12 +262,12 @@ class QHostOp:
 SEGMENT_OP = "OnnxSegment"
 
 
-QNode = QConv | QPool | QAdd | QConcat | QShuffle | QHostOp
+QNode = QConv | QPool | QAdd | QConcat | QShuffle | QSlice | QHostOp
 
 
 def node_inputs(node: QNode) -> list[str]:
     """The tensors a node reads, in operand order."""
-    if isinstance(node, QConv | QPool | QShuffle):
+    if isinstance(node, QConv | QPool | QShuffle | QSlice):
         return [node.input]
     if isinstance(node, QAdd):
         return [node.a, node.b]

@@ -35,6 +35,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
 )
 from vfpga.reference.executor import FLOAT_SUFFIX, node_inputs, run_node, run_reference
 
@@ -250,6 +251,8 @@ def node_label(node: QNode) -> str:
         return "concat"
     if isinstance(node, QShuffle):
         return f"shuffle(g={node.groups})"
+    if isinstance(node, QSlice):
+        return f"slice(@{node.start})"
     assert isinstance(node, QHostOp)
     return f"host:{node.op_type}"
 

@@ -31,6 +31,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
     conv_kernel_extent,
     node_inputs,
     shuffle_perm,
@@ -360,6 +361,9 @@ def run_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
         if isinstance(node, QShuffle):
             x = vals[node.input]
             return np.ascontiguousarray(x[:, shuffle_perm(x.shape[1], node.groups)])
+        if isinstance(node, QSlice):
+            c = t[node.output].shape[1]
+            return np.ascontiguousarray(vals[node.input][:, node.start : node.start + c])
         if isinstance(node, QHostOp) and node.op_type == SEGMENT_OP:
             return run_segment_node(g, node, vals)
         fin = [dequantize(vals[i], t[i].scale, t[i].zero_point) for i in node.inputs]
