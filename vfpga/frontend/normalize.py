@@ -70,26 +70,17 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "GlobalAveragePool", "HardSigmoid", "HardSwish",
     "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool", "Mul", "PRelu", "Pad", "ReduceMean",
     "Relu",
-<<<<<<< HEAD
-    "Reshape", "Shape", "Sigmoid", "Softmax", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
-    "Unsqueeze",
-    "ConvTranspose", "Resize",
-=======
     "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Squeeze", "Sub", "Sum",
     "Tanh", "Transpose", "Unsqueeze",
->>>>>>> s6-14inputs
+    "ConvTranspose", "Resize",
 )
 
 #: ONNX op types of a normalized model.
 NORMALIZED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "GlobalAveragePool",
     "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul", "Relu", "Reshape",
-<<<<<<< HEAD
-    "Sigmoid", "Softmax", "Tanh",
-    "ConvTranspose", "Resize",
-=======
     "Sigmoid", "Slice", "Softmax", "Tanh",
->>>>>>> s6-14inputs
+    "ConvTranspose", "Resize",
 )
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}

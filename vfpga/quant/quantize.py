@@ -42,12 +42,8 @@ from vfpga.quant.inputs import IMAGE_SUFFIXES, ImagePrep, image_input, input_fil
 OPS_TO_QUANTIZE: tuple[str, ...] = (
     "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
     "Softmax", "LRN", "Reshape", "Gather", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
-<<<<<<< HEAD
-    "Tanh", "LeakyRelu", "Elu",
-    "ConvTranspose", "Resize",
-=======
     "Tanh", "LeakyRelu", "Elu", "Slice",
->>>>>>> s6-14inputs
+    "ConvTranspose", "Resize",
 )
 
 #: Ops whose output ``quantize_static`` gives the quantization of their input.
