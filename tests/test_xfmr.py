@@ -273,3 +273,18 @@ def test_bundled_model_macs_on_the_accelerator(name: str) -> None:
     g = load_model(export_model(name), num_random=4).graph
     acc, host = _macs(g)
     assert acc / (acc + host) >= 0.90, (acc, host)
+
+
+def test_onnx_gelu_op_is_a_table_on_the_conv() -> None:
+    """An opset-20 ``Gelu`` node of an fp32 model is normalized as it is and lands as a
+    table on the producing conv (no separate node, nothing on the host)."""
+    b = XfmrBuilder(0)
+    x = b.conv("input", "c", 3, 8, 3, pad=1, bias=True)
+    x = b.node("Gelu", [x], "gelu")
+    out = b.conv(x, "output", 8, 4, 1, bias=True)
+    model = b.finish("g20", (1, 3, 8, 8), out, (1, 4, 8, 8), "", opset=20)
+    norm, rep = normalize_with_report(model)
+    assert [n.op_type for n in norm.graph.node] == ["Conv", "Gelu", "Conv"]
+    g = load_model(model, num_random=4).graph
+    assert [type(n).__name__ for n in g.nodes] == ["QConv", "QConv"]
+    assert g.nodes[0].act.kind == "table"

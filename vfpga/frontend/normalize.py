@@ -26,10 +26,15 @@ nodes are only the **normalized op set** :data:`NORMALIZED_OPS`:
 * a final ``Reshape`` to the original 2-D shape for each graph output that was 2-D, and a
   first ``Reshape`` of a 2-D ``(N, C)`` graph input to ``(N, C, 1, 1)``.
 
+* ``Gelu`` (opset 20) for GELU written in its Erf form; ``MatMul``/``Gemm`` with a
+  constant weight over the last (channel) axis of a token tensor ``(N, T, C)`` or an NHWC
+  map become 1x1 ``Conv`` on a channels-last view (:class:`_Val`, docs/quantization.md).
+
 Every tensor before the final ``Reshape`` is 4-D NCHW; a 2-D ``(N, K)`` tensor of the
-source is carried as ``(N, K, 1, 1)``. ``Dropout`` and ``Identity`` are removed. ONNX node
-names are kept (unnamed nodes are named ``<OpType>_<index>``); a folded node's name is
-lost, a node that replaces a source node takes its name.
+source is carried as ``(N, K, 1, 1)``, a token tensor ``(N, T, C)`` as ``(N, C, 1, T)``.
+``Dropout`` and ``Identity`` are removed. ONNX node names are kept (unnamed nodes are
+named ``<OpType>_<index>``); a folded node's name is lost, a node that replaces a source
+node takes its name.
 
 Anything else raises :class:`vfpga.errors.FrontendError` naming the file, node and op.
 QDQ models (with ``QuantizeLinear``/``DequantizeLinear``) are not normalized: see
@@ -66,7 +71,7 @@ from vfpga.frontend.qgraph import shuffle_groups
 #: inputs are all constants are evaluated whatever their type).
 SUPPORTED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "Div", "Dropout", "Elu", "Flatten", "Gather", "Gemm",
+    "ConstantOfShape", "Conv", "Div", "Dropout", "Elu", "Flatten", "Gather", "Gelu", "Gemm",
     "GlobalAveragePool", "HardSigmoid", "HardSwish",
     "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool", "Mul", "PRelu", "Pad", "ReduceMean",
     "Relu",
@@ -76,9 +81,9 @@ SUPPORTED_OPS: tuple[str, ...] = (
 
 #: ONNX op types of a normalized model.
 NORMALIZED_OPS: tuple[str, ...] = (
-    "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "GlobalAveragePool",
-    "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul", "Relu", "Reshape",
-    "Sigmoid", "Softmax", "Tanh",
+    "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "Gelu",
+    "GlobalAveragePool", "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul",
+    "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh",
 )
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -697,6 +702,9 @@ class _Translator:
         out = n.output[0]
         self.emit(n, "LeakyRelu", [x.name], out, alpha=float(slope[0]))
         self.define(out, _Val(out, x.rank, cl=x.cl), self.g.shapes[x.name])
+
+    def op_Gelu(self, n: onnx.NodeProto) -> None:
+        self._unary(n, approximate=str(_attr(n, "approximate", "none")))
 
     def op_Elu(self, n: onnx.NodeProto) -> None:
         self._unary(n, alpha=float(_attr(n, "alpha", 1.0)))
