@@ -283,7 +283,7 @@ def test_onnx_gelu_op_is_a_table_on_the_conv() -> None:
     x = b.node("Gelu", [x], "gelu")
     out = b.conv(x, "output", 8, 4, 1, bias=True)
     model = b.finish("g20", (1, 3, 8, 8), out, (1, 4, 8, 8), "", opset=20)
-    norm, rep = normalize_with_report(model)
+    norm, _ = normalize_with_report(model)
     assert [n.op_type for n in norm.graph.node] == ["Conv", "Gelu", "Conv"]
     g = load_model(model, num_random=4).graph
     assert [type(n).__name__ for n in g.nodes] == ["QConv", "QConv"]
