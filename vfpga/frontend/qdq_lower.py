@@ -651,11 +651,7 @@ class _Lowerer:
             if shape is None:
                 raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
                                "static shape, which shape inference cannot tell")
-            if shape[0] != 1:
-                raise self.err(f"{reason}; on the host its output '{o}' of shape {shape} would "
-                               "have a batch dimension other than 1, which host segments "
-                               "(run per batch item) do not support")
-            self.values[o] = self._host_value(node, seg, o, shape)
+            self.values[o] = self._host_value(node, seg, o, shape, reason)
 
     def onnx_shapes(self) -> dict[str, tuple[int, ...]]:
         """Static shapes of the model's tensors (ONNX shape inference, computed once)."""
@@ -674,10 +670,18 @@ class _Lowerer:
         return self._shapes
 
     def _host_value(self, node: onnx.NodeProto, seg: HostSegment, o: str,
-                    shape: tuple[int, ...]) -> _Pending:
+                    shape: tuple[int, ...], reason: str) -> _Pending:
+        """The float output ``o`` of host node ``node``; a host op computing it is built
+        when it is quantized (or is a graph output). Values inside a segment may have any
+        shape; a segment's output needs batch dimension 1."""
         shape4 = _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1)
 
         def op(out: QTensor, as_float: bool) -> list[QNode]:
+            if shape[0] != 1:
+                raise self.err(f"node '{node.name}' ({node.op_type}): {reason}; on the host "
+                               f"its output '{o}' of shape {shape} would have a batch "
+                               "dimension other than 1, which host segments (run per batch "
+                               "item) do not support")
             data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
                                                self.tensors, self.model, self.source)
             shapes = self.onnx_shapes()

@@ -57,16 +57,20 @@ class ModelInfo:
 
 
 def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
+    from vfpga.models.convnext import build_convnext_t
     from vfpga.models.inception import build_inception_v3
     from vfpga.models.mobilenet import build_mobilenet_v1
     from vfpga.models.resnet import build_resnet50
     from vfpga.models.vgg import build_vgg16
+    from vfpga.models.vit import build_vit_ti16
 
     return {
         "vgg16": build_vgg16,
         "resnet50": build_resnet50,
         "mobilenet_v1": build_mobilenet_v1,
         "inception_v3": build_inception_v3,
+        "convnext_t": build_convnext_t,
+        "vit_ti16": build_vit_ti16,
     }
 
 
@@ -81,6 +85,12 @@ def _builder(name: str, description: str, paper: bool, size: int = 224) -> Model
     )  # fmt: skip
 
 
+def _xfmr(name: str, description: str) -> ModelInfo:
+    """A transformer-style builder model: opset 17 (LayerNormalization), 128x128 input."""
+    return ModelInfo(name, description, "builder", False, "input", (1, 3, 128, 128), "output",
+                     _LOGITS, "logits", 17)
+
+
 def _zoo(name: str, x: str, y: str, y_shape: tuple[int, ...], kind: str) -> ModelInfo:
     return ModelInfo(name, ZOO_MODELS[name][1], "onnx-zoo", False, x, _IMG224, y, y_shape,
                      kind, 9)  # fmt: skip
@@ -91,6 +101,10 @@ _INFOS: tuple[ModelInfo, ...] = (
     _builder("resnet50", "ResNet-50 v1.5: bottlenecks 3-4-6-3, projection shortcuts", True),
     _builder("mobilenet_v1", "MobileNet v1 1.0/224: 13 depthwise-separable blocks, ReLU6", True),
     _builder("inception_v3", "Inception v3 (torchvision, no aux head), 299x299", True, 299),
+    _xfmr("convnext_t", "ConvNeXt-T-style: patchify stem, dw 7x7, LayerNorm, GELU MLP, "
+          "layer scale; blocks 1-1-2-1, 128x128"),
+    _xfmr("vit_ti16", "ViT-Ti/16-style: patch embed, class token, 4 pre-norm blocks "
+          "(MHSA + GELU MLP), 128x128"),
     _zoo("zoo-alexnet", "data_0", "prob_1", _LOGITS, "softmax"),
     _zoo("zoo-zfnet512", "gpu_0/data_0", "gpu_0/softmax_1", _LOGITS, "softmax"),
     _zoo("zoo-vgg19", "data_0", "prob_1", _LOGITS, "softmax"),
