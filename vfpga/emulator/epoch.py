@@ -296,17 +296,17 @@ class EpochPlan:
         self.cores: list[_CoreWork] = []
         self.units = units
         self.groups = groups
-        #: per SAVE in program order: (unit, DDR box view, whether the block needs a copy
-        #: to take the SAVE's shape)
-        self.saves: list[tuple[int, np.ndarray, bool]] = []
+        #: the SAVEs: copies of result blocks to DDR, in program order or, when no two
+        #: SAVEs of the epoch overlap, merged where adjacent (see :func:`_save_steps`)
+        self.saves: list[Callable[[], None]] = []
         self.budget = budget
         jk = jit.get()
         assert jk is not None
         self._jit = jk
         self._mm = int_matmul.require()
-        #: per group during a run: the int8 outputs and the chains' partial sums (int32)
-        self._out: list[np.ndarray] = []
-        self._acc: list[np.ndarray | None] = []
+        #: per group: the int8 outputs and the chains' partial sums (int32), [M][N]
+        self._out = [np.empty((g.m, g.n), np.int8) for g in groups]
+        self._acc = [np.empty((g.m, g.n), np.int32) if len(g.ks) > 1 else None for g in groups]
 
     # ------------------------------------------------------------------ run
     def run(self, counters: Sequence[object]) -> bool:
@@ -319,30 +319,20 @@ class EpochPlan:
             params = [self._params(g, mem) for g in self.groups]
         except ValueError:
             return False
-        try:
-            for g, prm in zip(self.groups, params, strict=True):
-                out, acc = self._product(g, mem, *prm)
-                self._out.append(out)
-                self._acc.append(acc)
-            for unit, dst, copy in self.saves:
-                src = self._block(self._out, unit)
-                if copy:
-                    src = np.ascontiguousarray(src)
-                src = src.reshape(dst.shape)
-                d, sv = _row_views(dst, src)
-                d[...] = sv
-            for cw, cnt in zip(self.cores, counters, strict=True):
-                for redo in cw.redo:
-                    redo()
-                before = cw.core.counters
-                cw.core.counters = cnt  # type: ignore[assignment]
-                try:
-                    cw.plan.finish(cw.core)
-                    cw.core.counters.macs += cw.macs
-                finally:
-                    cw.core.counters = before
-        finally:
-            self._out, self._acc = [], []
+        for g, prm, out, acc in zip(self.groups, params, self._out, self._acc, strict=True):
+            self._product(g, mem, *prm, out, acc)
+        for save in self.saves:
+            save()
+        for cw, cnt in zip(self.cores, counters, strict=True):
+            for redo in cw.redo:
+                redo()
+            before = cw.core.counters
+            cw.core.counters = cnt  # type: ignore[assignment]
+            try:
+                cw.plan.finish(cw.core)
+                cw.core.counters.macs += cw.macs
+            finally:
+                cw.core.counters = before
         return True
 
     def _block(self, results: list[np.ndarray] | list[np.ndarray | None], unit: int) -> np.ndarray:
@@ -353,11 +343,13 @@ class EpochPlan:
         assert res is not None
         return res[r0 : r0 + u.geo.oh * u.geo.ow, c0 : c0 + u.geo.out_c]
 
-    def _redo_out(self, unit: int, out: np.ndarray) -> None:
-        out[...] = self._block(self._out, unit).reshape(out.shape)
-
-    def _redo_acc(self, unit: int, out: np.ndarray) -> None:
-        out[...] = self._block(self._acc, unit).reshape(out.shape)
+    def copy_step(
+        self, unit: int, dst: np.ndarray, partial_sums: bool = False
+    ) -> Callable[[], None]:
+        """A step copying unit ``unit``'s result block (its partial sums with
+        ``partial_sums``) into ``dst`` (a buffer view of the block's size, or a DDR box)."""
+        src = self._block(self._acc if partial_sums else self._out, unit)
+        return _copy_step(dst, src)
 
     def _params(
         self, g: _Group, mem: np.ndarray
@@ -454,22 +446,22 @@ class EpochPlan:
         bias: np.ndarray,
         scale: np.ndarray,
         divisor: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The group's int8 outputs ``[M][N]`` and, for chains, the partial sums of links
-        ``1 .. n-1`` (int32 ``[M][N]``, biases included)."""
+        out: np.ndarray,
+        acc: np.ndarray | None,
+    ) -> None:
+        """The group's int8 outputs into ``out [M][N]`` and, for chains, the partial sums
+        of links ``1 .. n-1`` (biases included) into ``acc`` (int32 ``[M][N]``)."""
         head_w, last_w = self._weights(g, mem)
         nl = len(g.ks)
         jk = self._jit
         st = bias.reshape(1, -1)
-        acc: np.ndarray | None = None
         if head_w is not None:
+            assert acc is not None
             ph = self._mm(self._cols(g, mem, 0, nl - 1, sum(g.ks[:-1])), head_w)
-            acc = np.empty((g.m, g.n), np.int32)
             jk.accumulate(ph.reshape(1, g.m, g.n), st, False, acc)
             del ph
             st = acc
         prod = self._mm(self._cols(g, mem, nl - 1, 1, g.ks[-1]), last_w)
-        out = np.empty((g.m, g.n), np.int8)
         per_row = acc is not None
         c0 = 0
         for c1, (lo, hi), zp in _runs(g.blocks):
@@ -488,7 +480,6 @@ class EpochPlan:
                 zp=zp,
             )
             c0 = c1
-        return out, acc
 
 
 def _runs(blocks: list[_Block]) -> list[tuple[int, tuple[int, int], int]]:
@@ -656,11 +647,7 @@ def _build(
     if not _disjoint(loads, [sb for _, sb in save_list]):
         raise _NoEpoch
     ep = EpochPlan(region, units, _groups(units), budget)
-    for unit, sb in save_list:
-        geo = units[unit].geo
-        dst = region.box_view(*sb)
-        _, n0, n1, n2, _, _ = sb
-        ep.saves.append((unit, dst, not (n2 == geo.out_c and n0 * n1 == geo.oh * geo.ow)))
+    ep.saves = _save_steps(ep, save_list)
     for k, (core, _ctx, seg_plan) in enumerate(work):
         mine, macs, ver = per_core[k]
         redo: list[Callable[[], None]] = []
@@ -675,11 +662,90 @@ def _build(
                 u = head_of.get(wid)
                 if u is None or len(w.partial[0]) != len(units[u].links) - 1:
                     raise _NoEpoch  # partial sums no product of the plan computes
-                redo.append(partial(ep._redo_acc, u, views[wid]))
+                redo.append(ep.copy_step(u, views[wid], partial_sums=True))
             else:
-                redo.append(partial(ep._redo_out, w.unit, views[wid]))
+                redo.append(ep.copy_step(w.unit, views[wid]))
         ep.cores.append(_CoreWork(core, seg_plan, macs, redo))
     return ep
+
+
+def _copy_step(dst: np.ndarray, src: np.ndarray) -> Callable[[], None]:
+    """A step copying ``src`` (a ``[rows][n]`` block of a result, rows at any stride) into
+    ``dst`` (the same number of elements in any shape), by whole rows where it can."""
+    view = src.reshape(dst.shape)
+    if not np.shares_memory(view, src):  # not expressible as a view: copy on every run
+
+        def step() -> None:
+            dst[...] = src.reshape(dst.shape)
+
+        return step
+    if dst.dtype == np.uint8 and view.dtype == np.int8:
+        view = view.view(np.uint8)
+    if dst.dtype == view.dtype and dst.ndim == 3:
+        d, v = _row_views(dst, view)
+        return partial(d.__setitem__, Ellipsis, v)
+    return partial(np.copyto, dst, view, casting="no")
+
+
+def _save_steps(
+    ep: EpochPlan, saves: list[tuple[int, tuple[int, int, int, int, int, int]]]
+) -> list[Callable[[], None]]:
+    """The SAVE steps of ``ep``: ``saves`` (unit, DDR box fields) in program order, or,
+    when no two boxes share a byte (then their order does not matter), with the SAVEs of
+    side-by-side column blocks of the same rows to side-by-side DDR bytes merged into one
+    (a layer split along its output channels: one SAVE per tile instead of one per core)."""
+    region = ep.region
+
+    def step(
+        unit: int, ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int, c0: int = -1
+    ) -> Callable[[], None]:
+        dst = region.box_view(ddr, n0, n1, n2, s0, s1)
+        if c0 < 0:
+            return ep.copy_step(unit, dst)
+        g, r0, _ = ep.units[unit].at
+        src = ep._out[g][r0 : r0 + n0 * n1, c0 : c0 + n2]
+        return _copy_step(dst, src)
+
+    if not _disjoint_saves([sb for _, sb in saves]):
+        return [step(u, *sb) for u, sb in saves]
+    merged: dict[tuple[int, ...], list[list[int]]] = {}
+    out: list[Callable[[], None]] = []
+    for u, (ddr, n0, n1, n2, s0, s1) in saves:
+        geo = ep.units[u].geo
+        g, r0, c0 = ep.units[u].at
+        if n2 != geo.out_c or n0 * n1 != geo.oh * geo.ow:
+            out.append(step(u, ddr, n0, n1, n2, s0, s1))
+            continue
+        runs = merged.setdefault((g, r0, n0, n1, s0, s1), [])
+        for run in runs:  # [unit, ddr, n2 so far, c0]
+            if run[1] + run[2] == ddr and run[3] + run[2] == c0:
+                run[2] += n2
+                break
+        else:
+            runs.append([u, ddr, n2, c0])
+    for (_g, _r0, n0, n1, s0, s1), runs in merged.items():
+        for u, ddr, n2, c0 in runs:
+            out.append(step(u, ddr, n0, n1, n2, s0, s1, c0))
+    return out
+
+
+def _disjoint_saves(saves: list[tuple[int, int, int, int, int, int]]) -> bool:
+    """Whether no two of the DDR boxes ``saves`` share a byte (False also when their span
+    is over :data:`_MASK_MAX`)."""
+    live = [s for s in saves if s[1] and s[2] and s[3]]
+    if len(live) < 2:
+        return True
+    lo = min(s[0] for s in live)
+    hi = max(s[0] + (s[1] - 1) * s[4] + (s[2] - 1) * s[5] + s[3] for s in live)
+    if hi - lo > _MASK_MAX:
+        return False
+    mask = np.zeros(hi - lo, np.bool_)
+    for ddr, n0, n1, n2, s0, s1 in live:
+        view = _strided(mask, ddr - lo, n0, n1, n2, s0, s1)
+        if bool(view.any()):
+            return False
+        view[...] = True
+    return True
 
 
 def _conv_step(plan: SegmentPlan, pos: int) -> _ConvStep:
