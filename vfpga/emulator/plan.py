@@ -541,6 +541,14 @@ class SegmentPlan:
             core._plan_accesses = None
             for slot in self.transient:
                 slot.value = None
+        self.finish(core)
+
+    def finish(self, core: Core) -> None:
+        """Count the whole segment on ``core``'s counters and leave its sequence numbers
+        and token counts as the interpreter would after it (the end of :meth:`run`; an
+        epoch plan, :mod:`vfpga.emulator.epoch`, that computed the segment's effects
+        another way calls it too)."""
+        counters = core.counters
         insns = counters.insns
         for name, n in self.insn_counts.items():
             insns[name] += n
