@@ -760,7 +760,16 @@ def _conv_step(plan: SegmentPlan, pos: int) -> _ConvStep:
     if st is None:
         raise _NoEpoch
     geo = st.geo
-    if not st.fused or geo.path != "int8" or geo.groups != 1 or st.table is not None:
+    if (
+        not st.fused
+        or geo.path != "int8"
+        or geo.groups != 1
+        or st.table is not None
+        or geo.dil != (1, 1)
+        or geo.ups != (1, 1)
+    ):
+        # dilated and zero-inserted (upsampling) CONVs read their tile through the
+        # interpreter's im2col, which inserts the zeros; the epoch's im2col does not
         raise _NoEpoch
     return st
 
