@@ -42,7 +42,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 OPS_TO_QUANTIZE: tuple[str, ...] = (
     "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
     "Softmax", "LRN", "Reshape", "Gather", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
-    "Tanh", "LeakyRelu", "Elu",
+    "Tanh", "LeakyRelu", "Elu", "Sub",
 )
 
 #: Ops whose output ``quantize_static`` gives the quantization of their input.
