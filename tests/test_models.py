@@ -31,6 +31,8 @@ BUILDERS = ["vgg16", "resnet50", "mobilenet_v1", "inception_v3"]
 #: Issue 14's squeeze-excite networks (ISA v3 ELTWISE mul with a per-channel operand).
 SE_NETS = ["mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0", "regnety_style"]
 ZOO = list(ZOO_MODELS)
+#: Transformer-style builder models (opset 17; tests/test_xfmr.py)
+XFMR = ["convnext_t", "vit_ti16"]
 #: Models with more than ~20M parameters or 2 GMACs: whole-network tests marked slow.
 BIG = {
     "vgg16",
@@ -83,7 +85,8 @@ def test_list_models_registry() -> None:
     assert names == model_names()
     assert len(set(names)) == len(names)
     builders = [i.name for i in infos if i.source == "builder"]
-    assert builders[:4] == BUILDERS and set(SE_NETS) <= set(builders)
+    assert builders[: len(BUILDERS)] == BUILDERS and set(XFMR) <= set(builders)
+    assert set(SE_NETS) <= set(builders)
     assert [i.name for i in infos if i.source == "onnx-zoo"] == ZOO
     paper = {"vgg16", "resnet50", "mobilenet_v1", "inception_v3"}
     assert {i.name for i in infos if i.paper} == paper
@@ -91,7 +94,8 @@ def test_list_models_registry() -> None:
         assert i.input_shape[:2] == (1, 3)
         assert i.output_shape[:2] == (1, 1000)
         assert i.output_kind in ("logits", "softmax")
-        assert i.opset in ((13, 14) if i.source == "builder" else (9,))
+    assert i.opset == (9 if i.source == "onnx-zoo" else 17 if i.name in XFMR
+                           else 14 if i.name.startswith("mobilenet_v3") else 13)
 
 
 def test_unknown_model_lists_valid_names() -> None:

@@ -57,6 +57,7 @@ class ModelInfo:
 
 
 def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
+    from vfpga.models.convnext import build_convnext_t
     from vfpga.models.efficientnet import build_efficientnet_b0
     from vfpga.models.inception import build_inception_v3
     from vfpga.models.mobilenet import build_mobilenet_v1
@@ -64,6 +65,7 @@ def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
     from vfpga.models.regnety import build_regnety_style
     from vfpga.models.resnet import build_resnet50
     from vfpga.models.vgg import build_vgg16
+    from vfpga.models.vit import build_vit_ti16
 
     return {
         "vgg16": build_vgg16,
@@ -74,6 +76,8 @@ def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
         "mobilenet_v3_small": build_mobilenet_v3_small,
         "efficientnet_b0": build_efficientnet_b0,
         "regnety_style": build_regnety_style,
+        "convnext_t": build_convnext_t,
+        "vit_ti16": build_vit_ti16,
     }
 
 
@@ -87,6 +91,12 @@ def _builder(name: str, description: str, paper: bool, size: int = 224,
         name, description, "builder", paper, "input", (1, 3, size, size), "output", _LOGITS,
         "logits", opset,
     )  # fmt: skip
+
+
+def _xfmr(name: str, description: str) -> ModelInfo:
+    """A transformer-style builder model: opset 17 (LayerNormalization), 128x128 input."""
+    return ModelInfo(name, description, "builder", False, "input", (1, 3, 128, 128), "output",
+                     _LOGITS, "logits", 17)
 
 
 def _zoo(name: str, x: str, y: str, y_shape: tuple[int, ...], kind: str) -> ModelInfo:
@@ -107,6 +117,10 @@ _INFOS: tuple[ModelInfo, ...] = (
              "gate, 160x160", False, 160),
     _builder("regnety_style", "RegNetY-400MF-style: 9 Y blocks (grouped 3x3, SE with "
              "Sigmoid gate), 160x160", False, 160),
+    _xfmr("convnext_t", "ConvNeXt-T-style: patchify stem, dw 7x7, LayerNorm, GELU MLP, "
+          "layer scale; blocks 1-1-2-1, 128x128"),
+    _xfmr("vit_ti16", "ViT-Ti/16-style: patch embed, class token, 4 pre-norm blocks "
+          "(MHSA + GELU MLP), 128x128"),
     _zoo("zoo-alexnet", "data_0", "prob_1", _LOGITS, "softmax"),
     _zoo("zoo-zfnet512", "gpu_0/data_0", "gpu_0/softmax_1", _LOGITS, "softmax"),
     _zoo("zoo-vgg19", "data_0", "prob_1", _LOGITS, "softmax"),

@@ -257,8 +257,9 @@ class GraphBuilder:
         opset: int = OPSET,
     ) -> onnx.ModelProto:
         """Wrap the accumulated nodes into a model with input ``input`` and the given
-        output, and record the shape of every intermediate tensor as ``value_info``
-        (default-domain ``opset``: 13 unless a model needs a newer op, e.g. HardSwish).
+        output, and record the shape of every intermediate tensor as ``value_info``.
+        ``opset`` is the default-domain opset (:data:`OPSET` unless a model needs a newer
+        op, such as ``LayerNormalization`` from opset 17).
 
         Shape inference (strict) runs on a weightless skeleton in which the initializers
         are typed graph inputs, so it does not serialise hundreds of MB of weights."""
