@@ -79,10 +79,12 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
 def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
     """Layers and MACs on the accelerator vs on the host, read from the compiled module
     (``ifp.layer`` ops; host ops and views from its ``dnn.graph``)."""
-    from vfpga.frontend.qgraph import QConcat, QShuffle, QSlice
+    from vfpga.frontend.qgraph import QAdd, QConcat, QShuffle, QSlice
 
     g = res.plan.graph
     kinds = Counter(lr.kind for lr in res.layers)
+    if kinds.pop("add", 0):  # element-wise layers by operation (add, mul, sub)
+        kinds.update(n.op for n in g.nodes if isinstance(n, QAdd))
     macs = sum(lr.macs for lr in res.layers)
     host = res.host_ops
     views = Counter(k for n in g.nodes for k, cls in (

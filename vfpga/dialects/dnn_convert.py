@@ -286,6 +286,8 @@ def _node_to_op(
                 mult_b=node.mult_b,
                 shift=node.shift,
                 act=_act(node.act),
+                op=node.op,
+                divisor=node.divisor,
             )
         case QConcat():
             return dnn.ConcatOp(
@@ -424,6 +426,8 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
             mult_b=op.mult_b.value.data,
             shift=op.shift.value.data,
             act=_act_of(op),
+            op=op.op.data,  # type: ignore[arg-type]
+            divisor=op.divisor_value,
         )
     if isinstance(op, dnn.ConcatOp):
         return QConcat(name=name, inputs=ins, output=out, axis=op.axis.value.data)

@@ -21,7 +21,9 @@ nodes are only the **normalized op set** :data:`NORMALIZED_OPS`:
   becomes ``Relu``).
 * ``MaxPool``, ``AveragePool`` (``count_include_pad`` kept; ``ceil_mode`` and ``auto_pad``
   made explicit pads), ``GlobalAveragePool`` (also from ``ReduceMean`` over H, W).
-* ``Add`` of two tensors of the same shape (``Sum`` becomes a chain of ``Add``).
+* ``Add``, ``Mul``, ``Sub`` of two feature maps of the same shape, or of a map and a
+  per-channel ``(N, C, 1, 1)`` map broadcast over its pixels (``Sum`` becomes a chain of
+  ``Add``).
 * ``Concat`` along channels (axis 1); ``Softmax`` (axis 1), ``LRN``.
 * a final ``Reshape`` to the original 2-D shape for each graph output that was 2-D, and a
   first ``Reshape`` of a 2-D ``(N, C)`` graph input to ``(N, C, 1, 1)``.
@@ -85,7 +87,7 @@ SUPPORTED_OPS: tuple[str, ...] = (
 NORMALIZED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "Gelu",
     "GlobalAveragePool", "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul",
-    "Relu", "Reshape", "Sigmoid", "Slice", "Softmax", "Tanh",
+    "Relu", "Reshape", "Sigmoid", "Slice", "Softmax", "Sub", "Tanh",
     "ConvTranspose", "Resize",
 )
 
@@ -744,16 +746,31 @@ class _Translator:
             return
         r = self.binary_const(n)
         if r is None:
-            va, vb = self.act(n, 0, allow_seq=True), self.act(n, 1, allow_seq=True)
-            sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
-            if sa != sb or va.rank != vb.rank or va.cl != vb.cl:
-                raise self.err(n, f"multiplying feature maps of shapes {sa} and {sb} "
-                                  "(broadcasting, or two layouts) is not supported")
-            self.emit(n, "Mul", [va.name, vb.name], n.output[0])
-            self.define(n.output[0], _Val(n.output[0], va.rank, cl=va.cl), sa)
+            self.two_maps(n, "Mul", n.input[0], n.input[1], n.output[0], n.name)
             return
         x, c, _ = r
         self.affine(n, x, c, np.zeros_like(c), "mul_const")
+
+    def two_maps(self, n: onnx.NodeProto, op: str, a: str, b: str, out: str,
+                 name: str) -> None:
+        """``op`` (Add, Mul, Sub) of two feature maps of the same shape, or of a map and a
+        per-channel ``(N, C, 1, 1)`` one broadcast over its pixels (the squeeze-excite
+        gate); the output has the larger shape."""
+        va, vb = self.act(n, a, allow_seq=True), self.act(n, b, allow_seq=True)
+        sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
+        if va.cl != vb.cl:
+            raise self.err(n, f"{op} of feature maps in two layouts (channels first and "
+                              "last) is not supported")
+        if sa != sb or va.rank != vb.rank:
+            big, small = (sa, sb) if len(sa) == 4 and sb == (*sa[:2], 1, 1) else (sb, sa)
+            if not (len(big) == 4 and small == (*big[:2], 1, 1) and va.rank == vb.rank == 4
+                    and not va.seq):
+                raise self.err(n, f"{op} of feature maps of shapes {sa} and {sb}: only the same "
+                                  "shape or a per-channel (N, C, 1, 1) operand broadcast over "
+                                  "the other is supported")
+            sa = big
+        self.emit(name, op, [va.name, vb.name], out)
+        self.define(out, _Val(out, va.rank, cl=va.cl), sa)
 
     def _unary(self, n: onnx.NodeProto, **attrs: Any) -> None:
         """An element-wise function of one map, kept as is (the lowering makes it a
@@ -844,8 +861,8 @@ class _Translator:
     def op_Sub(self, n: onnx.NodeProto) -> None:
         r = self.binary_const(n)
         if r is None:
-            raise self.err(n, "subtracting two feature maps is not supported (only a "
-                              "per-channel constant)")
+            self.two_maps(n, "Sub", n.input[0], n.input[1], n.output[0], n.name)
+            return
         x, c, first = r
         if first:
             self.affine(n, x, -np.ones_like(c), c, "sub_const")
@@ -933,14 +950,7 @@ class _Translator:
         self.add_two(n, n.input[0], n.input[1], n.output[0], n.name)
 
     def add_two(self, n: onnx.NodeProto, a: str, b: str, out: str, name: str) -> None:
-        va = self.act(n, a, allow_seq=True)
-        vb = self.act(n, b, allow_seq=True)
-        sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
-        if sa != sb or va.rank != vb.rank or va.cl != vb.cl:
-            raise self.err(n, f"adding tensors of different shapes {sa} and {sb} "
-                              "(broadcasting, or two layouts) is not supported")
-        self.emit(name, "Add", [va.name, vb.name], out)
-        self.define(out, _Val(out, va.rank, cl=va.cl), sa)
+        self.two_maps(n, "Add", a, b, out, name)
 
     def op_Sum(self, n: onnx.NodeProto) -> None:
         ins = list(n.input)

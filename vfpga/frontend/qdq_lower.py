@@ -20,7 +20,9 @@ constants:
   ``QLinearGlobalAveragePool``).
 * ``DQ(a), DQ(b) -> Add [-> Relu | Clip]* -> Q``: :class:`QAdd` with
   ``mult_a / 2**shift == float32(s_a / s_out)``, ``mult_b / 2**shift == float32(s_b / s_out)``
-  (``QLinearAdd``).
+  (``QLinearAdd``); ``Mul`` of two maps (``QLinearMul``) and ``Sub``: :class:`QAdd` with
+  ``op`` mul / sub, ``mult_x / 2**shift == s_x`` and ``divisor = s_out``. One operand may be
+  per-channel ``[N, C, 1, 1]`` (the squeeze-excite gate), broadcast over the other.
 * ``DQ(x_i) -> Concat(axis=1) -> Q``: :class:`QConcat`; inputs whose quantization differs
   from the output's first go through a requantizing copy (``QLinearConcat``'s table).
 * ``DQ -> Relu | Clip -> Q`` and ``DQ -> Q`` with another quantization: a requantizing copy
@@ -63,6 +65,7 @@ from vfpga.frontend.host_partition import HostSegment, encode, node_macs, segmen
 from vfpga.frontend.qgraph import (
     SEGMENT_OP,
     Act,
+    EltKind,
     QAdd,
     QConcat,
     QConv,
@@ -89,6 +92,7 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "AveragePool",
     "GlobalAveragePool",
     "Add",
+    "Sub",
     "Concat",
     "Gather",
     "Slice",
@@ -731,6 +735,7 @@ class _Lowerer:
             "AveragePool": self.lower_pool,
             "GlobalAveragePool": self.lower_gap,
             "Add": self.lower_add,
+            "Sub": self.lower_sub,
             "Concat": self.lower_concat,
             "Gather": self.lower_gather,
             "Slice": self.lower_slice,
@@ -1050,14 +1055,14 @@ class _Lowerer:
         self.values[node.output[0]] = self.fn_apply(node, self.fn_of(node.input[0]), fns[op])
 
     def lower_mul(self, node: onnx.NodeProto) -> None:
-        """``DQ(a), DQ(b) -> Mul -> Q`` where ``a`` and ``b`` are functions of one source
+        """``DQ(a), DQ(b) -> Mul -> Q``. Where ``a`` and ``b`` are functions of one source
         tensor (``x * sigmoid(x)``): a table of that source, computed with ORT's
-        ``QLinearMul`` arithmetic (:func:`vfpga.frontend.act_tables.qlinear_mul`)."""
+        ``QLinearMul`` arithmetic (:func:`vfpga.frontend.act_tables.qlinear_mul`);
+        otherwise an element-wise :class:`QAdd` with ``op = "mul"`` (:meth:`lower_binary`)."""
         fa, fb = self.fn_of(node.input[0]), self.fn_of(node.input[1])
         if fa.src != fb.src or fa.shape != fb.shape:
-            raise self.unsupported(
-                node, "Mul of two different feature maps is not supported yet (only of "
-                "functions of one map, such as x * sigmoid(x))")
+            self.lower_binary(node, "mul")
+            return
         qa, qb = self.val(node.input[0]), self.val(node.input[1])
         if isinstance(qa, _QVal) and isinstance(qb, _QVal):
             ta, tb = self.tensors[qa.tensor], self.tensors[qb.tensor]
@@ -1498,35 +1503,75 @@ class _Lowerer:
     # ---- Add / Concat ---------------------------------------------------------------
 
     def lower_add(self, node: onnx.NodeProto) -> None:
+        self.lower_binary(node, "add")
+
+    def lower_sub(self, node: onnx.NodeProto) -> None:
+        self.lower_binary(node, "sub")
+
+    def lower_binary(self, node: onnx.NodeProto, op: EltKind) -> None:
+        """``DQ(a), DQ(b) -> Add | Mul | Sub [-> Relu | Clip]* -> Q``: a :class:`QAdd`.
+        Same shapes, or one operand per-channel ``[N, C, 1, 1]``: it becomes ``b`` (Add
+        and Mul commute; a swapped Sub gets a negative divisor, an exact negation).
+        Add (``QLinearAdd``): ``mult_x / 2**shift == float32(s_x / s_out)``; Mul
+        (``QLinearMul``) and Sub (float ``Sub`` between DQ and Q): ``mult_x / 2**shift ==
+        s_x`` exactly (else the node goes to the host) and ``divisor = s_out``. For Mul,
+        ``s_b`` and ``divisor`` are both multiplied by the power of two ``2**k`` that
+        gives ``s_b`` the exponent of ``s_a`` (so one shift holds both exactly): every
+        step of ``f32(f32(va * vb) / divisor)`` then scales by ``2**k`` and back, an exact
+        rescaling of normal float32 values."""
+        what = {"add": "Add", "mul": "Mul", "sub": "Sub"}[op]
         for i in node.input:
             if isinstance(self.val(i), _Const):
                 raise self.err(
-                    f"Add of the constant '{i}': normalize the model first (a per-channel "
-                    "constant Add becomes a depthwise 1x1 convolution)"
+                    f"{what} of the constant '{i}': normalize the model first (a per-channel "
+                    "constant operand becomes a depthwise 1x1 convolution)"
                 )
         qa, qb = self.qin(node.input[0]), self.qin(node.input[1])
         ta, tb = self.tensors[qa.tensor], self.tensors[qb.tensor]
+        sign = 1.0
         if ta.shape != tb.shape:
-            raise self.err(
-                f"Add of shapes {ta.shape} and {tb.shape}: broadcasting is not supported"
-            )
+            if len(ta.shape) == 4 and ta.shape == (*tb.shape[:2], 1, 1):
+                qa, qb, ta, tb = qb, qa, tb, ta
+                sign = -1.0
+            elif not (len(tb.shape) == 4 and tb.shape == (*ta.shape[:2], 1, 1)):
+                raise self.unsupported(
+                    node, f"{what} of shapes {ta.shape} and {tb.shape}: only the same shape "
+                    "or a per-channel [N, C, 1, 1] operand broadcast over the other is "
+                    "supported on the accelerator")
         name = self.node_name(self.cur_name)
         view = qa.shape if len(qa.shape) >= len(qb.shape) else qb.shape
+        k = 0
+        if op != "add":
+            sa, sb = exact_f32(ta.scale), exact_f32(tb.scale)
+            if op == "mul":  # scale_b and the divisor by 2**k: an exact rescaling
+                k = math.frexp(sa)[1] - math.frexp(sb)[1]
+                sb = math.ldexp(sb, k)
+            ma, mb, sh = mult_shift_pair(sa, sb)
+            if requant_scale(ma, sh) != sa or requant_scale(mb, sh) != sb:
+                raise self.unsupported(
+                    node, f"{what} of operands with scales {sa!r} and {sb!r}: too far apart "
+                    "for one shared shift (their float32 exponents differ by more than 7)")
 
         def build(out: QTensor, act: Act) -> list[QNode]:
+            if op != "add":
+                div = math.ldexp(exact_f32(out.scale), k) * (sign if op == "sub" else 1.0)
+                if exact_f32(div) != div:
+                    raise self.err(f"{what}: output scale {out.scale!r} times 2**{k} is not "
+                                   "a float32 value", node)
+                return [QAdd(name, ta.name, tb.name, out.name, ma, mb, sh, act, op, div)]
             # exact for every pair of float32 ratios whose exponents differ by at most 7
             # (all the bundled models); otherwise mult_shift_pair rounds the smaller one
             # to the nearest m / 2**shift and the Add can differ from ORT's QLinearAdd.
             try:
-                ma, mb, s = mult_shift_pair(
+                m_a, m_b, s = mult_shift_pair(
                     ratio_f32(ta.scale, divisor=out.scale), ratio_f32(tb.scale, divisor=out.scale)
                 )
             except ValueError as exc:
                 raise self.err(str(exc), node) from None
-            return [QAdd(name, ta.name, tb.name, out.name, ma, mb, s, act)]
+            return [QAdd(name, ta.name, tb.name, out.name, m_a, m_b, s, act)]
 
         self.values[node.output[0]] = _Pending(
-            name, "Add", ta.shape, view, build, supports_act=True
+            name, what, ta.shape, view, build, supports_act=True
         )
 
     def lower_concat(self, node: onnx.NodeProto) -> None:

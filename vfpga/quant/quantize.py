@@ -43,7 +43,7 @@ OPS_TO_QUANTIZE: tuple[str, ...] = (
     "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
     "Softmax", "LRN", "Reshape", "Gather", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
     "Tanh", "LeakyRelu", "Elu", "Slice", "Gelu",
-    "ConvTranspose", "Resize",
+    "ConvTranspose", "Resize", "Sub",
 )
 
 #: Ops whose output ``quantize_static`` gives the quantization of their input.

@@ -246,7 +246,7 @@ def node_label(node: QNode) -> str:
     if isinstance(node, QPool):
         return f"pool:{node.kind}"
     if isinstance(node, QAdd):
-        return "add"
+        return node.op
     if isinstance(node, QConcat):
         return "concat"
     if isinstance(node, QShuffle):

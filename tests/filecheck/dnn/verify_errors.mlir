@@ -157,7 +157,7 @@ dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
 }
 
 // -----
-// CHECK: dnn.add "a": operands and result must have the same shape, got [1, 4, 8, 8] + [1, 4, 8, 8] -> [1, 4, 4, 4]
+// CHECK: dnn.add "a": operand a and the result must have the same shape and b that shape or [N, C, 1, 1], got [1, 4, 8, 8] + [1, 4, 8, 8] -> [1, 4, 4, 4]
 dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
   %a = dnn.add %x, %x name "a" out "a" mult_a 1 mult_b 1 shift 0 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>, !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
   dnn.return %a : !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
