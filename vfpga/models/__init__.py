@@ -3,7 +3,8 @@
 Two sources:
 
 * ``"builder"``: the paper's benchmark networks built from scratch with ``onnx.helper``
-  (``vgg16``, ``resnet50``, ``mobilenet_v1``, ``inception_v3``). Opset 13, IR 8, fp32,
+  (``vgg16``, ``resnet50``, ``mobilenet_v1``, ``inception_v3``), and "-style" networks of
+  today's op mix at small input sizes (``shufflenet_v2``). Opset 13, IR 8, fp32,
   batch 1, NCHW, static shapes; input ``input`` (float32); output ``output`` = the
   classifier logits, shape (1, 1000), no Softmax. Every conv is followed by
   BatchNormalization with non-trivial seeded parameters. See
@@ -60,6 +61,7 @@ def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
     from vfpga.models.inception import build_inception_v3
     from vfpga.models.mobilenet import build_mobilenet_v1
     from vfpga.models.resnet import build_resnet50
+    from vfpga.models.shufflenet import build_shufflenet_v2
     from vfpga.models.vgg import build_vgg16
 
     return {
@@ -67,6 +69,7 @@ def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
         "resnet50": build_resnet50,
         "mobilenet_v1": build_mobilenet_v1,
         "inception_v3": build_inception_v3,
+        "shufflenet_v2": build_shufflenet_v2,
     }
 
 
@@ -91,6 +94,8 @@ _INFOS: tuple[ModelInfo, ...] = (
     _builder("resnet50", "ResNet-50 v1.5: bottlenecks 3-4-6-3, projection shortcuts", True),
     _builder("mobilenet_v1", "MobileNet v1 1.0/224: 13 depthwise-separable blocks, ReLU6", True),
     _builder("inception_v3", "Inception v3 (torchvision, no aux head), 299x299", True, 299),
+    _builder("shufflenet_v2", "ShuffleNetV2-style x1.0: Split, channel shuffle, Concat; "
+             "units 2-3-2, 128x128", False, 128),
     _zoo("zoo-alexnet", "data_0", "prob_1", _LOGITS, "softmax"),
     _zoo("zoo-zfnet512", "gpu_0/data_0", "gpu_0/softmax_1", _LOGITS, "softmax"),
     _zoo("zoo-vgg19", "data_0", "prob_1", _LOGITS, "softmax"),
