@@ -99,23 +99,32 @@ def conv_acc(
     pads: tuple[int, int, int, int],
     pad_value: int,
     groups: int,
+    dilation: tuple[int, int] = (1, 1),
+    ups: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
-    """int32 (as int64 values) accumulators ``[out_h][out_w][out_c]`` of CONV."""
+    """int32 (as int64 values) accumulators ``[out_h][out_w][out_c]`` of CONV. ``ups``:
+    the input is first spread out, element ``(r, c)`` at ``(r * uh, c * uw)`` of a grid of
+    ``pad_value``; ``dilation``: kernel tap ``(i, j)`` reads offset ``(i * dh, j * dw)``."""
     oc, kh, kw, cig = w.shape
     sh, sw = stride
+    dh, dw = dilation
+    uh, uw = ups
     t, b, lf, rt = pads
-    xp = np.pad(
-        x.astype(np.int64), ((t, b), (lf, rt), (0, 0)), mode="constant", constant_values=pad_value
-    )
-    oh = (xp.shape[0] - kh) // sh + 1
-    ow = (xp.shape[1] - kw) // sw + 1
+    h, wd, c = x.shape
+    spread = np.full(((h - 1) * uh + 1, (wd - 1) * uw + 1, c), pad_value, np.int64)
+    for r in range(h):
+        for q in range(wd):
+            spread[r * uh, q * uw] = x[r, q]
+    xp = np.pad(spread, ((t, b), (lf, rt), (0, 0)), mode="constant", constant_values=pad_value)
+    oh = (xp.shape[0] - ((kh - 1) * dh + 1)) // sh + 1
+    ow = (xp.shape[1] - ((kw - 1) * dw + 1)) // sw + 1
     ocg = oc // groups
     wg = w.astype(np.int64).reshape(groups, ocg, kh, kw, cig)
     acc = np.zeros((oh, ow, groups, ocg), np.int64)
     for i in range(kh):
         for j in range(kw):
-            rows = [y * sh + i for y in range(oh)]
-            colz = [xx * sw + j for xx in range(ow)]
+            rows = [y * sh + i * dh for y in range(oh)]
+            colz = [xx * sw + j * dw for xx in range(ow)]
             patch = xp[np.ix_(rows, colz)].reshape(oh, ow, groups, cig)
             acc += np.einsum("yxgc,goc->yxgo", patch, wg[:, :, i, j, :])
     total = acc.reshape(oh, ow, oc) + np.broadcast_to(start.astype(np.int64), (oh, ow, oc))
@@ -132,6 +141,8 @@ def conv(
     pad_value: int,
     groups: int,
     acc_out: bool,
+    dilation: tuple[int, int] = (1, 1),
+    ups: tuple[int, int] = (1, 1),
     scale: np.ndarray | float,
     divisor: np.ndarray | float,
     out_zp: int,
@@ -143,7 +154,7 @@ def conv(
     """CONV per the semantics; int32 accumulators with ``acc_out``, else int8
     ``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale) / divisor))))`` (``act = TABLE``:
     ``table[y + 128]``)."""
-    acc = conv_acc(x, w, start, stride, pads, pad_value, groups)
+    acc = conv_acc(x, w, start, stride, pads, pad_value, groups, dilation, ups)
     if acc_out:
         return acc.astype(np.int32)
     oc = w.shape[0]

@@ -31,6 +31,7 @@ from vfpga.backend.binary import (
 from vfpga.errors import BinaryFormatError
 from vfpga.fileio import OutputFileError
 from vfpga.hw import load_hw
+from vfpga.hw.config import ISA_VERSION
 from vfpga.isa.codec import encode_one
 from vfpga.isa.spec import Opcode
 
@@ -349,8 +350,8 @@ def test_validate_on_write() -> None:
 def test_isa_version_1_binaries_are_rejected() -> None:
     """ISA version 2 changed the requantization fields: an older binary must not run."""
     vfb = sample_vfb()
-    assert vfb.isa_version == 2
+    assert vfb.isa_version == ISA_VERSION == 3
     vfb.isa_version = 1
     with pytest.raises(BinaryFormatError, match="instruction-set version 1, this vfpga runs "
-                       "version 2; recompile the model"):
+                       f"version {ISA_VERSION}; recompile the model"):
         from_bytes(to_bytes(vfb), "old.vfb")

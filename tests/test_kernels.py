@@ -118,6 +118,47 @@ ELTWISE_ACTS = [a for a in Act if a is not Act.TABLE]
 
 
 @SETTINGS
+@given(
+    kind=st.sampled_from(["dense", "depthwise", "grouped"]),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    dilation=st.tuples(st.sampled_from([1, 2, 3, 6]), st.sampled_from([1, 2, 4])),
+    ups=st.tuples(st.sampled_from([1, 2, 3]), st.sampled_from([1, 2, 4])),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 2)),
+    pads=st.tuples(*(st.integers(0, 4) for _ in range(4))),
+    in_hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    path=st.sampled_from(["auto", "float"]),
+    acc_out=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_conv_dilated_upsampled_matches_reference(
+    kind: str, kernel: tuple[int, int], dilation: tuple[int, int], ups: tuple[int, int],
+    stride: tuple[int, int], pads: tuple[int, int, int, int], in_hw: tuple[int, int],
+    path: str, acc_out: bool, seed: int,
+) -> None:
+    """ISA v3 CONV fields ``dil_*`` (kernel dilation) and ``ups_*`` (zero insertion)
+    against the independent reference, on the exact-integer and the float32 paths."""
+    rng = np.random.default_rng(seed)
+    g, cig, ocg = {"dense": (1, 5, 6), "depthwise": (7, 1, 1), "grouped": (3, 2, 3)}[kind]
+    kh, kw = kernel
+    vh = (in_hw[0] - 1) * ups[0] + 1 + pads[0] + pads[1]
+    vw = (in_hw[1] - 1) * ups[1] + 1 + pads[2] + pads[3]
+    if vh < (kh - 1) * dilation[0] + 1 or vw < (kw - 1) * dilation[1] + 1:
+        return  # the window does not fit: a fault, covered by test_conv_rejects
+    x = int8_tensor(rng, (*in_hw, g * cig), "uniform")
+    w = int8_tensor(rng, (g * ocg, kh, kw, cig), "uniform")
+    start = rng.integers(-1000, 1000, size=(g * ocg,)).astype(np.int32)
+    args: dict[str, Any] = dict(
+        start=start, stride=stride, pads=pads, pad_value=int(rng.integers(-128, 128)),
+        groups=g, acc_out=acc_out, scale=np.float32(0.01), divisor=1.0, out_zp=3,
+        act=Act.NONE, act_lo=-128, act_hi=127)
+    expected = ref.conv(x, w, dilation=dilation, ups=ups, **args)
+    overrides = {} if path == "auto" else {"_USE_INT_MATMUL": False, "_USE_JIT_DEPTHWISE": False}
+    with patched(**overrides):
+        got = kernels.conv(x, w, dilation=dilation, ups=ups, **args)
+    np.testing.assert_array_equal(got, expected)
+
+
+@SETTINGS
 @given(conv_cases())
 def test_conv_matches_reference(case: dict[str, Any]) -> None:
     rng = np.random.default_rng(case["seed"])

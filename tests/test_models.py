@@ -29,6 +29,8 @@ from vfpga.models.zoo import ZOO_MODELS, zoo_path
 
 BUILDERS = ["vgg16", "resnet50", "mobilenet_v1", "inception_v3", "shufflenet_v2"]
 ZOO = list(ZOO_MODELS)
+#: Transformer-style builder models (opset 17; tests/test_xfmr.py)
+XFMR = ["convnext_t", "vit_ti16"]
 #: Models with more than ~20M parameters or 2 GMACs: whole-network tests marked slow.
 BIG = {
     "vgg16",
@@ -80,7 +82,8 @@ def test_list_models_registry() -> None:
     names = [i.name for i in infos]
     assert names == model_names()
     assert len(set(names)) == len(names)
-    assert [i.name for i in infos if i.source == "builder"] == BUILDERS
+    builders = [i.name for i in infos if i.source == "builder"]
+    assert builders[: len(BUILDERS)] == BUILDERS and set(XFMR) <= set(builders)
     assert [i.name for i in infos if i.source == "onnx-zoo"] == ZOO
     paper = {"vgg16", "resnet50", "mobilenet_v1", "inception_v3"}
     assert {i.name for i in infos if i.paper} == paper
@@ -88,7 +91,7 @@ def test_list_models_registry() -> None:
         assert i.input_shape[:2] == (1, 3)
         assert i.output_shape[:2] == (1, 1000)
         assert i.output_kind in ("logits", "softmax")
-        assert i.opset == (13 if i.source == "builder" else 9)
+        assert i.opset == (9 if i.source == "onnx-zoo" else 17 if i.name in XFMR else 13)
 
 
 def test_unknown_model_lists_valid_names() -> None:

@@ -103,7 +103,7 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
-from vfpga.isa.effects import window_out
+from vfpga.isa.effects import conv_extent, upsampled_taps, window_out
 from vfpga.isa.float32 import format_f32
 from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
 
@@ -299,7 +299,8 @@ def _unit_bool(attr: Attribute | None) -> bool:
 # Custom assembly format engine shared by the node ops
 # --------------------------------------------------------------------------------------
 
-FieldKind = Literal["str", "int", "ints", "i32s", "f32", "flag", "ident", "act", "weight", "dict"]
+FieldKind = Literal["str", "int", "ints", "oints", "i32s", "f32", "flag", "ident", "act", "weight",
+                    "dict"]
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,8 @@ class _Field:
     """One ``keyword value`` clause of a node op's custom format.
 
     ``kind`` selects the value syntax: ``str`` "text"; ``int`` 3; ``ints`` / ``i32s``
-    [1, 2]; ``f32`` a float literal (an optional ``f32`` ``FloatAttr`` property, absent
+    [1, 2] (``oints``: the same for an optional property, absent when the clause is
+    omitted); ``f32`` a float literal (an optional ``f32`` ``FloatAttr`` property, absent
     when the clause is omitted); ``flag`` (keyword alone, a unit property); ``ident`` a
     bare word from
     ``choices``; ``act`` relu(lo, hi) (properties ``act`` and ``act_range``); ``weight``
@@ -330,7 +332,7 @@ def _field_value(op: Operation, f: _Field) -> object:
             return cast(StringAttr, attr).data if attr is not None else None
         case "int":
             return cast(IntegerAttr, attr).value.data if attr is not None else None
-        case "ints" | "i32s":
+        case "ints" | "oints" | "i32s":
             return int_tuple(cast(DenseArrayBase, attr)) if attr is not None else None
         case "f32":
             return cast(FloatAttr, attr).value.data if isinstance(attr, FloatAttr) else attr
@@ -397,7 +399,7 @@ def _print_field(printer: Printer, op: Operation, f: _Field) -> None:
                 printer.print_string(format_f32(attr.value.data))
             else:  # not a FloatAttr: the verifier reports it
                 printer.print_attribute(attr)
-        case "ints":
+        case "ints" | "oints":
             _print_ints(printer, array_values(cast(DenseArrayBase, attr)).tolist())
         case "i32s":
             arr_attr = cast(DenseArrayBase, attr)
@@ -453,7 +455,7 @@ def _parse_field(parser: Parser, f: _Field, props: dict[str, Attribute], op_name
                     start,
                     parser.pos,
                 )
-        case "ints":
+        case "ints" | "oints":
             props[f.prop] = int_array(_parse_ints(parser))
         case "i32s":
             if (text := parser.parse_optional_str_literal()) is not None:
@@ -737,6 +739,13 @@ class ConvOp(DnnNodeOp):
     ``divisor 0.0235`` only when it is not 1.0. The result is ``[N, OC, OH, OW]`` with
     ``OH = (H + top + bottom - KH) // sh + 1`` (likewise ``OW``).
 
+    Optional ``dilations`` ``(dh, dw)`` (kernel tap ``ky`` reads row ``y*sh + ky*dh - top``,
+    the kernel spans ``KH' = (KH - 1) * dh + 1`` rows) and ``upsample`` ``(uh, uw)`` (the
+    input is first spread out by zero insertion: element ``(y, x)`` of ``in - in_zp`` at
+    ``(y*uh, x*uw)`` of a ``H' = (H - 1) * uh + 1`` row grid of zeros; transposed
+    convolution and nearest resize), printed only when not ``[1, 1]``; then
+    ``OH = (H' + top + bottom - KH') // sh + 1``.
+
     Verified: input channels = weight IC x groups, OC divisible by groups, output dims per
     the formula, ``OC`` entries in each per-channel array, multipliers in ``[0, 2**31)``,
     shifts in ``[0, 62]``, ``divisor`` an ``f32`` value that is finite and > 0, strides
@@ -757,12 +766,16 @@ class ConvOp(DnnNodeOp):
     act = prop_def(StringAttr)
     act_range = prop_def(DenseArrayBase)
     act_table = prop_def(DenseArrayBase)
+    dilations = opt_prop_def(DenseArrayBase)
+    upsample = opt_prop_def(DenseArrayBase)
 
     FIELDS: ClassVar[tuple[_Field, ...]] = (
         *_NAME_FIELDS,
         _Field("stride", "strides", "ints", (1, 1)),
         _Field("pad", "pads", "ints", (0, 0, 0, 0)),
         _Field("groups", "groups", "int", 1),
+        _Field("dilation", "dilations", "oints", (1, 1)),
+        _Field("upsample", "upsample", "oints", (1, 1)),
         _ACT_FIELD,
         _Field("table", "act_table", "i32s", ()),
         _Field("bias", "bias", "i32s"),
@@ -789,12 +802,18 @@ class ConvOp(DnnNodeOp):
         act: tuple[str, int, int] = ("none", -128, 127),
         divisor: float = 1.0,
         act_table: Sequence[int] = (),
+        dilations: Sequence[int] = (1, 1),
+        upsample: Sequence[int] = (1, 1),
     ) -> None:
         def arr(v: np.ndarray | DenseArrayBase, what: str) -> DenseArrayBase:
             return v if isinstance(v, DenseArrayBase) else i32_array(v, f"{name}: {what}")
 
         w = weight if isinstance(weight, DenseIntOrFPElementsAttr) else weight_attr(weight)
         extra: dict[str, Attribute] = {}
+        if tuple(dilations) != (1, 1):
+            extra["dilations"] = int_array(dilations)
+        if tuple(upsample) != (1, 1):
+            extra["upsample"] = int_array(upsample)
         if float(np.float32(divisor)) != 1.0 or math.isnan(divisor):
             try:
                 extra["divisor"] = f32_attr(divisor)
@@ -835,11 +854,30 @@ class ConvOp(DnnNodeOp):
         d = self.divisor
         return 1.0 if d is None else float(d.value.data)
 
+    def dilation_pair(self) -> tuple[int, int]:
+        """``dilations`` as a pair (``(1, 1)`` when absent)."""
+        d = int_tuple(self.dilations) if self.dilations is not None else (1, 1)
+        return (d[0], d[1]) if len(d) == 2 else (1, 1)
+
+    def upsample_pair(self) -> tuple[int, int]:
+        """``upsample`` as a pair (``(1, 1)`` when absent)."""
+        u = int_tuple(self.upsample) if self.upsample is not None else (1, 1)
+        return (u[0], u[1]) if len(u) == 2 else (1, 1)
+
     def macs(self) -> int:
-        """Exact multiply-accumulate count: ``N * OC * OH * OW * C/groups * KH * KW``."""
+        """Exact multiply-accumulate count: ``N * OC * OH * OW * C/groups * KH * KW``
+        (with ``upsample``, only the products with input elements, not inserted zeros)."""
         n, oc, oh, ow = self.output_type.get_shape()
         _, icg, kh, kw = self.weight.get_shape()
-        return n * oc * oh * ow * icg * kh * kw
+        if self.upsample_pair() == (1, 1):
+            return n * oc * oh * ow * icg * kh * kw
+        h, w = self.input_types()[0].get_shape()[2:]
+        p = int_tuple(self.pads)
+        s = int_tuple(self.strides)
+        (dh, dw), (uh, uw) = self.dilation_pair(), self.upsample_pair()
+        rows = upsampled_taps(h, kh, s[0], p[0], dh, uh, oh)
+        cols = upsampled_taps(w, kw, s[1], p[1], dw, uw, ow)
+        return n * oc * icg * rows * cols
 
     def verify_(self) -> None:
         who = self.label
@@ -880,8 +918,16 @@ class ConvOp(DnnNodeOp):
             raise VerifyException(
                 f"{who}: output channels {oc} are not divisible by groups {groups}"
             )
-        oh = window_out(h, kh, strides[0], pads[0], pads[2])
-        ow = window_out(w, kw, strides[1], pads[1], pads[3])
+        for key in ("dilations", "upsample"):
+            v = self.properties.get(key)
+            if v is not None and (len(vals := int_tuple(cast(DenseArrayBase, v))) != 2
+                                  or not 1 <= min(vals) <= max(vals) <= 255):
+                raise VerifyException(f"{who}: {key} must be 2 values in 1..255")
+        (dh, dw), (uh, uw) = self.dilation_pair(), self.upsample_pair()
+        vh, ekh = conv_extent(h, kh, dh, uh)
+        vw, ekw = conv_extent(w, kw, dw, uw)
+        oh = window_out(vh, ekh, strides[0], pads[0], pads[2])
+        ow = window_out(vw, ekw, strides[1], pads[1], pads[3])
         if oh < 1 or ow < 1:
             raise VerifyException(
                 f"{who}: kernel {kh}x{kw} does not fit the padded input {h}x{w} (pads {list(pads)})"

@@ -260,6 +260,8 @@ def _node_to_op(
                 act=_act(node.act),
                 divisor=d,
                 act_table=node.act.table,
+                dilations=node.dilations,
+                upsample=node.upsample,
             )
         case QPool():
             return dnn.PoolOp(
@@ -397,6 +399,8 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
             groups=op.groups.value.data,
             act=_act_of(op),
             divisor=op.divisor_value,
+            dilations=op.dilation_pair(),
+            upsample=op.upsample_pair(),
         )
     if isinstance(op, dnn.PoolOp):
         k, s, p = dnn.int_tuple(op.kernel), dnn.int_tuple(op.strides), dnn.int_tuple(op.pads)

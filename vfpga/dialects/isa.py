@@ -72,7 +72,7 @@ from xdsl.utils.exceptions import VerifyException
 from vfpga.isa.codec import decode
 from vfpga.isa.effects import out_hw, written_range
 from vfpga.isa.float32 import format_f32
-from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS, MAX_CORES
+from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS, MAX_CORES, MAX_KERNEL
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
@@ -516,7 +516,7 @@ class ConvOp(IsaOp):
 
     def _check(self, f: dict[str, int | float]) -> None:
         IsaOp._check(self, f)
-        self._need(f, ("kh", "kw"), 1, 11)
+        self._need(f, ("kh", "kw"), 1, MAX_KERNEL)
         self._need(f, ("stride_h", "stride_w", "groups", "in_c", "out_c", "in_h", "in_w"))
         g = f["groups"]
         if f["in_c"] % g or f["out_c"] % g:

@@ -391,6 +391,8 @@ class Core:
                 pads=pads,
                 pad_value=f["pad_value"],
                 groups=g,
+                dilation=(f["dil_h"], f["dil_w"]),
+                ups=(f["ups_h"], f["ups_w"]),
                 acc_out=bool(f["acc_out"]),
                 scale=scale,
                 divisor=divisor,

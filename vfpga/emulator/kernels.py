@@ -352,11 +352,22 @@ def requantize_int8(
 
 
 def _padded(
-    x: I8, pads: tuple[int, int, int, int], pad_value: int, dtype: Any, extra_rows: int = 0
+    x: I8, pads: tuple[int, int, int, int], pad_value: int, dtype: Any, extra_rows: int = 0,
+    ups: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
     """``x`` padded by ``pads = (t, b, l, r)`` with ``pad_value`` as ``dtype``, plus
-    ``extra_rows`` rows of zeros at the bottom (never read by a valid output)."""
+    ``extra_rows`` rows of zeros at the bottom (never read by a valid output). With ``ups``
+    the input is first upsampled by zero insertion: ``ups - 1`` rows / columns of
+    ``pad_value`` between neighbours (the CONV ``ups_h`` / ``ups_w`` fields)."""
     t, b, lf, rt = pads
+    if ups != (1, 1):
+        uh, uw = ups
+        h, w, c = x.shape
+        vh, vw = (h - 1) * uh + 1, (w - 1) * uw + 1
+        xu = np.full((vh + t + b + extra_rows, vw + lf + rt, c), pad_value, dtype)
+        xu[vh + t + b :] = 0
+        xu[t : t + vh : uh, lf : lf + vw : uw] = x
+        return xu
     h, w, c = x.shape
     if not (t or b or lf or rt or extra_rows):
         return x.astype(dtype)
@@ -387,6 +398,7 @@ def _chunked_matmul(cols: np.ndarray, wt: np.ndarray) -> np.ndarray:
 def _conv_im2col(
     xp: NDArray[np.float32], wt: NDArray[np.float32], oh: int, ow: int,
     kernel: tuple[int, int], stride: tuple[int, int], groups: int,
+    dil: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
     """Grouped (or plain, groups == 1) convolution sums via im2col + float32 matmul with
     the weights ``wt`` as :func:`conv_weights` lays them out (``[g][kh*kw*cig][ocg]``):
@@ -403,8 +415,9 @@ def _conv_im2col(
         win = x4[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]  # [oh][ow][g][cig]
         cols = win.transpose(2, 0, 1, 3).reshape(g, m, k)
     else:
-        win = sliding_window_view(x4, (kh, kw), axis=(0, 1))  # [.][.][g][cig][kh][kw]
-        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+        dh, dw = dil
+        win = sliding_window_view(x4, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(0, 1))
+        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, :, :, ::dh, ::dw]
         cols = win.transpose(2, 0, 1, 4, 5, 3).reshape(g, m, k)  # K order (kh, kw, cig)
     s = _chunked_matmul(cols, wt)  # [g][m][ocg]
     if g == 1:
@@ -501,15 +514,18 @@ class Im2colU8:
         h, w, c = geo.in_h, geo.in_w, geo.in_c
         g, kh, kw = geo.groups, geo.kh, geo.kw
         sh, sw = geo.stride
+        (dh, dw), (uh, uw) = geo.dil, geo.ups
         oh, ow = geo.oh, geo.ow
         cig = c // g
         m, k = oh * ow, kh * kw * cig
-        xpad = np.full((h + t + b, w + lf + rt, c), geo.pad_value + U8_BIAS, np.uint8)
-        self._inner = xpad[t : t + h, lf : lf + w]
+        vh, vw = (h - 1) * uh + 1, (w - 1) * uw + 1  # upsampled by zero insertion
+        xpad = np.full((vh + t + b, vw + lf + rt, c), geo.pad_value + U8_BIAS, np.uint8)
+        self._inner = xpad[t : t + vh : uh, lf : lf + vw : uw]
         tgt = self.target
         if tgt is not None and (g != 1 or tgt.shape != (m, k)):
             raise ValueError(f"im2col target must be a ({m}, {k}) view, got {tgt.shape}")
-        if kh == kw == sh == sw == g == 1 and oh == h + t + b and ow == w + lf + rt:
+        if (kh == kw == sh == sw == g == uh == uw == 1 and oh == h + t + b
+                and ow == w + lf + rt):
             self._win = None  # the padded tile is the matrix
             if tgt is None:
                 self.cols = xpad.reshape(1, m, k)
@@ -517,9 +533,9 @@ class Im2colU8:
                 self._inner = tgt.reshape(h, w, c)
                 self.cols = tgt.reshape(1, m, k)
             return
-        x4 = xpad.reshape(h + t + b, w + lf + rt, g, cig)
-        win = sliding_window_view(x4, (kh, kw), axis=(0, 1))  # [.][.][g][cig][kh][kw]
-        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+        x4 = xpad.reshape(vh + t + b, vw + lf + rt, g, cig)
+        win = sliding_window_view(x4, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(0, 1))
+        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, :, :, ::dh, ::dw]
         self._win = win.transpose(2, 0, 1, 4, 5, 3)  # [g][oh][ow][kh][kw][cig]
         self.cols = np.empty((g, m, k), np.uint8) if tgt is None else tgt.reshape(1, m, k)
         self._dst = self.cols.reshape(g, oh, ow, kh, kw, cig)
@@ -621,7 +637,7 @@ def conv_int8_finish(
 
 def _conv_depthwise(
     xp: NDArray[np.float32], wd: NDArray[np.float32], oh: int, ow: int,
-    kernel: tuple[int, int], stride: tuple[int, int],
+    kernel: tuple[int, int], stride: tuple[int, int], dil: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
     """Convolution with one input channel per group (``groups == in_c``, ``out_c`` a
     multiple of it; weights ``wd`` as :func:`conv_weights` lays them out: ``[kh*kw][oc]``):
@@ -637,7 +653,8 @@ def _conv_depthwise(
     tmp = np.empty((oh, ow, oc), np.float32)
     for i in range(kh):
         for j in range(kw):
-            win = xs[i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw]
+            y0, x0 = i * dil[0], j * dil[1]
+            win = xs[y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw]
             np.multiply(win, wd[i * kw + j], out=tmp)
             acc += tmp
     return acc
@@ -651,7 +668,10 @@ class ConvGeometry:
     ``path``, the way the sums are computed (``"int8"``: integer products of a uint8
     im2col, ``"int8-depthwise"``: the compiled int32 depthwise kernel, or the float32 paths
     ``"depthwise"``, ``"wide"`` and ``"im2col"``; every path yields the same exact
-    integers)."""
+    integers), ``dil = (dh, dw)`` the kernel dilation and ``ups = (uh, uw)`` the input
+    upsampling by zero insertion (the input is ``[(in_h - 1) * uh + 1][...]`` with
+    ``pad_value`` between the ``x`` elements before padding; ``"wide"`` and
+    ``"int8-depthwise"`` are only used without them)."""
 
     in_h: int
     in_w: int
@@ -666,6 +686,8 @@ class ConvGeometry:
     oh: int
     ow: int
     path: str
+    dil: tuple[int, int] = (1, 1)
+    ups: tuple[int, int] = (1, 1)
 
 
 def conv_geometry(
@@ -676,10 +698,13 @@ def conv_geometry(
     pads: Sequence[int] = (0, 0, 0, 0),
     pad_value: int = 0,
     groups: int = 1,
+    dilation: Sequence[int] = (1, 1),
+    ups: Sequence[int] = (1, 1),
 ) -> ConvGeometry:
     """Validate a CONV's shapes (input ``x_shape = (in_h, in_w, in_c)``, weights ``w_shape
     = (out_c, kh, kw, in_c // groups)``) and parameters as :func:`conv` does; ValueError
-    with the same messages if they are inconsistent."""
+    with the same messages if they are inconsistent. ``dilation`` / ``ups`` values of 0
+    mean 1 (unset instruction fields)."""
     in_h, in_w, in_c = (int(v) for v in x_shape)
     oc, kh, kw, cig = (int(v) for v in w_shape)
     g = _int("groups", groups, 1, 1 << 16)
@@ -695,16 +720,25 @@ def conv_geometry(
     sh, sw = _pair("stride", stride, 1, 1 << 16)
     p = _pads(pads)
     pv = _int("pad_value", pad_value, INT8_MIN, INT8_MAX)
-    oh, ow = out_dims(in_h, in_w, (kh, kw), (sh, sw), p)
+    dh, dw = (max(int(v), 1) for v in _pair("dilation", dilation, 0, 255))
+    uh, uw = (max(int(v), 1) for v in _pair("ups", ups, 0, 255))
+    plain = dh == dw == uh == uw == 1
+    if in_h < 1 or in_w < 1:
+        raise ValueError(f"input extent {min(in_h, in_w)} must be >= 1")
+    oh, ow = out_dims((in_h - 1) * uh + 1, (in_w - 1) * uw + 1,
+                      ((kh - 1) * dh + 1, (kw - 1) * dw + 1), (sh, sw), p)
     if g > 1 and cig == 1:
-        path = "int8-depthwise" if _USE_JIT_DEPTHWISE and jit.get() is not None else "depthwise"
+        path = ("int8-depthwise" if plain and _USE_JIT_DEPTHWISE and jit.get() is not None
+                else "depthwise")
     elif _USE_INT_MATMUL and int_matmul.backend() is not None:
         path = "int8"
-    elif g == 1 and sh == sw == 1 and kh * kw > 1 and _use_wide(in_c, ow, ow + kw - 1):
+    elif (plain and g == 1 and sh == sw == 1 and kh * kw > 1
+          and _use_wide(in_c, ow, ow + kw - 1)):
         path = "wide"
     else:
         path = "im2col"
-    return ConvGeometry(in_h, in_w, in_c, oc, kh, kw, g, (sh, sw), p, pv, oh, ow, path)
+    return ConvGeometry(in_h, in_w, in_c, oc, kh, kw, g, (sh, sw), p, pv, oh, ow, path,
+                        (dh, dw), (uh, uw))
 
 
 def conv_weights(geo: ConvGeometry, w: I8) -> Any:
@@ -734,7 +768,7 @@ def conv_input(geo: ConvGeometry, x: I8) -> np.ndarray:
     if geo.path == "int8-depthwise":
         return x  # read in place, padding included, by the compiled kernel
     extra = 1 if geo.path == "wide" else 0
-    return _padded(x, geo.pads, geo.pad_value, np.float32, extra_rows=extra)
+    return _padded(x, geo.pads, geo.pad_value, np.float32, extra_rows=extra, ups=geo.ups)
 
 
 def conv_sums(geo: ConvGeometry, xp: np.ndarray, wt: Any) -> np.ndarray:
@@ -744,14 +778,15 @@ def conv_sums(geo: ConvGeometry, xp: np.ndarray, wt: Any) -> np.ndarray:
     most :data:`K_CHUNK` long (then ``|sums| <= 2**24``), else float64 (``|sums| <
     2**53``)."""
     if geo.path == "depthwise":
-        return _conv_depthwise(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride)
+        return _conv_depthwise(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.dil)
     if geo.path == "wide":
         return _conv_wide(xp, wt, geo.oh, geo.ow)
     if geo.path == "int8":
         return _int8_sums(geo, int_matmul.require()(xp, wt))
     if geo.path == "int8-depthwise":
         return _depthwise_sums(geo, xp, wt)
-    return _conv_im2col(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.groups)
+    return _conv_im2col(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.groups,
+                        geo.dil)
 
 
 def _conv_output(
@@ -834,6 +869,8 @@ def conv(
     pads: Sequence[int] = (0, 0, 0, 0),
     pad_value: int = 0,
     groups: int = 1,
+    dilation: Sequence[int] = (1, 1),
+    ups: Sequence[int] = (1, 1),
     acc_out: bool = False,
     scale: ArrayLike | None = None,
     divisor: ArrayLike = 1.0,
@@ -851,9 +888,12 @@ def conv(
       ``g = oc // (out_c // groups)`` and reads input channels ``[g*cig, (g+1)*cig)``.
     * ``start``: int32, either shape ``(out_c,)`` (the bias of each pbuf record) or
       ``(out_h, out_w, out_c)`` (the abuf partial sums of ``acc_in``).
-    * ``acc[y][x][oc] = start + sum_{i,j,ci} Xpad[y*sh+i][x*sw+j][g*cig+ci] * w[oc][i][j][ci]``
-      in int32 (wrapping modulo 2**32), ``out_h = (in_h + t + b - kh) // sh + 1`` and
-      likewise ``out_w``.
+    * ``acc[y][x][oc] = start + sum_{i,j,ci} Xpad[y*sh+i*dh][x*sw+j*dw][g*cig+ci] *
+      w[oc][i][j][ci]`` in int32 (wrapping modulo 2**32), ``out_h = (vh + t + b - ekh) //
+      sh + 1`` and likewise ``out_w``, where ``Xpad`` is ``x`` upsampled by ``ups = (uh,
+      uw)`` (``uh - 1`` rows of ``pad_value`` inserted between neighbours: ``vh = (in_h -
+      1) * uh + 1``) and then padded, and ``ekh = (kh - 1) * dh + 1`` with ``dilation =
+      (dh, dw)``.
     * ``acc_out``: return ``acc`` (int32 ``[out_h][out_w][out_c]``; ``scale``/``divisor``
       are not used). Otherwise return int8
       ``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale[oc]) / divisor[oc]))))``;
@@ -866,7 +906,7 @@ def conv(
     x = _tile("conv input", x, np.int8, 3)
     w = _tile("conv weights", w, np.int8, 4)
     geo = conv_geometry(x.shape, w.shape, stride=stride, pads=pads, pad_value=pad_value,
-                        groups=groups)
+                        groups=groups, dilation=dilation, ups=ups)
     oc, oh, ow = geo.out_c, geo.oh, geo.ow
     start = np.asarray(start)
     if start.dtype != np.int32:

@@ -541,6 +541,14 @@ class SegmentPlan:
             core._plan_accesses = None
             for slot in self.transient:
                 slot.value = None
+        self.finish(core)
+
+    def finish(self, core: Core) -> None:
+        """Count the whole segment on ``core``'s counters and leave its sequence numbers
+        and token counts as the interpreter would after it (the end of :meth:`run`; an
+        epoch plan, :mod:`vfpga.emulator.epoch`, that computed the segment's effects
+        another way calls it too)."""
+        counters = core.counters
         insns = counters.insns
         for name, n in self.insn_counts.items():
             insns[name] += n
@@ -828,7 +836,9 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         pads = (f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"])
         geo = kernels.conv_geometry((in_h, in_w, in_c), (out_c, kh, kw, in_c // g),
                                     stride=(f["stride_h"], f["stride_w"]), pads=pads,
-                                    pad_value=f["pad_value"], groups=g)
+                                    pad_value=f["pad_value"], groups=g,
+                                    dilation=(f["dil_h"], f["dil_w"]),
+                                    ups=(f["ups_h"], f["ups_w"]))
         acc_out = bool(f["acc_out"])
         if not acc_out:
             Act(f["act"])  # ValueError if unknown
@@ -846,11 +856,12 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
                else _view(Buffer.OBUF, f["out_addr"], (oh, ow, out_c), np.int8, True))
         if geo.path == "int8":  # the slot holds the uint8 im2col matrix
             xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
-                          ("cols", x.shape, geo.pads, geo.pad_value, (kh, kw), geo.stride, g),
+                          ("cols", x.shape, geo.pads, geo.pad_value, (kh, kw), geo.stride, g,
+                           geo.dil, geo.ups),
                           kernels.Im2colU8(geo), None)
         else:
             xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
-                          ("x", x.shape, geo.pads, geo.pad_value, geo.path),
+                          ("x", x.shape, geo.pads, geo.pad_value, geo.path, geo.ups),
                           partial(kernels.conv_input, geo), None)
         ws, wl = slot(Buffer.WBUF, f["w_addr"], w, ("w", w.shape, geo.path, g),
                       partial(kernels.conv_weights, geo),

@@ -76,8 +76,9 @@ from vfpga.frontend.qgraph import (
     node_inputs,
     shuffle_groups,
 )
+from vfpga.frontend.resize import nearest_source
 from vfpga.isa.float32 import requant_scale
-from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
+from vfpga.isa.limits import MAX_DILATION, MAX_KERNEL, MAX_MULTIPLIER, MAX_SHIFT, MAX_UPSAMPLE
 
 #: ONNX ops the lowering accepts (besides QuantizeLinear / DequantizeLinear / Constant).
 SUPPORTED_OPS: tuple[str, ...] = (
@@ -322,6 +323,11 @@ def _as4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     raise ValueError(f"rank {len(shape)}")
 
 
+def _text(v: object) -> str:
+    """A string attribute's value (onnx gives bytes) as str."""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     """The attributes of ``node`` by name (``onnx.helper.get_attribute_value``: an int,
     float, bytes, list or tensor, depending on the attribute)."""
@@ -335,12 +341,19 @@ def _spatial_attrs(
     kernel: tuple[int, int],
     rank_spatial: int,
     err: Callable[[str], FrontendError],
+    dilations: list[int] | None = None,
 ) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
-    """Strides and pads (top, left, bottom, right) for a 1-D or 2-D conv / pool node."""
+    """Strides and pads (top, left, bottom, right) for a 1-D or 2-D conv / pool node.
+    With a ``dilations`` list (a Conv) the node's dilations are appended to it (then
+    ``kernel`` is the dilated extent for ``auto_pad``); without, dilation is an error."""
     strides = [int(v) for v in attrs.get("strides", [1] * rank_spatial)]
     dil = [int(v) for v in attrs.get("dilations", [1] * rank_spatial)]
-    if any(d != 1 for d in dil):
-        raise err(f"dilations {dil} are not supported (the accelerator has no dilation)")
+    if dilations is not None:
+        if not all(1 <= d <= MAX_DILATION for d in dil):
+            raise err(f"dilations {dil} are not supported (1..{MAX_DILATION})")
+        dilations.extend(dil if rank_spatial == 2 else [dil[0], 1])
+    elif any(d != 1 for d in dil):
+        raise err(f"dilations {dil} are not supported")
     pads_raw = [int(v) for v in attrs.get("pads", [0] * (2 * rank_spatial))]
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     auto = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
@@ -638,11 +651,7 @@ class _Lowerer:
             if shape is None:
                 raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
                                "static shape, which shape inference cannot tell")
-            if shape[0] != 1:
-                raise self.err(f"{reason}; on the host its output '{o}' of shape {shape} would "
-                               "have a batch dimension other than 1, which host segments "
-                               "(run per batch item) do not support")
-            self.values[o] = self._host_value(node, seg, o, shape)
+            self.values[o] = self._host_value(node, seg, o, shape, reason)
 
     def onnx_shapes(self) -> dict[str, tuple[int, ...]]:
         """Static shapes of the model's tensors (ONNX shape inference, computed once)."""
@@ -661,10 +670,18 @@ class _Lowerer:
         return self._shapes
 
     def _host_value(self, node: onnx.NodeProto, seg: HostSegment, o: str,
-                    shape: tuple[int, ...]) -> _Pending:
+                    shape: tuple[int, ...], reason: str) -> _Pending:
+        """The float output ``o`` of host node ``node``; a host op computing it is built
+        when it is quantized (or is a graph output). Values inside a segment may have any
+        shape; a segment's output needs batch dimension 1."""
         shape4 = _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1)
 
         def op(out: QTensor, as_float: bool) -> list[QNode]:
+            if shape[0] != 1:
+                raise self.err(f"node '{node.name}' ({node.op_type}): {reason}; on the host "
+                               f"its output '{o}' of shape {shape} would have a batch "
+                               "dimension other than 1, which host segments (run per batch "
+                               "item) do not support")
             data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
                                                self.tensors, self.model, self.source)
             shapes = self.onnx_shapes()
@@ -708,6 +725,8 @@ class _Lowerer:
             return
         handler = {
             "Conv": self.lower_conv,
+            "ConvTranspose": self.lower_conv_transpose,
+            "Resize": self.lower_resize,
             "MaxPool": self.lower_pool,
             "AveragePool": self.lower_pool,
             "GlobalAveragePool": self.lower_gap,
@@ -1082,16 +1101,23 @@ class _Lowerer:
 
     # ---- Conv -----------------------------------------------------------------------
 
-    def lower_conv(self, node: onnx.NodeProto) -> None:
-        a = _attrs(node)
-        x = self.qin(node.input[0])
-        t_in = self.tensors[x.tensor]
+    def weight_const(self, node: onnx.NodeProto) -> tuple[_Const, np.ndarray]:
+        """The weight input of a Conv-like node, a DequantizeLinear of an integer
+        initializer, and its scale (else a FrontendError telling to quantize the
+        model)."""
         wc = self.val(node.input[1])
         if not isinstance(wc, _Const) or wc.scale is None:
             raise self.err(
                 f"the weight '{node.input[1]}' is not a DequantizeLinear of an integer "
                 "initializer; quantize the model (per-channel int8 weights) first"
             )
+        return wc, wc.scale
+
+    def lower_conv(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        wc, wscale = self.weight_const(node)
         wv = wc.value
         if wv.dtype not in (np.int8, np.uint8):
             raise self.err(f"weight type {wv.dtype} is not supported (int8 weights)")
@@ -1103,11 +1129,11 @@ class _Lowerer:
             )
         oc = int(wv.shape[0])
         w_scale = (
-            np.broadcast_to(wc.scale.astype(np.float32).reshape(-1), (oc,))
-            if (wc.scale.size in (1, oc))
+            np.broadcast_to(wscale.astype(np.float32).reshape(-1), (oc,))
+            if (wscale.size in (1, oc))
             else None
         )
-        if w_scale is None or (wc.scale.size > 1 and wc.axis != 0):
+        if w_scale is None or (wscale.size > 1 and wc.axis != 0):
             raise self.err("weights must be quantized per tensor or per output channel (axis 0)")
         zp = wc.zero_point if wc.zero_point is not None else np.zeros(1, dtype=np.int64)
         zp_b = (
@@ -1138,15 +1164,191 @@ class _Lowerer:
         if ks is not None and tuple(int(k) for k in ks) != tuple(wv.shape[2:]):
             raise self.err(f"kernel_shape {ks} differs from the weight shape {tuple(wv.shape)}")
         in_hw = (t_in.shape[2], t_in.shape[3])
+        raw_dil = [int(v) for v in a.get("dilations", [1] * rank_sp)]
+        raw_dil = raw_dil if rank_sp == 2 else [raw_dil[0], 1]
+        ext = ((kernel[0] - 1) * raw_dil[0] + 1, (kernel[1] - 1) * raw_dil[1] + 1)
+        dl: list[int] = []
         strides, pads = _spatial_attrs(
-            self.cur_name, a, in_hw, kernel, rank_sp, lambda m: self.err(m)
+            self.cur_name, a, in_hw, ext, rank_sp, lambda m: self.err(m), dl
         )
-        oh, ow = _out_hw(in_hw, kernel, strides, pads)
+        dilations = (dl[0], dl[1])
+        oh, ow = _out_hw(in_hw, ext, strides, pads)
         if oh < 1 or ow < 1:
             raise self.err(f"the output would be {oh}x{ow}")
         # ratios and bias
         s_in = t_in.scale
         acc_scale = np.array([_f32(_f32(s_in) * w_scale[c]) for c in range(oc)], dtype=np.float32)
+        bias = self.conv_bias(node, oc, acc_scale)
+        weight = w_int.astype(np.int8)
+        name = self.node_name(self.cur_name)
+        shape4 = (t_in.shape[0], oc, oh, ow)
+        view = (shape4[0], oc, oh) if rank_sp == 1 else shape4
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            mults, shifts = self.conv_requant(node, acc_scale, out)
+            return [
+                QConv(
+                    name=name,
+                    input=t_in.name,
+                    output=out.name,
+                    weight=weight,
+                    bias=bias,
+                    multiplier=mults,
+                    shift=shifts,
+                    strides=strides,
+                    pads=pads,
+                    groups=groups,
+                    act=act,
+                    dilations=dilations,
+                )
+            ]
+
+        self.values[node.output[0]] = _Pending(name, "Conv", shape4, view, build, supports_act=True)
+
+    # ---- ConvTranspose --------------------------------------------------------------
+
+    def lower_conv_transpose(self, node: onnx.NodeProto) -> None:
+        """A 2-D ``ConvTranspose`` (weights ``[C, OC, KH, KW]`` per tensor or per output
+        channel, ``group = 1``) as a stride-1 QConv over the input upsampled by zero
+        insertion (``upsample = strides``) with the kernel flipped and its channels
+        swapped, padded ``k - 1 - p`` before and ``k - 1 - p + output_padding`` after:
+        the same sums, term by term."""
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        wc, wscale = self.weight_const(node)
+        wv = wc.value
+        if wv.dtype not in (np.int8, np.uint8) or wv.ndim != 4 or len(x.shape) != 4:
+            raise self.err("only 2-D ConvTranspose with int8 weights is supported")
+        if int(a.get("group", 1)) != 1:
+            raise self.err(f"group={a.get('group')}: only group=1 ConvTranspose is supported")
+        if any(int(d) != 1 for d in a.get("dilations", [1, 1])):
+            raise self.err(f"dilations {list(a['dilations'])} of a ConvTranspose are not "
+                           "supported")
+        if "output_shape" in a or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            raise self.err("output_shape / auto_pad of a ConvTranspose are not supported "
+                           "(normalize the fp32 model: it makes the pads explicit)")
+        ic, oc, kh, kw = (int(v) for v in wv.shape)
+        if ic != t_in.shape[1]:
+            raise self.err(f"weights {tuple(wv.shape)} do not match {t_in.shape[1]} input "
+                           "channels")
+        scale = wscale.astype(np.float32).reshape(-1)
+        if scale.size not in (1, oc) or (scale.size > 1 and wc.axis != 1):
+            raise self.err("ConvTranspose weights must be quantized per tensor or per output "
+                           "channel (axis 1)")
+        w_scale = np.broadcast_to(scale, (oc,))
+        zp = wc.zero_point if wc.zero_point is not None else np.zeros(1, dtype=np.int64)
+        w_int = wv.astype(np.int16)
+        if np.any(zp):
+            w_int -= (zp.astype(np.int16).reshape(1, -1, 1, 1) if zp.size > 1
+                      else zp.astype(np.int16).reshape(()))
+        if w_int.min(initial=0) < -128 or w_int.max(initial=0) > 127:
+            raise self.err("weights minus their zero point leave the int8 range; use "
+                           "symmetric int8 weight quantization")
+        strides = tuple(int(v) for v in a.get("strides", [1, 1]))
+        p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+        op = [int(v) for v in a.get("output_padding", [0, 0])]
+        k = (kh, kw)
+        for d in range(2):
+            if not 1 <= strides[d] <= min(k[d], MAX_UPSAMPLE):
+                raise self.err(f"strides {list(strides)} with kernel {kh}x{kw}: the "
+                               "accelerator needs 1 <= stride <= kernel size")
+            if not (0 <= p[d] <= k[d] - 1 and 0 <= p[d + 2] <= k[d] - 1 + op[d]
+                    and 0 <= op[d] < max(strides[d], 1)):
+                raise self.err(f"pads {p} / output_padding {op} with kernel {kh}x{kw} are not "
+                               "supported (0 <= pad <= kernel - 1)")
+        if max(k) > MAX_KERNEL:
+            raise self.err(f"kernel {kh}x{kw} is larger than {MAX_KERNEL}x{MAX_KERNEL}")
+        weight = np.ascontiguousarray(w_int.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).astype(np.int8)
+        pads = (kh - 1 - p[0], kw - 1 - p[1], kh - 1 - p[2] + op[0], kw - 1 - p[3] + op[1])
+        h, w = t_in.shape[2], t_in.shape[3]
+        oh = (h - 1) * strides[0] + kh - p[0] - p[2] + op[0]
+        ow = (w - 1) * strides[1] + kw - p[1] - p[3] + op[1]
+        if oh < 1 or ow < 1:
+            raise self.err(f"the output would be {oh}x{ow}")
+        s_in = t_in.scale
+        acc_scale = np.array([_f32(_f32(s_in) * w_scale[c]) for c in range(oc)], np.float32)
+        bias = self.conv_bias(node, oc, acc_scale)
+        name = self.node_name(self.cur_name)
+        shape4 = (t_in.shape[0], oc, oh, ow)
+        ups = (strides[0], strides[1])
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            mults, shifts = self.conv_requant(node, acc_scale, out)
+            return [QConv(name=name, input=t_in.name, output=out.name, weight=weight,
+                          bias=bias, multiplier=mults, shift=shifts, pads=pads, act=act,
+                          upsample=ups)]
+
+        self.values[node.output[0]] = _Pending(name, "ConvTranspose", shape4, shape4, build,
+                                               supports_act=True)
+
+    # ---- Resize ---------------------------------------------------------------------
+
+    def lower_resize(self, node: onnx.NodeProto) -> None:
+        """``Resize`` of an NCHW map by integer factors ``(fh, fw)`` in nearest mode whose
+        coordinate transformation and rounding pick input ``o // f`` for output ``o``
+        (checked on every output coordinate: asymmetric + floor, half_pixel /
+        pytorch_half_pixel with any rounding, ...): a depthwise QConv with an
+        ``fh x fw`` kernel of ones over the input upsampled by zero insertion, each output
+        window holding exactly one input element; the requantization is a requantizing
+        copy's (``DequantizeLinear -> QuantizeLinear``, exact: nearest resize computes
+        nothing in float). Other modes and factors run on the host."""
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        if len(x.shape) != 4:
+            raise self.err("only Resize of a 4-D NCHW map is supported")
+        n, c, h, w = t_in.shape
+        out_shape = self.onnx_shapes().get(node.output[0])
+        if out_shape is None or len(out_shape) != 4 or tuple(out_shape[:2]) != (n, c):
+            raise self.err(f"Resize to {out_shape}: only spatial resizing of a map with a "
+                           "static output shape is supported")
+        oh, ow = int(out_shape[2]), int(out_shape[3])
+        mode = _text(a.get("mode", "nearest"))
+        ctm = _text(a.get("coordinate_transformation_mode", "half_pixel"))
+        nm = _text(a.get("nearest_mode", "round_prefer_floor"))
+        scales = self.resize_scales(node, (h, w), (oh, ow))
+        if mode != "nearest":
+            raise self.err(f"Resize mode '{mode}' is not supported on the accelerator")
+        fh, fw = oh // h, ow // w
+        if oh != fh * h or ow != fw * w or not (1 <= fh <= MAX_KERNEL and 1 <= fw <= MAX_KERNEL):
+            raise self.err(f"Resize from {h}x{w} to {oh}x{ow}: the accelerator resizes by "
+                           f"integer factors 1..{MAX_KERNEL}")
+        for axis, (i, o, f) in enumerate(((h, oh, fh), (w, ow, fw))):
+            src = nearest_source(i, o, float(scales[axis]), ctm, nm)
+            if src is None or not np.array_equal(src, np.arange(o) // f):
+                raise self.err(f"Resize nearest with coordinate_transformation_mode '{ctm}' "
+                               f"and nearest_mode '{nm}' does not repeat each input element "
+                               f"{f} times along axis {axis + 2}")
+        name = self.node_name(self.cur_name)
+        shape4 = (n, c, oh, ow)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            copy = self.requant_conv(name, t_in, out, act)
+            copy.weight = np.ones((c, 1, fh, fw), np.int8)
+            copy.upsample = (fh, fw)
+            copy.pads = (fh - 1, fw - 1, fh - 1, fw - 1)
+            return [copy]
+
+        self.values[node.output[0]] = _Pending(name, "Resize", shape4, shape4, build,
+                                               supports_act=True)
+
+    def resize_scales(self, node: onnx.NodeProto, hw: tuple[int, int],
+                      out_hw: tuple[int, int]) -> tuple[float, float]:
+        """The spatial scales of a Resize: its constant ``scales`` input, or from ``sizes``
+        the output / input ratios ONNX derives; ``roi`` must be absent or unused."""
+        if len(node.input) > 2 and node.input[2]:
+            sv = self.const(node.input[2], "scales").value.astype(np.float32).reshape(-1)
+            if sv.size == 4:
+                if sv[0] != 1 or sv[1] != 1:
+                    raise self.err(f"Resize scales {sv.tolist()} resize the batch or channels")
+                return float(sv[2]), float(sv[3])
+        return (float(np.float32(out_hw[0] / hw[0])), float(np.float32(out_hw[1] / hw[1])))
+
+    def conv_bias(self, node: onnx.NodeProto, oc: int, acc_scale: np.ndarray) -> np.ndarray:
+        """The int32 bias of a Conv-like node from its optional third input: the integers
+        of an int32 ``DequantizeLinear`` with the accumulator scale, else the float bias
+        divided by it and rounded (clamped to int32)."""
         bias = np.zeros(oc, dtype=np.int64)
         if len(node.input) > 2 and node.input[2]:
             bc = self.val(node.input[2])
@@ -1170,37 +1372,21 @@ class _Lowerer:
                     raise self.err(f"bias has {bf.size} values for {oc} output channels")
                 bias = np.rint(bf / acc_scale.astype(np.float64)).astype(np.int64)
             bias = np.clip(bias, -(1 << 31), (1 << 31) - 1)
-        weight = w_int.astype(np.int8)
-        name = self.node_name(self.cur_name)
-        shape4 = (t_in.shape[0], oc, oh, ow)
-        view = (shape4[0], oc, oh) if rank_sp == 1 else shape4
+        return bias.astype(np.int32)
 
-        def build(out: QTensor, act: Act) -> list[QNode]:
-            mults = np.zeros(oc, dtype=np.int32)
-            shifts = np.zeros(oc, dtype=np.int32)
-            for c in range(oc):
-                try:
-                    m, s = mult_shift(ratio_f32(float(acc_scale[c]), divisor=out.scale))
-                except ValueError as exc:
-                    raise self.err(f"output channel {c}: {exc}", node) from None
-                mults[c], shifts[c] = m, s
-            return [
-                QConv(
-                    name=name,
-                    input=t_in.name,
-                    output=out.name,
-                    weight=weight,
-                    bias=bias.astype(np.int32),
-                    multiplier=mults,
-                    shift=shifts,
-                    strides=strides,
-                    pads=pads,
-                    groups=groups,
-                    act=act,
-                )
-            ]
-
-        self.values[node.output[0]] = _Pending(name, "Conv", shape4, view, build, supports_act=True)
+    def conv_requant(self, node: onnx.NodeProto, acc_scale: np.ndarray,
+                     out: QTensor) -> tuple[np.ndarray, np.ndarray]:
+        """Per output channel the ``(multiplier, shift)`` of ``f32(acc_scale / s_out)``."""
+        oc = acc_scale.size
+        mults = np.zeros(oc, dtype=np.int32)
+        shifts = np.zeros(oc, dtype=np.int32)
+        for c in range(oc):
+            try:
+                m, s = mult_shift(ratio_f32(float(acc_scale[c]), divisor=out.scale))
+            except ValueError as exc:
+                raise self.err(f"output channel {c}: {exc}", node) from None
+            mults[c], shifts[c] = m, s
+        return mults, shifts
 
     # ---- pools ----------------------------------------------------------------------
 

@@ -83,6 +83,15 @@ class QConv:
 
     With ``divisor = 1.0`` the division is exact and ``v = f32(f32(acc) * scale[oc])``:
     ONNX Runtime's ``QLinearConv`` with ``scale[oc] = f32(f32(s_in * s_w[oc]) / s_out)``.
+
+    ``dilations = (dh, dw)``: kernel tap ``(ky, kx)`` reads input offset ``(ky * dh, kx *
+    dw)`` (the kernel spans ``(KH - 1) * dh + 1`` rows). ``upsample = (uh, uw)``: before
+    padding, the input is spread out by zero insertion, element ``(y, x)`` of ``in - in_zp``
+    at ``(y * uh, x * uw)`` of a ``((H - 1) * uh + 1) x ((W - 1) * uw + 1)`` grid of zeros:
+    a transposed convolution (``ConvTranspose`` with stride ``u``) is a stride-1 QConv
+    over that grid with the kernel flipped and in/out channels swapped, and a nearest
+    ``Resize`` by an integer factor ``f`` is a depthwise one with an ``f x f`` kernel of
+    ones (:mod:`vfpga.frontend.qdq_lower`).
     A requantizing copy (``DequantizeLinear -> QuantizeLinear``, a ``QLinearConcat`` input
     of another quantization, an unfused activation) is a depthwise 1x1 QConv with unit
     weights and zero bias whose ``multiplier / 2**shift`` is ``s_in`` and whose
@@ -102,6 +111,22 @@ class QConv:
     groups: int = 1
     act: Act = field(default_factory=Act)
     divisor: float = 1.0
+    dilations: tuple[int, int] = (1, 1)
+    upsample: tuple[int, int] = (1, 1)
+
+
+def conv_in_extent(node: QConv, h: int, w: int) -> tuple[int, int]:
+    """The extent ``(H', W')`` a QConv's kernel slides over before padding: the input
+    ``h x w`` spread out by ``node.upsample`` (``(h - 1) * uh + 1``)."""
+    uh, uw = node.upsample
+    return (h - 1) * uh + 1, (w - 1) * uw + 1
+
+
+def conv_kernel_extent(node: QConv) -> tuple[int, int]:
+    """The rows and columns a QConv's kernel spans: ``(KH - 1) * dh + 1`` and likewise."""
+    kh, kw = int(node.weight.shape[2]), int(node.weight.shape[3])
+    dh, dw = node.dilations
+    return (kh - 1) * dh + 1, (kw - 1) * dw + 1
 
 
 @dataclass

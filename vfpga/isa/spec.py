@@ -229,6 +229,14 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
               "f32(acc) * scale) / divisor))))."),
         Field("act_lo", "i1", 48, "Lower clamp of RELU / RELU6."),
         Field("act_hi", "i1", 49, "Upper clamp of RELU6."),
+        Field("dil_h", "u1", 50, "Vertical kernel dilation (0 or 1: none): kernel row i reads "
+              "input row y*stride_h + i*dil_h of the padded (and upsampled) input."),
+        Field("dil_w", "u1", 51, "Horizontal kernel dilation (0 or 1: none)."),
+        Field("ups_h", "u1", 52, "Input upsampling by zero insertion (0 or 1: none): "
+              "ups_h - 1 rows of pad_value between consecutive input rows, before padding "
+              "(transposed convolution, nearest resize)."),
+        Field("ups_w", "u1", 53, "Input upsampling by zero insertion along columns (0 or 1: "
+              "none)."),
     ),
     Opcode.POOL: (
         Field("in_addr", "<u4", 8, "ibuf address of the input tile, int8 [in_h][in_w][c]."),

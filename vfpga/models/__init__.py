@@ -58,11 +58,13 @@ class ModelInfo:
 
 
 def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
+    from vfpga.models.convnext import build_convnext_t
     from vfpga.models.inception import build_inception_v3
     from vfpga.models.mobilenet import build_mobilenet_v1
     from vfpga.models.resnet import build_resnet50
     from vfpga.models.shufflenet import build_shufflenet_v2
     from vfpga.models.vgg import build_vgg16
+    from vfpga.models.vit import build_vit_ti16
 
     return {
         "vgg16": build_vgg16,
@@ -70,6 +72,8 @@ def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
         "mobilenet_v1": build_mobilenet_v1,
         "inception_v3": build_inception_v3,
         "shufflenet_v2": build_shufflenet_v2,
+        "convnext_t": build_convnext_t,
+        "vit_ti16": build_vit_ti16,
     }
 
 
@@ -84,6 +88,12 @@ def _builder(name: str, description: str, paper: bool, size: int = 224) -> Model
     )  # fmt: skip
 
 
+def _xfmr(name: str, description: str) -> ModelInfo:
+    """A transformer-style builder model: opset 17 (LayerNormalization), 128x128 input."""
+    return ModelInfo(name, description, "builder", False, "input", (1, 3, 128, 128), "output",
+                     _LOGITS, "logits", 17)
+
+
 def _zoo(name: str, x: str, y: str, y_shape: tuple[int, ...], kind: str) -> ModelInfo:
     return ModelInfo(name, ZOO_MODELS[name][1], "onnx-zoo", False, x, _IMG224, y, y_shape,
                      kind, 9)  # fmt: skip
@@ -96,6 +106,10 @@ _INFOS: tuple[ModelInfo, ...] = (
     _builder("inception_v3", "Inception v3 (torchvision, no aux head), 299x299", True, 299),
     _builder("shufflenet_v2", "ShuffleNetV2-style x1.0: Split, channel shuffle, Concat; "
              "units 2-3-2, 128x128", False, 128),
+    _xfmr("convnext_t", "ConvNeXt-T-style: patchify stem, dw 7x7, LayerNorm, GELU MLP, "
+          "layer scale; blocks 1-1-2-1, 128x128"),
+    _xfmr("vit_ti16", "ViT-Ti/16-style: patch embed, class token, 4 pre-norm blocks "
+          "(MHSA + GELU MLP), 128x128"),
     _zoo("zoo-alexnet", "data_0", "prob_1", _LOGITS, "softmax"),
     _zoo("zoo-zfnet512", "gpu_0/data_0", "gpu_0/softmax_1", _LOGITS, "softmax"),
     _zoo("zoo-vgg19", "data_0", "prob_1", _LOGITS, "softmax"),

@@ -261,15 +261,18 @@ class GraphBuilder:
         output: str,
         output_shape: Sequence[int],
         doc: str,
+        opset: int = OPSET,
     ) -> onnx.ModelProto:
         """Wrap the accumulated nodes into a model with input ``input`` and the given
         output, and record the shape of every intermediate tensor as ``value_info``.
+        ``opset`` is the default-domain opset (:data:`OPSET` unless a model needs a newer
+        op, such as ``LayerNormalization`` from opset 17).
 
         Shape inference (strict) runs on a weightless skeleton in which the initializers
         are typed graph inputs, so it does not serialise hundreds of MB of weights."""
         x_info = helper.make_tensor_value_info("input", TensorProto.FLOAT, list(input_shape))
         y_info = helper.make_tensor_value_info(output, TensorProto.FLOAT, list(output_shape))
-        opsets = [helper.make_opsetid("", OPSET)]
+        opsets = [helper.make_opsetid("", opset)]
         weight_infos = [
             helper.make_tensor_value_info(
                 name, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)

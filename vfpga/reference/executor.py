@@ -32,6 +32,7 @@ from vfpga.frontend.qgraph import (
     QPool,
     QShuffle,
     QSlice,
+    conv_kernel_extent,
     node_inputs,
     shuffle_perm,
 )
@@ -74,11 +75,16 @@ def _pad(x: np.ndarray, pads: tuple[int, int, int, int], value: float | int) -> 
 
 
 def _windows(
-    xp: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]
+    xp: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int],
+    dil: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
-    """``[N, C, OH, OW, KH, KW]`` view of the windows of the padded ``xp``."""
-    w = sliding_window_view(xp, kernel, axis=(2, 3))
-    return w[:, :, : out_hw[0] * strides[0] : strides[0], : out_hw[1] * strides[1] : strides[1]]
+    """``[N, C, OH, OW, KH, KW]`` view of the windows of the padded ``xp`` (kernel taps
+    ``dil`` apart)."""
+    dh, dw = dil
+    w = sliding_window_view(xp, ((kernel[0] - 1) * dh + 1, (kernel[1] - 1) * dw + 1),
+                            axis=(2, 3))
+    return w[:, :, : out_hw[0] * strides[0] : strides[0], : out_hw[1] * strides[1] : strides[1],
+             ::dh, ::dw]
 
 
 def _out_hw(
@@ -101,7 +107,7 @@ def _cols(xs: np.ndarray, node: QConv, out_hw: tuple[int, int]) -> np.ndarray:
     kh, kw = node.weight.shape[2:]
     if (kh, kw) == (1, 1) and node.strides == (1, 1):
         return xs.reshape(n, c, out_hw[0] * out_hw[1])
-    win = _windows(xs, (kh, kw), node.strides, out_hw)  # [N, C, OH, OW, KH, KW]
+    win = _windows(xs, (kh, kw), node.strides, out_hw, node.dilations)  # [N,C,OH,OW,KH,KW]
     return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, out_hw[0] * out_hw[1])
 
 
@@ -132,14 +138,22 @@ def _group_acc(xp: np.ndarray, w: np.ndarray, node: QConv, out_hw: tuple[int, in
 
 def conv_acc(x: np.ndarray, in_zp: int, node: QConv) -> np.ndarray:
     """The int64 accumulator ``[N, OC, OH, OW]`` of ``node`` on the int8 input ``x``:
-    ``bias[oc] + sum((x - in_zp) * w)`` with zero padding after the subtraction."""
+    ``bias[oc] + sum((x - in_zp) * w)`` with zero padding (and zero insertion, with
+    ``node.upsample``) after the subtraction, kernel taps ``node.dilations`` apart."""
     w = node.weight
     oc, cig, kh, kw = w.shape
     n, c, h, wd = x.shape
     g = node.groups
     if c != cig * g or oc % g:
         raise ReferenceError(f"{node.name}: weights {w.shape} / groups {g} vs {c} input channels")
-    oh, ow = _out_hw((h, wd), (kh, kw), node.strides, node.pads)
+    if node.upsample != (1, 1):
+        uh, uw = node.upsample
+        spread = np.full((n, c, (h - 1) * uh + 1, (wd - 1) * uw + 1), in_zp, np.int16)
+        spread[:, :, ::uh, ::uw] = x
+        x = spread
+        h, wd = x.shape[2:]
+    oh, ow = _out_hw((h, wd), conv_kernel_extent(node), node.strides, node.pads)
+    dh, dw = node.dilations
     ocg = oc // g
     if cig == 1 and g > 1:
         # depthwise (with multiplier): out channel oc reads input channel oc // ocg
@@ -151,7 +165,8 @@ def conv_acc(x: np.ndarray, in_zp: int, node: QConv) -> np.ndarray:
         wf = w.astype(np.float64)
         for i in range(kh):
             for j in range(kw):
-                sl = src[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+                y0, x0 = i * dh, j * dw
+                sl = src[:, :, y0 : y0 + sh * (oh - 1) + 1 : sh, x0 : x0 + sw * (ow - 1) + 1 : sw]
                 acc += sl * wf[:, 0, i, j][None, :, None, None]
     else:
         xc = x.astype(np.float32) - np.float32(in_zp)
