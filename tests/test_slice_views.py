@@ -179,3 +179,17 @@ def test_qdq_model_with_split_is_lowered_to_views(tmp_path: Path) -> None:
     cmp = compare_with_ort(loaded.graph, loaded.qdq, random_inputs(loaded.qdq, 10, seed=3),
                            onnx_int8=loaded.lowered.onnx_int8)
     assert cmp.identical_int8 == 1.0
+
+
+def test_shufflenet_v2_runs_every_mac_on_the_accelerator(tmp_path: Path) -> None:
+    """The bundled ShuffleNetV2-style net: no host segment (``--strict`` passes), its four
+    Splits are channel-range views, its shuffles and concats are free."""
+    from vfpga.models import save_model
+
+    m = save_model("shufflenet_v2", tmp_path / "snv2.onnx")
+    r = invoke("compile", str(m), "-o", str(tmp_path / "snv2.vfb"), "--cores", "16",
+               "--strict", "--calib-random", "2")
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0, out
+    assert "host CPU │ 0 │ 0 │ -" in out
+    assert "free (views) │ 21 │ 0 │ 7 concatenations" in out  # + 6 shuffles, 8 ranges
