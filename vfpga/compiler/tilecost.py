@@ -10,8 +10,9 @@ one CALC->LOAD and one SAVE->CALC credit handed from group to group; docs/compil
 computed per *step* (a band's loads, its CALC and its SAVEs) in closed form rather than
 per instruction. It is an estimate: the chosen candidates' IFPs are still generated and
 simulated exactly (``ifp-estimate-latency``), and the dynamic pass only ever reads those
-exact latencies. Layer kinds it does not model are estimated by generating and
-simulating the tile.
+exact latencies. Layer forms it does not model (other kinds, dilated or upsampled
+CONVs, ELTWISE with a per-channel operand) are estimated by generating and simulating the
+tile.
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ def tile_cycles(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> int:
     """Estimated latency in cycles of the IFP computing ``tile`` of ``spec`` on one core
     (close to ``simulate(make_ifp(spec, tile, hw).insns, hw)``). Raises
     :class:`~vfpga.compiler.ifpgen.TileDoesNotFit` if the tile fits no loop nest."""
-    if spec.kind == "conv" and isinstance(spec.node, QConv):
+    if spec.kind == "conv" and isinstance(spec.node, QConv) and spec.plain:
         groups = _conv_steps(spec, tile, hw)
     elif spec.kind == "pool" and isinstance(spec.node, QPool):
         groups = _pool_steps(spec, tile, hw)
-    elif spec.kind == "add":
+    elif spec.kind == "add" and not spec.bcast:
         groups = _add_steps(spec, tile, hw)
-    else:  # a kind this estimate does not model: the exact latency
+    else:  # a form this estimate does not model (dilated or upsampled CONV, ELTWISE with a
+        # per-channel operand): the exact latency
         return simulate(make_ifp(spec, tile, hw).insns, hw)
     return _flow(groups)
 
