@@ -37,6 +37,7 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import statistics
@@ -111,17 +112,30 @@ class Client:
 
     def __init__(self, url: str) -> None:
         host, port = url.removeprefix("http://").split(":")
+        self.addr = (host, int(port))
         self.host = f"{host}:{port}"
-        self.sock = socket.create_connection((host, int(port)), timeout=120)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self._connect()
         self.buf = b""
         self.timing = ""
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.addr, timeout=120)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _fresh(self) -> None:
+        """Reconnect if the server closed the idle connection (its keep-alive timeout)."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        if readable and not self.sock.recv(1, socket.MSG_PEEK):
+            self.sock.close()
+            self.sock, self.buf = self._connect(), b""
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, int]:
         """(status, body, JSON header length) of one request; the response's
         ``Server-Timing`` header is kept in ``self.timing``. Raises ``OSError`` or
         :class:`BadResponse` if the connection fails."""
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._fresh()
         self.sock.sendall(
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
             f"{head}\r\n".encode("latin-1")
