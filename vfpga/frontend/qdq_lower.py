@@ -497,6 +497,8 @@ class _Lowerer:
             )
         t = self.tensors[v.tensor]
         if _as4(v.shape) != t.shape:
+            if len(v.shape) <= 4 and v.shape[0] == 1 and t.shape[0] == 1:
+                return self.reshape_on_host(name, v)
             raise self.err(
                 f"input '{name}' is a reshaped view {v.shape} of the {t.shape} tensor "
                 f"'{t.name}'; only unit dimensions may be added or dropped before an op"
@@ -588,7 +590,10 @@ class _Lowerer:
             return
         if any(isinstance(v := self.values.get(i), _Pending) and v.segment is not None
                for i in node.input if i):
-            self.lower_on_host(node, "reads a float value computed on the host")
+            why = "reads a float value computed on the host"
+            if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
+                why = f"op type {node.op_type} is not supported (and it {why})"
+            self.lower_on_host(node, why)
             return
         snap = (len(self.nodes), dict(self.tensors), dict(self.values), set(self.node_names),
                 dict(self.onnx_int8), list(self.inputs))
@@ -666,24 +671,53 @@ class _Lowerer:
                                f"its output '{o}' of shape {shape} would have a batch "
                                "dimension other than 1, which host segments (run per batch "
                                "item) do not support")
-            data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
-                                               self.tensors, self.model, self.source)
-            shapes = self.onnx_shapes()
-            weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
-            attrs: dict[str, object] = {
-                "onnx": encode(data),
-                "nodes": [n.name for n in nodes],
-                "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-                        for n in nodes],
-                "reasons": [seg.reasons[n.name] for n in nodes],
-                "macs": sum(node_macs(n, shapes, weights) for n in nodes),
-            }
-            return [QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
-                            as_float)]
+            return [self.segment_op(seg, o, shape, out, as_float)]
 
         return _Pending(node.name, node.op_type, shape4, shape,
                         lambda out, act: op(out, False), supports_act=False, host=True,
                         build_float=lambda out: op(out, True), segment=seg)
+
+    def segment_op(self, seg: HostSegment, o: str, shape: tuple[int, ...], out: QTensor,
+                   as_float: bool) -> QHostOp:
+        """The host op running the nodes of ``seg`` that the float value ``o`` (ONNX
+        shape ``shape``) depends on, writing the QGraph tensor ``out`` (float32 if
+        ``as_float``)."""
+        data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
+                                           self.tensors, self.model, self.source)
+        shapes = self.onnx_shapes()
+        weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
+        attrs: dict[str, object] = {
+            "onnx": encode(data),
+            "nodes": [n.name for n in nodes],
+            "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                    for n in nodes],
+            "reasons": [seg.reasons[n.name] for n in nodes],
+            "macs": sum(node_macs(n, shapes, weights) for n in nodes),
+        }
+        return QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
+                       as_float)
+
+    def reshape_on_host(self, name: str, v: _QVal) -> _QVal:
+        """The view ``v`` of input ``name``, whose 4-D form differs from its tensor's by
+        more than unit dimensions (tokens ``(1, C, 1, T)`` read as an ``(1, C, H, W)`` map),
+        copied into a tensor of that form by a host segment (``Reshape``; the accelerator
+        has no reshape), so that the consuming op can stay on the accelerator."""
+        t = self.tensors[v.tensor]
+        shape4 = _as4(v.shape)
+        src, dst, shp = f"{name}__view", f"{name}__reshaped", f"{name}__shape"
+        seg = HostSegment()
+        seg.inputs[src] = (t.name, t.shape)
+        seg.consts[shp] = np.array(shape4, np.int64)
+        node = onnx.helper.make_node("Reshape", [src, shp], [dst],
+                                     name=self.node_name(f"{name}/reshape"))
+        seg.nodes.append(node)
+        seg.reasons[node.name] = (f"reshaping the {t.shape} tensor '{t.name}' to {shape4} "
+                                  "moves elements between rows (no accelerator reshape)")
+        out = self.add_tensor(f"{t.name}/reshaped", shape4, t.scale, t.zero_point)
+        self.nodes.append(self.segment_op(seg, dst, shape4, out, False))
+        qv = _QVal(out.name, v.shape)
+        self.values[name] = qv
+        return qv
 
     def lower_accel(self, node: onnx.NodeProto) -> None:
         op = node.op_type
