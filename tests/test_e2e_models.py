@@ -18,8 +18,10 @@ MODELS = [m.name for m in list_models()]
 
 
 def test_every_model_listed_once():
-    assert len(MODELS) == len(set(MODELS)) >= 15
-    assert {"convnext_t", "vit_ti16"} <= set(MODELS)
+    assert len(MODELS) == len(set(MODELS)) >= 20
+    assert {"convnext_t", "vit_ti16", "shufflenet_v2"} <= set(MODELS)
+    se = {"mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0", "regnety_style"}
+    assert se <= set(MODELS)
 
 
 @pytest.mark.slow

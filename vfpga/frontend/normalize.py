@@ -21,7 +21,9 @@ nodes are only the **normalized op set** :data:`NORMALIZED_OPS`:
   becomes ``Relu``).
 * ``MaxPool``, ``AveragePool`` (``count_include_pad`` kept; ``ceil_mode`` and ``auto_pad``
   made explicit pads), ``GlobalAveragePool`` (also from ``ReduceMean`` over H, W).
-* ``Add`` of two tensors of the same shape (``Sum`` becomes a chain of ``Add``).
+* ``Add``, ``Mul``, ``Sub`` of two feature maps of the same shape, or of a map and a
+  per-channel ``(N, C, 1, 1)`` map broadcast over its pixels (``Sum`` becomes a chain of
+  ``Add``).
 * ``Concat`` along channels (axis 1); ``Softmax`` (axis 1), ``LRN``.
 * a final ``Reshape`` to the original 2-D shape for each graph output that was 2-D, and a
   first ``Reshape`` of a 2-D ``(N, C)`` graph input to ``(N, C, 1, 1)``.
@@ -66,6 +68,7 @@ from vfpga.frontend.norm_fold import (
 )
 from vfpga.frontend.norm_graph import NGraph, NNode
 from vfpga.frontend.qgraph import shuffle_groups
+from vfpga.isa.limits import MAX_DILATION
 
 #: ONNX op types :func:`normalize` accepts in its input (after constant folding; ops whose
 #: inputs are all constants are evaluated whatever their type).
@@ -75,15 +78,17 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "GlobalAveragePool", "HardSigmoid", "HardSwish",
     "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool", "Mul", "PRelu", "Pad", "ReduceMean",
     "Relu",
-    "Reshape", "Shape", "Sigmoid", "Softmax", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
-    "Unsqueeze",
+    "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Squeeze", "Sub", "Sum",
+    "Tanh", "Transpose", "Unsqueeze",
+    "ConvTranspose", "Resize",
 )
 
 #: ONNX op types of a normalized model.
 NORMALIZED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "Gelu",
     "GlobalAveragePool", "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul",
-    "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh",
+    "Relu", "Reshape", "Sigmoid", "Slice", "Softmax", "Sub", "Tanh",
+    "ConvTranspose", "Resize",
 )
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -572,26 +577,109 @@ class _Translator:
         group = int(_attr(n, "group", 1))
         strides = [int(s) for s in _attr(n, "strides", [1, 1])]
         dil = [int(s) for s in _attr(n, "dilations", [1, 1])]
-        if any(d != 1 for d in dil):
-            raise self.err(n, f"dilations {dil} are not supported by the accelerator (only 1)")
+        if len(dil) != 2 or not all(1 <= d <= MAX_DILATION for d in dil):
+            raise self.err(n, f"dilations {dil} are not supported by the accelerator "
+                              f"(1..{MAX_DILATION})")
         k = (int(w.shape[2]), int(w.shape[3]))
-        pads = self.resolve_pads(n, x, k, (strides[0], strides[1]))
+        pads = self.resolve_pads(n, x, k, (strides[0], strides[1]), (dil[0], dil[1]))
         if x.pad is not None:
             pads = [p + q for p, q in zip(pads, x.pad, strict=True)]
             self.report.rewrites["pad_folded"] += 1
         wn = self.g.add_const(f"{n.name}_W", w.astype(np.float32, copy=False))
         bn = self.g.add_const(f"{n.name}_B", b)
         out = n.output[0]
+        extra = {"dilations": dil} if dil != [1, 1] else {}
         self.emit(n, "Conv", [x.name, wn, bn], out, kernel_shape=list(k), strides=strides,
-                  pads=pads, group=group)
+                  pads=pads, group=group, **extra)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def op_ConvTranspose(self, n: onnx.NodeProto) -> None:
+        """A 2-D transposed convolution with constant weights ``[C, OC/group, KH, KW]``,
+        kept as it is with explicit pads and output padding (``output_shape`` and
+        ``auto_pad`` resolved against the inferred output shape); the QDQ lowering makes
+        it a CONV over the zero-inserted input (docs/isa.md)."""
+        x = self.act(n, 0)
+        w = self.const(n, 1, "weight")
+        if x.rank != 4 or w.ndim != 4:
+            raise self.err(n, "only 2-D transposed convolutions over NCHW maps are supported")
+        group = int(_attr(n, "group", 1))
+        oc = int(w.shape[1]) * group
+        b = self.opt_const(n, 2)
+        b = np.zeros(oc, np.float32) if b is None else b.astype(np.float32).reshape(oc)
+        strides = [int(v) for v in _attr(n, "strides", [1, 1])]
+        dil = [int(v) for v in _attr(n, "dilations", [1, 1])]
+        if dil != [1, 1]:
+            raise self.err(n, f"dilations {dil} of a transposed convolution are not supported")
+        k = (int(w.shape[2]), int(w.shape[3]))
+        ih, iw = self.g.shapes[x.name][2:]
+        oh, ow = self.shape(n, n.output[0])[2:]
+        pads = [int(v) for v in _attr(n, "pads", [0, 0, 0, 0])]
+        outpad = [int(v) for v in _attr(n, "output_padding", [0, 0])]
+        if _attr(n, "output_shape") is not None or _attr(n, "auto_pad", "NOTSET") != "NOTSET":
+            # total padding from the inferred output size; ONNX puts the odd one at the end
+            # (SAME_UPPER, output_shape) or the beginning (SAME_LOWER)
+            lower = _attr(n, "auto_pad", "NOTSET") == "SAME_LOWER"
+            pads, outpad = [0, 0, 0, 0], [0, 0]
+            for d, (i, o) in enumerate(((ih, oh), (iw, ow))):
+                total = strides[d] * (i - 1) + k[d] - o
+                if total < 0:
+                    outpad[d] = -total
+                    total = 0
+                first = total - total // 2 if lower else total // 2
+                pads[d], pads[d + 2] = first, total - first
+        for d, (i, o) in enumerate(((ih, oh), (iw, ow))):
+            if strides[d] * (i - 1) + k[d] - pads[d] - pads[d + 2] + outpad[d] != o:
+                raise self.err(n, f"pads {pads} and output_padding {outpad} do not give the "
+                                  f"inferred output size {oh}x{ow}")
+        wn = self.g.add_const(f"{n.name}_W", w.astype(np.float32, copy=False))
+        bn = self.g.add_const(f"{n.name}_B", b)
+        out = n.output[0]
+        self.emit(n, "ConvTranspose", [x.name, wn, bn], out, kernel_shape=list(k),
+                  strides=strides, pads=pads, output_padding=outpad, group=group)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def op_Resize(self, n: onnx.NodeProto) -> None:
+        """A spatial ``Resize`` of a feature map (batch and channels unchanged), kept with
+        its attributes and its scales as one constant; the QDQ lowering decides whether the
+        accelerator runs it (nearest by integer factors, bilinear) or the host does."""
+        x = self.act(n, 0)
+        if x.rank != 4:
+            raise self.err(n, "only Resize of an NCHW feature map is supported")
+        ins = self.g.shapes[x.name]
+        outs = self.shape(n, n.output[0])
+        if len(outs) != 4 or tuple(outs[:2]) != tuple(ins[:2]):
+            raise self.err(n, f"Resize from {list(ins)} to {list(outs)} changes the batch or "
+                              "channels; only spatial resizing is supported")
+        mode = _attr(n, "mode", "nearest")
+        ctm = _attr(n, "coordinate_transformation_mode", "half_pixel")
+        scales = self.opt_const(n, 2) if len(n.input) > 2 and n.input[2] else None
+        if scales is not None and scales.size == 0:
+            scales = None
+        if scales is None or ctm == "tf_crop_and_resize":
+            # sizes given (or a crop): the scales ONNX derives from them
+            if ctm == "tf_crop_and_resize":
+                raise self.err(n, "coordinate_transformation_mode tf_crop_and_resize is not "
+                                  "supported")
+            scales = np.array([o / i for o, i in zip(outs, ins, strict=True)], np.float32)
+        scales = scales.astype(np.float32).reshape(-1)
+        if scales.size != 4 or scales[0] != 1 or scales[1] != 1:
+            raise self.err(n, f"Resize scales {scales.tolist()} must be [1, 1, sh, sw]")
+        attrs: dict[str, Any] = {"mode": mode, "coordinate_transformation_mode": ctm,
+                                 "nearest_mode": _attr(n, "nearest_mode", "round_prefer_floor")}
+        for key in ("cubic_coeff_a", "exclude_outside", "extrapolation_value"):
+            if (v := _attr(n, key)) is not None:
+                attrs[key] = v
+        sn = self.g.add_const(f"{n.name}_scales", scales)
+        out = n.output[0]
+        self.emit(n, "Resize", [x.name, "", sn], out, **attrs)
         self.define(out, _Val(out, 4), self.phys(n, out))
 
     def resolve_pads(self, n: onnx.NodeProto, x: _Val, k: tuple[int, int],
-                     s: tuple[int, int]) -> list[int]:
+                     s: tuple[int, int], d: tuple[int, int] = (1, 1)) -> list[int]:
         auto = _attr(n, "auto_pad", "NOTSET")
         if auto in ("SAME_UPPER", "SAME_LOWER"):
             shp = self.g.shapes[x.name]
-            return _auto_pads(auto, (shp[2], shp[3]), k, s)
+            return _auto_pads(auto, (shp[2], shp[3]), k, s, d)
         if auto == "VALID":
             return [0, 0, 0, 0]
         pads = [int(p) for p in _attr(n, "pads", [0, 0, 0, 0])]
@@ -658,16 +746,31 @@ class _Translator:
             return
         r = self.binary_const(n)
         if r is None:
-            va, vb = self.act(n, 0, allow_seq=True), self.act(n, 1, allow_seq=True)
-            sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
-            if sa != sb or va.rank != vb.rank or va.cl != vb.cl:
-                raise self.err(n, f"multiplying feature maps of shapes {sa} and {sb} "
-                                  "(broadcasting, or two layouts) is not supported")
-            self.emit(n, "Mul", [va.name, vb.name], n.output[0])
-            self.define(n.output[0], _Val(n.output[0], va.rank, cl=va.cl), sa)
+            self.two_maps(n, "Mul", n.input[0], n.input[1], n.output[0], n.name)
             return
         x, c, _ = r
         self.affine(n, x, c, np.zeros_like(c), "mul_const")
+
+    def two_maps(self, n: onnx.NodeProto, op: str, a: str, b: str, out: str,
+                 name: str) -> None:
+        """``op`` (Add, Mul, Sub) of two feature maps of the same shape, or of a map and a
+        per-channel ``(N, C, 1, 1)`` one broadcast over its pixels (the squeeze-excite
+        gate); the output has the larger shape."""
+        va, vb = self.act(n, a, allow_seq=True), self.act(n, b, allow_seq=True)
+        sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
+        if va.cl != vb.cl:
+            raise self.err(n, f"{op} of feature maps in two layouts (channels first and "
+                              "last) is not supported")
+        if sa != sb or va.rank != vb.rank:
+            big, small = (sa, sb) if len(sa) == 4 and sb == (*sa[:2], 1, 1) else (sb, sa)
+            if not (len(big) == 4 and small == (*big[:2], 1, 1) and va.rank == vb.rank == 4
+                    and not va.seq):
+                raise self.err(n, f"{op} of feature maps of shapes {sa} and {sb}: only the same "
+                                  "shape or a per-channel (N, C, 1, 1) operand broadcast over "
+                                  "the other is supported")
+            sa = big
+        self.emit(name, op, [va.name, vb.name], out)
+        self.define(out, _Val(out, va.rank, cl=va.cl), sa)
 
     def _unary(self, n: onnx.NodeProto, **attrs: Any) -> None:
         """An element-wise function of one map, kept as is (the lowering makes it a
@@ -758,8 +861,8 @@ class _Translator:
     def op_Sub(self, n: onnx.NodeProto) -> None:
         r = self.binary_const(n)
         if r is None:
-            raise self.err(n, "subtracting two feature maps is not supported (only a "
-                              "per-channel constant)")
+            self.two_maps(n, "Sub", n.input[0], n.input[1], n.output[0], n.name)
+            return
         x, c, first = r
         if first:
             self.affine(n, x, -np.ones_like(c), c, "sub_const")
@@ -847,14 +950,7 @@ class _Translator:
         self.add_two(n, n.input[0], n.input[1], n.output[0], n.name)
 
     def add_two(self, n: onnx.NodeProto, a: str, b: str, out: str, name: str) -> None:
-        va = self.act(n, a, allow_seq=True)
-        vb = self.act(n, b, allow_seq=True)
-        sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
-        if sa != sb or va.rank != vb.rank or va.cl != vb.cl:
-            raise self.err(n, f"adding tensors of different shapes {sa} and {sb} "
-                              "(broadcasting, or two layouts) is not supported")
-        self.emit(name, "Add", [va.name, vb.name], out)
-        self.define(out, _Val(out, va.rank, cl=va.cl), sa)
+        self.two_maps(n, "Add", a, b, out, name)
 
     def op_Sum(self, n: onnx.NodeProto) -> None:
         ins = list(n.input)
@@ -1135,6 +1231,87 @@ class _Translator:
         self.define(out, _Val(out, 4), ins)
         self.skip.update({t.name, r2.name})
         return True
+
+    def channel_slice(self, n: onnx.NodeProto, x: _Val, lo: int, hi: int, out: str,
+                      name: str) -> None:
+        """Emit ``out = x[:, lo:hi]`` as a normalized ``Slice`` (axis 1, constant bounds)."""
+        c = self.g.shapes[x.name][1]
+        if not 0 <= lo < hi <= c:
+            raise self.err(n, f"the channel range [{lo}, {hi}) of output '{out}' is empty or "
+                              f"outside the {c} channels")
+        starts = self.g.add_const(f"{name}_starts", np.array([lo], np.int64))
+        ends = self.g.add_const(f"{name}_ends", np.array([hi], np.int64))
+        axes = self.g.add_const(f"{name}_axes", np.array([1], np.int64))
+        self.emit(name, "Slice", [x.name, starts, ends, axes], out)
+        phys = self.g.shapes[x.name]
+        self.define(out, _Val(out, x.rank), (phys[0], hi - lo, *phys[2:]))
+
+    def channel_map(self, n: onnx.NodeProto, what: str) -> _Val:
+        """The map ``n`` reads, which must be an NCHW map or an (N, C) vector."""
+        x = self.act(n, 0)
+        if x.rank not in (2, 4):
+            raise self.err(n, f"{what} is supported on NCHW maps and (N, C) vectors only")
+        return x
+
+    def op_Split(self, n: onnx.NodeProto) -> None:
+        """``Split`` along channels (axis 1): one channel-range ``Slice`` per used output
+        (a view on the accelerator, nothing copied)."""
+        x = self.channel_map(n, "Split")
+        axis = int(_attr(n, "axis", 0))
+        if axis % x.rank != 1:
+            raise self.err(n, f"Split along axis {axis} is not supported; only along channels "
+                              "(axis 1)")
+        c = self.g.shapes[x.name][1]
+        k = len(n.output)
+        split = _attr(n, "split")
+        if split is None and len(n.input) > 1 and n.input[1]:
+            split = self.const(n, 1, "split").reshape(-1)
+        if split is not None:
+            sizes = [int(v) for v in split]
+        elif _attr(n, "num_outputs") is not None or k:
+            per = -(-c // k)  # opset 18's num_outputs: ceil, the last one smaller
+            sizes = [min(per, c - i * per) for i in range(k)]
+        if len(sizes) != k or sum(sizes) != c or min(sizes) < 1:
+            raise self.err(n, f"split sizes {sizes} do not divide the {c} channels into "
+                              f"{k} non-empty outputs")
+        lo = 0
+        for i, (o, size) in enumerate(zip(n.output, sizes, strict=True)):
+            if o and (o in self.cons or o in self.fg.outputs):
+                name = n.name if i == 0 else self.g.fresh(f"{n.name}_{i}")
+                self.channel_slice(n, x, lo, lo + size, o, name)
+            lo += size
+        self.report.rewrites["split_as_slices"] += 1
+
+    def op_Slice(self, n: onnx.NodeProto) -> None:
+        """``Slice`` of a channel range (axis 1, step 1, constant bounds; other axes whole):
+        a view on the accelerator."""
+        x = self.channel_map(n, "Slice")
+        ins = self.shape(n, n.input[0])
+        if len(n.input) < 3:
+            raise self.err(n, "Slice needs constant starts and ends inputs (opset >= 10)")
+        starts = [int(v) for v in self.const(n, 1, "starts").reshape(-1)]
+        ends = [int(v) for v in self.const(n, 2, "ends").reshape(-1)]
+        axes_c, steps_c = self.opt_const(n, 3), self.opt_const(n, 4)
+        axes = [int(v) for v in axes_c.reshape(-1)] if axes_c is not None \
+            else list(range(len(starts)))
+        steps = [int(v) for v in steps_c.reshape(-1)] if steps_c is not None \
+            else [1] * len(starts)
+        rank = len(ins)
+        lo, hi = 0, ins[1] if rank > 1 else 0
+        for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+            a = a + rank if a < 0 else a
+            dim = ins[a]
+            s = min(max(s + dim if s < 0 else s, 0), dim)
+            e = min(max(e + dim if e < 0 else e, 0), dim)
+            if st != 1:
+                raise self.err(n, f"Slice with step {st} is not supported; only step 1")
+            if a == 1:
+                lo, hi = s, e
+            elif (s, e) != (0, dim):
+                raise self.err(n, f"Slice of axis {a} is not supported; only a channel "
+                                  "range (axis 1) of a map")
+        self.channel_slice(n, x, lo, hi, n.output[0], n.name)
+        self.report.rewrites["slice_channels"] += 1
 
     def op_Gather(self, n: onnx.NodeProto) -> None:
         """``Gather`` along channels with constant indices that permute them (what this

@@ -105,6 +105,13 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op, list(inputs), [out], name=name, **attrs))
         return out
 
+    def node_outputs(self, op: str, inputs: Sequence[str], name: str, outputs: Sequence[str],
+                     **attrs: Any) -> list[str]:
+        """Add one node ``name`` of type ``op`` with several named ``outputs``."""
+        outs = [self._fresh(o) for o in outputs]
+        self.nodes.append(helper.make_node(op, list(inputs), outs, name=name, **attrs))
+        return outs
+
     def he_normal(self, shape: Sequence[int], fan_in: int) -> np.ndarray:
         """He (Kaiming) normal weights: N(0, 2 / fan_in), float32."""
         w = self.rng.standard_normal(tuple(shape), dtype=np.float32)

@@ -42,7 +42,8 @@ from vfpga.quant.inputs import IMAGE_SUFFIXES, ImagePrep, image_input, input_fil
 OPS_TO_QUANTIZE: tuple[str, ...] = (
     "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
     "Softmax", "LRN", "Reshape", "Gather", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
-    "Tanh", "LeakyRelu", "Elu", "Gelu",
+    "Tanh", "LeakyRelu", "Elu", "Slice", "Gelu",
+    "ConvTranspose", "Resize", "Sub",
 )
 
 #: Ops whose output ``quantize_static`` gives the quantization of their input.
