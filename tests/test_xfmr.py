@@ -210,6 +210,9 @@ def test_tiny_transformer_lowering_places_linears_on_the_accelerator() -> None:
     assert len(segs) == 5, [s.attrs["ops"] for s in segs]
     attn = [s for s in segs if "Softmax" in s.attrs["ops"]]
     assert len(attn) == 1 and {"MatMul", "Mul", "Softmax"} <= set(attn[0].attrs["ops"])
+    # the placement report says why: two activations, not "MatMul is not supported"
+    why = dict(zip(attn[0].attrs["ops"], attn[0].attrs["reasons"], strict=True))
+    assert why["MatMul"].startswith("MatMul of two activations (such as attention's)")
     # GELU is a table on fc1's conv (no separate table node)
     tables = [n for n in g.nodes if isinstance(n, QConv) and n.act.kind == "table"]
     assert len(tables) == 1 and tables[0].weight.shape[1:] == (16, 1, 1)

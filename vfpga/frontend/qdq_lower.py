@@ -117,6 +117,17 @@ SUPPORTED_OPS: tuple[str, ...] = (
 #: Ops run on the host CPU in float32 (:class:`QHostOp`).
 HOST_OPS: tuple[str, ...] = ("Softmax", "LRN")
 _QDQ_GLUE = ("QuantizeLinear", "DequantizeLinear", "Constant")
+#: Why op types left in the QDQ graph without an accelerator lowering are not on it, where
+#: a bare "not supported" would mislead (normalization already turned the MatMul/Gemm
+#: with a constant weight and the free NCHW/NHWC transposes into convs and views).
+_NO_LOWERING_WHY = {
+    "MatMul": "MatMul of two activations (such as attention's) is not supported; only "
+    "MatMul/Gemm with a constant weight runs on the accelerator, as a 1x1 conv",
+    "Gemm": "Gemm without a constant weight is not supported; only MatMul/Gemm with a "
+    "constant weight runs on the accelerator, as a 1x1 conv",
+    "Transpose": "op type Transpose is not supported; the NCHW/NHWC transposes between "
+    "token-wise layers are free views, this one feeds or follows a host op",
+}
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 _ACT_OPS = ("Relu", "Clip")
 #: Element-wise functions of one tensor, lowered to 256-entry tables (act_tables.py).
@@ -226,6 +237,11 @@ def ratio_f32(*factors: float, divisor: float) -> float:
     for i, f in enumerate(factors):
         acc = _f32(f) if i == 0 else _f32(acc * _f32(f))
     return float(_f32(acc / _f32(divisor)))
+
+
+def _unsupported_why(op: str) -> str:
+    """Why the QDQ op type ``op``, which has no accelerator lowering, is not on it."""
+    return _NO_LOWERING_WHY.get(op, f"op type {op} is not supported")
 
 
 def _reason(message: str) -> str:
@@ -611,8 +627,10 @@ class _Lowerer:
         if any(isinstance(v := self.values.get(i), _Pending) and v.segment is not None
                for i in node.input if i):
             why = "reads a float value computed on the host"
-            if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
-                why = f"op type {node.op_type} is not supported (and it {why})"
+            if node.domain not in ("", "ai.onnx"):
+                why = f"op domain '{node.domain}' is not supported (and it {why})"
+            elif node.op_type not in SUPPORTED_OPS:
+                why = f"{_unsupported_why(node.op_type)} (and it {why})"
             self.lower_on_host(node, why)
             return
         snap = (len(self.nodes), dict(self.tensors), dict(self.values), set(self.node_names),
@@ -780,7 +798,7 @@ class _Lowerer:
             **{u: self.lower_unary for u in UNARY_OPS},
         }.get(op)
         if handler is None:
-            raise self.unsupported(node, f"op type {op} is not supported")
+            raise self.unsupported(node, _unsupported_why(op))
         if op == "Split":
             self.lower_split(node)
             return
