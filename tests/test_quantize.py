@@ -15,7 +15,8 @@ from onnx import helper, numpy_helper
 from vfpga.errors import FrontendError
 from vfpga.frontend import normalize
 from vfpga.quant import quantize_model
-from vfpga.quant.quantize import _resize_bilinear, image_calibration
+from vfpga.quant.inputs import resize_bilinear
+from vfpga.quant.quantize import image_calibration
 
 RNG = np.random.default_rng(7)
 
@@ -172,7 +173,7 @@ def test_image_calibration(tmp_path: Path) -> None:
     assert len(data) == 3 and all(d.shape == (1, 3, 16, 16) and d.dtype == np.float32
                                   for d in data)
     white = np.ones((5, 7, 3), np.float32)
-    np.testing.assert_allclose(_resize_bilinear(white, 9, 4), np.ones((9, 4, 3)))
+    np.testing.assert_allclose(resize_bilinear(white, 9, 4), np.ones((9, 4, 3)))
     q = quantize_model(normalize(small_net()), calib="dir", calib_dir=tmp_path)
     assert any(n.op_type == "QuantizeLinear" for n in q.graph.node)
 

@@ -50,6 +50,7 @@ from vfpga.passes.dnn_tile import DnnTilePass, layer_specs_of, layers_of
 
 if TYPE_CHECKING:
     from vfpga.frontend.pipeline import LoadedModel
+    from vfpga.quant.inputs import ImagePrep
 
 Progress = Callable[[str, int, int], None]
 """``progress(what, done, total)``: called before each pass, before linking, at the end."""
@@ -360,13 +361,17 @@ def compile_model(
     print_ir_after: Iterable[str] = (),
     keep_model: bool = True,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    calib_method: str = "minmax",
+    image_prep: ImagePrep | None = None,
 ) -> tuple[LoadedModel | None, CompileResult]:
     """Compile a model file: ONNX (fp32, quantized first with the calibration options,
     or QDQ) or ``.mlir`` (``vfpga import`` output, or any later stage of the pipeline;
     then the first result is None). With ``keep_model=False`` the loaded ONNX models and
     graph are dropped once the ``dnn`` module is built (the first result is None): a
     VGG-16 then compiles in ~1/3 less memory. ``input_shapes`` fixes ONNX graph input
-    dimensions (``--input-shape``). See :func:`compile_module` for the rest."""
+    dimensions (``--input-shape``); ``calib_method`` and ``image_prep`` choose the
+    calibration (:func:`vfpga.frontend.pipeline.load_model`). See :func:`compile_module`
+    for the rest."""
     if str(path).endswith(".mlir"):
         module = read_module(path)
         return None, compile_module(module, hw, cores, passes=passes, progress=progress,
@@ -376,7 +381,8 @@ def compile_model(
 
     loaded: LoadedModel | None = load_model(
         path, calib=calib, num_random=num_random,  # type: ignore[arg-type]
-        calib_dir=calib_dir, seed=seed, keep_fp32=keep_model, input_shapes=input_shapes)
+        calib_dir=calib_dir, seed=seed, keep_fp32=keep_model, input_shapes=input_shapes,
+        calib_method=calib_method, image_prep=image_prep)
     assert loaded is not None
     module = qgraph_to_module(loaded.graph)
     if not keep_model:

@@ -16,6 +16,7 @@ from vfpga.emulator import Accelerator, Task, TaskResult
 from vfpga.errors import VfpgaError
 from vfpga.frontend.qgraph import QGraph, QHostOp
 from vfpga.hw.config import HardwareConfig
+from vfpga.quant.inputs import ImagePrep
 
 
 @dataclass
@@ -192,6 +193,8 @@ def compile_file(
     print_ir_after: tuple[str, ...] = (),
     keep_model: bool = True,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
+    calib_method: str = "minmax",
+    image_prep: ImagePrep | None = None,
 ):  # -> tuple[LoadedModel | None, CompileResult]
     """Load (quantizing an fp32 model) and compile ``path`` (ONNX or ``.mlir``) through
     the pass pipeline: :func:`vfpga.driver.compile_model`."""

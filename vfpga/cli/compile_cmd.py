@@ -6,6 +6,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -78,13 +79,17 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
 def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
     """Layers and MACs on the accelerator vs on the host, read from the compiled module
     (``ifp.layer`` ops; host ops and views from its ``dnn.graph``)."""
-    from vfpga.frontend.qgraph import QConcat
+    from vfpga.frontend.qgraph import QAdd, QConcat, QShuffle, QSlice
 
     g = res.plan.graph
     kinds = Counter(lr.kind for lr in res.layers)
+    if kinds.pop("add", 0):  # element-wise layers by operation (add, mul, sub)
+        kinds.update(n.op for n in g.nodes if isinstance(n, QAdd))
     macs = sum(lr.macs for lr in res.layers)
     host = res.host_ops
-    concats = sum(isinstance(n, QConcat) for n in g.nodes)
+    views = Counter(k for n in g.nodes for k, cls in (
+        ("concatenations written in place", QConcat), ("channel shuffles written in place",
+         QShuffle), ("channel ranges read in place", QSlice)) if isinstance(n, cls))
     t = Table(title=f"placement ({hw.name}, {cores} core(s))")
     t.add_column("where")
     t.add_column("layers", justify="right")
@@ -92,7 +97,8 @@ def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
     t.add_column("what")
     t.add_row("accelerator", str(len(res.layers)), f"{macs:,}",
               ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
-    t.add_row("free (views)", str(concats), "0", "concatenations written in place")
+    t.add_row("free (views)", str(sum(views.values())), "0",
+              ", ".join(f"{v} {k}" for k, v in views.items()) or "-")
     host_types = Counter(n.op_type for n in host)
     host_macs = sum(int(n.attrs.get("macs", 0)) for n in host if n.op_type == SEGMENT_OP)
     t.add_row("host CPU", str(len(host)), f"{host_macs:,}",
@@ -185,10 +191,9 @@ def pipeline_options(f):
               help="Fail (one error listing every such node) instead of running ops the "
                    "accelerator cannot run on the host.")
 def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
-             calib_dir: Path | None, calib_random: int | None, seed: int,
              input_shape: tuple[str, ...], passes: str | None,
              print_ir_after: tuple[str, ...], time_passes: bool,
-             print_pipeline: bool, strict: bool) -> None:
+             print_pipeline: bool, strict: bool, **calib: Any) -> None:
     """Compile MODEL into an accelerator binary through the pass pipeline.
 
     MODEL is an ONNX model (fp32: quantized first; or QDQ) or a .mlir file: the dnn IR
@@ -204,8 +209,8 @@ def compile_(model: Path | None, output: Path | None, hw_name: str, cores: int,
         return
     if model is None or output is None:
         raise click.UsageError("give MODEL and -o OUTPUT (or --print-pipeline)")
-    cal = calibration(calib_dir, calib_random, seed)
-    if model.suffix == ".mlir" and (calib_dir or calib_random):
+    cal = calibration(**calib)
+    if model.suffix == ".mlir" and (calib["calib_dir"] or calib["calib_random"]):
         raise VfpgaError("the calibration options apply to an fp32 ONNX model, not .mlir")
     console = Console(stderr=True)
     hw = _hw(hw_name)
@@ -253,6 +258,13 @@ def _hw_of_result(res, hw: HardwareConfig) -> HardwareConfig:
 @click.option("-p", "--passes", "passes", metavar="SPEC", default=None,
               help="Compile with this pass pipeline instead of the default one (see "
                    "vfpga compile -p).")
+@click.option("--inputs", "inputs", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="DIR",
+              help="Check on the inputs in DIR instead of random ones: .npy arrays of the "
+                   "model's input shape, and .png/.jpg/.jpeg/.bmp images (preprocessed with "
+                   "--mean/--std/--layout). Every file is emulated and compared; the "
+                   "agreement with the fp32 model is reported (replaces --num-inputs and "
+                   "--ort-inputs).")
 @click.option("--num-inputs", default=1, show_default=True,
               help="Random inputs to emulate and compare.")
 @click.option("--ort-inputs", default=8, show_default=True,
@@ -262,12 +274,13 @@ def _hw_of_result(res, hw: HardwareConfig) -> HardwareConfig:
                    "(the frontend's bar; with uint8 activations the reference reproduces "
                    "onnxruntime bit for bit, see docs/conformance.md).")
 @click.option("--all-layers", is_flag=True, help="Print every layer, not only a summary.")
-def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
-          calib_random: int | None, seed: int, input_shape: tuple[str, ...], num_inputs: int,
-          ort_inputs: int, min_cosine: float, all_layers: bool, passes: str | None) -> None:
+def check(model: Path, hw_name: str, cores: int, input_shape: tuple[str, ...],
+          inputs: Path | None, num_inputs: int, ort_inputs: int, min_cosine: float,
+          all_layers: bool, passes: str | None, **calib: Any) -> None:
     """Quantize if needed, compile, emulate, and compare the emulator's bytes with the
-    integer reference (every layer) and the reference with onnxruntime. Fails (exit 1)
-    when any layer's bytes differ, or the cosine with onnxruntime is below --min-cosine."""
+    integer reference (every layer) and the reference with onnxruntime (and, for an fp32
+    model, with the fp32 model). Fails (exit 1) when any layer's bytes differ, or the
+    cosine with onnxruntime is below --min-cosine."""
     from vfpga.flow import check_one
     from vfpga.reference.compare import compare_with_ort, random_inputs
 
@@ -276,18 +289,25 @@ def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
     if model.suffix == ".mlir":
         raise VfpgaError(f"{model}: vfpga check needs the ONNX model (it compares with "
                          "onnxruntime); compile a .mlir with vfpga compile")
-    loaded, res, secs = _compile(model, hw, cores, calibration(calib_dir, calib_random, seed),
-                                 Console(stderr=True), passes, input_shape=input_shape)
+    cal = calibration(**calib, other_images="--inputs" if inputs is not None else None)
+    named = _read_check_inputs(model, input_shape, inputs, cal) if inputs is not None else None
+    loaded, res, secs = _compile(model, hw, cores, cal, Console(stderr=True), passes,
+                                 input_shape=input_shape)
     assert loaded is not None
     cores = res.vfb.num_cores
     hw = _hw_of_result(res, hw)
     console.print(f"compiled in {secs:.2f} s for {cores} core(s) of {hw.name}")
     failed = False
-    xs = random_inputs(loaded.qdq, max(num_inputs, 1), seed=seed + 1000)
-    for k, x in enumerate(xs):
+    if named is None:
+        xs = random_inputs(loaded.qdq, max(num_inputs, 1), seed=cal.seed + 1000)
+        labels = [f"input {k}" for k in range(len(xs))]
+    else:
+        xs = [x for _, x in named]
+        labels = [f"input {k} ({p.name})" for k, (p, _) in enumerate(named)]
+    for label, x in zip(labels, xs, strict=True):
         rep = check_one(res, hw, x, list(range(cores)))
         bad = rep.first_mismatch
-        t = Table(title=f"input {k}: emulator vs integer reference "
+        t = Table(title=f"{label}: emulator vs integer reference "
                         f"({rep.emulate_seconds:.2f} s emulated)")
         for col in ("#", "layer", "kind", "tensor", "identical", "max |diff|"):
             t.add_column(col)
@@ -299,25 +319,22 @@ def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
         if shown:
             console.print(t)
         if rep.ok:
-            console.print(f"[green]input {k}: all {len(rep.layers)} layer outputs and the "
-                          "graph outputs are byte-identical to the integer reference[/green]")
+            console.print(f"[green]{label}: all {len(rep.layers)} layer outputs and the "
+                          "graph outputs are byte-identical to the integer reference[/green]",
+                          highlight=False)
         else:
             failed = True
             where = (f"first mismatch at layer {bad.index} '{bad.name}' ({bad.kind}): "
                      f"{100 * bad.identical:.3f}% identical, max |diff| {bad.max_diff}"
                      if bad else "graph outputs differ")
-            console.print(f"[red]input {k}: MISMATCH: {where}[/red]")
+            console.print(f"[red]{label}: MISMATCH: {where}[/red]", highlight=False)
     del res  # the binary and the memory plan are done with: not kept beside ORT's session
-    cmp = compare_with_ort(loaded.graph, loaded.qdq,
-                           random_inputs(loaded.qdq, ort_inputs, seed=seed + 2000),
+    ort_xs = random_inputs(loaded.qdq, ort_inputs, seed=cal.seed + 2000) if named is None \
+        else xs
+    cmp = compare_with_ort(loaded.graph, loaded.qdq, ort_xs,
                            onnx_int8=loaded.lowered.onnx_int8, fp32_model=loaded.fp32)
-    same = (f", identical int8 outputs {100 * cmp.identical_int8:.2f}%"
-            if cmp.identical_int8 is not None else "")
-    console.print(f"reference vs onnxruntime (same QDQ model, {cmp.num_inputs} inputs): cosine "
-                  f"min {cmp.cosine_min:.5f} mean {cmp.cosine_mean:.5f}, arg-max agreement "
-                  f"{100 * cmp.argmax_agreement:.1f}%{same}")
-    if cmp.fp32_cosine_mean is not None:
-        console.print(f"reference vs fp32 model: cosine mean {cmp.fp32_cosine_mean:.5f}")
+    for line in agreement_lines(cmp, real=named is not None, qdq=loaded.fp32 is None):
+        console.print(line, highlight=False, soft_wrap=True)
     bar = "meets" if cmp.cosine_min >= 0.999 and cmp.argmax_agreement >= 0.99 else "misses"
     console.print(f"the frontend bar (cosine >= 0.999, same arg-max on >= 99%): {bar} it on "
                   f"these inputs (docs/conformance.md: every bundled model meets it)")
@@ -327,3 +344,52 @@ def check(model: Path, hw_name: str, cores: int, calib_dir: Path | None,
     if failed:
         raise SystemExit(1)
     console.print("[green]check passed[/green]")
+
+
+def _read_check_inputs(model: Path, input_shape: tuple[str, ...], folder: Path,
+                       cal: Calibration) -> list:
+    """``--inputs DIR``: every input file of ``folder`` as ``(path, array)`` for the
+    model's input shape (read before compiling, so that a bad file fails fast)."""
+    from vfpga.frontend.model_checks import fix_input_shapes, parse_input_shapes
+    from vfpga.frontend.pipeline import read_model
+    from vfpga.quant.inputs import read_inputs
+
+    m, source = read_model(model)
+    m = fix_input_shapes(m, parse_input_shapes(input_shape), source)
+    inits = {i.name for i in m.graph.initializer}
+    ins = [i for i in m.graph.input if i.name not in inits]
+    if len(ins) != 1:
+        raise VfpgaError(f"{source}: --inputs needs a model with one graph input (it has "
+                         f"{len(ins)})")
+    dims = ins[0].type.tensor_type.shape.dim
+    if not all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+        raise VfpgaError(f"{source}: input '{ins[0].name}' has dynamic dimensions; fix them "
+                         f"with --input-shape {ins[0].name}=1x3x224x224 (its real shape)")
+    del m
+    return read_inputs(folder, tuple(d.dim_value for d in dims), cal.image_prep)
+
+
+def agreement_lines(cmp, *, real: bool, qdq: bool) -> list[str]:
+    """The check's summary of an :class:`~vfpga.reference.compare.OrtComparison`: the
+    reference (= the emulator, byte for byte) against onnxruntime on the same QDQ model,
+    and against the fp32 model (cosine, top-1 and top-5 agreement for a class vector)."""
+    what = "real" if real else "random"
+    same = (f", identical int8 outputs {100 * cmp.identical_int8:.2f}%"
+            if cmp.identical_int8 is not None else "")
+    top5 = (f", top-5 {100 * cmp.top5_agreement:.1f}%"
+            if cmp.top5_agreement is not None else "")
+    lines = [f"reference vs onnxruntime (same QDQ model, {cmp.num_inputs} {what} inputs): "
+             f"cosine min {cmp.cosine_min:.5f} mean {cmp.cosine_mean:.5f}, arg-max "
+             f"agreement {100 * cmp.argmax_agreement:.1f}%{top5}{same}"]
+    if cmp.fp32_cosine_mean is not None:
+        line = (f"reference vs fp32 model ({cmp.num_inputs} {what} inputs): cosine min "
+                f"{cmp.fp32_cosine_min:.5f} mean {cmp.fp32_cosine_mean:.5f}")
+        if cmp.fp32_top5_agreement is not None:
+            line += (f", top-1 agreement {100 * cmp.fp32_argmax_agreement:.1f}%, top-5 "
+                     f"agreement {100 * cmp.fp32_top5_agreement:.1f}%")
+        if cmp.ort_fp32_cosine_mean is not None:
+            line += f" (onnxruntime's QDQ run vs fp32: cosine mean {cmp.ort_fp32_cosine_mean:.5f})"
+        lines.append(line)
+    elif qdq and real:
+        lines.append("no fp32 model to compare with: the model given is a QDQ model")
+    return lines

@@ -59,11 +59,9 @@ def module_text(module: Any) -> str:
 def import_(
     model: Path,
     output: Path | None,
-    calib_random: int | None,
-    calib_dir: Path | None,
-    seed: int,
     input_shape: tuple[str, ...],
     elide: bool | None,
+    **calib: Any,
 ) -> None:
     """Import the ONNX MODEL and print its `dnn` IR (or write it with -o).
 
@@ -77,7 +75,7 @@ def import_(
     from vfpga.frontend.pipeline import load_qgraph
 
 
-    cal = calibration(calib_dir, calib_random, seed)
+    cal = calibration(**calib)
     if output is not None:
         check_writable(output)
     graph, _qdq_model = load_qgraph(str(model), **cal.kwargs(),  # FrontendError passes through

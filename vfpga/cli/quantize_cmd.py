@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,8 +27,7 @@ def _write_atomic(model: object, out: Path) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Output QDQ ONNX file.")
 @calib_options
-def quantize(model: Path, output: Path, calib_dir: Path | None, calib_random: int | None,
-             seed: int) -> None:
+def quantize(model: Path, output: Path, **calib: Any) -> None:
     """Normalize MODEL (fp32 ONNX) and quantize it to int8 QDQ ONNX."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -35,7 +35,7 @@ def quantize(model: Path, output: Path, calib_dir: Path | None, calib_random: in
     from vfpga.frontend import normalize_with_report
     from vfpga.quant import quantize_model
 
-    cal = calibration(calib_dir, calib_random, seed)
+    cal = calibration(**calib)
     if output.parent != Path() and not output.parent.exists():
         output.parent.mkdir(parents=True, exist_ok=True)  # -o may name a new folder
     check_writable(output)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import onnx
 
@@ -21,6 +21,9 @@ from vfpga.errors import FrontendError
 from vfpga.frontend.model_checks import check_model, fix_input_shapes
 from vfpga.frontend.qdq_lower import LoweringResult, lower_qdq_mapped
 from vfpga.frontend.qgraph import QGraph
+
+if TYPE_CHECKING:
+    from vfpga.quant.inputs import ImagePrep
 
 CalibKind = Literal["random", "dir"]
 
@@ -80,12 +83,16 @@ def load_model(
     seed: int = 0,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     keep_fp32: bool = True,
+    calib_method: str = "minmax",
+    image_prep: ImagePrep | None = None,
 ) -> LoadedModel:
     """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`.
     With ``keep_fp32=False`` the normalized fp32 model is not kept (``fp32`` is None) and
     its weights are released while onnxruntime quantizes (``quantize_model(release=
     True)``), so that the quantizer is the peak of memory. ``input_shapes``
-    (``--input-shape``) fixes graph input dimensions first."""
+    (``--input-shape``) fixes graph input dimensions first. ``calib_method``
+    (``--calib-method``) and ``image_prep`` (``--mean/--std`` of ``calib_dir`` images)
+    are passed to :func:`vfpga.quant.quantize.quantize_model`."""
     from vfpga.frontend.normalize import is_qdq
 
     model, source = read_model(path_or_model)
@@ -108,6 +115,8 @@ def load_model(
         num_random=num_random,
         seed=seed,
         release=not keep_fp32,
+        calib_method=calib_method,
+        image_prep=image_prep,
     )
     if not keep_fp32:
         fp32 = None
@@ -122,17 +131,20 @@ def load_qgraph(
     calib_dir: str | Path | None = None,
     seed: int = 0,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    calib_method: str = "minmax",
+    image_prep: ImagePrep | None = None,
 ) -> tuple[QGraph, onnx.ModelProto]:
     """The QGraph of an ONNX model (path or ``ModelProto``) and the QDQ model it was
     lowered from (for ONNX Runtime).
 
     A QDQ model is lowered as it is. An fp32 model is normalized, quantized — calibrated on
     ``num_random`` random inputs drawn with ``seed`` (``calib="random"``) or on the images
-    in ``calib_dir`` (``calib="dir"``, see :mod:`vfpga.quant.quantize`) — and lowered. Raises
+    in ``calib_dir`` (``calib="dir"``, preprocessed by ``image_prep``, see
+    :mod:`vfpga.quant.quantize`) with the ``calib_method`` calibrator — and lowered. Raises
     :class:`vfpga.errors.FrontendError` for unreadable or unsupported models.
     """
     loaded = load_model(
         path_or_model, calib=calib, num_random=num_random, calib_dir=calib_dir, seed=seed,
-        input_shapes=input_shapes,
+        input_shapes=input_shapes, calib_method=calib_method, image_prep=image_prep,
     )
     return loaded.graph, loaded.qdq

@@ -15,9 +15,14 @@ Calibration data (:func:`random_calibration`, :func:`image_calibration`):
 
 * ``"random"``: ``num_random`` images of i.i.d. standard normal values (seeded);
 * ``"dir"``: every ``.png``/``.jpg``/``.jpeg``/``.bmp`` file of ``calib_dir`` (sorted by
-  name), decoded with PIL (or matplotlib for PNG), converted to RGB, resized to the model's HxW by
-  bilinear interpolation in numpy, scaled to [0, 1] and normalized with the ImageNet
-  mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), NCHW.
+  name), preprocessed by :func:`vfpga.quant.inputs.image_input` (center-crop to the
+  model's aspect ratio, bilinear resize, ``(x - mean) / std`` with the given
+  :class:`~vfpga.quant.inputs.ImagePrep`, by default ImageNet's mean and std).
+
+Calibration method (:data:`CALIB_METHODS`, ``calib_method``): onnxruntime's
+``MinMax`` (the default), ``Entropy`` or ``Percentile`` calibrator computes each
+tensor's range (histogram settings: :data:`HISTOGRAM_OPTIONS`); the Concat merging above
+applies to every method.
 """
 
 from __future__ import annotations
@@ -31,18 +36,14 @@ import numpy as np
 import onnx
 
 from vfpga.errors import FrontendError
-
-#: File suffixes read by :func:`image_calibration`.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-#: ImageNet channel mean and standard deviation (RGB) used to normalize calibration images.
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from vfpga.quant.inputs import IMAGE_SUFFIXES, ImagePrep, image_input, input_files
 
 #: Op types handed to ``quantize_static`` (every op of the normalized set).
 OPS_TO_QUANTIZE: tuple[str, ...] = (
     "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
     "Softmax", "LRN", "Reshape", "Gather", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
-    "Tanh", "LeakyRelu", "Elu",
+    "Tanh", "LeakyRelu", "Elu", "Slice", "Gelu",
+    "ConvTranspose", "Resize", "Sub",
 )
 
 #: Ops whose output ``quantize_static`` gives the quantization of their input.
@@ -74,6 +75,7 @@ QUANT_SETTINGS: dict[str, Any] = {
     # kernels (QLinearConv u8s8, ...); with int8 activations most convolutions run in float32
     "activation_type": "QuantType.QUInt8",
     "weight_type": "QuantType.QInt8",
+    # the default; --calib-method chooses another (CALIB_METHODS)
     "calibrate_method": "CalibrationMethod.MinMax",
     "op_types_to_quantize": list(OPS_TO_QUANTIZE),
     "extra_options": EXTRA_OPTIONS,
@@ -81,10 +83,39 @@ QUANT_SETTINGS: dict[str, Any] = {
 
 Progress = Callable[[int, int], None]
 
+#: ``--calib-method`` values and the onnxruntime ``CalibrationMethod`` member of each.
+CALIB_METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy",
+                                 "percentile": "Percentile"}
+#: The default calibration method (``--calib-method``).
+DEFAULT_CALIB_METHOD = "minmax"
+#: ``extra_options`` of ``create_calibrator`` per histogram method. Entropy: a histogram
+#: of 512 bins over [-max|x|, max|x|], searched for the KL-optimal centred window of 128 to
+#: 512 bins (clipping at 1/4 to all of max|x|; onnxruntime's default of 128 bins leaves
+#: only the full range as a candidate, TensorRT's 2048 bins cost ~0.6 s of onnxruntime's
+#: Python search per tensor, 512 ~0.1 s).
+#: Percentile: onnxruntime's 2048 bins and 99.999th percentile, asymmetric (histogram of
+#: the values, not of their absolute values), so that a ReLU output keeps lower bound 0.
+HISTOGRAM_OPTIONS: dict[str, dict[str, Any]] = {
+    "entropy": {"num_bins": 512, "num_quantized_bins": 128, "symmetric": False},
+    "percentile": {"num_bins": 2048, "percentile": 99.999, "symmetric": False},
+}
 
-def quantize_static_kwargs() -> dict[str, Any]:
+
+def calibration_method(name: str) -> Any:
+    """onnxruntime's ``CalibrationMethod`` member for ``name`` (a key of
+    :data:`CALIB_METHODS`); an unknown name raises :class:`FrontendError`."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    if name not in CALIB_METHODS:
+        raise FrontendError(f"unknown calibration method {name!r} (use "
+                            f"{', '.join(CALIB_METHODS)})")
+    return getattr(CalibrationMethod, CALIB_METHODS[name])
+
+
+def quantize_static_kwargs(calib_method: str = DEFAULT_CALIB_METHOD) -> dict[str, Any]:
     """The keyword arguments of :data:`QUANT_SETTINGS` as onnxruntime objects, ready for
-    ``onnxruntime.quantization.quantize_static`` (imports onnxruntime)."""
+    ``onnxruntime.quantization.quantize_static`` (imports onnxruntime), with
+    ``calibrate_method`` the member for ``calib_method`` (see :data:`CALIB_METHODS`)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
     def enum(text: str) -> Any:
@@ -95,6 +126,7 @@ def quantize_static_kwargs() -> dict[str, Any]:
     kw = dict(QUANT_SETTINGS)
     for k in ("quant_format", "activation_type", "weight_type", "calibrate_method"):
         kw[k] = enum(kw[k])
+    kw["calibrate_method"] = calibration_method(calib_method)
     kw["op_types_to_quantize"] = list(OPS_TO_QUANTIZE)
     kw["extra_options"] = dict(EXTRA_OPTIONS)
     return kw
@@ -119,64 +151,14 @@ def random_calibration(shape: tuple[int, ...], num: int, seed: int) -> list[np.n
     return [rng.standard_normal(shape).astype(np.float32) for _ in range(num)]
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """Decode an image file to float32 RGB ``(H, W, 3)`` in [0, 1]."""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except ImportError:  # pragma: no cover - PIL ships with matplotlib
-        import matplotlib.image as mpimg
-
-        arr = np.asarray(mpimg.imread(str(path)), dtype=np.float32)
-        if arr.max() > 1.0:
-            arr = arr / 255.0
-        if arr.ndim == 2:
-            arr = np.stack([arr] * 3, axis=-1)
-        arr = arr[..., :3]
-    except Exception as exc:
-        raise FrontendError(f"{path}: cannot read image ({exc})") from None
-    return arr
-
-
-def _resize_bilinear(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Bilinear resize of ``(H, W, C)`` to ``(h, w, C)`` with half-pixel centres."""
-    ih, iw = img.shape[:2]
-
-    def coords(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        x = (np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5
-        x = np.clip(x, 0, n_in - 1)
-        lo = np.floor(x).astype(np.int64)
-        hi = np.minimum(lo + 1, n_in - 1)
-        return lo, hi, (x - lo).astype(np.float32)
-
-    y0, y1, fy = coords(h, ih)
-    x0, x1, fx = coords(w, iw)
-    top = img[y0][:, x0] * (1 - fx)[None, :, None] + img[y0][:, x1] * fx[None, :, None]
-    bot = img[y1][:, x0] * (1 - fx)[None, :, None] + img[y1][:, x1] * fx[None, :, None]
-    return (top * (1 - fy)[:, None, None] + bot * fy[:, None, None]).astype(np.float32)
-
-
-def image_calibration(calib_dir: Path, shape: tuple[int, ...]) -> list[np.ndarray]:
-    """Calibration inputs from the images in ``calib_dir`` (see the module docstring)."""
-    calib_dir = Path(calib_dir)
-    if not calib_dir.is_dir():
-        raise FrontendError(f"{calib_dir}: calibration directory does not exist")
-    files = sorted(p for p in calib_dir.iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FrontendError(f"{calib_dir}: no calibration images (expected files ending in "
-                            f"{', '.join(IMAGE_SUFFIXES)})")
-    if len(shape) != 4 or shape[1] != 3:
-        raise FrontendError(f"image calibration needs a model input of shape (1, 3, H, W); "
-                            f"this model's input has shape {shape}")
-    out = []
-    for f in files:
-        img = _resize_bilinear(_read_image(f), shape[2], shape[3])
-        img = (img - IMAGENET_MEAN) / IMAGENET_STD
-        out.append(np.ascontiguousarray(img.transpose(2, 0, 1)[None]).astype(np.float32))
-    return out
+def image_calibration(calib_dir: Path, shape: tuple[int, ...],
+                      prep: ImagePrep | None = None) -> list[np.ndarray]:
+    """Calibration inputs from the images in ``calib_dir`` (sorted by name; other files
+    are skipped), preprocessed by :func:`vfpga.quant.inputs.image_input` with ``prep``
+    (default: ImageNet's mean and std, NCHW)."""
+    files = input_files(Path(calib_dir), IMAGE_SUFFIXES, "calibration",
+                        "calibration images")
+    return [image_input(f, shape, prep or ImagePrep()) for f in files]
 
 
 class _Reader:
@@ -305,6 +287,28 @@ def set_softmax_scale(qmodel: onnx.ModelProto) -> None:
             inits[q.input[1]].CopyFrom(new)
 
 
+def host_region_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes left unquantized because they compute on host values only:
+    a node of :data:`OPS_TO_QUANTIZE` other than ``Conv`` whose every non-constant input
+    is the float output of an unquantized node (an op the quantizer does not handle, such
+    as ``LayerNormalization``, ``MatMul`` of two activations or ``Transpose``, or a node
+    excluded by this rule). Quantizing them would cut a host computation (an attention's
+    ``MatMul -> Mul -> Softmax -> MatMul``) into several host segments joined by int8
+    tensors; unquantized, it is one host segment. The graph input counts as quantized."""
+    consts = {i.name for i in model.graph.initializer}
+    host: set[str] = set()
+    excluded: list[str] = []
+    for n in model.graph.node:
+        acts = [i for i in n.input if i and i not in consts]
+        quantized = n.op_type in OPS_TO_QUANTIZE
+        if quantized and n.op_type != "Conv" and acts and all(i in host for i in acts):
+            excluded.append(n.name)
+            quantized = False
+        if not quantized and n.op_type != "Constant":
+            host.update(o for o in n.output if o)
+    return excluded
+
+
 RELEASE_BYTES = 1 << 16
 """``quantize_model(release=True)`` drops the data of initializers larger than this."""
 
@@ -319,12 +323,16 @@ def quantize_model(
     progress: Progress | None = None,
     calib_data: Sequence[np.ndarray] | None = None,
     release: bool = False,
+    calib_method: str = DEFAULT_CALIB_METHOD,
+    image_prep: ImagePrep | None = None,
 ) -> onnx.ModelProto:
     """Quantize a normalized fp32 model to QDQ (int8 weights, uint8 activations) with
     onnxruntime (settings: :data:`QUANT_SETTINGS`).
 
     ``calib`` is ``"random"`` (``num_random`` seeded normal inputs) or ``"dir"`` (the images
-    of ``calib_dir``); ``calib_data``, when given, replaces both: the model's input arrays
+    of ``calib_dir``, preprocessed by ``image_prep``, default ImageNet's mean and std);
+    ``calib_method`` is the onnxruntime calibrator (:data:`CALIB_METHODS`); ``calib_data``,
+    when given, replaces both: the model's input arrays
     (float32, the model's input shape) used as they are. ``progress(done, total)`` is
     called as calibration inputs are consumed (``done`` from 1 to ``total``). All
     intermediate files live in a temporary directory that is removed on return. With
@@ -334,6 +342,7 @@ def quantize_model(
     :class:`~vfpga.errors.FrontendError` for bad calibration options or data.
     """
     name, shape = _input_info(model)
+    calibration_method(calib_method)  # an unknown method fails before any work
     if calib_data is not None:
         data = [np.asarray(x, dtype=np.float32) for x in calib_data]
         if not data:
@@ -347,13 +356,14 @@ def quantize_model(
     elif calib == "dir":
         if calib_dir is None:
             raise FrontendError("calib='dir' needs calib_dir")
-        data = image_calibration(Path(calib_dir), shape)
+        data = image_calibration(Path(calib_dir), shape, image_prep)
     else:
         raise FrontendError(f"unknown calibration kind {calib!r} (use 'random' or 'dir')")
     reader = _Reader(name, data, progress)
 
     try:
-        qmodel = _calibrate_and_quantize(model, reader, data, progress, release)
+        qmodel = _calibrate_and_quantize(model, reader, data, progress, release,
+                                         calib_method)
     except FrontendError:
         raise
     except Exception as exc:  # onnxruntime's errors (Fail, InvalidArgument, ...) and asserts
@@ -366,11 +376,15 @@ def quantize_model(
 
 
 def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.ndarray],
-                            progress: Any, release: bool = False) -> onnx.ModelProto:
-    """Calibrate ``model`` on ``reader`` with onnxruntime and quantize it (QDQ); with
-    ``release``, drop ``model``'s large initializer data once it is written (see
-    :func:`quantize_model`)."""
-    from onnxruntime.quantization import CalibrationMethod, quantize_static
+                            progress: Any, release: bool = False,
+                            calib_method: str = DEFAULT_CALIB_METHOD) -> onnx.ModelProto:
+    """Calibrate ``model`` on ``reader`` with onnxruntime's ``calib_method`` calibrator and
+    quantize it (QDQ); with ``release``, drop ``model``'s large initializer data once it is
+    written (see :func:`quantize_model`)."""
+    import contextlib
+    import io
+
+    from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, create_calibrator
 
     with tempfile.TemporaryDirectory(prefix="vfpga-quant-") as tmp:
@@ -382,12 +396,16 @@ def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.n
                 if init.ByteSize() > RELEASE_BYTES:
                     init.ClearField("raw_data")
                     init.ClearField("float_data")
+        method = calibration_method(calib_method)
         calibrator = create_calibrator(
             src, list(OPS_TO_QUANTIZE), augmented_model_path=str(tmpd / "augmented.onnx"),
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=method,
+            extra_options=dict(HISTOGRAM_OPTIONS.get(calib_method, {})),
         )
-        calibrator.collect_data(reader)
-        ranges = calibrator.compute_data()
+        # the histogram calibrators print progress lines on stdout: not the user's output
+        with contextlib.redirect_stdout(io.StringIO()):
+            calibrator.collect_data(reader)
+            ranges = calibrator.compute_data()
         del calibrator
         if progress is not None:
             progress(len(data), len(data))
@@ -406,23 +424,26 @@ def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.n
                 td = TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
             new[t] = td
         cache = tmpd / "calib.json"
-        save_tensors_data(TensorsData(CalibrationMethod.MinMax, new), cache)
+        save_tensors_data(TensorsData(method, new), cache)
         out = tmpd / "model.qdq.onnx"
         quantize_static(
             str(src), str(out), calibration_data_reader=None,
-            calibration_cache_path=str(cache), **quantize_static_kwargs(),
+            calibration_cache_path=str(cache), nodes_to_exclude=host_region_nodes(model),
+            **quantize_static_kwargs(calib_method),
         )
         return onnx.load(str(out))
 
 
 __all__ = [
+    "CALIB_METHODS",
+    "DEFAULT_CALIB_METHOD",
     "EXTRA_OPTIONS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "IMAGE_SUFFIXES",
+    "HISTOGRAM_OPTIONS",
     "OPS_TO_QUANTIZE",
     "QUANT_SETTINGS",
     "SOFTMAX_SCALE",
+    "calibration_method",
+    "host_region_nodes",
     "image_calibration",
     "quantize_model",
     "quantize_static_kwargs",

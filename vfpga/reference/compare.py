@@ -35,6 +35,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
 )
 from vfpga.reference.executor import FLOAT_SUFFIX, node_inputs, run_node, run_reference
 
@@ -112,7 +113,10 @@ class OrtComparison:
     ``argmax_near_agreement``: fraction of inputs whose ORT arg-max class is, in the
     reference's int8 output, at most one quantization level below the reference's
     maximum (so a one-level difference explains any arg-max disagreement); ``None``
-    without an int8 output."""
+    without an int8 output. ``top5_agreement`` / ``fp32_top5_agreement``: fraction of
+    inputs whose ORT (fp32 model) arg-max class is among the reference's five highest
+    scores (ties with the fifth count as among them); ``None`` when the output is not a
+    vector of class scores (:func:`is_class_vector`)."""
 
     num_inputs: int
     cosine_min: float
@@ -125,10 +129,32 @@ class OrtComparison:
     fp32_argmax_agreement: float | None = None
     ort_fp32_cosine_mean: float | None = None
     argmax_near_agreement: float | None = None
+    top5_agreement: float | None = None
+    fp32_top5_agreement: float | None = None
 
 
 def _argmax_rows(v: np.ndarray) -> np.ndarray:
     return np.asarray(v).reshape(v.shape[0], -1).argmax(axis=1)
+
+
+TOP_K = 5
+"""The k of the top-k agreement (:func:`in_top_k`)."""
+
+
+def in_top_k(scores: np.ndarray, classes: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Per row of ``scores`` (``(N, ...)``, flattened per row): whether ``classes[row]``
+    scores at least the row's ``k``-th highest score (ties with it count as in)."""
+    rows = np.asarray(scores, dtype=np.float64).reshape(len(classes), -1)
+    kth = np.sort(rows, axis=1)[:, -k]
+    return rows[np.arange(len(classes)), classes] >= kth
+
+
+def is_class_vector(shape: Sequence[int]) -> bool:
+    """Whether an output of ``shape`` (batch first) is a vector of class scores: one
+    non-batch dimension above 1, of at least :data:`TOP_K` classes (``(1, 1000)``,
+    ``(1, 1000, 1, 1)``), not a map."""
+    big = [d for d in shape[1:] if d > 1]
+    return len(big) == 1 and big[0] >= TOP_K
 
 
 def compare_with_ort(
@@ -158,6 +184,8 @@ def compare_with_ort(
     fagree = 0
     ofcos: list[float] = []
     near = 0
+    top5 = ftop5 = 0
+    classes = False
     for x in inputs:
         res = sess.run(None, {in_name: x})
         ort_f = np.asarray(res[0], dtype=np.float32)
@@ -167,6 +195,9 @@ def compare_with_ort(
         a, b = _argmax_rows(ref_f), _argmax_rows(ort_f.reshape(ref_f.shape))
         agree += int((a == b).sum())
         rows += a.size
+        classes = is_class_vector(ref_f.shape)
+        if classes:
+            top5 += int(in_top_k(ref_f, b).sum())
         if int8_name is not None:
             names = [o.name for o in sess.get_outputs()]
             o_int = np.asarray(res[names.index(int8_name[0])]).astype(np.int64) + int8_name[1]
@@ -181,7 +212,10 @@ def compare_with_ort(
             f = np.asarray(fsess.run(None, {in_name: x})[0], dtype=np.float32)
             fcos.append(cosine(ref_f, f))
             ofcos.append(cosine(ort_f, f))
-            fagree += int((_argmax_rows(ref_f) == _argmax_rows(f.reshape(ref_f.shape))).sum())
+            fb = _argmax_rows(f.reshape(ref_f.shape))
+            fagree += int((_argmax_rows(ref_f) == fb).sum())
+            if classes:
+                ftop5 += int(in_top_k(ref_f, fb).sum())
     if not cos:
         raise ValueError("compare_with_ort: no inputs")
     return OrtComparison(
@@ -196,6 +230,8 @@ def compare_with_ort(
         fp32_argmax_agreement=(fagree / rows) if fcos else None,
         ort_fp32_cosine_mean=float(np.mean(ofcos)) if ofcos else None,
         argmax_near_agreement=(near / rows) if total else None,
+        top5_agreement=(top5 / rows) if classes else None,
+        fp32_top5_agreement=(ftop5 / rows) if fcos and classes else None,
     )
 
 
@@ -210,11 +246,13 @@ def node_label(node: QNode) -> str:
     if isinstance(node, QPool):
         return f"pool:{node.kind}"
     if isinstance(node, QAdd):
-        return "add"
+        return node.op
     if isinstance(node, QConcat):
         return "concat"
     if isinstance(node, QShuffle):
         return f"shuffle(g={node.groups})"
+    if isinstance(node, QSlice):
+        return f"slice(@{node.start})"
     assert isinstance(node, QHostOp)
     return f"host:{node.op_type}"
 
