@@ -37,6 +37,27 @@ def _grouped_net() -> QGraph:
     return b.build([x])
 
 
+def _dilated_upsampled_net() -> QGraph:
+    """ISA v3 geometry over a wide input: a dilated convolution, zero-inserting
+    (transposed-style) convolutions with stride 1 and 2, whose border padding repeats
+    with the upsampling factor across column tiles."""
+    b = GraphBuilder((8, 7, 44), seed=5)
+    x = b.conv(b.input, 16, (3, 3), dil=(2, 2))
+    x = b.conv(x, 16, (3, 3), ups=(2, 2))
+    x = b.conv(x, 8, (4, 4), s=2, ups=(2, 2), pads=(1, 1, 1, 1))
+    return b.build([x])
+
+
+def _eltwise_graph() -> QGraph:
+    """Mul/Sub/Add of maps, with per-channel broadcast operands (issue 14)."""
+    from qdq_models import eltwise_net, normal_inputs, quantize_qdq
+
+    from vfpga.frontend.pipeline import load_model
+
+    qdq = quantize_qdq(eltwise_net(0), normal_inputs((1, 3, 16, 16), 8, 1))
+    return load_model(qdq).graph
+
+
 def _shuffle_graph() -> QGraph:
     """ShuffleNet's unit: a grouped conv writing a shuffled output."""
     import test_compile_shuffle as ts
@@ -77,6 +98,8 @@ GRAPHS = {
     "small0": lambda: _fixed(small_net(0)),
     "small1": lambda: _fixed(small_net(1, size=33)),
     "grouped": _grouped_net,
+    "dilated_upsampled": _dilated_upsampled_net,
+    "eltwise": _eltwise_graph,
 }
 
 
