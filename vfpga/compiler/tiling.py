@@ -27,7 +27,8 @@ chosen near ``n / k`` of the layer), which balances layers whose extent along th
 axis is not a multiple of the strip count. Within each family the partitions are ranked
 by their largest tile counted in PE cells (a row x ``pixel_parallel`` columns x
 ``out_channel_parallel`` channels); the :data:`SHORTLIST` best of each family are
-estimated in cycles. Equal partitions found for several ``k`` are kept once.
+estimated in cycles, and so is every one-axis split (PE cells ignore the weights a tile
+reloads, which favour channel splits of weight-heavy layers). Equal partitions found for several ``k`` are kept once.
 """
 
 from __future__ import annotations
@@ -256,6 +257,7 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
     cost = costs or _Costs(spec, hw)
     ranked: list[tuple[int, int, int, _Strips, str, str]] = []
     mixed: list[tuple[int, int, int, _Strips, str, str]] = []
+    plain: list[tuple[int, int, int, _Strips, str, str]] = []  # one-axis splits: all tried
     seen: set[tuple[str, str, _Strips]] = set()
     s_options = sorted({1, 2, 3, 4, k, *(-(-k // n) for n in (2, 3, 4))})
     for outer in _AXES:
@@ -271,7 +273,8 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
                         if g is None or (outer, inner, g[0]) in seen:
                             continue
                         seen.add((outer, inner, g[0]))
-                        ranked.append((g[1], g[2], len(ranked), g[0], outer, inner))
+                        (plain if s == 1 else ranked).append(
+                            (g[1], g[2], len(ranked), g[0], outer, inner))
             for u_out in lay.units[outer]:
                 for u_in in lay.units[inner]:
                     for strips, mx, tot in _two_kinds(lay, k, outer, inner, u_out, u_in):
@@ -281,7 +284,7 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
     best: tuple[int, int] | None = None
     found: tuple[Tile, ...] | None = None
     done: set[tuple[Tile, ...]] = set()
-    for family in (ranked, mixed):
+    for family, limit in ((plain, len(plain)), (ranked, SHORTLIST), (mixed, SHORTLIST)):
         family.sort()
         tried = 0
         for _mx, _tot, _i, strips, outer, inner in family:
@@ -297,7 +300,7 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
             if best is None or key < best:
                 best, found = key, tiles
             tried += 1
-            if tried >= SHORTLIST:
+            if tried >= limit:
                 break
     return found
 
