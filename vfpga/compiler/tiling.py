@@ -28,7 +28,8 @@ axis is not a multiple of the strip count. Within each family the partitions are
 by their largest tile counted in PE cells (a row x ``pixel_parallel`` columns x
 ``out_channel_parallel`` channels); the :data:`SHORTLIST` best of each family are
 estimated in cycles, and so is every one-axis split (PE cells ignore the weights a tile
-reloads, which favour channel splits of weight-heavy layers). Equal partitions found for several ``k`` are kept once.
+reloads, which favour channel splits of weight-heavy layers). Equal partitions found for
+several ``k`` are kept once.
 """
 
 from __future__ import annotations
