@@ -796,15 +796,43 @@ class _Translator:
         self._unary(n, alpha=float(_attr(n, "alpha", 0.01)))
 
     def op_PRelu(self, n: onnx.NodeProto) -> None:
-        """PRelu with one slope for every channel: LeakyRelu(alpha = slope)."""
-        slope = self.const(n, 1, "slope").reshape(-1)
-        if slope.size == 0 or not np.all(slope == slope[0]):
-            raise self.err(n, "PRelu with per-channel slopes is not supported yet (only one "
-                              "slope for every channel, which is a LeakyRelu)")
-        x = self.act(n, 0, allow_seq=True)
-        out = n.output[0]
-        self.emit(n, "LeakyRelu", [x.name], out, alpha=float(slope[0]))
-        self.define(out, _Val(out, x.rank, cl=x.cl), self.g.shapes[x.name])
+        """PRelu. One slope for every channel: LeakyRelu(alpha = slope), a 256-entry table.
+        Per-channel slopes ``s[c]`` (an NCHW map): ``x + (1 - s[c]) * max(-x, 0)`` (``x``
+        where ``x >= 0``, ``s[c] * x`` below), as a depthwise 1x1 Conv by -1 with Relu,
+        a depthwise 1x1 Conv by ``1 - s[c]`` and an Add with ``x``: three accelerator
+        layers, whose two extra int8 roundings the quantized model (and so onnxruntime's
+        run of it) has too."""
+        slope = self.const(n, 1, "slope")
+        flat = slope.reshape(-1)
+        if flat.size == 0:
+            raise self.err(n, "the slope is empty")
+        if np.all(flat == flat[0]):
+            x = self.act(n, 0, allow_seq=True)
+            out = n.output[0]
+            self.emit(n, "LeakyRelu", [x.name], out, alpha=float(flat[0]))
+            self.define(out, _Val(out, x.rank, cl=x.cl), self.g.shapes[x.name])
+            return
+        x = self.act(n, 0)
+        if x.rank != 4 or x.cl:
+            raise self.err(n, "PRelu with per-channel slopes needs an NCHW feature map")
+        s = self.per_channel(n, x, slope)
+        c = self.g.shapes[x.name][1]
+        neg = self.g.fresh(f"{n.output[0]}_neg")
+        scaled = self.g.fresh(f"{n.output[0]}_negscaled")
+        for base, src, dst, w, relu in ((f"{n.name}_neg", x.name, neg, -np.ones(c), True),
+                                        (f"{n.name}_scale", neg, scaled, 1.0 - s, False)):
+            name = self.g.fresh(base)
+            conv_out = self.g.fresh(f"{dst}_conv") if relu else dst
+            wn = self.g.add_const(f"{name}_W", np.asarray(w, np.float32).reshape(c, 1, 1, 1))
+            bn = self.g.add_const(f"{name}_B", np.zeros(c, np.float32))
+            self.emit(name, "Conv", [src, wn, bn], conv_out, kernel_shape=[1, 1],
+                      strides=[1, 1], pads=[0, 0, 0, 0], group=c)
+            self.define(conv_out, _Val(conv_out, 4), self.g.shapes[x.name])
+            if relu:
+                self.emit(self.g.fresh(f"{name}_relu"), "Relu", [conv_out], dst)
+                self.define(dst, _Val(dst, 4), self.g.shapes[x.name])
+        self.two_maps(n, "Add", x.name, scaled, n.output[0], n.name)
+        self.report.rewrites["prelu_per_channel"] += 1
 
     def op_Gelu(self, n: onnx.NodeProto) -> None:
         self._unary(n, approximate=str(_attr(n, "approximate", "none")))
