@@ -1128,7 +1128,12 @@ def act_table(raw: ArrayLike) -> I8:
 
 
 def apply_act_table(out: I8, table: I8) -> None:
-    """``out[...] = table[out + 128]`` in place (the ``TABLE`` activation of CONV)."""
+    """``out[...] = table[out + 128]`` in place (the ``TABLE`` activation of CONV; one
+    compiled pass with :mod:`.jit` on a contiguous ``out``)."""
+    jk = jit.get()
+    if jk is not None and out.flags.c_contiguous:
+        jk.act_lookup(table, out.reshape(-1))
+        return
     np.take(table, out.view(np.uint8) ^ np.uint8(0x80), out=out)
 
 
