@@ -28,6 +28,8 @@ from vfpga.models.stats import model_stats
 from vfpga.models.zoo import ZOO_MODELS, zoo_path
 
 BUILDERS = ["vgg16", "resnet50", "mobilenet_v1", "inception_v3"]
+#: Dense-prediction builders (issue 14): several outputs or per-pixel outputs.
+DENSE = ["yolo_nano", "deeplab_v3", "unet"]
 ZOO = list(ZOO_MODELS)
 #: Models with more than ~20M parameters or 2 GMACs: whole-network tests marked slow.
 BIG = {
@@ -80,14 +82,17 @@ def test_list_models_registry() -> None:
     names = [i.name for i in infos]
     assert names == model_names()
     assert len(set(names)) == len(names)
-    assert [i.name for i in infos if i.source == "builder"] == BUILDERS
+    assert [i.name for i in infos if i.source == "builder"
+            and i.output_kind in ("logits", "softmax")] == BUILDERS
+    assert [i.name for i in infos if i.output_kind in ("detections", "segmentation")] == DENSE
     assert [i.name for i in infos if i.source == "onnx-zoo"] == ZOO
     paper = {"vgg16", "resnet50", "mobilenet_v1", "inception_v3"}
     assert {i.name for i in infos if i.paper} == paper
     for i in infos:
         assert i.input_shape[:2] == (1, 3)
-        assert i.output_shape[:2] == (1, 1000)
-        assert i.output_kind in ("logits", "softmax")
+        if i.name not in DENSE:
+            assert i.output_shape[:2] == (1, 1000)
+            assert i.output_kind in ("logits", "softmax")
         assert i.opset == (13 if i.source == "builder" else 9)
 
 
@@ -412,3 +417,35 @@ def test_reweight_rejects_non_constant_shape() -> None:
     model.graph.input.append(onnx.helper.make_tensor_value_info("W_shape", TensorProto.INT64, [4]))
     with pytest.raises(VfpgaError, match=r"W_shape.*not a constant"):
         reweight(model, seed=0)
+
+
+# -- dense-prediction builders (issue 14) ----------------------------------------------
+
+#: Op types each dense model must contain (the issue's list for it).
+DENSE_OPS = {
+    "yolo_nano": {"Sigmoid", "Mul", "MaxPool", "Resize", "Concat", "Add"},
+    "deeplab_v3": {"Conv", "GlobalAveragePool", "Resize", "Concat", "Add"},
+    "unet": {"ConvTranspose", "MaxPool", "Concat"},
+}
+
+
+@pytest.mark.parametrize("name", DENSE)
+def test_dense_model_export_check_run(name: str) -> None:
+    info = get_model_info(name)
+    model = export_model(name, seed=0)
+    onnx.checker.check_model(model, full_check=True)
+    g = model.graph
+    outs = [(info.output_name, info.output_shape), *info.extra_outputs]
+    assert [(vi.name, _shape(vi)) for vi in g.output] == outs
+    assert DENSE_OPS[name] <= {n.op_type for n in g.node}
+    if name == "deeplab_v3":
+        dil = {tuple(a.ints) for n in g.node if n.op_type == "Conv" for a in n.attribute
+               if a.name == "dilations"}
+        assert {(2, 2), (6, 6), (12, 12), (18, 18)} <= dil
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal(info.input_shape).astype(np.float32)
+    ys = sess.run(None, {info.input_name: x})
+    for y, (_, shape) in zip(ys, outs, strict=True):
+        assert y.shape == shape and np.isfinite(y).all() and y.std() > 0
+    assert _digest(model) == _digest(export_model(name, seed=0))
+    assert _digest(model) != _digest(export_model(name, seed=1))
