@@ -58,3 +58,29 @@ def run_image(acc: Accelerator, name: str, img: Image, cores: list[int], x: np.n
     t.load(img)
     t.write_tensor("input", x)
     return t
+
+
+def run_compiled(acc: Accelerator, g, vfb, cores: list[int], *, runs: int = 1,  # type: ignore[no-untyped-def]
+                 between=None, seed: int = 1):
+    """Run the compiled binary ``vfb`` of graph ``g`` ``runs`` times on ``cores`` of
+    ``acc`` (``between(task)`` before every run but the first) on a random input; return
+    what can be compared (DDR bytes, every buffer of those cores, ok, error, counters) and
+    the task."""
+    from vfpga.flow import _graph_input
+
+    t = acc.create_task("c", cores, vfb.ddr_size)
+    t.load(vfb)
+    x = np.random.default_rng(seed).standard_normal(g.tensors[g.inputs[0]].shape)
+    xin = _graph_input(g, x.astype(np.float32))
+    out = None
+    for r in range(runs):
+        if between is not None and r:
+            between(t)
+        t.restart()
+        t.write_tensor(g.inputs[0], xin)
+        out = acc.run([t])[t.name]
+    assert out is not None
+    bufs = [bytes(b) for c in cores for b in acc.cores[c].buffers]
+    counters = {c: (dict(k.insns), k.macs, k.load_bytes, k.save_bytes)
+                for c, k in out.counters.items()}
+    return (t.region.mem.tobytes(), bufs, out.ok, out.error, counters), t

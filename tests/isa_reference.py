@@ -1,4 +1,4 @@
-"""Independent reference of the CALC arithmetic of the ISA (version 2), for tests only.
+"""Independent reference of the CALC arithmetic of the ISA (version 3), for tests only.
 
 Written deliberately differently from ``vfpga.emulator.kernels`` (which it must never
 import): padding with ``np.pad``, convolution as a loop over kernel offsets with int64
@@ -247,4 +247,36 @@ def eltwise_add(
         ua, ub = float(int(a[idx]) + 128), float(int(b[idx]) + 128)
         v = fma(ua, sa, fma(ub, sb, off))
         out[idx] = act_fn(sat8(rne(v) - 128), act, act_lo, act_hi)
+    return out
+
+
+def eltwise_mul_sub(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    op: int,
+    scale_a: float,
+    scale_b: float,
+    a_zp: int,
+    b_zp: int,
+    out_zp: int,
+    out_scale: float,
+    b_period: int = 0,
+    act: int = 0,
+    act_lo: int = -128,
+    act_hi: int = 127,
+) -> np.ndarray:
+    """ELTWISE mul (op 1) / sub (op 2) per the semantics, one element at a time on exact
+    rationals: ``va = f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise (``B[i % b_period]``
+    when ``b_period > 0``), ``y = act(sat8(out_zp + rne(f32(f32(va op vb) / out_scale))))``."""
+    sa, sb, so = (float(np.float32(v)) for v in (scale_a, scale_b, out_scale))
+    out = np.empty(a.shape, np.int8)
+    flat_b = b.reshape(-1)
+    for i, x in enumerate(a.reshape(-1)):
+        y = int(flat_b[i % b_period] if b_period else flat_b[i])
+        va = mul(f32(int(x) - a_zp), sa)
+        vb = mul(f32(y - b_zp), sb)
+        v = mul(va, vb) if op == 1 else add(va, -vb)
+        r = rne(div(v, so))
+        out.reshape(-1)[i] = act_fn(sat8(out_zp + r), act, act_lo, act_hi)
     return out

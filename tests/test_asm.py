@@ -254,7 +254,7 @@ def test_hw_directive_and_override() -> None:
         ("pool out_scale=1e39\n", 1, "out_scale'=1e39 does not fit a float32"),
         ("pool scale=0.5x\n", 1, "'0.5x' is not a number"),
         ("pool shift=3\n", 1, "pool has no field 'shift'"),
-        ("eltwise a_zp=3\n", 1, "eltwise has no field 'a_zp'"),
+        ("eltwise c_zp=3\n", 1, "eltwise has no field 'c_zp'"),
         (".data 0\n.f32 inf\n", 2, ".f32=inf is not finite"),
         (".data 0\n.f32\n", 2, ".f32 needs at least one value"),
         (".layer a kind=conv\nend layer=3\n", 3, "instruction #0 belongs to layer 3"),

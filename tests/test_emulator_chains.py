@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from emu_helpers import run_compiled
 from qgraph_builders import GraphBuilder
 
+import vfpga.emulator.machine as machine_mod
 import vfpga.emulator.plan as plan_mod
 from vfpga.driver import compile_graph
 from vfpga.emulator import Accelerator, int_matmul, jit
 from vfpga.emulator.core import Core
 from vfpga.emulator.faults import ExecutionFault
-from vfpga.flow import _graph_input
 from vfpga.hw import load_hw
 from vfpga.isa.spec import PARAM_RECORD_DTYPE
 
@@ -40,23 +41,16 @@ def chunked():  # type: ignore[no-untyped-def]
 
 
 def _run(g, res, *, fast: bool, runs: int = 1, between=None, patch=None):  # type: ignore[no-untyped-def]
-    acc = Accelerator(HW, fast=fast)
-    t = acc.create_task("c", [3, 8], res.vfb.ddr_size)
-    t.load(res.vfb)
-    x = np.random.default_rng(1).standard_normal(g.tensors[g.inputs[0]].shape)
-    xin = _graph_input(g, x.astype(np.float32))
-    out = None
-    for r in range(runs):
-        if between is not None and r:
-            between(t)
-        t.restart()
-        t.write_tensor(g.inputs[0], xin)
-        out = acc.run([t])[t.name]
-    assert out is not None
-    bufs = [bytes(b) for c in (3, 8) for b in acc.cores[c].buffers]
-    counters = {c: (dict(k.insns), k.macs, k.load_bytes, k.save_bytes)
-                for c, k in out.counters.items()}
-    return (t.region.mem.tobytes(), bufs, out.ok, out.error, counters), t
+    return run_compiled(Accelerator(HW, fast=fast), g, res.vfb, [3, 8], runs=runs,
+                        between=between)
+
+
+@pytest.fixture
+def no_epochs(monkeypatch):  # type: ignore[no-untyped-def]
+    """The cores run their own plans (the epoch plans of vfpga.emulator.epoch, which
+    compute a whole layer's chains at once, are off): for the tests of the per-core
+    chains' internals."""
+    monkeypatch.setattr(machine_mod, "build_epoch", lambda *a, **k: None)
 
 
 def _chains(t) -> list[plan_mod._Chain]:  # type: ignore[no-untyped-def]
@@ -64,7 +58,7 @@ def _chains(t) -> list[plan_mod._Chain]:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("use_jit", [True, False], ids=["compiled", "numpy"])
-def test_chains_are_fused_and_exact(chunked, use_jit: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_chains_are_fused_and_exact(chunked, use_jit: bool, monkeypatch, no_epochs) -> None:  # type: ignore[no-untyped-def]
     if use_jit and jit.get() is None:
         pytest.skip(f"compiled kernels unavailable here: {jit.unavailable_reason()}")
     g, res = chunked
@@ -115,7 +109,7 @@ def test_fault_at_chain_end_leaves_abuf_as_interpreter(chunked) -> None:  # type
     assert fast == slow
 
 
-def test_fault_inside_open_chain_flushes_partial_sums(chunked, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_fault_inside_open_chain_flushes_partial_sums(chunked, monkeypatch, no_epochs) -> None:  # type: ignore[no-untyped-def]
     """A fault between two members (forced here: compiled code has none) must leave abuf
     as the interpreter leaves it at that instruction."""
     g, res = chunked

@@ -45,6 +45,7 @@ from vfpga.isa.spec import (
     Act,
     Buffer,
     Dep,
+    EltOp,
     FieldDict,
     Opcode,
     PoolMode,
@@ -89,11 +90,13 @@ class LayerSpec:
     w_off: int = 0
     p_off: int = 0
     macs: int = 0
+    #: an element-wise layer whose operand B is per-channel ``[N, C, 1, 1]``
+    bcast: bool = False
     #: CONV kernel dilation and input upsampling (zero insertion), ``(1, 1)``: none;
     #: ``pads`` are then those of the upsampled input
     dil: tuple[int, int] = (1, 1)
     ups: tuple[int, int] = (1, 1)
-    #: the requantization fields of the layer's POOL / ELTWISE words (ISA v2), derived
+    #: the requantization fields of the layer's POOL / ELTWISE words (ISA v3), derived
     #: once per layer (:func:`pool_params`, :func:`eltwise_params`)
     calc_fields: dict[str, float | int] = field(default_factory=dict)
     plan_cache: dict[tuple, _Plan] = field(default_factory=dict, repr=False, compare=False)
@@ -195,6 +198,7 @@ def layer_specs(plan: MemoryPlan) -> list[LayerSpec]:
                           [plan.places[n.a], plan.places[n.b]], plan.places[n.output],
                           [at.zero_point, bt.zero_point], yt.zero_point)
             s.calc_fields = eltwise_params(n, at.zero_point, bt.zero_point, yt.zero_point)
+            s.bcast = nchw(bt)[2:] != nchw(at)[2:]
         else:
             continue
         specs.append(s)
@@ -686,12 +690,19 @@ def pool_params(mode: PoolMode, x: QTensor, y: QTensor, count: int) -> dict[str,
 
 
 def eltwise_params(node: QAdd, a_zp: int, b_zp: int, out_zp: int) -> dict[str, float | int]:
-    """The requantization fields of an ELTWISE add word (ISA v2): ``scale_a``/``scale_b``
-    the float32 ratios the graph's ``mult / 2**shift`` pairs stand for, and the constant
-    ``offset`` folding the three zero points (:func:`vfpga.isa.float32.eltwise_offset`)."""
+    """The operation and arithmetic fields of an ELTWISE word (ISA v3): ``scale_a``/
+    ``scale_b`` the float32 values the graph's ``mult / 2**shift`` pairs stand for; for
+    add the constant ``offset`` folding the three zero points
+    (:func:`vfpga.isa.float32.eltwise_offset`), for mul/sub the zero points themselves
+    and ``out_scale``, the node's divisor."""
     sa = requant_scale(node.mult_a, node.shift)
     sb = requant_scale(node.mult_b, node.shift)
-    return dict(scale_a=sa, scale_b=sb, offset=eltwise_offset(sa, sb, a_zp, b_zp, out_zp))
+    if node.op == "add":
+        return dict(op=EltOp.ADD, scale_a=sa, scale_b=sb,
+                    offset=eltwise_offset(sa, sb, a_zp, b_zp, out_zp))
+    return dict(op=EltOp.MUL if node.op == "mul" else EltOp.SUB, scale_a=sa, scale_b=sb,
+                a_zp=a_zp, b_zp=b_zp, out_zp=out_zp,
+                out_scale=float(np.float32(node.divisor)))
 
 
 def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
@@ -715,18 +726,48 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
             n = (r1 - r0) * wt * (g1 - g0)
             la = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i,
                                     **_box(a, ow, r0, r1, tile.w0, tile.w1, g0, g1)))
-            lb = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i + n,
-                                    **_box(bb, ow, r0, r1, tile.w0, tile.w1, g0, g1)))
-            use["ibuf"] = max(use["ibuf"], slot * half_i + 2 * n)
+            if spec.bcast:  # per-channel B: its g1 - g0 values, repeated by b_period
+                lb = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i + n,
+                                        **_box(bb, 1, 0, 1, 0, 1, g0, g1)))
+                b_len = g1 - g0
+            else:
+                lb = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i + n,
+                                        **_box(bb, ow, r0, r1, tile.w0, tile.w1, g0, g1)))
+                b_len = n
+            use["ibuf"] = max(use["ibuf"], slot * half_i + n + b_len)
             calc = (Opcode.ELTWISE, dict(
                 a_addr=slot * half_i, b_addr=slot * half_i + n, out_addr=slot * half_o, n=n,
                 **spec.calc_fields, act=_ACT[node.act.kind], act_lo=node.act.lo,
-                act_hi=node.act.hi))
+                act_hi=node.act.hi, b_period=b_len if spec.bcast else 0))
             use["obuf"] = max(use["obuf"], slot * half_o + n)
             save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([la, lb], calc, b, True, save))
         insns.extend(_tokens([], steps))
     return IfpCode(spec.index, tile, oh, insns, use)
+
+
+def shape_key(spec: LayerSpec, tile: Tile, plan: LoopNest) -> tuple[int, ...]:
+    """Tiles of layer ``spec`` with equal keys (and loop nest ``plan``) get instruction
+    streams that differ only in the ``ddr`` fields of their LOADs and SAVEs, each an
+    affine function of the tile's origin (``w0`` for tiles that differ in columns,
+    ``c0`` for tiles that differ in output channels).
+
+    Why: code generation branches only on the tile's width and channel count, the loop
+    nest and the input columns' border padding (``pad_l``/``pad_r`` of the (dilated)
+    kernel over the (upsampled) input, which also fix where the clipped input column
+    range starts and how many input columns it holds); every DDR address is the tensor's
+    offset plus ``(row * W + column) * c_stride + channel`` (or the weight/parameter
+    offset plus a multiple of the first channel) with the column and channel moving
+    with the origin. Two exceptions are keyed in: a grouped convolution's channel
+    segments and input-channel range depend on ``c0`` modulo the group size (and are
+    affine over shifts that keep it), and a shuffled output's channel positions are
+    not affine in ``c0`` (its tiles are keyed by ``c0`` itself)."""
+    ekw, sw, pl, uw = spec.kernel_extent[1], spec.stride[1], spec.pads[2], spec.ups[1]
+    _lo, _hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, ekw, sw, pl, spec.in_shape[2], uw)
+    unit = spec.opg if spec.grouped else 1
+    c_key = tile.c0 if spec.out.shuffle else tile.c0 % unit
+    return (tile.w1 - tile.w0, tile.c1 - tile.c0, pad_l, pad_r, c_key, plan.og, plan.rb,
+            plan.chunk, plan.in_cols)
 
 
 def make_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,

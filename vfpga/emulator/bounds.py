@@ -125,5 +125,6 @@ def check_work_bounds(program: Program, hw: HardwareConfig, source: str) -> None
     r = program.by_op[Opcode.ELTWISE]
     if len(r):
         n = _i64(r, "n")
-        check(Opcode.ELTWISE, n, size[Buffer.IBUF], "each operand")
+        check(Opcode.ELTWISE, n, size[Buffer.IBUF], "operand A")
+        check(Opcode.ELTWISE, _i64(r, "b_period"), size[Buffer.IBUF], "operand B's period")
         check(Opcode.ELTWISE, n, size[Buffer.OBUF], "the result")

@@ -28,6 +28,7 @@ from vfpga.emulator import int_matmul
 from vfpga.emulator.bounds import check_work_bounds
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
+from vfpga.emulator.epoch import EpochPlan, build_epoch
 from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
 from vfpga.emulator.host_ops import HostOpFault, check_host_op, run_host_op
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
@@ -216,6 +217,11 @@ class LoadedProgram:
     #: interpreter because it faults statically")
     plans: dict[tuple[int, int, str, int, tuple[int, ...]], tuple[Segment, SegmentPlan | None]] = (
         field(default_factory=dict, repr=False, compare=False))
+    #: epoch plans (vfpga.emulator.epoch) of the task's epochs, built on first run: key
+    #: (task, region base, per active core (id(segment), physical core, token counts)) ->
+    #: (the segments, plan or None for "the cores run their own plans")
+    epochs: dict[tuple[object, ...], tuple[tuple[Segment, ...], EpochPlan | None]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_text(cls, text: bytes) -> LoadedProgram:
@@ -432,34 +438,64 @@ class Task:
         self._check_deadline()
         if self.barriers == 0 and not any(self._pos):
             self._run_host_ops(-1)
+        active = [(lc, segs[self._pos[lc]]) for lc, segs in enumerate(self.loaded.segments)
+                  if self._pos[lc] < len(segs)]
+        fused = self.accel.fast and self._run_epoch(active)
         stops: list[tuple[int, Segment]] = []
-        for lc, segs in enumerate(self.loaded.segments):
+        for lc, seg in active:
             phys = self.cores[lc]
             core = self.accel.cores[phys]
-            pos = self._pos[lc]
-            if pos >= len(segs):
-                continue
-            seg = segs[pos]
-            self._check_deadline()
-            before = core.counters
-            core.counters = self.counters[phys]
-            try:
-                plan = self._plan(lc, phys, core, seg) if self.accel.fast else None
-                if plan is not None:
-                    plan.run(core)
-                else:
-                    ctx = ExecContext(self.name, lc, prog, self.loaded.fields, self.region)
-                    core.run_segment(ctx, seg.indices)
-            finally:
-                core.counters = before
+            if not fused:
+                self._check_deadline()
+                before = core.counters
+                core.counters = self.counters[phys]
+                try:
+                    plan = self._plan(lc, phys, core, seg) if self.accel.fast else None
+                    if plan is not None:
+                        plan.run(core)
+                    else:
+                        ctx = ExecContext(self.name, lc, prog, self.loaded.fields, self.region)
+                        core.run_segment(ctx, seg.indices)
+                finally:
+                    core.counters = before
             if seg.ctrl == -2:
                 raise ExecutionFault(f"task '{self.name}': core {phys}: "
                                      f"{_no_end(prog, lc, seg)}")
             self.counters[phys].insns["END" if seg.end else "SYNC"] += 1
             core.barrier()
             stops.append((lc, seg))
-            self._pos[lc] = pos + 1
+            self._pos[lc] += 1
         self._sync(stops)
+
+    def _run_epoch(self, active: list[tuple[int, Segment]]) -> bool:
+        """Run the segments ``active`` (logical core, segment) of this epoch as one epoch
+        plan (:mod:`vfpga.emulator.epoch`, built on first use) if the epoch has one;
+        False (nothing done) if it has none or it declined to run (the cores then run
+        their own plans)."""
+        assert self.loaded is not None
+        if not active or any(seg.ctrl == -2 for _, seg in active):
+            return False
+        cores = [self.accel.cores[self.cores[lc]] for lc, _ in active]
+        key = (self.name, self.region.base, tuple(
+            (id(seg), self.cores[lc], token_counts(core))
+            for (lc, seg), core in zip(active, cores, strict=True)))
+        segs = tuple(seg for _, seg in active)
+        hit = self.loaded.epochs.get(key)
+        if hit is None or any(a is not b for a, b in zip(hit[0], segs, strict=True)):
+            work = []
+            for (lc, seg), core in zip(active, cores, strict=True):
+                plan = self._plan(lc, self.cores[lc], core, seg)
+                if plan is None:
+                    break
+                ctx = ExecContext(self.name, lc, self.loaded.program, self.loaded.fields,
+                                  self.region)
+                work.append((core, ctx, plan))
+            ep = build_epoch(work, self.accel.prepared_budget) if len(work) == len(
+                active) else None
+            hit = self.loaded.epochs[key] = (segs, ep)
+        if hit[1] is None:
+            return False
+        return hit[1].run([self.counters[self.cores[lc]] for lc, _ in active])
 
     def _plan(self, lc: int, phys: int, core: Core, seg: Segment) -> SegmentPlan | None:
         """The cached plan of ``seg`` on ``core`` from its current token counts (built on

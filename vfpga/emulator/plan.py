@@ -128,7 +128,7 @@ def calc_accesses(f: dict[str, int]) -> list[Access]:
         n = f["n"]
         return [
             (Buffer.IBUF, f["a_addr"], n, 1, False),
-            (Buffer.IBUF, f["b_addr"], n, 1, False),
+            (Buffer.IBUF, f["b_addr"], f["b_period"] or n, 1, False),
             (Buffer.OBUF, f["out_addr"], n, 1, True),
         ]
     raise _NoPlan  # pragma: no cover - SYNC/END never reach a module queue
@@ -541,6 +541,14 @@ class SegmentPlan:
             core._plan_accesses = None
             for slot in self.transient:
                 slot.value = None
+        self.finish(core)
+
+    def finish(self, core: Core) -> None:
+        """Count the whole segment on ``core``'s counters and leave its sequence numbers
+        and token counts as the interpreter would after it (the end of :meth:`run`; an
+        epoch plan, :mod:`vfpga.emulator.epoch`, that computed the segment's effects
+        another way calls it too)."""
+        counters = core.counters
         insns = counters.insns
         for name, n in self.insn_counts.items():
             insns[name] += n
@@ -878,17 +886,19 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
             pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]), scale=f["scale"],
             out_scale=f["out_scale"], in_zp=f["in_zp"], out_zp=f["out_zp"])
         return _kernel_step(core, ctx, i, kernels.pool, (x,), kw_, out)
-    n = f["n"]
+    n, period = f["n"], f["b_period"]
     a = _view(Buffer.IBUF, f["a_addr"], (n,), np.int8)
-    b = _view(Buffer.IBUF, f["b_addr"], (n,), np.int8)
+    b = _view(Buffer.IBUF, f["b_addr"], (period or n,), np.int8)
     out = _view(Buffer.OBUF, f["out_addr"], (n,), np.int8, True)
-    kw_ = dict(scale_a=f["scale_a"], scale_b=f["scale_b"], offset=f["offset"],
-               act=Act(f["act"]), act_lo=f["act_lo"], act_hi=f["act_hi"])
-    if n < _ELTWISE_TABLE_MIN:
-        return _kernel_step(core, ctx, i, kernels.eltwise_add, (a, b), kw_, out)
+    kw_ = kernels.eltwise_fields(f)
+    if n < _ELTWISE_TABLE_MIN or (period and n % period):
+        return _kernel_step(core, ctx, i, kernels.eltwise, (a, b), kw_, out)
     # ValueError for invalid fields (the Core method then reports them)
-    return partial(kernels.eltwise_lookup, kernels.eltwise_table(**kw_), a, b, out,  # type: ignore[arg-type]
-                   np.empty(n, np.uint16))
+    table = kernels.eltwise_table(**{k: v for k, v in kw_.items() if k != "b_period"})
+    if period:  # B [p] against A as [n / p, p] rows
+        a, b, out = a.reshape(-1, period), b.reshape(1, period), out.reshape(-1, period)
+    return partial(kernels.eltwise_lookup, table, a, b, out,
+                   np.empty(a.shape, np.uint16))
 
 
 __all__ = [

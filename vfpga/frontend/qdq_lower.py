@@ -20,7 +20,9 @@ constants:
   ``QLinearGlobalAveragePool``).
 * ``DQ(a), DQ(b) -> Add [-> Relu | Clip]* -> Q``: :class:`QAdd` with
   ``mult_a / 2**shift == float32(s_a / s_out)``, ``mult_b / 2**shift == float32(s_b / s_out)``
-  (``QLinearAdd``).
+  (``QLinearAdd``); ``Mul`` of two maps (``QLinearMul``) and ``Sub``: :class:`QAdd` with
+  ``op`` mul / sub, ``mult_x / 2**shift == s_x`` and ``divisor = s_out``. One operand may be
+  per-channel ``[N, C, 1, 1]`` (the squeeze-excite gate), broadcast over the other.
 * ``DQ(x_i) -> Concat(axis=1) -> Q``: :class:`QConcat`; inputs whose quantization differs
   from the output's first go through a requantizing copy (``QLinearConcat``'s table).
 * ``DQ -> Relu | Clip -> Q`` and ``DQ -> Q`` with another quantization: a requantizing copy
@@ -63,6 +65,7 @@ from vfpga.frontend.host_partition import HostSegment, encode, node_macs, segmen
 from vfpga.frontend.qgraph import (
     SEGMENT_OP,
     Act,
+    EltKind,
     QAdd,
     QConcat,
     QConv,
@@ -71,6 +74,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
     QTensor,
     node_inputs,
     shuffle_groups,
@@ -88,8 +92,11 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "AveragePool",
     "GlobalAveragePool",
     "Add",
+    "Sub",
     "Concat",
     "Gather",
+    "Slice",
+    "Split",
     "Softmax",
     "LRN",
     "Reshape",
@@ -110,6 +117,17 @@ SUPPORTED_OPS: tuple[str, ...] = (
 #: Ops run on the host CPU in float32 (:class:`QHostOp`).
 HOST_OPS: tuple[str, ...] = ("Softmax", "LRN")
 _QDQ_GLUE = ("QuantizeLinear", "DequantizeLinear", "Constant")
+#: Why op types left in the QDQ graph without an accelerator lowering are not on it, where
+#: a bare "not supported" would mislead (normalization already turned the MatMul/Gemm
+#: with a constant weight and the free NCHW/NHWC transposes into convs and views).
+_NO_LOWERING_WHY = {
+    "MatMul": "MatMul of two activations (such as attention's) is not supported; only "
+    "MatMul/Gemm with a constant weight runs on the accelerator, as a 1x1 conv",
+    "Gemm": "Gemm without a constant weight is not supported; only MatMul/Gemm with a "
+    "constant weight runs on the accelerator, as a 1x1 conv",
+    "Transpose": "op type Transpose is not supported; the NCHW/NHWC transposes between "
+    "token-wise layers are free views, this one feeds or follows a host op",
+}
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 _ACT_OPS = ("Relu", "Clip")
 #: Element-wise functions of one tensor, lowered to 256-entry tables (act_tables.py).
@@ -219,6 +237,11 @@ def ratio_f32(*factors: float, divisor: float) -> float:
     for i, f in enumerate(factors):
         acc = _f32(f) if i == 0 else _f32(acc * _f32(f))
     return float(_f32(acc / _f32(divisor)))
+
+
+def _unsupported_why(op: str) -> str:
+    """Why the QDQ op type ``op``, which has no accelerator lowering, is not on it."""
+    return _NO_LOWERING_WHY.get(op, f"op type {op} is not supported")
 
 
 def _reason(message: str) -> str:
@@ -510,6 +533,8 @@ class _Lowerer:
             )
         t = self.tensors[v.tensor]
         if _as4(v.shape) != t.shape:
+            if len(v.shape) <= 4 and v.shape[0] == 1 and t.shape[0] == 1:
+                return self.reshape_on_host(name, v)
             raise self.err(
                 f"input '{name}' is a reshaped view {v.shape} of the {t.shape} tensor "
                 f"'{t.name}'; only unit dimensions may be added or dropped before an op"
@@ -601,7 +626,12 @@ class _Lowerer:
             return
         if any(isinstance(v := self.values.get(i), _Pending) and v.segment is not None
                for i in node.input if i):
-            self.lower_on_host(node, "reads a float value computed on the host")
+            why = "reads a float value computed on the host"
+            if node.domain not in ("", "ai.onnx"):
+                why = f"op domain '{node.domain}' is not supported (and it {why})"
+            elif node.op_type not in SUPPORTED_OPS:
+                why = f"{_unsupported_why(node.op_type)} (and it {why})"
+            self.lower_on_host(node, why)
             return
         snap = (len(self.nodes), dict(self.tensors), dict(self.values), set(self.node_names),
                 dict(self.onnx_int8), list(self.inputs))
@@ -648,11 +678,7 @@ class _Lowerer:
             if shape is None:
                 raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
                                "static shape, which shape inference cannot tell")
-            if shape[0] != 1:
-                raise self.err(f"{reason}; on the host its output '{o}' of shape {shape} would "
-                               "have a batch dimension other than 1, which host segments "
-                               "(run per batch item) do not support")
-            self.values[o] = self._host_value(node, seg, o, shape)
+            self.values[o] = self._host_value(node, seg, o, shape, reason)
 
     def onnx_shapes(self) -> dict[str, tuple[int, ...]]:
         """Static shapes of the model's tensors (ONNX shape inference, computed once)."""
@@ -671,28 +697,65 @@ class _Lowerer:
         return self._shapes
 
     def _host_value(self, node: onnx.NodeProto, seg: HostSegment, o: str,
-                    shape: tuple[int, ...]) -> _Pending:
+                    shape: tuple[int, ...], reason: str) -> _Pending:
+        """The float output ``o`` of host node ``node``; a host op computing it is built
+        when it is quantized (or is a graph output). Values inside a segment may have any
+        shape; a segment's output needs batch dimension 1."""
         shape4 = _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1)
 
         def op(out: QTensor, as_float: bool) -> list[QNode]:
-            data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
-                                               self.tensors, self.model, self.source)
-            shapes = self.onnx_shapes()
-            weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
-            attrs: dict[str, object] = {
-                "onnx": encode(data),
-                "nodes": [n.name for n in nodes],
-                "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-                        for n in nodes],
-                "reasons": [seg.reasons[n.name] for n in nodes],
-                "macs": sum(node_macs(n, shapes, weights) for n in nodes),
-            }
-            return [QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
-                            as_float)]
+            if shape[0] != 1:
+                raise self.err(f"node '{node.name}' ({node.op_type}): {reason}; on the host "
+                               f"its output '{o}' of shape {shape} would have a batch "
+                               "dimension other than 1, which host segments (run per batch "
+                               "item) do not support")
+            return [self.segment_op(seg, o, shape, out, as_float)]
 
         return _Pending(node.name, node.op_type, shape4, shape,
                         lambda out, act: op(out, False), supports_act=False, host=True,
                         build_float=lambda out: op(out, True), segment=seg)
+
+    def segment_op(self, seg: HostSegment, o: str, shape: tuple[int, ...], out: QTensor,
+                   as_float: bool) -> QHostOp:
+        """The host op running the nodes of ``seg`` that the float value ``o`` (ONNX
+        shape ``shape``) depends on, writing the QGraph tensor ``out`` (float32 if
+        ``as_float``)."""
+        data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
+                                           self.tensors, self.model, self.source)
+        shapes = self.onnx_shapes()
+        weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
+        attrs: dict[str, object] = {
+            "onnx": encode(data),
+            "nodes": [n.name for n in nodes],
+            "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                    for n in nodes],
+            "reasons": [seg.reasons[n.name] for n in nodes],
+            "macs": sum(node_macs(n, shapes, weights) for n in nodes),
+        }
+        return QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
+                       as_float)
+
+    def reshape_on_host(self, name: str, v: _QVal) -> _QVal:
+        """The view ``v`` of input ``name``, whose 4-D form differs from its tensor's by
+        more than unit dimensions (tokens ``(1, C, 1, T)`` read as an ``(1, C, H, W)`` map),
+        copied into a tensor of that form by a host segment (``Reshape``; the accelerator
+        has no reshape), so that the consuming op can stay on the accelerator."""
+        t = self.tensors[v.tensor]
+        shape4 = _as4(v.shape)
+        src, dst, shp = f"{name}__view", f"{name}__reshaped", f"{name}__shape"
+        seg = HostSegment()
+        seg.inputs[src] = (t.name, t.shape)
+        seg.consts[shp] = np.array(shape4, np.int64)
+        node = onnx.helper.make_node("Reshape", [src, shp], [dst],
+                                     name=self.node_name(f"{name}/reshape"))
+        seg.nodes.append(node)
+        seg.reasons[node.name] = (f"reshaping the {t.shape} tensor '{t.name}' to {shape4} "
+                                  "moves elements between rows (no accelerator reshape)")
+        out = self.add_tensor(f"{t.name}/reshaped", shape4, t.scale, t.zero_point)
+        self.nodes.append(self.segment_op(seg, dst, shape4, out, False))
+        qv = _QVal(out.name, v.shape)
+        self.values[name] = qv
+        return qv
 
     def lower_accel(self, node: onnx.NodeProto) -> None:
         op = node.op_type
@@ -724,15 +787,21 @@ class _Lowerer:
             "AveragePool": self.lower_pool,
             "GlobalAveragePool": self.lower_gap,
             "Add": self.lower_add,
+            "Sub": self.lower_sub,
             "Concat": self.lower_concat,
             "Gather": self.lower_gather,
+            "Slice": self.lower_slice,
+            "Split": self.lower_split,
             "Softmax": self.lower_host,
             "LRN": self.lower_host,
             "Mul": self.lower_mul,
             **{u: self.lower_unary for u in UNARY_OPS},
         }.get(op)
         if handler is None:
-            raise self.unsupported(node, f"op type {op} is not supported")
+            raise self.unsupported(node, _unsupported_why(op))
+        if op == "Split":
+            self.lower_split(node)
+            return
         if any(o for o in node.output[1:]):
             raise self.err("only the first output of the node may be used")
         handler(node)
@@ -1038,14 +1107,14 @@ class _Lowerer:
         self.values[node.output[0]] = self.fn_apply(node, self.fn_of(node.input[0]), fns[op])
 
     def lower_mul(self, node: onnx.NodeProto) -> None:
-        """``DQ(a), DQ(b) -> Mul -> Q`` where ``a`` and ``b`` are functions of one source
+        """``DQ(a), DQ(b) -> Mul -> Q``. Where ``a`` and ``b`` are functions of one source
         tensor (``x * sigmoid(x)``): a table of that source, computed with ORT's
-        ``QLinearMul`` arithmetic (:func:`vfpga.frontend.act_tables.qlinear_mul`)."""
+        ``QLinearMul`` arithmetic (:func:`vfpga.frontend.act_tables.qlinear_mul`);
+        otherwise an element-wise :class:`QAdd` with ``op = "mul"`` (:meth:`lower_binary`)."""
         fa, fb = self.fn_of(node.input[0]), self.fn_of(node.input[1])
         if fa.src != fb.src or fa.shape != fb.shape:
-            raise self.unsupported(
-                node, "Mul of two different feature maps is not supported yet (only of "
-                "functions of one map, such as x * sigmoid(x))")
+            self.lower_binary(node, "mul")
+            return
         qa, qb = self.val(node.input[0]), self.val(node.input[1])
         if isinstance(qa, _QVal) and isinstance(qb, _QVal):
             ta, tb = self.tensors[qa.tensor], self.tensors[qb.tensor]
@@ -1492,35 +1561,75 @@ class _Lowerer:
     # ---- Add / Concat ---------------------------------------------------------------
 
     def lower_add(self, node: onnx.NodeProto) -> None:
+        self.lower_binary(node, "add")
+
+    def lower_sub(self, node: onnx.NodeProto) -> None:
+        self.lower_binary(node, "sub")
+
+    def lower_binary(self, node: onnx.NodeProto, op: EltKind) -> None:
+        """``DQ(a), DQ(b) -> Add | Mul | Sub [-> Relu | Clip]* -> Q``: a :class:`QAdd`.
+        Same shapes, or one operand per-channel ``[N, C, 1, 1]``: it becomes ``b`` (Add
+        and Mul commute; a swapped Sub gets a negative divisor, an exact negation).
+        Add (``QLinearAdd``): ``mult_x / 2**shift == float32(s_x / s_out)``; Mul
+        (``QLinearMul``) and Sub (float ``Sub`` between DQ and Q): ``mult_x / 2**shift ==
+        s_x`` exactly (else the node goes to the host) and ``divisor = s_out``. For Mul,
+        ``s_b`` and ``divisor`` are both multiplied by the power of two ``2**k`` that
+        gives ``s_b`` the exponent of ``s_a`` (so one shift holds both exactly): every
+        step of ``f32(f32(va * vb) / divisor)`` then scales by ``2**k`` and back, an exact
+        rescaling of normal float32 values."""
+        what = {"add": "Add", "mul": "Mul", "sub": "Sub"}[op]
         for i in node.input:
             if isinstance(self.val(i), _Const):
                 raise self.err(
-                    f"Add of the constant '{i}': normalize the model first (a per-channel "
-                    "constant Add becomes a depthwise 1x1 convolution)"
+                    f"{what} of the constant '{i}': normalize the model first (a per-channel "
+                    "constant operand becomes a depthwise 1x1 convolution)"
                 )
         qa, qb = self.qin(node.input[0]), self.qin(node.input[1])
         ta, tb = self.tensors[qa.tensor], self.tensors[qb.tensor]
+        sign = 1.0
         if ta.shape != tb.shape:
-            raise self.err(
-                f"Add of shapes {ta.shape} and {tb.shape}: broadcasting is not supported"
-            )
+            if len(ta.shape) == 4 and ta.shape == (*tb.shape[:2], 1, 1):
+                qa, qb, ta, tb = qb, qa, tb, ta
+                sign = -1.0
+            elif not (len(tb.shape) == 4 and tb.shape == (*ta.shape[:2], 1, 1)):
+                raise self.unsupported(
+                    node, f"{what} of shapes {ta.shape} and {tb.shape}: only the same shape "
+                    "or a per-channel [N, C, 1, 1] operand broadcast over the other is "
+                    "supported on the accelerator")
         name = self.node_name(self.cur_name)
         view = qa.shape if len(qa.shape) >= len(qb.shape) else qb.shape
+        k = 0
+        if op != "add":
+            sa, sb = exact_f32(ta.scale), exact_f32(tb.scale)
+            if op == "mul":  # scale_b and the divisor by 2**k: an exact rescaling
+                k = math.frexp(sa)[1] - math.frexp(sb)[1]
+                sb = math.ldexp(sb, k)
+            ma, mb, sh = mult_shift_pair(sa, sb)
+            if requant_scale(ma, sh) != sa or requant_scale(mb, sh) != sb:
+                raise self.unsupported(
+                    node, f"{what} of operands with scales {sa!r} and {sb!r}: too far apart "
+                    "for one shared shift (their float32 exponents differ by more than 7)")
 
         def build(out: QTensor, act: Act) -> list[QNode]:
+            if op != "add":
+                div = math.ldexp(exact_f32(out.scale), k) * (sign if op == "sub" else 1.0)
+                if exact_f32(div) != div:
+                    raise self.err(f"{what}: output scale {out.scale!r} times 2**{k} is not "
+                                   "a float32 value", node)
+                return [QAdd(name, ta.name, tb.name, out.name, ma, mb, sh, act, op, div)]
             # exact for every pair of float32 ratios whose exponents differ by at most 7
             # (all the bundled models); otherwise mult_shift_pair rounds the smaller one
             # to the nearest m / 2**shift and the Add can differ from ORT's QLinearAdd.
             try:
-                ma, mb, s = mult_shift_pair(
+                m_a, m_b, s = mult_shift_pair(
                     ratio_f32(ta.scale, divisor=out.scale), ratio_f32(tb.scale, divisor=out.scale)
                 )
             except ValueError as exc:
                 raise self.err(str(exc), node) from None
-            return [QAdd(name, ta.name, tb.name, out.name, ma, mb, s, act)]
+            return [QAdd(name, ta.name, tb.name, out.name, m_a, m_b, s, act)]
 
         self.values[node.output[0]] = _Pending(
-            name, "Add", ta.shape, view, build, supports_act=True
+            name, what, ta.shape, view, build, supports_act=True
         )
 
     def lower_concat(self, node: onnx.NodeProto) -> None:
@@ -1591,6 +1700,83 @@ class _Lowerer:
         self.values[node.output[0]] = _Pending(
             name, "Gather", t_in.shape, x.shape, build, supports_act=False
         )
+
+    def lower_slice(self, node: onnx.NodeProto) -> None:
+        """``DQ -> Slice -> Q`` taking a channel range (axis 1, step 1, constant bounds) of
+        a map (what the normalizer writes for ``Split`` and ``Slice`` along channels):
+        :class:`QSlice`, a view. The quantization passes through (a requantizing copy
+        follows only if the ``QuantizeLinear`` after it differs)."""
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        rank = len(x.shape)
+        if len(node.input) < 3 or self.opset < 10:
+            raise self.err("Slice without starts/ends inputs (opset < 10) is not supported")
+        starts = [int(v) for v in self.const(node.input[1], "starts").value.reshape(-1)]
+        ends = [int(v) for v in self.const(node.input[2], "ends").value.reshape(-1)]
+        axes = ([int(v) for v in self.const(node.input[3], "axes").value.reshape(-1)]
+                if len(node.input) > 3 and node.input[3] else list(range(len(starts))))
+        steps = ([int(v) for v in self.const(node.input[4], "steps").value.reshape(-1)]
+                 if len(node.input) > 4 and node.input[4] else [1] * len(starts))
+        lo, hi = 0, t_in.shape[1]
+        for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+            a = a + rank if a < 0 else a
+            dim = x.shape[a]
+            s = min(max(s + dim if s < 0 else s, 0), dim)
+            e = min(max(e + dim if e < 0 else e, 0), dim)
+            if st != 1:
+                raise self.err(f"Slice with step {st} is not supported; only step 1")
+            if a == 1 and rank in (2, 4):
+                lo, hi = s, e
+            elif (s, e) != (0, dim):
+                raise self.err(f"Slice of axis {a} of a rank-{rank} tensor is not supported; "
+                               "only a channel range (axis 1) of a map")
+        if hi <= lo:
+            raise self.err(f"Slice of channels [{lo}, {hi}) is empty")
+        self.values[node.output[0]] = self.channel_range(x, lo, hi, self.cur_name, "Slice")
+
+    def lower_split(self, node: onnx.NodeProto) -> None:
+        """``DQ -> Split(axis=1) -> Q`` (a QDQ model's channel split): one
+        :class:`QSlice` view per output (see :meth:`lower_slice`)."""
+        x = self.qin(node.input[0])
+        rank = len(x.shape)
+        axis = int(_attrs(node).get("axis", 0))
+        axis = axis + rank if axis < 0 else axis
+        if axis != 1 or rank not in (2, 4):
+            raise self.err(f"Split along axis {axis} of a rank-{rank} tensor is not "
+                           "supported; only along channels (axis 1) of a map")
+        c, k = x.shape[1], len(node.output)
+        split = _attrs(node).get("split")
+        if split is None and len(node.input) > 1 and node.input[1]:
+            split = self.const(node.input[1], "split").value.reshape(-1)
+        per = -(-c // k)
+        sizes = ([int(v) for v in split] if split is not None
+                 else [min(per, c - i * per) for i in range(k)])
+        if len(sizes) != k or sum(sizes) != c or min(sizes) < 1:
+            raise self.err(f"split sizes {sizes} do not divide the {c} channels into {k} "
+                           "non-empty outputs")
+        lo = 0
+        for i, (o, size) in enumerate(zip(node.output, sizes, strict=True)):
+            if o:
+                self.values[o] = self.channel_range(x, lo, lo + size,
+                                                    f"{self.cur_name}/{i}", "Split")
+            lo += size
+
+    def channel_range(self, x: _QVal, lo: int, hi: int, base: str, op_type: str) -> _Pending:
+        """The pending channel range ``[lo, hi)`` of ``x``: a :class:`QSlice` view, with a
+        requantizing copy after it when its ``QuantizeLinear`` has another quantization."""
+        t_in = self.tensors[x.tensor]
+        shape4 = (t_in.shape[0], hi - lo, *t_in.shape[2:])
+        view = (x.shape[0], hi - lo, *x.shape[2:])
+        name = self.node_name(base)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            if _same_quant(t_in, out):
+                return [QSlice(name, t_in.name, out.name, lo)]
+            mid = self.add_tensor(f"{out.name}/slice", shape4, t_in.scale, t_in.zero_point)
+            return [QSlice(name, t_in.name, mid.name, lo),
+                    self.requant_conv(self.node_name(f"{name}/requant"), mid, out, Act())]
+
+        return _Pending(name, op_type, shape4, view, build, supports_act=False)
 
     # ---- host ops -------------------------------------------------------------------
 
@@ -1666,6 +1852,16 @@ class _Lowerer:
                     "quantize) or end the graph with a QuantizeLinear/DequantizeLinear pair"
                 )
             out_tensors.append((o.name, v.tensor, v.shape))
+        # a channel range (QSlice) is a view of another tensor's storage: a graph output
+        # gets its own tensor through an exact copy
+        sliced = {n.output for n in self.nodes if isinstance(n, QSlice)}
+        for k, (onnx_name, tname, shape) in enumerate(out_tensors):
+            if tname in sliced:
+                t = self.tensors[tname]
+                cp = self.add_tensor(f"{tname}/copy", t.shape, t.scale, t.zero_point)
+                self.nodes.append(self.requant_conv(self.node_name(f"{tname}/copy"), t, cp,
+                                                    Act()))
+                out_tensors[k] = (onnx_name, cp.name, shape)
         # rename the tensors of graph outputs after the ONNX outputs
         used = [t for _, t, _ in out_tensors]
         outputs: list[str] = []
@@ -1691,7 +1887,7 @@ class _Lowerer:
         if old in self.onnx_int8:
             self.onnx_int8[new] = self.onnx_int8.pop(old)
         for n in self.nodes:
-            if isinstance(n, QConv | QPool | QShuffle):
+            if isinstance(n, QConv | QPool | QShuffle | QSlice):
                 if n.input == old:
                     n.input = new
                 if n.output == old:
@@ -1711,7 +1907,7 @@ class _Lowerer:
 
 def _rename_reads(g: QGraph, old: str, new: str) -> None:
     for n in g.nodes:
-        if isinstance(n, QConv | QPool | QShuffle):
+        if isinstance(n, QConv | QPool | QShuffle | QSlice):
             if n.input == old:
                 n.input = new
         elif isinstance(n, QAdd):

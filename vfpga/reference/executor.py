@@ -31,6 +31,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
     conv_kernel_extent,
     node_inputs,
     shuffle_perm,
@@ -42,6 +43,7 @@ from vfpga.reference.arith import (
     dequantize,
     global_avg_requant,
     global_avg_scale,
+    mul_sub_requant,
     quantize_input,
     requant_scales,
 )
@@ -246,15 +248,26 @@ def run_pool(
 def run_add(
     a: np.ndarray, a_zp: int, b: np.ndarray, b_zp: int, out_zp: int, node: QAdd
 ) -> np.ndarray:
-    """``act(sat8(rne(fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))) -
-    128))`` as int8, ``scale_x = requant_scale(mult_x, shift)`` (see :class:`QAdd`)."""
-    if a.shape != b.shape:
-        raise ReferenceError(f"{node.name}: shapes {a.shape} and {b.shape} differ")
+    """The element-wise ``node.op`` of ``a`` and ``b`` (``b`` of ``a``'s shape or
+    per-channel ``[N, C, 1, 1]``) as int8: ``add`` is
+    ``act(sat8(rne(fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))) -
+    128))``, ``mul`` / ``sub`` ``act(sat8(out_zp + rne(f32(f32(va op vb) / divisor))))``
+    with ``scale_x = requant_scale(mult_x, shift)`` (see :class:`QAdd`)."""
+    if a.shape != b.shape and b.shape != (*a.shape[:2], 1, 1):
+        raise ReferenceError(f"{node.name}: shapes {a.shape} and {b.shape} do not match "
+                             "(b must have a's shape or be per-channel [N, C, 1, 1])")
     try:
         sa, sb = requant_scales([node.mult_a, node.mult_b], [node.shift, node.shift])
     except ValueError as exc:
         raise ReferenceError(f"{node.name}: {exc}") from None
-    y = add_requant(a, b, float(sa), float(sb), a_zp, b_zp, out_zp)
+    if node.op == "add":
+        y = add_requant(a, b, float(sa), float(sb), a_zp, b_zp, out_zp)
+    else:
+        d = float(np.float32(node.divisor))
+        if not (math.isfinite(d) and d != 0.0):
+            raise ReferenceError(f"{node.name}: divisor {node.divisor!r} is not a finite "
+                                 "non-zero number")
+        y = mul_sub_requant(a, b, node.op, float(sa), float(sb), a_zp, b_zp, out_zp, d)
     return _act(y, node.act).astype(np.int8)
 
 
@@ -360,6 +373,9 @@ def run_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
         if isinstance(node, QShuffle):
             x = vals[node.input]
             return np.ascontiguousarray(x[:, shuffle_perm(x.shape[1], node.groups)])
+        if isinstance(node, QSlice):
+            c = t[node.output].shape[1]
+            return np.ascontiguousarray(vals[node.input][:, node.start : node.start + c])
         if isinstance(node, QHostOp) and node.op_type == SEGMENT_OP:
             return run_segment_node(g, node, vals)
         fin = [dequantize(vals[i], t[i].scale, t[i].zero_point) for i in node.inputs]

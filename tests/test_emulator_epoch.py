@@ -1,0 +1,134 @@
+"""Epoch plans (``vfpga.emulator.epoch``): a layer's products over all the task's cores
+and tiles at once. Everything observable must stay exactly the interpreter's: DDR bytes,
+every on-chip buffer of every core, counters, and faults (an invalid parameter record
+makes the cores run their own plans, which report it), also when weights change between
+runs and when no prepared weights may be kept."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+from emu_helpers import run_compiled
+from qgraph_builders import GraphBuilder
+
+import vfpga.emulator.machine as machine_mod
+from vfpga.driver import compile_graph
+from vfpga.emulator import Accelerator, int_matmul, jit
+from vfpga.emulator.epoch import EpochPlan
+from vfpga.hw import load_hw
+from vfpga.isa.spec import PARAM_RECORD_DTYPE
+
+HW = load_hw("pool16")
+
+pytestmark = pytest.mark.skipif(
+    int_matmul.backend() is None or jit.get() is None,
+    reason="epoch plans need the exact integer products and the compiled output stages; "
+    "without them the cores run their own plans (test_emulator_plan covers them)")
+
+
+@pytest.fixture(scope="module")
+def net():  # type: ignore[no-untyped-def]
+    """A padded strided 3x3 convolution, a 1x1 one, a 3x3 convolution of 256 -> 256
+    channels (weights chunked into input-channel chains), and a 1x1 to 32 channels."""
+    b = GraphBuilder((64, 20, 20), seed=5)
+    y = b.conv(b.input, 64, s=2)
+    y = b.conv(y, 256, k=(1, 1))
+    y = b.conv(y, 256)
+    y = b.conv(y, 32, k=(1, 1))
+    g = b.build([y], "epochs")
+    return g, {c: compile_graph(g, HW, c) for c in (1, 3, 8)}
+
+
+def _run(g, res, cores: list[int], *, fast: bool, runs: int = 1, between=None,  # type: ignore[no-untyped-def]
+         prepared_bytes: int | None = None):
+    kw = {} if prepared_bytes is None else {"prepared_bytes": prepared_bytes}
+    acc = Accelerator(HW, fast=fast, **kw)
+    got, t = run_compiled(acc, g, res.vfb, cores, runs=runs, between=between, seed=2)
+    return got, t, acc
+
+
+def _epochs(t) -> list[EpochPlan]:  # type: ignore[no-untyped-def]
+    return [p for _, p in t.loaded.epochs.values() if p is not None]
+
+
+CORES = {1: [4], 3: [9, 2, 5], 8: [15, 0, 3, 8, 1, 12, 6, 10]}
+
+
+@pytest.mark.parametrize("n", sorted(CORES))
+def test_epochs_are_fused_and_exact(net, n: int) -> None:  # type: ignore[no-untyped-def]
+    g, res = net
+    slow, _, _ = _run(g, res[n], CORES[n], fast=False)
+    fast, t, _ = _run(g, res[n], CORES[n], fast=True, runs=2)
+    assert fast[2], fast[3]
+    assert fast == slow
+    eps = _epochs(t)
+    # every epoch of this net qualifies (four layers, chains included, and the empty one
+    # before END); the chained layer's epoch computes the partial sums abuf must hold
+    assert len(eps) == len(t.loaded.epochs) == 5
+    # on 8 cores each core's slice of the 256 -> 256 weights fits wbuf: no chain
+    assert any(len(gr.ks) > 1 for ep in eps for gr in ep.groups) == (n < 8)
+
+
+def test_cores_own_plans_give_the_same_bytes(net, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    g, res = net
+    fused, _, _ = _run(g, res[8], CORES[8], fast=True)
+    monkeypatch.setattr(machine_mod, "build_epoch", lambda *a, **k: None)
+    own, t, _ = _run(g, res[8], CORES[8], fast=True)
+    assert not _epochs(t)
+    assert fused == own
+
+
+def test_weights_rewritten_between_runs(net) -> None:  # type: ignore[no-untyped-def]
+    """New weight bytes in DDR (behind every API) give the new results, not stale
+    stacked weights."""
+    g, res = net
+    spec = res[3].layers[2].spec
+    n = spec.node.weight.size
+    calls = [0]
+
+    def rewrite(t) -> None:  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        rng = np.random.default_rng(calls[0] % 2)
+        t.region.mem[spec.w_off : spec.w_off + n] = rng.integers(0, 256, n, dtype=np.uint8)
+
+    slow, _, _ = _run(g, res[3], CORES[3], fast=False, runs=3, between=rewrite)
+    calls[0] = 0
+    fast, _, _ = _run(g, res[3], CORES[3], fast=True, runs=3, between=rewrite)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_invalid_parameter_record_faults_as_interpreter(net, layer: int) -> None:  # type: ignore[no-untyped-def]
+    """A non-finite scale: the epoch declines, the cores' own plans fault exactly where
+    and how the interpreter does (layer 2 is the chained one)."""
+    g, res = net
+    spec = res[3].layers[layer].spec
+
+    def poison(t) -> None:  # type: ignore[no-untyped-def]
+        k = spec.p_off + 7 * PARAM_RECORD_DTYPE.itemsize
+        t.region.mem[k : k + PARAM_RECORD_DTYPE.itemsize].view(PARAM_RECORD_DTYPE)["scale"] = (
+            np.inf)
+
+    slow, _, _ = _run(g, res[3], CORES[3], fast=False, runs=2, between=poison)
+    fast, _, _ = _run(g, res[3], CORES[3], fast=True, runs=2, between=poison)
+    assert not slow[2] and "scale = inf" in slow[3]
+    assert fast == slow
+
+
+def test_budget_bounds_kept_weights(net) -> None:  # type: ignore[no-untyped-def]
+    """With no room for prepared weights nothing is kept (and the results are the same);
+    what the epoch plans keep is accounted and given back when they go."""
+    g, res = net
+    none_kept, t0, acc0 = _run(g, res[3], CORES[3], fast=True, runs=2, prepared_bytes=0)
+    assert all(gr.weights is None for ep in _epochs(t0) for gr in ep.groups)
+    assert acc0.prepared_budget.used == 0
+    kept, t, acc = _run(g, res[3], CORES[3], fast=True, runs=2)
+    assert kept == none_kept
+    assert all(gr.weights is not None for ep in _epochs(t) for gr in ep.groups)
+    assert acc.prepared_budget.used > 0
+    t.loaded.epochs.clear()
+    t.loaded.plans.clear()
+    gc.collect()
+    assert acc.prepared_budget.used == 0

@@ -1,0 +1,851 @@
+"""Epoch plans: one barrier epoch of a task, over all its cores, as whole-layer products.
+
+A task's cores run a layer in parallel, each on its own buffers: split along the width,
+every core multiplies its own input tiles by the same weights; split along the output
+channels, every core loads the *same* input tiles and multiplies them by its own slice of
+the weights. Run core after core (:class:`vfpga.emulator.plan.SegmentPlan`), that is one
+im2col build and one integer product per tile per core: on 16 cores 4x more, smaller calls
+than on 1 core for the same layer, and 16 copies of the same input and the same im2col.
+
+:func:`build_epoch` analyses the per-core plans of one epoch once (no data touched) and,
+where the analysis below proves it exact, replaces them by an :class:`EpochPlan` that
+computes every distinct product of the epoch once, in as few calls as possible:
+
+* **What qualifies.** Every step of every core is a LOAD, a SAVE, or a CONV on the
+  ``"int8"`` path with one group and no table activation (its output stage compiled,
+  :mod:`vfpga.emulator.jit`). Every CONV reads an input tile written, exactly that range,
+  by one LOAD, and weights and parameter records that one LOAD each wrote from contiguous
+  DDR bytes. Partial sums (``acc_out``, ``acc_in``) form *chains* ``c_1 .. c_n`` over one
+  abuf range, each link reading exactly the range the previous one wrote, the last one
+  requantizing (as :class:`vfpga.emulator.plan._Chain`). Every SAVE stores exactly the
+  output range one CONV wrote. No LOAD of the epoch reads a DDR byte that a SAVE of the epoch
+  writes, so every LOAD sees the DDR of the epoch's start whenever it runs, and a CONV's
+  result is a function of that DDR alone. Anything else: no epoch plan (``None``), and the
+  cores run their own plans, as before.
+* **Values.** A chain (a lone CONV is a chain of one) is named by the inputs of its links
+  (the LOADs' DDR boxes, padding and geometry), their weights (DDR ranges), the
+  parameters of its first link (the biases) and of its last (scales, divisors),
+  activation bounds and output zero point. Equal names are the same computation, done
+  once whichever cores and tiles repeat it.
+* **Products.** The input tiles whose chains use the same ordered list of (weights,
+  parameters) form one *group*: their uint8 im2col matrices are stacked along the rows
+  (built straight from DDR; a chain's links side by side), the weights side by side along
+  the columns, and one exact product ``[sum m][K] x [K][sum N]`` (int32 modulo ``2**32``,
+  the same sums as one product per tile: integer addition is associative) feeds one
+  compiled output stage per run of equal bounds and zero point. A chain of ``n > 1``
+  links takes two products, links ``1 .. n-1`` and link ``n``: the first gives the
+  partial sums abuf holds before ``c_n``, as the interpreter leaves them.
+* **Effects.** The SAVEs store their CONV's block of the result in program order (core
+  after core, as the task runs them). Every buffer write of the epoch that is not
+  entirely overwritten later in the epoch (the last LOAD of a buffer range, the last
+  output tile of an obuf range) is redone, in its core's order, so every buffer ends
+  with the interpreter's bytes. Counters, sequence numbers and tokens are each core's
+  plan's (:meth:`SegmentPlan.finish`), MACs those of every CONV instruction.
+* **Faults.** The only data-dependent fault of these steps is an invalid parameter record
+  (non-finite scale or divisor, zero divisor). :meth:`EpochPlan.run` validates every
+  parameter record before it writes anything and, on an invalid one, returns ``False``:
+  the cores then run their own plans, which fault at the interpreter's point with its
+  side effects.
+
+Prepared (stacked) weights are kept between runs while the DDR bytes they came from are
+exactly the same (compared on every run), within the accelerator's
+:class:`~vfpga.emulator.plan.PreparedBudget`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from vfpga.emulator import int_matmul, jit, kernels
+from vfpga.emulator.core import Core, ExecContext
+from vfpga.emulator.ddr import Region
+from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _row_views
+from vfpga.isa.spec import PARAM_RECORD_BYTES, Buffer
+
+#: The most bytes of DDR the build-time disjointness test of LOADs and SAVEs marks at
+#: once; an epoch whose LOAD and SAVE boxes interleave over a wider span gets no plan.
+_MASK_MAX = 256 << 20
+#: The most bytes of uint8 im2col rows one product of an epoch plan stacks; a group over
+#: it is cut into several products (rows of whole tiles).
+_COLS_MAX = 32 << 20
+
+
+class _NoEpoch(Exception):
+    """The epoch does not qualify: its cores run their own plans."""
+
+
+@dataclass(frozen=True)
+class _Box:
+    """A LOAD's source: a DDR box (region-relative) and the padding around it."""
+
+    ddr: int
+    n0: int
+    n1: int
+    n2: int
+    s0: int
+    s1: int
+    pads: tuple[int, int, int, int]
+    pad_value: int  # uint8
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        t, b, lf, r = self.pads
+        return (t + self.n0 + b, lf + self.n1 + r, self.n2)
+
+    def flat(self) -> int | None:
+        """The DDR offset of the box's bytes if they are contiguous and unpadded, in the
+        order the LOAD writes them (else ``None``)."""
+        if any(self.pads):
+            return None
+        if self.n1 > 1 and self.s1 != self.n2:
+            return None
+        if self.n0 > 1 and self.s0 != self.n1 * self.n2:
+            return None
+        return self.ddr
+
+
+@dataclass
+class _Write:
+    """A write to one core's buffer range during the epoch: a LOAD (``box``), a CONV's
+    output tile (``unit``, with ``partial`` the partial sums of a chain's links so far:
+    (links, weights, first parameters), else ``None``); ``pos`` is the step's index in
+    its core's plan."""
+
+    core: int  # index of the core in the epoch
+    pos: int
+    buf: Buffer
+    addr: int
+    nbytes: int
+    box: _Box | None = None
+    unit: int = -1
+    partial: tuple[tuple[_Link, ...], tuple[_Src, ...], _Src] | None = None
+
+
+#: one link's input: the LOAD's box and the CONV's geometry
+_Link = tuple[_Box, kernels.ConvGeometry]
+#: where a CONV's weights or parameter records come from: the LOAD that wrote them and
+#: their offset in what it wrote
+_Src = tuple[_Box, int]
+
+
+@dataclass
+class _Unit:
+    """One distinct chain of the epoch (see the module docstring, Values)."""
+
+    links: tuple[_Link, ...]
+    ws: tuple[_Src, ...]  # each link's weights ([out_c][kh][kw][in_c], int8)
+    p1_at: _Src  # the first link's parameter records (the biases)
+    pn_at: _Src  # the last link's parameter records (scales, divisors)
+    bounds: tuple[int, int]
+    zp: int
+    #: where the result is, set by :func:`_groups`: (group, row offset, column offset)
+    at: tuple[int, int, int] = (-1, 0, 0)
+
+    @property
+    def geo(self) -> kernels.ConvGeometry:
+        return self.links[-1][1]
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A column block of a group's product: one chain's weights and parameters of ``n``
+    channels."""
+
+    ws: tuple[_Src, ...]
+    p1_at: _Src
+    pn_at: _Src
+    n: int
+    bounds: tuple[int, int]
+    zp: int
+
+
+@dataclass
+class _Tile:
+    """A row block of a group's product: one input tile per link."""
+
+    links: tuple[_Link, ...]
+    rows: int
+
+
+@dataclass
+class _Group:
+    """One product of the epoch (two for chains): stacked tiles x side-by-side blocks,
+    see :func:`_groups`. ``ks`` are the links' reduction lengths."""
+
+    ks: tuple[int, ...]
+    tiles: list[_Tile]
+    blocks: list[_Block]
+    #: stacked int8 weights kept between runs ([K_head][N] or None, [K_last][N]), and the
+    #: DDR bytes they came from
+    weights: tuple[np.ndarray | None, np.ndarray] | None = None
+    key: list[bytes] = field(default_factory=list)
+    retain: bool = True
+    budgeted: bool = False
+    #: the parameter records' bytes and what :meth:`EpochPlan._params` made of them
+    params: tuple[bytes, tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = None
+
+    @property
+    def m(self) -> int:
+        return sum(t.rows for t in self.tiles)
+
+    @property
+    def n(self) -> int:
+        return sum(b.n for b in self.blocks)
+
+
+def _box_of(f: dict[str, int]) -> _Box:
+    return _Box(
+        f["ddr"],
+        f["n0"],
+        f["n1"],
+        f["n2"],
+        f["stride0"],
+        f["stride1"],
+        (f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]),
+        f["pad_value"] & 0xFF,
+    )
+
+
+def _strided(mem: np.ndarray, ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int) -> np.ndarray:
+    """The ``(n0, n1, n2)`` box at byte ``ddr`` of the contiguous array ``mem`` (the
+    caller has checked its extent)."""
+    return _at(mem, ddr, (n0, n1, n2), (s0, s1, 1))
+
+
+def _at(
+    base: np.ndarray, offset: int, shape: tuple[int, ...], strides: tuple[int, ...]
+) -> np.ndarray:
+    """A writeable view of the contiguous array ``base`` (1-byte items) at byte
+    ``offset`` (about 20 times cheaper than ``as_strided``)."""
+    return np.ndarray(shape, base.dtype, buffer=base, offset=offset, strides=strides)
+
+
+def _disjoint(loads: list[_Box], saves: list[tuple[int, int, int, int, int, int]]) -> bool:
+    """Whether no byte a LOAD box reads is written by a SAVE box (region offsets)."""
+
+    def ext(ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int) -> tuple[int, int]:
+        if not (n0 and n1 and n2):
+            return ddr, ddr
+        return ddr, ddr + (n0 - 1) * s0 + (n1 - 1) * s1 + n2
+
+    if not loads or not saves:
+        return True
+    sx = [ext(*s) for s in saves]
+    lx = [ext(b.ddr, b.n0, b.n1, b.n2, b.s0, b.s1) for b in loads]
+    s_lo, s_hi = min(a for a, _ in sx), max(b for _, b in sx)
+    near = [
+        (b, e)
+        for b, e in zip(loads, lx, strict=True)
+        if e[0] < s_hi and s_lo < e[1] and e[0] < e[1]
+    ]
+    if not near:
+        return True
+    base = min(s_lo, min(e[0] for _, e in near))
+    span = max(s_hi, max(e[1] for _, e in near)) - base
+    if span > _MASK_MAX:
+        return False
+    mask = np.zeros(span, np.bool_)
+    for s in saves:
+        ddr, n0, n1, n2, s0, s1 = s
+        if n0 and n1 and n2:
+            _strided(mask, ddr - base, n0, n1, n2, s0, s1)[...] = True
+    for b, _ in near:
+        if bool(_strided(mask, b.ddr - base, b.n0, b.n1, b.n2, b.s0, b.s1).any()):
+            return False
+    return True
+
+
+def _uniform(ver: np.ndarray, addr: int, nbytes: int) -> int:
+    """The one write id of all bytes ``[addr, addr + nbytes)``, or raise :class:`_NoEpoch`."""
+    v = ver[addr : addr + nbytes]
+    if not nbytes:
+        raise _NoEpoch
+    w = int(v[0])
+    if w == 0 or int(v.min()) != w or int(v.max()) != w:
+        raise _NoEpoch
+    return w
+
+
+@dataclass
+class _CoreWork:
+    """One core's part of an epoch plan."""
+
+    core: Core
+    plan: SegmentPlan
+    macs: int
+    #: the surviving buffer writes of the core, in its order (see the module docstring)
+    redo: list[Callable[[], None]]
+
+
+class EpochPlan:
+    """The fused execution of one epoch of a task (see the module docstring)."""
+
+    def __init__(
+        self,
+        region: Region,
+        units: list[_Unit],
+        groups: list[_Group],
+        budget: PreparedBudget | None,
+    ) -> None:
+        self.region = region
+        self.cores: list[_CoreWork] = []
+        self.units = units
+        self.groups = groups
+        #: the SAVEs: copies of result blocks to DDR, in program order or, when no two
+        #: SAVEs of the epoch overlap, merged where adjacent (see :func:`_save_steps`)
+        self.saves: list[Callable[[], None]] = []
+        self.budget = budget
+        jk = jit.get()
+        assert jk is not None
+        self._jit = jk
+        self._mm = int_matmul.require()
+        #: per group: the int8 outputs and the chains' partial sums (int32), [M][N]
+        self._out = [np.empty((g.m, g.n), np.int8) for g in groups]
+        self._acc = [np.empty((g.m, g.n), np.int32) if len(g.ks) > 1 else None for g in groups]
+
+    # ------------------------------------------------------------------ run
+    def run(self, counters: Sequence[object]) -> bool:
+        """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
+        (installed on the core while its counts are added). Returns False, having
+        written nothing, if a parameter record is invalid (the cores must then run their
+        own plans, which report it)."""
+        mem = self.region.mem
+        try:
+            params = [self._params(g, mem) for g in self.groups]
+        except ValueError:
+            return False
+        for g, prm, out, acc in zip(self.groups, params, self._out, self._acc, strict=True):
+            self._product(g, mem, *prm, out, acc)
+        for save in self.saves:
+            save()
+        for cw, cnt in zip(self.cores, counters, strict=True):
+            for redo in cw.redo:
+                redo()
+            before = cw.core.counters
+            cw.core.counters = cnt  # type: ignore[assignment]
+            try:
+                cw.plan.finish(cw.core)
+                cw.core.counters.macs += cw.macs
+            finally:
+                cw.core.counters = before
+        return True
+
+    def _block(self, results: list[np.ndarray] | list[np.ndarray | None], unit: int) -> np.ndarray:
+        """Unit ``unit``'s ``[rows][out_c]`` block of its group's ``results``."""
+        u = self.units[unit]
+        g, r0, c0 = u.at
+        res = results[g]
+        assert res is not None
+        return res[r0 : r0 + u.geo.oh * u.geo.ow, c0 : c0 + u.geo.out_c]
+
+    def copy_step(
+        self, unit: int, dst: np.ndarray, partial_sums: bool = False
+    ) -> Callable[[], None]:
+        """A step copying unit ``unit``'s result block (its partial sums with
+        ``partial_sums``) into ``dst`` (a buffer view of the block's size, or a DDR box)."""
+        src = self._block(self._acc if partial_sums else self._out, unit)
+        return _copy_step(dst, src)
+
+    def _params(
+        self, g: _Group, mem: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(bias, scale, divisor or None) of the group's columns: biases from each chain's
+        first link, scales and divisors (validated: ValueError) from its last; reused
+        while their DDR bytes are the same."""
+        raws = [
+            _raw(mem, src, b.n * PARAM_RECORD_BYTES)
+            for b in g.blocks
+            for src in ((b.pn_at,) if b.p1_at == b.pn_at else (b.pn_at, b.p1_at))
+        ]
+        key = b"".join(r.tobytes() for r in raws)
+        if g.params is not None and g.params[0] == key:
+            return g.params[1]
+        g.params = None
+        value = self._unpack(g, mem)
+        g.params = (key, value)
+        return value
+
+    def _unpack(
+        self, g: _Group, mem: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        bs, ss, ds = [], [], []
+        any_div = False
+        for b in g.blocks:
+            nb = b.n * PARAM_RECORD_BYTES
+            bias, scale, divisor = kernels.conv_params(
+                _raw(mem, b.pn_at, nb), out_c=b.n, validate=True
+            )
+            if b.p1_at != b.pn_at:
+                bias = kernels.conv_params(_raw(mem, b.p1_at, nb), b.n, False)[0]
+            bs.append(bias)
+            ss.append(scale)
+            ds.append(divisor)
+            any_div = any_div or divisor is not None
+        if len(g.blocks) == 1:
+            return bs[0], ss[0], ds[0]
+        div = None
+        if any_div:
+            div = np.concatenate(
+                [
+                    np.ones(b.n, np.float32) if d is None else d
+                    for b, d in zip(g.blocks, ds, strict=True)
+                ]
+            )
+        return np.concatenate(bs), np.concatenate(ss), div
+
+    def _weights(self, g: _Group, mem: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """The group's stacked int8 weights: links ``1 .. n-1`` ``[K_head][N]`` (None for
+        lone CONVs) and link ``n`` ``[K_n][N]``; reused while the DDR bytes are the same."""
+        raws = [_raw(mem, at, b.n * k) for b in g.blocks for at, k in zip(b.ws, g.ks, strict=True)]
+        if g.weights is not None and all(
+            r.tobytes() == k for r, k in zip(raws, g.key, strict=True)
+        ):
+            return g.weights
+        g.weights = None
+        nl = len(g.ks)
+        cols_head, cols_last = [], []
+        for j, b in enumerate(g.blocks):
+            mats = [r.view(np.int8).reshape(b.n, -1).T for r in raws[j * nl : (j + 1) * nl]]
+            cols_last.append(mats[-1])
+            if nl > 1:
+                cols_head.append(mats[0] if nl == 2 else np.concatenate(mats[:-1], axis=0))
+        last = np.ascontiguousarray(np.concatenate(cols_last, axis=1))
+        head = np.ascontiguousarray(np.concatenate(cols_head, axis=1)) if nl > 1 else None
+        w = (head, last)
+        if not g.budgeted:
+            g.budgeted = True
+            nbytes = last.nbytes + (0 if head is None else head.nbytes)
+            g.retain = self.budget is None or self.budget.take(g, nbytes)
+        if g.retain:
+            g.weights = w
+            g.key = [r.tobytes() for r in raws]
+        return w
+
+    def _cols(self, g: _Group, mem: np.ndarray, first: int, count: int, k: int) -> np.ndarray:
+        """The uint8 im2col rows of links ``first .. first + count - 1`` of every tile of
+        ``g``, side by side: ``[M][k]``."""
+        a = np.empty((g.m, k), np.uint8)
+        r0 = 0
+        for t in g.tiles:
+            c0 = 0
+            for box, geo in t.links[first : first + count]:
+                _cols_into(a, r0 * k + c0, k, box, geo, mem)
+                c0 += geo.kh * geo.kw * geo.in_c
+            r0 += t.rows
+        return a
+
+    def _product(
+        self,
+        g: _Group,
+        mem: np.ndarray,
+        bias: np.ndarray,
+        scale: np.ndarray,
+        divisor: np.ndarray | None,
+        out: np.ndarray,
+        acc: np.ndarray | None,
+    ) -> None:
+        """The group's int8 outputs into ``out [M][N]`` and, for chains, the partial sums
+        of links ``1 .. n-1`` (biases included) into ``acc`` (int32 ``[M][N]``)."""
+        head_w, last_w = self._weights(g, mem)
+        nl = len(g.ks)
+        jk = self._jit
+        st = bias.reshape(1, -1)
+        if head_w is not None:
+            assert acc is not None
+            ph = self._mm(self._cols(g, mem, 0, nl - 1, sum(g.ks[:-1])), head_w)
+            jk.accumulate(ph.reshape(1, g.m, g.n), st, False, acc)
+            del ph
+            st = acc
+        prod = self._mm(self._cols(g, mem, nl - 1, 1, g.ks[-1]), last_w)
+        per_row = acc is not None
+        c0 = 0
+        for c1, (lo, hi), zp in _runs(g.blocks):
+            whole = c0 == 0 and c1 == g.n
+            sl = slice(c0, c1)
+            jk.output_stage(
+                (prod if whole else prod[:, sl]).reshape(1, g.m, c1 - c0),
+                st if whole else st[:, sl],
+                per_row,
+                out if whole else out[:, sl],
+                acc_out=False,
+                scale=scale if whole else scale[sl],
+                divisor=None if divisor is None else (divisor if whole else divisor[sl]),
+                lo=np.float32(lo - zp),
+                hi=np.float32(hi - zp),
+                zp=zp,
+            )
+            c0 = c1
+
+
+def _runs(blocks: list[_Block]) -> list[tuple[int, tuple[int, int], int]]:
+    """The column runs of ``blocks`` with equal bounds and zero point: (end column,
+    bounds, zero point)."""
+    runs: list[tuple[int, tuple[int, int], int]] = []
+    c = 0
+    for b in blocks:
+        c += b.n
+        if runs and runs[-1][1] == b.bounds and runs[-1][2] == b.zp:
+            runs[-1] = (c, b.bounds, b.zp)
+        else:
+            runs.append((c, b.bounds, b.zp))
+    return runs
+
+
+def _cols_into(
+    a: np.ndarray, at: int, rs: int, box: _Box, geo: kernels.ConvGeometry, mem: np.ndarray
+) -> None:
+    """The uint8 im2col matrix (``x + 128``, see :class:`vfpga.emulator.kernels.Im2colU8`)
+    ``[oh * ow][K]`` of the input tile the LOAD ``box`` reads from DDR ``mem``, into the
+    contiguous array ``a`` at byte ``at``, rows ``rs`` bytes apart."""
+    src = _strided(mem, box.ddr, box.n0, box.n1, box.n2, box.s0, box.s1)
+    bias = np.uint8(kernels.U8_BIAS)
+    h, w, c = geo.in_h, geo.in_w, geo.in_c
+    if any(box.pads):  # the tile as the LOAD leaves it in ibuf
+        t, _, lf, _ = box.pads
+        tile = np.full((h, w, c), box.pad_value, np.uint8)
+        tile[t : t + box.n0, lf : lf + box.n1] = src
+        src = tile
+    t, b, lf, r = geo.pads
+    kh, kw = geo.kh, geo.kw
+    sh, sw = geo.stride
+    if kh == kw == sh == sw == 1 and not (t or b or lf or r):
+        np.bitwise_xor(src, bias, out=_at(a, at, (h, w, c), (w * rs, rs, 1)))
+        return
+    xpad = np.empty((h + t + b, w + lf + r, c), np.uint8)
+    if t or b or lf or r:
+        xpad.fill((geo.pad_value + kernels.U8_BIAS) & 0xFF)
+    np.bitwise_xor(src, bias, out=xpad[t : t + h, lf : lf + w])
+    win = sliding_window_view(xpad, (kh, kw), axis=(0, 1))  # [.][.][c][kh][kw]
+    win = win[: (geo.oh - 1) * sh + 1 : sh, : (geo.ow - 1) * sw + 1 : sw]
+    view = _at(a, at, (geo.oh, geo.ow, kh, kw, c), (geo.ow * rs, rs, kw * c, c, 1))
+    np.copyto(view, win.transpose(0, 1, 3, 4, 2))
+
+
+def build_epoch(
+    work: Sequence[tuple[Core, ExecContext, SegmentPlan]], budget: PreparedBudget | None = None
+) -> EpochPlan | None:
+    """The epoch plan of the per-core plans ``work`` (the task's cores in its order, each
+    with its context and the plan of its segment of this epoch), or ``None`` if the epoch
+    does not qualify (see the module docstring)."""
+    if jit.get() is None or int_matmul.backend() is None or not work:
+        return None
+    try:
+        return _build(work, budget)
+    except _NoEpoch:
+        return None
+
+
+def _build(
+    work: Sequence[tuple[Core, ExecContext, SegmentPlan]], budget: PreparedBudget | None
+) -> EpochPlan:
+    region = work[0][1].region
+    units: list[_Unit] = []
+    unit_of: dict[tuple[object, ...], int] = {}
+    writes: list[_Write | None] = [None]  # write ids start at 1
+    loads: list[_Box] = []
+    save_list: list[tuple[int, tuple[int, int, int, int, int, int]]] = []  # (unit, box)
+    per_core: list[tuple[list[int], int, dict[Buffer, np.ndarray]]] = []
+    views: dict[int, np.ndarray] = {}  # write id -> the CONV's output view (obuf or abuf)
+    head_of: dict[int, int] = {}  # partial write id -> the unit whose head it is
+
+    for k, (core, ctx, plan) in enumerate(work):
+        fields = ctx.fields
+        ver: dict[Buffer, np.ndarray] = {
+            b: np.zeros(core.buffers[b].size, np.int32) for b in Buffer
+        }
+        mine: list[int] = []
+        macs = 0
+
+        def write(w: _Write, ver: dict[Buffer, np.ndarray] = ver, mine: list[int] = mine) -> int:
+            writes.append(w)
+            wid = len(writes) - 1
+            ver[w.buf][w.addr : w.addr + w.nbytes] = wid
+            mine.append(wid)
+            return wid
+
+        for pos, (i, op) in enumerate(zip(plan.order, plan.ops, strict=True)):
+            f = fields[i]
+            if op == "LOAD":
+                box = _box_of(f)
+                rows, cols, n2 = box.shape
+                loads.append(box)
+                write(_Write(k, pos, Buffer(f["to"]), f["buf"], rows * cols * n2, box=box))
+            elif op == "SAVE":
+                n = f["n0"] * f["n1"] * f["n2"]
+                w = writes[_uniform(ver[Buffer.OBUF], f["buf"], n)]
+                assert w is not None
+                if w.unit < 0 or w.addr != f["buf"] or w.nbytes != n:
+                    raise _NoEpoch
+                sb = (f["ddr"], f["n0"], f["n1"], f["n2"], f["stride0"], f["stride1"])
+                save_list.append((w.unit, sb))
+            elif op == "CONV":
+                st = _conv_step(plan, pos)
+                geo = st.geo
+                n_in = geo.in_h * geo.in_w * geo.in_c
+                w_in = writes[_uniform(ver[Buffer.IBUF], f["in_addr"], n_in)]
+                assert w_in is not None
+                if (
+                    w_in.box is None
+                    or w_in.addr != f["in_addr"]
+                    or w_in.nbytes != n_in
+                    or w_in.box.shape != (geo.in_h, geo.in_w, geo.in_c)
+                ):
+                    raise _NoEpoch
+                w_at = _source(
+                    writes, ver[Buffer.WBUF], f["w_addr"], geo.out_c * geo.kh * geo.kw * geo.in_c
+                )
+                p_at = _source(
+                    writes, ver[Buffer.PBUF], f["p_addr"], geo.out_c * PARAM_RECORD_BYTES
+                )
+                n_out = geo.oh * geo.ow * geo.out_c
+                links: tuple[_Link, ...] = ((w_in.box, geo),)
+                ws: tuple[_Src, ...] = (w_at,)
+                p1 = p_at
+                prev = -1
+                if st.acc_in is not None:  # continue the chain of the partial sums read
+                    prev = _uniform(ver[Buffer.ABUF], f["acc_addr"], n_out * 4)
+                    pw = writes[prev]
+                    assert pw is not None
+                    if pw.partial is None or pw.addr != f["acc_addr"] or pw.nbytes != n_out * 4:
+                        raise _NoEpoch
+                    plinks, pws, p1 = pw.partial
+                    if (plinks[-1][1].oh, plinks[-1][1].ow, plinks[-1][1].out_c) != (
+                        geo.oh,
+                        geo.ow,
+                        geo.out_c,
+                    ):
+                        raise _NoEpoch
+                    links, ws = plinks + links, pws + ws
+                if st.acc_out:
+                    wid = write(
+                        _Write(
+                            k, pos, Buffer.ABUF, f["out_addr"], n_out * 4, partial=(links, ws, p1)
+                        )
+                    )
+                    views[wid] = st.out
+                    macs += st.macs
+                    continue
+                name = (links, ws, p1, p_at, st.bounds, st.out_zp)
+                u = unit_of.get(name)
+                if u is None:
+                    u = unit_of[name] = len(units)
+                    units.append(_Unit(links, ws, p1, p_at, st.bounds, st.out_zp))
+                if prev > 0:
+                    head_of[prev] = u
+                wid = write(_Write(k, pos, Buffer.OBUF, f["out_addr"], n_out, unit=u))
+                views[wid] = st.out
+                macs += st.macs
+            else:
+                raise _NoEpoch
+        per_core.append((mine, macs, ver))
+
+    if not _disjoint(loads, [sb for _, sb in save_list]):
+        raise _NoEpoch
+    ep = EpochPlan(region, units, _groups(units), budget)
+    ep.saves = _save_steps(ep, save_list)
+    for k, (core, _ctx, seg_plan) in enumerate(work):
+        mine, macs, ver = per_core[k]
+        redo: list[Callable[[], None]] = []
+        for wid in mine:
+            w = writes[wid]
+            assert w is not None
+            if not bool((ver[w.buf][w.addr : w.addr + w.nbytes] == wid).any()):
+                continue  # entirely overwritten later in the epoch
+            if w.box is not None:
+                redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
+            elif w.partial is not None:
+                u = head_of.get(wid)
+                if u is None or len(w.partial[0]) != len(units[u].links) - 1:
+                    raise _NoEpoch  # partial sums no product of the plan computes
+                redo.append(ep.copy_step(u, views[wid], partial_sums=True))
+            else:
+                redo.append(ep.copy_step(w.unit, views[wid]))
+        ep.cores.append(_CoreWork(core, seg_plan, macs, redo))
+    return ep
+
+
+def _copy_step(dst: np.ndarray, src: np.ndarray) -> Callable[[], None]:
+    """A step copying ``src`` (a ``[rows][n]`` block of a result, rows at any stride) into
+    ``dst`` (the same number of elements in any shape), by whole rows where it can."""
+    view = src.reshape(dst.shape)
+    if not np.shares_memory(view, src):  # not expressible as a view: copy on every run
+
+        def step() -> None:
+            dst[...] = src.reshape(dst.shape)
+
+        return step
+    if dst.dtype == np.uint8 and view.dtype == np.int8:
+        view = view.view(np.uint8)
+    if dst.dtype == view.dtype and dst.ndim == 3:
+        d, v = _row_views(dst, view)
+        return partial(d.__setitem__, Ellipsis, v)
+    return partial(np.copyto, dst, view, casting="no")
+
+
+def _save_steps(
+    ep: EpochPlan, saves: list[tuple[int, tuple[int, int, int, int, int, int]]]
+) -> list[Callable[[], None]]:
+    """The SAVE steps of ``ep``: ``saves`` (unit, DDR box fields) in program order, or,
+    when no two boxes share a byte (then their order does not matter), with the SAVEs of
+    side-by-side column blocks of the same rows to side-by-side DDR bytes merged into one
+    (a layer split along its output channels: one SAVE per tile instead of one per core)."""
+    region = ep.region
+
+    def step(
+        unit: int, ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int, c0: int = -1
+    ) -> Callable[[], None]:
+        dst = region.box_view(ddr, n0, n1, n2, s0, s1)
+        if c0 < 0:
+            return ep.copy_step(unit, dst)
+        g, r0, _ = ep.units[unit].at
+        src = ep._out[g][r0 : r0 + n0 * n1, c0 : c0 + n2]
+        return _copy_step(dst, src)
+
+    if not _disjoint_saves([sb for _, sb in saves]):
+        return [step(u, *sb) for u, sb in saves]
+    merged: dict[tuple[int, ...], list[list[int]]] = {}
+    out: list[Callable[[], None]] = []
+    for u, (ddr, n0, n1, n2, s0, s1) in saves:
+        geo = ep.units[u].geo
+        g, r0, c0 = ep.units[u].at
+        if n2 != geo.out_c or n0 * n1 != geo.oh * geo.ow:
+            out.append(step(u, ddr, n0, n1, n2, s0, s1))
+            continue
+        runs = merged.setdefault((g, r0, n0, n1, s0, s1), [])
+        for run in runs:  # [unit, ddr, n2 so far, c0]
+            if run[1] + run[2] == ddr and run[3] + run[2] == c0:
+                run[2] += n2
+                break
+        else:
+            runs.append([u, ddr, n2, c0])
+    for (_g, _r0, n0, n1, s0, s1), runs in merged.items():
+        for u, ddr, n2, c0 in runs:
+            out.append(step(u, ddr, n0, n1, n2, s0, s1, c0))
+    return out
+
+
+def _disjoint_saves(saves: list[tuple[int, int, int, int, int, int]]) -> bool:
+    """Whether no two of the DDR boxes ``saves`` share a byte (False also when their span
+    is over :data:`_MASK_MAX`)."""
+    live = [s for s in saves if s[1] and s[2] and s[3]]
+    if len(live) < 2:
+        return True
+    lo = min(s[0] for s in live)
+    hi = max(s[0] + (s[1] - 1) * s[4] + (s[2] - 1) * s[5] + s[3] for s in live)
+    if hi - lo > _MASK_MAX:
+        return False
+    mask = np.zeros(hi - lo, np.bool_)
+    for ddr, n0, n1, n2, s0, s1 in live:
+        view = _strided(mask, ddr - lo, n0, n1, n2, s0, s1)
+        if bool(view.any()):
+            return False
+        view[...] = True
+    return True
+
+
+def _conv_step(plan: SegmentPlan, pos: int) -> _ConvStep:
+    """The prepared CONV step at ``pos`` of ``plan`` (also when a fused accumulation
+    chain of the plan replaced it), if the epoch plan can compute it."""
+    step = plan.steps[pos]
+    st = (
+        step
+        if isinstance(step, _ConvStep)
+        else next((m for ch in plan.chains for m in ch.members if m.i == plan.order[pos]), None)
+    )
+    if st is None:
+        raise _NoEpoch
+    geo = st.geo
+    if (
+        not st.fused
+        or geo.path != "int8"
+        or geo.groups != 1
+        or st.table is not None
+        or geo.dil != (1, 1)
+        or geo.ups != (1, 1)
+    ):
+        # dilated and zero-inserted (upsampling) CONVs read their tile through the
+        # interpreter's im2col, which inserts the zeros; the epoch's im2col does not
+        raise _NoEpoch
+    return st
+
+
+def _source(writes: list[_Write | None], ver: np.ndarray, addr: int, nbytes: int) -> _Src:
+    """Where the bytes ``[addr, addr + nbytes)`` of a buffer come from: all written by
+    one LOAD (else :class:`_NoEpoch`), at an offset of what it wrote."""
+    w = writes[_uniform(ver, addr, nbytes)]
+    assert w is not None
+    if w.box is None:
+        raise _NoEpoch
+    return (w.box, addr - w.addr)
+
+
+def _raw(mem: np.ndarray, src: _Src, nbytes: int) -> np.ndarray:
+    """The ``nbytes`` bytes of ``src`` (uint8, from the DDR ``mem``): a view of DDR when the
+    LOAD's box is contiguous and unpadded, else gathered as the LOAD writes them."""
+    box, off = src
+    at = box.flat()
+    if at is not None:
+        return mem[at + off : at + off + nbytes]
+    view = _strided(mem, box.ddr, box.n0, box.n1, box.n2, box.s0, box.s1)
+    if any(box.pads):
+        t, _, lf, _ = box.pads
+        tile = np.full(box.shape, box.pad_value, np.uint8)
+        tile[t : t + box.n0, lf : lf + box.n1] = view
+    else:
+        tile = np.ascontiguousarray(view)
+    return tile.reshape(-1)[off : off + nbytes]
+
+
+def _groups(units: list[_Unit]) -> list[_Group]:
+    """The products of the epoch (see the module docstring, Products): the units reading
+    the same input tiles (same boxes and geometries but the output channels) give a row
+    block whose column blocks are their weights and parameters; tiles with the same list
+    of column blocks are stacked into one product, at most :data:`_COLS_MAX` bytes of
+    im2col rows each. Sets every unit's :attr:`_Unit.at`."""
+    tiles: dict[tuple[object, ...], list[int]] = {}
+    for u, unit in enumerate(units):
+        tkey = tuple(
+            (box, g.in_h, g.in_w, g.in_c, g.kh, g.kw, g.stride, g.pads, g.pad_value, g.oh, g.ow)
+            for box, g in unit.links
+        )
+        tiles.setdefault(tkey, []).append(u)
+    by_blocks: dict[tuple[tuple[int, ...], tuple[_Block, ...]], list[list[int]]] = {}
+    for members in tiles.values():
+        ks = tuple(g.kh * g.kw * g.in_c for _, g in units[members[0]].links)
+        sig = tuple(
+            _Block(
+                units[u].ws,
+                units[u].p1_at,
+                units[u].pn_at,
+                units[u].geo.out_c,
+                units[u].bounds,
+                units[u].zp,
+            )
+            for u in members
+        )
+        by_blocks.setdefault((ks, sig), []).append(members)
+    groups: list[_Group] = []
+    for (ks, sig), row_sets in by_blocks.items():
+        blocks = list(sig)
+        cur: _Group | None = None
+        for members in row_sets:
+            geo = units[members[0]].geo
+            rows = geo.oh * geo.ow
+            if cur is None or (cur.m + rows) * sum(ks) > _COLS_MAX:
+                cur = _Group(ks, [], blocks)
+                groups.append(cur)
+            r0 = cur.m
+            cur.tiles.append(_Tile(units[members[0]].links, rows))
+            c0 = 0
+            for u in members:
+                units[u].at = (len(groups) - 1, r0, c0)
+                c0 += units[u].geo.out_c
+    return groups
+
+
+__all__ = ["EpochPlan", "build_epoch"]
