@@ -457,3 +457,4 @@ def test_dense_model_export_check_run(name: str) -> None:
         assert y.shape == shape and np.isfinite(y).all() and y.std() > 0
     assert _digest(model) == _digest(export_model(name, seed=0))
     assert _digest(model) != _digest(export_model(name, seed=1))
+    assert model_stats(model).macs > 0  # shapes inferred through Resize's scales/sizes

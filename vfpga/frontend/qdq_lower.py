@@ -1370,7 +1370,10 @@ class _Lowerer:
         # linear interpolation of equal values (weights summing to 1) quantizes back to it
         broadcast = mode == "linear" and h == w == 1
         if mode != "nearest" and not broadcast:
-            raise self.err(f"Resize mode '{mode}' is not supported on the accelerator")
+            what = ("bilinear interpolation of a map larger than 1x1 has no accelerator "
+                    "instruction yet" if mode == "linear" else "the accelerator resizes by "
+                    "nearest copies only")
+            raise self.err(f"Resize mode '{mode}' is not supported on the accelerator: {what}")
         fh, fw = oh // h, ow // w
         if oh != fh * h or ow != fw * w or not (1 <= fh <= MAX_KERNEL and 1 <= fw <= MAX_KERNEL):
             raise self.err(f"Resize from {h}x{w} to {oh}x{ow}: the accelerator resizes by "
