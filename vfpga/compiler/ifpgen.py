@@ -739,6 +739,30 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     return IfpCode(spec.index, tile, oh, insns, use)
 
 
+def shape_key(spec: LayerSpec, tile: Tile, plan: LoopNest) -> tuple[int, ...]:
+    """Tiles of layer ``spec`` with equal keys (and loop nest ``plan``) get instruction
+    streams that differ only in the ``ddr`` fields of their LOADs and SAVEs, each an
+    affine function of the tile's origin (``w0`` for tiles that differ in columns,
+    ``c0`` for tiles that differ in output channels).
+
+    Why: code generation branches only on the tile's width and channel count, the loop
+    nest and the input columns' border padding (``pad_l``/``pad_r`` of the (dilated)
+    kernel over the (upsampled) input, which also fix where the clipped input column
+    range starts and how many input columns it holds); every DDR address is the tensor's
+    offset plus ``(row * W + column) * c_stride + channel`` (or the weight/parameter
+    offset plus a multiple of the first channel) with the column and channel moving
+    with the origin. Two exceptions are keyed in: a grouped convolution's channel
+    segments and input-channel range depend on ``c0`` modulo the group size (and are
+    affine over shifts that keep it), and a shuffled output's channel positions are
+    not affine in ``c0`` (its tiles are keyed by ``c0`` itself)."""
+    ekw, sw, pl, uw = spec.kernel_extent[1], spec.stride[1], spec.pads[2], spec.ups[1]
+    _lo, _hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, ekw, sw, pl, spec.in_shape[2], uw)
+    unit = spec.opg if spec.grouped else 1
+    c_key = tile.c0 if spec.out.shuffle else tile.c0 % unit
+    return (tile.w1 - tile.w0, tile.c1 - tile.c0, pad_l, pad_r, c_key, plan.og, plan.rb,
+            plan.chunk, plan.in_cols)
+
+
 def make_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
              plan: LoopNest | None = None) -> IfpCode:
     """The IFP of ``tile`` of any accelerator layer, with loop nest ``plan`` (default: the
