@@ -38,7 +38,7 @@ from vfpga.frontend.qgraph import (
 from vfpga.hw.config import HardwareConfig
 from vfpga.hw.costs import core_bytes_per_cycle
 from vfpga.isa.effects import upsampled_taps
-from vfpga.isa.float32 import eltwise_offset, requant_scale
+from vfpga.isa.float32 import eltwise_offset, mul_ratio, requant_scale
 from vfpga.isa.spec import (
     ACT_TABLE_BYTES,
     PARAM_RECORD_BYTES,
@@ -313,7 +313,8 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig,
     ekh, ekw = spec.kernel_extent
     sh, sw = spec.stride
     uh, uw = spec.ups
-    in_cols = _real_span((wt - 1) * sw + ekw, uw)
+    in_cols = (wt - 1) * sw + kw if spec.plain else min(
+        spec.in_shape[2], _real_span((wt - 1) * sw + ekw, uw))
     chunk = 0
     ic = _in_ch(spec, og)
     if spec.kind == "conv":
@@ -339,7 +340,11 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig,
     if spec.kind == "add":
         best = min(best, b["ibuf"] // (2 * 2 * wt * og))
     else:  # input rows (rb - 1) * sh + kh (real: _real_span), double-buffered
-        best = min(best, ((b["ibuf"] // (2 * in_cols * ic)) * uh - ekh) // sh + 1)
+        rows = b["ibuf"] // (2 * in_cols * ic)
+        if spec.plain:
+            best = min(best, (rows - kh) // sh + 1)
+        elif rows < spec.in_shape[1]:  # (the real input rows of a band, padding not loaded)
+            best = min(best, (rows * uh - ekh) // sh + 1)
     if chunk:
         best = min(best, b["abuf"] // (wt * og * 4))
     if best < 1:
@@ -536,13 +541,15 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     x, y = spec.ins[0], spec.out
     wt = tile.w1 - tile.w0
     col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, ekw, sw, pl, w, uw)
-    # ISA v3 fields only where used (ISA v2 layers keep their bytes); with upsampling the
-    # CONV pads (after zero insertion) and the LOAD copies the input elements only
-    upsampled = spec.ups != (1, 1)
+    # ISA v3 fields only where used (ISA v2 layers keep their bytes); with dilation or
+    # upsampling the CONV pads (after zero insertion) and the LOAD copies the input
+    # elements only: ibuf holds no padding (an 8x8 map under a dilation-18 window: 64
+    # input pixels, not 44x44 padded ones)
+    upsampled = not spec.plain
     extra: dict[str, int] = {}
     if spec.dil != (1, 1):
         extra |= dict(dil_h=spec.dil[0], dil_w=spec.dil[1])
-    if upsampled:
+    if spec.ups != (1, 1):
         extra |= dict(ups_h=uh, ups_w=uw)
     half_i, half_o, half_w = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2, hw.buffers[
         "wbuf"] // 2
@@ -707,15 +714,19 @@ def eltwise_params(node: QAdd, a_zp: int, b_zp: int, out_zp: int) -> dict[str, f
     """The operation and arithmetic fields of an ELTWISE word (ISA v3): ``scale_a``/
     ``scale_b`` the float32 values the graph's ``mult / 2**shift`` pairs stand for; for
     add the constant ``offset`` folding the three zero points
-    (:func:`vfpga.isa.float32.eltwise_offset`), for mul/sub the zero points themselves
-    and ``out_scale``, the node's divisor."""
+    (:func:`vfpga.isa.float32.eltwise_offset`), for mul the zero points and in
+    ``scale_a`` the one ratio ``f32(f32(s_a * s_b) / divisor)``
+    (:func:`vfpga.isa.float32.mul_ratio`), for sub the zero points and ``out_scale``, the
+    node's divisor."""
     sa = requant_scale(node.mult_a, node.shift)
     sb = requant_scale(node.mult_b, node.shift)
     if node.op == "add":
         return dict(op=EltOp.ADD, scale_a=sa, scale_b=sb,
                     offset=eltwise_offset(sa, sb, a_zp, b_zp, out_zp))
-    return dict(op=EltOp.MUL if node.op == "mul" else EltOp.SUB, scale_a=sa, scale_b=sb,
-                a_zp=a_zp, b_zp=b_zp, out_zp=out_zp,
+    if node.op == "mul":
+        return dict(op=EltOp.MUL, scale_a=mul_ratio(sa, sb, node.divisor), a_zp=a_zp,
+                    b_zp=b_zp, out_zp=out_zp)
+    return dict(op=EltOp.SUB, scale_a=sa, scale_b=sb, a_zp=a_zp, b_zp=b_zp, out_zp=out_zp,
                 out_scale=float(np.float32(node.divisor)))
 
 

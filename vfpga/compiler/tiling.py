@@ -107,7 +107,8 @@ class _Costs:
         self.spec, self.hw = spec, hw
         self.memo: dict[tuple[int, ...], int | None] = {}
         _c, h, w = spec.in_shape
-        self.kh, self.kw = spec.kernel
+        self.kh, self.kw = spec.kernel_extent
+        self.uh, self.uw = spec.ups
         self.sh, self.sw = spec.stride
         self.pt, self.pl, self.h, self.w = spec.pads[0], spec.pads[2], h, w
         self.opg = spec.opg if spec.grouped else 1
@@ -116,8 +117,8 @@ class _Costs:
     def __call__(self, t: Tile) -> int | None:
         """The tile's estimated cycles, or None if it fits no loop nest."""
         h0, h1 = t.rows(self.spec.out_shape[1])
-        cols = _in_range(t.w0, t.w1, self.kw, self.sw, self.pl, self.w)
-        rows = _in_range(h0, h1, self.kh, self.sh, self.pt, self.h)
+        cols = _in_range(t.w0, t.w1, self.kw, self.sw, self.pl, self.w, self.uw)
+        rows = _in_range(h0, h1, self.kh, self.sh, self.pt, self.h, self.uh)
         key = (t.w1 - t.w0, cols[1] - cols[0], cols[2], cols[3], h1 - h0, rows[1] - rows[0],
                rows[2], rows[3], t.c1 - t.c0, t.c0 % self.opg, t.c1 % self.opg,
                *((t.c0 % self.shuffle, t.c1 % self.shuffle) if self.shuffle else ()))
