@@ -1,18 +1,27 @@
 """Load on ``vfpga serve`` over loopback, and the server's overhead per request.
 
 Run: ``.venv/bin/python benchmarks/serve_load.py [--model mobilenet_v1] [--tenants 3]
-[--cores 4] [--clients 6] [--requests 8] [--serial 40] [--max-seconds 300]``.
+[--cores 4] [--clients 6] [--requests 8] [--serial 40] [--max-seconds 300]
+[--server process|thread]``.
 
-A server (uvicorn in a thread of this process, bound to 127.0.0.1 on a free port, fixed
-policy) serves one compiled copy of ``--model`` to each of ``--tenants`` tenants with
-``--cores`` cores each. Inputs go as raw int8 NCHW through the binary-tensor extension.
+A server (``vfpga serve`` in a subprocess by default, or uvicorn in a thread of this
+process; bound to 127.0.0.1 on a free port, fixed policy) serves one compiled copy of
+``--model`` to each of ``--tenants`` tenants with ``--cores`` cores each. Inputs go as
+int8 NCHW through the binary-tensor extension, from a lean keep-alive socket client.
 
-1. **Overhead** (about ``--serial`` calls each way, one client): blocks of warm calls of
-   the emulator directly in this process (:meth:`vfpga.runtime.pool.Tenant.infer` on a
-   pool of its own, same core count, same input) alternate with blocks of requests to the
-   server; the overhead per request is the median over blocks of (median server round trip
-   - median direct call). The server's time includes the HTTP client's own work, so the
-   figure is an upper bound. Goal: <= 2 ms on MobileNet v1.
+1. **Overhead** (about ``--serial`` requests, one client): blocks of warm calls of the
+   emulator directly in this process (:meth:`vfpga.runtime.pool.Tenant.infer` on a pool
+   of its own, same core count, same input, inputs already in the stored layout) alternate
+   with blocks of requests to the server; the first call of each block is dropped (a cold
+   cache after switching machines). The overhead of a request is its round trip minus the
+   direct call of the same input paired with it (the k-th of the other block); reported:
+   the median and p90 over requests (goal: median <= 2 ms on MobileNet v1). Also printed:
+   the server's phases (its ``Server-Timing`` header: auth, body, decode, queue, run,
+   back, encode), the rest of the round trip (uvicorn, the sockets, the client), the
+   emulator's time in the server against the direct call, and the **on-CPU time** per
+   request of the server's threads (the pool's thread, the others) against the direct
+   call's, read from ``/proc/PID/task/TID/schedstat``: a figure that waiting for a core
+   behind other jobs does not inflate, unlike the wall-clock ones.
 2. **Load**: ``--clients`` threads, spread over the tenants, each sending ``--requests``
    requests back to back (bounded in count and by ``--max-seconds``). Reported:
    requests/s, p50/p99 latency, *lost* requests (no answer, or an error answer) and
@@ -28,6 +37,7 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import statistics
@@ -102,17 +112,30 @@ class Client:
 
     def __init__(self, url: str) -> None:
         host, port = url.removeprefix("http://").split(":")
+        self.addr = (host, int(port))
         self.host = f"{host}:{port}"
-        self.sock = socket.create_connection((host, int(port)), timeout=120)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self._connect()
         self.buf = b""
         self.timing = ""
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.addr, timeout=120)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _fresh(self) -> None:
+        """Reconnect if the server closed the idle connection (its keep-alive timeout)."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        if readable and not self.sock.recv(1, socket.MSG_PEEK):
+            self.sock.close()
+            self.sock, self.buf = self._connect(), b""
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, int]:
         """(status, body, JSON header length) of one request; the response's
         ``Server-Timing`` header is kept in ``self.timing``. Raises ``OSError`` or
         :class:`BadResponse` if the connection fails."""
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._fresh()
         self.sock.sendall(
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
             f"{head}\r\n".encode("latin-1")
@@ -249,7 +272,9 @@ def main() -> int:
         sock = listen_socket("127.0.0.1", 0)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         uv = uvicorn.Server(
-            uvicorn.Config(create_app(server), log_level="warning", access_log=False)
+            uvicorn.Config(
+                create_app(server), log_level="warning", access_log=False, proxy_headers=False
+            )
         )
         th = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
         th.start()

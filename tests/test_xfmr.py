@@ -210,6 +210,9 @@ def test_tiny_transformer_lowering_places_linears_on_the_accelerator() -> None:
     assert len(segs) == 5, [s.attrs["ops"] for s in segs]
     attn = [s for s in segs if "Softmax" in s.attrs["ops"]]
     assert len(attn) == 1 and {"MatMul", "Mul", "Softmax"} <= set(attn[0].attrs["ops"])
+    # the placement report says why: two activations, not "MatMul is not supported"
+    why = dict(zip(attn[0].attrs["ops"], attn[0].attrs["reasons"], strict=True))
+    assert why["MatMul"].startswith("MatMul of two activations (such as attention's)")
     # GELU is a table on fc1's conv (no separate table node)
     tables = [n for n in g.nodes if isinstance(n, QConv) and n.act.kind == "table"]
     assert len(tables) == 1 and tables[0].weight.shape[1:] == (16, 1, 1)
@@ -288,3 +291,49 @@ def test_onnx_gelu_op_is_a_table_on_the_conv() -> None:
     g = load_model(model, num_random=4).graph
     assert [type(n).__name__ for n in g.nodes] == ["QConv", "QConv"]
     assert g.nodes[0].act.kind == "table"
+
+
+def gemm_tokens_model() -> onnx.ModelProto:
+    """Tokens flattened to ``(T, C)`` for a ``Gemm`` (transB=1) and reshaped back, then
+    turned into a 4x4 map for a conv."""
+    b = XfmrBuilder(0)
+    d, t = 8, 16
+    x = b.conv("input", "embed", 3, d, 4, stride=4, bias=True)
+    x = b.node("Reshape", [x, b.const("s1", np.array([1, d, t], np.int64))], "flat")
+    x = b.node("Transpose", [x], "tokens", perm=[0, 2, 1])
+    x = b.layer_norm(x, "norm", d)
+    y = b.node("Reshape", [x, b.const("s2", np.array([t, d], np.int64))], "to2d")
+    w = b.he_normal((2 * d, d), fan_in=d)
+    y = b.node(
+        "Gemm",
+        [y, b.const("fc.w", w), b.const("fc.b", np.full(2 * d, 0.1, np.float32))],
+        "fc",
+        transB=1,
+    )
+    y = b.node("Reshape", [y, b.const("s3", np.array([1, t, 2 * d], np.int64))], "to3d")
+    y = b.node("Relu", [y], "relu")
+    y = b.node("Transpose", [y], "back", perm=[0, 2, 1])
+    y = b.node("Reshape", [y, b.const("s4", np.array([1, 2 * d, 4, 4], np.int64))], "map")
+    out = b.conv(y, "output", 2 * d, 4, 1, bias=True)
+    return b.finish("gemm_tokens", (1, 3, 16, 16), out, (1, 4, 4, 4), "", opset=XFMR_OPSET)
+
+
+def test_gemm_over_flattened_tokens_is_a_token_linear(tmp_path: Path) -> None:
+    """The Gemm over ``(T, C)`` is a 1x1 conv; the tokens-to-map reshape (elements move
+    between rows) is a host copy and the conv reading it stays on the accelerator."""
+    model = gemm_tokens_model()
+    norm, rep = normalize_with_report(model)
+    assert rep.rewrites["token_linear_to_conv"] == 1
+    xx = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(_ort(norm, xx), _ort(model, xx), rtol=1e-4, atol=1e-4)
+    g = load_model(model, num_random=4).graph
+    segs = [n for n in g.nodes if isinstance(n, QHostOp)]
+    assert [s.attrs["ops"] for s in segs] == [
+        ["Transpose", "LayerNormalization", "Transpose", "Unsqueeze"],
+        ["Reshape"],
+    ]
+    assert isinstance(g.nodes[-1], QConv) and g.tensors[g.nodes[-1].input].shape == (1, 16, 4, 4)
+    onnx.save(model, tmp_path / "m.onnx")
+    res = invoke("check", str(tmp_path / "m.onnx"), "--cores", "2", "--ort-inputs", "4")
+    assert res.exit_code == 0, res.output
+    assert "identical int8 outputs 100.00%" in res.output

@@ -206,6 +206,7 @@ def run_server(
             app,
             log_level="warning",
             access_log=False,
+            proxy_headers=False,  # nothing here reads the client's address
             timeout_graceful_shutdown=int(request_timeout) + 10,
         )
         click.echo(

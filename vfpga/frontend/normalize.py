@@ -1144,7 +1144,8 @@ class _Translator:
             return
         if x.cl:
             # any reshape keeping the channel axis last (and its size): the same map
-            if outs[-1] == mshape[1] and 2 <= len(outs) <= 4 and (len(outs) > 2 or ins[0] == 1):
+            batch1 = len(outs) > 2 or mshape[0] == 1
+            if outs[-1] == mshape[1] and 2 <= len(outs) <= 4 and batch1:
                 self.define(out, _Val(x.name, len(outs), cl=True))
                 self.report.rewrites["token_view"] += 1
                 return

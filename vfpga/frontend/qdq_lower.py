@@ -117,6 +117,17 @@ SUPPORTED_OPS: tuple[str, ...] = (
 #: Ops run on the host CPU in float32 (:class:`QHostOp`).
 HOST_OPS: tuple[str, ...] = ("Softmax", "LRN")
 _QDQ_GLUE = ("QuantizeLinear", "DequantizeLinear", "Constant")
+#: Why op types left in the QDQ graph without an accelerator lowering are not on it, where
+#: a bare "not supported" would mislead (normalization already turned the MatMul/Gemm
+#: with a constant weight and the free NCHW/NHWC transposes into convs and views).
+_NO_LOWERING_WHY = {
+    "MatMul": "MatMul of two activations (such as attention's) is not supported; only "
+    "MatMul/Gemm with a constant weight runs on the accelerator, as a 1x1 conv",
+    "Gemm": "Gemm without a constant weight is not supported; only MatMul/Gemm with a "
+    "constant weight runs on the accelerator, as a 1x1 conv",
+    "Transpose": "op type Transpose is not supported; the NCHW/NHWC transposes between "
+    "token-wise layers are free views, this one feeds or follows a host op",
+}
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 _ACT_OPS = ("Relu", "Clip")
 #: Element-wise functions of one tensor, lowered to 256-entry tables (act_tables.py).
@@ -226,6 +237,11 @@ def ratio_f32(*factors: float, divisor: float) -> float:
     for i, f in enumerate(factors):
         acc = _f32(f) if i == 0 else _f32(acc * _f32(f))
     return float(_f32(acc / _f32(divisor)))
+
+
+def _unsupported_why(op: str) -> str:
+    """Why the QDQ op type ``op``, which has no accelerator lowering, is not on it."""
+    return _NO_LOWERING_WHY.get(op, f"op type {op} is not supported")
 
 
 def _reason(message: str) -> str:
@@ -517,6 +533,8 @@ class _Lowerer:
             )
         t = self.tensors[v.tensor]
         if _as4(v.shape) != t.shape:
+            if len(v.shape) <= 4 and v.shape[0] == 1 and t.shape[0] == 1:
+                return self.reshape_on_host(name, v)
             raise self.err(
                 f"input '{name}' is a reshaped view {v.shape} of the {t.shape} tensor "
                 f"'{t.name}'; only unit dimensions may be added or dropped before an op"
@@ -608,7 +626,12 @@ class _Lowerer:
             return
         if any(isinstance(v := self.values.get(i), _Pending) and v.segment is not None
                for i in node.input if i):
-            self.lower_on_host(node, "reads a float value computed on the host")
+            why = "reads a float value computed on the host"
+            if node.domain not in ("", "ai.onnx"):
+                why = f"op domain '{node.domain}' is not supported (and it {why})"
+            elif node.op_type not in SUPPORTED_OPS:
+                why = f"{_unsupported_why(node.op_type)} (and it {why})"
+            self.lower_on_host(node, why)
             return
         snap = (len(self.nodes), dict(self.tensors), dict(self.values), set(self.node_names),
                 dict(self.onnx_int8), list(self.inputs))
@@ -686,24 +709,53 @@ class _Lowerer:
                                f"its output '{o}' of shape {shape} would have a batch "
                                "dimension other than 1, which host segments (run per batch "
                                "item) do not support")
-            data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
-                                               self.tensors, self.model, self.source)
-            shapes = self.onnx_shapes()
-            weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
-            attrs: dict[str, object] = {
-                "onnx": encode(data),
-                "nodes": [n.name for n in nodes],
-                "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-                        for n in nodes],
-                "reasons": [seg.reasons[n.name] for n in nodes],
-                "macs": sum(node_macs(n, shapes, weights) for n in nodes),
-            }
-            return [QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
-                            as_float)]
+            return [self.segment_op(seg, o, shape, out, as_float)]
 
         return _Pending(node.name, node.op_type, shape4, shape,
                         lambda out, act: op(out, False), supports_act=False, host=True,
                         build_float=lambda out: op(out, True), segment=seg)
+
+    def segment_op(self, seg: HostSegment, o: str, shape: tuple[int, ...], out: QTensor,
+                   as_float: bool) -> QHostOp:
+        """The host op running the nodes of ``seg`` that the float value ``o`` (ONNX
+        shape ``shape``) depends on, writing the QGraph tensor ``out`` (float32 if
+        ``as_float``)."""
+        data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
+                                           self.tensors, self.model, self.source)
+        shapes = self.onnx_shapes()
+        weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
+        attrs: dict[str, object] = {
+            "onnx": encode(data),
+            "nodes": [n.name for n in nodes],
+            "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                    for n in nodes],
+            "reasons": [seg.reasons[n.name] for n in nodes],
+            "macs": sum(node_macs(n, shapes, weights) for n in nodes),
+        }
+        return QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
+                       as_float)
+
+    def reshape_on_host(self, name: str, v: _QVal) -> _QVal:
+        """The view ``v`` of input ``name``, whose 4-D form differs from its tensor's by
+        more than unit dimensions (tokens ``(1, C, 1, T)`` read as an ``(1, C, H, W)`` map),
+        copied into a tensor of that form by a host segment (``Reshape``; the accelerator
+        has no reshape), so that the consuming op can stay on the accelerator."""
+        t = self.tensors[v.tensor]
+        shape4 = _as4(v.shape)
+        src, dst, shp = f"{name}__view", f"{name}__reshaped", f"{name}__shape"
+        seg = HostSegment()
+        seg.inputs[src] = (t.name, t.shape)
+        seg.consts[shp] = np.array(shape4, np.int64)
+        node = onnx.helper.make_node("Reshape", [src, shp], [dst],
+                                     name=self.node_name(f"{name}/reshape"))
+        seg.nodes.append(node)
+        seg.reasons[node.name] = (f"reshaping the {t.shape} tensor '{t.name}' to {shape4} "
+                                  "moves elements between rows (no accelerator reshape)")
+        out = self.add_tensor(f"{t.name}/reshaped", shape4, t.scale, t.zero_point)
+        self.nodes.append(self.segment_op(seg, dst, shape4, out, False))
+        qv = _QVal(out.name, v.shape)
+        self.values[name] = qv
+        return qv
 
     def lower_accel(self, node: onnx.NodeProto) -> None:
         op = node.op_type
@@ -746,7 +798,7 @@ class _Lowerer:
             **{u: self.lower_unary for u in UNARY_OPS},
         }.get(op)
         if handler is None:
-            raise self.unsupported(node, f"op type {op} is not supported")
+            raise self.unsupported(node, _unsupported_why(op))
         if op == "Split":
             self.lower_split(node)
             return

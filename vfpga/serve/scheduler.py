@@ -343,10 +343,13 @@ class Scheduler:
 
     # ----------------------------------------------------------- worker: loop
     def _loop(self) -> None:
+        # an idle worker sleeps until notified; it wakes every tick only for a policy that
+        # looks at the tenants periodically (each wake-up costs CPU and cache)
+        tick = None if self.policy.name == "fixed" else self.tick_s
         while True:
             with self._cv:
                 while not (self._control or self._busy() or self._stop):
-                    self._cv.wait(self.tick_s)
+                    self._cv.wait(tick)
                     if self._policy_due():
                         break
                 if self._stop and not (self._control or self._busy()):
