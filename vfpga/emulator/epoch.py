@@ -54,6 +54,7 @@ exactly the same (compared on every run), within the accelerator's
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -184,6 +185,8 @@ class _Group:
     #: DDR bytes they came from
     weights: tuple[np.ndarray | None, np.ndarray] | None = None
     key: list[bytes] = field(default_factory=list)
+    #: the DDR spans ``key`` holds (see :func:`_spans`; None: one key per source)
+    spans: list[tuple[int, int]] | None = None
     retain: bool = True
     budgeted: bool = False
     #: the parameter records' bytes and what :meth:`EpochPlan._params` made of them
@@ -400,13 +403,20 @@ class EpochPlan:
 
     def _weights(self, g: _Group, mem: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """The group's stacked int8 weights: links ``1 .. n-1`` ``[K_head][N]`` (None for
-        lone CONVs) and link ``n`` ``[K_n][N]``; reused while the DDR bytes are the same."""
-        raws = [_raw(mem, at, b.n * k) for b in g.blocks for at, k in zip(b.ws, g.ks, strict=True)]
-        if g.weights is not None and all(
-            r.tobytes() == k for r, k in zip(raws, g.key, strict=True)
-        ):
-            return g.weights
+        lone CONVs) and link ``n`` ``[K_n][N]``; reused while the DDR bytes they came from
+        are the same: compared span by span (:func:`_spans`: one contiguous comparison
+        instead of gathering the short rows of chunked weights), else source by source."""
+        srcs = [(at, b.n * k) for b in g.blocks for at, k in zip(b.ws, g.ks, strict=True)]
+        if g.weights is not None:
+            if g.spans is not None:
+                if all(mem[lo:hi].data == k for (lo, hi), k in zip(g.spans, g.key, strict=True)):
+                    return g.weights
+            elif all(
+                _raw(mem, at, n).tobytes() == k for (at, n), k in zip(srcs, g.key, strict=True)
+            ):
+                return g.weights
         g.weights = None
+        raws = [_raw(mem, at, n) for at, n in srcs]
         nl = len(g.ks)
         cols_head, cols_last = [], []
         for j, b in enumerate(g.blocks):
@@ -423,13 +433,18 @@ class EpochPlan:
             g.retain = self.budget is None or self.budget.take(g, nbytes)
         if g.retain:
             g.weights = w
-            g.key = [r.tobytes() for r in raws]
+            g.spans = _spans(srcs)
+            g.key = (
+                [r.tobytes() for r in raws]
+                if g.spans is None
+                else [mem[lo:hi].tobytes() for lo, hi in g.spans]
+            )
         return w
 
     def _cols(self, g: _Group, mem: np.ndarray, first: int, count: int, k: int) -> np.ndarray:
         """The uint8 im2col rows of links ``first .. first + count - 1`` of every tile of
         ``g``, side by side: ``[M][k]``."""
-        a = np.empty((g.m, k), np.uint8)
+        a = _scratch(g.m * k).reshape(g.m, k)
         r0 = 0
         for t in g.tiles:
             c0 = 0
@@ -773,6 +788,45 @@ def _source(writes: list[_Write | None], ver: np.ndarray, addr: int, nbytes: int
     if w.box is None:
         raise _NoEpoch
     return (w.box, addr - w.addr)
+
+
+def _spans(srcs: list[tuple[_Src, int]]) -> list[tuple[int, int]] | None:
+    """The DDR byte ranges ``[lo, hi)`` covering every byte the sources ``srcs`` (with
+    their lengths) read: each LOAD box's whole extent, merged where they touch. ``None``
+    if they cover more than four times the bytes read (then comparing them would cost
+    more than gathering the sources)."""
+    ext = []
+    need = 0
+    for (box, off), n in srcs:
+        need += n
+        at = box.flat()
+        if at is not None:
+            ext.append((at + off, at + off + n))
+        elif box.n0 and box.n1 and box.n2:
+            ext.append((box.ddr, box.ddr + (box.n0 - 1) * box.s0 + (box.n1 - 1) * box.s1 + box.n2))
+    ext.sort()
+    spans: list[tuple[int, int]] = []
+    for lo, hi in ext:
+        if spans and lo <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
+        else:
+            spans.append((lo, hi))
+    if sum(hi - lo for lo, hi in spans) > 4 * need + (64 << 10):
+        return None
+    return spans
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """A uint8 array of ``nbytes`` for the im2col rows of one product: one buffer per
+    thread, grown as needed and reused (a fresh large array costs its page faults on every
+    run)."""
+    buf: np.ndarray | None = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = _SCRATCH.buf = np.empty(max(nbytes, 1 << 16), np.uint8)
+    return buf[:nbytes]
+
+
+_SCRATCH = threading.local()
 
 
 def _raw(mem: np.ndarray, src: _Src, nbytes: int) -> np.ndarray:
