@@ -409,7 +409,9 @@ class EpochPlan:
         srcs = [(at, b.n * k) for b in g.blocks for at, k in zip(b.ws, g.ks, strict=True)]
         if g.weights is not None:
             if g.spans is not None:
-                if all(mem[lo:hi].data == k for (lo, hi), k in zip(g.spans, g.key, strict=True)):
+                if all(
+                    mem[lo:hi].tobytes() == k for (lo, hi), k in zip(g.spans, g.key, strict=True)
+                ):
                     return g.weights
             elif all(
                 _raw(mem, at, n).tobytes() == k for (at, n), k in zip(srcs, g.key, strict=True)
