@@ -197,6 +197,11 @@ class _Group:
         return sum(t.rows for t in self.tiles)
 
     @property
+    def depthwise(self) -> bool:
+        """One depthwise CONV (one tile, one block; no product)."""
+        return self.tiles[0].links[0][1].path == "int8-depthwise"
+
+    @property
     def n(self) -> int:
         return sum(b.n for b in self.blocks)
 
@@ -426,7 +431,9 @@ class EpochPlan:
             cols_last.append(mats[-1])
             if nl > 1:
                 cols_head.append(mats[0] if nl == 2 else np.concatenate(mats[:-1], axis=0))
-        last = np.ascontiguousarray(np.concatenate(cols_last, axis=1))
+        last = np.ascontiguousarray(
+            np.concatenate(cols_last, axis=1), dtype=np.int32 if g.depthwise else np.int8
+        )
         head = np.ascontiguousarray(np.concatenate(cols_head, axis=1)) if nl > 1 else None
         w = (head, last)
         if not g.budgeted:
@@ -442,6 +449,33 @@ class EpochPlan:
                 else [mem[lo:hi].tobytes() for lo, hi in g.spans]
             )
         return w
+
+    def _depthwise(self, g: _Group, mem: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """The int32 sums ``[M][N]`` of the group's one depthwise CONV (the compiled
+        kernel of ``Core._conv``'s ``"int8-depthwise"`` path), its input tile read from
+        DDR in place (materialized first only if the LOAD padded it)."""
+        box, geo = g.tiles[0].links[0]
+        x = _strided(mem, box.ddr, box.n0, box.n1, box.n2, box.s0, box.s1)
+        if any(box.pads):
+            t, _, lf, _ = box.pads
+            tile = np.full(box.shape, box.pad_value, np.uint8)
+            tile[t : t + box.n0, lf : lf + box.n1] = x
+            x = tile
+        acc = np.empty((geo.oh, geo.ow, geo.out_c), np.int32)
+        t, _, lf, _ = geo.pads
+        self._jit.depthwise(
+            x.view(np.int8),
+            geo.pad_value,
+            w,
+            geo.kh,
+            geo.kw,
+            geo.stride[0],
+            geo.stride[1],
+            t,
+            lf,
+            acc,
+        )
+        return acc.reshape(g.m, g.n)
 
     def _cols(self, g: _Group, mem: np.ndarray, first: int, count: int, k: int) -> np.ndarray:
         """The uint8 im2col rows of links ``first .. first + count - 1`` of every tile of
@@ -472,13 +506,16 @@ class EpochPlan:
         nl = len(g.ks)
         jk = self._jit
         st = bias.reshape(1, -1)
-        if head_w is not None:
+        if g.depthwise:
+            prod = self._depthwise(g, mem, last_w)
+        elif head_w is not None:
             assert acc is not None
             ph = self._mm(self._cols(g, mem, 0, nl - 1, sum(g.ks[:-1])), head_w)
             jk.accumulate(ph.reshape(1, g.m, g.n), st, False, acc)
             del ph
             st = acc
-        prod = self._mm(self._cols(g, mem, nl - 1, 1, g.ks[-1]), last_w)
+        if not g.depthwise:
+            prod = self._mm(self._cols(g, mem, nl - 1, 1, g.ks[-1]), last_w)
         per_row = acc is not None
         c0 = 0
         for c1, (lo, hi), zp in _runs(g.blocks):
@@ -614,7 +651,10 @@ def _build(
                 ):
                     raise _NoEpoch
                 w_at = _source(
-                    writes, ver[Buffer.WBUF], f["w_addr"], geo.out_c * geo.kh * geo.kw * geo.in_c
+                    writes,
+                    ver[Buffer.WBUF],
+                    f["w_addr"],
+                    geo.out_c * geo.kh * geo.kw * (geo.in_c // geo.groups),
                 )
                 p_at = _source(
                     writes, ver[Buffer.PBUF], f["p_addr"], geo.out_c * PARAM_RECORD_BYTES
@@ -777,7 +817,12 @@ def _conv_step(plan: SegmentPlan, pos: int) -> _ConvStep:
     if st is None:
         raise _NoEpoch
     geo = st.geo
-    if not st.fused or geo.path != "int8" or geo.groups != 1 or st.table is not None:
+    if not st.fused or st.table is not None:
+        raise _NoEpoch
+    if geo.path == "int8-depthwise":  # one channel per group, no partial sums
+        if geo.in_c != geo.out_c or st.acc_in is not None or st.acc_out:
+            raise _NoEpoch
+    elif geo.path != "int8" or geo.groups != 1:
         raise _NoEpoch
     return st
 
@@ -855,7 +900,14 @@ def _groups(units: list[_Unit]) -> list[_Group]:
     of column blocks are stacked into one product, at most :data:`_COLS_MAX` bytes of
     im2col rows each. Sets every unit's :attr:`_Unit.at`."""
     tiles: dict[tuple[object, ...], list[int]] = {}
+    groups: list[_Group] = []
     for u, unit in enumerate(units):
+        box, geo = unit.links[0]
+        if geo.path == "int8-depthwise":  # a group of its own
+            blk = _Block(unit.ws, unit.p1_at, unit.pn_at, geo.out_c, unit.bounds, unit.zp)
+            groups.append(_Group((geo.kh * geo.kw,), [_Tile(unit.links, geo.oh * geo.ow)], [blk]))
+            unit.at = (len(groups) - 1, 0, 0)
+            continue
         tkey = tuple(
             (box, g.in_h, g.in_w, g.in_c, g.kh, g.kw, g.stride, g.pads, g.pad_value, g.oh, g.ow)
             for box, g in unit.links
@@ -876,7 +928,6 @@ def _groups(units: list[_Unit]) -> list[_Group]:
             for u in members
         )
         by_blocks.setdefault((ks, sig), []).append(members)
-    groups: list[_Group] = []
     for (ks, sig), row_sets in by_blocks.items():
         blocks = list(sig)
         cur: _Group | None = None
