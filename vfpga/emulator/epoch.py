@@ -902,7 +902,7 @@ def _groups(units: list[_Unit]) -> list[_Group]:
     tiles: dict[tuple[object, ...], list[int]] = {}
     groups: list[_Group] = []
     for u, unit in enumerate(units):
-        box, geo = unit.links[0]
+        geo = unit.links[0][1]
         if geo.path == "int8-depthwise":  # a group of its own
             blk = _Block(unit.ws, unit.p1_at, unit.pn_at, geo.out_c, unit.bounds, unit.zp)
             groups.append(_Group((geo.kh * geo.kw,), [_Tile(unit.links, geo.oh * geo.ow)], [blk]))
