@@ -1,4 +1,4 @@
-"""Independent reference of the CALC arithmetic of the ISA (version 2), for tests only.
+"""Independent reference of the CALC arithmetic of the ISA (version 3), for tests only.
 
 Written deliberately differently from ``vfpga.emulator.kernels`` (which it must never
 import): padding with ``np.pad``, convolution as a loop over kernel offsets with int64
@@ -99,23 +99,32 @@ def conv_acc(
     pads: tuple[int, int, int, int],
     pad_value: int,
     groups: int,
+    dilation: tuple[int, int] = (1, 1),
+    ups: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
-    """int32 (as int64 values) accumulators ``[out_h][out_w][out_c]`` of CONV."""
+    """int32 (as int64 values) accumulators ``[out_h][out_w][out_c]`` of CONV. ``ups``:
+    the input is first spread out, element ``(r, c)`` at ``(r * uh, c * uw)`` of a grid of
+    ``pad_value``; ``dilation``: kernel tap ``(i, j)`` reads offset ``(i * dh, j * dw)``."""
     oc, kh, kw, cig = w.shape
     sh, sw = stride
+    dh, dw = dilation
+    uh, uw = ups
     t, b, lf, rt = pads
-    xp = np.pad(
-        x.astype(np.int64), ((t, b), (lf, rt), (0, 0)), mode="constant", constant_values=pad_value
-    )
-    oh = (xp.shape[0] - kh) // sh + 1
-    ow = (xp.shape[1] - kw) // sw + 1
+    h, wd, c = x.shape
+    spread = np.full(((h - 1) * uh + 1, (wd - 1) * uw + 1, c), pad_value, np.int64)
+    for r in range(h):
+        for q in range(wd):
+            spread[r * uh, q * uw] = x[r, q]
+    xp = np.pad(spread, ((t, b), (lf, rt), (0, 0)), mode="constant", constant_values=pad_value)
+    oh = (xp.shape[0] - ((kh - 1) * dh + 1)) // sh + 1
+    ow = (xp.shape[1] - ((kw - 1) * dw + 1)) // sw + 1
     ocg = oc // groups
     wg = w.astype(np.int64).reshape(groups, ocg, kh, kw, cig)
     acc = np.zeros((oh, ow, groups, ocg), np.int64)
     for i in range(kh):
         for j in range(kw):
-            rows = [y * sh + i for y in range(oh)]
-            colz = [xx * sw + j for xx in range(ow)]
+            rows = [y * sh + i * dh for y in range(oh)]
+            colz = [xx * sw + j * dw for xx in range(ow)]
             patch = xp[np.ix_(rows, colz)].reshape(oh, ow, groups, cig)
             acc += np.einsum("yxgc,goc->yxgo", patch, wg[:, :, i, j, :])
     total = acc.reshape(oh, ow, oc) + np.broadcast_to(start.astype(np.int64), (oh, ow, oc))
@@ -132,6 +141,8 @@ def conv(
     pad_value: int,
     groups: int,
     acc_out: bool,
+    dilation: tuple[int, int] = (1, 1),
+    ups: tuple[int, int] = (1, 1),
     scale: np.ndarray | float,
     divisor: np.ndarray | float,
     out_zp: int,
@@ -143,7 +154,7 @@ def conv(
     """CONV per the semantics; int32 accumulators with ``acc_out``, else int8
     ``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale) / divisor))))`` (``act = TABLE``:
     ``table[y + 128]``)."""
-    acc = conv_acc(x, w, start, stride, pads, pad_value, groups)
+    acc = conv_acc(x, w, start, stride, pads, pad_value, groups, dilation, ups)
     if acc_out:
         return acc.astype(np.int32)
     oc = w.shape[0]
@@ -236,4 +247,36 @@ def eltwise_add(
         ua, ub = float(int(a[idx]) + 128), float(int(b[idx]) + 128)
         v = fma(ua, sa, fma(ub, sb, off))
         out[idx] = act_fn(sat8(rne(v) - 128), act, act_lo, act_hi)
+    return out
+
+
+def eltwise_mul_sub(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    op: int,
+    scale_a: float,
+    scale_b: float,
+    a_zp: int,
+    b_zp: int,
+    out_zp: int,
+    out_scale: float,
+    b_period: int = 0,
+    act: int = 0,
+    act_lo: int = -128,
+    act_hi: int = 127,
+) -> np.ndarray:
+    """ELTWISE mul (op 1) / sub (op 2) per the semantics, one element at a time on exact
+    rationals: ``va = f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise (``B[i % b_period]``
+    when ``b_period > 0``), ``y = act(sat8(out_zp + rne(f32(f32(va op vb) / out_scale))))``."""
+    sa, sb, so = (float(np.float32(v)) for v in (scale_a, scale_b, out_scale))
+    out = np.empty(a.shape, np.int8)
+    flat_b = b.reshape(-1)
+    for i, x in enumerate(a.reshape(-1)):
+        y = int(flat_b[i % b_period] if b_period else flat_b[i])
+        va = mul(f32(int(x) - a_zp), sa)
+        vb = mul(f32(y - b_zp), sb)
+        v = mul(va, vb) if op == 1 else add(va, -vb)
+        r = rne(div(v, so))
+        out.reshape(-1)[i] = act_fn(sat8(out_zp + r), act, act_lo, act_hi)
     return out

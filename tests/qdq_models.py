@@ -194,6 +194,33 @@ def activations_net(seed: int = 0, opset: int = 14) -> onnx.ModelProto:
     return b.model(out, (1, 10))
 
 
+def eltwise_net(seed: int = 0, opset: int = 14) -> onnx.ModelProto:
+    """A small CNN with the element-wise operations of two maps (ISA v3 ELTWISE): two
+    squeeze-excite gates (GlobalAveragePool -> 1x1 conv -> ReLU -> 1x1 conv -> HardSigmoid
+    / Sigmoid -> Mul with the block's map, the gate first as torchvision writes it, and
+    second), a Mul and a Sub of two same-shape maps, an Add and a Sub of a per-channel
+    map broadcast over a map (the per-channel one first in the Sub: swapped, negated)."""
+    b = GraphBuilder((1, 3, 16, 16), seed, opset=opset)
+    c1 = b.relu(b.conv("x", 3, 24))
+    g = b.node("HardSigmoid", [b.conv(b.relu(b.conv(b.node("GlobalAveragePool", [c1]),
+                                                    24, 8, 1, pad=0)), 8, 24, 1, pad=0)],
+               alpha=float(1 / 6), beta=0.5)
+    se1 = b.node("Mul", [g, c1])
+    c2 = b.conv(se1, 24, 24, 3, group=24)
+    c3 = b.relu(b.conv(se1, 24, 24, 1, pad=0))
+    m = b.node("Mul", [c2, c3])
+    d = b.node("Sub", [c3, m])
+    gap = b.node("GlobalAveragePool", [d])
+    gate2 = b.node("Sigmoid", [b.conv(b.relu(b.conv(gap, 24, 8, 1, pad=0)), 8, 24, 1, pad=0)])
+    se2 = b.node("Mul", [d, gate2])
+    a = b.node("Add", [se2, b.conv(gap, 24, 24, 1, pad=0)])
+    sb = b.node("Sub", [b.conv(gap, 24, 24, 1, pad=0), a])
+    c4 = b.relu(b.conv(sb, 24, 16, 3))
+    fc = b.conv(b.node("GlobalAveragePool", [c4]), 16, 10, 1, pad=0)
+    out = b.node("Reshape", [fc, b.init(np.array([1, 10], dtype=np.int64))])
+    return b.model(out, (1, 10))
+
+
 class QDQBuilder:
     """Writes a QDQ graph by hand (for patterns ``quantize_static`` does not produce):
     ``q(x, scale, zp)`` adds a QuantizeLinear + DequantizeLinear pair and returns the

@@ -29,13 +29,16 @@ class GraphBuilder:
 
     def conv(self, x: str, oc: int, k: tuple[int, int] = (3, 3), s: int = 1,
              pads: tuple[int, int, int, int] | None = None, groups: int = 1,
-             act: str = "relu") -> str:
+             act: str = "relu", dil: tuple[int, int] = (1, 1),
+             ups: tuple[int, int] = (1, 1)) -> str:
         _, c, h, w = self.shape(x)
         kh, kw = k
+        ekh, ekw = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
+        h, w = (h - 1) * ups[0] + 1, (w - 1) * ups[1] + 1
         if pads is None:
-            pads = (kh // 2, kw // 2, kh // 2, kw // 2)
-        oh = (h + pads[0] + pads[2] - kh) // s + 1
-        ow = (w + pads[1] + pads[3] - kw) // s + 1
+            pads = (ekh // 2, ekw // 2, ekh // 2, ekw // 2)
+        oh = (h + pads[0] + pads[2] - ekh) // s + 1
+        ow = (w + pads[1] + pads[3] - ekw) // s + 1
         name = f"conv{len(self.nodes)}"
         y = self._tensor(name + ".out", (1, oc, oh, ow))
         cig = c // groups
@@ -50,7 +53,8 @@ class GraphBuilder:
             a = Act("relu", yt.zero_point, 127)
         elif act == "relu6":
             a = Act("relu6", yt.zero_point, min(127, yt.zero_point + 60))
-        self.nodes.append(QConv(name, x, y, wq, bias, mult, shift, (s, s), pads, groups, a))
+        self.nodes.append(QConv(name, x, y, wq, bias, mult, shift, (s, s), pads, groups, a,
+                                dilations=dil, upsample=ups))
         return y
 
     def pool(self, x: str, kind: str, k: int = 2, s: int = 2, p: int = 0,

@@ -31,6 +31,7 @@ from vfpga.backend.binary import (
 from vfpga.errors import BinaryFormatError
 from vfpga.fileio import OutputFileError
 from vfpga.hw import load_hw
+from vfpga.hw.config import ISA_VERSION
 from vfpga.isa.codec import encode_one
 from vfpga.isa.spec import Opcode
 
@@ -346,11 +347,13 @@ def test_validate_on_write() -> None:
         to_bytes(v)
 
 
-def test_isa_version_1_binaries_are_rejected() -> None:
-    """ISA version 2 changed the requantization fields: an older binary must not run."""
+@pytest.mark.parametrize("old", [1, 2])
+def test_older_isa_binaries_are_rejected(old: int) -> None:
+    """ISA version 2 changed the requantization fields, version 3 added issue 14's
+    operations (ELTWISE mul/sub and its new fields): an older binary must not run."""
     vfb = sample_vfb()
-    assert vfb.isa_version == 2
-    vfb.isa_version = 1
-    with pytest.raises(BinaryFormatError, match="instruction-set version 1, this vfpga runs "
-                       "version 2; recompile the model"):
+    assert vfb.isa_version == ISA_VERSION == 3
+    vfb.isa_version = old
+    with pytest.raises(BinaryFormatError, match=f"instruction-set version {old}, this vfpga "
+                       f"runs version {ISA_VERSION}; recompile the model"):
         from_bytes(to_bytes(vfb), "old.vfb")

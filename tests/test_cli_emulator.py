@@ -57,7 +57,7 @@ def test_bundled_samples_exist():
 
 def test_run_splits_equal_one_core(binaries, tmp_path):
     x = tmp_path / "x.npy"
-    np.save(x, sample_input(5))
+    np.save(x, sample_input(5).transpose(0, 3, 1, 2))  # int8 inputs are given NCHW
     outs = {}
     for name, cores in (("conv_1core", "7"), ("conv_split_oc", "4-7"),
                         ("conv_split_w", "15,0,9,3")):

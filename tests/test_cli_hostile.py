@@ -259,7 +259,21 @@ def test_run_takes_float_inputs_nchw_like_reference(tmp_path: Path) -> None:
     np.save(x, img.transpose(0, 2, 3, 1))  # NHWC: refused, naming the expected layout
     assert_one_error(invoke("run", vfb, "-i", x), "NCHW 1x3x16x16", "1x16x16x3")
     help_text = " ".join(invoke("run", "--help").output.split())
-    assert "A float array is NCHW" in help_text
+    assert "NCHW as the ONNX model shapes it" in help_text
+    # int8 inputs too are NCHW (as vfpga serve takes them): the same answer as the float
+    # input quantized by hand
+    from vfpga.backend.binary import read_vfb
+
+    t_in = next(t for t in read_vfb(vfb).tensors if t.role == "input")
+    q = np.clip(np.rint(img / np.float32(t_in.scale)) + t_in.zero_point, -128, 127)
+    np.save(x, q.astype(np.int8))
+    y8 = tmp_path / "y8.npy"
+    res = invoke("run", vfb, "-i", x, "--dequantize", "-o", y8)
+    assert res.exit_code == 0, res.output
+    assert np.load(y8).tobytes() == np.load(y).tobytes()
+    np.save(x, q.astype(np.int8).transpose(0, 2, 3, 1))  # the stored layout: refused
+    assert_one_error(invoke("run", vfb, "-i", x), "an int8 array must be NCHW 1x3x16x16",
+                     "the stored NHWC layout?")
 
 
 def test_run_on_binaries_that_fail_at_load(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ from vfpga.frontend.qgraph import (
 from vfpga.hw.config import load_hw
 from vfpga.passes.dnn_annotate_placement import DnnAnnotatePlacementPass, summarize_placement
 from vfpga.passes.dnn_plan_memory import NOTES_ATTR, DnnPlanMemoryPass, plan_from_module
+from vfpga.quant.inputs import ImagePrep
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -696,7 +697,8 @@ def test_import_prints_ir(tmp_path: Path, fake_frontend: dict[str, object]) -> N
     res = CliRunner().invoke(cli, ["import", str(model), "--calib-random", "4", "--seed", "7"])
     assert res.exit_code == 0, res.output
     assert fake_frontend["kwargs"] == {"calib": "random", "num_random": 4, "calib_dir": None,
-                                       "seed": 7, "input_shapes": None}
+                                       "seed": 7, "input_shapes": None,
+                                       "calib_method": "minmax", "image_prep": ImagePrep()}
     assert_same(small_graph(), module_to_qgraph(parse(res.stdout)))
 
 
@@ -709,7 +711,8 @@ def test_import_writes_file(tmp_path: Path, fake_frontend: dict[str, object]) ->
     res = CliRunner().invoke(cli, ["import", str(model), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert fake_frontend["kwargs"] == {"calib": "random", "num_random": 16, "calib_dir": None,
-                                       "seed": 0, "input_shapes": None}
+                                       "seed": 0, "input_shapes": None,
+                                       "calib_method": "minmax", "image_prep": ImagePrep()}
     assert_same(small_graph(), module_to_qgraph(parse(out.read_text())))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlir", "m.onnx"]  # no temp left
 

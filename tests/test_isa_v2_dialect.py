@@ -38,7 +38,7 @@ def _random_f32(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def test_float_fields_are_the_spec_float32_fields() -> None:
     assert FLOAT_FIELDS[Opcode.POOL] == {"scale", "out_scale"}
-    assert FLOAT_FIELDS[Opcode.ELTWISE] == {"scale_a", "scale_b", "offset"}
+    assert FLOAT_FIELDS[Opcode.ELTWISE] == {"scale_a", "scale_b", "offset", "out_scale"}
     assert not FLOAT_FIELDS[Opcode.CONV]
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from vfpga.emulator import kernels
 from vfpga.isa.float32 import eltwise_offset
-from vfpga.isa.spec import PARAM_RECORD_BYTES, PARAM_RECORD_DTYPE, Act, PoolMode
+from vfpga.isa.spec import PARAM_RECORD_BYTES, PARAM_RECORD_DTYPE, Act, EltOp, PoolMode
 
 SETTINGS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -115,6 +115,47 @@ def conv_cases(draw: st.DrawFn) -> dict[str, Any]:
 
 #: ELTWISE's activations (``act = TABLE`` is CONV only).
 ELTWISE_ACTS = [a for a in Act if a is not Act.TABLE]
+
+
+@SETTINGS
+@given(
+    kind=st.sampled_from(["dense", "depthwise", "grouped"]),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    dilation=st.tuples(st.sampled_from([1, 2, 3, 6]), st.sampled_from([1, 2, 4])),
+    ups=st.tuples(st.sampled_from([1, 2, 3]), st.sampled_from([1, 2, 4])),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 2)),
+    pads=st.tuples(*(st.integers(0, 4) for _ in range(4))),
+    in_hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    path=st.sampled_from(["auto", "float"]),
+    acc_out=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_conv_dilated_upsampled_matches_reference(
+    kind: str, kernel: tuple[int, int], dilation: tuple[int, int], ups: tuple[int, int],
+    stride: tuple[int, int], pads: tuple[int, int, int, int], in_hw: tuple[int, int],
+    path: str, acc_out: bool, seed: int,
+) -> None:
+    """ISA v3 CONV fields ``dil_*`` (kernel dilation) and ``ups_*`` (zero insertion)
+    against the independent reference, on the exact-integer and the float32 paths."""
+    rng = np.random.default_rng(seed)
+    g, cig, ocg = {"dense": (1, 5, 6), "depthwise": (7, 1, 1), "grouped": (3, 2, 3)}[kind]
+    kh, kw = kernel
+    vh = (in_hw[0] - 1) * ups[0] + 1 + pads[0] + pads[1]
+    vw = (in_hw[1] - 1) * ups[1] + 1 + pads[2] + pads[3]
+    if vh < (kh - 1) * dilation[0] + 1 or vw < (kw - 1) * dilation[1] + 1:
+        return  # the window does not fit: a fault, covered by test_conv_rejects
+    x = int8_tensor(rng, (*in_hw, g * cig), "uniform")
+    w = int8_tensor(rng, (g * ocg, kh, kw, cig), "uniform")
+    start = rng.integers(-1000, 1000, size=(g * ocg,)).astype(np.int32)
+    args: dict[str, Any] = dict(
+        start=start, stride=stride, pads=pads, pad_value=int(rng.integers(-128, 128)),
+        groups=g, acc_out=acc_out, scale=np.float32(0.01), divisor=1.0, out_zp=3,
+        act=Act.NONE, act_lo=-128, act_hi=127)
+    expected = ref.conv(x, w, dilation=dilation, ups=ups, **args)
+    overrides = {} if path == "auto" else {"_USE_INT_MATMUL": False, "_USE_JIT_DEPTHWISE": False}
+    with patched(**overrides):
+        got = kernels.conv(x, w, dilation=dilation, ups=ups, **args)
+    np.testing.assert_array_equal(got, expected)
 
 
 @SETTINGS
@@ -714,3 +755,42 @@ def test_eltwise_rejects_act_table() -> None:
         kernels.eltwise_add(a, a, scale_a=1.0, scale_b=1.0, offset=0.0, act=Act.TABLE)
     with pytest.raises(ValueError, match="CONV only"):
         kernels.eltwise_table(scale_a=1.0, scale_b=1.0, offset=0.0, act=Act.TABLE)
+
+
+@pytest.mark.parametrize("op", [EltOp.MUL, EltOp.SUB])
+@pytest.mark.parametrize("period", [0, 8])
+@pytest.mark.parametrize("use_lut", [False, True])
+def test_eltwise_mul_sub_match_reference(op: EltOp, period: int, use_lut: bool) -> None:
+    """ISA v3 ELTWISE mul / sub, same shape and per-channel broadcast (``b_period``),
+    direct and table paths, against the independent reference."""
+    rng = np.random.default_rng(int(op) * 10 + period)
+    for _ in range(6):
+        n = 8 * int(rng.integers(1, 40))
+        a = rng.integers(-128, 128, n).astype(np.int8)
+        b = rng.integers(-128, 128, period or n).astype(np.int8)
+        sa, sb, so = (float(np.float32(v)) for v in rng.uniform(0.001, 0.2, 3))
+        a_zp, b_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 3))
+        act = int(rng.integers(0, 3))
+        args: dict[str, Any] = dict(op=op, scale_a=sa, scale_b=sb, a_zp=a_zp, b_zp=b_zp,
+                                    out_zp=out_zp, out_scale=so * (-1 if rng.random() < 0.2
+                                                                    else 1),
+                                    b_period=period, act=act, act_lo=out_zp, act_hi=127)
+        with patched(ELTWISE_LUT_MIN=1 if use_lut else 10**9):
+            got = kernels.eltwise(a, b, offset=0.0, **args)
+        np.testing.assert_array_equal(got, ref.eltwise_mul_sub(a, b, **args))
+
+
+def test_eltwise_mul_sub_rejects() -> None:
+    a = np.zeros(8, np.int8)
+    ok: dict[str, Any] = dict(op=EltOp.MUL, scale_a=1.0, scale_b=1.0, out_scale=1.0)
+    kernels.eltwise(a, a, **ok)
+    with pytest.raises(ValueError, match="non-zero out_scale"):
+        kernels.eltwise(a, a, **(ok | {"out_scale": 0.0}))
+    with pytest.raises(ValueError, match="needs offset = 0"):
+        kernels.eltwise(a, a, **(ok | {"offset": 1.0}))
+    with pytest.raises(ValueError, match="must be 0"):
+        kernels.eltwise(a, a, op=EltOp.ADD, scale_a=1.0, scale_b=1.0, offset=0.0, out_zp=3)
+    with pytest.raises(ValueError, match="b_period = 3"):
+        kernels.eltwise(a, np.zeros(3, np.int8), b_period=3, **ok)
+    with pytest.raises(ValueError, match="unknown eltwise op"):
+        kernels.eltwise(a, a, **(ok | {"op": 3}))

@@ -28,7 +28,13 @@ from vfpga.models.stats import model_stats
 from vfpga.models.zoo import ZOO_MODELS, zoo_path
 
 BUILDERS = ["vgg16", "resnet50", "mobilenet_v1", "inception_v3"]
+#: Issue 14's squeeze-excite networks (ISA v3 ELTWISE mul with a per-channel operand)
+#: and other issue-14 CNNs (channel Split views).
+SE_NETS = ["mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0", "regnety_style",
+           "shufflenet_v2"]
 ZOO = list(ZOO_MODELS)
+#: Transformer-style builder models (opset 17; tests/test_xfmr.py)
+XFMR = ["convnext_t", "vit_ti16"]
 #: Models with more than ~20M parameters or 2 GMACs: whole-network tests marked slow.
 BIG = {
     "vgg16",
@@ -80,7 +86,9 @@ def test_list_models_registry() -> None:
     names = [i.name for i in infos]
     assert names == model_names()
     assert len(set(names)) == len(names)
-    assert [i.name for i in infos if i.source == "builder"] == BUILDERS
+    builders = [i.name for i in infos if i.source == "builder"]
+    assert builders[: len(BUILDERS)] == BUILDERS and set(XFMR) <= set(builders)
+    assert set(SE_NETS) <= set(builders)
     assert [i.name for i in infos if i.source == "onnx-zoo"] == ZOO
     paper = {"vgg16", "resnet50", "mobilenet_v1", "inception_v3"}
     assert {i.name for i in infos if i.paper} == paper
@@ -88,7 +96,8 @@ def test_list_models_registry() -> None:
         assert i.input_shape[:2] == (1, 3)
         assert i.output_shape[:2] == (1, 1000)
         assert i.output_kind in ("logits", "softmax")
-        assert i.opset == (13 if i.source == "builder" else 9)
+    assert i.opset == (9 if i.source == "onnx-zoo" else 17 if i.name in XFMR
+                           else 14 if i.name.startswith("mobilenet_v3") else 13)
 
 
 def test_unknown_model_lists_valid_names() -> None:
@@ -110,16 +119,16 @@ def test_negative_seed_rejected() -> None:
 # -- every model ----------------------------------------------------------------------
 
 
-def _check_builder_structure(model: onnx.ModelProto) -> None:
+def _check_builder_structure(model: onnx.ModelProto, opset: int) -> None:
     assert model.ir_version == 8
-    assert [(o.domain, o.version) for o in model.opset_import] == [("", 13)]
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", opset)]
     users: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
         for x in n.input:
             users.setdefault(x, []).append(n)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for n in model.graph.node:
-        if n.op_type == "Conv":  # every conv is followed by BN
+        if n.op_type == "Conv" and ".se.fc" not in n.name:  # BN after all but SE convs
             assert [u.op_type for u in users[n.output[0]]] == ["BatchNormalization"], n.name
         if n.op_type == "BatchNormalization":  # non-trivial, sane parameters
             gamma, beta, mean, var = (inits[x] for x in n.input[1:5])
@@ -129,7 +138,7 @@ def _check_builder_structure(model: onnx.ModelProto) -> None:
         if n.op_type == "Clip":  # ReLU6 with min/max inputs
             assert float(inits[n.input[1]]) == 0.0 and float(inits[n.input[2]]) == 6.0
     # every intermediate tensor has a static shape recorded
-    assert len(model.graph.value_info) == len(model.graph.node) - 1
+    assert len(model.graph.value_info) == sum(len(n.output) for n in model.graph.node) - 1
 
 
 def _check_zoo_structure(name: str, model: onnx.ModelProto) -> None:
@@ -175,7 +184,7 @@ def _check_zoo_structure(name: str, model: onnx.ModelProto) -> None:
             assert (var > 0).all() and np.isfinite(var).all()
 
 
-@pytest.mark.parametrize("name", [_param(n) for n in BUILDERS + ZOO])
+@pytest.mark.parametrize("name", [_param(n) for n in BUILDERS + SE_NETS + ZOO])
 def test_model_export_check_run(name: str) -> None:
     info = get_model_info(name)
     model = export_model(name, seed=0)
@@ -191,7 +200,7 @@ def test_model_export_check_run(name: str) -> None:
     assert _shape(g.output[0]) == info.output_shape
 
     if info.source == "builder":
-        _check_builder_structure(model)
+        _check_builder_structure(model, info.opset)
     else:
         _check_zoo_structure(name, model)
 
@@ -235,7 +244,7 @@ PUBLISHED = {
 }
 
 
-@pytest.mark.parametrize("name", [_param(n) for n in BUILDERS])
+@pytest.mark.parametrize("name", [_param(n) for n in PUBLISHED])
 def test_builder_sizes_match_published(name: str) -> None:
     model = export_model(name)
     st = model_stats(model)

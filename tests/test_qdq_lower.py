@@ -391,15 +391,27 @@ def _segments(g):
     return [n for n in g.nodes if isinstance(n, QHostOp) and n.op_type == SEGMENT_OP]
 
 
-def test_dilated_conv_is_rejected() -> None:
+def test_dilated_conv_runs_on_the_accelerator() -> None:
     qb = QDQBuilder((1, 2, 8, 8))
     x = qb.q("x", 0.05, 3)
     w, _ = qb.conv_w(2, 2, 3)
     c = qb.g.node("Conv", [x, w], dilations=[2, 2])
     m = qb.g.model(qb.q(c, 0.1, 0), (1, 2, 4, 4))
-    (seg,) = _segments(lower_qdq(m))  # this use of Conv runs on the host
-    assert seg.attrs["ops"] == ["Conv"] and "dilation" in seg.attrs["reasons"][0]
-    assert seg.attrs["macs"] == 2 * 4 * 4 * 2 * 3 * 3
+    g = lower_qdq(m)
+    assert not _segments(g)
+    (conv,) = [n for n in g.nodes if isinstance(n, QConv)]
+    assert conv.dilations == (2, 2) and conv.upsample == (1, 1)
+
+
+def test_conv_transpose_with_dilation_runs_on_the_host() -> None:
+    qb = QDQBuilder((1, 2, 8, 8))
+    x = qb.q("x", 0.05, 3)
+    w = qb.g.init(np.ones((2, 2, 3, 3), dtype=np.int8))
+    wd = qb.g.node("DequantizeLinear", [w, qb.g.init(np.float32(0.01))])
+    c = qb.g.node("ConvTranspose", [x, wd], strides=[2, 2], dilations=[2, 2])
+    m = qb.g.model(qb.q(c, 0.1, 0), (1, 2, 19, 19))
+    (seg,) = _segments(lower_qdq(m))
+    assert seg.attrs["ops"] == ["ConvTranspose"] and "dilations" in seg.attrs["reasons"][0]
 
 
 def test_float_weights_are_rejected() -> None:

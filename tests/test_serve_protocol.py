@@ -192,6 +192,33 @@ def test_bad_tensors_are_400_naming_the_problem(served) -> None:  # type: ignore
     assert got.tobytes() == solo(blob(1), x)["conv14.out"].tobytes()
 
 
+def test_infer_route_phases_and_failures(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The inference route (raw ASGI, in front of FastAPI): the Server-Timing header gives
+    the server's phases; an unexpected error fails that request alone with a JSON 500;
+    other methods on the path are still FastAPI's (405)."""
+    s, _ = served
+    x = user_input(blob(1), 0)
+    r = _post(s, "small/versions/1", {"inputs": [_tensor(x)]})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    phases = dict(item.split(";dur=") for item in r.headers["server-timing"].split(", "))
+    assert list(phases) == ["auth", "body", "decode", "queue", "run", "back", "encode"]
+    assert all(float(v) >= 0 for v in phases.values()) and float(phases["run"]) > 0
+    assert float(phases["run"]) / 1e3 == pytest.approx(
+        r.json()["parameters"]["vfpga_run_s"], abs=1e-5
+    )
+    r = httpx.get(f"http://{s.url}/v2/models/small/infer", headers=auth("alice"), timeout=10)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(s.server.scheduler, "submit", broken)
+    r = _post(s, "small", {"inputs": [_tensor(x)]})
+    assert r.status_code == 500 and r.json() == {"error": "internal error: RuntimeError"}
+    monkeypatch.undo()
+    assert _post(s, "small", {"inputs": [_tensor(x)]}).status_code == 200
+
+
 def test_full_queue_is_429_with_retry_after(served) -> None:  # type: ignore[no-untyped-def]
     s, _ = served
     x = user_input(blob(1), 0)

@@ -3,6 +3,7 @@ repository's validation (every bad file named with its key), and the state datab
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
 from vfpga.errors import VfpgaError
 from vfpga.serve.auth import OPERATOR, bearer, hash_token, identify
 from vfpga.serve.repository import RepositoryError, read_model, read_tenants, tenant_spec
+from vfpga.serve.scheduler import Outcome
 from vfpga.serve.state import State
 
 
@@ -156,3 +158,53 @@ def test_state_round_trip(tmp_path: Path) -> None:
     st.remove_tenant("a")
     assert st.tenants() == [] and st.models() == [] and st.binary("s1") is None
     st.close()
+
+
+def test_a_request_arriving_mid_run_starts_at_the_next_layer(tmp_path: Path) -> None:
+    """A request running alone runs layer after layer on the pool's thread; a request of
+    another tenant arriving meanwhile still starts at the next layer boundary (round
+    robin), not after the running request ends."""
+    from serve_util import user_input, write_repo
+
+    from vfpga.backend.binary import from_bytes
+    from vfpga.runtime.pool import Tenant
+    from vfpga.serve.app import Server
+
+    repo = write_repo(
+        tmp_path / "repo", {"alice": 2, "bob": 2}, {"a": ("alice", blob(1)), "b": ("bob", blob(2))}
+    )
+    server = Server(repo, tmp_path / "state", HW, "fixed", None, 20.0)
+    server.open()
+    sch = server.scheduler
+    sch.start()
+    try:
+
+        def stored(data: bytes, seed: int) -> dict[str, np.ndarray]:
+            t_in = next(t for t in from_bytes(data, "x", HW).tensors if t.role == "input")
+            return {t_in.name: to_stored(t_in, user_input(data, seed))}
+
+        sch.submit("alice", "a", "1", stored(blob(1), 0)).result(60)  # deployed, warm
+        sch.submit("bob", "b", "1", stored(blob(2), 0)).result(60)
+        layers = {"alice": 0}
+        later: list[Future[Outcome]] = []
+        step = Tenant.step
+
+        def counting(t: Tenant) -> bool:
+            if t.name == "alice":
+                layers["alice"] += 1
+                if layers["alice"] == 2:  # bob's request arrives while alice's runs
+                    later.append(sch.submit("bob", "b", "1", stored(blob(2), 1)))
+            return step(t)
+
+        Tenant.step = counting  # type: ignore[method-assign]
+        try:
+            a = sch.submit("alice", "a", "1", stored(blob(1), 1)).result(60)
+            b = later[0].result(60)
+        finally:
+            Tenant.step = step  # type: ignore[method-assign]
+        b_started = b.finished - b.run_s
+        assert b_started < a.finished, "bob's request waited for alice's to end"
+        assert layers["alice"] > 3
+    finally:
+        sch.stop()
+        server.state.close()

@@ -79,13 +79,17 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
 def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
     """Layers and MACs on the accelerator vs on the host, read from the compiled module
     (``ifp.layer`` ops; host ops and views from its ``dnn.graph``)."""
-    from vfpga.frontend.qgraph import QConcat
+    from vfpga.frontend.qgraph import QAdd, QConcat, QShuffle, QSlice
 
     g = res.plan.graph
     kinds = Counter(lr.kind for lr in res.layers)
+    if kinds.pop("add", 0):  # element-wise layers by operation (add, mul, sub)
+        kinds.update(n.op for n in g.nodes if isinstance(n, QAdd))
     macs = sum(lr.macs for lr in res.layers)
     host = res.host_ops
-    concats = sum(isinstance(n, QConcat) for n in g.nodes)
+    views = Counter(k for n in g.nodes for k, cls in (
+        ("concatenations written in place", QConcat), ("channel shuffles written in place",
+         QShuffle), ("channel ranges read in place", QSlice)) if isinstance(n, cls))
     t = Table(title=f"placement ({hw.name}, {cores} core(s))")
     t.add_column("where")
     t.add_column("layers", justify="right")
@@ -93,7 +97,8 @@ def placement_table(res, hw: HardwareConfig, cores: int) -> Table:
     t.add_column("what")
     t.add_row("accelerator", str(len(res.layers)), f"{macs:,}",
               ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
-    t.add_row("free (views)", str(concats), "0", "concatenations written in place")
+    t.add_row("free (views)", str(sum(views.values())), "0",
+              ", ".join(f"{v} {k}" for k, v in views.items()) or "-")
     host_types = Counter(n.op_type for n in host)
     host_macs = sum(int(n.attrs.get("macs", 0)) for n in host if n.op_type == SEGMENT_OP)
     t.add_row("host CPU", str(len(host)), f"{host_macs:,}",

@@ -50,29 +50,28 @@ def parse_bytes(text: str, option: str) -> int:
 
 
 def input_array(path: Path, t: TensorSpec) -> np.ndarray:
-    """The ``--input`` array for tensor ``t``: a float array in NCHW (checked against the
-    whole shape, then transposed to the tensor's NHWC), or an int8 array as stored."""
+    """The ``--input`` array for tensor ``t`` in its stored layout. Users give tensors as
+    the ONNX model shapes them (:func:`~vfpga.emulator.tensor_layout.user_shape`: NCHW for
+    a feature map), as ``vfpga serve`` takes them and as ``--output`` writes them: a float
+    array is quantized with the tensor's scale and zero point, an int8 array is taken as
+    quantized already; both are rearranged into the stored layout (NHWC)."""
     arr = read_npy(path)
     nchw = (t.layout == "nhwc" and len(t.shape) == 4)
     want = user_shape(t)
-    if arr.dtype.kind == "f":
-        if tuple(arr.shape) != want:
-            raise VfpgaError(
-                f"--input {path}: a float array must be {'NCHW ' if nchw else ''}"
-                f"{'x'.join(map(str, want))} for input '{t.name}', got "
-                f"{'x'.join(map(str, arr.shape))}"
-            )
-        return to_stored(t, arr)
-    if arr.dtype == np.int8:
-        if tuple(arr.shape) != tuple(t.shape):
-            raise VfpgaError(
-                f"--input {path}: an int8 array is taken as stored and must be {t.layout} "
-                f"{'x'.join(map(str, t.shape))} for input '{t.name}', got "
-                f"{'x'.join(map(str, arr.shape))} (or pass float NCHW values)"
-            )
-        return arr
-    raise VfpgaError(f"--input {path}: dtype {arr.dtype} is neither float (NCHW, quantized) nor "
-                     "int8 (as stored)")
+    if arr.dtype.kind != "f" and arr.dtype != np.int8:
+        raise VfpgaError(f"--input {path}: dtype {arr.dtype} is neither float (quantized) nor "
+                         f"int8 (quantized already); both are {'NCHW ' if nchw else ''}"
+                         f"{'x'.join(map(str, want))}")
+    if tuple(arr.shape) != want:
+        kind = "a float" if arr.dtype.kind == "f" else "an int8"
+        hint = (" (the stored NHWC layout? give it NCHW: x.transpose(0, 3, 1, 2))"
+                if nchw and tuple(arr.shape) == tuple(t.shape) else "")
+        raise VfpgaError(
+            f"--input {path}: {kind} array must be {'NCHW ' if nchw else ''}"
+            f"{'x'.join(map(str, want))} for input '{t.name}', got "
+            f"{'x'.join(map(str, arr.shape))}{hint}"
+        )
+    return to_stored(t, arr)
 
 
 def _parse_switch(spec: str, vfb: VfbFile, pool: int) -> tuple[int, list[int]]:
@@ -114,11 +113,10 @@ def stats_table(res: TaskResult, title: str) -> Table:
 @click.command()
 @click.argument("binary", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--input", "-i", "inputs", multiple=True, metavar="[NAME=]FILE.npy",
-              help="Input tensor. A float array is NCHW (as `vfpga reference --input` takes "
-                   "it and as outputs are written), of exactly the tensor's shape, and is "
-                   "quantized with the tensor's scale/zero point; an int8 array is taken as "
-                   "stored, in the tensor's own layout (NHWC for activations). Default: a "
-                   "seeded random int8 input.")
+              help="Input tensor, NCHW as the ONNX model shapes it (as `vfpga reference "
+                   "--input` and `vfpga serve` take it and as outputs are written): a float "
+                   "array is quantized with the tensor's scale/zero point, an int8 array is "
+                   "taken as quantized already. Default: a seeded random int8 input.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the output tensor(s) (.npy for one, .npz for several).")
 @click.option("--cores", default=None, help="Cores to run on: N, 0-7 or 0,3,5 "

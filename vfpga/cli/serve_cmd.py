@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -56,8 +57,7 @@ _FRONT_OPTIONS = [
         "--repository",
         type=click.Path(file_okay=False, path_type=Path),
         required=True,
-        help="Model repository: tenants.toml and <model>/config.toml + "
-        "<version>/model.vfb|onnx.",
+        help="Model repository: tenants.toml and <model>/config.toml + <version>/model.vfb|onnx.",
     ),
     click.option(
         "--state-dir",
@@ -206,6 +206,7 @@ def run_server(
             app,
             log_level="warning",
             access_log=False,
+            proxy_headers=False,  # nothing here reads the client's address
             timeout_graceful_shutdown=int(request_timeout) + 10,
         )
         click.echo(
@@ -218,6 +219,10 @@ def run_server(
         # was there before it: make that one a no-op, so a drained server exits 0
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
+        # everything loaded so far (libraries, models) lives as long as the server: out of
+        # the garbage collector's sight, a full collection no longer walks it (~30 ms on
+        # MobileNet v1, which landed in some request's latency)
+        gc.freeze()
         uvicorn.Server(config).run(sockets=[sock])
         click.echo(f"{what}: stopped (accepted requests answered)", err=True)
     finally:

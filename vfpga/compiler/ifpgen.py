@@ -27,9 +27,17 @@ import numpy as np
 
 from vfpga.compiler.plan import MemoryPlan, Placement, nchw
 from vfpga.errors import CompileError
-from vfpga.frontend.qgraph import QAdd, QConv, QPool, QTensor
+from vfpga.frontend.qgraph import (
+    QAdd,
+    QConv,
+    QPool,
+    QTensor,
+    conv_in_extent,
+    conv_kernel_extent,
+)
 from vfpga.hw.config import HardwareConfig
 from vfpga.hw.costs import core_bytes_per_cycle
+from vfpga.isa.effects import upsampled_taps
 from vfpga.isa.float32 import eltwise_offset, requant_scale
 from vfpga.isa.spec import (
     ACT_TABLE_BYTES,
@@ -37,6 +45,7 @@ from vfpga.isa.spec import (
     Act,
     Buffer,
     Dep,
+    EltOp,
     FieldDict,
     Opcode,
     PoolMode,
@@ -81,12 +90,28 @@ class LayerSpec:
     w_off: int = 0
     p_off: int = 0
     macs: int = 0
-    #: the requantization fields of the layer's POOL / ELTWISE words (ISA v2), derived
+    #: an element-wise layer whose operand B is per-channel ``[N, C, 1, 1]``
+    bcast: bool = False
+    #: CONV kernel dilation and input upsampling (zero insertion), ``(1, 1)``: none;
+    #: ``pads`` are then those of the upsampled input
+    dil: tuple[int, int] = (1, 1)
+    ups: tuple[int, int] = (1, 1)
+    #: the requantization fields of the layer's POOL / ELTWISE words (ISA v3), derived
     #: once per layer (:func:`pool_params`, :func:`eltwise_params`)
     calc_fields: dict[str, float | int] = field(default_factory=dict)
     plan_cache: dict[tuple, _Plan] = field(default_factory=dict, repr=False, compare=False)
     fit_cache: dict[tuple, _Plan | None] = field(default_factory=dict, repr=False,
                                                 compare=False)
+
+    @property
+    def plain(self) -> bool:
+        """No dilation and no upsampling (the ISA v2 geometry)."""
+        return self.dil == (1, 1) and self.ups == (1, 1)
+
+    @property
+    def kernel_extent(self) -> tuple[int, int]:
+        """Rows and columns the (dilated) kernel spans."""
+        return ((self.kernel[0] - 1) * self.dil[0] + 1, (self.kernel[1] - 1) * self.dil[1] + 1)
 
     @property
     def cig(self) -> int:
@@ -138,11 +163,19 @@ def layer_specs(plan: MemoryPlan) -> list[LayerSpec]:
             kh, kw = int(n.weight.shape[2]), int(n.weight.shape[3])
             sh, sw = n.strides
             pt, pl, pb, pr = n.pads
+            vh, vw = conv_in_extent(n, h, w)
+            ekh, ekw = conv_kernel_extent(n)
             s = LayerSpec(len(specs), n, "conv", (ci, h, w), (co, oh, ow), [plan.places[n.input]],
                           plan.places[n.output], [xt.zero_point], yt.zero_point, (kh, kw),
-                          (sh, sw), _eff_pads(h, w, oh, ow, kh, kw, sh, sw, pt, pb, pl, pr),
-                          n.groups, plan.consts[n.name].weights, plan.consts[n.name].params)
-            s.macs = co * oh * ow * kh * kw * (ci // n.groups)
+                          (sh, sw), _eff_pads(vh, vw, oh, ow, ekh, ekw, sh, sw, pt, pb, pl, pr),
+                          n.groups, plan.consts[n.name].weights, plan.consts[n.name].params,
+                          dil=n.dilations, ups=n.upsample)
+            if n.upsample == (1, 1):
+                s.macs = co * oh * ow * kh * kw * (ci // n.groups)
+            else:  # products with inserted zeros are not counted
+                s.macs = co * (ci // n.groups) * (
+                    upsampled_taps(h, kh, sh, pt, n.dilations[0], n.upsample[0], oh)
+                    * upsampled_taps(w, kw, sw, pl, n.dilations[1], n.upsample[1], ow))
         elif isinstance(n, QPool):
             xt, yt = g.tensors[n.input], g.tensors[n.output]
             _, ci, h, w = nchw(xt)
@@ -165,6 +198,7 @@ def layer_specs(plan: MemoryPlan) -> list[LayerSpec]:
                           [plan.places[n.a], plan.places[n.b]], plan.places[n.output],
                           [at.zero_point, bt.zero_point], yt.zero_point)
             s.calc_fields = eltwise_params(n, at.zero_point, bt.zero_point, yt.zero_point)
+            s.bcast = nchw(bt)[2:] != nchw(at)[2:]
         else:
             continue
         specs.append(s)
@@ -181,12 +215,25 @@ def _eff_pads(h: int, w: int, oh: int, ow: int, kh: int, kw: int, sh: int, sw: i
 
 
 # --------------------------------------------------------------------------- geometry
-def _in_range(o0: int, o1: int, k: int, s: int, pad_lo: int, n: int) -> tuple[int, int, int, int]:
-    """Input range ``[lo, hi)`` and padding (before, after) needed for outputs [o0, o1)."""
+def _in_range(o0: int, o1: int, k: int, s: int, pad_lo: int, n: int,
+              ups: int = 1) -> tuple[int, int, int, int]:
+    """Input range ``[lo, hi)`` and padding (before, after) needed for outputs [o0, o1)
+    of a window spanning ``k`` elements. With ``ups > 1`` the window slides over the
+    input upsampled by zero insertion (element ``r`` at ``r * ups``): ``[lo, hi)`` are the
+    input elements inside the window span and the padding is counted in upsampled
+    positions (it includes the inserted zeros before the first and after the last)."""
     start = o0 * s - pad_lo
     end = (o1 - 1) * s - pad_lo + k
+    if ups > 1:
+        lo, hi = max(0, -(-start // ups)), min(n, (end - 1) // ups + 1)
+        return lo, hi, lo * ups - start, end - ((hi - 1) * ups + 1)
     lo, hi = max(0, start), min(n, end)
     return lo, hi, lo - start, end - hi
+
+
+def _real_span(span: int, ups: int) -> int:
+    """Most input elements a window span of ``span`` upsampled positions can hold."""
+    return (span - 1) // ups + 1
 
 
 @dataclass
@@ -254,9 +301,11 @@ def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
 def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
     b = hw.buffers
     kh, kw = spec.kernel
+    ekh, ekw = spec.kernel_extent
     sh, sw = spec.stride
+    uh, uw = spec.ups
     oh = spec.out_shape[1]
-    in_cols = (wt - 1) * sw + kw
+    in_cols = _real_span((wt - 1) * sw + ekw, uw)
     chunk = 0
     ic = _in_ch(spec, og)
     if spec.kind == "conv":
@@ -281,8 +330,8 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Pla
     best = min(oh, b["obuf"] // (2 * wt * og))
     if spec.kind == "add":
         best = min(best, b["ibuf"] // (2 * 2 * wt * og))
-    else:  # input rows (rb - 1) * sh + kh, double-buffered
-        best = min(best, (b["ibuf"] // (2 * in_cols * ic) - kh) // sh + 1)
+    else:  # input rows (rb - 1) * sh + kh (real: _real_span), double-buffered
+        best = min(best, ((b["ibuf"] // (2 * in_cols * ic)) * uh - ekh) // sh + 1)
     if chunk:
         best = min(best, b["abuf"] // (wt * og * 4))
     if best < 1:
@@ -335,8 +384,12 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
                   else len(range(tile.c0, tile.c1, og)))
         bands = -(-oh // p.rb)
         chunks = -(-c // p.chunk) if p.chunk else 1
-        rows_in = min(h + spec.pads[0] + spec.pads[1],
-                      bands * ((p.rb - 1) * spec.stride[0] + kh))
+        if spec.plain:
+            rows_in = min(h + spec.pads[0] + spec.pads[1],
+                          bands * ((p.rb - 1) * spec.stride[0] + kh))
+        else:
+            rows_in = min(h, bands * _real_span((p.rb - 1) * spec.stride[0]
+                                                + spec.kernel_extent[0], spec.ups[0]))
         in_bytes = rows_in * p.in_cols * _in_ch(spec, og) * groups
         if spec.kind == "add":
             in_bytes *= 2
@@ -454,12 +507,22 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     ci, h, w = spec.in_shape
     _co, oh, ow = spec.out_shape
     kh, kw = spec.kernel
+    ekh, ekw = spec.kernel_extent
     sh, sw = spec.stride
+    uh, uw = spec.ups
     pt, _pb, pl, _pr = spec.pads
     cig, opg = spec.cig, spec.opg
     x, y = spec.ins[0], spec.out
     wt = tile.w1 - tile.w0
-    col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, kw, sw, pl, w)
+    col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, ekw, sw, pl, w, uw)
+    # ISA v3 fields only where used (ISA v2 layers keep their bytes); with upsampling the
+    # CONV pads (after zero insertion) and the LOAD copies the input elements only
+    upsampled = spec.ups != (1, 1)
+    extra: dict[str, int] = {}
+    if spec.dil != (1, 1):
+        extra |= dict(dil_h=spec.dil[0], dil_w=spec.dil[1])
+    if upsampled:
+        extra |= dict(ups_h=uh, ups_w=uw)
     half_i, half_o, half_w = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2, hw.buffers[
         "wbuf"] // 2
     act = _ACT[node.act.kind]
@@ -500,9 +563,20 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
         steps: list[_Step] = []
         s = 0
         for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
-            row_lo, row_hi, pad_t, pad_b = _in_range(r0, r1, kh, sh, pt, h)
-            in_rows = row_hi - row_lo + pad_t + pad_b
-            in_cols = col_hi - col_lo + pad_l + pad_r
+            row_lo, row_hi, pad_t, pad_b = _in_range(r0, r1, ekh, sh, pt, h, uh)
+            if row_hi <= row_lo or col_hi <= col_lo:
+                raise CompileError(
+                    f"layer {spec.index} ('{node.name}'): output rows [{r0}, {r1}) x columns "
+                    f"[{tile.w0}, {tile.w1}) read no input element (a kernel shorter than the "
+                    "upsampling factor)")
+            if upsampled:
+                in_rows, in_cols = row_hi - row_lo, col_hi - col_lo
+                load_pads = dict(pad_t=0, pad_b=0, pad_l=0, pad_r=0)
+                extra |= dict(pad_t=pad_t, pad_b=pad_b, pad_l=pad_l, pad_r=pad_r)
+            else:
+                in_rows = row_hi - row_lo + pad_t + pad_b
+                in_cols = col_hi - col_lo + pad_l + pad_r
+                load_pads = dict(pad_t=pad_t, pad_b=pad_b, pad_l=pad_l, pad_r=pad_r)
             for k, (a, e) in enumerate(chunks):
                 slot = s % 2
                 final = k == len(chunks) - 1
@@ -516,8 +590,8 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
                     use["wbuf"] = max(use["wbuf"], w_addr + og * kh * kw * (e - a))
                 box = _box(x, w, row_lo, row_hi, col_lo, col_hi, a, e)
                 loads.append((Opcode.LOAD, dict(
-                    to=Buffer.IBUF, buf=slot * half_i, pad_t=pad_t, pad_b=pad_b, pad_l=pad_l,
-                    pad_r=pad_r, pad_value=spec.in_zp[0], **box)))
+                    to=Buffer.IBUF, buf=slot * half_i, **load_pads, pad_value=spec.in_zp[0],
+                    **box)))
                 use["ibuf"] = max(use["ibuf"], slot * half_i + in_rows * in_cols * (e - a))
                 n_out = (r1 - r0) * wt * og
                 out_addr = (b % 2) * half_o if final else 0
@@ -527,7 +601,7 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
                     groups=conv_groups, kh=kh, kw=kw, stride_h=sh, stride_w=sw,
                     pad_value=spec.in_zp[0], out_zp=node.act.stage_zp(spec.out_zp), act=act,
                     act_lo=node.act.lo, act_hi=node.act.hi, acc_in=int(k > 0),
-                    acc_out=int(not final)))
+                    acc_out=int(not final), **extra))
                 if final:
                     use["obuf"] = max(use["obuf"], out_addr + n_out)
                 else:
@@ -609,12 +683,19 @@ def pool_params(mode: PoolMode, x: QTensor, y: QTensor, count: int) -> dict[str,
 
 
 def eltwise_params(node: QAdd, a_zp: int, b_zp: int, out_zp: int) -> dict[str, float | int]:
-    """The requantization fields of an ELTWISE add word (ISA v2): ``scale_a``/``scale_b``
-    the float32 ratios the graph's ``mult / 2**shift`` pairs stand for, and the constant
-    ``offset`` folding the three zero points (:func:`vfpga.isa.float32.eltwise_offset`)."""
+    """The operation and arithmetic fields of an ELTWISE word (ISA v3): ``scale_a``/
+    ``scale_b`` the float32 values the graph's ``mult / 2**shift`` pairs stand for; for
+    add the constant ``offset`` folding the three zero points
+    (:func:`vfpga.isa.float32.eltwise_offset`), for mul/sub the zero points themselves
+    and ``out_scale``, the node's divisor."""
     sa = requant_scale(node.mult_a, node.shift)
     sb = requant_scale(node.mult_b, node.shift)
-    return dict(scale_a=sa, scale_b=sb, offset=eltwise_offset(sa, sb, a_zp, b_zp, out_zp))
+    if node.op == "add":
+        return dict(op=EltOp.ADD, scale_a=sa, scale_b=sb,
+                    offset=eltwise_offset(sa, sb, a_zp, b_zp, out_zp))
+    return dict(op=EltOp.MUL if node.op == "mul" else EltOp.SUB, scale_a=sa, scale_b=sb,
+                a_zp=a_zp, b_zp=b_zp, out_zp=out_zp,
+                out_scale=float(np.float32(node.divisor)))
 
 
 def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
@@ -638,18 +719,48 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
             n = (r1 - r0) * wt * (g1 - g0)
             la = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i,
                                     **_box(a, ow, r0, r1, tile.w0, tile.w1, g0, g1)))
-            lb = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i + n,
-                                    **_box(bb, ow, r0, r1, tile.w0, tile.w1, g0, g1)))
-            use["ibuf"] = max(use["ibuf"], slot * half_i + 2 * n)
+            if spec.bcast:  # per-channel B: its g1 - g0 values, repeated by b_period
+                lb = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i + n,
+                                        **_box(bb, 1, 0, 1, 0, 1, g0, g1)))
+                b_len = g1 - g0
+            else:
+                lb = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i + n,
+                                        **_box(bb, ow, r0, r1, tile.w0, tile.w1, g0, g1)))
+                b_len = n
+            use["ibuf"] = max(use["ibuf"], slot * half_i + n + b_len)
             calc = (Opcode.ELTWISE, dict(
                 a_addr=slot * half_i, b_addr=slot * half_i + n, out_addr=slot * half_o, n=n,
                 **spec.calc_fields, act=_ACT[node.act.kind], act_lo=node.act.lo,
-                act_hi=node.act.hi))
+                act_hi=node.act.hi, b_period=b_len if spec.bcast else 0))
             use["obuf"] = max(use["obuf"], slot * half_o + n)
             save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([la, lb], calc, b, True, save))
         insns.extend(_tokens([], steps))
     return IfpCode(spec.index, tile, oh, insns, use)
+
+
+def shape_key(spec: LayerSpec, tile: Tile, plan: LoopNest) -> tuple[int, ...]:
+    """Tiles of layer ``spec`` with equal keys (and loop nest ``plan``) get instruction
+    streams that differ only in the ``ddr`` fields of their LOADs and SAVEs, each an
+    affine function of the tile's origin (``w0`` for tiles that differ in columns,
+    ``c0`` for tiles that differ in output channels).
+
+    Why: code generation branches only on the tile's width and channel count, the loop
+    nest and the input columns' border padding (``pad_l``/``pad_r`` of the (dilated)
+    kernel over the (upsampled) input, which also fix where the clipped input column
+    range starts and how many input columns it holds); every DDR address is the tensor's
+    offset plus ``(row * W + column) * c_stride + channel`` (or the weight/parameter
+    offset plus a multiple of the first channel) with the column and channel moving
+    with the origin. Two exceptions are keyed in: a grouped convolution's channel
+    segments and input-channel range depend on ``c0`` modulo the group size (and are
+    affine over shifts that keep it), and a shuffled output's channel positions are
+    not affine in ``c0`` (its tiles are keyed by ``c0`` itself)."""
+    ekw, sw, pl, uw = spec.kernel_extent[1], spec.stride[1], spec.pads[2], spec.ups[1]
+    _lo, _hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, ekw, sw, pl, spec.in_shape[2], uw)
+    unit = spec.opg if spec.grouped else 1
+    c_key = tile.c0 if spec.out.shuffle else tile.c0 % unit
+    return (tile.w1 - tile.w0, tile.c1 - tile.c0, pad_l, pad_r, c_key, plan.og, plan.rb,
+            plan.chunk, plan.in_cols)
 
 
 def make_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,

@@ -6,10 +6,13 @@ free: the inputs of a concat are views of the concat's storage at their channel 
 so producers write straight into it (nested concats nest their views). A channel shuffle
 is free too: its input is a view of its output's storage whose channels are stored at
 their shuffled positions (:attr:`Placement.shuffle`), so the producer's SAVEs scatter
-the channels as they write. Where a tensor
-cannot be a view (it is a graph input or output, a host op's input or output, or it feeds
-two concats that do not nest), the planner inserts an exact copy layer (a depthwise 1x1
-identity convolution) and says so in :attr:`MemoryPlan.notes`.
+the channels as they write. A channel range (:class:`QSlice`, ONNX Split/Slice) is free
+as well: its output is a view of its input's storage at the range's channel offset, with
+the input's channel stride, and its consumers' LOADs read it in place. Where a tensor
+cannot be a view (it is a graph input or output, a host op's input or output, it feeds
+two concats that do not nest, or it is a channel range that a concat or a host op reads),
+the planner inserts an exact copy layer (a depthwise 1x1 identity convolution) and says
+so in :attr:`MemoryPlan.notes`.
 
 Storage blocks are allocated first-fit with liveness-based reuse: a block lives from the
 first step that writes it to the last step that reads it (inclusive), and two blocks
@@ -35,6 +38,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
     QTensor,
     node_inputs,
 )
@@ -130,9 +134,19 @@ def identity_copy(name: str, src: QTensor, dst_name: str) -> QConv:
     )
 
 
+def _copy_of(g: QGraph, nodes: list[QNode], t: str, cname: str) -> str:
+    """Append an identity copy ``cname`` of tensor ``t`` to ``nodes``; the copy's name."""
+    tname = f"{t}@{cname}"
+    src = g.tensors[t]
+    g.tensors[tname] = QTensor(tname, src.shape, src.scale, src.zero_point)
+    nodes.append(identity_copy(cname, src, tname))
+    return tname
+
+
 def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
-    """Insert copy layers where a tensor cannot be a view of a concat's storage, or cannot
-    be written shuffled straight into a channel shuffle's storage."""
+    """Insert copy layers where a tensor cannot be a view of a concat's storage, cannot
+    be written shuffled straight into a channel shuffle's storage, or is a channel range
+    (a slice view) that a concat or a host op reads."""
     g = copy.copy(g)
     g.tensors = dict(g.tensors)
     nodes: list[QNode] = []
@@ -146,10 +160,24 @@ def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
         for t in node_inputs(n):
             reads[t] = reads.get(t, 0) + 1
     concat_related = {t for n in g.nodes if isinstance(n, QConcat) for t in (*n.inputs, n.output)}
+    sliced = {n.output for n in g.nodes if isinstance(n, QSlice)}
+    if bad := sliced & set(g.outputs):
+        raise ValueError(f"graph output(s) {sorted(bad)} are channel-range views (QSlice); "
+                         "the lowering copies such outputs")
     layer_outputs = {n.output for n in g.nodes if isinstance(n, QConv | QPool | QAdd)}
     in_concat: dict[str, str] = {}
     # a tensor may be a view of only one concat (or of nested ones, handled by chaining)
     for n in g.nodes:
+        if isinstance(n, QHostOp) and any(t in sliced for t in n.inputs):
+            ins: list[str] = []
+            for i, t in enumerate(n.inputs):
+                if t in sliced:
+                    t = _copy_of(g, nodes, t, f"{n.name}.copy{i}")
+                    notes.append(f"copy inserted for '{n.inputs[i]}' into host op "
+                                 f"'{n.name}': a channel range of another tensor (a view)")
+                ins.append(t)
+            n = copy.copy(n)
+            n.inputs = ins
         if isinstance(n, QShuffle):
             t = n.input
             why = ("a graph input/output or host-op operand" if t in pinned
@@ -169,13 +197,10 @@ def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
         if isinstance(n, QConcat):
             new_inputs: list[str] = []
             for t in n.inputs:
-                if t in pinned or t in in_concat or t in new_inputs:
-                    cname = f"{n.name}.copy{len(new_inputs)}"
-                    tname = f"{t}@{cname}"
-                    src = g.tensors[t]
-                    g.tensors[tname] = QTensor(tname, src.shape, src.scale, src.zero_point)
-                    nodes.append(identity_copy(cname, src, tname))
+                if t in pinned or t in in_concat or t in new_inputs or t in sliced:
+                    tname = _copy_of(g, nodes, t, f"{n.name}.copy{len(new_inputs)}")
                     why = ("a graph input/output or host-op operand" if t in pinned
+                           else "a channel range of another tensor (a view)" if t in sliced
                            else "already part of another concatenation")
                     notes.append(f"copy inserted for '{t}' into concat '{n.name}': {why}")
                     t = tname
@@ -236,6 +261,8 @@ def plan_memory(g: QGraph) -> MemoryPlan:
         elif isinstance(n, QShuffle):  # the producer writes straight into the output
             parent[n.input] = (n.output, 0)
             shuffled[n.input] = n.groups
+        elif isinstance(n, QSlice):  # the output is a channel range of the input
+            parent[n.output] = (n.input, n.start)
 
     def root_of(t: str) -> tuple[str, int]:
         off = 0
@@ -250,7 +277,7 @@ def plan_memory(g: QGraph) -> MemoryPlan:
     for t in g.inputs:
         first[root_of(t)[0]] = -1
     for step, n in enumerate(g.nodes):
-        if isinstance(n, QConcat | QShuffle):
+        if isinstance(n, QConcat | QShuffle | QSlice):
             continue
         for t in node_inputs(n):
             r = root_of(t)[0]
@@ -258,7 +285,7 @@ def plan_memory(g: QGraph) -> MemoryPlan:
         r = root_of(n.output)[0]
         first[r] = min(first.get(r, step), step)
     for n in g.nodes:
-        if isinstance(n, QConcat | QShuffle):  # reads nothing, but its output must live
+        if isinstance(n, QConcat | QShuffle | QSlice):  # reads nothing; its output must live
             r = root_of(n.output)[0]
             last.setdefault(r, first.get(r, 0))
     end = len(g.nodes)

@@ -103,7 +103,8 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
-from vfpga.isa.effects import window_out
+from vfpga.frontend.qgraph import ELT_KINDS
+from vfpga.isa.effects import conv_extent, upsampled_taps, window_out
 from vfpga.isa.float32 import format_f32
 from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
 
@@ -299,7 +300,8 @@ def _unit_bool(attr: Attribute | None) -> bool:
 # Custom assembly format engine shared by the node ops
 # --------------------------------------------------------------------------------------
 
-FieldKind = Literal["str", "int", "ints", "i32s", "f32", "flag", "ident", "act", "weight", "dict"]
+FieldKind = Literal["str", "int", "ints", "oints", "i32s", "f32", "flag", "ident", "act", "weight",
+                    "dict"]
 
 
 @dataclass(frozen=True)
@@ -307,7 +309,8 @@ class _Field:
     """One ``keyword value`` clause of a node op's custom format.
 
     ``kind`` selects the value syntax: ``str`` "text"; ``int`` 3; ``ints`` / ``i32s``
-    [1, 2]; ``f32`` a float literal (an optional ``f32`` ``FloatAttr`` property, absent
+    [1, 2] (``oints``: the same for an optional property, absent when the clause is
+    omitted); ``f32`` a float literal (an optional ``f32`` ``FloatAttr`` property, absent
     when the clause is omitted); ``flag`` (keyword alone, a unit property); ``ident`` a
     bare word from
     ``choices``; ``act`` relu(lo, hi) (properties ``act`` and ``act_range``); ``weight``
@@ -330,7 +333,7 @@ def _field_value(op: Operation, f: _Field) -> object:
             return cast(StringAttr, attr).data if attr is not None else None
         case "int":
             return cast(IntegerAttr, attr).value.data if attr is not None else None
-        case "ints" | "i32s":
+        case "ints" | "oints" | "i32s":
             return int_tuple(cast(DenseArrayBase, attr)) if attr is not None else None
         case "f32":
             return cast(FloatAttr, attr).value.data if isinstance(attr, FloatAttr) else attr
@@ -397,7 +400,7 @@ def _print_field(printer: Printer, op: Operation, f: _Field) -> None:
                 printer.print_string(format_f32(attr.value.data))
             else:  # not a FloatAttr: the verifier reports it
                 printer.print_attribute(attr)
-        case "ints":
+        case "ints" | "oints":
             _print_ints(printer, array_values(cast(DenseArrayBase, attr)).tolist())
         case "i32s":
             arr_attr = cast(DenseArrayBase, attr)
@@ -453,7 +456,7 @@ def _parse_field(parser: Parser, f: _Field, props: dict[str, Attribute], op_name
                     start,
                     parser.pos,
                 )
-        case "ints":
+        case "ints" | "oints":
             props[f.prop] = int_array(_parse_ints(parser))
         case "i32s":
             if (text := parser.parse_optional_str_literal()) is not None:
@@ -699,7 +702,23 @@ class DnnNodeOp(IRDLOperation, ABC):
         return cast(StringAttr, self.properties["act"]).data, lo, hi
 
 
+def _divisor_prop(name: str, divisor: float) -> dict[str, Attribute]:
+    """The optional ``divisor`` property of node ``name``: absent for 1.0, else the f32
+    value (ValueError outside the float32 range)."""
+    if float(np.float32(divisor)) == 1.0 and not math.isnan(divisor):
+        return {}
+    try:
+        return {"divisor": f32_attr(divisor)}
+    except OverflowError:
+        raise ValueError(f"{name}: divisor {divisor!r} is outside the float32 range") from None
+
+
 _NAME_FIELDS = (_Field("name", "name", "str"), _Field("out", "out", "str"))
+
+
+def _named_int_props(name: str, out: str, key: str, value: int) -> dict[str, Attribute]:
+    """The properties of a one-operand op with ``name``, ``out`` and one i64 ``key``."""
+    return {"name": StringAttr(name), "out": StringAttr(out), key: i64_attr(value)}
 _ACT_FIELD = _Field("act", "act", "act", ("none", -128, 127))
 
 
@@ -732,6 +751,13 @@ class ConvOp(DnnNodeOp):
     ``divisor 0.0235`` only when it is not 1.0. The result is ``[N, OC, OH, OW]`` with
     ``OH = (H + top + bottom - KH) // sh + 1`` (likewise ``OW``).
 
+    Optional ``dilations`` ``(dh, dw)`` (kernel tap ``ky`` reads row ``y*sh + ky*dh - top``,
+    the kernel spans ``KH' = (KH - 1) * dh + 1`` rows) and ``upsample`` ``(uh, uw)`` (the
+    input is first spread out by zero insertion: element ``(y, x)`` of ``in - in_zp`` at
+    ``(y*uh, x*uw)`` of a ``H' = (H - 1) * uh + 1`` row grid of zeros; transposed
+    convolution and nearest resize), printed only when not ``[1, 1]``; then
+    ``OH = (H' + top + bottom - KH') // sh + 1``.
+
     Verified: input channels = weight IC x groups, OC divisible by groups, output dims per
     the formula, ``OC`` entries in each per-channel array, multipliers in ``[0, 2**31)``,
     shifts in ``[0, 62]``, ``divisor`` an ``f32`` value that is finite and > 0, strides
@@ -752,12 +778,16 @@ class ConvOp(DnnNodeOp):
     act = prop_def(StringAttr)
     act_range = prop_def(DenseArrayBase)
     act_table = prop_def(DenseArrayBase)
+    dilations = opt_prop_def(DenseArrayBase)
+    upsample = opt_prop_def(DenseArrayBase)
 
     FIELDS: ClassVar[tuple[_Field, ...]] = (
         *_NAME_FIELDS,
         _Field("stride", "strides", "ints", (1, 1)),
         _Field("pad", "pads", "ints", (0, 0, 0, 0)),
         _Field("groups", "groups", "int", 1),
+        _Field("dilation", "dilations", "oints", (1, 1)),
+        _Field("upsample", "upsample", "oints", (1, 1)),
         _ACT_FIELD,
         _Field("table", "act_table", "i32s", ()),
         _Field("bias", "bias", "i32s"),
@@ -784,18 +814,18 @@ class ConvOp(DnnNodeOp):
         act: tuple[str, int, int] = ("none", -128, 127),
         divisor: float = 1.0,
         act_table: Sequence[int] = (),
+        dilations: Sequence[int] = (1, 1),
+        upsample: Sequence[int] = (1, 1),
     ) -> None:
         def arr(v: np.ndarray | DenseArrayBase, what: str) -> DenseArrayBase:
             return v if isinstance(v, DenseArrayBase) else i32_array(v, f"{name}: {what}")
 
         w = weight if isinstance(weight, DenseIntOrFPElementsAttr) else weight_attr(weight)
-        extra: dict[str, Attribute] = {}
-        if float(np.float32(divisor)) != 1.0 or math.isnan(divisor):
-            try:
-                extra["divisor"] = f32_attr(divisor)
-            except OverflowError:
-                msg = f"{name}: divisor {divisor!r} is outside the float32 range"
-                raise ValueError(msg) from None
+        extra = _divisor_prop(name, divisor)
+        if tuple(dilations) != (1, 1):
+            extra["dilations"] = int_array(dilations)
+        if tuple(upsample) != (1, 1):
+            extra["upsample"] = int_array(upsample)
         super().__init__(
             operands=[input],
             result_types=[result_type],
@@ -830,11 +860,30 @@ class ConvOp(DnnNodeOp):
         d = self.divisor
         return 1.0 if d is None else float(d.value.data)
 
+    def dilation_pair(self) -> tuple[int, int]:
+        """``dilations`` as a pair (``(1, 1)`` when absent)."""
+        d = int_tuple(self.dilations) if self.dilations is not None else (1, 1)
+        return (d[0], d[1]) if len(d) == 2 else (1, 1)
+
+    def upsample_pair(self) -> tuple[int, int]:
+        """``upsample`` as a pair (``(1, 1)`` when absent)."""
+        u = int_tuple(self.upsample) if self.upsample is not None else (1, 1)
+        return (u[0], u[1]) if len(u) == 2 else (1, 1)
+
     def macs(self) -> int:
-        """Exact multiply-accumulate count: ``N * OC * OH * OW * C/groups * KH * KW``."""
+        """Exact multiply-accumulate count: ``N * OC * OH * OW * C/groups * KH * KW``
+        (with ``upsample``, only the products with input elements, not inserted zeros)."""
         n, oc, oh, ow = self.output_type.get_shape()
         _, icg, kh, kw = self.weight.get_shape()
-        return n * oc * oh * ow * icg * kh * kw
+        if self.upsample_pair() == (1, 1):
+            return n * oc * oh * ow * icg * kh * kw
+        h, w = self.input_types()[0].get_shape()[2:]
+        p = int_tuple(self.pads)
+        s = int_tuple(self.strides)
+        (dh, dw), (uh, uw) = self.dilation_pair(), self.upsample_pair()
+        rows = upsampled_taps(h, kh, s[0], p[0], dh, uh, oh)
+        cols = upsampled_taps(w, kw, s[1], p[1], dw, uw, ow)
+        return n * oc * icg * rows * cols
 
     def verify_(self) -> None:
         who = self.label
@@ -875,8 +924,16 @@ class ConvOp(DnnNodeOp):
             raise VerifyException(
                 f"{who}: output channels {oc} are not divisible by groups {groups}"
             )
-        oh = window_out(h, kh, strides[0], pads[0], pads[2])
-        ow = window_out(w, kw, strides[1], pads[1], pads[3])
+        for key in ("dilations", "upsample"):
+            v = self.properties.get(key)
+            if v is not None and (len(vals := int_tuple(cast(DenseArrayBase, v))) != 2
+                                  or not 1 <= min(vals) <= max(vals) <= 255):
+                raise VerifyException(f"{who}: {key} must be 2 values in 1..255")
+        (dh, dw), (uh, uw) = self.dilation_pair(), self.upsample_pair()
+        vh, ekh = conv_extent(h, kh, dh, uh)
+        vw, ekw = conv_extent(w, kw, dw, uw)
+        oh = window_out(vh, ekh, strides[0], pads[0], pads[2])
+        ow = window_out(vw, ekw, strides[1], pads[1], pads[3])
         if oh < 1 or ow < 1:
             raise VerifyException(
                 f"{who}: kernel {kh}x{kw} does not fit the padded input {h}x{w} (pads {list(pads)})"
@@ -1032,9 +1089,9 @@ class PoolOp(DnnNodeOp):
 
 @irdl_op_definition
 class AddOp(DnnNodeOp):
-    """Element-wise add of two int8 tensors of the same shape with their own quantization
-    (``QAdd``, ONNX Runtime's ``QLinearAdd``), in float32 steps rounded to nearest even
-    (``f32``; ``fma`` rounds once)::
+    """Element-wise add, multiply or subtract of two int8 tensors with their own
+    quantization (``QAdd``), in float32 steps rounded to nearest even (``f32``; ``fma``
+    rounds once). ``op = add`` (the default; ONNX Runtime's ``QLinearAdd``)::
 
         scale_a = f32(mult_a / 2**shift); scale_b = f32(mult_b / 2**shift)
         offset = f32(zc - fma(scale_a, za, f32(scale_b * zb)))
@@ -1042,27 +1099,41 @@ class AddOp(DnnNodeOp):
         out = act(sat8(round_half_even(v) - 128))
 
     with the biased zero points ``za = a_zp + 128``, ``zb = b_zp + 128``,
-    ``zc = out_zp + 128``.
+    ``zc = out_zp + 128``. ``op = mul`` (``QLinearMul``) / ``op = sub``
+    (``DequantizeLinear -> Sub -> QuantizeLinear``), ``scale_a``, ``scale_b`` as above
+    (the operands' own scales)::
 
-    Verified: ``a``, ``b`` and the output have the same shape; ``mult_a``, ``mult_b`` in
-    ``[0, 2**31)``; ``shift`` in ``[0, 62]``; activation range within int8.
+        va = f32(f32(a - a_zp) * scale_a); vb = f32(f32(b - b_zp) * scale_b)
+        out = act(sat8(out_zp + round_half_even(f32(f32(va * vb) / divisor))))
+
+    (``va - vb`` for sub; ``divisor`` is the output scale, negative for a sub whose
+    operands were swapped). ``b`` has the shape of ``a`` or is per-channel
+    ``[N, C, 1, 1]``, broadcast over the pixels.
+
+    Verified: ``a`` and the output have the same shape, ``b`` that shape or
+    ``[N, C, 1, 1]``; ``mult_a``, ``mult_b`` in ``[0, 2**31)``; ``shift`` in ``[0, 62]``;
+    ``divisor`` finite and non-zero; activation range within int8.
     """
 
     name = "dnn.add"
 
     lhs = operand_def(QTensorType)
     rhs = operand_def(QTensorType)
+    op = prop_def(StringAttr)
     mult_a = prop_def(IntegerAttr)
     mult_b = prop_def(IntegerAttr)
     shift = prop_def(IntegerAttr)
+    divisor = opt_prop_def(FloatAttr)
     act = prop_def(StringAttr)
     act_range = prop_def(DenseArrayBase)
 
     FIELDS: ClassVar[tuple[_Field, ...]] = (
         *_NAME_FIELDS,
+        _Field("op", "op", "ident", "add", ELT_KINDS),
         _Field("mult_a", "mult_a", "int"),
         _Field("mult_b", "mult_b", "int"),
         _Field("shift", "shift", "int"),
+        _Field("divisor", "divisor", "f32", 1.0),
         _ACT_FIELD,
     )
 
@@ -1078,13 +1149,18 @@ class AddOp(DnnNodeOp):
         mult_b: int,
         shift: int,
         act: tuple[str, int, int] = ("none", -128, 127),
+        op: str = "add",
+        divisor: float = 1.0,
     ) -> None:
+        extra = _divisor_prop(name, divisor)
         super().__init__(
             operands=[a, b],
             result_types=[result_type],
             properties={
+                **extra,
                 "name": StringAttr(name),
                 "out": StringAttr(out),
+                "op": StringAttr(op),
                 "mult_a": i64_attr(mult_a),
                 "mult_b": i64_attr(mult_b),
                 "shift": i64_attr(shift),
@@ -1093,25 +1169,43 @@ class AddOp(DnnNodeOp):
             },
         )
 
+    @property
+    def divisor_value(self) -> float:
+        """The ``divisor`` as a Python float (a float32 value; ``1.0`` when absent)."""
+        d = self.divisor
+        return 1.0 if d is None else float(d.value.data)
+
     def verify_(self) -> None:
         who = self.label
         self._verify_placement()
         a, b = self.input_types()
         out = self.output_type
-        if not a.get_shape() == b.get_shape() == out.get_shape():
+        sa, sb, so = list(a.get_shape()), list(b.get_shape()), list(out.get_shape())
+        per_channel = len(sa) == 4 and sb == [sa[0], sa[1], 1, 1]
+        if sa != so or (sb != sa and not per_channel):
             raise VerifyException(
-                f"{who}: operands and result must have the same shape, got "
-                f"{list(a.get_shape())} + {list(b.get_shape())} -> {list(out.get_shape())}"
+                f"{who}: operand a and the result must have the same shape and b that shape "
+                f"or [N, C, 1, 1], got {sa} + {sb} -> {so}"
             )
+        if self.op.data not in ELT_KINDS:
+            raise VerifyException(f"{who}: op must be one of {', '.join(ELT_KINDS)}, got "
+                                  f"{self.op.data!r}")
         for key in ("mult_a", "mult_b"):
             v = cast(IntegerAttr, self.properties[key]).value.data
             _check_range(who, key, np.array(v, dtype=object), *_MULT_RANGE)
         s = self.shift.value.data
         _check_range(who, "shift", np.array(s, dtype=object), *_SHIFT_RANGE)
+        d = self.divisor
+        if d is not None:
+            if not isinstance(d.type, Float32Type):
+                raise VerifyException(f"{who}: divisor must be an f32 value, got {d.type}")
+            dv = float(d.value.data)
+            if not math.isfinite(dv) or dv == 0.0:
+                raise VerifyException(f"{who}: divisor must be finite and non-zero, got {dv!r}")
         self._verify_act()
 
     def macs(self) -> int:
-        """Element-wise add: 0 multiply-accumulates in the MAC array."""
+        """Element-wise: 0 multiply-accumulates in the MAC array."""
         return 0
 
 
@@ -1219,15 +1313,8 @@ class ShuffleOp(DnnNodeOp):
         out: str,
         groups: int,
     ) -> None:
-        super().__init__(
-            operands=[input],
-            result_types=[result_type],
-            properties={
-                "name": StringAttr(name),
-                "out": StringAttr(out),
-                "groups": i64_attr(groups),
-            },
-        )
+        super().__init__(operands=[input], result_types=[result_type],
+                         properties=_named_int_props(name, out, "groups", groups))
 
     @property
     def groups_value(self) -> int:
@@ -1272,6 +1359,80 @@ class ShuffleOp(DnnNodeOp):
 
     def macs(self) -> int:
         """Channel permutation: 0 multiply-accumulates."""
+        return 0
+
+
+@irdl_op_definition
+class SliceOp(DnnNodeOp):
+    """A channel range of a map (``QSlice``; ONNX ``Split`` / ``Slice`` along channels,
+    step 1). With the result's ``C`` channels, for every ``n``, ``h``, ``w``::
+
+        out[n, k, h, w] = in[n, start + k, h, w]    (0 <= k < C)
+
+    The int8 codes are not touched: the result has the operand's scale and zero point. It
+    costs nothing on the accelerator: the result is a view of the operand's storage at
+    channel offset ``start`` (``dnn-plan-memory`` gives it the operand's ``c_stride``), so
+    its consumers' LOADs read that channel range in place.
+
+    Syntax: ``dnn.slice %x name "s" out "s" start 8 : (T) -> U``. Verified: operand and
+    result are 4-D NCHW with the same N, H, W; ``0 <= start`` and ``start + C`` at most
+    the operand's channels; the same scale and zero point.
+    """
+
+    name = "dnn.slice"
+
+    input = operand_def(QTensorType)
+    start = prop_def(IntegerAttr)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (*_NAME_FIELDS, _Field("start", "start", "int"))
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        result_type: QTensorType,
+        *,
+        name: str,
+        out: str,
+        start: int,
+    ) -> None:
+        super().__init__(operands=[input], result_types=[result_type],
+                         properties=_named_int_props(name, out, "start", start))
+
+    @property
+    def start_value(self) -> int:
+        """``start`` as a Python int."""
+        return self.start.value.data
+
+    def verify_(self) -> None:
+        who = self.label
+        self._verify_placement()
+        in_t = self.input_types()[0]
+        out = self.output_type
+        in_shape, out_shape = in_t.get_shape(), out.get_shape()
+        if len(in_shape) != 4 or len(out_shape) != 4:
+            raise VerifyException(
+                f"{who}: input and output must be 4-D NCHW, got {list(in_shape)} -> "
+                f"{list(out_shape)}"
+            )
+        if (in_shape[0], *in_shape[2:]) != (out_shape[0], *out_shape[2:]):
+            raise VerifyException(
+                f"{who}: result shape {list(out_shape)} must keep the input's N, H, W "
+                f"{list(in_shape)} (a slice takes channels only)"
+            )
+        start = self.start_value
+        if start < 0 or out_shape[1] < 1 or start + out_shape[1] > in_shape[1]:
+            raise VerifyException(
+                f"{who}: channels [{start}, {start + out_shape[1]}) are not a non-empty range "
+                f"of the input's {in_shape[1]} channels"
+            )
+        if not in_t.same_quantization(out):
+            raise VerifyException(
+                f"{who}: result has scale {out.scale_value!r}, zp {out.zp}; a slice keeps "
+                f"the input's scale {in_t.scale_value!r}, zp {in_t.zp}"
+            )
+
+    def macs(self) -> int:
+        """Channel range (a view): 0 multiply-accumulates."""
         return 0
 
 
@@ -1570,10 +1731,12 @@ class ReturnOp(IRDLOperation):
 
 Dnn = Dialect(
     "dnn",
-    [GraphOp, ReturnOp, ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, HostOp],
+    [GraphOp, ReturnOp, ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, SliceOp, HostOp],
     [QTensorType],
 )
 """The ``dnn`` dialect."""
 
-NODE_OPS: tuple[type[DnnNodeOp], ...] = (ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, HostOp)
+NODE_OPS: tuple[type[DnnNodeOp], ...] = (
+    ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, SliceOp, HostOp
+)
 """Every node op class."""

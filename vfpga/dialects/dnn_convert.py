@@ -48,6 +48,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
     QTensor,
 )
 
@@ -259,6 +260,8 @@ def _node_to_op(
                 act=_act(node.act),
                 divisor=d,
                 act_table=node.act.table,
+                dilations=node.dilations,
+                upsample=node.upsample,
             )
         case QPool():
             return dnn.PoolOp(
@@ -283,6 +286,8 @@ def _node_to_op(
                 mult_b=node.mult_b,
                 shift=node.shift,
                 act=_act(node.act),
+                op=node.op,
+                divisor=node.divisor,
             )
         case QConcat():
             return dnn.ConcatOp(
@@ -295,6 +300,10 @@ def _node_to_op(
         case QShuffle():
             return dnn.ShuffleOp(
                 get(node.input, where), out_t, name=node.name, out=node.output, groups=node.groups
+            )
+        case QSlice():
+            return dnn.SliceOp(
+                get(node.input, where), out_t, name=node.name, out=node.output, start=node.start
             )
         case QHostOp():
             attrs = {
@@ -392,6 +401,8 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
             groups=op.groups.value.data,
             act=_act_of(op),
             divisor=op.divisor_value,
+            dilations=op.dilation_pair(),
+            upsample=op.upsample_pair(),
         )
     if isinstance(op, dnn.PoolOp):
         k, s, p = dnn.int_tuple(op.kernel), dnn.int_tuple(op.strides), dnn.int_tuple(op.pads)
@@ -415,11 +426,15 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
             mult_b=op.mult_b.value.data,
             shift=op.shift.value.data,
             act=_act_of(op),
+            op=op.op.data,  # type: ignore[arg-type]
+            divisor=op.divisor_value,
         )
     if isinstance(op, dnn.ConcatOp):
         return QConcat(name=name, inputs=ins, output=out, axis=op.axis.value.data)
     if isinstance(op, dnn.ShuffleOp):
         return QShuffle(name=name, input=ins[0], output=out, groups=op.groups_value)
+    if isinstance(op, dnn.SliceOp):
+        return QSlice(name=name, input=ins[0], output=out, start=op.start_value)
     if isinstance(op, dnn.HostOp):
         where = f"{op.label} attribute"
         return QHostOp(

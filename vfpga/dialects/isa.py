@@ -72,7 +72,7 @@ from xdsl.utils.exceptions import VerifyException
 from vfpga.isa.codec import decode
 from vfpga.isa.effects import out_hw, written_range
 from vfpga.isa.float32 import format_f32
-from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS, MAX_CORES
+from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS, MAX_CORES, MAX_KERNEL
 from vfpga.isa.spec import (
     DEP_NAMES,
     FLAG_FIELDS,
@@ -83,6 +83,7 @@ from vfpga.isa.spec import (
     PAYLOAD_FIELDS,
     SAVE_SOURCES,
     Buffer,
+    EltOp,
     FieldDict,
     Opcode,
     PoolMode,
@@ -516,7 +517,7 @@ class ConvOp(IsaOp):
 
     def _check(self, f: dict[str, int | float]) -> None:
         IsaOp._check(self, f)
-        self._need(f, ("kh", "kw"), 1, 11)
+        self._need(f, ("kh", "kw"), 1, MAX_KERNEL)
         self._need(f, ("stride_h", "stride_w", "groups", "in_c", "out_c", "in_h", "in_w"))
         g = f["groups"]
         if f["in_c"] % g or f["out_c"] % g:
@@ -591,12 +592,20 @@ class PoolOp(IsaOp):
 
 @_isa_op
 class EltwiseOp(IsaOp):
-    """``isa.eltwise`` (CALC module, ``op=add``), ISA v2:
-    ``y = act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset))) - 128))`` over
-    ``n`` int8 elements at ``ibuf[a_addr]``, ``ibuf[b_addr]`` to ``obuf[out_addr]``, where
-    ``fma(a, b, c)`` is ``a*b + c`` rounded once to float32 (ties to even) and ``rne``
-    rounds to the nearest integer (ties to even); the zero points are folded into
-    ``offset``. Verified: ``n >= 1``, the float fields finite."""
+    """``isa.eltwise`` (CALC module), ISA v3, over ``n`` int8 elements at ``ibuf[a_addr]``
+    and ``ibuf[b_addr]`` (``b_period = p > 0``: ``p`` values of B, element ``i`` meeting
+    ``B[i % p]``) to ``obuf[out_addr]``:
+
+    * ``op=add``: ``y = act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset)))
+      - 128))``, ``fma(a, b, c)`` being ``a*b + c`` rounded once to float32 (ties to even)
+      and ``rne`` rounding to the nearest integer (ties to even); the zero points are
+      folded into ``offset``;
+    * ``op=mul`` / ``op=sub``: ``va = f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise,
+      ``y = act(sat8(out_zp + rne(f32(f32(va * vb) / out_scale))))`` (``va - vb``).
+
+    Verified: ``n >= 1``, the float fields finite, ``n`` a multiple of ``b_period``;
+    ``add`` with ``a_zp``, ``b_zp``, ``out_zp``, ``out_scale`` 0; ``mul``/``sub`` with
+    ``offset`` 0 and ``out_scale`` non-zero."""
 
     name = "isa.eltwise"
     OPCODE: ClassVar[Opcode] = Opcode.ELTWISE
@@ -604,6 +613,20 @@ class EltwiseOp(IsaOp):
     def _check(self, f: dict[str, int | float]) -> None:
         IsaOp._check(self, f)
         self._need(f, ("n",))
+        p = f.get("b_period", 0)
+        if p and f.get("n", 0) % p:
+            raise VerifyException(f"{self.name}: 'n' = {f.get('n', 0)} is not a multiple of "
+                                  f"'b_period' = {p}")
+        if f.get("op", 0) == EltOp.ADD:
+            if any(f.get(k, 0) for k in ("a_zp", "b_zp", "out_zp", "out_scale")):
+                raise VerifyException(f"{self.name}: op=add folds the zero points into "
+                                      "'offset'; a_zp, b_zp, out_zp and out_scale must be 0")
+        else:
+            if f.get("offset", 0):
+                raise VerifyException(f"{self.name}: 'offset' must be 0 for op=mul/sub")
+            if not f.get("out_scale", 0):
+                raise VerifyException(f"{self.name}: 'out_scale' must be non-zero for "
+                                      "op=mul/sub")
 
 
 @_isa_op

@@ -28,7 +28,7 @@ import numpy as np
 from vfpga.errors import BinaryFormatError
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.codec import Program, flag_value
-from vfpga.isa.effects import window_out_array
+from vfpga.isa.effects import conv_extent, window_out_array
 from vfpga.isa.spec import (
     ACT_TABLE_BYTES,
     LOAD_TARGETS,
@@ -87,8 +87,10 @@ def check_work_bounds(program: Program, hw: HardwareConfig, source: str) -> None
     if len(r):
         f = lambda n: _i64(r, n)  # noqa: E731
         g = np.maximum(f("groups"), 1)
-        oh = window_out_array(f("in_h"), f("kh"), f("stride_h"), f("pad_t"), f("pad_b"))
-        ow = window_out_array(f("in_w"), f("kw"), f("stride_w"), f("pad_l"), f("pad_r"))
+        vh, kh = conv_extent(f("in_h"), f("kh"), f("dil_h"), f("ups_h"))
+        vw, kw = conv_extent(f("in_w"), f("kw"), f("dil_w"), f("ups_w"))
+        oh = window_out_array(vh, kh, f("stride_h"), f("pad_t"), f("pad_b"))
+        ow = window_out_array(vw, kw, f("stride_w"), f("pad_l"), f("pad_r"))
         acc_out = np.asarray(flag_value(Opcode.CONV, r["flags"], "acc_out")).astype(bool)
         acc_in = np.asarray(flag_value(Opcode.CONV, r["flags"], "acc_in")).astype(bool)
         outn = oh * ow * f("out_c")
@@ -105,6 +107,8 @@ def check_work_bounds(program: Program, hw: HardwareConfig, source: str) -> None
               "the partial sums read (acc_in)")
         check(Opcode.CONV, outn * f("kh") * f("kw") * (f("in_c") // g), MAX_INSN_MACS,
               "the multiply-accumulate count", "MACs")
+        check(Opcode.CONV, vh * vw * f("in_c"), MAX_INSN_MACS,
+              "the upsampled input (ups_h, ups_w)", "elements")
     r = program.by_op[Opcode.POOL]
     if len(r):
         f = lambda n: _i64(r, n)  # noqa: E731
@@ -121,5 +125,6 @@ def check_work_bounds(program: Program, hw: HardwareConfig, source: str) -> None
     r = program.by_op[Opcode.ELTWISE]
     if len(r):
         n = _i64(r, "n")
-        check(Opcode.ELTWISE, n, size[Buffer.IBUF], "each operand")
+        check(Opcode.ELTWISE, n, size[Buffer.IBUF], "operand A")
+        check(Opcode.ELTWISE, _i64(r, "b_period"), size[Buffer.IBUF], "operand B's period")
         check(Opcode.ELTWISE, n, size[Buffer.OBUF], "the result")

@@ -391,6 +391,8 @@ class Core:
                 pads=pads,
                 pad_value=f["pad_value"],
                 groups=g,
+                dilation=(f["dil_h"], f["dil_w"]),
+                ups=(f["ups_h"], f["ups_w"]),
                 acc_out=bool(f["acc_out"]),
                 scale=scale,
                 divisor=divisor,
@@ -430,18 +432,9 @@ class Core:
     def _eltwise(self, ctx: ExecContext, i: int, f: dict[str, int]) -> None:
         n = f["n"]
         a = self._read(ctx, i, Buffer.IBUF, f["a_addr"], (n,))
-        b = self._read(ctx, i, Buffer.IBUF, f["b_addr"], (n,))
+        b = self._read(ctx, i, Buffer.IBUF, f["b_addr"], (f["b_period"] or n,))
         try:
-            out = kernels.eltwise_add(
-                a,
-                b,
-                scale_a=f["scale_a"],
-                scale_b=f["scale_b"],
-                offset=f["offset"],
-                act=Act(f["act"]),
-                act_lo=f["act_lo"],
-                act_hi=f["act_hi"],
-            )
+            out = kernels.eltwise(a, b, **kernels.eltwise_fields(f))
         except ValueError as exc:
             raise ExecutionFault(f"{describe(ctx, self.index, i)}: {exc}") from None
         self._write(ctx, i, Buffer.OBUF, f["out_addr"], out)

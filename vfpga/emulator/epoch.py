@@ -817,7 +817,9 @@ def _conv_step(plan: SegmentPlan, pos: int) -> _ConvStep:
     if st is None:
         raise _NoEpoch
     geo = st.geo
-    if not st.fused or st.table is not None:
+    if not st.fused or st.table is not None or geo.dil != (1, 1) or geo.ups != (1, 1):
+        # dilated and zero-inserted (upsampling) CONVs read their tile through the
+        # interpreter's im2col, which inserts the zeros; the epoch's im2col does not
         raise _NoEpoch
     if geo.path == "int8-depthwise":  # one channel per group, no partial sums
         if geo.in_c != geo.out_c or st.acc_in is not None or st.acc_out:

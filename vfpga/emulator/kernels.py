@@ -1,4 +1,4 @@
-"""Bit-exact compute kernels of a core's CALC module (CONV, POOL, ELTWISE), ISA version 2.
+"""Bit-exact compute kernels of a core's CALC module (CONV, POOL, ELTWISE), ISA version 3.
 
 The functions here are pure numpy over on-chip tiles that the emulator core has already
 sliced out of the buffers; they implement the arithmetic of ``docs/isa.md`` (section
@@ -19,7 +19,9 @@ saturation (``NONE``: ``y``, ``RELU``: ``max(y, act_lo)``, ``RELU6``:
   ``y = sat8(out_zp + rne(f32(f32(acc) * scale)))`` with the exact integer
   ``acc = sum(x - in_zp)``. ``MAX``: the maximum of the in-bound elements.
 * ELTWISE add: ``y = act(sat8(rne(fma(A+128, scale_a, fma(B+128, scale_b, offset))) -
-  128))``.
+  128))``; mul / sub (ISA version 3): ``va = f32(f32(A - a_zp) * scale_a)``, ``vb``
+  likewise, ``y = act(sat8(out_zp + rne(f32(f32(va op vb) / out_scale))))``; with
+  ``b_period = p > 0`` operand B holds ``p`` values, element ``i`` meeting ``B[i % p]``.
 
 How numpy is made to do exactly these steps: numpy's float32 ``* / +`` are correctly
 rounded IEEE operations; an int32 accumulator held exactly in float64 becomes ``f32(acc)``
@@ -43,8 +45,9 @@ Speed (no per-element Python loops):
   integer of magnitude at most ``2**24``, exact in float32 whatever order BLAS adds in.
   Longer reductions are split into chunks whose exact results are added in float64.
 * Average pooling adds ``kh * kw`` shifted whole-tile slices in window order.
-* ELTWISE computes the inner FMA once per value of ``B`` (256 entries); large tiles look
-  results up in a cached table of all 65536 operand pairs computed by the same formula.
+* ELTWISE computes the inner FMA (add) or the dequantized operands (mul, sub) once per
+  int8 value (256 entries); large tiles look results up in a cached table of all 65536
+  operand pairs computed by the same formula.
 * The CONV output stage of the fast entries (:func:`conv_int8_finish`) and the table
   lookups are single compiled passes (:mod:`vfpga.emulator.jit`) when numba is available,
   numpy passes otherwise.
@@ -73,6 +76,7 @@ from vfpga.isa.spec import (
     PARAM_RECORD_BYTES,
     PARAM_RECORD_DTYPE,
     Act,
+    EltOp,
     PoolMode,
 )
 
@@ -82,6 +86,7 @@ __all__ = [
     "INT8_MIN",
     "K_CHUNK",
     "ConvGeometry",
+    "EltParams",
     "Im2colU8",
     "act_bounds",
     "act_table",
@@ -96,8 +101,11 @@ __all__ = [
     "conv_prepared",
     "conv_sums",
     "conv_weights",
+    "eltwise",
     "eltwise_add",
+    "eltwise_fields",
     "eltwise_lookup",
+    "eltwise_params",
     "eltwise_table",
     "int8_product",
     "out_dims",
@@ -352,11 +360,22 @@ def requantize_int8(
 
 
 def _padded(
-    x: I8, pads: tuple[int, int, int, int], pad_value: int, dtype: Any, extra_rows: int = 0
+    x: I8, pads: tuple[int, int, int, int], pad_value: int, dtype: Any, extra_rows: int = 0,
+    ups: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
     """``x`` padded by ``pads = (t, b, l, r)`` with ``pad_value`` as ``dtype``, plus
-    ``extra_rows`` rows of zeros at the bottom (never read by a valid output)."""
+    ``extra_rows`` rows of zeros at the bottom (never read by a valid output). With ``ups``
+    the input is first upsampled by zero insertion: ``ups - 1`` rows / columns of
+    ``pad_value`` between neighbours (the CONV ``ups_h`` / ``ups_w`` fields)."""
     t, b, lf, rt = pads
+    if ups != (1, 1):
+        uh, uw = ups
+        h, w, c = x.shape
+        vh, vw = (h - 1) * uh + 1, (w - 1) * uw + 1
+        xu = np.full((vh + t + b + extra_rows, vw + lf + rt, c), pad_value, dtype)
+        xu[vh + t + b :] = 0
+        xu[t : t + vh : uh, lf : lf + vw : uw] = x
+        return xu
     h, w, c = x.shape
     if not (t or b or lf or rt or extra_rows):
         return x.astype(dtype)
@@ -387,6 +406,7 @@ def _chunked_matmul(cols: np.ndarray, wt: np.ndarray) -> np.ndarray:
 def _conv_im2col(
     xp: NDArray[np.float32], wt: NDArray[np.float32], oh: int, ow: int,
     kernel: tuple[int, int], stride: tuple[int, int], groups: int,
+    dil: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
     """Grouped (or plain, groups == 1) convolution sums via im2col + float32 matmul with
     the weights ``wt`` as :func:`conv_weights` lays them out (``[g][kh*kw*cig][ocg]``):
@@ -403,8 +423,9 @@ def _conv_im2col(
         win = x4[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]  # [oh][ow][g][cig]
         cols = win.transpose(2, 0, 1, 3).reshape(g, m, k)
     else:
-        win = sliding_window_view(x4, (kh, kw), axis=(0, 1))  # [.][.][g][cig][kh][kw]
-        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+        dh, dw = dil
+        win = sliding_window_view(x4, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(0, 1))
+        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, :, :, ::dh, ::dw]
         cols = win.transpose(2, 0, 1, 4, 5, 3).reshape(g, m, k)  # K order (kh, kw, cig)
     s = _chunked_matmul(cols, wt)  # [g][m][ocg]
     if g == 1:
@@ -501,15 +522,18 @@ class Im2colU8:
         h, w, c = geo.in_h, geo.in_w, geo.in_c
         g, kh, kw = geo.groups, geo.kh, geo.kw
         sh, sw = geo.stride
+        (dh, dw), (uh, uw) = geo.dil, geo.ups
         oh, ow = geo.oh, geo.ow
         cig = c // g
         m, k = oh * ow, kh * kw * cig
-        xpad = np.full((h + t + b, w + lf + rt, c), geo.pad_value + U8_BIAS, np.uint8)
-        self._inner = xpad[t : t + h, lf : lf + w]
+        vh, vw = (h - 1) * uh + 1, (w - 1) * uw + 1  # upsampled by zero insertion
+        xpad = np.full((vh + t + b, vw + lf + rt, c), geo.pad_value + U8_BIAS, np.uint8)
+        self._inner = xpad[t : t + vh : uh, lf : lf + vw : uw]
         tgt = self.target
         if tgt is not None and (g != 1 or tgt.shape != (m, k)):
             raise ValueError(f"im2col target must be a ({m}, {k}) view, got {tgt.shape}")
-        if kh == kw == sh == sw == g == 1 and oh == h + t + b and ow == w + lf + rt:
+        if (kh == kw == sh == sw == g == uh == uw == 1 and oh == h + t + b
+                and ow == w + lf + rt):
             self._win = None  # the padded tile is the matrix
             if tgt is None:
                 self.cols = xpad.reshape(1, m, k)
@@ -517,9 +541,9 @@ class Im2colU8:
                 self._inner = tgt.reshape(h, w, c)
                 self.cols = tgt.reshape(1, m, k)
             return
-        x4 = xpad.reshape(h + t + b, w + lf + rt, g, cig)
-        win = sliding_window_view(x4, (kh, kw), axis=(0, 1))  # [.][.][g][cig][kh][kw]
-        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+        x4 = xpad.reshape(vh + t + b, vw + lf + rt, g, cig)
+        win = sliding_window_view(x4, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(0, 1))
+        win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, :, :, ::dh, ::dw]
         self._win = win.transpose(2, 0, 1, 4, 5, 3)  # [g][oh][ow][kh][kw][cig]
         self.cols = np.empty((g, m, k), np.uint8) if tgt is None else tgt.reshape(1, m, k)
         self._dst = self.cols.reshape(g, oh, ow, kh, kw, cig)
@@ -621,7 +645,7 @@ def conv_int8_finish(
 
 def _conv_depthwise(
     xp: NDArray[np.float32], wd: NDArray[np.float32], oh: int, ow: int,
-    kernel: tuple[int, int], stride: tuple[int, int],
+    kernel: tuple[int, int], stride: tuple[int, int], dil: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
     """Convolution with one input channel per group (``groups == in_c``, ``out_c`` a
     multiple of it; weights ``wd`` as :func:`conv_weights` lays them out: ``[kh*kw][oc]``):
@@ -637,7 +661,8 @@ def _conv_depthwise(
     tmp = np.empty((oh, ow, oc), np.float32)
     for i in range(kh):
         for j in range(kw):
-            win = xs[i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw]
+            y0, x0 = i * dil[0], j * dil[1]
+            win = xs[y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw]
             np.multiply(win, wd[i * kw + j], out=tmp)
             acc += tmp
     return acc
@@ -651,7 +676,10 @@ class ConvGeometry:
     ``path``, the way the sums are computed (``"int8"``: integer products of a uint8
     im2col, ``"int8-depthwise"``: the compiled int32 depthwise kernel, or the float32 paths
     ``"depthwise"``, ``"wide"`` and ``"im2col"``; every path yields the same exact
-    integers)."""
+    integers), ``dil = (dh, dw)`` the kernel dilation and ``ups = (uh, uw)`` the input
+    upsampling by zero insertion (the input is ``[(in_h - 1) * uh + 1][...]`` with
+    ``pad_value`` between the ``x`` elements before padding; ``"wide"`` and
+    ``"int8-depthwise"`` are only used without them)."""
 
     in_h: int
     in_w: int
@@ -666,6 +694,8 @@ class ConvGeometry:
     oh: int
     ow: int
     path: str
+    dil: tuple[int, int] = (1, 1)
+    ups: tuple[int, int] = (1, 1)
 
 
 def conv_geometry(
@@ -676,10 +706,13 @@ def conv_geometry(
     pads: Sequence[int] = (0, 0, 0, 0),
     pad_value: int = 0,
     groups: int = 1,
+    dilation: Sequence[int] = (1, 1),
+    ups: Sequence[int] = (1, 1),
 ) -> ConvGeometry:
     """Validate a CONV's shapes (input ``x_shape = (in_h, in_w, in_c)``, weights ``w_shape
     = (out_c, kh, kw, in_c // groups)``) and parameters as :func:`conv` does; ValueError
-    with the same messages if they are inconsistent."""
+    with the same messages if they are inconsistent. ``dilation`` / ``ups`` values of 0
+    mean 1 (unset instruction fields)."""
     in_h, in_w, in_c = (int(v) for v in x_shape)
     oc, kh, kw, cig = (int(v) for v in w_shape)
     g = _int("groups", groups, 1, 1 << 16)
@@ -695,16 +728,25 @@ def conv_geometry(
     sh, sw = _pair("stride", stride, 1, 1 << 16)
     p = _pads(pads)
     pv = _int("pad_value", pad_value, INT8_MIN, INT8_MAX)
-    oh, ow = out_dims(in_h, in_w, (kh, kw), (sh, sw), p)
+    dh, dw = (max(int(v), 1) for v in _pair("dilation", dilation, 0, 255))
+    uh, uw = (max(int(v), 1) for v in _pair("ups", ups, 0, 255))
+    plain = dh == dw == uh == uw == 1
+    if in_h < 1 or in_w < 1:
+        raise ValueError(f"input extent {min(in_h, in_w)} must be >= 1")
+    oh, ow = out_dims((in_h - 1) * uh + 1, (in_w - 1) * uw + 1,
+                      ((kh - 1) * dh + 1, (kw - 1) * dw + 1), (sh, sw), p)
     if g > 1 and cig == 1:
-        path = "int8-depthwise" if _USE_JIT_DEPTHWISE and jit.get() is not None else "depthwise"
+        path = ("int8-depthwise" if plain and _USE_JIT_DEPTHWISE and jit.get() is not None
+                else "depthwise")
     elif _USE_INT_MATMUL and int_matmul.backend() is not None:
         path = "int8"
-    elif g == 1 and sh == sw == 1 and kh * kw > 1 and _use_wide(in_c, ow, ow + kw - 1):
+    elif (plain and g == 1 and sh == sw == 1 and kh * kw > 1
+          and _use_wide(in_c, ow, ow + kw - 1)):
         path = "wide"
     else:
         path = "im2col"
-    return ConvGeometry(in_h, in_w, in_c, oc, kh, kw, g, (sh, sw), p, pv, oh, ow, path)
+    return ConvGeometry(in_h, in_w, in_c, oc, kh, kw, g, (sh, sw), p, pv, oh, ow, path,
+                        (dh, dw), (uh, uw))
 
 
 def conv_weights(geo: ConvGeometry, w: I8) -> Any:
@@ -734,7 +776,7 @@ def conv_input(geo: ConvGeometry, x: I8) -> np.ndarray:
     if geo.path == "int8-depthwise":
         return x  # read in place, padding included, by the compiled kernel
     extra = 1 if geo.path == "wide" else 0
-    return _padded(x, geo.pads, geo.pad_value, np.float32, extra_rows=extra)
+    return _padded(x, geo.pads, geo.pad_value, np.float32, extra_rows=extra, ups=geo.ups)
 
 
 def conv_sums(geo: ConvGeometry, xp: np.ndarray, wt: Any) -> np.ndarray:
@@ -744,14 +786,15 @@ def conv_sums(geo: ConvGeometry, xp: np.ndarray, wt: Any) -> np.ndarray:
     most :data:`K_CHUNK` long (then ``|sums| <= 2**24``), else float64 (``|sums| <
     2**53``)."""
     if geo.path == "depthwise":
-        return _conv_depthwise(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride)
+        return _conv_depthwise(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.dil)
     if geo.path == "wide":
         return _conv_wide(xp, wt, geo.oh, geo.ow)
     if geo.path == "int8":
         return _int8_sums(geo, int_matmul.require()(xp, wt))
     if geo.path == "int8-depthwise":
         return _depthwise_sums(geo, xp, wt)
-    return _conv_im2col(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.groups)
+    return _conv_im2col(xp, wt, geo.oh, geo.ow, (geo.kh, geo.kw), geo.stride, geo.groups,
+                        geo.dil)
 
 
 def _conv_output(
@@ -834,6 +877,8 @@ def conv(
     pads: Sequence[int] = (0, 0, 0, 0),
     pad_value: int = 0,
     groups: int = 1,
+    dilation: Sequence[int] = (1, 1),
+    ups: Sequence[int] = (1, 1),
     acc_out: bool = False,
     scale: ArrayLike | None = None,
     divisor: ArrayLike = 1.0,
@@ -851,9 +896,12 @@ def conv(
       ``g = oc // (out_c // groups)`` and reads input channels ``[g*cig, (g+1)*cig)``.
     * ``start``: int32, either shape ``(out_c,)`` (the bias of each pbuf record) or
       ``(out_h, out_w, out_c)`` (the abuf partial sums of ``acc_in``).
-    * ``acc[y][x][oc] = start + sum_{i,j,ci} Xpad[y*sh+i][x*sw+j][g*cig+ci] * w[oc][i][j][ci]``
-      in int32 (wrapping modulo 2**32), ``out_h = (in_h + t + b - kh) // sh + 1`` and
-      likewise ``out_w``.
+    * ``acc[y][x][oc] = start + sum_{i,j,ci} Xpad[y*sh+i*dh][x*sw+j*dw][g*cig+ci] *
+      w[oc][i][j][ci]`` in int32 (wrapping modulo 2**32), ``out_h = (vh + t + b - ekh) //
+      sh + 1`` and likewise ``out_w``, where ``Xpad`` is ``x`` upsampled by ``ups = (uh,
+      uw)`` (``uh - 1`` rows of ``pad_value`` inserted between neighbours: ``vh = (in_h -
+      1) * uh + 1``) and then padded, and ``ekh = (kh - 1) * dh + 1`` with ``dilation =
+      (dh, dw)``.
     * ``acc_out``: return ``acc`` (int32 ``[out_h][out_w][out_c]``; ``scale``/``divisor``
       are not used). Otherwise return int8
       ``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale[oc]) / divisor[oc]))))``;
@@ -866,7 +914,7 @@ def conv(
     x = _tile("conv input", x, np.int8, 3)
     w = _tile("conv weights", w, np.int8, 4)
     geo = conv_geometry(x.shape, w.shape, stride=stride, pads=pads, pad_value=pad_value,
-                        groups=groups)
+                        groups=groups, dilation=dilation, ups=ups)
     oc, oh, ow = geo.out_c, geo.oh, geo.ow
     start = np.asarray(start)
     if start.dtype != np.int32:
@@ -1108,22 +1156,158 @@ def _eltwise_inner(sb: float, off: float) -> F32:
     return inner
 
 
-def _eltwise_direct(a: I8, b: I8, sa: float, sb: float, off: float, bounds: tuple[int, int]) -> I8:
-    """``clip(rne(fma(a+128, sa, fma(b+128, sb, off))) - 128, *bounds)`` as int8."""
-    inner = _eltwise_inner(sb, off)[b.view(np.uint8)]
+@functools.lru_cache(maxsize=512)
+def _dequant_codes(scale: float, zp: int) -> F32:
+    """``f32(f32(x - zp) * scale)`` for every int8 ``x``, indexed by ``x.view(uint8)``."""
+    with np.errstate(over="ignore"):
+        v = ((_I8_BY_U8.astype(np.int16) - zp).astype(np.float32) * _F32(scale)).astype(_F32)
+    v.flags.writeable = False
+    return v
+
+
+@dataclass(frozen=True)
+class EltParams:
+    """The validated arithmetic fields of one ELTWISE word (hashable: tables are cached
+    per parameter set). ``op``: 0 add, 1 mul, 2 sub (:class:`~vfpga.isa.spec.EltOp`);
+    ``bounds``: :func:`act_bounds` of the activation."""
+
+    op: int
+    sa: float
+    sb: float
+    off: float
+    a_zp: int
+    b_zp: int
+    out_zp: int
+    out_scale: float
+    bounds: tuple[int, int]
+
+
+def eltwise_params(
+    *,
+    op: EltOp | int = EltOp.ADD,
+    scale_a: float,
+    scale_b: float,
+    offset: float = 0.0,
+    act: Act | int = Act.NONE,
+    act_lo: int = INT8_MIN,
+    act_hi: int = INT8_MAX,
+    a_zp: int = 0,
+    b_zp: int = 0,
+    out_zp: int = 0,
+    out_scale: float = 0.0,
+) -> EltParams:
+    """Check an ELTWISE word's arithmetic fields (ValueError naming the bad one): the
+    float fields finite; ``add`` with zero ``a_zp``, ``b_zp``, ``out_zp`` and
+    ``out_scale``; ``mul``/``sub`` with ``offset == 0`` and a non-zero ``out_scale``;
+    no ``table`` activation."""
+    try:
+        o = EltOp(int(op))
+    except ValueError:
+        raise ValueError(f"unknown eltwise op {op!r}") from None
+    sa = float(_f32("scale_a", scale_a))
+    sb = float(_f32("scale_b", scale_b))
+    off = float(_f32("offset", offset))
+    osc = float(_f32("out_scale", out_scale))
+    zps = tuple(_int(k, v, INT8_MIN, INT8_MAX)
+                for k, v in (("a_zp", a_zp), ("b_zp", b_zp), ("out_zp", out_zp)))
+    _no_table(act)
+    if o is EltOp.ADD:
+        if any(zps) or osc != 0.0:
+            raise ValueError("invalid parameter: op=add folds the zero points into offset; "
+                             "a_zp, b_zp, out_zp and out_scale must be 0")
+    else:
+        if off != 0.0:
+            raise ValueError(f"invalid parameter: op={o.name.lower()} needs offset = 0, "
+                             f"got {off!r}")
+        if osc == 0.0:
+            raise ValueError(f"invalid parameter: op={o.name.lower()} needs a non-zero "
+                             "out_scale")
+    return EltParams(int(o), sa, sb, off, zps[0], zps[1], zps[2], osc,
+                     act_bounds(act, act_lo, act_hi))
+
+
+def _eltwise_direct(a: I8, b: I8, p: EltParams) -> I8:
+    """The ELTWISE result of int8 operands ``a``, ``b`` (equal or broadcastable shapes),
+    computed element by element (module docstring)."""
+    lo, hi = p.bounds
+    if p.op == EltOp.ADD:
+        inner = _eltwise_inner(p.sb, p.off)[b.view(np.uint8)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = fma_f32(_biased(a), _F32(p.sa), inner)
+        return _clip_rint_i8(v, lo + U8_BIAS, hi + U8_BIAS, -U8_BIAS)
+    va = _dequant_codes(p.sa, p.a_zp)[a.view(np.uint8)]
+    vb = _dequant_codes(p.sb, p.b_zp)[b.view(np.uint8)]
     with np.errstate(over="ignore", invalid="ignore"):
-        v = fma_f32(_biased(a), _F32(sa), inner)
-    return _clip_rint_i8(v, bounds[0] + U8_BIAS, bounds[1] + U8_BIAS, -U8_BIAS)
+        v = np.multiply(va, vb) if p.op == EltOp.MUL else np.subtract(va, vb)
+        v = np.divide(v, _F32(p.out_scale), dtype=np.float32)
+    v = np.asarray(v, dtype=np.float32)
+    # MLAS converts NaN (inf * 0 with scales beyond ~1e36) to 0 before adding out_zp
+    v[np.isnan(v)] = 0.0
+    return _clip_rint_i8(v, lo - p.out_zp, hi - p.out_zp, p.out_zp)
 
 
 @functools.lru_cache(maxsize=128)
-def _eltwise_lut(sa: float, sb: float, off: float, bounds: tuple[int, int]) -> I8:
+def _eltwise_lut(p: EltParams) -> I8:
     """Results for every operand pair, indexed by ``a.view(uint8) << 8 | b.view(uint8)``."""
     a = np.repeat(_I8_BY_U8, 256)
     b = np.tile(_I8_BY_U8, 256)
-    lut = _eltwise_direct(a, b, sa, sb, off, bounds)
+    lut = _eltwise_direct(a, b, p)
     lut.flags.writeable = False
     return lut
+
+
+def _operands(a: I8, b: I8, b_period: int) -> tuple[I8, I8]:
+    """``a`` and ``b`` shaped for one element-wise pass: equal shapes for ``b_period ==
+    0``, else ``a`` as ``[n / p, p]`` rows against ``b`` ``[1, p]`` (ValueError when the
+    sizes do not fit)."""
+    if a.dtype != np.int8 or b.dtype != np.int8:
+        raise ValueError(f"eltwise operands must be int8, got {a.dtype.name} and {b.dtype.name}")
+    p = _int("b_period", b_period, 0, 1 << 32)
+    if p == 0:
+        if a.shape != b.shape:
+            raise ValueError(f"eltwise operands differ in shape: {a.shape} vs {b.shape}")
+        return a, b
+    if b.size != p or a.size % p:
+        raise ValueError(f"invalid parameter: b_period = {p} needs B of {p} elements and n a "
+                         f"multiple of {p}, got B of {b.size} and n = {a.size}")
+    return a.reshape(-1, p), b.reshape(1, p)
+
+
+def eltwise(a: I8, b: I8, *, b_period: int = 0, **fields: Any) -> I8:
+    """The ELTWISE instruction (docs/isa.md section *Arithmetic*) on int8 ``a`` ``[n]``
+    and ``b`` (``[n]``, or ``[b_period]`` repeated along ``a``), result int8 shaped as
+    ``a``:
+
+    * ``add``: ``act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset))) -
+      128))``, each ``fma`` rounded once to float32;
+    * ``mul`` / ``sub``: ``va = f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise,
+      ``act(sat8(out_zp + rne(f32(f32(va * vb) / out_scale))))`` (``va - vb`` for sub).
+
+    ``fields``: the arithmetic fields of :func:`eltwise_params` (``op``, ``scale_a``,
+    ``scale_b``, ``offset``, ``act``, ``act_lo``, ``act_hi``, ``a_zp``, ``b_zp``,
+    ``out_zp``, ``out_scale``). From :data:`ELTWISE_LUT_MIN` elements on, results come
+    from a cached table of all 65536 operand pairs computed by the same formula.
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    a2, b2 = _operands(a, b, b_period)
+    p = eltwise_params(**fields)
+    if a.size < ELTWISE_LUT_MIN:
+        return _eltwise_direct(a2, b2, p).reshape(a.shape)
+    idx = a2.view(np.uint8).astype(np.uint16)
+    idx <<= 8
+    idx |= b2.view(np.uint8)
+    return _eltwise_lut(p)[idx].reshape(a.shape)
+
+
+#: The ELTWISE word fields :func:`eltwise` takes as keywords.
+ELTWISE_FIELDS = ("op", "scale_a", "scale_b", "offset", "act", "act_lo", "act_hi", "a_zp",
+                  "b_zp", "out_zp", "out_scale", "b_period")
+
+
+def eltwise_fields(f: Any) -> dict[str, Any]:
+    """The keywords of :func:`eltwise` from a decoded ELTWISE word's fields ``f``."""
+    return {k: f[k] for k in ELTWISE_FIELDS}
 
 
 def eltwise_add(
@@ -1137,52 +1321,19 @@ def eltwise_add(
     act_lo: int = INT8_MIN,
     act_hi: int = INT8_MAX,
 ) -> I8:
-    """The ELTWISE add instruction on two int8 tiles of equal shape:
-    ``act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset))) - 128))`` as int8,
-    each ``fma`` rounded once to float32 (ties to even).
-
-    ``scale_a``, ``scale_b`` and ``offset`` are finite float32 values (other floats are
-    rounded to float32 first). From :data:`ELTWISE_LUT_MIN` elements on, results come from
-    a cached table of all 65536 operand pairs computed by the same formula.
-    """
-    a = np.asarray(a)
-    b = np.asarray(b)
-    if a.dtype != np.int8 or b.dtype != np.int8:
-        raise ValueError(f"eltwise operands must be int8, got {a.dtype.name} and {b.dtype.name}")
-    if a.shape != b.shape:
-        raise ValueError(f"eltwise operands differ in shape: {a.shape} vs {b.shape}")
-    sa = float(_f32("scale_a", scale_a))
-    sb = float(_f32("scale_b", scale_b))
-    off = float(_f32("offset", offset))
-    _no_table(act)
-    bounds = act_bounds(act, act_lo, act_hi)
-    if a.size < ELTWISE_LUT_MIN:
-        return _eltwise_direct(a, b, sa, sb, off, bounds)
-    lut = _eltwise_lut(sa, sb, off, bounds)
-    idx = a.view(np.uint8).astype(np.uint16)
-    idx <<= 8
-    idx |= b.view(np.uint8)
-    return lut[idx]
+    """The ELTWISE add instruction on two int8 tiles of equal shape (:func:`eltwise` with
+    ``op = add``)."""
+    return eltwise(a, b, op=EltOp.ADD, scale_a=scale_a, scale_b=scale_b, offset=offset,
+                   act=act, act_lo=act_lo, act_hi=act_hi)
 
 
-def eltwise_table(
-    *,
-    scale_a: float,
-    scale_b: float,
-    offset: float,
-    act: Act | int = Act.NONE,
-    act_lo: int = INT8_MIN,
-    act_hi: int = INT8_MAX,
-) -> I8:
-    """The (cached, read-only) table of :func:`eltwise_add` results for every operand
-    pair, indexed by ``A.view(uint8) << 8 | B.view(uint8)``; ValueError for the parameters
-    :func:`eltwise_add` rejects, with its messages. :func:`eltwise_add` with these
-    parameters equals ``table[index]`` for every operand size."""
-    sa = float(_f32("scale_a", scale_a))
-    sb = float(_f32("scale_b", scale_b))
-    off = float(_f32("offset", offset))
-    _no_table(act)
-    return _eltwise_lut(sa, sb, off, act_bounds(act, act_lo, act_hi))
+def eltwise_table(**fields: Any) -> I8:
+    """The (cached, read-only) table of :func:`eltwise` results for every operand pair,
+    indexed by ``A.view(uint8) << 8 | B.view(uint8)``, for the arithmetic fields of
+    :func:`eltwise_params`; ValueError for the parameters :func:`eltwise` rejects, with
+    its messages. :func:`eltwise` with these parameters equals ``table[index]`` for every
+    operand size."""
+    return _eltwise_lut(eltwise_params(**fields))
 
 
 def eltwise_lookup(table: I8, a: I8, b: I8, out: I8,

@@ -128,7 +128,7 @@ def calc_accesses(f: dict[str, int]) -> list[Access]:
         n = f["n"]
         return [
             (Buffer.IBUF, f["a_addr"], n, 1, False),
-            (Buffer.IBUF, f["b_addr"], n, 1, False),
+            (Buffer.IBUF, f["b_addr"], f["b_period"] or n, 1, False),
             (Buffer.OBUF, f["out_addr"], n, 1, True),
         ]
     raise _NoPlan  # pragma: no cover - SYNC/END never reach a module queue
@@ -836,7 +836,9 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         pads = (f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"])
         geo = kernels.conv_geometry((in_h, in_w, in_c), (out_c, kh, kw, in_c // g),
                                     stride=(f["stride_h"], f["stride_w"]), pads=pads,
-                                    pad_value=f["pad_value"], groups=g)
+                                    pad_value=f["pad_value"], groups=g,
+                                    dilation=(f["dil_h"], f["dil_w"]),
+                                    ups=(f["ups_h"], f["ups_w"]))
         acc_out = bool(f["acc_out"])
         if not acc_out:
             Act(f["act"])  # ValueError if unknown
@@ -854,11 +856,12 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
                else _view(Buffer.OBUF, f["out_addr"], (oh, ow, out_c), np.int8, True))
         if geo.path == "int8":  # the slot holds the uint8 im2col matrix
             xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
-                          ("cols", x.shape, geo.pads, geo.pad_value, (kh, kw), geo.stride, g),
+                          ("cols", x.shape, geo.pads, geo.pad_value, (kh, kw), geo.stride, g,
+                           geo.dil, geo.ups),
                           kernels.Im2colU8(geo), None)
         else:
             xs, xl = slot(Buffer.IBUF, f["in_addr"], x,
-                          ("x", x.shape, geo.pads, geo.pad_value, geo.path),
+                          ("x", x.shape, geo.pads, geo.pad_value, geo.path, geo.ups),
                           partial(kernels.conv_input, geo), None)
         ws, wl = slot(Buffer.WBUF, f["w_addr"], w, ("w", w.shape, geo.path, g),
                       partial(kernels.conv_weights, geo),
@@ -883,17 +886,19 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
             pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]), scale=f["scale"],
             out_scale=f["out_scale"], in_zp=f["in_zp"], out_zp=f["out_zp"])
         return _kernel_step(core, ctx, i, kernels.pool, (x,), kw_, out)
-    n = f["n"]
+    n, period = f["n"], f["b_period"]
     a = _view(Buffer.IBUF, f["a_addr"], (n,), np.int8)
-    b = _view(Buffer.IBUF, f["b_addr"], (n,), np.int8)
+    b = _view(Buffer.IBUF, f["b_addr"], (period or n,), np.int8)
     out = _view(Buffer.OBUF, f["out_addr"], (n,), np.int8, True)
-    kw_ = dict(scale_a=f["scale_a"], scale_b=f["scale_b"], offset=f["offset"],
-               act=Act(f["act"]), act_lo=f["act_lo"], act_hi=f["act_hi"])
-    if n < _ELTWISE_TABLE_MIN:
-        return _kernel_step(core, ctx, i, kernels.eltwise_add, (a, b), kw_, out)
+    kw_ = kernels.eltwise_fields(f)
+    if n < _ELTWISE_TABLE_MIN or (period and n % period):
+        return _kernel_step(core, ctx, i, kernels.eltwise, (a, b), kw_, out)
     # ValueError for invalid fields (the Core method then reports them)
-    return partial(kernels.eltwise_lookup, kernels.eltwise_table(**kw_), a, b, out,  # type: ignore[arg-type]
-                   np.empty(n, np.uint16))
+    table = kernels.eltwise_table(**{k: v for k, v in kw_.items() if k != "b_period"})
+    if period:  # B [p] against A as [n / p, p] rows
+        a, b, out = a.reshape(-1, period), b.reshape(1, period), out.reshape(-1, period)
+    return partial(kernels.eltwise_lookup, table, a, b, out,
+                   np.empty(a.shape, np.uint16))
 
 
 __all__ = [

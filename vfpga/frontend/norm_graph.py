@@ -115,7 +115,7 @@ class NGraph:
             opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version,
             producer_name="vfpga.normalize")
         for k, v in self.consts.items():  # filled in place: one copy of the weight bytes
-            arr = np.ascontiguousarray(v)
+            arr = np.ascontiguousarray(v).reshape(np.shape(v))  # keeps a 0-d shape
             t = m.graph.initializer.add()
             t.name = k
             t.data_type = helper.np_dtype_to_tensor_dtype(arr.dtype)

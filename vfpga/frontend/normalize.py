@@ -21,15 +21,22 @@ nodes are only the **normalized op set** :data:`NORMALIZED_OPS`:
   becomes ``Relu``).
 * ``MaxPool``, ``AveragePool`` (``count_include_pad`` kept; ``ceil_mode`` and ``auto_pad``
   made explicit pads), ``GlobalAveragePool`` (also from ``ReduceMean`` over H, W).
-* ``Add`` of two tensors of the same shape (``Sum`` becomes a chain of ``Add``).
+* ``Add``, ``Mul``, ``Sub`` of two feature maps of the same shape, or of a map and a
+  per-channel ``(N, C, 1, 1)`` map broadcast over its pixels (``Sum`` becomes a chain of
+  ``Add``).
 * ``Concat`` along channels (axis 1); ``Softmax`` (axis 1), ``LRN``.
 * a final ``Reshape`` to the original 2-D shape for each graph output that was 2-D, and a
   first ``Reshape`` of a 2-D ``(N, C)`` graph input to ``(N, C, 1, 1)``.
 
+* ``Gelu`` (opset 20) for GELU written in its Erf form; ``MatMul``/``Gemm`` with a
+  constant weight over the last (channel) axis of a token tensor ``(N, T, C)`` or an NHWC
+  map become 1x1 ``Conv`` on a channels-last view (:class:`_Val`, docs/quantization.md).
+
 Every tensor before the final ``Reshape`` is 4-D NCHW; a 2-D ``(N, K)`` tensor of the
-source is carried as ``(N, K, 1, 1)``. ``Dropout`` and ``Identity`` are removed. ONNX node
-names are kept (unnamed nodes are named ``<OpType>_<index>``); a folded node's name is
-lost, a node that replaces a source node takes its name.
+source is carried as ``(N, K, 1, 1)``, a token tensor ``(N, T, C)`` as ``(N, C, 1, T)``.
+``Dropout`` and ``Identity`` are removed. ONNX node names are kept (unnamed nodes are
+named ``<OpType>_<index>``); a folded node's name is lost, a node that replaces a source
+node takes its name.
 
 Anything else raises :class:`vfpga.errors.FrontendError` naming the file, node and op.
 QDQ models (with ``QuantizeLinear``/``DequantizeLinear``) are not normalized: see
@@ -38,8 +45,9 @@ QDQ models (with ``QuantizeLinear``/``DequantizeLinear``) are not normalized: se
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,24 +68,27 @@ from vfpga.frontend.norm_fold import (
 )
 from vfpga.frontend.norm_graph import NGraph, NNode
 from vfpga.frontend.qgraph import shuffle_groups
+from vfpga.isa.limits import MAX_DILATION
 
 #: ONNX op types :func:`normalize` accepts in its input (after constant folding; ops whose
 #: inputs are all constants are evaluated whatever their type).
 SUPPORTED_OPS: tuple[str, ...] = (
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "Div", "Dropout", "Elu", "Flatten", "Gather", "Gemm",
+    "ConstantOfShape", "Conv", "Div", "Dropout", "Elu", "Flatten", "Gather", "Gelu", "Gemm",
     "GlobalAveragePool", "HardSigmoid", "HardSwish",
     "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool", "Mul", "PRelu", "Pad", "ReduceMean",
     "Relu",
-    "Reshape", "Shape", "Sigmoid", "Softmax", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
-    "Unsqueeze",
+    "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Squeeze", "Sub", "Sum",
+    "Tanh", "Transpose", "Unsqueeze",
+    "ConvTranspose", "Resize",
 )
 
 #: ONNX op types of a normalized model.
 NORMALIZED_OPS: tuple[str, ...] = (
-    "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "GlobalAveragePool",
-    "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul", "Relu", "Reshape",
-    "Sigmoid", "Softmax", "Tanh",
+    "Add", "AveragePool", "Clip", "Concat", "Conv", "Elu", "Gather", "Gelu",
+    "GlobalAveragePool", "HardSigmoid", "HardSwish", "LRN", "LeakyRelu", "MaxPool", "Mul",
+    "Relu", "Reshape", "Sigmoid", "Slice", "Softmax", "Sub", "Tanh",
+    "ConvTranspose", "Resize",
 )
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -145,9 +156,10 @@ def normalize_with_report(
     _resolve_perms(g, report)
     _push_act_above_concat(g, report)
     g.remove_dead()
-    # HardSwish (from its written-out form too) exists from opset 14 on
+    # HardSwish (from its written-out form too) exists from opset 14 on, Gelu from 20 on
     hard_swish = 14 if any(n.op_type == "HardSwish" for n in g.nodes) else 0
-    opset = max(TARGET_OPSET, fg.opset, hard_swish)
+    gelu = _gelu_opset(g, fg.opset, report)
+    opset = max(TARGET_OPSET, fg.opset, hard_swish, gelu)
     ir = min(max(fg.ir_version, 7), onnx.IR_VERSION)
     out = g.to_onnx(out_shapes, opset, ir)
     try:
@@ -201,18 +213,38 @@ def _check_input(model: onnx.ModelProto, name: str) -> None:
         )
 
 
+#: Host ops whose rank-4 result is taken for an NCHW map even when they read host values
+#: only (a channel shuffle or layout change written with reshapes).
+_HOST_MAP_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
 # -- translation ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Val:
     """How a source tensor is held in the new graph: the 4-D tensor ``name``; ``rank`` is
     the source rank (4, or 2 for ``(N, K)`` held as ``(N, K, 1, 1)``); ``flat`` means the
     source tensor is the ``(N, C*H*W)`` flattening of the ``(N, C, H, W)`` map ``name``;
-    ``pad`` is a pending zero padding ``(top, left, bottom, right)`` not yet applied."""
+    ``pad`` is a pending zero padding ``(top, left, bottom, right)`` not yet applied.
+
+    ``cl`` (channels last) means the source tensor is ``name`` transposed to
+    ``(N, H, W, C)`` and reshaped to the source shape, whose last axis is the channel
+    axis: a token sequence ``(N, T, C)`` (held as ``(N, C, 1, T)``, or as the map it was
+    flattened from) or an NHWC map ``(N, H, W, C)``; token-wise ``MatMul``/``Gemm``
+    become 1x1 ``Conv`` on ``name``. A rank-3 source without ``cl`` is ``name`` reshaped
+    to ``(N, C, H*W)``. Layout changes between the two forms (``Transpose``) are free."""
 
     name: str
     rank: int
     flat: bool = False
     pad: tuple[int, int, int, int] | None = None
+    cl: bool = False
+
+    @property
+    def seq(self) -> bool:
+        """Whether the source is not an NCHW map or (N, K) vector (a channels-last view
+        or a rank-3 sequence): only element-wise ops, views, transposes and token-wise
+        linear layers read it on the accelerator."""
+        return self.cl or self.rank == 3
 
 
 def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
@@ -266,6 +298,10 @@ class _Translator:
         self.skip: set[str] = set()
         #: outputs of host nodes that are not feature maps (only host nodes read them)
         self.host_only: set[str] = set()
+        #: channels-last host outputs, kept under their own name for later host nodes
+        self.host_src: set[str] = set()
+        #: rank-4 host outputs taken for NCHW maps (never reshaped to a sequence)
+        self.host_maps: set[str] = set()
 
     # -- helpers --------------------------------------------------------------------------
     def err(self, n: onnx.NodeProto, msg: str) -> FrontendError:
@@ -301,14 +337,20 @@ class _Translator:
         return self.const(n, i, f"input {i}")
 
     def act(self, n: onnx.NodeProto, i: int | str, *, allow_flat: bool = False,
-            allow_pad: bool = False) -> _Val:
-        """The feature map read as input ``i`` (an index, or a tensor name) of ``n``."""
+            allow_pad: bool = False, allow_seq: bool = False) -> _Val:
+        """The feature map read as input ``i`` (an index, or a tensor name) of ``n``;
+        ``allow_seq`` admits channels-last and rank-3 views (:attr:`_Val.seq`)."""
         t = n.input[i] if isinstance(i, int) else i
         if t in self.fg.consts:
             raise self.err(n, f"input '{t}' is a constant where a feature map is expected")
         v = self.env.get(t)
         if v is None:
             raise self.err(n, f"input '{t}' is not produced by any supported node")
+        if v.seq and not allow_seq:
+            raise self.err(n, f"input '{t}' of shape {list(self.shape(n, t))} is a token "
+                              "sequence or channels-last map; on the accelerator only "
+                              "element-wise ops, reshapes, Transpose and MatMul/Gemm with a "
+                              "constant weight read it")
         if v.flat and not allow_flat:
             raise self.err(n, f"input '{t}' is a flattened feature map; only Gemm/MatMul (fully "
                               "connected layers) may consume a Flatten/Reshape to 2-D of a "
@@ -367,14 +409,23 @@ class _Translator:
         (the error the accelerator normalization gave) goes to the report."""
         self.report.host_nodes[n.name] = why
         ins: list[str] = []
+        first_cl: tuple[int, ...] | None = None
+        # a rank-4 result computed from host values only (an attention score, a head's
+        # slice) is not an NCHW map, unless a reshape-like op made it one
+        only_host = all(not t or t in self.host_only or t in self.fg.consts for t in n.input)
         for t in n.input:
-            if not t or t in self.host_only:
+            if not t or t in self.host_only or t in self.host_src:
                 ins.append(t)
             elif t in self.fg.consts:
                 ins.append(self.g.add_const(t, self.fg.consts[t]))
             else:
-                v = self.act(n, t, allow_flat=True)
+                v = self.act(n, t, allow_flat=True, allow_seq=True)
                 want = self.shape(n, t)
+                if v.cl:
+                    if first_cl is None:
+                        first_cl = want
+                    ins.append(self.to_source(v, want, t))
+                    continue
                 if self.g.shapes.get(v.name) == want:
                     ins.append(v.name)
                     continue
@@ -400,8 +451,13 @@ class _Translator:
                             shape if shape and len(shape) == 4 else None)
                 if shape is not None:
                     self.g.shapes[mine] = shape
-            elif shape is not None and len(shape) == 4:
+            elif shape is not None and (len(shape) == 3 or (len(shape) == 4
+                                                           and shape == first_cl)):
+                self.from_source(o, shape)
+            elif shape is not None and len(shape) == 4 and (
+                    not only_host or n.op_type in _HOST_MAP_OPS):
                 self.define(o, _Val(o, 4), shape)
+                self.host_maps.add(o)
             elif shape is not None and len(shape) == 2:
                 shp = self.g.add_const(f"{o}_shape4", np.array((*shape, 1, 1), dtype=np.int64))
                 name4 = self.g.fresh(f"{o}_4d")
@@ -412,6 +468,54 @@ class _Translator:
                 self.host_only.add(o)
                 if shape is not None:
                     self.g.shapes[o] = shape
+
+    def to_source(self, v: _Val, want: tuple[int, ...], t: str, out: str | None = None) -> str:
+        """A tensor holding the channels-last source ``t`` of shape ``want`` (named
+        ``out`` if given), computed from its NCHW map ``v.name``: ``Transpose`` for an
+        NHWC map, else ``Reshape`` to ``(N, C, H*W)`` (a free view) and ``Transpose`` to
+        ``(N, T, C)``, then ``Reshape`` to ``want`` if that differs."""
+        n_, c, h, w = self.g.shapes[v.name]
+        dst = out or self.g.fresh(f"{t}_src")
+        if len(want) == 4 and want == (n_, h, w, c):
+            self.emit(self.g.fresh(f"Transpose_{t}"), "Transpose", [v.name], dst,
+                      perm=[0, 2, 3, 1])
+            self.g.shapes[dst] = want
+            return dst
+        seq = self.g.fresh(f"{t}_seq")
+        shp = self.g.add_const(f"{t}_seq_shape", np.array((n_, c, h * w), dtype=np.int64))
+        self.emit(self.g.fresh(f"Reshape_{t}"), "Reshape", [v.name, shp], seq)
+        self.g.shapes[seq] = (n_, c, h * w)
+        tok = dst if want == (n_, h * w, c) else self.g.fresh(f"{t}_tokens")
+        self.emit(self.g.fresh(f"Transpose_{t}"), "Transpose", [seq], tok, perm=[0, 2, 1])
+        self.g.shapes[tok] = (n_, h * w, c)
+        if tok != dst:
+            shp2 = self.g.add_const(f"{t}_shape", np.array(want, dtype=np.int64))
+            self.emit(self.g.fresh(f"Reshape_{t}"), "Reshape", [tok, shp2], dst)
+            self.g.shapes[dst] = want
+        return dst
+
+    def from_source(self, o: str, shape: tuple[int, ...]) -> None:
+        """Hold the host output ``o`` (a token sequence ``(N, T, C)`` or an NHWC map) as a
+        channels-last view of an NCHW map: ``Transpose`` (and ``Unsqueeze`` to
+        ``(N, C, 1, T)``). Both are float ops next to the host node, so the QDQ lowering
+        keeps them in its host segment."""
+        self.host_src.add(o)
+        self.g.shapes[o] = shape
+        if len(shape) == 4:
+            phys = (shape[0], shape[3], shape[1], shape[2])
+            name4 = self.g.fresh(f"{o}_nchw")
+            self.emit(self.g.fresh(f"Transpose_{o}"), "Transpose", [o], name4,
+                      perm=[0, 3, 1, 2])
+            self.define(o, _Val(name4, 4, cl=True), phys)
+            return
+        n_, t, c = shape
+        ct = self.g.fresh(f"{o}_ct")
+        self.emit(self.g.fresh(f"Transpose_{o}"), "Transpose", [o], ct, perm=[0, 2, 1])
+        self.g.shapes[ct] = (n_, c, t)
+        axes = self.g.add_const(f"{o}_axes", np.array([2], dtype=np.int64))
+        name4 = self.g.fresh(f"{o}_nchw")
+        self.emit(self.g.fresh(f"Unsqueeze_{o}"), "Unsqueeze", [ct, axes], name4)
+        self.define(o, _Val(name4, 3, cl=True), (n_, c, 1, t))
 
     def finish_outputs(self) -> dict[str, tuple[int, ...]]:
         out_shapes: dict[str, tuple[int, ...]] = {}
@@ -431,7 +535,7 @@ class _Translator:
                                     "feature map, which is not supported")
             if v.name == self.g.input:
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' is the graph input")
-            if len(oshape) == 4 and not v.flat:
+            if len(oshape) == 4 and not v.flat and not v.cl:
                 if v.name != o:
                     if v.name in self.g.outputs:
                         raise FrontendError(
@@ -448,10 +552,13 @@ class _Translator:
                     self.g.rename_tensor(o, phys_name)
                     for k, w in list(self.env.items()):
                         if w.name == o:
-                            self.env[k] = _Val(phys_name, w.rank, w.flat, w.pad)
+                            self.env[k] = replace(w, name=phys_name)
                     v = self.env[o]
-                shp = self.g.add_const(f"{o}_shape", np.array(oshape, dtype=np.int64))
-                self.emit(self.g.fresh(f"Reshape_{o}"), "Reshape", [v.name, shp], o)
+                if v.cl:
+                    self.to_source(v, oshape, o, out=o)
+                else:
+                    shp = self.g.add_const(f"{o}_shape", np.array(oshape, dtype=np.int64))
+                    self.emit(self.g.fresh(f"Reshape_{o}"), "Reshape", [v.name, shp], o)
                 self.g.shapes[o] = oshape
                 self.g.outputs.append(o)
         return out_shapes
@@ -470,26 +577,109 @@ class _Translator:
         group = int(_attr(n, "group", 1))
         strides = [int(s) for s in _attr(n, "strides", [1, 1])]
         dil = [int(s) for s in _attr(n, "dilations", [1, 1])]
-        if any(d != 1 for d in dil):
-            raise self.err(n, f"dilations {dil} are not supported by the accelerator (only 1)")
+        if len(dil) != 2 or not all(1 <= d <= MAX_DILATION for d in dil):
+            raise self.err(n, f"dilations {dil} are not supported by the accelerator "
+                              f"(1..{MAX_DILATION})")
         k = (int(w.shape[2]), int(w.shape[3]))
-        pads = self.resolve_pads(n, x, k, (strides[0], strides[1]))
+        pads = self.resolve_pads(n, x, k, (strides[0], strides[1]), (dil[0], dil[1]))
         if x.pad is not None:
             pads = [p + q for p, q in zip(pads, x.pad, strict=True)]
             self.report.rewrites["pad_folded"] += 1
         wn = self.g.add_const(f"{n.name}_W", w.astype(np.float32, copy=False))
         bn = self.g.add_const(f"{n.name}_B", b)
         out = n.output[0]
+        extra = {"dilations": dil} if dil != [1, 1] else {}
         self.emit(n, "Conv", [x.name, wn, bn], out, kernel_shape=list(k), strides=strides,
-                  pads=pads, group=group)
+                  pads=pads, group=group, **extra)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def op_ConvTranspose(self, n: onnx.NodeProto) -> None:
+        """A 2-D transposed convolution with constant weights ``[C, OC/group, KH, KW]``,
+        kept as it is with explicit pads and output padding (``output_shape`` and
+        ``auto_pad`` resolved against the inferred output shape); the QDQ lowering makes
+        it a CONV over the zero-inserted input (docs/isa.md)."""
+        x = self.act(n, 0)
+        w = self.const(n, 1, "weight")
+        if x.rank != 4 or w.ndim != 4:
+            raise self.err(n, "only 2-D transposed convolutions over NCHW maps are supported")
+        group = int(_attr(n, "group", 1))
+        oc = int(w.shape[1]) * group
+        b = self.opt_const(n, 2)
+        b = np.zeros(oc, np.float32) if b is None else b.astype(np.float32).reshape(oc)
+        strides = [int(v) for v in _attr(n, "strides", [1, 1])]
+        dil = [int(v) for v in _attr(n, "dilations", [1, 1])]
+        if dil != [1, 1]:
+            raise self.err(n, f"dilations {dil} of a transposed convolution are not supported")
+        k = (int(w.shape[2]), int(w.shape[3]))
+        ih, iw = self.g.shapes[x.name][2:]
+        oh, ow = self.shape(n, n.output[0])[2:]
+        pads = [int(v) for v in _attr(n, "pads", [0, 0, 0, 0])]
+        outpad = [int(v) for v in _attr(n, "output_padding", [0, 0])]
+        if _attr(n, "output_shape") is not None or _attr(n, "auto_pad", "NOTSET") != "NOTSET":
+            # total padding from the inferred output size; ONNX puts the odd one at the end
+            # (SAME_UPPER, output_shape) or the beginning (SAME_LOWER)
+            lower = _attr(n, "auto_pad", "NOTSET") == "SAME_LOWER"
+            pads, outpad = [0, 0, 0, 0], [0, 0]
+            for d, (i, o) in enumerate(((ih, oh), (iw, ow))):
+                total = strides[d] * (i - 1) + k[d] - o
+                if total < 0:
+                    outpad[d] = -total
+                    total = 0
+                first = total - total // 2 if lower else total // 2
+                pads[d], pads[d + 2] = first, total - first
+        for d, (i, o) in enumerate(((ih, oh), (iw, ow))):
+            if strides[d] * (i - 1) + k[d] - pads[d] - pads[d + 2] + outpad[d] != o:
+                raise self.err(n, f"pads {pads} and output_padding {outpad} do not give the "
+                                  f"inferred output size {oh}x{ow}")
+        wn = self.g.add_const(f"{n.name}_W", w.astype(np.float32, copy=False))
+        bn = self.g.add_const(f"{n.name}_B", b)
+        out = n.output[0]
+        self.emit(n, "ConvTranspose", [x.name, wn, bn], out, kernel_shape=list(k),
+                  strides=strides, pads=pads, output_padding=outpad, group=group)
+        self.define(out, _Val(out, 4), self.phys(n, out))
+
+    def op_Resize(self, n: onnx.NodeProto) -> None:
+        """A spatial ``Resize`` of a feature map (batch and channels unchanged), kept with
+        its attributes and its scales as one constant; the QDQ lowering decides whether the
+        accelerator runs it (nearest by integer factors, bilinear) or the host does."""
+        x = self.act(n, 0)
+        if x.rank != 4:
+            raise self.err(n, "only Resize of an NCHW feature map is supported")
+        ins = self.g.shapes[x.name]
+        outs = self.shape(n, n.output[0])
+        if len(outs) != 4 or tuple(outs[:2]) != tuple(ins[:2]):
+            raise self.err(n, f"Resize from {list(ins)} to {list(outs)} changes the batch or "
+                              "channels; only spatial resizing is supported")
+        mode = _attr(n, "mode", "nearest")
+        ctm = _attr(n, "coordinate_transformation_mode", "half_pixel")
+        scales = self.opt_const(n, 2) if len(n.input) > 2 and n.input[2] else None
+        if scales is not None and scales.size == 0:
+            scales = None
+        if scales is None or ctm == "tf_crop_and_resize":
+            # sizes given (or a crop): the scales ONNX derives from them
+            if ctm == "tf_crop_and_resize":
+                raise self.err(n, "coordinate_transformation_mode tf_crop_and_resize is not "
+                                  "supported")
+            scales = np.array([o / i for o, i in zip(outs, ins, strict=True)], np.float32)
+        scales = scales.astype(np.float32).reshape(-1)
+        if scales.size != 4 or scales[0] != 1 or scales[1] != 1:
+            raise self.err(n, f"Resize scales {scales.tolist()} must be [1, 1, sh, sw]")
+        attrs: dict[str, Any] = {"mode": mode, "coordinate_transformation_mode": ctm,
+                                 "nearest_mode": _attr(n, "nearest_mode", "round_prefer_floor")}
+        for key in ("cubic_coeff_a", "exclude_outside", "extrapolation_value"):
+            if (v := _attr(n, key)) is not None:
+                attrs[key] = v
+        sn = self.g.add_const(f"{n.name}_scales", scales)
+        out = n.output[0]
+        self.emit(n, "Resize", [x.name, "", sn], out, **attrs)
         self.define(out, _Val(out, 4), self.phys(n, out))
 
     def resolve_pads(self, n: onnx.NodeProto, x: _Val, k: tuple[int, int],
-                     s: tuple[int, int]) -> list[int]:
+                     s: tuple[int, int], d: tuple[int, int] = (1, 1)) -> list[int]:
         auto = _attr(n, "auto_pad", "NOTSET")
         if auto in ("SAME_UPPER", "SAME_LOWER"):
             shp = self.g.shapes[x.name]
-            return _auto_pads(auto, (shp[2], shp[3]), k, s)
+            return _auto_pads(auto, (shp[2], shp[3]), k, s, d)
         if auto == "VALID":
             return [0, 0, 0, 0]
         pads = [int(p) for p in _attr(n, "pads", [0, 0, 0, 0])]
@@ -507,7 +697,7 @@ class _Translator:
         bn = self.g.add_const(f"{n.name}_B", bias)
         self.emit(n, "Conv", [x.name, wn, bn], out, kernel_shape=[1, 1], strides=[1, 1],
                   pads=[0, 0, 0, 0], group=c)
-        self.define(out, _Val(out, x.rank), self.g.shapes[x.name])
+        self.define(out, _Val(out, x.rank, cl=x.cl), self.g.shapes[x.name])
         self.report.rewrites[kind] += 1
 
     def op_BatchNormalization(self, n: onnx.NodeProto) -> None:
@@ -530,10 +720,13 @@ class _Translator:
         if c.ndim > rank:
             raise self.err(n, f"the constant operand has shape {c.shape}, more dims than input")
         c4 = c.reshape((1,) * (rank - c.ndim) + c.shape)
-        ok = c4.shape[0] == 1 and c4.shape[1] in (1, chans) and all(d == 1 for d in c4.shape[2:])
+        axis = rank - 1 if x.cl else 1
+        ok = c4.shape[axis] in (1, chans) and all(
+            d == 1 for i, d in enumerate(c4.shape) if i != axis)
         if not ok or x.flat:
+            where = "(C,) on the last axis" if x.cl else "(C,1,1), (1,C,1,1)"
             raise self.err(n, f"the constant operand has shape {c.shape}; only per-channel "
-                              f"constants (shape (C,1,1), (1,C,1,1) or a scalar) are supported")
+                              f"constants (shape {where} or a scalar) are supported")
         return np.broadcast_to(c4.reshape(-1).astype(np.float64), (chans,))
 
     def binary_const(self, n: onnx.NodeProto) -> tuple[_Val, np.ndarray, bool] | None:
@@ -541,7 +734,7 @@ class _Translator:
         c0, c1 = self.is_const(n.input[0]), self.is_const(n.input[1])
         if c0 == c1:
             return None
-        x = self.act(n, 1 if c0 else 0)
+        x = self.act(n, 1 if c0 else 0, allow_seq=True)
         c = self.fg.consts[n.input[0] if c0 else n.input[1]]
         if self.shape(n, n.output[0]) != self.shape(n, n.input[1 if c0 else 0]):
             raise self.err(n, "broadcasting a constant that changes the tensor's shape is not "
@@ -549,26 +742,43 @@ class _Translator:
         return x, self.per_channel(n, x, c), c0
 
     def op_Mul(self, n: onnx.NodeProto) -> None:
+        if self.gelu_spelled(n):
+            return
         r = self.binary_const(n)
         if r is None:
-            va, vb = self.act(n, 0), self.act(n, 1)
-            sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
-            if sa != sb or va.rank != vb.rank:
-                raise self.err(n, f"multiplying feature maps of shapes {sa} and {sb} "
-                                  "(broadcasting) is not supported")
-            self.emit(n, "Mul", [va.name, vb.name], n.output[0])
-            self.define(n.output[0], _Val(n.output[0], va.rank), sa)
+            self.two_maps(n, "Mul", n.input[0], n.input[1], n.output[0], n.name)
             return
         x, c, _ = r
         self.affine(n, x, c, np.zeros_like(c), "mul_const")
 
+    def two_maps(self, n: onnx.NodeProto, op: str, a: str, b: str, out: str,
+                 name: str) -> None:
+        """``op`` (Add, Mul, Sub) of two feature maps of the same shape, or of a map and a
+        per-channel ``(N, C, 1, 1)`` one broadcast over its pixels (the squeeze-excite
+        gate); the output has the larger shape."""
+        va, vb = self.act(n, a, allow_seq=True), self.act(n, b, allow_seq=True)
+        sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
+        if va.cl != vb.cl:
+            raise self.err(n, f"{op} of feature maps in two layouts (channels first and "
+                              "last) is not supported")
+        if sa != sb or va.rank != vb.rank:
+            big, small = (sa, sb) if len(sa) == 4 and sb == (*sa[:2], 1, 1) else (sb, sa)
+            if not (len(big) == 4 and small == (*big[:2], 1, 1) and va.rank == vb.rank == 4
+                    and not va.seq):
+                raise self.err(n, f"{op} of feature maps of shapes {sa} and {sb}: only the same "
+                                  "shape or a per-channel (N, C, 1, 1) operand broadcast over "
+                                  "the other is supported")
+            sa = big
+        self.emit(name, op, [va.name, vb.name], out)
+        self.define(out, _Val(out, va.rank, cl=va.cl), sa)
+
     def _unary(self, n: onnx.NodeProto, **attrs: Any) -> None:
         """An element-wise function of one map, kept as is (the lowering makes it a
         256-entry table: vfpga/frontend/act_tables.py)."""
-        x = self.act(n, 0)
+        x = self.act(n, 0, allow_seq=True)
         out = n.output[0]
         self.emit(n, n.op_type, [x.name], out, **attrs)
-        self.define(out, _Val(out, x.rank), self.g.shapes[x.name])
+        self.define(out, _Val(out, x.rank, cl=x.cl), self.g.shapes[x.name])
 
     def op_Sigmoid(self, n: onnx.NodeProto) -> None:
         self._unary(n)
@@ -591,15 +801,56 @@ class _Translator:
         if slope.size == 0 or not np.all(slope == slope[0]):
             raise self.err(n, "PRelu with per-channel slopes is not supported yet (only one "
                               "slope for every channel, which is a LeakyRelu)")
-        x = self.act(n, 0)
+        x = self.act(n, 0, allow_seq=True)
         out = n.output[0]
         self.emit(n, "LeakyRelu", [x.name], out, alpha=float(slope[0]))
-        self.define(out, _Val(out, x.rank), self.g.shapes[x.name])
+        self.define(out, _Val(out, x.rank, cl=x.cl), self.g.shapes[x.name])
+
+    def op_Gelu(self, n: onnx.NodeProto) -> None:
+        self._unary(n, approximate=str(_attr(n, "approximate", "none")))
 
     def op_Elu(self, n: onnx.NodeProto) -> None:
         self._unary(n, alpha=float(_attr(n, "alpha", 1.0)))
 
+    def gelu_spelled(self, n: onnx.NodeProto) -> bool:
+        """GELU in its Erf form, as PyTorch exports it: ``x * 0.5 * (1 + erf(x / sqrt 2))``
+        (``n`` is the ``x / sqrt 2`` ``Div`` or ``x * (1 / sqrt 2)`` ``Mul``; the ``0.5``
+        may multiply ``x`` first or the product last): one ``Gelu`` node (opset 20), which
+        the lowering makes a 256-entry table fused into the producing conv."""
+        c0, c1 = self.is_const(n.input[0]), self.is_const(n.input[1])
+        if c0 == c1 or (n.op_type == "Div" and c0):
+            return False
+        x = n.input[1] if c0 else n.input[0]
+        k = self._scalar(n.input[0] if c0 else n.input[1])
+        want = math.sqrt(2.0) if n.op_type == "Div" else 1.0 / math.sqrt(2.0)
+        if k is None or abs(k - want) > 1e-6 * want:
+            return False
+        erf = self._only_user(n.output[0], "Erf")
+        add = self._only_user(erf.output[0], "Add") if erf is not None else None
+        if erf is None or add is None or sorted(
+                self._scalar(i) or 0.0 for i in add.input) != [0.0, 1.0]:
+            return False
+        mul = self._only_user(add.output[0], "Mul")
+        if mul is None:
+            return False
+        other = mul.input[1] if mul.input[0] == add.output[0] else mul.input[0]
+        chain = [erf, add, mul]
+        if other == x:
+            half = self._only_user(mul.output[0], "Mul")
+            if half is None or 0.5 not in (self._scalar(i) for i in half.input):
+                return False
+            chain.append(half)
+        else:
+            pre = next((m for m in self.cons.get(x, []) if m.output[0] == other), None)
+            if pre is None or pre.op_type != "Mul" or sorted(
+                    (i == x, self._scalar(i)) for i in pre.input) != [(False, 0.5), (True, None)]:
+                return False
+        self.spelled_unary(n, x, "Gelu", chain, "gelu_erf_form")
+        return True
+
     def op_Div(self, n: onnx.NodeProto) -> None:
+        if self.gelu_spelled(n):
+            return
         r = self.binary_const(n)
         if r is None or r[2]:
             raise self.err(n, "only division of a feature map by a per-channel constant is "
@@ -610,8 +861,8 @@ class _Translator:
     def op_Sub(self, n: onnx.NodeProto) -> None:
         r = self.binary_const(n)
         if r is None:
-            raise self.err(n, "subtracting two feature maps is not supported (only a "
-                              "per-channel constant)")
+            self.two_maps(n, "Sub", n.input[0], n.input[1], n.output[0], n.name)
+            return
         x, c, first = r
         if first:
             self.affine(n, x, -np.ones_like(c), c, "sub_const")
@@ -674,13 +925,19 @@ class _Translator:
             if six is None:
                 return False
             chain.append(six)
-        xv = self.act(n, 0)
-        out = chain[-1].output[0]
-        self.emit(n, "HardSwish", [xv.name], out)
-        self.define(out, _Val(out, xv.rank), self.g.shapes[xv.name])
-        self.skip.update(c.name for c in chain)
-        self.report.rewrites["hard_swish_spelled"] += 1
+        self.spelled_unary(n, x, "HardSwish", chain, "hard_swish_spelled")
         return True
+
+    def spelled_unary(self, n: onnx.NodeProto, x: str, op: str, chain: list[onnx.NodeProto],
+                      kind: str) -> None:
+        """Emit the element-wise ``op`` of ``x`` (named after ``n``) computing the output of
+        the written-out ``n -> chain``, whose other nodes are skipped."""
+        xv = self.act(n, x, allow_seq=True)
+        out = chain[-1].output[0]
+        self.emit(n, op, [xv.name], out)
+        self.define(out, _Val(out, xv.rank, cl=xv.cl), self.g.shapes[xv.name])
+        self.skip.update(c.name for c in chain)
+        self.report.rewrites[kind] += 1
 
     def op_Add(self, n: onnx.NodeProto) -> None:
         if self.hard_swish_spelled(n):
@@ -693,14 +950,7 @@ class _Translator:
         self.add_two(n, n.input[0], n.input[1], n.output[0], n.name)
 
     def add_two(self, n: onnx.NodeProto, a: str, b: str, out: str, name: str) -> None:
-        va = self.act(n, a)
-        vb = self.act(n, b)
-        sa, sb = self.g.shapes[va.name], self.g.shapes[vb.name]
-        if sa != sb or va.rank != vb.rank:
-            raise self.err(n, f"adding tensors of different shapes {sa} and {sb} "
-                              "(broadcasting) is not supported")
-        self.emit(name, "Add", [va.name, vb.name], out)
-        self.define(out, _Val(out, va.rank), sa)
+        self.two_maps(n, "Add", a, b, out, name)
 
     def op_Sum(self, n: onnx.NodeProto) -> None:
         ins = list(n.input)
@@ -719,13 +969,13 @@ class _Translator:
         self.report.rewrites["sum_to_add"] += 1
 
     def op_Relu(self, n: onnx.NodeProto) -> None:
-        x = self.act(n, 0, allow_flat=True, allow_pad=True)
+        x = self.act(n, 0, allow_flat=True, allow_pad=True, allow_seq=True)
         out = n.output[0]
         self.emit(n, "Relu", [x.name], out)
-        self.define(out, _Val(out, x.rank, x.flat, x.pad), self.g.shapes[x.name])
+        self.define(out, replace(x, name=out), self.g.shapes[x.name])
 
     def op_Clip(self, n: onnx.NodeProto) -> None:
-        x = self.act(n, 0, allow_flat=True, allow_pad=True)
+        x = self.act(n, 0, allow_flat=True, allow_pad=True, allow_seq=True)
         lo = self.opt_const(n, 1)
         hi = self.opt_const(n, 2)
         lo_v = float(lo.reshape(-1)[0]) if lo is not None else float(_attr(n, "min", -np.inf))
@@ -741,7 +991,7 @@ class _Translator:
             lo_n = self.g.add_const(f"{n.name}_min", np.array(0.0, np.float32))
             hi_n = self.g.add_const(f"{n.name}_max", np.array(6.0, np.float32))
             self.emit(n, "Clip", [x.name, lo_n, hi_n], out)
-        self.define(out, _Val(out, x.rank, x.flat, x.pad), self.g.shapes[x.name])
+        self.define(out, replace(x, name=out), self.g.shapes[x.name])
 
     def pool_common(self, n: onnx.NodeProto, x: _Val) -> tuple[list[int], list[int], list[int]]:
         k = [int(v) for v in _attr(n, "kernel_shape", [])]
@@ -846,11 +1096,13 @@ class _Translator:
     def op_Dropout(self, n: onnx.NodeProto) -> None:
         if len(n.output) > 1 and n.output[1] and n.output[1] in self.cons:
             raise self.err(n, "the mask output of Dropout is not supported")
-        self.define(n.output[0], self.act(n, 0, allow_flat=True, allow_pad=True))
+        self.define(n.output[0], self.act(n, 0, allow_flat=True, allow_pad=True,
+                                          allow_seq=True))
         self.report.rewrites["dropout_removed"] += 1
 
     def op_Identity(self, n: onnx.NodeProto) -> None:
-        self.define(n.output[0], self.act(n, 0, allow_flat=True, allow_pad=True))
+        self.define(n.output[0], self.act(n, 0, allow_flat=True, allow_pad=True,
+                                          allow_seq=True))
         self.report.rewrites["identity_removed"] += 1
 
     def op_Pad(self, n: onnx.NodeProto) -> None:
@@ -882,7 +1134,7 @@ class _Translator:
 
     # reshape-like ops ----------------------------------------------------------------------
     def view(self, n: onnx.NodeProto) -> None:
-        x = self.act(n, 0, allow_flat=True)
+        x = self.act(n, 0, allow_flat=True, allow_seq=True)
         out = n.output[0]
         ins = self.shape(n, n.input[0])
         outs = self.shape(n, out)
@@ -890,6 +1142,26 @@ class _Translator:
         if outs == ins:
             self.define(out, x)
             return
+        if x.cl:
+            # any reshape keeping the channel axis last (and its size): the same map
+            batch1 = len(outs) > 2 or mshape[0] == 1
+            if outs[-1] == mshape[1] and 2 <= len(outs) <= 4 and batch1:
+                self.define(out, _Val(x.name, len(outs), cl=True))
+                self.report.rewrites["token_view"] += 1
+                return
+            raise self.err(n, f"reshaping the channels-last tensor {list(ins)} to {list(outs)} "
+                              "changes its channel axis")
+        if not x.flat and len(ins) == 4 and outs == (ins[0], ins[1], ins[2] * ins[3]) and (
+                x.name not in self.host_maps):
+            self.define(out, _Val(x.name, 3))
+            self.report.rewrites["token_view"] += 1
+            return
+        if x.rank == 3 and outs == mshape:
+            self.define(out, _Val(x.name, 4))
+            return
+        if x.rank == 3:
+            raise self.err(n, f"reshaping the sequence {list(ins)} to {list(outs)} is not "
+                              "supported")
         if len(ins) == 4 and len(outs) == 2 and outs == (ins[0], int(np.prod(ins[1:]))):
             self.define(out, _Val(x.name, 2, flat=ins[2] * ins[3] != 1))
             self.report.rewrites["flatten_removed"] += 1
@@ -910,6 +1182,27 @@ class _Translator:
     op_Flatten = view
     op_Squeeze = view
     op_Unsqueeze = view
+
+    def op_Transpose(self, n: onnx.NodeProto) -> None:
+        """A change between the NCHW (or ``(N, C, L)``) and the channels-last
+        (``(N, H, W, C)``, ``(N, L, C)``) form of one map: free, only the view changes."""
+        x = self.act(n, 0, allow_seq=True)
+        ins = self.shape(n, n.input[0])
+        outs = self.shape(n, n.output[0])
+        perm = tuple(int(p) for p in _attr(n, "perm", list(range(len(ins)))[::-1]))
+        mshape = self.g.shapes[x.name]
+        c = mshape[1]
+        to_cl = {3: (0, 2, 1), 4: (0, 2, 3, 1)}.get(len(ins))
+        to_cf = {3: (0, 2, 1), 4: (0, 3, 1, 2)}.get(len(ins))
+        if not x.cl and not x.flat and perm == to_cl and ins[1] == c and (
+                len(ins) == 3 or ins == mshape):
+            self.define(n.output[0], _Val(x.name, len(ins), cl=True))
+        elif x.cl and perm == to_cf and ins[-1] == c and (len(outs) == 3 or outs == mshape):
+            self.define(n.output[0], _Val(x.name, len(outs)))
+        else:
+            raise self.err(n, f"Transpose perm {list(perm)} of {list(ins)} is not a change "
+                              "between the channels-first and channels-last forms of a map")
+        self.report.rewrites["transpose_view"] += 1
 
     def try_shuffle(self, n: onnx.NodeProto, x: _Val, ins: tuple[int, ...],
                     outs: tuple[int, ...]) -> bool:
@@ -938,6 +1231,87 @@ class _Translator:
         self.define(out, _Val(out, 4), ins)
         self.skip.update({t.name, r2.name})
         return True
+
+    def channel_slice(self, n: onnx.NodeProto, x: _Val, lo: int, hi: int, out: str,
+                      name: str) -> None:
+        """Emit ``out = x[:, lo:hi]`` as a normalized ``Slice`` (axis 1, constant bounds)."""
+        c = self.g.shapes[x.name][1]
+        if not 0 <= lo < hi <= c:
+            raise self.err(n, f"the channel range [{lo}, {hi}) of output '{out}' is empty or "
+                              f"outside the {c} channels")
+        starts = self.g.add_const(f"{name}_starts", np.array([lo], np.int64))
+        ends = self.g.add_const(f"{name}_ends", np.array([hi], np.int64))
+        axes = self.g.add_const(f"{name}_axes", np.array([1], np.int64))
+        self.emit(name, "Slice", [x.name, starts, ends, axes], out)
+        phys = self.g.shapes[x.name]
+        self.define(out, _Val(out, x.rank), (phys[0], hi - lo, *phys[2:]))
+
+    def channel_map(self, n: onnx.NodeProto, what: str) -> _Val:
+        """The map ``n`` reads, which must be an NCHW map or an (N, C) vector."""
+        x = self.act(n, 0)
+        if x.rank not in (2, 4):
+            raise self.err(n, f"{what} is supported on NCHW maps and (N, C) vectors only")
+        return x
+
+    def op_Split(self, n: onnx.NodeProto) -> None:
+        """``Split`` along channels (axis 1): one channel-range ``Slice`` per used output
+        (a view on the accelerator, nothing copied)."""
+        x = self.channel_map(n, "Split")
+        axis = int(_attr(n, "axis", 0))
+        if axis % x.rank != 1:
+            raise self.err(n, f"Split along axis {axis} is not supported; only along channels "
+                              "(axis 1)")
+        c = self.g.shapes[x.name][1]
+        k = len(n.output)
+        split = _attr(n, "split")
+        if split is None and len(n.input) > 1 and n.input[1]:
+            split = self.const(n, 1, "split").reshape(-1)
+        if split is not None:
+            sizes = [int(v) for v in split]
+        elif _attr(n, "num_outputs") is not None or k:
+            per = -(-c // k)  # opset 18's num_outputs: ceil, the last one smaller
+            sizes = [min(per, c - i * per) for i in range(k)]
+        if len(sizes) != k or sum(sizes) != c or min(sizes) < 1:
+            raise self.err(n, f"split sizes {sizes} do not divide the {c} channels into "
+                              f"{k} non-empty outputs")
+        lo = 0
+        for i, (o, size) in enumerate(zip(n.output, sizes, strict=True)):
+            if o and (o in self.cons or o in self.fg.outputs):
+                name = n.name if i == 0 else self.g.fresh(f"{n.name}_{i}")
+                self.channel_slice(n, x, lo, lo + size, o, name)
+            lo += size
+        self.report.rewrites["split_as_slices"] += 1
+
+    def op_Slice(self, n: onnx.NodeProto) -> None:
+        """``Slice`` of a channel range (axis 1, step 1, constant bounds; other axes whole):
+        a view on the accelerator."""
+        x = self.channel_map(n, "Slice")
+        ins = self.shape(n, n.input[0])
+        if len(n.input) < 3:
+            raise self.err(n, "Slice needs constant starts and ends inputs (opset >= 10)")
+        starts = [int(v) for v in self.const(n, 1, "starts").reshape(-1)]
+        ends = [int(v) for v in self.const(n, 2, "ends").reshape(-1)]
+        axes_c, steps_c = self.opt_const(n, 3), self.opt_const(n, 4)
+        axes = [int(v) for v in axes_c.reshape(-1)] if axes_c is not None \
+            else list(range(len(starts)))
+        steps = [int(v) for v in steps_c.reshape(-1)] if steps_c is not None \
+            else [1] * len(starts)
+        rank = len(ins)
+        lo, hi = 0, ins[1] if rank > 1 else 0
+        for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+            a = a + rank if a < 0 else a
+            dim = ins[a]
+            s = min(max(s + dim if s < 0 else s, 0), dim)
+            e = min(max(e + dim if e < 0 else e, 0), dim)
+            if st != 1:
+                raise self.err(n, f"Slice with step {st} is not supported; only step 1")
+            if a == 1:
+                lo, hi = s, e
+            elif (s, e) != (0, dim):
+                raise self.err(n, f"Slice of axis {a} is not supported; only a channel "
+                                  "range (axis 1) of a map")
+        self.channel_slice(n, x, lo, hi, n.output[0], n.name)
+        self.report.rewrites["slice_channels"] += 1
 
     def op_Gather(self, n: onnx.NodeProto) -> None:
         """``Gather`` along channels with constant indices that permute them (what this
@@ -977,6 +1351,26 @@ class _Translator:
         self.define(out, _Val(out, 2), self.phys(n, out))
         self.report.rewrites[f"{n.op_type.lower()}_to_conv"] += 1
 
+    def token_linear(self, n: onnx.NodeProto, x: _Val, w2: np.ndarray,
+                     bias: np.ndarray) -> None:
+        """``out = x @ w2 + bias`` over the channel (last) axis of a channels-last ``x``
+        (tokens ``(N, T, C)`` or an NHWC map): a 1x1 ``Conv`` on its NCHW map, the
+        result channels-last too."""
+        mshape = self.g.shapes[x.name]
+        k, m = w2.shape
+        if k != mshape[1]:
+            raise self.err(n, f"weight has {k} rows but the input has {mshape[1]} channels")
+        weight = np.ascontiguousarray(w2.T.astype(np.float32, copy=False)).reshape(m, k, 1, 1)
+        wn = self.g.add_const(f"{n.name}_W", weight)
+        bn = self.g.add_const(f"{n.name}_B", np.broadcast_to(bias, (1, m)).reshape(m)
+                              .astype(np.float32).copy())
+        out = n.output[0]
+        self.emit(n, "Conv", [x.name, wn, bn], out, kernel_shape=[1, 1], strides=[1, 1],
+                  pads=[0, 0, 0, 0], group=1)
+        self.define(out, _Val(out, len(self.shape(n, out)), cl=True),
+                    (mshape[0], m, mshape[2], mshape[3]))
+        self.report.rewrites["token_linear_to_conv"] += 1
+
     def op_Gemm(self, n: onnx.NodeProto) -> None:
         if int(_attr(n, "transA", 0)):
             raise self.err(n, "Gemm with transA=1 is not supported")
@@ -996,6 +1390,10 @@ class _Translator:
         except ValueError:
             raise self.err(n, f"the bias C of shape {c.shape if c is not None else ()} is not "
                               f"broadcastable to (1, {m})") from None
+        x = self.act(n, 0, allow_flat=True, allow_seq=True)
+        if x.cl:
+            self.token_linear(n, x, w2, bias)
+            return
         self.fully_connected(n, w2, bias)
 
     def op_MatMul(self, n: onnx.NodeProto) -> None:
@@ -1003,10 +1401,52 @@ class _Translator:
             raise self.err(n, "MatMul is supported only as a fully connected layer: a 2-D "
                               "input times a constant 2-D weight")
         w2 = self.fg.consts[n.input[1]]
+        x = self.act(n, 0, allow_flat=True, allow_seq=True)
+        if x.cl:
+            self.token_linear(n, x, w2, np.zeros(w2.shape[1]))
+            return
         self.fully_connected(n, w2, np.zeros(w2.shape[1]))
 
 
 # -- post passes ----------------------------------------------------------------------------
+#: Ops whose meaning changes between opsets 13..19 and 20 (``axes`` from attribute to
+#: input, renamed modes): a host node of one of them keeps the model below opset 20.
+_OPSET20_CHANGED = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                    "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
+                    "GridSample", "DFT", "Upsample")
+
+
+def _gelu_opset(g: NGraph, opset: int, report: NormalizeReport) -> int:
+    """20 when the graph has ``Gelu`` nodes (ONNX has Gelu from opset 20 on) and raising
+    its opset keeps every host node's meaning; 0 when it has none. Otherwise each Gelu
+    is written back in its Erf form (which then runs on the host) and the report says
+    why."""
+    gelus = [n for n in g.nodes if n.op_type == "Gelu"]
+    if not gelus or opset >= 20:
+        return 0
+    blockers = sorted({n.op_type for n in g.nodes if n.op_type in _OPSET20_CHANGED})
+    if not blockers:
+        return 20
+    for n in gelus:
+        x, out = n.inputs[0], n.outputs[0]
+        at = g.nodes.index(n)
+        t = [g.fresh(f"{n.name}_{s}") for s in ("div", "erf", "add", "mul")]
+        c = [g.add_const(f"{n.name}_{s}", np.array(v, np.float32))
+             for s, v in (("sqrt2", math.sqrt(2.0)), ("one", 1.0), ("half", 0.5))]
+        new = [NNode(g.fresh(f"{n.name}_div"), "Div", [x, c[0]], [t[0]], {}),
+               NNode(g.fresh(f"{n.name}_erf"), "Erf", [t[0]], [t[1]], {}),
+               NNode(g.fresh(f"{n.name}_add"), "Add", [t[1], c[1]], [t[2]], {}),
+               NNode(g.fresh(f"{n.name}_mul"), "Mul", [x, t[2]], [t[3]], {}),
+               NNode(n.name, "Mul", [t[3], c[2]], [out], {})]
+        for tt in t:
+            g.shapes[tt] = g.shapes[x]
+        g.nodes[at:at + 1] = new
+    report.notes.append(
+        f"GELU left in its Erf form (on the host): the model's opset {opset} is below 20 "
+        f"(ONNX Gelu) and its host nodes {', '.join(blockers)} change meaning at opset 20")
+    return 0
+
+
 def _is_affine(g: NGraph, n: NNode) -> bool:
     """A depthwise 1x1 stride-1 unpadded Conv (per-channel ``a * x + b``)."""
     if n.op_type != "Conv":

@@ -20,7 +20,9 @@ constants:
   ``QLinearGlobalAveragePool``).
 * ``DQ(a), DQ(b) -> Add [-> Relu | Clip]* -> Q``: :class:`QAdd` with
   ``mult_a / 2**shift == float32(s_a / s_out)``, ``mult_b / 2**shift == float32(s_b / s_out)``
-  (``QLinearAdd``).
+  (``QLinearAdd``); ``Mul`` of two maps (``QLinearMul``) and ``Sub``: :class:`QAdd` with
+  ``op`` mul / sub, ``mult_x / 2**shift == s_x`` and ``divisor = s_out``. One operand may be
+  per-channel ``[N, C, 1, 1]`` (the squeeze-excite gate), broadcast over the other.
 * ``DQ(x_i) -> Concat(axis=1) -> Q``: :class:`QConcat`; inputs whose quantization differs
   from the output's first go through a requantizing copy (``QLinearConcat``'s table).
 * ``DQ -> Relu | Clip -> Q`` and ``DQ -> Q`` with another quantization: a requantizing copy
@@ -63,6 +65,7 @@ from vfpga.frontend.host_partition import HostSegment, encode, node_macs, segmen
 from vfpga.frontend.qgraph import (
     SEGMENT_OP,
     Act,
+    EltKind,
     QAdd,
     QConcat,
     QConv,
@@ -71,12 +74,14 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
     QTensor,
     node_inputs,
     shuffle_groups,
 )
+from vfpga.frontend.resize import nearest_source
 from vfpga.isa.float32 import requant_scale
-from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
+from vfpga.isa.limits import MAX_DILATION, MAX_KERNEL, MAX_MULTIPLIER, MAX_SHIFT, MAX_UPSAMPLE
 
 #: ONNX ops the lowering accepts (besides QuantizeLinear / DequantizeLinear / Constant).
 SUPPORTED_OPS: tuple[str, ...] = (
@@ -87,8 +92,11 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "AveragePool",
     "GlobalAveragePool",
     "Add",
+    "Sub",
     "Concat",
     "Gather",
+    "Slice",
+    "Split",
     "Softmax",
     "LRN",
     "Reshape",
@@ -109,6 +117,17 @@ SUPPORTED_OPS: tuple[str, ...] = (
 #: Ops run on the host CPU in float32 (:class:`QHostOp`).
 HOST_OPS: tuple[str, ...] = ("Softmax", "LRN")
 _QDQ_GLUE = ("QuantizeLinear", "DequantizeLinear", "Constant")
+#: Why op types left in the QDQ graph without an accelerator lowering are not on it, where
+#: a bare "not supported" would mislead (normalization already turned the MatMul/Gemm
+#: with a constant weight and the free NCHW/NHWC transposes into convs and views).
+_NO_LOWERING_WHY = {
+    "MatMul": "MatMul of two activations (such as attention's) is not supported; only "
+    "MatMul/Gemm with a constant weight runs on the accelerator, as a 1x1 conv",
+    "Gemm": "Gemm without a constant weight is not supported; only MatMul/Gemm with a "
+    "constant weight runs on the accelerator, as a 1x1 conv",
+    "Transpose": "op type Transpose is not supported; the NCHW/NHWC transposes between "
+    "token-wise layers are free views, this one feeds or follows a host op",
+}
 _VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 _ACT_OPS = ("Relu", "Clip")
 #: Element-wise functions of one tensor, lowered to 256-entry tables (act_tables.py).
@@ -220,6 +239,11 @@ def ratio_f32(*factors: float, divisor: float) -> float:
     return float(_f32(acc / _f32(divisor)))
 
 
+def _unsupported_why(op: str) -> str:
+    """Why the QDQ op type ``op``, which has no accelerator lowering, is not on it."""
+    return _NO_LOWERING_WHY.get(op, f"op type {op} is not supported")
+
+
 def _reason(message: str) -> str:
     """Why a node is not on the accelerator, from the lowering's error message (without
     the model/node prefix and the list of supported ops)."""
@@ -319,6 +343,11 @@ def _as4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     raise ValueError(f"rank {len(shape)}")
 
 
+def _text(v: object) -> str:
+    """A string attribute's value (onnx gives bytes) as str."""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     """The attributes of ``node`` by name (``onnx.helper.get_attribute_value``: an int,
     float, bytes, list or tensor, depending on the attribute)."""
@@ -332,12 +361,19 @@ def _spatial_attrs(
     kernel: tuple[int, int],
     rank_spatial: int,
     err: Callable[[str], FrontendError],
+    dilations: list[int] | None = None,
 ) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
-    """Strides and pads (top, left, bottom, right) for a 1-D or 2-D conv / pool node."""
+    """Strides and pads (top, left, bottom, right) for a 1-D or 2-D conv / pool node.
+    With a ``dilations`` list (a Conv) the node's dilations are appended to it (then
+    ``kernel`` is the dilated extent for ``auto_pad``); without, dilation is an error."""
     strides = [int(v) for v in attrs.get("strides", [1] * rank_spatial)]
     dil = [int(v) for v in attrs.get("dilations", [1] * rank_spatial)]
-    if any(d != 1 for d in dil):
-        raise err(f"dilations {dil} are not supported (the accelerator has no dilation)")
+    if dilations is not None:
+        if not all(1 <= d <= MAX_DILATION for d in dil):
+            raise err(f"dilations {dil} are not supported (1..{MAX_DILATION})")
+        dilations.extend(dil if rank_spatial == 2 else [dil[0], 1])
+    elif any(d != 1 for d in dil):
+        raise err(f"dilations {dil} are not supported")
     pads_raw = [int(v) for v in attrs.get("pads", [0] * (2 * rank_spatial))]
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     auto = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
@@ -497,6 +533,8 @@ class _Lowerer:
             )
         t = self.tensors[v.tensor]
         if _as4(v.shape) != t.shape:
+            if len(v.shape) <= 4 and v.shape[0] == 1 and t.shape[0] == 1:
+                return self.reshape_on_host(name, v)
             raise self.err(
                 f"input '{name}' is a reshaped view {v.shape} of the {t.shape} tensor "
                 f"'{t.name}'; only unit dimensions may be added or dropped before an op"
@@ -588,7 +626,12 @@ class _Lowerer:
             return
         if any(isinstance(v := self.values.get(i), _Pending) and v.segment is not None
                for i in node.input if i):
-            self.lower_on_host(node, "reads a float value computed on the host")
+            why = "reads a float value computed on the host"
+            if node.domain not in ("", "ai.onnx"):
+                why = f"op domain '{node.domain}' is not supported (and it {why})"
+            elif node.op_type not in SUPPORTED_OPS:
+                why = f"{_unsupported_why(node.op_type)} (and it {why})"
+            self.lower_on_host(node, why)
             return
         snap = (len(self.nodes), dict(self.tensors), dict(self.values), set(self.node_names),
                 dict(self.onnx_int8), list(self.inputs))
@@ -635,11 +678,7 @@ class _Lowerer:
             if shape is None:
                 raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
                                "static shape, which shape inference cannot tell")
-            if shape[0] != 1:
-                raise self.err(f"{reason}; on the host its output '{o}' of shape {shape} would "
-                               "have a batch dimension other than 1, which host segments "
-                               "(run per batch item) do not support")
-            self.values[o] = self._host_value(node, seg, o, shape)
+            self.values[o] = self._host_value(node, seg, o, shape, reason)
 
     def onnx_shapes(self) -> dict[str, tuple[int, ...]]:
         """Static shapes of the model's tensors (ONNX shape inference, computed once)."""
@@ -658,28 +697,65 @@ class _Lowerer:
         return self._shapes
 
     def _host_value(self, node: onnx.NodeProto, seg: HostSegment, o: str,
-                    shape: tuple[int, ...]) -> _Pending:
+                    shape: tuple[int, ...], reason: str) -> _Pending:
+        """The float output ``o`` of host node ``node``; a host op computing it is built
+        when it is quantized (or is a graph output). Values inside a segment may have any
+        shape; a segment's output needs batch dimension 1."""
         shape4 = _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1)
 
         def op(out: QTensor, as_float: bool) -> list[QNode]:
-            data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
-                                               self.tensors, self.model, self.source)
-            shapes = self.onnx_shapes()
-            weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
-            attrs: dict[str, object] = {
-                "onnx": encode(data),
-                "nodes": [n.name for n in nodes],
-                "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-                        for n in nodes],
-                "reasons": [seg.reasons[n.name] for n in nodes],
-                "macs": sum(node_macs(n, shapes, weights) for n in nodes),
-            }
-            return [QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
-                            as_float)]
+            if shape[0] != 1:
+                raise self.err(f"node '{node.name}' ({node.op_type}): {reason}; on the host "
+                               f"its output '{o}' of shape {shape} would have a batch "
+                               "dimension other than 1, which host segments (run per batch "
+                               "item) do not support")
+            return [self.segment_op(seg, o, shape, out, as_float)]
 
         return _Pending(node.name, node.op_type, shape4, shape,
                         lambda out, act: op(out, False), supports_act=False, host=True,
                         build_float=lambda out: op(out, True), segment=seg)
+
+    def segment_op(self, seg: HostSegment, o: str, shape: tuple[int, ...], out: QTensor,
+                   as_float: bool) -> QHostOp:
+        """The host op running the nodes of ``seg`` that the float value ``o`` (ONNX
+        shape ``shape``) depends on, writing the QGraph tensor ``out`` (float32 if
+        ``as_float``)."""
+        data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
+                                           self.tensors, self.model, self.source)
+        shapes = self.onnx_shapes()
+        weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
+        attrs: dict[str, object] = {
+            "onnx": encode(data),
+            "nodes": [n.name for n in nodes],
+            "ops": [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                    for n in nodes],
+            "reasons": [seg.reasons[n.name] for n in nodes],
+            "macs": sum(node_macs(n, shapes, weights) for n in nodes),
+        }
+        return QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
+                       as_float)
+
+    def reshape_on_host(self, name: str, v: _QVal) -> _QVal:
+        """The view ``v`` of input ``name``, whose 4-D form differs from its tensor's by
+        more than unit dimensions (tokens ``(1, C, 1, T)`` read as an ``(1, C, H, W)`` map),
+        copied into a tensor of that form by a host segment (``Reshape``; the accelerator
+        has no reshape), so that the consuming op can stay on the accelerator."""
+        t = self.tensors[v.tensor]
+        shape4 = _as4(v.shape)
+        src, dst, shp = f"{name}__view", f"{name}__reshaped", f"{name}__shape"
+        seg = HostSegment()
+        seg.inputs[src] = (t.name, t.shape)
+        seg.consts[shp] = np.array(shape4, np.int64)
+        node = onnx.helper.make_node("Reshape", [src, shp], [dst],
+                                     name=self.node_name(f"{name}/reshape"))
+        seg.nodes.append(node)
+        seg.reasons[node.name] = (f"reshaping the {t.shape} tensor '{t.name}' to {shape4} "
+                                  "moves elements between rows (no accelerator reshape)")
+        out = self.add_tensor(f"{t.name}/reshaped", shape4, t.scale, t.zero_point)
+        self.nodes.append(self.segment_op(seg, dst, shape4, out, False))
+        qv = _QVal(out.name, v.shape)
+        self.values[name] = qv
+        return qv
 
     def lower_accel(self, node: onnx.NodeProto) -> None:
         op = node.op_type
@@ -705,19 +781,27 @@ class _Lowerer:
             return
         handler = {
             "Conv": self.lower_conv,
+            "ConvTranspose": self.lower_conv_transpose,
+            "Resize": self.lower_resize,
             "MaxPool": self.lower_pool,
             "AveragePool": self.lower_pool,
             "GlobalAveragePool": self.lower_gap,
             "Add": self.lower_add,
+            "Sub": self.lower_sub,
             "Concat": self.lower_concat,
             "Gather": self.lower_gather,
+            "Slice": self.lower_slice,
+            "Split": self.lower_split,
             "Softmax": self.lower_host,
             "LRN": self.lower_host,
             "Mul": self.lower_mul,
             **{u: self.lower_unary for u in UNARY_OPS},
         }.get(op)
         if handler is None:
-            raise self.unsupported(node, f"op type {op} is not supported")
+            raise self.unsupported(node, _unsupported_why(op))
+        if op == "Split":
+            self.lower_split(node)
+            return
         if any(o for o in node.output[1:]):
             raise self.err("only the first output of the node may be used")
         handler(node)
@@ -1023,14 +1107,14 @@ class _Lowerer:
         self.values[node.output[0]] = self.fn_apply(node, self.fn_of(node.input[0]), fns[op])
 
     def lower_mul(self, node: onnx.NodeProto) -> None:
-        """``DQ(a), DQ(b) -> Mul -> Q`` where ``a`` and ``b`` are functions of one source
+        """``DQ(a), DQ(b) -> Mul -> Q``. Where ``a`` and ``b`` are functions of one source
         tensor (``x * sigmoid(x)``): a table of that source, computed with ORT's
-        ``QLinearMul`` arithmetic (:func:`vfpga.frontend.act_tables.qlinear_mul`)."""
+        ``QLinearMul`` arithmetic (:func:`vfpga.frontend.act_tables.qlinear_mul`);
+        otherwise an element-wise :class:`QAdd` with ``op = "mul"`` (:meth:`lower_binary`)."""
         fa, fb = self.fn_of(node.input[0]), self.fn_of(node.input[1])
         if fa.src != fb.src or fa.shape != fb.shape:
-            raise self.unsupported(
-                node, "Mul of two different feature maps is not supported yet (only of "
-                "functions of one map, such as x * sigmoid(x))")
+            self.lower_binary(node, "mul")
+            return
         qa, qb = self.val(node.input[0]), self.val(node.input[1])
         if isinstance(qa, _QVal) and isinstance(qb, _QVal):
             ta, tb = self.tensors[qa.tensor], self.tensors[qb.tensor]
@@ -1074,16 +1158,23 @@ class _Lowerer:
 
     # ---- Conv -----------------------------------------------------------------------
 
-    def lower_conv(self, node: onnx.NodeProto) -> None:
-        a = _attrs(node)
-        x = self.qin(node.input[0])
-        t_in = self.tensors[x.tensor]
+    def weight_const(self, node: onnx.NodeProto) -> tuple[_Const, np.ndarray]:
+        """The weight input of a Conv-like node, a DequantizeLinear of an integer
+        initializer, and its scale (else a FrontendError telling to quantize the
+        model)."""
         wc = self.val(node.input[1])
         if not isinstance(wc, _Const) or wc.scale is None:
             raise self.err(
                 f"the weight '{node.input[1]}' is not a DequantizeLinear of an integer "
                 "initializer; quantize the model (per-channel int8 weights) first"
             )
+        return wc, wc.scale
+
+    def lower_conv(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        wc, wscale = self.weight_const(node)
         wv = wc.value
         if wv.dtype not in (np.int8, np.uint8):
             raise self.err(f"weight type {wv.dtype} is not supported (int8 weights)")
@@ -1095,11 +1186,11 @@ class _Lowerer:
             )
         oc = int(wv.shape[0])
         w_scale = (
-            np.broadcast_to(wc.scale.astype(np.float32).reshape(-1), (oc,))
-            if (wc.scale.size in (1, oc))
+            np.broadcast_to(wscale.astype(np.float32).reshape(-1), (oc,))
+            if (wscale.size in (1, oc))
             else None
         )
-        if w_scale is None or (wc.scale.size > 1 and wc.axis != 0):
+        if w_scale is None or (wscale.size > 1 and wc.axis != 0):
             raise self.err("weights must be quantized per tensor or per output channel (axis 0)")
         zp = wc.zero_point if wc.zero_point is not None else np.zeros(1, dtype=np.int64)
         zp_b = (
@@ -1130,15 +1221,191 @@ class _Lowerer:
         if ks is not None and tuple(int(k) for k in ks) != tuple(wv.shape[2:]):
             raise self.err(f"kernel_shape {ks} differs from the weight shape {tuple(wv.shape)}")
         in_hw = (t_in.shape[2], t_in.shape[3])
+        raw_dil = [int(v) for v in a.get("dilations", [1] * rank_sp)]
+        raw_dil = raw_dil if rank_sp == 2 else [raw_dil[0], 1]
+        ext = ((kernel[0] - 1) * raw_dil[0] + 1, (kernel[1] - 1) * raw_dil[1] + 1)
+        dl: list[int] = []
         strides, pads = _spatial_attrs(
-            self.cur_name, a, in_hw, kernel, rank_sp, lambda m: self.err(m)
+            self.cur_name, a, in_hw, ext, rank_sp, lambda m: self.err(m), dl
         )
-        oh, ow = _out_hw(in_hw, kernel, strides, pads)
+        dilations = (dl[0], dl[1])
+        oh, ow = _out_hw(in_hw, ext, strides, pads)
         if oh < 1 or ow < 1:
             raise self.err(f"the output would be {oh}x{ow}")
         # ratios and bias
         s_in = t_in.scale
         acc_scale = np.array([_f32(_f32(s_in) * w_scale[c]) for c in range(oc)], dtype=np.float32)
+        bias = self.conv_bias(node, oc, acc_scale)
+        weight = w_int.astype(np.int8)
+        name = self.node_name(self.cur_name)
+        shape4 = (t_in.shape[0], oc, oh, ow)
+        view = (shape4[0], oc, oh) if rank_sp == 1 else shape4
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            mults, shifts = self.conv_requant(node, acc_scale, out)
+            return [
+                QConv(
+                    name=name,
+                    input=t_in.name,
+                    output=out.name,
+                    weight=weight,
+                    bias=bias,
+                    multiplier=mults,
+                    shift=shifts,
+                    strides=strides,
+                    pads=pads,
+                    groups=groups,
+                    act=act,
+                    dilations=dilations,
+                )
+            ]
+
+        self.values[node.output[0]] = _Pending(name, "Conv", shape4, view, build, supports_act=True)
+
+    # ---- ConvTranspose --------------------------------------------------------------
+
+    def lower_conv_transpose(self, node: onnx.NodeProto) -> None:
+        """A 2-D ``ConvTranspose`` (weights ``[C, OC, KH, KW]`` per tensor or per output
+        channel, ``group = 1``) as a stride-1 QConv over the input upsampled by zero
+        insertion (``upsample = strides``) with the kernel flipped and its channels
+        swapped, padded ``k - 1 - p`` before and ``k - 1 - p + output_padding`` after:
+        the same sums, term by term."""
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        wc, wscale = self.weight_const(node)
+        wv = wc.value
+        if wv.dtype not in (np.int8, np.uint8) or wv.ndim != 4 or len(x.shape) != 4:
+            raise self.err("only 2-D ConvTranspose with int8 weights is supported")
+        if int(a.get("group", 1)) != 1:
+            raise self.err(f"group={a.get('group')}: only group=1 ConvTranspose is supported")
+        if any(int(d) != 1 for d in a.get("dilations", [1, 1])):
+            raise self.err(f"dilations {list(a['dilations'])} of a ConvTranspose are not "
+                           "supported")
+        if "output_shape" in a or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            raise self.err("output_shape / auto_pad of a ConvTranspose are not supported "
+                           "(normalize the fp32 model: it makes the pads explicit)")
+        ic, oc, kh, kw = (int(v) for v in wv.shape)
+        if ic != t_in.shape[1]:
+            raise self.err(f"weights {tuple(wv.shape)} do not match {t_in.shape[1]} input "
+                           "channels")
+        scale = wscale.astype(np.float32).reshape(-1)
+        if scale.size not in (1, oc) or (scale.size > 1 and wc.axis != 1):
+            raise self.err("ConvTranspose weights must be quantized per tensor or per output "
+                           "channel (axis 1)")
+        w_scale = np.broadcast_to(scale, (oc,))
+        zp = wc.zero_point if wc.zero_point is not None else np.zeros(1, dtype=np.int64)
+        w_int = wv.astype(np.int16)
+        if np.any(zp):
+            w_int -= (zp.astype(np.int16).reshape(1, -1, 1, 1) if zp.size > 1
+                      else zp.astype(np.int16).reshape(()))
+        if w_int.min(initial=0) < -128 or w_int.max(initial=0) > 127:
+            raise self.err("weights minus their zero point leave the int8 range; use "
+                           "symmetric int8 weight quantization")
+        strides = tuple(int(v) for v in a.get("strides", [1, 1]))
+        p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+        op = [int(v) for v in a.get("output_padding", [0, 0])]
+        k = (kh, kw)
+        for d in range(2):
+            if not 1 <= strides[d] <= min(k[d], MAX_UPSAMPLE):
+                raise self.err(f"strides {list(strides)} with kernel {kh}x{kw}: the "
+                               "accelerator needs 1 <= stride <= kernel size")
+            if not (0 <= p[d] <= k[d] - 1 and 0 <= p[d + 2] <= k[d] - 1 + op[d]
+                    and 0 <= op[d] < max(strides[d], 1)):
+                raise self.err(f"pads {p} / output_padding {op} with kernel {kh}x{kw} are not "
+                               "supported (0 <= pad <= kernel - 1)")
+        if max(k) > MAX_KERNEL:
+            raise self.err(f"kernel {kh}x{kw} is larger than {MAX_KERNEL}x{MAX_KERNEL}")
+        weight = np.ascontiguousarray(w_int.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).astype(np.int8)
+        pads = (kh - 1 - p[0], kw - 1 - p[1], kh - 1 - p[2] + op[0], kw - 1 - p[3] + op[1])
+        h, w = t_in.shape[2], t_in.shape[3]
+        oh = (h - 1) * strides[0] + kh - p[0] - p[2] + op[0]
+        ow = (w - 1) * strides[1] + kw - p[1] - p[3] + op[1]
+        if oh < 1 or ow < 1:
+            raise self.err(f"the output would be {oh}x{ow}")
+        s_in = t_in.scale
+        acc_scale = np.array([_f32(_f32(s_in) * w_scale[c]) for c in range(oc)], np.float32)
+        bias = self.conv_bias(node, oc, acc_scale)
+        name = self.node_name(self.cur_name)
+        shape4 = (t_in.shape[0], oc, oh, ow)
+        ups = (strides[0], strides[1])
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            mults, shifts = self.conv_requant(node, acc_scale, out)
+            return [QConv(name=name, input=t_in.name, output=out.name, weight=weight,
+                          bias=bias, multiplier=mults, shift=shifts, pads=pads, act=act,
+                          upsample=ups)]
+
+        self.values[node.output[0]] = _Pending(name, "ConvTranspose", shape4, shape4, build,
+                                               supports_act=True)
+
+    # ---- Resize ---------------------------------------------------------------------
+
+    def lower_resize(self, node: onnx.NodeProto) -> None:
+        """``Resize`` of an NCHW map by integer factors ``(fh, fw)`` in nearest mode whose
+        coordinate transformation and rounding pick input ``o // f`` for output ``o``
+        (checked on every output coordinate: asymmetric + floor, half_pixel /
+        pytorch_half_pixel with any rounding, ...): a depthwise QConv with an
+        ``fh x fw`` kernel of ones over the input upsampled by zero insertion, each output
+        window holding exactly one input element; the requantization is a requantizing
+        copy's (``DequantizeLinear -> QuantizeLinear``, exact: nearest resize computes
+        nothing in float). Other modes and factors run on the host."""
+        a = _attrs(node)
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        if len(x.shape) != 4:
+            raise self.err("only Resize of a 4-D NCHW map is supported")
+        n, c, h, w = t_in.shape
+        out_shape = self.onnx_shapes().get(node.output[0])
+        if out_shape is None or len(out_shape) != 4 or tuple(out_shape[:2]) != (n, c):
+            raise self.err(f"Resize to {out_shape}: only spatial resizing of a map with a "
+                           "static output shape is supported")
+        oh, ow = int(out_shape[2]), int(out_shape[3])
+        mode = _text(a.get("mode", "nearest"))
+        ctm = _text(a.get("coordinate_transformation_mode", "half_pixel"))
+        nm = _text(a.get("nearest_mode", "round_prefer_floor"))
+        scales = self.resize_scales(node, (h, w), (oh, ow))
+        if mode != "nearest":
+            raise self.err(f"Resize mode '{mode}' is not supported on the accelerator")
+        fh, fw = oh // h, ow // w
+        if oh != fh * h or ow != fw * w or not (1 <= fh <= MAX_KERNEL and 1 <= fw <= MAX_KERNEL):
+            raise self.err(f"Resize from {h}x{w} to {oh}x{ow}: the accelerator resizes by "
+                           f"integer factors 1..{MAX_KERNEL}")
+        for axis, (i, o, f) in enumerate(((h, oh, fh), (w, ow, fw))):
+            src = nearest_source(i, o, float(scales[axis]), ctm, nm)
+            if src is None or not np.array_equal(src, np.arange(o) // f):
+                raise self.err(f"Resize nearest with coordinate_transformation_mode '{ctm}' "
+                               f"and nearest_mode '{nm}' does not repeat each input element "
+                               f"{f} times along axis {axis + 2}")
+        name = self.node_name(self.cur_name)
+        shape4 = (n, c, oh, ow)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            copy = self.requant_conv(name, t_in, out, act)
+            copy.weight = np.ones((c, 1, fh, fw), np.int8)
+            copy.upsample = (fh, fw)
+            copy.pads = (fh - 1, fw - 1, fh - 1, fw - 1)
+            return [copy]
+
+        self.values[node.output[0]] = _Pending(name, "Resize", shape4, shape4, build,
+                                               supports_act=True)
+
+    def resize_scales(self, node: onnx.NodeProto, hw: tuple[int, int],
+                      out_hw: tuple[int, int]) -> tuple[float, float]:
+        """The spatial scales of a Resize: its constant ``scales`` input, or from ``sizes``
+        the output / input ratios ONNX derives; ``roi`` must be absent or unused."""
+        if len(node.input) > 2 and node.input[2]:
+            sv = self.const(node.input[2], "scales").value.astype(np.float32).reshape(-1)
+            if sv.size == 4:
+                if sv[0] != 1 or sv[1] != 1:
+                    raise self.err(f"Resize scales {sv.tolist()} resize the batch or channels")
+                return float(sv[2]), float(sv[3])
+        return (float(np.float32(out_hw[0] / hw[0])), float(np.float32(out_hw[1] / hw[1])))
+
+    def conv_bias(self, node: onnx.NodeProto, oc: int, acc_scale: np.ndarray) -> np.ndarray:
+        """The int32 bias of a Conv-like node from its optional third input: the integers
+        of an int32 ``DequantizeLinear`` with the accumulator scale, else the float bias
+        divided by it and rounded (clamped to int32)."""
         bias = np.zeros(oc, dtype=np.int64)
         if len(node.input) > 2 and node.input[2]:
             bc = self.val(node.input[2])
@@ -1162,37 +1429,21 @@ class _Lowerer:
                     raise self.err(f"bias has {bf.size} values for {oc} output channels")
                 bias = np.rint(bf / acc_scale.astype(np.float64)).astype(np.int64)
             bias = np.clip(bias, -(1 << 31), (1 << 31) - 1)
-        weight = w_int.astype(np.int8)
-        name = self.node_name(self.cur_name)
-        shape4 = (t_in.shape[0], oc, oh, ow)
-        view = (shape4[0], oc, oh) if rank_sp == 1 else shape4
+        return bias.astype(np.int32)
 
-        def build(out: QTensor, act: Act) -> list[QNode]:
-            mults = np.zeros(oc, dtype=np.int32)
-            shifts = np.zeros(oc, dtype=np.int32)
-            for c in range(oc):
-                try:
-                    m, s = mult_shift(ratio_f32(float(acc_scale[c]), divisor=out.scale))
-                except ValueError as exc:
-                    raise self.err(f"output channel {c}: {exc}", node) from None
-                mults[c], shifts[c] = m, s
-            return [
-                QConv(
-                    name=name,
-                    input=t_in.name,
-                    output=out.name,
-                    weight=weight,
-                    bias=bias.astype(np.int32),
-                    multiplier=mults,
-                    shift=shifts,
-                    strides=strides,
-                    pads=pads,
-                    groups=groups,
-                    act=act,
-                )
-            ]
-
-        self.values[node.output[0]] = _Pending(name, "Conv", shape4, view, build, supports_act=True)
+    def conv_requant(self, node: onnx.NodeProto, acc_scale: np.ndarray,
+                     out: QTensor) -> tuple[np.ndarray, np.ndarray]:
+        """Per output channel the ``(multiplier, shift)`` of ``f32(acc_scale / s_out)``."""
+        oc = acc_scale.size
+        mults = np.zeros(oc, dtype=np.int32)
+        shifts = np.zeros(oc, dtype=np.int32)
+        for c in range(oc):
+            try:
+                m, s = mult_shift(ratio_f32(float(acc_scale[c]), divisor=out.scale))
+            except ValueError as exc:
+                raise self.err(f"output channel {c}: {exc}", node) from None
+            mults[c], shifts[c] = m, s
+        return mults, shifts
 
     # ---- pools ----------------------------------------------------------------------
 
@@ -1304,35 +1555,75 @@ class _Lowerer:
     # ---- Add / Concat ---------------------------------------------------------------
 
     def lower_add(self, node: onnx.NodeProto) -> None:
+        self.lower_binary(node, "add")
+
+    def lower_sub(self, node: onnx.NodeProto) -> None:
+        self.lower_binary(node, "sub")
+
+    def lower_binary(self, node: onnx.NodeProto, op: EltKind) -> None:
+        """``DQ(a), DQ(b) -> Add | Mul | Sub [-> Relu | Clip]* -> Q``: a :class:`QAdd`.
+        Same shapes, or one operand per-channel ``[N, C, 1, 1]``: it becomes ``b`` (Add
+        and Mul commute; a swapped Sub gets a negative divisor, an exact negation).
+        Add (``QLinearAdd``): ``mult_x / 2**shift == float32(s_x / s_out)``; Mul
+        (``QLinearMul``) and Sub (float ``Sub`` between DQ and Q): ``mult_x / 2**shift ==
+        s_x`` exactly (else the node goes to the host) and ``divisor = s_out``. For Mul,
+        ``s_b`` and ``divisor`` are both multiplied by the power of two ``2**k`` that
+        gives ``s_b`` the exponent of ``s_a`` (so one shift holds both exactly): every
+        step of ``f32(f32(va * vb) / divisor)`` then scales by ``2**k`` and back, an exact
+        rescaling of normal float32 values."""
+        what = {"add": "Add", "mul": "Mul", "sub": "Sub"}[op]
         for i in node.input:
             if isinstance(self.val(i), _Const):
                 raise self.err(
-                    f"Add of the constant '{i}': normalize the model first (a per-channel "
-                    "constant Add becomes a depthwise 1x1 convolution)"
+                    f"{what} of the constant '{i}': normalize the model first (a per-channel "
+                    "constant operand becomes a depthwise 1x1 convolution)"
                 )
         qa, qb = self.qin(node.input[0]), self.qin(node.input[1])
         ta, tb = self.tensors[qa.tensor], self.tensors[qb.tensor]
+        sign = 1.0
         if ta.shape != tb.shape:
-            raise self.err(
-                f"Add of shapes {ta.shape} and {tb.shape}: broadcasting is not supported"
-            )
+            if len(ta.shape) == 4 and ta.shape == (*tb.shape[:2], 1, 1):
+                qa, qb, ta, tb = qb, qa, tb, ta
+                sign = -1.0
+            elif not (len(tb.shape) == 4 and tb.shape == (*ta.shape[:2], 1, 1)):
+                raise self.unsupported(
+                    node, f"{what} of shapes {ta.shape} and {tb.shape}: only the same shape "
+                    "or a per-channel [N, C, 1, 1] operand broadcast over the other is "
+                    "supported on the accelerator")
         name = self.node_name(self.cur_name)
         view = qa.shape if len(qa.shape) >= len(qb.shape) else qb.shape
+        k = 0
+        if op != "add":
+            sa, sb = exact_f32(ta.scale), exact_f32(tb.scale)
+            if op == "mul":  # scale_b and the divisor by 2**k: an exact rescaling
+                k = math.frexp(sa)[1] - math.frexp(sb)[1]
+                sb = math.ldexp(sb, k)
+            ma, mb, sh = mult_shift_pair(sa, sb)
+            if requant_scale(ma, sh) != sa or requant_scale(mb, sh) != sb:
+                raise self.unsupported(
+                    node, f"{what} of operands with scales {sa!r} and {sb!r}: too far apart "
+                    "for one shared shift (their float32 exponents differ by more than 7)")
 
         def build(out: QTensor, act: Act) -> list[QNode]:
+            if op != "add":
+                div = math.ldexp(exact_f32(out.scale), k) * (sign if op == "sub" else 1.0)
+                if exact_f32(div) != div:
+                    raise self.err(f"{what}: output scale {out.scale!r} times 2**{k} is not "
+                                   "a float32 value", node)
+                return [QAdd(name, ta.name, tb.name, out.name, ma, mb, sh, act, op, div)]
             # exact for every pair of float32 ratios whose exponents differ by at most 7
             # (all the bundled models); otherwise mult_shift_pair rounds the smaller one
             # to the nearest m / 2**shift and the Add can differ from ORT's QLinearAdd.
             try:
-                ma, mb, s = mult_shift_pair(
+                m_a, m_b, s = mult_shift_pair(
                     ratio_f32(ta.scale, divisor=out.scale), ratio_f32(tb.scale, divisor=out.scale)
                 )
             except ValueError as exc:
                 raise self.err(str(exc), node) from None
-            return [QAdd(name, ta.name, tb.name, out.name, ma, mb, s, act)]
+            return [QAdd(name, ta.name, tb.name, out.name, m_a, m_b, s, act)]
 
         self.values[node.output[0]] = _Pending(
-            name, "Add", ta.shape, view, build, supports_act=True
+            name, what, ta.shape, view, build, supports_act=True
         )
 
     def lower_concat(self, node: onnx.NodeProto) -> None:
@@ -1403,6 +1694,83 @@ class _Lowerer:
         self.values[node.output[0]] = _Pending(
             name, "Gather", t_in.shape, x.shape, build, supports_act=False
         )
+
+    def lower_slice(self, node: onnx.NodeProto) -> None:
+        """``DQ -> Slice -> Q`` taking a channel range (axis 1, step 1, constant bounds) of
+        a map (what the normalizer writes for ``Split`` and ``Slice`` along channels):
+        :class:`QSlice`, a view. The quantization passes through (a requantizing copy
+        follows only if the ``QuantizeLinear`` after it differs)."""
+        x = self.qin(node.input[0])
+        t_in = self.tensors[x.tensor]
+        rank = len(x.shape)
+        if len(node.input) < 3 or self.opset < 10:
+            raise self.err("Slice without starts/ends inputs (opset < 10) is not supported")
+        starts = [int(v) for v in self.const(node.input[1], "starts").value.reshape(-1)]
+        ends = [int(v) for v in self.const(node.input[2], "ends").value.reshape(-1)]
+        axes = ([int(v) for v in self.const(node.input[3], "axes").value.reshape(-1)]
+                if len(node.input) > 3 and node.input[3] else list(range(len(starts))))
+        steps = ([int(v) for v in self.const(node.input[4], "steps").value.reshape(-1)]
+                 if len(node.input) > 4 and node.input[4] else [1] * len(starts))
+        lo, hi = 0, t_in.shape[1]
+        for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+            a = a + rank if a < 0 else a
+            dim = x.shape[a]
+            s = min(max(s + dim if s < 0 else s, 0), dim)
+            e = min(max(e + dim if e < 0 else e, 0), dim)
+            if st != 1:
+                raise self.err(f"Slice with step {st} is not supported; only step 1")
+            if a == 1 and rank in (2, 4):
+                lo, hi = s, e
+            elif (s, e) != (0, dim):
+                raise self.err(f"Slice of axis {a} of a rank-{rank} tensor is not supported; "
+                               "only a channel range (axis 1) of a map")
+        if hi <= lo:
+            raise self.err(f"Slice of channels [{lo}, {hi}) is empty")
+        self.values[node.output[0]] = self.channel_range(x, lo, hi, self.cur_name, "Slice")
+
+    def lower_split(self, node: onnx.NodeProto) -> None:
+        """``DQ -> Split(axis=1) -> Q`` (a QDQ model's channel split): one
+        :class:`QSlice` view per output (see :meth:`lower_slice`)."""
+        x = self.qin(node.input[0])
+        rank = len(x.shape)
+        axis = int(_attrs(node).get("axis", 0))
+        axis = axis + rank if axis < 0 else axis
+        if axis != 1 or rank not in (2, 4):
+            raise self.err(f"Split along axis {axis} of a rank-{rank} tensor is not "
+                           "supported; only along channels (axis 1) of a map")
+        c, k = x.shape[1], len(node.output)
+        split = _attrs(node).get("split")
+        if split is None and len(node.input) > 1 and node.input[1]:
+            split = self.const(node.input[1], "split").value.reshape(-1)
+        per = -(-c // k)
+        sizes = ([int(v) for v in split] if split is not None
+                 else [min(per, c - i * per) for i in range(k)])
+        if len(sizes) != k or sum(sizes) != c or min(sizes) < 1:
+            raise self.err(f"split sizes {sizes} do not divide the {c} channels into {k} "
+                           "non-empty outputs")
+        lo = 0
+        for i, (o, size) in enumerate(zip(node.output, sizes, strict=True)):
+            if o:
+                self.values[o] = self.channel_range(x, lo, lo + size,
+                                                    f"{self.cur_name}/{i}", "Split")
+            lo += size
+
+    def channel_range(self, x: _QVal, lo: int, hi: int, base: str, op_type: str) -> _Pending:
+        """The pending channel range ``[lo, hi)`` of ``x``: a :class:`QSlice` view, with a
+        requantizing copy after it when its ``QuantizeLinear`` has another quantization."""
+        t_in = self.tensors[x.tensor]
+        shape4 = (t_in.shape[0], hi - lo, *t_in.shape[2:])
+        view = (x.shape[0], hi - lo, *x.shape[2:])
+        name = self.node_name(base)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            if _same_quant(t_in, out):
+                return [QSlice(name, t_in.name, out.name, lo)]
+            mid = self.add_tensor(f"{out.name}/slice", shape4, t_in.scale, t_in.zero_point)
+            return [QSlice(name, t_in.name, mid.name, lo),
+                    self.requant_conv(self.node_name(f"{name}/requant"), mid, out, Act())]
+
+        return _Pending(name, op_type, shape4, view, build, supports_act=False)
 
     # ---- host ops -------------------------------------------------------------------
 
@@ -1478,6 +1846,16 @@ class _Lowerer:
                     "quantize) or end the graph with a QuantizeLinear/DequantizeLinear pair"
                 )
             out_tensors.append((o.name, v.tensor, v.shape))
+        # a channel range (QSlice) is a view of another tensor's storage: a graph output
+        # gets its own tensor through an exact copy
+        sliced = {n.output for n in self.nodes if isinstance(n, QSlice)}
+        for k, (onnx_name, tname, shape) in enumerate(out_tensors):
+            if tname in sliced:
+                t = self.tensors[tname]
+                cp = self.add_tensor(f"{tname}/copy", t.shape, t.scale, t.zero_point)
+                self.nodes.append(self.requant_conv(self.node_name(f"{tname}/copy"), t, cp,
+                                                    Act()))
+                out_tensors[k] = (onnx_name, cp.name, shape)
         # rename the tensors of graph outputs after the ONNX outputs
         used = [t for _, t, _ in out_tensors]
         outputs: list[str] = []
@@ -1503,7 +1881,7 @@ class _Lowerer:
         if old in self.onnx_int8:
             self.onnx_int8[new] = self.onnx_int8.pop(old)
         for n in self.nodes:
-            if isinstance(n, QConv | QPool | QShuffle):
+            if isinstance(n, QConv | QPool | QShuffle | QSlice):
                 if n.input == old:
                     n.input = new
                 if n.output == old:
@@ -1523,7 +1901,7 @@ class _Lowerer:
 
 def _rename_reads(g: QGraph, old: str, new: str) -> None:
     for n in g.nodes:
-        if isinstance(n, QConv | QPool | QShuffle):
+        if isinstance(n, QConv | QPool | QShuffle | QSlice):
             if n.input == old:
                 n.input = new
         elif isinstance(n, QAdd):

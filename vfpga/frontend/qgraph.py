@@ -20,7 +20,8 @@ integer; ``sat8(v) = clip(v, -128, 127)``; ``act`` the activation clamp.
   to ``multiplier / 2**shift``, :func:`vfpga.isa.float32.requant_scale`);
   ``out = act(sat8(out_zp + rne(v)))``.
 * Add: ``out = act(sat8(rne(fma(ua, scale_a, fma(ub, scale_b, offset))) - 128))`` on the
-  biased operands ``ua = a + 128``, ``ub = b + 128`` (see :class:`QAdd`).
+  biased operands ``ua = a + 128``, ``ub = b + 128``; Mul / Sub: the dequantized operands'
+  float32 product / difference divided by the output scale (see :class:`QAdd`).
 * Average pools: float32 sums of dequantized values with the tensors' own scales (see
   :class:`QPool`).
 """
@@ -34,6 +35,9 @@ import numpy as np
 
 ActKind = Literal["none", "relu", "relu6", "table"]
 PoolKind = Literal["max", "avg", "global_avg"]
+EltKind = Literal["add", "mul", "sub"]
+#: The element-wise operations of :class:`QAdd` (``dnn.add``'s ``op``).
+ELT_KINDS: tuple[EltKind, ...] = ("add", "mul", "sub")
 
 
 @dataclass
@@ -83,6 +87,15 @@ class QConv:
 
     With ``divisor = 1.0`` the division is exact and ``v = f32(f32(acc) * scale[oc])``:
     ONNX Runtime's ``QLinearConv`` with ``scale[oc] = f32(f32(s_in * s_w[oc]) / s_out)``.
+
+    ``dilations = (dh, dw)``: kernel tap ``(ky, kx)`` reads input offset ``(ky * dh, kx *
+    dw)`` (the kernel spans ``(KH - 1) * dh + 1`` rows). ``upsample = (uh, uw)``: before
+    padding, the input is spread out by zero insertion, element ``(y, x)`` of ``in - in_zp``
+    at ``(y * uh, x * uw)`` of a ``((H - 1) * uh + 1) x ((W - 1) * uw + 1)`` grid of zeros:
+    a transposed convolution (``ConvTranspose`` with stride ``u``) is a stride-1 QConv
+    over that grid with the kernel flipped and in/out channels swapped, and a nearest
+    ``Resize`` by an integer factor ``f`` is a depthwise one with an ``f x f`` kernel of
+    ones (:mod:`vfpga.frontend.qdq_lower`).
     A requantizing copy (``DequantizeLinear -> QuantizeLinear``, a ``QLinearConcat`` input
     of another quantization, an unfused activation) is a depthwise 1x1 QConv with unit
     weights and zero bias whose ``multiplier / 2**shift`` is ``s_in`` and whose
@@ -102,6 +115,22 @@ class QConv:
     groups: int = 1
     act: Act = field(default_factory=Act)
     divisor: float = 1.0
+    dilations: tuple[int, int] = (1, 1)
+    upsample: tuple[int, int] = (1, 1)
+
+
+def conv_in_extent(node: QConv, h: int, w: int) -> tuple[int, int]:
+    """The extent ``(H', W')`` a QConv's kernel slides over before padding: the input
+    ``h x w`` spread out by ``node.upsample`` (``(h - 1) * uh + 1``)."""
+    uh, uw = node.upsample
+    return (h - 1) * uh + 1, (w - 1) * uw + 1
+
+
+def conv_kernel_extent(node: QConv) -> tuple[int, int]:
+    """The rows and columns a QConv's kernel spans: ``(KH - 1) * dh + 1`` and likewise."""
+    kh, kw = int(node.weight.shape[2]), int(node.weight.shape[3])
+    dh, dw = node.dilations
+    return (kh - 1) * dh + 1, (kw - 1) * dw + 1
 
 
 @dataclass
@@ -135,15 +164,27 @@ class QPool:
 
 @dataclass
 class QAdd:
-    """Element-wise add of two int8 tensors of the same shape with their own quantization
-    (ONNX Runtime's MLAS ``QLinearAdd``). ``mult_a``, ``mult_b`` in ``[0, 2**31)`` and
-    ``shift`` in ``[0, 62]`` give ``scale_a = requant_scale(mult_a, shift)`` and
-    ``scale_b = requant_scale(mult_b, shift)`` (the importer makes them ``f32(s_a / s_out)``
-    and ``f32(s_b / s_out)``); ``offset = eltwise_offset(scale_a, scale_b, a_zp, b_zp,
-    out_zp)`` (:func:`vfpga.isa.float32.eltwise_offset`: ``f32(zc - fma(scale_a, za,
-    f32(scale_b * zb)))`` with the biased zero points ``za = a_zp + 128`` etc.). Then
-    ``v = fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))`` and
-    ``out = act(sat8(rne(v) - 128))``."""
+    """Element-wise add, multiply or subtract of two int8 tensors with their own
+    quantization. ``b`` has ``a``'s shape or is per-channel ``[N, C, 1, 1]``, broadcast
+    over ``a``'s pixels. ``mult_a``, ``mult_b`` in ``[0, 2**31)`` and ``shift`` in
+    ``[0, 62]`` give ``scale_a = requant_scale(mult_a, shift)`` and
+    ``scale_b = requant_scale(mult_b, shift)``.
+
+    * ``op = "add"`` (ONNX Runtime's MLAS ``QLinearAdd``): the importer makes the scales
+      ``f32(s_a / s_out)`` and ``f32(s_b / s_out)``;
+      ``offset = eltwise_offset(scale_a, scale_b, a_zp, b_zp, out_zp)``
+      (:func:`vfpga.isa.float32.eltwise_offset`: ``f32(zc - fma(scale_a, za,
+      f32(scale_b * zb)))`` with the biased zero points ``za = a_zp + 128`` etc.), then
+      ``v = fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))`` and
+      ``out = act(sat8(rne(v) - 128))``.
+    * ``op = "mul"`` (``QLinearMul``) and ``"sub"`` (``DequantizeLinear -> Sub ->
+      QuantizeLinear``): the scales are the operands' own ``s_a``, ``s_b`` and
+      ``divisor`` the output scale (for mul the importer may multiply ``scale_b`` and
+      ``divisor`` by one power of two, which changes no result); ``va = f32(f32(a -
+      a_zp) * scale_a)``, ``vb``
+      likewise, ``out = act(sat8(out_zp + rne(f32(f32(va op vb) / divisor))))``. A
+      negative ``divisor`` negates exactly (a sub whose operands were swapped so that the
+      broadcast one is ``b``)."""
 
     name: str
     a: str
@@ -153,6 +194,8 @@ class QAdd:
     mult_b: int
     shift: int
     act: Act = field(default_factory=Act)
+    op: EltKind = "add"
+    divisor: float = 1.0
 
 
 @dataclass
@@ -180,6 +223,20 @@ class QShuffle:
     input: str
     output: str
     groups: int
+
+
+@dataclass
+class QSlice:
+    """A channel range of a map: ``out[:, k] = in[:, start + k]`` for the output's ``C``
+    channels (ONNX ``Split`` / ``Slice`` along channels, step 1). Input and output have the
+    same scale and zero point (the codes are not touched). On the accelerator it costs
+    nothing: the output is a view of the input's storage at channel offset ``start`` (its
+    consumers' LOADs address that channel range), so nothing is copied."""
+
+    name: str
+    input: str
+    output: str
+    start: int
 
 
 def shuffle_perm(channels: int, groups: int) -> np.ndarray:
@@ -223,12 +280,12 @@ class QHostOp:
 SEGMENT_OP = "OnnxSegment"
 
 
-QNode = QConv | QPool | QAdd | QConcat | QShuffle | QHostOp
+QNode = QConv | QPool | QAdd | QConcat | QShuffle | QSlice | QHostOp
 
 
 def node_inputs(node: QNode) -> list[str]:
     """The tensors a node reads, in operand order."""
-    if isinstance(node, QConv | QPool | QShuffle):
+    if isinstance(node, QConv | QPool | QShuffle | QSlice):
         return [node.input]
     if isinstance(node, QAdd):
         return [node.a, node.b]

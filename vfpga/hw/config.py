@@ -25,7 +25,8 @@ BUFFER_NAMES: tuple[str, ...] = ("ibuf", "wbuf", "pbuf", "obuf", "abuf")
 
 #: Version of the instruction set; part of the fingerprint. Version 2 requantizes in
 #: float32 steps (pbuf records (bias, scale, divisor); float POOL/ELTWISE fields).
-ISA_VERSION = 2
+#: Version 3 adds issue 14's operations (docs/isa.md).
+ISA_VERSION = 3
 
 
 class HardwareConfigError(ValueError):

@@ -3,7 +3,9 @@
 The one home of two ISA formulas every layer needs:
 
 * the output extent of a sliding window (CONV, and POOL other than ``GLOBAL_AVG``):
-  ``(n + pad_lo + pad_hi - k) // stride + 1`` (:func:`window_out`, :func:`out_hw`);
+  ``(n + pad_lo + pad_hi - k) // stride + 1`` (:func:`window_out`, :func:`out_hw`); for
+  CONV ``n`` is the upsampled input extent ``(n - 1) * ups + 1`` and ``k`` the dilated
+  kernel extent ``(k - 1) * dil + 1`` (:func:`conv_extent`);
 * the on-chip byte range an instruction writes (:func:`written_range`): LOAD its padded
   box in ``to``; CONV its int8 output in obuf, or with ``acc_out`` its int32 partial sums
   in abuf; POOL and ELTWISE their int8 output in obuf; SAVE, SYNC and END write no buffer.
@@ -25,7 +27,14 @@ import numpy as np
 
 from vfpga.isa.spec import Buffer, Opcode, PoolMode
 
-__all__ = ["out_hw", "window_out", "window_out_array", "written_range"]
+__all__ = [
+    "conv_extent",
+    "out_hw",
+    "upsampled_taps",
+    "window_out",
+    "window_out_array",
+    "written_range",
+]
 
 
 def window_out(n: int, k: int, stride: int, pad_lo: int, pad_hi: int) -> int:
@@ -45,12 +54,50 @@ def window_out_array(n: np.ndarray, k: np.ndarray, stride: np.ndarray, pad_lo: n
     return np.where(total >= k1, (total - k1) // np.maximum(stride, 1) + 1, 0)
 
 
+def conv_extent(n: Any, k: Any, dil: Any, ups: Any) -> tuple[Any, Any]:
+    """The CONV window geometry along one axis: ``(virtual input extent, kernel extent)``
+    for ``n`` input elements upsampled by ``ups`` (``ups - 1`` inserted elements between
+    neighbours: ``(n - 1) * ups + 1``) and a kernel of ``k`` taps dilated by ``dil``
+    (``(k - 1) * dil + 1``). ``dil``/``ups`` of 0 mean 1 (an unset field), and ``n < 1``
+    stays ``n`` (an empty input stays empty). Works on ints and int64 arrays alike."""
+    u = np.maximum(ups, 1)
+    d = np.maximum(dil, 1)
+    vn = np.where(np.asarray(n) >= 1, (np.asarray(n) - 1) * u + 1, n)
+    vk = (np.maximum(k, 1) - 1) * d + 1
+    if isinstance(n, int | np.integer) and isinstance(k, int | np.integer):
+        return int(vn), int(vk)
+    return vn, vk
+
+
+def upsampled_taps(n: int, k: int, stride: int, pad_lo: int, dil: int, ups: int,
+                   out: int) -> int:
+    """Along one axis of a CONV with ``n`` input elements upsampled by ``ups``, a kernel of
+    ``k`` taps dilated by ``dil``, ``stride`` and ``pad_lo`` leading padding: how many of
+    the ``out * k`` (output, tap) pairs read an input element (not padding, not an
+    inserted zero). The product over both axes times the channels is the useful
+    multiply-accumulate count of a transposed convolution run as such a CONV."""
+    o = np.arange(out, dtype=np.int64)[:, None]
+    i = np.arange(k, dtype=np.int64)[None, :]
+    v = o * stride - pad_lo + i * max(dil, 1)
+    u = max(ups, 1)
+    return int(np.count_nonzero((v >= 0) & (v <= (n - 1) * u) & (v % u == 0)))
+
+
 def out_hw(f: Mapping[str, Any]) -> tuple[int, int]:
-    """``(out_h, out_w)`` of a CONV or windowed POOL with fields ``f`` (absent fields 0)."""
+    """``(out_h, out_w)`` of a CONV or windowed POOL with fields ``f`` (absent fields 0);
+    POOL words have no ``dil_*``/``ups_*`` fields, so they read as none."""
     g = f.get
+    dil_h, dil_w, ups_h, ups_w = g("dil_h", 0), g("dil_w", 0), g("ups_h", 0), g("ups_w", 0)
+    if not (dil_h > 1 or dil_w > 1 or ups_h > 1 or ups_w > 1):
+        return (
+            window_out(g("in_h", 0), g("kh", 0), g("stride_h", 0), g("pad_t", 0), g("pad_b", 0)),
+            window_out(g("in_w", 0), g("kw", 0), g("stride_w", 0), g("pad_l", 0), g("pad_r", 0)),
+        )
+    nh, kh = conv_extent(g("in_h", 0), g("kh", 0), dil_h, ups_h)
+    nw, kw = conv_extent(g("in_w", 0), g("kw", 0), dil_w, ups_w)
     return (
-        window_out(g("in_h", 0), g("kh", 0), g("stride_h", 0), g("pad_t", 0), g("pad_b", 0)),
-        window_out(g("in_w", 0), g("kw", 0), g("stride_w", 0), g("pad_l", 0), g("pad_r", 0)),
+        window_out(nh, kh, g("stride_h", 0), g("pad_t", 0), g("pad_b", 0)),
+        window_out(nw, kw, g("stride_w", 0), g("pad_l", 0), g("pad_r", 0)),
     )
 
 

@@ -11,13 +11,17 @@
   ``[0, MAX_SHIFT]``. ``multiplier / 2**shift`` then has at most 31 significant bits and a
   normal float64 exponent, so :func:`vfpga.isa.float32.requant_scale` rounds it to float32
   exactly once.
+* :data:`MAX_KERNEL`: the largest CONV kernel side (``kh``, ``kw`` in ``1 .. MAX_KERNEL``);
+  :data:`MAX_DILATION` / :data:`MAX_UPSAMPLE`: the largest CONV dilation and zero-insertion
+  factors (the byte fields ``dil_*`` / ``ups_*``, ISA version 3).
 """
 
 from __future__ import annotations
 
 from vfpga.isa.spec import Dep, Module
 
-__all__ = ["DEP_BITS", "ILLEGAL_DEPS", "MAX_CORES", "MAX_MULTIPLIER", "MAX_SHIFT"]
+__all__ = ["DEP_BITS", "ILLEGAL_DEPS", "MAX_CORES", "MAX_DILATION", "MAX_KERNEL",
+           "MAX_MULTIPLIER", "MAX_SHIFT", "MAX_UPSAMPLE"]
 
 #: Logical cores a program may use; core indices are ``0 .. MAX_CORES - 1``.
 MAX_CORES = 64
@@ -38,3 +42,12 @@ MAX_MULTIPLIER = 1 << 31
 
 #: Largest requantization shift.
 MAX_SHIFT = 62
+
+#: Largest CONV kernel height / width.
+MAX_KERNEL = 11
+
+#: Largest CONV kernel dilation (``dil_h`` / ``dil_w`` are bytes).
+MAX_DILATION = 255
+
+#: Largest CONV zero-insertion factor (``ups_h`` / ``ups_w`` are bytes).
+MAX_UPSAMPLE = 255

@@ -7,8 +7,8 @@ word is described by a numpy structured dtype (:data:`OPCODE_DTYPES`) so a whole
 instruction blob decodes with one ``np.frombuffer`` per opcode, never field by field.
 
 Payload fields are little-endian integers, except the float32 (IEEE-754 binary32) scale
-constants of POOL and ELTWISE (:data:`FLOAT_FIELDS`; ISA version 2 requantizes in float32
-steps, docs/isa.md section *Arithmetic*).
+constants of POOL and ELTWISE (:data:`FLOAT_FIELDS`; ISA versions 2 and 3 requantize in
+float32 steps, docs/isa.md section *Arithmetic*).
 
 Bits of the 8-bit ``flags`` header byte carry small opcode-specific fields
 (:data:`FLAG_FIELDS`). Unused payload bytes and every reserved field must be zero: the
@@ -131,9 +131,15 @@ class PoolMode(IntEnum):
 
 
 class EltOp(IntEnum):
-    """ELTWISE operations."""
+    """ELTWISE operations (docs/isa.md section *Arithmetic*). ``ADD``: ONNX Runtime's
+    ``QLinearAdd`` on biased operands with the zero points folded into ``offset``.
+    ``MUL`` (``QLinearMul``) and ``SUB`` (``DequantizeLinear -> Sub -> QuantizeLinear``,
+    ISA version 3) dequantize each operand with its zero point and scale, multiply or
+    subtract in float32 and divide by ``out_scale``."""
 
     ADD = 0
+    MUL = 1
+    SUB = 2
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,14 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
               "f32(acc) * scale) / divisor))))."),
         Field("act_lo", "i1", 48, "Lower clamp of RELU / RELU6."),
         Field("act_hi", "i1", 49, "Upper clamp of RELU6."),
+        Field("dil_h", "u1", 50, "Vertical kernel dilation (0 or 1: none): kernel row i reads "
+              "input row y*stride_h + i*dil_h of the padded (and upsampled) input."),
+        Field("dil_w", "u1", 51, "Horizontal kernel dilation (0 or 1: none)."),
+        Field("ups_h", "u1", 52, "Input upsampling by zero insertion (0 or 1: none): "
+              "ups_h - 1 rows of pad_value between consecutive input rows, before padding "
+              "(transposed convolution, nearest resize)."),
+        Field("ups_w", "u1", 53, "Input upsampling by zero insertion along columns (0 or 1: "
+              "none)."),
     ),
     Opcode.POOL: (
         Field("in_addr", "<u4", 8, "ibuf address of the input tile, int8 [in_h][in_w][c]."),
@@ -257,18 +271,29 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
     ),
     Opcode.ELTWISE: (
         Field("a_addr", "<u4", 8, "ibuf address of operand A, int8 [n]."),
-        Field("b_addr", "<u4", 12, "ibuf address of operand B, int8 [n]."),
+        Field("b_addr", "<u4", 12, "ibuf address of operand B, int8 [n], or [b_period] "
+              "with b_period > 0."),
         Field("out_addr", "<u4", 16, "obuf address of the int8 result [n]."),
         Field("n", "<u4", 20, "Elements."),
-        Field("scale_a", "<f4", 24, "float32 factor of the biased operand A + 128 "
-              "(s_a / s_out)."),
-        Field("scale_b", "<f4", 28, "float32 factor of the biased operand B + 128 "
-              "(s_b / s_out)."),
-        Field("offset", "<f4", 32, "float32 constant folding the zero points: y = "
+        Field("scale_a", "<f4", 24, "float32. ADD: factor of the biased operand A + 128 "
+              "(s_a / s_out). MUL / SUB: the scale s_a of A."),
+        Field("scale_b", "<f4", 28, "float32. ADD: factor of the biased operand B + 128 "
+              "(s_b / s_out). MUL / SUB: the scale s_b of B."),
+        Field("offset", "<f4", 32, "float32. ADD: constant folding the zero points: y = "
               "act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset))) - 128)), "
-              "each fma rounded once to float32."),
+              "each fma rounded once to float32. MUL / SUB: 0."),
         Field("act_lo", "i1", 36, "Lower clamp of RELU / RELU6."),
         Field("act_hi", "i1", 37, "Upper clamp of RELU6."),
+        Field("a_zp", "i1", 38, "MUL / SUB: zero point of A (ADD: 0)."),
+        Field("b_zp", "i1", 39, "MUL / SUB: zero point of B (ADD: 0)."),
+        Field("out_zp", "i1", 40, "MUL / SUB: output zero point (ADD: 0)."),
+        Field("out_scale", "<f4", 44, "float32. MUL / SUB: the divisor of the product or "
+              "difference, y = act(sat8(out_zp + rne(f32(f32(va op vb) / out_scale)))) with "
+              "va = f32(f32(A - a_zp) * scale_a), vb likewise; finite, non-zero (a negative "
+              "one negates the result exactly). ADD: 0."),
+        Field("b_period", "<u4", 48, "0: B has n elements. p > 0: B holds p elements and "
+              "element i of A meets B[i % p] (a per-channel operand broadcast over the "
+              "pixels of an [h][w][p] tile); n must be a multiple of p."),
     ),
     Opcode.SYNC: (),
     Opcode.END: (),
@@ -292,7 +317,7 @@ FLAG_FIELDS: dict[Opcode, tuple[FlagField, ...]] = {
         FlagField("mode", 0, 2, "max, avg_pad, avg, global_avg.", PoolMode),
     ),
     Opcode.ELTWISE: (
-        FlagField("op", 2, 2, "Operation: add.", EltOp),
+        FlagField("op", 2, 2, "Operation: add, mul, sub.", EltOp),
         FlagField("act", 0, 2, "Activation: none, relu, relu6.", Act),
     ),
     Opcode.SYNC: (),

@@ -3,7 +3,8 @@
 Two sources:
 
 * ``"builder"``: the paper's benchmark networks built from scratch with ``onnx.helper``
-  (``vgg16``, ``resnet50``, ``mobilenet_v1``, ``inception_v3``). Opset 13, IR 8, fp32,
+  (``vgg16``, ``resnet50``, ``mobilenet_v1``, ``inception_v3``), and "-style" networks of
+  today's op mix at small input sizes (``shufflenet_v2``). Opset 13, IR 8, fp32,
   batch 1, NCHW, static shapes; input ``input`` (float32); output ``output`` = the
   classifier logits, shape (1, 1000), no Softmax. Every conv is followed by
   BatchNormalization with non-trivial seeded parameters. See
@@ -57,16 +58,29 @@ class ModelInfo:
 
 
 def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
+    from vfpga.models.convnext import build_convnext_t
+    from vfpga.models.efficientnet import build_efficientnet_b0
     from vfpga.models.inception import build_inception_v3
     from vfpga.models.mobilenet import build_mobilenet_v1
+    from vfpga.models.mobilenet_v3 import build_mobilenet_v3_large, build_mobilenet_v3_small
+    from vfpga.models.regnety import build_regnety_style
     from vfpga.models.resnet import build_resnet50
+    from vfpga.models.shufflenet import build_shufflenet_v2
     from vfpga.models.vgg import build_vgg16
+    from vfpga.models.vit import build_vit_ti16
 
     return {
         "vgg16": build_vgg16,
         "resnet50": build_resnet50,
         "mobilenet_v1": build_mobilenet_v1,
         "inception_v3": build_inception_v3,
+        "mobilenet_v3_large": build_mobilenet_v3_large,
+        "mobilenet_v3_small": build_mobilenet_v3_small,
+        "efficientnet_b0": build_efficientnet_b0,
+        "regnety_style": build_regnety_style,
+        "shufflenet_v2": build_shufflenet_v2,
+        "convnext_t": build_convnext_t,
+        "vit_ti16": build_vit_ti16,
     }
 
 
@@ -74,11 +88,18 @@ _IMG224 = (1, 3, 224, 224)
 _LOGITS = (1, 1000)
 
 
-def _builder(name: str, description: str, paper: bool, size: int = 224) -> ModelInfo:
+def _builder(name: str, description: str, paper: bool, size: int = 224,
+             opset: int = 13) -> ModelInfo:
     return ModelInfo(
         name, description, "builder", paper, "input", (1, 3, size, size), "output", _LOGITS,
-        "logits", 13,
+        "logits", opset,
     )  # fmt: skip
+
+
+def _xfmr(name: str, description: str) -> ModelInfo:
+    """A transformer-style builder model: opset 17 (LayerNormalization), 128x128 input."""
+    return ModelInfo(name, description, "builder", False, "input", (1, 3, 128, 128), "output",
+                     _LOGITS, "logits", 17)
 
 
 def _zoo(name: str, x: str, y: str, y_shape: tuple[int, ...], kind: str) -> ModelInfo:
@@ -91,6 +112,20 @@ _INFOS: tuple[ModelInfo, ...] = (
     _builder("resnet50", "ResNet-50 v1.5: bottlenecks 3-4-6-3, projection shortcuts", True),
     _builder("mobilenet_v1", "MobileNet v1 1.0/224: 13 depthwise-separable blocks, ReLU6", True),
     _builder("inception_v3", "Inception v3 (torchvision, no aux head), 299x299", True, 299),
+    _builder("mobilenet_v3_large", "MobileNetV3-Large: 15 bneck blocks, HardSwish, SE with "
+             "HardSigmoid gate, 160x160", False, 160, 14),
+    _builder("mobilenet_v3_small", "MobileNetV3-Small: 11 bneck blocks, HardSwish, SE with "
+             "HardSigmoid gate, 160x160", False, 160, 14),
+    _builder("efficientnet_b0", "EfficientNet-B0: 16 MBConv blocks, SiLU, SE with Sigmoid "
+             "gate, 160x160", False, 160),
+    _builder("regnety_style", "RegNetY-400MF-style: 9 Y blocks (grouped 3x3, SE with "
+             "Sigmoid gate), 160x160", False, 160),
+    _builder("shufflenet_v2", "ShuffleNetV2-style x1.0: Split, channel shuffle, Concat; "
+             "units 2-3-2, 128x128", False, 128),
+    _xfmr("convnext_t", "ConvNeXt-T-style: patchify stem, dw 7x7, LayerNorm, GELU MLP, "
+          "layer scale; blocks 1-1-2-1, 128x128"),
+    _xfmr("vit_ti16", "ViT-Ti/16-style: patch embed, class token, 4 pre-norm blocks "
+          "(MHSA + GELU MLP), 128x128"),
     _zoo("zoo-alexnet", "data_0", "prob_1", _LOGITS, "softmax"),
     _zoo("zoo-zfnet512", "gpu_0/data_0", "gpu_0/softmax_1", _LOGITS, "softmax"),
     _zoo("zoo-vgg19", "data_0", "prob_1", _LOGITS, "softmax"),

@@ -105,6 +105,13 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op, list(inputs), [out], name=name, **attrs))
         return out
 
+    def node_outputs(self, op: str, inputs: Sequence[str], name: str, outputs: Sequence[str],
+                     **attrs: Any) -> list[str]:
+        """Add one node ``name`` of type ``op`` with several named ``outputs``."""
+        outs = [self._fresh(o) for o in outputs]
+        self.nodes.append(helper.make_node(op, list(inputs), outs, name=name, **attrs))
+        return outs
+
     def he_normal(self, shape: Sequence[int], fan_in: int) -> np.ndarray:
         """He (Kaiming) normal weights: N(0, 2 / fan_in), float32."""
         w = self.rng.standard_normal(tuple(shape), dtype=np.float32)
@@ -254,15 +261,18 @@ class GraphBuilder:
         output: str,
         output_shape: Sequence[int],
         doc: str,
+        opset: int = OPSET,
     ) -> onnx.ModelProto:
         """Wrap the accumulated nodes into a model with input ``input`` and the given
         output, and record the shape of every intermediate tensor as ``value_info``.
+        ``opset`` is the default-domain opset (:data:`OPSET` unless a model needs a newer
+        op, such as ``LayerNormalization`` from opset 17).
 
         Shape inference (strict) runs on a weightless skeleton in which the initializers
         are typed graph inputs, so it does not serialise hundreds of MB of weights."""
         x_info = helper.make_tensor_value_info("input", TensorProto.FLOAT, list(input_shape))
         y_info = helper.make_tensor_value_info(output, TensorProto.FLOAT, list(output_shape))
-        opsets = [helper.make_opsetid("", OPSET)]
+        opsets = [helper.make_opsetid("", opset)]
         weight_infos = [
             helper.make_tensor_value_info(
                 name, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)

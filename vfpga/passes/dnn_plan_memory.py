@@ -6,7 +6,9 @@ the printed module) continue from it:
 
 * every node op gets ``ddr_offset`` and ``c_stride`` (``i64``): its output tensor's
   element ``(h, w, c)`` lives at ``ddr_offset + (h * W + w) * c_stride + c`` (a view of a
-  concatenation's storage has the concatenation's channel count as ``c_stride``). The
+  concatenation's storage has the concatenation's channel count as ``c_stride``; a
+  ``dnn.slice`` result is a view of its operand's storage at ``start``, with the
+  operand's ``c_stride``). The
   operand of a ``dnn.shuffle`` is a view of the shuffle's storage written shuffled: its
   channel ``c`` lives at ``(c % m) * groups + c // m`` (``m = C / groups``) instead of
   ``c`` (:meth:`Placement.channel_pos`; not an attribute: it follows from the graph);
@@ -23,9 +25,10 @@ Where a tensor cannot be a view of a concatenation (a graph input or output, a h
 operand, or a tensor feeding two concatenations), or cannot be written shuffled into a
 channel shuffle's storage (a graph input or output, a host-op operand, a concatenation
 member or output, a tensor with other consumers, or one not produced by an accelerator
-layer), the planner copies it with an identity depthwise 1x1 convolution: the pass
-inserts that ``dnn.conv`` (marked ``plan_copy``) just before the ``dnn.concat`` /
-``dnn.shuffle`` and makes it read the copy. The DATA bytes are
+layer), or is a ``dnn.slice`` result read by a concatenation or a host op, the planner
+copies it with an identity depthwise 1x1 convolution: the pass inserts that ``dnn.conv``
+(marked ``plan_copy``) just before the ``dnn.concat`` / ``dnn.shuffle`` / ``dnn.host`` and
+makes it read the copy. The DATA bytes are
 not stored in the IR: they are a function of the ``dnn.conv`` ops and the offsets
 (:func:`plan_from_module` rebuilds them). Running the pass again re-plans the (already
 copied) graph and overwrites the annotations.
@@ -51,7 +54,7 @@ from vfpga.compiler.plan import ConstBlob, MemoryPlan, Placement, conv_constants
 from vfpga.dialects import derived, dnn
 from vfpga.dialects.dnn_convert import find_graph, module_to_qgraph
 from vfpga.errors import CompileError
-from vfpga.frontend.qgraph import QConcat, QConv, QGraph, QShuffle
+from vfpga.frontend.qgraph import QConcat, QConv, QGraph, QHostOp, QShuffle
 
 DATA_OFFSET_ATTR = "vfpga.data_offset"
 DDR_SIZE_ATTR = "vfpga.ddr_size"
@@ -110,8 +113,8 @@ class DnnPlanMemoryPass(ModulePass):
 
 def _insert_copies(graph: dnn.GraphOp, planned: QGraph) -> None:
     """Insert the planner's copy layers (nodes of ``planned`` that the graph lacks) before
-    the next existing node, and rewire the concatenations and channel shuffles to read
-    them."""
+    the next existing node, and rewire the concatenations, channel shuffles and host ops
+    to read them."""
     by_name = {n.node_name.data: n for n in graph.node_ops()}
     values: dict[str, SSAValue] = {
         n.data: a for n, a in zip(graph.input_names.data, graph.block.args, strict=True)
@@ -147,6 +150,10 @@ def _insert_copies(graph: dnn.GraphOp, planned: QGraph) -> None:
             src = values[node.input]
             if existing.input != src:
                 existing.operands = [src]
+        elif isinstance(existing, dnn.HostOp) and isinstance(node, QHostOp):
+            ins = [values[t] for t in node.inputs]
+            if list(existing.operands) != ins:
+                existing.operands = ins
     assert not pending, "copy layers must precede a node of the graph"
 
 

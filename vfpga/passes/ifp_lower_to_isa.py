@@ -26,27 +26,11 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import BytesAttr, ModuleOp
 from xdsl.passes import ModulePass
 
-from vfpga.compiler.ifpgen import Insn, LoopNest, Tile, make_ifp
+from vfpga.compiler.ifpbatch import TileJob, generate_ifps
+from vfpga.compiler.ifpgen import LoopNest, Tile
 from vfpga.dialects import derived, ifp
 from vfpga.hw.config import BUFFER_NAMES
-from vfpga.isa.codec import encode_batch
-from vfpga.isa.effects import written_range
-from vfpga.isa.spec import INSN_BYTES
 from vfpga.passes.dnn_tile import hw_of, layer_specs_of, layers_of, spec_for
-
-
-def insn_footprint(insns: list[Insn]) -> dict[str, int]:
-    """Per buffer, the end of the highest byte written by ``insns``
-    (:func:`vfpga.isa.effects.written_range` of each; 0 where nothing is written)."""
-    end = dict.fromkeys(BUFFER_NAMES, 0)
-    for op, f in insns:
-        written = written_range(op, f)
-        if written is None:
-            continue
-        b = BUFFER_NAMES[written[0]]
-        if written[2] > end[b]:
-            end[b] = written[2]
-    return end
 
 
 @dataclass(frozen=True)
@@ -59,7 +43,8 @@ class IfpLowerToIsaPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         hw = hw_of(op)
         specs = layer_specs_of(op)
-        done: list[tuple[ifp.PackageOp, list[Insn]]] = []
+        pkgs: list[ifp.PackageOp] = []
+        jobs: list[TileJob] = []
         for layer in layers_of(op):
             spec = spec_for(layer, specs)
             for cand in layer.candidates():
@@ -67,24 +52,12 @@ class IfpLowerToIsaPass(ModulePass):
                     w0, w1, c0, c1, h0, h1 = pkg.tile
                     nest = [pkg.get(n) for n in ("og", "rb", "chunk", "in_cols")]
                     plan = None if None in nest else LoopNest(*cast(list[int], nest))
-                    code = make_ifp(spec, Tile(w0, w1, c0, c1), hw, plan)
-                    use = insn_footprint(code.insns)
-                    if use != {b: code.use.get(b, 0) for b in BUFFER_NAMES} or (h0, h1) != (
-                            0, code.rows):
-                        raise AssertionError(
-                            f"layer {spec.index} tile w={w0}:{w1} c={c0}:{c1}: the generator's "
-                            f"buffer usage {code.use} / rows {code.rows} disagree with its "
-                            f"instructions {use} / h={h0}:{h1}"
-                        )
-                    for b in BUFFER_NAMES:
-                        pkg.set_int(b, use[b])
-                    pkg.set_body(None)
-                    done.append((pkg, code.insns))
-        blob = encode_batch([i for _, insns in done for i in insns])
-        at = 0
-        for pkg, insns in done:
-            end = at + INSN_BYTES * len(insns)
-            code_attr = BytesAttr(blob[at:end])
+                    pkgs.append(pkg)
+                    jobs.append(TileJob(spec, Tile(w0, w1, c0, c1), plan, (h0, h1)))
+        for pkg, code in zip(pkgs, generate_ifps(jobs, hw), strict=True):
+            for b in BUFFER_NAMES:
+                pkg.set_int(b, code.use[b])
+            pkg.set_body(None)
+            code_attr = BytesAttr(code.words)
             pkg.properties["code"] = code_attr
-            derived.attach(pkg, ifp.INSNS_KEY, code_attr, insns)
-            at = end
+            derived.attach(pkg, ifp.INSNS_KEY, code_attr, code.insns)

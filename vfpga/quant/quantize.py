@@ -42,7 +42,8 @@ from vfpga.quant.inputs import IMAGE_SUFFIXES, ImagePrep, image_input, input_fil
 OPS_TO_QUANTIZE: tuple[str, ...] = (
     "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Concat",
     "Softmax", "LRN", "Reshape", "Gather", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
-    "Tanh", "LeakyRelu", "Elu",
+    "Tanh", "LeakyRelu", "Elu", "Slice", "Gelu",
+    "ConvTranspose", "Resize", "Sub",
 )
 
 #: Ops whose output ``quantize_static`` gives the quantization of their input.
@@ -286,6 +287,28 @@ def set_softmax_scale(qmodel: onnx.ModelProto) -> None:
             inits[q.input[1]].CopyFrom(new)
 
 
+def host_region_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes left unquantized because they compute on host values only:
+    a node of :data:`OPS_TO_QUANTIZE` other than ``Conv`` whose every non-constant input
+    is the float output of an unquantized node (an op the quantizer does not handle, such
+    as ``LayerNormalization``, ``MatMul`` of two activations or ``Transpose``, or a node
+    excluded by this rule). Quantizing them would cut a host computation (an attention's
+    ``MatMul -> Mul -> Softmax -> MatMul``) into several host segments joined by int8
+    tensors; unquantized, it is one host segment. The graph input counts as quantized."""
+    consts = {i.name for i in model.graph.initializer}
+    host: set[str] = set()
+    excluded: list[str] = []
+    for n in model.graph.node:
+        acts = [i for i in n.input if i and i not in consts]
+        quantized = n.op_type in OPS_TO_QUANTIZE
+        if quantized and n.op_type != "Conv" and acts and all(i in host for i in acts):
+            excluded.append(n.name)
+            quantized = False
+        if not quantized and n.op_type != "Constant":
+            host.update(o for o in n.output if o)
+    return excluded
+
+
 RELEASE_BYTES = 1 << 16
 """``quantize_model(release=True)`` drops the data of initializers larger than this."""
 
@@ -405,7 +428,8 @@ def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.n
         out = tmpd / "model.qdq.onnx"
         quantize_static(
             str(src), str(out), calibration_data_reader=None,
-            calibration_cache_path=str(cache), **quantize_static_kwargs(calib_method),
+            calibration_cache_path=str(cache), nodes_to_exclude=host_region_nodes(model),
+            **quantize_static_kwargs(calib_method),
         )
         return onnx.load(str(out))
 
@@ -419,6 +443,7 @@ __all__ = [
     "QUANT_SETTINGS",
     "SOFTMAX_SCALE",
     "calibration_method",
+    "host_region_nodes",
     "image_calibration",
     "quantize_model",
     "quantize_static_kwargs",

@@ -106,6 +106,31 @@ def add_requant(
     return round_sat8(v, -U8_BIAS)
 
 
+def mul_sub_requant(
+    a: ArrayLike,
+    b: ArrayLike,
+    op: str,
+    scale_a: float,
+    scale_b: float,
+    a_zp: int,
+    b_zp: int,
+    out_zp: int,
+    divisor: float,
+) -> NDArray[np.int64]:
+    """ELTWISE mul / sub before the activation (ONNX Runtime's ``QLinearMul``, and
+    ``DequantizeLinear -> Sub -> QuantizeLinear``): ``va = f32(f32(a - a_zp) * scale_a)``,
+    ``vb`` likewise, ``v = f32(f32(va * vb) / divisor)`` (``va - vb`` for ``"sub"``),
+    result ``sat8(out_zp + rne(v))`` (a NaN ``v`` counts as 0, as in MLAS). ``a`` and
+    ``b`` broadcast like numpy arrays."""
+    va = (np.asarray(a, dtype=np.int64) - a_zp).astype(_F32) * _F32(scale_a)
+    vb = (np.asarray(b, dtype=np.int64) - b_zp).astype(_F32) * _F32(scale_b)
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = (va * vb) if op == "mul" else (va - vb)
+        v = (np.asarray(v, _F32) / _F32(divisor)).astype(_F32)
+    v = np.where(np.isnan(v), _F32(0.0), v)
+    return round_sat8(v, out_zp)
+
+
 def avg_pool_requant(
     window_sum: ArrayLike, count: ArrayLike, out_scale: float, out_zp: int
 ) -> NDArray[np.int64]:

@@ -35,6 +35,7 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
 )
 from vfpga.reference.executor import FLOAT_SUFFIX, node_inputs, run_node, run_reference
 
@@ -245,11 +246,13 @@ def node_label(node: QNode) -> str:
     if isinstance(node, QPool):
         return f"pool:{node.kind}"
     if isinstance(node, QAdd):
-        return "add"
+        return node.op
     if isinstance(node, QConcat):
         return "concat"
     if isinstance(node, QShuffle):
         return f"shuffle(g={node.groups})"
+    if isinstance(node, QSlice):
+        return f"slice(@{node.start})"
     assert isinstance(node, QHostOp)
     return f"host:{node.op_type}"
 

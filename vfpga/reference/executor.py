@@ -31,6 +31,8 @@ from vfpga.frontend.qgraph import (
     QNode,
     QPool,
     QShuffle,
+    QSlice,
+    conv_kernel_extent,
     node_inputs,
     shuffle_perm,
 )
@@ -41,6 +43,7 @@ from vfpga.reference.arith import (
     dequantize,
     global_avg_requant,
     global_avg_scale,
+    mul_sub_requant,
     quantize_input,
     requant_scales,
 )
@@ -73,11 +76,16 @@ def _pad(x: np.ndarray, pads: tuple[int, int, int, int], value: float | int) -> 
 
 
 def _windows(
-    xp: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]
+    xp: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int],
+    dil: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
-    """``[N, C, OH, OW, KH, KW]`` view of the windows of the padded ``xp``."""
-    w = sliding_window_view(xp, kernel, axis=(2, 3))
-    return w[:, :, : out_hw[0] * strides[0] : strides[0], : out_hw[1] * strides[1] : strides[1]]
+    """``[N, C, OH, OW, KH, KW]`` view of the windows of the padded ``xp`` (kernel taps
+    ``dil`` apart)."""
+    dh, dw = dil
+    w = sliding_window_view(xp, ((kernel[0] - 1) * dh + 1, (kernel[1] - 1) * dw + 1),
+                            axis=(2, 3))
+    return w[:, :, : out_hw[0] * strides[0] : strides[0], : out_hw[1] * strides[1] : strides[1],
+             ::dh, ::dw]
 
 
 def _out_hw(
@@ -100,7 +108,7 @@ def _cols(xs: np.ndarray, node: QConv, out_hw: tuple[int, int]) -> np.ndarray:
     kh, kw = node.weight.shape[2:]
     if (kh, kw) == (1, 1) and node.strides == (1, 1):
         return xs.reshape(n, c, out_hw[0] * out_hw[1])
-    win = _windows(xs, (kh, kw), node.strides, out_hw)  # [N, C, OH, OW, KH, KW]
+    win = _windows(xs, (kh, kw), node.strides, out_hw, node.dilations)  # [N,C,OH,OW,KH,KW]
     return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, out_hw[0] * out_hw[1])
 
 
@@ -131,14 +139,22 @@ def _group_acc(xp: np.ndarray, w: np.ndarray, node: QConv, out_hw: tuple[int, in
 
 def conv_acc(x: np.ndarray, in_zp: int, node: QConv) -> np.ndarray:
     """The int64 accumulator ``[N, OC, OH, OW]`` of ``node`` on the int8 input ``x``:
-    ``bias[oc] + sum((x - in_zp) * w)`` with zero padding after the subtraction."""
+    ``bias[oc] + sum((x - in_zp) * w)`` with zero padding (and zero insertion, with
+    ``node.upsample``) after the subtraction, kernel taps ``node.dilations`` apart."""
     w = node.weight
     oc, cig, kh, kw = w.shape
     n, c, h, wd = x.shape
     g = node.groups
     if c != cig * g or oc % g:
         raise ReferenceError(f"{node.name}: weights {w.shape} / groups {g} vs {c} input channels")
-    oh, ow = _out_hw((h, wd), (kh, kw), node.strides, node.pads)
+    if node.upsample != (1, 1):
+        uh, uw = node.upsample
+        spread = np.full((n, c, (h - 1) * uh + 1, (wd - 1) * uw + 1), in_zp, np.int16)
+        spread[:, :, ::uh, ::uw] = x
+        x = spread
+        h, wd = x.shape[2:]
+    oh, ow = _out_hw((h, wd), conv_kernel_extent(node), node.strides, node.pads)
+    dh, dw = node.dilations
     ocg = oc // g
     if cig == 1 and g > 1:
         # depthwise (with multiplier): out channel oc reads input channel oc // ocg
@@ -150,7 +166,8 @@ def conv_acc(x: np.ndarray, in_zp: int, node: QConv) -> np.ndarray:
         wf = w.astype(np.float64)
         for i in range(kh):
             for j in range(kw):
-                sl = src[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+                y0, x0 = i * dh, j * dw
+                sl = src[:, :, y0 : y0 + sh * (oh - 1) + 1 : sh, x0 : x0 + sw * (ow - 1) + 1 : sw]
                 acc += sl * wf[:, 0, i, j][None, :, None, None]
     else:
         xc = x.astype(np.float32) - np.float32(in_zp)
@@ -231,15 +248,26 @@ def run_pool(
 def run_add(
     a: np.ndarray, a_zp: int, b: np.ndarray, b_zp: int, out_zp: int, node: QAdd
 ) -> np.ndarray:
-    """``act(sat8(rne(fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))) -
-    128))`` as int8, ``scale_x = requant_scale(mult_x, shift)`` (see :class:`QAdd`)."""
-    if a.shape != b.shape:
-        raise ReferenceError(f"{node.name}: shapes {a.shape} and {b.shape} differ")
+    """The element-wise ``node.op`` of ``a`` and ``b`` (``b`` of ``a``'s shape or
+    per-channel ``[N, C, 1, 1]``) as int8: ``add`` is
+    ``act(sat8(rne(fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))) -
+    128))``, ``mul`` / ``sub`` ``act(sat8(out_zp + rne(f32(f32(va op vb) / divisor))))``
+    with ``scale_x = requant_scale(mult_x, shift)`` (see :class:`QAdd`)."""
+    if a.shape != b.shape and b.shape != (*a.shape[:2], 1, 1):
+        raise ReferenceError(f"{node.name}: shapes {a.shape} and {b.shape} do not match "
+                             "(b must have a's shape or be per-channel [N, C, 1, 1])")
     try:
         sa, sb = requant_scales([node.mult_a, node.mult_b], [node.shift, node.shift])
     except ValueError as exc:
         raise ReferenceError(f"{node.name}: {exc}") from None
-    y = add_requant(a, b, float(sa), float(sb), a_zp, b_zp, out_zp)
+    if node.op == "add":
+        y = add_requant(a, b, float(sa), float(sb), a_zp, b_zp, out_zp)
+    else:
+        d = float(np.float32(node.divisor))
+        if not (math.isfinite(d) and d != 0.0):
+            raise ReferenceError(f"{node.name}: divisor {node.divisor!r} is not a finite "
+                                 "non-zero number")
+        y = mul_sub_requant(a, b, node.op, float(sa), float(sb), a_zp, b_zp, out_zp, d)
     return _act(y, node.act).astype(np.int8)
 
 
@@ -345,6 +373,9 @@ def run_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
         if isinstance(node, QShuffle):
             x = vals[node.input]
             return np.ascontiguousarray(x[:, shuffle_perm(x.shape[1], node.groups)])
+        if isinstance(node, QSlice):
+            c = t[node.output].shape[1]
+            return np.ascontiguousarray(vals[node.input][:, node.start : node.start + c])
         if isinstance(node, QHostOp) and node.op_type == SEGMENT_OP:
             return run_segment_node(g, node, vals)
         fin = [dequantize(vals[i], t[i].scale, t[i].zero_point) for i in node.inputs]

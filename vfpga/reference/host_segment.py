@@ -70,6 +70,15 @@ def decode_model(name: str, text: object) -> bytes:
         ) from None
 
 
+#: onnxruntime graph fusions a segment session must not apply: a segment holds only the
+#: host nodes one output depends on, so a float ``Add`` that also feeds other nodes in the
+#: whole model (a ViT's position-embedding sum, read by the residual stream and by
+#: LayerNorm) has a single consumer there, and ``SkipLayerNormFusion`` would fuse
+#: ``Add -> LayerNormalization`` into ``SkipLayerNormalization``, whose float32 rounding
+#: differs from the unfused ops the whole model runs (an int8 code off by one).
+SEGMENT_DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
+
+
 def _session(name: str, data: bytes) -> Any:
     key = hashlib.sha256(data).hexdigest()
     with _lock:
@@ -84,7 +93,8 @@ def _session(name: str, data: bytes) -> Any:
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(SEGMENT_DISABLED_OPTIMIZERS))
     except Exception as exc:
         raise SegmentError(
             f"host segment '{name}': onnxruntime rejects its model: "

@@ -7,6 +7,7 @@ Routes (docs/serving.md):
 * open: ``GET /v2/health/live``, ``GET /v2/health/ready``
 * any token: ``GET /v2``; a tenant's own models only (others are 404):
   ``GET /v2/models/{m}[/versions/{v}][/ready]``, ``POST /v2/models/{m}[/versions/{v}]/infer``
+  (the last on raw ASGI, :mod:`vfpga.serve.infer_route`)
 * operator token: ``GET|POST /v2/repository/index``,
   ``POST /v2/repository/models/{m}/load|unload``, ``GET|POST /v2/tenants``,
   ``POST /v2/tenants/{t}/resize``, ``DELETE /v2/tenants/{t}``, ``GET /metrics``
@@ -20,21 +21,23 @@ import json
 import logging
 import socket
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from vfpga.errors import VfpgaError
 from vfpga.hw.config import HardwareConfig
 from vfpga.serve.auth import OPERATOR, bearer, identify
 from vfpga.serve.backend import Backend, BackendFactory
+from vfpga.serve.infer_route import with_infer_route
 from vfpga.serve.metrics import Metrics
 from vfpga.serve.policy import make_policy
-from vfpga.serve.protocol import ProtocolError, decode_infer, encode_infer, tensor_metadata
+from vfpga.serve.protocol import ProtocolError, tensor_metadata
 from vfpga.serve.repository import (
     ModelNotFound,
     ModelSpec,
@@ -49,9 +52,6 @@ from vfpga.serve.scheduler import Scheduler
 from vfpga.serve.state import State
 
 log = logging.getLogger("vfpga.serve")
-
-#: bodies above this many bytes are decoded off the event loop
-_BIG_BODY = 1 << 18
 
 
 class Server:
@@ -153,9 +153,13 @@ class Server:
     # ------------------------------------------------------------------ helpers
     def who(self, request: Request) -> str:
         """The caller (tenant name or :data:`OPERATOR`); 401 without a valid token."""
-        token = bearer(request.headers.get("authorization"))
+        return self.caller(request.headers.get("authorization"))
+
+    def caller(self, authorization: str | None) -> str:
+        """The holder of the token of an ``Authorization`` header (tenant name or
+        :data:`OPERATOR`); 401 without a valid token."""
         who = identify(
-            token,
+            bearer(authorization),
             self.operator_sha256,
             ((n, s.token_sha256) for n, s in self.scheduler.specs.items()),
         )
@@ -185,21 +189,31 @@ class Server:
         return m, v
 
     async def body(self, request: Request) -> bytes:
-        enc = request.headers.get("content-encoding", "identity").lower()
+        """The body of ``request`` within the limits (:meth:`read_body`)."""
+        h = request.headers
+        return await self.read_body(
+            h.get("content-encoding"), h.get("content-length"), request.stream()
+        )
+
+    async def read_body(
+        self, encoding: str | None, length: str | None, chunks: AsyncIterator[bytes]
+    ) -> bytes:
+        """A body from its ``Content-Encoding`` and ``Content-Length`` headers and its
+        chunks: 415 if compressed, 413 past ``max_body_bytes`` (as declared, or as read)."""
+        enc = (encoding or "identity").lower()
         if enc != "identity":
             raise ProtocolError(
                 415, f"Content-Encoding {enc} is not accepted (send the body uncompressed)"
             )
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             raise ProtocolError(413, f"the body is larger than {self.max_body_bytes} bytes")
-        chunks, n = [], 0
-        async for chunk in request.stream():
+        parts, n = [], 0
+        async for chunk in chunks:
             n += len(chunk)
             if n > self.max_body_bytes:
                 raise ProtocolError(413, f"the body is larger than {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def json_body(self, request: Request) -> dict[str, Any]:
         raw = await self.body(request)
@@ -244,8 +258,10 @@ def _error(exc: ProtocolError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
 
 
-def create_app(server: Server) -> FastAPI:
-    """The FastAPI application of ``server`` (the scheduler starts and drains with it)."""
+def create_app(server: Server) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI application of ``server`` (the scheduler starts and drains with it): the
+    inference route on raw ASGI (:mod:`vfpga.serve.infer_route`), every other route on
+    FastAPI."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -321,51 +337,6 @@ def create_app(server: Server) -> FastAPI:
     async def model_version_ready(name: str, version: str, request: Request) -> dict[str, Any]:
         server.model(server.who(request), name, version)
         return {"name": name, "ready": True}
-
-    async def infer(name: str, version: str | None, request: Request) -> Response:
-        who = server.who(request)
-        if who == OPERATOR:
-            raise ProtocolError(403, "the operator token cannot infer; use the tenant's token")
-        m, v = server.model(who, name, version)
-        vfb = m.versions[v].vfb
-        ins = [t for t in vfb.tensors if t.role == "input"]
-        outs = [t for t in vfb.tensors if t.role == "output"]
-        raw = await server.body(request)
-        hl = request.headers.get("inference-header-content-length")
-        if hl is not None and not hl.isdigit():
-            raise ProtocolError(400, "Inference-Header-Content-Length must be a byte count")
-        header_length = None if hl is None else int(hl)
-        if len(raw) > _BIG_BODY:
-            req = await run_in_threadpool(decode_infer, raw, header_length, ins, outs)
-        else:
-            req = decode_infer(raw, header_length, ins, outs)
-        fut = server.scheduler.submit(who, name, v, req.inputs)
-        try:
-            res = await asyncio.wait_for(asyncio.wrap_future(fut), server.request_timeout_s + 10)
-        except TimeoutError:
-            raise ProtocolError(504, "no answer within the run-time budget") from None
-        params = {
-            "vfpga_predicted_latency_s": res.predicted_s,
-            "vfpga_cycles": res.cycles,
-            "vfpga_cores": res.cores,
-            "vfpga_context_switches": res.switches,
-            "vfpga_queue_s": res.queue_s,
-            "vfpga_run_s": res.run_s,
-        }
-        body, json_len = encode_infer(name, v, req, outs, res.outputs, params)
-        headers = {"X-Vfpga-Predicted-Latency-S": f"{res.predicted_s:.9f}"}
-        if json_len is None:
-            return Response(body, 200, headers, media_type="application/json")
-        headers["Inference-Header-Content-Length"] = str(json_len)
-        return Response(body, 200, headers, media_type="application/octet-stream")
-
-    @app.post("/v2/models/{name}/infer")
-    async def infer_latest(name: str, request: Request) -> Response:
-        return await infer(name, None, request)
-
-    @app.post("/v2/models/{name}/versions/{version}/infer")
-    async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await infer(name, version, request)
 
     # --------------------------------------------------------- repository
     @app.api_route("/v2/repository/index", methods=["GET", "POST"])
@@ -457,7 +428,7 @@ def create_app(server: Server) -> FastAPI:
         server.operator(request)
         return Response(server.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    return app
+    return with_infer_route(server, app)
 
 
 __all__ = ["Server", "create_app", "listen_socket"]

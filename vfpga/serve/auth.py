@@ -44,8 +44,9 @@ def identify(
     return who
 
 
-def token_taken(token_sha256: str, operator_sha256: str | None,
-                tenant_hashes: Iterable[str]) -> bool:
+def token_taken(
+    token_sha256: str, operator_sha256: str | None, tenant_hashes: Iterable[str]
+) -> bool:
     """Whether a new tenant's token hash is already some tenant's or the operator's (a
     token must name one holder; compared in constant time)."""
     taken = operator_sha256 is not None and hmac.compare_digest(token_sha256, operator_sha256)

@@ -256,7 +256,9 @@ def compile_onnx(path: Path, hw: HardwareConfig, options: dict[str, Any]) -> byt
     from vfpga.driver import compile_model
 
     _, res = compile_model(
-        path, hw, options.get("cores", 1),
+        path,
+        hw,
+        options.get("cores", 1),
         calib="dir" if "calib_dir" in options else "random",
         num_random=options.get("calib_random", 16),
         calib_dir=options.get("calib_dir"),

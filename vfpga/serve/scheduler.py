@@ -7,7 +7,8 @@ side hands work over through :class:`concurrent.futures.Future` objects:
   queue is refused at once, 429). The worker gives each idle tenant its next job (deploying
   the job's model on the tenant's cores first if another one is deployed), then advances
   every tenant with a running request by one layer, round robin (:meth:`Tenant.step`: an
-  error of any type fails that request alone). A request still running past its wall-time
+  error of any type fails that request alone); a request running alone runs on layer after
+  layer until another job or a control operation arrives. A request still running past its wall-time
   budget is cancelled at the next layer boundary (504).
 * control operations (tenants, models, resizes) run on the worker between two rounds
   (:meth:`Scheduler.call`), so they never race a running layer; each is validated first,
@@ -48,8 +49,9 @@ class Outcome:
     """A finished inference: outputs as stored, the timing model's cycles and seconds on
     the tenant's cores, context switches during the request, wall seconds in the server
     (from acceptance to answer), of which ``queue_s`` waiting in the tenant's queue
-    (including a deploy of another model) and ``run_s`` running on the emulator, and the
-    cores it ended on."""
+    (including a deploy of another model) and ``run_s`` running on the emulator, the
+    cores it ended on, and ``finished``, the :func:`time.perf_counter` instant the outcome
+    was handed back (0.0: not known)."""
 
     outputs: dict[str, np.ndarray]
     cycles: float
@@ -59,6 +61,7 @@ class Outcome:
     queue_s: float
     run_s: float
     cores: int
+    finished: float = 0.0
 
 
 @dataclass
@@ -114,6 +117,10 @@ class Scheduler:
         self._runs: dict[str, _TenantRun] = {}
         self._control: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._cv = threading.Condition()
+        #: set (under ``_cv``) by whatever gives the worker something new to look at (a
+        #: job, a control operation, stop); a request running alone stops running layer
+        #: after layer when it is set
+        self._news = False
         self._accepting = True
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -132,6 +139,7 @@ class Scheduler:
         with self._cv:
             self._accepting = False
             self._stop = True
+            self._news = True
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -178,6 +186,7 @@ class Scheduler:
             )
             self.metrics.requests.labels(tenant, model).inc()
             self.metrics.queue_depth.labels(tenant).set(depth + 1)
+            self._news = True
             self._cv.notify_all()
         return fut
 
@@ -189,6 +198,7 @@ class Scheduler:
                 fut.set_exception(ProtocolError(503, "the server is shutting down"))
                 return fut
             self._control.append((fn, fut))
+            self._news = True
             self._cv.notify_all()
         return fut
 
@@ -333,16 +343,20 @@ class Scheduler:
 
     # ----------------------------------------------------------- worker: loop
     def _loop(self) -> None:
+        # an idle worker sleeps until notified; it wakes every tick only for a policy that
+        # looks at the tenants periodically (each wake-up costs CPU and cache)
+        tick = None if self.policy.name == "fixed" else self.tick_s
         while True:
             with self._cv:
                 while not (self._control or self._busy() or self._stop):
-                    self._cv.wait(self.tick_s)
+                    self._cv.wait(tick)
                     if self._policy_due():
                         break
                 if self._stop and not (self._control or self._busy()):
                     return
                 controls = list(self._control)
                 self._control.clear()
+                self._news = False
             for fn, fut in controls:
                 try:
                     fut.set_result(fn())
@@ -387,10 +401,17 @@ class Scheduler:
             return
         req = job.request
         assert req is not None
-        t.step()
-        timed_out = time.monotonic() > job.deadline
-        if timed_out and req.status == "running":
-            t.cancel(f"exceeded the run-time budget of {self.request_timeout_s:g} s")
+        # A request running alone (no other tenant running or waiting) runs layer after
+        # layer here until something new arrives (a job, a control operation: _news) or
+        # the policy is due, instead of one layer per turn of the worker's loop
+        alone = not any(r.running or r.waiting for r in self._runs.values() if r is not run)
+        while True:
+            t.step()
+            timed_out = time.monotonic() > job.deadline
+            if timed_out and req.status == "running":
+                t.cancel(f"exceeded the run-time budget of {self.request_timeout_s:g} s")
+            if req.status != "running" or not alone or self._news or self._policy_due():
+                break
         if req.status == "done":
             self._finish(t, run, job)
         elif req.status in ("failed", "rejected"):
@@ -462,6 +483,7 @@ class Scheduler:
                 job.started - job.accepted,
                 took,
                 len(t.cores),
+                time.perf_counter(),
             )
         )
 

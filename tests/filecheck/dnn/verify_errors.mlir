@@ -157,7 +157,7 @@ dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
 }
 
 // -----
-// CHECK: dnn.add "a": operands and result must have the same shape, got [1, 4, 8, 8] + [1, 4, 8, 8] -> [1, 4, 4, 4]
+// CHECK: dnn.add "a": operand a and the result must have the same shape and b that shape or [N, C, 1, 1], got [1, 4, 8, 8] + [1, 4, 8, 8] -> [1, 4, 4, 4]
 dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
   %a = dnn.add %x, %x name "a" out "a" mult_a 1 mult_b 1 shift 0 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>, !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
   dnn.return %a : !dnn.qtensor<1x4x4x4, scale = 0.5, zp = 0>
@@ -278,4 +278,32 @@ dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
 // CHECK: 'dnn.return' expects parent op 'dnn.graph'
 func.func @f(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) {
   dnn.return %x : !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.slice "s": channels [2, 6) are not a non-empty range of the input's 4 channels
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.slice %x name "s" out "s" start 2 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.slice "s": result shape [1, 2, 8, 4] must keep the input's N, H, W [1, 4, 8, 8] (a slice takes channels only)
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.slice %x name "s" out "s" start 0 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x4, scale = 0.5, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x2x8x4, scale = 0.5, zp = 0>
+}
+
+// -----
+// CHECK: dnn.slice "s": result has scale 0.25, zp 0; a slice keeps the input's scale 0.5, zp 0
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.slice %x name "s" out "s" start 1 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.25, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x2x8x8, scale = 0.25, zp = 0>
+}
+
+// -----
+// CHECK: dnn.slice "s": channels [-1, 1) are not a non-empty range of the input's 4 channels
+dnn.graph @g(%x: !dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0> as "x") {
+  %s = dnn.slice %x name "s" out "s" start -1 : (!dnn.qtensor<1x4x8x8, scale = 0.5, zp = 0>) -> !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
+  dnn.return %s : !dnn.qtensor<1x2x8x8, scale = 0.5, zp = 0>
 }
