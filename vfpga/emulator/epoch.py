@@ -54,6 +54,7 @@ exactly the same (compared on every run), within the accelerator's
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ _MASK_MAX = 256 << 20
 #: The most bytes of uint8 im2col rows one product of an epoch plan stacks; a group over
 #: it is cut into several products (rows of whole tiles).
 _COLS_MAX = 32 << 20
+
+_log = logging.getLogger(__name__)
 
 
 class _NoEpoch(Exception):
@@ -194,12 +197,15 @@ class _Group:
 
     @property
     def m(self) -> int:
+        if self.depthwise:  # the tiles side by side along the channels
+            return self.tiles[0].rows
         return sum(t.rows for t in self.tiles)
 
     @property
     def depthwise(self) -> bool:
-        """One depthwise CONV (one tile, one block; no product)."""
-        return self.tiles[0].links[0][1].path == "int8-depthwise"
+        """Depthwise CONVs of one spatial geometry: tile ``j`` is column block ``j`` (its
+        channels side by side with the other tiles'), one compiled depthwise call."""
+        return bool(self.tiles) and self.tiles[0].links[0][1].path == "int8-depthwise"
 
     @property
     def n(self) -> int:
@@ -308,6 +314,8 @@ class EpochPlan:
         #: SAVEs of the epoch overlap, merged where adjacent (see :func:`_save_steps`)
         self.saves: list[Callable[[], None]] = []
         self.budget = budget
+        #: set when computing the products raised: the cores run their own plans
+        self.declined = False
         jk = jit.get()
         assert jk is not None
         self._jit = jk
@@ -321,14 +329,22 @@ class EpochPlan:
         """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
         (installed on the core while its counts are added). Returns False, having
         written nothing, if a parameter record is invalid (the cores must then run their
-        own plans, which report it)."""
+        own plans, which report it), or if computing the products failed in a way the
+        plan was not written for (then it declines on every later run too)."""
+        if self.declined:
+            return False
         mem = self.region.mem
         try:
             params = [self._params(g, mem) for g in self.groups]
         except ValueError:
             return False
-        for g, prm, out, acc in zip(self.groups, params, self._out, self._acc, strict=True):
-            self._product(g, mem, *prm, out, acc)
+        try:  # nothing outside the plan's own arrays is written before the SAVEs
+            for g, prm, out, acc in zip(self.groups, params, self._out, self._acc, strict=True):
+                self._product(g, mem, *prm, out, acc)
+        except Exception:  # a case the plan was not written for: the cores' plans decide
+            _log.debug("epoch plan declined at run time", exc_info=True)
+            self.declined = True
+            return False
         for save in self.saves:
             save()
         for cw, cnt in zip(self.cores, counters, strict=True):
@@ -451,17 +467,32 @@ class EpochPlan:
         return w
 
     def _depthwise(self, g: _Group, mem: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """The int32 sums ``[M][N]`` of the group's one depthwise CONV (the compiled
-        kernel of ``Core._conv``'s ``"int8-depthwise"`` path), its input tile read from
-        DDR in place (materialized first only if the LOAD padded it)."""
+        """The int32 sums ``[M][N]`` of the group's depthwise CONVs in one call of the
+        compiled kernel of ``Core._conv``'s ``"int8-depthwise"`` path (each channel's sums
+        depend on that channel alone, so the tiles side by side along the channels give
+        each tile's sums in its column block). A lone tile is read from DDR in place
+        (materialized first only if the LOAD padded it); several are copied side by side."""
         box, geo = g.tiles[0].links[0]
-        x = _strided(mem, box.ddr, box.n0, box.n1, box.n2, box.s0, box.s1)
-        if any(box.pads):
-            t, _, lf, _ = box.pads
-            tile = np.full(box.shape, box.pad_value, np.uint8)
-            tile[t : t + box.n0, lf : lf + box.n1] = x
-            x = tile
-        acc = np.empty((geo.oh, geo.ow, geo.out_c), np.int32)
+        if len(g.tiles) == 1:
+            x = _strided(mem, box.ddr, box.n0, box.n1, box.n2, box.s0, box.s1)
+            if any(box.pads):
+                t, _, lf, _ = box.pads
+                tile = np.full(box.shape, box.pad_value, np.uint8)
+                tile[t : t + box.n0, lf : lf + box.n1] = x
+                x = tile
+        else:
+            x = np.empty((geo.in_h, geo.in_w, g.n), np.uint8)
+            c0 = 0
+            for tl in g.tiles:
+                b = tl.links[0][0]
+                dst = x[:, :, c0 : c0 + b.n2]
+                if any(b.pads):
+                    t, _, lf, _ = b.pads
+                    dst.fill(b.pad_value)
+                    dst = dst[t : t + b.n0, lf : lf + b.n1]
+                dst[...] = _strided(mem, b.ddr, b.n0, b.n1, b.n2, b.s0, b.s1)
+                c0 += b.n2
+        acc = np.empty((geo.oh, geo.ow, g.n), np.int32)
         t, _, lf, _ = geo.pads
         self._jit.depthwise(
             x.view(np.int8),
@@ -591,6 +622,11 @@ def build_epoch(
     try:
         return _build(work, budget)
     except _NoEpoch:
+        return None
+    except Exception:  # an instruction form the analysis was not written for (a new op
+        # kind or field): the epoch is no candidate, the cores run their own plans or the
+        # interpreter, which execute (or fault on) it as the ISA says
+        _log.debug("no epoch plan: the analysis failed", exc_info=True)
         return None
 
 
@@ -903,12 +939,21 @@ def _groups(units: list[_Unit]) -> list[_Group]:
     im2col rows each. Sets every unit's :attr:`_Unit.at`."""
     tiles: dict[tuple[object, ...], list[int]] = {}
     groups: list[_Group] = []
+    dw: dict[tuple[object, ...], int] = {}  # geometry -> its open group
     for u, unit in enumerate(units):
         geo = unit.links[0][1]
-        if geo.path == "int8-depthwise":  # a group of its own
-            blk = _Block(unit.ws, unit.p1_at, unit.pn_at, geo.out_c, unit.bounds, unit.zp)
-            groups.append(_Group((geo.kh * geo.kw,), [_Tile(unit.links, geo.oh * geo.ow)], [blk]))
-            unit.at = (len(groups) - 1, 0, 0)
+        if geo.path == "int8-depthwise":  # side by side with the tiles of its geometry
+            dkey = (geo.in_h, geo.in_w, geo.kh, geo.kw, geo.stride, geo.pads, geo.pad_value)
+            gi = dw.get(dkey, -1)
+            if gi < 0 or (groups[gi].n + geo.out_c) * geo.in_h * geo.in_w > _COLS_MAX:
+                gi = dw[dkey] = len(groups)
+                groups.append(_Group((geo.kh * geo.kw,), [], []))
+            grp = groups[gi]
+            unit.at = (gi, 0, grp.n)
+            grp.tiles.append(_Tile(unit.links, geo.oh * geo.ow))
+            grp.blocks.append(
+                _Block(unit.ws, unit.p1_at, unit.pn_at, geo.out_c, unit.bounds, unit.zp)
+            )
             continue
         tkey = tuple(
             (box, g.in_h, g.in_w, g.in_c, g.kh, g.kw, g.stride, g.pads, g.pad_value, g.oh, g.ow)
