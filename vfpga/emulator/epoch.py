@@ -187,7 +187,7 @@ class _Group:
     #: stacked int8 weights kept between runs ([K_head][N] or None, [K_last][N]), and the
     #: DDR bytes they came from
     weights: tuple[np.ndarray | None, np.ndarray] | None = None
-    key: list[bytes] = field(default_factory=list)
+    key: list[np.ndarray] = field(default_factory=list)
     #: the DDR spans ``key`` holds (see :func:`_spans`; None: one key per source)
     spans: list[tuple[int, int]] | None = None
     retain: bool = True
@@ -429,14 +429,11 @@ class EpochPlan:
         instead of gathering the short rows of chunked weights), else source by source."""
         srcs = [(at, b.n * k) for b in g.blocks for at, k in zip(b.ws, g.ks, strict=True)]
         if g.weights is not None:
+            same = partial(_same, self._jit)
             if g.spans is not None:
-                if all(
-                    mem[lo:hi].tobytes() == k for (lo, hi), k in zip(g.spans, g.key, strict=True)
-                ):
+                if all(same(mem[lo:hi], k) for (lo, hi), k in zip(g.spans, g.key, strict=True)):
                     return g.weights
-            elif all(
-                _raw(mem, at, n).tobytes() == k for (at, n), k in zip(srcs, g.key, strict=True)
-            ):
+            elif all(same(_raw(mem, at, n), k) for (at, n), k in zip(srcs, g.key, strict=True)):
                 return g.weights
         g.weights = None
         raws = [_raw(mem, at, n) for at, n in srcs]
@@ -460,9 +457,9 @@ class EpochPlan:
             g.weights = w
             g.spans = _spans(srcs)
             g.key = (
-                [r.tobytes() for r in raws]
+                [r.copy() for r in raws]
                 if g.spans is None
-                else [mem[lo:hi].tobytes() for lo, hi in g.spans]
+                else [mem[lo:hi].copy() for lo, hi in g.spans]
             )
         return w
 
@@ -899,6 +896,17 @@ def _spans(srcs: list[tuple[_Src, int]]) -> list[tuple[int, int]] | None:
     if sum(hi - lo for lo, hi in spans) > 4 * need + (64 << 10):
         return None
     return spans
+
+
+def _same(jk: jit.JitKernels, a: np.ndarray, key: np.ndarray) -> bool:
+    """Whether the contiguous uint8 arrays ``a`` (DDR bytes, at any alignment) and ``key``
+    hold the same bytes (compared eight at a time by the compiled :attr:`JitKernels.same`)."""
+    if a.size != key.size:
+        return False
+    n8 = a.size - a.size % 8
+    if n8 and not jk.same(a[:n8].view(np.uint64), key[:n8].view(np.uint64)):
+        return False
+    return bool(np.array_equal(a[n8:], key[n8:]))
 
 
 def _scratch(nbytes: int) -> np.ndarray:
