@@ -58,8 +58,13 @@ MODEL_ROWS = parse_models_table(DOC.read_text())
 #: every input, the same arg-max on >= 99 of 100 inputs, >= 99 % identical int8 outputs),
 #: with the measured reason. Since ISA version 2 the reference performs ORT's float32
 #: requantization steps and every bundled model's int8 outputs are identical to ORT's on
-#: all 100 inputs (docs/conformance.md), so none misses.
-KNOWN_MISSES: dict[str, str] = {}
+#: all 100 inputs (docs/conformance.md) except where ORT computes an op in float32 with
+#: no integer kernel to match (unet's ConvTranspose); those still meet the cosine and
+#: arg-max bars.
+KNOWN_MISSES: dict[str, str] = {
+    "unet": "onnxruntime runs ConvTranspose in float32 (no integer kernel); its rounding "
+    "moves rare codes by one level and the decoder spreads them: 98.8 % identical",
+}
 
 
 def _argmax(row: dict[str, str]) -> tuple[float, float]:
@@ -90,11 +95,11 @@ def test_doc_lists_the_bundled_models() -> None:
     assert sorted(MODEL_ROWS) == sorted(model_names())
     for name, row in MODEL_ROWS.items():
         assert int(row["inputs"]) == 100, row
-        if name in KNOWN_MISSES:
-            continue
         cos_min, _ = _pair(row["cosine vs ORT (min / mean)"])
         assert cos_min >= MIN_COS_ORT, row
         assert _argmax(row)[0] >= 99, row
+        if name in KNOWN_MISSES:
+            continue
         same = _identical(row)
         assert same is not None and same[0] >= 0.99, row
 

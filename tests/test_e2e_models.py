@@ -22,6 +22,7 @@ def test_every_model_listed_once():
     assert {"convnext_t", "vit_ti16", "shufflenet_v2"} <= set(MODELS)
     se = {"mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0", "regnety_style"}
     assert se <= set(MODELS)
+    assert {"yolo_nano", "deeplab_v3", "unet"} <= set(MODELS)
 
 
 @pytest.mark.slow

@@ -145,3 +145,17 @@ def test_onnx_resize_the_accelerator_cannot_run_goes_to_the_host(
     cmp = compare_with_ort(lm.graph, lm.qdq, random_inputs(lm.qdq, 4, seed=3),
                            onnx_int8=lm.lowered.onnx_int8)
     assert cmp.identical_int8 == 1.0
+
+
+def test_dilation_wider_than_the_map_loads_no_padding() -> None:
+    """DeepLab's ASPP: a 3x3 conv with dilation 18 on an 8x8 map of 96 channels. The
+    window spans 37 rows; the CONV pads (its pad fields), so ibuf holds only the 8x8
+    input, not the 44x44 padded one, and the layer fits one tile."""
+    b = GraphBuilder((96, 8, 8), seed=4)
+    y = b.conv(b.input, 64, (3, 3), dil=(18, 18))
+    g = b.build([y], "aspp")
+    res = compile_graph(g, HW, 1)
+    assert int(res.vfb.ifps["ibuf"].max()) <= 2 * 8 * 8 * 96
+    x = np.random.default_rng(2).standard_normal(g.tensors[g.inputs[0]].shape)
+    rep = flow.check_one(res, HW, x.astype(np.float32))
+    assert rep.layers[0].identical == 1.0 and rep.outputs_equal

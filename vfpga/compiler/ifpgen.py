@@ -305,7 +305,8 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Pla
     sh, sw = spec.stride
     uh, uw = spec.ups
     oh = spec.out_shape[1]
-    in_cols = _real_span((wt - 1) * sw + ekw, uw)
+    in_cols = (wt - 1) * sw + kw if spec.plain else min(
+        spec.in_shape[2], _real_span((wt - 1) * sw + ekw, uw))
     chunk = 0
     ic = _in_ch(spec, og)
     if spec.kind == "conv":
@@ -331,7 +332,11 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Pla
     if spec.kind == "add":
         best = min(best, b["ibuf"] // (2 * 2 * wt * og))
     else:  # input rows (rb - 1) * sh + kh (real: _real_span), double-buffered
-        best = min(best, ((b["ibuf"] // (2 * in_cols * ic)) * uh - ekh) // sh + 1)
+        rows = b["ibuf"] // (2 * in_cols * ic)
+        if spec.plain:
+            best = min(best, (rows - kh) // sh + 1)
+        elif rows < spec.in_shape[1]:  # (the real input rows of a band, padding not loaded)
+            best = min(best, (rows * uh - ekh) // sh + 1)
     if chunk:
         best = min(best, b["abuf"] // (wt * og * 4))
     if best < 1:
@@ -515,13 +520,15 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     x, y = spec.ins[0], spec.out
     wt = tile.w1 - tile.w0
     col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, ekw, sw, pl, w, uw)
-    # ISA v3 fields only where used (ISA v2 layers keep their bytes); with upsampling the
-    # CONV pads (after zero insertion) and the LOAD copies the input elements only
-    upsampled = spec.ups != (1, 1)
+    # ISA v3 fields only where used (ISA v2 layers keep their bytes); with dilation or
+    # upsampling the CONV pads (after zero insertion) and the LOAD copies the input
+    # elements only: ibuf holds no padding (an 8x8 map under a dilation-18 window: 64
+    # input pixels, not 44x44 padded ones)
+    upsampled = not spec.plain
     extra: dict[str, int] = {}
     if spec.dil != (1, 1):
         extra |= dict(dil_h=spec.dil[0], dil_w=spec.dil[1])
-    if upsampled:
+    if spec.ups != (1, 1):
         extra |= dict(ups_h=uh, ups_w=uw)
     half_i, half_o, half_w = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2, hw.buffers[
         "wbuf"] // 2

@@ -1349,7 +1349,8 @@ class _Lowerer:
         ``fh x fw`` kernel of ones over the input upsampled by zero insertion, each output
         window holding exactly one input element; the requantization is a requantizing
         copy's (``DequantizeLinear -> QuantizeLinear``, exact: nearest resize computes
-        nothing in float). Other modes and factors run on the host."""
+        nothing in float); so is a ``linear`` resize of a 1x1 map (a broadcast). Other
+        modes and factors run on the host."""
         a = _attrs(node)
         x = self.qin(node.input[0])
         t_in = self.tensors[x.tensor]
@@ -1365,13 +1366,21 @@ class _Lowerer:
         ctm = _text(a.get("coordinate_transformation_mode", "half_pixel"))
         nm = _text(a.get("nearest_mode", "round_prefer_floor"))
         scales = self.resize_scales(node, (h, w), (oh, ow))
-        if mode != "nearest":
-            raise self.err(f"Resize mode '{mode}' is not supported on the accelerator")
+        # from a 1x1 map (a global pooling branch) every mode copies the one element:
+        # linear interpolation of equal values (weights summing to 1) quantizes back to it
+        broadcast = mode == "linear" and h == w == 1
+        if mode != "nearest" and not broadcast:
+            what = ("bilinear interpolation of a map larger than 1x1 has no accelerator "
+                    "instruction yet" if mode == "linear" else "the accelerator resizes by "
+                    "nearest copies only")
+            raise self.err(f"Resize mode '{mode}' is not supported on the accelerator: {what}")
         fh, fw = oh // h, ow // w
         if oh != fh * h or ow != fw * w or not (1 <= fh <= MAX_KERNEL and 1 <= fw <= MAX_KERNEL):
             raise self.err(f"Resize from {h}x{w} to {oh}x{ow}: the accelerator resizes by "
                            f"integer factors 1..{MAX_KERNEL}")
         for axis, (i, o, f) in enumerate(((h, oh, fh), (w, ow, fw))):
+            if broadcast:
+                continue
             src = nearest_source(i, o, float(scales[axis]), ctm, nm)
             if src is None or not np.array_equal(src, np.arange(o) // f):
                 raise self.err(f"Resize nearest with coordinate_transformation_mode '{ctm}' "

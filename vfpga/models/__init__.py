@@ -42,8 +42,11 @@ class ModelInfo:
     FCCM 2020 paper evaluates (Inception v3, VGG16, MobileNet, ResNet-50 — DESIGN.md
     section 1);
     ``input_name``/``input_shape`` and ``output_name``/``output_shape`` are those of the
-    single graph input (excluding IR-3 initializer inputs) and output; ``output_kind`` is
-    ``"logits"`` or ``"softmax"``; ``opset`` is the default-domain opset."""
+    single graph input (excluding IR-3 initializer inputs) and the (first) output;
+    ``output_kind`` is ``"logits"`` or ``"softmax"`` (classifiers), ``"detections"`` (raw
+    detection head maps) or ``"segmentation"`` (per-pixel class logits); ``opset`` is the
+    default-domain opset; ``extra_outputs`` the names and shapes of further outputs (a
+    detector's other heads)."""
 
     name: str
     description: str
@@ -55,10 +58,12 @@ class ModelInfo:
     output_shape: tuple[int, ...]
     output_kind: str
     opset: int
+    extra_outputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
     from vfpga.models.convnext import build_convnext_t
+    from vfpga.models.deeplab import build_deeplab_v3
     from vfpga.models.efficientnet import build_efficientnet_b0
     from vfpga.models.inception import build_inception_v3
     from vfpga.models.mobilenet import build_mobilenet_v1
@@ -66,8 +71,10 @@ def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
     from vfpga.models.regnety import build_regnety_style
     from vfpga.models.resnet import build_resnet50
     from vfpga.models.shufflenet import build_shufflenet_v2
+    from vfpga.models.unet import build_unet
     from vfpga.models.vgg import build_vgg16
     from vfpga.models.vit import build_vit_ti16
+    from vfpga.models.yolo import build_yolo_nano
 
     return {
         "vgg16": build_vgg16,
@@ -81,6 +88,9 @@ def _builders() -> dict[str, Callable[[int], onnx.ModelProto]]:
         "shufflenet_v2": build_shufflenet_v2,
         "convnext_t": build_convnext_t,
         "vit_ti16": build_vit_ti16,
+        "yolo_nano": build_yolo_nano,
+        "deeplab_v3": build_deeplab_v3,
+        "unet": build_unet,
     }
 
 
@@ -100,6 +110,15 @@ def _xfmr(name: str, description: str) -> ModelInfo:
     """A transformer-style builder model: opset 17 (LayerNormalization), 128x128 input."""
     return ModelInfo(name, description, "builder", False, "input", (1, 3, 128, 128), "output",
                      _LOGITS, "logits", 17)
+
+
+def _dense(name: str, description: str, outputs: tuple[tuple[str, tuple[int, ...]], ...],
+           kind: str) -> ModelInfo:
+    """A dense-prediction builder model: 128x128 input, ``outputs`` (the first is the
+    primary one)."""
+    (out, shape), *rest = outputs
+    return ModelInfo(name, description, "builder", False, "input", (1, 3, 128, 128), out,
+                     shape, kind, 13, tuple(rest))
 
 
 def _zoo(name: str, x: str, y: str, y_shape: tuple[int, ...], kind: str) -> ModelInfo:
@@ -126,6 +145,15 @@ _INFOS: tuple[ModelInfo, ...] = (
           "layer scale; blocks 1-1-2-1, 128x128"),
     _xfmr("vit_ti16", "ViT-Ti/16-style: patch embed, class token, 4 pre-norm blocks "
           "(MHSA + GELU MLP), 128x128"),
+    _dense("yolo_nano", "YOLO-nano-style detector: SiLU conv blocks, C3, SPPF, nearest 2x "
+           "upsampling PAN neck, 3 heads", (("det_p3", (1, 39, 16, 16)),
+                                          ("det_p4", (1, 39, 8, 8)),
+                                          ("det_p5", (1, 39, 4, 4))), "detections"),
+    _dense("deeplab_v3", "DeepLabV3-style segmentation: dilated residual stage, ASPP "
+           "(dilation 6/12/18 + pooling), bilinear upsampling", (("output", (1, 6, 128, 128)),),
+           "segmentation"),
+    _dense("unet", "U-Net: 4 encoder/decoder stages, ConvTranspose 2x2/2 upsampling, skip "
+           "concats", (("output", (1, 2, 128, 128)),), "segmentation"),
     _zoo("zoo-alexnet", "data_0", "prob_1", _LOGITS, "softmax"),
     _zoo("zoo-zfnet512", "gpu_0/data_0", "gpu_0/softmax_1", _LOGITS, "softmax"),
     _zoo("zoo-vgg19", "data_0", "prob_1", _LOGITS, "softmax"),

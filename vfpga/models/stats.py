@@ -51,13 +51,18 @@ def model_stats(model: onnx.ModelProto) -> ModelStats:
         int(np.prod(t.dims, dtype=np.int64)) for t in g.initializer if t.data_type in _FLOAT_TYPES
     )
     init_names = {t.name for t in g.initializer}
+    # shape operands keep their values: Reshape shapes (int64), Resize scales (float)
+    shape_operands = {i for n in g.node if n.op_type == "Resize" for i in n.input[1:]}
     inputs = [vi for vi in g.input if vi.name not in init_names]
     inputs += [
         helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
         for t in g.initializer
-        if t.data_type in _FLOAT_TYPES
+        if t.data_type in _FLOAT_TYPES and t.name not in shape_operands
     ]
-    small = [t for t in g.initializer if t.data_type not in _FLOAT_TYPES]  # Reshape shapes
+    small = [
+        t for t in g.initializer
+        if t.data_type not in _FLOAT_TYPES or t.name in shape_operands
+    ]  # fmt: skip
     skeleton = helper.make_model(
         helper.make_graph(list(g.node), g.name, inputs, list(g.output), initializer=small),
         opset_imports=list(model.opset_import),
