@@ -267,16 +267,21 @@ def eltwise_mul_sub(
     act_hi: int = 127,
 ) -> np.ndarray:
     """ELTWISE mul (op 1) / sub (op 2) per the semantics, one element at a time on exact
-    rationals: ``va = f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise (``B[i % b_period]``
-    when ``b_period > 0``), ``y = act(sat8(out_zp + rne(f32(f32(va op vb) / out_scale))))``."""
+    rationals, with ``B[i % b_period]`` when ``b_period > 0``. mul: ``y = act(sat8(rne(
+    f32(f32(f32((A - a_zp) * (B - b_zp)) * scale_a) + f32(out_zp + 128))) - 128))``
+    (``scale_b``, ``out_scale`` unused); sub: ``va = f32(f32(A - a_zp) * scale_a)``,
+    ``vb`` likewise, ``y = act(sat8(out_zp + rne(f32(f32(va - vb) / out_scale))))``."""
     sa, sb, so = (float(np.float32(v)) for v in (scale_a, scale_b, out_scale))
     out = np.empty(a.shape, np.int8)
     flat_b = b.reshape(-1)
     for i, x in enumerate(a.reshape(-1)):
         y = int(flat_b[i % b_period] if b_period else flat_b[i])
-        va = mul(f32(int(x) - a_zp), sa)
-        vb = mul(f32(y - b_zp), sb)
-        v = mul(va, vb) if op == 1 else add(va, -vb)
-        r = rne(div(v, so))
-        out.reshape(-1)[i] = act_fn(sat8(out_zp + r), act, act_lo, act_hi)
+        if op == 1:
+            v = add(mul(f32((int(x) - a_zp) * (y - b_zp)), sa), float(out_zp + 128))
+            r = sat8(rne(v) - 128)
+        else:
+            va = mul(f32(int(x) - a_zp), sa)
+            vb = mul(f32(y - b_zp), sb)
+            r = sat8(out_zp + rne(div(add(va, -vb), so)))
+        out.reshape(-1)[i] = act_fn(r, act, act_lo, act_hi)
     return out

@@ -221,6 +221,24 @@ def eltwise_net(seed: int = 0, opset: int = 14) -> onnx.ModelProto:
     return b.model(out, (1, 10))
 
 
+def prelu_net(seed: int = 0) -> onnx.ModelProto:
+    """A small CNN with per-channel PRelu (torch ``nn.PReLU(C)``: slope ``(C, 1, 1)``,
+    seeded in [-0.3, 0.5], some negative) after a conv whose output is also read by a
+    residual Add, and a PRelu with one slope for every channel (a LeakyRelu)."""
+    b = GraphBuilder((1, 3, 16, 16), seed, opset=13)
+    rng = np.random.default_rng(seed + 100)
+    c1 = b.conv("x", 3, 16)
+    p1 = b.node("PRelu", [c1, b.init(rng.uniform(-0.3, 0.5, (16, 1, 1)).astype(np.float32))])
+    c2 = b.conv(p1, 16, 16, 3, group=16)
+    a = b.node("Add", [c1, c2])
+    p2 = b.node("PRelu", [a, b.init(np.full((16, 1, 1), 0.25, np.float32))])
+    c3 = b.conv(p2, 16, 8, 1, pad=0)
+    p3 = b.node("PRelu", [c3, b.init(rng.uniform(0.0, 0.3, (1, 8, 1, 1)).astype(np.float32))])
+    fc = b.conv(b.node("GlobalAveragePool", [p3]), 8, 10, 1, pad=0)
+    out = b.node("Reshape", [fc, b.init(np.array([1, 10], dtype=np.int64))])
+    return b.model(out, (1, 10))
+
+
 class QDQBuilder:
     """Writes a QDQ graph by hand (for patterns ``quantize_static`` does not produce):
     ``q(x, scale, zp)`` adds a QuantizeLinear + DequantizeLinear pair and returns the

@@ -187,7 +187,7 @@ def test_written_out_hard_swish_becomes_one_table(tmp_path, sixth_first: bool) -
     assert "identical int8 outputs 100.00%" in r.output
 
 
-def test_prelu_with_one_slope_is_a_leaky_relu_and_per_channel_is_refused(tmp_path) -> None:
+def test_prelu_with_one_slope_is_a_leaky_relu_and_per_channel_is_rewritten(tmp_path) -> None:
     from qdq_models import GraphBuilder
 
     from vfpga.frontend.normalize import normalize, normalize_with_report
@@ -206,6 +206,7 @@ def test_prelu_with_one_slope_is_a_leaky_relu_and_per_channel_is_refused(tmp_pat
     assert r.exit_code == 0, r.output
     assert "identical int8 outputs 100.00%" in r.output
     per_channel = model(np.array([0.1, 0.2, 0.3, 0.4], np.float32).reshape(4, 1, 1))
-    # per-channel slopes are not a table: the node stays for the host, with the reason
+    # per-channel slopes are not one table: x + (1 - s) * max(-x, 0) on the accelerator
+    # (tests/test_eltwise.py checks it end to end)
     _, rep = normalize_with_report(per_channel, "m.onnx")
-    assert any("per-channel slopes" in why for why in rep.host_nodes.values())
+    assert rep.rewrites["prelu_per_channel"] == 1 and not rep.host_nodes

@@ -6,7 +6,7 @@ from __future__ import annotations
 import onnx
 import pytest
 from click.testing import CliRunner
-from host_models import topk_model
+from host_models import custom_domain_model, nms_model, topk_model
 
 from vfpga.cli.main import cli
 
@@ -15,11 +15,15 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False, env={"COLUMNS": "250"})
 
 
+def _saved(tmp_path_factory, name: str, model: onnx.ModelProto):
+    p = tmp_path_factory.mktemp("host") / name
+    onnx.save(model, p)
+    return p
+
+
 @pytest.fixture(scope="module")
 def topk(tmp_path_factory):
-    p = tmp_path_factory.mktemp("host") / "topk.onnx"
-    onnx.save(topk_model(), p)
-    return p
+    return _saved(tmp_path_factory, "topk.onnx", topk_model())
 
 
 def test_compile_reports_the_host_segment(topk, tmp_path):
@@ -47,9 +51,11 @@ def test_strict_lists_every_unsupported_node_in_one_error(topk, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("model", ["topk", "custom"])
 @pytest.mark.parametrize("cores", ["1", "16"])
-def test_check_passes_with_a_host_segment(topk, cores):
-    res = invoke("check", str(topk), "--cores", cores)
+def test_check_passes_with_a_host_segment(model, cores, request):
+    """Bit-exact with host segments: TopK + Abs, and a custom-domain op (QuickGelu)."""
+    res = invoke("check", str(request.getfixturevalue(model)), "--cores", cores)
     assert res.exit_code == 0, res.output
     assert "byte-identical" in res.output
     assert "identical int8 outputs 100.00%" in res.output
@@ -77,3 +83,84 @@ def test_a_broken_segment_faults_that_task_only(topk, tmp_path):
 
     with pytest.raises(VfpgaError if not issubclass(HostOpFault, VfpgaError) else HostOpFault):
         check_host_op(seg, vfb.tensors)
+
+
+@pytest.fixture(scope="module")
+def custom(tmp_path_factory):
+    return _saved(tmp_path_factory, "custom.onnx", custom_domain_model())
+
+
+def test_a_custom_domain_op_runs_in_a_host_segment(custom, tmp_path):
+    """onnxruntime's com.microsoft QuickGelu (no ONNX schema: its shape comes from one
+    onnxruntime run) and a TopK beside it form one host segment; the layers after it are
+    quantized and on the accelerator (check: test_check_passes_with_a_host_segment)."""
+    out = tmp_path / "c.vfb"
+    res = invoke("compile", str(custom), "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert "1 OnnxSegment" in res.output
+    assert "com.microsoft.QuickGelu" in res.output and "TopK" in res.output
+    assert "op domain 'com.microsoft' is not supported" in res.output
+    assert "3 conv" in res.output  # conv1, conv2 and the classifier stay on the accelerator
+
+
+def test_strict_lists_unsupported_nodes_of_every_kind(custom, tmp_path):
+    out = tmp_path / "c.vfb"
+    res = invoke("compile", str(custom), "-o", str(out), "--strict")
+    assert res.exit_code == 2
+    (line,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert "3 node(s)" in line
+    for node in ("'quick_gelu' (com.microsoft.QuickGelu)", "'topk' (TopK)", "'add' (Add)"):
+        assert node in line, node
+    assert "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_an_op_nobody_implements_is_one_clear_error(tmp_path):
+    """A custom-domain op onnxruntime does not know cannot run on the host either."""
+    src = tmp_path / "unknown.onnx"
+    onnx.save(custom_domain_model(domain="org.example"), src)
+    out = tmp_path / "u.vfb"
+    res = invoke("compile", str(src), "-o", str(out))
+    assert res.exit_code == 2
+    (line,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert str(src) in line
+    assert "'quick_gelu' (QuickGelu in domain 'org.example')" in line
+    assert "onnxruntime cannot run" in line
+    assert not out.exists()
+
+
+def test_nms_output_of_data_dependent_length_is_one_clear_error(tmp_path):
+    """NonMaxSuppression's output length is decided by the data; binaries hold tensors of
+    static shapes, so the error names the node and says what to do."""
+    src = tmp_path / "nms.onnx"
+    onnx.save(nms_model(), src)
+    out = tmp_path / "n.vfb"
+    res = invoke("compile", str(src), "-o", str(out))
+    assert res.exit_code == 2
+    (line,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert "graph output 'selected' has a data-dependent shape" in line
+    assert "node 'nms' (NonMaxSuppression)" in line
+    assert "post-processing" in line
+    assert not out.exists()
+
+
+def test_a_model_without_accelerator_layers_is_one_clear_error(tmp_path):
+    """A model whose every node runs on the host (here one Softmax) has nothing to compile
+    for the accelerator: one error line, no traceback, no output file."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], name="softmax", axis=-1)],
+        "softmax_only",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 20])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 20])],
+    )
+    src = tmp_path / "softmax.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    out = tmp_path / "s.vfb"
+    res = invoke("compile", str(src), "-o", str(out))
+    assert res.exit_code == 2
+    (line,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert "no layer of this model runs on the accelerator" in line
+    assert "Traceback" not in res.output
+    assert not out.exists()

@@ -775,6 +775,9 @@ def test_eltwise_mul_sub_match_reference(op: EltOp, period: int, use_lut: bool) 
                                     out_zp=out_zp, out_scale=so * (-1 if rng.random() < 0.2
                                                                     else 1),
                                     b_period=period, act=act, act_lo=out_zp, act_hi=127)
+        if op == EltOp.MUL:  # one ratio f32(f32(s_a * s_b) / s_out) in scale_a
+            args |= dict(scale_a=float(np.float32(sa * sb / so) * 50), scale_b=0.0,
+                         out_scale=0.0)
         with patched(ELTWISE_LUT_MIN=1 if use_lut else 10**9):
             got = kernels.eltwise(a, b, offset=0.0, **args)
         np.testing.assert_array_equal(got, ref.eltwise_mul_sub(a, b, **args))
@@ -782,12 +785,17 @@ def test_eltwise_mul_sub_match_reference(op: EltOp, period: int, use_lut: bool) 
 
 def test_eltwise_mul_sub_rejects() -> None:
     a = np.zeros(8, np.int8)
-    ok: dict[str, Any] = dict(op=EltOp.MUL, scale_a=1.0, scale_b=1.0, out_scale=1.0)
+    ok: dict[str, Any] = dict(op=EltOp.SUB, scale_a=1.0, scale_b=1.0, out_scale=1.0)
     kernels.eltwise(a, a, **ok)
     with pytest.raises(ValueError, match="non-zero out_scale"):
         kernels.eltwise(a, a, **(ok | {"out_scale": 0.0}))
     with pytest.raises(ValueError, match="needs offset = 0"):
         kernels.eltwise(a, a, **(ok | {"offset": 1.0}))
+    mul: dict[str, Any] = dict(op=EltOp.MUL, scale_a=0.5)
+    kernels.eltwise(a, a, **mul)
+    for k in ("scale_b", "offset", "out_scale"):
+        with pytest.raises(ValueError, match="op=mul scales the product by scale_a alone"):
+            kernels.eltwise(a, a, **(mul | {k: 1.0}))
     with pytest.raises(ValueError, match="must be 0"):
         kernels.eltwise(a, a, op=EltOp.ADD, scale_a=1.0, scale_b=1.0, offset=0.0, out_zp=3)
     with pytest.raises(ValueError, match="b_period = 3"):

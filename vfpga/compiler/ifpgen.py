@@ -38,7 +38,7 @@ from vfpga.frontend.qgraph import (
 from vfpga.hw.config import HardwareConfig
 from vfpga.hw.costs import core_bytes_per_cycle
 from vfpga.isa.effects import upsampled_taps
-from vfpga.isa.float32 import eltwise_offset, requant_scale
+from vfpga.isa.float32 import eltwise_offset, mul_ratio, requant_scale
 from vfpga.isa.spec import (
     ACT_TABLE_BYTES,
     PARAM_RECORD_BYTES,
@@ -693,15 +693,19 @@ def eltwise_params(node: QAdd, a_zp: int, b_zp: int, out_zp: int) -> dict[str, f
     """The operation and arithmetic fields of an ELTWISE word (ISA v3): ``scale_a``/
     ``scale_b`` the float32 values the graph's ``mult / 2**shift`` pairs stand for; for
     add the constant ``offset`` folding the three zero points
-    (:func:`vfpga.isa.float32.eltwise_offset`), for mul/sub the zero points themselves
-    and ``out_scale``, the node's divisor."""
+    (:func:`vfpga.isa.float32.eltwise_offset`), for mul the zero points and in
+    ``scale_a`` the one ratio ``f32(f32(s_a * s_b) / divisor)``
+    (:func:`vfpga.isa.float32.mul_ratio`), for sub the zero points and ``out_scale``, the
+    node's divisor."""
     sa = requant_scale(node.mult_a, node.shift)
     sb = requant_scale(node.mult_b, node.shift)
     if node.op == "add":
         return dict(op=EltOp.ADD, scale_a=sa, scale_b=sb,
                     offset=eltwise_offset(sa, sb, a_zp, b_zp, out_zp))
-    return dict(op=EltOp.MUL if node.op == "mul" else EltOp.SUB, scale_a=sa, scale_b=sb,
-                a_zp=a_zp, b_zp=b_zp, out_zp=out_zp,
+    if node.op == "mul":
+        return dict(op=EltOp.MUL, scale_a=mul_ratio(sa, sb, node.divisor), a_zp=a_zp,
+                    b_zp=b_zp, out_zp=out_zp)
+    return dict(op=EltOp.SUB, scale_a=sa, scale_b=sb, a_zp=a_zp, b_zp=b_zp, out_zp=out_zp,
                 out_scale=float(np.float32(node.divisor)))
 
 

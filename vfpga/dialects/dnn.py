@@ -1099,16 +1099,21 @@ class AddOp(DnnNodeOp):
         out = act(sat8(round_half_even(v) - 128))
 
     with the biased zero points ``za = a_zp + 128``, ``zb = b_zp + 128``,
-    ``zc = out_zp + 128``. ``op = mul`` (``QLinearMul``) / ``op = sub``
-    (``DequantizeLinear -> Sub -> QuantizeLinear``), ``scale_a``, ``scale_b`` as above
-    (the operands' own scales)::
+    ``zc = out_zp + 128``. ``op = mul`` (``QLinearMul``'s vectorised MLAS kernel),
+    ``scale_a``, ``scale_b`` as above (the operands' own scales)::
+
+        ratio = f32(f32(scale_a * scale_b) / divisor)
+        v = f32(f32(f32((a - a_zp) * (b - b_zp)) * ratio) + f32(out_zp + 128))
+        out = act(sat8(round_half_even(v) - 128))
+
+    ``op = sub`` (``DequantizeLinear -> Sub -> QuantizeLinear``)::
 
         va = f32(f32(a - a_zp) * scale_a); vb = f32(f32(b - b_zp) * scale_b)
-        out = act(sat8(out_zp + round_half_even(f32(f32(va * vb) / divisor))))
+        out = act(sat8(out_zp + round_half_even(f32(f32(va - vb) / divisor))))
 
-    (``va - vb`` for sub; ``divisor`` is the output scale, negative for a sub whose
-    operands were swapped). ``b`` has the shape of ``a`` or is per-channel
-    ``[N, C, 1, 1]``, broadcast over the pixels.
+    (``divisor`` is the output scale, negative for a sub whose operands were swapped).
+    ``b`` has the shape of ``a`` or is per-channel ``[N, C, 1, 1]``, broadcast over the
+    pixels.
 
     Verified: ``a`` and the output have the same shape, ``b`` that shape or
     ``[N, C, 1, 1]``; ``mult_a``, ``mult_b`` in ``[0, 2**31)``; ``shift`` in ``[0, 62]``;

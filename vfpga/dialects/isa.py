@@ -600,12 +600,16 @@ class EltwiseOp(IsaOp):
       - 128))``, ``fma(a, b, c)`` being ``a*b + c`` rounded once to float32 (ties to even)
       and ``rne`` rounding to the nearest integer (ties to even); the zero points are
       folded into ``offset``;
-    * ``op=mul`` / ``op=sub``: ``va = f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise,
-      ``y = act(sat8(out_zp + rne(f32(f32(va * vb) / out_scale))))`` (``va - vb``).
+    * ``op=mul``: ``y = act(sat8(rne(f32(f32(f32((A - a_zp) * (B - b_zp)) * scale_a) +
+      f32(out_zp + 128))) - 128))`` (``scale_a`` the ratio ``f32(f32(s_a * s_b) /
+      s_out)``; the integer product is exact);
+    * ``op=sub``: ``va = f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise,
+      ``y = act(sat8(out_zp + rne(f32(f32(va - vb) / out_scale))))``.
 
     Verified: ``n >= 1``, the float fields finite, ``n`` a multiple of ``b_period``;
-    ``add`` with ``a_zp``, ``b_zp``, ``out_zp``, ``out_scale`` 0; ``mul``/``sub`` with
-    ``offset`` 0 and ``out_scale`` non-zero."""
+    ``add`` with ``a_zp``, ``b_zp``, ``out_zp``, ``out_scale`` 0; ``mul`` with
+    ``scale_b``, ``offset`` and ``out_scale`` 0; ``sub`` with ``offset`` 0 and
+    ``out_scale`` non-zero."""
 
     name = "isa.eltwise"
     OPCODE: ClassVar[Opcode] = Opcode.ELTWISE
@@ -621,12 +625,16 @@ class EltwiseOp(IsaOp):
             if any(f.get(k, 0) for k in ("a_zp", "b_zp", "out_zp", "out_scale")):
                 raise VerifyException(f"{self.name}: op=add folds the zero points into "
                                       "'offset'; a_zp, b_zp, out_zp and out_scale must be 0")
+        elif f.get("op", 0) == EltOp.MUL:
+            if any(f.get(k, 0) for k in ("scale_b", "offset", "out_scale")):
+                raise VerifyException(f"{self.name}: op=mul scales the product by 'scale_a' "
+                                      "alone; scale_b, offset and out_scale must be 0")
         else:
             if f.get("offset", 0):
-                raise VerifyException(f"{self.name}: 'offset' must be 0 for op=mul/sub")
+                raise VerifyException(f"{self.name}: 'offset' must be 0 for op=sub")
             if not f.get("out_scale", 0):
                 raise VerifyException(f"{self.name}: 'out_scale' must be non-zero for "
-                                      "op=mul/sub")
+                                      "op=sub")
 
 
 @_isa_op

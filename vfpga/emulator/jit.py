@@ -65,6 +65,9 @@ class JitKernels:
     ``lookup(table, a, b, out)``: ``out[k] = table[uint8(a[k]) << 8 | uint8(b[k])]`` for
     int8 ``a``, ``b``, ``out`` of one length and an int8 ``table`` of 65536 entries.
 
+    ``act_lookup(table, x)``: ``x[k] = table[x[k] + 128]`` in place for int8 ``x`` (1-D)
+    and an int8 ``table`` of 256 entries (CONV's ``TABLE`` activation).
+
     ``depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc)``: the sums of a convolution with
     one input channel per group into int32 ``acc [oh][ow][oc]`` (modulo ``2**32``):
     ``acc[y, x, c] = sum_{i < kh, j < kw} X[y * sh + i - t, x * sw + j - l, c // m] *
@@ -80,6 +83,7 @@ class JitKernels:
     accumulate: Callable[..., None]
     lookup: Callable[..., None]
     depthwise: Callable[..., None]
+    act_lookup: Callable[..., None]
     same: Callable[..., bool]
 
     def output_stage(self, prod: np.ndarray, start: np.ndarray, per_row: bool,
@@ -139,6 +143,11 @@ def _compile() -> JitKernels:
             out[k] = table[(np.int32(a[k]) & 0xFF) << 8 | (np.int32(b[k]) & 0xFF)]
 
     @njit(**opts)
+    def act_lookup(table, x):
+        for k in range(x.shape[0]):
+            x[k] = table[np.int32(x[k]) + 128]
+
+    @njit(**opts)
     def depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
         in_h, in_w, in_c = x.shape
         oh, ow, oc = acc.shape
@@ -180,7 +189,7 @@ def _compile() -> JitKernels:
         return True
 
     return JitKernels(requant=requant, accumulate=accumulate, lookup=lookup,
-                      depthwise=depthwise, same=same)
+                      depthwise=depthwise, act_lookup=act_lookup, same=same)
 
 
 def _warm(k: JitKernels) -> None:
@@ -194,6 +203,7 @@ def _warm(k: JitKernels) -> None:
         k.accumulate(prod, start, per_row, out32)
     a = np.zeros(4, np.int8)
     k.lookup(np.zeros(65536, np.int8), a, a, a.copy())
+    k.act_lookup(np.zeros(256, np.int8), a)
     k.depthwise(np.zeros((2, 2, 3), np.int8), 0, np.zeros((1, 3), np.int32), 1, 1, 1, 1, 0, 0,
                 np.zeros((2, 2, 3), np.int32))
     w = np.zeros(2, np.uint64)

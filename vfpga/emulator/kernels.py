@@ -19,8 +19,10 @@ saturation (``NONE``: ``y``, ``RELU``: ``max(y, act_lo)``, ``RELU6``:
   ``y = sat8(out_zp + rne(f32(f32(acc) * scale)))`` with the exact integer
   ``acc = sum(x - in_zp)``. ``MAX``: the maximum of the in-bound elements.
 * ELTWISE add: ``y = act(sat8(rne(fma(A+128, scale_a, fma(B+128, scale_b, offset))) -
-  128))``; mul / sub (ISA version 3): ``va = f32(f32(A - a_zp) * scale_a)``, ``vb``
-  likewise, ``y = act(sat8(out_zp + rne(f32(f32(va op vb) / out_scale))))``; with
+  128))``; mul (ISA version 3): ``y = act(sat8(rne(f32(f32(f32((A - a_zp) * (B -
+  b_zp)) * scale_a) + f32(out_zp + 128))) - 128))``; sub (ISA version 3): ``va =
+  f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise, ``y = act(sat8(out_zp +
+  rne(f32(f32(va - vb) / out_scale))))``; with
   ``b_period = p > 0`` operand B holds ``p`` values, element ``i`` meeting ``B[i % p]``.
 
 How numpy is made to do exactly these steps: numpy's float32 ``* / +`` are correctly
@@ -70,7 +72,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from vfpga.emulator import int_matmul, jit
 from vfpga.isa.effects import window_out
-from vfpga.isa.float32 import U8_BIAS, fma_f32
+from vfpga.isa.float32 import U8_BIAS, fma_f32, mul_requant
 from vfpga.isa.spec import (
     ACT_TABLE_BYTES,
     PARAM_RECORD_BYTES,
@@ -1126,7 +1128,12 @@ def act_table(raw: ArrayLike) -> I8:
 
 
 def apply_act_table(out: I8, table: I8) -> None:
-    """``out[...] = table[out + 128]`` in place (the ``TABLE`` activation of CONV)."""
+    """``out[...] = table[out + 128]`` in place (the ``TABLE`` activation of CONV; one
+    compiled pass with :mod:`.jit` on a contiguous ``out``)."""
+    jk = jit.get()
+    if jk is not None and out.flags.c_contiguous:
+        jk.act_lookup(table, out.reshape(-1))
+        return
     np.take(table, out.view(np.uint8) ^ np.uint8(0x80), out=out)
 
 
@@ -1186,7 +1193,7 @@ def eltwise_params(
     *,
     op: EltOp | int = EltOp.ADD,
     scale_a: float,
-    scale_b: float,
+    scale_b: float = 0.0,
     offset: float = 0.0,
     act: Act | int = Act.NONE,
     act_lo: int = INT8_MIN,
@@ -1198,8 +1205,8 @@ def eltwise_params(
 ) -> EltParams:
     """Check an ELTWISE word's arithmetic fields (ValueError naming the bad one): the
     float fields finite; ``add`` with zero ``a_zp``, ``b_zp``, ``out_zp`` and
-    ``out_scale``; ``mul``/``sub`` with ``offset == 0`` and a non-zero ``out_scale``;
-    no ``table`` activation."""
+    ``out_scale``; ``mul`` with zero ``scale_b``, ``offset`` and ``out_scale``; ``sub``
+    with ``offset == 0`` and a non-zero ``out_scale``; no ``table`` activation."""
     try:
         o = EltOp(int(op))
     except ValueError:
@@ -1215,13 +1222,15 @@ def eltwise_params(
         if any(zps) or osc != 0.0:
             raise ValueError("invalid parameter: op=add folds the zero points into offset; "
                              "a_zp, b_zp, out_zp and out_scale must be 0")
+    elif o is EltOp.MUL:
+        if sb != 0.0 or off != 0.0 or osc != 0.0:
+            raise ValueError("invalid parameter: op=mul scales the product by scale_a "
+                             "alone; scale_b, offset and out_scale must be 0")
     else:
         if off != 0.0:
-            raise ValueError(f"invalid parameter: op={o.name.lower()} needs offset = 0, "
-                             f"got {off!r}")
+            raise ValueError(f"invalid parameter: op=sub needs offset = 0, got {off!r}")
         if osc == 0.0:
-            raise ValueError(f"invalid parameter: op={o.name.lower()} needs a non-zero "
-                             "out_scale")
+            raise ValueError("invalid parameter: op=sub needs a non-zero out_scale")
     return EltParams(int(o), sa, sb, off, zps[0], zps[1], zps[2], osc,
                      act_bounds(act, act_lo, act_hi))
 
@@ -1235,10 +1244,14 @@ def _eltwise_direct(a: I8, b: I8, p: EltParams) -> I8:
         with np.errstate(over="ignore", invalid="ignore"):
             v = fma_f32(_biased(a), _F32(p.sa), inner)
         return _clip_rint_i8(v, lo + U8_BIAS, hi + U8_BIAS, -U8_BIAS)
+    if p.op == EltOp.MUL:
+        prod = (a.astype(np.int32) - p.a_zp) * (b.astype(np.int32) - p.b_zp)
+        y = mul_requant(prod, p.sa, p.out_zp)
+        return np.clip(y, lo, hi).astype(np.int8)
     va = _dequant_codes(p.sa, p.a_zp)[a.view(np.uint8)]
     vb = _dequant_codes(p.sb, p.b_zp)[b.view(np.uint8)]
     with np.errstate(over="ignore", invalid="ignore"):
-        v = np.multiply(va, vb) if p.op == EltOp.MUL else np.subtract(va, vb)
+        v = np.subtract(va, vb)
         v = np.divide(v, _F32(p.out_scale), dtype=np.float32)
     v = np.asarray(v, dtype=np.float32)
     # MLAS converts NaN (inf * 0 with scales beyond ~1e36) to 0 before adding out_zp
@@ -1280,8 +1293,10 @@ def eltwise(a: I8, b: I8, *, b_period: int = 0, **fields: Any) -> I8:
 
     * ``add``: ``act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset))) -
       128))``, each ``fma`` rounded once to float32;
-    * ``mul`` / ``sub``: ``va = f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise,
-      ``act(sat8(out_zp + rne(f32(f32(va * vb) / out_scale))))`` (``va - vb`` for sub).
+    * ``mul``: ``act(sat8(rne(f32(f32(f32((A - a_zp) * (B - b_zp)) * scale_a) +
+      f32(out_zp + 128))) - 128))`` (:func:`vfpga.isa.float32.mul_requant`);
+    * ``sub``: ``va = f32(f32(A - a_zp) * scale_a)``, ``vb`` likewise,
+      ``act(sat8(out_zp + rne(f32(f32(va - vb) / out_scale))))``.
 
     ``fields``: the arithmetic fields of :func:`eltwise_params` (``op``, ``scale_a``,
     ``scale_b``, ``offset``, ``act``, ``act_lo``, ``act_hi``, ``a_zp``, ``b_zp``,

@@ -32,6 +32,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from vfpga.isa.float32 import mul_ratio, mul_requant
+
 F32A = NDArray[np.float32]
 _F = np.float32
 
@@ -174,11 +176,12 @@ def qlinear_mul(
     s_out: float,
     z_out: int,
 ) -> NDArray[np.int8]:
-    """ORT's ``QLinearMul`` (MLAS) element-wise on int8 codes ``ca``, ``cb``:
-    ``sat8(rne(f32(f32(f32(sa * (a - za)) * f32(sb * (b - zb))) / s_out)) + z_out)``."""
-    va = dequantize(ca, sa, za)
-    vb = dequantize(cb, sb, zb)
-    return quantize((va * vb).astype(_F), s_out, z_out)
+    """ORT's ``QLinearMul`` (MLAS's vectorised kernel) element-wise on int8 codes ``ca``,
+    ``cb``: the exact product ``(a - za) * (b - zb)`` times ``f32(f32(sa * sb) / s_out)``
+    with the output zero point added in float32 (:func:`vfpga.isa.float32.mul_requant`,
+    the arithmetic of ELTWISE mul)."""
+    prod = (np.asarray(ca, np.int64) - za) * (np.asarray(cb, np.int64) - zb)
+    return mul_requant(prod, mul_ratio(sa, sb, s_out), z_out).astype(np.int8)
 
 
 def build_table(

@@ -51,6 +51,12 @@ class FoldedGraph:
     outputs: dict[str, onnx.ValueInfoProto]
     shapes: dict[str, tuple[int | str, ...]] = field(default_factory=dict)
     dtypes: dict[str, int] = field(default_factory=dict)
+    #: opset imports of domains other than the default one (custom-domain ops, e.g.
+    #: onnxruntime's ``com.microsoft`` contrib ops): domain -> version
+    domains: dict[str, int] = field(default_factory=dict)
+    #: shapes of custom-domain node outputs that onnx shape inference cannot know, taken
+    #: from one onnxruntime run (:func:`_ort_shapes`), given to every later inference
+    ort_shapes: dict[str, tuple[tuple[int, ...], int]] = field(default_factory=dict)
 
 
 def load_model(model: onnx.ModelProto | str | Path, source: str | None) -> tuple[
@@ -211,10 +217,65 @@ def _skeleton(fg: FoldedGraph) -> onnx.ModelProto:
             ins.append(helper.make_tensor_value_info(
                 nm, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape))
     outs = [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in fg.outputs]
-    g = helper.make_graph(fg.nodes, fg.graph_name or "g", ins, outs, inits)
-    return helper.make_model(
-        g, opset_imports=[helper.make_opsetid("", fg.opset)], ir_version=max(fg.ir_version, 7)
-    )
+    known = [helper.make_tensor_value_info(t, dt, shape)
+             for t, (shape, dt) in fg.ort_shapes.items()]
+    g = helper.make_graph(fg.nodes, fg.graph_name or "g", ins, outs, inits, value_info=known)
+    return helper.make_model(g, opset_imports=opset_imports(fg.opset, fg.domains),
+                             ir_version=max(fg.ir_version, 7))
+
+
+def opset_imports(opset: int, domains: dict[str, int]) -> list[onnx.OperatorSetIdProto]:
+    """The opset imports of a model: the default domain at ``opset`` and each custom
+    domain of ``domains`` (name -> version)."""
+    return [helper.make_opsetid("", opset),
+            *(helper.make_opsetid(d, v) for d, v in sorted(domains.items()))]
+
+
+def _custom(n: onnx.NodeProto) -> bool:
+    return n.domain not in ("", "ai.onnx")
+
+
+def _ort_shapes(fg: FoldedGraph, names: list[str]) -> None:
+    """Record in ``fg.ort_shapes`` the shapes and element types of ``names`` (outputs of
+    custom-domain nodes, which onnx shape inference has no schema for), running the folded
+    graph once in onnxruntime on a zero input. Custom-domain ops run on the host, by
+    onnxruntime, so one onnxruntime cannot run is an error naming the node."""
+    import onnxruntime as ort
+
+    model = _skeleton(fg)
+    del model.graph.output[:]
+    model.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in names)
+    del model.graph.value_info[:]
+    feeds: dict[str, np.ndarray] = {}
+    for vi in model.graph.input:
+        if vi.name in fg.consts:
+            feeds[vi.name] = np.asarray(fg.consts[vi.name])
+        else:
+            dims = [int(d.dim_value) for d in vi.type.tensor_type.shape.dim]
+            dt = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+            feeds[vi.name] = np.zeros(dims, dt)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        values = sess.run(names, feeds)
+    except Exception as exc:
+        ops = sorted({f"'{n.name}' ({n.op_type} in domain '{n.domain}')"
+                      for n in fg.nodes if _custom(n) and set(n.output) & set(names)})
+        msg = str(exc).strip().splitlines()
+        raise FrontendError(
+            f"{fg.source}: custom-domain node(s) {', '.join(ops)}: onnx shape inference has "
+            "no schema for them and onnxruntime cannot run them "
+            f"({msg[0][:300] if msg else type(exc).__name__}); host segments run on "
+            "onnxruntime, so only ops it implements (the default ONNX domain, "
+            "com.microsoft contrib ops) can be compiled"
+        ) from None
+    for t, v in zip(names, values, strict=True):
+        v = np.asarray(v)
+        fg.ort_shapes[t] = (tuple(int(d) for d in v.shape),
+                            helper.np_dtype_to_tensor_dtype(v.dtype))
 
 
 def infer_shapes(fg: FoldedGraph) -> None:
@@ -228,6 +289,15 @@ def infer_shapes(fg: FoldedGraph) -> None:
             f"{fg.source}: ONNX shape inference failed: {msg[-1] if msg else exc}"
         ) from None
     g = inferred.graph
+    if not fg.ort_shapes:
+        have = {vi.name for vi in [*g.value_info, *g.output]
+                if vi.type.tensor_type.HasField("shape")}
+        unknown = [o for n in fg.nodes if _custom(n) for o in n.output
+                   if o and o not in have]
+        if unknown:
+            _ort_shapes(fg, unknown)
+            infer_shapes(fg)
+            return
     for vi in [*g.input, *g.value_info, *g.output]:
         tt = vi.type.tensor_type
         if not tt.HasField("shape"):
@@ -278,7 +348,9 @@ def fold(model: onnx.ModelProto, name: str) -> FoldedGraph:
     inputs = {vi.name: vi for vi in g.input if vi.name not in consts}
     outputs = {vi.name: vi for vi in g.output}
     fg = FoldedGraph(name, default_opset(model), int(model.ir_version), g.name, nodes, consts,
-                     inputs, outputs)
+                     inputs, outputs,
+                     domains={imp.domain: int(imp.version) for imp in model.opset_import
+                              if imp.domain not in ("", "ai.onnx")})
     infer_shapes(fg)
     for _ in range(32):
         if not _fold_pass(fg):

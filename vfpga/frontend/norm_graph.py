@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from vfpga.frontend.norm_fold import opset_imports
+
 
 @dataclass
 class NNode:
@@ -97,8 +99,9 @@ class NGraph:
 
     # -- emission -----------------------------------------------------------------------
     def to_onnx(self, output_shapes: dict[str, tuple[int, ...]], opset: int,
-                ir_version: int) -> onnx.ModelProto:
-        """Emit an ONNX model (float32, static shapes, the given opset)."""
+                ir_version: int, domains: dict[str, int] | None = None) -> onnx.ModelProto:
+        """Emit an ONNX model (float32, static shapes, the given opset; ``domains``: the
+        versions of the custom domains host nodes use)."""
         nodes = []
         for n in self.nodes:
             if n.op_type.startswith("_"):
@@ -112,7 +115,7 @@ class NGraph:
                 [helper.make_tensor_value_info(self.input, f32, self.input_shape)],
                 [helper.make_tensor_value_info(o, f32, output_shapes[o]) for o in self.outputs],
             ),
-            opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version,
+            opset_imports=opset_imports(opset, domains or {}), ir_version=ir_version,
             producer_name="vfpga.normalize")
         for k, v in self.consts.items():  # filled in place: one copy of the weight bytes
             arr = np.ascontiguousarray(v).reshape(np.shape(v))  # keeps a 0-d shape

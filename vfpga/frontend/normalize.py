@@ -161,13 +161,34 @@ def normalize_with_report(
     gelu = _gelu_opset(g, fg.opset, report)
     opset = max(TARGET_OPSET, fg.opset, hard_swish, gelu)
     ir = min(max(fg.ir_version, 7), onnx.IR_VERSION)
-    out = g.to_onnx(out_shapes, opset, ir)
+    out = g.to_onnx(out_shapes, opset, ir, fg.domains)
+    _type_custom_outputs(out, fg)
     try:
         onnx.checker.check_model(strip_weights(out)[0])
     except onnx.checker.ValidationError as exc:  # a bug, but say which model triggered it
         raise AssertionError(f"normalize produced an invalid model for {name}: {exc}") from exc
     report.ops = Counter(n.op_type for n in out.graph.node)
     return out, report
+
+
+def _is_static_shape(s: tuple[int | str, ...] | None) -> bool:
+    return s is not None and all(isinstance(d, int) and d >= 0 for d in s)
+
+
+def _type_custom_outputs(model: onnx.ModelProto, fg: FoldedGraph) -> None:
+    """Declare (``value_info``) the type and shape of every custom-domain node's outputs,
+    which onnx shape inference has no schema for: onnxruntime's quantizer quantizes only
+    tensors of a known float type, so without them nothing after such a node would be
+    quantized."""
+    outs = set(model.graph.output[i].name for i in range(len(model.graph.output)))
+    for n in model.graph.node:
+        if n.domain in ("", "ai.onnx"):
+            continue
+        for o in n.output:
+            s = fg.shapes.get(o)
+            if o and o not in outs and s is not None and all(isinstance(d, int) for d in s):
+                model.graph.value_info.append(helper.make_tensor_value_info(
+                    o, fg.dtypes.get(o, onnx.TensorProto.FLOAT), list(s)))
 
 
 # -- input checks ---------------------------------------------------------------------------
@@ -527,7 +548,7 @@ class _Translator:
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' is not computed")
             shape = self.fg.shapes.get(o)
             if shape is None or not all(isinstance(d, int) for d in shape):
-                raise FrontendError(f"{self.fg.source}: graph output '{o}' has unknown shape")
+                raise FrontendError(self.dynamic_output(o, shape))
             oshape = tuple(int(d) for d in shape)
             out_shapes[o] = oshape
             if v.pad is not None:
@@ -562,6 +583,30 @@ class _Translator:
                 self.g.shapes[o] = oshape
                 self.g.outputs.append(o)
         return out_shapes
+
+    def dynamic_output(self, o: str, shape: tuple[int | str, ...] | None) -> str:
+        """The error for graph output ``o`` whose shape is not static: naming the host
+        node that makes it data-dependent (NonMaxSuppression, NonZero, ...) if any."""
+        src = self.fg.source
+        prod = {t: n for n in self.fg.nodes for t in n.output}
+        seen: set[str] = set()
+        todo = [o]
+        while todo:
+            t = todo.pop()
+            n = prod.get(t)
+            if n is None or n.name in seen:
+                continue
+            seen.add(n.name)
+            if n.name in self.report.host_nodes and all(
+                    _is_static_shape(self.fg.shapes.get(i)) for i in n.input if i):
+                dims = [d if isinstance(d, int) else "?" for d in shape or ()]
+                return (f"{src}: graph output '{o}' has a data-dependent shape "
+                        f"({dims}): node '{n.name}' "
+                        f"({n.op_type}) decides its size at run time, and the runtime's "
+                        "tensors have static shapes. End the model before that node (export "
+                        "it without it) and run it in post-processing")
+            todo.extend(i for i in n.input if i)
+        return f"{src}: graph output '{o}' has unknown shape"
 
     # -- per-op handlers -------------------------------------------------------------------
     def op_Conv(self, n: onnx.NodeProto) -> None:
@@ -796,15 +841,43 @@ class _Translator:
         self._unary(n, alpha=float(_attr(n, "alpha", 0.01)))
 
     def op_PRelu(self, n: onnx.NodeProto) -> None:
-        """PRelu with one slope for every channel: LeakyRelu(alpha = slope)."""
-        slope = self.const(n, 1, "slope").reshape(-1)
-        if slope.size == 0 or not np.all(slope == slope[0]):
-            raise self.err(n, "PRelu with per-channel slopes is not supported yet (only one "
-                              "slope for every channel, which is a LeakyRelu)")
-        x = self.act(n, 0, allow_seq=True)
-        out = n.output[0]
-        self.emit(n, "LeakyRelu", [x.name], out, alpha=float(slope[0]))
-        self.define(out, _Val(out, x.rank, cl=x.cl), self.g.shapes[x.name])
+        """PRelu. One slope for every channel: LeakyRelu(alpha = slope), a 256-entry table.
+        Per-channel slopes ``s[c]`` (an NCHW map): ``x + (1 - s[c]) * max(-x, 0)`` (``x``
+        where ``x >= 0``, ``s[c] * x`` below), as a depthwise 1x1 Conv by -1 with Relu,
+        a depthwise 1x1 Conv by ``1 - s[c]`` and an Add with ``x``: three accelerator
+        layers, whose two extra int8 roundings the quantized model (and so onnxruntime's
+        run of it) has too."""
+        slope = self.const(n, 1, "slope")
+        flat = slope.reshape(-1)
+        if flat.size == 0:
+            raise self.err(n, "the slope is empty")
+        if np.all(flat == flat[0]):
+            x = self.act(n, 0, allow_seq=True)
+            out = n.output[0]
+            self.emit(n, "LeakyRelu", [x.name], out, alpha=float(flat[0]))
+            self.define(out, _Val(out, x.rank, cl=x.cl), self.g.shapes[x.name])
+            return
+        x = self.act(n, 0)
+        if x.rank != 4 or x.cl:
+            raise self.err(n, "PRelu with per-channel slopes needs an NCHW feature map")
+        s = self.per_channel(n, x, slope)
+        c = self.g.shapes[x.name][1]
+        neg = self.g.fresh(f"{n.output[0]}_neg")
+        scaled = self.g.fresh(f"{n.output[0]}_negscaled")
+        for base, src, dst, w, relu in ((f"{n.name}_neg", x.name, neg, -np.ones(c), True),
+                                        (f"{n.name}_scale", neg, scaled, 1.0 - s, False)):
+            name = self.g.fresh(base)
+            conv_out = self.g.fresh(f"{dst}_conv") if relu else dst
+            wn = self.g.add_const(f"{name}_W", np.asarray(w, np.float32).reshape(c, 1, 1, 1))
+            bn = self.g.add_const(f"{name}_B", np.zeros(c, np.float32))
+            self.emit(name, "Conv", [src, wn, bn], conv_out, kernel_shape=[1, 1],
+                      strides=[1, 1], pads=[0, 0, 0, 0], group=c)
+            self.define(conv_out, _Val(conv_out, 4), self.g.shapes[x.name])
+            if relu:
+                self.emit(self.g.fresh(f"{name}_relu"), "Relu", [conv_out], dst)
+                self.define(dst, _Val(dst, 4), self.g.shapes[x.name])
+        self.two_maps(n, "Add", x.name, scaled, n.output[0], n.name)
+        self.report.rewrites["prelu_per_channel"] += 1
 
     def op_Gelu(self, n: onnx.NodeProto) -> None:
         self._unary(n, approximate=str(_attr(n, "approximate", "none")))

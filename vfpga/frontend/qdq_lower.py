@@ -1577,9 +1577,9 @@ class _Lowerer:
         (``QLinearMul``) and Sub (float ``Sub`` between DQ and Q): ``mult_x / 2**shift ==
         s_x`` exactly (else the node goes to the host) and ``divisor = s_out``. For Mul,
         ``s_b`` and ``divisor`` are both multiplied by the power of two ``2**k`` that
-        gives ``s_b`` the exponent of ``s_a`` (so one shift holds both exactly): every
-        step of ``f32(f32(va * vb) / divisor)`` then scales by ``2**k`` and back, an exact
-        rescaling of normal float32 values."""
+        gives ``s_b`` the exponent of ``s_a`` (so one shift holds both exactly): the ratio
+        ``f32(f32(s_a * s_b) / divisor)`` that ELTWISE mul scales the product by then
+        scales by ``2**k`` and back, an exact rescaling of normal float32 values."""
         what = {"add": "Add", "mul": "Mul", "sub": "Sub"}[op]
         for i in node.input:
             if isinstance(self.val(i), _Const):

@@ -180,11 +180,13 @@ class QAdd:
     * ``op = "mul"`` (``QLinearMul``) and ``"sub"`` (``DequantizeLinear -> Sub ->
       QuantizeLinear``): the scales are the operands' own ``s_a``, ``s_b`` and
       ``divisor`` the output scale (for mul the importer may multiply ``scale_b`` and
-      ``divisor`` by one power of two, which changes no result); ``va = f32(f32(a -
-      a_zp) * scale_a)``, ``vb``
-      likewise, ``out = act(sat8(out_zp + rne(f32(f32(va op vb) / divisor))))``. A
-      negative ``divisor`` negates exactly (a sub whose operands were swapped so that the
-      broadcast one is ``b``)."""
+      ``divisor`` by one power of two, which changes no result). mul: ``ratio =
+      f32(f32(scale_a * scale_b) / divisor)``, ``out = act(sat8(rne(f32(f32(f32((a -
+      a_zp) * (b - b_zp)) * ratio) + f32(out_zp + 128))) - 128))`` (the exact integer
+      product; :func:`vfpga.isa.float32.mul_requant`). sub: ``va = f32(f32(a - a_zp) *
+      scale_a)``, ``vb`` likewise, ``out = act(sat8(out_zp + rne(f32(f32(va - vb) /
+      divisor))))``; a negative ``divisor`` negates exactly (a sub whose operands were
+      swapped so that the broadcast one is ``b``)."""
 
     name: str
     a: str

@@ -28,6 +28,8 @@ __all__ = [
     "eltwise_offset",
     "fma_f32",
     "format_f32",
+    "mul_ratio",
+    "mul_requant",
     "requant_scale",
     "requant_scales",
     "round_f32",
@@ -141,6 +143,33 @@ def eltwise_offset(scale_a: float, scale_b: float, a_zp: int, b_zp: int, out_zp:
     t = Fraction(round_f32(rb * zb))
     inner = Fraction(round_f32(ra * za + t))
     return round_f32(zc - inner)
+
+
+def mul_ratio(scale_a: float, scale_b: float, scale_out: float) -> float:
+    """The one float32 multiplier of ELTWISE mul: ``f32(f32(scale_a * scale_b) /
+    scale_out)``, as ONNX Runtime's vectorised ``QLinearMul`` (MLAS, SSE2 and NEON) forms
+    it from the two input scales and the output scale."""
+    f = np.float32
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        return float(f(f(f(scale_a) * f(scale_b)) / f(scale_out)))
+
+
+def mul_requant(product: ArrayLike, ratio: float, out_zp: int) -> NDArray[np.int64]:
+    """ELTWISE mul's output stage before the activation (ONNX Runtime's vectorised
+    ``QLinearMul``): the exact integer ``product = (a - a_zp) * (b - b_zp)``
+    (``|product| <= 255**2``, exact in float32), ``v = f32(f32(f32(product) * ratio) +
+    f32(out_zp + 128))`` and the result ``clip(rne(v), 0, 255) - 128`` (int8 codes;
+    the zero point is added in float32 before rounding, in the uint8 domain, as MLAS
+    does). A NaN ``v`` (an infinite ``ratio`` times 0) gives -128, as both MLAS kernels
+    (their float-to-int conversion of NaN ends at uint8 0); ``v`` beyond the int32 range
+    saturates (x86's conversion gives ``INT32_MIN``, i.e. -128, for a positive overflow
+    there: only with ``ratio > 33000``, which no calibrated model has)."""
+    f = np.float32
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = (np.asarray(product, dtype=np.int64).astype(f) * f(ratio)).astype(f)
+        v = (v + f(out_zp + U8_BIAS)).astype(f)
+    v = np.where(np.isnan(v), f(0.0), v)
+    return np.clip(np.rint(np.clip(v, -1.0, 256.0)), 0, 255).astype(np.int64) - U8_BIAS
 
 
 def format_f32(value: float) -> str:

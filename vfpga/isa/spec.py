@@ -133,9 +133,11 @@ class PoolMode(IntEnum):
 class EltOp(IntEnum):
     """ELTWISE operations (docs/isa.md section *Arithmetic*). ``ADD``: ONNX Runtime's
     ``QLinearAdd`` on biased operands with the zero points folded into ``offset``.
-    ``MUL`` (``QLinearMul``) and ``SUB`` (``DequantizeLinear -> Sub -> QuantizeLinear``,
-    ISA version 3) dequantize each operand with its zero point and scale, multiply or
-    subtract in float32 and divide by ``out_scale``."""
+    ``MUL`` (ISA version 3; ``QLinearMul``'s vectorised MLAS kernel) scales the exact
+    integer product of the zero-point-corrected operands by one float32 ratio and adds
+    the output zero point in float32. ``SUB`` (``DequantizeLinear -> Sub ->
+    QuantizeLinear``, ISA version 3) dequantizes each operand with its zero point and
+    scale, subtracts in float32 and divides by ``out_scale``."""
 
     ADD = 0
     MUL = 1
@@ -276,9 +278,11 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
         Field("out_addr", "<u4", 16, "obuf address of the int8 result [n]."),
         Field("n", "<u4", 20, "Elements."),
         Field("scale_a", "<f4", 24, "float32. ADD: factor of the biased operand A + 128 "
-              "(s_a / s_out). MUL / SUB: the scale s_a of A."),
+              "(s_a / s_out). MUL: the ratio f32(f32(s_a * s_b) / s_out), y = act(sat8(rne("
+              "f32(f32(f32((A - a_zp) * (B - b_zp)) * scale_a) + f32(out_zp + 128))) - "
+              "128)). SUB: the scale s_a of A."),
         Field("scale_b", "<f4", 28, "float32. ADD: factor of the biased operand B + 128 "
-              "(s_b / s_out). MUL / SUB: the scale s_b of B."),
+              "(s_b / s_out). SUB: the scale s_b of B. MUL: 0."),
         Field("offset", "<f4", 32, "float32. ADD: constant folding the zero points: y = "
               "act(sat8(rne(fma(A + 128, scale_a, fma(B + 128, scale_b, offset))) - 128)), "
               "each fma rounded once to float32. MUL / SUB: 0."),
@@ -287,10 +291,10 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
         Field("a_zp", "i1", 38, "MUL / SUB: zero point of A (ADD: 0)."),
         Field("b_zp", "i1", 39, "MUL / SUB: zero point of B (ADD: 0)."),
         Field("out_zp", "i1", 40, "MUL / SUB: output zero point (ADD: 0)."),
-        Field("out_scale", "<f4", 44, "float32. MUL / SUB: the divisor of the product or "
-              "difference, y = act(sat8(out_zp + rne(f32(f32(va op vb) / out_scale)))) with "
-              "va = f32(f32(A - a_zp) * scale_a), vb likewise; finite, non-zero (a negative "
-              "one negates the result exactly). ADD: 0."),
+        Field("out_scale", "<f4", 44, "float32. SUB: the divisor of the difference, y = "
+              "act(sat8(out_zp + rne(f32(f32(va - vb) / out_scale)))) with va = "
+              "f32(f32(A - a_zp) * scale_a), vb likewise; finite, non-zero (a negative one "
+              "negates the result exactly). ADD, MUL: 0."),
         Field("b_period", "<u4", 48, "0: B has n elements. p > 0: B holds p elements and "
               "element i of A meets B[i % p] (a per-channel operand broadcast over the "
               "pixels of an [h][w][p] tile); n must be a multiple of p."),

@@ -100,6 +100,13 @@ def tile_module(module: ModuleOp, hw: HardwareConfig, hw_label: str | None = Non
     """The body of the pass, for a :class:`HardwareConfig` object (``hw_label``: the value
     of ``vfpga.hw``, default ``hw.name``)."""
     specs = layer_specs_of(module)
+    if not specs:
+        raise StaticPassError(
+            "no layer of this model runs on the accelerator: every node is a host op "
+            "(Softmax, LogSoftmax, ...) or in a host segment, so there is nothing to compile "
+            "for it; binaries need at least one accelerator layer. Run such a model with "
+            "onnxruntime"
+        )
     for op in [op for op in module.ops if isinstance(op, ifp.LayerOp)]:
         op.detach()
         op.erase()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from vfpga.isa.float32 import U8_BIAS, eltwise_offset, fma_f32
+from vfpga.isa.float32 import U8_BIAS, eltwise_offset, fma_f32, mul_ratio, mul_requant
 from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
 
 __all__ = [
@@ -117,16 +117,21 @@ def mul_sub_requant(
     out_zp: int,
     divisor: float,
 ) -> NDArray[np.int64]:
-    """ELTWISE mul / sub before the activation (ONNX Runtime's ``QLinearMul``, and
-    ``DequantizeLinear -> Sub -> QuantizeLinear``): ``va = f32(f32(a - a_zp) * scale_a)``,
-    ``vb`` likewise, ``v = f32(f32(va * vb) / divisor)`` (``va - vb`` for ``"sub"``),
-    result ``sat8(out_zp + rne(v))`` (a NaN ``v`` counts as 0, as in MLAS). ``a`` and
-    ``b`` broadcast like numpy arrays."""
-    va = (np.asarray(a, dtype=np.int64) - a_zp).astype(_F32) * _F32(scale_a)
-    vb = (np.asarray(b, dtype=np.int64) - b_zp).astype(_F32) * _F32(scale_b)
+    """ELTWISE mul / sub before the activation. ``"mul"`` (ONNX Runtime's vectorised
+    ``QLinearMul``): the exact product ``(a - a_zp) * (b - b_zp)`` scaled by
+    ``ratio = f32(f32(scale_a * scale_b) / divisor)`` with the output zero point added
+    in float32 (:func:`vfpga.isa.float32.mul_requant`). ``"sub"`` (``DequantizeLinear ->
+    Sub -> QuantizeLinear``): ``va = f32(f32(a - a_zp) * scale_a)``, ``vb`` likewise,
+    ``v = f32(f32(va - vb) / divisor)``, result ``sat8(out_zp + rne(v))`` (a NaN ``v``
+    counts as 0, as in MLAS). ``a`` and ``b`` broadcast like numpy arrays."""
+    ia, ib = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if op == "mul":
+        return mul_requant((ia - a_zp) * (ib - b_zp), mul_ratio(scale_a, scale_b, divisor),
+                           out_zp)
+    va = (ia - a_zp).astype(_F32) * _F32(scale_a)
+    vb = (ib - b_zp).astype(_F32) * _F32(scale_b)
     with np.errstate(over="ignore", invalid="ignore"):
-        v = (va * vb) if op == "mul" else (va - vb)
-        v = (np.asarray(v, _F32) / _F32(divisor)).astype(_F32)
+        v = (np.asarray(va - vb, _F32) / _F32(divisor)).astype(_F32)
     v = np.where(np.isnan(v), _F32(0.0), v)
     return round_sat8(v, out_zp)
 

@@ -251,8 +251,8 @@ def run_add(
     """The element-wise ``node.op`` of ``a`` and ``b`` (``b`` of ``a``'s shape or
     per-channel ``[N, C, 1, 1]``) as int8: ``add`` is
     ``act(sat8(rne(fma(f32(a + 128), scale_a, fma(f32(b + 128), scale_b, offset))) -
-    128))``, ``mul`` / ``sub`` ``act(sat8(out_zp + rne(f32(f32(va op vb) / divisor))))``
-    with ``scale_x = requant_scale(mult_x, shift)`` (see :class:`QAdd`)."""
+    128))``, ``mul`` and ``sub`` as :func:`vfpga.reference.arith.mul_sub_requant`, with
+    ``scale_x = requant_scale(mult_x, shift)`` (see :class:`QAdd`)."""
     if a.shape != b.shape and b.shape != (*a.shape[:2], 1, 1):
         raise ReferenceError(f"{node.name}: shapes {a.shape} and {b.shape} do not match "
                              "(b must have a's shape or be per-channel [N, C, 1, 1])")
