@@ -151,3 +151,55 @@ def test_budget_bounds_kept_weights(net) -> None:  # type: ignore[no-untyped-def
     t.loaded.plans.clear()
     gc.collect()
     assert acc.prepared_budget.used == 0
+
+
+@pytest.fixture(scope="module")
+def dw_net():  # type: ignore[no-untyped-def]
+    """MobileNet-style blocks: strided and unit-stride depthwise 3x3 convolutions (padded
+    tiles) between 1x1 ones."""
+    b = GraphBuilder((32, 18, 18), seed=11)
+    y = b.conv(b.input, 32, groups=32, act="relu6")
+    y = b.conv(y, 64, k=(1, 1), act="relu6")
+    y = b.conv(y, 64, s=2, groups=64, act="relu6")
+    y = b.conv(y, 48, k=(1, 1))
+    g = b.build([y], "dw-epochs")
+    return g, {c: compile_graph(g, HW, c) for c in (1, 3, 8)}
+
+
+@pytest.mark.parametrize("n", sorted(CORES))
+def test_depthwise_epochs_are_exact(dw_net, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Depthwise CONVs are computed by the epoch plans (one compiled depthwise call for
+    the tiles of one geometry, side by side) with the interpreter's bytes everywhere."""
+    g, res = dw_net
+    slow, _, _ = _run(g, res[n], CORES[n], fast=False)
+    fast, t, _ = _run(g, res[n], CORES[n], fast=True, runs=2)
+    assert fast[2], fast[3]
+    assert fast == slow
+    eps = _epochs(t)
+    dw = [gr for ep in eps for gr in ep.groups if gr.depthwise]
+    assert dw
+    if n > 1:  # the cores' tiles side by side along the channels: one call per geometry
+        assert any(len(gr.tiles) > 1 for gr in dw)
+
+
+def test_unforeseen_instruction_forms_fall_back(net, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An analysis or a product that raises (an instruction form the epoch plans were not
+    written for) is no fault: the cores run their own plans, with the same bytes."""
+    import vfpga.emulator.epoch as epoch_mod
+
+    g, res = net
+    want, _, _ = _run(g, res[3], CORES[3], fast=True)
+
+    def broken(*a, **k):  # type: ignore[no-untyped-def]
+        raise KeyError("a field the analysis does not know")
+
+    with monkeypatch.context() as m:
+        m.setattr(epoch_mod, "_build", broken)
+        got, t, _ = _run(g, res[3], CORES[3], fast=True, runs=2)
+        assert not _epochs(t)
+        assert got == want
+    with monkeypatch.context() as m:
+        m.setattr(EpochPlan, "_product", broken)
+        got, t, _ = _run(g, res[3], CORES[3], fast=True, runs=2)
+        assert _epochs(t) and all(ep.declined for ep in _epochs(t) if ep.groups)
+        assert got == want

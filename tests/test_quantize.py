@@ -120,6 +120,28 @@ def test_calibration_on_given_inputs() -> None:
         quantize_model(n, calib_data=[])
 
 
+def test_a_handed_off_model_quantizes_the_same_and_is_dropped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vfpga compile`` hands the fp32 model to the quantizer (ModelHandoff): once it is
+    written for onnxruntime the quantizer keeps only its structure (here: every
+    initializer without data) and the model leaves the handoff; the QDQ model is the
+    same as quantizing a model the caller keeps."""
+    from vfpga.quant import quantize as qz
+
+    n = normalize(small_net())
+    copy = onnx.ModelProto()
+    copy.CopyFrom(n)
+    kept = quantize_model(n, num_random=4, seed=3)
+    monkeypatch.setattr(qz, "RELEASE_BYTES", 0)
+    hand = qz.ModelHandoff(copy)
+    del copy
+    given = quantize_model(hand, num_random=4, seed=3)
+    assert given.SerializeToString() == kept.SerializeToString()
+    assert hand.model is None
+    with pytest.raises(ValueError, match="already taken"):
+        quantize_model(hand, num_random=4, seed=3)
+
+
 def test_qdq_close_to_fp32(quantized: tuple[onnx.ModelProto, onnx.ModelProto]) -> None:
     n, q = quantized
     x = np.random.default_rng(5).normal(size=(1, 3, 16, 16)).astype(np.float32)

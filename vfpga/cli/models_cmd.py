@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
@@ -51,7 +52,9 @@ def list_cmd(stats: bool) -> None:
             st = model_stats(export_model(info.name, 0))
             row += [f"{st.params / 1e6:.2f}", f"{st.gmacs:.2f}"]
         t.add_row(*row)
-    Console().print(t)
+    # a terminal wraps the table to its width; a pipe or a file gets whole lines (rich's
+    # default of 80 columns would wrap every description into a word per line)
+    Console(width=None if sys.stdout.isatty() else 200).print(t)
 
 
 @models.command("export")

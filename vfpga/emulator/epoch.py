@@ -54,6 +54,8 @@ exactly the same (compared on every run), within the accelerator's
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -73,6 +75,8 @@ _MASK_MAX = 256 << 20
 #: The most bytes of uint8 im2col rows one product of an epoch plan stacks; a group over
 #: it is cut into several products (rows of whole tiles).
 _COLS_MAX = 32 << 20
+
+_log = logging.getLogger(__name__)
 
 
 class _NoEpoch(Exception):
@@ -183,7 +187,9 @@ class _Group:
     #: stacked int8 weights kept between runs ([K_head][N] or None, [K_last][N]), and the
     #: DDR bytes they came from
     weights: tuple[np.ndarray | None, np.ndarray] | None = None
-    key: list[bytes] = field(default_factory=list)
+    key: list[np.ndarray] = field(default_factory=list)
+    #: the DDR spans ``key`` holds (see :func:`_spans`; None: one key per source)
+    spans: list[tuple[int, int]] | None = None
     retain: bool = True
     budgeted: bool = False
     #: the parameter records' bytes and what :meth:`EpochPlan._params` made of them
@@ -191,7 +197,15 @@ class _Group:
 
     @property
     def m(self) -> int:
+        if self.depthwise:  # the tiles side by side along the channels
+            return self.tiles[0].rows
         return sum(t.rows for t in self.tiles)
+
+    @property
+    def depthwise(self) -> bool:
+        """Depthwise CONVs of one spatial geometry: tile ``j`` is column block ``j`` (its
+        channels side by side with the other tiles'), one compiled depthwise call."""
+        return bool(self.tiles) and self.tiles[0].links[0][1].path == "int8-depthwise"
 
     @property
     def n(self) -> int:
@@ -300,6 +314,8 @@ class EpochPlan:
         #: SAVEs of the epoch overlap, merged where adjacent (see :func:`_save_steps`)
         self.saves: list[Callable[[], None]] = []
         self.budget = budget
+        #: set when computing the products raised: the cores run their own plans
+        self.declined = False
         jk = jit.get()
         assert jk is not None
         self._jit = jk
@@ -313,14 +329,22 @@ class EpochPlan:
         """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
         (installed on the core while its counts are added). Returns False, having
         written nothing, if a parameter record is invalid (the cores must then run their
-        own plans, which report it)."""
+        own plans, which report it), or if computing the products failed in a way the
+        plan was not written for (then it declines on every later run too)."""
+        if self.declined:
+            return False
         mem = self.region.mem
         try:
             params = [self._params(g, mem) for g in self.groups]
         except ValueError:
             return False
-        for g, prm, out, acc in zip(self.groups, params, self._out, self._acc, strict=True):
-            self._product(g, mem, *prm, out, acc)
+        try:  # nothing outside the plan's own arrays is written before the SAVEs
+            for g, prm, out, acc in zip(self.groups, params, self._out, self._acc, strict=True):
+                self._product(g, mem, *prm, out, acc)
+        except Exception:  # a case the plan was not written for: the cores' plans decide
+            _log.debug("epoch plan declined at run time", exc_info=True)
+            self.declined = True
+            return False
         for save in self.saves:
             save()
         for cw, cnt in zip(self.cores, counters, strict=True):
@@ -400,13 +424,19 @@ class EpochPlan:
 
     def _weights(self, g: _Group, mem: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """The group's stacked int8 weights: links ``1 .. n-1`` ``[K_head][N]`` (None for
-        lone CONVs) and link ``n`` ``[K_n][N]``; reused while the DDR bytes are the same."""
-        raws = [_raw(mem, at, b.n * k) for b in g.blocks for at, k in zip(b.ws, g.ks, strict=True)]
-        if g.weights is not None and all(
-            r.tobytes() == k for r, k in zip(raws, g.key, strict=True)
-        ):
-            return g.weights
+        lone CONVs) and link ``n`` ``[K_n][N]``; reused while the DDR bytes they came from
+        are the same: compared span by span (:func:`_spans`: one contiguous comparison
+        instead of gathering the short rows of chunked weights), else source by source."""
+        srcs = [(at, b.n * k) for b in g.blocks for at, k in zip(b.ws, g.ks, strict=True)]
+        if g.weights is not None:
+            same = partial(_same, self._jit)
+            if g.spans is not None:
+                if all(same(mem[lo:hi], k) for (lo, hi), k in zip(g.spans, g.key, strict=True)):
+                    return g.weights
+            elif all(same(_raw(mem, at, n), k) for (at, n), k in zip(srcs, g.key, strict=True)):
+                return g.weights
         g.weights = None
+        raws = [_raw(mem, at, n) for at, n in srcs]
         nl = len(g.ks)
         cols_head, cols_last = [], []
         for j, b in enumerate(g.blocks):
@@ -414,7 +444,9 @@ class EpochPlan:
             cols_last.append(mats[-1])
             if nl > 1:
                 cols_head.append(mats[0] if nl == 2 else np.concatenate(mats[:-1], axis=0))
-        last = np.ascontiguousarray(np.concatenate(cols_last, axis=1))
+        last = np.ascontiguousarray(
+            np.concatenate(cols_last, axis=1), dtype=np.int32 if g.depthwise else np.int8
+        )
         head = np.ascontiguousarray(np.concatenate(cols_head, axis=1)) if nl > 1 else None
         w = (head, last)
         if not g.budgeted:
@@ -423,13 +455,60 @@ class EpochPlan:
             g.retain = self.budget is None or self.budget.take(g, nbytes)
         if g.retain:
             g.weights = w
-            g.key = [r.tobytes() for r in raws]
+            g.spans = _spans(srcs)
+            g.key = (
+                [r.copy() for r in raws]
+                if g.spans is None
+                else [mem[lo:hi].copy() for lo, hi in g.spans]
+            )
         return w
+
+    def _depthwise(self, g: _Group, mem: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """The int32 sums ``[M][N]`` of the group's depthwise CONVs in one call of the
+        compiled kernel of ``Core._conv``'s ``"int8-depthwise"`` path (each channel's sums
+        depend on that channel alone, so the tiles side by side along the channels give
+        each tile's sums in its column block). A lone tile is read from DDR in place
+        (materialized first only if the LOAD padded it); several are copied side by side."""
+        box, geo = g.tiles[0].links[0]
+        if len(g.tiles) == 1:
+            x = _strided(mem, box.ddr, box.n0, box.n1, box.n2, box.s0, box.s1)
+            if any(box.pads):
+                t, _, lf, _ = box.pads
+                tile = np.full(box.shape, box.pad_value, np.uint8)
+                tile[t : t + box.n0, lf : lf + box.n1] = x
+                x = tile
+        else:
+            x = np.empty((geo.in_h, geo.in_w, g.n), np.uint8)
+            c0 = 0
+            for tl in g.tiles:
+                b = tl.links[0][0]
+                dst = x[:, :, c0 : c0 + b.n2]
+                if any(b.pads):
+                    t, _, lf, _ = b.pads
+                    dst.fill(b.pad_value)
+                    dst = dst[t : t + b.n0, lf : lf + b.n1]
+                dst[...] = _strided(mem, b.ddr, b.n0, b.n1, b.n2, b.s0, b.s1)
+                c0 += b.n2
+        acc = np.empty((geo.oh, geo.ow, g.n), np.int32)
+        t, _, lf, _ = geo.pads
+        self._jit.depthwise(
+            x.view(np.int8),
+            geo.pad_value,
+            w,
+            geo.kh,
+            geo.kw,
+            geo.stride[0],
+            geo.stride[1],
+            t,
+            lf,
+            acc,
+        )
+        return acc.reshape(g.m, g.n)
 
     def _cols(self, g: _Group, mem: np.ndarray, first: int, count: int, k: int) -> np.ndarray:
         """The uint8 im2col rows of links ``first .. first + count - 1`` of every tile of
         ``g``, side by side: ``[M][k]``."""
-        a = np.empty((g.m, k), np.uint8)
+        a = _scratch(g.m * k).reshape(g.m, k)
         r0 = 0
         for t in g.tiles:
             c0 = 0
@@ -455,13 +534,16 @@ class EpochPlan:
         nl = len(g.ks)
         jk = self._jit
         st = bias.reshape(1, -1)
-        if head_w is not None:
+        if g.depthwise:
+            prod = self._depthwise(g, mem, last_w)
+        elif head_w is not None:
             assert acc is not None
             ph = self._mm(self._cols(g, mem, 0, nl - 1, sum(g.ks[:-1])), head_w)
             jk.accumulate(ph.reshape(1, g.m, g.n), st, False, acc)
             del ph
             st = acc
-        prod = self._mm(self._cols(g, mem, nl - 1, 1, g.ks[-1]), last_w)
+        if not g.depthwise:
+            prod = self._mm(self._cols(g, mem, nl - 1, 1, g.ks[-1]), last_w)
         per_row = acc is not None
         c0 = 0
         for c1, (lo, hi), zp in _runs(g.blocks):
@@ -538,6 +620,11 @@ def build_epoch(
         return _build(work, budget)
     except _NoEpoch:
         return None
+    except Exception:  # an instruction form the analysis was not written for (a new op
+        # kind or field): the epoch is no candidate, the cores run their own plans or the
+        # interpreter, which execute (or fault on) it as the ISA says
+        _log.debug("no epoch plan: the analysis failed", exc_info=True)
+        return None
 
 
 def _build(
@@ -597,7 +684,10 @@ def _build(
                 ):
                     raise _NoEpoch
                 w_at = _source(
-                    writes, ver[Buffer.WBUF], f["w_addr"], geo.out_c * geo.kh * geo.kw * geo.in_c
+                    writes,
+                    ver[Buffer.WBUF],
+                    f["w_addr"],
+                    geo.out_c * geo.kh * geo.kw * (geo.in_c // geo.groups),
                 )
                 p_at = _source(
                     writes, ver[Buffer.PBUF], f["p_addr"], geo.out_c * PARAM_RECORD_BYTES
@@ -760,16 +850,14 @@ def _conv_step(plan: SegmentPlan, pos: int) -> _ConvStep:
     if st is None:
         raise _NoEpoch
     geo = st.geo
-    if (
-        not st.fused
-        or geo.path != "int8"
-        or geo.groups != 1
-        or st.table is not None
-        or geo.dil != (1, 1)
-        or geo.ups != (1, 1)
-    ):
+    if not st.fused or st.table is not None or geo.dil != (1, 1) or geo.ups != (1, 1):
         # dilated and zero-inserted (upsampling) CONVs read their tile through the
         # interpreter's im2col, which inserts the zeros; the epoch's im2col does not
+        raise _NoEpoch
+    if geo.path == "int8-depthwise":  # one channel per group, no partial sums
+        if geo.in_c != geo.out_c or st.acc_in is not None or st.acc_out:
+            raise _NoEpoch
+    elif geo.path != "int8" or geo.groups != 1:
         raise _NoEpoch
     return st
 
@@ -782,6 +870,56 @@ def _source(writes: list[_Write | None], ver: np.ndarray, addr: int, nbytes: int
     if w.box is None:
         raise _NoEpoch
     return (w.box, addr - w.addr)
+
+
+def _spans(srcs: list[tuple[_Src, int]]) -> list[tuple[int, int]] | None:
+    """The DDR byte ranges ``[lo, hi)`` covering every byte the sources ``srcs`` (with
+    their lengths) read: each LOAD box's whole extent, merged where they touch. ``None``
+    if they cover more than four times the bytes read (then comparing them would cost
+    more than gathering the sources)."""
+    ext = []
+    need = 0
+    for (box, off), n in srcs:
+        need += n
+        at = box.flat()
+        if at is not None:
+            ext.append((at + off, at + off + n))
+        elif box.n0 and box.n1 and box.n2:
+            ext.append((box.ddr, box.ddr + (box.n0 - 1) * box.s0 + (box.n1 - 1) * box.s1 + box.n2))
+    ext.sort()
+    spans: list[tuple[int, int]] = []
+    for lo, hi in ext:
+        if spans and lo <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
+        else:
+            spans.append((lo, hi))
+    if sum(hi - lo for lo, hi in spans) > 4 * need + (64 << 10):
+        return None
+    return spans
+
+
+def _same(jk: jit.JitKernels, a: np.ndarray, key: np.ndarray) -> bool:
+    """Whether the contiguous uint8 arrays ``a`` (DDR bytes, at any alignment) and ``key``
+    hold the same bytes (compared eight at a time by the compiled :attr:`JitKernels.same`)."""
+    if a.size != key.size:
+        return False
+    n8 = a.size - a.size % 8
+    if n8 and not jk.same(a[:n8].view(np.uint64), key[:n8].view(np.uint64)):
+        return False
+    return bool(np.array_equal(a[n8:], key[n8:]))
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """A uint8 array of ``nbytes`` for the im2col rows of one product: one buffer per
+    thread, grown as needed and reused (a fresh large array costs its page faults on every
+    run)."""
+    buf: np.ndarray | None = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = _SCRATCH.buf = np.empty(max(nbytes, 1 << 16), np.uint8)
+    return buf[:nbytes]
+
+
+_SCRATCH = threading.local()
 
 
 def _raw(mem: np.ndarray, src: _Src, nbytes: int) -> np.ndarray:
@@ -808,7 +946,23 @@ def _groups(units: list[_Unit]) -> list[_Group]:
     of column blocks are stacked into one product, at most :data:`_COLS_MAX` bytes of
     im2col rows each. Sets every unit's :attr:`_Unit.at`."""
     tiles: dict[tuple[object, ...], list[int]] = {}
+    groups: list[_Group] = []
+    dw: dict[tuple[object, ...], int] = {}  # geometry -> its open group
     for u, unit in enumerate(units):
+        geo = unit.links[0][1]
+        if geo.path == "int8-depthwise":  # side by side with the tiles of its geometry
+            dkey = (geo.in_h, geo.in_w, geo.kh, geo.kw, geo.stride, geo.pads, geo.pad_value)
+            gi = dw.get(dkey, -1)
+            if gi < 0 or (groups[gi].n + geo.out_c) * geo.in_h * geo.in_w > _COLS_MAX:
+                gi = dw[dkey] = len(groups)
+                groups.append(_Group((geo.kh * geo.kw,), [], []))
+            grp = groups[gi]
+            unit.at = (gi, 0, grp.n)
+            grp.tiles.append(_Tile(unit.links, geo.oh * geo.ow))
+            grp.blocks.append(
+                _Block(unit.ws, unit.p1_at, unit.pn_at, geo.out_c, unit.bounds, unit.zp)
+            )
+            continue
         tkey = tuple(
             (box, g.in_h, g.in_w, g.in_c, g.kh, g.kw, g.stride, g.pads, g.pad_value, g.oh, g.ow)
             for box, g in unit.links
@@ -829,7 +983,6 @@ def _groups(units: list[_Unit]) -> list[_Group]:
             for u in members
         )
         by_blocks.setdefault((ks, sig), []).append(members)
-    groups: list[_Group] = []
     for (ks, sig), row_sets in by_blocks.items():
         blocks = list(sig)
         cur: _Group | None = None

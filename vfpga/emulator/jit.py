@@ -72,13 +72,19 @@ class JitKernels:
     one input channel per group into int32 ``acc [oh][ow][oc]`` (modulo ``2**32``):
     ``acc[y, x, c] = sum_{i < kh, j < kw} X[y * sh + i - t, x * sw + j - l, c // m] *
     w[i * kw + j, c]`` with ``m = oc / in_c``, ``X`` the int8 tile ``x [in_h][in_w][in_c]``
-    read as ``pad`` outside its bounds, and int32 weights ``w [kh * kw][oc]``."""
+    read as ``pad`` outside its bounds, and int32 weights ``w [kh * kw][oc]``.
+
+    ``same(a, b)``: whether the uint64 arrays ``a`` and ``b`` (one length, either may be
+    unaligned) are equal: one pass over both without a temporary (comparing ``tobytes()``
+    copies first, ``np.array_equal`` writes a bool array; both several times slower on the
+    megabytes of a layer's weights)."""
 
     requant: Callable[..., None]
     accumulate: Callable[..., None]
     lookup: Callable[..., None]
     depthwise: Callable[..., None]
     act_lookup: Callable[..., None]
+    same: Callable[..., bool]
 
     def output_stage(self, prod: np.ndarray, start: np.ndarray, per_row: bool,
                      out: np.ndarray, *, acc_out: bool, scale: np.ndarray | None,
@@ -168,8 +174,22 @@ def _compile() -> JitKernels:
                             for c in range(oc):
                                 a[c] += pad * wk[c]
 
+    @njit(**opts)
+    def same(a, b):
+        n = a.shape[0]
+        s = 0
+        while s < n:  # blocks of 2048 words: a vectorized OR of XORs, then one test
+            e = min(s + 2048, n)
+            d = np.uint64(0)
+            for i in range(s, e):
+                d |= a[i] ^ b[i]
+            if d != 0:
+                return False
+            s = e
+        return True
+
     return JitKernels(requant=requant, accumulate=accumulate, lookup=lookup,
-                      depthwise=depthwise, act_lookup=act_lookup)
+                      depthwise=depthwise, act_lookup=act_lookup, same=same)
 
 
 def _warm(k: JitKernels) -> None:
@@ -186,6 +206,9 @@ def _warm(k: JitKernels) -> None:
     k.act_lookup(np.zeros(256, np.int8), a)
     k.depthwise(np.zeros((2, 2, 3), np.int8), 0, np.zeros((1, 3), np.int32), 1, 1, 1, 1, 0, 0,
                 np.zeros((2, 2, 3), np.int32))
+    w = np.zeros(2, np.uint64)
+    k.same(w, w)
+    k.same(np.zeros(17, np.uint8)[1:].view(np.uint64), w)  # an unaligned DDR view
 
 
 def get() -> JitKernels | None:

@@ -87,10 +87,10 @@ def load_model(
     image_prep: ImagePrep | None = None,
 ) -> LoadedModel:
     """Read, (normalize and quantize if fp32,) and lower a model; see :func:`load_qgraph`.
-    With ``keep_fp32=False`` the normalized fp32 model is not kept (``fp32`` is None) and
-    its weights are released while onnxruntime quantizes (``quantize_model(release=
-    True)``), so that the quantizer is the peak of memory. ``input_shapes``
-    (``--input-shape``) fixes graph input dimensions first. ``calib_method``
+    With ``keep_fp32=False`` the normalized fp32 model is not kept (``fp32`` is None): it
+    is handed to the quantizer (:class:`vfpga.quant.quantize.ModelHandoff`), which drops
+    it once written for onnxruntime, so that the quantizer is the peak of memory.
+    ``input_shapes`` (``--input-shape``) fixes graph input dimensions first. ``calib_method``
     (``--calib-method``) and ``image_prep`` (``--mean/--std`` of ``calib_dir`` images)
     are passed to :func:`vfpga.quant.quantize.quantize_model`."""
     from vfpga.frontend.normalize import is_qdq
@@ -103,23 +103,24 @@ def load_model(
     if calib == "dir" and calib_dir is None:
         raise FrontendError("calibration from a directory needs calib_dir")
     from vfpga.frontend.normalize import normalize
-    from vfpga.quant.quantize import quantize_model
+    from vfpga.quant.quantize import ModelHandoff, quantize_model
 
     fp32: onnx.ModelProto | None = normalize(model, source)
     del model
     assert fp32 is not None
+    given: onnx.ModelProto | ModelHandoff = fp32
+    if not keep_fp32:  # the quantizer drops the model once written (no reference here)
+        given, fp32 = ModelHandoff(fp32), None
     qdq = quantize_model(
-        fp32,
+        given,
         calib=calib,
         calib_dir=Path(calib_dir) if calib_dir is not None else None,
         num_random=num_random,
         seed=seed,
-        release=not keep_fp32,
         calib_method=calib_method,
         image_prep=image_prep,
     )
-    if not keep_fp32:
-        fp32 = None
+    del given
     return LoadedModel(lower_qdq_mapped(qdq, source), qdq, fp32, source)
 
 

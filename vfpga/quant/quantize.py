@@ -310,11 +310,49 @@ def host_region_nodes(model: onnx.ModelProto) -> list[str]:
 
 
 RELEASE_BYTES = 1 << 16
-"""``quantize_model(release=True)`` drops the data of initializers larger than this."""
+"""A :class:`ModelHandoff`'s model keeps the data of initializers up to this size."""
+
+
+class ModelHandoff:
+    """An fp32 model given to :func:`quantize_model` for good, so that the quantizer,
+    not the model, is the peak of memory: once the model is written for onnxruntime,
+    :func:`quantize_model` takes it out of the handoff (``model`` becomes None), keeps a
+    copy of its structure (initializers over :data:`RELEASE_BYTES` without their data)
+    and drops the model itself. Why a handoff and not a flag: a protobuf message's
+    memory is an arena freed only with the whole message (clearing its fields frees
+    nothing), so the model must lose its last reference; the caller must hold no other
+    reference to it."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model: onnx.ModelProto | None = model
+
+    @property
+    def held(self) -> onnx.ModelProto:
+        """The model (ValueError once taken)."""
+        if self.model is None:
+            raise ValueError("the model of this ModelHandoff was already taken")
+        return self.model
+
+    def take(self) -> onnx.ModelProto:
+        """The model, removed from the handoff (which then holds no reference)."""
+        model, self.model = self.held, None
+        return model
+
+
+def _structure_of(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose initializers over :data:`RELEASE_BYTES` have no data
+    (``model`` loses that data too)."""
+    for init in model.graph.initializer:
+        if init.ByteSize() > RELEASE_BYTES:
+            init.ClearField("raw_data")
+            init.ClearField("float_data")
+    light = onnx.ModelProto()
+    light.CopyFrom(model)
+    return light
 
 
 def quantize_model(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | ModelHandoff,
     *,
     calib: str = "random",
     calib_dir: Path | None = None,
@@ -322,7 +360,6 @@ def quantize_model(
     seed: int = 0,
     progress: Progress | None = None,
     calib_data: Sequence[np.ndarray] | None = None,
-    release: bool = False,
     calib_method: str = DEFAULT_CALIB_METHOD,
     image_prep: ImagePrep | None = None,
 ) -> onnx.ModelProto:
@@ -335,13 +372,13 @@ def quantize_model(
     when given, replaces both: the model's input arrays
     (float32, the model's input shape) used as they are. ``progress(done, total)`` is
     called as calibration inputs are consumed (``done`` from 1 to ``total``). All
-    intermediate files live in a temporary directory that is removed on return. With
-    ``release``, once the model is written for onnxruntime the data of its initializers
-    over :data:`RELEASE_BYTES` is dropped from ``model`` (the caller's model keeps only
-    its structure): onnxruntime's quantizer then is the peak of memory. Raises
+    intermediate files live in a temporary directory that is removed on return. A model
+    given in a :class:`ModelHandoff` is dropped once written for onnxruntime (the
+    quantizer then is the peak of memory). Raises
     :class:`~vfpga.errors.FrontendError` for bad calibration options or data.
     """
-    name, shape = _input_info(model)
+    graph_name = _model_of(model).graph.name or "<model>"
+    name, shape = _input_info(_model_of(model))
     calibration_method(calib_method)  # an unknown method fails before any work
     if calib_data is not None:
         data = [np.asarray(x, dtype=np.float32) for x in calib_data]
@@ -362,25 +399,29 @@ def quantize_model(
     reader = _Reader(name, data, progress)
 
     try:
-        qmodel = _calibrate_and_quantize(model, reader, data, progress, release,
-                                         calib_method)
+        qmodel = _calibrate_and_quantize(model, reader, data, progress, calib_method)
     except FrontendError:
         raise
     except Exception as exc:  # onnxruntime's errors (Fail, InvalidArgument, ...) and asserts
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise FrontendError(f"model '{model.graph.name or '<model>'}': onnxruntime cannot "
+        raise FrontendError(f"model '{graph_name}': onnxruntime cannot "
                             f"calibrate or quantize the model: {type(exc).__name__}: "
                             f"{first[:400]}") from None
     set_softmax_scale(qmodel)
     return qmodel
 
 
-def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.ndarray],
-                            progress: Any, release: bool = False,
+def _model_of(model: onnx.ModelProto | ModelHandoff) -> onnx.ModelProto:
+    """The model itself (a handoff's still held model)."""
+    return model.held if isinstance(model, ModelHandoff) else model
+
+
+def _calibrate_and_quantize(given: onnx.ModelProto | ModelHandoff, reader: Any,
+                            data: list[np.ndarray], progress: Any,
                             calib_method: str = DEFAULT_CALIB_METHOD) -> onnx.ModelProto:
-    """Calibrate ``model`` on ``reader`` with onnxruntime's ``calib_method`` calibrator and
-    quantize it (QDQ); with ``release``, drop ``model``'s large initializer data once it is
-    written (see :func:`quantize_model`)."""
+    """Calibrate the model on ``reader`` with onnxruntime's ``calib_method`` calibrator and
+    quantize it (QDQ); a handed-off model is dropped once written (see
+    :func:`quantize_model`)."""
     import contextlib
     import io
 
@@ -390,12 +431,10 @@ def _calibrate_and_quantize(model: onnx.ModelProto, reader: Any, data: list[np.n
     with tempfile.TemporaryDirectory(prefix="vfpga-quant-") as tmp:
         tmpd = Path(tmp)
         src = tmpd / "model.onnx"
+        model = given.take() if isinstance(given, ModelHandoff) else given
         onnx.save_model(model, str(src), save_as_external_data=model.ByteSize() > (1 << 30))
-        if release:  # onnxruntime reads the file; keep only the graph's structure here
-            for init in model.graph.initializer:
-                if init.ByteSize() > RELEASE_BYTES:
-                    init.ClearField("raw_data")
-                    init.ClearField("float_data")
+        if isinstance(given, ModelHandoff):  # onnxruntime reads the file: keep the structure
+            model = _structure_of(model)
         method = calibration_method(calib_method)
         calibrator = create_calibrator(
             src, list(OPS_TO_QUANTIZE), augmented_model_path=str(tmpd / "augmented.onnx"),
@@ -442,6 +481,7 @@ __all__ = [
     "OPS_TO_QUANTIZE",
     "QUANT_SETTINGS",
     "SOFTMAX_SCALE",
+    "ModelHandoff",
     "calibration_method",
     "host_region_nodes",
     "image_calibration",
