@@ -17,8 +17,8 @@ from xdsl.utils.exceptions import VerifyException
 from vfpga.compiler.assign import lower_bound, lpt
 from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, make_ifp
 from vfpga.compiler.latency import simulate
-from vfpga.compiler.tilecost import tile_cycles
-from vfpga.compiler.tiling import candidates
+from vfpga.compiler.tilecost import cycles_lower_bound, tile_cycles
+from vfpga.compiler.tiling import candidates, layer_candidates, shape_signature
 from vfpga.dialects import get_all_dialects, ifp
 from vfpga.dialects.dnn_convert import qgraph_to_module
 from vfpga.frontend.qgraph import QGraph
@@ -63,7 +63,8 @@ def _layer_and_tile(draw: st.DrawFn) -> tuple[QGraph, tuple[float, ...]]:
 @given(case=_layer_and_tile())
 def test_estimate_equals_the_simulated_latency(case: tuple[QGraph, tuple[float, ...]]) -> None:
     """tile_cycles is the latency model's result without generating the instructions,
-    for any tile (any rows, columns and channels; the last layer of the graph)."""
+    for any tile (any rows, columns and channels; the last layer of the graph), and
+    cycles_lower_bound is no more than it."""
     g, f = case
     spec = _specs(g)[-1]
     co, oh, ow = spec.out_shape
@@ -81,6 +82,7 @@ def test_estimate_equals_the_simulated_latency(case: tuple[QGraph, tuple[float, 
             tile_cycles(spec, t, POOL16)
         return
     assert tile_cycles(spec, t, POOL16) == want
+    assert cycles_lower_bound(spec, t, POOL16) <= want
 
 
 @pytest.mark.parametrize("shape", [(128, 28, 28, 3), (64, 56, 56, 1), (512, 7, 7, 3)])
@@ -147,3 +149,21 @@ def test_tiles_candidate_errors(at: str, msg: str) -> None:
     m = _parse(_LAYER.format(cand=f"ifp.candidate tiles parts 3 at {at}"))
     with pytest.raises(VerifyException, match=msg):
         m.verify()
+
+
+def test_layers_of_one_shape_share_their_candidates() -> None:
+    """layer_candidates computes the candidates once per shape signature and gives every
+    layer exactly what candidates() computes for it alone; layers of other geometry,
+    activation or kind have other signatures."""
+    b = GraphBuilder((32, 14, 14), seed=3)
+    x = b.conv(b.input, 32, (3, 3), 1)
+    y = b.conv(x, 32, (3, 3), 1)  # same shape as x's conv, other weights
+    z = b.conv(y, 32, (1, 1), 1)
+    p = b.pool(z, "max", 3, 1, 1)
+    specs = _specs(b.build([b.add(p, y)]))
+    shared = layer_candidates(specs, POOL16)
+    assert shared == [candidates(s, POOL16) for s in specs]
+    sigs = [shape_signature(s) for s in specs]
+    assert sigs[0] == sigs[1]
+    assert len(set(sigs)) == len(sigs) - 1
+    assert shared[0] is shared[1]

@@ -371,8 +371,9 @@ def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     return cached
 
 
-def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
-    wt, ct = tile.w1 - tile.w0, tile.c1 - tile.c0
+def _group_sizes(spec: LayerSpec, tile: Tile) -> list[int]:
+    """The channel-group sizes a tile's loop nest may use, largest first."""
+    ct = tile.c1 - tile.c0
     if spec.grouped:
         opg = spec.opg
         aligned = tile.c0 % opg == 0 and tile.c1 % opg == 0
@@ -386,6 +387,21 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
         divs = [d for d in range(min(m, ct), 0, -1) if m % d == 0]
         options = [og for og in sorted({*options, *divs}, reverse=True)
                    if all(a // m == (b - 1) // m for a, b in oc_segments(spec, tile, og))]
+    return options
+
+
+def tile_fits(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> bool:
+    """Whether :func:`choose_plan` finds a loop nest for ``tile`` (some channel-group size
+    fits the buffers), without choosing among them: cheap (smallest groups, the likeliest
+    to fit, first)."""
+    oh = tile.rows(spec.out_shape[1])
+    return any(_fit(spec, tile.w1 - tile.w0, og, hw, oh[1] - oh[0]) is not None
+               for og in reversed(_group_sizes(spec, tile)))
+
+
+def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
+    wt, ct = tile.w1 - tile.w0, tile.c1 - tile.c0
+    options = _group_sizes(spec, tile)
     bpc = core_bytes_per_cycle(hw)
     c, h, _w = spec.in_shape
     kh, kw = spec.kernel

@@ -35,26 +35,84 @@ from vfpga.hw.config import HardwareConfig
 from vfpga.hw.costs import compute_cycles, core_bytes_per_cycle
 from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES, Opcode, PoolMode
 
-__all__ = ["tile_cycles"]
+__all__ = ["cycles_lower_bound", "modelled", "tile_cycles"]
 
 #: one step of an IFP: (LOAD cycles, CALC cycles, SAVE cycles, band, writes obuf)
 _Step = tuple[int, int, int, int, bool]
+
+
+def modelled(spec: LayerSpec) -> bool:
+    """Whether :func:`tile_cycles` computes ``spec``'s tiles in closed form (a plain CONV,
+    a POOL, an ELTWISE of two equal-shaped operands); other forms (dilated or upsampled
+    CONVs, ELTWISE with a per-channel operand, other kinds) are generated and simulated."""
+    if spec.kind == "conv":
+        return isinstance(spec.node, QConv) and spec.plain
+    if spec.kind == "pool":
+        return isinstance(spec.node, QPool)
+    return spec.kind == "add" and not spec.bcast
 
 
 def tile_cycles(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> int:
     """Estimated latency in cycles of the IFP computing ``tile`` of ``spec`` on one core
     (close to ``simulate(make_ifp(spec, tile, hw).insns, hw)``). Raises
     :class:`~vfpga.compiler.ifpgen.TileDoesNotFit` if the tile fits no loop nest."""
-    if spec.kind == "conv" and isinstance(spec.node, QConv) and spec.plain:
-        groups = _conv_steps(spec, tile, hw)
-    elif spec.kind == "pool" and isinstance(spec.node, QPool):
-        groups = _pool_steps(spec, tile, hw)
-    elif spec.kind == "add" and not spec.bcast:
-        groups = _add_steps(spec, tile, hw)
-    else:  # a form this estimate does not model (dilated or upsampled CONV, ELTWISE with a
-        # per-channel operand): the exact latency
+    if not modelled(spec):  # the exact latency
         return simulate(make_ifp(spec, tile, hw).insns, hw)
+    if spec.kind == "conv":
+        groups = _conv_steps(spec, tile, hw)
+    elif spec.kind == "pool":
+        groups = _pool_steps(spec, tile, hw)
+    else:
+        groups = _add_steps(spec, tile, hw)
     return _flow(groups)
+
+
+def cycles_lower_bound(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> int:
+    """A lower bound of :func:`tile_cycles` for any loop nest of ``tile`` (no more than
+    its result when the tile fits), from the work no loop nest avoids: the PE cycles of
+    the whole tile (bands, channel groups and chunks only add partial lanes), each input
+    pixel a window reads, each weight and parameter record loaded once (input columns:
+    the tile's whole span, as every band loads them), each output byte saved once; the
+    three modules run side by side, so the IFP takes at least the busiest one's time.
+    Cheap (no loop nest is chosen); 0 for the forms :func:`tile_cycles` does not model
+    and for grouped (not depthwise) CONVs."""
+    if not modelled(spec) or spec.grouped:
+        return 0
+    c = hw.costs
+    bpc = core_bytes_per_cycle(hw)
+    pp, ip, opar = hw.pixel_parallel, hw.in_channel_parallel, hw.out_channel_parallel
+    ci, h, w = spec.in_shape
+    h0, h1 = tile.rows(spec.out_shape[1])
+    rows, wt, ct = h1 - h0, tile.w1 - tile.w0, tile.c1 - tile.c0
+    out_bytes = rows * wt * ct
+    pix = rows * -(-wt // pp)
+    if spec.kind == "add":
+        load, calc = 2 * out_bytes, -(-out_bytes // (pp * opar))
+    else:
+        kh, kw = spec.kernel
+        sh, sw = spec.stride
+        pt, pb, pl, _pr = spec.pads
+        row_lo, row_hi, _t, _b = _in_range(h0, h1, kh, sh, pt, h)
+        col_lo, col_hi, _l, _r = _in_range(tile.w0, tile.w1, kw, sw, pl, w)
+        # rows between the windows of a stride larger than the kernel are never loaded
+        in_rows = min(row_hi - row_lo, max(0, rows * kh - pt - pb))
+        pixels = in_rows * (col_hi - col_lo)
+        taps = kh * kw
+        if spec.kind == "pool":
+            assert isinstance(spec.node, QPool)
+            load = pixels * ct
+            if pool_mode(spec.node) is PoolMode.GLOBAL_AVG:
+                calc = -(-ct // opar) * -(-(h * w) // (pp * ip))
+            else:
+                calc = pix * -(-ct // opar) * -(-taps // ip)
+        elif spec.depthwise:
+            load = pixels * ct + ct * (taps + PARAM_RECORD_BYTES)
+            calc = pix * -(-ct // opar) * -(-taps // ip)
+        else:
+            load = pixels * ci + ct * (taps * ci + PARAM_RECORD_BYTES)
+            calc = pix * -(-ct // opar) * -(-ci // ip) * taps
+    return max(c.load_setup_cycles + math.ceil(load / bpc), c.calc_setup_cycles + calc,
+               c.save_setup_cycles + math.ceil(out_bytes / bpc))
 
 
 def _io(n: int, setup: int, bpc: float) -> int:

@@ -40,8 +40,17 @@ from functools import lru_cache
 
 import numpy as np
 
-from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, _in_range, choose_plan
-from vfpga.compiler.tilecost import tile_cycles
+from vfpga.compiler.ifpgen import (
+    LayerSpec,
+    Tile,
+    TileDoesNotFit,
+    _in_range,
+    choose_plan,
+    pool_mode,
+    tile_fits,
+)
+from vfpga.compiler.tilecost import cycles_lower_bound, modelled, tile_cycles
+from vfpga.frontend.qgraph import QConv, QPool
 from vfpga.hw.config import HardwareConfig
 
 #: the largest number of tiles of a balanced partition (the pool size of pool16)
@@ -101,11 +110,14 @@ def _prop_split(n: int, weights: tuple[int, ...], unit: int,
 class _Costs:
     """Estimated IFP latency of tiles of one layer, cached by what the latency depends
     on (tile rows and row geometry, width and column geometry, channel count and
-    alignment)."""
+    alignment), and its cheap lower bound (:func:`~vfpga.compiler.tilecost.cycles_lower_bound`)."""
 
     def __init__(self, spec: LayerSpec, hw: HardwareConfig) -> None:
         self.spec, self.hw = spec, hw
         self.memo: dict[tuple[int, ...], int | None] = {}
+        self.low: dict[tuple[int, ...], int] = {}
+        self.fit: dict[tuple[int, ...], bool] = {}
+        self.modelled = modelled(spec)
         _c, h, w = spec.in_shape
         self.kh, self.kw = spec.kernel_extent
         self.uh, self.uw = spec.ups
@@ -114,14 +126,18 @@ class _Costs:
         self.opg = spec.opg if spec.grouped else 1
         self.shuffle = spec.out.shuffle_c // spec.out.shuffle if spec.out.shuffle else 0
 
-    def __call__(self, t: Tile) -> int | None:
-        """The tile's estimated cycles, or None if it fits no loop nest."""
+    def key(self, t: Tile) -> tuple[int, ...]:
+        """What the tile's latency depends on."""
         h0, h1 = t.rows(self.spec.out_shape[1])
         cols = _in_range(t.w0, t.w1, self.kw, self.sw, self.pl, self.w, self.uw)
         rows = _in_range(h0, h1, self.kh, self.sh, self.pt, self.h, self.uh)
-        key = (t.w1 - t.w0, cols[1] - cols[0], cols[2], cols[3], h1 - h0, rows[1] - rows[0],
-               rows[2], rows[3], t.c1 - t.c0, t.c0 % self.opg, t.c1 % self.opg,
-               *((t.c0 % self.shuffle, t.c1 % self.shuffle) if self.shuffle else ()))
+        return (t.w1 - t.w0, cols[1] - cols[0], cols[2], cols[3], h1 - h0, rows[1] - rows[0],
+                rows[2], rows[3], t.c1 - t.c0, t.c0 % self.opg, t.c1 % self.opg,
+                *((t.c0 % self.shuffle, t.c1 % self.shuffle) if self.shuffle else ()))
+
+    def __call__(self, t: Tile, key: tuple[int, ...] | None = None) -> int | None:
+        """The tile's estimated cycles, or None if it fits no loop nest."""
+        key = key or self.key(t)
         try:
             return self.memo[key]
         except KeyError:
@@ -132,6 +148,27 @@ class _Costs:
             v = None
         self.memo[key] = v
         return v
+
+    def fits(self, t: Tile, key: tuple[int, ...]) -> bool:
+        """Whether the tile fits some loop nest (cheaper than estimating it)."""
+        v = self.fit.get(key)
+        if v is None:
+            if key in self.memo:
+                v = self.memo[key] is not None
+            elif self.modelled:
+                v = tile_fits(self.spec, t, self.hw)
+            else:
+                v = self(t, key) is not None
+            self.fit[key] = v
+        return v
+
+    def lower(self, t: Tile, key: tuple[int, ...]) -> int:
+        """A lower bound of the tile's estimated cycles (when it fits)."""
+        try:
+            return self.low[key]
+        except KeyError:
+            v = self.low[key] = cycles_lower_bound(self.spec, t, self.hw)
+            return v
 
 
 #: the output axes a tiling cuts: rows, columns, output channels
@@ -152,6 +189,8 @@ class _Layout:
         self.lane = {"h": 1, "w": hw.pixel_parallel, "c": hw.out_channel_parallel}
         c_unit = max(spec.channel_unit, min(hw.out_channel_parallel, co))
         self.units = {"h": (1,), "w": tuple(sorted({1, hw.pixel_parallel})), "c": (c_unit,)}
+        #: what the partitions depend on
+        self.key = (co, oh, ow, hw.pixel_parallel, hw.out_channel_parallel, c_unit)
 
     def cells(self, axis: str, a: int, b: int) -> int:
         return -(-(b - a) // self.lane[axis])
@@ -249,17 +288,18 @@ def _tiles(strips: _Strips, outer: str,
     return tuple(tiles)
 
 
-def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
-                       costs: _Costs | None = None) -> tuple[Tile, ...] | None:
-    """The partition of ``spec``'s output into ``k`` tiles that fit the buffers with the
-    least estimated longest tile (ties: least estimated total, then the first found), or
-    None if there is none. The guillotine partitions are ranked by their largest tile in
-    PE cells; the :data:`SHORTLIST` best are estimated in cycles."""
-    lay = _Layout(spec, hw)
-    cost = costs or _Costs(spec, hw)
-    ranked: list[tuple[int, int, int, _Strips, str, str]] = []
-    mixed: list[tuple[int, int, int, _Strips, str, str]] = []
-    plain: list[tuple[int, int, int, _Strips, str, str]] = []  # one-axis splits: all tried
+_Entry = tuple[int, int, int, _Strips, str, str]
+#: a layout's partitions into k tiles: the one-axis splits, the guillotine partitions of
+#: strips of one kind, of two kinds (each family ranked by (max cells, total cells))
+_Families = tuple[list[_Entry], list[_Entry], list[_Entry]]
+
+
+def _families(lay: _Layout, k: int) -> _Families:
+    """Every partition of ``lay`` into ``k`` tiles the search considers (module
+    docstring), by family, each ranked by its largest tile in PE cells."""
+    ranked: list[_Entry] = []
+    mixed: list[_Entry] = []
+    plain: list[_Entry] = []  # one-axis splits: all tried
     seen: set[tuple[str, str, _Strips]] = set()
     s_options = sorted({1, 2, 3, 4, k, *(-(-k // n) for n in (2, 3, 4))})
     for outer in _AXES:
@@ -283,27 +323,78 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
                         if (outer, inner, strips) not in seen:
                             seen.add((outer, inner, strips))
                             mixed.append((mx, tot, len(mixed), strips, outer, inner))
-    best: tuple[int, int] | None = None
-    found: tuple[Tile, ...] | None = None
-    done: set[tuple[Tile, ...]] = set()
-    for family, limit in ((plain, len(plain)), (ranked, SHORTLIST), (mixed, SHORTLIST)):
+    for family in (plain, ranked, mixed):
         family.sort()
+    return plain, ranked, mixed
+
+
+class _Search:
+    """Memo of one tiling search (one :func:`layer_candidates` call): the partitions of
+    each layout into ``k`` tiles, and their tiles; layers of equal output shape and
+    channel unit share them."""
+
+    def __init__(self) -> None:
+        self.families: dict[tuple[object, ...], _Families] = {}
+        self.tiles: dict[tuple[object, ...], tuple[Tile, ...]] = {}
+
+    def partitions(self, lay: _Layout, k: int) -> _Families:
+        key = (lay.key, k)
+        got = self.families.get(key)
+        if got is None:
+            got = self.families[key] = _families(lay, k)
+        return got
+
+    def tiles_of(self, lay: _Layout, e: _Entry) -> tuple[Tile, ...]:
+        key = (lay.key, e[3], e[4], e[5])
+        got = self.tiles.get(key)
+        if got is None:
+            got = self.tiles[key] = _tiles(e[3], e[4], e[5], lay)
+        return got
+
+
+def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
+                       costs: _Costs | None = None, search: _Search | None = None,
+                       ) -> tuple[Tile, ...] | None:
+    """The partition of ``spec``'s output into ``k`` tiles that fit the buffers with the
+    least estimated longest tile (ties: least estimated total, then the first considered),
+    or None if there is none. Considered are every one-axis split and, of each family of
+    guillotine partitions, the :data:`SHORTLIST` best that fit, ranked by their largest
+    tile in PE cells. They are estimated in the order of their lower bound (the largest
+    :func:`~vfpga.compiler.tilecost.cycles_lower_bound` of their tiles); one whose bound
+    exceeds the best longest tile found so far cannot win and is not estimated."""
+    lay = _Layout(spec, hw)
+    cost = costs or _Costs(spec, hw)
+    search = search or _Search()
+    done: set[tuple[Tile, ...]] = set()
+    considered: list[tuple[int, int, tuple[Tile, ...], list[tuple[int, ...]],
+                           dict[tuple[int, ...], Tile]]] = []
+    for family, limit in zip(search.partitions(lay, k), (None, SHORTLIST, SHORTLIST),
+                             strict=True):
         tried = 0
-        for _mx, _tot, _i, strips, outer, inner in family:
-            tiles = _tiles(strips, outer, inner, lay)
+        for e in family:
+            if limit is not None and tried >= limit:
+                break
+            tiles = search.tiles_of(lay, e)
             if tiles in done:
                 continue
             done.add(tiles)
-            got = [cost(t) for t in tiles]
-            vals = [v for v in got if v is not None]
-            if len(vals) < len(got):
+            tk = [cost.key(t) for t in tiles]
+            keys = dict(zip(tk, tiles, strict=True))
+            if not all(cost.fits(t, q) for q, t in keys.items()):
                 continue
-            key = (max(vals), sum(vals))
-            if best is None or key < best:
-                best, found = key, tiles
             tried += 1
-            if tried >= limit:
-                break
+            low = max(cost.lower(t, q) for q, t in keys.items())
+            considered.append((low, len(considered), tiles, tk, keys))
+    best: tuple[int, int, int] | None = None
+    found: tuple[Tile, ...] | None = None
+    for low, order, tiles, tk, keys in sorted(considered, key=lambda x: (x[0], x[1])):
+        if best is not None and low > best[0]:
+            break
+        got = {q: cost(t, q) or 0 for q, t in keys.items()}  # (they fit)
+        vals = [got[q] for q in tk]
+        key = (max(vals), sum(vals), order)
+        if best is None or key < best:
+            best, found = key, tiles
     return found
 
 
@@ -318,7 +409,7 @@ def _axis(tiles: tuple[Tile, ...], spec: LayerSpec) -> str:
 
 
 def candidates(spec: LayerSpec, hw: HardwareConfig, max_parts: int = MAX_PARTS,
-               ) -> list[Candidate]:
+               search: _Search | None = None) -> list[Candidate]:
     """The candidate tilings of ``spec``: the balanced partition into ``k`` tiles for
     every ``k = 1 .. min(hw.num_cores, max_parts)`` that has one, in increasing ``k``,
     then the plain width and channel splits into :data:`PLAIN_PARTS` parts not among them
@@ -326,10 +417,11 @@ def candidates(spec: LayerSpec, hw: HardwareConfig, max_parts: int = MAX_PARTS,
     as finely as needed)."""
     co, oh, ow = spec.out_shape
     costs = _Costs(spec, hw)
+    search = search or _Search()
     out: list[Candidate] = []
     seen: set[tuple[Tile, ...]] = set()
     for k in range(1, max(1, min(hw.num_cores, max_parts)) + 1):
-        tiles = balanced_partition(spec, hw, k, costs)
+        tiles = balanced_partition(spec, hw, k, costs, search)
         if tiles is None or tiles in seen:
             continue
         seen.add(tiles)
@@ -366,4 +458,39 @@ def candidates(spec: LayerSpec, hw: HardwareConfig, max_parts: int = MAX_PARTS,
             f"layer {spec.index} ('{spec.node.name}'): no tiling fits the core's buffers "
             f"(output {co}x{oh}x{ow})"
         )
+    return out
+
+
+def shape_signature(spec: LayerSpec) -> tuple[object, ...]:
+    """Everything :func:`candidates` reads from ``spec``: two layers of equal signatures
+    (on the same hardware) have the same candidates. For the forms
+    :func:`~vfpga.compiler.tilecost.tile_cycles` models that is the layer's geometry (kind,
+    shapes, kernel, stride, padding, groups), its activation (a TABLE loads its table) or
+    pooling mode, and how its output is stored (shuffled or not); a form it does not model
+    (estimated by generating the tile's instructions) is its own signature."""
+    node = spec.node
+    if not modelled(spec):
+        return ("layer", spec.index)
+    mode = (node.act.kind == "table" if isinstance(node, QConv)
+            else pool_mode(node) if isinstance(node, QPool) else None)
+    return (spec.kind, type(node).__name__, mode, spec.in_shape, spec.out_shape, spec.kernel,
+            spec.stride, spec.pads, spec.groups, spec.dil, spec.ups, spec.bcast,
+            spec.out.shuffle, spec.out.shuffle_c)
+
+
+def layer_candidates(specs: list[LayerSpec], hw: HardwareConfig,
+                     max_parts: int = MAX_PARTS) -> list[list[Candidate]]:
+    """:func:`candidates` of every layer of ``specs``, computed once per
+    :func:`shape_signature` (ResNet-50: 72 layers, 30 signatures). Raises
+    :class:`~vfpga.compiler.ifpgen.TileDoesNotFit` naming the first layer that has
+    none."""
+    memo: dict[tuple[object, ...], list[Candidate]] = {}
+    search = _Search()
+    out: list[list[Candidate]] = []
+    for spec in specs:
+        key = shape_signature(spec)
+        cands = memo.get(key)
+        if cands is None:
+            cands = memo[key] = candidates(spec, hw, max_parts, search)
+        out.append(cands)
     return out

@@ -23,7 +23,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from vfpga.compiler.ifpgen import LayerSpec, TileDoesNotFit, layer_specs
-from vfpga.compiler.tiling import candidates
+from vfpga.compiler.tiling import layer_candidates
 from vfpga.dialects import derived, ifp
 from vfpga.hw.config import DEFAULT_HW, HardwareConfig, HardwareConfigError, load_hw
 from vfpga.passes.dnn_plan_memory import DDR_SIZE_ATTR, StaticPassError, planned
@@ -110,12 +110,12 @@ def tile_module(module: ModuleOp, hw: HardwareConfig, hw_label: str | None = Non
     for op in [op for op in module.ops if isinstance(op, ifp.LayerOp)]:
         op.detach()
         op.erase()
+    try:
+        per_layer = layer_candidates(specs, hw)
+    except TileDoesNotFit as exc:
+        raise StaticPassError(f"{exc} on {hw.name}") from None
     layers: list[ifp.LayerOp] = []
-    for spec in specs:
-        try:
-            cands = candidates(spec, hw)
-        except TileDoesNotFit as exc:
-            raise StaticPassError(f"{exc} on {hw.name}") from None
+    for spec, cands in zip(specs, per_layer, strict=True):
         ops: list[ifp.CandidateOp] = []
         for c in cands:
             if c.axis == "w":
