@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
@@ -199,79 +200,141 @@ class _Layout:
 _Strips = tuple[tuple[tuple[int, int], tuple[tuple[int, int], ...]], ...]
 
 
+_Memo = dict[tuple[object, ...], object]
+
+
+def _inner_cells(size: int, unit: int, lane: int, k: int, memo: _Memo,
+                 ) -> tuple[tuple[int, int], ...]:
+    """For ``n = 0 .. k``, (largest, total) PE cells along one axis of the split of
+    ``[0, size)`` into ``n`` parts (:func:`_split`); (0, 0) where there is none."""
+    key = ("cells", size, unit, lane, k)
+    got = memo.get(key)
+    if got is None:
+        out = [(0, 0)]
+        for n in range(1, k + 1):
+            parts = _split(size, n, unit)
+            cells = [-(-(y - x) // lane) for x, y in parts] if parts else [0]
+            out.append((max(cells), sum(cells)))
+        got = memo[key] = tuple(out)
+    return got  # type: ignore[return-value]
+
+
 def _guillotine(lay: _Layout, k: int, s: int, outer: str, inner: str, u_out: int,
-                u_in: int) -> tuple[_Strips, int, int] | None:
+                u_in: int, memo: _Memo) -> tuple[_Strips, int, int] | None:
     """``k`` tiles in ``s`` strips along ``outer``, each split along ``inner`` (see the
     module docstring): (strips with their inner ranges, max cells of a tile, total
-    cells), or None."""
+    cells), or None. The cells along the third axis only scale the counts, so the
+    partition is computed once per sizes of the two axes (``memo``)."""
+    third = next(a for a in _AXES if a not in (outer, inner))
+    third_cells = lay.cells(third, 0, lay.size[third])
+    size_o, size_i, lane_o, lane_i = lay.size[outer], lay.size[inner], lay.lane[outer], \
+        lay.lane[inner]
+    key = ("g", size_o, size_i, lane_o, lane_i, k, s, u_out, u_in)
+    if key in memo:
+        got = cast(tuple[_Strips, int, int] | None, memo[key])
+    else:
+        got = _guillotine_cells(size_o, size_i, lane_o, lane_i, k, s, u_out, u_in, memo)
+        memo[key] = got
+    if got is None:
+        return None
+    strips, mx, tot = got
+    return strips, mx * third_cells, tot * third_cells
+
+
+def _guillotine_cells(size_o: int, size_i: int, lane_o: int, lane_i: int, k: int, s: int,
+                      u_out: int, u_in: int, memo: _Memo) -> tuple[_Strips, int, int] | None:
     q, r = divmod(k, s)
     if q == 0:
         return None
     counts = (q + 1,) * r + (q,) * (s - r)
-    strips = _prop_split(lay.size[outer], counts, u_out)
+    strips = _prop_split(size_o, counts, u_out)
     if strips is None:
         return None
+    inner_cells = _inner_cells(size_i, u_in, lane_i, max(k, MAX_PARTS), memo)
     out = []
     mx = tot = 0
-    third = next(a for a in _AXES if a not in (outer, inner))
-    third_cells = lay.cells(third, 0, lay.size[third])
-    lane_o, lane_i = lay.lane[outer], lay.lane[inner]
     for (a, b), n in zip(strips, counts, strict=True):
-        parts = _split(lay.size[inner], n, u_in)
+        parts = _split(size_i, n, u_in)
         if parts is None:
             return None
-        oc = -(-(b - a) // lane_o) * third_cells
-        for x, y in parts:
-            cells = oc * -(-(y - x) // lane_i)
-            mx = max(mx, cells)
-            tot += cells
+        oc = -(-(b - a) // lane_o)
+        in_max, in_tot = inner_cells[n]
+        mx = max(mx, oc * in_max)
+        tot += oc * in_tot
         out.append(((a, b), parts))
     return tuple(out), mx, tot
 
 
 def _two_kinds(lay: _Layout, k: int, outer: str, inner: str, u_out: int, u_in: int,
-               keep: int = 2) -> list[tuple[_Strips, int, int]]:
+               memo: _Memo, keep: int = 2) -> list[tuple[_Strips, int, int]]:
     """Guillotine partitions with strips of two kinds: ``a`` strips of ``u_a`` units
     holding ``n_a`` tiles each, then one strip of the remaining units holding the
     remaining ``k - a * n_a`` tiles (``u_a`` near ``units * n_a / k``), for layers whose
-    units do not divide evenly. The ``keep`` best by their largest tile in PE cells, as
-    (strips, max cells, total cells)."""
-    size_o, size_i = lay.size[outer], lay.size[inner]
-    units = -(-size_o // u_out)
+    units do not divide evenly. The ``keep`` best by their largest tile in PE cells
+    (ties: less total, then smaller ``n_a``, ``a``, ``u_a``), as (strips, max cells,
+    total cells). Computed for every ``k`` at once, once per sizes of the two axes
+    (``memo``; the cells along the third axis only scale the counts)."""
     third = next(x for x in _AXES if x not in (outer, inner))
     third_cells = lay.cells(third, 0, lay.size[third])
-    in_max = np.zeros(k + 1, np.int64)  # 0: no split into n parts
-    in_tot = np.zeros(k + 1, np.int64)
-    for n in range(1, k + 1):
-        parts = _split(size_i, n, u_in)
-        if parts is not None:
-            cells = [lay.cells(inner, x, y) for x, y in parts]
-            in_max[n], in_tot[n] = max(cells), sum(cells)
-    na, a, d = np.meshgrid(np.arange(1, k), np.arange(1, k), np.arange(-1, 3), indexing="ij")
-    nb = k - a * na
-    ua = units * na // k + d
+    size_o, size_i, lane_o, lane_i = lay.size[outer], lay.size[inner], lay.lane[outer], \
+        lay.lane[inner]
+    kmax = max(k, MAX_PARTS)
+    key = ("t", size_o, size_i, lane_o, lane_i, u_out, u_in, keep, kmax)
+    got = memo.get(key)
+    if got is None:
+        inner_cells = _inner_cells(size_i, u_in, lane_i, kmax, memo)
+        got = memo[key] = _two_kinds_cells(size_o, size_i, lane_o, kmax, u_out, u_in, keep,
+                                           inner_cells, memo)
+    return [(st, mx * third_cells, tot * third_cells)
+            for st, mx, tot in got[k]]  # type: ignore[index]
+
+
+def _two_kinds_cells(size_o: int, size_i: int, lane: int, kmax: int, u_out: int, u_in: int,
+                     keep: int, inner_cells: tuple[tuple[int, int], ...], memo: _Memo,
+                     ) -> list[list[tuple[_Strips, int, int]]]:
+    """:func:`_two_kinds` for ``k = 0 .. kmax`` (index ``k``), in cells of the two axes."""
+    grid = memo.get(("grid", kmax))
+    if grid is None:  # (k, n_a, a, d) with n_b = k - a * n_a >= 1, in that order
+        kk, na, a, d = (x.ravel() for x in np.meshgrid(
+            np.arange(1, kmax + 1), np.arange(1, kmax), np.arange(1, kmax), np.arange(-1, 3),
+            indexing="ij"))
+        ok = kk - a * na >= 1
+        grid = memo[("grid", kmax)] = (kk[ok], na[ok], a[ok], d[ok])
+    kk, na, a, d = grid  # type: ignore[misc]
+    cells = np.asarray(inner_cells, np.int64)
+    in_max, in_tot = cells[:, 0], cells[:, 1]
+    units = -(-size_o // u_out)
+    nb = kk - a * na
+    ua = units * na // kk + d
     ub = units - a * ua
-    ok = (nb >= 1) & (ua >= 1) & (ub >= 1)
-    ok &= (in_max[na] > 0) & (in_max[np.clip(nb, 0, k)] > 0)
-    na, a, nb, ua, ub = na[ok], a[ok], nb[ok], ua[ok], ub[ok]
-    lane = lay.lane[outer]
+    ok = (ua >= 1) & (ub >= 1) & (in_max[na] > 0) & (in_max[nb] > 0)
+    kk, na, a, nb, ua, ub = kk[ok], na[ok], a[ok], nb[ok], ua[ok], ub[ok]
     co_a = -(-np.minimum(ua * u_out, size_o) // lane)
     co_b = -(-np.minimum(ub * u_out, size_o) // lane)
-    mx = np.maximum(co_a * in_max[na], co_b * in_max[nb]) * third_cells
-    tot = (a * co_a * in_tot[na] + co_b * in_tot[nb]) * third_cells
-    out: list[tuple[_Strips, int, int]] = []
-    for i in np.lexsort((tot, mx))[:keep].tolist():
-        step = int(ua[i]) * u_out
-        bounds = [min(size_o, j * step) for j in range(int(a[i]) + 1)] + [size_o]
-        if bounds[-2] >= size_o:
-            continue
-        counts = [int(na[i])] * int(a[i]) + [int(nb[i])]
-        strips = []
-        for (x, y), n in zip(itertools.pairwise(bounds), counts, strict=True):
-            parts = _split(size_i, n, u_in)
-            assert parts is not None
-            strips.append(((x, y), parts))
-        out.append((tuple(strips), int(mx[i]), int(tot[i])))
+    mx = np.maximum(co_a * in_max[na], co_b * in_max[nb])
+    tot = a * co_a * in_tot[na] + co_b * in_tot[nb]
+    order = np.lexsort((tot, mx, kk))  # stable: ties keep the (n_a, a, d) order
+    ks = kk[order]
+    starts = np.searchsorted(ks, np.arange(kmax + 2))
+    rows = np.stack([na, a, nb, ua, mx, tot])[:, order]
+    out: list[list[tuple[_Strips, int, int]]] = []
+    for k in range(kmax + 1):
+        mine: list[tuple[_Strips, int, int]] = []
+        lo = int(starts[k])
+        for n_a, n_strips, n_b, u_a, m, t in rows[:, lo:min(lo + keep, int(starts[k + 1]))
+                                               ].T.tolist():
+            step = u_a * u_out
+            bounds = [min(size_o, j * step) for j in range(n_strips + 1)] + [size_o]
+            if bounds[-2] >= size_o:
+                continue
+            counts = [n_a] * n_strips + [n_b]
+            strips = []
+            for (x, y), n in zip(itertools.pairwise(bounds), counts, strict=True):
+                parts = _split(size_i, n, u_in)
+                assert parts is not None
+                strips.append(((x, y), parts))
+            mine.append((tuple(strips), m, t))
+        out.append(mine)
     return out
 
 
@@ -294,7 +357,7 @@ _Entry = tuple[int, int, int, _Strips, str, str]
 _Families = tuple[list[_Entry], list[_Entry], list[_Entry]]
 
 
-def _families(lay: _Layout, k: int) -> _Families:
+def _families(lay: _Layout, k: int, memo: _Memo) -> _Families:
     """Every partition of ``lay`` into ``k`` tiles the search considers (module
     docstring), by family, each ranked by its largest tile in PE cells."""
     ranked: list[_Entry] = []
@@ -311,7 +374,7 @@ def _families(lay: _Layout, k: int) -> _Families:
                     continue
                 for u_out in lay.units[outer]:
                     for u_in in lay.units[inner]:
-                        g = _guillotine(lay, k, s, outer, inner, u_out, u_in)
+                        g = _guillotine(lay, k, s, outer, inner, u_out, u_in, memo)
                         if g is None or (outer, inner, g[0]) in seen:
                             continue
                         seen.add((outer, inner, g[0]))
@@ -319,7 +382,8 @@ def _families(lay: _Layout, k: int) -> _Families:
                             (g[1], g[2], len(ranked), g[0], outer, inner))
             for u_out in lay.units[outer]:
                 for u_in in lay.units[inner]:
-                    for strips, mx, tot in _two_kinds(lay, k, outer, inner, u_out, u_in):
+                    for strips, mx, tot in _two_kinds(lay, k, outer, inner, u_out, u_in,
+                                                      memo):
                         if (outer, inner, strips) not in seen:
                             seen.add((outer, inner, strips))
                             mixed.append((mx, tot, len(mixed), strips, outer, inner))
@@ -336,12 +400,13 @@ class _Search:
     def __init__(self) -> None:
         self.families: dict[tuple[object, ...], _Families] = {}
         self.tiles: dict[tuple[object, ...], tuple[Tile, ...]] = {}
+        self.cells: _Memo = {}
 
     def partitions(self, lay: _Layout, k: int) -> _Families:
         key = (lay.key, k)
         got = self.families.get(key)
         if got is None:
-            got = self.families[key] = _families(lay, k)
+            got = self.families[key] = _families(lay, k, self.cells)
         return got
 
     def tiles_of(self, lay: _Layout, e: _Entry) -> tuple[Tile, ...]:
