@@ -16,13 +16,14 @@ from xdsl.utils.exceptions import VerifyException
 
 from vfpga.compiler.assign import lower_bound, lpt
 from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, make_ifp
-from vfpga.compiler.latency import simulate
+from vfpga.compiler.latency import simulate, timing_words
 from vfpga.compiler.tilecost import cycles_lower_bound, tile_cycles
 from vfpga.compiler.tiling import candidates, layer_candidates, shape_signature
 from vfpga.dialects import get_all_dialects, ifp
 from vfpga.dialects.dnn_convert import qgraph_to_module
 from vfpga.frontend.qgraph import QGraph
 from vfpga.hw.config import load_hw
+from vfpga.isa.codec import encode_batch
 from vfpga.passes.dnn_plan_memory import DnnPlanMemoryPass
 from vfpga.passes.dnn_tile import layer_specs_of
 
@@ -167,3 +168,17 @@ def test_layers_of_one_shape_share_their_candidates() -> None:
     assert sigs[0] == sigs[1]
     assert len(set(sigs)) == len(sigs) - 1
     assert shared[0] is shared[1]
+
+
+def test_timing_words_key_the_latency_by_everything_but_ddr_addresses() -> None:
+    """Two interior row tiles of a layer differ only in their DDR addresses: equal timing
+    words and equal simulated latency; a narrower tile has other timing words."""
+    spec = _specs(_graph("conv", 16, 12, 10, 16, 3, 1, 1))[-1]
+    a, b = Tile(0, 10, 0, 16, 3, 6), Tile(0, 10, 0, 16, 6, 9)
+    ia, ib = make_ifp(spec, a, POOL16).insns, make_ifp(spec, b, POOL16).insns
+    wa, wb = encode_batch(ia), encode_batch(ib)
+    assert wa != wb
+    assert timing_words(wa) == timing_words(wb)
+    assert simulate(ia, POOL16) == simulate(ib, POOL16)
+    narrow = encode_batch(make_ifp(spec, Tile(0, 5, 0, 16, 3, 6), POOL16).insns)
+    assert timing_words(narrow) != timing_words(wa)

@@ -14,9 +14,21 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from vfpga.hw.config import HardwareConfig
 from vfpga.hw.costs import compute_cycles, core_bytes_per_cycle, insn_cycles
-from vfpga.isa.spec import MODULE_OF, Buffer, Dep, FieldDict, Module, Opcode, TokenQueue
+from vfpga.isa.spec import (
+    INSN_BYTES,
+    MODULE_OF,
+    PAYLOAD_FIELDS,
+    Buffer,
+    Dep,
+    FieldDict,
+    Module,
+    Opcode,
+    TokenQueue,
+)
 
 __all__ = [
     "column_geometry",
@@ -25,6 +37,7 @@ __all__ = [
     "insn_cycles",
     "latency_key",
     "simulate",
+    "timing_words",
 ]
 
 
@@ -112,3 +125,24 @@ def latency_key(layer: int, w0: int, w1: int, c0: int, c1: int, n_insns: int,
     count), so :func:`simulate` runs once per key. The static compiler and the
     ``ifp-estimate-latency`` pass share this key."""
     return (layer, w1 - w0, c1 - c0, c0 == 0, n_insns, columns, rows)
+
+
+def _ddr_bytes() -> slice:
+    """Where LOAD and SAVE words hold ``ddr`` (the same bytes in both)."""
+    (load,) = [f for f in PAYLOAD_FIELDS[Opcode.LOAD] if f.name == "ddr"]
+    (save,) = [f for f in PAYLOAD_FIELDS[Opcode.SAVE] if f.name == "ddr"]
+    assert (load.offset, load.size) == (save.offset, save.size)
+    return slice(load.offset, load.offset + load.size)
+
+
+_DDR = _ddr_bytes()
+
+
+def timing_words(words: bytes) -> bytes:
+    """Packed instruction words with the ``ddr`` field of every LOAD and SAVE zeroed: what
+    :func:`simulate` reads of them (it never reads a DDR address), so packages with equal
+    timing words have equal latencies, whatever their layer, rows or origin."""
+    a = np.frombuffer(words, np.uint8).reshape(-1, INSN_BYTES).copy()
+    moves = (a[:, 0] == int(Opcode.LOAD)) | (a[:, 0] == int(Opcode.SAVE))
+    a[moves, _DDR] = 0
+    return a.tobytes()

@@ -5,10 +5,13 @@ instructions alone on one core, from the cycle-level core model
 (:func:`vfpga.compiler.latency.simulate`: the LOAD, CALC and SAVE queues running
 concurrently under the dependency tokens, at the core's share of its DDR bank).
 
-The packages of one layer with equal :func:`vfpga.compiler.latency.latency_key` (tile
-width, channel count, column geometry, first-channel flag, instruction count) are
-simulated once and share the result. The instructions are read with
-:meth:`vfpga.dialects.ifp.PackageOp.insn_fields` (packed ``code`` or ``isa`` ops).
+Packages with equal :func:`vfpga.compiler.latency.timing_words` (their packed words with
+the LOAD/SAVE DDR addresses zeroed: everything the model reads) are simulated once and
+share the result, across layers, rows and origins; packages given as ``isa`` ops (no
+packed words) are keyed by :func:`vfpga.compiler.latency.latency_key` (layer, tile width,
+channel count, column geometry, first-channel flag, instruction count, rows). The
+instructions are read with :meth:`vfpga.dialects.ifp.PackageOp.insn_fields` (packed
+``code`` or ``isa`` ops).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from vfpga.compiler.latency import column_geometry, latency_key, simulate
+from vfpga.compiler.latency import column_geometry, latency_key, simulate, timing_words
 from vfpga.passes.dnn_plan_memory import StaticPassError
 from vfpga.passes.dnn_tile import hw_of, layers_of
 
@@ -45,8 +48,13 @@ class IfpEstimateLatencyPass(ModulePass):
                             f'ifp.layer {li} "{layer.node.data}": package w={w0}:{w1} '
                             f"c={c0}:{c1} has no instructions: run ifp-lower-to-isa first"
                         )
-                    columns = column_geometry(body)
-                    key = latency_key(li, w0, w1, c0, c1, len(body), columns, (h0, h1))
+                    words = pkg.code_bytes
+                    key: tuple[object, ...]
+                    if words is not None:
+                        key = ("words", timing_words(words))
+                    else:
+                        columns = column_geometry(body)
+                        key = latency_key(li, w0, w1, c0, c1, len(body), columns, (h0, h1))
                     lat = cache.get(key)
                     if lat is None:
                         try:
