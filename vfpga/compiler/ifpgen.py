@@ -21,6 +21,7 @@ on any core, which is what lets the dynamic pass reassign IFPs without touching 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -399,6 +400,36 @@ def tile_fits(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> bool:
                for og in reversed(_group_sizes(spec, tile)))
 
 
+def _cost_bound(spec: LayerSpec, wt: int, ct: int, oh: int, full_in: int, bpc: float,
+                hw: HardwareConfig) -> Callable[[int], float] | None:
+    """A lower bound of :func:`_choose_plan`'s cost of group size ``og`` that never falls
+    as ``og`` shrinks (one more group loads the input again and pays its instructions),
+    so the search over decreasing sizes stops once it reaches the best cost; None for the
+    forms it does not cover (grouped, dilated or upsampled CONVs, global pooling)."""
+    if spec.grouped or not spec.plain or (
+            isinstance(spec.node, QPool) and spec.node.kind == "global_avg"):
+        return None
+    c = spec.in_shape[0]
+    kh, kw = spec.kernel
+    sh, sw = spec.stride
+    # the fewest input rows any band height loads, and the columns every band loads
+    rows = min(full_in, oh * kh if kh < sh else (oh - 1) * sh + kh) * ((wt - 1) * sw + kw)
+    dense = spec.kind == "conv" and spec.groups == 1
+    fixed = oh * wt * ct
+    if spec.kind == "conv":
+        fixed += ct * kh * kw * (c if dense else 1)
+    if not dense:  # every group loads its own channels' input: ct channels in all
+        fixed += rows * ct * (2 if spec.kind == "add" else 1)
+    per_group = rows * c if dense else 0
+    setup = 5 * hw.costs.load_setup_cycles  # each group: >= 5 instructions
+
+    def bound(og: int) -> float:
+        groups = -(-ct // og)
+        return (fixed + groups * per_group) / bpc + groups * setup
+
+    return bound
+
+
 def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     wt, ct = tile.w1 - tile.w0, tile.c1 - tile.c0
     options = _group_sizes(spec, tile)
@@ -418,7 +449,10 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
             full_in = min(full_in, _real_span((oh - 1) * spec.stride[0]
                                               + spec.kernel_extent[0], spec.ups[0]))
     best: tuple[float, _Plan] | None = None
+    bound = _cost_bound(spec, wt, ct, oh, full_in, bpc, hw)
     for og in options:
+        if bound is not None and best is not None and bound(og) >= best[0]:
+            break  # this and every smaller group size cost at least as much
         p = _fit(spec, wt, og, hw, oh)
         if p is None:
             continue
