@@ -2,36 +2,51 @@
 addresses of the other tiles of that shape patched in bulk.
 
 Many tiles of a layer share a shape (:func:`vfpga.compiler.ifpgen.shape_key`: width,
-channel count, border padding, loop nest), and then their instruction streams differ
-only in the ``ddr`` fields of LOAD and SAVE, affinely in the tile's origin. For each
-shape, :func:`generate_ifps` generates the first tile and the first tile at another
-origin with :func:`~vfpga.compiler.ifpgen.make_ifp`, encodes both, and reads each
-word's DDR step per unit of origin off their difference; every other tile of the shape
-is the first tile's words with ``ddr += step * (origin - first origin)``, computed with
-numpy on the packed words. This is what keeps ``ifp-lower-to-isa`` fast: a ResNet-50 has
-~10^4 packages over all candidates but ~1,700 shapes (docs/compiler.md).
+channel count, row count, border padding of columns and rows, loop nest), and then
+their instruction streams differ only in the ``ddr`` fields of LOAD and SAVE, affinely
+in the tile's origin ``(w0, c0, h0)``. For each shape, :func:`generate_ifps` generates
+the first tile and the tiles whose origins first span the others' offsets (up to three:
+tiles of two-dimensional partitions differ in two axes, tiles of several candidates in
+three) with :func:`~vfpga.compiler.ifpgen.make_ifp`, encodes them, and reads each
+word's DDR change per basis offset off their differences; every other tile of the shape
+is the first tile's words with its offset's combination of those changes added to
+``ddr``, computed with numpy on the packed words. This is what keeps ``ifp-lower-to-isa``
+fast: a ResNet-50 has ~10^4 packages over all candidates but ~2,600 shapes
+(docs/compiler.md).
 
 Self-checks (each failure is handled, never ignored):
 
 * the generator's own buffer accounting (``use``, ``rows``) is compared with the bytes
   its instructions write (:func:`insn_footprint`) once per shape (the buffer side of a
   stream does not depend on DDR addresses): a mismatch is an internal error;
-* the two generated tiles of a shape must differ in nothing but LOAD/SAVE ``ddr``
-  fields, by exact multiples of their origins' distance, and when the shape has a third
-  origin the last tile is generated too and must equal its patched words byte for byte;
-  patched addresses must fit the 32-bit field. If any of these fails, every tile of that
-  shape is generated on its own (the bytes are then those of the generator, whatever
-  the key promised).
+* every member of a shape must have the first member's border geometry, computed from
+  the layer apart from the key (:func:`_border`: loop nest, size, input rows and
+  columns with their padding, group alignment); the generated basis tiles must differ
+  from the first in nothing but LOAD/SAVE ``ddr`` fields; each member's offset must be
+  an exact combination of the basis offsets and its patched addresses whole numbers in
+  the 32-bit field; and when a member lies at an origin none of the generated tiles
+  has, the last such member is generated too and must equal its patched words byte for
+  byte. If any of these fails, every tile of that shape is generated on its own (the
+  bytes are then those of the generator, whatever the key promised).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from vfpga.compiler.ifpgen import IfpCode, Insn, LayerSpec, LoopNest, Tile, make_ifp, shape_key
+from vfpga.compiler.ifpgen import (
+    IfpCode,
+    Insn,
+    LayerSpec,
+    LoopNest,
+    Tile,
+    _in_range,
+    make_ifp,
+    shape_key,
+)
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.codec import encode_batch
 from vfpga.isa.effects import written_range
@@ -101,19 +116,65 @@ class _Shape:
 
     members: list[int]
     generated: dict[int, IfpCode]
-    origin: list[int]  # each member's origin along the axis its tiles differ in
+    #: each member's origin (w0, c0, h0) minus the first member's; empty when every
+    #: member is generated on its own
+    offset: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+    #: the generated members that span the offsets (the first one excluded)
+    basis: list[int] = field(default_factory=list)
 
 
-def _origins(jobs: Sequence[TileJob], members: list[int]) -> list[int] | None:
-    """Each member's origin along the one axis the members' tiles differ in (``w0`` or
-    ``c0``), or None when they differ in both."""
-    w0s = [jobs[i].tile.w0 for i in members]
-    c0s = [jobs[i].tile.c0 for i in members]
-    if len(set(c0s)) == 1:
-        return w0s
-    if len(set(w0s)) == 1:
-        return c0s
-    return None
+def _offsets(jobs: Sequence[TileJob], members: list[int]) -> np.ndarray:
+    """Each member's origin ``(w0, c0, h0)`` minus the first member's."""
+    o = np.asarray([(jobs[i].tile.w0, jobs[i].tile.c0, jobs[i].h[0]) for i in members],
+                   np.int64)
+    return o - o[0]
+
+
+def _border(job: TileJob) -> tuple[int, ...]:
+    """What a tile's stream depends on besides its origin, computed from the layer
+    (independently of :func:`~vfpga.compiler.ifpgen.shape_key`): its loop nest, size, the input rows
+    and columns it loads with their border padding, its channels' alignment to the conv
+    groups (its first channel when the output is stored shuffled)."""
+    spec, t = job.spec, job.tile
+    (ekh, ekw), (sh, sw), (uh, uw) = spec.kernel_extent, spec.stride, spec.ups
+    _ci, h, w = spec.in_shape
+    rlo, rhi, pad_t, pad_b = _in_range(job.h[0], job.h[1], ekh, sh, spec.pads[0], h, uh)
+    clo, chi, pad_l, pad_r = _in_range(t.w0, t.w1, ekw, sw, spec.pads[2], w, uw)
+    unit = spec.opg if spec.grouped else 1
+    return (t.w1 - t.w0, t.c1 - t.c0, job.h[1] - job.h[0], rhi - rlo, pad_t, pad_b,
+            chi - clo, pad_l, pad_r, t.c0 if spec.out.shuffle else t.c0 % unit,
+            job.h[0] % uh, t.w0 % uw,
+            *((p.og, p.rb, p.chunk, p.in_cols) if (p := job.plan) is not None else ()))
+
+
+def _cross(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, int, int]:
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+
+def _picks(offset: np.ndarray) -> tuple[list[int], int | None]:
+    """Positions of members whose offsets span all the others' (each raising the rank;
+    exact integer tests), and of one more member to check the patch against (the last
+    whose offset is none of theirs), if any."""
+    rows = [tuple(r) for r in offset.tolist()]
+    basis: list[int] = []
+    normal: tuple[int, ...] = (0, 0, 0)
+    for k in range(1, len(rows)):
+        v = rows[k]
+        if not basis:
+            new = any(v)
+        elif len(basis) == 1:
+            new = any(_cross(rows[basis[0]], v))
+        else:
+            new = sum(a * b for a, b in zip(normal, v, strict=True)) != 0
+        if new:
+            basis.append(k)
+            if len(basis) == 2:
+                normal = _cross(rows[basis[0]], rows[basis[1]])
+            if len(basis) == 3:
+                break
+    known = {rows[k] for k in (0, *basis)}
+    extra = [k for k in range(len(rows)) if rows[k] not in known]
+    return basis, (extra[-1] if extra else None)
 
 
 def generate_ifps(jobs: Sequence[TileJob], hw: HardwareConfig) -> list[TileCode]:
@@ -128,33 +189,20 @@ def generate_ifps(jobs: Sequence[TileJob], hw: HardwareConfig) -> list[TileCode]
             key = (id(job.spec), *shape_key(job.spec, job.tile, job.plan))
         sh = shapes.get(key)
         if sh is None:
-            shapes[key] = _Shape([i], {}, [])
+            shapes[key] = _Shape([i], {})
         else:
             sh.members.append(i)
     for sh in shapes.values():
-        origin = _origins(jobs, sh.members)
         first = sh.members[0]
         sh.generated[first] = _checked(jobs[first], hw)
-        if origin is None:
-            for i in sh.members[1:]:
-                sh.generated[i] = _checked(jobs[i], hw)
+        if len(sh.members) == 1:
             continue
-        sh.origin = origin
-        seen = {origin[0]}
-        picks: list[int] = []
-        for k, o in enumerate(origin):  # the first tile at a second origin, the last one
-            if o not in seen:
-                if not picks:
-                    picks.append(k)
-                seen.add(o)
-        if len(seen) > 2:
-            picks.append(
-                max(k for k, o in enumerate(origin) if o != origin[0] and o != origin[picks[0]])
-            )
-        for k in picks:
-            sh.generated[sh.members[k]] = make_ifp(
-                jobs[sh.members[k]].spec, jobs[sh.members[k]].tile, hw, jobs[sh.members[k]].plan
-            )
+        sh.offset = _offsets(jobs, sh.members)
+        basis, check = _picks(sh.offset)
+        sh.basis = [sh.members[k] for k in basis]
+        for k in (*basis, *(() if check is None else (check,))):
+            job = jobs[sh.members[k]]
+            sh.generated[sh.members[k]] = make_ifp(job.spec, job.tile, hw, job.plan)
     out: list[TileCode | None] = [None] * len(jobs)
     words = _encode_all([c for sh in shapes.values() for c in sh.generated.values()])
     redo: list[_Shape] = []
@@ -190,45 +238,54 @@ def _patch(
     jobs: Sequence[TileJob], sh: _Shape, words: dict[int, np.ndarray], out: list[TileCode | None]
 ) -> bool:
     """Fill ``out`` for the members of ``sh`` from the generated words; False (nothing
-    written) when the shape's tiles turn out not to be patchable."""
+    written) when the shape's tiles turn out not to be patchable.
+
+    Each member's offset is written in the basis members' offsets (exactly); its DDR
+    fields are the first member's plus the same combination of the basis members' DDR
+    differences, which must be whole numbers; every other field must equal the first
+    member's, and the generated check member must equal its patched words."""
     first = sh.members[0]
     base = words[first]
     code0 = sh.generated[first]
-    if not sh.origin:  # every member was generated and checked on its own
-        for i in sh.members:
-            code = sh.generated[i]
-            out[i] = TileCode(words[i].tobytes(), code.insns, code.use)
+    if len(sh.members) == 1:
+        out[first] = TileCode(base.tobytes(), code0.insns, code0.use)
         return True
-    if any(jobs[i].h != jobs[first].h for i in sh.members):
+    border = _border(jobs[first])
+    if any(_border(jobs[i]) != border for i in sh.members):
         return False
-    others = [i for i in sh.members[1:] if i in sh.generated]
-    if not others:  # one origin: every member is the same tile
+    if not sh.basis:  # one origin: every member is the same tile
         for i in sh.members:
             out[i] = TileCode(
                 base.tobytes(), code0.insns if i == first else _copy(code0.insns), code0.use
             )
         return True
     pos = {i: k for k, i in enumerate(sh.members)}
-    o0 = sh.origin[0]
-    second = others[0]
-    diff = words[second].astype(np.int64) - base.astype(np.int64)
     ops = base[:, 0] & 0xFF
     moves = (ops == int(Opcode.LOAD)) | (ops == int(Opcode.SAVE))
-    other = diff.copy()
-    other[moves, _DDR_COL] = 0
-    if other.any():
+    diffs = []
+    for i in sh.basis:
+        diff = words[i].astype(np.int64) - base.astype(np.int64)
+        other = diff.copy()
+        other[moves, _DDR_COL] = 0
+        if other.any():
+            return False
+        diffs.append(diff[:, _DDR_COL])
+    basis = sh.offset[[pos[i] for i in sh.basis]].astype(np.float64)
+    coef = sh.offset.astype(np.float64) @ basis.T @ np.linalg.inv(basis @ basis.T)
+    if np.abs(coef @ basis - sh.offset).max() > 1e-6:
         return False
-    step, rem = np.divmod(diff[:, _DDR_COL], sh.origin[pos[second]] - o0)
-    if rem.any():
+    steps = np.stack(diffs)  # (basis, words)
+    rows = np.flatnonzero(steps.any(axis=0))
+    exact = coef @ steps[:, rows].astype(np.float64)
+    shift = np.rint(exact).astype(np.int64)
+    if shift.size and np.abs(exact - shift).max() > 1e-6:
         return False
-    rows = np.flatnonzero(step)
-    shift = np.asarray([sh.origin[pos[i]] - o0 for i in sh.members], dtype=np.int64)
-    ddr = base[rows, _DDR_COL].astype(np.int64)[None, :] + shift[:, None] * step[rows][None, :]
+    ddr = base[rows, _DDR_COL].astype(np.int64)[None, :] + shift
     if ddr.size and (ddr.min() < 0 or ddr.max() > 0xFFFFFFFF):
         return False
     allw = np.broadcast_to(base, (len(sh.members), *base.shape)).copy()
     allw[:, rows, _DDR_COL] = ddr
-    for i in others[1:]:
+    for i in sh.generated:
         if not np.array_equal(allw[pos[i]], words[i]):
             return False
     row_list = rows.tolist()

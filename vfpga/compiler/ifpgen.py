@@ -824,8 +824,7 @@ def add_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
 def shape_key(spec: LayerSpec, tile: Tile, plan: LoopNest) -> tuple[int, ...]:
     """Tiles of layer ``spec`` with equal keys (and loop nest ``plan``) get instruction
     streams that differ only in the ``ddr`` fields of their LOADs and SAVEs, each an
-    affine function of the tile's origin (``w0`` for tiles that differ in columns,
-    ``c0`` for tiles that differ in output channels).
+    affine function of the tile's origin ``(w0, c0, h0)``.
 
     Why: code generation branches only on the tile's width and channel count, the loop
     nest and the input columns' border padding (``pad_l``/``pad_r`` of the (dilated)
@@ -836,14 +835,18 @@ def shape_key(spec: LayerSpec, tile: Tile, plan: LoopNest) -> tuple[int, ...]:
     with the origin. Two exceptions are keyed in: a grouped convolution's channel
     segments and input-channel range depend on ``c0`` modulo the group size (and are
     affine over shifts that keep it), and a shuffled output's channel positions are
-    not affine in ``c0`` (its tiles are keyed by ``c0`` itself). The tile's rows
-    ``[h0, h1)`` are keyed in as they are (tiles of other rows are other shapes)."""
+    not affine in ``c0`` (its tiles are keyed by ``c0`` itself). Rows are like columns:
+    the tile's row count, input rows and their border padding are keyed (with ``h0``
+    modulo the upsampling), and addresses move affinely with ``h0``."""
     ekw, sw, pl, uw = spec.kernel_extent[1], spec.stride[1], spec.pads[2], spec.ups[1]
     _lo, _hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, ekw, sw, pl, spec.in_shape[2], uw)
+    h0, h1 = tile.rows(spec.out_shape[1])
+    ekh, sh, uh = spec.kernel_extent[0], spec.stride[0], spec.ups[0]
+    lo, hi, pad_t, pad_b = _in_range(h0, h1, ekh, sh, spec.pads[0], spec.in_shape[1], uh)
     unit = spec.opg if spec.grouped else 1
     c_key = tile.c0 if spec.out.shuffle else tile.c0 % unit
     return (tile.w1 - tile.w0, tile.c1 - tile.c0, pad_l, pad_r, c_key, plan.og, plan.rb,
-            plan.chunk, plan.in_cols, *tile.rows(spec.out_shape[1]))
+            plan.chunk, plan.in_cols, h1 - h0, hi - lo, pad_t, pad_b, h0 % uh)
 
 
 def make_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,

@@ -108,6 +108,10 @@ def cycles_lower_bound(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> int:
         elif spec.depthwise:
             load = pixels * ct + ct * (taps + PARAM_RECORD_BYTES)
             calc = pix * -(-ct // opar) * -(-taps // ip)
+        elif ci == 1:  # a CONV word of one input and one output channel computes as a
+            # depthwise one (taps on the input lanes)
+            load = pixels + ct * (taps + PARAM_RECORD_BYTES)
+            calc = pix * -(-ct // opar) * -(-taps // ip)
         else:
             load = pixels * ci + ct * (taps * ci + PARAM_RECORD_BYTES)
             calc = pix * -(-ct // opar) * -(-ci // ip) * taps

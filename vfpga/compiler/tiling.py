@@ -118,6 +118,8 @@ class _Costs:
         self.memo: dict[tuple[int, ...], int | None] = {}
         self.low: dict[tuple[int, ...], int] = {}
         self.fit: dict[tuple[int, ...], bool] = {}
+        self.cols: dict[tuple[int, int], tuple[int, ...]] = {}
+        self.rows: dict[tuple[int, int | None], tuple[int, ...]] = {}
         self.modelled = modelled(spec)
         _c, h, w = spec.in_shape
         self.kh, self.kw = spec.kernel_extent
@@ -128,13 +130,22 @@ class _Costs:
         self.shuffle = spec.out.shuffle_c // spec.out.shuffle if spec.out.shuffle else 0
 
     def key(self, t: Tile) -> tuple[int, ...]:
-        """What the tile's latency depends on."""
-        h0, h1 = t.rows(self.spec.out_shape[1])
-        cols = _in_range(t.w0, t.w1, self.kw, self.sw, self.pl, self.w, self.uw)
-        rows = _in_range(h0, h1, self.kh, self.sh, self.pt, self.h, self.uh)
-        return (t.w1 - t.w0, cols[1] - cols[0], cols[2], cols[3], h1 - h0, rows[1] - rows[0],
-                rows[2], rows[3], t.c1 - t.c0, t.c0 % self.opg, t.c1 % self.opg,
-                *((t.c0 % self.shuffle, t.c1 % self.shuffle) if self.shuffle else ()))
+        """What the tile's latency depends on: (width and column geometry, rows and row
+        geometry, channel count and alignment), each part cached by its range."""
+        cols = self.cols.get((t.w0, t.w1))
+        if cols is None:
+            lo, hi, pad_l, pad_r = _in_range(t.w0, t.w1, self.kw, self.sw, self.pl, self.w,
+                                             self.uw)
+            cols = self.cols[(t.w0, t.w1)] = (t.w1 - t.w0, hi - lo, pad_l, pad_r)
+        rows = self.rows.get((t.h0, t.h1))
+        if rows is None:
+            h0, h1 = t.rows(self.spec.out_shape[1])
+            lo, hi, pad_t, pad_b = _in_range(h0, h1, self.kh, self.sh, self.pt, self.h,
+                                             self.uh)
+            rows = self.rows[(t.h0, t.h1)] = (h1 - h0, hi - lo, pad_t, pad_b)
+        chans = (t.c1 - t.c0, t.c0 % self.opg, t.c1 % self.opg,
+                 *((t.c0 % self.shuffle, t.c1 % self.shuffle) if self.shuffle else ()))
+        return cols + rows + chans
 
     def __call__(self, t: Tile, key: tuple[int, ...] | None = None) -> int | None:
         """The tile's estimated cycles, or None if it fits no loop nest."""
@@ -400,6 +411,7 @@ class _Search:
     def __init__(self) -> None:
         self.families: dict[tuple[object, ...], _Families] = {}
         self.tiles: dict[tuple[object, ...], tuple[Tile, ...]] = {}
+        self.canon: dict[tuple[Tile, ...], tuple[Tile, ...]] = {}
         self.cells: _Memo = {}
 
     def partitions(self, lay: _Layout, k: int) -> _Families:
@@ -409,11 +421,15 @@ class _Search:
             got = self.families[key] = _families(lay, k, self.cells)
         return got
 
-    def tiles_of(self, lay: _Layout, e: _Entry) -> tuple[Tile, ...]:
-        key = (lay.key, e[3], e[4], e[5])
+    def tiles_of(self, lay: _Layout, k: int, family: int, i: int, e: _Entry,
+                 ) -> tuple[Tile, ...]:
+        """The tiles of entry ``i`` of ``family`` of ``lay``'s partitions into ``k`` tiles
+        (equal tilings are the same object)."""
+        key = (lay.key, k, family, i)
         got = self.tiles.get(key)
         if got is None:
-            got = self.tiles[key] = _tiles(e[3], e[4], e[5], lay)
+            got = _tiles(e[3], e[4], e[5], lay)
+            got = self.tiles[key] = self.canon.setdefault(got, got)
         return got
 
 
@@ -430,19 +446,19 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
     lay = _Layout(spec, hw)
     cost = costs or _Costs(spec, hw)
     search = search or _Search()
-    done: set[tuple[Tile, ...]] = set()
+    done: set[int] = set()  # ids of the canonical tilings seen
     considered: list[tuple[int, int, tuple[Tile, ...], list[tuple[int, ...]],
                            dict[tuple[int, ...], Tile]]] = []
-    for family, limit in zip(search.partitions(lay, k), (None, SHORTLIST, SHORTLIST),
-                             strict=True):
+    for f, (family, limit) in enumerate(zip(search.partitions(lay, k),
+                                            (None, SHORTLIST, SHORTLIST), strict=True)):
         tried = 0
-        for e in family:
+        for i, e in enumerate(family):
             if limit is not None and tried >= limit:
                 break
-            tiles = search.tiles_of(lay, e)
-            if tiles in done:
+            tiles = search.tiles_of(lay, k, f, i, e)
+            if id(tiles) in done:
                 continue
-            done.add(tiles)
+            done.add(id(tiles))
             tk = [cost.key(t) for t in tiles]
             keys = dict(zip(tk, tiles, strict=True))
             if not all(cost.fits(t, q) for q, t in keys.items()):
@@ -501,7 +517,7 @@ def candidates(spec: LayerSpec, hw: HardwareConfig, max_parts: int = MAX_PARTS,
                 continue
             tiles = tuple(Tile(a, b, 0, co, 0, oh) if axis == "w" else Tile(0, ow, a, b, 0, oh)
                           for a, b in r)
-            if tiles in seen or any(costs(t) is None for t in tiles):
+            if tiles in seen or not all(costs.fits(t, costs.key(t)) for t in tiles):
                 continue
             seen.add(tiles)
             out.append(Candidate(axis, k, tiles))

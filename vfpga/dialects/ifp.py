@@ -386,7 +386,14 @@ class CandidateOp(IRDLOperation):
             raise VerifyException(f"{who}: a tile exceeds the layer's output {co}x{oh}x{ow}")
         vol = (t[:, 1] - t[:, 0]) * (t[:, 3] - t[:, 2]) * (t[:, 5] - t[:, 4])
         lo_, hi_ = t[:, 0::2], t[:, 1::2]
-        for i in range(n - 1):  # O(n) memory: tile i against the later ones
+        if n <= 64:  # all pairs at once (n x n x 3)
+            hit = (np.minimum(hi_[:, None], hi_[None]) > np.maximum(lo_[:, None], lo_[None])
+                   ).all(2)
+            hit &= np.triu(np.ones((n, n), bool), 1)
+            if hit.any():
+                i, j = (int(x) for x in np.argwhere(hit)[0])
+                raise VerifyException(f"{who}: tiles {i} and {j} overlap")
+        for i in range(n - 1 if n > 64 else 0):  # O(n) memory: tile i against the later ones
             hit = (np.minimum(hi_[i], hi_[i + 1:]) > np.maximum(lo_[i], lo_[i + 1:])).all(1)
             if hit.any():
                 j = i + 1 + int(np.argmax(hit))
