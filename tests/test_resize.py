@@ -1,0 +1,142 @@
+"""Bilinear Resize on the accelerator (issue 14, ISA version 4, opcode 8 RESIZE).
+
+The instruction repeats onnxruntime's float32 steps for ``DequantizeLinear ->
+Resize(mode=linear) -> QuantizeLinear`` (docs/isa.md, RESIZE): the emulator's kernel must
+equal onnxruntime on every code, in every coordinate mode, for integer factors and other
+output sizes, with equal input and output quantization (the tie case: half-way weights)
+and with different ones; and equal the independent scalar reference of
+``tests/isa_reference.py`` on tiles anywhere in the map.
+"""
+
+from __future__ import annotations
+
+import isa_reference as ref
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+from onnx import helper as oh
+
+from vfpga.emulator.resize import resize as resize_kernel
+from vfpga.isa.spec import CoordMode
+
+MODES = ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"]
+COORD = {"half_pixel": CoordMode.HALF_PIXEL, "pytorch_half_pixel": CoordMode.PYTORCH_HALF_PIXEL,
+         "align_corners": CoordMode.ALIGN_CORNERS, "asymmetric": CoordMode.ASYMMETRIC}
+#: (input scale, uint8 input zero point, output scale, uint8 output zero point)
+SAME = (0.1, 128, 0.1, 128)
+QUANTS = [SAME, (0.05, 100, 0.05, 100), (0.1, 128, 0.13, 120), (0.021, 3, 0.3, 250)]
+
+
+def qdq_resize_model(c: int, h: int, w: int, out_h: int, out_w: int, mode: str,
+                     quant: tuple[float, int, float, int]) -> onnx.ModelProto:
+    """``uint8 -> DequantizeLinear -> Resize(linear, sizes) -> QuantizeLinear``."""
+    s_in, z_in, s_out, z_out = quant
+    inits = [oh.make_tensor("si", TensorProto.FLOAT, [], [s_in]),
+             oh.make_tensor("zi", TensorProto.UINT8, [], [z_in]),
+             oh.make_tensor("so", TensorProto.FLOAT, [], [s_out]),
+             oh.make_tensor("zo", TensorProto.UINT8, [], [z_out]),
+             oh.make_tensor("sz", TensorProto.INT64, [4], [1, c, out_h, out_w])]
+    nodes = [oh.make_node("DequantizeLinear", ["x", "si", "zi"], ["xf"]),
+             oh.make_node("Resize", ["xf", "", "", "sz"], ["yf"], mode="linear",
+                          coordinate_transformation_mode=mode),
+             oh.make_node("QuantizeLinear", ["yf", "so", "zo"], ["y"])]
+    g = oh.make_graph(nodes, "resize",
+                      [oh.make_tensor_value_info("x", TensorProto.UINT8, [1, c, h, w])],
+                      [oh.make_tensor_value_info("y", TensorProto.UINT8, [1, c, out_h, out_w])],
+                      inits)
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def fields(c: int, h: int, w: int, out_h: int, out_w: int, mode: str,
+           quant: tuple[float, int, float, int]) -> dict:
+    """RESIZE fields of the whole map as one tile."""
+    s_in, z_in, s_out, z_out = quant
+    f = dict(coord=int(COORD[mode]), in_scale=float(np.float32(s_in)),
+             out_scale=float(np.float32(s_out)),
+             scale_h=float(np.float32(out_h) / np.float32(h)),
+             scale_w=float(np.float32(out_w) / np.float32(w)), in_h=h, in_w=w, c=c,
+             out_h=out_h, out_w=out_w, in_y0=0, in_x0=0, out_y0=0, out_x0=0, map_in_h=h,
+             map_in_w=w, map_out_h=out_h, map_out_w=out_w, in_zp=z_in - 128,
+             out_zp=z_out - 128)
+    return f
+
+
+def ort_run(model: onnx.ModelProto, x_u8: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    s = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x_u8})[0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", [(8, 8, 16, 16), (4, 4, 16, 16), (4, 4, 32, 32),
+                                  (8, 8, 128, 128), (5, 7, 13, 22), (9, 5, 4, 3)],
+                         ids=["x2", "x4", "x8", "x16", "13x22", "down"])
+@pytest.mark.parametrize("quant", QUANTS, ids=["same", "same2", "other", "other2"])
+def test_kernel_equals_onnxruntime(mode: str, size: tuple[int, int, int, int],
+                                   quant: tuple[float, int, float, int]) -> None:
+    """Every int8 code equals onnxruntime's, whole map, random inputs."""
+    h, w, out_h, out_w = size
+    c = 3
+    rng = np.random.default_rng(hash((mode, size, quant)) % 2**32)
+    x_u8 = rng.integers(0, 256, (1, c, h, w), dtype=np.uint8)
+    want = ort_run(qdq_resize_model(c, h, w, out_h, out_w, mode, quant), x_u8)
+    x = (x_u8.astype(np.int16) - 128).astype(np.int8)[0].transpose(1, 2, 0)
+    got = resize_kernel(np.ascontiguousarray(x), fields(c, h, w, out_h, out_w, mode, quant))
+    got_u8 = (got.astype(np.int16) + 128).astype(np.uint8).transpose(2, 0, 1)[None]
+    assert np.array_equal(got_u8, want)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tiles_equal_the_independent_reference(mode: str) -> None:
+    """Output tiles at any offset, computed from the input rows they need, equal the
+    scalar exact-rational reference and the whole map's result."""
+    rng = np.random.default_rng(7)
+    c, h, w, out_h, out_w = 2, 6, 5, 13, 11
+    quant = (0.07, 120, 0.05, 131)
+    xm = rng.integers(-128, 128, (h, w, c), dtype=np.int8)
+    whole = resize_kernel(xm, fields(c, h, w, out_h, out_w, mode, quant))
+    for y0, y1, x0, x1 in [(0, 4, 0, 11), (4, 9, 3, 8), (9, 13, 6, 11)]:
+        f = fields(c, h, w, out_h, out_w, mode, quant)
+        f.update(out_y0=y0, out_h=y1 - y0, out_x0=x0, out_w=x1 - x0)
+        full_tile = resize_kernel(xm, f)
+        assert np.array_equal(full_tile, whole[y0:y1, x0:x1])
+        assert np.array_equal(ref.resize(xm, f), full_tile)
+        # only the rows the tile reads: from the smallest to the largest source row
+        rows = [r for r in range(h)
+                if not np.array_equal(resize_kernel(_without_row(xm, r), f), full_tile)]
+        lo, hi = min(rows), max(rows) + 1
+        f.update(in_y0=lo, in_h=hi - lo)
+        assert np.array_equal(resize_kernel(np.ascontiguousarray(xm[lo:hi]), f), full_tile)
+
+
+def _without_row(x: np.ndarray, r: int) -> np.ndarray:
+    y = x.copy()
+    y[r] = np.where(y[r] == 0, 100, 0).astype(np.int8)
+    return y
+
+
+def test_a_tile_without_a_needed_row_is_refused() -> None:
+    c, h, w = 1, 4, 4
+    f = fields(c, h, w, 8, 8, "half_pixel", SAME) | dict(out_y0=4, out_h=4, in_y0=0, in_h=2)
+    with pytest.raises(ValueError,
+                       match=r"reads input rows 1\.\.3, the input tile holds rows 0\.\.1"):
+        resize_kernel(np.zeros((2, w, c), np.int8), f)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (dict(out_scale=0.0), "out_scale"),
+    (dict(scale_h=0.0), "scale_h"),
+    (dict(map_out_h=7), "extends past map_out_h"),
+    (dict(c=0), "'c' = 0"),
+])
+def test_invalid_fields_are_refused(change: dict, message: str) -> None:
+    f = fields(1, 4, 4, 8, 8, "asymmetric", SAME) | change
+    with pytest.raises(ValueError, match=message):
+        resize_kernel(np.zeros((4, 4, 1), np.int8), f)
