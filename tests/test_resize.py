@@ -76,8 +76,9 @@ def ort_run(model: onnx.ModelProto, x_u8: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("size", [(8, 8, 16, 16), (4, 4, 16, 16), (4, 4, 32, 32),
-                                  (8, 8, 128, 128), (5, 7, 13, 22), (9, 5, 4, 3)],
-                         ids=["x2", "x4", "x8", "x16", "13x22", "down"])
+                                  (8, 8, 128, 128), (5, 7, 13, 22), (9, 5, 4, 3),
+                                  (6, 5, 6, 10)],
+                         ids=["x2", "x4", "x8", "x16", "13x22", "down", "w-only"])
 @pytest.mark.parametrize("quant", QUANTS, ids=["same", "same2", "other", "other2"])
 def test_kernel_equals_onnxruntime(mode: str, size: tuple[int, int, int, int],
                                    quant: tuple[float, int, float, int]) -> None:
@@ -130,6 +131,20 @@ def test_a_tile_without_a_needed_row_is_refused() -> None:
         resize_kernel(np.zeros((2, w, c), np.int8), f)
 
 
+def test_extreme_scales_saturate_without_warnings() -> None:
+    """A scale so small that source coordinates overflow clamps to the map's last row; an
+    input scale so large that dequantized values overflow saturates, a zero weight times
+    an infinite value (NaN) counts as 0: no numpy warning escapes."""
+    import warnings
+
+    x = np.array([[[-128], [127]], [[5], [-5]]], np.int8)
+    f = fields(1, 2, 2, 4, 4, "half_pixel", (1e38, 128, 1.0, 128)) | dict(scale_h=1e-30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = resize_kernel(x, f)
+    assert y.shape == (4, 4, 1) and set(np.unique(y)) <= {-128, 0, 127}
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (dict(out_scale=0.0), "out_scale"),
     (dict(scale_h=0.0), "scale_h"),
@@ -140,3 +155,74 @@ def test_invalid_fields_are_refused(change: dict, message: str) -> None:
     f = fields(1, 4, 4, 8, 8, "asymmetric", SAME) | change
     with pytest.raises(ValueError, match=message):
         resize_kernel(np.zeros((4, 4, 1), np.int8), f)
+
+
+# ------------------------------------------------------------------ from the user's side
+def _fp32_resize_model(path, ctm: str, out_hw: tuple[int, int] = (20, 20)):  # type: ignore[no-untyped-def]
+    """fp32 ``Conv -> Relu -> Resize(linear, sizes) -> Conv`` on a 3x8x8 input."""
+    rng = np.random.default_rng(0)
+    inits = [onnx.numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+                                          * 0.3, "w1"),
+             onnx.numpy_helper.from_array(rng.standard_normal((4, 8, 1, 1)).astype(np.float32)
+                                          * 0.3, "w2"),
+             onnx.numpy_helper.from_array(np.array([1, 8, *out_hw], np.int64), "sizes")]
+    nodes = [oh.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             oh.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             oh.make_node("Resize", ["r1", "", "", "sizes"], ["u"], name="upsample",
+                          mode="linear", coordinate_transformation_mode=ctm),
+             oh.make_node("Conv", ["u", "w2"], ["y"], name="conv2")]
+    g = oh.make_graph(nodes, "bilinear",
+                      [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                      [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, *out_hw])],
+                      inits)
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def _invoke(*args: str):  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from vfpga.cli.main import cli
+
+    res = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert "Traceback" not in res.output
+    return res
+
+
+def test_cli_compile_check_objdump_asm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``vfpga compile`` places an align_corners resize 8x8 -> 20x20 (a non-integer
+    factor) on the accelerator, ``vfpga check`` passes on 1 and 4 cores (emulator ==
+    reference at every layer, reference == onnxruntime), and the disassembly names the
+    RESIZE words and assembles back to the same bytes."""
+    model = _fp32_resize_model(tmp_path / "m.onnx", "align_corners")
+    out = tmp_path / "m.vfb"
+    res = _invoke("compile", str(model), "-o", str(out), "--strict")
+    assert res.exit_code == 0, res.output
+    assert "1 resize" in res.output and "host CPU" in res.output
+    for cores in ("1", "4"):
+        res = _invoke("check", str(model), "--cores", cores)
+        assert res.exit_code == 0, res.output
+        assert "check passed" in res.output and "identical int8 outputs 100.00%" in res.output
+    text = tmp_path / "m.s"
+    res = _invoke("objdump", str(out), "-s")
+    assert res.exit_code == 0
+    text.write_text(res.output)
+    assert "resize " in res.output and "coord=align_corners" in res.output
+    assert _invoke("asm", str(text), "-o", str(tmp_path / "again.vfb")).exit_code == 0
+    assert (tmp_path / "again.vfb").read_bytes() == out.read_bytes()
+
+
+def test_cli_unsupported_linear_resize_goes_to_the_host_and_strict_names_it(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = _fp32_resize_model(tmp_path / "m.onnx", "tf_half_pixel_for_nn", (16, 16))
+    out = tmp_path / "m.vfb"
+    res = _invoke("compile", str(model), "-o", str(out), "--strict")
+    (err,) = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 2
+    assert "'upsample' (Resize)" in err and "'tf_half_pixel_for_nn' is not supported" in err
+    assert not out.exists()
+    res = _invoke("compile", str(model), "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert "host segments" in res.output and "upsample" in res.output

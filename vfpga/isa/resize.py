@@ -18,7 +18,8 @@ IEEE-754 binary32 operation rounded to nearest, ties to even, in this order:
 * ``v = dx2*dy2*X11 + dx1*dy2*X21 + dx2*dy1*X12 + dx1*dy1*X22``, each weight product
   ``dx*dy`` rounded, then each term, then the sum left to right (``X11`` at row ``y1``,
   column ``x1``; ``X21`` at column ``x2``; ``X12`` at row ``y2``);
-* ``y = sat8(out_zp + rne(v / out_scale))`` (QuantizeLinear).
+* ``y = sat8(out_zp + rne(v / out_scale))`` (QuantizeLinear; a NaN ``v / out_scale``,
+  possible only with ``|in_scale|`` beyond about 1e36, counts as 0).
 
 One home for these steps: the compiler (which input rows a tile reads), the emulator's
 kernel and the golden reference all call this module.
@@ -91,9 +92,10 @@ def axis_taps(
     o: NDArray[np.integer], scale: float, n_in: int, n_out: int, mode: CoordMode
 ) -> AxisTaps:
     """:class:`AxisTaps` of output coordinates ``o`` (global indices of the map)."""
-    u = source_coords(o, scale, n_in, n_out, mode)
+    with np.errstate(all="ignore"):  # a tiny scale gives +inf, clamped to the map
+        u = source_coords(o, scale, n_in, n_out, mode)
     top = _F(n_in - 1)
-    u = np.maximum(_F(0), np.minimum(u, top))  # NaN-free: u is finite for finite scales
+    u = np.maximum(_F(0), np.minimum(u, top))  # NaN-free: the scales are finite and > 0
     i1 = np.minimum(u.astype(np.int64), n_in - 1)
     i2 = np.minimum(i1 + 1, n_in - 1)
     d1 = np.abs(u - i1.astype(_F))
@@ -115,16 +117,20 @@ def bilinear_requant(
 ) -> NDArray[np.int8]:
     """RESIZE of the int8 map ``x`` ``[h][w][c]`` whose rows and columns the taps index
     (relative to ``x``): the int8 output ``[len(ty)][len(tx)][c]``."""
-    xf = ((x.astype(np.int32) - int(in_zp)).astype(_F) * _F(in_scale)).astype(_F)
-    r1, r2 = xf[ty.i1], xf[ty.i2]  # [oh][w][c]
-    x11, x21 = r1[:, tx.i1], r1[:, tx.i2]
-    x12, x22 = r2[:, tx.i1], r2[:, tx.i2]
-    dy1, dy2 = ty.d1[:, None, None], ty.d2[:, None, None]
-    dx1, dx2 = tx.d1[None, :, None], tx.d2[None, :, None]
-    v = (dx2 * dy2) * x11
-    v = v + (dx1 * dy2) * x21
-    v = v + (dx2 * dy1) * x12
-    v = v + (dx1 * dy1) * x22
-    q = np.rint(v / _F(out_scale))
-    q = np.clip(q, -128 - int(out_zp), 127 - int(out_zp))  # NaN-free for finite scales
+    with np.errstate(all="ignore"):  # overflow to +-inf saturates below
+        xf = ((x.astype(np.int32) - int(in_zp)).astype(_F) * _F(in_scale)).astype(_F)
+        r1, r2 = xf[ty.i1], xf[ty.i2]  # [oh][w][c]
+        x11, x21 = r1[:, tx.i1], r1[:, tx.i2]
+        x12, x22 = r2[:, tx.i1], r2[:, tx.i2]
+        dy1, dy2 = ty.d1[:, None, None], ty.d2[:, None, None]
+        dx1, dx2 = tx.d1[None, :, None], tx.d2[None, :, None]
+        v = (dx2 * dy2) * x11
+        v = v + (dx1 * dy2) * x21
+        v = v + (dx2 * dy1) * x12
+        v = v + (dx1 * dy1) * x22
+        q = np.rint(v / _F(out_scale))
+    # a NaN (a zero weight times an infinite input: |in_scale| beyond about 1e36) counts
+    # as 0, as ELTWISE sub's; +-inf saturates
+    q = np.nan_to_num(q, nan=0.0, posinf=255.0, neginf=-255.0)
+    q = np.clip(q, -128 - int(out_zp), 127 - int(out_zp))
     return (q.astype(np.int64) + int(out_zp)).astype(np.int8)
