@@ -10,6 +10,8 @@ and with different ones; and equal the independent scalar reference of
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import isa_reference as ref
 import numpy as np
 import onnx
@@ -226,3 +228,57 @@ def test_cli_unsupported_linear_resize_goes_to_the_host_and_strict_names_it(
     res = _invoke("compile", str(model), "-o", str(out))
     assert res.exit_code == 0, res.output
     assert "host segments" in res.output and "upsample" in res.output
+
+
+# ------------------------------------------------------------------ hand-written program
+ASM = Path(__file__).parent / "data" / "asm" / "resize.s"
+
+
+def _run_asm(tmp_path: Path, text: str) -> tuple[object, np.ndarray | None]:
+    """Assemble ``text`` and run it on the emulator with a seeded int8 input; the CLI
+    result and the NCHW output (None when the run failed)."""
+    src, vfb, out = tmp_path / "p.s", tmp_path / "p.vfb", tmp_path / "y.npy"
+    src.write_text(text)
+    assert _invoke("asm", str(src), "-o", str(vfb)).exit_code == 0
+    x = np.random.default_rng(0).integers(-128, 128, (1, 2, 4, 4)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    res = _invoke("run", str(vfb), "-i", str(tmp_path / "x.npy"), "-o", str(out))
+    return res, (np.load(out) if out.exists() else None)
+
+
+def test_hand_written_resize_program_runs_on_the_emulator(tmp_path: Path) -> None:
+    """tests/data/asm/resize.s: two bands of a 2x half_pixel resize, each loading only
+    the input rows it reads, equal the whole-map kernel and onnxruntime."""
+    res, y = _run_asm(tmp_path, ASM.read_text())
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    x = np.load(tmp_path / "x.npy")
+    quant = (0.05, 125, 0.05, 125)
+    want = resize_kernel(np.ascontiguousarray(x[0].transpose(1, 2, 0)),
+                         fields(2, 4, 4, 8, 8, "half_pixel", quant))
+    assert y is not None and np.array_equal(y[0], want.transpose(2, 0, 1))
+    ort_y = ort_run(qdq_resize_model(2, 4, 4, 8, 8, "half_pixel", quant),
+                    (x.astype(np.int16) + 128).astype(np.uint8))
+    assert np.array_equal(y.astype(np.int16) + 128, ort_y)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("in_h=3 in_w=4 c=2 out_h=4 out_w=8 in_y0=1", "in_h=2 in_w=4 c=2 out_h=4 out_w=8 in_y0=2",
+     "instruction #4 RESIZE (layer 0): the output tile reads input rows 1..3, the input "
+     "tile holds rows 2..3"),
+    ("out_h=4 out_w=8 in_y0=1 out_y0=4 map_in_h=4 map_in_w=4 map_out_h=8 ",
+     "out_h=8000 out_w=8 in_y0=1 out_y0=4 map_in_h=4 map_in_w=4 map_out_h=9000 ",
+     "instruction #4 (RESIZE, core 0, layer 0): the output is 128,000 bytes, more than "
+     "65,536"),
+    ("out_scale=0.05 scale_h=2.0 scale_w=2.0 in_h=3 in_w=4 c=2 out_h=4 out_w=8 in_y0=1",
+     "out_scale=0.0 scale_h=2.0 scale_w=2.0 in_h=3 in_w=4 c=2 out_h=4 out_w=8 in_y0=1",
+     "instruction #4 RESIZE (layer 0): 'out_scale' must be non-zero"),
+])
+def test_hostile_resize_words_fail_with_one_clear_error(tmp_path: Path, old: str, new: str,
+                                                       message: str) -> None:
+    text = ASM.read_text()
+    assert old in text
+    res, y = _run_asm(tmp_path, text.replace(old, new))
+    out = res.output  # type: ignore[attr-defined]
+    assert res.exit_code == 2 and y is None  # type: ignore[attr-defined]
+    (err,) = [line for line in out.splitlines() if line.startswith("error:")]
+    assert message in err
