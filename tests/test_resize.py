@@ -97,6 +97,29 @@ def test_kernel_equals_onnxruntime(mode: str, size: tuple[int, int, int, int],
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("scales", [(2.5, 1.5), (0.75, 3.0)])
+def test_scales_input_equals_onnxruntime(mode: str, scales: tuple[float, float]) -> None:
+    """A ``scales`` input (not ``sizes``) with non-integer values: onnxruntime
+    interpolates with the float32 scale itself (not out / in), and so does RESIZE."""
+    c, h, w = 2, 6, 7
+    out_h, out_w = int(np.float32(scales[0]) * h), int(np.float32(scales[1]) * w)
+    m = qdq_resize_model(c, h, w, out_h, out_w, mode, QUANTS[2])
+    res = m.graph.node[1]
+    res.input[3] = ""
+    res.input[2] = "sc"
+    m.graph.initializer.append(oh.make_tensor("sc", TensorProto.FLOAT, [4],
+                                              [1.0, 1.0, *scales]))
+    x_u8 = np.random.default_rng(3).integers(0, 256, (1, c, h, w), dtype=np.uint8)
+    want = ort_run(m, x_u8)
+    assert want.shape == (1, c, out_h, out_w)
+    f = fields(c, h, w, out_h, out_w, mode, QUANTS[2]) | dict(
+        scale_h=float(np.float32(scales[0])), scale_w=float(np.float32(scales[1])))
+    x = np.ascontiguousarray((x_u8.astype(np.int16) - 128).astype(np.int8)[0].transpose(1, 2, 0))
+    got = resize_kernel(x, f)
+    assert np.array_equal((got.astype(np.int16) + 128).transpose(2, 0, 1)[None], want)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_tiles_equal_the_independent_reference(mode: str) -> None:
     """Output tiles at any offset, computed from the input rows they need, equal the
     scalar exact-rational reference and the whole map's result."""
