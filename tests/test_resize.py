@@ -305,3 +305,35 @@ def test_hostile_resize_words_fail_with_one_clear_error(tmp_path: Path, old: str
     assert res.exit_code == 2 and y is None  # type: ignore[attr-defined]
     (err,) = [line for line in out.splitlines() if line.startswith("error:")]
     assert message in err
+
+
+@pytest.mark.parametrize("mode", ["pytorch_half_pixel", "align_corners"])
+def test_small_buffers_split_a_resize_into_many_bands(mode: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With 4 KiB of ibuf and 2 KiB of obuf an 8-channel 8x8 -> 37x29 resize runs in
+    bands of a few rows, each loading the input rows its source coordinates read
+    (compiler/resize_geometry.py): the emulator equals the reference at every layer on 1
+    and 5 cores, and the IFPs stay within the buffers."""
+    from vfpga import flow
+    from vfpga.driver import compile_graph
+    from vfpga.frontend.pipeline import load_model
+    from vfpga.hw import load_hw
+    from vfpga.hw.config import HardwareConfig
+    from vfpga.isa.codec import decode
+    from vfpga.isa.spec import Opcode
+    from vfpga.reference.compare import random_inputs
+
+    d = load_hw("pool16").to_dict()
+    d.update(name="small", buffers={"ibuf": 4096, "wbuf": 8192, "pbuf": 1024, "obuf": 2048,
+                                    "abuf": 8192})
+    hw = HardwareConfig.from_dict(d)
+    path = _fp32_resize_model(tmp_path / "m.onnx", mode, (37, 29))
+    lm = load_model(onnx.load(str(path)), num_random=4)
+    x = random_inputs(lm.qdq, 1, seed=2)[0]
+    for cores in (1, 5):
+        res = compile_graph(lm.graph, hw, cores)
+        prog = decode(res.vfb.text)
+        rs = prog.by_op[Opcode.RESIZE]
+        assert len(rs) >= 8 and int(rs["out_h"].min()) < 37  # some tiles run in bands
+        assert int(res.vfb.ifps["ibuf"].max()) <= 4096 and int(res.vfb.ifps["obuf"].max()) <= 2048
+        rep = flow.check_one(res, hw, x)
+        assert all(lc.identical == 1.0 for lc in rep.layers) and rep.outputs_equal
