@@ -21,6 +21,7 @@ on any core, which is what lets the dynamic pass reassign IFPs without touching 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -660,21 +661,22 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     return IfpCode(spec.index, tile, oh, insns, use)
 
 
-def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
-             plan: LoopNest | None = None) -> IfpCode:
-    """The IFP computing ``tile`` of pooling layer ``spec`` (padding handled by POOL)."""
-    node = spec.node
-    assert isinstance(node, QPool)
-    p = plan if plan is not None else choose_plan(spec, tile, hw)
-    _ci, h, w = spec.in_shape
-    _co, oh, ow = spec.out_shape
-    kh, kw = spec.kernel
-    sh, sw = spec.stride
-    pt, _pb, pl, _pr = spec.pads
+#: What one band of a one-input layer computes, given the output rows ``[r0, r1)``, the
+#: channels ``[g0, g1)`` and its ibuf / obuf addresses: the input rows and columns to
+#: load (``row_lo, row_hi, col_lo, col_hi``) and the CALC instruction.
+_BandCalc = Callable[[int, int, int, int, int, int], tuple[tuple[int, int, int, int], Insn]]
+
+
+def _one_input_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig, p: LoopNest,
+                   band: _BandCalc) -> IfpCode:
+    """The IFP of a layer with one input map (POOL, RESIZE): per channel group of
+    ``p.og`` and band of ``p.rb`` output rows, one LOAD of the band's input box into an
+    ibuf slot, the CALC instruction ``band`` gives, and its SAVEs, double-buffered."""
+    w = spec.in_shape[2]
+    oh, ow = spec.out_shape[1], spec.out_shape[2]
     x, y = spec.ins[0], spec.out
     wt = tile.w1 - tile.w0
     half_i, half_o = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2
-    mode = pool_mode(node)
     insns: list[Insn] = []
     use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
     for g0 in range(tile.c0, tile.c1, p.og):
@@ -683,27 +685,48 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
         steps: list[_Step] = []
         for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
             slot = b % 2
-            if mode is PoolMode.GLOBAL_AVG:
-                row_lo, row_hi, pad_t, pad_b = 0, h, 0, 0
-                col_lo, col_hi, pad_l, pad_r = 0, w, 0, 0
-            else:
-                row_lo, row_hi, pad_t, pad_b = _in_range(r0, r1, kh, sh, pt, h)
-                col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, kw, sw, pl, w)
-            in_rows, in_cols = row_hi - row_lo, col_hi - col_lo
+            (row_lo, row_hi, col_lo, col_hi), calc = band(r0, r1, g0, g1, slot * half_i,
+                                                          slot * half_o)
             load = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i,
                                       **_box(x, w, row_lo, row_hi, col_lo, col_hi, g0, g1)))
-            use["ibuf"] = max(use["ibuf"], slot * half_i + in_rows * in_cols * og)
-            glob = mode is PoolMode.GLOBAL_AVG
-            calc = (Opcode.POOL, dict(
-                mode=mode, in_addr=slot * half_i, out_addr=slot * half_o, in_h=in_rows,
-                in_w=in_cols, c=og, kh=0 if glob else kh, kw=0 if glob else kw,
-                stride_h=0 if glob else sh, stride_w=0 if glob else sw, pad_t=pad_t,
-                pad_b=pad_b, pad_l=pad_l, pad_r=pad_r, **spec.calc_fields))
+            use["ibuf"] = max(use["ibuf"],
+                              slot * half_i + (row_hi - row_lo) * (col_hi - col_lo) * og)
             use["obuf"] = max(use["obuf"], slot * half_o + (r1 - r0) * wt * og)
             save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([load], calc, b, True, save))
         insns.extend(_tokens([], steps))
     return IfpCode(spec.index, tile, oh, insns, use)
+
+
+def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
+             plan: LoopNest | None = None) -> IfpCode:
+    """The IFP computing ``tile`` of pooling layer ``spec`` (padding handled by POOL)."""
+    node = spec.node
+    assert isinstance(node, QPool)
+    p = plan if plan is not None else choose_plan(spec, tile, hw)
+    _ci, h, w = spec.in_shape
+    kh, kw = spec.kernel
+    sh, sw = spec.stride
+    pt, _pb, pl, _pr = spec.pads
+    mode = pool_mode(node)
+    glob = mode is PoolMode.GLOBAL_AVG
+
+    def band(r0: int, r1: int, g0: int, g1: int, in_addr: int,
+             out_addr: int) -> tuple[tuple[int, int, int, int], Insn]:
+        if glob:
+            row_lo, row_hi, pad_t, pad_b = 0, h, 0, 0
+            col_lo, col_hi, pad_l, pad_r = 0, w, 0, 0
+        else:
+            row_lo, row_hi, pad_t, pad_b = _in_range(r0, r1, kh, sh, pt, h)
+            col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, kw, sw, pl, w)
+        calc = (Opcode.POOL, dict(
+            mode=mode, in_addr=in_addr, out_addr=out_addr, in_h=row_hi - row_lo,
+            in_w=col_hi - col_lo, c=g1 - g0, kh=0 if glob else kh, kw=0 if glob else kw,
+            stride_h=0 if glob else sh, stride_w=0 if glob else sw, pad_t=pad_t,
+            pad_b=pad_b, pad_l=pad_l, pad_r=pad_r, **spec.calc_fields))
+        return (row_lo, row_hi, col_lo, col_hi), calc
+
+    return _one_input_ifp(spec, tile, hw, p, band)
 
 
 def resize_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
@@ -715,34 +738,18 @@ def resize_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     geo = spec.resize
     assert isinstance(spec.node, QResize) and geo is not None
     p = plan if plan is not None else choose_plan(spec, tile, hw)
-    _ci, _h, w = spec.in_shape
-    _co, oh, ow = spec.out_shape
-    x, y = spec.ins[0], spec.out
-    wt = tile.w1 - tile.w0
-    half_i, half_o = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2
     col_lo, col_hi = geo.in_cols(tile.w0, tile.w1)
-    insns: list[Insn] = []
-    use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
-    for g0 in range(tile.c0, tile.c1, p.og):
-        g1 = min(g0 + p.og, tile.c1)
-        og = g1 - g0
-        steps: list[_Step] = []
-        for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
-            slot = b % 2
-            row_lo, row_hi = geo.in_rows(r0, r1)
-            in_rows, in_cols = row_hi - row_lo, col_hi - col_lo
-            load = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i,
-                                      **_box(x, w, row_lo, row_hi, col_lo, col_hi, g0, g1)))
-            use["ibuf"] = max(use["ibuf"], slot * half_i + in_rows * in_cols * og)
-            calc = (Opcode.RESIZE, dict(
-                in_addr=slot * half_i, out_addr=slot * half_o, in_h=in_rows, in_w=in_cols,
-                c=og, out_h=r1 - r0, out_w=wt, in_y0=row_lo, in_x0=col_lo, out_y0=r0,
-                out_x0=tile.w0, **spec.calc_fields))
-            use["obuf"] = max(use["obuf"], slot * half_o + (r1 - r0) * wt * og)
-            save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
-            steps.append(_Step([load], calc, b, True, save))
-        insns.extend(_tokens([], steps))
-    return IfpCode(spec.index, tile, oh, insns, use)
+
+    def band(r0: int, r1: int, g0: int, g1: int, in_addr: int,
+             out_addr: int) -> tuple[tuple[int, int, int, int], Insn]:
+        row_lo, row_hi = geo.in_rows(r0, r1)
+        calc = (Opcode.RESIZE, dict(
+            in_addr=in_addr, out_addr=out_addr, in_h=row_hi - row_lo, in_w=col_hi - col_lo,
+            c=g1 - g0, out_h=r1 - r0, out_w=tile.w1 - tile.w0, in_y0=row_lo, in_x0=col_lo,
+            out_y0=r0, out_x0=tile.w0, **spec.calc_fields))
+        return (row_lo, row_hi, col_lo, col_hi), calc
+
+    return _one_input_ifp(spec, tile, hw, p, band)
 
 
 def resize_params(geo: ResizeGeometry, x: QTensor, y: QTensor) -> dict[str, float | int]:
