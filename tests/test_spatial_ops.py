@@ -14,7 +14,7 @@ from qgraph_builders import GraphBuilder
 from vfpga import flow
 from vfpga.driver import compile_graph
 from vfpga.frontend.pipeline import load_model
-from vfpga.frontend.qgraph import QConv, QHostOp
+from vfpga.frontend.qgraph import QConv, QHostOp, QResize
 from vfpga.hw import load_hw
 from vfpga.isa.codec import decode
 from vfpga.isa.spec import Opcode
@@ -131,8 +131,34 @@ def test_onnx_resize_dilated_conv_transpose_on_the_accelerator(resize: dict[str,
         assert all(lc.identical == 1.0 for lc in rep.layers) and rep.outputs_equal
 
 
+@pytest.mark.parametrize("ctm", ["half_pixel", "pytorch_half_pixel", "align_corners",
+                                 "asymmetric"])
+def test_onnx_bilinear_resize_between_convs_on_the_accelerator(ctm: str) -> None:
+    """A bilinear 2x Resize between two convs (ISA version 4's RESIZE; onnxruntime runs it
+    in float32 between its NHWC integer convs): on the accelerator, int8-identical to
+    onnxruntime, and the emulator equals the reference at every layer on 1 and 16 cores
+    (16 cores split the layer into tiles along width and channels)."""
+    lm = load_model(_onnx({"mode": "linear", "coordinate_transformation_mode": ctm},
+                          size=6), num_random=4)
+    g = lm.graph
+    assert not [n for n in g.nodes if isinstance(n, QHostOp)]
+    (rs,) = [n for n in g.nodes if isinstance(n, QResize)]
+    assert rs.coord == ctm and rs.scales == (2.0, 2.0)
+    cmp = compare_with_ort(g, lm.qdq, random_inputs(lm.qdq, 10, seed=3),
+                           onnx_int8=lm.lowered.onnx_int8)
+    assert cmp.identical_int8 == 1.0 and cmp.cosine_min > 0.9999
+    x = random_inputs(lm.qdq, 1, seed=5)[0]
+    for cores in (1, 16):
+        res = compile_graph(g, HW, cores)
+        ops = decode(res.vfb.text).opcode
+        assert int((ops == Opcode.RESIZE).sum()) >= (1 if cores == 1 else 2)
+        rep = flow.check_one(res, HW, x)
+        assert all(lc.identical == 1.0 for lc in rep.layers) and rep.outputs_equal
+
+
 @pytest.mark.parametrize(("resize", "why"), [
-    ({"mode": "linear", "coordinate_transformation_mode": "half_pixel"}, "linear"),
+    ({"mode": "linear", "coordinate_transformation_mode": "tf_half_pixel_for_nn"},
+     "tf_half_pixel_for_nn"),
     ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
       "nearest_mode": "round_prefer_ceil"}, "does not repeat"),
     ({"mode": "cubic", "coordinate_transformation_mode": "half_pixel"}, "cubic"),

@@ -201,8 +201,12 @@ class _Layout:
         self.lane = {"h": 1, "w": hw.pixel_parallel, "c": hw.out_channel_parallel}
         c_unit = max(spec.channel_unit, min(hw.out_channel_parallel, co))
         self.units = {"h": (1,), "w": tuple(sorted({1, hw.pixel_parallel})), "c": (c_unit,)}
+        #: the axes a tiling may cut: not the rows of a RESIZE (its bands' loop nest is
+        #: fitted to bands starting at row 0)
+        self.axes = ("w", "c") if spec.kind == "resize" else _AXES
         #: what the partitions depend on
-        self.key = (co, oh, ow, hw.pixel_parallel, hw.out_channel_parallel, c_unit)
+        self.key = (co, oh, ow, hw.pixel_parallel, hw.out_channel_parallel, c_unit,
+                    self.axes)
 
     def cells(self, axis: str, a: int, b: int) -> int:
         return -(-(b - a) // self.lane[axis])
@@ -376,8 +380,8 @@ def _families(lay: _Layout, k: int, memo: _Memo) -> _Families:
     plain: list[_Entry] = []  # one-axis splits: all tried
     seen: set[tuple[str, str, _Strips]] = set()
     s_options = sorted({1, 2, 3, 4, k, *(-(-k // n) for n in (2, 3, 4))})
-    for outer in _AXES:
-        for inner in _AXES:
+    for outer in lay.axes:
+        for inner in lay.axes:
             if inner == outer:
                 continue
             for s in s_options:

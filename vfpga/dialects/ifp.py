@@ -80,7 +80,7 @@ from vfpga.isa.spec import INSN_BYTES, Opcode
 INSNS_KEY = "insns"
 """Key of a package's instruction fields in :mod:`vfpga.dialects.derived`."""
 
-LAYER_KINDS = ("conv", "pool", "add")
+LAYER_KINDS = ("conv", "pool", "add", "resize")
 AXES = ("w", "c")
 TILES = "tiles"
 """The ``axis`` of a candidate that lists its tiles (any partition into rectangles)."""
