@@ -266,15 +266,17 @@ def _guillotine_cells(size_o: int, size_i: int, lane_o: int, lane_i: int, k: int
     if strips is None:
         return None
     inner_cells = _inner_cells(size_i, u_in, lane_i, max(k, MAX_PARTS), memo)
+    splits = {n: _split(size_i, n, u_in) for n in {q, q + 1} if n <= k}
     out = []
     mx = tot = 0
     for (a, b), n in zip(strips, counts, strict=True):
-        parts = _split(size_i, n, u_in)
+        parts = splits[n]
         if parts is None:
             return None
         oc = -(-(b - a) // lane_o)
         in_max, in_tot = inner_cells[n]
-        mx = max(mx, oc * in_max)
+        if oc * in_max > mx:
+            mx = oc * in_max
         tot += oc * in_tot
         out.append(((a, b), parts))
     return tuple(out), mx, tot
