@@ -153,6 +153,7 @@ def _conv_steps(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> list[tuple[i
     bands = _bands(*tile.rows(oh), p.rb)
     rows = [_in_range(r0, r1, kh, sh, pt, h) for r0, r1 in bands]
     out: list[tuple[int, list[_Step]]] = []
+    memo: dict[tuple[int, int, int], tuple[int, list[_Step]]] = {}
     for g0, g1 in oc_segments(spec, tile, p.og):
         og = g1 - g0
         conv_groups = 1
@@ -164,6 +165,10 @@ def _conv_steps(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> list[tuple[i
             ic, conv_groups = (og // opg) * cig, og // opg
         else:
             ic = cig
+        same = memo.get((og, ic, conv_groups))
+        if same is not None:  # groups of equal size and input run equal steps
+            out.append(same)
+            continue
         chunks = [ic] if not p.chunk else [min(p.chunk, ic - a) for a in range(0, ic, p.chunk)]
         gl = _io(og * PARAM_RECORD_BYTES, c.load_setup_cycles, bpc)
         if node.act.kind == "table":
@@ -184,7 +189,7 @@ def _conv_steps(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> list[tuple[i
                     kw=kw, stride_h=sh, stride_w=sw), hw)
                 sv = _save_cycles(spec, r1 - r0, wt, og, hw, bpc) if final else 0
                 steps.append((ld, calc, sv, b, final))
-        out.append((gl, steps))
+        out.append(memo.setdefault((og, ic, conv_groups), (gl, steps)))
     return out
 
 
@@ -202,8 +207,12 @@ def _pool_steps(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> list[tuple[i
     wt = tile.w1 - tile.w0
     glob = pool_mode(node) is PoolMode.GLOBAL_AVG
     out: list[tuple[int, list[_Step]]] = []
+    memo: dict[int, tuple[int, list[_Step]]] = {}
     for g0 in range(tile.c0, tile.c1, p.og):
         og = min(g0 + p.og, tile.c1) - g0
+        if og in memo:  # groups of equal size run equal steps
+            out.append(memo[og])
+            continue
         steps: list[_Step] = []
         for b, (r0, r1) in enumerate(_bands(*tile.rows(oh), p.rb)):
             if glob:
@@ -219,7 +228,7 @@ def _pool_steps(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> list[tuple[i
             calc = c.calc_setup_cycles + compute_cycles(Opcode.POOL, f, hw)
             sv = _save_cycles(spec, r1 - r0, wt, og, hw, bpc)
             steps.append((ld, calc, sv, b, True))
-        out.append((0, steps))
+        out.append(memo.setdefault(og, (0, steps)))
     return out
 
 
