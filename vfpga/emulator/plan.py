@@ -47,7 +47,7 @@ from typing import cast
 
 import numpy as np
 
-from vfpga.emulator import int_matmul, jit, kernels
+from vfpga.emulator import int_matmul, jit, jit_elt, kernels
 from vfpga.emulator.core import _NEIGHBOURS, _READER, _WRITER, Core, ExecContext, describe
 from vfpga.emulator.faults import ExecutionFault
 from vfpga.hw.config import BUFFER_NAMES
@@ -885,6 +885,9 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
             mode=mode, kernel=(f["kh"], f["kw"]), stride=(f["stride_h"], f["stride_w"]),
             pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]), scale=f["scale"],
             out_scale=f["out_scale"], in_zp=f["in_zp"], out_zp=f["out_zp"])
+        gavg = jit_elt.global_avg_fields(kw_)
+        if gavg is not None:  # the squeeze of squeeze-excite: one compiled pass
+            return partial(jit_elt.global_avg, x, *gavg, out, np.empty(f["c"], np.int64))
         return _kernel_step(core, ctx, i, kernels.pool, (x,), kw_, out)
     n, period = f["n"], f["b_period"]
     a = _view(Buffer.IBUF, f["a_addr"], (n,), np.int8)
@@ -895,8 +898,8 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         return _kernel_step(core, ctx, i, kernels.eltwise, (a, b), kw_, out)
     # ValueError for invalid fields (the Core method then reports them)
     table = kernels.eltwise_table(**{k: v for k, v in kw_.items() if k != "b_period"})
-    if period:  # B [p] against A as [n / p, p] rows
-        a, b, out = a.reshape(-1, period), b.reshape(1, period), out.reshape(-1, period)
+    if period:  # B [p] against A as [n / p, p] rows: one compiled pass
+        return partial(jit_elt.lookup_period, table, a, b, out)
     return partial(kernels.eltwise_lookup, table, a, b, out,
                    np.empty(a.shape, np.uint16))
 
