@@ -12,7 +12,7 @@ where the analysis below proves it exact, replaces them by an :class:`EpochPlan`
 computes every distinct product of the epoch once, in as few calls as possible:
 
 * **What qualifies.** Every step of every core is a LOAD, a SAVE, or a CONV on the
-  ``"int8"`` path with one group and no table activation (its output stage compiled,
+  ``"int8"`` path with one group and any activation, a table too (its output stage compiled,
   :mod:`vfpga.emulator.jit`). Every CONV reads an input tile written, exactly that range,
   by one LOAD, and weights and parameter records that one LOAD each wrote from contiguous
   DDR bytes. Partial sums (``acc_out``, ``acc_in``) form *chains* ``c_1 .. c_n`` over one
@@ -63,11 +63,11 @@ from functools import partial
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from vfpga.emulator import int_matmul, jit, kernels
+from vfpga.emulator import int_matmul, jit, jit_elt, kernels
 from vfpga.emulator.core import Core, ExecContext
 from vfpga.emulator.ddr import Region
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _row_views
-from vfpga.isa.spec import PARAM_RECORD_BYTES, Buffer
+from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES, Buffer
 
 #: The most bytes of DDR the build-time disjointness test of LOADs and SAVEs marks at
 #: once; an epoch whose LOAD and SAVE boxes interleave over a wider span gets no plan.
@@ -149,6 +149,8 @@ class _Unit:
     zp: int
     #: where the result is, set by :func:`_groups`: (group, row offset, column offset)
     at: tuple[int, int, int] = (-1, 0, 0)
+    #: the last link's activation table (``act = table``), else None
+    table_at: _Src | None = None
 
     @property
     def geo(self) -> kernels.ConvGeometry:
@@ -166,6 +168,7 @@ class _Block:
     n: int
     bounds: tuple[int, int]
     zp: int
+    table_at: _Src | None = None  # the activation table (``act = table``)
 
 
 @dataclass
@@ -562,6 +565,12 @@ class EpochPlan:
                 zp=zp,
             )
             c0 = c1
+        c0 = 0
+        for b in g.blocks:  # act = table: the lookup over the block's int8 outputs
+            if b.table_at is not None:
+                table = _raw(mem, b.table_at, ACT_TABLE_BYTES).view(np.int8)
+                jit_elt.act_table_cols(table, out[:, c0 : c0 + b.n])
+            c0 += b.n
 
 
 def _runs(blocks: list[_Block]) -> list[tuple[int, tuple[int, int], int]]:
@@ -720,11 +729,21 @@ def _build(
                     views[wid] = st.out
                     macs += st.macs
                     continue
-                name = (links, ws, p1, p_at, st.bounds, st.out_zp)
+                t_at = None
+                if st.table is not None:  # act = table: the 256 bytes after the records
+                    if len(work) < 2:  # one core: its own plan is faster (docs/runtime.md)
+                        raise _NoEpoch
+                    t_at = _source(
+                        writes,
+                        ver[Buffer.PBUF],
+                        f["p_addr"] + geo.out_c * PARAM_RECORD_BYTES,
+                        ACT_TABLE_BYTES,
+                    )
+                name = (links, ws, p1, p_at, st.bounds, st.out_zp, t_at)
                 u = unit_of.get(name)
                 if u is None:
                     u = unit_of[name] = len(units)
-                    units.append(_Unit(links, ws, p1, p_at, st.bounds, st.out_zp))
+                    units.append(_Unit(links, ws, p1, p_at, st.bounds, st.out_zp, table_at=t_at))
                 if prev > 0:
                     head_of[prev] = u
                 wid = write(_Write(k, pos, Buffer.OBUF, f["out_addr"], n_out, unit=u))
@@ -850,7 +869,7 @@ def _conv_step(plan: SegmentPlan, pos: int) -> _ConvStep:
     if st is None:
         raise _NoEpoch
     geo = st.geo
-    if not st.fused or st.table is not None or geo.dil != (1, 1) or geo.ups != (1, 1):
+    if not st.fused or geo.dil != (1, 1) or geo.ups != (1, 1):
         # dilated and zero-inserted (upsampling) CONVs read their tile through the
         # interpreter's im2col, which inserts the zeros; the epoch's im2col does not
         raise _NoEpoch
@@ -960,7 +979,9 @@ def _groups(units: list[_Unit]) -> list[_Group]:
             unit.at = (gi, 0, grp.n)
             grp.tiles.append(_Tile(unit.links, geo.oh * geo.ow))
             grp.blocks.append(
-                _Block(unit.ws, unit.p1_at, unit.pn_at, geo.out_c, unit.bounds, unit.zp)
+                _Block(
+                    unit.ws, unit.p1_at, unit.pn_at, geo.out_c, unit.bounds, unit.zp, unit.table_at
+                )
             )
             continue
         tkey = tuple(
@@ -979,6 +1000,7 @@ def _groups(units: list[_Unit]) -> list[_Group]:
                 units[u].geo.out_c,
                 units[u].bounds,
                 units[u].zp,
+                units[u].table_at,
             )
             for u in members
         )
