@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -348,6 +348,12 @@ class EpochPlan:
             _log.debug("epoch plan declined at run time", exc_info=True)
             self.declined = True
             return False
+        self._effects(counters)
+        return True
+
+    def _effects(self, counters: Sequence[object]) -> None:
+        """The SAVEs, then each core's surviving buffer writes, counters, sequence numbers
+        and tokens (see the module docstring, Effects)."""
         for save in self.saves:
             save()
         for cw, cnt in zip(self.cores, counters, strict=True):
@@ -360,7 +366,6 @@ class EpochPlan:
                 cw.core.counters.macs += cw.macs
             finally:
                 cw.core.counters = before
-        return True
 
     def _block(self, results: list[np.ndarray] | list[np.ndarray | None], unit: int) -> np.ndarray:
         """Unit ``unit``'s ``[rows][out_c]`` block of its group's ``results``."""
@@ -625,7 +630,11 @@ def build_epoch(
     does not qualify (see the module docstring)."""
     if jit.get() is None or int_matmul.backend() is None or not work:
         return None
+    from vfpga.emulator import epoch_elt  # element-wise epochs; it builds on this module
+
     try:
+        if epoch_elt.qualifies(work):
+            return epoch_elt.build(work)
         return _build(work, budget)
     except _NoEpoch:
         return None
@@ -667,18 +676,9 @@ def _build(
         for pos, (i, op) in enumerate(zip(plan.order, plan.ops, strict=True)):
             f = fields[i]
             if op == "LOAD":
-                box = _box_of(f)
-                rows, cols, n2 = box.shape
-                loads.append(box)
-                write(_Write(k, pos, Buffer(f["to"]), f["buf"], rows * cols * n2, box=box))
+                write(_load_write(k, pos, f, loads))
             elif op == "SAVE":
-                n = f["n0"] * f["n1"] * f["n2"]
-                w = writes[_uniform(ver[Buffer.OBUF], f["buf"], n)]
-                assert w is not None
-                if w.unit < 0 or w.addr != f["buf"] or w.nbytes != n:
-                    raise _NoEpoch
-                sb = (f["ddr"], f["n0"], f["n1"], f["n2"], f["stride0"], f["stride1"])
-                save_list.append((w.unit, sb))
+                save_list.append(_saved(writes, ver[Buffer.OBUF], f))
             elif op == "CONV":
                 st = _conv_step(plan, pos)
                 geo = st.geo
@@ -760,11 +760,7 @@ def _build(
     for k, (core, _ctx, seg_plan) in enumerate(work):
         mine, macs, ver = per_core[k]
         redo: list[Callable[[], None]] = []
-        for wid in mine:
-            w = writes[wid]
-            assert w is not None
-            if not bool((ver[w.buf][w.addr : w.addr + w.nbytes] == wid).any()):
-                continue  # entirely overwritten later in the epoch
+        for wid, w in _survivors(writes, mine, ver):
             if w.box is not None:
                 redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
             elif w.partial is not None:
@@ -776,6 +772,40 @@ def _build(
                 redo.append(ep.copy_step(w.unit, views[wid]))
         ep.cores.append(_CoreWork(core, seg_plan, macs, redo))
     return ep
+
+
+def _load_write(k: int, pos: int, f: dict[str, int], loads: list[_Box]) -> _Write:
+    """The buffer write of the LOAD with fields ``f``, step ``pos`` of the epoch's core
+    ``k``; its DDR box is appended to ``loads``."""
+    box = _box_of(f)
+    loads.append(box)
+    rows, cols, n2 = box.shape
+    return _Write(k, pos, Buffer(f["to"]), f["buf"], rows * cols * n2, box=box)
+
+
+def _saved(
+    writes: list[_Write | None], obuf_ver: np.ndarray, f: dict[str, int]
+) -> tuple[int, tuple[int, int, int, int, int, int]]:
+    """(unit, DDR box fields) of the SAVE with fields ``f``: it must store exactly the
+    obuf range that one computed write (``unit``) made, else :class:`_NoEpoch`."""
+    n = f["n0"] * f["n1"] * f["n2"]
+    w = writes[_uniform(obuf_ver, f["buf"], n)]
+    assert w is not None
+    if w.unit < 0 or w.addr != f["buf"] or w.nbytes != n:
+        raise _NoEpoch
+    return w.unit, (f["ddr"], f["n0"], f["n1"], f["n2"], f["stride0"], f["stride1"])
+
+
+def _survivors(
+    writes: list[_Write | None], mine: list[int], ver: dict[Buffer, np.ndarray]
+) -> Iterator[tuple[int, _Write]]:
+    """The writes ``mine`` (ids, in a core's order) of which some byte is not overwritten
+    later in the epoch (``ver``: the id of each buffer byte's last write)."""
+    for wid in mine:
+        w = writes[wid]
+        assert w is not None
+        if bool((ver[w.buf][w.addr : w.addr + w.nbytes] == wid).any()):
+            yield wid, w
 
 
 def _copy_step(dst: np.ndarray, src: np.ndarray) -> Callable[[], None]:
