@@ -222,6 +222,7 @@ class _ConvStep:
         #: the pbuf view of the activation table of ``act = TABLE`` (else None); set by
         #: :func:`_calc_step`
         self.table: np.ndarray | None = None
+        self._act: Callable[[], None] | None = None  # its lookup, see :meth:`set_table`
         #: exact int32 sums and the fused output stage (``"int8"``, ``"int8-depthwise"``)
         self.int8 = geo.path in ("int8", "int8-depthwise")
         #: the output stage runs as one compiled pass (:mod:`vfpga.emulator.jit`)
@@ -262,8 +263,19 @@ class _ConvStep:
 
     def __call__(self) -> None:
         self._compute()
-        if self.table is not None:  # act=table: read at run time (pbuf may be reloaded)
-            kernels.apply_act_table(self.out, kernels.act_table(self.table))
+        if self._act is not None:  # act=table: read at run time (pbuf may be reloaded)
+            self._act()
+
+    def set_table(self, table: np.ndarray) -> None:
+        """Make the step apply the ``act = TABLE`` activation whose 256 int8 entries are
+        the pbuf view ``table`` (read on every run): one bound compiled lookup where it
+        can (:func:`vfpga.emulator.kernels.apply_act_table` otherwise)."""
+        self.table = table
+        jk = jit.get()
+        if jk is not None and self.out.flags.c_contiguous and table.flags.c_contiguous:
+            self._act = partial(jk.act_lookup, kernels.act_table(table), self.out.reshape(-1))
+        else:
+            self._act = lambda: kernels.apply_act_table(self.out, kernels.act_table(table))
 
     def _compute(self) -> None:
         try:
@@ -870,7 +882,7 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
                       partial(kernels.conv_params, out_c=out_c, validate=not acc_out), 0)
         step = _ConvStep(core, ctx, i, f, geo, xs, xl, ws, wl, ps, pl, acc_in, out)
         if table_act:
-            step.table = pall[out_c * PARAM_RECORD_BYTES :].view(np.int8)
+            step.set_table(pall[out_c * PARAM_RECORD_BYTES :].view(np.int8))
         if f["acc_in"]:
             step.acc_in_at = (f["acc_addr"], oh * ow * out_c * 4)
         if acc_out:
