@@ -173,6 +173,56 @@ def test_global_avg_fields_rejects_what_pool_rejects(bad: dict[str, object]) -> 
     assert jit_elt.global_avg_fields(f) is None
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    c=st.integers(1, 20),
+    k=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    fill=st.sampled_from([None, -128, 127]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_max_pool_equals_pool(
+    h: int,
+    w: int,
+    c: int,
+    k: tuple[int, int],
+    s: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    fill: int | None,
+    seed: int,
+) -> None:
+    """Every geometry the pool accepts (padding up to and beyond the kernel), else no
+    compiled step."""
+    rng = np.random.default_rng(seed)
+    x = (
+        rng.integers(-128, 128, (h, w, c), dtype=np.int8)
+        if fill is None
+        else np.full((h, w, c), fill, np.int8)
+    )
+    kw = _gavg(mode=PoolMode.MAX, kernel=k, stride=s, pads=pads, scale=0.0)
+    try:
+        want = kernels.pool(x, **kw)  # type: ignore[arg-type]
+    except ValueError:
+        assert jit_elt.max_pool_fields(kw, x.shape) is None
+        return
+    mx = jit_elt.max_pool_fields(kw, x.shape)
+    assert mx is not None
+    for use in (True, False):
+        out = np.zeros(want.size, np.int8)
+        saved = jit_elt._state.copy()
+        try:
+            if not use:
+                jit_elt._state["k"] = None
+            jit_elt.max_pool(x, *mx, out)
+        finally:
+            jit_elt._state.clear()
+            jit_elt._state.update(saved)
+        np.testing.assert_array_equal(out, want.reshape(-1))
+
+
 def test_act_table_cols_equals_apply_act_table(compiled: bool) -> None:
     rng = np.random.default_rng(3)
     table = rng.integers(-128, 128, 256, dtype=np.int8)
@@ -228,3 +278,31 @@ def test_plans_use_the_compiled_steps_and_equal_the_interpreter(se_net, cores) -
     }
     assert jit_elt.global_avg in used
     assert jit_elt.lookup_period in used
+
+
+@pytest.mark.parametrize("cores", [[4], [9, 2, 5]])
+def test_max_pool_steps_equal_the_interpreter(cores) -> None:  # type: ignore[no-untyped-def]
+    """SPPF-style max pools (5x5 stride 1 padded 2, 2x2 stride 2) run as compiled steps with
+    the interpreter's bytes."""
+    from functools import partial
+
+    from emu_helpers import run_compiled
+    from qgraph_builders import GraphBuilder
+
+    from vfpga.driver import compile_graph
+    from vfpga.emulator import Accelerator
+    from vfpga.hw import load_hw
+
+    b = GraphBuilder((16, 12, 12), seed=7)
+    y = b.conv(b.input, 24, k=(1, 1))
+    y = b.pool(y, "max", k=5, s=1, p=2)
+    y = b.pool(y, "max", k=2, s=2)
+    g = b.build([b.conv(y, 8, k=(1, 1))], "maxpools")
+    hw = load_hw("pool16")
+    res = compile_graph(g, hw, len(cores))
+    slow, _ = run_compiled(Accelerator(hw, fast=False), g, res.vfb, cores)
+    fast, t = run_compiled(Accelerator(hw), g, res.vfb, cores, runs=2)
+    assert fast[2], fast[3]
+    assert fast == slow
+    steps = [s for _, p in t.loaded.plans.values() if p is not None for s in p.steps]
+    assert any(isinstance(s, partial) and s.func is jit_elt.max_pool for s in steps)

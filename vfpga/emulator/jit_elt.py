@@ -36,7 +36,14 @@ import numpy as np
 from vfpga.emulator import jit, kernels
 from vfpga.isa.spec import PoolMode
 
-__all__ = ["act_table_cols", "global_avg", "global_avg_fields", "lookup_period"]
+__all__ = [
+    "act_table_cols",
+    "global_avg",
+    "global_avg_fields",
+    "lookup_period",
+    "max_pool",
+    "max_pool_fields",
+]
 
 _lock = threading.Lock()
 _state: dict[str, _Kernels | None] = {}
@@ -47,6 +54,7 @@ class _Kernels:
     lookup_period: Callable[..., None]
     global_avg: Callable[..., None]
     act_table_2d: Callable[..., None]
+    max_pool: Callable[..., None]
 
 
 def _compile() -> _Kernels:
@@ -91,7 +99,29 @@ def _compile() -> _Kernels:
             for j in range(row.shape[0]):
                 row[j] = table[np.int32(row[j]) + 128]
 
-    k = _Kernels(lookup_period, global_avg, act_table_2d)
+    @njit(**opts)
+    def max_pool(x, kh, kw, sh, sw, t, l, out):  # noqa: E741
+        in_h, in_w, c = x.shape
+        oh, ow, _ = out.shape
+        for oy in range(oh):
+            for ox in range(ow):
+                o = out[oy, ox]
+                for k in range(c):
+                    o[k] = -128
+                for i in range(kh):
+                    iy = oy * sh + i - t
+                    if iy < 0 or iy >= in_h:
+                        continue
+                    for j in range(kw):
+                        ix = ox * sw + j - l
+                        if ix < 0 or ix >= in_w:
+                            continue
+                        row = x[iy, ix]
+                        for k in range(c):
+                            if row[k] > o[k]:
+                                o[k] = row[k]
+
+    k = _Kernels(lookup_period, global_avg, act_table_2d, max_pool)
     # compile (or load from numba's cache) the signatures the emulator calls
     a = np.zeros(4, np.int8)
     k.lookup_period(np.zeros(65536, np.int8), a, a[:2], a.copy())
@@ -106,6 +136,7 @@ def _compile() -> _Kernels:
         np.zeros(3, np.int8),
     )
     k.act_table_2d(np.zeros(256, np.int8), np.zeros((3, 4), np.int8)[:, 1:3])
+    k.max_pool(np.zeros((2, 2, 3), np.int8), 2, 2, 1, 1, 0, 0, np.zeros((1, 1, 3), np.int8))
     return k
 
 
@@ -150,6 +181,48 @@ def global_avg_fields(kw: dict[str, Any]) -> tuple[int, np.float32, int] | None:
     except ValueError:
         return None
     return int(kw["in_zp"]), np.float32(float(kw["scale"])), int(kw["out_zp"])
+
+
+def max_pool_fields(
+    kw: dict[str, Any], shape: tuple[int, int, int]
+) -> tuple[int, int, int, int, tuple[int, int, int, int], int, int] | None:
+    """``(kh, kw, sh, sw, pads, out_h, out_w)`` of a POOL whose
+    :func:`kernels.pool` keywords are ``kw``, on an int8 tile of ``shape``, if it is a valid
+    ``max`` pooling (every check of :func:`kernels.pool` is static for it: none depends on
+    the data), else ``None`` (the caller then runs the general path, which reports what
+    is wrong)."""
+    if kw["mode"] != PoolMode.MAX:
+        return None
+    try:
+        out = kernels.pool(np.zeros(shape, np.int8), **kw)
+    except ValueError:
+        return None
+    (kh, kwd), (sh, sw) = kw["kernel"], kw["stride"]
+    t, b, lf, r = (int(v) for v in kw["pads"])
+    return int(kh), int(kwd), int(sh), int(sw), (t, b, lf, r), out.shape[0], out.shape[1]
+
+
+def max_pool(
+    x: np.ndarray,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    pads: tuple[int, int, int, int],
+    oh: int,
+    ow: int,
+    out: np.ndarray,
+) -> None:
+    """POOL ``max`` of the int8 tile ``x [h][w][c]`` into int8 ``out`` (``oh * ow * c``
+    elements) with fields validated by :func:`max_pool_fields`: the maximum of each
+    window's in-bound elements (padding never wins: every window has one, and it is the
+    ``-128`` padding's least value), exactly :func:`kernels.pool`."""
+    o3 = out.reshape(oh, ow, x.shape[2])
+    k = _kernels()
+    if k is not None:
+        k.max_pool(x, kh, kw, sh, sw, pads[0], pads[2], o3)
+        return
+    o3[...] = kernels.pool(x, mode=PoolMode.MAX, kernel=(kh, kw), stride=(sh, sw), pads=pads)
 
 
 def global_avg(

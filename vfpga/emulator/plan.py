@@ -900,6 +900,9 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         gavg = jit_elt.global_avg_fields(kw_)
         if gavg is not None:  # the squeeze of squeeze-excite: one compiled pass
             return partial(jit_elt.global_avg, x, *gavg, out, np.empty(f["c"], np.int64))
+        mx = jit_elt.max_pool_fields(kw_, x.shape)
+        if mx is not None:  # one compiled pass (no data-dependent fault)
+            return partial(jit_elt.max_pool, x, *mx, out)
         return _kernel_step(core, ctx, i, kernels.pool, (x,), kw_, out)
     n, period = f["n"], f["b_period"]
     a = _view(Buffer.IBUF, f["a_addr"], (n,), np.int8)
