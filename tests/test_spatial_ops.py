@@ -185,3 +185,40 @@ def test_dilation_wider_than_the_map_loads_no_padding() -> None:
     x = np.random.default_rng(2).standard_normal(g.tensors[g.inputs[0]].shape)
     rep = flow.check_one(res, HW, x.astype(np.float32))
     assert rep.layers[0].identical == 1.0 and rep.outputs_equal
+
+
+@pytest.mark.parametrize("antialias", [0, 1])
+def test_onnx_resize_with_axes_and_antialias_agrees_with_onnxruntime(antialias: int) -> None:
+    """Opset 18's ``axes`` (scales naming only H and W) and ``antialias`` (a downscaling
+    filter wider than bilinear's): the scales are expanded to the four axes, and an
+    antialiased resize goes to the host with its attribute (the accelerator's RESIZE has
+    no antialias), so the result still equals onnxruntime's."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * .3)
+                                     .astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) * .2)
+                                     .astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array([0.5, 0.5], np.float32), "sc")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Resize", ["r1", "", "sc"], ["d1"], mode="linear",
+                              antialias=antialias, axes=[2, 3]),
+             helper.make_node("Conv", ["d1", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(
+        nodes, "aa", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(m, full_check=True)
+    lm = load_model(m, num_random=4)
+    hosts = [n for n in lm.graph.nodes if isinstance(n, QHostOp)]
+    if antialias:
+        (seg,) = hosts
+        assert seg.attrs["ops"] == ["Resize"] and "antialias" in seg.attrs["reasons"][0]
+    else:
+        assert not hosts
+    cmp = compare_with_ort(lm.graph, lm.qdq, random_inputs(lm.qdq, 4, seed=3),
+                           onnx_int8=lm.lowered.onnx_int8)
+    assert cmp.identical_int8 == 1.0
+    rep = flow.check_one(compile_graph(lm.graph, HW, 4), HW,
+                         random_inputs(lm.qdq, 1, seed=5)[0])
+    assert rep.outputs_equal
