@@ -454,7 +454,7 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
     search = search or _Search()
     done: set[int] = set()  # ids of the canonical tilings seen
     considered: list[tuple[int, int, tuple[Tile, ...], list[tuple[int, ...]],
-                           dict[tuple[int, ...], Tile]]] = []
+                           dict[tuple[int, ...], Tile], dict[tuple[int, ...], int]]] = []
     for f, (family, limit) in enumerate(zip(search.partitions(lay, k),
                                             (None, SHORTLIST, SHORTLIST), strict=True)):
         tried = 0
@@ -470,18 +470,25 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
             if not all(cost.fits(t, q) for q, t in keys.items()):
                 continue
             tried += 1
-            low = max(cost.lower(t, q) for q, t in keys.items())
-            considered.append((low, len(considered), tiles, tk, keys))
+            lows = {q: cost.lower(t, q) for q, t in keys.items()}
+            considered.append((max(lows.values()), len(considered), tiles, tk, keys, lows))
     best: tuple[int, int, int] | None = None
     found: tuple[Tile, ...] | None = None
-    for low, order, tiles, tk, keys in sorted(considered, key=lambda x: (x[0], x[1])):
+    for low, order, tiles, tk, keys, lows in sorted(considered, key=lambda x: (x[0], x[1])):
         if best is not None and low > best[0]:
             break
-        got = {q: cost(t, q) or 0 for q, t in keys.items()}  # (they fit)
-        vals = [got[q] for q in tk]
-        key = (max(vals), sum(vals), order)
-        if best is None or key < best:
-            best, found = key, tiles
+        # estimate the tiles likeliest to be the longest first; once one exceeds the best
+        # longest tile, this partition cannot win and its other tiles are not estimated
+        got: dict[tuple[int, ...], int] = {}
+        for q in sorted(keys, key=lows.__getitem__, reverse=True):
+            v = got[q] = cost(keys[q], q) or 0  # (they fit)
+            if best is not None and v > best[0]:
+                break
+        else:
+            vals = [got[q] for q in tk]
+            key = (max(vals), sum(vals), order)
+            if best is None or key < best:
+                best, found = key, tiles
     return found
 
 
