@@ -262,23 +262,19 @@ def _patch(
     pos = {i: k for k, i in enumerate(sh.members)}
     ops = base[:, 0] & 0xFF
     moves = (ops == int(Opcode.LOAD)) | (ops == int(Opcode.SAVE))
+    base64 = base.astype(np.int64)
     diffs = []
     for i in sh.basis:
-        diff = words[i].astype(np.int64) - base.astype(np.int64)
-        other = diff.copy()
-        other[moves, _DDR_COL] = 0
-        if other.any():
+        diff = words[i].astype(np.int64) - base64
+        ddr_diff = diff[:, _DDR_COL].copy()
+        diff[moves, _DDR_COL] = 0
+        if diff.any():
             return False
-        diffs.append(diff[:, _DDR_COL])
-    basis = sh.offset[[pos[i] for i in sh.basis]].astype(np.float64)
-    coef = sh.offset.astype(np.float64) @ basis.T @ np.linalg.inv(basis @ basis.T)
-    if np.abs(coef @ basis - sh.offset).max() > 1e-6:
-        return False
+        diffs.append(ddr_diff)
     steps = np.stack(diffs)  # (basis, words)
     rows = np.flatnonzero(steps.any(axis=0))
-    exact = coef @ steps[:, rows].astype(np.float64)
-    shift = np.rint(exact).astype(np.int64)
-    if shift.size and np.abs(exact - shift).max() > 1e-6:
+    shift = _shifts(sh.offset, sh.offset[[pos[i] for i in sh.basis]], steps[:, rows])
+    if shift is None:
         return False
     ddr = base[rows, _DDR_COL].astype(np.int64)[None, :] + shift
     if ddr.size and (ddr.min() < 0 or ddr.max() > 0xFFFFFFFF):
@@ -299,6 +295,31 @@ def _patch(
                 insns[r][1]["ddr"] = v
         out[i] = TileCode(allw[k].tobytes(), insns, code0.use)
     return True
+
+
+def _shifts(offset: np.ndarray, basis: np.ndarray, steps: np.ndarray) -> np.ndarray | None:
+    """Each member's DDR shift per patched word: its offset written in the ``basis``
+    offsets (``coef @ basis == offset``) times the basis members' DDR differences
+    ``steps`` (basis x words); None when an offset is no such combination or a shift is
+    not a whole number. One basis offset (the usual case) is solved in exact integers;
+    more in floating point, checked to 1e-6 (the offsets are small integers)."""
+    if len(basis) == 1:
+        b = basis[0]
+        den = int(b @ b)
+        num = offset @ b  # coef = num / den
+        if (offset * den != num[:, None] * b).any():
+            return None
+        shift, rem = np.divmod(num[:, None] * steps[0][None, :], den)
+        return None if rem.any() else shift
+    fb = basis.astype(np.float64)
+    coef = offset.astype(np.float64) @ fb.T @ np.linalg.inv(fb @ fb.T)
+    if np.abs(coef @ fb - offset).max() > 1e-6:
+        return None
+    exact = coef @ steps.astype(np.float64)
+    shift = np.rint(exact).astype(np.int64)
+    if shift.size and np.abs(exact - shift).max() > 1e-6:
+        return None
+    return shift
 
 
 def _copy(insns: list[Insn]) -> list[Insn]:
