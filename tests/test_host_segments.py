@@ -142,25 +142,3 @@ def test_nms_output_of_data_dependent_length_is_one_clear_error(tmp_path):
     assert "node 'nms' (NonMaxSuppression)" in line
     assert "post-processing" in line
     assert not out.exists()
-
-
-def test_a_model_without_accelerator_layers_is_one_clear_error(tmp_path):
-    """A model whose every node runs on the host (here one Softmax) has nothing to compile
-    for the accelerator: one error line, no traceback, no output file."""
-    from onnx import TensorProto, helper
-
-    g = helper.make_graph(
-        [helper.make_node("Softmax", ["x"], ["y"], name="softmax", axis=-1)],
-        "softmax_only",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 20])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 20])],
-    )
-    src = tmp_path / "softmax.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
-    out = tmp_path / "s.vfb"
-    res = invoke("compile", str(src), "-o", str(out))
-    assert res.exit_code == 2
-    (line,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
-    assert "no layer of this model runs on the accelerator" in line
-    assert "Traceback" not in res.output
-    assert not out.exists()

@@ -29,6 +29,7 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.utils.target import Target
 
 from vfpga.backend.binary import (
+    BEFORE_FIRST_LAYER,
     HostOp,
     Layer,
     Tensor,
@@ -166,11 +167,12 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
 
 def host_op_table(plan: MemoryPlan, accel_nodes: list[str],
                   tindex: dict[str, int]) -> list[HostOp]:
-    """Every host op with the index of the accelerator layer it follows (-1: none);
+    """Every host op with the index of the accelerator layer it follows
+    (:data:`~vfpga.backend.binary.BEFORE_FIRST_LAYER`: none, it runs first);
     ``accel_nodes`` are the accelerator layers' node names in order."""
     layer_of = {n: i for i, n in enumerate(accel_nodes)}
     out: list[HostOp] = []
-    last = -1
+    last = BEFORE_FIRST_LAYER
     for n in plan.graph.nodes:
         if n.name in layer_of:
             last = layer_of[n.name]
