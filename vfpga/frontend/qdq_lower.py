@@ -567,6 +567,7 @@ class _Lowerer:
         self.graph_input = real_inputs[0]
         self.input_shape = self._input_shape(real_inputs[0])
         self.input_name = real_inputs[0].name
+        self.input4 = self._input4(g)
         for idx, node in enumerate(g.node):
             self.cur = node
             self.cur_name = node.name or f"{node.op_type}_{idx}"
@@ -590,6 +591,28 @@ class _Lowerer:
             ),
             self.onnx_int8,
         )
+
+    def _input4(self, g: onnx.GraphProto) -> tuple[int, int, int, int]:
+        """The 4-D shape of the graph input's tensor: :func:`_as4` of its shape, except for
+        an ``(N, C, L)`` input whose dequantized value is only reshaped to the one-row map
+        ``(N, C, 1, L)`` (how ``normalize`` holds a sequence input, so that 1-D ops run as
+        ``1 x K`` ones): its tensor is that map (the same bytes as ``(N, C, L, 1)``)."""
+        shape4 = _as4(self.input_shape)
+        if len(self.input_shape) != 3:
+            return shape4
+        n, c, length = self.input_shape
+        line = (n, c, 1, length)
+        quant = {o for nd in g.node if nd.op_type == "QuantizeLinear"
+                 and nd.input[0] == self.input_name for o in nd.output}
+        deq = {o for nd in g.node if nd.op_type == "DequantizeLinear"
+               and nd.input[0] in quant for o in nd.output}
+        readers = [nd for nd in g.node if any(i in deq for i in nd.input)]
+        if not readers or any(nd.op_type != "Reshape" for nd in readers):
+            return shape4
+        shapes = self.onnx_shapes()
+        if all(shapes.get(nd.output[0]) == line for nd in readers):
+            return line
+        return shape4
 
     def _input_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
         tt = vi.type.tensor_type
@@ -837,7 +860,7 @@ class _Lowerer:
                 if _f32(t.scale) != _f32(s) or t.zero_point != z:
                     raise self.err("the graph input is quantized twice with different parameters")
             else:
-                t = self.add_tensor(src, _as4(self.input_shape), s, z)
+                t = self.add_tensor(src, self.input4, s, z)
                 self.inputs.append(t.name)
                 self.onnx_int8[t.name] = (out, offset)
             self.values[out] = _QVal(t.name, self.input_shape)
@@ -1019,7 +1042,7 @@ class _Lowerer:
         act_q(Q(x))`` (quantization is monotonic), so the input is quantized with the
         QuantizeLinear's parameters and a unit-weight conv applies the clamp."""
         name = self.node_name(self.cur_name)
-        shape4 = _as4(self.input_shape)
+        shape4 = self.input4
 
         def build(out: QTensor, act: Act) -> list[QNode]:
             if self.inputs:
