@@ -210,6 +210,10 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     for t in in_tensors:
         if t.name in given:
             arr = input_array(given[t.name], t)
+        elif t.dtype == "float32":  # an unquantized input (read by host segments)
+            click.echo(f"note: no --input for '{t.name}': using a random standard normal "
+                       f"float32 input (seed {seed})", err=True)
+            arr = rng.standard_normal(t.shape).astype(np.float32)
         else:
             click.echo(f"note: no --input for '{t.name}': using a random int8 input (seed {seed})",
                        err=True)

@@ -60,7 +60,7 @@ def _check_segment(op: Any, tensors: Sequence[Any]) -> None:
         raise HostOpFault(f"{what}: needs 1..{MAX_HOST_IO} inputs and one output, has "
                           f"{len(op.inputs)} and {len(op.outputs)}")
     try:
-        shapes, out_dtype = segment_io(op.name, dict(op.attrs).get("onnx"))
+        shapes, in_dtypes, out_dtype = segment_io(op.name, dict(op.attrs).get("onnx"))
     except SegmentError as exc:
         raise HostOpFault(str(exc)) from None
     if len(shapes) != len(op.inputs):
@@ -70,7 +70,7 @@ def _check_segment(op: Any, tensors: Sequence[Any]) -> None:
         if not 0 <= int(ti) < len(tensors):
             raise HostOpFault(f"{what}: tensor index {ti} is not in 0..{len(tensors) - 1}")
         t = tensors[ti]
-        want = "int8" if k < len(op.inputs) else out_dtype
+        want = in_dtypes[k] if k < len(op.inputs) else out_dtype
         n = math.prod(shapes[k]) if k < len(op.inputs) else math.prod(t.shape)
         if t.dtype != want or n != math.prod(t.shape) or n * np.dtype(want).itemsize != t.size:
             raise HostOpFault(f"{what}: tensor '{t.name}' ({t.dtype}, shape "

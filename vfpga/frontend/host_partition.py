@@ -13,9 +13,11 @@ output, each holding the nodes that output depends on.
 Boundary contract (shared by the emulator and the reference through
 :mod:`vfpga.reference.host_segment`): each segment input is an int8 accelerator tensor,
 dequantized inside the segment model by ``DequantizeLinear`` with the tensor's scale and
-int8 zero point; the output is quantized inside the model by ``QuantizeLinear`` with the
-output tensor's scale and int8 zero point (uint8 QDQ tensors map exactly: ``q - 128`` with
-zero point ``- 128``), or left float32 for a float graph output.
+int8 zero point, or the float32 graph input itself when the QDQ model reads it
+unquantized (``QGraph.float_inputs``); the output is quantized inside the model by
+``QuantizeLinear`` with the output tensor's scale and int8 zero point (uint8 QDQ tensors
+map exactly: ``q - 128`` with zero point ``- 128``), or left float32 for a float graph
+output.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class HostSegment:
     dq_consts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, int]] = field(
         default_factory=dict
     )
+    #: the ``inputs`` that are the float32 graph input itself (read unquantized)
+    float_inputs: set[str] = field(default_factory=set)
 
     def merge(self, other: HostSegment) -> None:
         """Add ``other``'s nodes, inputs, constants and reasons (keeping graph order)."""
@@ -57,6 +61,7 @@ class HostSegment:
         self.consts.update(other.consts)
         self.dq_consts.update(other.dq_consts)
         self.reasons.update(other.reasons)
+        self.float_inputs.update(other.float_inputs)
 
 
 def node_macs(
@@ -116,11 +121,14 @@ def segment_model(
     for name, (tname, shape) in seg.inputs.items():
         if name not in need:
             continue
+        reads.append(tname)
+        if name in seg.float_inputs:  # the float32 graph input, read as it is
+            g_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+            continue
         t = tensors[tname]
         qn = f"{name}__int8"
         g_inputs.append(helper.make_tensor_value_info(qn, TensorProto.INT8, list(shape)))
         pre.append(_qdq_node("DequantizeLinear", qn, name, t, inits))
-        reads.append(tname)
     for name, value in seg.consts.items():
         if name in need:
             inits.append(numpy_helper.from_array(np.asarray(value), name))

@@ -224,10 +224,11 @@ def _check_input(model: onnx.ModelProto, name: str) -> None:
     err = dynamic_dim_error(name, vi.name, tt)
     if err is not None:
         raise err
-    if len(tt.shape.dim) not in (2, 3, 4):
+    if len(tt.shape.dim) not in (2, 3, 4, 5):
         raise FrontendError(
             f"{name}: input '{vi.name}' has shape {shape_txt}; an NCHW image input of rank 4, "
-            "an (N, C, L) sequence of rank 3 or an (N, C) vector input of rank 2 is required"
+            "an (N, C, L) sequence of rank 3, an (N, C) vector input of rank 2 or a rank-5 "
+            "volume (on the host) is required"
         )
     if tt.shape.dim[0].dim_value != 1:
         raise FrontendError(
@@ -307,7 +308,8 @@ class _Translator:
         for t in [*fg.consts, *fg.inputs, *fg.outputs]:
             self.g.reserve(t)
         self.g.shapes[inp] = shape
-        self.env: dict[str, _Val] = {inp: _Val(inp, 4)}
+        # a rank-5 input (a volume) is read by host nodes only (:meth:`act`)
+        self.env: dict[str, _Val] = {inp: _Val(inp, 5 if len(shape) == 5 else 4)}
         if len(shape) in (2, 3):
             # an (N, C) input is held as (N, C, 1, 1) from the first node on, an (N, C, L)
             # one as the one-row map (N, C, 1, L) (1-D ops become 1 x K 2-D ones)
@@ -363,15 +365,20 @@ class _Translator:
         return self.const(n, i, f"input {i}")
 
     def act(self, n: onnx.NodeProto, i: int | str, *, allow_flat: bool = False,
-            allow_pad: bool = False, allow_seq: bool = False) -> _Val:
+            allow_pad: bool = False, allow_seq: bool = False, host: bool = False) -> _Val:
         """The feature map read as input ``i`` (an index, or a tensor name) of ``n``;
-        ``allow_seq`` admits channels-last and rank-3 views (:attr:`_Val.seq`)."""
+        ``allow_seq`` admits channels-last and rank-3 views (:attr:`_Val.seq`); ``host``
+        (a host node's read) also a rank-5 graph input."""
         t = n.input[i] if isinstance(i, int) else i
         if t in self.fg.consts:
             raise self.err(n, f"input '{t}' is a constant where a feature map is expected")
         v = self.env.get(t)
         if v is None:
             raise self.err(n, f"input '{t}' is not produced by any supported node")
+        if v.rank > 4 and not host:
+            raise self.err(n, f"input '{t}' of shape {list(self.shape(n, t))} has rank "
+                              f"{v.rank}; the accelerator runs 1-D and 2-D ops, rank-5 "
+                              "volumes go to the host")
         if v.seq and not allow_seq:
             raise self.err(n, f"input '{t}' of shape {list(self.shape(n, t))} is a token "
                               "sequence or channels-last map; on the accelerator only "
@@ -467,7 +474,7 @@ class _Translator:
             elif t in self.fg.consts:
                 ins.append(self.g.add_const(t, self.fg.consts[t]))
             else:
-                v = self.act(n, t, allow_flat=True, allow_seq=True)
+                v = self.act(n, t, allow_flat=True, allow_seq=True, host=True)
                 want = self.shape(n, t)
                 if v.cl:
                     if first_cl is None:
@@ -578,9 +585,8 @@ class _Translator:
                 raise FrontendError(self.dynamic_output(o, shape))
             oshape = tuple(int(d) for d in shape)
             out_shapes[o] = oshape
-            if v.pad is not None:
-                raise FrontendError(f"{self.fg.source}: graph output '{o}' is a zero Pad of a "
-                                    "feature map, which is not supported")
+            if v.pad is not None:  # nothing folds it: an explicit Pad (on the host)
+                v = self.output_pad(o, v)
             if v.name == self.g.input:
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' is the graph input")
             if len(oshape) == 4 and not v.flat and not v.cl:
@@ -610,6 +616,20 @@ class _Translator:
                 self.g.shapes[o] = oshape
                 self.g.outputs.append(o)
         return out_shapes
+
+    def output_pad(self, o: str, v: _Val) -> _Val:
+        """Graph output ``o``, a zero Pad ``v.pad`` of the map ``v.name`` that no Conv or
+        AveragePool folds: an explicit ``Pad`` node (which the QDQ lowering runs on the
+        host, the accelerator has no padding copy)."""
+        assert v.pad is not None
+        t, left, b, r = v.pad
+        pads = self.g.add_const(f"{o}_pads", np.array([0, 0, t, left, 0, 0, b, r], np.int64))
+        out = self.g.fresh(f"{o}_padded")
+        self.emit(self.g.fresh(f"Pad_{o}"), "Pad", [v.name, pads], out, mode="constant")
+        n_, c, h, w = self.g.shapes[v.name]
+        self.define(o, _Val(out, v.rank), (n_, c, h + t + b, w + left + r))
+        self.report.rewrites["output_pad"] += 1
+        return self.env[o]
 
     def dynamic_output(self, o: str, shape: tuple[int | str, ...] | None) -> str:
         """The error for graph output ``o`` whose shape is not static: naming the host
@@ -888,7 +908,7 @@ class _Translator:
         a depthwise 1x1 Conv by ``1 - s[c]`` and an Add with ``x``: three accelerator
         layers, whose two extra int8 roundings the quantized model (and so onnxruntime's
         run of it) has too."""
-        slope = self.const(n, 1, "slope")
+        slope = self.legacy_slope(n, self.const(n, 1, "slope"))
         flat = slope.reshape(-1)
         if flat.size == 0:
             raise self.err(n, "the slope is empty")
@@ -921,6 +941,22 @@ class _Translator:
         self.env.setdefault(x.name, x)  # the map itself (a graph input's is a fresh name)
         self.two_maps(n, "Add", x.name, scaled, n.output[0], n.name)
         self.report.rewrites["prelu_per_channel"] += 1
+
+    def legacy_slope(self, n: onnx.NodeProto, slope: np.ndarray) -> np.ndarray:
+        """PRelu's ``slope`` as the model means it: a 1-D slope of one value per channel
+        that does not broadcast against the input's last axis (opset 6 PRelu, as old
+        PyTorch exports write it, broadcast it from the channel axis; the opset >= 7 that
+        normalize writes would reject it) is reshaped to ``(C, 1, ..., 1)``, also for the
+        host (the constant is rewritten when only this node reads it)."""
+        shape = self.shape(n, n.input[0])
+        c = shape[1] if len(shape) > 2 else 0
+        if slope.ndim != 1 or slope.size in (1, shape[-1]) or slope.size != c:
+            return slope
+        fixed = slope.reshape((c,) + (1,) * (len(shape) - 2))
+        if len(self.cons.get(n.input[1], [])) == 1:
+            self.fg.consts[n.input[1]] = fixed
+            self.report.rewrites["prelu_legacy_slope"] += 1
+        return fixed
 
     def op_Gelu(self, n: onnx.NodeProto) -> None:
         self._unary(n, approximate=str(_attr(n, "approximate", "none")))

@@ -447,9 +447,14 @@ class LoweringResult:
 
 
 class _Lowerer:
-    def __init__(self, model: onnx.ModelProto, source: str) -> None:
+    def __init__(self, model: onnx.ModelProto, source: str, quantized: bool = False) -> None:
         self.model = model
         self.source = source
+        #: host segments may read the graph input unquantized: the model came out of
+        #: vfpga's quantizer (which leaves the inputs of ops it does not quantize float), or
+        #: it is a QDQ model (it has QuantizeLinear/DequantizeLinear nodes)
+        self.float_input_ok = quantized or any(
+            n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
         self.opset = 13
         for imp in model.opset_import:
             if imp.domain in ("", "ai.onnx"):
@@ -460,6 +465,8 @@ class _Lowerer:
         self.node_names: set[str] = set()
         self.onnx_int8: dict[str, tuple[str, int]] = {}
         self.inputs: list[str] = []
+        #: graph inputs host segments read unquantized (QGraph.float_inputs)
+        self.float_inputs: list[str] = []
         #: tensor -> (source tensor, int8 table): the tensor is ``table[source + 128]``
         self.derived: dict[str, tuple[str, np.ndarray]] = {}
         self.cur: onnx.NodeProto | None = None
@@ -532,6 +539,9 @@ class _Lowerer:
                 "activations are not supported (fold them into the weights)"
             )
         t = self.tensors[v.tensor]
+        if len(v.shape) > 4:
+            raise self.err(f"input '{name}' has rank {len(v.shape)} ({v.shape}); the "
+                           "accelerator runs 1-D and 2-D ops, rank-5 volumes go to the host")
         if _as4(v.shape) != t.shape:
             if len(v.shape) <= 4 and v.shape[0] == 1 and t.shape[0] == 1:
                 return self.reshape_on_host(name, v)
@@ -588,15 +598,21 @@ class _Lowerer:
                 tensors=self.tensors,
                 nodes=self.nodes,
                 output_shapes=self.output_shapes,
+                float_inputs=self.float_inputs,
             ),
             self.onnx_int8,
         )
 
     def _input4(self, g: onnx.GraphProto) -> tuple[int, int, int, int]:
-        """The 4-D shape of the graph input's tensor: :func:`_as4` of its shape, except for
+        """The 4-D shape of the graph input's tensor: :func:`_as4` of its shape (a rank-5
+        volume ``(N, C, D, H, W)``: ``(N, C, D * H, W)``, the same row-major elements, which
+        host segments reshape back), except for
         an ``(N, C, L)`` input whose dequantized value is only reshaped to the one-row map
         ``(N, C, 1, L)`` (how ``normalize`` holds a sequence input, so that 1-D ops run as
         ``1 x K`` ones): its tensor is that map (the same bytes as ``(N, C, L, 1)``)."""
+        if len(self.input_shape) == 5:  # a volume, read by host segments only
+            n, c, d, h, w = self.input_shape
+            return (n, c, d * h, w)
         shape4 = _as4(self.input_shape)
         if len(self.input_shape) != 3:
             return shape4
@@ -632,9 +648,9 @@ class _Lowerer:
                     f"{self.source}: input '{vi.name}' dimension {i} is not fixed "
                     f"({d.dim_param or '?'}); only the batch dimension may be symbolic"
                 )
-        if not 2 <= len(dims) <= 4:
+        if not 2 <= len(dims) <= 5:
             raise FrontendError(
-                f"{self.source}: input '{vi.name}' has shape {dims}; inputs of rank 2 to 4 "
+                f"{self.source}: input '{vi.name}' has shape {dims}; inputs of rank 2 to 5 "
                 "are supported"
             )
         return tuple(dims)
@@ -665,11 +681,35 @@ class _Lowerer:
             del self.nodes[n:]
             self.lower_on_host(node, _reason(str(exc)))
 
+    def float_input(self, node: onnx.NodeProto) -> QTensor:
+        """The graph input as a float32 tensor (scale 1, zero point 0), for host node
+        ``node`` that reads it without a ``QuantizeLinear`` (onnxruntime's quantizer
+        leaves the inputs of ops it does not quantize, such as ``Pad`` or ``PRelu``,
+        float): the runtime stores the input unquantized and the segment reads it as is."""
+        if not self.float_input_ok:
+            self.val(self.input_name)  # the error: an fp32 model, not quantized
+        if self.inputs:
+            t = self.tensors[self.inputs[0]]
+            if t.name not in self.float_inputs:
+                raise self.err(f"node '{node.name}' ({node.op_type}) reads the graph input "
+                               f"'{self.input_name}' unquantized, which a QuantizeLinear also "
+                               "quantizes; an input is either quantized or float: quantize "
+                               "it once before every reader", node)
+            return t
+        t = self.add_tensor(self.input_name, self.input4, 1.0, 0)
+        self.inputs.append(t.name)
+        self.float_inputs.append(t.name)
+        return t
+
     def lower_on_host(self, node: onnx.NodeProto, reason: str) -> None:
         """Put ``node`` in a host segment (merged with the segments of its host inputs)."""
         seg = HostSegment()
         for i in node.input:
             if not i:
+                continue
+            if i == self.input_name and i not in self.values:
+                seg.inputs[i] = (self.float_input(node).name, self.input_shape)
+                seg.float_inputs.add(i)
                 continue
             v = self.val(i)
             if isinstance(v, _Const) and v.scale is not None:  # DQ of an integer constant
@@ -857,6 +897,11 @@ class _Lowerer:
         if src == self.input_name and src not in self.values:
             if self.inputs:
                 t = self.tensors[self.inputs[0]]
+                if t.name in self.float_inputs:
+                    raise self.err(f"the graph input '{src}' is read unquantized by a host "
+                                   "node and quantized by this QuantizeLinear; an input is "
+                                   "either quantized or float: quantize it once before every "
+                                   "reader")
                 if _f32(t.scale) != _f32(s) or t.zero_point != z:
                     raise self.err("the graph input is quantized twice with different parameters")
             else:
@@ -1008,6 +1053,10 @@ class _Lowerer:
             lo = None if lo is not None and lo == -np.inf else lo
             hi = None if hi is not None and hi == np.inf else hi
         if node.input[0] == self.input_name and self.input_name not in self.values:
+            if not any(q.op_type == "QuantizeLinear" and q.input[0] == node.output[0]
+                       for q in self.model.graph.node):
+                raise self.err(f"{node.op_type} of the float graph input whose result is "
+                               "never quantized runs on the host")
             self.values[node.output[0]] = self.input_act(node, lo, hi)
             return
         v = self.val(node.input[0])
@@ -2084,12 +2133,16 @@ def _fuse_tables(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
     g.nodes = [n for i, n in enumerate(g.nodes) if i not in drop]
 
 
-def lower_qdq_mapped(model: onnx.ModelProto, source: str = "<model>") -> LoweringResult:
+def lower_qdq_mapped(model: onnx.ModelProto, source: str = "<model>", *,
+                     quantized: bool = False) -> LoweringResult:
     """Lower a QDQ model and keep the map from QGraph tensors to ONNX int8 tensors (for
-    layer-by-layer comparison with ONNX Runtime). See :func:`lower_qdq`."""
+    layer-by-layer comparison with ONNX Runtime). See :func:`lower_qdq`; ``quantized``:
+    the model is the output of :func:`vfpga.quant.quantize_model`, so an input it left
+    float (even with no QuantizeLinear anywhere: a model of host ops only) is read by
+    host segments unquantized."""
     if not isinstance(model, onnx.ModelProto):
         raise TypeError("lower_qdq expects an onnx.ModelProto")
-    res = _Lowerer(model, source).run()
+    res = _Lowerer(model, source, quantized).run()
     _fuse_activations(res.graph, res.onnx_int8)
     _fuse_tables(res.graph, res.onnx_int8)
     return res

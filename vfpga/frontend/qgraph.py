@@ -309,3 +309,15 @@ class QGraph:
     tensors: dict[str, QTensor]
     nodes: list[QNode]
     output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: graph inputs fed and stored as float32, unquantized (``scale`` 1, ``zero_point``
+    #: 0): an input the QDQ model never quantizes (a ``Pad`` or a rank-5
+    #: ``BatchNormalization`` reads it directly), read only by host segments
+    float_inputs: list[str] = field(default_factory=list)
+
+
+def float_tensors(g: QGraph) -> set[str]:
+    """The tensors of ``g`` stored as float32 (every other tensor is int8): its float
+    inputs and the outputs of host ops with ``output_float``."""
+    return set(g.float_inputs) | {
+        n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float
+    }

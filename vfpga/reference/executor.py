@@ -332,7 +332,8 @@ def run_segment_node(g: QGraph, node: QHostOp, vals: dict[str, np.ndarray]) -> n
 
 def quantize_graph_input(g: QGraph, x: np.ndarray) -> np.ndarray:
     """Reshape the float input to ``[N, C, H, W]`` (``N = x.shape[0]``, the rest from the
-    input tensor's shape) and quantize it like ``QuantizeLinear``."""
+    input tensor's shape) and quantize it like ``QuantizeLinear`` (a float input,
+    ``QGraph.float_inputs``: returned as float32)."""
     t = g.tensors[g.inputs[0]]
     x = np.asarray(x, dtype=np.float32)
     per = int(np.prod(t.shape[1:]))
@@ -342,6 +343,8 @@ def quantize_graph_input(g: QGraph, x: np.ndarray) -> np.ndarray:
             f"{t.shape} (batch may differ)"
         )
     x4 = x.reshape((x.shape[0], *t.shape[1:]))
+    if t.name in g.float_inputs:  # read unquantized by host segments
+        return np.ascontiguousarray(x4)
     return quantize_input(x4, t.scale, t.zero_point)
 
 

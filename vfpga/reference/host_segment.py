@@ -10,7 +10,8 @@ their multiply-accumulates (``macs``).
 Boundary arithmetic (the contract the emulator and the golden reference share, because
 both call :func:`run_segment`): every segment input is an **int8** tensor of the
 accelerator, passed as stored (the segment model starts with its own
-``DequantizeLinear(x, scale, zero_point)`` with the tensor's int8 zero point), and the
+``DequantizeLinear(x, scale, zero_point)`` with the tensor's int8 zero point), or the
+**float32** graph input of a model that never quantizes it (``QGraph.float_inputs``), and the
 output is either **int8** (the model ends with ``QuantizeLinear(y, scale, zero_point)``
 of the output tensor) or **float32** for a graph output. So dequantization and
 quantization happen inside onnxruntime, exactly as in the QDQ model the segment was cut
@@ -111,10 +112,9 @@ def _session(name: str, data: bytes) -> Any:
             raise SegmentError(
                 f"host segment '{name}': tensor '{io.name}' has a non-static shape {io.shape}"
             )
-    if len(outs) != 1 or any(i.type != "tensor(int8)" for i in ins):
+    if len(outs) != 1:
         raise SegmentError(
-            f"host segment '{name}': needs int8 inputs and exactly one output, "
-            f"has {len(outs)} output(s)"
+            f"host segment '{name}': needs exactly one output, has {len(outs)} output(s)"
         )
     with _lock:
         _sessions[key] = sess
@@ -123,21 +123,23 @@ def _session(name: str, data: bytes) -> Any:
     return sess
 
 
-def segment_io(name: str, text: object) -> tuple[list[tuple[int, ...]], str]:
-    """The ONNX input shapes and the output dtype (``"int8"``/``"float32"``) of segment
-    ``name``, loading (and validating) its model."""
+def segment_io(name: str, text: object) -> tuple[list[tuple[int, ...]], list[str], str]:
+    """The ONNX input shapes, the input dtypes and the output dtype (each ``"int8"`` or
+    ``"float32"``) of segment ``name``, loading (and validating) its model."""
     sess = _session(name, decode_model(name, text))
-    out = sess.get_outputs()[0]
+    ins = sess.get_inputs()
     return (
-        [tuple(i.shape) for i in sess.get_inputs()],
-        "int8" if out.type == "tensor(int8)" else "float32",
+        [tuple(i.shape) for i in ins],
+        [np.dtype(_ELEM[i.type]).name for i in ins],
+        np.dtype(_ELEM[sess.get_outputs()[0].type]).name,
     )
 
 
 def run_segment(name: str, text: object, inputs: list[np.ndarray]) -> np.ndarray:
-    """Run segment ``name`` (its ``onnx`` attribute ``text``) on int8 ``inputs`` (NCHW
-    element order, any shape with the declared element count, batch 1); returns the int8
-    or float32 output, flat. Raises :class:`SegmentError`."""
+    """Run segment ``name`` (its ``onnx`` attribute ``text``) on ``inputs`` (int8, or
+    float32 where the model declares the float graph input; NCHW element order, any shape
+    with the declared element count, batch 1); returns the int8 or float32 output, flat.
+    Raises :class:`SegmentError`."""
     sess = _session(name, decode_model(name, text))
     feeds = {}
     decl = sess.get_inputs()
@@ -145,10 +147,11 @@ def run_segment(name: str, text: object, inputs: list[np.ndarray]) -> np.ndarray
         raise SegmentError(f"host segment '{name}': has {len(decl)} input(s), got {len(inputs)}")
     for d, x in zip(decl, inputs, strict=True):
         x = np.asarray(x)
-        if x.dtype != np.int8 or x.size != int(np.prod(d.shape)):
+        want = np.dtype(_ELEM[d.type])
+        if x.dtype != want or x.size != int(np.prod(d.shape)):
             raise SegmentError(
                 f"host segment '{name}': input '{d.name}' needs "
-                f"{int(np.prod(d.shape))} int8 values, got {x.size} {x.dtype}"
+                f"{int(np.prod(d.shape))} {want.name} values, got {x.size} {x.dtype}"
             )
         feeds[d.name] = np.ascontiguousarray(x).reshape(d.shape)
     try:

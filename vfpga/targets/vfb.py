@@ -41,7 +41,7 @@ from vfpga.backend.binary import (
 from vfpga.backend.retarget import dispatch_table
 from vfpga.compiler.plan import MemoryPlan, nchw
 from vfpga.errors import CompileError
-from vfpga.frontend.qgraph import QHostOp
+from vfpga.frontend.qgraph import QHostOp, float_tensors
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.spec import HEADER_DTYPE, INSN_BYTES
 from vfpga.passes.dnn_plan_memory import StaticPassError, planned
@@ -144,7 +144,7 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
     g = plan.graph
     roles = {t: "input" for t in g.inputs}
     roles.update({t: "output" for t in g.outputs})
-    floats = {n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float}
+    floats = float_tensors(g)
     out: list[Tensor] = []
     index: dict[str, int] = {}
     for name in [*g.inputs, *(t for t in g.tensors if t not in g.inputs)]:
