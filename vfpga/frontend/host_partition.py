@@ -102,11 +102,13 @@ def segment_model(
     tensors: dict[str, QTensor],
     template: onnx.ModelProto,
     source: str,
+    out_dtype: str = "float32",
 ) -> tuple[bytes, list[str], list[onnx.NodeProto]]:
     """The ONNX model computing ``output`` from ``seg``: returns its serialized bytes, the
     QGraph tensors it reads (in input order) and the nodes it holds. ``out_tensor``
-    quantizes the output (``None``: a float32 graph output). Opsets and IR version come
-    from ``template``."""
+    quantizes the output (``None``: a graph output of element type ``out_dtype``, whose
+    -1 dimensions in ``out_shape`` the data decides). Opsets and IR version come from
+    ``template``."""
     need = {output}
     nodes: list[onnx.NodeProto] = []
     for n in reversed(seg.nodes):
@@ -147,7 +149,9 @@ def segment_model(
             )
     post: list[onnx.NodeProto] = []
     if out_tensor is None:
-        outs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, list(out_shape))]
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(out_dtype))
+        dims = [d if d > 0 else None for d in out_shape]
+        outs = [helper.make_tensor_value_info(output, elem, dims)]
     else:
         qo = f"{output}__int8"
         post.append(_qdq_node("QuantizeLinear", output, qo, out_tensor, inits))

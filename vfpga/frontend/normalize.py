@@ -164,7 +164,7 @@ def normalize_with_report(
     gelu = _gelu_opset(g, fg.opset, report)
     opset = max(TARGET_OPSET, fg.opset, hard_swish, gelu)
     ir = min(max(fg.ir_version, 7), onnx.IR_VERSION)
-    out = g.to_onnx(out_shapes, opset, ir, fg.domains)
+    out = g.to_onnx(out_shapes, opset, ir, fg.domains, tr.output_types)
     _type_custom_outputs(out, fg)
     try:
         onnx.checker.check_model(strip_weights(out)[0])
@@ -437,7 +437,7 @@ class _Translator:
         return node
 
     # -- main loop -------------------------------------------------------------------------
-    def run(self) -> tuple[NGraph, dict[str, tuple[int, ...]]]:
+    def run(self) -> tuple[NGraph, dict[str, tuple[int | None, ...]]]:
         for n in self.fg.nodes:
             if n.name in self.skip:
                 continue
@@ -572,8 +572,10 @@ class _Translator:
         self.emit(self.g.fresh(f"Unsqueeze_{o}"), "Unsqueeze", [ct, axes], name4)
         self.define(o, _Val(name4, 3, cl=True), (n_, c, 1, t))
 
-    def finish_outputs(self) -> dict[str, tuple[int, ...]]:
-        out_shapes: dict[str, tuple[int, ...]] = {}
+    def finish_outputs(self) -> dict[str, tuple[int | None, ...]]:
+        out_shapes: dict[str, tuple[int | None, ...]] = {}
+        #: graph outputs that are not float32 (data-dependent host outputs)
+        self.output_types: dict[str, int] = {}
         for o in self.fg.outputs:
             if o in self.fg.consts:
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' is a constant")
@@ -582,7 +584,8 @@ class _Translator:
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' is not computed")
             shape = self.fg.shapes.get(o)
             if shape is None or not all(isinstance(d, int) for d in shape):
-                raise FrontendError(self.dynamic_output(o, shape))
+                out_shapes[o] = self.dynamic_host_output(o, v, shape)
+                continue
             oshape = tuple(int(d) for d in shape)
             out_shapes[o] = oshape
             if v.pad is not None:  # nothing folds it: an explicit Pad (on the host)
@@ -616,6 +619,21 @@ class _Translator:
                 self.g.shapes[o] = oshape
                 self.g.outputs.append(o)
         return out_shapes
+
+    def dynamic_host_output(self, o: str, v: _Val,
+                            shape: tuple[int | str, ...] | None) -> tuple[int | None, ...]:
+        """Graph output ``o`` whose shape the data decides (NonMaxSuppression, NonZero):
+        kept as the host node computes it (its rank and element type, ``None`` for each
+        data-dependent dimension) when a host node produces it; the QDQ lowering makes it
+        a dynamic output of a host segment. Otherwise the :meth:`dynamic_output` error."""
+        prod = next((n for n in self.fg.nodes if o in n.output), None)
+        if prod is None or prod.name not in self.report.host_nodes or shape is None:
+            raise FrontendError(self.dynamic_output(o, shape))
+        self.g.rename_tensor(v.name, o)
+        self.g.outputs.append(o)
+        self.output_types[o] = self.fg.dtypes.get(o, onnx.TensorProto.FLOAT)
+        self.report.rewrites["dynamic_host_output"] += 1
+        return tuple(d if isinstance(d, int) else None for d in shape)
 
     def output_pad(self, o: str, v: _Val) -> _Val:
         """Graph output ``o``, a zero Pad ``v.pad`` of the map ``v.name`` that no Conv or

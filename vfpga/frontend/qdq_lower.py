@@ -57,12 +57,15 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from vfpga.errors import FrontendError
 from vfpga.frontend import act_tables
 from vfpga.frontend.host_partition import HostSegment, encode, node_macs, segment_model
 from vfpga.frontend.qgraph import (
+    DYN_DTYPE,
+    DYN_SHAPE,
+    DYNAMIC_DTYPES,
     SEGMENT_OP,
     Act,
     EltKind,
@@ -467,6 +470,9 @@ class _Lowerer:
         self.inputs: list[str] = []
         #: graph inputs host segments read unquantized (QGraph.float_inputs)
         self.float_inputs: list[str] = []
+        #: graph outputs whose shape the data decides: name -> (dtype, ONNX shape, -1
+        #: for a data-dependent dimension)
+        self.dynamic: dict[str, tuple[str, tuple[int, ...]]] = {}
         #: tensor -> (source tensor, int8 table): the tensor is ``table[source + 128]``
         self.derived: dict[str, tuple[str, np.ndarray]] = {}
         self.cur: onnx.NodeProto | None = None
@@ -739,8 +745,7 @@ class _Lowerer:
                 continue
             shape = shapes.get(o)
             if shape is None:
-                raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
-                               "static shape, which shape inference cannot tell")
+                shape = self.dynamic_output(o, reason)
             self.values[o] = self._host_value(node, seg, o, shape, reason)
 
     def onnx_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -759,15 +764,42 @@ class _Lowerer:
             self._shapes[self.input_name] = self.input_shape
         return self._shapes
 
+    def dynamic_output(self, o: str, reason: str) -> tuple[int, ...]:
+        """The ONNX shape of ``o``, an output of a host node that shape inference cannot
+        tell: allowed for a graph output (its declared dimensions, -1 for each one the
+        data decides, such as NonMaxSuppression's number of boxes); recorded in
+        ``self.dynamic`` (name -> element type, shape)."""
+        vi = next((v for v in self.model.graph.output if v.name == o), None)
+        if vi is None or not vi.type.tensor_type.HasField("shape"):
+            raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
+                           "static shape, which shape inference cannot tell (only a graph "
+                           "output may have a shape the data decides)")
+        tt = vi.type.tensor_type
+        shape = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else -1
+                      for d in tt.shape.dim)
+        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+        if dtype not in DYNAMIC_DTYPES:
+            raise self.err(f"graph output '{o}' has a shape the data decides and element "
+                           f"type {dtype}; such outputs may be {', '.join(DYNAMIC_DTYPES)}")
+        self.dynamic[o] = (dtype, shape)
+        return shape
+
     def _host_value(self, node: onnx.NodeProto, seg: HostSegment, o: str,
                     shape: tuple[int, ...], reason: str) -> _Pending:
         """The float output ``o`` of host node ``node``; a host op computing it is built
         when it is quantized (or is a graph output). Values inside a segment may have any
         shape; a segment's output needs batch dimension 1."""
-        shape4 = _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1)
+        shape4 = ((1, 1, 1, 1) if o in self.dynamic else  # a placeholder: not in DDR
+                  _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1))
 
         def op(out: QTensor, as_float: bool) -> list[QNode]:
-            if shape[0] != 1:
+            if o in self.dynamic and not as_float:
+                raise self.err(f"node '{node.name}' ({node.op_type}) decides the shape of its "
+                               f"output '{o}' at run time ({list(shape)}, -1: data-dependent); "
+                               "only a graph output may have such a shape, an accelerator "
+                               "layer cannot read it. End the model there and run the rest "
+                               "in post-processing")
+            if shape[0] != 1 and o not in self.dynamic:
                 raise self.err(f"node '{node.name}' ({node.op_type}): {reason}; on the host "
                                f"its output '{o}' of shape {shape} would have a batch "
                                "dimension other than 1, which host segments (run per batch "
@@ -783,8 +815,10 @@ class _Lowerer:
         """The host op running the nodes of ``seg`` that the float value ``o`` (ONNX
         shape ``shape``) depends on, writing the QGraph tensor ``out`` (float32 if
         ``as_float``)."""
+        dyn = self.dynamic.get(o)
         data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
-                                           self.tensors, self.model, self.source)
+                                           self.tensors, self.model, self.source,
+                                           out_dtype=dyn[0] if dyn else "float32")
         shapes = self.onnx_shapes()
         weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
         attrs: dict[str, object] = {
@@ -795,6 +829,8 @@ class _Lowerer:
             "reasons": [seg.reasons[n.name] for n in nodes],
             "macs": sum(node_macs(n, shapes, weights) for n in nodes),
         }
+        if dyn is not None:  # a graph output whose shape the data decides
+            attrs[DYN_DTYPE], attrs[DYN_SHAPE] = dyn[0], list(dyn[1])
         return QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
                        as_float)
 
@@ -1951,7 +1987,7 @@ class _Lowerer:
                 self._rename(tname, onnx_name)
                 final = onnx_name
             outputs.append(final)
-            if tuple(shape) != self.tensors[final].shape:
+            if tuple(shape) != self.tensors[final].shape and onnx_name not in self.dynamic:
                 self.output_shapes[final] = tuple(int(d) for d in shape)
         return outputs
 

@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from vfpga.errors import VfpgaError
 from vfpga.frontend.qgraph import (
+    DYN_DTYPE,
     Act,
     QAdd,
     QConcat,
@@ -33,6 +34,7 @@ from vfpga.frontend.qgraph import (
     QShuffle,
     QSlice,
     conv_kernel_extent,
+    dynamic_outputs,
     node_inputs,
     shuffle_perm,
 )
@@ -318,6 +320,15 @@ def run_segment_node(g: QGraph, node: QHostOp, vals: dict[str, np.ndarray]) -> n
     ``[N, C, H, W]`` result."""
     xs = [vals[i] for i in node.inputs]
     shape = g.tensors[node.output].shape
+    if DYN_DTYPE in node.attrs:  # a graph output whose shape the data decides
+        if xs and xs[0].shape[0] != 1:
+            raise ReferenceError(f"host segment '{node.name}': its output's shape is "
+                                 "data-dependent, so it runs on batch 1 only")
+        try:
+            return run_segment(node.name, node.attrs.get("onnx"), [x[0] for x in xs],
+                               flat=False)
+        except SegmentError as exc:
+            raise ReferenceError(str(exc)) from None
     try:
         ys = [run_segment(node.name, node.attrs.get("onnx"), [x[b] for x in xs])
               for b in range(xs[0].shape[0] if xs else 1)]
@@ -417,8 +428,12 @@ def run_reference(g: QGraph, x: np.ndarray, *, keep_all: bool = True) -> dict[st
                 if readers[i] == 0 and i not in g.outputs:
                     vals.pop(i, None)
     result: dict[str, np.ndarray] = dict(vals) if keep_all else {o: vals[o] for o in g.outputs}
+    dyn = dynamic_outputs(g)
     for o in g.outputs:
         v = vals[o]
+        if o in dyn:  # onnxruntime's result as it is (boxes of NMS: int64)
+            result[o + FLOAT_SUFFIX] = v
+            continue
         f = v if v.dtype == np.float32 else dequantize(v, t[o].scale, t[o].zero_point)
         if o in g.output_shapes:
             f = f.reshape((v.shape[0], *g.output_shapes[o][1:]))

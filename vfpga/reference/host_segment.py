@@ -45,7 +45,9 @@ MAX_SEGMENT_BYTES = 64 << 20
 #: onnxruntime sessions kept per process (keyed by the model's SHA-256).
 SESSION_CACHE = 16
 
-_ELEM = {"tensor(int8)": np.int8, "tensor(float)": np.float32}
+_ELEM = {"tensor(int8)": np.int8, "tensor(float)": np.float32, "tensor(int32)": np.int32,
+         "tensor(int64)": np.int64}
+_IN_TYPES = ("tensor(int8)", "tensor(float)")
 _lock = threading.Lock()
 _sessions: OrderedDict[str, Any] = OrderedDict()
 
@@ -102,13 +104,16 @@ def _session(name: str, data: bytes) -> Any:
             f"{type(exc).__name__}: {str(exc).strip()[:300]}"
         ) from None
     ins, outs = sess.get_inputs(), sess.get_outputs()
-    for io in (*ins, *outs):
-        if io.type not in _ELEM:
+    for k, io in enumerate((*ins, *outs)):
+        out = k >= len(ins)
+        if io.type not in _ELEM or (not out and io.type not in _IN_TYPES):
             raise SegmentError(
                 f"host segment '{name}': tensor '{io.name}' has type {io.type}; "
-                "segment inputs are int8, outputs int8 or float32"
+                "segment inputs are int8 or float32, outputs int8, float32, int32 or int64"
             )
-        if not all(isinstance(d, int) and d > 0 for d in io.shape):
+        # an output's dimensions may be symbolic: a shape the data decides (NMS)
+        if not all((isinstance(d, int) and d > 0) or (out and not isinstance(d, int))
+                   for d in io.shape):
             raise SegmentError(
                 f"host segment '{name}': tensor '{io.name}' has a non-static shape {io.shape}"
             )
@@ -124,8 +129,9 @@ def _session(name: str, data: bytes) -> Any:
 
 
 def segment_io(name: str, text: object) -> tuple[list[tuple[int, ...]], list[str], str]:
-    """The ONNX input shapes, the input dtypes and the output dtype (each ``"int8"`` or
-    ``"float32"``) of segment ``name``, loading (and validating) its model."""
+    """The ONNX input shapes, the input dtypes (``"int8"`` or ``"float32"``) and the output
+    dtype (also ``"int32"``/``"int64"``) of segment ``name``, loading (and validating) its
+    model."""
     sess = _session(name, decode_model(name, text))
     ins = sess.get_inputs()
     return (
@@ -135,10 +141,12 @@ def segment_io(name: str, text: object) -> tuple[list[tuple[int, ...]], list[str
     )
 
 
-def run_segment(name: str, text: object, inputs: list[np.ndarray]) -> np.ndarray:
+def run_segment(name: str, text: object, inputs: list[np.ndarray], *,
+                flat: bool = True) -> np.ndarray:
     """Run segment ``name`` (its ``onnx`` attribute ``text``) on ``inputs`` (int8, or
     float32 where the model declares the float graph input; NCHW element order, any shape
-    with the declared element count, batch 1); returns the int8 or float32 output, flat.
+    with the declared element count, batch 1); returns the output, flat (``flat=False``:
+    in the shape onnxruntime gives it, for an output whose shape the data decides).
     Raises :class:`SegmentError`."""
     sess = _session(name, decode_model(name, text))
     feeds = {}
@@ -161,4 +169,4 @@ def run_segment(name: str, text: object, inputs: list[np.ndarray]) -> np.ndarray
             f"host segment '{name}': onnxruntime failed: "
             f"{type(exc).__name__}: {str(exc).strip()[:300]}"
         ) from None
-    return np.asarray(y).reshape(-1)
+    return np.asarray(y).reshape(-1) if flat else np.asarray(y)

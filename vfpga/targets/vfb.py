@@ -41,7 +41,7 @@ from vfpga.backend.binary import (
 from vfpga.backend.retarget import dispatch_table
 from vfpga.compiler.plan import MemoryPlan, nchw
 from vfpga.errors import CompileError
-from vfpga.frontend.qgraph import QHostOp, float_tensors
+from vfpga.frontend.qgraph import QHostOp, dynamic_outputs, float_tensors
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.spec import HEADER_DTYPE, INSN_BYTES
 from vfpga.passes.dnn_plan_memory import StaticPassError, planned
@@ -145,9 +145,16 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
     roles = {t: "input" for t in g.inputs}
     roles.update({t: "output" for t in g.outputs})
     floats = float_tensors(g)
+    dyn = dynamic_outputs(g)
     out: list[Tensor] = []
     index: dict[str, int] = {}
     for name in [*g.inputs, *(t for t in g.tensors if t not in g.inputs)]:
+        if name in dyn:  # not in DDR: 0 for each data-dependent dimension
+            dtype, shape = dyn[name]
+            index[name] = len(out)
+            out.append(Tensor(name=name, role="output", dtype=dtype, layout="raw",
+                              shape=tuple(max(d, 0) for d in shape), ddr_offset=0, size=0))
+            continue
         p = plan.places.get(name)
         if p is None:
             continue
