@@ -488,6 +488,19 @@ def _kernel_step(core: Core, ctx: ExecContext, i: int, fn: Callable[..., np.ndar
     return step
 
 
+def _checked_step(core: Core, ctx: ExecContext, i: int, fn: Callable[[], str | None]
+                  ) -> Callable[[], None]:
+    """A prepared CALC step ``fn`` whose static fields were validated at build time; it
+    returns the message of a data-dependent error, reported as ``Core._pool`` does."""
+
+    def step() -> None:
+        err = fn()
+        if err is not None:
+            raise ExecutionFault(f"{describe(ctx, core.index, i)}: {err}")
+
+    return step
+
+
 @dataclass
 class SegmentPlan:
     """A segment of one core, analysed and bound: run :attr:`steps` in order.
@@ -885,6 +898,9 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
             mode=mode, kernel=(f["kh"], f["kw"]), stride=(f["stride_h"], f["stride_w"]),
             pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]), scale=f["scale"],
             out_scale=f["out_scale"], in_zp=f["in_zp"], out_zp=f["out_zp"])
+        fast = kernels.pool_compiled(x, out, **kw_)
+        if fast is not None:
+            return _checked_step(core, ctx, i, fast)
         return _kernel_step(core, ctx, i, kernels.pool, (x,), kw_, out)
     n, period = f["n"], f["b_period"]
     a = _view(Buffer.IBUF, f["a_addr"], (n,), np.int8)
