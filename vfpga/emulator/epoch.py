@@ -48,8 +48,12 @@ computes every distinct product of the epoch once, in as few calls as possible:
   side effects.
 
 Prepared (stacked) weights are kept between runs while the DDR bytes they came from are
-exactly the same (compared on every run), within the accelerator's
-:class:`~vfpga.emulator.plan.PreparedBudget`.
+exactly the same, within the accelerator's :class:`~vfpga.emulator.plan.PreparedBudget`;
+so are the unpacked parameter records. They are compared with DDR on every run, unless
+no SAVE instruction of the loaded program and no tensor of its memory map can reach their
+DDR bytes (:func:`save_extents`, decided once per group) and nobody took the region's
+bytes since the last comparison (:attr:`vfpga.emulator.ddr.Region.handed_out`): then
+nothing can have written them, and the comparison is skipped.
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ from vfpga.emulator import int_matmul, jit, kernels
 from vfpga.emulator.core import Core, ExecContext
 from vfpga.emulator.ddr import Region
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _row_views
-from vfpga.isa.spec import PARAM_RECORD_BYTES, Buffer
+from vfpga.isa.codec import Program
+from vfpga.isa.spec import PARAM_RECORD_BYTES, Buffer, Opcode
 
 #: The most bytes of DDR the build-time disjointness test of LOADs and SAVEs marks at
 #: once; an epoch whose LOAD and SAVE boxes interleave over a wider span gets no plan.
@@ -194,6 +199,14 @@ class _Group:
     budgeted: bool = False
     #: the parameter records' bytes and what :meth:`EpochPlan._params` made of them
     params: tuple[bytes, tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = None
+    #: whether no SAVE of the program can write the DDR bytes the weights / parameters
+    #: come from (None: not decided yet), and the region's :attr:`Region.handed_out`
+    #: when they were last known to equal :attr:`key` / ``params[0]`` (see
+    #: :meth:`EpochPlan._unchanged`)
+    w_fixed: bool | None = None
+    w_gen: int = -1
+    p_fixed: bool | None = None
+    p_gen: int = -1
 
     @property
     def m(self) -> int:
@@ -294,6 +307,8 @@ class _CoreWork:
     macs: int
     #: the surviving buffer writes of the core, in its order (see the module docstring)
     redo: list[Callable[[], None]]
+    #: the (buffer, address, bytes) each step of :attr:`redo` writes
+    spans: list[tuple[Buffer, int, int]] = field(default_factory=list)
 
 
 class EpochPlan:
@@ -305,8 +320,12 @@ class EpochPlan:
         units: list[_Unit],
         groups: list[_Group],
         budget: PreparedBudget | None,
+        saves: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.region = region
+        #: the DDR ranges any SAVE of the loaded program may write (see
+        #: :func:`save_extents`; None: unknown, prepared values are always compared)
+        self.save_ext = saves
         self.cores: list[_CoreWork] = []
         self.units = units
         self.groups = groups
@@ -333,7 +352,8 @@ class EpochPlan:
         plan was not written for (then it declines on every later run too)."""
         if self.declined:
             return False
-        mem = self.region.mem
+        mem = self.region.view()
+        self._gen = self.region.handed_out
         try:
             params = [self._params(g, mem) for g in self.groups]
         except ValueError:
@@ -381,18 +401,47 @@ class EpochPlan:
         """(bias, scale, divisor or None) of the group's columns: biases from each chain's
         first link, scales and divisors (validated: ValueError) from its last; reused
         while their DDR bytes are the same."""
-        raws = [
-            _raw(mem, src, b.n * PARAM_RECORD_BYTES)
+        if g.params is not None and g.p_fixed and g.p_gen == self._gen:
+            return g.params[1]
+        srcs = [
+            (src, b.n * PARAM_RECORD_BYTES)
             for b in g.blocks
             for src in ((b.pn_at,) if b.p1_at == b.pn_at else (b.pn_at, b.p1_at))
         ]
-        key = b"".join(r.tobytes() for r in raws)
+        key = b"".join(_raw(mem, src, n).tobytes() for src, n in srcs)
         if g.params is not None and g.params[0] == key:
+            g.p_gen = self._gen
             return g.params[1]
         g.params = None
         value = self._unpack(g, mem)
         g.params = (key, value)
+        g.p_gen = self._gen
+        if g.p_fixed is None:
+            g.p_fixed = self._unreachable(srcs)
         return value
+
+    def _unreachable(self, srcs: list[tuple[_Src, int]]) -> bool:
+        """Whether no SAVE of the loaded program can write a DDR byte the sources ``srcs``
+        (with their lengths) read. Then their bytes change only through the region's
+        :attr:`~vfpga.emulator.ddr.Region.mem` (counted in ``handed_out``), and a value
+        made from them stays valid while that count does (:meth:`_weights`,
+        :meth:`_params` skip comparing the bytes again)."""
+        if self.save_ext is None:
+            return False
+        lo, hi = self.save_ext
+        for (box, off), n in srcs:
+            at = box.flat()
+            if at is not None:
+                a, b = at + off, at + off + n
+            elif box.n0 and box.n1 and box.n2:
+                a = box.ddr
+                b = box.ddr + (box.n0 - 1) * box.s0 + (box.n1 - 1) * box.s1 + box.n2
+            else:
+                continue
+            k = int(np.searchsorted(hi, a, side="right"))
+            if k < len(lo) and lo[k] < b:
+                return False
+        return True
 
     def _unpack(
         self, g: _Group, mem: np.ndarray
@@ -427,13 +476,17 @@ class EpochPlan:
         lone CONVs) and link ``n`` ``[K_n][N]``; reused while the DDR bytes they came from
         are the same: compared span by span (:func:`_spans`: one contiguous comparison
         instead of gathering the short rows of chunked weights), else source by source."""
+        if g.weights is not None and g.w_fixed and g.w_gen == self._gen:
+            return g.weights
         srcs = [(at, b.n * k) for b in g.blocks for at, k in zip(b.ws, g.ks, strict=True)]
         if g.weights is not None:
             same = partial(_same, self._jit)
             if g.spans is not None:
                 if all(same(mem[lo:hi], k) for (lo, hi), k in zip(g.spans, g.key, strict=True)):
+                    g.w_gen = self._gen
                     return g.weights
             elif all(same(_raw(mem, at, n), k) for (at, n), k in zip(srcs, g.key, strict=True)):
+                g.w_gen = self._gen
                 return g.weights
         g.weights = None
         raws = [_raw(mem, at, n) for at, n in srcs]
@@ -461,6 +514,9 @@ class EpochPlan:
                 if g.spans is None
                 else [mem[lo:hi].copy() for lo, hi in g.spans]
             )
+            g.w_gen = self._gen
+            if g.w_fixed is None:
+                g.w_fixed = self._unreachable(srcs)
         return w
 
     def _depthwise(self, g: _Group, mem: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -608,16 +664,47 @@ def _cols_into(
     np.copyto(view, win.transpose(0, 1, 3, 4, 2))
 
 
+def save_extents(
+    program: Program, ranges: Sequence[tuple[int, int]] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """The DDR byte ranges ``[lo, hi)`` (region offsets) that the SAVEs of ``program`` can
+    write, with the extra ``ranges``, merged and sorted: every SAVE instruction's box
+    extent, whichever core or tiling candidate runs it (a superset of what any run
+    writes)."""
+    rec = program.by_op[Opcode.SAVE]
+    n0, n1, n2 = (rec[k].astype(np.int64) for k in ("n0", "n1", "n2"))
+    lo = rec["ddr"].astype(np.int64)
+    hi = lo + (n0 - 1) * rec["stride0"].astype(np.int64) + (
+        n1 - 1) * rec["stride1"].astype(np.int64) + n2
+    live = (n0 > 0) & (n1 > 0) & (n2 > 0)
+    extra = np.array(list(ranges), np.int64).reshape(-1, 2)
+    lo = np.concatenate([lo[live], extra[:, 0]])
+    hi = np.concatenate([hi[live], extra[:, 1]])
+    if not lo.size:
+        return lo, hi
+    order = np.argsort(lo, kind="stable")
+    lo, hi = lo[order], np.maximum.accumulate(hi[order])
+    # merge: a new range starts where lo passes the largest end of the ranges before it
+    start = np.ones(lo.size, np.bool_)
+    start[1:] = lo[1:] >= hi[:-1]
+    first = np.flatnonzero(start)
+    ends = np.append(first[1:], lo.size) - 1
+    return lo[first], hi[ends]
+
+
 def build_epoch(
-    work: Sequence[tuple[Core, ExecContext, SegmentPlan]], budget: PreparedBudget | None = None
+    work: Sequence[tuple[Core, ExecContext, SegmentPlan]],
+    budget: PreparedBudget | None = None,
+    saves: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> EpochPlan | None:
     """The epoch plan of the per-core plans ``work`` (the task's cores in its order, each
     with its context and the plan of its segment of this epoch), or ``None`` if the epoch
-    does not qualify (see the module docstring)."""
+    does not qualify (see the module docstring). ``saves``: :func:`save_extents` of the
+    loaded program (``None``: prepared values are compared with DDR on every run)."""
     if jit.get() is None or int_matmul.backend() is None or not work:
         return None
     try:
-        return _build(work, budget)
+        return _build(work, budget, saves)
     except _NoEpoch:
         return None
     except Exception:  # an instruction form the analysis was not written for (a new op
@@ -628,7 +715,9 @@ def build_epoch(
 
 
 def _build(
-    work: Sequence[tuple[Core, ExecContext, SegmentPlan]], budget: PreparedBudget | None
+    work: Sequence[tuple[Core, ExecContext, SegmentPlan]],
+    budget: PreparedBudget | None,
+    saves: tuple[np.ndarray, np.ndarray] | None,
 ) -> EpochPlan:
     region = work[0][1].region
     units: list[_Unit] = []
@@ -736,16 +825,18 @@ def _build(
 
     if not _disjoint(loads, [sb for _, sb in save_list]):
         raise _NoEpoch
-    ep = EpochPlan(region, units, _groups(units), budget)
+    ep = EpochPlan(region, units, _groups(units), budget, saves)
     ep.saves = _save_steps(ep, save_list)
     for k, (core, _ctx, seg_plan) in enumerate(work):
         mine, macs, ver = per_core[k]
         redo: list[Callable[[], None]] = []
+        spans: list[tuple[Buffer, int, int]] = []
         for wid in mine:
             w = writes[wid]
             assert w is not None
             if not bool((ver[w.buf][w.addr : w.addr + w.nbytes] == wid).any()):
                 continue  # entirely overwritten later in the epoch
+            spans.append((w.buf, w.addr, w.nbytes))
             if w.box is not None:
                 redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
             elif w.partial is not None:
@@ -755,7 +846,7 @@ def _build(
                 redo.append(ep.copy_step(u, views[wid], partial_sums=True))
             else:
                 redo.append(ep.copy_step(w.unit, views[wid]))
-        ep.cores.append(_CoreWork(core, seg_plan, macs, redo))
+        ep.cores.append(_CoreWork(core, seg_plan, macs, redo, spans))
     return ep
 
 
@@ -1001,4 +1092,4 @@ def _groups(units: list[_Unit]) -> list[_Group]:
     return groups
 
 
-__all__ = ["EpochPlan", "build_epoch"]
+__all__ = ["EpochPlan", "build_epoch", "save_extents"]

@@ -28,7 +28,7 @@ from vfpga.emulator import int_matmul
 from vfpga.emulator.bounds import check_work_bounds
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
-from vfpga.emulator.epoch import EpochPlan, build_epoch
+from vfpga.emulator.epoch import EpochPlan, build_epoch, save_extents
 from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
 from vfpga.emulator.host_ops import HostOpFault, check_host_op, run_host_op
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
@@ -295,6 +295,9 @@ class Task:
     #: called with the layer index after each completed barrier (and its host ops)
     barrier_hooks: list[Callable[[int], None]] = field(default_factory=list)
     counters: dict[int, CoreCounters] = field(default_factory=dict)
+    #: the DDR ranges the loaded program's SAVEs and :meth:`write_tensor` can write (see
+    #: :meth:`_writable`)
+    _writes: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- loading
     def load(self, image: ProgramImage, source: str | None = None) -> None:
@@ -336,6 +339,7 @@ class Task:
         self.region.mem[image.data_offset : end] = np.frombuffer(image.data, dtype=np.uint8)
         self.loaded = loaded
         self.image = image
+        self._writes = None
         self.restart()
 
     def restart(self) -> None:
@@ -360,6 +364,18 @@ class Task:
                 return t
         names = ", ".join(t.name for t in self.image.tensors)
         raise VfpgaError(f"task '{self.name}': no tensor '{name}' (tensors: {names})")
+
+    def _writable(self) -> tuple[np.ndarray, np.ndarray]:
+        """The DDR ranges (merged, sorted ``[lo, hi)``) that the loaded program can write
+        without going through :attr:`Region.mem`: its SAVEs (every SAVE instruction of the
+        binary) and the tensors of its memory map (:meth:`write_tensor`, inputs and host
+        ops)."""
+        if self._writes is None:
+            assert self.loaded is not None and self.image is not None
+            self._writes = save_extents(
+                self.loaded.program,
+                [(t.ddr_offset, t.ddr_offset + t.size) for t in self.image.tensors])
+        return self._writes
 
     def _run_host_ops(self, after: int) -> None:
         """Run the binary's host ops scheduled after layer ``after`` (-1: before the
@@ -388,12 +404,13 @@ class Task:
                 f"{'x'.join(map(str, t.shape))}), got an array of {arr.nbytes} bytes "
                 f"(shape {arr.shape}, {arr.dtype})"
             )
-        self.region.mem[t.ddr_offset : t.ddr_offset + t.size] = arr.reshape(-1).view(np.uint8)
+        # a tensor's bytes: within :meth:`_writable`, so not counted as a hand-out
+        self.region.view()[t.ddr_offset : t.ddr_offset + t.size] = arr.reshape(-1).view(np.uint8)
 
     def read_tensor(self, name: str) -> np.ndarray:
         """Tensor ``name`` as stored (int8 array of its shape)."""
         t = self.tensor(name)
-        raw = self.region.mem[t.ddr_offset : t.ddr_offset + t.size].copy()
+        raw = self.region.view()[t.ddr_offset : t.ddr_offset + t.size].copy()
         if not t.shape:  # a raw blob (rank 0)
             return raw
         return raw.view(np.dtype(t.dtype)).reshape(t.shape)
@@ -490,8 +507,8 @@ class Task:
                 ctx = ExecContext(self.name, lc, self.loaded.program, self.loaded.fields,
                                   self.region)
                 work.append((core, ctx, plan))
-            ep = build_epoch(work, self.accel.prepared_budget) if len(work) == len(
-                active) else None
+            ep = build_epoch(work, self.accel.prepared_budget,
+                             self._writable()) if len(work) == len(active) else None
             hit = self.loaded.epochs[key] = (segs, ep)
         if hit[1] is None:
             return False
