@@ -262,3 +262,36 @@ def test_save_extents_cover_every_save_box(net) -> None:  # type: ignore[no-unty
         if n0 and n1 and n2:
             end = int(r["ddr"]) + (n0 - 1) * int(r["stride0"]) + (n1 - 1) * int(r["stride1"]) + n2
             assert mask[int(r["ddr"]) : end].all()
+
+
+@pytest.mark.parametrize("n", [3, 8])
+def test_writes_the_next_epoch_overwrites_are_skipped(net, n: int) -> None:  # type: ignore[no-untyped-def]
+    """An epoch's surviving buffer writes are made just before the next epoch's SAVEs,
+    without those the next epoch's own writes on the same core entirely overwrite: some
+    are skipped, and every buffer still ends with the interpreter's bytes."""
+    g, res = net
+    slow, _, _ = _run(g, res[n], CORES[n], fast=False, runs=2)
+    fast, t, _ = _run(g, res[n], CORES[n], fast=True, runs=2)
+    assert fast == slow
+    pairs = [(ref(), steps) for ep in _epochs(t) for ref, steps in ep._after.values()]
+    assert pairs and all(prev is not None for prev, _ in pairs)
+    assert any(len(steps) < sum(len(cw.redo) for cw in prev.cores) for prev, steps in pairs)
+
+
+def test_stepped_run_and_restart_leave_the_interpreter_buffers(net) -> None:  # type: ignore[no-untyped-def]
+    """A run stopped after some epochs and restarted (the deferred writes are made at the
+    restart) leaves every buffer as the interpreter does."""
+    g, res = net
+    out = []
+    for fast in (False, True):
+        acc = Accelerator(HW, fast=fast)
+        t = acc.create_task("t", CORES[8], res[8].vfb.ddr_size)
+        t.load(res[8].vfb)
+        for _ in range(2):
+            t.restart()
+            t.write_tensor(g.inputs[0], np.ones(g.tensors[g.inputs[0]].shape, np.float32))
+            for _ in range(3):
+                t.step()
+        t.restart()
+        out.append([bytes(b) for c in CORES[8] for b in acc.cores[c].buffers])
+    assert out[0] == out[1]

@@ -39,8 +39,14 @@ computes every distinct product of the epoch once, in as few calls as possible:
   after core, as the task runs them). Every buffer write of the epoch that is not
   entirely overwritten later in the epoch (the last LOAD of a buffer range, the last
   output tile of an obuf range) is redone, in its core's order, so every buffer ends
-  with the interpreter's bytes. Counters, sequence numbers and tokens are each core's
-  plan's (:meth:`SegmentPlan.finish`), MACs those of every CONV instruction.
+  with the interpreter's bytes. The task makes these writes later (:meth:`EpochPlan.run`):
+  when the next epoch also runs as an epoch plan, just before that one's SAVEs, skipping
+  those its own surviving writes on the same core entirely overwrite (on 16 cores a
+  layer's tiles mostly overwrite the previous layer's); otherwise before anything else
+  touches the cores' buffers or the task's DDR (the cores' own plans, host ops, barrier
+  hooks, the end or fault of the run, a restart, reload or context switch). Counters,
+  sequence numbers and tokens are each core's plan's (:meth:`SegmentPlan.finish`), MACs
+  those of every CONV instruction.
 * **Faults.** The only data-dependent fault of these steps is an invalid parameter record
   (non-finite scale or divisor, zero divisor). :meth:`EpochPlan.run` validates every
   parameter record before it writes anything and, on an invalid one, returns ``False``:
@@ -60,6 +66,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -342,14 +349,29 @@ class EpochPlan:
         #: per group: the int8 outputs and the chains' partial sums (int32), [M][N]
         self._out = [np.empty((g.m, g.n), np.int8) for g in groups]
         self._acc = [np.empty((g.m, g.n), np.int32) if len(g.ks) > 1 else None for g in groups]
+        #: per core: per buffer, the merged byte ranges the redo steps write (see
+        #: :meth:`_covers`; built on first use)
+        self._footprint: dict[int, dict[Buffer, tuple[np.ndarray, np.ndarray]]] | None = None
+        #: the redo steps of a previous epoch plan that this one does not overwrite
+        #: entirely (see :meth:`redo_before`): id -> (that plan, weakly, its steps)
+        self._after: dict[int, tuple[weakref.ref[EpochPlan], list[Callable[[], None]]]] = {}
 
     # ------------------------------------------------------------------ run
-    def run(self, counters: Sequence[object]) -> bool:
+    def run(self, counters: Sequence[object], prev: EpochPlan | None = None) -> bool:
         """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
         (installed on the core while its counts are added). Returns False, having
         written nothing, if a parameter record is invalid (the cores must then run their
         own plans, which report it), or if computing the products failed in a way the
-        plan was not written for (then it declines on every later run too)."""
+        plan was not written for (then it declines on every later run too).
+
+        The buffer writes that survive the epoch (:meth:`redo`) are *not* made here: the
+        caller makes them before anything else reads or writes the cores' buffers or
+        the task's DDR, or passes this plan as ``prev`` to the next epoch plan's run,
+        which makes those this epoch does not entirely overwrite on the same core
+        (:meth:`redo_before`) before its own SAVEs (the only DDR writes of an epoch; its
+        products read DDR only and write no buffer, so they commute with ``prev``'s
+        writes). ``prev`` is not this plan. When this returns False, ``prev``'s writes
+        are not made."""
         if self.declined:
             return False
         mem = self.region.view()
@@ -365,11 +387,11 @@ class EpochPlan:
             _log.debug("epoch plan declined at run time", exc_info=True)
             self.declined = True
             return False
+        if prev is not None:
+            prev.redo_before(self)
         for save in self.saves:
             save()
         for cw, cnt in zip(self.cores, counters, strict=True):
-            for redo in cw.redo:
-                redo()
             before = cw.core.counters
             cw.core.counters = cnt  # type: ignore[assignment]
             try:
@@ -378,6 +400,47 @@ class EpochPlan:
             finally:
                 cw.core.counters = before
         return True
+
+    def redo(self) -> None:
+        """Make every buffer write that survives the epoch, core after core (each in its
+        order), as the interpreter leaves the buffers (see the module docstring)."""
+        for cw in self.cores:
+            for step in cw.redo:
+                step()
+
+    def redo_before(self, nxt: EpochPlan) -> None:
+        """:meth:`redo`, but for the next epoch plan ``nxt`` of the task: skip each write
+        whose bytes ``nxt``'s own surviving writes on the same core entirely overwrite
+        (``nxt``'s are made later, so the buffers end the same)."""
+        hit = nxt._after.get(id(self))
+        if hit is None or hit[0]() is not self:
+            steps = [
+                step
+                for cw in self.cores
+                for step, (buf, addr, n) in zip(cw.redo, cw.spans, strict=True)
+                if not nxt._covers(cw.core, buf, addr, n)
+            ]
+            hit = nxt._after[id(self)] = (weakref.ref(self), steps)
+        for step in hit[1]:
+            step()
+
+    def _covers(self, core: Core, buf: Buffer, addr: int, n: int) -> bool:
+        """Whether this plan's surviving writes on ``core`` cover ``[addr, addr + n)`` of
+        ``buf``."""
+        if self._footprint is None:
+            fp: dict[int, dict[Buffer, tuple[np.ndarray, np.ndarray]]] = {}
+            for cw in self.cores:
+                per: dict[Buffer, list[tuple[int, int]]] = {}
+                for b, a, m in cw.spans:
+                    per.setdefault(b, []).append((a, a + m))
+                fp[id(cw.core)] = {b: _merged(r) for b, r in per.items()}
+            self._footprint = fp
+        ranges = self._footprint.get(id(core), {}).get(buf)
+        if ranges is None:
+            return False
+        lo, hi = ranges
+        k = int(np.searchsorted(lo, addr, side="right")) - 1
+        return k >= 0 and addr + n <= int(hi[k])
 
     def _block(self, results: list[np.ndarray] | list[np.ndarray | None], unit: int) -> np.ndarray:
         """Unit ``unit``'s ``[rows][out_c]`` block of its group's ``results``."""
@@ -618,6 +681,20 @@ class EpochPlan:
                 zp=zp,
             )
             c0 = c1
+
+
+def _merged(ranges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the byte ranges ``[lo, hi)`` as sorted disjoint ranges (touching ones
+    joined): (starts, ends)."""
+    ranges.sort()
+    out: list[list[int]] = []
+    for a, b in ranges:
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    arr = np.array(out, np.int64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
 
 
 def _runs(blocks: list[_Block]) -> list[tuple[int, tuple[int, int], int]]:
@@ -977,16 +1054,10 @@ def _spans(srcs: list[tuple[_Src, int]]) -> list[tuple[int, int]] | None:
             ext.append((at + off, at + off + n))
         elif box.n0 and box.n1 and box.n2:
             ext.append((box.ddr, box.ddr + (box.n0 - 1) * box.s0 + (box.n1 - 1) * box.s1 + box.n2))
-    ext.sort()
-    spans: list[tuple[int, int]] = []
-    for lo, hi in ext:
-        if spans and lo <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
-        else:
-            spans.append((lo, hi))
-    if sum(hi - lo for lo, hi in spans) > 4 * need + (64 << 10):
+    los, his = _merged(ext)
+    if int((his - los).sum()) > 4 * need + (64 << 10):
         return None
-    return spans
+    return list(zip(los.tolist(), his.tolist(), strict=True))
 
 
 def _same(jk: jit.JitKernels, a: np.ndarray, key: np.ndarray) -> bool:

@@ -298,6 +298,9 @@ class Task:
     #: the DDR ranges the loaded program's SAVEs and :meth:`write_tensor` can write (see
     #: :meth:`_writable`)
     _writes: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    #: the epoch plan whose surviving buffer writes are not made yet (see
+    #: :meth:`vfpga.emulator.epoch.EpochPlan.run`, :meth:`_flush`)
+    _deferred: EpochPlan | None = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- loading
     def load(self, image: ProgramImage, source: str | None = None) -> None:
@@ -316,6 +319,7 @@ class Task:
                 f"0x{end:x}) do not fit its declared DDR size 0x{image.ddr_size:x}"
             )
         source = source or f"task '{self.name}'"
+        self._flush()
         if isinstance(image, VfbFile):
             check_hw_limits(image, self.accel.hw, source)
         loaded = LoadedProgram.from_image(image)
@@ -344,6 +348,7 @@ class Task:
 
     def restart(self) -> None:
         """Rewind to the first instruction (inputs and constants stay in DDR)."""
+        self._flush()
         self._pos = [0] * (self.loaded.num_logical_cores if self.loaded else 0)
         self.last_finished_layer = None
         self.barriers = 0
@@ -384,6 +389,7 @@ class Task:
         for op in getattr(image, "host_ops", ()):
             when = -1 if op.after_layer == 0xFFFFFFFF else op.after_layer
             if when == after:
+                self._flush()
                 run_host_op(op, image.tensors, self.read_tensor, self.write_tensor)  # type: ignore[union-attr]
                 self.host_ops_run += 1
 
@@ -424,8 +430,10 @@ class Task:
         can reach corners no check foresaw; ``MemoryError`` included) becomes an
         :class:`ExecutionFault` naming its type, so it can never abort other tasks. A task
         past its :attr:`deadline` raises :class:`BudgetFault`."""
+        ok = False
         try:
             self._step()
+            ok = True
         except EmulatorFault:
             raise
         except VfpgaError as exc:
@@ -434,6 +442,16 @@ class Task:
             raise ExecutionFault(
                 f"task '{self.name}': the program failed with {type(exc).__name__}: {exc}"
             ) from None
+        finally:
+            if not ok or self.done:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Make the buffer writes of the last epoch plan that are not made yet (see
+        :meth:`vfpga.emulator.epoch.EpochPlan.run`)."""
+        ep, self._deferred = self._deferred, None
+        if ep is not None:
+            ep.redo()
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -458,6 +476,8 @@ class Task:
         active = [(lc, segs[self._pos[lc]]) for lc, segs in enumerate(self.loaded.segments)
                   if self._pos[lc] < len(segs)]
         fused = self.accel.fast and self._run_epoch(active)
+        if not fused:
+            self._flush()
         stops: list[tuple[int, Segment]] = []
         for lc, seg in active:
             phys = self.cores[lc]
@@ -510,9 +530,15 @@ class Task:
             ep = build_epoch(work, self.accel.prepared_budget,
                              self._writable()) if len(work) == len(active) else None
             hit = self.loaded.epochs[key] = (segs, ep)
-        if hit[1] is None:
+        ep = hit[1]
+        if ep is None:
             return False
-        return hit[1].run([self.counters[self.cores[lc]] for lc, _ in active])
+        if ep is self._deferred:
+            self._flush()
+        if not ep.run([self.counters[self.cores[lc]] for lc, _ in active], self._deferred):
+            return False
+        self._deferred = ep
+        return True
 
     def _plan(self, lc: int, phys: int, core: Core, seg: Segment) -> SegmentPlan | None:
         """The cached plan of ``seg`` on ``core`` from its current token counts (built on
@@ -548,6 +574,7 @@ class Task:
         used are kept. Raises :class:`VfpgaError` if the task is not loaded, has ended or
         faulted, the cores are not free distinct cores of the pool, or the table has no
         barrier of the last finished layer on some core."""
+        self._flush()  # the old cores' buffers as the interpreter leaves them
         if self.loaded is None or self.image is None:
             raise VfpgaError(f"task '{self.name}': no binary loaded")
         if self.done or self.error is not None:
@@ -624,6 +651,8 @@ class Task:
         self.last_finished_layer = layers.pop()
         self.barriers += 1
         self._run_host_ops(self.last_finished_layer)
+        if self.barrier_hooks:
+            self._flush()
         for hook in self.barrier_hooks:
             hook(self.last_finished_layer)
 
@@ -700,6 +729,7 @@ class Accelerator:
 
     def release_task(self, task: Task) -> None:
         """Free the task's cores and DDR region."""
+        task._flush()
         self.ddr.free(task.region)
         self.tasks.pop(task.name, None)
 
