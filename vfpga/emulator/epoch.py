@@ -75,7 +75,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vfpga.emulator import int_matmul, jit, kernels
-from vfpga.emulator.core import Core, ExecContext
+from vfpga.emulator.core import Core, CoreCounters, ExecContext
 from vfpga.emulator.ddr import Region
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _row_views
 from vfpga.isa.codec import Program
@@ -357,9 +357,9 @@ class EpochPlan:
         self._after: dict[int, tuple[weakref.ref[EpochPlan], list[Callable[[], None]]]] = {}
 
     # ------------------------------------------------------------------ run
-    def run(self, counters: Sequence[object], prev: EpochPlan | None = None) -> bool:
+    def run(self, counters: Sequence[CoreCounters], prev: EpochPlan | None = None) -> bool:
         """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
-        (installed on the core while its counts are added). Returns False, having
+        (its counts are added there). Returns False, having
         written nothing, if a parameter record is invalid (the cores must then run their
         own plans, which report it), or if computing the products failed in a way the
         plan was not written for (then it declines on every later run too).
@@ -392,13 +392,8 @@ class EpochPlan:
         for save in self.saves:
             save()
         for cw, cnt in zip(self.cores, counters, strict=True):
-            before = cw.core.counters
-            cw.core.counters = cnt  # type: ignore[assignment]
-            try:
-                cw.plan.finish(cw.core)
-                cw.core.counters.macs += cw.macs
-            finally:
-                cw.core.counters = before
+            cw.plan.finish(cw.core, cnt)
+            cnt.macs += cw.macs
         return True
 
     def redo(self) -> None:
