@@ -355,23 +355,36 @@ class EpochPlan:
         #: the redo steps of a previous epoch plan that this one does not overwrite
         #: entirely (see :meth:`redo_before`): id -> (that plan, weakly, its steps)
         self._after: dict[int, tuple[weakref.ref[EpochPlan], list[Callable[[], None]]]] = {}
+        #: the previous epoch plan during :meth:`run_after`
+        self._prev: EpochPlan | None = None
 
     # ------------------------------------------------------------------ run
-    def run(self, counters: Sequence[CoreCounters], prev: EpochPlan | None = None) -> bool:
-        """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
-        (its counts are added there). Returns False, having
-        written nothing, if a parameter record is invalid (the cores must then run their
-        own plans, which report it), or if computing the products failed in a way the
-        plan was not written for (then it declines on every later run too).
-
-        The buffer writes that survive the epoch (:meth:`redo`) are *not* made here: the
-        caller makes them before anything else reads or writes the cores' buffers or
-        the task's DDR, or passes this plan as ``prev`` to the next epoch plan's run,
-        which makes those this epoch does not entirely overwrite on the same core
+    def run_after(self, counters: Sequence[CoreCounters], prev: EpochPlan | None) -> bool:
+        """:meth:`run` the epoch after the epoch plan ``prev`` (not this one) whose
+        surviving buffer writes are not made yet (None: none): :meth:`_effects` makes
+        those this epoch does not entirely overwrite on the same core
         (:meth:`redo_before`) before its own SAVEs (the only DDR writes of an epoch; its
         products read DDR only and write no buffer, so they commute with ``prev``'s
-        writes). ``prev`` is not this plan. When this returns False, ``prev``'s writes
-        are not made."""
+        writes). When this returns False, ``prev``'s writes are not made. Either way this
+        epoch's own surviving writes are not made: the caller makes them (:meth:`redo`)
+        before anything else reads or writes the cores' buffers or the task's DDR, or
+        passes this plan as ``prev`` to the next epoch plan."""
+        self._prev = prev
+        try:
+            ok = self.run(counters)
+        finally:
+            left, self._prev = self._prev, None
+        if ok and left is not None:  # a subclass whose run skips _effects: a bug
+            raise RuntimeError(f"{type(self).__name__}.run did not call _effects")
+        return ok
+
+    def run(self, counters: Sequence[CoreCounters]) -> bool:
+        """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
+        (its counts are added there). Returns False, having written nothing, if a
+        parameter record is invalid (the cores must then run their own plans, which
+        report it), or if computing the products failed in a way the plan was not
+        written for (then it declines on every later run too). The surviving buffer
+        writes are not made (see :meth:`run_after`)."""
         if self.declined:
             return False
         mem = self.region.view()
@@ -387,6 +400,14 @@ class EpochPlan:
             _log.debug("epoch plan declined at run time", exc_info=True)
             self.declined = True
             return False
+        self._effects(counters)
+        return True
+
+    def _effects(self, counters: Sequence[CoreCounters]) -> None:
+        """After the products: the previous epoch's writes (see :meth:`run_after`), the
+        SAVEs, then each core's counters, sequence numbers and tokens (see the module
+        docstring, Effects)."""
+        prev, self._prev = self._prev, None
         if prev is not None:
             prev.redo_before(self)
         for save in self.saves:
@@ -394,7 +415,6 @@ class EpochPlan:
         for cw, cnt in zip(self.cores, counters, strict=True):
             cw.plan.finish(cw.core, cnt)
             cnt.macs += cw.macs
-        return True
 
     def redo(self) -> None:
         """Make every buffer write that survives the epoch, core after core (each in its
@@ -412,8 +432,8 @@ class EpochPlan:
             steps = [
                 step
                 for cw in self.cores
-                for step, (buf, addr, n) in zip(cw.redo, cw.spans, strict=True)
-                if not nxt._covers(cw.core, buf, addr, n)
+                for step, span in zip(cw.redo, _spans_of(cw), strict=True)
+                if span is None or not nxt._covers(cw.core, *span)
             ]
             hit = nxt._after[id(self)] = (weakref.ref(self), steps)
         for step in hit[1]:
@@ -426,7 +446,11 @@ class EpochPlan:
             fp: dict[int, dict[Buffer, tuple[np.ndarray, np.ndarray]]] = {}
             for cw in self.cores:
                 per: dict[Buffer, list[tuple[int, int]]] = {}
-                for b, a, m in cw.spans:
+                for span in _spans_of(cw):
+                    if span is None:  # what the core writes is not known: covers nothing
+                        per = {}
+                        break
+                    b, a, m = span
                     per.setdefault(b, []).append((a, a + m))
                 fp[id(cw.core)] = {b: _merged(r) for b, r in per.items()}
             self._footprint = fp
@@ -676,6 +700,14 @@ class EpochPlan:
                 zp=zp,
             )
             c0 = c1
+
+
+def _spans_of(cw: _CoreWork) -> list[tuple[Buffer, int, int]] | list[None]:
+    """What each redo step of ``cw`` writes (``None`` each if a plan kind did not record
+    it)."""
+    if len(cw.spans) == len(cw.redo):
+        return cw.spans
+    return [None] * len(cw.redo)
 
 
 def _merged(ranges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -535,7 +535,8 @@ class Task:
             return False
         if ep is self._deferred:
             self._flush()
-        if not ep.run([self.counters[self.cores[lc]] for lc, _ in active], self._deferred):
+        if not ep.run_after([self.counters[self.cores[lc]] for lc, _ in active],
+                            self._deferred):
             return False
         self._deferred = ep
         return True
