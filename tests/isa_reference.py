@@ -285,3 +285,52 @@ def eltwise_mul_sub(
             r = sat8(out_zp + rne(div(add(va, -vb), so)))
         out.reshape(-1)[i] = act_fn(r, act, act_lo, act_hi)
     return out
+
+
+def _resize_source(o: int, scale: float, n_in: int, n_out: int, coord: int) -> float:
+    """The clamped float32 source coordinate of output ``o`` (docs/isa.md, RESIZE), one
+    exact-rational step at a time."""
+    s = f32(scale)
+    if s == 1:
+        u = float(o)
+    elif coord in (0, 1):  # half_pixel, pytorch_half_pixel
+        u = 0.0 if coord == 1 and n_out <= 1 else add(div(add(float(o), 0.5), s), -0.5)
+    elif coord == 2:  # align_corners
+        u = 0.0 if n_out == 1 else div(mul(float(o), float(n_in - 1)), float(n_out - 1))
+    else:  # asymmetric
+        u = div(float(o), s)
+    return min(max(u, 0.0), float(n_in - 1))
+
+
+def _resize_axis(o: int, scale: float, n_in: int, n_out: int,
+                 coord: int) -> tuple[int, int, float, float]:
+    u = _resize_source(o, scale, n_in, n_out, coord)
+    i1 = min(int(u), n_in - 1)
+    i2 = min(i1 + 1, n_in - 1)
+    if i1 == i2:
+        return i1, i2, 0.5, 0.5
+    return i1, i2, abs(add(u, -float(i1))), abs(add(u, -float(i2)))
+
+
+def resize(x: np.ndarray, f: dict) -> np.ndarray:
+    """RESIZE (ISA version 4) of the int8 tile ``x`` ``[in_h][in_w][c]`` with word fields
+    ``f``, one output element and one float32 step at a time."""
+    oh, ow, c = f["out_h"], f["out_w"], x.shape[2]
+    out = np.zeros((oh, ow, c), np.int8)
+    ys = [_resize_axis(f["out_y0"] + r, f["scale_h"], f["map_in_h"], f["map_out_h"], f["coord"])
+          for r in range(oh)]
+    xs = [_resize_axis(f["out_x0"] + q, f["scale_w"], f["map_in_w"], f["map_out_w"], f["coord"])
+          for q in range(ow)]
+
+    def deq(r: int, q: int, k: int) -> float:
+        return mul(float(int(x[r - f["in_y0"], q - f["in_x0"], k]) - f["in_zp"]), f["in_scale"])
+
+    for r, (y1, y2, dy1, dy2) in enumerate(ys):
+        for q, (x1, x2, dx1, dx2) in enumerate(xs):
+            for k in range(c):
+                v = mul(mul(dx2, dy2), deq(y1, x1, k))
+                v = add(v, mul(mul(dx1, dy2), deq(y1, x2, k)))
+                v = add(v, mul(mul(dx2, dy1), deq(y2, x1, k)))
+                v = add(v, mul(mul(dx1, dy1), deq(y2, x2, k)))
+                out[r, q, k] = sat8(f["out_zp"] + rne(div(v, f["out_scale"])))
+    return out

@@ -347,12 +347,13 @@ def test_validate_on_write() -> None:
         to_bytes(v)
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_older_isa_binaries_are_rejected(old: int) -> None:
     """ISA version 2 changed the requantization fields, version 3 added issue 14's
-    operations (ELTWISE mul/sub and its new fields): an older binary must not run."""
+    operations (ELTWISE mul/sub and its new fields), version 4 the RESIZE instruction:
+    an older binary must not run."""
     vfb = sample_vfb()
-    assert vfb.isa_version == ISA_VERSION == 3
+    assert vfb.isa_version == ISA_VERSION == 4
     vfb.isa_version = old
     with pytest.raises(BinaryFormatError, match=f"instruction-set version {old}, this vfpga "
                        f"runs version {ISA_VERSION}; recompile the model"):

@@ -29,7 +29,7 @@ from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS, MAX_CORES
 from vfpga.isa.spec import MODULE_OF, Buffer, Opcode, PoolMode
 
 # a valid field set per opcode (deps aside), so only the dependency bits can be rejected
-_BASE: dict[Opcode, dict[str, int]] = {
+_BASE: dict[Opcode, dict[str, int | float]] = {
     Opcode.LOAD: {"to": int(Buffer.IBUF), "n0": 1, "n1": 1, "n2": 1},
     Opcode.SAVE: {"from": int(Buffer.OBUF), "n0": 1, "n1": 1, "n2": 1},
     Opcode.CONV: {"in_h": 3, "in_w": 3, "in_c": 1, "out_c": 1, "groups": 1, "kh": 3, "kw": 3,
@@ -37,6 +37,9 @@ _BASE: dict[Opcode, dict[str, int]] = {
     Opcode.POOL: {"mode": int(PoolMode.MAX), "in_h": 2, "in_w": 2, "c": 1, "kh": 2, "kw": 2,
                   "stride_h": 2, "stride_w": 2},
     Opcode.ELTWISE: {"n": 1},
+    Opcode.RESIZE: {"in_h": 2, "in_w": 2, "c": 1, "out_h": 4, "out_w": 4, "map_in_h": 2,
+                    "map_in_w": 2, "map_out_h": 4, "map_out_w": 4, "scale_h": 2.0,
+                    "scale_w": 2.0, "in_scale": 0.1, "out_scale": 0.1},
     Opcode.SYNC: {},
     Opcode.END: {},
 }

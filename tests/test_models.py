@@ -464,19 +464,21 @@ def test_dense_model_export_check_run(name: str) -> None:
 @pytest.mark.parametrize("name", DENSE)
 def test_dense_model_placement_and_macs(name: str) -> None:
     """The issue's bar for the CNNs: >= 99 % of the MACs on the accelerator. Dilated
-    convs, transposed convs and nearest upsampling run there; only deeplab_v3's final
-    bilinear Resize (8x8 -> 128x128) is a host segment, counted here at 4 multiply-adds
-    per interpolated output although the placement report gives it none (accelerator
-    MACs: every conv's window products; deeplab_v3 has no zero-inserting conv but the
-    pooling branch's 1x1 broadcast, 0.3 % of its MACs)."""
+    convs, transposed convs, nearest upsampling and (ISA version 4) bilinear Resize run
+    there: no host segment (accelerator MACs: every conv's window products; deeplab_v3
+    has no zero-inserting conv but the pooling branch's 1x1 broadcast, 0.3 % of its
+    MACs, and its final bilinear Resize 8x8 -> 128x128 is one RESIZE layer)."""
     import math
 
     from vfpga.frontend.pipeline import load_model
-    from vfpga.frontend.qgraph import QConv, QHostOp
+    from vfpga.frontend.qgraph import QConv, QHostOp, QResize
 
     g = load_model(export_model(name), num_random=4).graph
     host = [n for n in g.nodes if isinstance(n, QHostOp)]
-    assert [n.attrs["ops"] for n in host] == ([["Resize"]] if name == "deeplab_v3" else [])
+    assert host == []
+    resizes = [n for n in g.nodes if isinstance(n, QResize)]
+    assert [(n.coord, g.tensors[n.output].shape) for n in resizes] == (
+        [("pytorch_half_pixel", (1, 6, 128, 128))] if name == "deeplab_v3" else [])
     acc = sum(math.prod(g.tensors[n.output].shape) * math.prod(n.weight.shape[1:])
               for n in g.nodes if isinstance(n, QConv))
     host_macs = sum(int(n.attrs["macs"]) + 4 * math.prod(g.tensors[n.output].shape)

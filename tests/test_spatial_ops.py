@@ -14,7 +14,7 @@ from qgraph_builders import GraphBuilder
 from vfpga import flow
 from vfpga.driver import compile_graph
 from vfpga.frontend.pipeline import load_model
-from vfpga.frontend.qgraph import QConv, QHostOp
+from vfpga.frontend.qgraph import QConv, QHostOp, QResize
 from vfpga.hw import load_hw
 from vfpga.isa.codec import decode
 from vfpga.isa.spec import Opcode
@@ -131,8 +131,34 @@ def test_onnx_resize_dilated_conv_transpose_on_the_accelerator(resize: dict[str,
         assert all(lc.identical == 1.0 for lc in rep.layers) and rep.outputs_equal
 
 
+@pytest.mark.parametrize("ctm", ["half_pixel", "pytorch_half_pixel", "align_corners",
+                                 "asymmetric"])
+def test_onnx_bilinear_resize_between_convs_on_the_accelerator(ctm: str) -> None:
+    """A bilinear 2x Resize between two convs (ISA version 4's RESIZE; onnxruntime runs it
+    in float32 between its NHWC integer convs): on the accelerator, int8-identical to
+    onnxruntime, and the emulator equals the reference at every layer on 1 and 16 cores
+    (16 cores split the layer into tiles along width and channels)."""
+    lm = load_model(_onnx({"mode": "linear", "coordinate_transformation_mode": ctm},
+                          size=6), num_random=4)
+    g = lm.graph
+    assert not [n for n in g.nodes if isinstance(n, QHostOp)]
+    (rs,) = [n for n in g.nodes if isinstance(n, QResize)]
+    assert rs.coord == ctm and rs.scales == (2.0, 2.0)
+    cmp = compare_with_ort(g, lm.qdq, random_inputs(lm.qdq, 10, seed=3),
+                           onnx_int8=lm.lowered.onnx_int8)
+    assert cmp.identical_int8 == 1.0 and cmp.cosine_min > 0.9999
+    x = random_inputs(lm.qdq, 1, seed=5)[0]
+    for cores in (1, 16):
+        res = compile_graph(g, HW, cores)
+        ops = decode(res.vfb.text).opcode
+        assert int((ops == Opcode.RESIZE).sum()) >= (1 if cores == 1 else 2)
+        rep = flow.check_one(res, HW, x)
+        assert all(lc.identical == 1.0 for lc in rep.layers) and rep.outputs_equal
+
+
 @pytest.mark.parametrize(("resize", "why"), [
-    ({"mode": "linear", "coordinate_transformation_mode": "half_pixel"}, "linear"),
+    ({"mode": "linear", "coordinate_transformation_mode": "tf_half_pixel_for_nn"},
+     "tf_half_pixel_for_nn"),
     ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
       "nearest_mode": "round_prefer_ceil"}, "does not repeat"),
     ({"mode": "cubic", "coordinate_transformation_mode": "half_pixel"}, "cubic"),
@@ -159,3 +185,40 @@ def test_dilation_wider_than_the_map_loads_no_padding() -> None:
     x = np.random.default_rng(2).standard_normal(g.tensors[g.inputs[0]].shape)
     rep = flow.check_one(res, HW, x.astype(np.float32))
     assert rep.layers[0].identical == 1.0 and rep.outputs_equal
+
+
+@pytest.mark.parametrize("antialias", [0, 1])
+def test_onnx_resize_with_axes_and_antialias_agrees_with_onnxruntime(antialias: int) -> None:
+    """Opset 18's ``axes`` (scales naming only H and W) and ``antialias`` (a downscaling
+    filter wider than bilinear's): the scales are expanded to the four axes, and an
+    antialiased resize goes to the host with its attribute (the accelerator's RESIZE has
+    no antialias), so the result still equals onnxruntime's."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * .3)
+                                     .astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) * .2)
+                                     .astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array([0.5, 0.5], np.float32), "sc")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Resize", ["r1", "", "sc"], ["d1"], mode="linear",
+                              antialias=antialias, axes=[2, 3]),
+             helper.make_node("Conv", ["d1", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(
+        nodes, "aa", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(m, full_check=True)
+    lm = load_model(m, num_random=4)
+    hosts = [n for n in lm.graph.nodes if isinstance(n, QHostOp)]
+    if antialias:
+        (seg,) = hosts
+        assert seg.attrs["ops"] == ["Resize"] and "antialias" in seg.attrs["reasons"][0]
+    else:
+        assert not hosts
+    cmp = compare_with_ort(lm.graph, lm.qdq, random_inputs(lm.qdq, 4, seed=3),
+                           onnx_int8=lm.lowered.onnx_int8)
+    assert cmp.identical_int8 == 1.0
+    rep = flow.check_one(compile_graph(lm.graph, HW, 4), HW,
+                         random_inputs(lm.qdq, 1, seed=5)[0])
+    assert rep.outputs_equal

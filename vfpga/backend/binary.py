@@ -59,7 +59,7 @@ MAX_HOST_IO = 4
 MAX_RANK = 4
 
 #: Layer kinds, by their code in the LAYERS record.
-LAYER_KINDS: tuple[str, ...] = ("conv", "pool", "eltwise", "concat", "host", "other")
+LAYER_KINDS: tuple[str, ...] = ("conv", "pool", "eltwise", "concat", "host", "other", "resize")
 #: Tensor roles, by code.
 TENSOR_ROLES: tuple[str, ...] = ("input", "output", "activation", "constant")
 #: Tensor element types, by code.
@@ -169,7 +169,8 @@ PROGRAM_DTYPE = _record_dtype(PROGRAM_FIELDS, 32)
 
 LAYER_FIELDS: tuple[Field, ...] = (
     Field("name", "<u4", 0, "String-table offset of the layer's name."),
-    Field("kind", "u1", 4, "Kind: 0 conv, 1 pool, 2 eltwise, 3 concat, 4 host, 5 other."),
+    Field("kind", "u1", 4, "Kind: 0 conv, 1 pool, 2 eltwise, 3 concat, 4 host, 5 other, "
+          "6 resize (ISA version 4)."),
     Field("reserved", "(3,)u1", 5, "Reserved, must be 0."),
     Field("first_ifp", "<u4", 8, "Index of the layer's first IFP record."),
     Field("ifp_count", "<u4", 12, "Number of IFP records of the layer (all tiling candidates); "

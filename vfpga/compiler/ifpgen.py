@@ -21,16 +21,19 @@ on any core, which is what lets the dynamic pass reassign IFPs without touching 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from vfpga.compiler.plan import MemoryPlan, Placement, nchw
+from vfpga.compiler.resize_geometry import ResizeGeometry
 from vfpga.errors import CompileError
 from vfpga.frontend.qgraph import (
     QAdd,
     QConv,
     QPool,
+    QResize,
     QTensor,
     conv_in_extent,
     conv_kernel_extent,
@@ -75,8 +78,8 @@ class LayerSpec:
     """One accelerator layer with everything code generation needs."""
 
     index: int
-    node: QConv | QPool | QAdd
-    kind: str  # conv | pool | add
+    node: QConv | QPool | QAdd | QResize
+    kind: str  # conv | pool | add | resize
     in_shape: tuple[int, int, int]  # C, H, W of the (first) input
     out_shape: tuple[int, int, int]  # C, H, W of the output
     ins: list[Placement]
@@ -99,6 +102,8 @@ class LayerSpec:
     #: the requantization fields of the layer's POOL / ELTWISE words (ISA v3), derived
     #: once per layer (:func:`pool_params`, :func:`eltwise_params`)
     calc_fields: dict[str, float | int] = field(default_factory=dict)
+    #: a bilinear resize layer's source rows and columns (RESIZE, ISA v4)
+    resize: ResizeGeometry | None = None
     plan_cache: dict[tuple, _Plan] = field(default_factory=dict, repr=False, compare=False)
     fit_cache: dict[tuple, _Plan | None] = field(default_factory=dict, repr=False,
                                                 compare=False)
@@ -191,6 +196,15 @@ def layer_specs(plan: MemoryPlan) -> list[LayerSpec]:
                           plan.places[n.output], [xt.zero_point], yt.zero_point, (kh, kw),
                           (sh, sw), pads)
             s.calc_fields = pool_params(pool_mode(n), xt, yt, h * w)
+        elif isinstance(n, QResize):
+            xt, yt = g.tensors[n.input], g.tensors[n.output]
+            _, ci, h, w = nchw(xt)
+            _, co, oh, ow = nchw(yt)
+            s = LayerSpec(len(specs), n, "resize", (ci, h, w), (co, oh, ow),
+                          [plan.places[n.input]], plan.places[n.output], [xt.zero_point],
+                          yt.zero_point)
+            s.resize = ResizeGeometry(n.coord, n.scales, (h, w), (oh, ow))
+            s.calc_fields = resize_params(s.resize, xt, yt)
         elif isinstance(n, QAdd):
             at, bt, yt = g.tensors[n.a], g.tensors[n.b], g.tensors[n.output]
             _, ci, h, w = nchw(at)
@@ -300,6 +314,8 @@ def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
 
 def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
     b = hw.buffers
+    if spec.resize is not None:
+        return _fit_resize(spec.resize, wt, og, hw)
     kh, kw = spec.kernel
     ekh, ekw = spec.kernel_extent
     sh, sw = spec.stride
@@ -342,6 +358,27 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig) -> _Pla
     if best < 1:
         return None
     return _Plan(og, best, chunk, in_cols)
+
+
+def _fit_resize(geo: ResizeGeometry, wt: int, og: int, hw: HardwareConfig) -> _Plan | None:
+    """The band height of a resize tile ``wt`` columns wide (any position: the input
+    columns are the most any ``wt`` output columns read), ``og`` channels a step: the
+    largest whose every band's input rows fit half of ibuf and output half of obuf."""
+    b = hw.buffers
+    in_cols = geo.max_cols(wt)
+    rows_fit = b["ibuf"] // (2 * in_cols * og)
+    best = min(geo.out_hw[0], b["obuf"] // (2 * wt * og))
+    lo = 0  # bands of ``lo`` rows fit (0: none known); ``best`` + 1 rows do not
+    hi = best + 1
+    while hi - lo > 1:  # band inputs grow with the band height: bisect
+        mid = (lo + hi) // 2
+        if int(geo.band_rows(mid).max()) <= rows_fit:
+            lo = mid
+        else:
+            hi = mid
+    if lo < 1:
+        return None
+    return _Plan(og, lo, 0, in_cols)
 
 
 def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
@@ -389,7 +426,9 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
                   else len(range(tile.c0, tile.c1, og)))
         bands = -(-oh // p.rb)
         chunks = -(-c // p.chunk) if p.chunk else 1
-        if spec.plain:
+        if spec.resize is not None:
+            rows_in = int(spec.resize.band_rows(p.rb).sum())
+        elif spec.plain:
             rows_in = min(h + spec.pads[0] + spec.pads[1],
                           bands * ((p.rb - 1) * spec.stride[0] + kh))
         else:
@@ -622,21 +661,22 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     return IfpCode(spec.index, tile, oh, insns, use)
 
 
-def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
-             plan: LoopNest | None = None) -> IfpCode:
-    """The IFP computing ``tile`` of pooling layer ``spec`` (padding handled by POOL)."""
-    node = spec.node
-    assert isinstance(node, QPool)
-    p = plan if plan is not None else choose_plan(spec, tile, hw)
-    _ci, h, w = spec.in_shape
-    _co, oh, ow = spec.out_shape
-    kh, kw = spec.kernel
-    sh, sw = spec.stride
-    pt, _pb, pl, _pr = spec.pads
+#: What one band of a one-input layer computes, given the output rows ``[r0, r1)``, the
+#: channels ``[g0, g1)`` and its ibuf / obuf addresses: the input rows and columns to
+#: load (``row_lo, row_hi, col_lo, col_hi``) and the CALC instruction.
+_BandCalc = Callable[[int, int, int, int, int, int], tuple[tuple[int, int, int, int], Insn]]
+
+
+def _one_input_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig, p: LoopNest,
+                   band: _BandCalc) -> IfpCode:
+    """The IFP of a layer with one input map (POOL, RESIZE): per channel group of
+    ``p.og`` and band of ``p.rb`` output rows, one LOAD of the band's input box into an
+    ibuf slot, the CALC instruction ``band`` gives, and its SAVEs, double-buffered."""
+    w = spec.in_shape[2]
+    oh, ow = spec.out_shape[1], spec.out_shape[2]
     x, y = spec.ins[0], spec.out
     wt = tile.w1 - tile.w0
     half_i, half_o = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2
-    mode = pool_mode(node)
     insns: list[Insn] = []
     use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
     for g0 in range(tile.c0, tile.c1, p.og):
@@ -645,27 +685,83 @@ def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
         steps: list[_Step] = []
         for b, (r0, r1) in enumerate(_bands(oh, p.rb)):
             slot = b % 2
-            if mode is PoolMode.GLOBAL_AVG:
-                row_lo, row_hi, pad_t, pad_b = 0, h, 0, 0
-                col_lo, col_hi, pad_l, pad_r = 0, w, 0, 0
-            else:
-                row_lo, row_hi, pad_t, pad_b = _in_range(r0, r1, kh, sh, pt, h)
-                col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, kw, sw, pl, w)
-            in_rows, in_cols = row_hi - row_lo, col_hi - col_lo
+            (row_lo, row_hi, col_lo, col_hi), calc = band(r0, r1, g0, g1, slot * half_i,
+                                                          slot * half_o)
             load = (Opcode.LOAD, dict(to=Buffer.IBUF, buf=slot * half_i,
                                       **_box(x, w, row_lo, row_hi, col_lo, col_hi, g0, g1)))
-            use["ibuf"] = max(use["ibuf"], slot * half_i + in_rows * in_cols * og)
-            glob = mode is PoolMode.GLOBAL_AVG
-            calc = (Opcode.POOL, dict(
-                mode=mode, in_addr=slot * half_i, out_addr=slot * half_o, in_h=in_rows,
-                in_w=in_cols, c=og, kh=0 if glob else kh, kw=0 if glob else kw,
-                stride_h=0 if glob else sh, stride_w=0 if glob else sw, pad_t=pad_t,
-                pad_b=pad_b, pad_l=pad_l, pad_r=pad_r, **spec.calc_fields))
+            use["ibuf"] = max(use["ibuf"],
+                              slot * half_i + (row_hi - row_lo) * (col_hi - col_lo) * og)
             use["obuf"] = max(use["obuf"], slot * half_o + (r1 - r0) * wt * og)
             save = _saves(y, ow, r0, r1, tile.w0, tile.w1, g0, g1, slot * half_o)
             steps.append(_Step([load], calc, b, True, save))
         insns.extend(_tokens([], steps))
     return IfpCode(spec.index, tile, oh, insns, use)
+
+
+def pool_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
+             plan: LoopNest | None = None) -> IfpCode:
+    """The IFP computing ``tile`` of pooling layer ``spec`` (padding handled by POOL)."""
+    node = spec.node
+    assert isinstance(node, QPool)
+    p = plan if plan is not None else choose_plan(spec, tile, hw)
+    _ci, h, w = spec.in_shape
+    kh, kw = spec.kernel
+    sh, sw = spec.stride
+    pt, _pb, pl, _pr = spec.pads
+    mode = pool_mode(node)
+    glob = mode is PoolMode.GLOBAL_AVG
+
+    def band(r0: int, r1: int, g0: int, g1: int, in_addr: int,
+             out_addr: int) -> tuple[tuple[int, int, int, int], Insn]:
+        if glob:
+            row_lo, row_hi, pad_t, pad_b = 0, h, 0, 0
+            col_lo, col_hi, pad_l, pad_r = 0, w, 0, 0
+        else:
+            row_lo, row_hi, pad_t, pad_b = _in_range(r0, r1, kh, sh, pt, h)
+            col_lo, col_hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, kw, sw, pl, w)
+        calc = (Opcode.POOL, dict(
+            mode=mode, in_addr=in_addr, out_addr=out_addr, in_h=row_hi - row_lo,
+            in_w=col_hi - col_lo, c=g1 - g0, kh=0 if glob else kh, kw=0 if glob else kw,
+            stride_h=0 if glob else sh, stride_w=0 if glob else sw, pad_t=pad_t,
+            pad_b=pad_b, pad_l=pad_l, pad_r=pad_r, **spec.calc_fields))
+        return (row_lo, row_hi, col_lo, col_hi), calc
+
+    return _one_input_ifp(spec, tile, hw, p, band)
+
+
+def resize_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
+               plan: LoopNest | None = None) -> IfpCode:
+    """The IFP computing ``tile`` of bilinear resize layer ``spec``: per channel group and
+    band of output rows, a LOAD of exactly the input rows and columns the band's outputs
+    read (no padding: source coordinates are clamped into the map), one RESIZE naming
+    where the tiles lie in the maps, a SAVE."""
+    geo = spec.resize
+    assert isinstance(spec.node, QResize) and geo is not None
+    p = plan if plan is not None else choose_plan(spec, tile, hw)
+    col_lo, col_hi = geo.in_cols(tile.w0, tile.w1)
+
+    def band(r0: int, r1: int, g0: int, g1: int, in_addr: int,
+             out_addr: int) -> tuple[tuple[int, int, int, int], Insn]:
+        row_lo, row_hi = geo.in_rows(r0, r1)
+        calc = (Opcode.RESIZE, dict(
+            in_addr=in_addr, out_addr=out_addr, in_h=row_hi - row_lo, in_w=col_hi - col_lo,
+            c=g1 - g0, out_h=r1 - r0, out_w=tile.w1 - tile.w0, in_y0=row_lo, in_x0=col_lo,
+            out_y0=r0, out_x0=tile.w0, **spec.calc_fields))
+        return (row_lo, row_hi, col_lo, col_hi), calc
+
+    return _one_input_ifp(spec, tile, hw, p, band)
+
+
+def resize_params(geo: ResizeGeometry, x: QTensor, y: QTensor) -> dict[str, float | int]:
+    """The fields of a RESIZE word that every tile of the layer shares: the coordinate
+    transformation, the float32 scales, the maps' sizes and the input and output
+    quantization (docs/isa.md, RESIZE)."""
+    f32 = np.float32
+    return dict(coord=int(geo.mode), scale_h=float(f32(geo.scales[0])),
+                scale_w=float(f32(geo.scales[1])), in_scale=float(f32(x.scale)),
+                out_scale=float(f32(y.scale)), in_zp=x.zero_point, out_zp=y.zero_point,
+                map_in_h=geo.in_hw[0], map_in_w=geo.in_hw[1], map_out_h=geo.out_hw[0],
+                map_out_w=geo.out_hw[1])
 
 
 def pool_mode(node: QPool) -> PoolMode:
@@ -770,6 +866,8 @@ def shape_key(spec: LayerSpec, tile: Tile, plan: LoopNest) -> tuple[int, ...]:
     _lo, _hi, pad_l, pad_r = _in_range(tile.w0, tile.w1, ekw, sw, pl, spec.in_shape[2], uw)
     unit = spec.opg if spec.grouped else 1
     c_key = tile.c0 if spec.out.shuffle else tile.c0 % unit
+    if spec.resize is not None:  # RESIZE words name the tile's place in the maps
+        return (tile.w0, tile.w1, tile.c0, tile.c1, plan.og, plan.rb)
     return (tile.w1 - tile.w0, tile.c1 - tile.c0, pad_l, pad_r, c_key, plan.og, plan.rb,
             plan.chunk, plan.in_cols)
 
@@ -778,5 +876,5 @@ def make_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
              plan: LoopNest | None = None) -> IfpCode:
     """The IFP of ``tile`` of any accelerator layer, with loop nest ``plan`` (default: the
     one :func:`choose_plan` picks; pass the nest it returned earlier to skip the search)."""
-    gen = {"conv": conv_ifp, "pool": pool_ifp, "add": add_ifp}[spec.kind]
+    gen = {"conv": conv_ifp, "pool": pool_ifp, "add": add_ifp, "resize": resize_ifp}[spec.kind]
     return gen(spec, tile, hw, plan)

@@ -37,6 +37,7 @@ from vfpga.frontend.qgraph import (
     QHostOp,
     QNode,
     QPool,
+    QResize,
     QShuffle,
     QSlice,
     QTensor,
@@ -164,7 +165,7 @@ def _insert_copies(g: QGraph, notes: list[str]) -> QGraph:
     if bad := sliced & set(g.outputs):
         raise ValueError(f"graph output(s) {sorted(bad)} are channel-range views (QSlice); "
                          "the lowering copies such outputs")
-    layer_outputs = {n.output for n in g.nodes if isinstance(n, QConv | QPool | QAdd)}
+    layer_outputs = {n.output for n in g.nodes if isinstance(n, QConv | QPool | QAdd | QResize)}
     in_concat: dict[str, str] = {}
     # a tensor may be a view of only one concat (or of nested ones, handled by chaining)
     for n in g.nodes:

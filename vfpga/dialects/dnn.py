@@ -107,6 +107,7 @@ from vfpga.frontend.qgraph import ELT_KINDS
 from vfpga.isa.effects import conv_extent, upsampled_taps, window_out
 from vfpga.isa.float32 import format_f32
 from vfpga.isa.limits import MAX_MULTIPLIER, MAX_SHIFT
+from vfpga.isa.resize import COORD_MODE_NAMES
 
 I8 = IntegerType(8)
 I32 = IntegerType(32)
@@ -117,6 +118,8 @@ ACT_KINDS = ("none", "relu", "relu6", "table")
 ``act_table``) only on ``dnn.conv``."""
 ACT_TABLE_ENTRIES = 256
 POOL_KINDS = ("max", "avg", "global_avg")
+RESIZE_COORDS = tuple(COORD_MODE_NAMES)
+"""``dnn.resize`` coordinate transformations (:class:`vfpga.isa.spec.CoordMode`)."""
 PLACEMENTS = ("accel", "host")
 LIST_PRINT_LIMIT = 64
 """Per-channel arrays up to this many entries print as ``[a, b, ...]``; longer ones as the
@@ -1088,6 +1091,81 @@ class PoolOp(DnnNodeOp):
 
 
 @irdl_op_definition
+class ResizeOp(DnnNodeOp):
+    """Bilinear resize of an NCHW map (``QResize``; the RESIZE instruction, ISA version 4):
+    onnxruntime's ``DequantizeLinear -> Resize(mode=linear) -> QuantizeLinear`` in its
+    float32 steps (docs/isa.md, RESIZE; :mod:`vfpga.isa.resize`). Per output row ``o``
+    (likewise per column) the source coordinate ``u`` of transformation ``coord`` with
+    the float32 scale ``scale_h`` (``o`` itself when the scale is 1), clamped to the map,
+    its neighbours ``trunc(u)`` and the next one (clamped) and weights ``d1 = |u - i1|``,
+    ``d2 = |u - i2|``; ``v = dx2*dy2*X11 + dx1*dy2*X21 + dx2*dy1*X12 + dx1*dy1*X22`` on the
+    dequantized inputs ``X = f32(f32(in - in_zp) * s_in)``, each step rounded to float32;
+    ``out = sat8(out_zp + round_half_even(f32(v / s_out)))``.
+
+    The output is ``[N, C, OH, OW]`` (any size: the result type says it). Verified: 4-D
+    shapes with the input's batch and channels, ``coord`` one of
+    :data:`RESIZE_COORDS`, finite positive scales."""
+
+    name = "dnn.resize"
+
+    input = operand_def(QTensorType)
+    coord = prop_def(StringAttr)
+    scale_h = prop_def(FloatAttr)
+    scale_w = prop_def(FloatAttr)
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        *_NAME_FIELDS,
+        _Field("coord", "coord", "ident", None, RESIZE_COORDS),
+        _Field("scale_h", "scale_h", "f32", None),
+        _Field("scale_w", "scale_w", "f32", None),
+    )
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        result_type: QTensorType,
+        *,
+        name: str,
+        out: str,
+        coord: str,
+        scales: Sequence[float],
+    ) -> None:
+        props: dict[str, Attribute] = {
+            "name": StringAttr(name),
+            "out": StringAttr(out),
+            "coord": StringAttr(coord),
+            "scale_h": f32_attr(scales[0]),
+            "scale_w": f32_attr(scales[1]),
+        }
+        super().__init__(operands=[input], result_types=[result_type], properties=props)
+
+    def scale_pair(self) -> tuple[float, float]:
+        """The float32 H and W scales."""
+        return (float(self.scale_h.value.data), float(self.scale_w.value.data))
+
+    def verify_(self) -> None:
+        who = self.label
+        self._verify_placement()
+        if self.coord.data not in RESIZE_COORDS:
+            raise VerifyException(
+                f"{who}: coord '{self.coord.data}' is not one of {', '.join(RESIZE_COORDS)}")
+        in_shape = self.input_types()[0].get_shape()
+        out_shape = self.output_type.get_shape()
+        if len(in_shape) != 4 or len(out_shape) != 4 or in_shape[:2] != out_shape[:2]:
+            raise VerifyException(
+                f"{who}: input and output must be 4-D NCHW with the same batch and channels, "
+                f"got {list(in_shape)} -> {list(out_shape)}")
+        for v in self.scale_pair():
+            if not (np.isfinite(v) and v > 0):
+                raise VerifyException(f"{who}: scales {list(self.scale_pair())} must be "
+                                      "finite and > 0")
+
+    def macs(self) -> int:
+        """Interpolation does no multiply-accumulates in the MAC array: 0."""
+        return 0
+
+
+@irdl_op_definition
 class AddOp(DnnNodeOp):
     """Element-wise add, multiply or subtract of two int8 tensors with their own
     quantization (``QAdd``), in float32 steps rounded to nearest even (``f32``; ``fma``
@@ -1736,12 +1814,12 @@ class ReturnOp(IRDLOperation):
 
 Dnn = Dialect(
     "dnn",
-    [GraphOp, ReturnOp, ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, SliceOp, HostOp],
+    [GraphOp, ReturnOp, ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, SliceOp, HostOp, ResizeOp],
     [QTensorType],
 )
 """The ``dnn`` dialect."""
 
 NODE_OPS: tuple[type[DnnNodeOp], ...] = (
-    ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, SliceOp, HostOp
+    ConvOp, PoolOp, AddOp, ConcatOp, ShuffleOp, SliceOp, HostOp, ResizeOp
 )
 """Every node op class."""

@@ -47,6 +47,7 @@ from vfpga.frontend.qgraph import (
     QHostOp,
     QNode,
     QPool,
+    QResize,
     QShuffle,
     QSlice,
     QTensor,
@@ -275,6 +276,15 @@ def _node_to_op(
                 pads=node.pads,
                 count_include_pad=node.count_include_pad,
             )
+        case QResize():
+            return dnn.ResizeOp(
+                get(node.input, where),
+                out_t,
+                name=node.name,
+                out=node.output,
+                coord=node.coord,
+                scales=node.scales,
+            )
         case QAdd():
             return dnn.AddOp(
                 get(node.a, where),
@@ -416,6 +426,9 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
             pads=(p[0], p[1], p[2], p[3]),
             count_include_pad=op.count_include_pad is not None,
         )
+    if isinstance(op, dnn.ResizeOp):
+        return QResize(name=name, input=ins[0], output=out, coord=op.coord.data,
+                       scales=op.scale_pair())
     if isinstance(op, dnn.AddOp):
         return QAdd(
             name=name,

@@ -79,7 +79,7 @@ from vfpga.isa.spec import INSN_BYTES, Opcode
 INSNS_KEY = "insns"
 """Key of a package's instruction fields in :mod:`vfpga.dialects.derived`."""
 
-LAYER_KINDS = ("conv", "pool", "add")
+LAYER_KINDS = ("conv", "pool", "add", "resize")
 AXES = ("w", "c")
 BUFFERS_ATTR = "vfpga.buffers"
 """Module attribute: ``{ibuf = N : i64, ...}``, the on-chip buffer sizes of one core."""

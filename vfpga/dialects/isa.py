@@ -70,7 +70,7 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
 from vfpga.isa.codec import decode
-from vfpga.isa.effects import out_hw, written_range
+from vfpga.isa.effects import out_hw, resize_geometry_problem, written_range
 from vfpga.isa.float32 import format_f32
 from vfpga.isa.limits import DEP_BITS, ILLEGAL_DEPS, MAX_CORES, MAX_KERNEL
 from vfpga.isa.spec import (
@@ -638,6 +638,34 @@ class EltwiseOp(IsaOp):
 
 
 @_isa_op
+class ResizeOp(IsaOp):
+    """``isa.resize`` (CALC module), ISA v4: bilinear interpolation of the int8 tile
+    ``[in_h][in_w][c]`` at ``ibuf[in_addr]`` (rows ``in_y0..``, columns ``in_x0..`` of a
+    ``map_in_h x map_in_w`` map) to ``[out_h][out_w][c]`` at ``obuf[out_addr]`` (rows
+    ``out_y0..``, columns ``out_x0..`` of the ``map_out_h x map_out_w`` resized map), in
+    onnxruntime's float32 steps (docs/isa.md section 5, RESIZE; one home:
+    :mod:`vfpga.isa.resize`): per axis the source coordinate of ``coord`` mode, clamped,
+    its two neighbours and weights; ``X = f32(f32(x - in_zp) * in_scale)``;
+    ``v = dx2*dy2*X11 + dx1*dy2*X21 + dx2*dy1*X12 + dx1*dy1*X22`` rounded step by step;
+    ``y = sat8(out_zp + rne(f32(v / out_scale)))``.
+
+    Verified: every extent >= 1, the tile inside the map (``in_y0 + in_h <= map_in_h``,
+    ``out_y0 + out_h <= map_out_h``, likewise along the width), ``scale_h``, ``scale_w``
+    > 0 and ``out_scale`` non-zero (the float fields are finite)."""
+
+    name = "isa.resize"
+    OPCODE: ClassVar[Opcode] = Opcode.RESIZE
+
+    def _check(self, f: dict[str, int | float]) -> None:
+        IsaOp._check(self, f)
+        self._need(f, ("c", "in_h", "in_w", "out_h", "out_w", "map_in_h", "map_in_w",
+                       "map_out_h", "map_out_w"))
+        problem = resize_geometry_problem(f)
+        if problem:
+            raise VerifyException(f"{self.name}: {problem}")
+
+
+@_isa_op
 class SyncOp(IsaOp):
     """``isa.sync``: the layer barrier of layer ``layer`` on core ``core`` (docs/isa.md
     section 3): runs when every earlier instruction of the core has completed, then waits
@@ -656,7 +684,8 @@ class EndOp(IsaOp):
     OPCODE: ClassVar[Opcode] = Opcode.END
 
 
-ISA_OPS: tuple[type[IsaOp], ...] = (LoadOp, ConvOp, PoolOp, EltwiseOp, SaveOp, SyncOp, EndOp)
+ISA_OPS: tuple[type[IsaOp], ...] = (LoadOp, ConvOp, PoolOp, EltwiseOp, SaveOp, SyncOp, EndOp,
+                                    ResizeOp)
 """Every instruction op class."""
 
 OP_OF: dict[Opcode, type[IsaOp]] = {c.OPCODE: c for c in ISA_OPS}

@@ -11,7 +11,7 @@ hardware's buffers, from its fields alone:
 - CONV: the input tile fits ibuf, the weights wbuf, the parameter records pbuf, the
   output (int8, or int32 with ``acc_out``) obuf or abuf, the partial sums read with
   ``acc_in`` abuf; POOL: input ibuf, output obuf; ELTWISE: both operands ibuf, the
-  result obuf;
+  result obuf; RESIZE: input tile ibuf, output tile obuf;
 - CONV and POOL: the multiply-accumulates (window elements) of one instruction are at
   most :data:`MAX_INSN_MACS`, a budget of the emulator (about 7x the largest CONV the
   compiler emits for the paper's models: Inception v3 39M, VGG-16 38M, ResNet-50 31M,
@@ -128,3 +128,9 @@ def check_work_bounds(program: Program, hw: HardwareConfig, source: str) -> None
         check(Opcode.ELTWISE, n, size[Buffer.IBUF], "operand A")
         check(Opcode.ELTWISE, _i64(r, "b_period"), size[Buffer.IBUF], "operand B's period")
         check(Opcode.ELTWISE, n, size[Buffer.OBUF], "the result")
+    r = program.by_op[Opcode.RESIZE]
+    if len(r):
+        f = lambda n: _i64(r, n)  # noqa: E731
+        check(Opcode.RESIZE, f("in_h") * f("in_w") * f("c"), size[Buffer.IBUF],
+              "the input tile")
+        check(Opcode.RESIZE, f("out_h") * f("out_w") * f("c"), size[Buffer.OBUF], "the output")

@@ -31,6 +31,7 @@ from vfpga.emulator.faults import (
     ExecutionFault,
     OutOfRegionFault,
 )
+from vfpga.emulator.resize import resize as resize_kernel
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.codec import Program
 from vfpga.isa.effects import out_hw
@@ -294,6 +295,8 @@ class Core:
             self._pool(ctx, i, f)
         elif op is Opcode.ELTWISE:
             self._eltwise(ctx, i, f)
+        elif op is Opcode.RESIZE:
+            self._resize(ctx, i, f)
         else:  # pragma: no cover - SYNC/END never reach a module queue
             raise ExecutionFault(f"{describe(ctx, self.index, i)}: not a module instruction")
 
@@ -425,6 +428,14 @@ class Core:
                 in_zp=f["in_zp"],
                 out_zp=f["out_zp"],
             )
+        except ValueError as exc:
+            raise ExecutionFault(f"{describe(ctx, self.index, i)}: {exc}") from None
+        self._write(ctx, i, Buffer.OBUF, f["out_addr"], out)
+
+    def _resize(self, ctx: ExecContext, i: int, f: dict[str, int]) -> None:
+        x = self._read(ctx, i, Buffer.IBUF, f["in_addr"], (f["in_h"], f["in_w"], f["c"]))
+        try:
+            out = resize_kernel(x, f)
         except ValueError as exc:
             raise ExecutionFault(f"{describe(ctx, self.index, i)}: {exc}") from None
         self._write(ctx, i, Buffer.OBUF, f["out_addr"], out)

@@ -700,6 +700,17 @@ class _Translator:
         scales = self.opt_const(n, 2) if len(n.input) > 2 and n.input[2] else None
         if scales is not None and scales.size == 0:
             scales = None
+        axes = _attr(n, "axes")
+        if axes is not None and scales is not None:
+            # opset 18: scales/sizes name only these axes; the others keep their size
+            full = np.ones(4, np.float32)
+            scales = scales.astype(np.float32).reshape(-1)
+            if len(axes) != scales.size or any(not -4 <= int(a) < 4 for a in axes):
+                raise self.err(n, f"Resize axes {list(axes)} do not match its "
+                                  f"{scales.size} scales")
+            for a, v in zip(axes, scales, strict=True):
+                full[int(a) % 4] = v
+            scales = full
         if scales is None or ctm == "tf_crop_and_resize":
             # sizes given (or a crop): the scales ONNX derives from them
             if ctm == "tf_crop_and_resize":
@@ -707,11 +718,16 @@ class _Translator:
                                   "supported")
             scales = np.array([o / i for o, i in zip(outs, ins, strict=True)], np.float32)
         scales = scales.astype(np.float32).reshape(-1)
+        policy = _attr(n, "keep_aspect_ratio_policy", "stretch")
+        if policy != "stretch" and len(n.input) > 3 and n.input[3]:
+            raise self.err(n, f"Resize keep_aspect_ratio_policy={policy} is not supported; "
+                              "export the resize with explicit scales or sizes (policy "
+                              "'stretch')")
         if scales.size != 4 or scales[0] != 1 or scales[1] != 1:
             raise self.err(n, f"Resize scales {scales.tolist()} must be [1, 1, sh, sw]")
         attrs: dict[str, Any] = {"mode": mode, "coordinate_transformation_mode": ctm,
                                  "nearest_mode": _attr(n, "nearest_mode", "round_prefer_floor")}
-        for key in ("cubic_coeff_a", "exclude_outside", "extrapolation_value"):
+        for key in ("cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias"):
             if (v := _attr(n, key)) is not None:
                 attrs[key] = v
         sn = self.g.add_const(f"{n.name}_scales", scales)

@@ -73,6 +73,7 @@ from vfpga.frontend.qgraph import (
     QHostOp,
     QNode,
     QPool,
+    QResize,
     QShuffle,
     QSlice,
     QTensor,
@@ -82,6 +83,7 @@ from vfpga.frontend.qgraph import (
 from vfpga.frontend.resize import nearest_source
 from vfpga.isa.float32 import requant_scale
 from vfpga.isa.limits import MAX_DILATION, MAX_KERNEL, MAX_MULTIPLIER, MAX_SHIFT, MAX_UPSAMPLE
+from vfpga.isa.resize import COORD_MODE_NAMES
 
 #: ONNX ops the lowering accepts (besides QuantizeLinear / DequantizeLinear / Constant).
 SUPPORTED_OPS: tuple[str, ...] = (
@@ -1369,11 +1371,12 @@ class _Lowerer:
         # from a 1x1 map (a global pooling branch) every mode copies the one element:
         # linear interpolation of equal values (weights summing to 1) quantizes back to it
         broadcast = mode == "linear" and h == w == 1
+        if mode == "linear" and not broadcast:
+            self.lower_bilinear(node, t_in, (oh, ow), ctm)
+            return
         if mode != "nearest" and not broadcast:
-            what = ("bilinear interpolation of a map larger than 1x1 has no accelerator "
-                    "instruction yet" if mode == "linear" else "the accelerator resizes by "
-                    "nearest copies only")
-            raise self.err(f"Resize mode '{mode}' is not supported on the accelerator: {what}")
+            raise self.err(f"Resize mode '{mode}' is not supported on the accelerator: the "
+                           "accelerator resizes by nearest copies and bilinear interpolation")
         fh, fw = oh // h, ow // w
         if oh != fh * h or ow != fw * w or not (1 <= fh <= MAX_KERNEL and 1 <= fw <= MAX_KERNEL):
             raise self.err(f"Resize from {h}x{w} to {oh}x{ow}: the accelerator resizes by "
@@ -1398,6 +1401,59 @@ class _Lowerer:
 
         self.values[node.output[0]] = _Pending(name, "Resize", shape4, shape4, build,
                                                supports_act=True)
+
+    def lower_bilinear(self, node: onnx.NodeProto, t_in: QTensor, out_hw: tuple[int, int],
+                       ctm: str) -> None:
+        """``DequantizeLinear -> Resize(mode=linear) -> QuantizeLinear`` of an NCHW map: a
+        :class:`QResize` (the RESIZE instruction, ISA version 4), which repeats
+        onnxruntime's float32 steps (docs/isa.md, RESIZE). Supported: the coordinate
+        transformations torchvision and PaddlePaddle export (``half_pixel``,
+        ``pytorch_half_pixel``, ``align_corners``, ``asymmetric``), spatial scales only,
+        no ``antialias``, output sizes the 16-bit tile fields hold; anything else runs on
+        the host (the error says why)."""
+        a = _attrs(node)
+        if ctm not in COORD_MODE_NAMES:
+            raise self.err(f"Resize linear with coordinate_transformation_mode '{ctm}' is not "
+                           "supported on the accelerator (RESIZE computes "
+                           f"{', '.join(COORD_MODE_NAMES)})")
+        if int(a.get("antialias", 0)):
+            raise self.err("Resize linear with antialias=1 is not supported on the accelerator "
+                           "(RESIZE interpolates between the two nearest input elements)")
+        if "axes" in a and [int(v) for v in a["axes"]] not in ([2, 3], [-2, -1]):
+            raise self.err(f"Resize axes {list(a['axes'])}: the accelerator resizes H and W")
+        n, c, h, w = t_in.shape
+        oh, ow = out_hw
+        if max(h, w, oh, ow) > 0xFFFF:
+            raise self.err(f"Resize from {h}x{w} to {oh}x{ow}: RESIZE maps are at most "
+                           "65535 rows and columns")
+        # the scales onnxruntime interpolates with: the model's, or f32(out) / f32(in)
+        if len(node.input) > 2 and node.input[2]:
+            sv = self.const(node.input[2], "scales").value.astype(np.float32).reshape(-1)
+            if sv.size == 4:
+                if sv[0] != 1 or sv[1] != 1:
+                    raise self.err(f"Resize scales {sv.tolist()} resize the batch or channels")
+                scales = (float(sv[2]), float(sv[3]))
+            else:
+                scales = self._size_scales((h, w), (oh, ow))
+        else:
+            scales = self._size_scales((h, w), (oh, ow))
+        if not all(np.isfinite(v) and v > 0 for v in scales):
+            raise self.err(f"Resize scales {list(scales)} must be finite and positive")
+        name = self.node_name(self.cur_name)
+        shape4 = (n, c, oh, ow)
+
+        def build(out: QTensor, act: Act) -> list[QNode]:
+            return [QResize(name, t_in.name, out.name, ctm, scales)]
+
+        self.values[node.output[0]] = _Pending(name, "Resize", shape4, shape4, build,
+                                               supports_act=False)
+
+    @staticmethod
+    def _size_scales(hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[float, float]:
+        """onnxruntime's scales of a Resize given ``sizes``: ``f32(out) / f32(in)``, one
+        float32 division."""
+        f = np.float32
+        return (float(f(out_hw[0]) / f(hw[0])), float(f(out_hw[1]) / f(hw[1])))
 
     def resize_scales(self, node: onnx.NodeProto, hw: tuple[int, int],
                       out_hw: tuple[int, int]) -> tuple[float, float]:
@@ -1890,7 +1946,7 @@ class _Lowerer:
         if old in self.onnx_int8:
             self.onnx_int8[new] = self.onnx_int8.pop(old)
         for n in self.nodes:
-            if isinstance(n, QConv | QPool | QShuffle | QSlice):
+            if isinstance(n, QConv | QPool | QShuffle | QSlice | QResize):
                 if n.input == old:
                     n.input = new
                 if n.output == old:
@@ -1910,7 +1966,7 @@ class _Lowerer:
 
 def _rename_reads(g: QGraph, old: str, new: str) -> None:
     for n in g.nodes:
-        if isinstance(n, QConv | QPool | QShuffle | QSlice):
+        if isinstance(n, QConv | QPool | QShuffle | QSlice | QResize):
             if n.input == old:
                 n.input = new
         elif isinstance(n, QAdd):

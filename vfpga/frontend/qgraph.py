@@ -163,6 +163,24 @@ class QPool:
 
 
 @dataclass
+class QResize:
+    """Bilinear resize of an NCHW map (ONNX ``Resize(mode=linear)``; the RESIZE
+    instruction, ISA version 4), requantized with the input and output tensors' scales
+    and zero points in onnxruntime's float32 steps (``DequantizeLinear``, the float32
+    bilinear kernel, ``QuantizeLinear``; docs/isa.md, RESIZE; one home:
+    :mod:`vfpga.isa.resize`). ``coord`` is the coordinate transformation
+    (``half_pixel``, ``pytorch_half_pixel``, ``align_corners``, ``asymmetric``),
+    ``scales`` the float32 H and W scales onnxruntime uses (the model's ``scales``, or
+    ``f32(out) / f32(in)`` from ``sizes``); the output shape is the output tensor's."""
+
+    name: str
+    input: str
+    output: str
+    coord: str
+    scales: tuple[float, float]
+
+
+@dataclass
 class QAdd:
     """Element-wise add, multiply or subtract of two int8 tensors with their own
     quantization. ``b`` has ``a``'s shape or is per-channel ``[N, C, 1, 1]``, broadcast
@@ -282,12 +300,12 @@ class QHostOp:
 SEGMENT_OP = "OnnxSegment"
 
 
-QNode = QConv | QPool | QAdd | QConcat | QShuffle | QSlice | QHostOp
+QNode = QConv | QPool | QAdd | QConcat | QShuffle | QSlice | QHostOp | QResize
 
 
 def node_inputs(node: QNode) -> list[str]:
     """The tensors a node reads, in operand order."""
-    if isinstance(node, QConv | QPool | QShuffle | QSlice):
+    if isinstance(node, QConv | QPool | QShuffle | QSlice | QResize):
         return [node.input]
     if isinstance(node, QAdd):
         return [node.a, node.b]

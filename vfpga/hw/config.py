@@ -25,8 +25,9 @@ BUFFER_NAMES: tuple[str, ...] = ("ibuf", "wbuf", "pbuf", "obuf", "abuf")
 
 #: Version of the instruction set; part of the fingerprint. Version 2 requantizes in
 #: float32 steps (pbuf records (bias, scale, divisor); float POOL/ELTWISE fields).
-#: Version 3 adds issue 14's operations (docs/isa.md).
-ISA_VERSION = 3
+#: Version 3 adds issue 14's operations (docs/isa.md); version 4 the RESIZE instruction
+#: (bilinear interpolation, opcode 8).
+ISA_VERSION = 4
 
 
 class HardwareConfigError(ValueError):

@@ -63,6 +63,8 @@ def compute_cycles(op: Opcode, f: Mapping[str, int], hw: HardwareConfig) -> int:
         return oh * _ceil(ow, pp) * _ceil(c, opar) * _ceil(f["kh"] * f["kw"], ip)
     if op is Opcode.ELTWISE:
         return _ceil(f["n"], pp * opar)
+    if op is Opcode.RESIZE:  # a 2x2 window per output pixel, like POOL's taps on ic lanes
+        return f["out_h"] * _ceil(f["out_w"], pp) * _ceil(f["c"], opar) * _ceil(4, ip)
     return 0
 
 

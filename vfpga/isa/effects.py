@@ -8,7 +8,9 @@ The one home of two ISA formulas every layer needs:
   kernel extent ``(k - 1) * dil + 1`` (:func:`conv_extent`);
 * the on-chip byte range an instruction writes (:func:`written_range`): LOAD its padded
   box in ``to``; CONV its int8 output in obuf, or with ``acc_out`` its int32 partial sums
-  in abuf; POOL and ELTWISE their int8 output in obuf; SAVE, SYNC and END write no buffer.
+  in abuf; POOL, ELTWISE and RESIZE their int8 output in obuf; SAVE, SYNC and END write no
+  buffer;
+* the geometry rules of a RESIZE word (:func:`resize_geometry_problem`).
 
 The compiler (buffer footprints of a package), the ``isa`` dialect, the static latency
 model and the emulator all call these, so they cannot disagree. Field dicts are those of
@@ -30,6 +32,7 @@ from vfpga.isa.spec import Buffer, Opcode, PoolMode
 __all__ = [
     "conv_extent",
     "out_hw",
+    "resize_geometry_problem",
     "upsampled_taps",
     "window_out",
     "window_out_array",
@@ -133,4 +136,35 @@ def written_range(op: Opcode, f: Mapping[str, Any]) -> tuple[Buffer, int, int] |
     if op is Opcode.ELTWISE:
         start = g("out_addr", 0)
         return Buffer.OBUF, start, start + g("n", 0)
+    if op is Opcode.RESIZE:
+        start = g("out_addr", 0)
+        return Buffer.OBUF, start, start + g("out_h", 0) * g("out_w", 0) * g("c", 0)
+    return None
+
+
+def resize_geometry_problem(f: Mapping[str, Any]) -> str | None:
+    """What is wrong with the geometry and scales of a RESIZE word with fields ``f``, or
+    None: every extent >= 1, the input tile inside the input map and the output tile
+    inside the resized map, ``scale_h``/``scale_w`` > 0, ``out_scale`` non-zero, the
+    float fields finite. (Which input rows the output tile needs is checked when the
+    instruction runs: it depends on the float32 source coordinates.)"""
+    g = f.get
+    for k in ("c", "in_h", "in_w", "out_h", "out_w", "map_in_h", "map_in_w", "map_out_h",
+              "map_out_w"):
+        if g(k, 0) < 1:
+            return f"'{k}' = {g(k, 0)} must be >= 1"
+    for lo, n, size in (("in_y0", "in_h", "map_in_h"), ("in_x0", "in_w", "map_in_w"),
+                        ("out_y0", "out_h", "map_out_h"), ("out_x0", "out_w", "map_out_w")):
+        if g(lo, 0) + g(n, 0) > g(size, 0):
+            return (f"the tile {lo}={g(lo, 0)} + {n}={g(n, 0)} extends past {size}="
+                    f"{g(size, 0)}")
+    for k in ("in_scale", "out_scale", "scale_h", "scale_w"):
+        v = float(g(k, 0.0))
+        if not np.isfinite(v):
+            return f"'{k}' = {v} is not finite"
+    for k in ("scale_h", "scale_w"):
+        if not float(g(k, 0.0)) > 0:
+            return f"'{k}' = {g(k, 0.0)} must be > 0"
+    if not float(g("out_scale", 0.0)):
+        return "'out_scale' must be non-zero (it divides the interpolated value)"
     return None

@@ -42,6 +42,7 @@ class Opcode(IntEnum):
     SAVE = 5
     SYNC = 6
     END = 7
+    RESIZE = 8
 
 
 class Module(IntEnum):
@@ -67,6 +68,7 @@ MODULE_OF: dict[Opcode, Module] = {
     Opcode.SAVE: Module.SAVE,
     Opcode.SYNC: Module.CTRL,
     Opcode.END: Module.CTRL,
+    Opcode.RESIZE: Module.CALC,
 }
 
 
@@ -144,6 +146,18 @@ class EltOp(IntEnum):
     SUB = 2
 
 
+class CoordMode(IntEnum):
+    """RESIZE's coordinate transformation (ISA version 4; ONNX
+    ``coordinate_transformation_mode``): torchvision's ``align_corners=False`` exports
+    ``half_pixel`` or ``pytorch_half_pixel``, ``align_corners=True`` ``align_corners``;
+    PaddlePaddle's ``align_mode=1`` is ``asymmetric`` (docs/isa.md, RESIZE)."""
+
+    HALF_PIXEL = 0
+    PYTORCH_HALF_PIXEL = 1
+    ALIGN_CORNERS = 2
+    ASYMMETRIC = 3
+
+
 @dataclass(frozen=True)
 class Field:
     """One payload or header field: name (also its assembly keyword), numpy type code,
@@ -178,7 +192,7 @@ class FlagField:
 
 
 HEADER_FIELDS: tuple[Field, ...] = (
-    Field("opcode", "u1", 0, "Opcode (1..7); 0 is invalid."),
+    Field("opcode", "u1", 0, "Opcode (1..8); 0 is invalid."),
     Field("core", "u1", 1, "Logical core index within the task (0..63); the level-1 "
           "dispatcher maps it to a physical core of the tenant."),
     Field("layer", "u2", 2, "Layer index the instruction belongs to (0..65535)."),
@@ -301,6 +315,36 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
     ),
     Opcode.SYNC: (),
     Opcode.END: (),
+    Opcode.RESIZE: (
+        Field("in_addr", "<u4", 8, "ibuf address of the input tile, int8 [in_h][in_w][c]: "
+              "rows in_y0.., columns in_x0.. of the map."),
+        Field("out_addr", "<u4", 12, "obuf address of the int8 output [out_h][out_w][c]: "
+              "rows out_y0.., columns out_x0.. of the resized map."),
+        Field("in_scale", "<f4", 16, "float32. Input scale: each input element is "
+              "dequantized as f32(f32(x - in_zp) * in_scale)."),
+        Field("out_scale", "<f4", 20, "float32. Output scale: y = sat8(out_zp + rne(f32(v / "
+              "out_scale))) of the interpolated float32 v; finite, non-zero."),
+        Field("scale_h", "<f4", 24, "float32. Vertical resize scale (the model's scale, or "
+              "f32(map_out_h) / f32(map_in_h)); finite, > 0."),
+        Field("scale_w", "<f4", 28, "float32. Horizontal resize scale; finite, > 0."),
+        Field("in_h", "<u2", 32, "Input tile height."),
+        Field("in_w", "<u2", 34, "Input tile width."),
+        Field("c", "<u2", 36, "Channels."),
+        Field("out_h", "<u2", 38, "Output tile height."),
+        Field("out_w", "<u2", 40, "Output tile width."),
+        Field("in_y0", "<u2", 42, "Map row of the tile's input row 0."),
+        Field("in_x0", "<u2", 44, "Map column of the tile's input column 0."),
+        Field("out_y0", "<u2", 46, "Resized-map row of the tile's output row 0."),
+        Field("out_x0", "<u2", 48, "Resized-map column of the tile's output column 0."),
+        Field("map_in_h", "<u2", 50, "Input map height (source coordinates are clamped to "
+              "[0, map_in_h - 1])."),
+        Field("map_in_w", "<u2", 52, "Input map width."),
+        Field("map_out_h", "<u2", 54, "Resized map height (align_corners, "
+              "pytorch_half_pixel)."),
+        Field("map_out_w", "<u2", 56, "Resized map width."),
+        Field("in_zp", "i1", 58, "Input zero point."),
+        Field("out_zp", "i1", 59, "Output zero point."),
+    ),
 }
 
 FLAG_FIELDS: dict[Opcode, tuple[FlagField, ...]] = {
@@ -326,6 +370,10 @@ FLAG_FIELDS: dict[Opcode, tuple[FlagField, ...]] = {
     ),
     Opcode.SYNC: (),
     Opcode.END: (),
+    Opcode.RESIZE: (
+        FlagField("coord", 0, 2, "Coordinate transformation: half_pixel, "
+                  "pytorch_half_pixel, align_corners, asymmetric.", CoordMode),
+    ),
 }
 
 #: Buffers LOAD may write and SAVE may read.

@@ -34,6 +34,7 @@ from vfpga.frontend.qgraph import (
     QHostOp,
     QNode,
     QPool,
+    QResize,
     QShuffle,
     QSlice,
 )
@@ -245,6 +246,8 @@ def node_label(node: QNode) -> str:
         return "conv" if node.groups == 1 else f"conv(g={node.groups})"
     if isinstance(node, QPool):
         return f"pool:{node.kind}"
+    if isinstance(node, QResize):
+        return f"resize:{node.coord}"
     if isinstance(node, QAdd):
         return node.op
     if isinstance(node, QConcat):

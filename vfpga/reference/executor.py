@@ -30,12 +30,14 @@ from vfpga.frontend.qgraph import (
     QHostOp,
     QNode,
     QPool,
+    QResize,
     QShuffle,
     QSlice,
     conv_kernel_extent,
     node_inputs,
     shuffle_perm,
 )
+from vfpga.isa.resize import COORD_MODE_NAMES, axis_taps, bilinear_requant
 from vfpga.reference.arith import (
     add_requant,
     avg_pool_requant,
@@ -202,6 +204,24 @@ def run_conv(x: np.ndarray, in_zp: int, out_zp: int, node: QConv) -> np.ndarray:
     return _act(y, node.act).astype(np.int8)
 
 
+def run_resize(x: np.ndarray, in_scale: float, in_zp: int, out_scale: float, out_zp: int,
+               out_hw: tuple[int, int], node: QResize) -> np.ndarray:
+    """Bilinear resize of the whole ``[N, C, H, W]`` map to ``out_hw`` in onnxruntime's
+    float32 steps (see :class:`QResize`; the one home of the arithmetic is
+    :mod:`vfpga.isa.resize`, which the RESIZE instruction also follows)."""
+    _check_scale(node.name, "output scale", float(np.float32(out_scale)))
+    h, w = x.shape[2], x.shape[3]
+    mode = COORD_MODE_NAMES[node.coord]
+    ty = axis_taps(np.arange(out_hw[0]), node.scales[0], h, out_hw[0], mode)
+    tx = axis_taps(np.arange(out_hw[1]), node.scales[1], w, out_hw[1], mode)
+    out = np.empty((x.shape[0], x.shape[1], *out_hw), np.int8)
+    for b in range(x.shape[0]):
+        hwc = np.ascontiguousarray(x[b].transpose(1, 2, 0))
+        y = bilinear_requant(hwc, ty, tx, in_scale, in_zp, out_scale, out_zp)
+        out[b] = y.transpose(2, 0, 1)
+    return out
+
+
 def run_pool(
     x: np.ndarray, in_scale: float, in_zp: int, out_scale: float, out_zp: int, node: QPool
 ) -> np.ndarray:
@@ -359,6 +379,10 @@ def run_node(g: QGraph, node: QNode, vals: dict[str, np.ndarray]) -> np.ndarray:
             ti, to = t[node.input], t[node.output]
             x = vals[node.input]
             return run_pool(x, ti.scale, ti.zero_point, to.scale, to.zero_point, node)
+        if isinstance(node, QResize):
+            ti, to = t[node.input], t[node.output]
+            return run_resize(vals[node.input], ti.scale, ti.zero_point, to.scale,
+                              to.zero_point, (to.shape[2], to.shape[3]), node)
         if isinstance(node, QAdd):
             return run_add(
                 vals[node.a],

@@ -47,7 +47,7 @@ from vfpga.passes.dnn_plan_memory import StaticPassError, planned
 from vfpga.passes.dnn_tile import hw_of, layers_of
 from vfpga.passes.ifp_select import CORES_ATTR
 
-LAYER_KIND = {"conv": "conv", "pool": "pool", "add": "eltwise"}
+LAYER_KIND = {"conv": "conv", "pool": "pool", "add": "eltwise", "resize": "resize"}
 """``ifp.layer`` kind -> LAYER record kind."""
 
 
