@@ -321,6 +321,12 @@ class _CoreWork:
 class EpochPlan:
     """The fused execution of one epoch of a task (see the module docstring)."""
 
+    # defaults for subclasses that set their own fields (see :meth:`run_after`)
+    save_ext: tuple[np.ndarray, np.ndarray] | None = None
+    _prev: EpochPlan | None = None
+    _footprint: dict[int, dict[Buffer, tuple[np.ndarray, np.ndarray]]] | None = None
+    _after: dict[int, tuple[weakref.ref[EpochPlan], list[Callable[[], None]]]] | None = None
+
     def __init__(
         self,
         region: Region,
@@ -351,12 +357,12 @@ class EpochPlan:
         self._acc = [np.empty((g.m, g.n), np.int32) if len(g.ks) > 1 else None for g in groups]
         #: per core: per buffer, the merged byte ranges the redo steps write (see
         #: :meth:`_covers`; built on first use)
-        self._footprint: dict[int, dict[Buffer, tuple[np.ndarray, np.ndarray]]] | None = None
+        self._footprint = None
         #: the redo steps of a previous epoch plan that this one does not overwrite
         #: entirely (see :meth:`redo_before`): id -> (that plan, weakly, its steps)
-        self._after: dict[int, tuple[weakref.ref[EpochPlan], list[Callable[[], None]]]] = {}
+        self._after = {}
         #: the previous epoch plan during :meth:`run_after`
-        self._prev: EpochPlan | None = None
+        self._prev = None
 
     # ------------------------------------------------------------------ run
     def run_after(self, counters: Sequence[CoreCounters], prev: EpochPlan | None) -> bool:
@@ -427,6 +433,8 @@ class EpochPlan:
         """:meth:`redo`, but for the next epoch plan ``nxt`` of the task: skip each write
         whose bytes ``nxt``'s own surviving writes on the same core entirely overwrite
         (``nxt``'s are made later, so the buffers end the same)."""
+        if nxt._after is None:
+            nxt._after = {}
         hit = nxt._after.get(id(self))
         if hit is None or hit[0]() is not self:
             steps = [
