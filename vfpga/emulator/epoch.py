@@ -12,7 +12,7 @@ where the analysis below proves it exact, replaces them by an :class:`EpochPlan`
 computes every distinct product of the epoch once, in as few calls as possible:
 
 * **What qualifies.** Every step of every core is a LOAD, a SAVE, or a CONV on the
-  ``"int8"`` path with one group and no table activation (its output stage compiled,
+  ``"int8"`` path with one group and any activation, a table too (its output stage compiled,
   :mod:`vfpga.emulator.jit`). Every CONV reads an input tile written, exactly that range,
   by one LOAD, and weights and parameter records that one LOAD each wrote from contiguous
   DDR bytes. Partial sums (``acc_out``, ``acc_in``) form *chains* ``c_1 .. c_n`` over one
@@ -67,19 +67,19 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from vfpga.emulator import int_matmul, jit, kernels
+from vfpga.emulator import int_matmul, jit, jit_elt, kernels
 from vfpga.emulator.core import Core, CoreCounters, ExecContext
 from vfpga.emulator.ddr import Region
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _row_views
 from vfpga.isa.codec import Program
-from vfpga.isa.spec import PARAM_RECORD_BYTES, Buffer, Opcode
+from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES, Buffer, Opcode
 
 #: The most bytes of DDR the build-time disjointness test of LOADs and SAVEs marks at
 #: once; an epoch whose LOAD and SAVE boxes interleave over a wider span gets no plan.
@@ -161,6 +161,8 @@ class _Unit:
     zp: int
     #: where the result is, set by :func:`_groups`: (group, row offset, column offset)
     at: tuple[int, int, int] = (-1, 0, 0)
+    #: the last link's activation table (``act = table``), else None
+    table_at: _Src | None = None
 
     @property
     def geo(self) -> kernels.ConvGeometry:
@@ -178,6 +180,7 @@ class _Block:
     n: int
     bounds: tuple[int, int]
     zp: int
+    table_at: _Src | None = None  # the activation table (``act = table``)
 
 
 @dataclass
@@ -708,6 +711,12 @@ class EpochPlan:
                 zp=zp,
             )
             c0 = c1
+        c0 = 0
+        for b in g.blocks:  # act = table: the lookup over the block's int8 outputs
+            if b.table_at is not None:
+                table = _raw(mem, b.table_at, ACT_TABLE_BYTES).view(np.int8)
+                jit_elt.act_table_cols(table, out[:, c0 : c0 + b.n])
+            c0 += b.n
 
 
 def _spans_of(cw: _CoreWork) -> list[tuple[Buffer, int, int]] | list[None]:
@@ -815,7 +824,11 @@ def build_epoch(
     loaded program (``None``: prepared values are compared with DDR on every run)."""
     if jit.get() is None or int_matmul.backend() is None or not work:
         return None
+    from vfpga.emulator import epoch_elt  # element-wise epochs; it builds on this module
+
     try:
+        if epoch_elt.qualifies(work):
+            return epoch_elt.build(work)
         return _build(work, budget, saves)
     except _NoEpoch:
         return None
@@ -859,18 +872,9 @@ def _build(
         for pos, (i, op) in enumerate(zip(plan.order, plan.ops, strict=True)):
             f = fields[i]
             if op == "LOAD":
-                box = _box_of(f)
-                rows, cols, n2 = box.shape
-                loads.append(box)
-                write(_Write(k, pos, Buffer(f["to"]), f["buf"], rows * cols * n2, box=box))
+                write(_load_write(k, pos, f, loads))
             elif op == "SAVE":
-                n = f["n0"] * f["n1"] * f["n2"]
-                w = writes[_uniform(ver[Buffer.OBUF], f["buf"], n)]
-                assert w is not None
-                if w.unit < 0 or w.addr != f["buf"] or w.nbytes != n:
-                    raise _NoEpoch
-                sb = (f["ddr"], f["n0"], f["n1"], f["n2"], f["stride0"], f["stride1"])
-                save_list.append((w.unit, sb))
+                save_list.append(_saved(writes, ver[Buffer.OBUF], f))
             elif op == "CONV":
                 st = _conv_step(plan, pos)
                 geo = st.geo
@@ -921,11 +925,21 @@ def _build(
                     views[wid] = st.out
                     macs += st.macs
                     continue
-                name = (links, ws, p1, p_at, st.bounds, st.out_zp)
+                t_at = None
+                if st.table is not None:  # act = table: the 256 bytes after the records
+                    if len(work) < 2:  # one core: its own plan is faster (docs/runtime.md)
+                        raise _NoEpoch
+                    t_at = _source(
+                        writes,
+                        ver[Buffer.PBUF],
+                        f["p_addr"] + geo.out_c * PARAM_RECORD_BYTES,
+                        ACT_TABLE_BYTES,
+                    )
+                name = (links, ws, p1, p_at, st.bounds, st.out_zp, t_at)
                 u = unit_of.get(name)
                 if u is None:
                     u = unit_of[name] = len(units)
-                    units.append(_Unit(links, ws, p1, p_at, st.bounds, st.out_zp))
+                    units.append(_Unit(links, ws, p1, p_at, st.bounds, st.out_zp, table_at=t_at))
                 if prev > 0:
                     head_of[prev] = u
                 wid = write(_Write(k, pos, Buffer.OBUF, f["out_addr"], n_out, unit=u))
@@ -943,11 +957,7 @@ def _build(
         mine, macs, ver = per_core[k]
         redo: list[Callable[[], None]] = []
         spans: list[tuple[Buffer, int, int]] = []
-        for wid in mine:
-            w = writes[wid]
-            assert w is not None
-            if not bool((ver[w.buf][w.addr : w.addr + w.nbytes] == wid).any()):
-                continue  # entirely overwritten later in the epoch
+        for wid, w in _survivors(writes, mine, ver):
             spans.append((w.buf, w.addr, w.nbytes))
             if w.box is not None:
                 redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
@@ -960,6 +970,40 @@ def _build(
                 redo.append(ep.copy_step(w.unit, views[wid]))
         ep.cores.append(_CoreWork(core, seg_plan, macs, redo, spans))
     return ep
+
+
+def _load_write(k: int, pos: int, f: dict[str, int], loads: list[_Box]) -> _Write:
+    """The buffer write of the LOAD with fields ``f``, step ``pos`` of the epoch's core
+    ``k``; its DDR box is appended to ``loads``."""
+    box = _box_of(f)
+    loads.append(box)
+    rows, cols, n2 = box.shape
+    return _Write(k, pos, Buffer(f["to"]), f["buf"], rows * cols * n2, box=box)
+
+
+def _saved(
+    writes: list[_Write | None], obuf_ver: np.ndarray, f: dict[str, int]
+) -> tuple[int, tuple[int, int, int, int, int, int]]:
+    """(unit, DDR box fields) of the SAVE with fields ``f``: it must store exactly the
+    obuf range that one computed write (``unit``) made, else :class:`_NoEpoch`."""
+    n = f["n0"] * f["n1"] * f["n2"]
+    w = writes[_uniform(obuf_ver, f["buf"], n)]
+    assert w is not None
+    if w.unit < 0 or w.addr != f["buf"] or w.nbytes != n:
+        raise _NoEpoch
+    return w.unit, (f["ddr"], f["n0"], f["n1"], f["n2"], f["stride0"], f["stride1"])
+
+
+def _survivors(
+    writes: list[_Write | None], mine: list[int], ver: dict[Buffer, np.ndarray]
+) -> Iterator[tuple[int, _Write]]:
+    """The writes ``mine`` (ids, in a core's order) of which some byte is not overwritten
+    later in the epoch (``ver``: the id of each buffer byte's last write)."""
+    for wid in mine:
+        w = writes[wid]
+        assert w is not None
+        if bool((ver[w.buf][w.addr : w.addr + w.nbytes] == wid).any()):
+            yield wid, w
 
 
 def _copy_step(dst: np.ndarray, src: np.ndarray) -> Callable[[], None]:
@@ -1053,7 +1097,7 @@ def _conv_step(plan: SegmentPlan, pos: int) -> _ConvStep:
     if st is None:
         raise _NoEpoch
     geo = st.geo
-    if not st.fused or st.table is not None or geo.dil != (1, 1) or geo.ups != (1, 1):
+    if not st.fused or geo.dil != (1, 1) or geo.ups != (1, 1):
         # dilated and zero-inserted (upsampling) CONVs read their tile through the
         # interpreter's im2col, which inserts the zeros; the epoch's im2col does not
         raise _NoEpoch
@@ -1157,7 +1201,9 @@ def _groups(units: list[_Unit]) -> list[_Group]:
             unit.at = (gi, 0, grp.n)
             grp.tiles.append(_Tile(unit.links, geo.oh * geo.ow))
             grp.blocks.append(
-                _Block(unit.ws, unit.p1_at, unit.pn_at, geo.out_c, unit.bounds, unit.zp)
+                _Block(
+                    unit.ws, unit.p1_at, unit.pn_at, geo.out_c, unit.bounds, unit.zp, unit.table_at
+                )
             )
             continue
         tkey = tuple(
@@ -1176,6 +1222,7 @@ def _groups(units: list[_Unit]) -> list[_Group]:
                 units[u].geo.out_c,
                 units[u].bounds,
                 units[u].zp,
+                units[u].table_at,
             )
             for u in members
         )

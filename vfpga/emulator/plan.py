@@ -47,7 +47,7 @@ from typing import cast
 
 import numpy as np
 
-from vfpga.emulator import int_matmul, jit, kernels
+from vfpga.emulator import int_matmul, jit, jit_elt, kernels
 from vfpga.emulator.core import (
     _NEIGHBOURS,
     _READER,
@@ -230,6 +230,7 @@ class _ConvStep:
         #: the pbuf view of the activation table of ``act = TABLE`` (else None); set by
         #: :func:`_calc_step`
         self.table: np.ndarray | None = None
+        self._act: Callable[[], None] | None = None  # its lookup, see :meth:`set_table`
         #: exact int32 sums and the fused output stage (``"int8"``, ``"int8-depthwise"``)
         self.int8 = geo.path in ("int8", "int8-depthwise")
         #: the output stage runs as one compiled pass (:mod:`vfpga.emulator.jit`)
@@ -270,8 +271,19 @@ class _ConvStep:
 
     def __call__(self) -> None:
         self._compute()
-        if self.table is not None:  # act=table: read at run time (pbuf may be reloaded)
-            kernels.apply_act_table(self.out, kernels.act_table(self.table))
+        if self._act is not None:  # act=table: read at run time (pbuf may be reloaded)
+            self._act()
+
+    def set_table(self, table: np.ndarray) -> None:
+        """Make the step apply the ``act = TABLE`` activation whose 256 int8 entries are
+        the pbuf view ``table`` (read on every run): one bound compiled lookup where it
+        can (:func:`vfpga.emulator.kernels.apply_act_table` otherwise)."""
+        self.table = table
+        jk = jit.get()
+        if jk is not None and self.out.flags.c_contiguous and table.flags.c_contiguous:
+            self._act = partial(jk.act_lookup, kernels.act_table(table), self.out.reshape(-1))
+        else:
+            self._act = lambda: kernels.apply_act_table(self.out, kernels.act_table(table))
 
     def _compute(self) -> None:
         try:
@@ -896,7 +908,7 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
                       partial(kernels.conv_params, out_c=out_c, validate=not acc_out), 0)
         step = _ConvStep(core, ctx, i, f, geo, xs, xl, ws, wl, ps, pl, acc_in, out)
         if table_act:
-            step.table = pall[out_c * PARAM_RECORD_BYTES :].view(np.int8)
+            step.set_table(pall[out_c * PARAM_RECORD_BYTES :].view(np.int8))
         if f["acc_in"]:
             step.acc_in_at = (f["acc_addr"], oh * ow * out_c * 4)
         if acc_out:
@@ -911,7 +923,13 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
             mode=mode, kernel=(f["kh"], f["kw"]), stride=(f["stride_h"], f["stride_w"]),
             pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]), scale=f["scale"],
             out_scale=f["out_scale"], in_zp=f["in_zp"], out_zp=f["out_zp"])
-        fast = kernels.pool_compiled(x, out, **kw_)
+        gavg = jit_elt.global_avg_fields(kw_)
+        if gavg is not None:  # the squeeze of squeeze-excite: one compiled pass
+            return partial(jit_elt.global_avg, x, *gavg, out, np.empty(f["c"], np.int64))
+        mx = jit_elt.max_pool_fields(kw_, x.shape)
+        if mx is not None:  # one compiled pass (no data-dependent fault)
+            return partial(jit_elt.max_pool, x, *mx, out)
+        fast = kernels.pool_compiled(x, out, **kw_)  # AVG, AVG_PAD (and MAX otherwise)
         if fast is not None:
             return _checked_step(core, ctx, i, fast)
         return _kernel_step(core, ctx, i, kernels.pool, (x,), kw_, out)
@@ -924,8 +942,8 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         return _kernel_step(core, ctx, i, kernels.eltwise, (a, b), kw_, out)
     # ValueError for invalid fields (the Core method then reports them)
     table = kernels.eltwise_table(**{k: v for k, v in kw_.items() if k != "b_period"})
-    if period:  # B [p] against A as [n / p, p] rows
-        a, b, out = a.reshape(-1, period), b.reshape(1, period), out.reshape(-1, period)
+    if period:  # B [p] against A as [n / p, p] rows: one compiled pass
+        return partial(jit_elt.lookup_period, table, a, b, out)
     return partial(kernels.eltwise_lookup, table, a, b, out,
                    np.empty(a.shape, np.uint16))
 
