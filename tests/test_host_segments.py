@@ -3,11 +3,14 @@ ONNX subgraphs (onnxruntime), in the binary, the emulator and the golden referen
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 from host_models import custom_domain_model, nms_model, topk_model
 
+from vfpga.backend.binary import read_vfb
 from vfpga.cli.main import cli
 
 
@@ -129,38 +132,84 @@ def test_an_op_nobody_implements_is_one_clear_error(tmp_path):
     assert not out.exists()
 
 
-def test_nms_output_of_data_dependent_length_is_one_clear_error(tmp_path):
-    """NonMaxSuppression's output length is decided by the data; binaries hold tensors of
-    static shapes, so the error names the node and says what to do."""
+def test_nms_output_of_data_dependent_length_runs_on_the_host(tmp_path):
+    """NonMaxSuppression's output length is decided by the data: a dynamic output of its
+    host segment (not in DDR); run, check (1 and 16 cores) return onnxruntime's shape."""
     src = tmp_path / "nms.onnx"
     onnx.save(nms_model(), src)
     out = tmp_path / "n.vfb"
     res = invoke("compile", str(src), "-o", str(out))
-    assert res.exit_code == 2
-    (line,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
-    assert "graph output 'selected' has a data-dependent shape" in line
-    assert "node 'nms' (NonMaxSuppression)" in line
-    assert "post-processing" in line
-    assert not out.exists()
+    assert res.exit_code == 0, res.output
+    assert "NonMaxSuppression" in res.output and "host:selected" in res.output
+    vfb = read_vfb(out)
+    t = vfb.tensors[vfb.tensor_index("selected")]
+    assert (t.dtype, t.layout, t.shape, t.size, t.dynamic) == ("int64", "raw", (0, 3), 0, True)
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    res = invoke("run", str(out), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o.npz"))
+    assert res.exit_code == 0, res.output
+    got = np.load(tmp_path / "o.npz")["selected"]
+    fp32 = ort.InferenceSession(str(src)).run(["selected"], {"x": x})[0]
+    assert got.dtype == np.int64 and got.ndim == 2 and got.shape[1] == 3
+    assert 1 <= got.shape[0] <= 2 and got.shape == fp32.shape
+    for cores in ("1", "16"):
+        res = invoke("check", str(src), "--cores", cores)
+        assert res.exit_code == 0, res.output
+        assert "check passed" in res.output
 
 
-def test_a_model_without_accelerator_layers_is_one_clear_error(tmp_path):
-    """A model whose every node runs on the host (here one Softmax) has nothing to compile
-    for the accelerator: one error line, no traceback, no output file."""
-    from onnx import TensorProto, helper
+def test_nms_model_through_the_pool_and_the_server(tmp_path):
+    """The pool returns the dynamic output with its run-time shape; the server's metadata
+    shows -1 for the data-dependent dimension and its response the actual shape."""
+    import tritonclient.http as th
+    from serve_util import HW, auth, put_model, solo, thread_server, write_repo
 
+    from vfpga.serve.repository import compile_onnx
+
+    src = tmp_path / "nms.onnx"
+    onnx.save(nms_model(), src)
+    x = np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    want = solo(compile_onnx(src, HW, {}), x)["selected"]
+    assert want.dtype == np.int64 and want.shape[1] == 3
+    repo = write_repo(tmp_path / "repo", {"alice": 2}, {})
+    put_model(repo, "det", "alice", src.read_bytes(), filename="model.onnx")
+    with thread_server(repo, tmp_path / "state", request_timeout_s=20.0) as s:
+        c = th.InferenceServerClient(s.url, network_timeout=60.0)
+        m = c.get_model_metadata("det", headers=auth("alice"))
+        sel = next(o for o in m["outputs"] if o["name"] == "selected")
+        assert sel == {"name": "selected", "datatype": "INT64", "shape": [-1, 3]}
+        inp = th.InferInput("x", [1, 3, 16, 16], "FP32")
+        inp.set_data_from_numpy(x)
+        r = c.infer("det", [inp], headers=auth("alice"))
+        assert np.array_equal(r.as_numpy("selected"), want)
+
+
+def test_a_data_dependent_shape_an_accelerator_tensor_would_hold_is_refused(tmp_path):
+    """A QDQ model that quantizes NonZero's result (of data-dependent length) for the
+    accelerator: refused with one error naming the node; no output file."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    sc = numpy_helper.from_array(np.array(0.05, np.float32), "sc")
+    zp = numpy_helper.from_array(np.array(0, np.int8), "zp")
     g = helper.make_graph(
-        [helper.make_node("Softmax", ["x"], ["y"], name="softmax", axis=-1)],
-        "softmax_only",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 20])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 20])],
+        [
+            helper.make_node("QuantizeLinear", ["x", "sc", "zp"], ["xq"], name="q_x"),
+            helper.make_node("DequantizeLinear", ["xq", "sc", "zp"], ["xd"], name="dq_x"),
+            helper.make_node("NonZero", ["xd"], ["nz"], name="nonzero"),
+            helper.make_node("Cast", ["nz"], ["nzf"], name="to_float", to=TensorProto.FLOAT),
+            helper.make_node("QuantizeLinear", ["nzf", "sc", "zp"], ["nq"], name="q_nz"),
+            helper.make_node("DequantizeLinear", ["nq", "sc", "zp"], ["y"], name="dq_nz"),
+        ],
+        "nonzero_q",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, None])],
+        [sc, zp],
     )
-    src = tmp_path / "softmax.onnx"
+    src = tmp_path / "nz.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
-    out = tmp_path / "s.vfb"
+    out = tmp_path / "nz.vfb"
     res = invoke("compile", str(src), "-o", str(out))
-    assert res.exit_code == 2
+    assert res.exit_code == 2, res.output
     (line,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
-    assert "no layer of this model runs on the accelerator" in line
-    assert "Traceback" not in res.output
-    assert not out.exists()
+    assert "'nonzero' (NonZero)" in line and "static shape" in line
+    assert "Traceback" not in res.output and not out.exists()

@@ -63,11 +63,11 @@ LAYER_KINDS: tuple[str, ...] = ("conv", "pool", "eltwise", "concat", "host", "ot
 #: Tensor roles, by code.
 TENSOR_ROLES: tuple[str, ...] = ("input", "output", "activation", "constant")
 #: Tensor element types, by code.
-TENSOR_DTYPES: tuple[str, ...] = ("int8", "int32", "float32")
+TENSOR_DTYPES: tuple[str, ...] = ("int8", "int32", "float32", "int64")
 #: Bytes per element of each tensor dtype.
-TENSOR_ITEMSIZE: dict[str, int] = {"int8": 1, "int32": 4, "float32": 4}
+TENSOR_ITEMSIZE: dict[str, int] = {"int8": 1, "int32": 4, "float32": 4, "int64": 8}
 #: Bytes per element of each tensor element type.
-DTYPE_BYTES: dict[str, int] = {"int8": 1, "int32": 4, "float32": 4}
+DTYPE_BYTES: dict[str, int] = {"int8": 1, "int32": 4, "float32": 4, "int64": 8}
 #: Tensor layouts, by code.
 TENSOR_LAYOUTS: tuple[str, ...] = ("nhwc", "nchw", "raw")
 #: On-chip buffers whose usage each IFP records, in record order.
@@ -206,7 +206,7 @@ IFP_DTYPE = _record_dtype(IFP_FIELDS, 64)
 TENSOR_FIELDS: tuple[Field, ...] = (
     Field("name", "<u4", 0, "String-table offset of the tensor's name."),
     Field("role", "u1", 4, "Role: 0 input, 1 output, 2 activation, 3 constant."),
-    Field("dtype", "u1", 5, "Element type: 0 int8, 1 int32, 2 float32."),
+    Field("dtype", "u1", 5, "Element type: 0 int8, 1 int32, 2 float32, 3 int64."),
     Field("layout", "u1", 6, "Layout: 0 nhwc, 1 nchw, 2 raw."),
     Field("rank", "u1", 7, "Number of dimensions (0..4)."),
     Field("shape", "(4,)<u4", 8, "Dimensions; entries at and after rank are 0."),
@@ -298,6 +298,14 @@ class Tensor:
     size: int
     scale: float = 1.0
     zero_point: int = 0
+
+    @property
+    def dynamic(self) -> bool:
+        """A graph output whose shape the data decides (a host segment's result such as
+        NonMaxSuppression's boxes): layout ``raw``, a 0 for each data-dependent dimension,
+        size 0; not in DDR, the runtime keeps the host's result as it is."""
+        return self.role == "output" and self.layout == "raw" and self.size == 0 and (
+            0 in self.shape)
 
 
 @dataclass

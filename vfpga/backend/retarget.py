@@ -123,6 +123,8 @@ def prepare(
     error messages."""
     t0 = time.perf_counter()
     n = int(ifps.shape[0]) if ifps.ndim == 1 else -1
+    if n == 0 and n_layers == 0:  # every node runs on the host: nothing to allocate
+        return _no_layers(pool_size)
     if n <= 0:
         raise AllocationError(f"{source}: no IFPs to allocate (an empty IFP table; was the "
                               "binary compiled by `vfpga compile`?)")
@@ -173,6 +175,17 @@ def prepare(
                 prep.cache[(name, k)] = _schedule(prep, k, name, strategy(prep, k))
     prep.prepare_seconds = time.perf_counter() - t0
     return prep
+
+
+def _no_layers(pool_size: int | None) -> Prepared:
+    """The :class:`Prepared` of a program without accelerator layers (a model whose every
+    node runs on the host): no group, so every allocation is the dispatch table of ENDs."""
+    i64 = np.zeros(0, np.int64)
+    return Prepared(
+        n_layers=0, n_ifps=0, pool_size=pool_size, g_layer=i64, g_candidate=i64,
+        g_count=i64, g_total=i64, g_max=i64, lat=np.zeros((0, 0), np.int64),
+        idx=np.zeros((0, 0), np.int64), csum=np.zeros((0, 1), np.int64), by_count=i64,
+        more_than=np.zeros(1, np.int64), layer_first=i64, layers_present=i64, positive=True)
 
 
 # -------------------------------------------------------------------- strategies
@@ -409,6 +422,11 @@ def dispatch_table(
 
 
 def _schedule(prep: Prepared, k: int, name: str, gs: GroupSchedule) -> Schedule:
+    if prep.num_groups == 0:  # no accelerator layer: each core only ENDs
+        e = np.zeros(0, np.int64)
+        return Schedule(strategy=name, k=k, group=e, makespan=e, bound=np.zeros(0),
+                        layer_bound=np.zeros(0), ifp_index=e, ifp_core=e, ifp_layer=e,
+                        dispatch=dispatch_table(0, k, e, e, e), groups=gs)
     chosen = _choose(prep, gs.makespan)
     counts = prep.g_count[chosen]
     mask = np.arange(prep.max_ifps)[None, :] < counts[:, None]

@@ -90,10 +90,13 @@ def realloc(binary: Path, cores: str, output: Path | None, strategy: str, hw_nam
     click.echo(f"dynamic compile: {alloc.seconds * 1e3:.3f} ms (+ prepare "
                f"{prep.prepare_seconds * 1e3:.3f} ms, once per binary)")
     click.echo(f"predicted latency: {cyc:,} cycles = {cyc * ms:.3f} ms at {hw.clock_mhz:g} MHz")
-    click.echo(f"lower bound: {lb:,.0f} cycles = {lb * ms:.3f} ms (chosen candidates, "
-               f"latency/bound {cyc / lb:.4f}, mean per layer {alloc.quality:.4f}); "
-               f"over all candidates {llb:,.0f} cycles (latency/bound {cyc / llb:.4f})")
-    if show_layers:
+    if not len(vfb.layers):
+        click.echo("no accelerator layer: every node runs on the host; each core only ends")
+    else:
+        click.echo(f"lower bound: {lb:,.0f} cycles = {lb * ms:.3f} ms (chosen candidates, "
+                   f"latency/bound {cyc / lb:.4f}, mean per layer {alloc.quality:.4f}); "
+                   f"over all candidates {llb:,.0f} cycles (latency/bound {cyc / llb:.4f})")
+    if show_layers and len(vfb.layers):
         Console().print(layer_table(alloc, [ly.name for ly in vfb.layers]))
     if output is not None:
         write_vfb(output, retarget(vfb, alloc))

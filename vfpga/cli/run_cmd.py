@@ -210,6 +210,10 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
     for t in in_tensors:
         if t.name in given:
             arr = input_array(given[t.name], t)
+        elif t.dtype == "float32":  # an unquantized input (read by host segments)
+            click.echo(f"note: no --input for '{t.name}': using a random standard normal "
+                       f"float32 input (seed {seed})", err=True)
+            arr = rng.standard_normal(t.shape).astype(np.float32)
         else:
             click.echo(f"note: no --input for '{t.name}': using a random int8 input (seed {seed})",
                        err=True)
@@ -251,9 +255,11 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
             outs[t.name] = t.scale * (q.astype(np.float32) - t.zero_point)
         else:
             outs[t.name] = q
-        click.echo(f"output '{t.name}': {t.dtype} {t.layout} {'x'.join(map(str, t.shape))}, "
-                   f"sha256 {hashlib.sha256(q.tobytes()).hexdigest()[:16]}, "
-                   f"min {int(q.min())} max {int(q.max())} mean {float(q.mean()):.2f}")
+        shape = q.shape if t.dynamic else t.shape  # a dynamic output: as the host made it
+        stats = (f"min {int(q.min())} max {int(q.max())} mean {float(q.mean()):.2f}"
+                 if q.size else "empty")
+        click.echo(f"output '{t.name}': {t.dtype} {t.layout} {'x'.join(map(str, shape))}, "
+                   f"sha256 {hashlib.sha256(q.tobytes()).hexdigest()[:16]}, {stats}")
     if output is not None:
         _save_npy(output, outs)
         click.echo(f"wrote {output}")

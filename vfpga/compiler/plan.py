@@ -41,6 +41,7 @@ from vfpga.frontend.qgraph import (
     QShuffle,
     QSlice,
     QTensor,
+    float_tensors,
     node_inputs,
 )
 from vfpga.isa.float32 import requant_scales
@@ -294,10 +295,10 @@ def plan_memory(g: QGraph) -> MemoryPlan:
         last[root_of(t)[0]] = end
     storages: list[Storage] = []
     sid: dict[str, int] = {}
+    floats = float_tensors(g)
     for r in sorted(first, key=lambda r: (first[r], r)):
         _, c, h, w = nchw(g.tensors[r])
-        dt_bytes = 4 if any(isinstance(n, QHostOp) and n.output == r and n.output_float
-                            for n in g.nodes) else 1
+        dt_bytes = 4 if r in floats else 1
         sid[r] = len(storages)
         storages.append(Storage(r, _align(c * h * w * dt_bytes), first[r], last.get(r, first[r])))
     # 3. first-fit allocation with liveness reuse

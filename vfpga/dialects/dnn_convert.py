@@ -53,6 +53,9 @@ from vfpga.frontend.qgraph import (
     QTensor,
 )
 
+#: ``dnn.graph`` attribute listing the graph inputs fed as float32 (``QGraph.float_inputs``).
+FLOAT_INPUTS_ATTR = "vfpga.float_inputs"
+
 
 class DnnConversionError(VfpgaError):
     """A QGraph cannot be expressed as a ``dnn`` module (or a module is not a dnn graph);
@@ -195,6 +198,11 @@ def qgraph_to_module(g: QGraph) -> ModuleOp:
 
     in_types = [_qtype(tensor(n, f"graph '{g.name}' input")) for n in g.inputs]
     graph = dnn.GraphOp(g.name, in_types, list(g.inputs))
+    if g.float_inputs:
+        bad = [n for n in g.float_inputs if n not in g.inputs]
+        if bad:
+            raise DnnConversionError(f"graph '{g.name}': float inputs {bad} are not inputs")
+        graph.attributes[FLOAT_INPUTS_ATTR] = ArrayAttr(StringAttr(n) for n in g.float_inputs)
     block = graph.block
     for name, arg in zip(g.inputs, block.args, strict=True):
         if name in values:
@@ -377,6 +385,7 @@ def module_to_qgraph(m: ModuleOp) -> QGraph:
         r = ret.reshape_of(i)
         if r is not None:
             output_shapes[n] = r
+    floats = graph.attributes.get(FLOAT_INPUTS_ATTR)
     return QGraph(
         name=graph.sym_name.data,
         inputs=inputs,
@@ -384,6 +393,7 @@ def module_to_qgraph(m: ModuleOp) -> QGraph:
         tensors=tensors,
         nodes=nodes,
         output_shapes=output_shapes,
+        float_inputs=[s.data for s in floats.data] if isinstance(floats, ArrayAttr) else [],
     )
 
 

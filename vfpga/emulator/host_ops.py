@@ -60,7 +60,7 @@ def _check_segment(op: Any, tensors: Sequence[Any]) -> None:
         raise HostOpFault(f"{what}: needs 1..{MAX_HOST_IO} inputs and one output, has "
                           f"{len(op.inputs)} and {len(op.outputs)}")
     try:
-        shapes, out_dtype = segment_io(op.name, dict(op.attrs).get("onnx"))
+        shapes, in_dtypes, out_dtype = segment_io(op.name, dict(op.attrs).get("onnx"))
     except SegmentError as exc:
         raise HostOpFault(str(exc)) from None
     if len(shapes) != len(op.inputs):
@@ -70,7 +70,12 @@ def _check_segment(op: Any, tensors: Sequence[Any]) -> None:
         if not 0 <= int(ti) < len(tensors):
             raise HostOpFault(f"{what}: tensor index {ti} is not in 0..{len(tensors) - 1}")
         t = tensors[ti]
-        want = "int8" if k < len(op.inputs) else out_dtype
+        want = in_dtypes[k] if k < len(op.inputs) else out_dtype
+        if k >= len(op.inputs) and getattr(t, "dynamic", False):
+            if t.dtype != want:  # its size is the host's business (data-dependent)
+                raise HostOpFault(f"{what}: dynamic output '{t.name}' is {t.dtype}, the "
+                                  f"model's output {want}")
+            continue
         n = math.prod(shapes[k]) if k < len(op.inputs) else math.prod(t.shape)
         if t.dtype != want or n != math.prod(t.shape) or n * np.dtype(want).itemsize != t.size:
             raise HostOpFault(f"{what}: tensor '{t.name}' ({t.dtype}, shape "
@@ -139,6 +144,16 @@ def run_host_op(op: Any, tensors: Sequence[Any], read: Any, write: Any) -> None:
     if op.op_type == SEGMENT_OP:
         out = tensors[op.outputs[0]]
         try:
+            if getattr(out, "dynamic", False):  # kept as onnxruntime shapes it
+                y = run_segment(op.name, dict(op.attrs).get("onnx"),
+                                [_nchw(read(tensors[i].name)) for i in op.inputs], flat=False)
+                if y.ndim != len(out.shape) or any(
+                        d and d != e for d, e in zip(out.shape, y.shape, strict=True)):
+                    raise HostOpFault(f"host segment '{op.name}': its output has shape "
+                                      f"{list(y.shape)}, tensor '{out.name}' is "
+                                      f"{list(out.shape)} (0: data-dependent)")
+                write(out.name, y)
+                return
             y = run_segment(op.name, dict(op.attrs).get("onnx"),
                             [_nchw(read(tensors[i].name)) for i in op.inputs])
             shape = _nchw(np.empty(out.shape, np.int8)).shape

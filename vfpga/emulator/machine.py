@@ -301,6 +301,8 @@ class Task:
     #: the epoch plan whose surviving buffer writes are not made yet (see
     #: :meth:`vfpga.emulator.epoch.EpochPlan.run`, :meth:`_flush`)
     _deferred: EpochPlan | None = field(default=None, repr=False)
+    #: dynamic outputs (``Tensor.dynamic``: not in DDR) as the host ops computed them
+    dynamic_values: dict[str, np.ndarray] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- loading
     def load(self, image: ProgramImage, source: str | None = None) -> None:
@@ -338,6 +340,7 @@ class Task:
                 f"task holds {len(self.cores)}; give the task at least "
                 f"{loaded.num_logical_cores} cores"
             )
+        self.dynamic_values.clear()
         if self.loaded is not None:  # a fresh region is zero already (DDR.allocate)
             self.region.mem[:] = 0
         self.region.mem[image.data_offset : end] = np.frombuffer(image.data, dtype=np.uint8)
@@ -379,7 +382,8 @@ class Task:
             assert self.loaded is not None and self.image is not None
             self._writes = save_extents(
                 self.loaded.program,
-                [(t.ddr_offset, t.ddr_offset + t.size) for t in self.image.tensors])
+                [(t.ddr_offset, t.ddr_offset + t.size) for t in self.image.tensors
+                 if not getattr(t, "dynamic", False)])
         return self._writes
 
     def _run_host_ops(self, after: int) -> None:
@@ -395,9 +399,16 @@ class Task:
 
     def write_tensor(self, name: str, value: np.ndarray) -> None:
         """Write ``value`` into tensor ``name``: int8 as is, float quantized with the
-        tensor's scale and zero point (round half to even, saturate)."""
+        tensor's scale and zero point (round half to even, saturate). A dynamic output
+        (``Tensor.dynamic``) is kept as it is, outside DDR."""
         t = self.tensor(name)
         arr = np.asarray(value)
+        if getattr(t, "dynamic", False):
+            if arr.dtype != np.dtype(t.dtype) or arr.ndim != len(t.shape):
+                raise VfpgaError(f"tensor '{name}' is a {t.dtype} output of rank "
+                                 f"{len(t.shape)}, got {arr.dtype} of shape {arr.shape}")
+            self.dynamic_values[name] = arr.copy()
+            return
         if t.dtype == "float32":
             arr = arr.astype(np.float32)
         elif arr.dtype.kind == "f":  # as ONNX QuantizeLinear: float32 division, ties to even
@@ -414,8 +425,12 @@ class Task:
         self.region.view()[t.ddr_offset : t.ddr_offset + t.size] = arr.reshape(-1).view(np.uint8)
 
     def read_tensor(self, name: str) -> np.ndarray:
-        """Tensor ``name`` as stored (int8 array of its shape)."""
+        """Tensor ``name`` as stored (int8 array of its shape; a dynamic output as the
+        host computed it, an empty array before that)."""
         t = self.tensor(name)
+        if getattr(t, "dynamic", False):
+            got = self.dynamic_values.get(name)
+            return got.copy() if got is not None else np.zeros(t.shape, np.dtype(t.dtype))
         raw = self.region.view()[t.ddr_offset : t.ddr_offset + t.size].copy()
         if not t.shape:  # a raw blob (rank 0)
             return raw

@@ -13,9 +13,11 @@ output, each holding the nodes that output depends on.
 Boundary contract (shared by the emulator and the reference through
 :mod:`vfpga.reference.host_segment`): each segment input is an int8 accelerator tensor,
 dequantized inside the segment model by ``DequantizeLinear`` with the tensor's scale and
-int8 zero point; the output is quantized inside the model by ``QuantizeLinear`` with the
-output tensor's scale and int8 zero point (uint8 QDQ tensors map exactly: ``q - 128`` with
-zero point ``- 128``), or left float32 for a float graph output.
+int8 zero point, or the float32 graph input itself when the QDQ model reads it
+unquantized (``QGraph.float_inputs``); the output is quantized inside the model by
+``QuantizeLinear`` with the output tensor's scale and int8 zero point (uint8 QDQ tensors
+map exactly: ``q - 128`` with zero point ``- 128``), or left float32 for a float graph
+output.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class HostSegment:
     dq_consts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, int]] = field(
         default_factory=dict
     )
+    #: the ``inputs`` that are the float32 graph input itself (read unquantized)
+    float_inputs: set[str] = field(default_factory=set)
 
     def merge(self, other: HostSegment) -> None:
         """Add ``other``'s nodes, inputs, constants and reasons (keeping graph order)."""
@@ -57,6 +61,7 @@ class HostSegment:
         self.consts.update(other.consts)
         self.dq_consts.update(other.dq_consts)
         self.reasons.update(other.reasons)
+        self.float_inputs.update(other.float_inputs)
 
 
 def node_macs(
@@ -97,11 +102,13 @@ def segment_model(
     tensors: dict[str, QTensor],
     template: onnx.ModelProto,
     source: str,
+    out_dtype: str = "float32",
 ) -> tuple[bytes, list[str], list[onnx.NodeProto]]:
     """The ONNX model computing ``output`` from ``seg``: returns its serialized bytes, the
     QGraph tensors it reads (in input order) and the nodes it holds. ``out_tensor``
-    quantizes the output (``None``: a float32 graph output). Opsets and IR version come
-    from ``template``."""
+    quantizes the output (``None``: a graph output of element type ``out_dtype``, whose
+    -1 dimensions in ``out_shape`` the data decides). Opsets and IR version come from
+    ``template``."""
     need = {output}
     nodes: list[onnx.NodeProto] = []
     for n in reversed(seg.nodes):
@@ -116,11 +123,14 @@ def segment_model(
     for name, (tname, shape) in seg.inputs.items():
         if name not in need:
             continue
+        reads.append(tname)
+        if name in seg.float_inputs:  # the float32 graph input, read as it is
+            g_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+            continue
         t = tensors[tname]
         qn = f"{name}__int8"
         g_inputs.append(helper.make_tensor_value_info(qn, TensorProto.INT8, list(shape)))
         pre.append(_qdq_node("DequantizeLinear", qn, name, t, inits))
-        reads.append(tname)
     for name, value in seg.consts.items():
         if name in need:
             inits.append(numpy_helper.from_array(np.asarray(value), name))
@@ -139,7 +149,9 @@ def segment_model(
             )
     post: list[onnx.NodeProto] = []
     if out_tensor is None:
-        outs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, list(out_shape))]
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(out_dtype))
+        dims = [d if d > 0 else None for d in out_shape]
+        outs = [helper.make_tensor_value_info(output, elem, dims)]
     else:
         qo = f"{output}__int8"
         post.append(_qdq_node("QuantizeLinear", output, qo, out_tensor, inits))

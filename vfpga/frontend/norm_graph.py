@@ -98,10 +98,14 @@ class NGraph:
         self.consts = {k: v for k, v in self.consts.items() if k in used}
 
     # -- emission -----------------------------------------------------------------------
-    def to_onnx(self, output_shapes: dict[str, tuple[int, ...]], opset: int,
-                ir_version: int, domains: dict[str, int] | None = None) -> onnx.ModelProto:
+    def to_onnx(self, output_shapes: dict[str, tuple[int | None, ...]], opset: int,
+                ir_version: int, domains: dict[str, int] | None = None,
+                output_types: dict[str, int] | None = None) -> onnx.ModelProto:
         """Emit an ONNX model (float32, static shapes, the given opset; ``domains``: the
-        versions of the custom domains host nodes use)."""
+        versions of the custom domains host nodes use; ``output_types``: the element type
+        of a graph output that is not float32, and a ``None`` dimension in
+        ``output_shapes`` is data-dependent: outputs of host nodes such as
+        NonMaxSuppression)."""
         nodes = []
         for n in self.nodes:
             if n.op_type.startswith("_"):
@@ -113,7 +117,8 @@ class NGraph:
             helper.make_graph(
                 nodes, self.name,
                 [helper.make_tensor_value_info(self.input, f32, self.input_shape)],
-                [helper.make_tensor_value_info(o, f32, output_shapes[o]) for o in self.outputs],
+                [helper.make_tensor_value_info(o, (output_types or {}).get(o, f32),
+                                               list(output_shapes[o])) for o in self.outputs],
             ),
             opset_imports=opset_imports(opset, domains or {}), ir_version=ir_version,
             producer_name="vfpga.normalize")

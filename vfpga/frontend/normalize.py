@@ -25,8 +25,11 @@ nodes are only the **normalized op set** :data:`NORMALIZED_OPS`:
   per-channel ``(N, C, 1, 1)`` map broadcast over its pixels (``Sum`` becomes a chain of
   ``Add``).
 * ``Concat`` along channels (axis 1); ``Softmax`` (axis 1), ``LRN``.
-* a final ``Reshape`` to the original 2-D shape for each graph output that was 2-D, and a
-  first ``Reshape`` of a 2-D ``(N, C)`` graph input to ``(N, C, 1, 1)``.
+* a final ``Reshape`` to the original 2-D shape for each graph output that was 2-D (or
+  3-D), and a first ``Reshape`` of a 2-D ``(N, C)`` graph input to ``(N, C, 1, 1)``, of a
+  3-D ``(N, C, L)`` one to the one-row map ``(N, C, 1, L)``: 1-D ``Conv``, ``MaxPool``,
+  ``AveragePool`` (and ``BatchNormalization``, per-channel ``PRelu``) over it become
+  their ``1 x K`` 2-D equivalents.
 
 * ``Gelu`` (opset 20) for GELU written in its Erf form; ``MatMul``/``Gemm`` with a
   constant weight over the last (channel) axis of a token tensor ``(N, T, C)`` or an NHWC
@@ -161,7 +164,7 @@ def normalize_with_report(
     gelu = _gelu_opset(g, fg.opset, report)
     opset = max(TARGET_OPSET, fg.opset, hard_swish, gelu)
     ir = min(max(fg.ir_version, 7), onnx.IR_VERSION)
-    out = g.to_onnx(out_shapes, opset, ir, fg.domains)
+    out = g.to_onnx(out_shapes, opset, ir, fg.domains, tr.output_types)
     _type_custom_outputs(out, fg)
     try:
         onnx.checker.check_model(strip_weights(out)[0])
@@ -221,10 +224,11 @@ def _check_input(model: onnx.ModelProto, name: str) -> None:
     err = dynamic_dim_error(name, vi.name, tt)
     if err is not None:
         raise err
-    if len(tt.shape.dim) not in (2, 4):
+    if len(tt.shape.dim) not in (2, 3, 4, 5):
         raise FrontendError(
-            f"{name}: input '{vi.name}' has shape {shape_txt}; an NCHW image input of rank 4 "
-            "or an (N, C) vector input of rank 2 is required"
+            f"{name}: input '{vi.name}' has shape {shape_txt}; an NCHW image input of rank 4, "
+            "an (N, C, L) sequence of rank 3, an (N, C) vector input of rank 2 or a rank-5 "
+            "volume (on the host) is required"
         )
     if tt.shape.dim[0].dim_value != 1:
         raise FrontendError(
@@ -304,14 +308,17 @@ class _Translator:
         for t in [*fg.consts, *fg.inputs, *fg.outputs]:
             self.g.reserve(t)
         self.g.shapes[inp] = shape
-        self.env: dict[str, _Val] = {inp: _Val(inp, 4)}
-        if len(shape) == 2:  # an (N, C) input is held as (N, C, 1, 1) from the first node on
-            shape4 = (shape[0], shape[1], 1, 1)
+        # a rank-5 input (a volume) is read by host nodes only (:meth:`act`)
+        self.env: dict[str, _Val] = {inp: _Val(inp, 5 if len(shape) == 5 else 4)}
+        if len(shape) in (2, 3):
+            # an (N, C) input is held as (N, C, 1, 1) from the first node on, an (N, C, L)
+            # one as the one-row map (N, C, 1, L) (1-D ops become 1 x K 2-D ones)
+            shape4 = (shape[0], shape[1], 1, shape[2] if len(shape) == 3 else 1)
             name4 = self.g.fresh(f"{inp}_4d")
             shp = self.g.add_const(f"{inp}_shape4", np.array(shape4, dtype=np.int64))
             self.emit(self.g.fresh(f"Reshape_{inp}"), "Reshape", [inp, shp], name4)
             self.g.shapes[name4] = shape4
-            self.env[inp] = _Val(name4, 2)
+            self.env[inp] = _Val(name4, len(shape))
         self.cons: dict[str, list[onnx.NodeProto]] = {}
         for n in fg.nodes:
             for i in n.input:
@@ -358,15 +365,20 @@ class _Translator:
         return self.const(n, i, f"input {i}")
 
     def act(self, n: onnx.NodeProto, i: int | str, *, allow_flat: bool = False,
-            allow_pad: bool = False, allow_seq: bool = False) -> _Val:
+            allow_pad: bool = False, allow_seq: bool = False, host: bool = False) -> _Val:
         """The feature map read as input ``i`` (an index, or a tensor name) of ``n``;
-        ``allow_seq`` admits channels-last and rank-3 views (:attr:`_Val.seq`)."""
+        ``allow_seq`` admits channels-last and rank-3 views (:attr:`_Val.seq`); ``host``
+        (a host node's read) also a rank-5 graph input."""
         t = n.input[i] if isinstance(i, int) else i
         if t in self.fg.consts:
             raise self.err(n, f"input '{t}' is a constant where a feature map is expected")
         v = self.env.get(t)
         if v is None:
             raise self.err(n, f"input '{t}' is not produced by any supported node")
+        if v.rank > 4 and not host:
+            raise self.err(n, f"input '{t}' of shape {list(self.shape(n, t))} has rank "
+                              f"{v.rank}; the accelerator runs 1-D and 2-D ops, rank-5 "
+                              "volumes go to the host")
         if v.seq and not allow_seq:
             raise self.err(n, f"input '{t}' of shape {list(self.shape(n, t))} is a token "
                               "sequence or channels-last map; on the accelerator only "
@@ -392,8 +404,30 @@ class _Translator:
             return s
         if len(s) == 2:
             return (s[0], s[1], 1, 1)
-        raise self.err(n, f"tensor '{t}' has rank {len(s)}; only 4-D NCHW maps and 2-D (N, K) "
-                          "vectors are supported")
+        if len(s) == 3:  # an (N, C, L) sequence: the one-row map (N, C, 1, L)
+            return (s[0], s[1], 1, s[2])
+        raise self.err(n, f"tensor '{t}' has rank {len(s)}; only 4-D NCHW maps, 3-D (N, C, L) "
+                          "sequences and 2-D (N, K) vectors are supported")
+
+    def is_line(self, x: _Val) -> bool:
+        """Whether ``x`` is an ``(N, C, L)`` sequence held as the one-row map
+        ``(N, C, 1, L)`` (channels first, not flattened): 1-D convolutions, pools and
+        per-channel ops read it as that map."""
+        return (x.rank == 3 and not x.cl and not x.flat and x.pad is None
+                and self.g.shapes[x.name][2] == 1)
+
+    def line_attrs(self, n: onnx.NodeProto, *attrs: list[int]) -> list[list[int]]:
+        """The 2-D ``(1, a)`` form of each 1-D attribute ``[a]`` (strides, dilations,
+        kernel) of a 1-D op over a line (:meth:`is_line`); the defaults ``[1, 1]`` stay."""
+        out = []
+        for a in attrs:
+            if len(a) == 1:
+                out.append([1, int(a[0])])
+            elif a == [1, 1]:
+                out.append(a)
+            else:
+                raise self.err(n, f"attribute {a} of a 1-D op must have one value")
+        return out
 
     def emit(self, n: onnx.NodeProto | str, op: str, inputs: list[str], out: str,
              **attrs: Any) -> NNode:
@@ -403,7 +437,7 @@ class _Translator:
         return node
 
     # -- main loop -------------------------------------------------------------------------
-    def run(self) -> tuple[NGraph, dict[str, tuple[int, ...]]]:
+    def run(self) -> tuple[NGraph, dict[str, tuple[int | None, ...]]]:
         for n in self.fg.nodes:
             if n.name in self.skip:
                 continue
@@ -440,7 +474,7 @@ class _Translator:
             elif t in self.fg.consts:
                 ins.append(self.g.add_const(t, self.fg.consts[t]))
             else:
-                v = self.act(n, t, allow_flat=True, allow_seq=True)
+                v = self.act(n, t, allow_flat=True, allow_seq=True, host=True)
                 want = self.shape(n, t)
                 if v.cl:
                     if first_cl is None:
@@ -538,8 +572,10 @@ class _Translator:
         self.emit(self.g.fresh(f"Unsqueeze_{o}"), "Unsqueeze", [ct, axes], name4)
         self.define(o, _Val(name4, 3, cl=True), (n_, c, 1, t))
 
-    def finish_outputs(self) -> dict[str, tuple[int, ...]]:
-        out_shapes: dict[str, tuple[int, ...]] = {}
+    def finish_outputs(self) -> dict[str, tuple[int | None, ...]]:
+        out_shapes: dict[str, tuple[int | None, ...]] = {}
+        #: graph outputs that are not float32 (data-dependent host outputs)
+        self.output_types: dict[str, int] = {}
         for o in self.fg.outputs:
             if o in self.fg.consts:
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' is a constant")
@@ -548,12 +584,12 @@ class _Translator:
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' is not computed")
             shape = self.fg.shapes.get(o)
             if shape is None or not all(isinstance(d, int) for d in shape):
-                raise FrontendError(self.dynamic_output(o, shape))
+                out_shapes[o] = self.dynamic_host_output(o, v, shape)
+                continue
             oshape = tuple(int(d) for d in shape)
             out_shapes[o] = oshape
-            if v.pad is not None:
-                raise FrontendError(f"{self.fg.source}: graph output '{o}' is a zero Pad of a "
-                                    "feature map, which is not supported")
+            if v.pad is not None:  # nothing folds it: an explicit Pad (on the host)
+                v = self.output_pad(o, v)
             if v.name == self.g.input:
                 raise FrontendError(f"{self.fg.source}: graph output '{o}' is the graph input")
             if len(oshape) == 4 and not v.flat and not v.cl:
@@ -584,6 +620,35 @@ class _Translator:
                 self.g.outputs.append(o)
         return out_shapes
 
+    def dynamic_host_output(self, o: str, v: _Val,
+                            shape: tuple[int | str, ...] | None) -> tuple[int | None, ...]:
+        """Graph output ``o`` whose shape the data decides (NonMaxSuppression, NonZero):
+        kept as the host node computes it (its rank and element type, ``None`` for each
+        data-dependent dimension) when a host node produces it; the QDQ lowering makes it
+        a dynamic output of a host segment. Otherwise the :meth:`dynamic_output` error."""
+        prod = next((n for n in self.fg.nodes if o in n.output), None)
+        if prod is None or prod.name not in self.report.host_nodes or shape is None:
+            raise FrontendError(self.dynamic_output(o, shape))
+        self.g.rename_tensor(v.name, o)
+        self.g.outputs.append(o)
+        self.output_types[o] = self.fg.dtypes.get(o, onnx.TensorProto.FLOAT)
+        self.report.rewrites["dynamic_host_output"] += 1
+        return tuple(d if isinstance(d, int) else None for d in shape)
+
+    def output_pad(self, o: str, v: _Val) -> _Val:
+        """Graph output ``o``, a zero Pad ``v.pad`` of the map ``v.name`` that no Conv or
+        AveragePool folds: an explicit ``Pad`` node (which the QDQ lowering runs on the
+        host, the accelerator has no padding copy)."""
+        assert v.pad is not None
+        t, left, b, r = v.pad
+        pads = self.g.add_const(f"{o}_pads", np.array([0, 0, t, left, 0, 0, b, r], np.int64))
+        out = self.g.fresh(f"{o}_padded")
+        self.emit(self.g.fresh(f"Pad_{o}"), "Pad", [v.name, pads], out, mode="constant")
+        n_, c, h, w = self.g.shapes[v.name]
+        self.define(o, _Val(out, v.rank), (n_, c, h + t + b, w + left + r))
+        self.report.rewrites["output_pad"] += 1
+        return self.env[o]
+
     def dynamic_output(self, o: str, shape: tuple[int | str, ...] | None) -> str:
         """The error for graph output ``o`` whose shape is not static: naming the host
         node that makes it data-dependent (NonMaxSuppression, NonZero, ...) if any."""
@@ -610,18 +675,25 @@ class _Translator:
 
     # -- per-op handlers -------------------------------------------------------------------
     def op_Conv(self, n: onnx.NodeProto) -> None:
-        x = self.act(n, 0, allow_pad=True)
-        if x.rank != 4:
-            raise self.err(n, "only 2-D convolutions over NCHW maps are supported")
+        x = self.act(n, 0, allow_pad=True, allow_seq=True)
+        one_d = self.is_line(x)
+        if x.rank != 4 and not one_d:
+            raise self.err(n, "only 2-D convolutions over NCHW maps and 1-D ones over "
+                              "(N, C, L) sequences are supported")
         w = self.const(n, 1, "weight")
-        if w.ndim != 4:
-            raise self.err(n, f"weight has rank {w.ndim}; only 2-D convolutions are supported")
+        if one_d and w.ndim == 3:
+            w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
+        elif w.ndim != 4 or one_d:
+            raise self.err(n, f"weight has rank {w.ndim}; only 2-D convolutions (and 1-D ones "
+                              "over an (N, C, L) sequence) are supported")
         oc = w.shape[0]
         b = self.opt_const(n, 2)
         b = np.zeros(oc, np.float32) if b is None else b.astype(np.float32).reshape(oc)
         group = int(_attr(n, "group", 1))
         strides = [int(s) for s in _attr(n, "strides", [1, 1])]
         dil = [int(s) for s in _attr(n, "dilations", [1, 1])]
+        if one_d:
+            strides, dil = self.line_attrs(n, strides, dil)
         if len(dil) != 2 or not all(1 <= d <= MAX_DILATION for d in dil):
             raise self.err(n, f"dilations {dil} are not supported by the accelerator "
                               f"(1..{MAX_DILATION})")
@@ -636,7 +708,7 @@ class _Translator:
         extra = {"dilations": dil} if dil != [1, 1] else {}
         self.emit(n, "Conv", [x.name, wn, bn], out, kernel_shape=list(k), strides=strides,
                   pads=pads, group=group, **extra)
-        self.define(out, _Val(out, 4), self.phys(n, out))
+        self.define(out, _Val(out, x.rank), self.phys(n, out))
 
     def op_ConvTranspose(self, n: onnx.NodeProto) -> None:
         """A 2-D transposed convolution with constant weights ``[C, OC/group, KH, KW]``,
@@ -743,9 +815,14 @@ class _Translator:
             return _auto_pads(auto, (shp[2], shp[3]), k, s, d)
         if auto == "VALID":
             return [0, 0, 0, 0]
-        pads = [int(p) for p in _attr(n, "pads", [0, 0, 0, 0])]
+        line = self.is_line(x)
+        pads = [int(p) for p in _attr(n, "pads", [0, 0] if line else [0, 0, 0, 0])]
         if any(p < 0 for p in pads):
             raise self.err(n, f"negative pads {pads} are not supported")
+        if line:
+            if len(pads) != 2:
+                raise self.err(n, f"pads {pads} of a 1-D op must have 2 values")
+            return [0, pads[0], 0, pads[1]]
         return pads
 
     def affine(self, n: onnx.NodeProto, x: _Val, a: np.ndarray, b: np.ndarray, kind: str) -> None:
@@ -762,7 +839,9 @@ class _Translator:
         self.report.rewrites[kind] += 1
 
     def op_BatchNormalization(self, n: onnx.NodeProto) -> None:
-        x = self.act(n, 0)
+        x = self.act(n, 0, allow_seq=True)
+        if x.seq and not self.is_line(x):
+            raise self.err(n, "BatchNormalization over a channels-last tensor is not supported")
         if int(_attr(n, "training_mode", 0)) != 0 or any(o for o in n.output[1:]
                                                            if o in self.cons):
             raise self.err(n, "training-mode BatchNormalization is not supported")
@@ -863,7 +942,7 @@ class _Translator:
         a depthwise 1x1 Conv by ``1 - s[c]`` and an Add with ``x``: three accelerator
         layers, whose two extra int8 roundings the quantized model (and so onnxruntime's
         run of it) has too."""
-        slope = self.const(n, 1, "slope")
+        slope = self.legacy_slope(n, self.const(n, 1, "slope"))
         flat = slope.reshape(-1)
         if flat.size == 0:
             raise self.err(n, "the slope is empty")
@@ -873,9 +952,10 @@ class _Translator:
             self.emit(n, "LeakyRelu", [x.name], out, alpha=float(flat[0]))
             self.define(out, _Val(out, x.rank, cl=x.cl), self.g.shapes[x.name])
             return
-        x = self.act(n, 0)
-        if x.rank != 4 or x.cl:
-            raise self.err(n, "PRelu with per-channel slopes needs an NCHW feature map")
+        x = self.act(n, 0, allow_seq=True)
+        if (x.rank != 4 or x.cl) and not self.is_line(x):
+            raise self.err(n, "PRelu with per-channel slopes needs an NCHW feature map or an "
+                              "(N, C, L) sequence")
         s = self.per_channel(n, x, slope)
         c = self.g.shapes[x.name][1]
         neg = self.g.fresh(f"{n.output[0]}_neg")
@@ -888,12 +968,29 @@ class _Translator:
             bn = self.g.add_const(f"{name}_B", np.zeros(c, np.float32))
             self.emit(name, "Conv", [src, wn, bn], conv_out, kernel_shape=[1, 1],
                       strides=[1, 1], pads=[0, 0, 0, 0], group=c)
-            self.define(conv_out, _Val(conv_out, 4), self.g.shapes[x.name])
+            self.define(conv_out, _Val(conv_out, x.rank), self.g.shapes[x.name])
             if relu:
                 self.emit(self.g.fresh(f"{name}_relu"), "Relu", [conv_out], dst)
-                self.define(dst, _Val(dst, 4), self.g.shapes[x.name])
+                self.define(dst, _Val(dst, x.rank), self.g.shapes[x.name])
+        self.env.setdefault(x.name, x)  # the map itself (a graph input's is a fresh name)
         self.two_maps(n, "Add", x.name, scaled, n.output[0], n.name)
         self.report.rewrites["prelu_per_channel"] += 1
+
+    def legacy_slope(self, n: onnx.NodeProto, slope: np.ndarray) -> np.ndarray:
+        """PRelu's ``slope`` as the model means it: a 1-D slope of one value per channel
+        that does not broadcast against the input's last axis (opset 6 PRelu, as old
+        PyTorch exports write it, broadcast it from the channel axis; the opset >= 7 that
+        normalize writes would reject it) is reshaped to ``(C, 1, ..., 1)``, also for the
+        host (the constant is rewritten when only this node reads it)."""
+        shape = self.shape(n, n.input[0])
+        c = shape[1] if len(shape) > 2 else 0
+        if slope.ndim != 1 or slope.size in (1, shape[-1]) or slope.size != c:
+            return slope
+        fixed = slope.reshape((c,) + (1,) * (len(shape) - 2))
+        if len(self.cons.get(n.input[1], [])) == 1:
+            self.fg.consts[n.input[1]] = fixed
+            self.report.rewrites["prelu_legacy_slope"] += 1
+        return fixed
 
     def op_Gelu(self, n: onnx.NodeProto) -> None:
         self._unary(n, approximate=str(_attr(n, "approximate", "none")))
@@ -1084,16 +1181,19 @@ class _Translator:
 
     def pool_common(self, n: onnx.NodeProto, x: _Val) -> tuple[list[int], list[int], list[int]]:
         k = [int(v) for v in _attr(n, "kernel_shape", [])]
-        if len(k) != 2:
-            raise self.err(n, "only 2-D pooling is supported")
         s = [int(v) for v in _attr(n, "strides", [1, 1])]
         dil = [int(v) for v in _attr(n, "dilations", [1, 1])]
+        if self.is_line(x) and len(k) == 1:
+            k, s, dil = self.line_attrs(n, k, s, dil)
+        elif len(k) != 2 or x.rank != 4:
+            raise self.err(n, "only 2-D pooling over NCHW maps (and 1-D over (N, C, L) "
+                              "sequences) is supported")
         if any(d != 1 for d in dil):
             raise self.err(n, f"dilations {dil} are not supported")
         pads = self.resolve_pads(n, x, (k[0], k[1]), (s[0], s[1]))
         if int(_attr(n, "ceil_mode", 0)):
             ih, iw = self.g.shapes[x.name][2:]
-            oh, ow = self.shape(n, n.output[0])[2:]
+            oh, ow = self.phys(n, n.output[0])[2:]
             extra_h = max((oh - 1) * s[0] + k[0] - (ih + pads[0] + pads[2]), 0)
             extra_w = max((ow - 1) * s[1] + k[1] - (iw + pads[1] + pads[3]), 0)
             if (extra_h or extra_w) and n.op_type == "AveragePool" \
@@ -1104,16 +1204,16 @@ class _Translator:
         return k, s, pads
 
     def op_MaxPool(self, n: onnx.NodeProto) -> None:
-        x = self.act(n, 0)
+        x = self.act(n, 0, allow_seq=True)
         if len(n.output) > 1 and n.output[1] and n.output[1] in self.cons:
             raise self.err(n, "the Indices output of MaxPool is not supported")
         k, s, pads = self.pool_common(n, x)
         out = n.output[0]
         self.emit(n, "MaxPool", [x.name], out, kernel_shape=k, strides=s, pads=pads)
-        self.define(out, _Val(out, 4), self.phys(n, out))
+        self.define(out, _Val(out, x.rank), self.phys(n, out))
 
     def op_AveragePool(self, n: onnx.NodeProto) -> None:
-        x = self.act(n, 0, allow_pad=True)
+        x = self.act(n, 0, allow_pad=True, allow_seq=True)
         k, s, pads = self.pool_common(n, x)
         cip = int(_attr(n, "count_include_pad", 0))
         if x.pad is not None:
@@ -1127,7 +1227,7 @@ class _Translator:
         out = n.output[0]
         self.emit(n, "AveragePool", [x.name], out, kernel_shape=k, strides=s, pads=pads,
                   count_include_pad=cip)
-        self.define(out, _Val(out, 4), self.phys(n, out))
+        self.define(out, _Val(out, x.rank), self.phys(n, out))
 
     def op_GlobalAveragePool(self, n: onnx.NodeProto) -> None:
         x = self.act(n, 0)
@@ -1247,6 +1347,14 @@ class _Translator:
             return
         if x.rank == 3 and outs == mshape:
             self.define(out, _Val(x.name, 4))
+            return
+        if self.is_line(x) and outs == (*mshape[:2], mshape[3], 1):
+            # (N, C, L) -> (N, C, L, 1): the one-row map as a one-column one (the same
+            # bytes in NCHW and NHWC order, a free view)
+            shp = self.g.add_const(f"{out}_shape", np.array(outs, dtype=np.int64))
+            self.emit(n, "Reshape", [x.name, shp], out)
+            self.define(out, _Val(out, 4), outs)
+            self.report.rewrites["line_as_column"] += 1
             return
         if x.rank == 3:
             raise self.err(n, f"reshaping the sequence {list(ins)} to {list(outs)} is not "

@@ -121,7 +121,7 @@ def load_model(
         image_prep=image_prep,
     )
     del given
-    return LoadedModel(lower_qdq_mapped(qdq, source), qdq, fp32, source)
+    return LoadedModel(lower_qdq_mapped(qdq, source, quantized=True), qdq, fp32, source)
 
 
 def load_qgraph(

@@ -57,12 +57,15 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from vfpga.errors import FrontendError
 from vfpga.frontend import act_tables
 from vfpga.frontend.host_partition import HostSegment, encode, node_macs, segment_model
 from vfpga.frontend.qgraph import (
+    DYN_DTYPE,
+    DYN_SHAPE,
+    DYNAMIC_DTYPES,
     SEGMENT_OP,
     Act,
     EltKind,
@@ -449,9 +452,14 @@ class LoweringResult:
 
 
 class _Lowerer:
-    def __init__(self, model: onnx.ModelProto, source: str) -> None:
+    def __init__(self, model: onnx.ModelProto, source: str, quantized: bool = False) -> None:
         self.model = model
         self.source = source
+        #: host segments may read the graph input unquantized: the model came out of
+        #: vfpga's quantizer (which leaves the inputs of ops it does not quantize float), or
+        #: it is a QDQ model (it has QuantizeLinear/DequantizeLinear nodes)
+        self.float_input_ok = quantized or any(
+            n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
         self.opset = 13
         for imp in model.opset_import:
             if imp.domain in ("", "ai.onnx"):
@@ -462,6 +470,11 @@ class _Lowerer:
         self.node_names: set[str] = set()
         self.onnx_int8: dict[str, tuple[str, int]] = {}
         self.inputs: list[str] = []
+        #: graph inputs host segments read unquantized (QGraph.float_inputs)
+        self.float_inputs: list[str] = []
+        #: graph outputs whose shape the data decides: name -> (dtype, ONNX shape, -1
+        #: for a data-dependent dimension)
+        self.dynamic: dict[str, tuple[str, tuple[int, ...]]] = {}
         #: tensor -> (source tensor, int8 table): the tensor is ``table[source + 128]``
         self.derived: dict[str, tuple[str, np.ndarray]] = {}
         self.cur: onnx.NodeProto | None = None
@@ -534,6 +547,9 @@ class _Lowerer:
                 "activations are not supported (fold them into the weights)"
             )
         t = self.tensors[v.tensor]
+        if len(v.shape) > 4:
+            raise self.err(f"input '{name}' has rank {len(v.shape)} ({v.shape}); the "
+                           "accelerator runs 1-D and 2-D ops, rank-5 volumes go to the host")
         if _as4(v.shape) != t.shape:
             if len(v.shape) <= 4 and v.shape[0] == 1 and t.shape[0] == 1:
                 return self.reshape_on_host(name, v)
@@ -569,6 +585,7 @@ class _Lowerer:
         self.graph_input = real_inputs[0]
         self.input_shape = self._input_shape(real_inputs[0])
         self.input_name = real_inputs[0].name
+        self.input4 = self._input4(g)
         for idx, node in enumerate(g.node):
             self.cur = node
             self.cur_name = node.name or f"{node.op_type}_{idx}"
@@ -589,9 +606,37 @@ class _Lowerer:
                 tensors=self.tensors,
                 nodes=self.nodes,
                 output_shapes=self.output_shapes,
+                float_inputs=self.float_inputs,
             ),
             self.onnx_int8,
         )
+
+    def _input4(self, g: onnx.GraphProto) -> tuple[int, int, int, int]:
+        """The 4-D shape of the graph input's tensor: :func:`_as4` of its shape (a rank-5
+        volume ``(N, C, D, H, W)``: ``(N, C, D * H, W)``, the same row-major elements, which
+        host segments reshape back), except for
+        an ``(N, C, L)`` input whose dequantized value is only reshaped to the one-row map
+        ``(N, C, 1, L)`` (how ``normalize`` holds a sequence input, so that 1-D ops run as
+        ``1 x K`` ones): its tensor is that map (the same bytes as ``(N, C, L, 1)``)."""
+        if len(self.input_shape) == 5:  # a volume, read by host segments only
+            n, c, d, h, w = self.input_shape
+            return (n, c, d * h, w)
+        shape4 = _as4(self.input_shape)
+        if len(self.input_shape) != 3:
+            return shape4
+        n, c, length = self.input_shape
+        line = (n, c, 1, length)
+        quant = {o for nd in g.node if nd.op_type == "QuantizeLinear"
+                 and nd.input[0] == self.input_name for o in nd.output}
+        deq = {o for nd in g.node if nd.op_type == "DequantizeLinear"
+               and nd.input[0] in quant for o in nd.output}
+        readers = [nd for nd in g.node if any(i in deq for i in nd.input)]
+        if not readers or any(nd.op_type != "Reshape" for nd in readers):
+            return shape4
+        shapes = self.onnx_shapes()
+        if all(shapes.get(nd.output[0]) == line for nd in readers):
+            return line
+        return shape4
 
     def _input_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
         tt = vi.type.tensor_type
@@ -611,9 +656,9 @@ class _Lowerer:
                     f"{self.source}: input '{vi.name}' dimension {i} is not fixed "
                     f"({d.dim_param or '?'}); only the batch dimension may be symbolic"
                 )
-        if not 2 <= len(dims) <= 4:
+        if not 2 <= len(dims) <= 5:
             raise FrontendError(
-                f"{self.source}: input '{vi.name}' has shape {dims}; inputs of rank 2 to 4 "
+                f"{self.source}: input '{vi.name}' has shape {dims}; inputs of rank 2 to 5 "
                 "are supported"
             )
         return tuple(dims)
@@ -644,11 +689,35 @@ class _Lowerer:
             del self.nodes[n:]
             self.lower_on_host(node, _reason(str(exc)))
 
+    def float_input(self, node: onnx.NodeProto) -> QTensor:
+        """The graph input as a float32 tensor (scale 1, zero point 0), for host node
+        ``node`` that reads it without a ``QuantizeLinear`` (onnxruntime's quantizer
+        leaves the inputs of ops it does not quantize, such as ``Pad`` or ``PRelu``,
+        float): the runtime stores the input unquantized and the segment reads it as is."""
+        if not self.float_input_ok:
+            self.val(self.input_name)  # the error: an fp32 model, not quantized
+        if self.inputs:
+            t = self.tensors[self.inputs[0]]
+            if t.name not in self.float_inputs:
+                raise self.err(f"node '{node.name}' ({node.op_type}) reads the graph input "
+                               f"'{self.input_name}' unquantized, which a QuantizeLinear also "
+                               "quantizes; an input is either quantized or float: quantize "
+                               "it once before every reader", node)
+            return t
+        t = self.add_tensor(self.input_name, self.input4, 1.0, 0)
+        self.inputs.append(t.name)
+        self.float_inputs.append(t.name)
+        return t
+
     def lower_on_host(self, node: onnx.NodeProto, reason: str) -> None:
         """Put ``node`` in a host segment (merged with the segments of its host inputs)."""
         seg = HostSegment()
         for i in node.input:
             if not i:
+                continue
+            if i == self.input_name and i not in self.values:
+                seg.inputs[i] = (self.float_input(node).name, self.input_shape)
+                seg.float_inputs.add(i)
                 continue
             v = self.val(i)
             if isinstance(v, _Const) and v.scale is not None:  # DQ of an integer constant
@@ -678,8 +747,7 @@ class _Lowerer:
                 continue
             shape = shapes.get(o)
             if shape is None:
-                raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
-                               "static shape, which shape inference cannot tell")
+                shape = self.dynamic_output(o, reason)
             self.values[o] = self._host_value(node, seg, o, shape, reason)
 
     def onnx_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -698,15 +766,42 @@ class _Lowerer:
             self._shapes[self.input_name] = self.input_shape
         return self._shapes
 
+    def dynamic_output(self, o: str, reason: str) -> tuple[int, ...]:
+        """The ONNX shape of ``o``, an output of a host node that shape inference cannot
+        tell: allowed for a graph output (its declared dimensions, -1 for each one the
+        data decides, such as NonMaxSuppression's number of boxes); recorded in
+        ``self.dynamic`` (name -> element type, shape)."""
+        vi = next((v for v in self.model.graph.output if v.name == o), None)
+        if vi is None or not vi.type.tensor_type.HasField("shape"):
+            raise self.err(f"{reason}; to run it on the host its output '{o}' needs a "
+                           "static shape, which shape inference cannot tell (only a graph "
+                           "output may have a shape the data decides)")
+        tt = vi.type.tensor_type
+        shape = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else -1
+                      for d in tt.shape.dim)
+        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+        if dtype not in DYNAMIC_DTYPES:
+            raise self.err(f"graph output '{o}' has a shape the data decides and element "
+                           f"type {dtype}; such outputs may be {', '.join(DYNAMIC_DTYPES)}")
+        self.dynamic[o] = (dtype, shape)
+        return shape
+
     def _host_value(self, node: onnx.NodeProto, seg: HostSegment, o: str,
                     shape: tuple[int, ...], reason: str) -> _Pending:
         """The float output ``o`` of host node ``node``; a host op computing it is built
         when it is quantized (or is a graph output). Values inside a segment may have any
         shape; a segment's output needs batch dimension 1."""
-        shape4 = _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1)
+        shape4 = ((1, 1, 1, 1) if o in self.dynamic else  # a placeholder: not in DDR
+                  _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1))
 
         def op(out: QTensor, as_float: bool) -> list[QNode]:
-            if shape[0] != 1:
+            if o in self.dynamic and not as_float:
+                raise self.err(f"node '{node.name}' ({node.op_type}) decides the shape of its "
+                               f"output '{o}' at run time ({list(shape)}, -1: data-dependent); "
+                               "only a graph output may have such a shape, an accelerator "
+                               "layer cannot read it. End the model there and run the rest "
+                               "in post-processing")
+            if shape[0] != 1 and o not in self.dynamic:
                 raise self.err(f"node '{node.name}' ({node.op_type}): {reason}; on the host "
                                f"its output '{o}' of shape {shape} would have a batch "
                                "dimension other than 1, which host segments (run per batch "
@@ -722,8 +817,10 @@ class _Lowerer:
         """The host op running the nodes of ``seg`` that the float value ``o`` (ONNX
         shape ``shape``) depends on, writing the QGraph tensor ``out`` (float32 if
         ``as_float``)."""
+        dyn = self.dynamic.get(o)
         data, reads, nodes = segment_model(seg, o, shape, None if as_float else out,
-                                           self.tensors, self.model, self.source)
+                                           self.tensors, self.model, self.source,
+                                           out_dtype=dyn[0] if dyn else "float32")
         shapes = self.onnx_shapes()
         weights = {**seg.consts, **{k: v[0] for k, v in seg.dq_consts.items()}}
         attrs: dict[str, object] = {
@@ -734,6 +831,8 @@ class _Lowerer:
             "reasons": [seg.reasons[n.name] for n in nodes],
             "macs": sum(node_macs(n, shapes, weights) for n in nodes),
         }
+        if dyn is not None:  # a graph output whose shape the data decides
+            attrs[DYN_DTYPE], attrs[DYN_SHAPE] = dyn[0], list(dyn[1])
         return QHostOp(self.node_name(f"host:{o}"), SEGMENT_OP, reads, out.name, attrs,
                        as_float)
 
@@ -836,10 +935,15 @@ class _Lowerer:
         if src == self.input_name and src not in self.values:
             if self.inputs:
                 t = self.tensors[self.inputs[0]]
+                if t.name in self.float_inputs:
+                    raise self.err(f"the graph input '{src}' is read unquantized by a host "
+                                   "node and quantized by this QuantizeLinear; an input is "
+                                   "either quantized or float: quantize it once before every "
+                                   "reader")
                 if _f32(t.scale) != _f32(s) or t.zero_point != z:
                     raise self.err("the graph input is quantized twice with different parameters")
             else:
-                t = self.add_tensor(src, _as4(self.input_shape), s, z)
+                t = self.add_tensor(src, self.input4, s, z)
                 self.inputs.append(t.name)
                 self.onnx_int8[t.name] = (out, offset)
             self.values[out] = _QVal(t.name, self.input_shape)
@@ -987,6 +1091,10 @@ class _Lowerer:
             lo = None if lo is not None and lo == -np.inf else lo
             hi = None if hi is not None and hi == np.inf else hi
         if node.input[0] == self.input_name and self.input_name not in self.values:
+            if not any(q.op_type == "QuantizeLinear" and q.input[0] == node.output[0]
+                       for q in self.model.graph.node):
+                raise self.err(f"{node.op_type} of the float graph input whose result is "
+                               "never quantized runs on the host")
             self.values[node.output[0]] = self.input_act(node, lo, hi)
             return
         v = self.val(node.input[0])
@@ -1021,7 +1129,7 @@ class _Lowerer:
         act_q(Q(x))`` (quantization is monotonic), so the input is quantized with the
         QuantizeLinear's parameters and a unit-weight conv applies the clamp."""
         name = self.node_name(self.cur_name)
-        shape4 = _as4(self.input_shape)
+        shape4 = self.input4
 
         def build(out: QTensor, act: Act) -> list[QNode]:
             if self.inputs:
@@ -1935,7 +2043,7 @@ class _Lowerer:
                 self._rename(tname, onnx_name)
                 final = onnx_name
             outputs.append(final)
-            if tuple(shape) != self.tensors[final].shape:
+            if tuple(shape) != self.tensors[final].shape and onnx_name not in self.dynamic:
                 self.output_shapes[final] = tuple(int(d) for d in shape)
         return outputs
 
@@ -2117,12 +2225,16 @@ def _fuse_tables(g: QGraph, onnx_int8: dict[str, tuple[str, int]]) -> None:
     g.nodes = [n for i, n in enumerate(g.nodes) if i not in drop]
 
 
-def lower_qdq_mapped(model: onnx.ModelProto, source: str = "<model>") -> LoweringResult:
+def lower_qdq_mapped(model: onnx.ModelProto, source: str = "<model>", *,
+                     quantized: bool = False) -> LoweringResult:
     """Lower a QDQ model and keep the map from QGraph tensors to ONNX int8 tensors (for
-    layer-by-layer comparison with ONNX Runtime). See :func:`lower_qdq`."""
+    layer-by-layer comparison with ONNX Runtime). See :func:`lower_qdq`; ``quantized``:
+    the model is the output of :func:`vfpga.quant.quantize_model`, so an input it left
+    float (even with no QuantizeLinear anywhere: a model of host ops only) is read by
+    host segments unquantized."""
     if not isinstance(model, onnx.ModelProto):
         raise TypeError("lower_qdq expects an onnx.ModelProto")
-    res = _Lowerer(model, source).run()
+    res = _Lowerer(model, source, quantized).run()
     _fuse_activations(res.graph, res.onnx_int8)
     _fuse_tables(res.graph, res.onnx_int8)
     return res

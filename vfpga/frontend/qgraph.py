@@ -300,6 +300,15 @@ class QHostOp:
 SEGMENT_OP = "OnnxSegment"
 
 
+#: Host-segment attributes of a graph output whose shape the data decides
+#: (NonMaxSuppression's boxes, NonZero): its element type and ONNX shape, -1 for each
+#: data-dependent dimension. Such an output is not in DDR: the runtime keeps onnxruntime's
+#: result as it is; its QGraph tensor is a 1x1x1x1 placeholder.
+DYN_DTYPE = "output_dtype"
+DYN_SHAPE = "output_shape"
+#: Element types such an output may have.
+DYNAMIC_DTYPES: tuple[str, ...] = ("float32", "int32", "int64")
+
 QNode = QConv | QPool | QAdd | QConcat | QShuffle | QSlice | QHostOp | QResize
 
 
@@ -327,3 +336,25 @@ class QGraph:
     tensors: dict[str, QTensor]
     nodes: list[QNode]
     output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: graph inputs fed and stored as float32, unquantized (``scale`` 1, ``zero_point``
+    #: 0): an input the QDQ model never quantizes (a ``Pad`` or a rank-5
+    #: ``BatchNormalization`` reads it directly), read only by host segments
+    float_inputs: list[str] = field(default_factory=list)
+
+
+def dynamic_outputs(g: QGraph) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The graph outputs whose shape the data decides: name -> (element type, ONNX shape
+    with -1 for each data-dependent dimension), from their host segments' attributes."""
+    return {
+        n.output: (str(n.attrs[DYN_DTYPE]), tuple(int(d) for d in n.attrs[DYN_SHAPE]))
+        for n in g.nodes
+        if isinstance(n, QHostOp) and DYN_DTYPE in n.attrs
+    }
+
+
+def float_tensors(g: QGraph) -> set[str]:
+    """The tensors of ``g`` stored as float32 (every other tensor is int8): its float
+    inputs and the outputs of host ops with ``output_float``."""
+    return set(g.float_inputs) | {
+        n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float
+    }

@@ -66,7 +66,9 @@ def layer_specs_of(module: ModuleOp) -> list[LayerSpec]:
 
 
 def layers_of(module: ModuleOp) -> list[ifp.LayerOp]:
-    """The module's ``ifp.layer`` ops in order (checked: indices 0, 1, 2, ...)."""
+    """The module's ``ifp.layer`` ops in order (checked: indices 0, 1, 2, ...). A tiled
+    module (``vfpga.hw_config`` set by dnn-tile) may have none: a model whose every node
+    runs on the host (docs/binary-format.md, "Programs without accelerator layers")."""
     layers = [op for op in module.ops if isinstance(op, ifp.LayerOp)]
     for i, layer in enumerate(layers):
         if layer.index_value != i:
@@ -74,7 +76,7 @@ def layers_of(module: ModuleOp) -> list[ifp.LayerOp]:
                 f'ifp.layer {layer.index_value} "{layer.node.data}" is the layer at position '
                 f"{i}: layers must be numbered 0, 1, 2, ... in module order"
             )
-    if not layers:
+    if not layers and HW_CONFIG_ATTR not in module.attributes:
         raise StaticPassError("the module has no ifp.layer ops: run the dnn-tile pass first")
     return layers
 
@@ -100,13 +102,6 @@ def tile_module(module: ModuleOp, hw: HardwareConfig, hw_label: str | None = Non
     """The body of the pass, for a :class:`HardwareConfig` object (``hw_label``: the value
     of ``vfpga.hw``, default ``hw.name``)."""
     specs = layer_specs_of(module)
-    if not specs:
-        raise StaticPassError(
-            "no layer of this model runs on the accelerator: every node is a host op "
-            "(Softmax, LogSoftmax, ...) or in a host segment, so there is nothing to compile "
-            "for it; binaries need at least one accelerator layer. Run such a model with "
-            "onnxruntime"
-        )
     for op in [op for op in module.ops if isinstance(op, ifp.LayerOp)]:
         op.detach()
         op.erase()

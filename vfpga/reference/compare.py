@@ -171,7 +171,7 @@ def compare_with_ort(
     tensors (recomputed by lowering ``qdq_model`` when not given); ``fp32_model`` adds the
     comparison with the fp32 model."""
     if onnx_int8 is None:
-        onnx_int8 = lower_qdq_mapped(qdq_model).onnx_int8
+        onnx_int8 = lower_qdq_mapped(qdq_model, quantized=True).onnx_int8
     out = g.outputs[0]
     int8_name = onnx_int8.get(out)
     sess = ort_session(qdq_model, [int8_name[0]] if int8_name else [])

@@ -109,7 +109,7 @@ def run_test(name: str) -> ConformanceResult:
     try:
         fp32 = normalize(_batch1(model), f"{name}/model.onnx")
         qdq = _quantize(fp32, items)
-        lowered = lower_qdq_mapped(qdq, f"{name}/model.onnx")
+        lowered = lower_qdq_mapped(qdq, f"{name}/model.onnx", quantized=True)
     except VfpgaError as exc:
         reason = str(exc).replace(f"{name}/model.onnx: ", "")
         return ConformanceResult(name, ops, "unsupported", reason)

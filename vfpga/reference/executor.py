@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from vfpga.errors import VfpgaError
 from vfpga.frontend.qgraph import (
+    DYN_DTYPE,
     Act,
     QAdd,
     QConcat,
@@ -34,6 +35,7 @@ from vfpga.frontend.qgraph import (
     QShuffle,
     QSlice,
     conv_kernel_extent,
+    dynamic_outputs,
     node_inputs,
     shuffle_perm,
 )
@@ -338,6 +340,15 @@ def run_segment_node(g: QGraph, node: QHostOp, vals: dict[str, np.ndarray]) -> n
     ``[N, C, H, W]`` result."""
     xs = [vals[i] for i in node.inputs]
     shape = g.tensors[node.output].shape
+    if DYN_DTYPE in node.attrs:  # a graph output whose shape the data decides
+        if xs and xs[0].shape[0] != 1:
+            raise ReferenceError(f"host segment '{node.name}': its output's shape is "
+                                 "data-dependent, so it runs on batch 1 only")
+        try:
+            return run_segment(node.name, node.attrs.get("onnx"), [x[0] for x in xs],
+                               flat=False)
+        except SegmentError as exc:
+            raise ReferenceError(str(exc)) from None
     try:
         ys = [run_segment(node.name, node.attrs.get("onnx"), [x[b] for x in xs])
               for b in range(xs[0].shape[0] if xs else 1)]
@@ -352,7 +363,8 @@ def run_segment_node(g: QGraph, node: QHostOp, vals: dict[str, np.ndarray]) -> n
 
 def quantize_graph_input(g: QGraph, x: np.ndarray) -> np.ndarray:
     """Reshape the float input to ``[N, C, H, W]`` (``N = x.shape[0]``, the rest from the
-    input tensor's shape) and quantize it like ``QuantizeLinear``."""
+    input tensor's shape) and quantize it like ``QuantizeLinear`` (a float input,
+    ``QGraph.float_inputs``: returned as float32)."""
     t = g.tensors[g.inputs[0]]
     x = np.asarray(x, dtype=np.float32)
     per = int(np.prod(t.shape[1:]))
@@ -362,6 +374,8 @@ def quantize_graph_input(g: QGraph, x: np.ndarray) -> np.ndarray:
             f"{t.shape} (batch may differ)"
         )
     x4 = x.reshape((x.shape[0], *t.shape[1:]))
+    if t.name in g.float_inputs:  # read unquantized by host segments
+        return np.ascontiguousarray(x4)
     return quantize_input(x4, t.scale, t.zero_point)
 
 
@@ -438,8 +452,12 @@ def run_reference(g: QGraph, x: np.ndarray, *, keep_all: bool = True) -> dict[st
                 if readers[i] == 0 and i not in g.outputs:
                     vals.pop(i, None)
     result: dict[str, np.ndarray] = dict(vals) if keep_all else {o: vals[o] for o in g.outputs}
+    dyn = dynamic_outputs(g)
     for o in g.outputs:
         v = vals[o]
+        if o in dyn:  # onnxruntime's result as it is (boxes of NMS: int64)
+            result[o + FLOAT_SUFFIX] = v
+            continue
         f = v if v.dtype == np.float32 else dequantize(v, t[o].scale, t[o].zero_point)
         if o in g.output_shapes:
             f = f.reshape((v.shape[0], *g.output_shapes[o][1:]))

@@ -10,7 +10,8 @@ their multiply-accumulates (``macs``).
 Boundary arithmetic (the contract the emulator and the golden reference share, because
 both call :func:`run_segment`): every segment input is an **int8** tensor of the
 accelerator, passed as stored (the segment model starts with its own
-``DequantizeLinear(x, scale, zero_point)`` with the tensor's int8 zero point), and the
+``DequantizeLinear(x, scale, zero_point)`` with the tensor's int8 zero point), or the
+**float32** graph input of a model that never quantizes it (``QGraph.float_inputs``), and the
 output is either **int8** (the model ends with ``QuantizeLinear(y, scale, zero_point)``
 of the output tensor) or **float32** for a graph output. So dequantization and
 quantization happen inside onnxruntime, exactly as in the QDQ model the segment was cut
@@ -44,7 +45,9 @@ MAX_SEGMENT_BYTES = 64 << 20
 #: onnxruntime sessions kept per process (keyed by the model's SHA-256).
 SESSION_CACHE = 16
 
-_ELEM = {"tensor(int8)": np.int8, "tensor(float)": np.float32}
+_ELEM = {"tensor(int8)": np.int8, "tensor(float)": np.float32, "tensor(int32)": np.int32,
+         "tensor(int64)": np.int64}
+_IN_TYPES = ("tensor(int8)", "tensor(float)")
 _lock = threading.Lock()
 _sessions: OrderedDict[str, Any] = OrderedDict()
 
@@ -101,20 +104,22 @@ def _session(name: str, data: bytes) -> Any:
             f"{type(exc).__name__}: {str(exc).strip()[:300]}"
         ) from None
     ins, outs = sess.get_inputs(), sess.get_outputs()
-    for io in (*ins, *outs):
-        if io.type not in _ELEM:
+    for k, io in enumerate((*ins, *outs)):
+        out = k >= len(ins)
+        if io.type not in _ELEM or (not out and io.type not in _IN_TYPES):
             raise SegmentError(
                 f"host segment '{name}': tensor '{io.name}' has type {io.type}; "
-                "segment inputs are int8, outputs int8 or float32"
+                "segment inputs are int8 or float32, outputs int8, float32, int32 or int64"
             )
-        if not all(isinstance(d, int) and d > 0 for d in io.shape):
+        # an output's dimensions may be symbolic: a shape the data decides (NMS)
+        if not all((isinstance(d, int) and d > 0) or (out and not isinstance(d, int))
+                   for d in io.shape):
             raise SegmentError(
                 f"host segment '{name}': tensor '{io.name}' has a non-static shape {io.shape}"
             )
-    if len(outs) != 1 or any(i.type != "tensor(int8)" for i in ins):
+    if len(outs) != 1:
         raise SegmentError(
-            f"host segment '{name}': needs int8 inputs and exactly one output, "
-            f"has {len(outs)} output(s)"
+            f"host segment '{name}': needs exactly one output, has {len(outs)} output(s)"
         )
     with _lock:
         _sessions[key] = sess
@@ -123,21 +128,26 @@ def _session(name: str, data: bytes) -> Any:
     return sess
 
 
-def segment_io(name: str, text: object) -> tuple[list[tuple[int, ...]], str]:
-    """The ONNX input shapes and the output dtype (``"int8"``/``"float32"``) of segment
-    ``name``, loading (and validating) its model."""
+def segment_io(name: str, text: object) -> tuple[list[tuple[int, ...]], list[str], str]:
+    """The ONNX input shapes, the input dtypes (``"int8"`` or ``"float32"``) and the output
+    dtype (also ``"int32"``/``"int64"``) of segment ``name``, loading (and validating) its
+    model."""
     sess = _session(name, decode_model(name, text))
-    out = sess.get_outputs()[0]
+    ins = sess.get_inputs()
     return (
-        [tuple(i.shape) for i in sess.get_inputs()],
-        "int8" if out.type == "tensor(int8)" else "float32",
+        [tuple(i.shape) for i in ins],
+        [np.dtype(_ELEM[i.type]).name for i in ins],
+        np.dtype(_ELEM[sess.get_outputs()[0].type]).name,
     )
 
 
-def run_segment(name: str, text: object, inputs: list[np.ndarray]) -> np.ndarray:
-    """Run segment ``name`` (its ``onnx`` attribute ``text``) on int8 ``inputs`` (NCHW
-    element order, any shape with the declared element count, batch 1); returns the int8
-    or float32 output, flat. Raises :class:`SegmentError`."""
+def run_segment(name: str, text: object, inputs: list[np.ndarray], *,
+                flat: bool = True) -> np.ndarray:
+    """Run segment ``name`` (its ``onnx`` attribute ``text``) on ``inputs`` (int8, or
+    float32 where the model declares the float graph input; NCHW element order, any shape
+    with the declared element count, batch 1); returns the output, flat (``flat=False``:
+    in the shape onnxruntime gives it, for an output whose shape the data decides).
+    Raises :class:`SegmentError`."""
     sess = _session(name, decode_model(name, text))
     feeds = {}
     decl = sess.get_inputs()
@@ -145,10 +155,11 @@ def run_segment(name: str, text: object, inputs: list[np.ndarray]) -> np.ndarray
         raise SegmentError(f"host segment '{name}': has {len(decl)} input(s), got {len(inputs)}")
     for d, x in zip(decl, inputs, strict=True):
         x = np.asarray(x)
-        if x.dtype != np.int8 or x.size != int(np.prod(d.shape)):
+        want = np.dtype(_ELEM[d.type])
+        if x.dtype != want or x.size != int(np.prod(d.shape)):
             raise SegmentError(
                 f"host segment '{name}': input '{d.name}' needs "
-                f"{int(np.prod(d.shape))} int8 values, got {x.size} {x.dtype}"
+                f"{int(np.prod(d.shape))} {want.name} values, got {x.size} {x.dtype}"
             )
         feeds[d.name] = np.ascontiguousarray(x).reshape(d.shape)
     try:
@@ -158,4 +169,4 @@ def run_segment(name: str, text: object, inputs: list[np.ndarray]) -> np.ndarray
             f"host segment '{name}': onnxruntime failed: "
             f"{type(exc).__name__}: {str(exc).strip()[:300]}"
         ) from None
-    return np.asarray(y).reshape(-1)
+    return np.asarray(y).reshape(-1) if flat else np.asarray(y)

@@ -29,7 +29,7 @@ DTYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
 }
 #: stored dtype -> KServe datatype
-KSERVE = {"int8": "INT8", "float32": "FP32"}
+KSERVE = {"int8": "INT8", "float32": "FP32", "int32": "INT32", "int64": "INT64"}
 
 
 class ProtocolError(Exception):
@@ -64,7 +64,8 @@ def tensor_metadata(t: Tensor) -> dict[str, Any]:
     return {
         "name": t.name,
         "datatype": KSERVE.get(t.dtype, t.dtype.upper()),
-        "shape": list(user_shape(t)),
+        # -1: a dimension the data decides (a dynamic output such as NMS's boxes)
+        "shape": [-1 if t.dynamic and d == 0 else d for d in user_shape(t)],
     }
 
 

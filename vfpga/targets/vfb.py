@@ -29,6 +29,7 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.utils.target import Target
 
 from vfpga.backend.binary import (
+    BEFORE_FIRST_LAYER,
     HostOp,
     Layer,
     Tensor,
@@ -40,7 +41,7 @@ from vfpga.backend.binary import (
 from vfpga.backend.retarget import dispatch_table
 from vfpga.compiler.plan import MemoryPlan, nchw
 from vfpga.errors import CompileError
-from vfpga.frontend.qgraph import QHostOp
+from vfpga.frontend.qgraph import QHostOp, dynamic_outputs, float_tensors
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.spec import HEADER_DTYPE, INSN_BYTES
 from vfpga.passes.dnn_plan_memory import StaticPassError, planned
@@ -143,10 +144,17 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
     g = plan.graph
     roles = {t: "input" for t in g.inputs}
     roles.update({t: "output" for t in g.outputs})
-    floats = {n.output for n in g.nodes if isinstance(n, QHostOp) and n.output_float}
+    floats = float_tensors(g)
+    dyn = dynamic_outputs(g)
     out: list[Tensor] = []
     index: dict[str, int] = {}
     for name in [*g.inputs, *(t for t in g.tensors if t not in g.inputs)]:
+        if name in dyn:  # not in DDR: 0 for each data-dependent dimension
+            dtype, shape = dyn[name]
+            index[name] = len(out)
+            out.append(Tensor(name=name, role="output", dtype=dtype, layout="raw",
+                              shape=tuple(max(d, 0) for d in shape), ddr_offset=0, size=0))
+            continue
         p = plan.places.get(name)
         if p is None:
             continue
@@ -166,11 +174,12 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
 
 def host_op_table(plan: MemoryPlan, accel_nodes: list[str],
                   tindex: dict[str, int]) -> list[HostOp]:
-    """Every host op with the index of the accelerator layer it follows (-1: none);
+    """Every host op with the index of the accelerator layer it follows
+    (:data:`~vfpga.backend.binary.BEFORE_FIRST_LAYER`: none, it runs first);
     ``accel_nodes`` are the accelerator layers' node names in order."""
     layer_of = {n: i for i, n in enumerate(accel_nodes)}
     out: list[HostOp] = []
-    last = -1
+    last = BEFORE_FIRST_LAYER
     for n in plan.graph.nodes:
         if n.name in layer_of:
             last = layer_of[n.name]
