@@ -7,6 +7,7 @@ layers."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import pickle
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 
+import vfpga
 from vfpga.backend.binary import to_bytes
 from vfpga.dialects import dnn, ifp, isa
 from vfpga.dialects.dnn_convert import qgraph_to_module
@@ -341,7 +343,18 @@ def test_every_package_fits_and_tiles_cover_the_output_once(
 
 
 # ----------------------------------------------------------------------------- ResNet-50
-_R50_CACHE = Path("/tmp/vfpga_test_resnet50_qgraph.pkl")
+def _source_digest() -> str:
+    """SHA-256 (first 16 hex digits) of vfpga's Python sources: a cached QGraph pickled by
+    other code (a field added since, say) must not be reused."""
+    h = hashlib.sha256()
+    root = Path(vfpga.__file__).parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+_R50_CACHE = Path(f"/tmp/vfpga_test_resnet50_qgraph.{_source_digest()}.pkl")
 
 
 def _resnet50() -> QGraph:
@@ -359,6 +372,9 @@ def _resnet50() -> QGraph:
     with tmp.open("wb") as f:
         pickle.dump(g, f)
     tmp.replace(_R50_CACHE)
+    for old in _R50_CACHE.parent.glob("vfpga_test_resnet50_qgraph.*.pkl"):
+        if old != _R50_CACHE:  # pickled by other sources: never read again
+            old.unlink(missing_ok=True)
     return g
 
 
