@@ -7,7 +7,6 @@ layers."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import pickle
 import time
 from pathlib import Path
@@ -22,11 +21,11 @@ from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 
-import vfpga
 from vfpga.backend.binary import to_bytes
 from vfpga.dialects import dnn, ifp, isa
 from vfpga.dialects.dnn_convert import qgraph_to_module
 from vfpga.driver import PIPELINE, compile_graph, compile_module, default_pipeline
+from vfpga.fileio import source_digest
 from vfpga.frontend.qgraph import QConcat, QGraph, QHostOp, QTensor
 from vfpga.hw.config import BUFFER_NAMES, load_hw
 from vfpga.isa.codec import decode, encode_batch
@@ -343,18 +342,7 @@ def test_every_package_fits_and_tiles_cover_the_output_once(
 
 
 # ----------------------------------------------------------------------------- ResNet-50
-def _source_digest() -> str:
-    """SHA-256 (first 16 hex digits) of vfpga's Python sources: a cached QGraph pickled by
-    other code (a field added since, say) must not be reused."""
-    h = hashlib.sha256()
-    root = Path(vfpga.__file__).parent
-    for f in sorted(root.rglob("*.py")):
-        h.update(str(f.relative_to(root)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-_R50_CACHE = Path(f"/tmp/vfpga_test_resnet50_qgraph.{_source_digest()}.pkl")
+_R50_CACHE = Path(f"/tmp/vfpga_test_resnet50_qgraph.{source_digest()}.pkl")
 
 
 def _resnet50() -> QGraph:
