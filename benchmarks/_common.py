@@ -19,8 +19,11 @@ def cache_dir() -> Path:
 
 
 def loaded_model(name: str, num_random: int = 8):  # -> vfpga.frontend.pipeline.LoadedModel
-    """The LoadedModel (QGraph, QDQ model, fp32 model) of bundled model ``name``."""
-    path = cache_dir() / f"{name}.r{num_random}.pkl"
+    """The LoadedModel (QGraph, QDQ model, fp32 model) of bundled model ``name``; the cache
+    file is keyed by :func:`vfpga.fileio.source_digest` (a pickle of other code is stale)."""
+    from vfpga.fileio import source_digest
+
+    path = cache_dir() / f"{name}.r{num_random}.{source_digest()}.pkl"
     if path.is_file():
         with path.open("rb") as fh:
             return pickle.load(fh)

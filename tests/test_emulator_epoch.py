@@ -203,3 +203,114 @@ def test_unforeseen_instruction_forms_fall_back(net, monkeypatch) -> None:  # ty
         got, t, _ = _run(g, res[3], CORES[3], fast=True, runs=2)
         assert _epochs(t) and all(ep.declined for ep in _epochs(t) if ep.groups)
         assert got == want
+
+
+def _count_compares(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
+    import vfpga.emulator.epoch as epoch_mod
+
+    calls = [0]
+    real = epoch_mod._same
+
+    def spy(*a, **k):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(epoch_mod, "_same", spy)
+    return calls
+
+
+def test_unreachable_weights_are_not_compared_again(net, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Weights no SAVE of the program and no tensor of its memory map can reach are
+    compared with DDR only after someone took the region's bytes (``Region.mem``): not
+    on every run; the results stay the interpreter's either way."""
+    g, res = net
+    calls = _count_compares(monkeypatch)
+    slow, _, _ = _run(g, res[3], CORES[3], fast=False, runs=3)
+    fast, t, _ = _run(g, res[3], CORES[3], fast=True, runs=3)
+    assert fast == slow
+    groups = [gr for ep in _epochs(t) for gr in ep.groups]
+    assert groups and all(gr.w_fixed and gr.p_fixed for gr in groups)
+    counts = []
+    for _ in range(3):  # the first compares (the helper read the region's bytes)
+        t.restart()
+        t.write_tensor(g.inputs[0], np.zeros(g.tensors[g.inputs[0]].shape, np.float32))
+        assert t.accel.run([t])[t.name].ok
+        t.read_tensor(g.outputs[0])
+        counts.append(calls[0])
+    assert counts[0] > 0 and counts[2] == counts[1] == counts[0]  # then nothing handed out
+    before = calls[0]
+    t.region.mem  # noqa: B018 - the region's bytes handed out: compared again
+    t.restart()
+    assert t.accel.run([t])[t.name].ok
+    assert calls[0] > before
+
+
+def test_weights_a_save_can_reach_are_compared_every_run(net, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """If a SAVE of the program may write the weights' DDR bytes (a hostile binary), the
+    kept weights are compared with DDR on every run."""
+    g, res = net
+    slow, _, _ = _run(g, res[3], CORES[3], fast=False, runs=2)
+    monkeypatch.setattr(machine_mod, "save_extents", lambda *a: (
+        np.array([0], np.int64), np.array([1 << 40], np.int64)))
+    calls = _count_compares(monkeypatch)
+    fast, t, _ = _run(g, res[3], CORES[3], fast=True, runs=2)
+    assert fast == slow
+    groups = [gr for ep in _epochs(t) for gr in ep.groups]
+    assert groups and not any(gr.w_fixed or gr.p_fixed for gr in groups)
+    n = calls[0]
+    t.restart()
+    assert t.accel.run([t])[t.name].ok
+    assert calls[0] > n
+
+
+def test_save_extents_cover_every_save_box(net) -> None:  # type: ignore[no-untyped-def]
+    from vfpga.emulator.epoch import save_extents
+    from vfpga.isa.codec import decode
+    from vfpga.isa.spec import Opcode
+
+    _g, res = net
+    prog = decode(bytes(res[3].vfb.text))
+    lo, hi = save_extents(prog, [(7, 9)])
+    assert np.all(lo[1:] >= hi[:-1]) and np.all(lo < hi)  # sorted, disjoint
+    mask = np.zeros(int(hi.max()) + 1, np.bool_)
+    for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
+        mask[a:b] = True
+    assert mask[7:9].all()
+    for r in prog.by_op[Opcode.SAVE]:
+        n0, n1, n2 = int(r["n0"]), int(r["n1"]), int(r["n2"])
+        if n0 and n1 and n2:
+            end = int(r["ddr"]) + (n0 - 1) * int(r["stride0"]) + (n1 - 1) * int(r["stride1"]) + n2
+            assert mask[int(r["ddr"]) : end].all()
+
+
+@pytest.mark.parametrize("n", [3, 8])
+def test_writes_the_next_epoch_overwrites_are_skipped(net, n: int) -> None:  # type: ignore[no-untyped-def]
+    """An epoch's surviving buffer writes are made just before the next epoch's SAVEs,
+    without those the next epoch's own writes on the same core entirely overwrite: some
+    are skipped, and every buffer still ends with the interpreter's bytes."""
+    g, res = net
+    slow, _, _ = _run(g, res[n], CORES[n], fast=False, runs=2)
+    fast, t, _ = _run(g, res[n], CORES[n], fast=True, runs=2)
+    assert fast == slow
+    pairs = [(ref(), steps) for ep in _epochs(t) for ref, steps in ep._after.values()]
+    assert pairs and all(prev is not None for prev, _ in pairs)
+    assert any(len(steps) < sum(len(cw.redo) for cw in prev.cores) for prev, steps in pairs)
+
+
+def test_stepped_run_and_restart_leave_the_interpreter_buffers(net) -> None:  # type: ignore[no-untyped-def]
+    """A run stopped after some epochs and restarted (the deferred writes are made at the
+    restart) leaves every buffer as the interpreter does."""
+    g, res = net
+    out = []
+    for fast in (False, True):
+        acc = Accelerator(HW, fast=fast)
+        t = acc.create_task("t", CORES[8], res[8].vfb.ddr_size)
+        t.load(res[8].vfb)
+        for _ in range(2):
+            t.restart()
+            t.write_tensor(g.inputs[0], np.ones(g.tensors[g.inputs[0]].shape, np.float32))
+            for _ in range(3):
+                t.step()
+        t.restart()
+        out.append([bytes(b) for c in CORES[8] for b in acc.cores[c].buffers])
+    assert out[0] == out[1]

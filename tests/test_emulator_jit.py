@@ -163,3 +163,55 @@ def test_output_stage_rounds_in_float32(acc: int, scale: int, divisor: int | Non
                       acc_out=False, scale=sc, divisor=dv, zp=zp, bounds=(-128, 127),
                       use_jit=use_jit, monkeypatch=monkeypatch)
         assert int(got.ravel()[0]) == want, use_jit
+
+
+def _pool(x: np.ndarray, use_jit: bool, monkeypatch: pytest.MonkeyPatch,
+          **kw: object) -> np.ndarray | str:
+    """``kernels.pool`` with or without the compiled kernels: the int8 result, or the
+    error message."""
+    with monkeypatch.context() as m:
+        if not use_jit:
+            m.setattr(jit, "get", lambda: None)
+        try:
+            return kernels.pool(x, **kw)  # type: ignore[arg-type]
+        except ValueError as exc:
+            return str(exc)
+
+
+#: pool scales: ordinary, ties, subnormal products, overflow to inf (NaN sums of mixed
+#: signs), negative
+_POOL_SCALES = [0.0625, 0.5, 0.037, 1e-3, 1e-44, 3e38, -0.25, 1.0]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mode=st.sampled_from([0, 1, 2]), h=st.integers(1, 9), w=st.integers(1, 9),
+       c=st.integers(1, 7), kh=st.integers(1, 4), kw=st.integers(1, 4),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), pads=st.tuples(*[st.integers(0, 3)] * 4),
+       scale=st.sampled_from(_POOL_SCALES), osc=st.sampled_from([0.5, 0.1, 1e-30, 7.0, -1.0]),
+       in_zp=st.integers(-128, 127), out_zp=st.integers(-128, 127),
+       seed=st.integers(0, 2**32 - 1))
+def test_pool_equals_numpy(mode: int, h: int, w: int, c: int, kh: int, kw: int, sh: int,
+                           sw: int, pads: tuple[int, int, int, int], scale: float, osc: float,
+                           in_zp: int, out_zp: int, seed: int,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """POOL MAX / AVG_PAD / AVG, compiled and numpy: the same int8 outputs, or the same
+    error (windows entirely in the padding, NaN sums), on random tiles and geometries."""
+    from vfpga.isa.spec import PoolMode
+
+    md = [PoolMode.MAX, PoolMode.AVG_PAD, PoolMode.AVG][mode]
+    x = np.random.default_rng(seed).integers(-128, 128, (h, w, c), dtype=np.int8)
+    x[0, 0, 0] = -128
+    x[-1, -1, -1] = 127
+    kw_: dict[str, object] = dict(mode=md, kernel=(kh, kw), stride=(sh, sw), pads=pads)
+    if md is not PoolMode.MAX:
+        kw_.update(scale=scale, out_scale=osc, in_zp=in_zp, out_zp=out_zp)
+    if (h + pads[0] + pads[1] < kh) or (w + pads[2] + pads[3] < kw):
+        return  # no output position: both reject the geometry
+    want = _pool(x, False, monkeypatch, **kw_)
+    got = _pool(x, True, monkeypatch, **kw_)
+    if isinstance(want, str):
+        assert got == want
+    else:
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got, want)

@@ -98,6 +98,13 @@ def _pool_kernel_fault():
     return _mutate(cs.demo_2layer(), lambda i: i.op is Opcode.POOL, mode=PoolMode.GLOBAL_AVG)
 
 
+def _pool_nan():
+    # a data-dependent fault of a compiled POOL step: an average of infinite terms of both
+    # signs (the conv outputs on both sides of in_zp), after the pool's own LOAD ran
+    return _mutate(cs.demo_2layer(), lambda i: i.op is Opcode.POOL, mode=PoolMode.AVG,
+                   scale=3e38, out_scale=1.0, in_zp=cs.OUT_ZP + 3)
+
+
 FAULTS = {
     "out_of_region": (lambda: _mutate(
         cs.conv_split_w(), lambda i: i.op is Opcode.LOAD and i.fields.get("n0") == cs.H,
@@ -109,6 +116,7 @@ FAULTS = {
     "raw_hazard": (_no_dep_conv, [0, 1, 2, 3], "read-after-write hazard on ibuf"),
     "war_hazard": (_war_reuse, [0], "-after-"),
     "pool_kernel": (_pool_kernel_fault, [0, 1, 2, 3], "CONV|POOL"),
+    "pool_nan": (_pool_nan, [0, 1, 2, 3], "average pooling sum is NaN"),
 }
 
 
@@ -118,6 +126,23 @@ def test_faults_identical(name):
     (_, ok, err, *_), _t = _same(build(), cores)
     assert not ok and err is not None
     assert needle in err or any(n in err for n in needle.split("|"))
+
+
+@pytest.mark.parametrize("mode,pads", [(PoolMode.AVG, (1, 0, 0, 1)),
+                                       (PoolMode.AVG_PAD, (0, 1, 1, 0)),
+                                       (PoolMode.MAX, (1, 1, 1, 1))])
+def test_compiled_pool_steps_match_interpreter(mode, pads):
+    """POOL steps prepared at build time (compiled kernels) give the interpreter's bytes."""
+    avg = {} if mode is PoolMode.MAX else dict(scale=0.37, out_scale=0.5, in_zp=-3, out_zp=2)
+    sample = _mutate(cs.demo_2layer(), lambda i: i.op is Opcode.POOL, mode=mode,
+                     pad_t=pads[0], pad_b=pads[1], pad_l=pads[2], pad_r=pads[3], **avg)
+    for item in sample.body:  # the SAVE of the (larger) padded output
+        for ins in getattr(item, "insns", []):
+            if ins.op is Opcode.SAVE and ins.fields["ddr"] >= cs.POOL_OFF:
+                ins.fields["n0"] = (cs.H + pads[0] + pads[1]) // 2
+                ins.fields["n1"] = (ins.fields["n1"] * 2 + pads[2] + pads[3]) // 2
+    (_, ok, err, *_), _t = _same(sample, [15, 2, 7, 4])
+    assert ok, err
 
 
 @pytest.mark.parametrize("name", ["raw_hazard", "war_hazard"])

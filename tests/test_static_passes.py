@@ -25,6 +25,7 @@ from vfpga.backend.binary import to_bytes
 from vfpga.dialects import dnn, ifp, isa
 from vfpga.dialects.dnn_convert import qgraph_to_module
 from vfpga.driver import PIPELINE, compile_graph, compile_module, default_pipeline
+from vfpga.fileio import source_digest
 from vfpga.frontend.qgraph import QConcat, QGraph, QHostOp, QTensor
 from vfpga.hw.config import BUFFER_NAMES, load_hw
 from vfpga.isa.codec import decode, encode_batch
@@ -341,7 +342,7 @@ def test_every_package_fits_and_tiles_cover_the_output_once(
 
 
 # ----------------------------------------------------------------------------- ResNet-50
-_R50_CACHE = Path("/tmp/vfpga_test_resnet50_qgraph.pkl")
+_R50_CACHE = Path(f"/tmp/vfpga_test_resnet50_qgraph.{source_digest()}.pkl")
 
 
 def _resnet50() -> QGraph:
@@ -359,6 +360,9 @@ def _resnet50() -> QGraph:
     with tmp.open("wb") as f:
         pickle.dump(g, f)
     tmp.replace(_R50_CACHE)
+    for old in _R50_CACHE.parent.glob("vfpga_test_resnet50_qgraph.*.pkl"):
+        if old != _R50_CACHE:  # pickled by other sources: never read again
+            old.unlink(missing_ok=True)
     return g
 
 

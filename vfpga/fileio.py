@@ -124,3 +124,17 @@ def read_npy(path: str | os.PathLike[str], max_bytes: int = MAX_NPY_BYTES) -> np
 
 
 __all__ = ["MAX_NPY_BYTES", "OutputFileError", "atomic_write", "check_writable", "read_npy"]
+
+
+def source_digest() -> str:
+    """The first 16 hex digits of the SHA-256 of vfpga's Python sources (paths and bytes,
+    in sorted order). Caches of pickled compiler objects (benchmarks, tests) put it in their
+    file names, so an object pickled by other code (a field added since) is never reused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]

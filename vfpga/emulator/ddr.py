@@ -8,21 +8,44 @@ tenant's bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 #: Regions are aligned to this many bytes.
 REGION_ALIGN = 4096
 
 
-@dataclass
 class Region:
-    """A tenant's DDR window: ``mem`` is a view of ``[base, base + bound)`` of the DDR."""
+    """A tenant's DDR window ``[base, base + bound)`` of the DDR.
 
-    base: int
-    bound: int
-    mem: np.ndarray
+    :attr:`mem` is the window's bytes, writable by whoever asks for it; every access to it
+    counts (:attr:`handed_out`), as a possible write. The emulator's fast path derives
+    values from DDR bytes (prepared weights and parameters) and reuses them while the
+    bytes are unchanged: it may skip comparing them again only while :attr:`handed_out`
+    is unchanged and no SAVE of the loaded program can reach them (the only other writers:
+    the instructions' own views of :meth:`box_view`, and :meth:`view`)."""
+
+    __slots__ = ("_mem", "base", "bound", "handed_out")
+
+    def __init__(self, base: int, bound: int, mem: np.ndarray) -> None:
+        self.base = base
+        self.bound = bound
+        self._mem = mem
+        #: accesses to :attr:`mem` so far (each may have written any byte)
+        self.handed_out = 0
+
+    def __repr__(self) -> str:
+        return f"Region(base=0x{self.base:x}, bound=0x{self.bound:x})"
+
+    @property
+    def mem(self) -> np.ndarray:
+        """The window's bytes (counted in :attr:`handed_out`: the caller may write them)."""
+        self.handed_out += 1
+        return self._mem
+
+    def view(self) -> np.ndarray:
+        """The window's bytes for the emulator's instructions, not counted: only to read, or
+        to write what a SAVE of the loaded program writes."""
+        return self._mem
 
     def box_extent(self, ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int) -> tuple[int, int]:
         """First and one-past-last byte offset a strided box touches."""
@@ -33,7 +56,7 @@ class Region:
     def box_view(self, ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int) -> np.ndarray:
         """A strided ``(n0, n1, n2)`` view of the box; the caller has checked the extent."""
         return np.lib.stride_tricks.as_strided(
-            self.mem[ddr:], shape=(n0, n1, n2), strides=(s0, s1, 1), writeable=True
+            self._mem[ddr:], shape=(n0, n1, n2), strides=(s0, s1, 1), writeable=True
         )
 
 

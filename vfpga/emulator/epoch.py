@@ -39,8 +39,14 @@ computes every distinct product of the epoch once, in as few calls as possible:
   after core, as the task runs them). Every buffer write of the epoch that is not
   entirely overwritten later in the epoch (the last LOAD of a buffer range, the last
   output tile of an obuf range) is redone, in its core's order, so every buffer ends
-  with the interpreter's bytes. Counters, sequence numbers and tokens are each core's
-  plan's (:meth:`SegmentPlan.finish`), MACs those of every CONV instruction.
+  with the interpreter's bytes. The task makes these writes later (:meth:`EpochPlan.run`):
+  when the next epoch also runs as an epoch plan, just before that one's SAVEs, skipping
+  those its own surviving writes on the same core entirely overwrite (on 16 cores a
+  layer's tiles mostly overwrite the previous layer's); otherwise before anything else
+  touches the cores' buffers or the task's DDR (the cores' own plans, host ops, barrier
+  hooks, the end or fault of the run, a restart, reload or context switch). Counters,
+  sequence numbers and tokens are each core's plan's (:meth:`SegmentPlan.finish`), MACs
+  those of every CONV instruction.
 * **Faults.** The only data-dependent fault of these steps is an invalid parameter record
   (non-finite scale or divisor, zero divisor). :meth:`EpochPlan.run` validates every
   parameter record before it writes anything and, on an invalid one, returns ``False``:
@@ -48,14 +54,19 @@ computes every distinct product of the epoch once, in as few calls as possible:
   side effects.
 
 Prepared (stacked) weights are kept between runs while the DDR bytes they came from are
-exactly the same (compared on every run), within the accelerator's
-:class:`~vfpga.emulator.plan.PreparedBudget`.
+exactly the same, within the accelerator's :class:`~vfpga.emulator.plan.PreparedBudget`;
+so are the unpacked parameter records. They are compared with DDR on every run, unless
+no SAVE instruction of the loaded program and no tensor of its memory map can reach their
+DDR bytes (:func:`save_extents`, decided once per group) and nobody took the region's
+bytes since the last comparison (:attr:`vfpga.emulator.ddr.Region.handed_out`): then
+nothing can have written them, and the comparison is skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -64,10 +75,11 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vfpga.emulator import int_matmul, jit, jit_elt, kernels
-from vfpga.emulator.core import Core, ExecContext
+from vfpga.emulator.core import Core, CoreCounters, ExecContext
 from vfpga.emulator.ddr import Region
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _row_views
-from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES, Buffer
+from vfpga.isa.codec import Program
+from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES, Buffer, Opcode
 
 #: The most bytes of DDR the build-time disjointness test of LOADs and SAVEs marks at
 #: once; an epoch whose LOAD and SAVE boxes interleave over a wider span gets no plan.
@@ -197,6 +209,14 @@ class _Group:
     budgeted: bool = False
     #: the parameter records' bytes and what :meth:`EpochPlan._params` made of them
     params: tuple[bytes, tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = None
+    #: whether no SAVE of the program can write the DDR bytes the weights / parameters
+    #: come from (None: not decided yet), and the region's :attr:`Region.handed_out`
+    #: when they were last known to equal :attr:`key` / ``params[0]`` (see
+    #: :meth:`EpochPlan._unchanged`)
+    w_fixed: bool | None = None
+    w_gen: int = -1
+    p_fixed: bool | None = None
+    p_gen: int = -1
 
     @property
     def m(self) -> int:
@@ -297,10 +317,18 @@ class _CoreWork:
     macs: int
     #: the surviving buffer writes of the core, in its order (see the module docstring)
     redo: list[Callable[[], None]]
+    #: the (buffer, address, bytes) each step of :attr:`redo` writes
+    spans: list[tuple[Buffer, int, int]] = field(default_factory=list)
 
 
 class EpochPlan:
     """The fused execution of one epoch of a task (see the module docstring)."""
+
+    # defaults for subclasses that set their own fields (see :meth:`run_after`)
+    save_ext: tuple[np.ndarray, np.ndarray] | None = None
+    _prev: EpochPlan | None = None
+    _footprint: dict[int, dict[Buffer, tuple[np.ndarray, np.ndarray]]] | None = None
+    _after: dict[int, tuple[weakref.ref[EpochPlan], list[Callable[[], None]]]] | None = None
 
     def __init__(
         self,
@@ -308,8 +336,12 @@ class EpochPlan:
         units: list[_Unit],
         groups: list[_Group],
         budget: PreparedBudget | None,
+        saves: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.region = region
+        #: the DDR ranges any SAVE of the loaded program may write (see
+        #: :func:`save_extents`; None: unknown, prepared values are always compared)
+        self.save_ext = saves
         self.cores: list[_CoreWork] = []
         self.units = units
         self.groups = groups
@@ -326,17 +358,46 @@ class EpochPlan:
         #: per group: the int8 outputs and the chains' partial sums (int32), [M][N]
         self._out = [np.empty((g.m, g.n), np.int8) for g in groups]
         self._acc = [np.empty((g.m, g.n), np.int32) if len(g.ks) > 1 else None for g in groups]
+        #: per core: per buffer, the merged byte ranges the redo steps write (see
+        #: :meth:`_covers`; built on first use)
+        self._footprint = None
+        #: the redo steps of a previous epoch plan that this one does not overwrite
+        #: entirely (see :meth:`redo_before`): id -> (that plan, weakly, its steps)
+        self._after = {}
+        #: the previous epoch plan during :meth:`run_after`
+        self._prev = None
 
     # ------------------------------------------------------------------ run
-    def run(self, counters: Sequence[object]) -> bool:
+    def run_after(self, counters: Sequence[CoreCounters], prev: EpochPlan | None) -> bool:
+        """:meth:`run` the epoch after the epoch plan ``prev`` (not this one) whose
+        surviving buffer writes are not made yet (None: none): :meth:`_effects` makes
+        those this epoch does not entirely overwrite on the same core
+        (:meth:`redo_before`) before its own SAVEs (the only DDR writes of an epoch; its
+        products read DDR only and write no buffer, so they commute with ``prev``'s
+        writes). When this returns False, ``prev``'s writes are not made. Either way this
+        epoch's own surviving writes are not made: the caller makes them (:meth:`redo`)
+        before anything else reads or writes the cores' buffers or the task's DDR, or
+        passes this plan as ``prev`` to the next epoch plan."""
+        self._prev = prev
+        try:
+            ok = self.run(counters)
+        finally:
+            left, self._prev = self._prev, None
+        if ok and left is not None:  # a subclass whose run skips _effects: a bug
+            raise RuntimeError(f"{type(self).__name__}.run did not call _effects")
+        return ok
+
+    def run(self, counters: Sequence[CoreCounters]) -> bool:
         """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
-        (installed on the core while its counts are added). Returns False, having
-        written nothing, if a parameter record is invalid (the cores must then run their
-        own plans, which report it), or if computing the products failed in a way the
-        plan was not written for (then it declines on every later run too)."""
+        (its counts are added there). Returns False, having written nothing, if a
+        parameter record is invalid (the cores must then run their own plans, which
+        report it), or if computing the products failed in a way the plan was not
+        written for (then it declines on every later run too). The surviving buffer
+        writes are not made (see :meth:`run_after`)."""
         if self.declined:
             return False
-        mem = self.region.mem
+        mem = self.region.view()
+        self._gen = self.region.handed_out
         try:
             params = [self._params(g, mem) for g in self.groups]
         except ValueError:
@@ -351,21 +412,65 @@ class EpochPlan:
         self._effects(counters)
         return True
 
-    def _effects(self, counters: Sequence[object]) -> None:
-        """The SAVEs, then each core's surviving buffer writes, counters, sequence numbers
-        and tokens (see the module docstring, Effects)."""
+    def _effects(self, counters: Sequence[CoreCounters]) -> None:
+        """After the products: the previous epoch's writes (see :meth:`run_after`), the
+        SAVEs, then each core's counters, sequence numbers and tokens (see the module
+        docstring, Effects)."""
+        prev, self._prev = self._prev, None
+        if prev is not None:
+            prev.redo_before(self)
         for save in self.saves:
             save()
         for cw, cnt in zip(self.cores, counters, strict=True):
-            for redo in cw.redo:
-                redo()
-            before = cw.core.counters
-            cw.core.counters = cnt  # type: ignore[assignment]
-            try:
-                cw.plan.finish(cw.core)
-                cw.core.counters.macs += cw.macs
-            finally:
-                cw.core.counters = before
+            cw.plan.finish(cw.core, cnt)
+            cnt.macs += cw.macs
+
+    def redo(self) -> None:
+        """Make every buffer write that survives the epoch, core after core (each in its
+        order), as the interpreter leaves the buffers (see the module docstring)."""
+        for cw in self.cores:
+            for step in cw.redo:
+                step()
+
+    def redo_before(self, nxt: EpochPlan) -> None:
+        """:meth:`redo`, but for the next epoch plan ``nxt`` of the task: skip each write
+        whose bytes ``nxt``'s own surviving writes on the same core entirely overwrite
+        (``nxt``'s are made later, so the buffers end the same)."""
+        if nxt._after is None:
+            nxt._after = {}
+        hit = nxt._after.get(id(self))
+        if hit is None or hit[0]() is not self:
+            steps = [
+                step
+                for cw in self.cores
+                for step, span in zip(cw.redo, _spans_of(cw), strict=True)
+                if span is None or not nxt._covers(cw.core, *span)
+            ]
+            hit = nxt._after[id(self)] = (weakref.ref(self), steps)
+        for step in hit[1]:
+            step()
+
+    def _covers(self, core: Core, buf: Buffer, addr: int, n: int) -> bool:
+        """Whether this plan's surviving writes on ``core`` cover ``[addr, addr + n)`` of
+        ``buf``."""
+        if self._footprint is None:
+            fp: dict[int, dict[Buffer, tuple[np.ndarray, np.ndarray]]] = {}
+            for cw in self.cores:
+                per: dict[Buffer, list[tuple[int, int]]] = {}
+                for span in _spans_of(cw):
+                    if span is None:  # what the core writes is not known: covers nothing
+                        per = {}
+                        break
+                    b, a, m = span
+                    per.setdefault(b, []).append((a, a + m))
+                fp[id(cw.core)] = {b: _merged(r) for b, r in per.items()}
+            self._footprint = fp
+        ranges = self._footprint.get(id(core), {}).get(buf)
+        if ranges is None:
+            return False
+        lo, hi = ranges
+        k = int(np.searchsorted(lo, addr, side="right")) - 1
+        return k >= 0 and addr + n <= int(hi[k])
 
     def _block(self, results: list[np.ndarray] | list[np.ndarray | None], unit: int) -> np.ndarray:
         """Unit ``unit``'s ``[rows][out_c]`` block of its group's ``results``."""
@@ -389,18 +494,47 @@ class EpochPlan:
         """(bias, scale, divisor or None) of the group's columns: biases from each chain's
         first link, scales and divisors (validated: ValueError) from its last; reused
         while their DDR bytes are the same."""
-        raws = [
-            _raw(mem, src, b.n * PARAM_RECORD_BYTES)
+        if g.params is not None and g.p_fixed and g.p_gen == self._gen:
+            return g.params[1]
+        srcs = [
+            (src, b.n * PARAM_RECORD_BYTES)
             for b in g.blocks
             for src in ((b.pn_at,) if b.p1_at == b.pn_at else (b.pn_at, b.p1_at))
         ]
-        key = b"".join(r.tobytes() for r in raws)
+        key = b"".join(_raw(mem, src, n).tobytes() for src, n in srcs)
         if g.params is not None and g.params[0] == key:
+            g.p_gen = self._gen
             return g.params[1]
         g.params = None
         value = self._unpack(g, mem)
         g.params = (key, value)
+        g.p_gen = self._gen
+        if g.p_fixed is None:
+            g.p_fixed = self._unreachable(srcs)
         return value
+
+    def _unreachable(self, srcs: list[tuple[_Src, int]]) -> bool:
+        """Whether no SAVE of the loaded program can write a DDR byte the sources ``srcs``
+        (with their lengths) read. Then their bytes change only through the region's
+        :attr:`~vfpga.emulator.ddr.Region.mem` (counted in ``handed_out``), and a value
+        made from them stays valid while that count does (:meth:`_weights`,
+        :meth:`_params` skip comparing the bytes again)."""
+        if self.save_ext is None:
+            return False
+        lo, hi = self.save_ext
+        for (box, off), n in srcs:
+            at = box.flat()
+            if at is not None:
+                a, b = at + off, at + off + n
+            elif box.n0 and box.n1 and box.n2:
+                a = box.ddr
+                b = box.ddr + (box.n0 - 1) * box.s0 + (box.n1 - 1) * box.s1 + box.n2
+            else:
+                continue
+            k = int(np.searchsorted(hi, a, side="right"))
+            if k < len(lo) and lo[k] < b:
+                return False
+        return True
 
     def _unpack(
         self, g: _Group, mem: np.ndarray
@@ -435,13 +569,17 @@ class EpochPlan:
         lone CONVs) and link ``n`` ``[K_n][N]``; reused while the DDR bytes they came from
         are the same: compared span by span (:func:`_spans`: one contiguous comparison
         instead of gathering the short rows of chunked weights), else source by source."""
+        if g.weights is not None and g.w_fixed and g.w_gen == self._gen:
+            return g.weights
         srcs = [(at, b.n * k) for b in g.blocks for at, k in zip(b.ws, g.ks, strict=True)]
         if g.weights is not None:
             same = partial(_same, self._jit)
             if g.spans is not None:
                 if all(same(mem[lo:hi], k) for (lo, hi), k in zip(g.spans, g.key, strict=True)):
+                    g.w_gen = self._gen
                     return g.weights
             elif all(same(_raw(mem, at, n), k) for (at, n), k in zip(srcs, g.key, strict=True)):
+                g.w_gen = self._gen
                 return g.weights
         g.weights = None
         raws = [_raw(mem, at, n) for at, n in srcs]
@@ -469,6 +607,9 @@ class EpochPlan:
                 if g.spans is None
                 else [mem[lo:hi].copy() for lo, hi in g.spans]
             )
+            g.w_gen = self._gen
+            if g.w_fixed is None:
+                g.w_fixed = self._unreachable(srcs)
         return w
 
     def _depthwise(self, g: _Group, mem: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -578,6 +719,28 @@ class EpochPlan:
             c0 += b.n
 
 
+def _spans_of(cw: _CoreWork) -> list[tuple[Buffer, int, int]] | list[None]:
+    """What each redo step of ``cw`` writes (``None`` each if a plan kind did not record
+    it)."""
+    if len(cw.spans) == len(cw.redo):
+        return cw.spans
+    return [None] * len(cw.redo)
+
+
+def _merged(ranges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the byte ranges ``[lo, hi)`` as sorted disjoint ranges (touching ones
+    joined): (starts, ends)."""
+    ranges.sort()
+    out: list[list[int]] = []
+    for a, b in ranges:
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    arr = np.array(out, np.int64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
 def _runs(blocks: list[_Block]) -> list[tuple[int, tuple[int, int], int]]:
     """The column runs of ``blocks`` with equal bounds and zero point: (end column,
     bounds, zero point)."""
@@ -622,12 +785,43 @@ def _cols_into(
     np.copyto(view, win.transpose(0, 1, 3, 4, 2))
 
 
+def save_extents(
+    program: Program, ranges: Sequence[tuple[int, int]] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """The DDR byte ranges ``[lo, hi)`` (region offsets) that the SAVEs of ``program`` can
+    write, with the extra ``ranges``, merged and sorted: every SAVE instruction's box
+    extent, whichever core or tiling candidate runs it (a superset of what any run
+    writes)."""
+    rec = program.by_op[Opcode.SAVE]
+    n0, n1, n2 = (rec[k].astype(np.int64) for k in ("n0", "n1", "n2"))
+    lo = rec["ddr"].astype(np.int64)
+    hi = lo + (n0 - 1) * rec["stride0"].astype(np.int64) + (
+        n1 - 1) * rec["stride1"].astype(np.int64) + n2
+    live = (n0 > 0) & (n1 > 0) & (n2 > 0)
+    extra = np.array(list(ranges), np.int64).reshape(-1, 2)
+    lo = np.concatenate([lo[live], extra[:, 0]])
+    hi = np.concatenate([hi[live], extra[:, 1]])
+    if not lo.size:
+        return lo, hi
+    order = np.argsort(lo, kind="stable")
+    lo, hi = lo[order], np.maximum.accumulate(hi[order])
+    # merge: a new range starts where lo passes the largest end of the ranges before it
+    start = np.ones(lo.size, np.bool_)
+    start[1:] = lo[1:] >= hi[:-1]
+    first = np.flatnonzero(start)
+    ends = np.append(first[1:], lo.size) - 1
+    return lo[first], hi[ends]
+
+
 def build_epoch(
-    work: Sequence[tuple[Core, ExecContext, SegmentPlan]], budget: PreparedBudget | None = None
+    work: Sequence[tuple[Core, ExecContext, SegmentPlan]],
+    budget: PreparedBudget | None = None,
+    saves: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> EpochPlan | None:
     """The epoch plan of the per-core plans ``work`` (the task's cores in its order, each
     with its context and the plan of its segment of this epoch), or ``None`` if the epoch
-    does not qualify (see the module docstring)."""
+    does not qualify (see the module docstring). ``saves``: :func:`save_extents` of the
+    loaded program (``None``: prepared values are compared with DDR on every run)."""
     if jit.get() is None or int_matmul.backend() is None or not work:
         return None
     from vfpga.emulator import epoch_elt  # element-wise epochs; it builds on this module
@@ -635,7 +829,7 @@ def build_epoch(
     try:
         if epoch_elt.qualifies(work):
             return epoch_elt.build(work)
-        return _build(work, budget)
+        return _build(work, budget, saves)
     except _NoEpoch:
         return None
     except Exception:  # an instruction form the analysis was not written for (a new op
@@ -646,7 +840,9 @@ def build_epoch(
 
 
 def _build(
-    work: Sequence[tuple[Core, ExecContext, SegmentPlan]], budget: PreparedBudget | None
+    work: Sequence[tuple[Core, ExecContext, SegmentPlan]],
+    budget: PreparedBudget | None,
+    saves: tuple[np.ndarray, np.ndarray] | None,
 ) -> EpochPlan:
     region = work[0][1].region
     units: list[_Unit] = []
@@ -755,12 +951,14 @@ def _build(
 
     if not _disjoint(loads, [sb for _, sb in save_list]):
         raise _NoEpoch
-    ep = EpochPlan(region, units, _groups(units), budget)
+    ep = EpochPlan(region, units, _groups(units), budget, saves)
     ep.saves = _save_steps(ep, save_list)
     for k, (core, _ctx, seg_plan) in enumerate(work):
         mine, macs, ver = per_core[k]
         redo: list[Callable[[], None]] = []
+        spans: list[tuple[Buffer, int, int]] = []
         for wid, w in _survivors(writes, mine, ver):
+            spans.append((w.buf, w.addr, w.nbytes))
             if w.box is not None:
                 redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
             elif w.partial is not None:
@@ -770,7 +968,7 @@ def _build(
                 redo.append(ep.copy_step(u, views[wid], partial_sums=True))
             else:
                 redo.append(ep.copy_step(w.unit, views[wid]))
-        ep.cores.append(_CoreWork(core, seg_plan, macs, redo))
+        ep.cores.append(_CoreWork(core, seg_plan, macs, redo, spans))
     return ep
 
 
@@ -935,16 +1133,10 @@ def _spans(srcs: list[tuple[_Src, int]]) -> list[tuple[int, int]] | None:
             ext.append((at + off, at + off + n))
         elif box.n0 and box.n1 and box.n2:
             ext.append((box.ddr, box.ddr + (box.n0 - 1) * box.s0 + (box.n1 - 1) * box.s1 + box.n2))
-    ext.sort()
-    spans: list[tuple[int, int]] = []
-    for lo, hi in ext:
-        if spans and lo <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
-        else:
-            spans.append((lo, hi))
-    if sum(hi - lo for lo, hi in spans) > 4 * need + (64 << 10):
+    los, his = _merged(ext)
+    if int((his - los).sum()) > 4 * need + (64 << 10):
         return None
-    return spans
+    return list(zip(los.tolist(), his.tolist(), strict=True))
 
 
 def _same(jk: jit.JitKernels, a: np.ndarray, key: np.ndarray) -> bool:
@@ -1053,4 +1245,4 @@ def _groups(units: list[_Unit]) -> list[_Group]:
     return groups
 
 
-__all__ = ["EpochPlan", "build_epoch"]
+__all__ = ["EpochPlan", "build_epoch", "save_extents"]

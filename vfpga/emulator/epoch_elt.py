@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vfpga.emulator import jit, jit_elt, kernels
-from vfpga.emulator.core import Core, ExecContext
+from vfpga.emulator.core import Core, CoreCounters, ExecContext
 from vfpga.emulator.ddr import Region
 from vfpga.emulator.epoch import (
     EpochPlan,
@@ -143,12 +143,12 @@ class EltEpochPlan(EpochPlan):
         else:
             kernels.eltwise_lookup(r.table, a, b, res)
 
-    def run(self, counters: Sequence[object]) -> bool:
+    def run(self, counters: Sequence[CoreCounters]) -> bool:
         """Run the epoch (as :meth:`EpochPlan.run`; False, having written nothing, if a
         lookup failed in a way the plan was not written for: the cores' plans decide)."""
         if self.declined:
             return False
-        mem = self.region.mem
+        mem = self.region.view()  # reads only: not counted as a hand-out
         try:
             for r, res in zip(self.runs, self._res, strict=True):
                 self._lookup(r, mem, res)

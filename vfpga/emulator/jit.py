@@ -77,7 +77,22 @@ class JitKernels:
     ``same(a, b)``: whether the uint64 arrays ``a`` and ``b`` (one length, either may be
     unaligned) are equal: one pass over both without a temporary (comparing ``tobytes()``
     copies first, ``np.array_equal`` writes a bool array; both several times slower on the
-    megabytes of a layer's weights)."""
+    megabytes of a layer's weights).
+
+    ``pool_max(x, kh, kw, sh, sw, t, l, out)``: POOL ``MAX`` of the int8 tile
+    ``x [in_h][in_w][c]`` into int8 ``out [oh][ow][c]``: the maximum of the in-bound
+    elements of each window (the caller has checked that every window has one).
+
+    ``pool_avg(x, in_zp, scale, count_pad, osc, add, kh, kw, sh, sw, t, l, out)``: POOL
+    ``AVG_PAD`` (``count_pad``) / ``AVG`` into int8 ``out [oh][ow][c]``, with the float32
+    scalars ``scale``, ``osc`` (the output scale) and ``add = f32(out_zp + 128)``:
+    ``e = f32(f32(x - in_zp) * scale)`` per in-bound element, ``s`` their float32 running
+    sum in window order (rows top to bottom, left to right; the numpy code also adds
+    ``+0.0`` for padding positions, which never changes a sum that starts at ``+0.0``),
+    ``out = int8(rne(clip(f32(f32(f32(s / f32(count)) / osc) + add), 0, 255)) - 128)``
+    with ``count = kh * kw`` or the number of in-bound elements (the caller has checked
+    it is not 0). Returns False, with ``out`` partly written, if a sum is NaN (the caller
+    reports it)."""
 
     requant: Callable[..., None]
     accumulate: Callable[..., None]
@@ -85,6 +100,8 @@ class JitKernels:
     depthwise: Callable[..., None]
     act_lookup: Callable[..., None]
     same: Callable[..., bool]
+    pool_max: Callable[..., None]
+    pool_avg: Callable[..., bool]
 
     def output_stage(self, prod: np.ndarray, start: np.ndarray, per_row: bool,
                      out: np.ndarray, *, acc_out: bool, scale: np.ndarray | None,
@@ -188,8 +205,71 @@ def _compile() -> JitKernels:
             s = e
         return True
 
+    @njit(**opts)
+    def pool_max(x, kh, kw, sh, sw, t, l, out):  # noqa: E741
+        in_h, in_w, c = x.shape
+        oh, ow, _ = out.shape
+        for oy in range(oh):
+            for ox in range(ow):
+                o = out[oy, ox]
+                for k in range(c):
+                    o[k] = -128
+                for ky in range(kh):
+                    iy = oy * sh + ky - t
+                    if iy < 0 or iy >= in_h:
+                        continue
+                    for kx in range(kw):
+                        ix = ox * sw + kx - l
+                        if ix < 0 or ix >= in_w:
+                            continue
+                        xr = x[iy, ix]
+                        for k in range(c):
+                            if xr[k] > o[k]:
+                                o[k] = xr[k]
+
+    @njit(**opts)
+    def pool_avg(x, in_zp, scale, count_pad, osc, add, kh, kw, sh, sw, t, l, out):  # noqa: E741
+        in_h, in_w, c = x.shape
+        oh, ow, _ = out.shape
+        s = np.empty(c, np.float32)
+        ok = True
+        for oy in range(oh):
+            for ox in range(ow):
+                for k in range(c):
+                    s[k] = np.float32(0.0)
+                n = 0
+                for ky in range(kh):
+                    iy = oy * sh + ky - t
+                    if iy < 0 or iy >= in_h:
+                        continue
+                    for kx in range(kw):
+                        ix = ox * sw + kx - l
+                        if ix < 0 or ix >= in_w:
+                            continue
+                        n += 1
+                        xr = x[iy, ix]
+                        for k in range(c):
+                            e = np.float32(np.int32(xr[k]) - in_zp) * scale
+                            s[k] = s[k] + e
+                cnt = np.float32(kh * kw) if count_pad else np.float32(n)
+                o = out[oy, ox]
+                for k in range(c):
+                    v = s[k]
+                    if np.isnan(v):
+                        ok = False
+                    v = v / cnt
+                    v = v / osc
+                    v = v + add
+                    if v < np.float32(0.0):
+                        v = np.float32(0.0)
+                    elif v > np.float32(255.0):
+                        v = np.float32(255.0)
+                    o[k] = np.int8(np.int32(np.rint(v)) - 128)
+        return ok
+
     return JitKernels(requant=requant, accumulate=accumulate, lookup=lookup,
-                      depthwise=depthwise, act_lookup=act_lookup, same=same)
+                      depthwise=depthwise, act_lookup=act_lookup, same=same,
+                      pool_max=pool_max, pool_avg=pool_avg)
 
 
 def _warm(k: JitKernels) -> None:
@@ -209,6 +289,11 @@ def _warm(k: JitKernels) -> None:
     w = np.zeros(2, np.uint64)
     k.same(w, w)
     k.same(np.zeros(17, np.uint8)[1:].view(np.uint64), w)  # an unaligned DDR view
+    x8 = np.zeros((3, 3, 2), np.int8)
+    o8 = np.zeros((2, 2, 2), np.int8)
+    k.pool_max(x8, 2, 2, 1, 1, 0, 0, o8)
+    f1 = np.float32(1)
+    k.pool_avg(x8, 0, f1, True, f1, f1, 2, 2, 1, 1, 0, 0, o8)
 
 
 def get() -> JitKernels | None:

@@ -54,7 +54,6 @@ class _Kernels:
     lookup_period: Callable[..., None]
     global_avg: Callable[..., None]
     act_table_2d: Callable[..., None]
-    max_pool: Callable[..., None]
 
 
 def _compile() -> _Kernels:
@@ -99,29 +98,7 @@ def _compile() -> _Kernels:
             for j in range(row.shape[0]):
                 row[j] = table[np.int32(row[j]) + 128]
 
-    @njit(**opts)
-    def max_pool(x, kh, kw, sh, sw, t, l, out):  # noqa: E741
-        in_h, in_w, c = x.shape
-        oh, ow, _ = out.shape
-        for oy in range(oh):
-            for ox in range(ow):
-                o = out[oy, ox]
-                for k in range(c):
-                    o[k] = -128
-                for i in range(kh):
-                    iy = oy * sh + i - t
-                    if iy < 0 or iy >= in_h:
-                        continue
-                    for j in range(kw):
-                        ix = ox * sw + j - l
-                        if ix < 0 or ix >= in_w:
-                            continue
-                        row = x[iy, ix]
-                        for k in range(c):
-                            if row[k] > o[k]:
-                                o[k] = row[k]
-
-    k = _Kernels(lookup_period, global_avg, act_table_2d, max_pool)
+    k = _Kernels(lookup_period, global_avg, act_table_2d)
     # compile (or load from numba's cache) the signatures the emulator calls
     a = np.zeros(4, np.int8)
     k.lookup_period(np.zeros(65536, np.int8), a, a[:2], a.copy())
@@ -136,7 +113,6 @@ def _compile() -> _Kernels:
         np.zeros(3, np.int8),
     )
     k.act_table_2d(np.zeros(256, np.int8), np.zeros((3, 4), np.int8)[:, 1:3])
-    k.max_pool(np.zeros((2, 2, 3), np.int8), 2, 2, 1, 1, 0, 0, np.zeros((1, 1, 3), np.int8))
     return k
 
 
@@ -218,9 +194,9 @@ def max_pool(
     window's in-bound elements (padding never wins: every window has one, and it is the
     ``-128`` padding's least value), exactly :func:`kernels.pool`."""
     o3 = out.reshape(oh, ow, x.shape[2])
-    k = _kernels()
+    k = jit.get()  # the compiled kernel kernels.pool uses too
     if k is not None:
-        k.max_pool(x, kh, kw, sh, sw, pads[0], pads[2], o3)
+        k.pool_max(x, kh, kw, sh, sw, pads[0], pads[2], o3)
         return
     o3[...] = kernels.pool(x, mode=PoolMode.MAX, kernel=(kh, kw), stride=(sh, sw), pads=pads)
 

@@ -46,7 +46,9 @@ Speed (no per-element Python loops):
   at most ``2**14``, so any partial sum of at most :data:`K_CHUNK` = 1024 products is an
   integer of magnitude at most ``2**24``, exact in float32 whatever order BLAS adds in.
   Longer reductions are split into chunks whose exact results are added in float64.
-* Average pooling adds ``kh * kw`` shifted whole-tile slices in window order.
+* Pooling (``MAX``, ``AVG``, ``AVG_PAD``) is one compiled pass over each window's
+  in-bound elements (:mod:`vfpga.emulator.jit`) when numba is available; without it,
+  average pooling adds ``kh * kw`` shifted whole-tile slices in window order.
 * ELTWISE computes the inner FMA (add) or the dequantized operands (mul, sub) once per
   int8 value (256 entries); large tiles look results up in a cached table of all 65536
   operand pairs computed by the same formula.
@@ -113,6 +115,7 @@ __all__ = [
     "out_dims",
     "out_size",
     "pool",
+    "pool_compiled",
     "requantize_int8",
     "unpack_params",
 ]
@@ -1011,6 +1014,12 @@ def _window_sum_f32(
     return s
 
 
+_AVG_NAN = (
+    "invalid parameter: average pooling sum is NaN (infinite terms of both signs): "
+    "scale={sc!r} is too large"
+)
+
+
 def pool(
     x: I8,
     *,
@@ -1088,6 +1097,11 @@ def pool(
             )
         if empty:
             raise ValueError("max pooling window lies entirely in the padding")
+        jk = jit.get()
+        if jk is not None:  # one compiled pass over the in-bound elements
+            out = np.empty((oh, ow, c), np.int8)
+            jk.pool_max(np.ascontiguousarray(x), kh, kw, sh, sw, t, lf, out)
+            return out
         # -128 padding cannot change the maximum of a window with an in-bound element.
         xp = _padded(x, (t, b, lf, rt), INT8_MIN, np.int8)
         return _box_max(_box_max(xp, kh, sh, oh, 0), kw, sw, ow, 1)
@@ -1095,15 +1109,19 @@ def pool(
         raise ValueError("invalid parameter: average pooling needs a non-zero out_scale")
     if md is PoolMode.AVG and empty:
         raise ValueError("average pooling window lies entirely in the padding (count 0)")
+    jk = jit.get()
+    if jk is not None:  # the same float32 steps in one compiled pass
+        out = np.empty((oh, ow, c), np.int8)
+        if not jk.pool_avg(np.ascontiguousarray(x), izp, sc, md is PoolMode.AVG_PAD, osc,
+                           _F32(ozp + U8_BIAS), kh, kw, sh, sw, t, lf, out):
+            raise ValueError(_AVG_NAN.format(sc=sc))
+        return out
     e = (x.astype(np.int16) - np.int16(izp)).astype(np.float32)  # exact
     with np.errstate(over="ignore", under="ignore"):
         e *= sc
     s = _window_sum_f32(e, (kh, kw), (sh, sw), (t, b, lf, rt), oh, ow)
     if np.isnan(s).any():
-        raise ValueError(
-            f"invalid parameter: average pooling sum is NaN (infinite terms of both signs): "
-            f"scale={sc!r} is too large"
-        )
+        raise ValueError(_AVG_NAN.format(sc=sc))
     if md is PoolMode.AVG_PAD:
         count: F32 | np.float32 = _F32(kh * kw)  # exact: at most 255 * 255
     else:
@@ -1113,6 +1131,55 @@ def pool(
         s /= osc
         s += _F32(ozp + U8_BIAS)
     return _clip_rint_i8(s, 0, 255, -U8_BIAS)
+
+
+def pool_compiled(x: I8, out: I8, **fields: Any) -> Callable[[], str | None] | None:
+    """:func:`pool` of the int8 tile ``x [in_h][in_w][c]`` into ``out`` (the result's
+    elements, contiguous, in any shape) as a prepared step, for ``fields`` (the keyword
+    arguments of :func:`pool`, ``mode``, ``kernel``, ``stride`` and ``pads`` given) that
+    are all static: every check :func:`pool` makes before it reads ``x`` is made here, once. The
+    step returns ``None``, or the message :func:`pool` raises (a NaN average, the only
+    data-dependent error; ``out`` is then unchanged). ``None`` (no step) if the
+    compiled kernels are unavailable, ``mode`` is ``GLOBAL_AVG``, ``out`` is not
+    contiguous, or :func:`pool` rejects the fields (it then says why when run)."""
+    jk = jit.get()
+    if jk is None or not out.flags.c_contiguous or x.ndim != 3 or x.dtype != np.int8:
+        return None
+    try:
+        md = PoolMode(int(fields["mode"]))
+        if md is PoolMode.GLOBAL_AVG:
+            return None
+        # every static check, on a tile of zeros (a NaN sum needs terms of both signs)
+        ref = pool(np.zeros(x.shape, np.int8), **fields)
+    except (ValueError, KeyError):
+        return None
+    if ref.size != out.size:
+        return None
+    o = out.reshape(ref.shape)
+    kh, kw = (int(v) for v in fields["kernel"])
+    sh, sw = (int(v) for v in fields["stride"])
+    t, _, lf, _ = (int(v) for v in fields["pads"])
+    if md is PoolMode.MAX:
+
+        def step_max() -> str | None:
+            jk.pool_max(x, kh, kw, sh, sw, t, lf, o)
+            return None
+
+        return step_max
+    sc = _f32("scale", fields.get("scale", 0.0))
+    osc = _f32("out_scale", fields.get("out_scale", 0.0))
+    tmp = np.empty(ref.shape, np.int8)  # ``out`` is written only when no sum is NaN
+    args = (int(fields.get("in_zp", 0)), sc, md is PoolMode.AVG_PAD, osc,
+            _F32(int(fields.get("out_zp", 0)) + U8_BIAS), kh, kw, sh, sw, t, lf, tmp)
+    nan = _AVG_NAN.format(sc=sc)
+
+    def step_avg() -> str | None:
+        if not jk.pool_avg(x, *args):
+            return nan
+        o[...] = tmp
+        return None
+
+    return step_avg
 
 
 # --------------------------------------------------------------------------- ELTWISE

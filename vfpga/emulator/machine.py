@@ -28,7 +28,7 @@ from vfpga.emulator import int_matmul
 from vfpga.emulator.bounds import check_work_bounds
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
-from vfpga.emulator.epoch import EpochPlan, build_epoch
+from vfpga.emulator.epoch import EpochPlan, build_epoch, save_extents
 from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
 from vfpga.emulator.host_ops import HostOpFault, check_host_op, run_host_op
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
@@ -295,6 +295,12 @@ class Task:
     #: called with the layer index after each completed barrier (and its host ops)
     barrier_hooks: list[Callable[[int], None]] = field(default_factory=list)
     counters: dict[int, CoreCounters] = field(default_factory=dict)
+    #: the DDR ranges the loaded program's SAVEs and :meth:`write_tensor` can write (see
+    #: :meth:`_writable`)
+    _writes: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    #: the epoch plan whose surviving buffer writes are not made yet (see
+    #: :meth:`vfpga.emulator.epoch.EpochPlan.run`, :meth:`_flush`)
+    _deferred: EpochPlan | None = field(default=None, repr=False)
     #: dynamic outputs (``Tensor.dynamic``: not in DDR) as the host ops computed them
     dynamic_values: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -315,6 +321,7 @@ class Task:
                 f"0x{end:x}) do not fit its declared DDR size 0x{image.ddr_size:x}"
             )
         source = source or f"task '{self.name}'"
+        self._flush()
         if isinstance(image, VfbFile):
             check_hw_limits(image, self.accel.hw, source)
         loaded = LoadedProgram.from_image(image)
@@ -339,10 +346,12 @@ class Task:
         self.region.mem[image.data_offset : end] = np.frombuffer(image.data, dtype=np.uint8)
         self.loaded = loaded
         self.image = image
+        self._writes = None
         self.restart()
 
     def restart(self) -> None:
         """Rewind to the first instruction (inputs and constants stay in DDR)."""
+        self._flush()
         self._pos = [0] * (self.loaded.num_logical_cores if self.loaded else 0)
         self.last_finished_layer = None
         self.barriers = 0
@@ -364,6 +373,19 @@ class Task:
         names = ", ".join(t.name for t in self.image.tensors)
         raise VfpgaError(f"task '{self.name}': no tensor '{name}' (tensors: {names})")
 
+    def _writable(self) -> tuple[np.ndarray, np.ndarray]:
+        """The DDR ranges (merged, sorted ``[lo, hi)``) that the loaded program can write
+        without going through :attr:`Region.mem`: its SAVEs (every SAVE instruction of the
+        binary) and the tensors of its memory map (:meth:`write_tensor`, inputs and host
+        ops)."""
+        if self._writes is None:
+            assert self.loaded is not None and self.image is not None
+            self._writes = save_extents(
+                self.loaded.program,
+                [(t.ddr_offset, t.ddr_offset + t.size) for t in self.image.tensors
+                 if not getattr(t, "dynamic", False)])
+        return self._writes
+
     def _run_host_ops(self, after: int) -> None:
         """Run the binary's host ops scheduled after layer ``after`` (-1: before the
         first layer) on the host, reading and writing this task's DDR."""
@@ -371,6 +393,7 @@ class Task:
         for op in getattr(image, "host_ops", ()):
             when = -1 if op.after_layer == 0xFFFFFFFF else op.after_layer
             if when == after:
+                self._flush()
                 run_host_op(op, image.tensors, self.read_tensor, self.write_tensor)  # type: ignore[union-attr]
                 self.host_ops_run += 1
 
@@ -398,7 +421,8 @@ class Task:
                 f"{'x'.join(map(str, t.shape))}), got an array of {arr.nbytes} bytes "
                 f"(shape {arr.shape}, {arr.dtype})"
             )
-        self.region.mem[t.ddr_offset : t.ddr_offset + t.size] = arr.reshape(-1).view(np.uint8)
+        # a tensor's bytes: within :meth:`_writable`, so not counted as a hand-out
+        self.region.view()[t.ddr_offset : t.ddr_offset + t.size] = arr.reshape(-1).view(np.uint8)
 
     def read_tensor(self, name: str) -> np.ndarray:
         """Tensor ``name`` as stored (int8 array of its shape; a dynamic output as the
@@ -407,7 +431,7 @@ class Task:
         if getattr(t, "dynamic", False):
             got = self.dynamic_values.get(name)
             return got.copy() if got is not None else np.zeros(t.shape, np.dtype(t.dtype))
-        raw = self.region.mem[t.ddr_offset : t.ddr_offset + t.size].copy()
+        raw = self.region.view()[t.ddr_offset : t.ddr_offset + t.size].copy()
         if not t.shape:  # a raw blob (rank 0)
             return raw
         return raw.view(np.dtype(t.dtype)).reshape(t.shape)
@@ -421,8 +445,10 @@ class Task:
         can reach corners no check foresaw; ``MemoryError`` included) becomes an
         :class:`ExecutionFault` naming its type, so it can never abort other tasks. A task
         past its :attr:`deadline` raises :class:`BudgetFault`."""
+        ok = False
         try:
             self._step()
+            ok = True
         except EmulatorFault:
             raise
         except VfpgaError as exc:
@@ -431,6 +457,16 @@ class Task:
             raise ExecutionFault(
                 f"task '{self.name}': the program failed with {type(exc).__name__}: {exc}"
             ) from None
+        finally:
+            if not ok or self.done:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Make the buffer writes of the last epoch plan that are not made yet (see
+        :meth:`vfpga.emulator.epoch.EpochPlan.run`)."""
+        ep, self._deferred = self._deferred, None
+        if ep is not None:
+            ep.redo()
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -455,6 +491,8 @@ class Task:
         active = [(lc, segs[self._pos[lc]]) for lc, segs in enumerate(self.loaded.segments)
                   if self._pos[lc] < len(segs)]
         fused = self.accel.fast and self._run_epoch(active)
+        if not fused:
+            self._flush()
         stops: list[tuple[int, Segment]] = []
         for lc, seg in active:
             phys = self.cores[lc]
@@ -504,12 +542,19 @@ class Task:
                 ctx = ExecContext(self.name, lc, self.loaded.program, self.loaded.fields,
                                   self.region)
                 work.append((core, ctx, plan))
-            ep = build_epoch(work, self.accel.prepared_budget) if len(work) == len(
-                active) else None
+            ep = build_epoch(work, self.accel.prepared_budget,
+                             self._writable()) if len(work) == len(active) else None
             hit = self.loaded.epochs[key] = (segs, ep)
-        if hit[1] is None:
+        ep = hit[1]
+        if ep is None:
             return False
-        return hit[1].run([self.counters[self.cores[lc]] for lc, _ in active])
+        if ep is self._deferred:
+            self._flush()
+        if not ep.run_after([self.counters[self.cores[lc]] for lc, _ in active],
+                            self._deferred):
+            return False
+        self._deferred = ep
+        return True
 
     def _plan(self, lc: int, phys: int, core: Core, seg: Segment) -> SegmentPlan | None:
         """The cached plan of ``seg`` on ``core`` from its current token counts (built on
@@ -545,6 +590,7 @@ class Task:
         used are kept. Raises :class:`VfpgaError` if the task is not loaded, has ended or
         faulted, the cores are not free distinct cores of the pool, or the table has no
         barrier of the last finished layer on some core."""
+        self._flush()  # the old cores' buffers as the interpreter leaves them
         if self.loaded is None or self.image is None:
             raise VfpgaError(f"task '{self.name}': no binary loaded")
         if self.done or self.error is not None:
@@ -621,6 +667,8 @@ class Task:
         self.last_finished_layer = layers.pop()
         self.barriers += 1
         self._run_host_ops(self.last_finished_layer)
+        if self.barrier_hooks:
+            self._flush()
         for hook in self.barrier_hooks:
             hook(self.last_finished_layer)
 
@@ -697,6 +745,7 @@ class Accelerator:
 
     def release_task(self, task: Task) -> None:
         """Free the task's cores and DDR region."""
+        task._flush()
         self.ddr.free(task.region)
         self.tasks.pop(task.name, None)
 

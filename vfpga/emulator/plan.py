@@ -48,7 +48,15 @@ from typing import cast
 import numpy as np
 
 from vfpga.emulator import int_matmul, jit, jit_elt, kernels
-from vfpga.emulator.core import _NEIGHBOURS, _READER, _WRITER, Core, ExecContext, describe
+from vfpga.emulator.core import (
+    _NEIGHBOURS,
+    _READER,
+    _WRITER,
+    Core,
+    CoreCounters,
+    ExecContext,
+    describe,
+)
 from vfpga.emulator.faults import ExecutionFault
 from vfpga.hw.config import BUFFER_NAMES
 from vfpga.isa.effects import out_hw
@@ -500,6 +508,19 @@ def _kernel_step(core: Core, ctx: ExecContext, i: int, fn: Callable[..., np.ndar
     return step
 
 
+def _checked_step(core: Core, ctx: ExecContext, i: int, fn: Callable[[], str | None]
+                  ) -> Callable[[], None]:
+    """A prepared CALC step ``fn`` whose static fields were validated at build time; it
+    returns the message of a data-dependent error, reported as ``Core._pool`` does."""
+
+    def step() -> None:
+        err = fn()
+        if err is not None:
+            raise ExecutionFault(f"{describe(ctx, core.index, i)}: {err}")
+
+    return step
+
+
 @dataclass
 class SegmentPlan:
     """A segment of one core, analysed and bound: run :attr:`steps` in order.
@@ -528,6 +549,9 @@ class SegmentPlan:
         #: the bytes all LOADs and all SAVEs of the segment move (added once per run)
         self.load_total = sum(self.load_bytes)
         self.save_total = sum(self.save_bytes)
+        #: what :meth:`finish` adds and sets, as flat tuples
+        self._insn_items = tuple(self.insn_counts.items())
+        self._exit = tuple(zip(TOKEN_KEYS, self.exit_tokens, strict=True))
 
     def run(self, core: Core) -> None:
         """Execute the segment on ``core`` (the one it was built for) and leave the core's
@@ -555,26 +579,28 @@ class SegmentPlan:
                 slot.value = None
         self.finish(core)
 
-    def finish(self, core: Core) -> None:
-        """Count the whole segment on ``core``'s counters and leave its sequence numbers
-        and token counts as the interpreter would after it (the end of :meth:`run`; an
-        epoch plan, :mod:`vfpga.emulator.epoch`, that computed the segment's effects
-        another way calls it too)."""
-        counters = core.counters
-        insns = counters.insns
-        for name, n in self.insn_counts.items():
+    def finish(self, core: Core, counters: CoreCounters | None = None) -> None:
+        """Count the whole segment on ``counters`` (default: ``core``'s) and leave the
+        core's sequence numbers and token counts as the interpreter would after it (the
+        end of :meth:`run`; an epoch plan, :mod:`vfpga.emulator.epoch`, that computed the
+        segment's effects another way calls it too)."""
+        c = core.counters if counters is None else counters
+        insns = c.insns
+        for name, n in self._insn_items:
             insns[name] += n
-        counters.load_bytes += self.load_total
-        counters.save_bytes += self.save_total
+        c.load_bytes += self.load_total
+        c.save_bytes += self.save_total
         seq = core.seq
-        for m in range(3):
-            seq[m] += self.seq_delta[m]
-        snap = (seq[0], seq[1], seq[2])
-        for key, n in zip(TOKEN_KEYS, self.exit_tokens, strict=True):
-            q = core.tokens[key]
+        d0, d1, d2 = self.seq_delta
+        seq[0] += d0
+        seq[1] += d1
+        seq[2] += d2
+        tokens = core.tokens
+        for key, n in self._exit:
+            q = tokens[key]
             if len(q) != n:
                 q.clear()
-                q.extend([snap] * n)
+                q.extend([(seq[0], seq[1], seq[2])] * n)
 
 
 def token_counts(core: Core) -> tuple[int, ...]:
@@ -903,6 +929,9 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         mx = jit_elt.max_pool_fields(kw_, x.shape)
         if mx is not None:  # one compiled pass (no data-dependent fault)
             return partial(jit_elt.max_pool, x, *mx, out)
+        fast = kernels.pool_compiled(x, out, **kw_)  # AVG, AVG_PAD (and MAX otherwise)
+        if fast is not None:
+            return _checked_step(core, ctx, i, fast)
         return _kernel_step(core, ctx, i, kernels.pool, (x,), kw_, out)
     n, period = f["n"], f["b_period"]
     a = _view(Buffer.IBUF, f["a_addr"], (n,), np.int8)
