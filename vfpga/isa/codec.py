@@ -272,7 +272,7 @@ def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
             if key in floats:
                 arr[key] = _float_column(op, key, [d.get(key, 0.0) for d in dicts])
                 continue
-            col = np.array([int(d.get(key, 0)) for d in dicts], dtype=np.int64)
+            col = np.fromiter([d.get(key, 0) for d in dicts], dtype=np.int64, count=len(dicts))
             if key in flag_fields:
                 ff = flag_fields[key]
                 if (col < 0).any() or (col >= (1 << ff.width)).any():
