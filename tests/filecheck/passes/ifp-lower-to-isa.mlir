@@ -18,6 +18,11 @@ dnn.graph @p(%x: !dnn.qtensor<1x16x4x4, scale = 0.5, zp = -3> as "x") {
   dnn.return %p : !dnn.qtensor<1x16x2x2, scale = 0.5, zp = -3>
 }
 
+// CHECK:      ifp.candidate c parts 2 at [0, 8, 16] {
+// CHECK-NEXT:   ifp.package w=0:2 c=0:8 h=0:2 og=8 rb=2 chunk=0 in_cols=4 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 {
+// CHECK-NEXT:     isa.load to=ibuf stride0=64 stride1=16 n2=8 n0=4 n1=4 deps [wait_next, signal_next]
+// CHECK:        ifp.package w=0:2 c=8:16 h=0:2 og=8 rb=2 chunk=0 in_cols=4 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 {
+// CHECK-NEXT:     isa.load to=ibuf ddr=8 stride0=64 stride1=16 n2=8 n0=4 n1=4 deps [wait_next, signal_next]
 // CHECK:      ifp.candidate w parts 2 at [0, 1, 2] {
 // CHECK-NEXT:   ifp.package w=0:1 c=0:16 h=0:2 og=16 rb=2 chunk=0 in_cols=2 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 {
 // CHECK-NEXT:     isa.load to=ibuf stride0=64 stride1=16 n2=16 n0=4 n1=2 deps [wait_next, signal_next]
@@ -30,8 +35,3 @@ dnn.graph @p(%x: !dnn.qtensor<1x16x4x4, scale = 0.5, zp = -3> as "x") {
 // CHECK-NEXT:     isa.save from=obuf ddr=272 stride0=32 stride1=16 n2=16 n0=2 n1=1 deps [wait_prev, signal_prev]
 // CHECK-NEXT:   }
 // CHECK-NEXT: }
-// CHECK-NEXT: ifp.candidate c parts 2 at [0, 8, 16] {
-// CHECK-NEXT:   ifp.package w=0:2 c=0:8 h=0:2 og=8 rb=2 chunk=0 in_cols=4 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 {
-// CHECK-NEXT:     isa.load to=ibuf stride0=64 stride1=16 n2=8 n0=4 n1=4 deps [wait_next, signal_next]
-// CHECK:        ifp.package w=0:2 c=8:16 h=0:2 og=8 rb=2 chunk=0 in_cols=4 ibuf=128 wbuf=0 pbuf=0 obuf=32 abuf=0 {
-// CHECK-NEXT:     isa.load to=ibuf ddr=8 stride0=64 stride1=16 n2=8 n0=4 n1=4 deps [wait_next, signal_next]
