@@ -74,6 +74,12 @@ class JitKernels:
     w[i * kw + j, c]`` with ``m = oc / in_c``, ``X`` the int8 tile ``x [in_h][in_w][in_c]``
     read as ``pad`` outside its bounds, and int32 weights ``w [kh * kw][oc]``.
 
+    ``row_product(a, b, out)``: the exact product of one row, ``out[0, j] = sum_k
+    (int32(a[0, k]) - 128) * b[k, j]`` modulo ``2**32`` for uint8 ``a [1][K]``, int8
+    ``b [K][N]`` and int32 ``out [1][N]`` (int32 lanes wrap, as the CONV accumulator;
+    :mod:`vfpga.emulator.int_matmul` uses it for one-row products, where onnxruntime's
+    ``MatMulInteger`` spends most of its time packing ``b``).
+
     ``same(a, b)``: whether the uint64 arrays ``a`` and ``b`` (one length, either may be
     unaligned) are equal: one pass over both without a temporary (comparing ``tobytes()``
     copies first, ``np.array_equal`` writes a bool array; both several times slower on the
@@ -102,6 +108,7 @@ class JitKernels:
     same: Callable[..., bool]
     pool_max: Callable[..., None]
     pool_avg: Callable[..., bool]
+    row_product: Callable[..., None]
 
     def output_stage(self, prod: np.ndarray, start: np.ndarray, per_row: bool,
                      out: np.ndarray, *, acc_out: bool, scale: np.ndarray | None,
@@ -192,6 +199,18 @@ def _compile() -> JitKernels:
                                 a[c] += pad * wk[c]
 
     @njit(**opts)
+    def row_product(a, b, out):
+        k = a.shape[1]
+        acc = out[0]
+        acc[:] = 0
+        for i in range(k):
+            x = np.int32(a[0, i]) - np.int32(128)
+            if x != 0:
+                row = b[i]
+                for j in range(acc.shape[0]):  # vectorized int32 multiply-adds
+                    acc[j] += x * np.int32(row[j])
+
+    @njit(**opts)
     def same(a, b):
         n = a.shape[0]
         s = 0
@@ -269,7 +288,7 @@ def _compile() -> JitKernels:
 
     return JitKernels(requant=requant, accumulate=accumulate, lookup=lookup,
                       depthwise=depthwise, act_lookup=act_lookup, same=same,
-                      pool_max=pool_max, pool_avg=pool_avg)
+                      pool_max=pool_max, pool_avg=pool_avg, row_product=row_product)
 
 
 def _warm(k: JitKernels) -> None:
@@ -294,6 +313,7 @@ def _warm(k: JitKernels) -> None:
     k.pool_max(x8, 2, 2, 1, 1, 0, 0, o8)
     f1 = np.float32(1)
     k.pool_avg(x8, 0, f1, True, f1, f1, 2, 2, 1, 1, 0, 0, o8)
+    k.row_product(np.zeros((1, 2), np.uint8), np.zeros((2, 3), np.int8), out32[:1])
 
 
 def get() -> JitKernels | None:
