@@ -55,6 +55,8 @@ from vfpga.frontend.qgraph import (
 
 #: ``dnn.graph`` attribute listing the graph inputs fed as float32 (``QGraph.float_inputs``).
 FLOAT_INPUTS_ATTR = "vfpga.float_inputs"
+#: ``dnn.graph`` attribute listing the graph inputs of int64 ids (``QGraph.index_inputs``).
+INDEX_INPUTS_ATTR = "vfpga.index_inputs"
 
 
 class DnnConversionError(VfpgaError):
@@ -203,6 +205,11 @@ def qgraph_to_module(g: QGraph) -> ModuleOp:
         if bad:
             raise DnnConversionError(f"graph '{g.name}': float inputs {bad} are not inputs")
         graph.attributes[FLOAT_INPUTS_ATTR] = ArrayAttr(StringAttr(n) for n in g.float_inputs)
+    if g.index_inputs:
+        bad = [n for n in g.index_inputs if n not in g.inputs]
+        if bad:
+            raise DnnConversionError(f"graph '{g.name}': int64 inputs {bad} are not inputs")
+        graph.attributes[INDEX_INPUTS_ATTR] = ArrayAttr(StringAttr(n) for n in g.index_inputs)
     block = graph.block
     for name, arg in zip(g.inputs, block.args, strict=True):
         if name in values:
@@ -386,6 +393,7 @@ def module_to_qgraph(m: ModuleOp) -> QGraph:
         if r is not None:
             output_shapes[n] = r
     floats = graph.attributes.get(FLOAT_INPUTS_ATTR)
+    ids = graph.attributes.get(INDEX_INPUTS_ATTR)
     return QGraph(
         name=graph.sym_name.data,
         inputs=inputs,
@@ -394,6 +402,7 @@ def module_to_qgraph(m: ModuleOp) -> QGraph:
         nodes=nodes,
         output_shapes=output_shapes,
         float_inputs=[s.data for s in floats.data] if isinstance(floats, ArrayAttr) else [],
+        index_inputs=[s.data for s in ids.data] if isinstance(ids, ArrayAttr) else [],
     )
 
 

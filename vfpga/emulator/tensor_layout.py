@@ -10,9 +10,16 @@ an int8 tensor is quantized by :meth:`vfpga.emulator.machine.Task.write_tensor`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+from weakref import WeakKeyDictionary
+
 import numpy as np
+import onnx
 
 from vfpga.emulator.machine import TensorSpec
+from vfpga.quant.index_inputs import INDEX_DTYPE, check_indices, index_bound
+from vfpga.reference.host_segment import SEGMENT_OP, decode_model
 
 
 def _is_map(t: TensorSpec) -> bool:
@@ -56,4 +63,60 @@ def from_stored(t: TensorSpec, q: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(q.reshape(t.shape).transpose(0, 3, 1, 2)).reshape(user_shape(t))
 
 
-__all__ = ["from_stored", "to_stored", "user_shape"]
+def index_bounds(tensors: Sequence[TensorSpec], host_ops: Sequence[Any]
+                 ) -> dict[str, int | None]:
+    """For each int64 input tensor of a binary (token ids, ``vfpga.quant.index_inputs``),
+    the number of rows its ids may index, derived from the host segments that read it
+    (the smallest over them), or ``None`` when a segment does not tell (the ids feed
+    something other than a ``Gather``'s indices, or the segment cannot be decoded)."""
+    out: dict[str, int | None] = {}
+    ids = {i for i, t in enumerate(tensors) if t.role == "input" and t.dtype == INDEX_DTYPE}
+    for k in ids:
+        out[tensors[k].name] = None
+    seen: dict[str, list[int | None]] = {}
+    for op in host_ops:
+        reads = [k for k in op.inputs if k in ids]
+        if not reads:
+            continue
+        if op.op_type != SEGMENT_OP:
+            for k in reads:
+                seen.setdefault(tensors[k].name, []).append(None)
+            continue
+        try:
+            model = onnx.load_model_from_string(decode_model(op.name, op.attrs.get("onnx")))
+        except Exception:  # a hostile or broken segment: the loader refuses it anyway
+            model = None
+        for pos, k in enumerate(op.inputs):
+            if k in ids:
+                bound = None
+                if model is not None and pos < len(model.graph.input):
+                    bound = index_bound(model, model.graph.input[pos].name)
+                seen.setdefault(tensors[k].name, []).append(bound)
+    for name, bounds in seen.items():
+        out[name] = None if any(b is None for b in bounds) else min(bounds)  # type: ignore[type-var]
+    return out
+
+
+_BOUNDS: WeakKeyDictionary[Any, dict[str, int | None]] = WeakKeyDictionary()
+
+
+def binary_index_bounds(vfb: Any) -> dict[str, int | None]:
+    """:func:`index_bounds` of binary ``vfb`` (its ``tensors`` and ``host_ops``),
+    computed once per binary object (a server checks every request against it)."""
+    got = _BOUNDS.get(vfb)
+    if got is None:
+        got = _BOUNDS[vfb] = index_bounds(vfb.tensors, vfb.host_ops)
+    return got
+
+
+def ids_to_stored(t: TensorSpec, arr: np.ndarray, bound: int | None, what: str) -> np.ndarray:
+    """The int64 ids ``arr`` (shape :func:`user_shape`) for the int64 input ``t``,
+    checked to be integers within ``[-bound, bound)`` (``bound`` from
+    :func:`index_bounds`) and laid out as stored. Raises
+    :class:`~vfpga.errors.VfpgaError` naming ``what``."""
+    a = check_indices(arr, bound, what)
+    return to_stored(t, a)
+
+
+__all__ = ["binary_index_bounds", "from_stored", "ids_to_stored", "index_bounds", "to_stored",
+           "user_shape"]

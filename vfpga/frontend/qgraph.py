@@ -340,6 +340,10 @@ class QGraph:
     #: 0): an input the QDQ model never quantizes (a ``Pad`` or a rank-5
     #: ``BatchNormalization`` reads it directly), read only by host segments
     float_inputs: list[str] = field(default_factory=list)
+    #: graph inputs of int64 ids (``scale`` 1, ``zero_point`` 0), fed and stored as
+    #: int64 and read only by host segments (an Embedding's ``Gather``;
+    #: ``vfpga.quant.index_inputs``)
+    index_inputs: list[str] = field(default_factory=list)
 
 
 def dynamic_outputs(g: QGraph) -> dict[str, tuple[str, tuple[int, ...]]]:

@@ -30,6 +30,7 @@ from xdsl.utils.target import Target
 
 from vfpga.backend.binary import (
     BEFORE_FIRST_LAYER,
+    DTYPE_BYTES,
     HostOp,
     Layer,
     Tensor,
@@ -47,6 +48,7 @@ from vfpga.isa.spec import HEADER_DTYPE, INSN_BYTES
 from vfpga.passes.dnn_plan_memory import StaticPassError, planned
 from vfpga.passes.dnn_tile import hw_of, layers_of
 from vfpga.passes.ifp_select import CORES_ATTR
+from vfpga.quant.index_inputs import INDEX_DTYPE
 
 LAYER_KIND = {"conv": "conv", "pool": "pool", "add": "eltwise", "resize": "resize"}
 """``ifp.layer`` kind -> LAYER record kind."""
@@ -162,12 +164,13 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
         _, c, h, w = nchw(t)
         if p.c_stride != c:
             continue
-        is_f = name in floats
+        dtype = ("float32" if name in floats else
+                 INDEX_DTYPE if name in g.index_inputs else "int8")
         index[name] = len(out)
         out.append(Tensor(
-            name=name, role=roles.get(name, "activation"), dtype="float32" if is_f else "int8",
+            name=name, role=roles.get(name, "activation"), dtype=dtype,
             layout="nhwc", shape=(1, h, w, c), ddr_offset=p.offset,
-            size=h * w * c * (4 if is_f else 1), scale=float(t.scale),
+            size=h * w * c * DTYPE_BYTES[dtype], scale=float(t.scale),
             zero_point=int(t.zero_point)))
     return out, index
 
