@@ -263,9 +263,13 @@ def test_server_takes_int64_ids_and_refuses_bad_ones(tmp_path, embed) -> None:  
             resp = httpx.post(url, json={"inputs": [item]}, headers=auth("alice"), timeout=60)
             assert resp.status_code == 400, (body, resp.text)
             assert message in resp.json()["error"] and "'ids'" in resp.json()["error"]
-        item = {"name": "ids", "shape": [1, TOKENS], "datatype": "INT64", "data": [0] * TOKENS}
-        resp = httpx.post(url, json={"inputs": [item]}, headers=auth("alice"), timeout=60)
-        assert resp.status_code == 400 and "differs from the model's" in resp.json()["error"]
+        assert shape == [1, TOKENS]  # the ONNX shape (the 4-D form is accepted too)
+        for other, status in (([1, TOKENS, 1, 1], 200), ([TOKENS], 400), ([1, 2, 3], 400)):
+            item = {"name": "ids", "shape": other, "datatype": "INT64", "data": [0] * TOKENS}
+            resp = httpx.post(url, json={"inputs": [item]}, headers=auth("alice"), timeout=60)
+            assert resp.status_code == status, (other, resp.text)
+            if status == 400:
+                assert "differs from the model's [1, 6]" in resp.json()["error"]
         inp = th.InferInput("ids", shape, "INT64")
         inp.set_data_from_numpy(ids)
         r = c.infer("embed", [inp], headers=auth("alice"))  # still serving

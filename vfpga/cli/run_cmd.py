@@ -18,6 +18,7 @@ from vfpga.emulator import Accelerator, TaskResult
 from vfpga.emulator.ddr import REGION_ALIGN
 from vfpga.emulator.machine import TensorSpec
 from vfpga.emulator.tensor_layout import (
+    accepted_shapes,
     from_stored,
     ids_to_stored,
     index_bounds,
@@ -68,7 +69,7 @@ def input_array(path: Path, t: TensorSpec, bound: int | None = None) -> np.ndarr
     nchw = (t.layout == "nhwc" and len(t.shape) == 4)
     want = user_shape(t)
     if t.dtype == INDEX_DTYPE:
-        if tuple(arr.shape) != want:
+        if tuple(arr.shape) not in accepted_shapes(t):
             raise VfpgaError(f"--input {path}: input '{t.name}' takes int64 ids of shape "
                              f"{'x'.join(map(str, want))}, got {'x'.join(map(str, arr.shape))}")
         return ids_to_stored(t, np.asarray(arr), bound, f"--input {path}")
@@ -76,7 +77,7 @@ def input_array(path: Path, t: TensorSpec, bound: int | None = None) -> np.ndarr
         raise VfpgaError(f"--input {path}: dtype {arr.dtype} is neither float (quantized) nor "
                          f"int8 (quantized already); both are {'NCHW ' if nchw else ''}"
                          f"{'x'.join(map(str, want))}")
-    if tuple(arr.shape) != want:
+    if tuple(arr.shape) not in accepted_shapes(t):
         kind = "a float" if arr.dtype.kind == "f" else "an int8"
         hint = (" (the stored NHWC layout? give it NCHW: x.transpose(0, 3, 1, 2))"
                 if nchw and tuple(arr.shape) == tuple(t.shape) else "")

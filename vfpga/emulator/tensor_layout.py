@@ -17,6 +17,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 import onnx
 
+from vfpga.backend.binary import record_user_shape
 from vfpga.emulator.machine import TensorSpec
 from vfpga.quant.index_inputs import INDEX_DTYPE, check_indices, index_bound
 from vfpga.reference.host_segment import SEGMENT_OP, decode_model
@@ -27,24 +28,34 @@ def _is_map(t: TensorSpec) -> bool:
 
 
 def user_shape(t: TensorSpec) -> tuple[int, ...]:
-    """The shape users give (inputs) or get (outputs) for tensor ``t``: NCHW for a stored
+    """The shape users give (inputs) or get (outputs) for tensor ``t``: the graph input's
+    or output's ONNX shape when the binary records one (``Tensor.onnx_shape``: an
+    ``(N, C, L)`` sequence stored as the map ``(N, C, 1, L)``), else NCHW for a stored
     NHWC map, ``(N, C)`` for an output map of 1x1 pixels, else the stored shape."""
-    if not _is_map(t):
-        return tuple(t.shape)
-    n, h, w, c = t.shape
-    if t.role == "output" and (h, w) == (1, 1):
-        return (n, c)
-    return (n, c, h, w)
+    onnx_shape = getattr(t, "onnx_shape", None)
+    return tuple(onnx_shape) if onnx_shape else record_user_shape(t)
+
+
+def accepted_shapes(t: TensorSpec) -> list[tuple[int, ...]]:
+    """The shapes an input array for ``t`` may have: :func:`user_shape`, and, for
+    compatibility with clients of binaries that did not record ONNX shapes, the 4-D
+    NCHW form the TENSOR record gives (``(N, C, 1, L)`` for an ``(N, C, L)`` input): the
+    same elements in the same order."""
+    shapes = [user_shape(t)]
+    legacy = record_user_shape(t)
+    if legacy not in shapes:
+        shapes.append(legacy)
+    return shapes
 
 
 def to_stored(t: TensorSpec, arr: np.ndarray) -> np.ndarray:
     """``arr`` of shape :func:`user_shape` rearranged into the stored layout of ``t``
     (dtype kept). Raises ``ValueError`` naming the tensor if the shape differs."""
     want = user_shape(t)
-    if tuple(arr.shape) != want:
+    if tuple(arr.shape) not in accepted_shapes(t):
         raise ValueError(f"tensor '{t.name}' has shape {list(want)}, got {list(arr.shape)}")
     if not _is_map(t):
-        return np.ascontiguousarray(arr)
+        return np.ascontiguousarray(arr.reshape(t.shape))
     n, h, w, c = t.shape
     src = arr.reshape(n, c, h, w)
     if c > 16:
@@ -59,7 +70,7 @@ def from_stored(t: TensorSpec, q: np.ndarray) -> np.ndarray:
     """Tensor ``t`` as read from DDR (stored shape) in the user's shape
     (:func:`user_shape`)."""
     if not _is_map(t):
-        return q
+        return q.reshape(user_shape(t)) if getattr(t, "onnx_shape", None) else q
     return np.ascontiguousarray(q.reshape(t.shape).transpose(0, 3, 1, 2)).reshape(user_shape(t))
 
 
@@ -118,5 +129,5 @@ def ids_to_stored(t: TensorSpec, arr: np.ndarray, bound: int | None, what: str) 
     return to_stored(t, a)
 
 
-__all__ = ["binary_index_bounds", "from_stored", "ids_to_stored", "index_bounds", "to_stored",
-           "user_shape"]
+__all__ = ["accepted_shapes", "binary_index_bounds", "from_stored", "ids_to_stored",
+           "index_bounds", "to_stored", "user_shape"]

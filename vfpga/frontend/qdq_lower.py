@@ -613,6 +613,8 @@ class _Lowerer:
                 output_shapes=self.output_shapes,
                 float_inputs=self.float_inputs,
                 index_inputs=self.index_inputs,
+                input_shapes={t: self.input_shape for t in self.inputs
+                              if self.tensors[t].shape != self.input_shape},
             ),
             self.onnx_int8,
         )
@@ -802,9 +804,15 @@ class _Lowerer:
                     shape: tuple[int, ...], reason: str) -> _Pending:
         """The float output ``o`` of host node ``node``; a host op computing it is built
         when it is quantized (or is a graph output). Values inside a segment may have any
-        shape; a segment's output needs batch dimension 1."""
+        shape. A segment output whose first dimension is not 1 (a constant of another batch
+        broadcast into it: PoissonNLLLoss's ``exp(x) - target * x`` with a target of 10
+        rows) is held flat, ``(1, elements, 1, 1)``, the same row-major elements: the
+        segment runs once per batch item of the graph input and writes all its rows; only
+        host segments (which reshape it back) and graph outputs read it, an accelerator
+        layer refuses the view (:meth:`qin`)."""
         shape4 = ((1, 1, 1, 1) if o in self.dynamic else  # a placeholder: not in DDR
-                  _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1))
+                  _as4(shape) if 1 <= len(shape) <= 4 and shape[0] == 1
+                  else (1, math.prod(shape), 1, 1))
 
         def op(out: QTensor, as_float: bool) -> list[QNode]:
             if o in self.dynamic and not as_float:
@@ -813,11 +821,6 @@ class _Lowerer:
                                "only a graph output may have such a shape, an accelerator "
                                "layer cannot read it. End the model there and run the rest "
                                "in post-processing")
-            if shape[0] != 1 and o not in self.dynamic:
-                raise self.err(f"node '{node.name}' ({node.op_type}): {reason}; on the host "
-                               f"its output '{o}' of shape {shape} would have a batch "
-                               "dimension other than 1, which host segments (run per batch "
-                               "item) do not support")
             return [self.segment_op(seg, o, shape, out, as_float)]
 
         return _Pending(node.name, node.op_type, shape4, shape,

@@ -344,6 +344,10 @@ class QGraph:
     #: int64 and read only by host segments (an Embedding's ``Gather``;
     #: ``vfpga.quant.index_inputs``)
     index_inputs: list[str] = field(default_factory=list)
+    #: the ONNX shape of each graph input whose 4-D tensor shape differs from it (an
+    #: ``(N, C, L)`` sequence held as ``(N, C, 1, L)``, ``(N, C)`` as ``(N, C, 1, 1)``): a
+    #: row-major reshape of the tensor's NCHW elements, as ``output_shapes`` for outputs
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def dynamic_outputs(g: QGraph) -> dict[str, tuple[str, tuple[int, ...]]]:

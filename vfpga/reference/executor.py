@@ -460,8 +460,9 @@ def run_reference(g: QGraph, x: np.ndarray, *, keep_all: bool = True) -> dict[st
             result[o + FLOAT_SUFFIX] = v
             continue
         f = v if v.dtype == np.float32 else dequantize(v, t[o].scale, t[o].zero_point)
-        if o in g.output_shapes:
-            f = f.reshape((v.shape[0], *g.output_shapes[o][1:]))
+        if o in g.output_shapes:  # rows broadcast from a constant: each item's rows stacked
+            shape = g.output_shapes[o]
+            f = f.reshape((v.shape[0] * shape[0], *shape[1:]))
         result[o + FLOAT_SUFFIX] = f
     return result
 

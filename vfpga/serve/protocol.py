@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from vfpga.backend.binary import Tensor
-from vfpga.emulator.tensor_layout import from_stored, ids_to_stored, to_stored, user_shape
+from vfpga.emulator.tensor_layout import (
+    accepted_shapes,
+    from_stored,
+    ids_to_stored,
+    to_stored,
+    user_shape,
+)
 from vfpga.errors import VfpgaError
 from vfpga.quant.index_inputs import INDEX_DTYPE
 
@@ -151,12 +157,14 @@ def decode_infer(
         dtype = DTYPES[dt_name]
         shape = item.get("shape")
         want = list(user_shape(t))
-        if not isinstance(shape, list) or not all(type(d) is int for d in shape) or shape != want:
+        if not isinstance(shape, list) or not all(type(d) is int for d in shape) or (
+                tuple(shape) not in accepted_shapes(t)):
             raise bad(
                 f"input '{name}': shape {shape!r} differs from the model's {want} "
                 "(NCHW, as in the ONNX model)"
             )
         n = math.prod(want)
+        want = shape  # the ONNX shape, or the 4-D form of a binary without ONNX shapes
         iparams = item.get("parameters") or {}
         if not isinstance(iparams, dict):
             raise bad(f"input '{name}': 'parameters' must be an object")

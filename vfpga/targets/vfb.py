@@ -36,6 +36,7 @@ from vfpga.backend.binary import (
     Tensor,
     VfbFile,
     empty_ifps,
+    record_user_shape,
     to_bytes,
     write_vfb,
 )
@@ -148,6 +149,10 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
     roles.update({t: "output" for t in g.outputs})
     floats = float_tensors(g)
     dyn = dynamic_outputs(g)
+    # the ONNX shapes of graph inputs and outputs that users see in another shape than
+    # the stored map gives (rank-3 sequences, (N, C) inputs, rows broadcast from a constant)
+    onnx_shapes = {**{n: s for n, s in g.input_shapes.items() if n in g.inputs},
+                   **{n: s for n, s in g.output_shapes.items() if n in g.outputs}}
     out: list[Tensor] = []
     index: dict[str, int] = {}
     for name in [*g.inputs, *(t for t in g.tensors if t not in g.inputs)]:
@@ -167,11 +172,15 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
         dtype = ("float32" if name in floats else
                  INDEX_DTYPE if name in g.index_inputs else "int8")
         index[name] = len(out)
-        out.append(Tensor(
+        rec = Tensor(
             name=name, role=roles.get(name, "activation"), dtype=dtype,
             layout="nhwc", shape=(1, h, w, c), ddr_offset=p.offset,
             size=h * w * c * DTYPE_BYTES[dtype], scale=float(t.scale),
-            zero_point=int(t.zero_point)))
+            zero_point=int(t.zero_point))
+        onnx_shape = onnx_shapes.get(name)
+        if onnx_shape is not None and tuple(onnx_shape) != record_user_shape(rec):
+            rec.onnx_shape = tuple(int(d) for d in onnx_shape)  # PROGRAM io_shapes
+        out.append(rec)
     return out, index
 
 
