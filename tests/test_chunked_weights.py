@@ -11,10 +11,12 @@ import pytest
 from emu_helpers import run_compiled
 from qgraph_builders import GraphBuilder
 
+from vfpga.compiler import ifpgen
 from vfpga.compiler.ifpgen import LoopNest, Tile, choose_plan, conv_ifp, weight_chunk
 from vfpga.compiler.plan import chunked_weights
 from vfpga.driver import compile_graph
 from vfpga.emulator import Accelerator
+from vfpga.emulator.timing import TimingParams, time_program
 from vfpga.errors import CompileError
 from vfpga.flow import emulate
 from vfpga.hw import load_hw
@@ -130,3 +132,24 @@ def test_burst_bytes() -> None:
         256 * 49 * b,  # fc6's chunk LOAD before: 12 544 rows of 5 bytes
         0,
     ]
+
+
+def test_timing_model_charges_bursts(fc, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With bursts charged, the chunk-by-chunk layout's weight LOADs (one box each) take
+    far less bus time than the whole layout's short rows; without, the timing model counts
+    bytes as the static model does (the default)."""
+    g, res = fc
+    monkeypatch.setattr(ifpgen, "_weight_chunk", lambda spec, hw: 0)
+    whole = compile_graph(g, HW, 4)
+    assert weight_chunk(whole.layers[0].spec, HW) == 0
+    bursts = TimingParams(burst_bytes=DDR_BURST_BYTES)
+
+    def fc_cycles(vfb, params=None) -> float:  # type: ignore[no-untyped-def]
+        """Cycles to the barrier of the chunked layer (layer 0)."""
+        st = time_program(vfb, HW, [0, 1, 2, 3], params=params)
+        return dict(st.barrier_times)[0] - st.start
+
+    t_chunked, t_whole = fc_cycles(res.vfb, bursts), fc_cycles(whole.vfb, bursts)
+    assert t_chunked < 0.8 * t_whole, (t_chunked, t_whole)
+    assert fc_cycles(res.vfb) < t_chunked  # every run rounded up to whole bursts
+    assert TimingParams().burst_bytes == 0
