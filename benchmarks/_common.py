@@ -38,7 +38,7 @@ def loaded_model(name: str, num_random: int = 8):  # -> vfpga.frontend.pipeline.
     return lm
 
 
-def ort_case(name: str):  # type: ignore[no-untyped-def]
+def ort_case(name: str):  # -> (LoadedModel, ndarray, InferenceSession, str, ndarray)
     """Bundled model ``name`` ready to time against onnxruntime: (its LoadedModel, a float32
     input drawn with seed 0, the onnxruntime QDQ session, the session's input name, the
     input as the emulator's int8 NHWC tensor)."""
