@@ -41,13 +41,14 @@ from vfpga.backend.binary import (
     write_vfb,
 )
 from vfpga.backend.retarget import dispatch_table
+from vfpga.compiler.ifpgen import stored_data
 from vfpga.compiler.plan import MemoryPlan, nchw
 from vfpga.errors import CompileError
 from vfpga.frontend.qgraph import QHostOp, dynamic_outputs, float_tensors
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.spec import HEADER_DTYPE, INSN_BYTES
 from vfpga.passes.dnn_plan_memory import StaticPassError, planned
-from vfpga.passes.dnn_tile import hw_of, layers_of
+from vfpga.passes.dnn_tile import hw_of, layer_specs_of, layers_of
 from vfpga.passes.ifp_select import CORES_ATTR
 from vfpga.quant.index_inputs import INDEX_DTYPE
 
@@ -137,7 +138,8 @@ def module_to_vfb(module: ModuleOp, hw: HardwareConfig | None = None) -> VfbFile
     return VfbFile.for_hw(
         hw, ddr_size=plan.ddr_size, data_offset=plan.data_offset, num_cores=cores,
         text=text.tobytes(), ifps=ifps, layers=layers, tensors=tensors,
-        host_ops=host_op_table(plan, accel, tindex), data=plan.data, dispatch=dispatch)
+        host_ops=host_op_table(plan, accel, tindex),
+        data=stored_data(plan, layer_specs_of(module), hw), dispatch=dispatch)
 
 
 def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
