@@ -9,6 +9,8 @@ reproduce every code, for overlapping kernels (tap order), more than 128 input c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import isa_reference as ref
 import numpy as np
 import onnx
@@ -117,6 +119,9 @@ def test_fsum_conv_equals_onnxruntime(case: tuple[int, ...]) -> None:
         xi = (x[0].astype(np.int16) - 128).astype(np.int8).transpose(1, 2, 0)
         got = fsum_conv(np.ascontiguousarray(xi), **conv)  # [oh][ow][co] int8
         np.testing.assert_array_equal(got.astype(np.int16) + 128, want.transpose(1, 2, 0))
+        # the numpy path (no numba) computes the same codes
+        slow = fsum_conv(np.ascontiguousarray(xi), **conv, use_compiled=False)
+        np.testing.assert_array_equal(slow, got)
 
 
 def test_fsum_harness_can_fail() -> None:
@@ -203,6 +208,36 @@ def test_kernel_equals_the_independent_reference(geo: dict, in_c: int) -> None:
     got = fsum_conv_insn(x, wq, praw, f)
     want = ref.fsum_conv(x, wq, rec, f, table if f["act"] == 3 else None)
     np.testing.assert_array_equal(got, want)
+
+
+def test_compiled_and_numpy_sums_agree_on_float32_values() -> None:
+    """The compiled tap sums (llvm.fma) and the numpy ones (exact fma_f32) give the same
+    float32 sums bit for bit, on random values of many magnitudes (ties and cancellations
+    included), so the codes cannot differ either."""
+    from vfpga.isa.float_conv import _kernel, _sums_numpy
+
+    sums = _kernel()
+    if sums is None:
+        pytest.skip("numba unavailable: only the numpy path exists")
+    rng = np.random.default_rng(11)
+    for in_c in (3, 200):
+        xf = (
+            rng.standard_normal((4, 5, in_c)) * 2.0 ** rng.integers(-20, 20, (4, 5, in_c))
+        ).astype(np.float32)
+        wt = (
+            rng.standard_normal((2, 3, in_c, 6)) * 2.0 ** rng.integers(-20, 20, (2, 3, in_c, 6))
+        ).astype(np.float32)
+        ridx = np.array([[0, 1, 2, 3], [1, 2, 3, 3]])
+        rreal = np.array([[True, True, False, True], [True, True, True, False]])
+        cidx = np.array([[0, 1, 2, 4], [1, 1, 3, 4], [0, 2, 4, 4]])
+        creal = np.array(
+            [[True, True, True, True], [False, True, True, True], [True, True, True, False]]
+        )
+        a = np.zeros((4, 4, 6), np.float32)
+        b = np.zeros((4, 4, 6), np.float32)
+        sums(xf, wt, ridx, rreal, cidx, creal, 128, a)
+        _sums_numpy(xf, wt, ridx, rreal, cidx, creal, 128, b)
+        np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
 
 
 @pytest.mark.parametrize(
@@ -302,3 +337,103 @@ def test_conv_transpose_of_a_1x1_map_sums_integers() -> None:
     lm = load_model(oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)]), num_random=4)
     convs = [n for n in lm.graph.nodes if isinstance(n, QConv)]
     assert convs and all(n.fsum_in_scale is None for n in convs)
+
+
+# ------------------------------------------------------------------ from the CLI
+
+
+def _invoke(*args: str):  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from vfpga.cli.main import cli
+
+    res = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert "Traceback" not in res.output
+    return res
+
+
+def _fp32_convt_model(path: Path) -> Path:
+    """fp32 ``Conv -> Relu -> ConvTranspose(k3 s2 p1 op1) -> Relu -> ConvTranspose(k2 s2)``."""
+    rng = np.random.default_rng(4)
+
+    def init(name: str, shape: tuple[int, ...], s: float) -> onnx.TensorProto:
+        return onnx.numpy_helper.from_array(
+            (rng.standard_normal(shape) * s).astype(np.float32), name
+        )
+
+    inits = [
+        init("w1", (8, 3, 3, 3), 0.3),
+        init("b1", (8,), 0.1),
+        init("wt1", (8, 6, 3, 3), 0.3),
+        init("bt1", (6,), 0.1),
+        init("wt2", (6, 4, 2, 2), 0.3),
+        init("bt2", (4,), 0.1),
+    ]
+    nodes = [
+        oh.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        oh.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        oh.make_node(
+            "ConvTranspose",
+            ["r1", "wt1", "bt1"],
+            ["t1"],
+            name="up1",
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+            output_padding=[1, 1],
+        ),
+        oh.make_node("Relu", ["t1"], ["r2"], name="relu2"),
+        oh.make_node(
+            "ConvTranspose",
+            ["r2", "wt2", "bt2"],
+            ["y"],
+            name="up2",
+            kernel_shape=[2, 2],
+            strides=[2, 2],
+        ),
+    ]
+    g = oh.make_graph(
+        nodes,
+        "convt",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32, 32])],
+        inits,
+    )
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def test_cli_compile_check_objdump_asm_and_hostile_words(tmp_path: Path) -> None:
+    """``vfpga compile --strict`` puts both ConvTransposes on the accelerator, ``vfpga
+    check`` passes on 1 and 4 cores with every int8 output identical to onnxruntime, the
+    disassembly shows the fsum words and assembles back to the same bytes; a word whose
+    fsum fields are invalid fails the run with one error naming the instruction."""
+    model = _fp32_convt_model(tmp_path / "m.onnx")
+    out = tmp_path / "m.vfb"
+    res = _invoke("compile", str(model), "-o", str(out), "--strict")
+    assert res.exit_code == 0, res.output
+    for cores in ("1", "4"):
+        res = _invoke("check", str(model), "--cores", cores)
+        assert res.exit_code == 0, res.output
+        assert "check passed" in res.output and "identical int8 outputs 100.00%" in res.output
+    res = _invoke("objdump", str(out), "-s")
+    assert res.exit_code == 0
+    text = res.output
+    assert text.count("fsum=1") >= 2 and "in_scale=" in text
+    (tmp_path / "m.s").write_text(text)
+    assert _invoke("asm", str(tmp_path / "m.s"), "-o", str(tmp_path / "again.vfb")).exit_code == 0
+    assert (tmp_path / "again.vfb").read_bytes() == out.read_bytes()
+    for old, new, message in [
+        ("fsum=1", "fsum=0", "is set without fsum (it must be 0)"),
+        ("acc_out=0 fsum=1", "acc_out=1 fsum=1", "cannot chain partial sums"),
+    ]:
+        (tmp_path / "bad.s").write_text(text.replace(old, new, 1))
+        assert (
+            _invoke("asm", str(tmp_path / "bad.s"), "-o", str(tmp_path / "bad.vfb")).exit_code == 0
+        )
+        res = _invoke("run", str(tmp_path / "bad.vfb"), "-o", str(tmp_path / "y.npy"))
+        assert res.exit_code == 2 and not (tmp_path / "y.npy").exists()
+        (err,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+        assert "CONV" in err and message in err, err
