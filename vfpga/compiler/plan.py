@@ -231,9 +231,11 @@ def conv_constants(n: QConv, in_zp: int) -> tuple[bytes, bytes]:
     sum(w), scale, divisor)`` (little-endian int32, float32, float32; ISA v2), where
     ``scale[c] = requant_scale(multiplier[c], shift[c])`` and ``divisor`` is the node's;
     with a ``table`` activation its :data:`~vfpga.isa.spec.ACT_TABLE_BYTES` entries follow
-    the records (docs/isa.md)."""
+    the records (docs/isa.md). A float32-summing conv (``fsum_in_scale``) keeps its bias
+    unfolded: its records are ``(bias, weight scale, output scale)``."""
     w = np.ascontiguousarray(n.weight.transpose(0, 2, 3, 1), dtype=np.int8)
-    bias = _fold_bias(n, in_zp)
+    # a float32-summing conv (ISA v5 fsum) dequantizes its int32 bias itself: no folding
+    bias = n.bias.astype(np.int64) if n.fsum_in_scale is not None else _fold_bias(n, in_zp)
     if np.abs(bias).max(initial=0) >= 2**31:
         raise OverflowError(f"conv '{n.name}': folded bias does not fit int32")
     rec = np.zeros(len(bias), PARAM_RECORD)
