@@ -314,7 +314,7 @@ def plan_memory(g: QGraph) -> MemoryPlan:
     floats = float_tensors(g)
     for r in sorted(first, key=lambda r: (first[r], r)):
         _, c, h, w = nchw(g.tensors[r])
-        dt_bytes = 4 if r in floats else 1
+        dt_bytes = 8 if r in g.index_inputs else 4 if r in floats else 1  # int64 ids
         sid[r] = len(storages)
         storages.append(Storage(r, _align(c * h * w * dt_bytes), first[r], last.get(r, first[r])))
     # 3. first-fit allocation with liveness reuse
