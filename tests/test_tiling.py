@@ -228,3 +228,22 @@ def test_timing_words_key_the_latency_by_everything_but_ddr_addresses() -> None:
     assert simulate(ia, POOL16) == simulate(ib, POOL16)
     narrow = encode_batch(make_ifp(spec, Tile(0, 5, 0, 16, 3, 6), POOL16).insns)
     assert timing_words(narrow) != timing_words(wa)
+
+
+@pytest.mark.parametrize("cores", [11, 13, 15])
+def test_channel_tiles_of_one_pixel_layers_emulate_bit_exactly(cores: int) -> None:
+    """A global pooling and a fully connected layer whose tiles on ``cores`` cores start
+    at channels that are not multiples of 8 compute the integer reference exactly."""
+    from vfpga.driver import compile_graph
+    from vfpga.flow import check_one
+
+    b = GraphBuilder((300, 3, 3), seed=3)
+    y = b.conv(b.pool(b.input, "global_avg"), 1000, (1, 1))
+    g = b.build([y])
+    res = compile_graph(g, POOL16, cores)
+    d = res.vfb.dispatch
+    run = res.vfb.ifps[d["arg"][d["kind"] == 0]]  # the IFPs the dispatch table runs
+    assert (run["c0"] % 8 != 0).any()
+    x = np.random.default_rng(5).standard_normal((1, 300, 3, 3)).astype(np.float32)
+    rep = check_one(res, POOL16, x, list(range(cores)))
+    assert rep.ok, rep.first_mismatch
