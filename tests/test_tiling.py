@@ -14,6 +14,7 @@ from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import VerifyException
 
+from vfpga.compiler import tiling
 from vfpga.compiler.assign import lower_bound, lpt
 from vfpga.compiler.ifpgen import LayerSpec, Tile, TileDoesNotFit, make_ifp
 from vfpga.compiler.latency import simulate, timing_words
@@ -117,6 +118,51 @@ def test_every_core_count_gets_a_balanced_candidate(shape: tuple[int, int, int, 
     assert any(t.rows(oh) != (0, oh) for x in cands for t in x.tiles)
 
 
+def _cover_once(tiles: tuple[Tile, ...], out_shape: tuple[int, int, int]) -> bool:
+    co, oh, ow = out_shape
+    cover = np.zeros((co, oh, ow), np.int64)
+    for t in tiles:
+        h0, h1 = t.rows(oh)
+        cover[t.c0:t.c1, h0:h1, t.w0:t.w1] += 1
+    return bool((cover == 1).all())
+
+
+def test_depthwise_partitions_are_refined_by_bisection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A depthwise layer whose guillotine partition into k tiles is far from its bound
+    (MobileNet v1's 256x28x28 depthwise 3x3 at k = 14: 1.2x) gets the recursive
+    bisection's partition: it covers the output once, its longest tile (simulated) is
+    shorter by a tenth, and the layer on k cores comes within 8% of the layer bound."""
+    spec = _specs(_graph("conv", 256, 28, 28, 256, 3, 1, 256))[-1]
+    k = 14
+
+    def longest(cands: list[tiling.Candidate]) -> int:
+        (x,) = [x for x in cands if len(x.tiles) == k]
+        assert _cover_once(x.tiles, spec.out_shape)
+        return max(simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in x.tiles)
+
+    refined = candidates(spec, POOL16)
+    monkeypatch.setattr(tiling, "BISECT_SLACK", float("inf"))
+    spec.plan_cache.clear()
+    guillotine = candidates(spec, POOL16)
+    assert longest(refined) < 0.9 * longest(guillotine)
+    lat = [[simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in x.tiles] for x in refined]
+    best = min(lpt(lt, k)[1] for lt in lat)
+    assert best <= 1.08 * min(lower_bound(lt, k) for lt in lat)
+
+
+def test_single_pixel_layers_are_split_at_any_channel() -> None:
+    """A fully connected layer (one output pixel, 1000 channels, bound by loading its
+    weights) is balanced on 15 cores by channel ranges that are not multiples of 8 (125
+    groups of 8 would leave one core 9 groups, 8% above the average)."""
+    b = GraphBuilder((1024, 1, 1), seed=1)
+    spec = _specs(b.build([b.conv(b.input, 1000, (1, 1))]))[-1]
+    (x,) = [x for x in candidates(spec, POOL16) if len(x.tiles) == 15]
+    assert _cover_once(x.tiles, spec.out_shape)
+    assert any(t.c0 % 8 for t in x.tiles)
+    lat = [simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in x.tiles]
+    assert max(lat) <= 1.02 * sum(lat) / 15
+
+
 def _parse(text: str) -> ModuleOp:
     ctx = Context()
     for name, factory in get_all_dialects().items():
@@ -182,3 +228,22 @@ def test_timing_words_key_the_latency_by_everything_but_ddr_addresses() -> None:
     assert simulate(ia, POOL16) == simulate(ib, POOL16)
     narrow = encode_batch(make_ifp(spec, Tile(0, 5, 0, 16, 3, 6), POOL16).insns)
     assert timing_words(narrow) != timing_words(wa)
+
+
+@pytest.mark.parametrize("cores", [11, 13, 15])
+def test_channel_tiles_of_one_pixel_layers_emulate_bit_exactly(cores: int) -> None:
+    """A global pooling and a fully connected layer whose tiles on ``cores`` cores start
+    at channels that are not multiples of 8 compute the integer reference exactly."""
+    from vfpga.driver import compile_graph
+    from vfpga.flow import check_one
+
+    b = GraphBuilder((300, 3, 3), seed=3)
+    y = b.conv(b.pool(b.input, "global_avg"), 1000, (1, 1))
+    g = b.build([y])
+    res = compile_graph(g, POOL16, cores)
+    d = res.vfb.dispatch
+    run = res.vfb.ifps[d["arg"][d["kind"] == 0]]  # the IFPs the dispatch table runs
+    assert (run["c0"] % 8 != 0).any()
+    x = np.random.default_rng(5).standard_normal((1, 300, 3, 3)).astype(np.float32)
+    rep = check_one(res, POOL16, x, list(range(cores)))
+    assert rep.ok, rep.first_mismatch

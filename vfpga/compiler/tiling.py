@@ -30,11 +30,18 @@ by their largest tile counted in PE cells (a row x ``pixel_parallel`` columns x
 estimated in cycles, and so is every one-axis split (PE cells ignore the weights a tile
 reloads, which favour channel splits of weight-heavy layers). Equal partitions found for
 several ``k`` are kept once.
+
+A depthwise CONV or a layer of one output pixel whose balanced partition into ``k``
+tiles is longer than :data:`BISECT_SLACK` times the layer's estimated bound (the least
+``max(total / k, longest)`` over its partitions, as the dynamic pass's ``mk/LB``) is
+searched again by recursive bisection (:class:`_Bisection`: cut in two, each half cut
+independently), which the guillotine families cannot express.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
@@ -492,6 +499,121 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
     return found
 
 
+#: a ``k``-tile balanced partition whose estimated longest tile exceeds this factor times
+#: the layer's estimated bound (:func:`_refine`) is searched again by recursive bisection
+BISECT_SLACK = 1.02
+
+_Box = tuple[int, int, int, int, int, int]  # h0, h1, w0, w1, c0, c1
+
+
+class _Bisection:
+    """Recursive bisection of one layer's output (memo shared by every ``k``): a box is
+    cut along rows, columns (multiples of the pixel parallelism) or output channels (the
+    channel unit) into two boxes holding ``n // 2`` and ``n - n // 2`` of its ``n`` tiles
+    (either way round), each cut where the parts' extents are proportional to their tile
+    counts; the best is the one of least estimated longest tile. Unlike the guillotine
+    families of :func:`_families` the two halves are cut independently, which balances
+    layers (small depthwise and 1x1 CONVs) whose every one- or two-level partition leaves
+    one tile a unit larger than the rest. A layer of one output pixel (a fully connected
+    layer, a global pooling) has only its channels to balance: they are cut at any channel
+    (its tiles are bound by loading weights or inputs, which a partial PE lane does not
+    slow), not at the ``out_channel_parallel`` of the other searches."""
+
+    def __init__(self, lay: _Layout, cost: _Costs) -> None:
+        self.lay, self.cost = lay, cost
+        self.memo: dict[tuple[int, ...], tuple[float, tuple[Tile, ...]]] = {}
+        c_unit = lay.units["c"][0]
+        if lay.size["h"] * lay.size["w"] == 1 and cost.spec.channel_unit == 1:
+            c_unit = 1
+        self.unit = {"h": 1, "w": lay.lane["w"], "c": c_unit}
+        self.ax = {"h": 0, "w": 2, "c": 4}
+
+    def _low(self, box: _Box, n: int) -> float:
+        """A lower bound of the longest of ``n`` tiles sharing ``box`` (they share its work:
+        partial lanes, halos and reloads only add)."""
+        h0, h1, w0, w1, c0, c1 = box
+        t = Tile(w0, w1, c0, c1, h0, h1)
+        return self.cost.lower(t, self.cost.key(t)) / n
+
+    def best(self, box: _Box, n: int, cap: float = math.inf,
+             ) -> tuple[float, tuple[Tile, ...]]:
+        """(estimated longest tile, tiles) of the best bisection of ``box`` into ``n``
+        tiles (``inf``, () if none fits); a result not below ``cap`` may be any value
+        not below it (branch and bound)."""
+        key = (*box, n)
+        got = self.memo.get(key)
+        if got is not None and (got[1] or got[0] >= cap):
+            return got
+        h0, h1, w0, w1, c0, c1 = box
+        low = self._low(box, n)
+        if low >= cap:
+            return low, ()
+        if n == 1:
+            t = Tile(w0, w1, c0, c1, h0, h1)
+            cycles = self.cost(t)
+            got = self.memo[key] = (math.inf, ()) if cycles is None else (float(cycles), (t,))
+            return got
+        res: tuple[float, tuple[Tile, ...]] = (math.inf, ())
+        bound = cap
+        for axis in self.lay.axes:
+            i, unit = self.ax[axis], self.unit[axis]
+            a, b = box[i], box[i + 1]
+            units = -(-(b - a) // unit)
+            for n1 in sorted({n // 2, n - n // 2}):
+                cut = a + ((units * n1 * 2 + n) // (2 * n)) * unit
+                if not a < cut < b:
+                    continue
+                left = list(box)
+                right = list(box)
+                left[i + 1] = right[i] = cut
+                lv = self.best(cast(_Box, tuple(left)), n1, bound)
+                if lv[0] >= bound:
+                    continue
+                rv = self.best(cast(_Box, tuple(right)), n - n1, bound)
+                v = max(lv[0], rv[0])
+                if v < bound:
+                    bound, res = v, (v, lv[1] + rv[1])
+        if res[1] or cap == math.inf:
+            self.memo[key] = res
+        elif got is None or got[0] < bound:
+            self.memo[key] = (bound, ())
+        return res if res[1] else (bound, ())
+
+
+def _refine(spec: LayerSpec, found: dict[int, tuple[Tile, ...]], costs: _Costs,
+            hw: HardwareConfig) -> dict[int, tuple[Tile, ...]]:
+    """Replace a balanced partition that is far from the layer's bound by a recursive
+    bisection (:class:`_Bisection`) when that has a shorter estimated longest tile. The
+    bound of ``k`` is the least over the partitions found of ``max(total / k, longest)``
+    (estimated), as the dynamic pass's layer bound (docs/dynamic.md); only a ``k`` whose
+    longest tile exceeds it by more than :data:`BISECT_SLACK` is searched again.
+
+    Only depthwise CONVs and layers of one output pixel are refined: there the guillotine
+    families fall furthest short (MobileNet v1 up to 1.22x its bound at k = 14, from
+    load-bound tiles whose row and column cuts reload halos, and a fully connected layer
+    split in 8-channel steps). On dense CONVs the bisection gains little (Inception v3:
+    mean ``mk/LB`` at k = 15 1.046 -> 1.043) and its tile estimates cost a sixth more
+    compile time, which issue 13's budget does not allow (docs/dynamic.md)."""
+    if not (spec.depthwise or spec.out_shape[1] * spec.out_shape[2] == 1) or not found:
+        return found
+    est = {k: [costs(t) or 0 for t in tiles] for k, tiles in found.items()}
+    stats = [(sum(v), max(v)) for v in est.values()]
+    bis: _Bisection | None = None
+    out = dict(found)
+    co, oh, ow = spec.out_shape
+    for k, v in est.items():
+        if k == 1:
+            continue
+        bound = min(max(tot / k, mx) for tot, mx in stats)
+        if max(v) <= BISECT_SLACK * bound:
+            continue
+        bis = bis or _Bisection(_Layout(spec, hw), costs)
+        val, tiles = bis.best((0, oh, 0, ow, 0, co), k, float(max(v)))
+        if tiles and val < max(v):
+            out[k] = tiles
+    return out
+
+
 def _axis(tiles: tuple[Tile, ...], spec: LayerSpec) -> str:
     co, oh, ow = spec.out_shape
     full_h = all(t.rows(oh) == (0, oh) for t in tiles)
@@ -514,9 +636,13 @@ def candidates(spec: LayerSpec, hw: HardwareConfig, max_parts: int = MAX_PARTS,
     search = search or _Search()
     out: list[Candidate] = []
     seen: set[tuple[Tile, ...]] = set()
+    found: dict[int, tuple[Tile, ...]] = {}
     for k in range(1, max(1, min(hw.num_cores, max_parts)) + 1):
         tiles = balanced_partition(spec, hw, k, costs, search)
-        if tiles is None or tiles in seen:
+        if tiles is not None:
+            found[k] = tiles
+    for k, tiles in _refine(spec, found, costs, hw).items():
+        if tiles in seen:
             continue
         seen.add(tiles)
         out.append(Candidate(_axis(tiles, spec), k, tiles))
