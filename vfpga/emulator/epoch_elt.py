@@ -42,10 +42,13 @@ from vfpga.emulator.ddr import Region
 from vfpga.emulator.epoch import (
     EpochPlan,
     _Box,
+    _box_extent,
     _copy_step,
     _CoreWork,
     _disjoint,
+    _extent,
     _load_write,
+    _merged,
     _NoEpoch,
     _raw,
     _saved,
@@ -207,16 +210,21 @@ def build(work: Sequence[tuple[Core, ExecContext, SegmentPlan]]) -> EltEpochPlan
         raise _NoEpoch
     ep = EltEpochPlan(region, elts, _runs(elts))
     ep.saves = [_copy_step(region.box_view(*sb), ep.result(e)) for e, sb in saves]
+    ep.saved = _merged([_extent(*sb) for _, sb in saves])
     for k, (core, _ctx, seg_plan) in enumerate(work):
         mine, ver = per_core[k]
         redo: list[Callable[[], None]] = []
+        spans: list[tuple[Buffer, int, int]] = []
+        reads: list[tuple[int, int] | None] = []
         for _wid, w in _survivors(writes, mine, ver):
+            spans.append((w.buf, w.addr, w.nbytes))
+            reads.append(None if w.box is None else _box_extent(w.box))
             if w.box is not None:
                 redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
             else:
                 obuf = core.buffers[Buffer.OBUF][w.addr : w.addr + w.nbytes]
                 redo.append(_copy_step(obuf, ep.result(w.unit)))
-        ep.cores.append(_CoreWork(core, seg_plan, 0, redo))
+        ep.cores.append(_CoreWork(core, seg_plan, 0, redo, spans, reads))
     return ep
 
 
