@@ -76,3 +76,34 @@ def test_scenario_errors(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["experiment", "scaling", "--out", str(tmp_path),
                                  "--models", "alexnet"])
     assert r.exit_code != 0 and "unknown model" in r.output
+
+
+def test_cached_binary_built_by_other_code_is_rebuilt(tmp_path, monkeypatch) -> None:
+    """A cached paper-model binary is reused only if the sidecar records this code's source
+    digest: one built before a compiler change (e.g. new tilings) is rebuilt."""
+    import json
+    from types import SimpleNamespace
+
+    from vfpga.experiments import models
+    from vfpga.fileio import source_digest
+
+    vfb_path = tmp_path / "tiny.pool16.vfb"
+    vfb_path.write_bytes(b"old")
+    vfb_path.with_suffix(".json").write_text(json.dumps({"static_seconds": 1.0,
+                                                          "source": "0" * 16}))
+    built: list[str] = []
+    monkeypatch.setattr("vfpga.models.export_model", lambda name: f"onnx:{name}")
+    monkeypatch.setattr("vfpga.frontend.pipeline.load_qgraph",
+                        lambda model, num_random: (f"graph:{model}", None))
+    monkeypatch.setattr("vfpga.driver.compile_graph",
+                        lambda g, hw, cores: SimpleNamespace(vfb=f"vfb:{g}:{cores}"))
+    monkeypatch.setattr(models, "write_vfb",
+                        lambda path, vfb: (built.append(vfb), path.write_bytes(b"new")))
+    monkeypatch.setattr(models, "read_vfb", lambda path, hw: f"read:{path.read_bytes()!r}")
+
+    first = models.compiled_model("tiny", "pool16", cache=tmp_path)
+    assert built == ["vfb:graph:onnx:tiny:16"] and first.vfb == "vfb:graph:onnx:tiny:16"
+    meta = json.loads(vfb_path.with_suffix(".json").read_text())
+    assert meta["source"] == source_digest()
+    again = models.compiled_model("tiny", "pool16", cache=tmp_path)
+    assert len(built) == 1 and again.vfb == "read:b'new'"

@@ -6,7 +6,9 @@ count) and the binary compiled for the large-core baseline (``large1``, 1 core),
 measured static compile time. Building a model (export, quantization on 2 random
 calibration inputs, static compile) takes 10-90 s, so the binaries are cached under
 :func:`cache_dir` as ``NAME.HW.vfb`` with a ``NAME.HW.json`` sidecar holding the static
-compile seconds. Timing does not depend on the weights or the data (only on the
+compile seconds and the :func:`~vfpga.fileio.source_digest` of the code that built it (a
+binary built by other compiler code, e.g. before a change of tilings, is rebuilt, not
+reused). Timing does not depend on the weights or the data (only on the
 instruction fields), so the calibration set does not matter here.
 """
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfpga.backend.binary import VfbFile, read_vfb, write_vfb
-from vfpga.fileio import atomic_write
+from vfpga.fileio import atomic_write, source_digest
 from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
 
 #: The four models of the paper's evaluation, in the order of its figures.
@@ -67,11 +69,14 @@ def compiled_model(name: str, hw_name: str = DEFAULT_HW, cache: Path | None = No
     folder = cache or cache_dir()
     path = folder / f"{name}.{hw_name}.vfb"
     meta = path.with_suffix(".json")
+    source = source_digest()
     if path.is_file() and meta.is_file():
         try:
             info = json.loads(meta.read_text())
-            vfb = read_vfb(path, hw)
-            return CompiledModel(name, hw, cores, vfb, float(info["static_seconds"]), path)
+            if info.get("source") == source:
+                vfb = read_vfb(path, hw)
+                return CompiledModel(name, hw, cores, vfb, float(info["static_seconds"]),
+                                     path)
         except Exception:  # stale cache (older format or hardware): rebuild
             pass
     from vfpga.driver import compile_graph
@@ -86,7 +91,8 @@ def compiled_model(name: str, hw_name: str = DEFAULT_HW, cache: Path | None = No
     res = compile_graph(g, hw, cores=cores)
     seconds = time.perf_counter() - t0
     write_vfb(path, res.vfb)
-    atomic_write(meta, json.dumps({"static_seconds": seconds, "model": name, "hw": hw_name}))
+    atomic_write(meta, json.dumps({"static_seconds": seconds, "model": name, "hw": hw_name,
+                                    "source": source}))
     return CompiledModel(name, hw, cores, res.vfb, seconds, path)
 
 
