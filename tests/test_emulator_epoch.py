@@ -180,6 +180,10 @@ def test_depthwise_epochs_are_exact(dw_net, n: int) -> None:  # type: ignore[no-
     assert dw
     if n > 1:  # the cores' tiles side by side along the channels: one call per geometry
         assert any(len(gr.tiles) > 1 for gr in dw)
+        # gathered from DDR by the compiled im2col (adjacent channel slices as one box)
+        prm = [gr.cols_params.get((-1, -1)) for gr in dw if len(gr.tiles) > 1]
+        assert any(p is not None and len(p[0]) < len(gr.tiles) for p, gr in zip(
+            prm, [gr for gr in dw if len(gr.tiles) > 1], strict=True))
 
 
 def test_unforeseen_instruction_forms_fall_back(net, monkeypatch) -> None:  # type: ignore[no-untyped-def]

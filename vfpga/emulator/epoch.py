@@ -68,7 +68,7 @@ import bisect
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -604,7 +604,13 @@ class EpochPlan:
         each tile's sums in its column block). A lone tile is read from DDR in place
         (materialized first only if the LOAD padded it); several are copied side by side."""
         box, geo = g.tiles[0].links[0]
-        if len(g.tiles) == 1:
+        if (-1, -1) not in g.cols_params:
+            g.cols_params[-1, -1] = _dw_params(g)
+        prm = g.cols_params[-1, -1]
+        if (len(g.tiles) > 1 or any(box.pads)) and prm is not None and prm[1] <= mem.size:
+            x = np.empty((geo.in_h, geo.in_w, g.n), np.uint8)
+            jit_cols.cols(mem, x.reshape(-1), prm[0])
+        elif len(g.tiles) == 1:
             x = _strided(mem, box.ddr, box.n0, box.n1, box.n2, box.s0, box.s1)
             if any(box.pads):
                 t, _, lf, _ = box.pads
@@ -922,46 +928,84 @@ def _cols_params(g: _Group, first: int, count: int, k: int) -> tuple[np.ndarray,
     ``first .. first + count - 1`` of every tile of ``g`` (as :meth:`EpochPlan._cols`
     lays them out, rows ``k`` bytes), and the DDR bytes the boxes need; None if the
     kernel is not compiled or a box has a negative offset or stride."""
-    if not jit_cols.available():
-        return None
     rows: list[tuple[int, ...]] = []
-    need = 0
     r0 = 0
     for t in g.tiles:
         c0 = 0
         for box, geo in t.links[first : first + count]:
-            if min(box.ddr, box.s0, box.s1) < 0 or box.n2 != geo.in_c:
-                return None
-            need = max(need, _box_extent(box)[1])
-            rows.append(
-                (
-                    box.ddr,
-                    box.n0,
-                    box.n1,
-                    box.s0,
-                    box.s1,
-                    box.pads[0],
-                    box.pads[2],
-                    box.pad_value & 0xFF,
-                    geo.in_c,
-                    geo.in_h,
-                    geo.in_w,
-                    geo.kh,
-                    geo.kw,
-                    geo.stride[0],
-                    geo.stride[1],
-                    geo.pads[0],
-                    geo.pads[2],
-                    geo.pad_value & 0xFF,
-                    geo.oh,
-                    geo.ow,
-                    r0 * k + c0,
-                    k,
-                )
-            )
+            rows.append(_cols_row(box, geo, geo, r0 * k + c0, k, kernels.U8_BIAS))
             c0 += geo.kh * geo.kw * geo.in_c
         r0 += t.rows
-    return np.array(rows, np.int64).reshape(-1, len(jit_cols.FIELDS)), need
+    return _params_of(g, rows)
+
+
+def _dw_params(g: _Group) -> tuple[np.ndarray, int] | None:
+    """As :func:`_cols_params`, for the input of a depthwise group: its tiles side by side
+    along the channels, as the LOADs leave them (an im2col of a 1x1 kernel, bytes as
+    they are), ``[in_h][in_w][N]``."""
+    boxes: list[_Box] = []
+    for t in g.tiles:  # channel slices of one DDR map side by side: one box
+        box = t.links[0][0]
+        last = boxes[-1] if boxes else None
+        if last is not None and last.ddr + last.n2 == box.ddr and last.n2 <= box.s1 and (
+            replace(last, ddr=box.ddr, n2=box.n2) == box
+        ):
+            boxes[-1] = replace(last, n2=last.n2 + box.n2)
+        else:
+            boxes.append(box)
+    rows: list[tuple[int, ...]] = []
+    c0 = 0
+    for box in boxes:
+        h, w, c = box.shape
+        one = kernels.ConvGeometry(h, w, c, c, 1, 1, 1, (1, 1), (0, 0, 0, 0), 0, h, w, "")
+        rows.append(_cols_row(box, one, one, c0, g.n, 0))
+        c0 += c
+    return _params_of(g, rows)
+
+
+def _cols_row(
+    box: _Box, tile: kernels.ConvGeometry, geo: kernels.ConvGeometry, at: int, rs: int, flip: int
+) -> tuple[int, ...]:
+    """One parameter row of :func:`vfpga.emulator.jit_cols.cols`: the LOAD ``box`` fills
+    the tile of ``tile``'s input shape, read through the window geometry ``geo``."""
+    return (
+        box.ddr,
+        box.n0,
+        box.n1,
+        box.s0,
+        box.s1,
+        box.pads[0],
+        box.pads[2],
+        box.pad_value & 0xFF,
+        tile.in_c if box.n2 == tile.in_c else -1,
+        tile.in_h,
+        tile.in_w,
+        geo.kh,
+        geo.kw,
+        geo.stride[0],
+        geo.stride[1],
+        geo.pads[0],
+        geo.pads[2],
+        geo.pad_value & 0xFF,
+        geo.oh,
+        geo.ow,
+        at,
+        rs,
+        flip,
+    )
+
+
+def _params_of(g: _Group, rows: list[tuple[int, ...]]) -> tuple[np.ndarray, int] | None:
+    """The rows as the int64 array :func:`vfpga.emulator.jit_cols.cols` takes and the DDR
+    bytes their boxes need; None if the kernel is not compiled or a row is not one it is
+    written for (a negative offset or stride, a box narrower than its tile's channels)."""
+    if not jit_cols.available() or not rows:
+        return None
+    prm = np.array(rows, np.int64).reshape(-1, len(jit_cols.FIELDS))
+    if int(prm[:, [0, 3, 4, 8]].min()) < 0:
+        return None
+    need = prm[:, 0] + (prm[:, 1] - 1) * prm[:, 3] + (prm[:, 2] - 1) * prm[:, 4] + prm[:, 8]
+    return prm, int(need.max())
 
 
 def _cols_into(

@@ -10,11 +10,13 @@ LOAD reads, for all tiles of a product in one compiled call.
 Semantics (exactly those of :func:`vfpga.emulator.epoch._cols_into`, which the tests
 compare with): for tile ``j`` with parameters ``p = params[j]`` (see :data:`FIELDS`), row
 ``oy * ow + ox`` of its block (at byte ``at`` of ``a``, rows ``rs`` bytes apart), column
-``(ky * kw + kx) * c + k`` holds ``X[oy * sh + ky - gt, ox * sw + kx - gl, k] ^ 0x80``
+``(ky * kw + kx) * c + k`` holds ``X[oy * sh + ky - gt, ox * sw + kx - gl, k] ^ flip``
 where ``X`` is the CONV's input tile ``[in_h][in_w][c]`` read as ``gpad`` (the CONV's
 pad byte) outside it; the tile is the LOAD's box ``[n0][n1][c]`` at DDR byte ``ddr``
 (strides ``s0``, ``s1``, 1), ``bt`` rows and ``bl`` columns into the tile, and ``bpad``
-(the LOAD's pad byte) around it. ``0x80`` is :data:`vfpga.emulator.kernels.U8_BIAS`.
+(the LOAD's pad byte) around it. ``flip`` is :data:`vfpga.emulator.kernels.U8_BIAS`
+for the uint8 im2col of the integer products, 0 for the bytes as they are (a depthwise
+group's tiles side by side: a 1x1 window, ``rs`` the group's channels).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ FIELDS = (
     "ow",
     "at",
     "rs",
+    "flip",
 )
 
 
@@ -68,10 +71,11 @@ def _compile() -> Callable[..., None]:
         for j in range(params.shape[0]):
             p = params[j]
             ddr, n0, n1, s0, s1, bt, bl = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
-            bpad = np.uint8(p[7] ^ 0x80)
+            flip = np.uint8(p[22])
+            bpad = np.uint8(p[7] ^ p[22])
             c, in_h, in_w, kh, kw, sh, sw = p[8], p[9], p[10], p[11], p[12], p[13], p[14]
             gt, gl = p[15], p[16]
-            gpad = np.uint8(p[17] ^ 0x80)
+            gpad = np.uint8(p[17] ^ p[22])
             oh, ow, at, rs = p[18], p[19], p[20], p[21]
             row = kw * c  # bytes of one kernel row of an im2col row
             dense = s1 == c  # the box's pixels side by side: a kernel row is one run
@@ -92,7 +96,7 @@ def _compile() -> Callable[..., None]:
                             dst = a[d : d + row]
                             src = mem[ddr + ty * s0 + tx0 * s1 : ddr + ty * s0 + tx0 * s1 + row]
                             for k in range(row):
-                                dst[k] = src[k] ^ np.uint8(0x80)
+                                dst[k] = src[k] ^ flip
                             d += row
                             continue
                         for kx in range(kw):
@@ -109,7 +113,7 @@ def _compile() -> Callable[..., None]:
                                 s = ddr + ty * s0 + tx * s1
                                 src = mem[s : s + c]
                                 for k in range(c):
-                                    dst[k] = src[k] ^ np.uint8(0x80)
+                                    dst[k] = src[k] ^ flip
                             d += c
 
     # compile (or load from numba's cache) the signature the epoch plans call
