@@ -186,6 +186,63 @@ def test_depthwise_epochs_are_exact(dw_net, n: int) -> None:  # type: ignore[no-
             prm, [gr for gr in dw if len(gr.tiles) > 1], strict=True))
 
 
+@pytest.fixture(scope="module")
+def pool_net():  # type: ignore[no-untyped-def]
+    """Max (padded, strided), average (padded, with and without the padding counted) and
+    global average pooling between convolutions."""
+    b = GraphBuilder((24, 21, 21), seed=7)
+    y = b.conv(b.input, 48)
+    y = b.pool(y, "max", k=3, s=2, p=1)
+    y = b.pool(y, "avg", k=3, s=1, p=1, include_pad=True)
+    y = b.conv(y, 40, k=(1, 1))
+    y = b.pool(y, "avg", k=3, s=1, p=1)
+    y = b.pool(y, "global_avg")
+    g = b.build([y], "pool-epochs")
+    return g, {c: compile_graph(g, HW, c) for c in (3, 8)}
+
+
+@pytest.mark.parametrize("n", [3, 8])
+def test_pooling_epochs_are_exact(pool_net, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Pooling layers on several cores run as pooling epoch plans (the tiles of one kind
+    side by side along the channels, one call each) with the interpreter's bytes
+    everywhere: DDR, every buffer of every core, counters."""
+    from vfpga.emulator.epoch_pool import PoolEpochPlan
+
+    g, res = pool_net
+    slow, _, _ = _run(g, res[n], CORES[n], fast=False)
+    fast, t, _ = _run(g, res[n], CORES[n], fast=True, runs=2)
+    assert fast[2], fast[3]
+    assert fast == slow
+    pools = [ep for ep in _epochs(t) if isinstance(ep, PoolEpochPlan)]
+    assert len(pools) == 4
+    assert any(len(gr.pools) > 1 for ep in pools for gr in ep.pool_groups)
+
+
+def test_a_nan_average_leaves_the_epoch_to_the_cores(pool_net, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A pooling epoch whose kernel reports a NaN average writes nothing: the cores run
+    their own plans (which, on a real NaN, fault where the interpreter does)."""
+    import vfpga.emulator.epoch_pool as ep_mod
+
+    g, res = pool_net
+    calls = []
+    orig = ep_mod._pool_call
+
+    def nan_step(kw, x, out):  # type: ignore[no-untyped-def]
+        step = orig(kw, x, out)
+
+        def run():  # type: ignore[no-untyped-def]
+            calls.append(1)
+            step()
+            return "a NaN average (forced)"
+
+        return run
+
+    monkeypatch.setattr(ep_mod, "_pool_call", nan_step)
+    slow, _, _ = _run(g, res[8], CORES[8], fast=False)
+    fast, _, _ = _run(g, res[8], CORES[8], fast=True, runs=2)
+    assert calls and fast == slow  # the cores' own plans computed the (finite) averages
+
+
 def test_unforeseen_instruction_forms_fall_back(net, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """An analysis or a product that raises (an instruction form the epoch plans were not
     written for) is no fault: the cores run their own plans, with the same bytes."""

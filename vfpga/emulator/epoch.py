@@ -382,6 +382,17 @@ class EpochPlan:
         self._prev = None
         self._chain = None
 
+    def _bare(self, region: Region) -> None:
+        """Set the fields of a plan without products or parameters of its own (the
+        element-wise and pooling epochs compute their results their own way)."""
+        self.region = region
+        self.cores = []
+        self.units = []
+        self.groups = []
+        self.saves = []
+        self.budget = None
+        self.declined = False
+
     # ------------------------------------------------------------------ run
     def run_after(self, counters: Sequence[CoreCounters], prev: Deferred | None) -> Deferred | None:
         """:meth:`run` the epoch after the epoch plans ``prev`` (none of them this one)
@@ -605,7 +616,7 @@ class EpochPlan:
         (materialized first only if the LOAD padded it); several are copied side by side."""
         box, geo = g.tiles[0].links[0]
         if (-1, -1) not in g.cols_params:
-            g.cols_params[-1, -1] = _dw_params(g)
+            g.cols_params[-1, -1] = _side_by_side(g.tiles, g.n)
         prm = g.cols_params[-1, -1]
         if (len(g.tiles) > 1 or any(box.pads)) and prm is not None and prm[1] <= mem.size:
             x = np.empty((geo.in_h, geo.in_w, g.n), np.uint8)
@@ -936,15 +947,16 @@ def _cols_params(g: _Group, first: int, count: int, k: int) -> tuple[np.ndarray,
             rows.append(_cols_row(box, geo, geo, r0 * k + c0, k, kernels.U8_BIAS))
             c0 += geo.kh * geo.kw * geo.in_c
         r0 += t.rows
-    return _params_of(g, rows)
+    return _params_of(rows)
 
 
-def _dw_params(g: _Group) -> tuple[np.ndarray, int] | None:
-    """As :func:`_cols_params`, for the input of a depthwise group: its tiles side by side
-    along the channels, as the LOADs leave them (an im2col of a 1x1 kernel, bytes as
-    they are), ``[in_h][in_w][N]``."""
+def _side_by_side(tiles: list[_Tile], n: int) -> tuple[np.ndarray, int] | None:
+    """As :func:`_cols_params`, for the input tiles of a depthwise group (or a pooling
+    group, :mod:`vfpga.emulator.epoch_pool`): side by side along the channels (``n`` in
+    all), as the LOADs leave them (an im2col of a 1x1 window, bytes as they are),
+    ``[in_h][in_w][n]``."""
     boxes: list[_Box] = []
-    for t in g.tiles:  # channel slices of one DDR map side by side: one box
+    for t in tiles:  # channel slices of one DDR map side by side: one box
         box = t.links[0][0]
         last = boxes[-1] if boxes else None
         if last is not None and last.ddr + last.n2 == box.ddr and last.n2 <= box.s1 and (
@@ -958,9 +970,9 @@ def _dw_params(g: _Group) -> tuple[np.ndarray, int] | None:
     for box in boxes:
         h, w, c = box.shape
         one = kernels.ConvGeometry(h, w, c, c, 1, 1, 1, (1, 1), (0, 0, 0, 0), 0, h, w, "")
-        rows.append(_cols_row(box, one, one, c0, g.n, 0))
+        rows.append(_cols_row(box, one, one, c0, n, 0))
         c0 += c
-    return _params_of(g, rows)
+    return _params_of(rows)
 
 
 def _cols_row(
@@ -995,7 +1007,7 @@ def _cols_row(
     )
 
 
-def _params_of(g: _Group, rows: list[tuple[int, ...]]) -> tuple[np.ndarray, int] | None:
+def _params_of(rows: list[tuple[int, ...]]) -> tuple[np.ndarray, int] | None:
     """The rows as the int64 array :func:`vfpga.emulator.jit_cols.cols` takes and the DDR
     bytes their boxes need; None if the kernel is not compiled or a row is not one it is
     written for (a negative offset or stride, a box narrower than its tile's channels)."""
@@ -1077,11 +1089,14 @@ def build_epoch(
     loaded program (``None``: prepared values are compared with DDR on every run)."""
     if jit.get() is None or int_matmul.backend() is None or not work:
         return None
-    from vfpga.emulator import epoch_elt  # element-wise epochs; it builds on this module
+    # element-wise and pooling epochs; they build on this module
+    from vfpga.emulator import epoch_elt, epoch_pool
 
     try:
         if epoch_elt.qualifies(work):
             return epoch_elt.build(work)
+        if epoch_pool.qualifies(work):
+            return epoch_pool.build(work)
         return _build(work, budget, saves)
     except _NoEpoch:
         return None
@@ -1109,19 +1124,8 @@ def _build(
 
     for k, (core, ctx, plan) in enumerate(work):
         fields = ctx.fields
-        ver: dict[Buffer, np.ndarray] = {
-            b: np.zeros(core.buffers[b].size, np.int32) for b in Buffer
-        }
-        mine: list[int] = []
+        ver, mine, write = _writer(core, writes)
         macs = 0
-
-        def write(w: _Write, ver: dict[Buffer, np.ndarray] = ver, mine: list[int] = mine) -> int:
-            writes.append(w)
-            wid = len(writes) - 1
-            ver[w.buf][w.addr : w.addr + w.nbytes] = wid
-            mine.append(wid)
-            return wid
-
         for pos, (i, op) in enumerate(zip(plan.order, plan.ops, strict=True)):
             f = fields[i]
             if op == "LOAD":
@@ -1228,6 +1232,25 @@ def _build(
     return ep
 
 
+def _writer(
+    core: Core, writes: list[_Write | None]
+) -> tuple[dict[Buffer, np.ndarray], list[int], Callable[[_Write], int]]:
+    """For the analysis of one core of an epoch: the id of each buffer byte's last write
+    (0: none), the ids of the core's writes in its order, and the function that records a
+    write in ``writes`` (returning its id)."""
+    ver = {b: np.zeros(core.buffers[b].size, np.int32) for b in Buffer}
+    mine: list[int] = []
+
+    def write(w: _Write) -> int:
+        writes.append(w)
+        wid = len(writes) - 1
+        ver[w.buf][w.addr : w.addr + w.nbytes] = wid
+        mine.append(wid)
+        return wid
+
+    return ver, mine, write
+
+
 def _load_write(k: int, pos: int, f: dict[str, int], loads: list[_Box]) -> _Write:
     """The buffer write of the LOAD with fields ``f``, step ``pos`` of the epoch's core
     ``k``; its DDR box is appended to ``loads``."""
@@ -1260,6 +1283,34 @@ def _survivors(
         assert w is not None
         if bool((ver[w.buf][w.addr : w.addr + w.nbytes] == wid).any()):
             yield wid, w
+
+
+def _core_works(
+    work: Sequence[tuple[Core, ExecContext, SegmentPlan]],
+    writes: list[_Write | None],
+    per_core: list[tuple[list[int], dict[Buffer, np.ndarray]]],
+    result: Callable[[int], np.ndarray],
+) -> list[_CoreWork]:
+    """Each core's part of an epoch plan whose CALC writes are obuf results
+    (:mod:`vfpga.emulator.epoch_elt`, :mod:`vfpga.emulator.epoch_pool`): its surviving
+    writes (``per_core[k]``: its write ids and the buffers' last writers), each the LOAD
+    step itself or unit ``u``'s ``result(u)`` copied into obuf."""
+    out: list[_CoreWork] = []
+    for k, (core, _ctx, seg_plan) in enumerate(work):
+        mine, ver = per_core[k]
+        redo: list[Callable[[], None]] = []
+        spans: list[tuple[Buffer, int, int]] = []
+        reads: list[tuple[int, int] | None] = []
+        for _wid, w in _survivors(writes, mine, ver):
+            spans.append((w.buf, w.addr, w.nbytes))
+            reads.append(None if w.box is None else _box_extent(w.box))
+            if w.box is not None:
+                redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
+            else:
+                obuf = core.buffers[Buffer.OBUF][w.addr : w.addr + w.nbytes]
+                redo.append(_copy_step(obuf, result(w.unit)))
+        out.append(_CoreWork(core, seg_plan, 0, redo, spans, reads))
+    return out
 
 
 def _copy_step(dst: np.ndarray, src: np.ndarray) -> Callable[[], None]:
