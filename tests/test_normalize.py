@@ -282,8 +282,9 @@ def test_input_checks() -> None:
         normalize(_relu_model(["N", 3, 8, 8]), "m.onnx")
     with pytest.raises(FrontendError, match="batch size 2"):
         normalize(_relu_model([2, 3, 8, 8]))
-    with pytest.raises(FrontendError, match="element type INT64; only float32"):
-        normalize(_relu_model([1, 3, 8, 8], onnx.TensorProto.INT64))
+    # int64 ids are read by host nodes (tests/test_index_inputs.py); other types are refused
+    with pytest.raises(FrontendError, match="element type INT32; only float32 inputs and int64"):
+        normalize(_relu_model([1, 3, 8, 8], onnx.TensorProto.INT32))
     g = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"], name="add")], "g",
                           [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, [1, 3, 4, 4])
                            for k in "ab"],

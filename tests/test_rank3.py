@@ -89,10 +89,15 @@ def test_compile_puts_every_node_on_the_accelerator_and_run(tmp_path) -> None:
     res = invoke("compile", str(src), "-o", str(vfb))
     assert res.exit_code == 0, res.output
     assert "│ host CPU     │      0 │" in res.output
-    # the binary's tensors are 4-D maps: the sequence is the one-row map (1, C, 1, L)
-    x = np.random.default_rng(3).standard_normal((1, 4, 1, 40)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    res = invoke("run", str(vfb), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--dequantize")
-    assert res.exit_code == 0, res.output
-    assert np.load(tmp_path / "y.npy").shape == (1, 8, 1, 5)
+    # the binary's tensors are 4-D maps (the sequence is the one-row map (1, C, 1, L)),
+    # users see the ONNX shapes (1, C, L); the 4-D form is accepted too (the same elements)
+    x = np.random.default_rng(3).standard_normal((1, 4, 40)).astype(np.float32)
+    outs = []
+    for k, arr in enumerate((x, x.reshape(1, 4, 1, 40))):
+        np.save(tmp_path / f"x{k}.npy", arr)
+        res = invoke("run", str(vfb), "-i", str(tmp_path / f"x{k}.npy"), "-o",
+                     str(tmp_path / f"y{k}.npy"), "--dequantize")
+        assert res.exit_code == 0, res.output
+        outs.append(np.load(tmp_path / f"y{k}.npy"))
+    assert outs[0].shape == (1, 8, 5)
+    assert np.array_equal(outs[0], outs[1])

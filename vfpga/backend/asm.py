@@ -356,7 +356,8 @@ class _State:
 
 
 _IFP_KEYS = ("layer", "candidate", "core", "w", "h", "c", "latency", *IFP_BUFFERS, "insns")
-_TENSOR_KEYS = ("role", "dtype", "layout", "shape", "offset", "size", "scale", "zp")
+_TENSOR_KEYS = ("role", "dtype", "layout", "shape", "offset", "size", "scale", "zp",
+                "onnx_shape")
 _U16 = 0xFFFF
 _U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
@@ -547,8 +548,10 @@ class Assembler:
             size = int(np.prod(shape, dtype=np.int64)) * DTYPE_BYTES[kv["dtype"]]
         scale = parse_float32(kv["scale"], "scale") if "scale" in kv else 1.0
         zp = parse_int(kv["zp"], -(1 << 31), (1 << 31) - 1, "zp") if "zp" in kv else 0
+        onnx_shape = (tuple(parse_int(d, 1, _U32, "onnx_shape")
+                            for d in kv["onnx_shape"].split("x")) if "onnx_shape" in kv else None)
         self.st.tensors.append(Tensor(parse_name(pos[0], ".tensor"), kv["role"], kv["dtype"],
-                                      kv["layout"], shape, offset, size, scale, zp))
+                                      kv["layout"], shape, offset, size, scale, zp, onnx_shape))
         self.st.tensor_lines.append(self.line)
 
     def _d_hostop(self, tokens: list[str]) -> None:

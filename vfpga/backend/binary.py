@@ -25,7 +25,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
 
@@ -163,7 +163,9 @@ PROGRAM_FIELDS: tuple[Field, ...] = (
           "empty DISPATCH table every instruction's and IFP's core index is below it; with a "
           "dispatch table, the cores the table names (bodies' core fields are ignored)."),
     Field("isa_version", "<u4", 24, f"Instruction-set version of TEXT ({ISA_VERSION})."),
-    Field("reserved", "<u4", 28, "Reserved, must be 0."),
+    Field("io_shapes", "<u4", 28, "String-table offset of a JSON object giving the ONNX "
+          "shape of each graph input and output whose shape differs from the one its TENSOR "
+          "record gives users (section TENSORS); 0 (the empty string): none does."),
 )
 PROGRAM_DTYPE = _record_dtype(PROGRAM_FIELDS, 32)
 
@@ -298,6 +300,11 @@ class Tensor:
     size: int
     scale: float = 1.0
     zero_point: int = 0
+    #: the ONNX shape users see for a graph input or output when it differs from the one
+    #: the stored shape gives (``vfpga.emulator.tensor_layout.user_shape``): a row-major
+    #: reshape of the NCHW elements, e.g. ``(N, C, L)`` for the map ``(N, C, 1, L)``
+    #: (PROGRAM ``io_shapes``); ``None``: the stored shape's
+    onnx_shape: tuple[int, ...] | None = None
 
     @property
     def dynamic(self) -> bool:
@@ -306,6 +313,18 @@ class Tensor:
         size 0; not in DDR, the runtime keeps the host's result as it is."""
         return self.role == "output" and self.layout == "raw" and self.size == 0 and (
             0 in self.shape)
+
+
+def record_user_shape(t: Any) -> tuple[int, ...]:
+    """The shape users see for tensor ``t`` from its TENSOR record alone (without
+    ``onnx_shape``): NCHW for a stored NHWC map, ``(N, C)`` for an output map of 1x1
+    pixels (an ONNX classifier's output), else the stored shape."""
+    if t.layout != "nhwc" or len(t.shape) != 4:
+        return tuple(t.shape)
+    n, h, w, c = t.shape
+    if t.role == "output" and (h, w) == (1, 1):
+        return (n, c)
+    return (n, c, h, w)
 
 
 @dataclass
@@ -544,6 +563,15 @@ def validate(vfb: VfbFile, source: str) -> None:
         if t.shape and t.size != n_bytes:  # rank 0: a raw blob of ``size`` bytes
             raise _fail(source, f"{what}: shape {'x'.join(map(str, t.shape))} of "
                         f"{t.dtype} holds {n_bytes} bytes, but its size is {t.size}")
+        if t.onnx_shape is not None:
+            s = t.onnx_shape
+            if t.role not in ("input", "output") or t.dynamic or not t.shape:
+                raise _fail(source, f"{what}: has an ONNX shape but is not a graph input or "
+                            "output of static shape")
+            if not 1 <= len(s) <= MAX_IO_RANK or any(d < 1 for d in s) or (
+                    math.prod(s) != math.prod(t.shape)):
+                raise _fail(source, f"{what}: ONNX shape {list(s)} must have 1..{MAX_IO_RANK} "
+                            f"positive dimensions holding its {math.prod(t.shape)} elements")
         if t.ddr_offset < 0 or t.size < 0 or t.ddr_offset + t.size > vfb.ddr_size:
             raise _fail(source, f"{what}: DDR bytes [{t.ddr_offset}, {t.ddr_offset + t.size}) "
                         f"are not inside [0, ddr_size={vfb.ddr_size})")
@@ -605,6 +633,8 @@ def to_bytes(vfb: VfbFile) -> bytes:
     prog["num_layers"] = len(vfb.layers)
     prog["num_cores"] = vfb.num_cores
     prog["isa_version"] = vfb.isa_version
+    shapes = {t.name: list(t.onnx_shape) for t in vfb.tensors if t.onnx_shape is not None}
+    prog["io_shapes"] = strtab.add(canonical_json(shapes)) if shapes else 0
 
     layers = np.zeros(len(vfb.layers), LAYER_DTYPE)
     for i, ly in enumerate(vfb.layers):
@@ -978,6 +1008,7 @@ def from_bytes(
             _enum(TENSOR_DTYPES, dtype, source, where, "tensor dtype"),
             _enum(TENSOR_LAYOUTS, layout, source, where, "tensor layout"),
             tuple(shape[:rank]), ddr_off, size, scale, zp))
+    _attach_io_shapes(tensors, strtab, int(prog["io_shapes"]), source)
     host_ops = []
     for i, r in enumerate(recs[SectionKind.HOSTOPS].tolist()):
         name_off, type_off, attrs_off, after, n_in, n_out, _, ins, outs, _ = r
@@ -1025,6 +1056,33 @@ def from_bytes(
     if hw is not None:
         check_hw_limits(vfb, hw, source)
     return vfb
+
+
+#: Most dimensions a graph input's or output's ONNX shape (PROGRAM ``io_shapes``) may have.
+MAX_IO_RANK = 8
+
+
+def _attach_io_shapes(tensors: list[Tensor], strtab: bytes, off: int, source: str) -> None:
+    """Set ``onnx_shape`` of the tensors the PROGRAM record's ``io_shapes`` JSON names
+    (string-table offset ``off``; 0: none); :func:`validate` checks the shapes."""
+    if not off:
+        return
+    where = "PROGRAM io_shapes"
+    text = _string(strtab, off, source, where)
+    try:
+        shapes = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(source, f"{where}: not JSON: {exc}") from None
+    if not isinstance(shapes, dict) or not shapes:
+        raise _fail(source, f"{where}: not a non-empty JSON object of tensor name -> shape")
+    by_name = {t.name: k for k, t in enumerate(tensors)}
+    for name, shape in shapes.items():
+        if name not in by_name:
+            raise _fail(source, f"{where}: no tensor '{name}'")
+        if not isinstance(shape, list) or not all(type(d) is int for d in shape):
+            raise _fail(source, f"{where}: the shape of '{name}' is not a list of integers")
+        k = by_name[name]
+        tensors[k] = replace(tensors[k], onnx_shape=tuple(shape))
 
 
 def check_hw_limits(vfb: VfbFile, hw: HardwareConfig, source: str) -> None:

@@ -134,7 +134,8 @@ def _fmt_tensor(t: Tensor) -> str:
     shape = "x".join(str(d) for d in t.shape) if t.shape else "-"
     return (f".tensor {fmt_name(t.name)} role={t.role} dtype={t.dtype} layout={t.layout} "
             f"shape={shape} offset={t.ddr_offset} size={t.size} scale={fmt_float32(t.scale)} "
-            f"zp={t.zero_point}")
+            f"zp={t.zero_point}"
+            + (f" onnx_shape={'x'.join(map(str, t.onnx_shape))}" if t.onnx_shape else ""))
 
 
 def _fmt_hostop(h: HostOp, layer_refs: list[str], tensor_refs: list[str]) -> str:

@@ -48,13 +48,17 @@ def _compile(model: Path, hw: HardwareConfig, cores: int, cal: Calibration,
     if model.suffix != ".mlir":
         from vfpga.frontend.normalize import is_qdq
         from vfpga.frontend.pipeline import read_model
+        from vfpga.quant.index_inputs import has_index_input
 
-        if is_qdq(read_model(model)[0]):  # (the proto is not kept: it can be large)
+        proto = read_model(model)[0]  # (not kept: it can be large)
+        qdq, ids = is_qdq(proto), has_index_input(proto)
+        del proto
+        if qdq:
             console.print(f"{model}: a QDQ model; used as it is (no quantization)")
         else:
             console.print(f"[yellow]warning[/yellow]: {model} is an fp32 model: quantizing "
                           f"with onnxruntime quantize_static (QDQ, per-channel int8 "
-                          f"weights), calibration on {cal.describe()}")
+                          f"weights), calibration on {cal.describe(ids)}")
     from vfpga.flow import compile_file
 
     # onnxruntime's quantizer logs a generic "consider pre-processing" hint on the root
@@ -353,6 +357,7 @@ def _read_check_inputs(model: Path, input_shape: tuple[str, ...], folder: Path,
     model's input shape (read before compiling, so that a bad file fails fast)."""
     from vfpga.frontend.model_checks import fix_input_shapes, parse_input_shapes
     from vfpga.frontend.pipeline import read_model
+    from vfpga.quant.index_inputs import is_index_input, read_id_files
     from vfpga.quant.inputs import read_inputs
 
     m, source = read_model(model)
@@ -366,8 +371,11 @@ def _read_check_inputs(model: Path, input_shape: tuple[str, ...], folder: Path,
     if not all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
         raise VfpgaError(f"{source}: input '{ins[0].name}' has dynamic dimensions; fix them "
                          f"with --input-shape {ins[0].name}=1x3x224x224 (its real shape)")
+    shape = tuple(d.dim_value for d in dims)
+    if is_index_input(m, ins[0].name):  # int64 token ids: .npy ids within the table
+        return read_id_files(folder, m, ins[0].name, shape, "--inputs")
     del m
-    return read_inputs(folder, tuple(d.dim_value for d in dims), cal.image_prep)
+    return read_inputs(folder, shape, cal.image_prep)
 
 
 def agreement_lines(cmp, *, real: bool, qdq: bool) -> list[str]:

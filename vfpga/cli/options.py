@@ -106,7 +106,14 @@ class Calibration:
                 "calib_dir": self.calib_dir, "seed": self.seed,
                 "calib_method": self.calib_method, "image_prep": self.image_prep}
 
-    def describe(self) -> str:
+    def describe(self, ids: bool = False) -> str:
+        """The calibration in words; ``ids``: for a model whose input is int64 token ids
+        (``vfpga.quant.index_inputs``: random ids, or ``.npy`` id arrays)."""
+        if ids:
+            what = (f"the .npy id arrays in {self.calib_dir}" if self.calib_dir is not None
+                    else f"{self.num_random} random int64 id inputs, uniform over the rows of "
+                         f"the table they index (seed {self.seed})")
+            return f"{what}, {CALIB_METHODS[self.calib_method]} ranges"
         what = (f"the images in {self.calib_dir} ({self.image_prep.describe()})"
                 if self.calib_dir is not None
                 else f"{self.num_random} random normal inputs (seed {self.seed})")

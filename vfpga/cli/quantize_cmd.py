@@ -12,6 +12,7 @@ import click
 
 from vfpga.cli.options import calib_options, calibration
 from vfpga.fileio import atomic_write, check_writable
+from vfpga.quant.index_inputs import has_index_input
 
 
 def _write_atomic(model: object, out: Path) -> None:
@@ -64,4 +65,4 @@ def quantize(model: Path, output: Path, **calib: Any) -> None:
                f"({', '.join(f'{k} {v}' for k, v in sorted(compute.items()))})")
     click.echo(f"  QuantizeLinear {ops.get('QuantizeLinear', 0)}, "
                f"DequantizeLinear {ops.get('DequantizeLinear', 0)}")
-    click.echo(f"  calibration: {cal.describe()}")
+    click.echo(f"  calibration: {cal.describe(has_index_input(norm))}")

@@ -17,10 +17,18 @@ from vfpga.cli.coresets import parse_cores
 from vfpga.emulator import Accelerator, TaskResult
 from vfpga.emulator.ddr import REGION_ALIGN
 from vfpga.emulator.machine import TensorSpec
-from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
+from vfpga.emulator.tensor_layout import (
+    accepted_shapes,
+    from_stored,
+    ids_to_stored,
+    index_bounds,
+    to_stored,
+    user_shape,
+)
 from vfpga.errors import EmulatorFault, VfpgaError
 from vfpga.fileio import atomic_write, check_writable, read_npy
 from vfpga.hw import HardwareConfigError, load_hw
+from vfpga.quant.index_inputs import INDEX_DTYPE, random_indices
 
 
 def _save_npy(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -49,20 +57,27 @@ def parse_bytes(text: str, option: str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
-def input_array(path: Path, t: TensorSpec) -> np.ndarray:
+def input_array(path: Path, t: TensorSpec, bound: int | None = None) -> np.ndarray:
     """The ``--input`` array for tensor ``t`` in its stored layout. Users give tensors as
     the ONNX model shapes them (:func:`~vfpga.emulator.tensor_layout.user_shape`: NCHW for
     a feature map), as ``vfpga serve`` takes them and as ``--output`` writes them: a float
     array is quantized with the tensor's scale and zero point, an int8 array is taken as
-    quantized already; both are rearranged into the stored layout (NHWC)."""
+    quantized already; both are rearranged into the stored layout (NHWC). An int64 id input
+    takes integer ids within ``[-bound, bound)`` (``bound``: the rows of the table the ids
+    index, :func:`~vfpga.emulator.tensor_layout.index_bounds`)."""
     arr = read_npy(path)
     nchw = (t.layout == "nhwc" and len(t.shape) == 4)
     want = user_shape(t)
+    if t.dtype == INDEX_DTYPE:
+        if tuple(arr.shape) not in accepted_shapes(t):
+            raise VfpgaError(f"--input {path}: input '{t.name}' takes int64 ids of shape "
+                             f"{'x'.join(map(str, want))}, got {'x'.join(map(str, arr.shape))}")
+        return ids_to_stored(t, np.asarray(arr), bound, f"--input {path}")
     if arr.dtype.kind != "f" and arr.dtype != np.int8:
         raise VfpgaError(f"--input {path}: dtype {arr.dtype} is neither float (quantized) nor "
                          f"int8 (quantized already); both are {'NCHW ' if nchw else ''}"
                          f"{'x'.join(map(str, want))}")
-    if tuple(arr.shape) != want:
+    if tuple(arr.shape) not in accepted_shapes(t):
         kind = "a float" if arr.dtype.kind == "f" else "an int8"
         hint = (" (the stored NHWC layout? give it NCHW: x.transpose(0, 3, 1, 2))"
                 if nchw and tuple(arr.shape) == tuple(t.shape) else "")
@@ -207,9 +222,19 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
         raise VfpgaError(f"--input {unknown[0]}=...: the binary has no input '{unknown[0]}' "
                          f"(inputs: {', '.join(t.name for t in in_tensors)})")
     rng = np.random.default_rng(seed)
+    bounds = index_bounds(vfb.tensors, vfb.host_ops)
     for t in in_tensors:
         if t.name in given:
-            arr = input_array(given[t.name], t)
+            arr = input_array(given[t.name], t, bounds.get(t.name))
+        elif t.dtype == INDEX_DTYPE:  # token ids: valid random ids over the table's rows
+            bound = bounds.get(t.name)
+            if bound is None:
+                raise VfpgaError(f"{binary}: input '{t.name}' holds int64 ids whose valid "
+                                 "range its host segments do not tell (no Gather reads them "
+                                 f"as indices); give them: --input {t.name}=IDS.npy")
+            click.echo(f"note: no --input for '{t.name}': using random int64 ids in "
+                       f"[0, {bound}) (seed {seed})", err=True)
+            arr = to_stored(t, random_indices(user_shape(t), bound, rng))
         elif t.dtype == "float32":  # an unquantized input (read by host segments)
             click.echo(f"note: no --input for '{t.name}': using a random standard normal "
                        f"float32 input (seed {seed})", err=True)

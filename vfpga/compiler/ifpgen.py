@@ -10,7 +10,10 @@ to fit the core's buffers:
   loaded, computed and saved, double-buffered in two ibuf slots and two obuf slots;
 * **input-channel chunks** (dense convolutions whose weights do not fit wbuf): each chunk
   loads its weights and input slice and accumulates int32 partial sums in abuf
-  (``acc_out`` / ``acc_in``); the last chunk requantizes to obuf.
+  (``acc_out`` / ``acc_in``); the last chunk requantizes to obuf. A fully connected layer
+  whose chunks would be shorter than a DDR burst stores its weights chunk by chunk
+  (:func:`weight_chunk`): every tile then uses that one chunk size and each chunk's
+  weight LOAD is one contiguous box.
 
 Token protocol (docs/compiler.md): every group starts by consuming the CALC->LOAD credit
 with its first LOAD and the SAVE->CALC credit with its first obuf-writing CALC, and hands
@@ -26,7 +29,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vfpga.compiler.plan import MemoryPlan, Placement, nchw
+from vfpga.compiler.plan import (
+    MemoryPlan,
+    Placement,
+    chunk_weight_offset,
+    chunked_weights,
+    nchw,
+)
 from vfpga.compiler.resize_geometry import ResizeGeometry
 from vfpga.errors import CompileError
 from vfpga.frontend.qgraph import (
@@ -39,7 +48,7 @@ from vfpga.frontend.qgraph import (
     conv_kernel_extent,
 )
 from vfpga.hw.config import HardwareConfig
-from vfpga.hw.costs import core_bytes_per_cycle
+from vfpga.hw.costs import DDR_BURST_BYTES, core_bytes_per_cycle
 from vfpga.isa.effects import upsampled_taps
 from vfpga.isa.float32 import eltwise_offset, mul_ratio, requant_scale
 from vfpga.isa.spec import (
@@ -114,6 +123,8 @@ class LayerSpec:
     plan_cache: dict[tuple, _Plan] = field(default_factory=dict, repr=False, compare=False)
     fit_cache: dict[tuple, _Plan | None] = field(default_factory=dict, repr=False,
                                                 compare=False)
+    #: :func:`weight_chunk` per hardware (``id(hw)``)
+    chunk_cache: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def plain(self) -> bool:
@@ -307,21 +318,78 @@ def oc_segments(spec: LayerSpec, tile: Tile, og: int) -> list[tuple[int, int]]:
     return segs
 
 
-def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig, oh: int) -> _Plan | None:
+def weight_chunk(spec: LayerSpec, hw: HardwareConfig) -> int:
+    """Input channels per stored weight chunk of layer ``spec`` on ``hw``, or 0 when its
+    weights are stored whole, ``[OC][KH][KW][IC]`` (docs/binary-format.md, DATA).
+
+    A dense, plain convolution with a 1x1 output map (a fully connected layer: every tile
+    is a range of output channels over the whole input) whose loop nest for the whole
+    layer on one core chunks its weights into ``cs`` input channels, fewer than a DDR
+    burst's bytes (:data:`~vfpga.hw.costs.DDR_BURST_BYTES`), stores them chunk by chunk:
+    chunk ``q`` (input channels ``[q cs, min((q + 1) cs, IC))``) is ``[OC][KH][KW][its
+    channels]`` at ``q cs OC KH KW`` bytes from the layer's weights
+    (:func:`~vfpga.compiler.plan.chunk_weight_offset`). Every loop nest of the layer then
+    chunks by ``cs`` (its channel groups ``og`` no larger than half of wbuf allows), so
+    each chunk's weight LOAD is one contiguous box instead of ``og KH KW`` rows of ``cs``
+    bytes (VGG-16's fc6: 12 544 rows of 5 bytes at a 512-byte stride). Other chunked
+    layers read rows of at least a burst, or (spatial convolutions) pick different chunk
+    sizes for tiles of different widths, and keep the whole layout."""
+    key = id(hw)
+    got = spec.chunk_cache.get(key)
+    if got is None:
+        got = spec.chunk_cache[key] = _weight_chunk(spec, hw)
+    return got
+
+
+def stored_data(plan: MemoryPlan, specs: list[LayerSpec], hw: HardwareConfig) -> bytes:
+    """The DATA blob as stored in DDR for ``hw``: the plan's blob (weights
+    ``[OC][KH][KW][IC]``) with the weights of every layer that :func:`weight_chunk` stores
+    chunk by chunk rearranged so (:func:`~vfpga.compiler.plan.chunked_weights`; same
+    offsets, same size). The plan's own blob when no layer is."""
+    chunked = [(s, cs) for s in specs if (cs := weight_chunk(s, hw))]
+    if not chunked:
+        return plan.data
+    mv = memoryview(plan.data)
+    parts: list[object] = []
+    pos = 0
+    for s, cs in sorted(chunked, key=lambda sc: sc[0].w_off):
+        (kh, kw), (ic, _, _), oc = s.kernel, s.in_shape, s.out_shape[0]
+        at = s.w_off - plan.data_offset
+        n = oc * kh * kw * ic
+        w = np.frombuffer(mv[at : at + n], np.int8).reshape(oc, kh, kw, ic)
+        parts += [mv[pos:at], chunked_weights(w, cs)]
+        pos = at + n
+    parts.append(mv[pos:])
+    return b"".join(parts)  # type: ignore[arg-type]
+
+
+def _weight_chunk(spec: LayerSpec, hw: HardwareConfig) -> int:
+    if (spec.kind != "conv" or spec.groups != 1 or not spec.plain
+            or spec.out_shape[1:] != (1, 1)):
+        return 0
+    try:
+        whole = _choose_plan(spec, Tile(0, 1, 0, spec.out_shape[0]), hw, 0)
+    except TileDoesNotFit:
+        return 0
+    return whole.chunk if whole.chunk < DDR_BURST_BYTES else 0
+
+
+def _fit(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig, oh: int,
+         stored: int) -> _Plan | None:
     """Largest band height for ``og`` channels on a ``wt``-wide tile of ``oh`` rows, or
     None (computed once per layer, width, group size, rows and hardware: tiles of many
-    shapes ask again)."""
-    key = (wt, og, id(hw), oh)
+    shapes ask again). ``stored``: the layer's :func:`weight_chunk` (0: any chunk)."""
+    key = (wt, og, id(hw), oh, stored)
     try:
         return spec.fit_cache[key]
     except KeyError:
         pass
-    plan = spec.fit_cache[key] = _fit_uncached(spec, wt, og, hw, oh)
+    plan = spec.fit_cache[key] = _fit_uncached(spec, wt, og, hw, oh, stored)
     return plan
 
 
 def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig,
-                  oh: int) -> _Plan | None:
+                  oh: int, stored: int) -> _Plan | None:
     b = hw.buffers
     if spec.resize is not None:
         return _fit_resize(spec.resize, wt, og, hw)
@@ -339,7 +407,12 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig,
         assert isinstance(spec.node, QConv)
         if conv_pbuf_bytes(og, _ACT[spec.node.act.kind]) > b["pbuf"]:
             return None
-        if wbytes > b["wbuf"]:
+        if stored:  # weights stored chunk by chunk: every nest reads whole stored chunks
+            if og * kh * kw * stored > b["wbuf"] // 2:
+                return None
+            chunk = stored
+            ic = min(ic, chunk)
+        elif wbytes > b["wbuf"]:
             if spec.groups != 1:
                 return None
             chunk = (b["wbuf"] // 2) // (og * kh * kw)
@@ -403,7 +476,7 @@ def choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
         key = (*key, tile.c0 % m, tile.c1 % m)
     cached = spec.plan_cache.get(key)
     if cached is None:
-        cached = _choose_plan(spec, tile, hw)
+        cached = _choose_plan(spec, tile, hw, weight_chunk(spec, hw))
         spec.plan_cache[key] = cached
     return cached
 
@@ -432,7 +505,8 @@ def tile_fits(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> bool:
     fits the buffers), without choosing among them: cheap (smallest groups, the likeliest
     to fit, first)."""
     oh = tile.rows(spec.out_shape[1])
-    return any(_fit(spec, tile.w1 - tile.w0, og, hw, oh[1] - oh[0]) is not None
+    stored = weight_chunk(spec, hw)
+    return any(_fit(spec, tile.w1 - tile.w0, og, hw, oh[1] - oh[0], stored) is not None
                for og in reversed(_group_sizes(spec, tile)))
 
 
@@ -467,7 +541,7 @@ def _cost_bound(spec: LayerSpec, wt: int, ct: int, oh: int, full_in: int, bpc: f
     return bound
 
 
-def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
+def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig, stored: int) -> _Plan:
     wt, ct = tile.w1 - tile.w0, tile.c1 - tile.c0
     options = _group_sizes(spec, tile)
     bpc = core_bytes_per_cycle(hw)
@@ -490,7 +564,7 @@ def _choose_plan(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> _Plan:
     for og in options:
         if bound is not None and best is not None and bound(og) >= best[0]:
             break  # this and every smaller group size cost at least as much
-        p = _fit(spec, wt, og, hw, oh)
+        p = _fit(spec, wt, og, hw, oh, stored)
         if p is None:
             continue
         groups = (len(oc_segments(spec, tile, og)) if spec.grouped
@@ -620,7 +694,7 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     assert isinstance(node, QConv)
     p = plan if plan is not None else choose_plan(spec, tile, hw)
     ci, h, w = spec.in_shape
-    _co, oh, ow = spec.out_shape
+    co, oh, ow = spec.out_shape
     kh, kw = spec.kernel
     ekh, ekw = spec.kernel_extent
     sh, sw = spec.stride
@@ -643,6 +717,12 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     half_i, half_o, half_w = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2, hw.buffers[
         "wbuf"] // 2
     act = _ACT[node.act.kind]
+    stored = weight_chunk(spec, hw)
+    if stored and p.chunk != stored:
+        raise CompileError(
+            f"layer {spec.index} ('{node.name}'): its weights are stored in chunks of "
+            f"{stored} input channels (docs/binary-format.md, DATA); a loop nest with chunk "
+            f"{p.chunk} cannot read them: use chunk = {stored}")
     insns: list[Insn] = []
     use = {"ibuf": 0, "wbuf": 0, "pbuf": 0, "obuf": 0, "abuf": 0}
     for g0, g1 in oc_segments(spec, tile, p.og):
@@ -699,7 +779,14 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
                 final = k == len(chunks) - 1
                 loads: list[Insn] = []
                 w_addr = 0
-                if p.chunk:
+                if stored:  # one contiguous box: the group's rows of stored chunk a
+                    w_addr = slot * half_w
+                    loads.append((Opcode.LOAD, dict(
+                        to=Buffer.WBUF, buf=w_addr,
+                        ddr=spec.w_off + chunk_weight_offset(a, e - a, g0, co, kh * kw),
+                        n0=1, n1=1, n2=og * kh * kw * (e - a), stride0=0, stride1=0)))
+                    use["wbuf"] = max(use["wbuf"], w_addr + og * kh * kw * (e - a))
+                elif p.chunk:
                     w_addr = slot * half_w
                     loads.append((Opcode.LOAD, dict(
                         to=Buffer.WBUF, buf=w_addr, ddr=spec.w_off + g0 * wrow + a, n0=og,

@@ -247,6 +247,22 @@ def conv_constants(n: QConv, in_zp: int) -> tuple[bytes, bytes]:
     return w.tobytes(), rec.tobytes() + table
 
 
+def chunk_weight_offset(a: int, n: int, c: int, oc: int, taps: int) -> int:
+    """Where, from a layer's first weight byte, output channel ``c``'s weights of the
+    stored chunk of input channels ``[a, a + n)`` start when the layer's weights are
+    stored chunk by chunk (:func:`chunked_weights`): the chunks before it hold ``a``
+    input channels of all ``oc`` output channels and ``taps`` kernel taps."""
+    return a * oc * taps + c * taps * n
+
+
+def chunked_weights(w: np.ndarray, cs: int) -> np.ndarray:
+    """Int8 weights ``w`` of shape ``[OC][KH][KW][IC]`` stored chunk by chunk: for each
+    chunk of ``cs`` input channels (the last may be shorter), in order,
+    ``[OC][KH][KW][its channels]`` (docs/binary-format.md, DATA). Flat, same bytes."""
+    ic = w.shape[-1]
+    return np.concatenate([w[..., a : a + cs].reshape(-1) for a in range(0, ic, cs)])
+
+
 def plan_memory(g: QGraph) -> MemoryPlan:
     """Plan DDR for ``g``: views for concatenations, liveness-based reuse, DATA blob."""
     notes: list[str] = []
@@ -298,7 +314,7 @@ def plan_memory(g: QGraph) -> MemoryPlan:
     floats = float_tensors(g)
     for r in sorted(first, key=lambda r: (first[r], r)):
         _, c, h, w = nchw(g.tensors[r])
-        dt_bytes = 4 if r in floats else 1
+        dt_bytes = 8 if r in g.index_inputs else 4 if r in floats else 1  # int64 ids
         sid[r] = len(storages)
         storages.append(Storage(r, _align(c * h * w * dt_bytes), first[r], last.get(r, first[r])))
     # 3. first-fit allocation with liveness reuse
@@ -351,4 +367,5 @@ def plan_memory(g: QGraph) -> MemoryPlan:
     )
 
 
-__all__ = ["MemoryPlan", "Placement", "QPool", "Storage", "nchw", "plan_memory"]
+__all__ = ["MemoryPlan", "Placement", "QPool", "Storage", "chunk_weight_offset",
+           "chunked_weights", "nchw", "plan_memory"]

@@ -25,6 +25,7 @@ from xdsl.dialects.builtin import (
     BytesAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
+    DictionaryAttr,
     Float32Type,
     Float64Type,
     FloatAttr,
@@ -55,6 +56,11 @@ from vfpga.frontend.qgraph import (
 
 #: ``dnn.graph`` attribute listing the graph inputs fed as float32 (``QGraph.float_inputs``).
 FLOAT_INPUTS_ATTR = "vfpga.float_inputs"
+#: ``dnn.graph`` attribute listing the graph inputs of int64 ids (``QGraph.index_inputs``).
+INDEX_INPUTS_ATTR = "vfpga.index_inputs"
+#: ``dnn.graph`` attribute: the ONNX shape of each graph input held in another 4-D shape
+#: (``QGraph.input_shapes``), a dictionary of name -> i64 array.
+INPUT_SHAPES_ATTR = "vfpga.input_shapes"
 
 
 class DnnConversionError(VfpgaError):
@@ -203,6 +209,17 @@ def qgraph_to_module(g: QGraph) -> ModuleOp:
         if bad:
             raise DnnConversionError(f"graph '{g.name}': float inputs {bad} are not inputs")
         graph.attributes[FLOAT_INPUTS_ATTR] = ArrayAttr(StringAttr(n) for n in g.float_inputs)
+    if g.index_inputs:
+        bad = [n for n in g.index_inputs if n not in g.inputs]
+        if bad:
+            raise DnnConversionError(f"graph '{g.name}': int64 inputs {bad} are not inputs")
+        graph.attributes[INDEX_INPUTS_ATTR] = ArrayAttr(StringAttr(n) for n in g.index_inputs)
+    if g.input_shapes:
+        bad = [n for n in g.input_shapes if n not in g.inputs]
+        if bad:
+            raise DnnConversionError(f"graph '{g.name}': input shapes of {bad}, not inputs")
+        graph.attributes[INPUT_SHAPES_ATTR] = DictionaryAttr(
+            {n: dnn.int_array(s) for n, s in g.input_shapes.items()})
     block = graph.block
     for name, arg in zip(g.inputs, block.args, strict=True):
         if name in values:
@@ -386,6 +403,8 @@ def module_to_qgraph(m: ModuleOp) -> QGraph:
         if r is not None:
             output_shapes[n] = r
     floats = graph.attributes.get(FLOAT_INPUTS_ATTR)
+    ids = graph.attributes.get(INDEX_INPUTS_ATTR)
+    in_shapes = graph.attributes.get(INPUT_SHAPES_ATTR)
     return QGraph(
         name=graph.sym_name.data,
         inputs=inputs,
@@ -394,6 +413,10 @@ def module_to_qgraph(m: ModuleOp) -> QGraph:
         nodes=nodes,
         output_shapes=output_shapes,
         float_inputs=[s.data for s in floats.data] if isinstance(floats, ArrayAttr) else [],
+        index_inputs=[s.data for s in ids.data] if isinstance(ids, ArrayAttr) else [],
+        input_shapes=({k: dnn.int_tuple(v) for k, v in in_shapes.data.items()
+                       if isinstance(v, DenseArrayBase)}
+                      if isinstance(in_shapes, DictionaryAttr) else {}),
     )
 
 

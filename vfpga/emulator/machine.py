@@ -411,6 +411,10 @@ class Task:
             return
         if t.dtype == "float32":
             arr = arr.astype(np.float32)
+        elif t.dtype == "int64":  # ids (vfpga.quant.index_inputs): integers, never quantized
+            if arr.dtype.kind not in "iu":
+                raise VfpgaError(f"tensor '{name}' holds int64 ids, got {arr.dtype} values")
+            arr = arr.astype(np.int64)
         elif arr.dtype.kind == "f":  # as ONNX QuantizeLinear: float32 division, ties to even
             q = np.rint(arr.astype(np.float32) / np.float32(t.scale)) + t.zero_point
             arr = np.clip(q, -128, 127).astype(np.int8)

@@ -53,7 +53,7 @@ import numpy as np
 
 from vfpga.emulator.machine import InsnFields, Segment, segments_from_dispatch
 from vfpga.hw.config import HardwareConfig
-from vfpga.hw.costs import compute_cycles, core_bytes_per_cycle
+from vfpga.hw.costs import burst_bytes, compute_cycles, core_bytes_per_cycle
 from vfpga.isa.codec import Program, decode
 from vfpga.isa.spec import MODULE_OF, Dep, Module, Opcode
 
@@ -93,22 +93,30 @@ class TimingParams:
     ``port_factor``: a LOAD/SAVE requester's peak bytes per cycle, in units of the core's
     fair bank share. ``window``: dispatched-but-not-completed instructions a core holds
     (its level-2 instruction FIFO). ``epsilon``: bytes below which a transfer counts as
-    complete (float rounding)."""
+    complete (float rounding). ``burst_bytes``: 0, a LOAD or SAVE moves its ``n0 n1 n2``
+    bytes (the static latency model's count); ``B > 0``, every contiguous run of its box
+    moves in whole bursts of ``B`` bytes (:func:`vfpga.hw.costs.burst_bytes`; DDR4:
+    :data:`~vfpga.hw.costs.DDR_BURST_BYTES`), the bus time short rows really take (a
+    chunk LOAD of 5-byte weight rows costs 64 bytes a row)."""
 
     port_factor: float = 1.0
     window: int = 16
     epsilon: float = 1e-6
+    burst_bytes: int = 0
 
 
 # ------------------------------------------------------------------ instruction costs
 class InsnCosts:
     """Per-instruction timing inputs of one binary, computed lazily from its fields with
     the static model's costs: module (0 LOAD, 1 CALC, 2 SAVE, -1 control), dependency
-    bits, fixed cycles (LOAD/SAVE: setup; CALC: setup + compute) and DDR bytes."""
+    bits, fixed cycles (LOAD/SAVE: setup; CALC: setup + compute) and DDR bytes (with
+    ``burst > 0``, every contiguous run rounded up to whole bursts of that many bytes:
+    :attr:`TimingParams.burst_bytes`)."""
 
-    def __init__(self, program: Program, hw: HardwareConfig) -> None:
+    def __init__(self, program: Program, hw: HardwareConfig, burst: int = 0) -> None:
         self.program = program
         self.hw = hw
+        self.burst = burst
         self.fields = InsnFields(program)
         n = len(program)
         self.module = np.full(n, -1, np.int8)
@@ -124,8 +132,12 @@ class InsnCosts:
             idx = program.index_of[op]
             if idx.size:
                 rec = program.by_op[op]
-                self.nbytes[idx] = (rec["n0"].astype(np.int64) * rec["n1"].astype(np.int64)
-                                    * rec["n2"].astype(np.int64))
+                if burst:
+                    self.nbytes[idx] = burst_bytes(rec["n0"], rec["n1"], rec["n2"],
+                                                   rec["stride0"], rec["stride1"], burst)
+                else:
+                    self.nbytes[idx] = (rec["n0"].astype(np.int64) * rec["n1"].astype(np.int64)
+                                        * rec["n2"].astype(np.int64))
                 self.fixed[idx] = setup
         for op in (Opcode.SYNC, Opcode.END):
             self.fixed[program.index_of[op]] = 0
@@ -145,17 +157,17 @@ class InsnCosts:
             self.fixed[i] = setup + compute_cycles(op, self.fields[i], self.hw)
 
 
-_COSTS_CACHE: dict[tuple[int, bytes], InsnCosts] = {}
+_COSTS_CACHE: dict[tuple[int, bytes, int], InsnCosts] = {}
 
 
-def insn_costs(image: TimedImage, hw: HardwareConfig) -> InsnCosts:
+def insn_costs(image: TimedImage, hw: HardwareConfig, burst: int = 0) -> InsnCosts:
     """The (cached) :class:`InsnCosts` of a binary image (anything with ``text`` and
-    optionally a decoded ``program``)."""
-    key = (id(image), hw.fingerprint)
+    optionally a decoded ``program``), LOAD/SAVE bytes in bursts of ``burst`` (0: exact)."""
+    key = (id(image), hw.fingerprint, burst)
     got = _COSTS_CACHE.get(key)
     if got is None or got.program is not getattr(image, "program", got.program):
         prog = getattr(image, "program", None) or decode(bytes(image.text))
-        got = InsnCosts(prog, hw)
+        got = InsnCosts(prog, hw, burst)
         if len(_COSTS_CACHE) > 64:
             _COSTS_CACHE.clear()
         _COSTS_CACHE[key] = got
@@ -603,13 +615,14 @@ _EV_DONE, _EV_SETUP, _EV_BANK, _EV_WAKE, _EV_BARRIER, _EV_CALL = range(6)
 
 # ------------------------------------------------------------------- helpers
 def job_for(name: str, image: TimedImage, hw: HardwareConfig, cores: Sequence[int],
-            dispatch: np.ndarray | None = None, **kw: Any) -> Job:
+            dispatch: np.ndarray | None = None, *, burst: int = 0, **kw: Any) -> Job:
     """A :class:`Job` running ``image`` (a compiled binary) on the physical ``cores``,
-    routed by ``dispatch`` (default: the image's own dispatch table)."""
+    routed by ``dispatch`` (default: the image's own dispatch table); ``burst``: its
+    transfers in whole bursts of that many bytes (:attr:`TimingParams.burst_bytes`)."""
     table = dispatch if dispatch is not None else image.dispatch
     n_logical = int(table["core"].max()) + 1
     segs = segments_from_dispatch(table, image.ifps, n_logical)
-    return Job(name, insn_costs(image, hw), list(cores), segs, **kw)
+    return Job(name, insn_costs(image, hw, burst), list(cores), segs, **kw)
 
 
 def time_program(image: TimedImage, hw: HardwareConfig, cores: Sequence[int] | None = None,
@@ -619,7 +632,8 @@ def time_program(image: TimedImage, hw: HardwareConfig, cores: Sequence[int] | N
     table = dispatch if dispatch is not None else image.dispatch
     n = int(table["core"].max()) + 1
     eng = TimingEngine(hw, params)
-    job = job_for("solo", image, hw, list(cores) if cores is not None else list(range(n)), table)
+    job = job_for("solo", image, hw, list(cores) if cores is not None else list(range(n)), table,
+                  burst=eng.params.burst_bytes)
     eng.start(job)
     eng.run()
     return job.stats
@@ -631,10 +645,10 @@ def time_ifp(image: TimedImage, hw: HardwareConfig, ifp: int, load_cores: int = 
     cores ``1..load_cores-1`` of the same bank run the same IFP at the same time (full
     bank load with ``load_cores = cores_per_bank``). Measured from the start to the
     completion of its last instruction (no barrier)."""
-    costs = insn_costs(image, hw)
+    eng = TimingEngine(hw, params)
+    costs = insn_costs(image, hw, eng.params.burst_bytes)
     rec = image.ifps[ifp]
     idx = np.arange(int(rec["insn_offset"]), int(rec["insn_offset"]) + int(rec["insn_count"]))
-    eng = TimingEngine(hw, params)
     ends: list[float] = []
     jobs = []
     for c in range(load_cores):

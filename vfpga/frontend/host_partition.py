@@ -52,6 +52,8 @@ class HostSegment:
     )
     #: the ``inputs`` that are the float32 graph input itself (read unquantized)
     float_inputs: set[str] = field(default_factory=set)
+    #: the ``inputs`` that are the int64 graph input of ids (read as they are)
+    index_inputs: set[str] = field(default_factory=set)
 
     def merge(self, other: HostSegment) -> None:
         """Add ``other``'s nodes, inputs, constants and reasons (keeping graph order)."""
@@ -62,6 +64,7 @@ class HostSegment:
         self.dq_consts.update(other.dq_consts)
         self.reasons.update(other.reasons)
         self.float_inputs.update(other.float_inputs)
+        self.index_inputs.update(other.index_inputs)
 
 
 def node_macs(
@@ -124,8 +127,9 @@ def segment_model(
         if name not in need:
             continue
         reads.append(tname)
-        if name in seg.float_inputs:  # the float32 graph input, read as it is
-            g_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+        if name in seg.float_inputs or name in seg.index_inputs:  # the graph input, as is
+            elem = TensorProto.INT64 if name in seg.index_inputs else TensorProto.FLOAT
+            g_inputs.append(helper.make_tensor_value_info(name, elem, list(shape)))
             continue
         t = tensors[tname]
         qn = f"{name}__int8"

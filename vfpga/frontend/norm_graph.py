@@ -39,6 +39,9 @@ class NGraph:
     name: str
     input: str
     input_shape: tuple[int, ...]
+    #: the input's ONNX element type: float32, or int64 for token ids (only host nodes
+    #: read them, ``vfpga.quant.index_inputs``)
+    input_type: int = onnx.TensorProto.FLOAT
     nodes: list[NNode] = field(default_factory=list)
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -116,7 +119,7 @@ class NGraph:
         m = helper.make_model(
             helper.make_graph(
                 nodes, self.name,
-                [helper.make_tensor_value_info(self.input, f32, self.input_shape)],
+                [helper.make_tensor_value_info(self.input, self.input_type, self.input_shape)],
                 [helper.make_tensor_value_info(o, (output_types or {}).get(o, f32),
                                                list(output_shapes[o])) for o in self.outputs],
             ),

@@ -72,6 +72,7 @@ from vfpga.frontend.norm_fold import (
 from vfpga.frontend.norm_graph import NGraph, NNode
 from vfpga.frontend.qgraph import shuffle_groups
 from vfpga.isa.limits import MAX_DILATION
+from vfpga.quant.index_inputs import INDEX_ONNX_TYPE
 
 #: ONNX op types :func:`normalize` accepts in its input (after constant folding; ops whose
 #: inputs are all constants are evaluated whatever their type).
@@ -209,11 +210,12 @@ def _check_input(model: onnx.ModelProto, name: str) -> None:
     tt = vi.type.tensor_type
     if not vi.type.HasField("tensor_type"):
         raise FrontendError(f"{name}: input '{vi.name}' is not a tensor")
-    if tt.elem_type != onnx.TensorProto.FLOAT:
+    if tt.elem_type not in (onnx.TensorProto.FLOAT, INDEX_ONNX_TYPE):
         tname = onnx.TensorProto.DataType.Name(tt.elem_type)
         raise FrontendError(
-            f"{name}: input '{vi.name}' has element type {tname}; only float32 inputs are "
-            "supported (quantization happens inside 'vfpga quantize')"
+            f"{name}: input '{vi.name}' has element type {tname}; only float32 inputs and "
+            "int64 ids (token ids read by Gather) are supported (quantization happens "
+            "inside 'vfpga quantize')"
         )
     if not tt.HasField("shape"):
         raise FrontendError(f"{name}: input '{vi.name}' has no shape; re-export with a static "
@@ -308,9 +310,15 @@ class _Translator:
         for t in [*fg.consts, *fg.inputs, *fg.outputs]:
             self.g.reserve(t)
         self.g.shapes[inp] = shape
+        self.host_only: set[str] = set()
+        #: an int64 input (token ids, ``vfpga.quant.index_inputs``): host nodes read it
+        self.index_input = fg.dtypes.get(inp, onnx.TensorProto.FLOAT) == INDEX_ONNX_TYPE
+        if self.index_input:
+            self.g.input_type = INDEX_ONNX_TYPE
+            self.host_only.add(inp)
         # a rank-5 input (a volume) is read by host nodes only (:meth:`act`)
         self.env: dict[str, _Val] = {inp: _Val(inp, 5 if len(shape) == 5 else 4)}
-        if len(shape) in (2, 3):
+        if len(shape) in (2, 3) and not self.index_input:
             # an (N, C) input is held as (N, C, 1, 1) from the first node on, an (N, C, L)
             # one as the one-row map (N, C, 1, L) (1-D ops become 1 x K 2-D ones)
             shape4 = (shape[0], shape[1], 1, shape[2] if len(shape) == 3 else 1)
@@ -324,8 +332,8 @@ class _Translator:
             for i in n.input:
                 self.cons.setdefault(i, []).append(n)
         self.skip: set[str] = set()
-        #: outputs of host nodes that are not feature maps (only host nodes read them)
-        self.host_only: set[str] = set()
+        #: outputs of host nodes that are not feature maps (only host nodes read them),
+        #: and an int64 input
         #: channels-last host outputs, kept under their own name for later host nodes
         self.host_src: set[str] = set()
         #: rank-4 host outputs taken for NCHW maps (never reshaped to a sequence)
@@ -444,6 +452,10 @@ class _Translator:
             handler = getattr(self, f"op_{n.op_type}", None)
             if n.domain not in ("", "ai.onnx") or handler is None:
                 self.on_host(n, str(self.unsupported(n)))
+                continue
+            if self.index_input and self.g.input in n.input:
+                self.on_host(n, f"reads the int64 ids of the graph input '{self.g.input}' "
+                                "(an Embedding; the accelerator computes on int8 maps)")
                 continue
             if any(i in self.host_only for i in n.input):
                 self.on_host(n, "reads a host node's output that is not a feature map")

@@ -87,6 +87,7 @@ from vfpga.frontend.resize import nearest_source
 from vfpga.isa.float32 import requant_scale
 from vfpga.isa.limits import MAX_DILATION, MAX_KERNEL, MAX_MULTIPLIER, MAX_SHIFT, MAX_UPSAMPLE
 from vfpga.isa.resize import COORD_MODE_NAMES
+from vfpga.quant.index_inputs import INDEX_ONNX_TYPE
 
 #: ONNX ops the lowering accepts (besides QuantizeLinear / DequantizeLinear / Constant).
 SUPPORTED_OPS: tuple[str, ...] = (
@@ -472,6 +473,8 @@ class _Lowerer:
         self.inputs: list[str] = []
         #: graph inputs host segments read unquantized (QGraph.float_inputs)
         self.float_inputs: list[str] = []
+        #: graph inputs of int64 ids host segments read (QGraph.index_inputs)
+        self.index_inputs: list[str] = []
         #: graph outputs whose shape the data decides: name -> (dtype, ONNX shape, -1
         #: for a data-dependent dimension)
         self.dynamic: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -584,6 +587,8 @@ class _Lowerer:
             )
         self.graph_input = real_inputs[0]
         self.input_shape = self._input_shape(real_inputs[0])
+        #: the input holds int64 ids (vfpga.quant.index_inputs), read by host nodes only
+        self.index_input = real_inputs[0].type.tensor_type.elem_type == INDEX_ONNX_TYPE
         self.input_name = real_inputs[0].name
         self.input4 = self._input4(g)
         for idx, node in enumerate(g.node):
@@ -607,6 +612,9 @@ class _Lowerer:
                 nodes=self.nodes,
                 output_shapes=self.output_shapes,
                 float_inputs=self.float_inputs,
+                index_inputs=self.index_inputs,
+                input_shapes={t: self.input_shape for t in self.inputs
+                              if self.tensors[t].shape != self.input_shape},
             ),
             self.onnx_int8,
         )
@@ -640,10 +648,11 @@ class _Lowerer:
 
     def _input_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
         tt = vi.type.tensor_type
-        if tt.elem_type != onnx.TensorProto.FLOAT:
+        if tt.elem_type not in (onnx.TensorProto.FLOAT, INDEX_ONNX_TYPE):
             raise FrontendError(
                 f"{self.source}: input '{vi.name}' has element type "
-                f"{onnx.TensorProto.DataType.Name(tt.elem_type)}; a float32 input is required"
+                f"{onnx.TensorProto.DataType.Name(tt.elem_type)}; a float32 input (or int64 "
+                "ids read by host nodes) is required"
             )
         dims: list[int] = []
         for i, d in enumerate(tt.shape.dim):
@@ -671,6 +680,11 @@ class _Lowerer:
         if node.domain in ("", "ai.onnx") and node.op_type in _QDQ_GLUE:
             self.lower_accel(node)
             return
+        if self.index_input and self.input_name in node.input:
+            self.lower_on_host(node, f"reads the int64 ids of the graph input "
+                                     f"'{self.input_name}' (an Embedding; the accelerator "
+                                     "computes on int8 maps)")
+            return
         if any(isinstance(v := self.values.get(i), _Pending) and v.segment is not None
                for i in node.input if i):
             why = "reads a float value computed on the host"
@@ -694,11 +708,11 @@ class _Lowerer:
         ``node`` that reads it without a ``QuantizeLinear`` (onnxruntime's quantizer
         leaves the inputs of ops it does not quantize, such as ``Pad`` or ``PRelu``,
         float): the runtime stores the input unquantized and the segment reads it as is."""
-        if not self.float_input_ok:
+        if not self.float_input_ok and not self.index_input:
             self.val(self.input_name)  # the error: an fp32 model, not quantized
         if self.inputs:
             t = self.tensors[self.inputs[0]]
-            if t.name not in self.float_inputs:
+            if t.name not in self.float_inputs + self.index_inputs:
                 raise self.err(f"node '{node.name}' ({node.op_type}) reads the graph input "
                                f"'{self.input_name}' unquantized, which a QuantizeLinear also "
                                "quantizes; an input is either quantized or float: quantize "
@@ -706,7 +720,7 @@ class _Lowerer:
             return t
         t = self.add_tensor(self.input_name, self.input4, 1.0, 0)
         self.inputs.append(t.name)
-        self.float_inputs.append(t.name)
+        (self.index_inputs if self.index_input else self.float_inputs).append(t.name)
         return t
 
     def lower_on_host(self, node: onnx.NodeProto, reason: str) -> None:
@@ -717,7 +731,7 @@ class _Lowerer:
                 continue
             if i == self.input_name and i not in self.values:
                 seg.inputs[i] = (self.float_input(node).name, self.input_shape)
-                seg.float_inputs.add(i)
+                (seg.index_inputs if self.index_input else seg.float_inputs).add(i)
                 continue
             v = self.val(i)
             if isinstance(v, _Const) and v.scale is not None:  # DQ of an integer constant
@@ -790,9 +804,15 @@ class _Lowerer:
                     shape: tuple[int, ...], reason: str) -> _Pending:
         """The float output ``o`` of host node ``node``; a host op computing it is built
         when it is quantized (or is a graph output). Values inside a segment may have any
-        shape; a segment's output needs batch dimension 1."""
+        shape. A segment output whose first dimension is not 1 (a constant of another batch
+        broadcast into it: PoissonNLLLoss's ``exp(x) - target * x`` with a target of 10
+        rows) is held flat, ``(1, elements, 1, 1)``, the same row-major elements: the
+        segment runs once per batch item of the graph input and writes all its rows; only
+        host segments (which reshape it back) and graph outputs read it, an accelerator
+        layer refuses the view (:meth:`qin`)."""
         shape4 = ((1, 1, 1, 1) if o in self.dynamic else  # a placeholder: not in DDR
-                  _as4(shape) if 1 <= len(shape) <= 4 else (1, math.prod(shape), 1, 1))
+                  _as4(shape) if 1 <= len(shape) <= 4 and shape[0] == 1
+                  else (1, math.prod(shape), 1, 1))
 
         def op(out: QTensor, as_float: bool) -> list[QNode]:
             if o in self.dynamic and not as_float:
@@ -801,11 +821,6 @@ class _Lowerer:
                                "only a graph output may have such a shape, an accelerator "
                                "layer cannot read it. End the model there and run the rest "
                                "in post-processing")
-            if shape[0] != 1 and o not in self.dynamic:
-                raise self.err(f"node '{node.name}' ({node.op_type}): {reason}; on the host "
-                               f"its output '{o}' of shape {shape} would have a batch "
-                               "dimension other than 1, which host segments (run per batch "
-                               "item) do not support")
             return [self.segment_op(seg, o, shape, out, as_float)]
 
         return _Pending(node.name, node.op_type, shape4, shape,

@@ -340,6 +340,14 @@ class QGraph:
     #: 0): an input the QDQ model never quantizes (a ``Pad`` or a rank-5
     #: ``BatchNormalization`` reads it directly), read only by host segments
     float_inputs: list[str] = field(default_factory=list)
+    #: graph inputs of int64 ids (``scale`` 1, ``zero_point`` 0), fed and stored as
+    #: int64 and read only by host segments (an Embedding's ``Gather``;
+    #: ``vfpga.quant.index_inputs``)
+    index_inputs: list[str] = field(default_factory=list)
+    #: the ONNX shape of each graph input whose 4-D tensor shape differs from it (an
+    #: ``(N, C, L)`` sequence held as ``(N, C, 1, L)``, ``(N, C)`` as ``(N, C, 1, 1)``): a
+    #: row-major reshape of the tensor's NCHW elements, as ``output_shapes`` for outputs
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def dynamic_outputs(g: QGraph) -> dict[str, tuple[str, tuple[int, ...]]]:

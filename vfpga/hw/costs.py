@@ -16,11 +16,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.effects import out_hw
 from vfpga.isa.spec import Opcode, PoolMode
 
-__all__ = ["compute_cycles", "core_bytes_per_cycle", "insn_cycles"]
+__all__ = ["DDR_BURST_BYTES", "burst_bytes", "compute_cycles", "core_bytes_per_cycle",
+           "insn_cycles"]
+
+#: Bytes of one DDR burst: 8 beats of a 64-bit DDR4 channel. A LOAD or SAVE box is a set
+#: of contiguous runs (its rows of ``n2`` bytes, or longer where the strides make rows
+#: adjacent); the DDR moves every run in whole bursts, so a run of 3 bytes costs as much
+#: as one of 64. The compiler stores weights chunk by chunk where a chunk LOAD would read
+#: rows shorter than this (docs/compiler.md); the timing model charges bursts when asked
+#: (:class:`vfpga.emulator.timing.TimingParams`).
+DDR_BURST_BYTES = 64
 
 
 def _ceil(a: int, b: int) -> int:
@@ -66,6 +77,23 @@ def compute_cycles(op: Opcode, f: Mapping[str, int], hw: HardwareConfig) -> int:
     if op is Opcode.RESIZE:  # a 2x2 window per output pixel, like POOL's taps on ic lanes
         return f["out_h"] * _ceil(f["out_w"], pp) * _ceil(f["c"], opar) * _ceil(4, ip)
     return 0
+
+
+def burst_bytes(n0: np.ndarray, n1: np.ndarray, n2: np.ndarray, s0: np.ndarray,
+                s1: np.ndarray, burst: int = DDR_BURST_BYTES) -> np.ndarray:
+    """The DDR bytes boxes ``(n0, n1, n2)`` with strides ``(s0, s1)`` occupy the bus for
+    when every contiguous run is moved in whole bursts of ``burst`` bytes (int64 arrays,
+    one entry per box). A run is a row of ``n2`` bytes; rows with ``s1 == n2`` (or
+    ``n1 == 1``) join into runs of ``n1 * n2``, and those into one run of the whole box
+    when also ``s0 == n1 * n2`` (or ``n0 == 1``). Runs are taken as burst-aligned (the
+    least the DDR can move); an empty box moves nothing."""
+    n0, n1, n2 = (np.asarray(a, np.int64) for a in (n0, n1, n2))
+    s0, s1 = np.asarray(s0, np.int64), np.asarray(s1, np.int64)
+    rows = (n1 == 1) | (s1 == n2)
+    whole = rows & ((n0 == 1) | (s0 == n1 * n2))
+    run = np.where(whole, n0 * n1 * n2, np.where(rows, n1 * n2, n2))
+    runs = np.where(whole, 1, np.where(rows, n0, n0 * n1))
+    return np.where(run > 0, runs * (-(-run // burst) * burst), 0)
 
 
 def insn_cycles(op: Opcode, f: Mapping[str, int], hw: HardwareConfig, bpc: float) -> int:

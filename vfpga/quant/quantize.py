@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 import onnx
 
-from vfpga.errors import FrontendError
+from vfpga.errors import FrontendError, VfpgaError
+from vfpga.quant.index_inputs import (
+    check_indices,
+    index_bound,
+    is_index_input,
+    random_id_inputs,
+    read_id_files,
+)
 from vfpga.quant.inputs import IMAGE_SUFFIXES, ImagePrep, image_input, input_files
 
 #: Op types handed to ``quantize_static`` (every op of the normalized set).
@@ -149,6 +156,43 @@ def random_calibration(shape: tuple[int, ...], num: int, seed: int) -> list[np.n
         raise FrontendError(f"the number of random calibration inputs must be >= 1 (got {num})")
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(shape).astype(np.float32) for _ in range(num)]
+
+
+def _index_calibration(model: onnx.ModelProto, name: str, shape: tuple[int, ...], calib: str,
+                       calib_dir: Path | None, num_random: int, seed: int,
+                       calib_data: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+    """Calibration inputs for the int64 id input ``name``: ``calib_data`` or the ``.npy``
+    files of ``calib_dir`` (integer ids of the input's shape, checked against the range
+    the graph gives, :mod:`vfpga.quant.index_inputs`), else ``num_random`` seeded ids
+    uniform over the table's rows."""
+    where = model.graph.name or "<model>"
+    bound = index_bound(model, name)
+    if calib_data is None and calib == "dir":
+        if calib_dir is None:
+            raise FrontendError("calib='dir' needs calib_dir")
+        calib_data = [a for _, a in read_id_files(Path(calib_dir), model, name, shape,
+                                                  "calibration")]
+    if calib_data is not None:
+        if not calib_data:
+            raise FrontendError("calib_data is empty: give at least one calibration input")
+        out = []
+        for k, x in enumerate(calib_data):
+            what = f"calibration input {k} for the int64 ids '{name}'"
+            try:
+                a = check_indices(np.asarray(x), bound, what)
+            except VfpgaError as exc:
+                raise FrontendError(str(exc)) from None
+            if tuple(a.shape) != shape:
+                raise FrontendError(f"{what} has shape {tuple(a.shape)}; the model's input "
+                                    f"has shape {shape}")
+            out.append(a)
+        return out
+    if calib not in ("random", "dir"):
+        raise FrontendError(f"unknown calibration kind {calib!r} (use 'random' or 'dir')")
+    if num_random < 1:
+        raise FrontendError(f"the number of random calibration inputs must be >= 1 (got "
+                            f"{num_random})")
+    return random_id_inputs(model, name, shape, num_random, seed, f"model '{where}'")
 
 
 def image_calibration(calib_dir: Path, shape: tuple[int, ...],
@@ -380,7 +424,11 @@ def quantize_model(
     graph_name = _model_of(model).graph.name or "<model>"
     name, shape = _input_info(_model_of(model))
     calibration_method(calib_method)  # an unknown method fails before any work
-    if calib_data is not None:
+    fp32 = _model_of(model)
+    if is_index_input(fp32, name):  # int64 token ids: valid ids, never normal floats
+        data = _index_calibration(fp32, name, shape, calib, calib_dir, num_random, seed,
+                                  calib_data)
+    elif calib_data is not None:
         data = [np.asarray(x, dtype=np.float32) for x in calib_data]
         if not data:
             raise FrontendError("calib_data is empty: give at least one calibration input")

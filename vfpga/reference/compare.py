@@ -38,6 +38,7 @@ from vfpga.frontend.qgraph import (
     QShuffle,
     QSlice,
 )
+from vfpga.quant.index_inputs import is_index_input, random_id_inputs
 from vfpga.reference.executor import FLOAT_SUFFIX, node_inputs, run_node, run_reference
 
 if TYPE_CHECKING:  # onnxruntime is imported where a session is made (it is slow to load)
@@ -94,10 +95,14 @@ def random_inputs(
     model: onnx.ModelProto, num: int, seed: int = 0, *, batch: int | None = None
 ) -> list[np.ndarray]:
     """``num`` standard-normal float32 inputs of the model's input shape (its batch, or
-    ``batch``), from ``numpy.random.default_rng(seed)``."""
-    _, shape = _input_info(model)
+    ``batch``), from ``numpy.random.default_rng(seed)`` (an int64 id input: valid random
+    ids, :func:`vfpga.quant.index_inputs.random_id_inputs`)."""
+    name, shape = _input_info(model)
     if batch is not None:
         shape = (batch, *shape[1:])
+    if is_index_input(model, name):  # int64 token ids: valid ids over the table's rows
+        return random_id_inputs(model, name, shape, num, seed,
+                                f"model '{model.graph.name or '<model>'}'")
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(shape).astype(np.float32) for _ in range(num)]
 

@@ -364,9 +364,10 @@ def run_segment_node(g: QGraph, node: QHostOp, vals: dict[str, np.ndarray]) -> n
 def quantize_graph_input(g: QGraph, x: np.ndarray) -> np.ndarray:
     """Reshape the float input to ``[N, C, H, W]`` (``N = x.shape[0]``, the rest from the
     input tensor's shape) and quantize it like ``QuantizeLinear`` (a float input,
-    ``QGraph.float_inputs``: returned as float32)."""
+    ``QGraph.float_inputs``: returned as float32; int64 ids, ``QGraph.index_inputs``: as
+    int64)."""
     t = g.tensors[g.inputs[0]]
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.int64 if t.name in g.index_inputs else np.float32)
     per = int(np.prod(t.shape[1:]))
     if x.ndim == 0 or x.size % per or x.size // max(x.shape[0], 1) != per:
         raise ReferenceError(
@@ -374,7 +375,7 @@ def quantize_graph_input(g: QGraph, x: np.ndarray) -> np.ndarray:
             f"{t.shape} (batch may differ)"
         )
     x4 = x.reshape((x.shape[0], *t.shape[1:]))
-    if t.name in g.float_inputs:  # read unquantized by host segments
+    if t.name in g.float_inputs or t.name in g.index_inputs:  # read as is by host segments
         return np.ascontiguousarray(x4)
     return quantize_input(x4, t.scale, t.zero_point)
 
@@ -459,8 +460,9 @@ def run_reference(g: QGraph, x: np.ndarray, *, keep_all: bool = True) -> dict[st
             result[o + FLOAT_SUFFIX] = v
             continue
         f = v if v.dtype == np.float32 else dequantize(v, t[o].scale, t[o].zero_point)
-        if o in g.output_shapes:
-            f = f.reshape((v.shape[0], *g.output_shapes[o][1:]))
+        if o in g.output_shapes:  # rows broadcast from a constant: each item's rows stacked
+            shape = g.output_shapes[o]
+            f = f.reshape((v.shape[0] * shape[0], *shape[1:]))
         result[o + FLOAT_SUFFIX] = f
     return result
 

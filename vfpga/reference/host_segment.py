@@ -11,7 +11,8 @@ Boundary arithmetic (the contract the emulator and the golden reference share, b
 both call :func:`run_segment`): every segment input is an **int8** tensor of the
 accelerator, passed as stored (the segment model starts with its own
 ``DequantizeLinear(x, scale, zero_point)`` with the tensor's int8 zero point), or the
-**float32** graph input of a model that never quantizes it (``QGraph.float_inputs``), and the
+**float32** graph input of a model that never quantizes it (``QGraph.float_inputs``), or the
+**int64** graph input of token ids (``QGraph.index_inputs``), and the
 output is either **int8** (the model ends with ``QuantizeLinear(y, scale, zero_point)``
 of the output tensor) or **float32** for a graph output. So dequantization and
 quantization happen inside onnxruntime, exactly as in the QDQ model the segment was cut
@@ -47,7 +48,7 @@ SESSION_CACHE = 16
 
 _ELEM = {"tensor(int8)": np.int8, "tensor(float)": np.float32, "tensor(int32)": np.int32,
          "tensor(int64)": np.int64}
-_IN_TYPES = ("tensor(int8)", "tensor(float)")
+_IN_TYPES = ("tensor(int8)", "tensor(float)", "tensor(int64)")
 _lock = threading.Lock()
 _sessions: OrderedDict[str, Any] = OrderedDict()
 
@@ -109,7 +110,8 @@ def _session(name: str, data: bytes) -> Any:
         if io.type not in _ELEM or (not out and io.type not in _IN_TYPES):
             raise SegmentError(
                 f"host segment '{name}': tensor '{io.name}' has type {io.type}; "
-                "segment inputs are int8 or float32, outputs int8, float32, int32 or int64"
+                "segment inputs are int8, float32 or int64 (ids), outputs int8, float32, "
+                "int32 or int64"
             )
         # an output's dimensions may be symbolic: a shape the data decides (NMS)
         if not all((isinstance(d, int) and d > 0) or (out and not isinstance(d, int))
@@ -129,9 +131,9 @@ def _session(name: str, data: bytes) -> Any:
 
 
 def segment_io(name: str, text: object) -> tuple[list[tuple[int, ...]], list[str], str]:
-    """The ONNX input shapes, the input dtypes (``"int8"`` or ``"float32"``) and the output
-    dtype (also ``"int32"``/``"int64"``) of segment ``name``, loading (and validating) its
-    model."""
+    """The ONNX input shapes, the input dtypes (``"int8"``, ``"float32"`` or ``"int64"``)
+    and the output dtype (also ``"int32"``) of segment ``name``, loading (and validating)
+    its model."""
     sess = _session(name, decode_model(name, text))
     ins = sess.get_inputs()
     return (
@@ -144,9 +146,10 @@ def segment_io(name: str, text: object) -> tuple[list[tuple[int, ...]], list[str
 def run_segment(name: str, text: object, inputs: list[np.ndarray], *,
                 flat: bool = True) -> np.ndarray:
     """Run segment ``name`` (its ``onnx`` attribute ``text``) on ``inputs`` (int8, or
-    float32 where the model declares the float graph input; NCHW element order, any shape
-    with the declared element count, batch 1); returns the output, flat (``flat=False``:
-    in the shape onnxruntime gives it, for an output whose shape the data decides).
+    float32 / int64 where the model declares the float graph input or the int64 ids; NCHW
+    element order, any shape with the declared element count, batch 1); returns the
+    output, flat (``flat=False``: in the shape onnxruntime gives it, for an output whose
+    shape the data decides).
     Raises :class:`SegmentError`."""
     sess = _session(name, decode_model(name, text))
     feeds = {}

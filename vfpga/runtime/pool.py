@@ -41,8 +41,10 @@ from vfpga.backend.binary import MAX_BINARY_BYTES, VfbFile, from_bytes, read_vfb
 from vfpga.backend.retarget import Prepared, allocate, prepare, retarget
 from vfpga.emulator import Accelerator
 from vfpga.emulator.machine import LoadedProgram, Task, segments_from_dispatch
+from vfpga.emulator.tensor_layout import binary_index_bounds
 from vfpga.errors import VfpgaError
 from vfpga.hw.config import DEFAULT_HW, HardwareConfig, load_hw
+from vfpga.quant.index_inputs import INDEX_DTYPE, check_indices
 
 #: Default DDR quota of a tenant (bytes): the most a tenant's binary may declare.
 DEFAULT_TENANT_DDR_BYTES = 1 << 30
@@ -325,6 +327,10 @@ class Tenant:
         try:
             task.restart()
             for name, value in req.inputs.items():
+                if task.tensor(name).dtype == INDEX_DTYPE:  # token ids: within the table
+                    assert self.vfb is not None
+                    value = check_indices(value, binary_index_bounds(self.vfb).get(name),
+                                          f"input '{name}'")
                 task.write_tensor(name, value)
             task.set_budget(self.pool.request_seconds)
         except Exception as exc:  # a bad request fails alone

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vfpga.emulator.tensor_layout import binary_index_bounds
 from vfpga.errors import VfpgaError
 from vfpga.serve.auth import OPERATOR
 from vfpga.serve.protocol import ProtocolError, decode_infer, encode_infer
@@ -115,10 +116,11 @@ async def infer(
     if hl is not None and not hl.isdigit():
         raise ProtocolError(400, "Inference-Header-Content-Length must be a byte count")
     header_length = None if hl is None else int(hl)
+    bounds = binary_index_bounds(vfb) if any(t.dtype == "int64" for t in ins) else None
     if len(raw) > BIG_BODY:
-        req = await run_in_threadpool(decode_infer, raw, header_length, ins, outs)
+        req = await run_in_threadpool(decode_infer, raw, header_length, ins, outs, bounds)
     else:
-        req = decode_infer(raw, header_length, ins, outs)
+        req = decode_infer(raw, header_length, ins, outs, bounds)
     t_submit = time.perf_counter()
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Any] = loop.create_future()

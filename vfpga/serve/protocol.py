@@ -6,8 +6,10 @@ binary-tensor extension (``Inference-Header-Content-Length``, ``binary_data_size
 Tensors are named and shaped as in the ONNX model (NCHW; :mod:`vfpga.emulator.tensor_layout`
 does the one conversion to the binary's layout). An int8 input takes ``INT8`` (quantized
 already) or ``FP32``/``FP64`` (quantized with the tensor's scale and zero point, as ONNX
-QuantizeLinear); outputs come as stored (``INT8``, or ``FP32`` for a float host-op output)
-with their ``scale`` and ``zero_point`` as parameters.
+QuantizeLinear); an int64 input of token ids takes ``INT64`` ids within the rows of the
+table they index (:mod:`vfpga.quant.index_inputs`); outputs come as stored (``INT8``, or
+``FP32`` for a float host-op output) with their ``scale`` and ``zero_point`` as
+parameters.
 """
 
 from __future__ import annotations
@@ -20,13 +22,22 @@ from typing import Any
 import numpy as np
 
 from vfpga.backend.binary import Tensor
-from vfpga.emulator.tensor_layout import from_stored, to_stored, user_shape
+from vfpga.emulator.tensor_layout import (
+    accepted_shapes,
+    from_stored,
+    ids_to_stored,
+    to_stored,
+    user_shape,
+)
+from vfpga.errors import VfpgaError
+from vfpga.quant.index_inputs import INDEX_DTYPE
 
 #: KServe datatype -> numpy little-endian dtype (those a vfpga binary can take or give)
 DTYPES: dict[str, np.dtype[Any]] = {
     "INT8": np.dtype("<i1"),
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
+    "INT64": np.dtype("<i8"),
 }
 #: stored dtype -> KServe datatype
 KSERVE = {"int8": "INT8", "float32": "FP32", "int32": "INT32", "int64": "INT64"}
@@ -79,9 +90,10 @@ def _flat(data: Any, dtype: np.dtype, name: str, kserve: str) -> np.ndarray:
             arr = np.asarray(data, dtype=object).reshape(-1)
             if not all(type(v) is int for v in arr.tolist()):
                 raise ValueError("not all integers")
-            wide = np.asarray(arr.tolist(), dtype=np.int64)
-            if wide.size and (wide.min() < -128 or wide.max() > 127):
-                raise ValueError("values outside -128..127")
+            wide = np.asarray(arr.tolist(), dtype=np.int64)  # OverflowError past int64
+            info = np.iinfo(dtype)
+            if wide.size and (wide.min() < info.min or wide.max() > info.max):
+                raise ValueError(f"values outside {info.min}..{info.max}")
             return wide.astype(dtype)
         arr = np.asarray(data, dtype=np.float64).reshape(-1)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
@@ -92,10 +104,13 @@ def _flat(data: Any, dtype: np.dtype, name: str, kserve: str) -> np.ndarray:
 
 
 def decode_infer(
-    body: bytes, header_length: int | None, inputs: list[Tensor], outputs: list[Tensor]
+    body: bytes, header_length: int | None, inputs: list[Tensor], outputs: list[Tensor],
+    id_bounds: dict[str, int | None] | None = None,
 ) -> InferRequest:
     """Decode and check a request body against the model's ``inputs``/``outputs``
-    tensors; raises :class:`ProtocolError` (400) naming what is wrong."""
+    tensors; raises :class:`ProtocolError` (400) naming what is wrong. ``id_bounds``: the
+    rows each int64 id input may index
+    (:func:`~vfpga.emulator.tensor_layout.binary_index_bounds`)."""
     if header_length is not None:
         if not 0 <= header_length <= len(body):
             raise bad(
@@ -133,7 +148,8 @@ def decode_infer(
         if name in got:
             raise bad(f"input '{name}' is given twice")
         dt_name = item.get("datatype")
-        allowed = ["FP32"] if t.dtype == "float32" else ["INT8", "FP32", "FP64"]
+        allowed = (["FP32"] if t.dtype == "float32" else ["INT64"] if t.dtype == INDEX_DTYPE
+                   else ["INT8", "FP32", "FP64"])
         if dt_name not in allowed:
             raise bad(
                 f"input '{name}': datatype {dt_name!r} is not accepted (use {' or '.join(allowed)})"
@@ -141,12 +157,14 @@ def decode_infer(
         dtype = DTYPES[dt_name]
         shape = item.get("shape")
         want = list(user_shape(t))
-        if not isinstance(shape, list) or not all(type(d) is int for d in shape) or shape != want:
+        if not isinstance(shape, list) or not all(type(d) is int for d in shape) or (
+                tuple(shape) not in accepted_shapes(t)):
             raise bad(
                 f"input '{name}': shape {shape!r} differs from the model's {want} "
                 "(NCHW, as in the ONNX model)"
             )
         n = math.prod(want)
+        want = shape  # the ONNX shape, or the 4-D form of a binary without ONNX shapes
         iparams = item.get("parameters") or {}
         if not isinstance(iparams, dict):
             raise bad(f"input '{name}': 'parameters' must be an object")
@@ -171,6 +189,13 @@ def decode_infer(
                 raise bad(f"input '{name}': {flat.size} values for shape {want} ({n} values)")
         if dtype.kind == "f" and t.dtype == "int8":
             flat = flat.astype(np.float32)
+        if t.dtype == INDEX_DTYPE:  # token ids: within the table's rows
+            try:
+                got[name] = ids_to_stored(t, flat.reshape(want),
+                                          (id_bounds or {}).get(name), f"input '{name}'")
+            except VfpgaError as exc:
+                raise bad(str(exc)) from None
+            continue
         got[name] = to_stored(t, flat.reshape(want))
     if offset != len(rest):
         raise bad(f"the body has {len(rest) - offset} binary bytes no input claims")

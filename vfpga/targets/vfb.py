@@ -30,23 +30,27 @@ from xdsl.utils.target import Target
 
 from vfpga.backend.binary import (
     BEFORE_FIRST_LAYER,
+    DTYPE_BYTES,
     HostOp,
     Layer,
     Tensor,
     VfbFile,
     empty_ifps,
+    record_user_shape,
     to_bytes,
     write_vfb,
 )
 from vfpga.backend.retarget import dispatch_table
+from vfpga.compiler.ifpgen import stored_data
 from vfpga.compiler.plan import MemoryPlan, nchw
 from vfpga.errors import CompileError
 from vfpga.frontend.qgraph import QHostOp, dynamic_outputs, float_tensors
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.spec import HEADER_DTYPE, INSN_BYTES
 from vfpga.passes.dnn_plan_memory import StaticPassError, planned
-from vfpga.passes.dnn_tile import hw_of, layers_of
+from vfpga.passes.dnn_tile import hw_of, layer_specs_of, layers_of
 from vfpga.passes.ifp_select import CORES_ATTR
+from vfpga.quant.index_inputs import INDEX_DTYPE
 
 LAYER_KIND = {"conv": "conv", "pool": "pool", "add": "eltwise", "resize": "resize"}
 """``ifp.layer`` kind -> LAYER record kind."""
@@ -134,7 +138,8 @@ def module_to_vfb(module: ModuleOp, hw: HardwareConfig | None = None) -> VfbFile
     return VfbFile.for_hw(
         hw, ddr_size=plan.ddr_size, data_offset=plan.data_offset, num_cores=cores,
         text=text.tobytes(), ifps=ifps, layers=layers, tensors=tensors,
-        host_ops=host_op_table(plan, accel, tindex), data=plan.data, dispatch=dispatch)
+        host_ops=host_op_table(plan, accel, tindex),
+        data=stored_data(plan, layer_specs_of(module), hw), dispatch=dispatch)
 
 
 def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
@@ -146,6 +151,10 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
     roles.update({t: "output" for t in g.outputs})
     floats = float_tensors(g)
     dyn = dynamic_outputs(g)
+    # the ONNX shapes of graph inputs and outputs that users see in another shape than
+    # the stored map gives (rank-3 sequences, (N, C) inputs, rows broadcast from a constant)
+    onnx_shapes = {**{n: s for n, s in g.input_shapes.items() if n in g.inputs},
+                   **{n: s for n, s in g.output_shapes.items() if n in g.outputs}}
     out: list[Tensor] = []
     index: dict[str, int] = {}
     for name in [*g.inputs, *(t for t in g.tensors if t not in g.inputs)]:
@@ -162,13 +171,18 @@ def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
         _, c, h, w = nchw(t)
         if p.c_stride != c:
             continue
-        is_f = name in floats
+        dtype = ("float32" if name in floats else
+                 INDEX_DTYPE if name in g.index_inputs else "int8")
         index[name] = len(out)
-        out.append(Tensor(
-            name=name, role=roles.get(name, "activation"), dtype="float32" if is_f else "int8",
+        rec = Tensor(
+            name=name, role=roles.get(name, "activation"), dtype=dtype,
             layout="nhwc", shape=(1, h, w, c), ddr_offset=p.offset,
-            size=h * w * c * (4 if is_f else 1), scale=float(t.scale),
-            zero_point=int(t.zero_point)))
+            size=h * w * c * DTYPE_BYTES[dtype], scale=float(t.scale),
+            zero_point=int(t.zero_point))
+        onnx_shape = onnx_shapes.get(name)
+        if onnx_shape is not None and tuple(onnx_shape) != record_user_shape(rec):
+            rec.onnx_shape = tuple(int(d) for d in onnx_shape)  # PROGRAM io_shapes
+        out.append(rec)
     return out, index
 
 
