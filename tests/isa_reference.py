@@ -334,3 +334,59 @@ def resize(x: np.ndarray, f: dict) -> np.ndarray:
                 v = add(v, mul(mul(dx1, dy1), deq(y2, x2, k)))
                 out[r, q, k] = sat8(f["out_zp"] + rne(div(v, f["out_scale"])))
     return out
+
+
+# ------------------------------------------------------------------ CONV fsum (v5)
+def fsum_conv(x: np.ndarray, w: np.ndarray, records: np.ndarray, f: dict,
+              table: np.ndarray | None = None) -> np.ndarray:
+    """CONV with ``fsum`` (ISA version 5) of the int8 tile ``x`` ``[in_h][in_w][in_c]``,
+    weights ``w`` ``[out_c][kh][kw][in_c]`` and parameter records (bias, weight scale,
+    output scale) with word fields ``f``, one output element and one float32 step at a
+    time: the upsampled, padded grid is walked tap by tap in reverse row-major order,
+    skipping taps on padding or inserted elements; per tap an FMA chain over input
+    channels in blocks of 128, the blocks added; the taps added from +0.0; the bias
+    dequantized with ``f32(in_scale * scale)``; ``y / divisor`` rounded half to even."""
+    in_h, in_w, in_c = x.shape
+    out_c, kh, kw, _ = w.shape
+    uh, uw = max(f["ups_h"], 1), max(f["ups_w"], 1)
+    dh, dw = max(f["dil_h"], 1), max(f["dil_w"], 1)
+    sh, sw = f["stride_h"], f["stride_w"]
+    pt, pb, pl, pr = f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]
+    vh, vw = (in_h - 1) * uh + 1, (in_w - 1) * uw + 1
+    oh = (vh + pt + pb - ((kh - 1) * dh + 1)) // sh + 1
+    ow = (vw + pl + pr - ((kw - 1) * dw + 1)) // sw + 1
+    s_in = float(f["in_scale"])
+
+    def source(pos: int, ups: int, n: int) -> int | None:
+        if pos < 0 or pos % ups or pos // ups >= n:
+            return None
+        return pos // ups
+
+    out = np.zeros((oh, ow, out_c), np.int8)
+    for o in range(out_c):
+        bias, sc, div_ = (int(records["bias"][o]), float(records["scale"][o]),
+                          float(records["divisor"][o]))
+        wq = [[[mul(float(int(w[o, i, j, c])), sc) for c in range(in_c)] for j in range(kw)]
+              for i in range(kh)]
+        b = mul(f32(bias), mul(s_in, sc))
+        for r in range(oh):
+            for q in range(ow):
+                p = 0.0
+                for i in reversed(range(kh)):
+                    yy = source(r * sh + i * dh - pt, uh, in_h)
+                    for j in reversed(range(kw)):
+                        xx = source(q * sw + j * dw - pl, uw, in_w)
+                        if yy is None or xx is None:
+                            continue
+                        t_sum = 0.0
+                        for k0 in range(0, in_c, 128):
+                            t = 0.0
+                            for c in range(k0, min(in_c, k0 + 128)):
+                                xv = mul(float(int(x[yy, xx, c]) - f["pad_value"]), s_in)
+                                t = fma(xv, wq[i][j][c], t)
+                            t_sum = t if k0 == 0 else add(t_sum, t)
+                        p = add(p, t_sum)
+                v = div(add(p, b), div_)
+                y = sat8(f["out_zp"] + rne(v))
+                out[r, q, o] = act_fn(y, f["act"], f["act_lo"], f["act_hi"], table)
+    return out

@@ -247,7 +247,7 @@ def test_hw_directive_and_override() -> None:
          "more than 4 dimensions"),
         (".hostop h op=X after=- in=nope\n", 1, "unknown tensor 'nope'"),
         (".hostop h op=X after=- attrs={\"a\":}\n", 1, "attrs: not JSON"),
-        (".program ddr_size=10 isa=1\n", 1, "this assembler produces ISA version 4"),
+        (".program ddr_size=10 isa=1\n", 1, "this assembler produces ISA version 5"),
         ("pool scale=nan\n", 1, "pool: field 'scale'=nan is not finite"),
         ("eltwise offset=-inf\n", 1, "eltwise: field 'offset'=-inf is not finite"),
         ("eltwise scale_a=f32:0x7fc00000\n", 1, "is not finite"),

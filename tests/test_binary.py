@@ -347,13 +347,14 @@ def test_validate_on_write() -> None:
         to_bytes(v)
 
 
-@pytest.mark.parametrize("old", [1, 2, 3])
+@pytest.mark.parametrize("old", [1, 2, 3, 4])
 def test_older_isa_binaries_are_rejected(old: int) -> None:
     """ISA version 2 changed the requantization fields, version 3 added issue 14's
-    operations (ELTWISE mul/sub and its new fields), version 4 the RESIZE instruction:
+    operations (ELTWISE mul/sub and its new fields), version 4 the RESIZE instruction,
+    version 5 the CONV fsum mode (a version-4 unet sums its ConvTransposes in integers):
     an older binary must not run."""
     vfb = sample_vfb()
-    assert vfb.isa_version == ISA_VERSION == 4
+    assert vfb.isa_version == ISA_VERSION == 5
     vfb.isa_version = old
     with pytest.raises(BinaryFormatError, match=f"instruction-set version {old}, this vfpga "
                        f"runs version {ISA_VERSION}; recompile the model"):

@@ -153,3 +153,28 @@ def test_timing_model_charges_bursts(fc, monkeypatch) -> None:  # type: ignore[n
     assert t_chunked < 0.8 * t_whole, (t_chunked, t_whole)
     assert fc_cycles(res.vfb) < t_chunked  # every run rounded up to whole bursts
     assert TimingParams().burst_bytes == 0
+
+
+@pytest.mark.parametrize("cores", ["1", "4"])
+def test_vfpga_check_on_an_fc6_like_model(tmp_path, cores: str) -> None:
+    """From the user's side: ``vfpga check`` quantizes, compiles (fc6-like layer stored
+    chunk by chunk), emulates and compares every layer's bytes with the reference."""
+    import onnx
+    from click.testing import CliRunner
+    from qdq_models import GraphBuilder as OnnxBuilder
+
+    from vfpga.cli.main import cli
+
+    b = OnnxBuilder((1, 512, 7, 7), seed=2)
+    y = b.conv(b.relu(b.conv("x", 512, 64, 7, pad=0)), 64, 10, 1, pad=0)
+    path = tmp_path / "fc.onnx"
+    onnx.save(b.model(y, (1, 10, 1, 1)), path)
+    from vfpga.frontend.pipeline import load_model
+
+    specs = compile_graph(load_model(path, num_random=4).graph, HW, int(cores)).layers
+    assert weight_chunk(specs[0].spec, HW) > 0  # the 7x7 layer is stored chunk by chunk
+    r = CliRunner().invoke(
+        cli, ["check", str(path), "--cores", cores, "--calib-random", "4", "--num-inputs", "1"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "check passed" in r.output and "byte-identical" in r.output

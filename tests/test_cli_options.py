@@ -25,7 +25,8 @@ def test_calibration_options_are_one_declaration() -> None:
     texts = {cmd: _help(cmd) for cmd in COMMANDS}
     for cmd, text in texts.items():
         assert "--calib-random N Quantize an fp32 model by calibrating on N seeded " \
-               "random-normal inputs (the default, N = 16)." in text, cmd
+               "random-normal inputs (the default, N = 16; valid random ids for an int64 " \
+               "token-id input)." in text, cmd
         assert "--seed INTEGER Seed of the random calibration inputs. [default: 0]" in text
         assert "--calib-dir DIRECTORY" in text
 

@@ -39,7 +39,9 @@ def _random_f32(rng: np.random.Generator, n: int) -> np.ndarray:
 def test_float_fields_are_the_spec_float32_fields() -> None:
     assert FLOAT_FIELDS[Opcode.POOL] == {"scale", "out_scale"}
     assert FLOAT_FIELDS[Opcode.ELTWISE] == {"scale_a", "scale_b", "offset", "out_scale"}
-    assert not FLOAT_FIELDS[Opcode.CONV]
+    # CONV's requantization constants are in pbuf records; its one float field is the
+    # fsum input scale (ISA version 5)
+    assert FLOAT_FIELDS[Opcode.CONV] == {"in_scale"}
 
 
 def test_custom_format_round_trips_every_float32_exactly() -> None:

@@ -266,7 +266,8 @@ def _hw_of_result(res, hw: HardwareConfig) -> HardwareConfig:
               default=None, metavar="DIR",
               help="Check on the inputs in DIR instead of random ones: .npy arrays of the "
                    "model's input shape, and .png/.jpg/.jpeg/.bmp images (preprocessed with "
-                   "--mean/--std/--layout). Every file is emulated and compared; the "
+                   "--mean/--std/--layout); for an int64 id input, .npy integer ids. Every "
+                   "file is emulated and compared; the "
                    "agreement with the fp32 model is reported (replaces --num-inputs and "
                    "--ort-inputs).")
 @click.option("--num-inputs", default=1, show_default=True,

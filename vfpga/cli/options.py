@@ -30,10 +30,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 _CALIB = [
     click.option("--calib-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Quantize an fp32 model by calibrating on the .png/.jpg/.jpeg/.bmp "
-                      "images of this folder."),
+                      "images of this folder (for an int64 token-id input: its .npy id "
+                      "arrays)."),
     click.option("--calib-random", type=click.IntRange(min=1), default=None, metavar="N",
                  help="Quantize an fp32 model by calibrating on N seeded random-normal "
-                      f"inputs (the default, N = {DEFAULT_CALIB_RANDOM})."),
+                      f"inputs (the default, N = {DEFAULT_CALIB_RANDOM}; valid random ids "
+                      "for an int64 token-id input)."),
     click.option("--seed", type=int, default=0, show_default=True,
                  help="Seed of the random calibration inputs."),
     click.option("--calib-method", "calib_method", type=click.Choice(list(CALIB_METHODS)),

@@ -131,7 +131,9 @@ def stats_table(res: TaskResult, title: str) -> Table:
               help="Input tensor, NCHW as the ONNX model shapes it (as `vfpga reference "
                    "--input` and `vfpga serve` take it and as outputs are written): a float "
                    "array is quantized with the tensor's scale/zero point, an int8 array is "
-                   "taken as quantized already. Default: a seeded random int8 input.")
+                   "taken as quantized already; an int64 input of token ids takes integer "
+                   "ids within the rows of the table they index. Default: a seeded random "
+                   "int8 input (random valid ids for an id input).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the output tensor(s) (.npy for one, .npz for several).")
 @click.option("--cores", default=None, help="Cores to run on: N, 0-7 or 0,3,5 "
@@ -283,8 +285,10 @@ def run(binary: Path, inputs: tuple[str, ...], output: Path | None, cores: str |
         shape = q.shape if t.dynamic else t.shape  # a dynamic output: as the host made it
         stats = (f"min {int(q.min())} max {int(q.max())} mean {float(q.mean()):.2f}"
                  if q.size else "empty")
+        seen = (f", written as {'x'.join(map(str, t.onnx_shape))} (its ONNX shape)"
+                if t.onnx_shape and output is not None else "")
         click.echo(f"output '{t.name}': {t.dtype} {t.layout} {'x'.join(map(str, shape))}, "
-                   f"sha256 {hashlib.sha256(q.tobytes()).hexdigest()[:16]}, {stats}")
+                   f"sha256 {hashlib.sha256(q.tobytes()).hexdigest()[:16]}, {stats}{seen}")
     if output is not None:
         _save_npy(output, outs)
         click.echo(f"wrote {output}")

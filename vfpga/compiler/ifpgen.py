@@ -413,8 +413,8 @@ def _fit_uncached(spec: LayerSpec, wt: int, og: int, hw: HardwareConfig,
             chunk = stored
             ic = min(ic, chunk)
         elif wbytes > b["wbuf"]:
-            if spec.groups != 1:
-                return None
+            if spec.groups != 1 or spec.node.fsum_in_scale is not None:
+                return None  # (a fsum CONV sums its taps after all input channels)
             chunk = (b["wbuf"] // 2) // (og * kh * kw)
             chunk = chunk - chunk % 8 if chunk >= 8 else chunk
             if chunk < 1:
@@ -709,11 +709,13 @@ def conv_ifp(spec: LayerSpec, tile: Tile, hw: HardwareConfig,
     # elements only: ibuf holds no padding (an 8x8 map under a dilation-18 window: 64
     # input pixels, not 44x44 padded ones)
     upsampled = not spec.plain
-    extra: dict[str, int] = {}
+    extra: dict[str, int | float] = {}
     if spec.dil != (1, 1):
         extra |= dict(dil_h=spec.dil[0], dil_w=spec.dil[1])
     if spec.ups != (1, 1):
         extra |= dict(ups_h=uh, ups_w=uw)
+    if node.fsum_in_scale is not None:  # ISA v5: onnxruntime's float32 ConvTranspose sums
+        extra |= dict(fsum=1, in_scale=node.fsum_in_scale)
     half_i, half_o, half_w = hw.buffers["ibuf"] // 2, hw.buffers["obuf"] // 2, hw.buffers[
         "wbuf"] // 2
     act = _ACT[node.act.kind]

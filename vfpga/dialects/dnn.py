@@ -761,6 +761,13 @@ class ConvOp(DnnNodeOp):
     convolution and nearest resize), printed only when not ``[1, 1]``; then
     ``OH = (H' + top + bottom - KH') // sh + 1``.
 
+    Optional ``fsum`` (an ``f32``, the input scale; property ``fsum_in_scale``): the
+    float32-summing transposed convolution of ISA version 5 (onnxruntime's float32
+    ``DequantizeLinear -> ConvTranspose -> QuantizeLinear``, :mod:`vfpga.isa.float_conv`):
+    ``bias`` is the int32 quantized bias, ``multiplier / 2**shift`` the weight scales,
+    ``divisor`` the output scale, and the integer formula above does not apply
+    (:class:`vfpga.frontend.qgraph.QConv`); groups must be 1.
+
     Verified: input channels = weight IC x groups, OC divisible by groups, output dims per
     the formula, ``OC`` entries in each per-channel array, multipliers in ``[0, 2**31)``,
     shifts in ``[0, 62]``, ``divisor`` an ``f32`` value that is finite and > 0, strides
@@ -783,6 +790,7 @@ class ConvOp(DnnNodeOp):
     act_table = prop_def(DenseArrayBase)
     dilations = opt_prop_def(DenseArrayBase)
     upsample = opt_prop_def(DenseArrayBase)
+    fsum_in_scale = opt_prop_def(FloatAttr)
 
     FIELDS: ClassVar[tuple[_Field, ...]] = (
         *_NAME_FIELDS,
@@ -791,6 +799,7 @@ class ConvOp(DnnNodeOp):
         _Field("groups", "groups", "int", 1),
         _Field("dilation", "dilations", "oints", (1, 1)),
         _Field("upsample", "upsample", "oints", (1, 1)),
+        _Field("fsum", "fsum_in_scale", "f32", 0.0),
         _ACT_FIELD,
         _Field("table", "act_table", "i32s", ()),
         _Field("bias", "bias", "i32s"),
@@ -819,6 +828,7 @@ class ConvOp(DnnNodeOp):
         act_table: Sequence[int] = (),
         dilations: Sequence[int] = (1, 1),
         upsample: Sequence[int] = (1, 1),
+        fsum_in_scale: float | None = None,
     ) -> None:
         def arr(v: np.ndarray | DenseArrayBase, what: str) -> DenseArrayBase:
             return v if isinstance(v, DenseArrayBase) else i32_array(v, f"{name}: {what}")
@@ -829,6 +839,8 @@ class ConvOp(DnnNodeOp):
             extra["dilations"] = int_array(dilations)
         if tuple(upsample) != (1, 1):
             extra["upsample"] = int_array(upsample)
+        if fsum_in_scale is not None:
+            extra["fsum_in_scale"] = f32_attr(fsum_in_scale)
         super().__init__(
             operands=[input],
             result_types=[result_type],
@@ -862,6 +874,14 @@ class ConvOp(DnnNodeOp):
         """The ``divisor`` as a Python float (a float32 value; ``1.0`` when absent)."""
         d = self.divisor
         return 1.0 if d is None else float(d.value.data)
+
+    @property
+    def fsum_value(self) -> float | None:
+        """The input scale of a float32-summing conv (``fsum``), else None."""
+        v = self.fsum_in_scale
+        if not isinstance(v, FloatAttr) or float(v.value.data) == 0.0:
+            return None
+        return float(v.value.data)
 
     def dilation_pair(self) -> tuple[int, int]:
         """``dilations`` as a pair (``(1, 1)`` when absent)."""
@@ -927,6 +947,12 @@ class ConvOp(DnnNodeOp):
             raise VerifyException(
                 f"{who}: output channels {oc} are not divisible by groups {groups}"
             )
+        fsum = self.properties.get("fsum_in_scale")
+        if fsum is not None:
+            fv = cast(FloatAttr, fsum).value.data if isinstance(fsum, FloatAttr) else None
+            if fv is None or not (math.isfinite(fv) and fv > 0.0) or groups != 1:
+                raise VerifyException(f"{who}: fsum must be a finite f32 > 0 on a conv with "
+                                      "groups 1")
         for key in ("dilations", "upsample"):
             v = self.properties.get(key)
             if v is not None and (len(vals := int_tuple(cast(DenseArrayBase, v))) != 2

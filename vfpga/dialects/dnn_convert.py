@@ -288,6 +288,7 @@ def _node_to_op(
                 act_table=node.act.table,
                 dilations=node.dilations,
                 upsample=node.upsample,
+                fsum_in_scale=node.fsum_in_scale,
             )
         case QPool():
             return dnn.PoolOp(
@@ -446,6 +447,7 @@ def _op_to_node(op: dnn.DnnNodeOp, names: dict[SSAValue, str]) -> QNode:
             divisor=op.divisor_value,
             dilations=op.dilation_pair(),
             upsample=op.upsample_pair(),
+            fsum_in_scale=op.fsum_value,
         )
     if isinstance(op, dnn.PoolOp):
         k, s, p = dnn.int_tuple(op.kernel), dnn.int_tuple(op.strides), dnn.int_tuple(op.pads)

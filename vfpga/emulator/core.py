@@ -31,6 +31,7 @@ from vfpga.emulator.faults import (
     ExecutionFault,
     OutOfRegionFault,
 )
+from vfpga.emulator.float_conv import fsum_conv_insn
 from vfpga.emulator.resize import resize as resize_kernel
 from vfpga.hw.config import BUFFER_NAMES, HardwareConfig
 from vfpga.isa.codec import Program
@@ -376,6 +377,14 @@ class Core:
             ctx, i, Buffer.PBUF, f["p_addr"],
             (conv_pbuf_bytes(out_c, Act.TABLE if table_act else Act.NONE),), np.uint8, 4
         )
+        if f["fsum"] or f["in_scale"]:  # ISA v5: float32 sums (emulator/float_conv.py)
+            try:
+                y = fsum_conv_insn(x, w, praw, f)
+            except ValueError as exc:
+                raise ExecutionFault(f"{describe(ctx, self.index, i)}: {exc}") from None
+            self._write(ctx, i, Buffer.OBUF, f["out_addr"], y)
+            self.counters.macs += oh * ow * out_c * kh * kw * (in_c // g)
+            return
         bias, scale, divisor = kernels.unpack_params(praw[: out_c * PARAM_RECORD_BYTES])
         table = praw[out_c * PARAM_RECORD_BYTES :] if table_act else None
         if f["acc_in"]:

@@ -869,6 +869,8 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
         return core.buffers[buf][addr : addr + n].view(dt).reshape(shape)
 
     if op is Opcode.CONV:
+        if f["fsum"] or f["in_scale"]:  # ISA v5 float32 sums: Core._conv (so no epoch)
+            raise ValueError("fsum CONV")
         in_h, in_w, in_c, out_c, g = f["in_h"], f["in_w"], f["in_c"], f["out_c"], f["groups"]
         kh, kw = f["kh"], f["kw"]
         pads = (f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"])

@@ -104,7 +104,8 @@ def index_bounds(tensors: Sequence[TensorSpec], host_ops: Sequence[Any]
                     bound = index_bound(model, model.graph.input[pos].name)
                 seen.setdefault(tensors[k].name, []).append(bound)
     for name, bounds in seen.items():
-        out[name] = None if any(b is None for b in bounds) else min(bounds)  # type: ignore[type-var]
+        known = [b for b in bounds if b is not None]
+        out[name] = min(known) if len(known) == len(bounds) else None
     return out
 
 

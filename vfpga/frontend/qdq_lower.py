@@ -1450,12 +1450,18 @@ class _Lowerer:
             raise self.err(f"the output would be {oh}x{ow}")
         s_in = t_in.scale
         acc_scale = np.array([_f32(_f32(s_in) * w_scale[c]) for c in range(oc)], np.float32)
-        bias = self.conv_bias(node, oc, acc_scale)
         name = self.node_name(self.cur_name)
         shape4 = (t_in.shape[0], oc, oh, ow)
         ups = (strides[0], strides[1])
+        fsum = self.fsum_operands(node, t_in.shape, acc_scale, w_scale)
+        bias = self.conv_bias(node, oc, acc_scale) if fsum is None else fsum[0]
 
         def build(out: QTensor, act: Act) -> list[QNode]:
+            if fsum is not None:  # onnxruntime's float32 ConvTranspose (ISA v5 fsum)
+                return [QConv(name=name, input=t_in.name, output=out.name, weight=weight,
+                              bias=bias, multiplier=fsum[1], shift=fsum[2], pads=pads,
+                              act=act, upsample=ups, divisor=float(_f32(out.scale)),
+                              fsum_in_scale=float(_f32(s_in)))]
             mults, shifts = self.conv_requant(node, acc_scale, out)
             return [QConv(name=name, input=t_in.name, output=out.name, weight=weight,
                           bias=bias, multiplier=mults, shift=shifts, pads=pads, act=act,
@@ -1618,6 +1624,44 @@ class _Lowerer:
                 bias = np.rint(bf / acc_scale.astype(np.float64)).astype(np.int64)
             bias = np.clip(bias, -(1 << 31), (1 << 31) - 1)
         return bias.astype(np.int32)
+
+    def fsum_operands(self, node: onnx.NodeProto, in_shape: tuple[int, ...],
+                      acc_scale: np.ndarray, w_scale: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """For a ``ConvTranspose``, the int32 bias and the ``(multiplier, shift)`` pairs
+        holding the weight scales exactly, when the CONV ``fsum`` mode (ISA version 5)
+        reproduces onnxruntime's float32 ``DequantizeLinear -> ConvTranspose ->
+        QuantizeLinear``: the input map has more than one pixel (on a 1x1 map MLAS runs
+        its matrix-vector kernel, whose summation order differs), the bias is absent or
+        an int32 ``DequantizeLinear`` with zero point 0 and the scale
+        ``f32(s_in * s_w[oc])`` exactly (what the accelerator dequantizes it with), and
+        every weight scale is a float32 value ``multiplier / 2**shift`` represents. Else
+        None: the transposed convolution sums exact integers (ISA version 3)."""
+        if int(np.prod(in_shape[2:])) <= 1:
+            return None
+        oc = acc_scale.size
+        bias = np.zeros(oc, dtype=np.int32)
+        if len(node.input) > 2 and node.input[2]:
+            bc = self.val(node.input[2])
+            if not (isinstance(bc, _Const) and bc.scale is not None
+                    and bc.value.dtype == np.int32 and bc.value.size == oc
+                    and not np.any(bc.zero_point if bc.zero_point is not None else 0)):
+                return None
+            bscale = np.broadcast_to(bc.scale.astype(np.float32).reshape(-1), (oc,))
+            if not np.array_equal(bscale, acc_scale):
+                return None
+            bias = bc.value.astype(np.int32).reshape(oc)
+        mults = np.zeros(oc, dtype=np.int32)
+        shifts = np.zeros(oc, dtype=np.int32)
+        for c in range(oc):
+            try:
+                m, sh = mult_shift(float(w_scale[c]))
+            except ValueError:
+                return None
+            if requant_scale(m, sh) != float(_f32(w_scale[c])):
+                return None
+            mults[c], shifts[c] = m, sh
+        return bias, mults, shifts
 
     def conv_requant(self, node: onnx.NodeProto, acc_scale: np.ndarray,
                      out: QTensor) -> tuple[np.ndarray, np.ndarray]:

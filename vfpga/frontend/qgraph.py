@@ -96,6 +96,13 @@ class QConv:
     over that grid with the kernel flipped and in/out channels swapped, and a nearest
     ``Resize`` by an integer factor ``f`` is a depthwise one with an ``f x f`` kernel of
     ones (:mod:`vfpga.frontend.qdq_lower`).
+    ``fsum_in_scale`` set (a float32 value, the input scale): the float32-summing
+    transposed convolution of ISA version 5 (the CONV ``fsum`` flag; the one home of its
+    arithmetic is :mod:`vfpga.isa.float_conv`), onnxruntime's float32 ``DequantizeLinear
+    -> ConvTranspose -> QuantizeLinear``: ``bias`` is then the int32 quantized bias
+    (dequantized with ``f32(in_scale * scale[oc])``, not folded with the zero point),
+    ``scale[oc] = requant_scale(multiplier[oc], shift[oc])`` the weight scale and
+    ``divisor`` the output scale; the integer formula above does not apply.
     A requantizing copy (``DequantizeLinear -> QuantizeLinear``, a ``QLinearConcat`` input
     of another quantization, an unfused activation) is a depthwise 1x1 QConv with unit
     weights and zero bias whose ``multiplier / 2**shift`` is ``s_in`` and whose
@@ -117,6 +124,7 @@ class QConv:
     divisor: float = 1.0
     dilations: tuple[int, int] = (1, 1)
     upsample: tuple[int, int] = (1, 1)
+    fsum_in_scale: float | None = None
 
 
 def conv_in_extent(node: QConv, h: int, w: int) -> tuple[int, int]:

@@ -26,8 +26,9 @@ BUFFER_NAMES: tuple[str, ...] = ("ibuf", "wbuf", "pbuf", "obuf", "abuf")
 #: Version of the instruction set; part of the fingerprint. Version 2 requantizes in
 #: float32 steps (pbuf records (bias, scale, divisor); float POOL/ELTWISE fields).
 #: Version 3 adds issue 14's operations (docs/isa.md); version 4 the RESIZE instruction
-#: (bilinear interpolation, opcode 8).
-ISA_VERSION = 4
+#: (bilinear interpolation, opcode 8); version 5 the CONV ``fsum`` mode (transposed
+#: convolutions summed in float32 as onnxruntime's ConvTranspose does).
+ISA_VERSION = 5
 
 
 class HardwareConfigError(ValueError):

@@ -259,6 +259,9 @@ PAYLOAD_FIELDS: dict[Opcode, tuple[Field, ...]] = {
               "(transposed convolution, nearest resize)."),
         Field("ups_w", "u1", 53, "Input upsampling by zero insertion along columns (0 or 1: "
               "none)."),
+        Field("in_scale", "<f4", 56, "float32. With fsum (ISA version 5): the input scale, "
+              "each input element is dequantized as f32(f32(x - pad_value) * in_scale); "
+              "finite, non-zero. 0 without fsum."),
     ),
     Opcode.POOL: (
         Field("in_addr", "<u4", 8, "ibuf address of the input tile, int8 [in_h][in_w][c]."),
@@ -360,6 +363,9 @@ FLAG_FIELDS: dict[Opcode, tuple[FlagField, ...]] = {
         FlagField("acc_in", 2, 1, "1: start from abuf partial sums at acc_addr, not the bias."),
         FlagField("acc_out", 3, 1, "1: write int32 partial sums to abuf at out_addr, no "
                   "requantization."),
+        FlagField("fsum", 4, 1, "1 (ISA version 5): sum dequantized float32 products in "
+                  "onnxruntime's ConvTranspose order (docs/isa.md, CONV fsum); records hold "
+                  "(bias int32, weight scale float32, output scale float32)."),
     ),
     Opcode.POOL: (
         FlagField("mode", 0, 2, "max, avg_pad, avg, global_avg.", PoolMode),

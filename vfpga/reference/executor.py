@@ -39,6 +39,7 @@ from vfpga.frontend.qgraph import (
     node_inputs,
     shuffle_perm,
 )
+from vfpga.isa.float_conv import fsum_conv
 from vfpga.isa.resize import COORD_MODE_NAMES, axis_taps, bilinear_requant
 from vfpga.reference.arith import (
     add_requant,
@@ -195,6 +196,8 @@ def run_conv(x: np.ndarray, in_zp: int, out_zp: int, node: QConv) -> np.ndarray:
     """``act(sat8(out_zp + rne(f32(f32(f32(acc) * scale[oc]) / divisor))))`` as int8, with
     ``scale = requant_scale(multiplier, shift)`` (see :class:`QConv`)."""
     _check_scale(node.name, "divisor", float(np.float32(node.divisor)))
+    if node.fsum_in_scale is not None:
+        return run_fsum_conv(x, in_zp, out_zp, node)
     acc = conv_acc(x, in_zp, node)
     if np.any(np.abs(acc) >= (1 << 31)):
         raise ReferenceError(f"{node.name}: the accumulator overflows int32")
@@ -204,6 +207,31 @@ def run_conv(x: np.ndarray, in_zp: int, out_zp: int, node: QConv) -> np.ndarray:
         raise ReferenceError(f"{node.name}: {exc}") from None
     y = conv_requant(acc, scale[None, :, None, None], node.divisor, out_zp)
     return _act(y, node.act).astype(np.int8)
+
+
+def run_fsum_conv(x: np.ndarray, in_zp: int, out_zp: int, node: QConv) -> np.ndarray:
+    """A float32-summing transposed convolution (``node.fsum_in_scale`` set; ISA version
+    5 CONV ``fsum``, one home of the arithmetic: :mod:`vfpga.isa.float_conv`) of the
+    whole ``[N, C, H, W]`` map."""
+    if node.groups != 1:
+        raise ReferenceError(f"{node.name}: a float32-summing conv needs groups=1")
+    try:
+        scale = requant_scales(node.multiplier, node.shift)
+    except ValueError as exc:
+        raise ReferenceError(f"{node.name}: {exc}") from None
+    oc = node.weight.shape[0]
+    w = np.ascontiguousarray(node.weight.transpose(0, 2, 3, 1))  # [oc][kh][kw][c]
+    top, left, bottom, right = node.pads
+    outs = []
+    for b in range(x.shape[0]):
+        hwc = np.ascontiguousarray(x[b].transpose(1, 2, 0))
+        y = fsum_conv(hwc, w, in_scale=float(node.fsum_in_scale or 0.0), scale=scale,
+                      bias=node.bias.astype(np.int32),
+                      divisor=np.full(oc, np.float32(node.divisor)), pad_value=in_zp,
+                      out_zp=out_zp, stride=node.strides, pads=(top, bottom, left, right),
+                      ups=node.upsample, dil=node.dilations)
+        outs.append(y.transpose(2, 0, 1))
+    return _act(np.stack(outs).astype(np.int64), node.act).astype(np.int8)
 
 
 def run_resize(x: np.ndarray, in_scale: float, in_zp: int, out_scale: float, out_zp: int,

@@ -23,7 +23,7 @@ dnn.graph @p(%x: !dnn.qtensor<1x16x4x4, scale = 0.5, zp = -3> as "x") {
 // OBJ: 1 layers, 2 logical core(s)
 
 // ASM:      .hw pool16
-// ASM-NEXT: .program ddr_size={{[0-9]+}} data_offset={{[0-9]+}} cores=2 isa=4
+// ASM-NEXT: .program ddr_size={{[0-9]+}} data_offset={{[0-9]+}} cores=2 isa=5
 // ASM:      .layer pool kind=pool macs=0 ifps=0:12
 
 // NOSEL: vfpga-opt: error: the module has no core count (vfpga.cores): run ifp-select first
