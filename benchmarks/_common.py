@@ -36,3 +36,20 @@ def loaded_model(name: str, num_random: int = 8):  # -> vfpga.frontend.pipeline.
 
     atomic_write(path, lambda fh: pickle.dump(lm, fh))
     return lm
+
+
+def ort_case(name: str):  # -> (LoadedModel, ndarray, InferenceSession, str, ndarray)
+    """Bundled model ``name`` ready to time against onnxruntime: (its LoadedModel, a float32
+    input drawn with seed 0, the onnxruntime QDQ session, the session's input name, the
+    input as the emulator's int8 NHWC tensor)."""
+    import numpy as np
+
+    from vfpga.flow import _graph_input
+    from vfpga.reference.compare import ort_session
+
+    lm = loaded_model(name)
+    g = lm.graph
+    x = np.random.default_rng(0).standard_normal(g.tensors[g.inputs[0]].shape)
+    x = x.astype(np.float32)
+    sess = ort_session(lm.qdq)
+    return lm, x, sess, sess.get_inputs()[0].name, _graph_input(g, x)

@@ -28,6 +28,14 @@ pytestmark = pytest.mark.skipif(
     "without them the cores run their own plans (test_emulator_plan covers them)")
 
 
+@pytest.fixture(autouse=True)
+def _epoch_plans_on_one_core(monkeypatch):  # type: ignore[no-untyped-def]
+    """These tests are about the epoch plans themselves: run them on one core too, where
+    :mod:`vfpga.emulator.plan_choice` would give some epochs to the cores' own plans
+    (tests/test_emulator_plan_choice.py tests that choice)."""
+    monkeypatch.setattr(machine_mod, "epoch_pays", lambda ep, n_cores: True)
+
+
 @pytest.fixture(scope="module")
 def net():  # type: ignore[no-untyped-def]
     """A padded strided 3x3 convolution, a 1x1 one, a 3x3 convolution of 256 -> 256

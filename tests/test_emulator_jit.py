@@ -215,3 +215,59 @@ def test_pool_equals_numpy(mode: int, h: int, w: int, c: int, kh: int, kw: int, 
     else:
         assert isinstance(got, np.ndarray)
         np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    c=st.integers(1, 20),
+    mult=st.sampled_from([1, 2]),
+    k=st.sampled_from([(1, 1), (3, 3), (5, 5), (3, 1)]),
+    s=st.sampled_from([(1, 1), (2, 2)]),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    pad=st.integers(-128, 127),
+    has_div=st.booleans(),
+    zp=st.integers(-128, 127),
+    scale_pick=st.lists(st.sampled_from(_SCALES), min_size=1, max_size=4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fused_depthwise_equals_depthwise_then_requant(
+    h: int,
+    w: int,
+    c: int,
+    mult: int,
+    k: tuple[int, int],
+    s: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    pad: int,
+    has_div: bool,
+    zp: int,
+    scale_pick: list[float],
+    seed: int,
+) -> None:
+    """``depthwise_requant`` gives the bytes of ``depthwise`` followed by ``requant`` (start
+    = the biases), ties, overflow to inf and wrapping biases included."""
+    assert JK is not None
+    t, b, lf, r = pads
+    oh, ow = (h + t + b - k[0]) // s[0] + 1, (w + lf + r - k[1]) // s[1] + 1
+    if oh < 1 or ow < 1:
+        return
+    rng = np.random.default_rng(seed)
+    oc = c * mult
+    x = rng.integers(-128, 128, (h, w, c), dtype=np.int8)
+    wt = rng.integers(-128, 128, (k[0] * k[1], oc)).astype(np.int32)
+    bias = rng.integers(-(2**31), 2**31, (1, oc)).astype(np.int32)
+    scale = np.resize(np.array(scale_pick, np.float32), oc)
+    div = rng.choice(np.array([1.0, 3.0, 0.5, 7.0], np.float32), oc) if has_div else scale
+    lo, hi = np.float32(-128 - zp), np.float32(127 - zp)
+    acc = np.empty((oh, ow, oc), np.int32)
+    JK.depthwise(x, pad, wt, k[0], k[1], s[0], s[1], t, lf, acc)
+    want = np.empty((oh * ow, oc), np.int8)
+    with np.errstate(over="ignore", under="ignore"):
+        JK.requant(acc.reshape(1, oh * ow, oc), bias, False, scale, div, has_div, lo, hi, zp, want)
+        got = np.empty((oh, ow, oc), np.int8)
+        JK.depthwise_requant(
+            x, pad, wt, k[0], k[1], s[0], s[1], t, lf, bias, scale, div, has_div, lo, hi, zp, got
+        )
+    np.testing.assert_array_equal(got.reshape(oh * ow, oc), want)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vfpga.emulator import int_matmul, kernels
+from vfpga.emulator import int_matmul, jit, kernels
 
 
 class _Exact:
@@ -73,11 +73,34 @@ def test_backend_is_exact_on_random_and_extreme_operands() -> None:
     np.testing.assert_array_equal(mm(a, b), np.full((3, 2), 3000 * 16384, np.int32))
 
 
+@pytest.mark.skipif(int_matmul.backend() is None or jit.get() is None,
+                    reason="the one-row products run compiled only with the backend and numba")
+def test_one_row_products_are_exact() -> None:
+    """Products of one row (fully connected layers) run on the compiled kernel, not on
+    onnxruntime; exact for any layout of the operands, int32 sums wrapping modulo 2**32."""
+    mm = int_matmul.backend()
+    assert mm is not None and mm._row is not None
+    rng = np.random.default_rng(9)
+    for shape_a, shape_b in [((1, 960), (960, 240)), ((1, 1, 300), (1, 300, 7)),
+                             ((1, 1), (1, 1)), ((1, 1, 40), (40, 5))]:
+        a = rng.integers(0, 256, shape_a, dtype=np.uint8)
+        b = rng.integers(-128, 128, shape_b, dtype=np.int8)
+        got = mm(a, b)
+        assert got.dtype == np.int32 and got.shape == np.matmul(a, b).shape
+        np.testing.assert_array_equal(got, _Exact()(a, b))
+    b = rng.integers(-128, 128, (64, 20), dtype=np.int8)[:, ::2]  # strided columns
+    a = rng.integers(0, 256, (1, 64), dtype=np.uint8)
+    np.testing.assert_array_equal(mm(a, b), _Exact()(a, b))
+    a = np.zeros((1, 140000), np.uint8)  # 140000 * 16384 > 2**31: wraps
+    b = np.full((140000, 3), -128, np.int8)
+    np.testing.assert_array_equal(mm(a, b), np.full((1, 3), 140000 * 16384 - 2**32, np.int32))
+
+
 def test_switched_off_by_environment(tmp_path: Path) -> None:
     """``VFPGA_EMULATOR_INT_MATMUL=0``: no backend, float32 paths, the same CONV results."""
     code = (
         "import numpy as np\n"
-        "from vfpga.emulator import int_matmul, kernels\n"
+        "from vfpga.emulator import int_matmul, jit, kernels\n"
         "assert int_matmul.backend() is None, 'backend on'\n"
         "print(int_matmul.unavailable_reason())\n"
         "geo = kernels.conv_geometry((5, 6, 40), (7, 3, 3, 40), pads=(1, 1, 1, 1))\n"

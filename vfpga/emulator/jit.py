@@ -74,6 +74,17 @@ class JitKernels:
     w[i * kw + j, c]`` with ``m = oc / in_c``, ``X`` the int8 tile ``x [in_h][in_w][in_c]``
     read as ``pad`` outside its bounds, and int32 weights ``w [kh * kw][oc]``.
 
+    ``depthwise_requant(x, pad, w, kh, kw, sh, sw, t, l, bias, scale, divisor, has_div,
+    lo, hi, zp, out)``: ``depthwise`` then ``requant`` with ``start = bias`` (int32 ``[1][oc]``)
+    into int8 ``out [oh][ow][oc]``, one output pixel at a time (the int32 sums never leave
+    the cache): the same values as the two kernels in turn.
+
+    ``row_product(a, b, out)``: the exact product of one row, ``out[0, j] = sum_k
+    (int32(a[0, k]) - 128) * b[k, j]`` modulo ``2**32`` for uint8 ``a [1][K]``, int8
+    ``b [K][N]`` and int32 ``out [1][N]`` (int32 lanes wrap, as the CONV accumulator;
+    :mod:`vfpga.emulator.int_matmul` uses it for one-row products, where onnxruntime's
+    ``MatMulInteger`` spends most of its time packing ``b``).
+
     ``same(a, b)``: whether the uint64 arrays ``a`` and ``b`` (one length, either may be
     unaligned) are equal: one pass over both without a temporary (comparing ``tobytes()``
     copies first, ``np.array_equal`` writes a bool array; both several times slower on the
@@ -102,6 +113,8 @@ class JitKernels:
     same: Callable[..., bool]
     pool_max: Callable[..., None]
     pool_avg: Callable[..., bool]
+    row_product: Callable[..., None]
+    depthwise_requant: Callable[..., None]
 
     def output_stage(self, prod: np.ndarray, start: np.ndarray, per_row: bool,
                      out: np.ndarray, *, acc_out: bool, scale: np.ndarray | None,
@@ -123,6 +136,19 @@ def _compile() -> JitKernels:
     opts: dict[str, Any] = dict(
         cache=True, nogil=True, boundscheck=False, fastmath=False, error_model="numpy"
     )
+
+    @njit(**opts)
+    def requant_one(p, st, sc, dv, has_div, lo, hi, zp):
+        # one element of ``requant`` (whose loop keeps its own copy, unchanged)
+        acc = np.int32(np.int64(p) + np.int64(st))
+        v = np.float32(acc) * sc
+        if has_div:
+            v = v / dv
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        return np.int8(np.int32(np.rint(v)) + zp)
 
     @njit(**opts)
     def requant(prod, start, per_row, scale, divisor, has_div, lo, hi, zp, out):
@@ -165,31 +191,62 @@ def _compile() -> JitKernels:
             x[k] = table[np.int32(x[k]) + 128]
 
     @njit(**opts)
+    def depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, a):  # noqa: E741
+        # the sums of output pixel (oy, ox) of ``depthwise`` into ``a [oc]``
+        in_h, in_w, _ = x.shape
+        oc = a.shape[0]
+        for c in range(oc):
+            a[c] = 0
+        for ky in range(kh):
+            iy = oy * sh + ky - t
+            for kx in range(kw):
+                ix = ox * sw + kx - l
+                wk = w[ky * kw + kx]
+                if 0 <= iy < in_h and 0 <= ix < in_w:
+                    xr = x[iy, ix]
+                    if mult == 1:  # the common case, vectorized over channels
+                        for c in range(oc):
+                            a[c] += np.int32(xr[c]) * wk[c]
+                    else:
+                        for c in range(oc):
+                            a[c] += np.int32(xr[c // mult]) * wk[c]
+                else:
+                    for c in range(oc):
+                        a[c] += pad * wk[c]
+
+    @njit(**opts)
     def depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
-        in_h, in_w, in_c = x.shape
         oh, ow, oc = acc.shape
-        mult = oc // in_c
+        mult = oc // x.shape[2]
         for oy in range(oh):
             for ox in range(ow):
-                a = acc[oy, ox]
+                depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, acc[oy, ox])
+
+    @njit(**opts)
+    def depthwise_requant(x, pad, w, kh, kw, sh, sw, t, l, bias, scale, divisor,  # noqa: E741
+                          has_div, lo, hi, zp, out):
+        oh, ow, oc = out.shape
+        mult = oc // x.shape[2]
+        a = np.empty(oc, np.int32)
+        for oy in range(oh):
+            for ox in range(ow):
+                depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, a)
+                o = out[oy, ox]
                 for c in range(oc):
-                    a[c] = 0
-                for ky in range(kh):
-                    iy = oy * sh + ky - t
-                    for kx in range(kw):
-                        ix = ox * sw + kx - l
-                        wk = w[ky * kw + kx]
-                        if 0 <= iy < in_h and 0 <= ix < in_w:
-                            xr = x[iy, ix]
-                            if mult == 1:  # the common case, vectorized over channels
-                                for c in range(oc):
-                                    a[c] += np.int32(xr[c]) * wk[c]
-                            else:
-                                for c in range(oc):
-                                    a[c] += np.int32(xr[c // mult]) * wk[c]
-                        else:
-                            for c in range(oc):
-                                a[c] += pad * wk[c]
+                    o[c] = requant_one(a[c], bias[0, c], scale[c], divisor[c], has_div, lo, hi,
+                                       zp)
+
+    @njit(**opts)
+    def row_product(a, b, out):
+        k = a.shape[1]
+        acc = out[0]
+        acc[:] = 0
+        for i in range(k):
+            x = np.int32(a[0, i]) - np.int32(128)
+            if x != 0:
+                row = b[i]
+                for j in range(acc.shape[0]):  # vectorized int32 multiply-adds
+                    acc[j] += x * np.int32(row[j])
 
     @njit(**opts)
     def same(a, b):
@@ -269,7 +326,8 @@ def _compile() -> JitKernels:
 
     return JitKernels(requant=requant, accumulate=accumulate, lookup=lookup,
                       depthwise=depthwise, act_lookup=act_lookup, same=same,
-                      pool_max=pool_max, pool_avg=pool_avg)
+                      pool_max=pool_max, pool_avg=pool_avg, row_product=row_product,
+                      depthwise_requant=depthwise_requant)
 
 
 def _warm(k: JitKernels) -> None:
@@ -294,6 +352,10 @@ def _warm(k: JitKernels) -> None:
     k.pool_max(x8, 2, 2, 1, 1, 0, 0, o8)
     f1 = np.float32(1)
     k.pool_avg(x8, 0, f1, True, f1, f1, 2, 2, 1, 1, 0, 0, o8)
+    k.row_product(np.zeros((1, 2), np.uint8), np.zeros((2, 3), np.int8), out32[:1])
+    k.depthwise_requant(np.zeros((2, 2, 3), np.int8), 0, np.zeros((1, 3), np.int32), 1, 1, 1,
+                        1, 0, 0, np.zeros((1, 3), np.int32), f, f, False, np.float32(-128),
+                        np.float32(127), 0, np.zeros((2, 2, 3), np.int8))
 
 
 def get() -> JitKernels | None:

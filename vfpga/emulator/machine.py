@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from vfpga.backend.binary import VfbFile, check_hw_limits
 from vfpga.emulator import int_matmul
@@ -32,6 +32,7 @@ from vfpga.emulator.epoch import Deferred, EpochPlan, build_epoch, save_extents
 from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
 from vfpga.emulator.host_ops import HostOpFault, check_host_op, run_host_op
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
+from vfpga.emulator.plan_choice import epoch_pays
 from vfpga.errors import BinaryFormatError, EmulatorFault, VfpgaError
 from vfpga.hw.config import HardwareConfig
 from vfpga.isa.codec import Program, decode
@@ -41,6 +42,18 @@ from vfpga.isa.spec import FLAG_FIELDS, Opcode
 DEFAULT_DDR_BYTES = 1 << 32
 #: Default bound on the float32 weights the fast path keeps between runs (ResNet-50: ~100 MB).
 DEFAULT_PREPARED_BYTES = 512 << 20
+
+
+_blas: list[ThreadpoolController] = []
+
+
+def _blas_controller() -> ThreadpoolController:
+    """The thread pools of the loaded BLAS libraries, found once per process (finding
+    them reads ``/proc/self/maps``: ~0.4 ms, a third of a small model's whole run); the
+    emulator's only BLAS is numpy's, loaded before this module."""
+    if not _blas:
+        _blas.append(ThreadpoolController())
+    return _blas[0]
 
 
 class TensorSpec(Protocol):
@@ -548,6 +561,8 @@ class Task:
                 work.append((core, ctx, plan))
             ep = build_epoch(work, self.accel.prepared_budget,
                              self._writable()) if len(work) == len(active) else None
+            if ep is not None and not epoch_pays(ep, len(work)):
+                ep = None  # the cores' own plans are faster for this form (plan_choice)
             hit = self.loaded.epochs[key] = (segs, ep)
         ep = hit[1]
         if ep is None:
@@ -767,7 +782,7 @@ class Accelerator:
             if t.loaded is None:
                 raise VfpgaError(f"task '{t.name}': no binary loaded")
         running = [t for t in active if not t.done]
-        limit = (threadpool_limits(limits=self.blas_threads, user_api="blas")
+        limit = (_blas_controller().limit(limits=self.blas_threads, user_api="blas")
                  if self.blas_threads is not None else contextlib.nullcontext())
         # overflow to +-inf in float32 requantization saturates, as docs/isa.md says
         with limit, int_matmul.threads(self.blas_threads), np.errstate(over="ignore",

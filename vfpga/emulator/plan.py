@@ -257,12 +257,25 @@ class _ConvStep:
             self._acc2 = None if acc_in is None else acc_in.reshape(m, n)
             self._lo = np.float32(self.bounds[0] - self.out_zp)
             self._hi = np.float32(self.bounds[1] - self.out_zp)
+            #: a requantized depthwise CONV from its biases: sums and output stage in one
+            #: compiled pass (``JitKernels.depthwise_requant``), its static arguments
+            self._dw: tuple[int, ...] | None = None
+            if g.path == "int8-depthwise" and acc_in is None and not self.acc_out:
+                t, _, lf, _ = g.pads
+                self._dw = (g.kh, g.kw, g.stride[0], g.stride[1], t, lf)
 
     def _fused(self, xp: np.ndarray, wt: np.ndarray, bias: np.ndarray, scale: np.ndarray,
                divisor: np.ndarray | None) -> None:
         """The exact sums, then start + output stage in one compiled pass (what
         :func:`vfpga.emulator.kernels.conv_int8_into` computes, without its per-call
         shape handling)."""
+        if self._dw is not None:
+            self._jk.depthwise_requant(xp, self.geo.pad_value, wt, *self._dw,
+                                       bias.reshape(1, -1), scale,
+                                       scale if divisor is None else divisor,
+                                       divisor is not None, self._lo, self._hi, self.out_zp,
+                                       self.out)
+            return
         prod = self._sums(xp, wt).reshape(self._p3)
         acc2 = self._acc2
         st, per_row = (bias.reshape(1, -1), False) if acc2 is None else (acc2, True)
