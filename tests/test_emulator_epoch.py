@@ -188,6 +188,67 @@ def test_depthwise_epochs_are_exact(dw_net, n: int) -> None:  # type: ignore[no-
     assert dw
     if n > 1:  # the cores' tiles side by side along the channels: one call per geometry
         assert any(len(gr.tiles) > 1 for gr in dw)
+        # gathered from DDR by the compiled im2col (adjacent channel slices as one box)
+        prm = [gr.cols_params.get((-1, -1)) for gr in dw if len(gr.tiles) > 1]
+        assert any(p is not None and len(p[0]) < len(gr.tiles) for p, gr in zip(
+            prm, [gr for gr in dw if len(gr.tiles) > 1], strict=True))
+
+
+@pytest.fixture(scope="module")
+def pool_net():  # type: ignore[no-untyped-def]
+    """Max (padded, strided), average (padded, with and without the padding counted) and
+    global average pooling between convolutions."""
+    b = GraphBuilder((24, 21, 21), seed=7)
+    y = b.conv(b.input, 48)
+    y = b.pool(y, "max", k=3, s=2, p=1)
+    y = b.pool(y, "avg", k=3, s=1, p=1, include_pad=True)
+    y = b.conv(y, 40, k=(1, 1))
+    y = b.pool(y, "avg", k=3, s=1, p=1)
+    y = b.pool(y, "global_avg")
+    g = b.build([y], "pool-epochs")
+    return g, {c: compile_graph(g, HW, c) for c in (3, 8)}
+
+
+@pytest.mark.parametrize("n", [3, 8])
+def test_pooling_epochs_are_exact(pool_net, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Pooling layers on several cores run as pooling epoch plans (the tiles of one kind
+    side by side along the channels, one call each) with the interpreter's bytes
+    everywhere: DDR, every buffer of every core, counters."""
+    from vfpga.emulator.epoch_pool import PoolEpochPlan
+
+    g, res = pool_net
+    slow, _, _ = _run(g, res[n], CORES[n], fast=False)
+    fast, t, _ = _run(g, res[n], CORES[n], fast=True, runs=2)
+    assert fast[2], fast[3]
+    assert fast == slow
+    pools = [ep for ep in _epochs(t) if isinstance(ep, PoolEpochPlan)]
+    assert len(pools) == 4
+    assert any(len(gr.pools) > 1 for ep in pools for gr in ep.pool_groups)
+
+
+def test_a_nan_average_leaves_the_epoch_to_the_cores(pool_net, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A pooling epoch whose kernel reports a NaN average writes nothing: the cores run
+    their own plans (which, on a real NaN, fault where the interpreter does)."""
+    import vfpga.emulator.epoch_pool as ep_mod
+
+    g, res = pool_net
+    calls = []
+    orig = ep_mod._pool_call
+
+    def nan_step(kw, x, out):  # type: ignore[no-untyped-def]
+        step = orig(kw, x, out)
+
+        def run():  # type: ignore[no-untyped-def]
+            calls.append(1)
+            step()
+            return "a NaN average (forced)"
+
+        return run
+
+    monkeypatch.setattr(ep_mod, "_pool_call", nan_step)
+    slow, _, _ = _run(g, res[8], CORES[8], fast=False)
+    fast, _, _ = _run(g, res[8], CORES[8], fast=True, runs=2)
+    assert calls and fast == slow  # the cores' own plans computed the (finite) averages
 
 
 def test_unforeseen_instruction_forms_fall_back(net, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -292,17 +353,29 @@ def test_save_extents_cover_every_save_box(net) -> None:  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize("n", [3, 8])
-def test_writes_the_next_epoch_overwrites_are_skipped(net, n: int) -> None:  # type: ignore[no-untyped-def]
-    """An epoch's surviving buffer writes are made just before the next epoch's SAVEs,
-    without those the next epoch's own writes on the same core entirely overwrite: some
-    are skipped, and every buffer still ends with the interpreter's bytes."""
+def test_deferred_writes_later_epochs_overwrite_are_skipped(net, n: int) -> None:  # type: ignore[no-untyped-def]
+    """The surviving buffer writes of consecutive epochs stay pending over several epochs
+    (each epoch plan reads DDR only) and are made at the end of the run, or before a
+    SAVE that writes DDR a pending LOAD reads, without those that later pending writes on
+    the same core entirely overwrite: some are skipped, and every buffer still ends with
+    the interpreter's bytes."""
     g, res = net
     slow, _, _ = _run(g, res[n], CORES[n], fast=False, runs=2)
     fast, t, _ = _run(g, res[n], CORES[n], fast=True, runs=2)
     assert fast == slow
-    pairs = [(ref(), steps) for ep in _epochs(t) for ref, steps in ep._after.values()]
-    assert pairs and all(prev is not None for prev, _ in pairs)
-    assert any(len(steps) < sum(len(cw.redo) for cw in prev.cores) for prev, steps in pairs)
+    eps = _epochs(t)  # every epoch of the net, in run order
+    assert len(eps) == len(t.loaded.epochs)
+    d = eps[0].alone()
+    made = 0
+    pending = 1
+    for ep in eps[1:]:
+        _, steps, d = d._next[id(ep)]
+        made += len(steps)
+        pending = max(pending, len(d._ids))
+    assert made > 0  # LOADs of DDR that a later SAVE overwrites are made before it
+    made += len(d._items)  # at the end of the run
+    assert pending > 1  # writes stayed pending over several epochs
+    assert made < sum(len(cw.redo) for ep in eps for cw in ep.cores)  # some never made
 
 
 def test_stepped_run_and_restart_leave_the_interpreter_buffers(net) -> None:  # type: ignore[no-untyped-def]

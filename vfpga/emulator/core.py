@@ -44,7 +44,6 @@ from vfpga.isa.spec import (
     Dep,
     Module,
     Opcode,
-    PoolMode,
     TokenQueue,
     conv_pbuf_bytes,
 )
@@ -423,20 +422,9 @@ class Core:
         self.counters.macs += oh * ow * out_c * kh * kw * (in_c // g)
 
     def _pool(self, ctx: ExecContext, i: int, f: dict[str, int]) -> None:
-        mode = PoolMode(f["mode"])
         x = self._read(ctx, i, Buffer.IBUF, f["in_addr"], (f["in_h"], f["in_w"], f["c"]))
         try:
-            out = kernels.pool(
-                x,
-                mode=mode,
-                kernel=(f["kh"], f["kw"]),
-                stride=(f["stride_h"], f["stride_w"]),
-                pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]),
-                scale=f["scale"],
-                out_scale=f["out_scale"],
-                in_zp=f["in_zp"],
-                out_zp=f["out_zp"],
-            )
+            out = kernels.pool(x, **kernels.pool_fields(f))
         except ValueError as exc:
             raise ExecutionFault(f"{describe(ctx, self.index, i)}: {exc}") from None
         self._write(ctx, i, Buffer.OBUF, f["out_addr"], out)

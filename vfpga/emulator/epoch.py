@@ -64,17 +64,17 @@ nothing can have written them, and the comparison is skipped.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from vfpga.emulator import int_matmul, jit, jit_elt, kernels
+from vfpga.emulator import int_matmul, jit, jit_cols, jit_elt, kernels
 from vfpga.emulator.core import Core, CoreCounters, ExecContext
 from vfpga.emulator.ddr import Region
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _row_views
@@ -217,6 +217,11 @@ class _Group:
     w_gen: int = -1
     p_fixed: bool | None = None
     p_gen: int = -1
+    #: per (first link, links): the parameter rows of :func:`vfpga.emulator.jit_cols.cols`
+    #: for the tiles' im2col and the DDR bytes they need (None: built with numpy)
+    cols_params: dict[tuple[int, int], tuple[np.ndarray, int] | None] = field(
+        default_factory=dict
+    )
 
     @property
     def m(self) -> int:
@@ -248,6 +253,18 @@ def _box_of(f: dict[str, int]) -> _Box:
     )
 
 
+def _extent(ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int) -> tuple[int, int]:
+    """The byte range ``[lo, hi)`` a DDR box spans (empty for an empty box)."""
+    if not (n0 and n1 and n2):
+        return ddr, ddr
+    return ddr, ddr + (n0 - 1) * s0 + (n1 - 1) * s1 + n2
+
+
+def _box_extent(box: _Box) -> tuple[int, int]:
+    """The byte range ``[lo, hi)`` of DDR the LOAD ``box`` reads."""
+    return _extent(box.ddr, box.n0, box.n1, box.n2, box.s0, box.s1)
+
+
 def _strided(mem: np.ndarray, ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int) -> np.ndarray:
     """The ``(n0, n1, n2)`` box at byte ``ddr`` of the contiguous array ``mem`` (the
     caller has checked its extent)."""
@@ -265,15 +282,10 @@ def _at(
 def _disjoint(loads: list[_Box], saves: list[tuple[int, int, int, int, int, int]]) -> bool:
     """Whether no byte a LOAD box reads is written by a SAVE box (region offsets)."""
 
-    def ext(ddr: int, n0: int, n1: int, n2: int, s0: int, s1: int) -> tuple[int, int]:
-        if not (n0 and n1 and n2):
-            return ddr, ddr
-        return ddr, ddr + (n0 - 1) * s0 + (n1 - 1) * s1 + n2
-
     if not loads or not saves:
         return True
-    sx = [ext(*s) for s in saves]
-    lx = [ext(b.ddr, b.n0, b.n1, b.n2, b.s0, b.s1) for b in loads]
+    sx = [_extent(*s) for s in saves]
+    lx = [_box_extent(b) for b in loads]
     s_lo, s_hi = min(a for a, _ in sx), max(b for _, b in sx)
     near = [
         (b, e)
@@ -319,6 +331,10 @@ class _CoreWork:
     redo: list[Callable[[], None]]
     #: the (buffer, address, bytes) each step of :attr:`redo` writes
     spans: list[tuple[Buffer, int, int]] = field(default_factory=list)
+    #: per step of :attr:`redo`: the DDR byte range ``[lo, hi)`` (region offset) it reads
+    #: if it is a LOAD, else None (the list None: not recorded; then every step is taken
+    #: to read all of DDR, see :class:`Deferred`)
+    reads: list[tuple[int, int] | None] | None = None
 
 
 class EpochPlan:
@@ -326,9 +342,12 @@ class EpochPlan:
 
     # defaults for subclasses that set their own fields (see :meth:`run_after`)
     save_ext: tuple[np.ndarray, np.ndarray] | None = None
-    _prev: EpochPlan | None = None
-    _footprint: dict[int, dict[Buffer, tuple[np.ndarray, np.ndarray]]] | None = None
-    _after: dict[int, tuple[weakref.ref[EpochPlan], list[Callable[[], None]]]] | None = None
+    #: the DDR byte ranges this epoch's SAVEs write, merged (None: not recorded; then
+    #: every deferred write is made before them, see :class:`Deferred`)
+    saved: tuple[np.ndarray, np.ndarray] | None = None
+    _prev: Deferred | None = None
+    _chain: Deferred | None = None
+    _alone: Deferred | None = None
 
     def __init__(
         self,
@@ -358,34 +377,41 @@ class EpochPlan:
         #: per group: the int8 outputs and the chains' partial sums (int32), [M][N]
         self._out = [np.empty((g.m, g.n), np.int8) for g in groups]
         self._acc = [np.empty((g.m, g.n), np.int32) if len(g.ks) > 1 else None for g in groups]
-        #: per core: per buffer, the merged byte ranges the redo steps write (see
-        #: :meth:`_covers`; built on first use)
-        self._footprint = None
-        #: the redo steps of a previous epoch plan that this one does not overwrite
-        #: entirely (see :meth:`redo_before`): id -> (that plan, weakly, its steps)
-        self._after = {}
-        #: the previous epoch plan during :meth:`run_after`
+        #: the deferred writes before this plan during :meth:`run_after`, then those
+        #: with this plan's
         self._prev = None
+        self._chain = None
+
+    def _bare(self, region: Region) -> None:
+        """Set the fields of a plan without products or parameters of its own (the
+        element-wise and pooling epochs compute their results their own way)."""
+        self.region = region
+        self.cores = []
+        self.units = []
+        self.groups = []
+        self.saves = []
+        self.budget = None
+        self.declined = False
 
     # ------------------------------------------------------------------ run
-    def run_after(self, counters: Sequence[CoreCounters], prev: EpochPlan | None) -> bool:
-        """:meth:`run` the epoch after the epoch plan ``prev`` (not this one) whose
-        surviving buffer writes are not made yet (None: none): :meth:`_effects` makes
-        those this epoch does not entirely overwrite on the same core
-        (:meth:`redo_before`) before its own SAVEs (the only DDR writes of an epoch; its
-        products read DDR only and write no buffer, so they commute with ``prev``'s
-        writes). When this returns False, ``prev``'s writes are not made. Either way this
-        epoch's own surviving writes are not made: the caller makes them (:meth:`redo`)
-        before anything else reads or writes the cores' buffers or the task's DDR, or
-        passes this plan as ``prev`` to the next epoch plan."""
-        self._prev = prev
+    def run_after(self, counters: Sequence[CoreCounters], prev: Deferred | None) -> Deferred | None:
+        """:meth:`run` the epoch after the epoch plans ``prev`` (none of them this one)
+        whose surviving buffer writes are not made yet (None: none). Returns the
+        deferred writes after this epoch (``prev``'s and this one's, see
+        :class:`Deferred`), or None if the epoch declined to run (then ``prev``'s writes
+        are not made, nor this one's). The caller makes the returned writes
+        (:meth:`Deferred.flush`) before anything else reads or writes the cores' buffers or
+        the task's DDR, or passes them as ``prev`` to the next epoch plan."""
+        self._prev, self._chain = prev, None
         try:
             ok = self.run(counters)
         finally:
-            left, self._prev = self._prev, None
-        if ok and left is not None:  # a subclass whose run skips _effects: a bug
+            left, chain = self._prev, self._chain
+            self._prev = self._chain = None
+        if ok and chain is None:  # a subclass whose run skips _effects: a bug
             raise RuntimeError(f"{type(self).__name__}.run did not call _effects")
-        return ok
+        del left
+        return chain if ok else None
 
     def run(self, counters: Sequence[CoreCounters]) -> bool:
         """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
@@ -413,17 +439,27 @@ class EpochPlan:
         return True
 
     def _effects(self, counters: Sequence[CoreCounters]) -> None:
-        """After the products: the previous epoch's writes (see :meth:`run_after`), the
-        SAVEs, then each core's counters, sequence numbers and tokens (see the module
-        docstring, Effects)."""
+        """After the products: the deferred writes that must precede this epoch's SAVEs
+        (see :meth:`Deferred.then`), the SAVEs, then each core's counters, sequence
+        numbers and tokens (see the module docstring, Effects)."""
         prev, self._prev = self._prev, None
-        if prev is not None:
-            prev.redo_before(self)
+        if prev is None:
+            self._chain = self.alone()
+        else:
+            steps, self._chain = prev.then(self)
+            for step in steps:
+                step()
         for save in self.saves:
             save()
         for cw, cnt in zip(self.cores, counters, strict=True):
             cw.plan.finish(cw.core, cnt)
             cnt.macs += cw.macs
+
+    def alone(self) -> Deferred:
+        """The deferred writes of this epoch alone (built once)."""
+        if self._alone is None:
+            self._alone = Deferred(frozenset({id(self)}), _pending_of(self))
+        return self._alone
 
     def redo(self) -> None:
         """Make every buffer write that survives the epoch, core after core (each in its
@@ -431,46 +467,6 @@ class EpochPlan:
         for cw in self.cores:
             for step in cw.redo:
                 step()
-
-    def redo_before(self, nxt: EpochPlan) -> None:
-        """:meth:`redo`, but for the next epoch plan ``nxt`` of the task: skip each write
-        whose bytes ``nxt``'s own surviving writes on the same core entirely overwrite
-        (``nxt``'s are made later, so the buffers end the same)."""
-        if nxt._after is None:
-            nxt._after = {}
-        hit = nxt._after.get(id(self))
-        if hit is None or hit[0]() is not self:
-            steps = [
-                step
-                for cw in self.cores
-                for step, span in zip(cw.redo, _spans_of(cw), strict=True)
-                if span is None or not nxt._covers(cw.core, *span)
-            ]
-            hit = nxt._after[id(self)] = (weakref.ref(self), steps)
-        for step in hit[1]:
-            step()
-
-    def _covers(self, core: Core, buf: Buffer, addr: int, n: int) -> bool:
-        """Whether this plan's surviving writes on ``core`` cover ``[addr, addr + n)`` of
-        ``buf``."""
-        if self._footprint is None:
-            fp: dict[int, dict[Buffer, tuple[np.ndarray, np.ndarray]]] = {}
-            for cw in self.cores:
-                per: dict[Buffer, list[tuple[int, int]]] = {}
-                for span in _spans_of(cw):
-                    if span is None:  # what the core writes is not known: covers nothing
-                        per = {}
-                        break
-                    b, a, m = span
-                    per.setdefault(b, []).append((a, a + m))
-                fp[id(cw.core)] = {b: _merged(r) for b, r in per.items()}
-            self._footprint = fp
-        ranges = self._footprint.get(id(core), {}).get(buf)
-        if ranges is None:
-            return False
-        lo, hi = ranges
-        k = int(np.searchsorted(lo, addr, side="right")) - 1
-        return k >= 0 and addr + n <= int(hi[k])
 
     def _block(self, results: list[np.ndarray] | list[np.ndarray | None], unit: int) -> np.ndarray:
         """Unit ``unit``'s ``[rows][out_c]`` block of its group's ``results``."""
@@ -625,7 +621,13 @@ class EpochPlan:
         each tile's sums in its column block). A lone tile is read from DDR in place
         (materialized first only if the LOAD padded it); several are copied side by side."""
         box, geo = g.tiles[0].links[0]
-        if len(g.tiles) == 1:
+        if (-1, -1) not in g.cols_params:
+            g.cols_params[-1, -1] = _side_by_side(g.tiles, g.n)
+        prm = g.cols_params[-1, -1]
+        if (len(g.tiles) > 1 or any(box.pads)) and prm is not None and prm[1] <= mem.size:
+            x = np.empty((geo.in_h, geo.in_w, g.n), np.uint8)
+            jit_cols.cols(mem, x.reshape(-1), prm[0])
+        elif len(g.tiles) == 1:
             x = _strided(mem, box.ddr, box.n0, box.n1, box.n2, box.s0, box.s1)
             if any(box.pads):
                 t, _, lf, _ = box.pads
@@ -664,6 +666,13 @@ class EpochPlan:
         """The uint8 im2col rows of links ``first .. first + count - 1`` of every tile of
         ``g``, side by side: ``[M][k]``."""
         a = _scratch(g.m * k).reshape(g.m, k)
+        key = (first, count)
+        if key not in g.cols_params:
+            g.cols_params[key] = _cols_params(g, first, count, k)
+        prm = g.cols_params[key]
+        if prm is not None and prm[1] <= mem.size:
+            jit_cols.cols(mem, a.reshape(-1), prm[0])
+            return a
         r0 = 0
         for t in g.tiles:
             c0 = 0
@@ -747,6 +756,176 @@ def _merged(ranges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1]
 
 
+#: a DDR range that meets every other: what an unrecorded step is taken to read, and an
+#: epoch plan whose SAVEs are not recorded is taken to write
+_ALL_DDR = (0, 1 << 62)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """One surviving buffer write of the epoch plan ``plan`` (its id), not made yet:
+    ``step`` writes bytes ``[lo, hi)`` of buffer ``buf`` of the core ``core`` (its id;
+    ``lo < 0``: the bytes are not recorded), reading DDR ``read`` if it is a LOAD (else
+    None)."""
+
+    plan: int  # id of the epoch plan
+    core: int
+    buf: Buffer
+    lo: int
+    hi: int
+    step: Callable[[], None]
+    read: tuple[int, int] | None
+
+
+def _pending_of(ep: EpochPlan) -> list[_Pending]:
+    """``ep``'s surviving writes, core after core, each core's in its order."""
+    out: list[_Pending] = []
+    for cw in ep.cores:
+        spans = _spans_of(cw)
+        reads = cw.reads if cw.reads is not None and len(cw.reads) == len(cw.redo) else None
+        for j, (step, span) in enumerate(zip(cw.redo, spans, strict=True)):
+            read = _ALL_DDR if reads is None else reads[j]
+            if span is None:
+                out.append(_Pending(id(ep), id(cw.core), Buffer.IBUF, -1, -1, step, read))
+            else:
+                buf, addr, n = span
+                out.append(_Pending(id(ep), id(cw.core), buf, addr, addr + n, step, read))
+    return out
+
+
+class _Ranges:
+    """A union of byte ranges ``[lo, hi)``: sorted disjoint ranges (touching ones joined)."""
+
+    __slots__ = ("his", "los")
+
+    def __init__(self) -> None:
+        self.los: list[int] = []
+        self.his: list[int] = []
+
+    def covers(self, lo: int, hi: int) -> bool:
+        k = bisect.bisect_right(self.los, lo) - 1
+        return k >= 0 and hi <= self.his[k]
+
+    def meets(self, lo: int, hi: int) -> bool:
+        k = bisect.bisect_left(self.his, lo + 1)  # the first range ending after lo
+        return k < len(self.los) and self.los[k] < hi
+
+    def add(self, lo: int, hi: int) -> None:
+        los, his = self.los, self.his
+        a = bisect.bisect_left(his, lo)  # the first range that ends at or after lo
+        b = bisect.bisect_right(los, hi)  # past the last range that starts at or before hi
+        if a < b:
+            lo, hi = min(lo, los[a]), max(hi, his[b - 1])
+        los[a:b] = [lo]
+        his[a:b] = [hi]
+
+
+def _meets_saved(read: tuple[int, int], saved: tuple[np.ndarray, np.ndarray] | None) -> bool:
+    """Whether the DDR range ``read`` meets a range of ``saved`` (None: all of DDR)."""
+    if saved is None:
+        return True
+    lo, hi = read
+    los, his = saved
+    k = int(np.searchsorted(his, lo, side="right"))
+    return k < los.size and int(los[k]) < hi
+
+
+class Deferred:
+    """The surviving buffer writes (see the module docstring, Effects) of consecutive
+    epoch plans of a task, in run order, that are not made yet.
+
+    Every epoch plan reads its inputs from DDR alone, so no epoch plan depends on these
+    writes: they stay pending while epoch plans follow each other, and are made
+    (:meth:`flush`) before anything else touches the cores' buffers or the task's DDR.
+    Only a write whose bytes no later pending write on the same core entirely overwrites
+    is ever made (on 16 cores a layer's tiles often overwrite only part of the previous
+    layer's, those of a few layers later all of them). A pending LOAD re-reads DDR when
+    it is made, so before the SAVEs of a next epoch plan that can write a DDR byte it
+    reads, it is made, together with the earlier pending writes to the bytes it writes
+    (:meth:`then`; the others stay pending). Pending writes are made in their epochs'
+    order wherever they overlap, so every buffer ends with the interpreter's bytes.
+
+    Chains are nodes of a trie built as a task runs and kept with its plans: the same
+    sequence of epochs on the next run walks the same nodes and reuses their decisions."""
+
+    __slots__ = ("_end", "_ids", "_items", "_next")
+
+    def __init__(self, ids: frozenset[int], items: list[_Pending]) -> None:
+        #: the ids of the epoch plans with pending writes (and of the last one)
+        self._ids = ids
+        #: the pending writes in their order, none entirely overwritten by later ones
+        self._items = items
+        #: plan id -> (that plan, the steps to make before its SAVEs, the chain after it)
+        self._next: dict[int, tuple[EpochPlan, list[Callable[[], None]], Deferred]] = {}
+        #: the steps of :meth:`flush` (built on first use)
+        self._end: list[Callable[[], None]] | None = None
+
+    def holds(self, ep: EpochPlan) -> bool:
+        """Whether ``ep`` may have pending writes (they copy its results, which running
+        it again would overwrite: flush first)."""
+        return id(ep) in self._ids
+
+    def then(self, ep: EpochPlan) -> tuple[list[Callable[[], None]], Deferred]:
+        """For the epoch plan ``ep`` (not pending) running next: the pending writes to make
+        before its SAVEs (in order), and the chain after it (the other pending writes,
+        then ``ep``'s). Made now: every pending LOAD that reads a DDR byte a SAVE of
+        ``ep`` can write, and every earlier pending write on the same core to a byte that
+        one made now writes (so that later ones never overwrite it), but those that later
+        pending writes or ``ep``'s own entirely overwrite: they are dropped."""
+        hit = self._next.get(id(ep))
+        if hit is None or hit[0] is not ep:
+            mine = _pending_of(ep)
+            items = self._items + mine
+            n_old = len(self._items)
+            later: dict[tuple[int, Buffer], _Ranges] = {}
+            now_at: dict[tuple[int, Buffer], _Ranges] = {}
+            now_all: set[int] = set()  # cores with an unrecorded write made now
+            keep: list[_Pending] = []
+            made: list[_Pending] = []
+            for j in range(len(items) - 1, -1, -1):
+                it = items[j]
+                key = (it.core, it.buf)
+                if it.lo >= 0:
+                    cover = later.get(key)
+                    if cover is None:
+                        cover = later[key] = _Ranges()
+                    if cover.covers(it.lo, it.hi):
+                        continue  # entirely overwritten later: never made
+                    cover.add(it.lo, it.hi)
+                if j >= n_old:
+                    keep.append(it)
+                    continue
+                nw = now_at.get(key)
+                now = (
+                    (it.read is not None and _meets_saved(it.read, ep.saved))
+                    or it.core in now_all
+                    or (nw is not None and (it.lo < 0 or nw.meets(it.lo, it.hi)))
+                )
+                if not now:
+                    keep.append(it)
+                    continue
+                made.append(it)
+                if it.lo < 0:
+                    now_all.add(it.core)
+                else:
+                    if nw is None:
+                        nw = now_at[key] = _Ranges()
+                    nw.add(it.lo, it.hi)
+            keep.reverse()
+            made.reverse()
+            ids = frozenset(it.plan for it in keep) | {id(ep)}
+            hit = (ep, [it.step for it in made], Deferred(ids, keep))
+            self._next[id(ep)] = hit
+        return hit[1], hit[2]
+
+    def flush(self) -> None:
+        """Make the pending writes, as the interpreter leaves the buffers."""
+        if self._end is None:
+            self._end = [it.step for it in self._items]
+        for step in self._end:
+            step()
+
+
 def _runs(blocks: list[_Block]) -> list[tuple[int, tuple[int, int], int]]:
     """The column runs of ``blocks`` with equal bounds and zero point: (end column,
     bounds, zero point)."""
@@ -759,6 +938,92 @@ def _runs(blocks: list[_Block]) -> list[tuple[int, tuple[int, int], int]]:
         else:
             runs.append((c, b.bounds, b.zp))
     return runs
+
+
+def _cols_params(g: _Group, first: int, count: int, k: int) -> tuple[np.ndarray, int] | None:
+    """The parameter rows of :func:`vfpga.emulator.jit_cols.cols` for the im2col of links
+    ``first .. first + count - 1`` of every tile of ``g`` (as :meth:`EpochPlan._cols`
+    lays them out, rows ``k`` bytes), and the DDR bytes the boxes need; None if the
+    kernel is not compiled or a box has a negative offset or stride."""
+    rows: list[tuple[int, ...]] = []
+    r0 = 0
+    for t in g.tiles:
+        c0 = 0
+        for box, geo in t.links[first : first + count]:
+            rows.append(_cols_row(box, geo, geo, r0 * k + c0, k, kernels.U8_BIAS))
+            c0 += geo.kh * geo.kw * geo.in_c
+        r0 += t.rows
+    return _params_of(rows)
+
+
+def _side_by_side(tiles: list[_Tile], n: int) -> tuple[np.ndarray, int] | None:
+    """As :func:`_cols_params`, for the input tiles of a depthwise group (or a pooling
+    group, :mod:`vfpga.emulator.epoch_pool`): side by side along the channels (``n`` in
+    all), as the LOADs leave them (an im2col of a 1x1 window, bytes as they are),
+    ``[in_h][in_w][n]``."""
+    boxes: list[_Box] = []
+    for t in tiles:  # channel slices of one DDR map side by side: one box
+        box = t.links[0][0]
+        last = boxes[-1] if boxes else None
+        if last is not None and last.ddr + last.n2 == box.ddr and last.n2 <= box.s1 and (
+            replace(last, ddr=box.ddr, n2=box.n2) == box
+        ):
+            boxes[-1] = replace(last, n2=last.n2 + box.n2)
+        else:
+            boxes.append(box)
+    rows: list[tuple[int, ...]] = []
+    c0 = 0
+    for box in boxes:
+        h, w, c = box.shape
+        one = kernels.ConvGeometry(h, w, c, c, 1, 1, 1, (1, 1), (0, 0, 0, 0), 0, h, w, "")
+        rows.append(_cols_row(box, one, one, c0, n, 0))
+        c0 += c
+    return _params_of(rows)
+
+
+def _cols_row(
+    box: _Box, tile: kernels.ConvGeometry, geo: kernels.ConvGeometry, at: int, rs: int, flip: int
+) -> tuple[int, ...]:
+    """One parameter row of :func:`vfpga.emulator.jit_cols.cols`: the LOAD ``box`` fills
+    the tile of ``tile``'s input shape, read through the window geometry ``geo``."""
+    return (
+        box.ddr,
+        box.n0,
+        box.n1,
+        box.s0,
+        box.s1,
+        box.pads[0],
+        box.pads[2],
+        box.pad_value & 0xFF,
+        tile.in_c if box.n2 == tile.in_c else -1,
+        tile.in_h,
+        tile.in_w,
+        geo.kh,
+        geo.kw,
+        geo.stride[0],
+        geo.stride[1],
+        geo.pads[0],
+        geo.pads[2],
+        geo.pad_value & 0xFF,
+        geo.oh,
+        geo.ow,
+        at,
+        rs,
+        flip,
+    )
+
+
+def _params_of(rows: list[tuple[int, ...]]) -> tuple[np.ndarray, int] | None:
+    """The rows as the int64 array :func:`vfpga.emulator.jit_cols.cols` takes and the DDR
+    bytes their boxes need; None if the kernel is not compiled or a row is not one it is
+    written for (a negative offset or stride, a box narrower than its tile's channels)."""
+    if not jit_cols.available() or not rows:
+        return None
+    prm = np.array(rows, np.int64).reshape(-1, len(jit_cols.FIELDS))
+    if int(prm[:, [0, 3, 4, 8]].min()) < 0:
+        return None
+    need = prm[:, 0] + (prm[:, 1] - 1) * prm[:, 3] + (prm[:, 2] - 1) * prm[:, 4] + prm[:, 8]
+    return prm, int(need.max())
 
 
 def _cols_into(
@@ -830,11 +1095,14 @@ def build_epoch(
     loaded program (``None``: prepared values are compared with DDR on every run)."""
     if jit.get() is None or int_matmul.backend() is None or not work:
         return None
-    from vfpga.emulator import epoch_elt  # element-wise epochs; it builds on this module
+    # element-wise and pooling epochs; they build on this module
+    from vfpga.emulator import epoch_elt, epoch_pool
 
     try:
         if epoch_elt.qualifies(work):
             return epoch_elt.build(work)
+        if epoch_pool.qualifies(work):
+            return epoch_pool.build(work)
         return _build(work, budget, saves)
     except _NoEpoch:
         return None
@@ -862,19 +1130,8 @@ def _build(
 
     for k, (core, ctx, plan) in enumerate(work):
         fields = ctx.fields
-        ver: dict[Buffer, np.ndarray] = {
-            b: np.zeros(core.buffers[b].size, np.int32) for b in Buffer
-        }
-        mine: list[int] = []
+        ver, mine, write = _writer(core, writes)
         macs = 0
-
-        def write(w: _Write, ver: dict[Buffer, np.ndarray] = ver, mine: list[int] = mine) -> int:
-            writes.append(w)
-            wid = len(writes) - 1
-            ver[w.buf][w.addr : w.addr + w.nbytes] = wid
-            mine.append(wid)
-            return wid
-
         for pos, (i, op) in enumerate(zip(plan.order, plan.ops, strict=True)):
             f = fields[i]
             if op == "LOAD":
@@ -959,12 +1216,15 @@ def _build(
         raise _NoEpoch
     ep = EpochPlan(region, units, _groups(units), budget, saves)
     ep.saves = _save_steps(ep, save_list)
+    ep.saved = _merged([_extent(*sb) for _, sb in save_list])
     for k, (core, _ctx, seg_plan) in enumerate(work):
         mine, macs, ver = per_core[k]
         redo: list[Callable[[], None]] = []
         spans: list[tuple[Buffer, int, int]] = []
+        reads: list[tuple[int, int] | None] = []
         for wid, w in _survivors(writes, mine, ver):
             spans.append((w.buf, w.addr, w.nbytes))
+            reads.append(None if w.box is None else _box_extent(w.box))
             if w.box is not None:
                 redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
             elif w.partial is not None:
@@ -974,8 +1234,27 @@ def _build(
                 redo.append(ep.copy_step(u, views[wid], partial_sums=True))
             else:
                 redo.append(ep.copy_step(w.unit, views[wid]))
-        ep.cores.append(_CoreWork(core, seg_plan, macs, redo, spans))
+        ep.cores.append(_CoreWork(core, seg_plan, macs, redo, spans, reads))
     return ep
+
+
+def _writer(
+    core: Core, writes: list[_Write | None]
+) -> tuple[dict[Buffer, np.ndarray], list[int], Callable[[_Write], int]]:
+    """For the analysis of one core of an epoch: the id of each buffer byte's last write
+    (0: none), the ids of the core's writes in its order, and the function that records a
+    write in ``writes`` (returning its id)."""
+    ver = {b: np.zeros(core.buffers[b].size, np.int32) for b in Buffer}
+    mine: list[int] = []
+
+    def write(w: _Write) -> int:
+        writes.append(w)
+        wid = len(writes) - 1
+        ver[w.buf][w.addr : w.addr + w.nbytes] = wid
+        mine.append(wid)
+        return wid
+
+    return ver, mine, write
 
 
 def _load_write(k: int, pos: int, f: dict[str, int], loads: list[_Box]) -> _Write:
@@ -1010,6 +1289,34 @@ def _survivors(
         assert w is not None
         if bool((ver[w.buf][w.addr : w.addr + w.nbytes] == wid).any()):
             yield wid, w
+
+
+def _core_works(
+    work: Sequence[tuple[Core, ExecContext, SegmentPlan]],
+    writes: list[_Write | None],
+    per_core: list[tuple[list[int], dict[Buffer, np.ndarray]]],
+    result: Callable[[int], np.ndarray],
+) -> list[_CoreWork]:
+    """Each core's part of an epoch plan whose CALC writes are obuf results
+    (:mod:`vfpga.emulator.epoch_elt`, :mod:`vfpga.emulator.epoch_pool`): its surviving
+    writes (``per_core[k]``: its write ids and the buffers' last writers), each the LOAD
+    step itself or unit ``u``'s ``result(u)`` copied into obuf."""
+    out: list[_CoreWork] = []
+    for k, (core, _ctx, seg_plan) in enumerate(work):
+        mine, ver = per_core[k]
+        redo: list[Callable[[], None]] = []
+        spans: list[tuple[Buffer, int, int]] = []
+        reads: list[tuple[int, int] | None] = []
+        for _wid, w in _survivors(writes, mine, ver):
+            spans.append((w.buf, w.addr, w.nbytes))
+            reads.append(None if w.box is None else _box_extent(w.box))
+            if w.box is not None:
+                redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
+            else:
+                obuf = core.buffers[Buffer.OBUF][w.addr : w.addr + w.nbytes]
+                redo.append(_copy_step(obuf, result(w.unit)))
+        out.append(_CoreWork(core, seg_plan, 0, redo, spans, reads))
+    return out
 
 
 def _copy_step(dst: np.ndarray, src: np.ndarray) -> Callable[[], None]:

@@ -31,7 +31,7 @@ touched), with the rules of :mod:`vfpga.emulator.epoch`:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,16 +43,18 @@ from vfpga.emulator.epoch import (
     EpochPlan,
     _Box,
     _copy_step,
-    _CoreWork,
+    _core_works,
     _disjoint,
+    _extent,
     _load_write,
+    _merged,
     _NoEpoch,
     _raw,
     _saved,
     _source,
     _Src,
-    _survivors,
     _Write,
+    _writer,
 )
 from vfpga.emulator.plan import SegmentPlan
 from vfpga.isa.spec import Buffer
@@ -109,13 +111,7 @@ class EltEpochPlan(EpochPlan):
     """The fused execution of an element-wise epoch (see the module docstring)."""
 
     def __init__(self, region: Region, elts: list[_Elt], runs: list[_Run]) -> None:
-        self.region = region
-        self.cores: list[_CoreWork] = []
-        self.units = []
-        self.groups = []
-        self.saves: list[Callable[[], None]] = []
-        self.budget = None
-        self.declined = False
+        self._bare(region)
         self.elts = elts
         self.runs = runs
         self._res = [np.empty(r.n, np.int8) for r in runs]
@@ -172,14 +168,7 @@ def build(work: Sequence[tuple[Core, ExecContext, SegmentPlan]]) -> EltEpochPlan
     saves: list[tuple[int, tuple[int, int, int, int, int, int]]] = []  # (elt, DDR box)
     per_core: list[tuple[list[int], dict[Buffer, np.ndarray]]] = []
     for k, (core, ctx, plan) in enumerate(work):
-        ver = {b: np.zeros(core.buffers[b].size, np.int32) for b in Buffer}
-        mine: list[int] = []
-
-        def write(w: _Write, ver: dict[Buffer, np.ndarray] = ver, mine: list[int] = mine) -> None:
-            writes.append(w)
-            ver[w.buf][w.addr : w.addr + w.nbytes] = len(writes) - 1
-            mine.append(len(writes) - 1)
-
+        ver, mine, write = _writer(core, writes)
         for pos, (i, op) in enumerate(zip(plan.order, plan.ops, strict=True)):
             f = ctx.fields[i]
             if op == "LOAD":
@@ -207,16 +196,8 @@ def build(work: Sequence[tuple[Core, ExecContext, SegmentPlan]]) -> EltEpochPlan
         raise _NoEpoch
     ep = EltEpochPlan(region, elts, _runs(elts))
     ep.saves = [_copy_step(region.box_view(*sb), ep.result(e)) for e, sb in saves]
-    for k, (core, _ctx, seg_plan) in enumerate(work):
-        mine, ver = per_core[k]
-        redo: list[Callable[[], None]] = []
-        for _wid, w in _survivors(writes, mine, ver):
-            if w.box is not None:
-                redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
-            else:
-                obuf = core.buffers[Buffer.OBUF][w.addr : w.addr + w.nbytes]
-                redo.append(_copy_step(obuf, ep.result(w.unit)))
-        ep.cores.append(_CoreWork(core, seg_plan, 0, redo))
+    ep.saved = _merged([_extent(*sb) for _, sb in saves])
+    ep.cores = _core_works(work, writes, per_core, ep.result)
     return ep
 
 

@@ -1387,6 +1387,20 @@ ELTWISE_FIELDS = ("op", "scale_a", "scale_b", "offset", "act", "act_lo", "act_hi
                   "b_zp", "out_zp", "out_scale", "b_period")
 
 
+def pool_fields(f: Any) -> dict[str, Any]:
+    """The keywords of :func:`pool` from a decoded POOL word's fields ``f``."""
+    return dict(
+        mode=PoolMode(f["mode"]),
+        kernel=(f["kh"], f["kw"]),
+        stride=(f["stride_h"], f["stride_w"]),
+        pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]),
+        scale=f["scale"],
+        out_scale=f["out_scale"],
+        in_zp=f["in_zp"],
+        out_zp=f["out_zp"],
+    )
+
+
 def eltwise_fields(f: Any) -> dict[str, Any]:
     """The keywords of :func:`eltwise` from a decoded ELTWISE word's fields ``f``."""
     return {k: f[k] for k in ELTWISE_FIELDS}

@@ -28,7 +28,7 @@ from vfpga.emulator import int_matmul
 from vfpga.emulator.bounds import check_work_bounds
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
-from vfpga.emulator.epoch import EpochPlan, build_epoch, save_extents
+from vfpga.emulator.epoch import Deferred, EpochPlan, build_epoch, save_extents
 from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
 from vfpga.emulator.host_ops import HostOpFault, check_host_op, run_host_op
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
@@ -311,9 +311,9 @@ class Task:
     #: the DDR ranges the loaded program's SAVEs and :meth:`write_tensor` can write (see
     #: :meth:`_writable`)
     _writes: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
-    #: the epoch plan whose surviving buffer writes are not made yet (see
-    #: :meth:`vfpga.emulator.epoch.EpochPlan.run`, :meth:`_flush`)
-    _deferred: EpochPlan | None = field(default=None, repr=False)
+    #: the epoch plans whose surviving buffer writes are not made yet (see
+    #: :class:`vfpga.emulator.epoch.Deferred`, :meth:`_flush`)
+    _deferred: Deferred | None = field(default=None, repr=False)
     #: dynamic outputs (``Tensor.dynamic``: not in DDR) as the host ops computed them
     dynamic_values: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -479,11 +479,11 @@ class Task:
                 self._flush()
 
     def _flush(self) -> None:
-        """Make the buffer writes of the last epoch plan that are not made yet (see
-        :meth:`vfpga.emulator.epoch.EpochPlan.run`)."""
-        ep, self._deferred = self._deferred, None
-        if ep is not None:
-            ep.redo()
+        """Make the buffer writes of the last epoch plans that are not made yet (see
+        :class:`vfpga.emulator.epoch.Deferred`)."""
+        pending, self._deferred = self._deferred, None
+        if pending is not None:
+            pending.flush()
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -567,12 +567,13 @@ class Task:
         ep = hit[1]
         if ep is None:
             return False
-        if ep is self._deferred:
+        if self._deferred is not None and self._deferred.holds(ep):
             self._flush()
-        if not ep.run_after([self.counters[self.cores[lc]] for lc, _ in active],
-                            self._deferred):
+        pending = ep.run_after([self.counters[self.cores[lc]] for lc, _ in active],
+                               self._deferred)
+        if pending is None:
             return False
-        self._deferred = ep
+        self._deferred = pending
         return True
 
     def _plan(self, lc: int, phys: int, core: Core, seg: Segment) -> SegmentPlan | None:

@@ -930,14 +930,10 @@ def _calc_step(core: Core, ctx: ExecContext, i: int, f: dict[str, int], op: Opco
             step.acc_out_at = (f["out_addr"], oh * ow * out_c * 4)
         return step
     if op is Opcode.POOL:
-        mode = PoolMode(f["mode"])
         x = _view(Buffer.IBUF, f["in_addr"], (f["in_h"], f["in_w"], f["c"]), np.int8)
         n = next(n for b, _, n, w in covered if w and b is Buffer.OBUF)
         out = _view(Buffer.OBUF, f["out_addr"], (n,), np.int8, True)
-        kw_: dict[str, object] = dict(
-            mode=mode, kernel=(f["kh"], f["kw"]), stride=(f["stride_h"], f["stride_w"]),
-            pads=(f["pad_t"], f["pad_b"], f["pad_l"], f["pad_r"]), scale=f["scale"],
-            out_scale=f["out_scale"], in_zp=f["in_zp"], out_zp=f["out_zp"])
+        kw_: dict[str, object] = kernels.pool_fields(f)
         gavg = jit_elt.global_avg_fields(kw_)
         if gavg is not None:  # the squeeze of squeeze-excite: one compiled pass
             return partial(jit_elt.global_avg, x, *gavg, out, np.empty(f["c"], np.int64))
