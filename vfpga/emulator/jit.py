@@ -130,6 +130,15 @@ class JitKernels:
                      divisor is not None, lo, hi, zp, out)
 
 
+#: int32 sums per block of output columns of the depthwise kernels (a block's
+#: accumulators and tiled weights stay in the L1 cache)
+DW_BLOCK = 1024
+#: the most channels for which the depthwise kernels work on blocks of output columns;
+#: above it, one output pixel at a time (its channel loop is long enough to vectorize,
+#: and measured faster: 1.2-1.7x on 88-512 channels; blocks are 1.1-1.5x faster on 16-64)
+DW_BLOCK_MAX_C = 64
+
+
 def _compile() -> JitKernels:
     from numba import njit
 
@@ -215,7 +224,8 @@ def _compile() -> JitKernels:
                         a[c] += pad * wk[c]
 
     @njit(**opts)
-    def depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
+    def depthwise_pixels(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
+        # ``depthwise`` one output pixel at a time (any channel multiplier)
         oh, ow, oc = acc.shape
         mult = oc // x.shape[2]
         for oy in range(oh):
@@ -223,18 +233,137 @@ def _compile() -> JitKernels:
                 depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, acc[oy, ox])
 
     @njit(**opts)
+    def row_tiled(v, ow):
+        # ``v [r][oc]`` repeated along an output row: ``[r][ow * oc]``, element
+        # ``[i, ox * oc + c] = v[i, c]``
+        r, oc = v.shape
+        out = np.empty((r, ow * oc), v.dtype)
+        for i in range(r):
+            for ox in range(ow):
+                out[i, ox * oc : (ox + 1) * oc] = v[i]
+        return out
+
+    @njit(**opts)
+    def dw_planes(x, sw):
+        # the int8 tile ``x [in_h][in_w][c]`` as ``sw`` column phases ``[sw][in_h][nq * c]``:
+        # phase ``p`` holds column ``q * sw + p`` at ``q * c`` (a stride-1 tile as it is)
+        in_h, in_w, c = x.shape
+        if sw == 1:
+            return np.ascontiguousarray(x).reshape((1, in_h, in_w * c))
+        nq = (in_w + sw - 1) // sw
+        xd = np.zeros((sw, in_h, nq * c), np.int8)
+        x1 = np.ascontiguousarray(x).reshape(-1)
+        d1 = xd.reshape(-1)
+        for p in range(sw):
+            for iy in range(in_h):
+                for q in range(nq):
+                    ix = q * sw + p
+                    if ix < in_w:
+                        s0 = (iy * in_w + ix) * c
+                        d0 = ((p * in_h + iy) * nq + q) * c
+                        for k in range(c):
+                            d1[np.uint64(d0 + k)] = x1[np.uint64(s0 + k)]
+        return xd
+
+    @njit(**opts)
+    def dw_block(xd, in_h, in_w, c, pad, wt, wl, kh, kw, oy, sh, sw, t, l, ox0, nb,  # noqa: E741
+                 acc, ao):
+        # the sums of output columns ``ox0 .. ox0 + nb - 1`` of row ``oy`` of ``depthwise``
+        # (channel multiplier 1) into ``acc[ao : ao + nb * c]``, from the phases of
+        # ``dw_planes`` (``xd``, flat) and the weights tiled along a block (``wt``, flat,
+        # ``wl`` per tap): per tap, one loop over the columns whose input column lies in
+        # the tile (consecutive elements of one phase row); the others read ``pad``.
+        # Flat arrays, no views, indices as uint64: no reference counting and no
+        # negative-index wraparound in the loops, so they vectorize
+        n = nb * c
+        pd = np.int32(pad)
+        nq = (in_w + sw - 1) // sw
+        for j in range(n):
+            acc[np.uint64(ao + j)] = 0
+        for ky in range(kh):
+            iy = oy * sh + ky - t
+            for kx in range(kw):
+                w0 = (ky * kw + kx) * wl
+                d = kx - l
+                lo = 0
+                hi = 0
+                if 0 <= iy < in_h:
+                    lo = 0 if d >= 0 else (sw - 1 - d) // sw  # first column inside
+                    lo = min(max(lo - ox0, 0), nb)
+                    hi = min((in_w - 1 - d) // sw + 1 - ox0, nb)  # past the last one
+                    hi = max(hi, lo)
+                for j in range(lo * c):
+                    acc[np.uint64(ao + j)] += pd * wt[np.uint64(w0 + j)]
+                for j in range(hi * c, n):
+                    acc[np.uint64(ao + j)] += pd * wt[np.uint64(w0 + j)]
+                if hi > lo:
+                    # phase d % sw, row iy, column (ox0 + lo + d // sw) * c
+                    s0 = ((d % sw) * in_h + iy) * nq * c + (ox0 + lo + d // sw) * c - lo * c
+                    for j in range(lo * c, hi * c):
+                        acc[np.uint64(ao + j)] += (np.int32(xd[np.uint64(s0 + j)])
+                                                   * wt[np.uint64(w0 + j)])
+
+    @njit(**opts)
+    def depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
+        oh, ow, oc = acc.shape
+        in_h, in_w, c = x.shape
+        if oc != c or c > DW_BLOCK_MAX_C:
+            depthwise_pixels(x, pad, w, kh, kw, sh, sw, t, l, acc)
+            return
+        xd = dw_planes(x, sw).reshape(-1)
+        bw = max(1, min(ow, DW_BLOCK // c))  # columns per block
+        wt = row_tiled(w, bw).reshape(-1)
+        flat = acc.reshape(-1)
+        for oy in range(oh):
+            for ox0 in range(0, ow, bw):
+                nb = min(bw, ow - ox0)
+                dw_block(xd, in_h, in_w, c, pad, wt, bw * c, kh, kw, oy, sh, sw, t, l, ox0,
+                         nb, flat, (oy * ow + ox0) * c)
+
+    @njit(**opts)
     def depthwise_requant(x, pad, w, kh, kw, sh, sw, t, l, bias, scale, divisor,  # noqa: E741
                           has_div, lo, hi, zp, out):
         oh, ow, oc = out.shape
-        mult = oc // x.shape[2]
-        a = np.empty(oc, np.int32)
+        in_h, in_w, c = x.shape
+        mult = oc // c
+        if mult != 1 or c > DW_BLOCK_MAX_C:
+            a = np.empty(oc, np.int32)
+            for oy in range(oh):
+                for ox in range(ow):
+                    depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, a)
+                    o = out[oy, ox]
+                    for k in range(oc):
+                        o[k] = requant_one(a[k], bias[0, k], scale[k], divisor[k], has_div,
+                                           lo, hi, zp)
+            return
+        # a block of output columns at a time: its int32 sums stay in the cache, then the
+        # output stage over the block with the per-channel values tiled along it
+        xd = dw_planes(x, sw).reshape(-1)
+        bw = max(1, min(ow, DW_BLOCK // c))
+        wt = row_tiled(w, bw).reshape(-1)
+        n = bw * oc
+        st = row_tiled(bias, bw)[0]
+        sc = np.empty(n, np.float32)
+        dv = np.empty(n, np.float32)
+        for ox in range(bw):
+            for k in range(oc):
+                sc[ox * oc + k] = scale[k]
+                dv[ox * oc + k] = divisor[k]
+        flat = out.reshape(-1)
+        a = np.empty(n, np.int32)
         for oy in range(oh):
-            for ox in range(ow):
-                depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, a)
-                o = out[oy, ox]
-                for c in range(oc):
-                    o[c] = requant_one(a[c], bias[0, c], scale[c], divisor[c], has_div, lo, hi,
-                                       zp)
+            for ox0 in range(0, ow, bw):
+                nb = min(bw, ow - ox0)
+                dw_block(xd, in_h, in_w, c, pad, wt, n, kh, kw, oy, sh, sw, t, l, ox0, nb, a, 0)
+                o0 = (oy * ow + ox0) * c
+                if has_div:
+                    for j in range(nb * c):
+                        flat[np.uint64(o0 + j)] = requant_one(a[j], st[j], sc[j], dv[j], True,
+                                                              lo, hi, zp)
+                else:
+                    for j in range(nb * c):
+                        flat[np.uint64(o0 + j)] = requant_one(a[j], st[j], sc[j], sc[j], False,
+                                                              lo, hi, zp)
 
     @njit(**opts)
     def row_product(a, b, out):
