@@ -620,22 +620,18 @@ class EpochPlan:
         depend on that channel alone, so the tiles side by side along the channels give
         each tile's sums in its column block)."""
         geo = g.tiles[0].links[0][1]
-        x = self._dw_input(g, mem)
         acc = np.empty((geo.oh, geo.ow, g.n), np.int32)
-        t, _, lf, _ = geo.pads
-        self._jit.depthwise(
-            x.view(np.int8),
-            geo.pad_value,
-            w,
-            geo.kh,
-            geo.kw,
-            geo.stride[0],
-            geo.stride[1],
-            t,
-            lf,
-            acc,
-        )
+        self._jit.depthwise(*self._dw_args(g, mem, w), acc)
         return acc.reshape(g.m, g.n)
+
+    def _dw_args(self, g: _Group, mem: np.ndarray, w: np.ndarray) -> tuple[object, ...]:
+        """The leading arguments of the compiled depthwise kernels for group ``g``: its
+        input tiles (:meth:`_dw_input`), pad value, weights and window geometry."""
+        geo = g.tiles[0].links[0][1]
+        x = self._dw_input(g, mem)
+        t, _, lf, _ = geo.pads
+        return (x.view(np.int8), geo.pad_value, w, geo.kh, geo.kw, geo.stride[0],
+                geo.stride[1], t, lf)
 
     def _depthwise_requant(
         self,
@@ -652,19 +648,9 @@ class EpochPlan:
         bytes of :meth:`_depthwise` followed by the output stage, without the int32 sums
         leaving the cache."""
         geo = g.tiles[0].links[0][1]
-        x = self._dw_input(g, mem)
         (_, (lo, hi), zp), = _runs(g.blocks)
-        t, _, lf, _ = geo.pads
         self._jit.depthwise_requant(
-            x.view(np.int8),
-            geo.pad_value,
-            w,
-            geo.kh,
-            geo.kw,
-            geo.stride[0],
-            geo.stride[1],
-            t,
-            lf,
+            *self._dw_args(g, mem, w),
             bias.reshape(1, -1),
             scale,
             scale if divisor is None else divisor,
