@@ -225,12 +225,31 @@ def _compile() -> JitKernels:
 
     @njit(**opts)
     def depthwise_pixels(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
-        # ``depthwise`` one output pixel at a time (any channel multiplier)
+        # ``depthwise`` one output pixel at a time (any channel multiplier); a 3x3 window
+        # inside the tile (the common case) sums the nine products of a channel in
+        # registers and stores them once (the same int32 sum)
+        in_h, in_w, _ = x.shape
         oh, ow, oc = acc.shape
         mult = oc // x.shape[2]
+        k33 = mult == 1 and kh == 3 and kw == 3
         for oy in range(oh):
+            y0 = oy * sh - t
             for ox in range(ow):
-                depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, acc[oy, ox])
+                x0 = ox * sw - l
+                a = acc[oy, ox]
+                if k33 and y0 >= 0 and y0 + 3 <= in_h and x0 >= 0 and x0 + 3 <= in_w:
+                    for c in range(oc):
+                        a[c] = (np.int32(x[y0, x0, c]) * w[0, c]
+                                + np.int32(x[y0, x0 + 1, c]) * w[1, c]
+                                + np.int32(x[y0, x0 + 2, c]) * w[2, c]
+                                + np.int32(x[y0 + 1, x0, c]) * w[3, c]
+                                + np.int32(x[y0 + 1, x0 + 1, c]) * w[4, c]
+                                + np.int32(x[y0 + 1, x0 + 2, c]) * w[5, c]
+                                + np.int32(x[y0 + 2, x0, c]) * w[6, c]
+                                + np.int32(x[y0 + 2, x0 + 1, c]) * w[7, c]
+                                + np.int32(x[y0 + 2, x0 + 2, c]) * w[8, c])
+                else:
+                    depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, a)
 
     @njit(**opts)
     def row_tiled(v, ow):
@@ -327,13 +346,15 @@ def _compile() -> JitKernels:
         in_h, in_w, c = x.shape
         mult = oc // c
         if mult != 1 or c > DW_BLOCK_MAX_C:
-            a = np.empty(oc, np.int32)
+            # an output row at a time: its sums (one pixel at a time) stay in the cache
+            a = np.empty((1, ow, oc), np.int32)
             for oy in range(oh):
+                depthwise_pixels(x, pad, w, kh, kw, sh, sw, t - oy * sh, l, a)
                 for ox in range(ow):
-                    depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, a)
                     o = out[oy, ox]
+                    s = a[0, ox]
                     for k in range(oc):
-                        o[k] = requant_one(a[k], bias[0, k], scale[k], divisor[k], has_div,
+                        o[k] = requant_one(s[k], bias[0, k], scale[k], divisor[k], has_div,
                                            lo, hi, zp)
             return
         # a block of output columns at a time: its int32 sums stay in the cache, then the
