@@ -58,7 +58,7 @@ def _run(g, res, cores: list[int], *, fast: bool, runs: int = 1, between=None,  
 
 
 def _epochs(t) -> list[EpochPlan]:  # type: ignore[no-untyped-def]
-    return [p for _, p in t.loaded.epochs.values() if p is not None]
+    return [e.plan for e in t.loaded.epochs.values() if e.plan is not None]
 
 
 CORES = {1: [4], 3: [9, 2, 5], 8: [15, 0, 3, 8, 1, 12, 6, 10]}

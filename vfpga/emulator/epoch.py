@@ -394,7 +394,9 @@ class EpochPlan:
         self.declined = False
 
     # ------------------------------------------------------------------ run
-    def run_after(self, counters: Sequence[CoreCounters], prev: Deferred | None) -> Deferred | None:
+    def run_after(
+        self, counters: Sequence[CoreCounters] | None, prev: Deferred | None
+    ) -> Deferred | None:
         """:meth:`run` the epoch after the epoch plans ``prev`` (none of them this one)
         whose surviving buffer writes are not made yet (None: none). Returns the
         deferred writes after this epoch (``prev``'s and this one's, see
@@ -413,12 +415,14 @@ class EpochPlan:
         del left
         return chain if ok else None
 
-    def run(self, counters: Sequence[CoreCounters]) -> bool:
+    def run(self, counters: Sequence[CoreCounters] | None) -> bool:
         """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
-        (its counts are added there). Returns False, having written nothing, if a
-        parameter record is invalid (the cores must then run their own plans, which
-        report it), or if computing the products failed in a way the plan was not
-        written for (then it declines on every later run too). The surviving buffer
+        (its counts are added there, and its cores' sequence numbers and tokens set;
+        ``None``: the caller does that bookkeeping, see :mod:`vfpga.emulator.ledger`).
+        Returns False, having written nothing, if a parameter record is invalid (the
+        cores must then run their own plans, which report it), or if computing the
+        products failed in a way the plan was not written for (then it declines on
+        every later run too). The surviving buffer
         writes are not made (see :meth:`run_after`)."""
         if self.declined:
             return False
@@ -438,10 +442,11 @@ class EpochPlan:
         self._effects(counters)
         return True
 
-    def _effects(self, counters: Sequence[CoreCounters]) -> None:
+    def _effects(self, counters: Sequence[CoreCounters] | None) -> None:
         """After the products: the deferred writes that must precede this epoch's SAVEs
-        (see :meth:`Deferred.then`), the SAVEs, then each core's counters, sequence
-        numbers and tokens (see the module docstring, Effects)."""
+        (see :meth:`Deferred.then`), the SAVEs, then, unless ``counters`` is None, each
+        core's counters, sequence numbers and tokens (see the module docstring,
+        Effects)."""
         prev, self._prev = self._prev, None
         if prev is None:
             self._chain = self.alone()
@@ -451,6 +456,8 @@ class EpochPlan:
                 step()
         for save in self.saves:
             save()
+        if counters is None:
+            return
         for cw, cnt in zip(self.cores, counters, strict=True):
             cw.plan.finish(cw.core, cnt)
             cnt.macs += cw.macs
