@@ -75,11 +75,41 @@ def book_of(
     return EpochBook(np.asarray(lcs, np.intp), rows, tuple(p.exit_tokens for p in plans))
 
 
+#: one core's settled bookkeeping: logical core, the (opcode name, count) pairs that are
+#: not zero, MACs, bytes loaded, bytes saved, sequence-number increments, token counts
+_CoreSum = tuple[
+    int, tuple[tuple[str, int], ...], int, int, int, tuple[int, int, int], tuple[int, ...]
+]
+#: the most sequences of books whose sums a ledger keeps
+_MEMO_MAX = 64
+
+
+def _sums(books: Sequence[EpochBook], n_logical: int) -> list[_CoreSum]:
+    """Per logical core that ``books`` (in run order) touch, the sum of its rows and its
+    token counts after the last of them."""
+    total = np.zeros((n_logical, _WIDTH), np.int64)
+    last: dict[int, tuple[int, ...]] = {}
+    for b in books:
+        total[b.lcs] += b.rows
+        for lc, ex in zip(b.lcs.tolist(), b.exit, strict=True):
+            last[lc] = ex
+    out: list[_CoreSum] = []
+    for lc, ex in last.items():
+        row = total[lc].tolist()
+        insns = tuple((n, k) for n, k in zip(_NAMES, row[:_N], strict=True) if k)
+        seq = (row[_SEQ], row[_SEQ + 1], row[_SEQ + 2])
+        out.append((lc, insns, row[_MACS], row[_LOAD], row[_SAVE], seq, ex))
+    return out
+
+
 @dataclass
 class Ledger:
     """The books of the epochs a task ran as epoch plans since it last settled."""
 
     books: list[EpochBook] = field(default_factory=list)
+    #: the sums of sequences of books settled before (a task runs the same sequence on
+    #: every run), keyed by the books themselves (held, so their ids stay theirs)
+    _memo: dict[tuple[EpochBook, ...], list[_CoreSum]] = field(default_factory=dict)
 
     def clear(self) -> None:
         """Forget the pending books (a restart resets what they would change)."""
@@ -90,35 +120,32 @@ class Ledger:
     ) -> None:
         """Apply the pending books: logical core ``lc``'s counts to ``counters[lc]``, its
         sequence numbers, tokens and clocks to ``cores[lc]``."""
-        books = self.books
-        if not books:
+        if not self.books:
             return
-        total = np.zeros((n_logical, _WIDTH), np.int64)
-        last: dict[int, tuple[int, ...]] = {}
-        for b in books:
-            total[b.lcs] += b.rows
-            for lc, ex in zip(b.lcs.tolist(), b.exit, strict=True):
-                last[lc] = ex
-        books.clear()
-        for lc, ex in last.items():
-            row = total[lc].tolist()
+        key = tuple(self.books)
+        self.books.clear()
+        sums = self._memo.get(key)
+        if sums is None:
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            sums = self._memo[key] = _sums(key, n_logical)
+        for lc, insns, macs, load, save, (d0, d1, d2), ex in sums:
             c = counters[lc]
-            insns = c.insns
-            for name, n in zip(_NAMES, row[:_N], strict=True):
-                if n:
-                    insns[name] += n
-            c.macs += row[_MACS]
-            c.load_bytes += row[_LOAD]
-            c.save_bytes += row[_SAVE]
+            ci = c.insns
+            for name, n in insns:
+                ci[name] += n
+            c.macs += macs
+            c.load_bytes += load
+            c.save_bytes += save
             core = cores[lc]
             seq = core.seq
-            seq[0] += row[_SEQ]
-            seq[1] += row[_SEQ + 1]
-            seq[2] += row[_SEQ + 2]
+            seq[0] += d0
+            seq[1] += d1
+            seq[2] += d2
             snap = (seq[0], seq[1], seq[2])
             tokens = core.tokens
-            for key, n in zip(TOKEN_KEYS, ex, strict=True):
-                q = tokens[key]
+            for k, n in zip(TOKEN_KEYS, ex, strict=True):
+                q = tokens[k]
                 if len(q) != n:
                     q.clear()
                     q.extend([snap] * n)
