@@ -28,7 +28,7 @@ from vfpga.emulator import int_matmul
 from vfpga.emulator.bounds import check_work_bounds
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
-from vfpga.emulator.epoch import Deferred, EpochPlan, build_epoch, save_extents
+from vfpga.emulator.epoch import Covers, Deferred, EpochPlan, build_epoch, save_extents, writes_of
 from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
 from vfpga.emulator.host_ops import HostOpFault, check_host_op, run_host_op
 from vfpga.emulator.ledger import EpochBook, Ledger, book_of
@@ -226,7 +226,9 @@ class Epoch:
     bookkeeping, :mod:`vfpga.emulator.ledger`), the cores' positions after it, and the
     layer whose barrier completes (``None``: the program ends). :attr:`next` is the
     epoch that follows it (linked on first use: the state after an epoch is a function
-    of the state before it)."""
+    of the state before it). :attr:`chain_end`: the epoch after it is known not to run
+    as a booked epoch plan; :attr:`future`: what the booked epochs after it write, once
+    they are all known (see :meth:`vfpga.emulator.epoch.Deferred.then`)."""
 
     segs: tuple[Segment, ...]
     plan: EpochPlan | None
@@ -234,6 +236,8 @@ class Epoch:
     pos_after: tuple[int, ...] = ()
     layer: int | None = None
     next: Epoch | None = None
+    chain_end: bool = False
+    future: Covers | None = None
 
 
 @dataclass
@@ -553,8 +557,11 @@ class Task:
             if epoch is None:
                 self._settle()  # the plan lookups key on the cores' token counts
                 epoch = self._epoch(self._active())
-                if epoch is not None and epoch.book is not None and last is not None:
-                    last.next = epoch
+                if last is not None:
+                    if epoch is not None and epoch.book is not None:
+                        last.next = epoch
+                    else:
+                        last.chain_end = True
             if epoch is not None:
                 if epoch.book is not None:
                     if self._run_booked(epoch):
@@ -606,7 +613,7 @@ class Task:
         assert ep is not None and book is not None
         if self._deferred is not None and self._deferred.holds(ep):
             self._flush()
-        pending = ep.run_after(None, self._deferred)
+        pending = ep.run_after(None, self._deferred, self._future(epoch))
         if pending is None:
             return False
         self._deferred = pending
@@ -627,6 +634,27 @@ class Task:
             for hook in self.barrier_hooks:
                 hook(layer)
         return True
+
+    def _future(self, epoch: Epoch) -> Covers | None:
+        """What the booked epochs after ``epoch`` write (:attr:`Epoch.future`), once the
+        chain of links from it is known to its end (None before: the first run)."""
+        if epoch.future is not None:
+            return epoch.future
+        assert self.loaded is not None
+        chain = [epoch]
+        e = epoch
+        while e.layer is not None and not e.chain_end:
+            nxt = e.next
+            if nxt is None or len(chain) > len(self.loaded.epochs):
+                return None
+            chain.append(nxt)
+            e = nxt
+        cover: Covers = {}
+        for e in reversed(chain):
+            if e.future is None:
+                e.future = cover
+            cover = writes_of([e.plan] if e.plan is not None else [], e.future)
+        return epoch.future
 
     def _run_plan(self, epoch: Epoch) -> bool:
         """Run ``epoch``'s plan (if it has one), its cores' bookkeeping made now (an epoch
