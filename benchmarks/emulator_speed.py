@@ -4,10 +4,13 @@ Run: ``.venv/bin/python benchmarks/emulator_speed.py [MODEL ...] [--repeat N]
 [--clock cpu]`` (default: the four paper models on 1 and 16 cores, goal 3x, and the
 models of :data:`GOALS` on the core counts of :data:`CORES`). For each model: ORT's QDQ
 inference (CPU provider, one intra-op thread as
-:func:`vfpga.reference.compare.ort_session` sets, median of N after a warm-up), and the
-emulator's run of the compiled binary (median of N): the reference interpreter
-(``Accelerator(fast=False)``), and the precompiled-plan fast path (the default) with the
-dependency-hazard checks on (the default) and off; ratio = emulator / ORT; ``goal`` is
+:func:`vfpga.reference.compare.ort_session` sets), and the emulator's run of the compiled
+binary: the reference interpreter (``Accelerator(fast=False)``), and the precompiled-plan
+fast path (the default) with the dependency-hazard checks on (the default) and off. Per core
+count, after one warm-up run of each, the runs take turns (ORT, then each emulator
+column, N rounds) so that all columns of a row see the same machine (this VM's speed
+drifts by up to 2x over seconds); each column is the median of its N runs, ratio =
+emulator / the row's ORT median; ``goal`` is
 issue 17's bound for the fast path (``over`` when it is missed). ``--blas-threads`` sets
 the threads of the emulator's matrix products (default 1, as ``Accelerator`` and as the
 ORT session) and is printed with the results, with the emulator's integer-product backend
@@ -56,14 +59,19 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 _clock = time.perf_counter
 
 
-def median_time(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = _clock()
+def median_times(fns: list, repeat: int) -> list[float]:  # type: ignore[type-arg]
+    """Median time of each of ``fns`` over ``repeat`` rounds in which every function runs
+    once, in order, after one warm-up call of each (interleaved, so that a drift in the
+    machine's speed reaches all of them alike)."""
+    for fn in fns:
         fn()
-        ts.append(_clock() - t0)
-    return statistics.median(ts)
+    ts: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, t in zip(fns, ts, strict=True):
+            t0 = _clock()
+            fn()
+            t.append(_clock() - t0)
+    return [statistics.median(t) for t in ts]
 
 
 def main() -> None:
@@ -97,21 +105,21 @@ def main() -> None:
         x = x.astype(np.float32)
         sess = ort_session(lm.qdq)
         in_name = sess.get_inputs()[0].name  # type: ignore[attr-defined]
-        t_ort = median_time(partial(ort_run, sess, in_name, x), args.repeat)
         xin = _graph_input(g, x)
         for cores in CORES.get(name, (1, 16)):
             res = compile_graph(g, hw, cores)
-            row = []
+            fns = [partial(ort_run, sess, in_name, x)]
             for fast, hazards in ((False, True), (True, True), (True, False)):
                 if not fast and args.no_interp:
-                    row.append(float("nan"))
                     continue
                 acc = Accelerator(hw, check_hazards=hazards, fast=fast,
                                   blas_threads=args.blas_threads)
                 task = acc.create_task("bench", range(cores), res.vfb.ddr_size)
                 task.load(res.vfb)
-                row.append(median_time(partial(emu_run, acc, task, g.inputs[0], xin),
-                                       args.repeat))
+                fns.append(partial(emu_run, acc, task, g.inputs[0], xin))
+            t_ort, *row = median_times(fns, args.repeat)
+            if args.no_interp:
+                row.insert(0, float("nan"))
             goal = GOALS.get(name, 3.0)
             verdict = "" if row[1] / t_ort <= goal else " over"
             print(f"{name:18s} {t_ort * 1e3:8.1f} {cores:5d} {row[0] * 1e3:10.1f} "
