@@ -175,14 +175,24 @@ def dw_net():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("n", sorted(CORES))
-def test_depthwise_epochs_are_exact(dw_net, n: int) -> None:  # type: ignore[no-untyped-def]
+def test_depthwise_epochs_are_exact(dw_net, n: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Depthwise CONVs are computed by the epoch plans (one compiled depthwise call for
-    the tiles of one geometry, side by side) with the interpreter's bytes everywhere."""
+    the tiles of one geometry, side by side, its output stage fused) with the
+    interpreter's bytes everywhere."""
     g, res = dw_net
     slow, _, _ = _run(g, res[n], CORES[n], fast=False)
+    fused = []
+    real = EpochPlan._depthwise_requant
+
+    def spy(self, *args):  # type: ignore[no-untyped-def]
+        fused.append(args[0])
+        return real(self, *args)
+
+    monkeypatch.setattr(EpochPlan, "_depthwise_requant", spy)
     fast, t, _ = _run(g, res[n], CORES[n], fast=True, runs=2)
     assert fast[2], fast[3]
     assert fast == slow
+    assert fused  # one run of bounds: sums and output stage in one compiled pass
     eps = _epochs(t)
     dw = [gr for ep in eps for gr in ep.groups if gr.depthwise]
     assert dw

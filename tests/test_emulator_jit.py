@@ -271,3 +271,54 @@ def test_fused_depthwise_equals_depthwise_then_requant(
             x, pad, wt, k[0], k[1], s[0], s[1], t, lf, bias, scale, div, has_div, lo, hi, zp, got
         )
     np.testing.assert_array_equal(got.reshape(oh * ow, oc), want)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    h=st.integers(1, 7),
+    w=st.integers(1, 140),
+    c=st.sampled_from([2, 3, 8, 16, 24, 64, 65, 128]),
+    k=st.sampled_from([(3, 3), (1, 1), (5, 5), (3, 1), (1, 4)]),
+    s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    pad=st.integers(-128, 127),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_depthwise_blocks_equal_numpy(
+    h: int, w: int, c: int, k: tuple[int, int], s: tuple[int, int],
+    pads: tuple[int, int, int, int], pad: int, seed: int,
+) -> None:
+    """The compiled depthwise sums (blocks of output columns up to
+    ``jit.DW_BLOCK_MAX_C`` channels, wide rows cut into several blocks; one pixel at a time
+    above) equal the numpy float32 path's, exact, and ``depthwise_requant`` equals the
+    numpy output stage over them (strides 1-3 with column phases, padding on every side)."""
+    assert JK is not None
+    t, b, lf, r = pads
+    if h + t + b < k[0] or w + lf + r < k[1]:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (h, w, c), dtype=np.int8)
+    wts = rng.integers(-128, 128, (c, k[0], k[1], 1), dtype=np.int8)
+    bias = rng.integers(-(2**20), 2**20, c).astype(np.int32)
+    geo = dict(stride=s, pads=pads, pad_value=pad, groups=c)
+    want = kernels.conv(x, wts, start=bias, acc_out=True, **geo)
+    old = kernels._USE_JIT_DEPTHWISE
+    kernels._USE_JIT_DEPTHWISE = False
+    try:
+        assert kernels.conv_geometry(x.shape, wts.shape, stride=s, pads=pads,
+                                     groups=c).path == "depthwise"
+        numpy_sums = kernels.conv(x, wts, start=bias, acc_out=True, **geo)
+        numpy_out = kernels.conv(x, wts, start=bias, scale=np.float32(0.37), out_zp=5, **geo)
+    finally:
+        kernels._USE_JIT_DEPTHWISE = old
+    np.testing.assert_array_equal(want, numpy_sums)
+    oh, ow = want.shape[:2]
+    wt = np.ascontiguousarray(wts.reshape(c, -1).T, dtype=np.int32)
+    acc = np.empty((oh, ow, c), np.int32)
+    JK.depthwise(x, pad, wt, k[0], k[1], s[0], s[1], t, lf, acc)
+    np.testing.assert_array_equal(acc + bias, numpy_sums)
+    got = np.empty((oh, ow, c), np.int8)
+    sc = np.full(c, 0.37, np.float32)
+    JK.depthwise_requant(x, pad, wt, k[0], k[1], s[0], s[1], t, lf, bias.reshape(1, -1), sc,
+                         sc, False, np.float32(-128 - 5), np.float32(127 - 5), 5, got)
+    np.testing.assert_array_equal(got, numpy_out)

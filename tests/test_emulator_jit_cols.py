@@ -56,3 +56,46 @@ def test_cols_equals_numpy(tiles, seed: int) -> None:  # type: ignore[no-untyped
         r0 += t.rows
     jit_cols.cols(mem, got.reshape(-1), prm[0])
     assert np.array_equal(got, want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    c=st.integers(1, 9),
+    k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    pad=st.integers(-128, 127),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_im2col_u8_compiled_equals_numpy(
+    h: int, w: int, c: int, k: tuple[int, int], s: tuple[int, int],
+    pads: tuple[int, int, int, int], pad: int, seed: int,
+) -> None:
+    """The per-core plans' uint8 im2col (:class:`kernels.Im2colU8`) built by the compiled
+    kernel from the tile (one box, the whole tile) has the bytes of its numpy passes (XOR
+    into the padded tile, windowed copy), on every call (the matrix buffer is reused);
+    a tile that is not contiguous takes the numpy passes."""
+    t, b, lf, r = pads
+    if h + t + b < k[0] or w + lf + r < k[1]:
+        return
+    geo = kernels.conv_geometry((h, w, c), (3, k[0], k[1], c), stride=s, pads=pads,
+                                pad_value=pad)
+    rng = np.random.default_rng(seed)
+    compiled = kernels.Im2colU8(geo)
+    old = kernels._USE_JIT_IM2COL
+    kernels._USE_JIT_IM2COL = False
+    try:
+        numpy = kernels.Im2colU8(geo)
+        numpy(np.zeros((h, w, c), np.int8))  # set up without the compiled kernel
+    finally:
+        kernels._USE_JIT_IM2COL = old
+    for _ in range(2):
+        x = rng.integers(-128, 128, (h, w, c), dtype=np.int8)
+        want = numpy(x).copy()
+        np.testing.assert_array_equal(compiled(x), want)
+        wide = rng.integers(-128, 128, (h, w, c + 2), dtype=np.int8)
+        np.testing.assert_array_equal(compiled(wide[:, :, :c]), numpy(wide[:, :, :c]))
+    plain = k == (1, 1) and s == (1, 1)  # the padded tile is the matrix: one XOR pass
+    assert (compiled._prm is not None) == (not plain)

@@ -633,8 +633,53 @@ class EpochPlan:
         """The int32 sums ``[M][N]`` of the group's depthwise CONVs in one call of the
         compiled kernel of ``Core._conv``'s ``"int8-depthwise"`` path (each channel's sums
         depend on that channel alone, so the tiles side by side along the channels give
-        each tile's sums in its column block). A lone tile is read from DDR in place
-        (materialized first only if the LOAD padded it); several are copied side by side."""
+        each tile's sums in its column block)."""
+        geo = g.tiles[0].links[0][1]
+        acc = np.empty((geo.oh, geo.ow, g.n), np.int32)
+        self._jit.depthwise(*self._dw_args(g, mem, w), acc)
+        return acc.reshape(g.m, g.n)
+
+    def _dw_args(self, g: _Group, mem: np.ndarray, w: np.ndarray) -> tuple[object, ...]:
+        """The leading arguments of the compiled depthwise kernels for group ``g``: its
+        input tiles (:meth:`_dw_input`), pad value, weights and window geometry."""
+        geo = g.tiles[0].links[0][1]
+        x = self._dw_input(g, mem)
+        t, _, lf, _ = geo.pads
+        return (x.view(np.int8), geo.pad_value, w, geo.kh, geo.kw, geo.stride[0],
+                geo.stride[1], t, lf)
+
+    def _depthwise_requant(
+        self,
+        g: _Group,
+        mem: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray,
+        scale: np.ndarray,
+        divisor: np.ndarray | None,
+        out: np.ndarray,
+    ) -> None:
+        """The group's depthwise CONVs with one output stage (one run of bounds and zero
+        point) into ``out [M][N]`` in one call of ``JitKernels.depthwise_requant``: the
+        bytes of :meth:`_depthwise` followed by the output stage, without the int32 sums
+        leaving the cache."""
+        geo = g.tiles[0].links[0][1]
+        (_, (lo, hi), zp), = _runs(g.blocks)
+        self._jit.depthwise_requant(
+            *self._dw_args(g, mem, w),
+            bias.reshape(1, -1),
+            scale,
+            scale if divisor is None else divisor,
+            divisor is not None,
+            np.float32(lo - zp),
+            np.float32(hi - zp),
+            zp,
+            out.reshape(geo.oh, geo.ow, g.n),
+        )
+
+    def _dw_input(self, g: _Group, mem: np.ndarray) -> np.ndarray:
+        """The uint8 input tiles of a depthwise group side by side along the channels,
+        ``[in_h][in_w][N]``: a lone tile is read from DDR in place (materialized first
+        only if the LOAD padded it); several are copied side by side."""
         box, geo = g.tiles[0].links[0]
         if (-1, -1) not in g.cols_params:
             g.cols_params[-1, -1] = _side_by_side(g.tiles, g.n)
@@ -661,21 +706,7 @@ class EpochPlan:
                     dst = dst[t : t + b.n0, lf : lf + b.n1]
                 dst[...] = _strided(mem, b.ddr, b.n0, b.n1, b.n2, b.s0, b.s1)
                 c0 += b.n2
-        acc = np.empty((geo.oh, geo.ow, g.n), np.int32)
-        t, _, lf, _ = geo.pads
-        self._jit.depthwise(
-            x.view(np.int8),
-            geo.pad_value,
-            w,
-            geo.kh,
-            geo.kw,
-            geo.stride[0],
-            geo.stride[1],
-            t,
-            lf,
-            acc,
-        )
-        return acc.reshape(g.m, g.n)
+        return x
 
     def _cols(self, g: _Group, mem: np.ndarray, first: int, count: int, k: int) -> np.ndarray:
         """The uint8 im2col rows of links ``first .. first + count - 1`` of every tile of
@@ -713,6 +744,11 @@ class EpochPlan:
         nl = len(g.ks)
         jk = self._jit
         st = bias.reshape(1, -1)
+        if g.depthwise and acc is None and len(_runs(g.blocks)) == 1:
+            # one output stage: sums and output stage in one compiled pass
+            self._depthwise_requant(g, mem, last_w, bias, scale, divisor, out)
+            self._tables(g, mem, out)
+            return
         if g.depthwise:
             prod = self._depthwise(g, mem, last_w)
         elif head_w is not None:
@@ -741,8 +777,12 @@ class EpochPlan:
                 zp=zp,
             )
             c0 = c1
+        self._tables(g, mem, out)
+
+    def _tables(self, g: _Group, mem: np.ndarray, out: np.ndarray) -> None:
+        """``act = table``: the lookup over each such block's int8 outputs in ``out``."""
         c0 = 0
-        for b in g.blocks:  # act = table: the lookup over the block's int8 outputs
+        for b in g.blocks:
             if b.table_at is not None:
                 table = _raw(mem, b.table_at, ACT_TABLE_BYTES).view(np.int8)
                 jit_elt.act_table_cols(table, out[:, c0 : c0 + b.n])

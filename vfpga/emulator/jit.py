@@ -130,6 +130,16 @@ class JitKernels:
                      divisor is not None, lo, hi, zp, out)
 
 
+#: int32 sums per block of output columns of the depthwise kernels (a block's
+#: accumulators and tiled weights stay in the L1 cache)
+DW_BLOCK = 1024
+#: the most channels for which the depthwise kernels work on blocks of output columns;
+#: above it, one output pixel at a time (its channel loop is long enough to vectorize; a
+#: 3x3 window inside the tile sums its nine products in registers), measured faster from
+#: 32 channels (1.1-1.3x on 32-64, 1.2-1.8x on 88-1024), blocks 1.4x faster on 16
+DW_BLOCK_MAX_C = 16
+
+
 def _compile() -> JitKernels:
     from numba import njit
 
@@ -215,26 +225,167 @@ def _compile() -> JitKernels:
                         a[c] += pad * wk[c]
 
     @njit(**opts)
-    def depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
+    def depthwise_pixels(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
+        # ``depthwise`` one output pixel at a time (any channel multiplier); a 3x3 window
+        # inside the tile (the common case) sums the nine products of a channel in
+        # registers and stores them once (the same int32 sum)
+        in_h, in_w, _ = x.shape
         oh, ow, oc = acc.shape
         mult = oc // x.shape[2]
+        k33 = mult == 1 and kh == 3 and kw == 3
         for oy in range(oh):
+            y0 = oy * sh - t
             for ox in range(ow):
-                depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, acc[oy, ox])
+                x0 = ox * sw - l
+                a = acc[oy, ox]
+                if k33 and y0 >= 0 and y0 + 3 <= in_h and x0 >= 0 and x0 + 3 <= in_w:
+                    for c in range(oc):
+                        a[c] = (np.int32(x[y0, x0, c]) * w[0, c]
+                                + np.int32(x[y0, x0 + 1, c]) * w[1, c]
+                                + np.int32(x[y0, x0 + 2, c]) * w[2, c]
+                                + np.int32(x[y0 + 1, x0, c]) * w[3, c]
+                                + np.int32(x[y0 + 1, x0 + 1, c]) * w[4, c]
+                                + np.int32(x[y0 + 1, x0 + 2, c]) * w[5, c]
+                                + np.int32(x[y0 + 2, x0, c]) * w[6, c]
+                                + np.int32(x[y0 + 2, x0 + 1, c]) * w[7, c]
+                                + np.int32(x[y0 + 2, x0 + 2, c]) * w[8, c])
+                else:
+                    depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, a)
+
+    @njit(**opts)
+    def row_tiled(v, ow):
+        # ``v [r][oc]`` repeated along an output row: ``[r][ow * oc]``, element
+        # ``[i, ox * oc + c] = v[i, c]``
+        r, oc = v.shape
+        out = np.empty((r, ow * oc), v.dtype)
+        for i in range(r):
+            for ox in range(ow):
+                out[i, ox * oc : (ox + 1) * oc] = v[i]
+        return out
+
+    @njit(**opts)
+    def dw_planes(x, sw):
+        # the int8 tile ``x [in_h][in_w][c]`` as ``sw`` column phases ``[sw][in_h][nq * c]``:
+        # phase ``p`` holds column ``q * sw + p`` at ``q * c`` (a stride-1 tile as it is)
+        in_h, in_w, c = x.shape
+        if sw == 1:
+            return np.ascontiguousarray(x).reshape((1, in_h, in_w * c))
+        nq = (in_w + sw - 1) // sw
+        xd = np.zeros((sw, in_h, nq * c), np.int8)
+        x1 = np.ascontiguousarray(x).reshape(-1)
+        d1 = xd.reshape(-1)
+        for p in range(sw):
+            for iy in range(in_h):
+                for q in range(nq):
+                    ix = q * sw + p
+                    if ix < in_w:
+                        s0 = (iy * in_w + ix) * c
+                        d0 = ((p * in_h + iy) * nq + q) * c
+                        for k in range(c):
+                            d1[np.uint64(d0 + k)] = x1[np.uint64(s0 + k)]
+        return xd
+
+    @njit(**opts)
+    def dw_block(xd, in_h, in_w, c, pad, wt, wl, kh, kw, oy, sh, sw, t, l, ox0, nb,  # noqa: E741
+                 acc, ao):
+        # the sums of output columns ``ox0 .. ox0 + nb - 1`` of row ``oy`` of ``depthwise``
+        # (channel multiplier 1) into ``acc[ao : ao + nb * c]``, from the phases of
+        # ``dw_planes`` (``xd``, flat) and the weights tiled along a block (``wt``, flat,
+        # ``wl`` per tap): per tap, one loop over the columns whose input column lies in
+        # the tile (consecutive elements of one phase row); the others read ``pad``.
+        # Flat arrays, no views, indices as uint64: no reference counting and no
+        # negative-index wraparound in the loops, so they vectorize
+        n = nb * c
+        pd = np.int32(pad)
+        nq = (in_w + sw - 1) // sw
+        for j in range(n):
+            acc[np.uint64(ao + j)] = 0
+        for ky in range(kh):
+            iy = oy * sh + ky - t
+            for kx in range(kw):
+                w0 = (ky * kw + kx) * wl
+                d = kx - l
+                lo = 0
+                hi = 0
+                if 0 <= iy < in_h:
+                    lo = 0 if d >= 0 else (sw - 1 - d) // sw  # first column inside
+                    lo = min(max(lo - ox0, 0), nb)
+                    hi = min((in_w - 1 - d) // sw + 1 - ox0, nb)  # past the last one
+                    hi = max(hi, lo)
+                for j in range(lo * c):
+                    acc[np.uint64(ao + j)] += pd * wt[np.uint64(w0 + j)]
+                for j in range(hi * c, n):
+                    acc[np.uint64(ao + j)] += pd * wt[np.uint64(w0 + j)]
+                if hi > lo:
+                    # phase d % sw, row iy, column (ox0 + lo + d // sw) * c
+                    s0 = ((d % sw) * in_h + iy) * nq * c + (ox0 + lo + d // sw) * c - lo * c
+                    for j in range(lo * c, hi * c):
+                        acc[np.uint64(ao + j)] += (np.int32(xd[np.uint64(s0 + j)])
+                                                   * wt[np.uint64(w0 + j)])
+
+    @njit(**opts)
+    def depthwise(x, pad, w, kh, kw, sh, sw, t, l, acc):  # noqa: E741
+        oh, ow, oc = acc.shape
+        in_h, in_w, c = x.shape
+        if oc != c or c > DW_BLOCK_MAX_C:
+            depthwise_pixels(x, pad, w, kh, kw, sh, sw, t, l, acc)
+            return
+        xd = dw_planes(x, sw).reshape(-1)
+        bw = max(1, min(ow, DW_BLOCK // c))  # columns per block
+        wt = row_tiled(w, bw).reshape(-1)
+        flat = acc.reshape(-1)
+        for oy in range(oh):
+            for ox0 in range(0, ow, bw):
+                nb = min(bw, ow - ox0)
+                dw_block(xd, in_h, in_w, c, pad, wt, bw * c, kh, kw, oy, sh, sw, t, l, ox0,
+                         nb, flat, (oy * ow + ox0) * c)
 
     @njit(**opts)
     def depthwise_requant(x, pad, w, kh, kw, sh, sw, t, l, bias, scale, divisor,  # noqa: E741
                           has_div, lo, hi, zp, out):
         oh, ow, oc = out.shape
-        mult = oc // x.shape[2]
-        a = np.empty(oc, np.int32)
+        in_h, in_w, c = x.shape
+        mult = oc // c
+        if mult != 1 or c > DW_BLOCK_MAX_C:
+            # an output row at a time: its sums (one pixel at a time) stay in the cache
+            a = np.empty((1, ow, oc), np.int32)
+            for oy in range(oh):
+                depthwise_pixels(x, pad, w, kh, kw, sh, sw, t - oy * sh, l, a)
+                for ox in range(ow):
+                    o = out[oy, ox]
+                    s = a[0, ox]
+                    for k in range(oc):
+                        o[k] = requant_one(s[k], bias[0, k], scale[k], divisor[k], has_div,
+                                           lo, hi, zp)
+            return
+        # a block of output columns at a time: its int32 sums stay in the cache, then the
+        # output stage over the block with the per-channel values tiled along it
+        xd = dw_planes(x, sw).reshape(-1)
+        bw = max(1, min(ow, DW_BLOCK // c))
+        wt = row_tiled(w, bw).reshape(-1)
+        n = bw * oc
+        st = row_tiled(bias, bw)[0]
+        sc = np.empty(n, np.float32)
+        dv = np.empty(n, np.float32)
+        for ox in range(bw):
+            for k in range(oc):
+                sc[ox * oc + k] = scale[k]
+                dv[ox * oc + k] = divisor[k]
+        flat = out.reshape(-1)
+        a = np.empty(n, np.int32)
         for oy in range(oh):
-            for ox in range(ow):
-                depthwise_pixel(x, pad, w, kh, kw, oy, ox, sh, sw, t, l, mult, a)
-                o = out[oy, ox]
-                for c in range(oc):
-                    o[c] = requant_one(a[c], bias[0, c], scale[c], divisor[c], has_div, lo, hi,
-                                       zp)
+            for ox0 in range(0, ow, bw):
+                nb = min(bw, ow - ox0)
+                dw_block(xd, in_h, in_w, c, pad, wt, n, kh, kw, oy, sh, sw, t, l, ox0, nb, a, 0)
+                o0 = (oy * ow + ox0) * c
+                if has_div:
+                    for j in range(nb * c):
+                        flat[np.uint64(o0 + j)] = requant_one(a[j], st[j], sc[j], dv[j], True,
+                                                              lo, hi, zp)
+                else:
+                    for j in range(nb * c):
+                        flat[np.uint64(o0 + j)] = requant_one(a[j], st[j], sc[j], sc[j], False,
+                                                              lo, hi, zp)
 
     @njit(**opts)
     def row_product(a, b, out):

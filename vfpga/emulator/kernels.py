@@ -72,7 +72,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
-from vfpga.emulator import int_matmul, jit
+from vfpga.emulator import int_matmul, jit, jit_cols
 from vfpga.isa.effects import window_out
 from vfpga.isa.float32 import U8_BIAS, fma_f32, mul_requant
 from vfpga.isa.spec import (
@@ -520,6 +520,10 @@ class Im2colU8:
         #: if set before the first call: a ``[oh * ow][K]`` uint8 view (rows may be strided,
         #: e.g. a column block of a wider matrix) to build the matrix in instead (groups 1)
         self.target: NDArray[np.uint8] | None = None
+        #: the parameter row of :func:`vfpga.emulator.jit_cols.cols` building the matrix
+        #: from a contiguous tile in one compiled pass (None: numpy), and the flat matrix
+        self._prm: NDArray[np.int64] | None = None
+        self._flat: NDArray[np.uint8] | None = None
 
     def _setup(self) -> None:
         geo = self.geo
@@ -546,11 +550,19 @@ class Im2colU8:
                 self._inner = tgt.reshape(h, w, c)
                 self.cols = tgt.reshape(1, m, k)
             return
+        if (tgt is None and g == dh == dw == uh == uw == 1 and _USE_JIT_IM2COL
+                and jit_cols.available()):
+            # one compiled pass from the tile straight into the matrix (flipped, padded)
+            self.cols = np.empty((1, m, k), np.uint8)
+            self._flat = self.cols.reshape(-1)
+            self._prm = np.array([[0, h, w, w * c, c, 0, 0, 0, c, h, w, kh, kw, sh, sw, t, lf,
+                                   geo.pad_value & 0xFF, oh, ow, 0, k, U8_BIAS]], np.int64)
         x4 = xpad.reshape(vh + t + b, vw + lf + rt, g, cig)
         win = sliding_window_view(x4, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(0, 1))
         win = win[: (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, :, :, ::dh, ::dw]
         self._win = win.transpose(2, 0, 1, 4, 5, 3)  # [g][oh][ow][kh][kw][cig]
-        self.cols = np.empty((g, m, k), np.uint8) if tgt is None else tgt.reshape(1, m, k)
+        if self._prm is None:
+            self.cols = np.empty((g, m, k), np.uint8) if tgt is None else tgt.reshape(1, m, k)
         self._dst = self.cols.reshape(g, oh, ow, kh, kw, cig)
 
     def __call__(self, x: I8) -> NDArray[np.uint8]:
@@ -558,6 +570,11 @@ class Im2colU8:
         if not self._ready:
             self._setup()
             self._ready = True
+        if self._prm is not None and self._flat is not None and x.flags.c_contiguous:
+            # :func:`vfpga.emulator.jit_cols.cols` with the tile as its memory and one
+            # box, the whole tile (the same bytes as the two numpy passes below)
+            jit_cols.cols(x.view(np.uint8).reshape(-1), self._flat, self._prm)
+            return self.cols
         np.bitwise_xor(x.view(np.uint8), np.uint8(U8_BIAS), out=self._inner)
         if self._win is not None:
             np.copyto(self._dst, self._win)
@@ -961,6 +978,10 @@ _USE_INT_MATMUL = True
 #: Whether depthwise CONV sums use the compiled int32 kernel of :mod:`.jit` when it is
 #: available (tests switch it off to cover the float32 path).
 _USE_JIT_DEPTHWISE = True
+#: Whether :class:`Im2colU8` builds a padded or windowed matrix of one group with the
+#: compiled :func:`vfpga.emulator.jit_cols.cols` when it is available (tests switch it off
+#: to cover the numpy passes).
+_USE_JIT_IM2COL = True
 #: Smallest input channel count for which :func:`_conv_wide` is used instead of im2col.
 _WIDE_MIN_C = 32
 #: Largest fraction of garbage columns (``wp - ow``) / ``wp`` :func:`_conv_wide` accepts.
