@@ -60,7 +60,7 @@ def _exact(g, res, n: int, seed: int):  # type: ignore[no-untyped-def]
 
 
 def _epochs(t) -> list[EpochPlan]:  # type: ignore[no-untyped-def]
-    return [p for _, p in t.loaded.epochs.values() if p is not None]
+    return [e.plan for e in t.loaded.epochs.values() if e.plan is not None]
 
 
 def _table_blocks(t) -> int:  # type: ignore[no-untyped-def]
@@ -105,7 +105,7 @@ def test_tables_rewritten_between_runs(net, n: int) -> None:  # type: ignore[no-
 
 
 def _elt_plans(t) -> list[EltEpochPlan]:  # type: ignore[no-untyped-def]
-    return [p for _, p in t.loaded.epochs.values() if isinstance(p, EltEpochPlan)]
+    return [e.plan for e in t.loaded.epochs.values() if isinstance(e.plan, EltEpochPlan)]
 
 
 @pytest.mark.parametrize("n", sorted(CORES))

@@ -55,13 +55,13 @@ def test_one_core_gives_depthwise_and_fc_to_the_cores_plans(net) -> None:  # typ
     epoch plan runs it."""
     g, res = net
     _, t1 = run_compiled(Accelerator(HW), g, res[1].vfb, [5], runs=2)
-    plans = [ep for _, ep in t1.loaded.epochs.values() if ep is not None]
+    plans = [e.plan for e in t1.loaded.epochs.values() if e.plan is not None]
     assert plans and all(isinstance(ep, EpochPlan) for ep in plans)
     groups = [gr for ep in plans for gr in ep.groups]
     assert any(len(gr.ks) > 1 for gr in groups)  # the chained layer
     assert not any(gr.depthwise or gr.m <= 1 for gr in groups)
     _, t3 = run_compiled(Accelerator(HW), g, res[3].vfb, [1, 7, 2], runs=2)
-    groups3 = [gr for _, ep in t3.loaded.epochs.values() if ep is not None for gr in ep.groups]
+    groups3 = [gr for e in t3.loaded.epochs.values() if e.plan is not None for gr in e.plan.groups]
     assert any(gr.depthwise for gr in groups3)
 
 
@@ -74,7 +74,7 @@ def test_decision_is_a_function_of_the_form(net, monkeypatch) -> None:  # type: 
     monkeypatch.setattr(machine_mod, "epoch_pays", lambda ep, n_cores: True)
     forced, tf = run_compiled(Accelerator(HW), g, vfb, [5], runs=2)
     assert forced == want
-    eps = [ep for _, ep in tf.loaded.epochs.values() if ep is not None]
+    eps = [e.plan for e in tf.loaded.epochs.values() if e.plan is not None]
     verdicts = {
         (
             "dw" if gr.depthwise else "chain" if len(gr.ks) > 1 else "row" if gr.m <= 1 else "conv"

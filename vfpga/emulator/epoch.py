@@ -77,7 +77,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from vfpga.emulator import int_matmul, jit, jit_cols, jit_elt, kernels
 from vfpga.emulator.core import Core, CoreCounters, ExecContext
 from vfpga.emulator.ddr import Region
-from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _row_views
+from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _load_step, _row_views
 from vfpga.isa.codec import Program
 from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES, Buffer, Opcode
 
@@ -335,6 +335,8 @@ class _CoreWork:
     #: if it is a LOAD, else None (the list None: not recorded; then every step is taken
     #: to read all of DDR, see :class:`Deferred`)
     reads: list[tuple[int, int] | None] | None = None
+    #: per step of :attr:`redo`: the LOAD's box if it is a LOAD (None: not recorded)
+    boxes: list[_Box | None] | None = None
 
 
 class EpochPlan:
@@ -347,6 +349,9 @@ class EpochPlan:
     saved: tuple[np.ndarray, np.ndarray] | None = None
     _prev: Deferred | None = None
     _chain: Deferred | None = None
+    #: during :meth:`run_after`: what the epochs after this one write (see
+    #: :meth:`Deferred.then`), None: not known
+    _future: Covers | None = None
     _alone: Deferred | None = None
 
     def __init__(
@@ -394,7 +399,12 @@ class EpochPlan:
         self.declined = False
 
     # ------------------------------------------------------------------ run
-    def run_after(self, counters: Sequence[CoreCounters], prev: Deferred | None) -> Deferred | None:
+    def run_after(
+        self,
+        counters: Sequence[CoreCounters] | None,
+        prev: Deferred | None,
+        future: Covers | None = None,
+    ) -> Deferred | None:
         """:meth:`run` the epoch after the epoch plans ``prev`` (none of them this one)
         whose surviving buffer writes are not made yet (None: none). Returns the
         deferred writes after this epoch (``prev``'s and this one's, see
@@ -402,23 +412,25 @@ class EpochPlan:
         are not made, nor this one's). The caller makes the returned writes
         (:meth:`Deferred.flush`) before anything else reads or writes the cores' buffers or
         the task's DDR, or passes them as ``prev`` to the next epoch plan."""
-        self._prev, self._chain = prev, None
+        self._prev, self._chain, self._future = prev, None, future
         try:
             ok = self.run(counters)
         finally:
             left, chain = self._prev, self._chain
-            self._prev = self._chain = None
+            self._prev = self._chain = self._future = None
         if ok and chain is None:  # a subclass whose run skips _effects: a bug
             raise RuntimeError(f"{type(self).__name__}.run did not call _effects")
         del left
         return chain if ok else None
 
-    def run(self, counters: Sequence[CoreCounters]) -> bool:
+    def run(self, counters: Sequence[CoreCounters] | None) -> bool:
         """Run the epoch; ``counters[k]`` is the counters object of the epoch's core ``k``
-        (its counts are added there). Returns False, having written nothing, if a
-        parameter record is invalid (the cores must then run their own plans, which
-        report it), or if computing the products failed in a way the plan was not
-        written for (then it declines on every later run too). The surviving buffer
+        (its counts are added there, and its cores' sequence numbers and tokens set;
+        ``None``: the caller does that bookkeeping, see :mod:`vfpga.emulator.ledger`).
+        Returns False, having written nothing, if a parameter record is invalid (the
+        cores must then run their own plans, which report it), or if computing the
+        products failed in a way the plan was not written for (then it declines on
+        every later run too). The surviving buffer
         writes are not made (see :meth:`run_after`)."""
         if self.declined:
             return False
@@ -438,19 +450,22 @@ class EpochPlan:
         self._effects(counters)
         return True
 
-    def _effects(self, counters: Sequence[CoreCounters]) -> None:
+    def _effects(self, counters: Sequence[CoreCounters] | None) -> None:
         """After the products: the deferred writes that must precede this epoch's SAVEs
-        (see :meth:`Deferred.then`), the SAVEs, then each core's counters, sequence
-        numbers and tokens (see the module docstring, Effects)."""
+        (see :meth:`Deferred.then`), the SAVEs, then, unless ``counters`` is None, each
+        core's counters, sequence numbers and tokens (see the module docstring,
+        Effects)."""
         prev, self._prev = self._prev, None
         if prev is None:
             self._chain = self.alone()
         else:
-            steps, self._chain = prev.then(self)
+            steps, self._chain = prev.then(self, self._future)
             for step in steps:
                 step()
         for save in self.saves:
             save()
+        if counters is None:
+            return
         for cw, cnt in zip(self.cores, counters, strict=True):
             cw.plan.finish(cw.core, cnt)
             cnt.macs += cw.macs
@@ -806,7 +821,9 @@ class _Pending:
     """One surviving buffer write of the epoch plan ``plan`` (its id), not made yet:
     ``step`` writes bytes ``[lo, hi)`` of buffer ``buf`` of the core ``core`` (its id;
     ``lo < 0``: the bytes are not recorded), reading DDR ``read`` if it is a LOAD (else
-    None)."""
+    None). ``rebind(src, shift)``, for a LOAD whose box is known: the same LOAD reading
+    its box at offset ``box.ddr + shift`` of ``src`` instead of DDR (see
+    :meth:`Deferred.then`)."""
 
     plan: int  # id of the epoch plan
     core: int
@@ -815,6 +832,25 @@ class _Pending:
     hi: int
     step: Callable[[], None]
     read: tuple[int, int] | None
+    rebind: Callable[[np.ndarray, int], Callable[[], None]] | None = None
+
+
+def _load_rebind(
+    core: Core, buf: Buffer, addr: int, box: _Box
+) -> Callable[[np.ndarray, int], Callable[[], None]]:
+    """For the LOAD of ``box`` into ``buf`` at ``addr`` of ``core``: the function making
+    that LOAD's step with its box read from another array (see :attr:`_Pending.rebind`)."""
+
+    def rebind(src: np.ndarray, shift: int) -> Callable[[], None]:
+        rows, cols, n2 = box.shape
+        dst = core.buffers[buf][addr : addr + rows * cols * n2].reshape(rows, cols, n2)
+        t, _, lf, _ = box.pads
+        inner = dst[t : t + box.n0, lf : lf + box.n1]
+        view = _strided(src, box.ddr + shift, box.n0, box.n1, box.n2, box.s0, box.s1)
+        pad = np.uint8(box.pad_value) if any(box.pads) else None
+        return _load_step(dst, inner, view, pad)
+
+    return rebind
 
 
 def _pending_of(ep: EpochPlan) -> list[_Pending]:
@@ -823,13 +859,20 @@ def _pending_of(ep: EpochPlan) -> list[_Pending]:
     for cw in ep.cores:
         spans = _spans_of(cw)
         reads = cw.reads if cw.reads is not None and len(cw.reads) == len(cw.redo) else None
+        boxes = cw.boxes if cw.boxes is not None and len(cw.boxes) == len(cw.redo) else None
         for j, (step, span) in enumerate(zip(cw.redo, spans, strict=True)):
             read = _ALL_DDR if reads is None else reads[j]
             if span is None:
                 out.append(_Pending(id(ep), id(cw.core), Buffer.IBUF, -1, -1, step, read))
-            else:
-                buf, addr, n = span
-                out.append(_Pending(id(ep), id(cw.core), buf, addr, addr + n, step, read))
+                continue
+            buf, addr, n = span
+            box = None if boxes is None or read is None else boxes[j]
+            rebind = None
+            if box is not None and read is not None and read[0] < read[1] and (
+                box.shape[0] * box.shape[1] * box.shape[2] == n
+            ):
+                rebind = _load_rebind(cw.core, buf, addr, box)
+            out.append(_Pending(id(ep), id(cw.core), buf, addr, addr + n, step, read, rebind))
     return out
 
 
@@ -841,6 +884,11 @@ class _Ranges:
     def __init__(self) -> None:
         self.los: list[int] = []
         self.his: list[int] = []
+
+    def copy(self) -> _Ranges:
+        out = _Ranges()
+        out.los, out.his = list(self.los), list(self.his)
+        return out
 
     def covers(self, lo: int, hi: int) -> bool:
         k = bisect.bisect_right(self.los, lo) - 1
@@ -858,6 +906,28 @@ class _Ranges:
             lo, hi = min(lo, los[a]), max(hi, his[b - 1])
         los[a:b] = [lo]
         his[a:b] = [hi]
+
+
+#: per (core id, buffer): the byte ranges that some epoch plans write (see
+#: :func:`writes_of`, :meth:`Deferred.then`)
+Covers = dict[tuple[int, Buffer], _Ranges]
+
+
+def writes_of(plans: Sequence[EpochPlan], base: Covers | None = None) -> Covers:
+    """The buffer bytes, per core and buffer, that the epoch plans ``plans`` leave
+    written (the union of their surviving writes: every write of an epoch is one of them
+    or entirely overwritten by them), with those of ``base`` (not changed)."""
+    out: Covers = {}
+    for k, r in (base or {}).items():
+        out[k] = r.copy()
+    for ep in plans:
+        for it in _pending_of(ep):
+            if it.lo >= 0:
+                cover = out.get((it.core, it.buf))
+                if cover is None:
+                    cover = out[(it.core, it.buf)] = _Ranges()
+                cover.add(it.lo, it.hi)
+    return out
 
 
 def _meets_saved(read: tuple[int, int], saved: tuple[np.ndarray, np.ndarray] | None) -> bool:
@@ -895,8 +965,9 @@ class Deferred:
         self._ids = ids
         #: the pending writes in their order, none entirely overwritten by later ones
         self._items = items
-        #: plan id -> (that plan, the steps to make before its SAVEs, the chain after it)
-        self._next: dict[int, tuple[EpochPlan, list[Callable[[], None]], Deferred]] = {}
+        #: plan id -> (that plan, the steps to make before its SAVEs, the chain after it,
+        #: whether it was decided knowing what the later epochs write)
+        self._next: dict[int, tuple[EpochPlan, list[Callable[[], None]], Deferred, bool]] = {}
         #: the steps of :meth:`flush` (built on first use)
         self._end: list[Callable[[], None]] | None = None
 
@@ -905,15 +976,28 @@ class Deferred:
         it again would overwrite: flush first)."""
         return id(ep) in self._ids
 
-    def then(self, ep: EpochPlan) -> tuple[list[Callable[[], None]], Deferred]:
+    def then(
+        self, ep: EpochPlan, future: Covers | None = None
+    ) -> tuple[list[Callable[[], None]], Deferred]:
         """For the epoch plan ``ep`` (not pending) running next: the pending writes to make
         before its SAVEs (in order), and the chain after it (the other pending writes,
         then ``ep``'s). Made now: every pending LOAD that reads a DDR byte a SAVE of
         ``ep`` can write, and every earlier pending write on the same core to a byte that
         one made now writes (so that later ones never overwrite it), but those that later
-        pending writes or ``ep``'s own entirely overwrite: they are dropped."""
+        pending writes or ``ep``'s own entirely overwrite: they are dropped.
+
+        ``future``: the buffer bytes the epochs expected after ``ep`` write (None: not
+        known). A LOAD of a known box (:attr:`_Pending.rebind`) that is made now only for
+        the SAVEs, whose box covers at least half of the DDR bytes it spans, and whose
+        buffer bytes the later epochs entirely overwrite, is not made now: the DDR it
+        reads is copied now (the union of those LOADs' spans, once however many cores
+        load the same tile: on 16 cores split along the output channels, 16 LOADs of one
+        tile) and the LOAD stays pending, reading that copy, until a later write drops it.
+        ``future`` only decides what pays: whatever runs later (also not those epochs, or
+        a flush before them), the LOAD reads the bytes DDR held before the SAVEs. A
+        decision made without ``future`` is made again, once, when it is known."""
         hit = self._next.get(id(ep))
-        if hit is None or hit[0] is not ep:
+        if hit is None or hit[0] is not ep or (future is not None and not hit[3]):
             mine = _pending_of(ep)
             items = self._items + mine
             n_old = len(self._items)
@@ -922,6 +1006,8 @@ class Deferred:
             now_all: set[int] = set()  # cores with an unrecorded write made now
             keep: list[_Pending] = []
             made: list[_Pending] = []
+            copied: list[int] = []  # indices in keep of the LOADs that will read a copy
+            cheap = _to_copy(self._items, ep, future)
             for j in range(len(items) - 1, -1, -1):
                 it = items[j]
                 key = (it.core, it.buf)
@@ -936,12 +1022,15 @@ class Deferred:
                     keep.append(it)
                     continue
                 nw = now_at.get(key)
-                now = (
-                    (it.read is not None and _meets_saved(it.read, ep.saved))
-                    or it.core in now_all
-                    or (nw is not None and (it.lo < 0 or nw.meets(it.lo, it.hi)))
+                clobbered = it.read is not None and _meets_saved(it.read, ep.saved)
+                ordered = it.core in now_all or (
+                    nw is not None and (it.lo < 0 or nw.meets(it.lo, it.hi))
                 )
-                if not now:
+                if clobbered and not ordered and j in cheap:
+                    copied.append(len(keep))
+                    keep.append(it)
+                    continue
+                if not (clobbered or ordered):
                     keep.append(it)
                     continue
                 made.append(it)
@@ -951,10 +1040,11 @@ class Deferred:
                     if nw is None:
                         nw = now_at[key] = _Ranges()
                     nw.add(it.lo, it.hi)
+            steps = _copied(ep.region, keep, copied)
             keep.reverse()
             made.reverse()
             ids = frozenset(it.plan for it in keep) | {id(ep)}
-            hit = (ep, [it.step for it in made], Deferred(ids, keep))
+            hit = (ep, steps + [it.step for it in made], Deferred(ids, keep), future is not None)
             self._next[id(ep)] = hit
         return hit[1], hit[2]
 
@@ -964,6 +1054,56 @@ class Deferred:
             self._end = [it.step for it in self._items]
         for step in self._end:
             step()
+
+
+def _to_copy(items: list[_Pending], ep: EpochPlan, future: Covers | None) -> set[int]:
+    """For :meth:`Deferred.then`: the indices of the pending LOADs ``items`` that, if
+    the SAVEs of ``ep`` make them due, pay to read a copy of DDR instead of being made
+    now: their box is known, the later epochs (``future``) entirely overwrite their
+    buffer bytes, and the DDR bytes all of them span together are no more than the bytes
+    they load."""
+    if future is None:
+        return set()
+    picked: list[int] = []
+    spans: list[tuple[int, int]] = []
+    loaded = 0
+    for j, it in enumerate(items):
+        if it.rebind is None or it.read is None or not _meets_saved(it.read, ep.saved):
+            continue
+        cover = future.get((it.core, it.buf))
+        if cover is None or not cover.covers(it.lo, it.hi):
+            continue
+        picked.append(j)
+        spans.append(it.read)
+        loaded += it.hi - it.lo
+    if not picked:
+        return set()
+    los, his = _merged(spans)
+    return set(picked) if int((his - los).sum()) <= loaded else set()
+
+
+def _copied(region: Region, keep: list[_Pending], copied: list[int]) -> list[Callable[[], None]]:
+    """For :meth:`Deferred.then`: the steps copying the DDR that the pending LOADs
+    ``keep[k]`` (``k`` in ``copied``) read into one array (their merged spans), each such
+    LOAD replaced in ``keep`` by the same LOAD reading that array."""
+    if not copied:
+        return []
+    spans = [keep[k].read for k in copied]
+    los, his = _merged([sp for sp in spans if sp is not None])
+    offs = np.concatenate([[0], np.cumsum(his - los)])
+    snap = np.empty(int(offs[-1]), np.uint8)
+    mem = region.view()
+    steps: list[Callable[[], None]] = [
+        partial(snap[o : o + hi - lo].__setitem__, Ellipsis, mem[lo:hi])
+        for lo, hi, o in zip(los.tolist(), his.tolist(), offs.tolist(), strict=False)
+    ]
+    for k in copied:
+        it = keep[k]
+        assert it.read is not None and it.rebind is not None
+        r = int(np.searchsorted(los, it.read[0], side="right")) - 1
+        step = it.rebind(snap, int(offs[r]) - int(los[r]))
+        keep[k] = replace(it, step=step, read=None, rebind=None)
+    return steps
 
 
 def _runs(blocks: list[_Block]) -> list[tuple[int, tuple[int, int], int]]:
@@ -1262,9 +1402,11 @@ def _build(
         redo: list[Callable[[], None]] = []
         spans: list[tuple[Buffer, int, int]] = []
         reads: list[tuple[int, int] | None] = []
+        boxes: list[_Box | None] = []
         for wid, w in _survivors(writes, mine, ver):
             spans.append((w.buf, w.addr, w.nbytes))
             reads.append(None if w.box is None else _box_extent(w.box))
+            boxes.append(w.box)
             if w.box is not None:
                 redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
             elif w.partial is not None:
@@ -1274,7 +1416,7 @@ def _build(
                 redo.append(ep.copy_step(u, views[wid], partial_sums=True))
             else:
                 redo.append(ep.copy_step(w.unit, views[wid]))
-        ep.cores.append(_CoreWork(core, seg_plan, macs, redo, spans, reads))
+        ep.cores.append(_CoreWork(core, seg_plan, macs, redo, spans, reads, boxes))
     return ep
 
 
@@ -1347,15 +1489,17 @@ def _core_works(
         redo: list[Callable[[], None]] = []
         spans: list[tuple[Buffer, int, int]] = []
         reads: list[tuple[int, int] | None] = []
+        boxes: list[_Box | None] = []
         for _wid, w in _survivors(writes, mine, ver):
             spans.append((w.buf, w.addr, w.nbytes))
             reads.append(None if w.box is None else _box_extent(w.box))
+            boxes.append(w.box)
             if w.box is not None:
                 redo.append(seg_plan.steps[w.pos])  # the LOAD step itself
             else:
                 obuf = core.buffers[Buffer.OBUF][w.addr : w.addr + w.nbytes]
                 redo.append(_copy_step(obuf, result(w.unit)))
-        out.append(_CoreWork(core, seg_plan, 0, redo, spans, reads))
+        out.append(_CoreWork(core, seg_plan, 0, redo, spans, reads, boxes))
     return out
 
 
@@ -1598,4 +1742,4 @@ def _groups(units: list[_Unit]) -> list[_Group]:
     return groups
 
 
-__all__ = ["EpochPlan", "build_epoch", "save_extents"]
+__all__ = ["Covers", "EpochPlan", "build_epoch", "save_extents", "writes_of"]

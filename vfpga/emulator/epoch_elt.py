@@ -139,7 +139,7 @@ class EltEpochPlan(EpochPlan):
         else:
             kernels.eltwise_lookup(r.table, a, b, res)
 
-    def run(self, counters: Sequence[CoreCounters]) -> bool:
+    def run(self, counters: Sequence[CoreCounters] | None) -> bool:
         """Run the epoch (as :meth:`EpochPlan.run`; False, having written nothing, if a
         lookup failed in a way the plan was not written for: the cores' plans decide)."""
         if self.declined:

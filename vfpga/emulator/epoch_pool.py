@@ -140,7 +140,7 @@ class PoolEpochPlan(EpochPlan):
         assert res is not None
         return res.reshape(pl.oh * pl.ow, -1)[:, c0 : c0 + pl.c]
 
-    def run(self, counters: Sequence[CoreCounters]) -> bool:
+    def run(self, counters: Sequence[CoreCounters] | None) -> bool:
         """Run the epoch (as :meth:`EpochPlan.run`): False, having written nothing, if an
         average is NaN (the cores' plans then report it) or a call failed in a way the
         plan was not written for (then on every later run too)."""

@@ -28,9 +28,10 @@ from vfpga.emulator import int_matmul
 from vfpga.emulator.bounds import check_work_bounds
 from vfpga.emulator.core import Core, CoreCounters, ExecContext, describe
 from vfpga.emulator.ddr import DDR, Region
-from vfpga.emulator.epoch import Deferred, EpochPlan, build_epoch, save_extents
+from vfpga.emulator.epoch import Covers, Deferred, EpochPlan, build_epoch, save_extents, writes_of
 from vfpga.emulator.faults import BudgetFault, DeadlockFault, ExecutionFault
 from vfpga.emulator.host_ops import HostOpFault, check_host_op, run_host_op
+from vfpga.emulator.ledger import EpochBook, Ledger, book_of
 from vfpga.emulator.plan import PreparedBudget, SegmentPlan, build_plan, token_counts
 from vfpga.emulator.plan_choice import epoch_pays
 from vfpga.errors import BinaryFormatError, EmulatorFault, VfpgaError
@@ -216,6 +217,29 @@ def _no_end(program: Program, lc: int, seg: Segment) -> str:
     return f"logical core {lc} has no END instruction after its last SYNC; end it with END"
 
 
+@dataclass(eq=False)
+class Epoch:
+    """A barrier epoch of a task from one state (its active cores' segments and token
+    counts): its epoch plan (``None``: the cores run their own plans) and, when the plan
+    runs it and the barrier after it is a clean one (every active core at END, or all
+    at SYNC of one layer), what it does to the task: :attr:`book` (the cores'
+    bookkeeping, :mod:`vfpga.emulator.ledger`), the cores' positions after it, and the
+    layer whose barrier completes (``None``: the program ends). :attr:`next` is the
+    epoch that follows it (linked on first use: the state after an epoch is a function
+    of the state before it). :attr:`chain_end`: the epoch after it is known not to run
+    as a booked epoch plan; :attr:`future`: what the booked epochs after it write, once
+    they are all known (see :meth:`vfpga.emulator.epoch.Deferred.then`)."""
+
+    segs: tuple[Segment, ...]
+    plan: EpochPlan | None
+    book: EpochBook | None = None
+    pos_after: tuple[int, ...] = ()
+    layer: int | None = None
+    next: Epoch | None = None
+    chain_end: bool = False
+    future: Covers | None = None
+
+
 @dataclass
 class LoadedProgram:
     """A binary decoded once: its program, per-instruction fields (decoded lazily) and,
@@ -232,8 +256,8 @@ class LoadedProgram:
         field(default_factory=dict, repr=False, compare=False))
     #: epoch plans (vfpga.emulator.epoch) of the task's epochs, built on first run: key
     #: (task, region base, per active core (id(segment), physical core, token counts)) ->
-    #: (the segments, plan or None for "the cores run their own plans")
-    epochs: dict[tuple[object, ...], tuple[tuple[Segment, ...], EpochPlan | None]] = field(
+    #: the epoch (its plan or None for "the cores run their own plans")
+    epochs: dict[tuple[object, ...], Epoch] = field(
         default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -316,6 +340,14 @@ class Task:
     _deferred: Deferred | None = field(default=None, repr=False)
     #: dynamic outputs (``Tensor.dynamic``: not in DDR) as the host ops computed them
     dynamic_values: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the cores' bookkeeping of the epochs run as epoch plans, not applied yet (see
+    #: :mod:`vfpga.emulator.ledger`, :meth:`_settle`)
+    _ledger: Ledger = field(default_factory=Ledger, repr=False)
+    #: the last epoch run as a booked epoch plan, while the task's state is the one it
+    #: left (its :attr:`Epoch.next` is then the next epoch); None otherwise
+    _last_epoch: Epoch | None = field(default=None, repr=False)
+    #: the layers after which the loaded binary runs host ops (-1: before the first)
+    _host_after: frozenset[int] = field(default=frozenset(), repr=False)
 
     # ---------------------------------------------------------------- loading
     def load(self, image: ProgramImage, source: str | None = None) -> None:
@@ -360,11 +392,16 @@ class Task:
         self.loaded = loaded
         self.image = image
         self._writes = None
+        self._host_after = frozenset(
+            -1 if op.after_layer == 0xFFFFFFFF else op.after_layer
+            for op in getattr(image, "host_ops", ()))
         self.restart()
 
     def restart(self) -> None:
         """Rewind to the first instruction (inputs and constants stay in DDR)."""
         self._flush()
+        self._ledger.clear()  # the counters and cores are reset below
+        self._last_epoch = None
         self._pos = [0] * (self.loaded.num_logical_cores if self.loaded else 0)
         self.last_finished_layer = None
         self.barriers = 0
@@ -478,6 +515,14 @@ class Task:
             if not ok or self.done:
                 self._flush()
 
+    def _settle(self) -> None:
+        """Apply the bookkeeping of the epochs run as epoch plans (counters, sequence
+        numbers, tokens, clocks; :mod:`vfpga.emulator.ledger`) to the task's counters and
+        cores: done before anything reads or changes them."""
+        if self._ledger.books:
+            self._ledger.settle(len(self.cores), [self.accel.cores[p] for p in self.cores],
+                                [self.counters[p] for p in self.cores])
+
     def _flush(self) -> None:
         """Make the buffer writes of the last epoch plans that are not made yet (see
         :class:`vfpga.emulator.epoch.Deferred`)."""
@@ -505,9 +550,26 @@ class Task:
         self._check_deadline()
         if self.barriers == 0 and not any(self._pos):
             self._run_host_ops(-1)
-        active = [(lc, segs[self._pos[lc]]) for lc, segs in enumerate(self.loaded.segments)
-                  if self._pos[lc] < len(segs)]
-        fused = self.accel.fast and self._run_epoch(active)
+        fused = False
+        if self.accel.fast:
+            last, self._last_epoch = self._last_epoch, None
+            epoch = last.next if last is not None else None
+            if epoch is None:
+                self._settle()  # the plan lookups key on the cores' token counts
+                epoch = self._epoch(self._active())
+                if last is not None:
+                    if epoch is not None and epoch.book is not None:
+                        last.next = epoch
+                    else:
+                        last.chain_end = True
+            if epoch is not None:
+                if epoch.book is not None:
+                    if self._run_booked(epoch):
+                        return
+                else:
+                    fused = self._run_plan(epoch)
+        self._settle()
+        active = self._active()
         if not fused:
             self._flush()
         stops: list[tuple[int, Segment]] = []
@@ -536,45 +598,122 @@ class Task:
             self._pos[lc] += 1
         self._sync(stops)
 
-    def _run_epoch(self, active: list[tuple[int, Segment]]) -> bool:
-        """Run the segments ``active`` (logical core, segment) of this epoch as one epoch
-        plan (:mod:`vfpga.emulator.epoch`, built on first use) if the epoch has one;
-        False (nothing done) if it has none or it declined to run (the cores then run
-        their own plans)."""
+    def _active(self) -> list[tuple[int, Segment]]:
+        """The (logical core, segment) of every core whose program has not ended."""
+        assert self.loaded is not None
+        pos = self._pos
+        return [(lc, segs[pos[lc]]) for lc, segs in enumerate(self.loaded.segments)
+                if pos[lc] < len(segs)]
+
+    def _run_booked(self, epoch: Epoch) -> bool:
+        """Run ``epoch`` as its epoch plan, its cores' bookkeeping left to the ledger, and
+        complete its barrier (as :meth:`_sync` would); False (nothing done) if the plan
+        declined to run."""
+        ep, book = epoch.plan, epoch.book
+        assert ep is not None and book is not None
+        if self._deferred is not None and self._deferred.holds(ep):
+            self._flush()
+        pending = ep.run_after(None, self._deferred, self._future(epoch))
+        if pending is None:
+            return False
+        self._deferred = pending
+        self._ledger.books.append(book)
+        self._pos[:] = epoch.pos_after
+        layer = epoch.layer
+        if layer is None:
+            self.done = True
+            return True
+        self._last_epoch = epoch
+        self.last_finished_layer = layer
+        self.barriers += 1
+        if layer in self._host_after:
+            self._run_host_ops(layer)
+        if self.barrier_hooks:
+            self._flush()
+            self._settle()
+            for hook in self.barrier_hooks:
+                hook(layer)
+        return True
+
+    def _future(self, epoch: Epoch) -> Covers | None:
+        """What the booked epochs after ``epoch`` write (:attr:`Epoch.future`), once the
+        chain of links from it is known to its end (None before: the first run)."""
+        if epoch.future is not None:
+            return epoch.future
+        assert self.loaded is not None
+        chain = [epoch]
+        e = epoch
+        while e.layer is not None and not e.chain_end:
+            nxt = e.next
+            if nxt is None or len(chain) > len(self.loaded.epochs):
+                return None
+            chain.append(nxt)
+            e = nxt
+        cover: Covers = {}
+        for e in reversed(chain):
+            if e.future is None:
+                e.future = cover
+            cover = writes_of([e.plan] if e.plan is not None else [], e.future)
+        return epoch.future
+
+    def _run_plan(self, epoch: Epoch) -> bool:
+        """Run ``epoch``'s plan (if it has one), its cores' bookkeeping made now (an epoch
+        whose barrier is not a clean one: :meth:`_sync` reports it); False (nothing
+        done) if there is none or it declined to run (the cores then run their own
+        plans)."""
+        ep = epoch.plan
+        if ep is None:
+            return False
+        if self._deferred is not None and self._deferred.holds(ep):
+            self._flush()
+        self._settle()
+        pending = ep.run_after([self.counters[self.cores[lc]] for lc, _ in self._active()],
+                               self._deferred)
+        if pending is None:
+            return False
+        self._deferred = pending
+        return True
+
+    def _epoch(self, active: list[tuple[int, Segment]]) -> Epoch | None:
+        """The epoch of the segments ``active`` (logical core, segment) from the cores'
+        current token counts, its plans built on first use (None: no epoch plan can run
+        it, e.g. a core's stream has no END)."""
         assert self.loaded is not None
         if not active or any(seg.ctrl == -2 for _, seg in active):
-            return False
+            return None
         cores = [self.accel.cores[self.cores[lc]] for lc, _ in active]
         key = (self.name, self.region.base, tuple(
             (id(seg), self.cores[lc], token_counts(core))
             for (lc, seg), core in zip(active, cores, strict=True)))
         segs = tuple(seg for _, seg in active)
         hit = self.loaded.epochs.get(key)
-        if hit is None or any(a is not b for a, b in zip(hit[0], segs, strict=True)):
-            work = []
-            for (lc, seg), core in zip(active, cores, strict=True):
-                plan = self._plan(lc, self.cores[lc], core, seg)
-                if plan is None:
-                    break
-                ctx = ExecContext(self.name, lc, self.loaded.program, self.loaded.fields,
-                                  self.region)
-                work.append((core, ctx, plan))
-            ep = build_epoch(work, self.accel.prepared_budget,
-                             self._writable()) if len(work) == len(active) else None
-            if ep is not None and not epoch_pays(ep, len(work)):
-                ep = None  # the cores' own plans are faster for this form (plan_choice)
-            hit = self.loaded.epochs[key] = (segs, ep)
-        ep = hit[1]
-        if ep is None:
-            return False
-        if self._deferred is not None and self._deferred.holds(ep):
-            self._flush()
-        pending = ep.run_after([self.counters[self.cores[lc]] for lc, _ in active],
-                               self._deferred)
-        if pending is None:
-            return False
-        self._deferred = pending
-        return True
+        if hit is not None and all(a is b for a, b in zip(hit.segs, segs, strict=True)):
+            return hit
+        work = []
+        for (lc, seg), core in zip(active, cores, strict=True):
+            plan = self._plan(lc, self.cores[lc], core, seg)
+            if plan is None:
+                break
+            ctx = ExecContext(self.name, lc, self.loaded.program, self.loaded.fields,
+                              self.region)
+            work.append((core, ctx, plan))
+        ep = build_epoch(work, self.accel.prepared_budget,
+                         self._writable()) if len(work) == len(active) else None
+        if ep is not None and not epoch_pays(ep, len(work)):
+            ep = None  # the cores' own plans are faster for this form (plan_choice)
+        epoch = self.loaded.epochs[key] = Epoch(segs, ep)
+        if ep is not None and len(ep.cores) == len(active):
+            ends = [seg.end for seg in segs]
+            layers = {seg.layer for seg in segs}
+            if all(ends) or (not any(ends) and len(layers) == 1):
+                pos = list(self._pos)
+                for lc, _ in active:
+                    pos[lc] += 1
+                epoch.pos_after = tuple(pos)
+                epoch.layer = None if all(ends) else layers.pop()
+                epoch.book = book_of([lc for lc, _ in active], [p for _, _, p in work],
+                                     [cw.macs for cw in ep.cores], ends)
+        return epoch
 
     def _plan(self, lc: int, phys: int, core: Core, seg: Segment) -> SegmentPlan | None:
         """The cached plan of ``seg`` on ``core`` from its current token counts (built on
@@ -611,6 +750,7 @@ class Task:
         faulted, the cores are not free distinct cores of the pool, or the table has no
         barrier of the last finished layer on some core."""
         self._flush()  # the old cores' buffers as the interpreter leaves them
+        self._settle()
         if self.loaded is None or self.image is None:
             raise VfpgaError(f"task '{self.name}': no binary loaded")
         if self.done or self.error is not None:
@@ -648,6 +788,7 @@ class Task:
             pos.append(at[0] + 1)
         self.loaded.fields.prefetch_segments(segs)
         self.loaded = LoadedProgram(self.loaded.program, self.loaded.fields, segs)
+        self._last_epoch = None
         self.cores = new
         self._pos = pos
         for c in new:
@@ -693,6 +834,7 @@ class Task:
             hook(self.last_finished_layer)
 
     def result(self) -> TaskResult:
+        self._settle()
         return TaskResult(
             self.name,
             self.error is None and self.done,
@@ -766,6 +908,7 @@ class Accelerator:
     def release_task(self, task: Task) -> None:
         """Free the task's cores and DDR region."""
         task._flush()
+        task._settle()
         self.ddr.free(task.region)
         self.tasks.pop(task.name, None)
 
