@@ -1,8 +1,9 @@
-"""The cores' bookkeeping of epochs run as epoch plans (``vfpga.emulator.ledger``): made
-once when somebody looks, it must leave every core exactly as the interpreter does at
-every barrier (sequence numbers, token counts, clocks), the counters and the task's status
-too, whether the task is looked at after every layer, only at the end, across a context
-switch, or after a fault."""
+"""The cores' bookkeeping of epochs run as epoch plans or on the cores' own plans
+(``vfpga.emulator.ledger``): made once when somebody looks, it must leave every core
+exactly as the interpreter does at every barrier (sequence numbers, token counts, clocks),
+the counters and the task's status too, whether the task is looked at after every layer,
+only at the end, across a context switch, or after a fault (also one in an epoch reached
+through the link from the one before it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from emu_helpers import run_compiled
 from qgraph_builders import GraphBuilder
 
+import vfpga.emulator.machine as machine_mod
 from vfpga.driver import compile_graph
 from vfpga.emulator import Accelerator, int_matmul, jit
 from vfpga.emulator.plan import TOKEN_KEYS
@@ -24,6 +26,14 @@ pytestmark = pytest.mark.skipif(
     int_matmul.backend() is None or jit.get() is None,
     reason="epoch plans need the exact integer products and the compiled output stages",
 )
+
+
+@pytest.fixture(autouse=True, params=["policy", "own"])
+def _paths(request, monkeypatch):  # type: ignore[no-untyped-def]
+    """Each test with the default choice of plans, and with every epoch on the cores' own
+    plans (booked epochs without epoch plans)."""
+    if request.param == "own":
+        monkeypatch.setattr(machine_mod, "epoch_pays", lambda ep, n_cores: False)
 
 
 @pytest.fixture(scope="module")
@@ -114,38 +124,76 @@ def test_state_when_looked_at_only_at_the_end(net, n: int) -> None:  # type: ign
     assert got[1][0][2], got[1][0][3]
 
 
+def _both(g, vfb, act, but: int = -1) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
+    """``act(acc, task)`` on the interpreter and on the fast path, each on a task of cores
+    0-2 holding ``vfb``; then what each shows (:func:`_state`, but core ``but``) and its
+    DDR bytes."""
+    states = []
+    for fast in (False, True):
+        acc = Accelerator(HW, fast=fast)
+        t = _task(acc, g, vfb, [0, 1, 2])
+        act(acc, t)
+        states.append((_state(acc, t, but), t.region.mem.tobytes()))
+    return states
+
+
 def test_state_across_a_context_switch(net) -> None:  # type: ignore[no-untyped-def]
     """The ledger settles before a context switch hands the task other cores."""
     g, res = net
     vfb = res[3].vfb
-    states = []
-    for fast in (False, True):
-        acc = Accelerator(HW, fast=fast)
-        t = _task(acc, g, vfb, [0, 1, 2])
+
+    def act(acc, t) -> None:  # type: ignore[no-untyped-def]
         t.run_until_layer(1)
         t.switch_cores([5, 6, 7], vfb.dispatch)
         acc.run([t])
-        states.append((_state(acc, t), t.region.mem.tobytes()))
+
+    states = _both(g, vfb, act)
     assert states[0] == states[1]
 
 
 def test_state_after_a_fault(net) -> None:  # type: ignore[no-untyped-def]
-    """An invalid parameter record of a later layer: the epochs before it ran as epoch
-    plans (their bookkeeping pending), the faulting one on the cores' plans; the fault,
-    counters and the other cores are the interpreter's (the faulting core stops mid-segment:
-    its plan, unlike the interpreter, does not track its sequence numbers and tokens
-    instruction by instruction; a restart resets them)."""
+    """An invalid parameter record of a later layer, in the second run: the epochs before
+    it ran booked (their bookkeeping pending), the faulting one on the cores' plans; the
+    fault, counters and the other cores are the interpreter's (the faulting core stops
+    mid-segment: its plan, unlike the interpreter, does not track its sequence numbers and
+    tokens instruction by instruction; a restart resets them)."""
     g, res = net
-    vfb = res[3].vfb
-    states = []
     spec = res[3].layers[4].spec
-    for fast in (False, True):
-        acc = Accelerator(HW, fast=fast)
-        t = _task(acc, g, vfb, [0, 1, 2])
+
+    def act(acc, t) -> None:  # type: ignore[no-untyped-def]
+        assert acc.run([t])[t.name].ok  # a clean run first: the epochs are linked
+        t.restart()
         k = spec.p_off + 7 * PARAM_RECORD_DTYPE.itemsize
         t.region.mem[k : k + PARAM_RECORD_DTYPE.itemsize].view(PARAM_RECORD_DTYPE)["scale"] = np.inf
         acc.run([t])
-        states.append((_state(acc, t, but=2), t.region.mem.tobytes()))
+
+    states = _both(g, res[3].vfb, act, but=2)
     assert not states[0][0][0] and "core 2 " in str(states[0][0][1])
     assert "scale = inf" in str(states[0][0][1])
+    assert states[0] == states[1]
+
+
+def test_budget_fault_between_cores_of_an_own_plans_epoch(net, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A wall-time budget that runs out before the third core of an epoch on the cores'
+    own plans (reached through a link): the cores before it are counted and at the
+    barrier, the books before it settled, as the per-core path leaves them."""
+    monkeypatch.setattr(machine_mod, "epoch_pays", lambda ep, n_cores: False)
+    g, res = net
+
+    def act(acc, t) -> None:  # type: ignore[no-untyped-def]
+        assert acc.run([t])[t.name].ok
+        t.restart()
+        checks: list[int] = []
+
+        def deadline() -> None:
+            if t.barriers == 3:  # the fourth epoch: its own check, core 0, core 1, core 2
+                checks.append(1)
+                if len(checks) == 4:
+                    raise machine_mod.BudgetFault("over budget")
+
+        monkeypatch.setattr(t, "_check_deadline", deadline)
+        acc.run([t])
+
+    states = _both(g, res[3].vfb, act)
+    assert not states[0][0][0] and "over budget" in str(states[0][0][1])
     assert states[0] == states[1]

@@ -353,6 +353,8 @@ class EpochPlan:
     #: :meth:`Deferred.then`), None: not known
     _future: Covers | None = None
     _alone: Deferred | None = None
+    #: the surviving writes as pending writes (see :func:`_pending_of`)
+    _pending: list[_Pending] | None = None
 
     def __init__(
         self,
@@ -854,7 +856,14 @@ def _load_rebind(
 
 
 def _pending_of(ep: EpochPlan) -> list[_Pending]:
-    """``ep``'s surviving writes, core after core, each core's in its order."""
+    """``ep``'s surviving writes, core after core, each core's in its order (made once
+    per plan: they are static)."""
+    if ep._pending is None:
+        ep._pending = _make_pending(ep)
+    return ep._pending
+
+
+def _make_pending(ep: EpochPlan) -> list[_Pending]:
     out: list[_Pending] = []
     for cw in ep.cores:
         spans = _spans_of(cw)
@@ -930,14 +939,22 @@ def writes_of(plans: Sequence[EpochPlan], base: Covers | None = None) -> Covers:
     return out
 
 
-def _meets_saved(read: tuple[int, int], saved: tuple[np.ndarray, np.ndarray] | None) -> bool:
-    """Whether the DDR range ``read`` meets a range of ``saved`` (None: all of DDR)."""
+def _meets_saved(read: tuple[int, int], saved: tuple[list[int], list[int]] | None) -> bool:
+    """Whether the DDR range ``read`` meets a range of ``saved`` (sorted disjoint starts
+    and ends, see :func:`_saved_lists`; None: all of DDR)."""
     if saved is None:
         return True
     lo, hi = read
     los, his = saved
-    k = int(np.searchsorted(his, lo, side="right"))
-    return k < los.size and int(los[k]) < hi
+    k = bisect.bisect_right(his, lo)
+    return k < len(los) and los[k] < hi
+
+
+def _saved_lists(ep: EpochPlan) -> tuple[list[int], list[int]] | None:
+    """:attr:`EpochPlan.saved` as lists (for :func:`bisect`), None if not recorded."""
+    if ep.saved is None:
+        return None
+    return ep.saved[0].tolist(), ep.saved[1].tolist()
 
 
 class Deferred:
@@ -999,6 +1016,7 @@ class Deferred:
         hit = self._next.get(id(ep))
         if hit is None or hit[0] is not ep or (future is not None and not hit[3]):
             mine = _pending_of(ep)
+            saved = _saved_lists(ep)
             items = self._items + mine
             n_old = len(self._items)
             later: dict[tuple[int, Buffer], _Ranges] = {}
@@ -1022,7 +1040,7 @@ class Deferred:
                     keep.append(it)
                     continue
                 nw = now_at.get(key)
-                clobbered = it.read is not None and _meets_saved(it.read, ep.saved)
+                clobbered = it.read is not None and _meets_saved(it.read, saved)
                 ordered = it.core in now_all or (
                     nw is not None and (it.lo < 0 or nw.meets(it.lo, it.hi))
                 )
@@ -1064,11 +1082,12 @@ def _to_copy(items: list[_Pending], ep: EpochPlan, future: Covers | None) -> set
     they load."""
     if future is None:
         return set()
+    saved = _saved_lists(ep)
     picked: list[int] = []
     spans: list[tuple[int, int]] = []
     loaded = 0
     for j, it in enumerate(items):
-        if it.rebind is None or it.read is None or not _meets_saved(it.read, ep.saved):
+        if it.rebind is None or it.read is None or not _meets_saved(it.read, saved):
             continue
         cover = future.get((it.core, it.buf))
         if cover is None or not cover.covers(it.lo, it.hi):

@@ -354,9 +354,14 @@ def _compile() -> JitKernels:
                 for ox in range(ow):
                     o = out[oy, ox]
                     s = a[0, ox]
-                    for k in range(oc):
-                        o[k] = requant_one(s[k], bias[0, k], scale[k], divisor[k], has_div,
-                                           lo, hi, zp)
+                    if has_div:  # the branch outside the loop: it vectorizes either way
+                        for k in range(oc):
+                            o[k] = requant_one(s[k], bias[0, k], scale[k], divisor[k], True,
+                                               lo, hi, zp)
+                    else:
+                        for k in range(oc):
+                            o[k] = requant_one(s[k], bias[0, k], scale[k], scale[k], False,
+                                               lo, hi, zp)
             return
         # a block of output columns at a time: its int32 sums stay in the cache, then the
         # output stage over the block with the per-channel values tiled along it

@@ -220,11 +220,12 @@ def _no_end(program: Program, lc: int, seg: Segment) -> str:
 @dataclass(eq=False)
 class Epoch:
     """A barrier epoch of a task from one state (its active cores' segments and token
-    counts): its epoch plan (``None``: the cores run their own plans) and, when the plan
-    runs it and the barrier after it is a clean one (every active core at END, or all
-    at SYNC of one layer), what it does to the task: :attr:`book` (the cores'
-    bookkeeping, :mod:`vfpga.emulator.ledger`), the cores' positions after it, and the
-    layer whose barrier completes (``None``: the program ends). :attr:`next` is the
+    counts): its epoch plan (``None``: the cores run their own plans, :attr:`own`: per
+    active core (logical core, physical core, its plan), when every core has one) and,
+    when the barrier after it is a clean one (every active core at END, or all at SYNC
+    of one layer), what it does to the task: :attr:`book` (the cores' bookkeeping,
+    :mod:`vfpga.emulator.ledger`), the cores' positions after it, and the layer whose
+    barrier completes (``None``: the program ends). :attr:`next` is the
     epoch that follows it (linked on first use: the state after an epoch is a function
     of the state before it). :attr:`chain_end`: the epoch after it is known not to run
     as a booked epoch plan; :attr:`future`: what the booked epochs after it write, once
@@ -232,6 +233,7 @@ class Epoch:
 
     segs: tuple[Segment, ...]
     plan: EpochPlan | None
+    own: list[tuple[int, int, SegmentPlan]] | None = None
     book: EpochBook | None = None
     pos_after: tuple[int, ...] = ()
     layer: int | None = None
@@ -610,13 +612,16 @@ class Task:
         complete its barrier (as :meth:`_sync` would); False (nothing done) if the plan
         declined to run."""
         ep, book = epoch.plan, epoch.book
-        assert ep is not None and book is not None
-        if self._deferred is not None and self._deferred.holds(ep):
-            self._flush()
-        pending = ep.run_after(None, self._deferred, self._future(epoch))
-        if pending is None:
-            return False
-        self._deferred = pending
+        assert book is not None
+        if ep is None:
+            self._run_own(epoch)
+        else:
+            if self._deferred is not None and self._deferred.holds(ep):
+                self._flush()
+            pending = ep.run_after(None, self._deferred, self._future(epoch))
+            if pending is None:
+                return False
+            self._deferred = pending
         self._ledger.books.append(book)
         self._pos[:] = epoch.pos_after
         layer = epoch.layer
@@ -635,6 +640,36 @@ class Task:
                 hook(layer)
         return True
 
+    def _run_own(self, epoch: Epoch) -> None:
+        """Run ``epoch`` on its cores' own plans, their bookkeeping left to the ledger
+        (:meth:`_run_booked`). On a fault (of a step, or the budget's before a core) the
+        cores are left as the per-core path leaves them: the pending books settled, the
+        cores before the faulting one counted, at the barrier and past it, its executed
+        prefix counted (:meth:`SegmentPlan.run`)."""
+        assert epoch.own is not None
+        self._flush()
+        done = 0
+        try:
+            for _lc, phys, plan in epoch.own:
+                self._check_deadline()
+                core = self.accel.cores[phys]
+                before = core.counters
+                core.counters = self.counters[phys]
+                try:
+                    plan.run(core, finish=False)
+                finally:
+                    core.counters = before
+                done += 1
+        except BaseException:
+            self._settle()
+            for (lc, phys, plan), seg in zip(epoch.own[:done], epoch.segs, strict=False):
+                core = self.accel.cores[phys]
+                plan.finish(core, self.counters[phys])
+                self.counters[phys].insns["END" if seg.end else "SYNC"] += 1
+                core.barrier()
+                self._pos[lc] += 1
+            raise
+
     def _future(self, epoch: Epoch) -> Covers | None:
         """What the booked epochs after ``epoch`` write (:attr:`Epoch.future`), once the
         chain of links from it is known to its end (None before: the first run)."""
@@ -647,6 +682,8 @@ class Task:
             nxt = e.next
             if nxt is None or len(chain) > len(self.loaded.epochs):
                 return None
+            if nxt.plan is None:  # the cores' own plans: the writes are made before it
+                break
             chain.append(nxt)
             e = nxt
         cover: Covers = {}
@@ -702,7 +739,14 @@ class Task:
         if ep is not None and not epoch_pays(ep, len(work)):
             ep = None  # the cores' own plans are faster for this form (plan_choice)
         epoch = self.loaded.epochs[key] = Epoch(segs, ep)
+        macs: list[int] | None = None
         if ep is not None and len(ep.cores) == len(active):
+            macs = [cw.macs for cw in ep.cores]
+        elif ep is None and len(work) == len(active):
+            epoch.own = [(lc, self.cores[lc], p) for (lc, _), (_, _, p) in zip(
+                active, work, strict=True)]
+            macs = [0] * len(work)  # the steps count their MACs as they run
+        if macs is not None:
             ends = [seg.end for seg in segs]
             layers = {seg.layer for seg in segs}
             if all(ends) or (not any(ends) and len(layers) == 1):
@@ -712,7 +756,7 @@ class Task:
                 epoch.pos_after = tuple(pos)
                 epoch.layer = None if all(ends) else layers.pop()
                 epoch.book = book_of([lc for lc, _ in active], [p for _, _, p in work],
-                                     [cw.macs for cw in ep.cores], ends)
+                                     macs, ends)
         return epoch
 
     def _plan(self, lc: int, phys: int, core: Core, seg: Segment) -> SegmentPlan | None:

@@ -566,11 +566,12 @@ class SegmentPlan:
         self._insn_items = tuple(self.insn_counts.items())
         self._exit = tuple(zip(TOKEN_KEYS, self.exit_tokens, strict=True))
 
-    def run(self, core: Core) -> None:
+    def run(self, core: Core, finish: bool = True) -> None:
         """Execute the segment on ``core`` (the one it was built for) and leave the core's
-        sequence numbers and token counts as the interpreter would. A fault raised by a
-        CALC method propagates after the counters of the executed prefix are updated, as
-        in the interpreter."""
+        sequence numbers and token counts as the interpreter would (without ``finish``:
+        the caller does, :meth:`finish` or :mod:`vfpga.emulator.ledger`). A fault raised
+        by a CALC method propagates after the counters of the executed prefix are
+        updated, as in the interpreter."""
         counters = core.counters
         core._plan_accesses = self.calc_accesses
         k = 0
@@ -590,7 +591,8 @@ class SegmentPlan:
             core._plan_accesses = None
             for slot in self.transient:
                 slot.value = None
-        self.finish(core)
+        if finish:
+            self.finish(core)
 
     def finish(self, core: Core, counters: CoreCounters | None = None) -> None:
         """Count the whole segment on ``counters`` (default: ``core``'s) and leave the
