@@ -223,8 +223,15 @@ class _Group:
         default_factory=dict
     )
 
+    #: (m, n, depthwise, column runs) once the group is complete (:meth:`freeze`)
+    frozen: tuple[int, int, bool, list[tuple[int, tuple[int, int], int]]] | None = field(
+        default=None, repr=False
+    )
+
     @property
     def m(self) -> int:
+        if self.frozen is not None:
+            return self.frozen[0]
         if self.depthwise:  # the tiles side by side along the channels
             return self.tiles[0].rows
         return sum(t.rows for t in self.tiles)
@@ -233,11 +240,28 @@ class _Group:
     def depthwise(self) -> bool:
         """Depthwise CONVs of one spatial geometry: tile ``j`` is column block ``j`` (its
         channels side by side with the other tiles'), one compiled depthwise call."""
+        if self.frozen is not None:
+            return self.frozen[2]
         return bool(self.tiles) and self.tiles[0].links[0][1].path == "int8-depthwise"
 
     @property
     def n(self) -> int:
+        if self.frozen is not None:
+            return self.frozen[1]
         return sum(b.n for b in self.blocks)
+
+    @property
+    def runs(self) -> list[tuple[int, tuple[int, int], int]]:
+        """:func:`_runs` of the blocks."""
+        if self.frozen is not None:
+            return self.frozen[3]
+        return _runs(self.blocks)
+
+    def freeze(self) -> None:
+        """Keep :attr:`m`, :attr:`n`, :attr:`depthwise` and :attr:`runs`, computed once
+        (they depend on the tiles and blocks only, which a built group never changes)."""
+        self.frozen = None
+        self.frozen = (self.m, self.n, self.depthwise, self.runs)
 
 
 def _box_of(f: dict[str, int]) -> _Box:
@@ -371,6 +395,8 @@ class EpochPlan:
         self.cores: list[_CoreWork] = []
         self.units = units
         self.groups = groups
+        for g in groups:
+            g.freeze()
         #: the SAVEs: copies of result blocks to DDR, in program order or, when no two
         #: SAVEs of the epoch overlap, merged where adjacent (see :func:`_save_steps`)
         self.saves: list[Callable[[], None]] = []
@@ -665,7 +691,7 @@ class EpochPlan:
         bytes of :meth:`_depthwise` followed by the output stage, without the int32 sums
         leaving the cache."""
         geo = g.tiles[0].links[0][1]
-        (_, (lo, hi), zp), = _runs(g.blocks)
+        (_, (lo, hi), zp), = g.runs
         self._jit.depthwise_requant(
             *self._dw_args(g, mem, w),
             bias.reshape(1, -1),
@@ -746,7 +772,7 @@ class EpochPlan:
         nl = len(g.ks)
         jk = self._jit
         st = bias.reshape(1, -1)
-        if g.depthwise and acc is None and len(_runs(g.blocks)) == 1:
+        if g.depthwise and acc is None and len(g.runs) == 1:
             # one output stage: sums and output stage in one compiled pass
             self._depthwise_requant(g, mem, last_w, bias, scale, divisor, out)
             self._tables(g, mem, out)
@@ -763,7 +789,7 @@ class EpochPlan:
             prod = self._mm(self._cols(g, mem, nl - 1, 1, g.ks[-1]), last_w)
         per_row = acc is not None
         c0 = 0
-        for c1, (lo, hi), zp in _runs(g.blocks):
+        for c1, (lo, hi), zp in g.runs:
             whole = c0 == 0 and c1 == g.n
             sl = slice(c0, c1)
             jk.output_stage(

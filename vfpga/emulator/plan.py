@@ -263,6 +263,10 @@ class _ConvStep:
             if g.path == "int8-depthwise" and acc_in is None and not self.acc_out:
                 t, _, lf, _ = g.pads
                 self._dw = (g.kh, g.kw, g.stride[0], g.stride[1], t, lf)
+            #: the parameter value the arguments below were made from (by identity: a
+            #: slot's value is replaced, never changed in place) and those arguments
+            self._pv: object = None
+            self._pargs: tuple[object, ...] = ()
 
     def _fused(self, xp: np.ndarray, wt: np.ndarray, bias: np.ndarray, scale: np.ndarray,
                divisor: np.ndarray | None) -> None:
@@ -276,6 +280,12 @@ class _ConvStep:
                                        divisor is not None, self._lo, self._hi, self.out_zp,
                                        self.out)
             return
+        self._product(xp, wt, bias, scale, divisor)
+
+    def _product(self, xp: np.ndarray, wt: np.ndarray, bias: np.ndarray, scale: np.ndarray,
+                 divisor: np.ndarray | None) -> None:
+        """The non-depthwise part of :meth:`_fused`: the exact product, then the compiled
+        output stage."""
         prod = self._sums(xp, wt).reshape(self._p3)
         acc2 = self._acc2
         st, per_row = (bias.reshape(1, -1), False) if acc2 is None else (acc2, True)
@@ -283,9 +293,44 @@ class _ConvStep:
                               divisor=divisor, lo=self._lo, hi=self._hi, zp=self.out_zp)
 
     def __call__(self) -> None:
-        self._compute()
+        if self.fused:
+            self._run_fused()
+        else:
+            self._compute()
         if self._act is not None:  # act=table: read at run time (pbuf may be reloaded)
             self._act()
+
+    def _run_fused(self) -> None:
+        """:meth:`_compute` of a fused step, with the per-call work done once: the slots
+        read directly, the compiled call's parameter arguments remade only when the
+        parameter value changes (a new object)."""
+        p = self.p
+        if self.p_lead:
+            try:
+                pv = p.lead()
+            except ValueError as exc:
+                raise ExecutionFault(f"{describe(self.ctx, self.core.index, self.i)}: {exc}"
+                                     ) from None
+        else:
+            pv = p.value
+        w = self.w
+        wt = w.lead() if self.w_lead else w.value
+        x = self.x
+        xp = x.lead() if self.x_lead else x.value
+        if pv is not self._pv:
+            bias, scale, divisor = cast(_Params, pv)
+            if self._dw is not None:
+                self._pargs = (*self._dw, bias.reshape(1, -1), scale,
+                               scale if divisor is None else divisor, divisor is not None,
+                               self._lo, self._hi, self.out_zp, self.out)
+            else:
+                self._pargs = (bias, scale, divisor)
+            self._pv = pv
+        if self._dw is not None:
+            self._jk.depthwise_requant(xp, self.geo.pad_value, wt, *self._pargs)
+        else:
+            self._product(xp, wt, *self._pargs)  # type: ignore[arg-type]
+        self.core.counters.macs += self.macs
 
     def set_table(self, table: np.ndarray) -> None:
         """Make the step apply the ``act = TABLE`` activation whose 256 int8 entries are
