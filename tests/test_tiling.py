@@ -163,6 +163,27 @@ def test_single_pixel_layers_are_split_at_any_channel() -> None:
     assert max(lat) <= 1.02 * sum(lat) / 15
 
 
+@pytest.mark.parametrize("args, k, before, limit", [
+    ((512, 14, 14, 512, 3, 1, 512), 15, 1.109, 1.07),  # MobileNet v1's depthwise 3x3
+    ((1024, 7, 7, 1024, 1, 1, 1), 15, 1.037, 1.01),  # MobileNet v1's last 1x1 CONV
+])
+def test_depthwise_and_1x1_layers_are_split_at_any_channel(
+        args: tuple[int, ...], k: int, before: float, limit: float) -> None:
+    """MobileNet v1's small depthwise and 1x1 layers on 15 cores: the bisection cuts
+    channels at any channel (64 or 128 groups of 8 would leave a core a group more than
+    the average, or cut rows and reload halos), so the layer comes closer to its bound
+    (simulated latencies; ``before``: with cuts at multiples of 8 only)."""
+    spec = _specs(_graph("conv", *args))[-1]
+    cands = candidates(spec, POOL16)
+    (x,) = [x for x in cands if len(x.tiles) == k]
+    assert _cover_once(x.tiles, spec.out_shape)
+    assert any(t.c0 % 8 for t in x.tiles)
+    lat = [[simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in c.tiles] for c in cands]
+    best = min(lpt(lt, k)[1] for lt in lat)
+    assert best <= limit * min(lower_bound(lt, k) for lt in lat) < before * min(
+        lower_bound(lt, k) for lt in lat)
+
+
 def _parse(text: str) -> ModuleOp:
     ctx = Context()
     for name, factory in get_all_dialects().items():

@@ -514,18 +514,28 @@ class _Bisection:
     counts; the best is the one of least estimated longest tile. Unlike the guillotine
     families of :func:`_families` the two halves are cut independently, which balances
     layers (small depthwise and 1x1 CONVs) whose every one- or two-level partition leaves
-    one tile a unit larger than the rest. A layer of one output pixel (a fully connected
-    layer, a global pooling) has only its channels to balance: they are cut at any channel
-    (its tiles are bound by loading weights or inputs, which a partial PE lane does not
-    slow), not at the ``out_channel_parallel`` of the other searches."""
+    one tile a unit larger than the rest. Channels are cut at any channel (of the layer's
+    channel unit), not at the ``out_channel_parallel`` of the other searches: a layer of
+    one output pixel (a fully connected layer, a global pooling) has only its channels to
+    balance and its tiles are bound by loading weights or inputs, which a partial PE lane
+    does not slow; a depthwise CONV's tiles are bound by their input loads, so a tile of
+    35 channels loads 35/32 of a 32-channel tile's bytes (its CALC takes one more lane
+    step); a dense 1x1 CONV pays a partial lane where its tiles are computed, but balances
+    better than at 8 channels (the estimate decides, tile by tile)."""
 
     def __init__(self, lay: _Layout, cost: _Costs) -> None:
         self.lay, self.cost = lay, cost
         self.memo: dict[tuple[int, ...], tuple[float, tuple[Tile, ...]]] = {}
         c_unit = lay.units["c"][0]
-        if lay.size["h"] * lay.size["w"] == 1 and cost.spec.channel_unit == 1:
+        if _bisected(cost.spec) and cost.spec.channel_unit == 1:
             c_unit = 1
         self.unit = {"h": 1, "w": lay.lane["w"], "c": c_unit}
+        #: a dense 1x1 CONV is not cut along rows: its row tiles of a few rows load the
+        #: weights again and run in more steps (MobileNet v1's 1024x7x7 layer: a 15-tile
+        #: bisection of 2-3 row tiles, chosen on 16 cores too, ran 97 more instructions
+        #: for 2 % of that layer's latency, and the emulator took 4 % longer)
+        dense = not cost.spec.depthwise and lay.size["h"] * lay.size["w"] > 1
+        self.axes = tuple(a for a in lay.axes if a != "h") if dense else lay.axes
         self.ax = {"h": 0, "w": 2, "c": 4}
 
     def _low(self, box: _Box, n: int) -> float:
@@ -555,7 +565,7 @@ class _Bisection:
             return got
         res: tuple[float, tuple[Tile, ...]] = (math.inf, ())
         bound = cap
-        for axis in self.lay.axes:
+        for axis in self.axes:
             i, unit = self.ax[axis], self.unit[axis]
             a, b = box[i], box[i + 1]
             units = -(-(b - a) // unit)
@@ -580,6 +590,15 @@ class _Bisection:
         return res if res[1] else (bound, ())
 
 
+def _bisected(spec: LayerSpec) -> bool:
+    """Whether :func:`_refine` searches ``spec``'s partitions again by recursive bisection
+    (cutting channels at any channel): a depthwise CONV, a dense 1x1 CONV, or a layer of
+    one output pixel."""
+    return (spec.depthwise or spec.out_shape[1] * spec.out_shape[2] == 1
+            or (spec.kind == "conv" and spec.groups == 1 and spec.kernel == (1, 1)
+                and spec.plain))
+
+
 def _refine(spec: LayerSpec, found: dict[int, tuple[Tile, ...]], costs: _Costs,
             hw: HardwareConfig) -> dict[int, tuple[Tile, ...]]:
     """Replace a balanced partition that is far from the layer's bound by a recursive
@@ -588,13 +607,14 @@ def _refine(spec: LayerSpec, found: dict[int, tuple[Tile, ...]], costs: _Costs,
     (estimated), as the dynamic pass's layer bound (docs/dynamic.md); only a ``k`` whose
     longest tile exceeds it by more than :data:`BISECT_SLACK` is searched again.
 
-    Only depthwise CONVs and layers of one output pixel are refined: there the guillotine
-    families fall furthest short (MobileNet v1 up to 1.22x its bound at k = 14, from
-    load-bound tiles whose row and column cuts reload halos, and a fully connected layer
-    split in 8-channel steps). On dense CONVs the bisection gains little (Inception v3:
-    mean ``mk/LB`` at k = 15 1.046 -> 1.043) and its tile estimates cost a sixth more
-    compile time, which issue 13's budget does not allow (docs/dynamic.md)."""
-    if not (spec.depthwise or spec.out_shape[1] * spec.out_shape[2] == 1) or not found:
+    Only the layers of :func:`_bisected` are refined (depthwise CONVs, dense 1x1 CONVs,
+    layers of one output pixel): there the guillotine families fall furthest short
+    (MobileNet v1 up to 1.22x its bound at k = 14, from load-bound tiles whose row and
+    column cuts reload halos, and channel splits in 8-channel steps). On other dense CONVs
+    the bisection gains little (Inception v3: mean ``mk/LB`` at k = 15 1.046 -> 1.043) and
+    its tile estimates cost a sixth more compile time, which issue 13's budget does not
+    allow (docs/dynamic.md)."""
+    if not _bisected(spec) or not found:
         return found
     est = {k: [costs(t) or 0 for t in tiles] for k, tiles in found.items()}
     stats = [(sum(v), max(v)) for v in est.values()]
