@@ -35,7 +35,7 @@ from vfpga.hw.config import HardwareConfig
 from vfpga.hw.costs import compute_cycles, core_bytes_per_cycle
 from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES, Opcode, PoolMode
 
-__all__ = ["cycles_lower_bound", "modelled", "tile_cycles"]
+__all__ = ["cycles_lower_bound", "modelled", "tile_cycles", "tile_work", "work_bound"]
 
 #: one step of an IFP: (LOAD cycles, CALC cycles, SAVE cycles, band, writes obuf)
 _Step = tuple[int, int, int, int, bool]
@@ -67,19 +67,37 @@ def tile_cycles(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> int:
     return _flow(groups)
 
 
-def cycles_lower_bound(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> int:
+def cycles_lower_bound(spec: LayerSpec, tile: Tile, hw: HardwareConfig, parts: int = 1) -> int:
     """A lower bound of :func:`tile_cycles` for any loop nest of ``tile`` (no more than
     its result when the tile fits), from the work no loop nest avoids: the PE cycles of
     the whole tile (bands, channel groups and chunks only add partial lanes), each input
     pixel a window reads, each weight and parameter record loaded once (input columns:
     the tile's whole span, as every band loads them), each output byte saved once; the
     three modules run side by side, so the IFP takes at least the busiest one's time.
+    With ``parts`` > 1, a lower bound of the longest of ``parts`` tiles that partition
+    ``tile``: they share its work (partial lanes, halos and reloads only add), so one of
+    them does at least ``1 / parts`` of each module's work, after that module's setup.
     Cheap (no loop nest is chosen); 0 for the forms :func:`tile_cycles` does not model
     and for grouped (not depthwise) CONVs."""
-    if not modelled(spec) or spec.grouped:
-        return 0
+    work = tile_work(spec, tile, hw)
+    return 0 if work is None else work_bound(work, parts, hw)
+
+
+def work_bound(work: tuple[int, int, int], parts: int, hw: HardwareConfig) -> int:
+    """:func:`cycles_lower_bound` of ``parts`` tiles sharing the :func:`tile_work`
+    ``work``."""
     c = hw.costs
-    bpc = core_bytes_per_cycle(hw)
+    bpc = core_bytes_per_cycle(hw) * parts
+    load, calc, out_bytes = work
+    return c.load_setup_cycles + c.calc_setup_cycles + c.save_setup_cycles + max(
+        math.ceil(load / bpc), -(-calc // parts), math.ceil(out_bytes / bpc))
+
+
+def tile_work(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> tuple[int, int, int] | None:
+    """The work no loop nest of ``tile`` avoids (:func:`cycles_lower_bound`): (bytes
+    loaded, PE cycles, bytes saved), or None for the forms it does not bound."""
+    if not modelled(spec) or spec.grouped:
+        return None
     pp, ip, opar = hw.pixel_parallel, hw.in_channel_parallel, hw.out_channel_parallel
     ci, h, w = spec.in_shape
     h0, h1 = tile.rows(spec.out_shape[1])
@@ -115,8 +133,7 @@ def cycles_lower_bound(spec: LayerSpec, tile: Tile, hw: HardwareConfig) -> int:
         else:
             load = pixels * ci + ct * (taps * ci + PARAM_RECORD_BYTES)
             calc = pix * -(-ct // opar) * -(-ci // ip) * taps
-    return max(c.load_setup_cycles + math.ceil(load / bpc), c.calc_setup_cycles + calc,
-               c.save_setup_cycles + math.ceil(out_bytes / bpc))
+    return load, calc, out_bytes
 
 
 def _io(n: int, setup: int, bpc: float) -> int:

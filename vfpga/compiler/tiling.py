@@ -48,6 +48,7 @@ from typing import cast
 
 import numpy as np
 
+from vfpga.compiler.assign import lpt
 from vfpga.compiler.ifpgen import (
     LayerSpec,
     Tile,
@@ -57,9 +58,10 @@ from vfpga.compiler.ifpgen import (
     pool_mode,
     tile_fits,
 )
-from vfpga.compiler.tilecost import cycles_lower_bound, modelled, tile_cycles
+from vfpga.compiler.tilecost import cycles_lower_bound, modelled, tile_cycles, tile_work
 from vfpga.frontend.qgraph import QConv, QPool
 from vfpga.hw.config import HardwareConfig
+from vfpga.hw.costs import core_bytes_per_cycle
 
 #: the largest number of tiles of a balanced partition (the pool size of pool16)
 MAX_PARTS = 16
@@ -124,6 +126,7 @@ class _Costs:
         self.spec, self.hw = spec, hw
         self.memo: dict[tuple[int, ...], int | None] = {}
         self.low: dict[tuple[int, ...], int] = {}
+        self.works: dict[tuple[int, ...], tuple[int, int, int] | None] = {}
         self.fit: dict[tuple[int, ...], bool] = {}
         self.cols: dict[tuple[int, int], tuple[int, ...]] = {}
         self.rows: dict[tuple[int, int | None], tuple[int, ...]] = {}
@@ -180,6 +183,15 @@ class _Costs:
                 v = self(t, key) is not None
             self.fit[key] = v
         return v
+
+    def work(self, t: Tile) -> tuple[int, int, int] | None:
+        """The tile's :func:`~vfpga.compiler.tilecost.tile_work` (cached by its key)."""
+        key = self.key(t)
+        try:
+            return self.works[key]
+        except KeyError:
+            v = self.works[key] = tile_work(self.spec, t, self.hw)
+            return v
 
     def lower(self, t: Tile, key: tuple[int, ...]) -> int:
         """A lower bound of the tile's estimated cycles (when it fits)."""
@@ -503,6 +515,13 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
 #: the layer's estimated bound (:func:`_refine`) is searched again by recursive bisection
 BISECT_SLACK = 1.02
 
+#: the cuts of a box a bisection of a plain CONV of a kernel larger than 1x1, a POOL or
+#: an ELTWISE add searches (those of least lower bound): their search trees are the
+#: largest, and the best cut is nearly always among the first three (Inception v3: mean
+#: ``mk/LB`` at k = 15 1.037 with every cut, 1.038 with three, for half the CPU); the other
+#: refined layers (depthwise, 1x1, one output pixel) search every cut
+BISECT_BREADTH = 3
+
 _Box = tuple[int, int, int, int, int, int]  # h0, h1, w0, w1, c0, c1
 
 
@@ -526,6 +545,8 @@ class _Bisection:
     def __init__(self, lay: _Layout, cost: _Costs) -> None:
         self.lay, self.cost = lay, cost
         self.memo: dict[tuple[int, ...], tuple[float, tuple[Tile, ...]]] = {}
+        #: :func:`~vfpga.compiler.tilecost.tile_work` of each box searched
+        self.work: dict[_Box, tuple[int, int, int] | None] = {}
         c_unit = lay.units["c"][0]
         if _bisected(cost.spec) and cost.spec.channel_unit == 1:
             c_unit = 1
@@ -534,22 +555,36 @@ class _Bisection:
         #: weights again and run in more steps (MobileNet v1's 1024x7x7 layer: a 15-tile
         #: bisection of 2-3 row tiles, chosen on 16 cores too, ran 97 more instructions
         #: for 2 % of that layer's latency, and the emulator took 4 % longer)
-        dense = not cost.spec.depthwise and lay.size["h"] * lay.size["w"] > 1
-        self.axes = tuple(a for a in lay.axes if a != "h") if dense else lay.axes
+        spec = cost.spec
+        one = (spec.kind == "conv" and not spec.depthwise and spec.kernel == (1, 1)
+               and lay.size["h"] * lay.size["w"] > 1)
+        self.axes = tuple(a for a in lay.axes if a != "h") if one else lay.axes
+        self.breadth = 2 * len(self.axes) if _exhaustive(spec) else BISECT_BREADTH
         self.ax = {"h": 0, "w": 2, "c": 4}
+        c = cost.hw.costs
+        self.setup = c.load_setup_cycles + c.calc_setup_cycles + c.save_setup_cycles
+        self.bpc = core_bytes_per_cycle(cost.hw)
 
     def _low(self, box: _Box, n: int) -> float:
-        """A lower bound of the longest of ``n`` tiles sharing ``box`` (they share its work:
-        partial lanes, halos and reloads only add)."""
-        h0, h1, w0, w1, c0, c1 = box
-        t = Tile(w0, w1, c0, c1, h0, h1)
-        return self.cost.lower(t, self.cost.key(t)) / n
+        """A lower bound of the longest of ``n`` tiles sharing ``box``
+        (:func:`~vfpga.compiler.tilecost.cycles_lower_bound` with ``parts = n``)."""
+        try:
+            work = self.work[box]
+        except KeyError:
+            h0, h1, w0, w1, c0, c1 = box
+            work = self.work[box] = self.cost.work(Tile(w0, w1, c0, c1, h0, h1))
+        if work is None:
+            return 0
+        load, calc, save = work  # (work_bound, inlined: this runs for every cut tried)
+        bpc = self.bpc * n
+        return self.setup + max(math.ceil(load / bpc), -(-calc // n), math.ceil(save / bpc))
 
     def best(self, box: _Box, n: int, cap: float = math.inf,
              ) -> tuple[float, tuple[Tile, ...]]:
         """(estimated longest tile, tiles) of the best bisection of ``box`` into ``n``
         tiles (``inf``, () if none fits); a result not below ``cap`` may be any value
-        not below it (branch and bound)."""
+        not below it (branch and bound: a cut whose halves' lower bounds reach the best
+        found so far is not searched)."""
         key = (*box, n)
         got = self.memo.get(key)
         if got is not None and (got[1] or got[0] >= cap):
@@ -565,6 +600,7 @@ class _Bisection:
             return got
         res: tuple[float, tuple[Tile, ...]] = (math.inf, ())
         bound = cap
+        cuts: list[tuple[float, int, _Box, int, _Box]] = []
         for axis in self.axes:
             i, unit = self.ax[axis], self.unit[axis]
             a, b = box[i], box[i + 1]
@@ -576,13 +612,22 @@ class _Bisection:
                 left = list(box)
                 right = list(box)
                 left[i + 1] = right[i] = cut
-                lv = self.best(cast(_Box, tuple(left)), n1, bound)
-                if lv[0] >= bound:
-                    continue
-                rv = self.best(cast(_Box, tuple(right)), n - n1, bound)
-                v = max(lv[0], rv[0])
-                if v < bound:
-                    bound, res = v, (v, lv[1] + rv[1])
+                lbox, rbox = cast(_Box, tuple(left)), cast(_Box, tuple(right))
+                lo = max(self._low(lbox, n1), self._low(rbox, n - n1))
+                if lo < bound:
+                    cuts.append((lo, len(cuts), lbox, n1, rbox))
+        if self.breadth < len(cuts):  # the cuts of least lower bound
+            cuts = sorted(cuts)[:self.breadth]
+        for lo, _i, lbox, n1, rbox in cuts:
+            if lo >= bound:
+                continue
+            lv = self.best(lbox, n1, bound)
+            if lv[0] >= bound:
+                continue
+            rv = self.best(rbox, n - n1, bound)
+            v = max(lv[0], rv[0])
+            if v < bound:
+                bound, res = v, (v, lv[1] + rv[1])
         if res[1] or cap == math.inf:
             self.memo[key] = res
         elif got is None or got[0] < bound:
@@ -591,9 +636,21 @@ class _Bisection:
 
 
 def _bisected(spec: LayerSpec) -> bool:
-    """Whether :func:`_refine` searches ``spec``'s partitions again by recursive bisection
-    (cutting channels at any channel): a depthwise CONV, a dense 1x1 CONV, or a layer of
-    one output pixel."""
+    """Whether :func:`_refine` searches ``spec``'s partitions again by recursive bisection:
+    every layer whose tiles :func:`~vfpga.compiler.tilecost.tile_cycles` estimates in
+    closed form (plain CONVs, POOLs, ELTWISE adds of equal shapes; the bisection estimates
+    many tiles, which the other forms would generate and simulate), and a layer of one
+    output pixel."""
+    return (modelled(spec) and not spec.grouped) or spec.depthwise or \
+        spec.out_shape[1] * spec.out_shape[2] == 1
+
+
+def _exhaustive(spec: LayerSpec) -> bool:
+    """Whether :func:`_refine` searches ``spec`` as session 10 did (every cut, every ``k``
+    whose ``k``-tile partition is far from the bound): a depthwise CONV, a dense 1x1
+    CONV, a layer of one output pixel. The other layers' search is cheaper (their
+    trees are larger): :data:`BISECT_BREADTH` cuts per box, and only a ``k`` on which no
+    partition kept finishes within :data:`BISECT_SLACK` of the bound."""
     return (spec.depthwise or spec.out_shape[1] * spec.out_shape[2] == 1
             or (spec.kind == "conv" and spec.groups == 1 and spec.kernel == (1, 1)
                 and spec.plain))
@@ -602,35 +659,49 @@ def _bisected(spec: LayerSpec) -> bool:
 def _refine(spec: LayerSpec, found: dict[int, tuple[Tile, ...]], costs: _Costs,
             hw: HardwareConfig) -> dict[int, tuple[Tile, ...]]:
     """Replace a balanced partition that is far from the layer's bound by a recursive
-    bisection (:class:`_Bisection`) when that has a shorter estimated longest tile. The
-    bound of ``k`` is the least over the partitions found of ``max(total / k, longest)``
-    (estimated), as the dynamic pass's layer bound (docs/dynamic.md); only a ``k`` whose
-    longest tile exceeds it by more than :data:`BISECT_SLACK` is searched again.
+    bisection (:class:`_Bisection`) when that finishes the layer sooner. For each ``k``
+    (increasing) the layer's best makespan on ``k`` cores is the least LPT makespan
+    (:func:`~vfpga.compiler.assign.lpt`) of the partitions kept so far, and its bound the
+    least of their ``max(total / k, longest)`` (estimated), as the dynamic pass's layer
+    bound (docs/dynamic.md); only a ``k`` whose best makespan exceeds the bound by more
+    than :data:`BISECT_SLACK` is searched again, for a bisection into ``k`` tiles whose
+    longest tile is shorter than that makespan (which then replaces the ``k``-tile
+    partition).
 
-    Only the layers of :func:`_bisected` are refined (depthwise CONVs, dense 1x1 CONVs,
-    layers of one output pixel): there the guillotine families fall furthest short
-    (MobileNet v1 up to 1.22x its bound at k = 14, from load-bound tiles whose row and
-    column cuts reload halos, and channel splits in 8-channel steps). On other dense CONVs
-    the bisection gains little (Inception v3: mean ``mk/LB`` at k = 15 1.046 -> 1.043) and
-    its tile estimates cost a sixth more compile time, which issue 13's budget does not
-    allow (docs/dynamic.md)."""
+    The layers of :func:`_bisected` are refined: depthwise CONVs and dense 1x1 CONVs,
+    where the guillotine families fall furthest short (MobileNet v1 up to 1.22x its bound
+    at k = 14, from load-bound tiles whose row and column cuts reload halos, and channel
+    splits in 8-channel steps), and the other plain CONVs, POOLs and ELTWISE adds
+    (Inception v3's mean ``mk/LB`` at k = 10 1.029 -> 1.015, estimated; docs/dynamic.md,
+    session 11)."""
     if not _bisected(spec) or not found:
         return found
     est = {k: [costs(t) or 0 for t in tiles] for k, tiles in found.items()}
-    stats = [(sum(v), max(v)) for v in est.values()]
     bis: _Bisection | None = None
     out = dict(found)
     co, oh, ow = spec.out_shape
-    for k, v in est.items():
+    exhaustive = _exhaustive(spec)
+    for k in sorted(found):
         if k == 1:
             continue
-        bound = min(max(tot / k, mx) for tot, mx in stats)
-        if max(v) <= BISECT_SLACK * bound:
+        vals = [(sum(v), max(v), v) for v in est.values()]
+        bound = min(max(tot / k, mx) for tot, mx, _v in vals)
+        mk = max(est[k])  # the k-tile partition on k cores
+        if mk <= BISECT_SLACK * bound:
             continue
+        if not exhaustive:  # the least makespan of any partition kept (LPT)
+            for tot, mx, v in vals:
+                if len(v) <= k:
+                    mk = min(mk, mx)
+                elif max(tot / k, mx) < mk:
+                    mk = min(mk, lpt(v, k)[1])
+            if mk <= BISECT_SLACK * bound:
+                continue
         bis = bis or _Bisection(_Layout(spec, hw), costs)
-        val, tiles = bis.best((0, oh, 0, ow, 0, co), k, float(max(v)))
-        if tiles and val < max(v):
+        val, tiles = bis.best((0, oh, 0, ow, 0, co), k, float(mk))
+        if tiles and val < mk:
             out[k] = tiles
+            est[k] = [costs(t) or 0 for t in tiles]
     return out
 
 
