@@ -17,7 +17,14 @@ predicted latency (sum of the layers' makespans). Variants:
   of at most 8 groups, band height among the largest that fits and ``ceil(rows / n)``
   for ``n <= 8``) instead of the least DDR traffic (:func:`~vfpga.compiler.ifpgen.choose_plan`);
 * ``packed``: also recursive bisections of every layer into 17..32 tiles (candidates of
-  more IFPs than cores, packed by LPT).
+  more IFPs than cores, packed by LPT);
+* ``exhaustive``: the recursive bisection (``tiling._refine``) tries every cut of every
+  box on every refined layer (``BISECT_BREADTH`` unbounded: session 11's search of the
+  plain CONVs, POOLs and adds, at about three times its CPU);
+* ``guillotine``: no recursive bisection (``BISECT_SLACK`` infinite).
+
+The CPU seconds printed per variant are those of the candidate search and the
+estimates, from cold caches (the layers' loop-nest caches are cleared first).
 
 It replaces ``tilecost.choose_plan`` and reads private helpers of the tiling modules:
 an analysis tool, slow (a minute per model for ``latency``), not part of any build.
@@ -115,6 +122,20 @@ def nests(latency: bool) -> Iterator[None]:
         tilecost.choose_plan = original
 
 
+@contextmanager
+def refinement(exhaustive: bool, guillotine: bool) -> Iterator[None]:
+    """``tiling``'s recursive bisection with every cut tried, or none at all."""
+    breadth, slack = tiling.BISECT_BREADTH, tiling.BISECT_SLACK
+    if exhaustive:
+        tiling.BISECT_BREADTH = 1 << 30
+    if guillotine:
+        tiling.BISECT_SLACK = float("inf")
+    try:
+        yield
+    finally:
+        tiling.BISECT_BREADTH, tiling.BISECT_SLACK = breadth, slack
+
+
 def candidate_latencies(specs: list[LayerSpec], hw: HardwareConfig, latency: bool,
                         packed: bool) -> list[list[list[int]]]:
     """Per layer, per candidate, the estimated cycles of its tiles."""
@@ -158,12 +179,17 @@ def main() -> int:
     specs = layer_specs(args.model, hw)
     for variant in args.variants.split(","):
         parts = set(variant.split("+"))
-        unknown = parts - {"today", "latency", "packed"}
+        unknown = parts - {"today", "latency", "packed", "exhaustive", "guillotine"}
         if unknown:
             print(f"error: unknown variant part(s) {sorted(unknown)}", file=sys.stderr)
             return 2
+        for spec in specs:  # cold caches: the CPU figure is the search's own
+            spec.plan_cache.clear()
+            spec.fit_cache.clear()
+            spec.chunk_cache.clear()
         t0 = time.process_time()
-        lats = candidate_latencies(specs, hw, "latency" in parts, "packed" in parts)
+        with refinement("exhaustive" in parts, "guillotine" in parts):
+            lats = candidate_latencies(specs, hw, "latency" in parts, "packed" in parts)
         rows = [per_k(lats, k) for k in range(1, MAX_K + 1)]
         worst = max(range(MAX_K), key=lambda i: rows[i][0])
         print(f"{args.model} {variant} ({time.process_time() - t0:.1f} s CPU): worst mk/LB "

@@ -4,6 +4,8 @@ core count, the IFP latency estimate that ranks them, and the ``tiles`` form of
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -148,6 +150,61 @@ def test_depthwise_partitions_are_refined_by_bisection(monkeypatch: pytest.Monke
     lat = [[simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in x.tiles] for x in refined]
     best = min(lpt(lt, k)[1] for lt in lat)
     assert best <= 1.08 * min(lower_bound(lt, k) for lt in lat)
+
+
+@pytest.mark.parametrize("args, k, gain", [
+    (("pool", 256, 35, 35, 256, 3, 1, 1), 15, 1.05),  # Inception v3's 35x35 3x3 pooling
+    (("conv", 96, 17, 17, 96, 3, 1, 1), 11, 1.01),  # a 3x3 CONV on a 17x17 map
+])
+def test_plain_conv_and_pool_partitions_are_refined_by_bisection(
+        monkeypatch: pytest.MonkeyPatch, args: tuple[str | int, ...], k: int,
+        gain: float) -> None:
+    """Layers refined since session 11 (plain CONVs of kernels other than 1x1, POOLs):
+    where no partition of the balanced search finishes the layer on k cores near its
+    bound, the k-tile candidate is the recursive bisection's; it covers the output
+    exactly once and its longest tile is shorter than the guillotine partition's, by
+    ``gain``, estimated and simulated."""
+    spec = _specs(_graph(*args))[-1]  # type: ignore[arg-type]
+    costs = tiling._Costs(spec, POOL16)
+
+    def tiles(cands: list[tiling.Candidate]) -> tuple[Tile, ...]:
+        (x,) = [x for x in cands if len(x.tiles) == k]
+        assert _cover_once(x.tiles, spec.out_shape)
+        return x.tiles
+
+    refined = tiles(candidates(spec, POOL16))
+    monkeypatch.setattr(tiling, "BISECT_SLACK", float("inf"))
+    spec.plan_cache.clear()
+    guillotine = tiles(candidates(spec, POOL16))
+    assert refined != guillotine
+    est = max(costs(t) or 0 for t in guillotine) / max(costs(t) or 0 for t in refined)
+    sim = (max(simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in guillotine)
+           / max(simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in refined))
+    assert est >= gain and sim >= gain, (est, sim)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_layer_and_tile(), parts=st.integers(2, 5))
+def test_lower_bound_of_parts_bounds_the_longest_part(
+        case: tuple[QGraph, tuple[float, ...]], parts: int) -> None:
+    """cycles_lower_bound(..., parts=n) of a tile is no more than the longest of any n
+    tiles that partition it (here: n near-equal ranges along one axis), which the
+    bisection's branch and bound relies on."""
+    g, f = case
+    spec = _specs(g)[-1]
+    co, oh, ow = spec.out_shape
+    axis = int(f[0] * 3) % 3
+    size = (oh, ow, co)[axis]
+    if size < parts:
+        return
+    bounds = [size * i // parts for i in range(parts + 1)]
+    pieces = [Tile(*((0, ow) if axis != 1 else (a, b)), *((0, co) if axis != 2 else (a, b)),
+                   *((0, oh) if axis != 0 else (a, b))) for a, b in itertools.pairwise(bounds)]
+    try:
+        longest = max(tile_cycles(spec, t, POOL16) for t in pieces)
+    except TileDoesNotFit:
+        return
+    assert cycles_lower_bound(spec, Tile(0, ow, 0, co, 0, oh), POOL16, parts) <= longest
 
 
 def test_single_pixel_layers_are_split_at_any_channel() -> None:

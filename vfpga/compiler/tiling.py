@@ -31,11 +31,13 @@ estimated in cycles, and so is every one-axis split (PE cells ignore the weights
 reloads, which favour channel splits of weight-heavy layers). Equal partitions found for
 several ``k`` are kept once.
 
-A depthwise CONV or a layer of one output pixel whose balanced partition into ``k``
-tiles is longer than :data:`BISECT_SLACK` times the layer's estimated bound (the least
-``max(total / k, longest)`` over its partitions, as the dynamic pass's ``mk/LB``) is
-searched again by recursive bisection (:class:`_Bisection`: cut in two, each half cut
-independently), which the guillotine families cannot express.
+A layer whose balanced partition into ``k`` tiles is longer than :data:`BISECT_SLACK`
+times the layer's estimated bound (the least ``max(total / k, longest)`` over its
+partitions, as the dynamic pass's ``mk/LB``) is searched again by recursive bisection
+(:func:`_refine`, :class:`_Bisection`: cut in two, each half cut independently), which
+the guillotine families cannot express: every layer whose tiles
+:func:`~vfpga.compiler.tilecost.tile_cycles` estimates in closed form, and every layer of
+one output pixel.
 """
 
 from __future__ import annotations
