@@ -581,18 +581,19 @@ class _Bisection:
         bpc = self.bpc * n
         return self.setup + max(math.ceil(load / bpc), -(-calc // n), math.ceil(save / bpc))
 
-    def best(self, box: _Box, n: int, cap: float = math.inf,
+    def best(self, box: _Box, n: int, cap: float = math.inf, low: float | None = None,
              ) -> tuple[float, tuple[Tile, ...]]:
         """(estimated longest tile, tiles) of the best bisection of ``box`` into ``n``
         tiles (``inf``, () if none fits); a result not below ``cap`` may be any value
         not below it (branch and bound: a cut whose halves' lower bounds reach the best
-        found so far is not searched)."""
+        found so far is not searched). ``low``: ``_low(box, n)`` if known."""
         key = (*box, n)
         got = self.memo.get(key)
         if got is not None and (got[1] or got[0] >= cap):
             return got
         h0, h1, w0, w1, c0, c1 = box
-        low = self._low(box, n)
+        if low is None:
+            low = self._low(box, n)
         if low >= cap:
             return low, ()
         if n == 1:
@@ -602,7 +603,7 @@ class _Bisection:
             return got
         res: tuple[float, tuple[Tile, ...]] = (math.inf, ())
         bound = cap
-        cuts: list[tuple[float, int, _Box, int, _Box]] = []
+        cuts: list[tuple[float, int, _Box, int, _Box, float, float]] = []
         for axis in self.axes:
             i, unit = self.ax[axis], self.unit[axis]
             a, b = box[i], box[i + 1]
@@ -615,18 +616,19 @@ class _Bisection:
                 right = list(box)
                 left[i + 1] = right[i] = cut
                 lbox, rbox = cast(_Box, tuple(left)), cast(_Box, tuple(right))
-                lo = max(self._low(lbox, n1), self._low(rbox, n - n1))
+                llo, rlo = self._low(lbox, n1), self._low(rbox, n - n1)
+                lo = max(llo, rlo)
                 if lo < bound:
-                    cuts.append((lo, len(cuts), lbox, n1, rbox))
+                    cuts.append((lo, len(cuts), lbox, n1, rbox, llo, rlo))
         if self.breadth < len(cuts):  # the cuts of least lower bound
             cuts = sorted(cuts)[:self.breadth]
-        for lo, _i, lbox, n1, rbox in cuts:
+        for lo, _i, lbox, n1, rbox, llo, rlo in cuts:
             if lo >= bound:
                 continue
-            lv = self.best(lbox, n1, bound)
+            lv = self.best(lbox, n1, bound, llo)
             if lv[0] >= bound:
                 continue
-            rv = self.best(rbox, n - n1, bound)
+            rv = self.best(rbox, n - n1, bound, rlo)
             v = max(lv[0], rv[0])
             if v < bound:
                 bound, res = v, (v, lv[1] + rv[1])
