@@ -39,6 +39,7 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 from xdsl.dialects.builtin import (
+    UNKNOWN_LOC,
     BytesAttr,
     DenseArrayBase,
     DictionaryAttr,
@@ -479,7 +480,8 @@ def _tile_text(t: tuple[int, int, int, int, int, int]) -> str:
 
 # ------------------------------------------------------------------------------ package
 _TILE = ("w", "c", "h")
-_NEST = ("og", "rb", "chunk", "in_cols")
+NEST_PROPS = ("og", "rb", "chunk", "in_cols")
+"""A package's loop-nest properties, in :class:`~vfpga.compiler.ifpgen.LoopNest` order."""
 _INFO = ("latency", "core")
 _BODY_OPS = frozenset({LoadOp, ConvOp, PoolOp, EltwiseOp, SaveOp})
 
@@ -533,7 +535,7 @@ class PackageOp(IRDLOperation):
 
     traits = traits_def(NoTerminator(), HasParent(CandidateOp))
 
-    SCALARS: ClassVar[tuple[str, ...]] = (*_NEST, *BUFFER_NAMES, *_INFO)
+    SCALARS: ClassVar[tuple[str, ...]] = (*NEST_PROPS, *BUFFER_NAMES, *_INFO)
 
     @staticmethod
     def build(  # type: ignore[override]  # a constructor, not IRDLOperation.build's signature
@@ -544,17 +546,28 @@ class PackageOp(IRDLOperation):
         """A package of ``tile = (w0, w1, c0, c1, h0, h1)`` with loop nest ``(og, rb,
         chunk, in_cols)`` and optional usage / latency / core values, without
         instructions."""
+        w0, w1, c0, c1, h0, h1 = tile
         props: dict[str, Attribute] = {
-            n: int_attr(v) for n, v in zip(("w0", "w1", "c0", "c1", "h0", "h1"), tile, strict=True)
+            "w0": int_attr(w0), "w1": int_attr(w1), "c0": int_attr(c0), "c1": int_attr(c1),
+            "h0": int_attr(h0), "h1": int_attr(h1),
         }
         if nest is not None:
-            props.update({n: int_attr(v) for n, v in zip(_NEST, nest, strict=True)})
+            og, rb, chunk, in_cols = nest
+            props["og"], props["rb"] = int_attr(og), int_attr(rb)
+            props["chunk"], props["in_cols"] = int_attr(chunk), int_attr(in_cols)
         for k, v in scalars.items():
             if k not in PackageOp.SCALARS:
                 raise ValueError(f"ifp.package has no property '{k}'")
             props[k] = int_attr(v)
+        # ``create(properties=props, regions=[Region()])`` without the generic work, as
+        # vfpga.dialects.isa.new_isa_op (no operands, results, successors or property
+        # defaults): a ResNet-50 has ~10^4 packages; tests/test_static_passes.py checks
+        # the op equals create's
         op = PackageOp.__new__(PackageOp)
-        Operation.__init__(op, properties=props, regions=[Region()])
+        op.properties = props
+        op.attributes = {}
+        op.location = UNKNOWN_LOC
+        op.add_region(Region())
         return op
 
     # -- accessors ---------------------------------------------------------------------

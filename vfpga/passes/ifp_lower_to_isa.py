@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from typing import cast
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import BytesAttr, ModuleOp
+from xdsl.dialects.builtin import BytesAttr, IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
 
 from vfpga.compiler.ifpbatch import TileJob, generate_ifps
 from vfpga.compiler.ifpgen import LoopNest, Tile
 from vfpga.dialects import derived, ifp
+from vfpga.dialects.isa import int_attr
 from vfpga.hw.config import BUFFER_NAMES
 from vfpga.passes.dnn_tile import hw_of, layer_specs_of, layers_of, spec_for
 
@@ -50,14 +51,19 @@ class IfpLowerToIsaPass(ModulePass):
             for cand in layer.candidates():
                 for pkg in cand.packages():
                     w0, w1, c0, c1, h0, h1 = pkg.tile
-                    nest = [pkg.get(n) for n in ("og", "rb", "chunk", "in_cols")]
-                    plan = None if None in nest else LoopNest(*cast(list[int], nest))
+                    props = pkg.properties
+                    nest = [props.get(n) for n in ifp.NEST_PROPS]
+                    plan = (None if None in nest else
+                            LoopNest(*(cast(IntegerAttr, a).value.data for a in nest)))
                     pkgs.append(pkg)
                     jobs.append(TileJob(spec, Tile(w0, w1, c0, c1, h0, h1), plan, (h0, h1)))
         for pkg, code in zip(pkgs, generate_ifps(jobs, hw), strict=True):
-            for b in BUFFER_NAMES:
-                pkg.set_int(b, code.use[b])
-            pkg.set_body(None)
+            props = pkg.properties
+            use = code.use
+            for b in BUFFER_NAMES:  # (generated usage: >= 0 by construction)
+                props[b] = int_attr(use[b])
+            if pkg.body.first_block is not None:
+                pkg.set_body(None)
             code_attr = BytesAttr(code.words)
-            pkg.properties["code"] = code_attr
+            props["code"] = code_attr
             derived.attach(pkg, ifp.INSNS_KEY, code_attr, code.insns)
