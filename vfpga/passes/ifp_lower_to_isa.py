@@ -8,7 +8,8 @@ CONV/POOL/ELTWISE per band and input-channel chunk, SAVE of each band, with the
 dependency tokens that make the package self-contained. They are encoded (all packages of
 the module in one :func:`vfpga.isa.codec.encode_batch`, header fields ``core``/``layer``
 zero) into the package's ``code`` property; the generated fields stay attached to the
-package in process (:mod:`vfpga.dialects.derived`) for ``ifp-estimate-latency``. A
+package in process (:mod:`vfpga.dialects.derived`; a patched package's are copied on
+first use) for ``ifp-estimate-latency``. A
 ResNet-50 has ~93k instructions over all candidates: one ``isa`` op per instruction would
 cost seconds to build, verify and encode (docs/compiler.md), so ``isa`` ops are made only
 on request, by ``ifp-materialize-isa``. The package's buffer usage (``ibuf`` ...
@@ -66,4 +67,4 @@ class IfpLowerToIsaPass(ModulePass):
                 pkg.set_body(None)
             code_attr = BytesAttr(code.words)
             props["code"] = code_attr
-            derived.attach(pkg, ifp.INSNS_KEY, code_attr, code.insns)
+            derived.attach_deferred(pkg, ifp.INSNS_KEY, code_attr, code.get_insns)
