@@ -169,3 +169,54 @@ def test_a_tile_list_verified_once_is_checked_again_when_it_or_its_layer_changes
     cand.at = good
     layer.out = dnn.int_array([16, 2, 3])  # the same tiles no longer cover the output
     assert "the tiles cover 64 of the output's 96 elements" in _verdicts(m)[1]
+
+
+def _cand_set(name: str, value: object) -> Callable[[ifp.CandidateOp], None]:
+    def f(c: ifp.CandidateOp) -> None:
+        c.properties[name] = value  # type: ignore[assignment]
+
+    return f
+
+
+def _cand_drop(name: str) -> Callable[[ifp.CandidateOp], None]:
+    def f(c: ifp.CandidateOp) -> None:
+        del c.properties[name]
+
+    return f
+
+
+def _cand_second_block(c: ifp.CandidateOp) -> None:
+    c.body.add_block(Block())
+
+
+CANDIDATE_BREAKS: dict[str, Callable[[ifp.CandidateOp], None]] = {
+    "unknown property": _cand_set("junk", IntegerAttr(1, 64)),
+    "integer axis": _cand_set("axis", IntegerAttr(1, 64)),
+    "string parts": _cand_set("parts", StringAttr("2")),
+    "no at": _cand_drop("at"),
+    "no parts": _cand_drop("parts"),
+    "string makespan": _cand_set("makespan", StringAttr("9")),
+    "a second block": _cand_second_block,
+    "at off the layer": _cand_set("at", dnn.int_array([0, 1])),
+}
+
+
+@pytest.mark.parametrize("what", list(CANDIDATE_BREAKS), ids=list(CANDIDATE_BREAKS))
+def test_a_broken_candidate_is_caught_with_the_same_message(
+    module_text: str, what: str, tmp_path: Path
+) -> None:
+    m = _parse(module_text, tmp_path)
+    CANDIDATE_BREAKS[what](layers_of(m)[-1].candidates()[-1])
+    want, got = _verdicts(m)
+    if what == "a second block":  # xDSL reports the packages' block first
+        assert want and got.endswith("'ifp.candidate' does not contain single-block regions")
+    else:
+        assert want and got == f"the module does not verify here: {want}"
+
+
+def test_a_discardable_attribute_on_a_candidate_is_allowed(
+    module_text: str, tmp_path: Path
+) -> None:
+    m = _parse(module_text, tmp_path)
+    layers_of(m)[0].candidates()[0].attributes["note"] = StringAttr("mine")
+    assert _verdicts(m) == ("", "")

@@ -349,6 +349,12 @@ class CandidateOp(IRDLOperation):
         return [(0, ow, b[i], b[i + 1], 0, oh) for i in range(len(b) - 1)]
 
     def verify_(self) -> None:
+        self.verify_own()
+
+    def verify_own(self) -> None:
+        """The candidate's own checks (see the class docstring): ``verify_`` without
+        xDSL's generic checks of an IRDL op (properties' presence and types, operands,
+        regions, traits), which IRDL runs first."""
         axis = self.axis_name
         b = self.bounds
         who = f"ifp.candidate {axis} parts {self.parts.value.data}"
@@ -812,6 +818,30 @@ def _package_looks_valid(pkg: Operation, limits: Sequence[tuple[str, int]]) -> b
     return True
 
 
+_CANDIDATE_PROPS: dict[str, type[Attribute]] = {
+    "axis": StringAttr, "parts": IntegerAttr, "at": DenseArrayBase, "makespan": IntegerAttr}
+
+
+def _candidate_looks_valid(cand: CandidateOp) -> bool:
+    """A fast screen of xDSL's generic checks of ``cand`` (what ``verify()`` checks
+    besides :meth:`CandidateOp.verify_own`): True only when they all pass: its properties
+    are the defined ones with their exact types (``makespan`` optional), it has no
+    operands, results, successors, attributes or block arguments, one region of at most
+    one block (``NoTerminator``), and a layer as its parent (``HasParent``)."""
+    props = cand.properties
+    if "axis" not in props or "parts" not in props or "at" not in props:
+        return False
+    for name, a in props.items():
+        if type(a) is not _CANDIDATE_PROPS.get(name):
+            return False
+    if cand.results or cand._operands or cand._successors or cand.attributes:
+        return False
+    if len(cand.regions) != 1 or not isinstance(cand.parent_op(), LayerOp):
+        return False
+    blk = cand.regions[0].first_block
+    return blk is None or (blk is cand.regions[0].last_block and not blk.args)
+
+
 def _verify_package(pkg: Operation, sizes: dict[str, int] | None) -> None:
     """The checks of ``verify()`` on package ``pkg`` within :func:`verify_layer_tree`
     (but its isa ops'): its properties' names and types, no operands, results or
@@ -837,12 +867,22 @@ def verify_layer_tree(layer: LayerOp) -> None:
     are its tiles in order. Each package is first screened by
     :func:`_package_looks_valid` (exact types, one loop over its properties); only a
     package the screen does not pass runs the checks one by one (:func:`_verify_package`,
-    which raises the exact message)."""
+    which raises the exact message). Likewise a candidate that passes
+    :func:`_candidate_looks_valid` (xDSL's generic checks) runs only its own
+    (:meth:`CandidateOp.verify_own`; on a failure, ``verify()`` raises it as xDSL
+    words it)."""
     layer.verify(verify_nested_ops=False)
     sizes = module_buffers(layer)
     limits = [] if sizes is None else [(b, sizes[b]) for b in BUFFER_NAMES if b in sizes]
     for cand in layer.candidates():
-        cand.verify(verify_nested_ops=False)
+        if not _candidate_looks_valid(cand):
+            cand.verify(verify_nested_ops=False)
+        else:
+            try:
+                cand.verify_own()
+            except VerifyException:
+                cand.verify(verify_nested_ops=False)  # raises it as verify() words it
+                raise
         blk = cand.body.first_block
         if blk is None:
             continue
