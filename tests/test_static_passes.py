@@ -221,6 +221,8 @@ def test_progress_and_timings_are_reported() -> None:
         "verify", "dnn-plan-memory", "dnn-tile", "ifp-package", "ifp-lower-to-isa",
         "ifp-estimate-latency", "ifp-select", "link"]
     assert all(t >= 0 for _, t in res.timings)
+    assert [k for k, _ in res.cpu_timings] == [k for k, _ in res.timings]
+    assert all(t >= 0 for _, t in res.cpu_timings)
 
 
 # ----------------------------------------------------------------------------- isa helpers
