@@ -53,9 +53,12 @@ class IfpLowerToIsaPass(ModulePass):
                 for pkg in cand.packages():
                     w0, w1, c0, c1, h0, h1 = pkg.tile
                     props = pkg.properties
-                    nest = [props.get(n) for n in ifp.NEST_PROPS]
-                    plan = (None if None in nest else
-                            LoopNest(*(cast(IntegerAttr, a).value.data for a in nest)))
+                    og, rb, chunk, cols = (props.get(n) for n in ifp.NEST_PROPS)
+                    plan = (None if og is None or rb is None or chunk is None or cols is None
+                            else LoopNest(cast(IntegerAttr, og).value.data,
+                                          cast(IntegerAttr, rb).value.data,
+                                          cast(IntegerAttr, chunk).value.data,
+                                          cast(IntegerAttr, cols).value.data))
                     pkgs.append(pkg)
                     jobs.append(TileJob(spec, Tile(w0, w1, c0, c1, h0, h1), plan, (h0, h1)))
         for pkg, code in zip(pkgs, generate_ifps(jobs, hw), strict=True):
