@@ -274,7 +274,7 @@ def _patch(
         out[first] = TileCode(base.tobytes(), code0.insns, code0.use)
         return True
     border = _border(jobs[first])
-    if any(_border(jobs[i]) != border for i in sh.members):
+    if any(_border(jobs[i]) != border for i in sh.members[1:]):
         return False
     if not sh.basis:  # one origin: every member is the same tile
         words0 = base.tobytes()
@@ -306,8 +306,8 @@ def _patch(
         return False
     allw = np.broadcast_to(base, (len(sh.members), *base.shape)).copy()
     allw[:, rows, _DDR_COL] = ddr
-    for i in sh.generated:
-        if not np.array_equal(allw[pos[i]], words[i]):
+    for i in sh.generated:  # (same dtype: equal bytes are equal words)
+        if allw[pos[i]].tobytes() != words[i].tobytes():
             return False
     row_list = rows.tolist()
     ddr_lists = ddr.tolist()

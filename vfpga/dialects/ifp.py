@@ -779,7 +779,6 @@ _PACKAGE_PROPS = {n: IntegerAttr for n in (*PackageOp.SCALARS, "w0", "w1", "c0",
                                             "h1")} | {"code": BytesAttr}
 
 
-
 def _package_looks_valid(pkg: Operation, limits: Sequence[tuple[str, int]]) -> bool:
     """A fast screen of :func:`_verify_package` for the common case: True only when
     every one of its checks passes (so a True needs no further check); False when any
