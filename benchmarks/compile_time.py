@@ -7,7 +7,8 @@ Run: ``.venv/bin/python benchmarks/compile_time.py [MODEL ...] [--repeat N]``
 binary's size and IFP count, the ratio to the paper's fastest (14.7 s) and slowest
 (46.8 s) static compile, the best run's CPU seconds (``time.process_time``: less
 inflated than wall time on a shared machine) and its seconds per pass (verification and
-linking included).
+linking included), then the least CPU seconds per pass over the runs
+(``CompileResult.cpu_timings``; ``to_bytes``: the binary writer).
 """
 
 from __future__ import annotations
@@ -40,11 +41,15 @@ def main() -> None:
         goal = GOALS_S.get(name, 5.0)
         for cores in args.cores:
             best, cpu, timings = float("inf"), 0.0, []
+            least_cpu: dict[str, float] = {}
             for _ in range(args.repeat):
                 t0, c0 = time.perf_counter(), time.process_time()
                 res = compile_graph(g, hw, cores)
+                c1 = time.process_time()
                 blob = to_bytes(res.vfb)
                 took = time.perf_counter() - t0
+                for k, v in [*res.cpu_timings, ("to_bytes", time.process_time() - c1)]:
+                    least_cpu[k] = min(v, least_cpu.get(k, v))
                 if took < best:
                     best, cpu, timings = took, time.process_time() - c0, res.timings
             print(f"{name:14s} {cores:5d} {best:10.2f} {cpu:6.2f} {len(blob) / 1e6:6.1f} "
@@ -53,6 +58,7 @@ def main() -> None:
                   f"<= {goal:g} s {'met' if best <= goal else 'MISSED'}")
             print("    " + ", ".join(f"{k} {v:.2f}" for k, v in timings)
                   + f", to_bytes {best - sum(v for _, v in timings):.2f}")
+            print("    cpu: " + ", ".join(f"{k} {v:.2f}" for k, v in least_cpu.items()))
 
 
 if __name__ == "__main__":

@@ -221,6 +221,8 @@ def test_progress_and_timings_are_reported() -> None:
         "verify", "dnn-plan-memory", "dnn-tile", "ifp-package", "ifp-lower-to-isa",
         "ifp-estimate-latency", "ifp-select", "link"]
     assert all(t >= 0 for _, t in res.timings)
+    assert [k for k, _ in res.cpu_timings] == [k for k, _ in res.timings]
+    assert all(t >= 0 for _, t in res.cpu_timings)
 
 
 # ----------------------------------------------------------------------------- isa helpers
@@ -270,6 +272,18 @@ def test_direct_construction_equals_create() -> None:
     assert isa.buffer_footprint(fast) == [(isa.Buffer.WBUF, 73)]
     with pytest.raises(ValueError, match="has no field 'bogus'"):
         isa.fields_to_op(Opcode.LOAD, {"bogus": 1})
+    from xdsl.ir import Region
+
+    pkg = ifp.PackageOp.build((0, 4, 8, 16, 0, 2), (8, 2, 0, 6), latency=7)
+    props = {n: isa.int_attr(v) for n, v in zip(
+        ("w0", "w1", "c0", "c1", "h0", "h1", "og", "rb", "chunk", "in_cols", "latency"),
+        (0, 4, 8, 16, 0, 2, 8, 2, 0, 6, 7), strict=True)}
+    slow_pkg = ifp.PackageOp.create(properties=props, regions=[Region()])
+    assert pkg.is_structurally_equivalent(slow_pkg)
+    assert pkg.regions[0].parent is pkg and not pkg.operands and not pkg.results
+    assert not pkg.successors and pkg.attributes == {} and pkg.location == slow_pkg.location
+    with pytest.raises(ValueError, match="has no property 'bogus'"):
+        ifp.PackageOp.build((0, 4, 8, 16, 0, 2), bogus=1)
 
 
 # ----------------------------------------------------------------------------- tiler
@@ -378,3 +392,16 @@ def test_resnet50_identity_16_cores() -> None:
     t_module = time.perf_counter() - t
     assert to_bytes(vfb) == ref
     print(f"resnet50 16 cores: compile_graph {t_graph:.2f} s, from parsed IR {t_module:.2f} s")
+
+
+def test_link_names_a_package_value_that_does_not_fit_its_ifp_field() -> None:
+    g = _fix_concat_quant(small_net(0, size=10))
+    m = compile_graph(g, POOL16, 2).module
+    before = to_bytes(module_to_vfb(m))
+    pkg = layers_of(m)[-1].candidates()[-1].packages()[-1]
+    pkg.set_int("ibuf", 1 << 40)  # (verification would refuse it: over the buffer size)
+    with pytest.raises(StaticPassError, match=r"ibuf = 1099511627776 does not fit the IFP "
+                       r"table's uint32 field"):
+        module_to_vfb(m)
+    pkg.set_int("ibuf", 0)
+    assert to_bytes(module_to_vfb(m)) != before  # (the usage is recorded per IFP)

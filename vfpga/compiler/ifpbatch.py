@@ -83,14 +83,37 @@ class TileJob:
     h: tuple[int, int]
 
 
-@dataclass
 class TileCode:
-    """A generated tile: its packed words, its instructions as fields (own dicts), the
-    bytes each buffer holds."""
+    """A generated tile: its packed ``words``, its instructions as fields (``insns``, own
+    dicts), the bytes each buffer holds (``use``).
 
-    words: bytes
-    insns: list[Insn]
-    use: dict[str, int]
+    A patched tile's instructions are made on first use (``ddr``: the first member's
+    instructions, and the rows and values of its patched ``ddr`` fields): the packed
+    words are what the binary holds, and the fields are read only for the packages the
+    latency model simulates (one per timing) or when ``ifp-materialize-isa`` asks, so
+    copying them for every package cost time and ~10^5 live objects."""
+
+    __slots__ = ("_ddr", "_insns", "use", "words")
+
+    def __init__(self, words: bytes, insns: list[Insn] | None, use: dict[str, int],
+                 ddr: tuple[list[Insn], list[int], list[int]] | None = None) -> None:
+        assert (insns is None) != (ddr is None)
+        self.words, self._insns, self.use, self._ddr = words, insns, use, ddr
+
+    @property
+    def insns(self) -> list[Insn]:
+        if self._insns is None:
+            assert self._ddr is not None
+            base, rows, values = self._ddr
+            insns = _copy(base)
+            for r, v in zip(rows, values, strict=True):
+                insns[r][1]["ddr"] = v
+            self._insns, self._ddr = insns, None
+        return self._insns
+
+    def get_insns(self) -> list[Insn]:
+        """:attr:`insns` as a method (a deferred value for :mod:`vfpga.dialects.derived`)."""
+        return self.insns
 
 
 def _checked(job: TileJob, hw: HardwareConfig, code: IfpCode | None = None) -> IfpCode:
@@ -251,13 +274,15 @@ def _patch(
         out[first] = TileCode(base.tobytes(), code0.insns, code0.use)
         return True
     border = _border(jobs[first])
-    if any(_border(jobs[i]) != border for i in sh.members):
+    if any(_border(jobs[i]) != border for i in sh.members[1:]):
         return False
     if not sh.basis:  # one origin: every member is the same tile
+        words0 = base.tobytes()
         for i in sh.members:
-            out[i] = TileCode(
-                base.tobytes(), code0.insns if i == first else _copy(code0.insns), code0.use
-            )
+            if i == first:
+                out[i] = TileCode(words0, code0.insns, code0.use)
+            else:
+                out[i] = TileCode(words0, None, code0.use, (code0.insns, [], []))
         return True
     pos = {i: k for k, i in enumerate(sh.members)}
     ops = base[:, 0] & 0xFF
@@ -281,19 +306,18 @@ def _patch(
         return False
     allw = np.broadcast_to(base, (len(sh.members), *base.shape)).copy()
     allw[:, rows, _DDR_COL] = ddr
-    for i in sh.generated:
-        if not np.array_equal(allw[pos[i]], words[i]):
+    for i in sh.generated:  # (same dtype: equal bytes are equal words)
+        if allw[pos[i]].tobytes() != words[i].tobytes():
             return False
     row_list = rows.tolist()
+    ddr_lists = ddr.tolist()
     for k, i in enumerate(sh.members):
         own = sh.generated.get(i)
         if own is not None:
-            insns = own.insns
+            out[i] = TileCode(allw[k].tobytes(), own.insns, code0.use)
         else:
-            insns = _copy(code0.insns)
-            for r, v in zip(row_list, ddr[k].tolist(), strict=True):
-                insns[r][1]["ddr"] = v
-        out[i] = TileCode(allw[k].tobytes(), insns, code0.use)
+            out[i] = TileCode(allw[k].tobytes(), None, code0.use,
+                              (code0.insns, row_list, ddr_lists[k]))
     return True
 
 

@@ -15,6 +15,7 @@ rebuilding the value from the IR. The IR stays the source of truth.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from xdsl.ir import Attribute, Operation
@@ -31,6 +32,22 @@ def attach(op: Operation, key: str, anchor: Attribute, value: Any) -> None:
     store[key] = (anchor, value)
 
 
+class _Deferred:
+    """A value computed on first :func:`lookup` (see :func:`attach_deferred`)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def attach_deferred(op: Operation, key: str, anchor: Attribute, make: Callable[[], Any]
+                    ) -> None:
+    """As :func:`attach`, the value being ``make()``, called on the first :func:`lookup`
+    that finds it (for values most readers never ask for)."""
+    attach(op, key, anchor, _Deferred(make))
+
+
 def lookup(op: Operation, key: str, anchor: Attribute | None) -> Any | None:
     """The value attached under ``key`` if it was attached with this very ``anchor``
     object (None otherwise, or when ``anchor`` is None)."""
@@ -40,4 +57,9 @@ def lookup(op: Operation, key: str, anchor: Attribute | None) -> Any | None:
     if store is None or key not in store:
         return None
     a, value = store[key]
-    return value if a is anchor else None
+    if a is not anchor:
+        return None
+    if type(value) is _Deferred:
+        value = value.make()
+        store[key] = (a, value)
+    return value

@@ -275,7 +275,7 @@ def array_values(attr: DenseArrayBase) -> np.ndarray:
 
 def int_tuple(attr: DenseArrayBase) -> tuple[int, ...]:
     """The elements of an integer ``array<...>`` attribute as a tuple of Python ints."""
-    return tuple(int(v) for v in array_values(attr))
+    return tuple(array_values(attr).tolist())
 
 
 def weight_attr(weight: np.ndarray) -> DenseIntOrFPElementsAttr:

@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from xdsl.dialects.builtin import (
+    UNKNOWN_LOC,
     BytesAttr,
     DenseArrayBase,
     DictionaryAttr,
@@ -135,6 +136,15 @@ def module_buffers(op: Operation) -> dict[str, int] | None:
 
 
 _SIZES: dict[int, tuple[DictionaryAttr, dict[str, int]]] = {}
+
+
+_TILES_VERIFIED: dict[int, tuple[DenseArrayBase, int, tuple[int, int, int]]] = {}
+"""Tile lists (``ifp.candidate`` axis ``tiles``) that passed their checks: ``id(at)`` ->
+``(at, parts, layer output)``. The checks are a function of those alone and attributes
+are immutable, so a candidate holding that very ``at`` object with the same ``parts``
+in a layer of the same output passes them again (the module is verified after
+``dnn-tile`` and again before linking; the pairwise overlap test is the costly part).
+The ``at`` object is held, so its id is not reused while cached."""
 
 
 def buffers_attr(sizes: dict[str, int]) -> DictionaryAttr:
@@ -339,6 +349,12 @@ class CandidateOp(IRDLOperation):
         return [(0, ow, b[i], b[i + 1], 0, oh) for i in range(len(b) - 1)]
 
     def verify_(self) -> None:
+        self.verify_own()
+
+    def verify_own(self) -> None:
+        """The candidate's own checks (see the class docstring): ``verify_`` without
+        xDSL's generic checks of an IRDL op (properties' presence and types, operands,
+        regions, traits), which IRDL runs first."""
         axis = self.axis_name
         b = self.bounds
         who = f"ifp.candidate {axis} parts {self.parts.value.data}"
@@ -366,8 +382,15 @@ class CandidateOp(IRDLOperation):
         self._verify_packages(who, layer)
 
     def _verify_tiles(self, who: str) -> None:
-        b = self.bounds
         n = self.parts.value.data
+        layer = self.layer()
+        if layer is not None:  # the same tiles of the same output verified before?
+            at, out = self.at, layer.out_shape
+            seen = _TILES_VERIFIED.get(id(at))
+            if seen is not None and seen[0] is at and seen[1:] == (n, out):
+                self._verify_packages(who, layer)
+                return
+        b = self.bounds
         if n < 1 or len(b) != 6 * n:
             raise VerifyException(f"{who}: 'at' must have 6 entries (w0, w1, c0, c1, h0, h1) "
                                   f"per tile, got {len(b)} for {n} tiles")
@@ -401,6 +424,9 @@ class CandidateOp(IRDLOperation):
         if int(vol.sum()) != co * oh * ow:
             raise VerifyException(f"{who}: the tiles cover {int(vol.sum())} of the output's "
                                   f"{co * oh * ow} elements")
+        if len(_TILES_VERIFIED) > 1 << 14:
+            _TILES_VERIFIED.clear()
+        _TILES_VERIFIED[id(self.at)] = (self.at, n, (co, oh, ow))
         self._verify_packages(who, layer)
 
     def _verify_packages(self, who: str, layer: LayerOp) -> None:
@@ -460,7 +486,8 @@ def _tile_text(t: tuple[int, int, int, int, int, int]) -> str:
 
 # ------------------------------------------------------------------------------ package
 _TILE = ("w", "c", "h")
-_NEST = ("og", "rb", "chunk", "in_cols")
+NEST_PROPS = ("og", "rb", "chunk", "in_cols")
+"""A package's loop-nest properties, in :class:`~vfpga.compiler.ifpgen.LoopNest` order."""
 _INFO = ("latency", "core")
 _BODY_OPS = frozenset({LoadOp, ConvOp, PoolOp, EltwiseOp, SaveOp})
 
@@ -514,7 +541,7 @@ class PackageOp(IRDLOperation):
 
     traits = traits_def(NoTerminator(), HasParent(CandidateOp))
 
-    SCALARS: ClassVar[tuple[str, ...]] = (*_NEST, *BUFFER_NAMES, *_INFO)
+    SCALARS: ClassVar[tuple[str, ...]] = (*NEST_PROPS, *BUFFER_NAMES, *_INFO)
 
     @staticmethod
     def build(  # type: ignore[override]  # a constructor, not IRDLOperation.build's signature
@@ -525,17 +552,28 @@ class PackageOp(IRDLOperation):
         """A package of ``tile = (w0, w1, c0, c1, h0, h1)`` with loop nest ``(og, rb,
         chunk, in_cols)`` and optional usage / latency / core values, without
         instructions."""
+        w0, w1, c0, c1, h0, h1 = tile
         props: dict[str, Attribute] = {
-            n: int_attr(v) for n, v in zip(("w0", "w1", "c0", "c1", "h0", "h1"), tile, strict=True)
+            "w0": int_attr(w0), "w1": int_attr(w1), "c0": int_attr(c0), "c1": int_attr(c1),
+            "h0": int_attr(h0), "h1": int_attr(h1),
         }
         if nest is not None:
-            props.update({n: int_attr(v) for n, v in zip(_NEST, nest, strict=True)})
+            og, rb, chunk, in_cols = nest
+            props["og"], props["rb"] = int_attr(og), int_attr(rb)
+            props["chunk"], props["in_cols"] = int_attr(chunk), int_attr(in_cols)
         for k, v in scalars.items():
             if k not in PackageOp.SCALARS:
                 raise ValueError(f"ifp.package has no property '{k}'")
             props[k] = int_attr(v)
+        # ``create(properties=props, regions=[Region()])`` without the generic work, as
+        # vfpga.dialects.isa.new_isa_op (no operands, results, successors or property
+        # defaults): a ResNet-50 has ~10^4 packages; tests/test_static_passes.py checks
+        # the op equals create's
         op = PackageOp.__new__(PackageOp)
-        Operation.__init__(op, properties=props, regions=[Region()])
+        op.properties = props
+        op.attributes = {}
+        op.location = UNKNOWN_LOC
+        op.add_region(Region())
         return op
 
     # -- accessors ---------------------------------------------------------------------
@@ -546,9 +584,9 @@ class PackageOp(IRDLOperation):
     @property
     def tile(self) -> tuple[int, int, int, int, int, int]:
         """``(w0, w1, c0, c1, h0, h1)``."""
-        p = self.properties
-        return cast(tuple[int, int, int, int, int, int], tuple(
-            cast(IntegerAttr, p[n]).value.data for n in ("w0", "w1", "c0", "c1", "h0", "h1")))
+        p: dict[str, Any] = self.properties
+        return (p["w0"].value.data, p["w1"].value.data, p["c0"].value.data,
+                p["c1"].value.data, p["h0"].value.data, p["h1"].value.data)
 
     def usage(self) -> dict[str, int] | None:
         """Bytes used per buffer, or None before lowering."""
@@ -741,30 +779,119 @@ _PACKAGE_PROPS = {n: IntegerAttr for n in (*PackageOp.SCALARS, "w0", "w1", "c0",
                                             "h1")} | {"code": BytesAttr}
 
 
+def _package_looks_valid(pkg: Operation, limits: Sequence[tuple[str, int]]) -> bool:
+    """A fast screen of :func:`_verify_package` for the common case: True only when
+    every one of its checks passes (so a True needs no further check); False when any
+    might fail (the caller then runs the checks themselves for the exact message). One
+    loop over the properties (known name and type, scalars >= 0), the usage against
+    ``limits`` (the module's buffer sizes), the region, the code length and the body's
+    op types, reading xDSL's fields directly. The body's ``isa`` ops are verified by the
+    caller either way."""
+    props: dict[str, Any] = pkg.properties
+    for name, a in props.items():
+        want = _PACKAGE_PROPS.get(name)  # (xDSL's IntegerAttr, BytesAttr are final classes)
+        if want is IntegerAttr:  # (a tile is >= 0 by its candidate, a scalar must be)
+            if type(a) is not IntegerAttr or a.value.data < 0:
+                return False
+        elif want is None or type(a) is not want:
+            return False
+    if pkg.results or pkg._operands or pkg._successors or len(pkg.regions) != 1:
+        return False
+    if limits and "ibuf" in props:
+        for b, cap in limits:
+            a = props.get(b)
+            if a is not None and a.value.data > cap:
+                return False
+    region = pkg.regions[0]
+    blk = region.first_block
+    if blk is not None and blk is not region.last_block:
+        return False
+    code = props.get("code")
+    if code is not None:
+        n = len(code.data)
+        if n == 0 or n % INSN_BYTES or (blk is not None and blk.first_op is not None):
+            return False
+    if blk is not None:
+        body = _BODY_OPS
+        return all(type(op) in body for op in blk.ops)
+    return True
+
+
+_CANDIDATE_PROPS: dict[str, type[Attribute]] = {
+    "axis": StringAttr, "parts": IntegerAttr, "at": DenseArrayBase, "makespan": IntegerAttr}
+
+
+def _candidate_looks_valid(cand: CandidateOp) -> bool:
+    """A fast screen of xDSL's generic checks of ``cand`` (what ``verify()`` checks
+    besides :meth:`CandidateOp.verify_own`): True only when they all pass: its properties
+    are the defined ones with their exact types (``makespan`` optional), it has no
+    operands, results, successors, attributes or block arguments, one region of at most
+    one block (``NoTerminator``), and a layer as its parent (``HasParent``)."""
+    props = cand.properties
+    if "axis" not in props or "parts" not in props or "at" not in props:
+        return False
+    for name, a in props.items():
+        if type(a) is not _CANDIDATE_PROPS.get(name):
+            return False
+    if cand.results or cand._operands or cand._successors or cand.attributes:
+        return False
+    if len(cand.regions) != 1 or not isinstance(cand.parent_op(), LayerOp):
+        return False
+    blk = cand.regions[0].first_block
+    return blk is None or (blk is cand.regions[0].last_block and not blk.args)
+
+
+def _verify_package(pkg: Operation, sizes: dict[str, int] | None) -> None:
+    """The checks of ``verify()`` on package ``pkg`` within :func:`verify_layer_tree`
+    (but its isa ops'): its properties' names and types, no operands, results or
+    successors, one region, and :meth:`PackageOp.verify_contents`."""
+    for name, a in pkg.properties.items():
+        want = _PACKAGE_PROPS.get(name)
+        if want is None or not isinstance(a, want):
+            raise VerifyException(
+                f"ifp.package: property '{name}' = {a} is not "
+                f"{'known' if want is None else want.name}")
+    if pkg.operands or pkg.results or pkg.successors or len(pkg.regions) != 1:
+        raise VerifyException("ifp.package has no operands, results or successors "
+                              "and one region")
+    cast(PackageOp, pkg).verify_contents(sizes)
+
+
 def verify_layer_tree(layer: LayerOp) -> None:
     """Verify ``layer``, its candidates and their packages (and any ``isa`` ops in them)
     with the same checks as ``verify()`` on each, but computing the layer's shape and the
     module's buffer sizes once: a ResNet-50 has ~10^4 packages. A package's generic
     checks (its properties' types, one region, no operands or results) are done here;
     its tile's place in the layer follows from its candidate's check that the packages
-    are its tiles in order."""
+    are its tiles in order. Each package is first screened by
+    :func:`_package_looks_valid` (exact types, one loop over its properties); only a
+    package the screen does not pass runs the checks one by one (:func:`_verify_package`,
+    which raises the exact message). Likewise a candidate that passes
+    :func:`_candidate_looks_valid` (xDSL's generic checks) runs only its own
+    (:meth:`CandidateOp.verify_own`; on a failure, ``verify()`` raises it as xDSL
+    words it)."""
     layer.verify(verify_nested_ops=False)
     sizes = module_buffers(layer)
+    limits = [] if sizes is None else [(b, sizes[b]) for b in BUFFER_NAMES if b in sizes]
     for cand in layer.candidates():
-        cand.verify(verify_nested_ops=False)
-        for pkg in cand.packages():
-            for name, a in pkg.properties.items():
-                want = _PACKAGE_PROPS.get(name)
-                if want is None or not isinstance(a, want):
-                    raise VerifyException(
-                        f"ifp.package: property '{name}' = {a} is not "
-                        f"{'known' if want is None else want.name}")
-            if pkg.operands or pkg.results or pkg.successors or len(pkg.regions) != 1:
-                raise VerifyException("ifp.package has no operands, results or successors "
-                                      "and one region")
-            pkg.verify_contents(sizes)
-            for ins in pkg.instructions():
-                ins.verify()
+        if not _candidate_looks_valid(cand):
+            cand.verify(verify_nested_ops=False)
+        else:
+            try:
+                cand.verify_own()
+            except VerifyException:
+                cand.verify(verify_nested_ops=False)  # raises it as verify() words it
+                raise
+        blk = cand.body.first_block
+        if blk is None:
+            continue
+        for pkg in blk.ops:
+            if not _package_looks_valid(pkg, limits):
+                _verify_package(pkg, sizes)
+            body = pkg.regions[0].first_block
+            if body is not None:
+                for ins in body.ops:
+                    ins.verify()
 
 
 Ifp = Dialect("ifp", [LayerOp, CandidateOp, PackageOp], [])

@@ -17,6 +17,7 @@ Python floats.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -262,17 +263,17 @@ def encode_batch(insns: list[tuple[Opcode, dict[str, Any]]]) -> bytes:
         arr = np.zeros(len(idx), dtype=dt)
         arr["opcode"] = int(op)
         dicts = [insns[i][1] for i in idx]
-        keys: set[str] = set()
-        for d in dicts:
-            keys.update(d)
+        keys: set[str] = set().union(*dicts)
         flag_fields = {f.name: f for f in FLAG_FIELDS[op]}
         flags = np.zeros(len(idx), dtype=np.int64)
         floats = FLOAT_FIELDS[op]
-        for key in keys:
+        for key in keys:  # (each column read with dict.get mapped over the dicts, in C)
             if key in floats:
-                arr[key] = _float_column(op, key, [d.get(key, 0.0) for d in dicts])
+                arr[key] = _float_column(op, key, list(map(dict.get, dicts, repeat(key),
+                                                           repeat(0.0))))
                 continue
-            col = np.fromiter([d.get(key, 0) for d in dicts], dtype=np.int64, count=len(dicts))
+            col = np.fromiter(map(dict.get, dicts, repeat(key), repeat(0)), dtype=np.int64,
+                              count=len(dicts))
             if key in flag_fields:
                 ff = flag_fields[key]
                 if (col < 0).any() or (col >= (1 << ff.width)).any():

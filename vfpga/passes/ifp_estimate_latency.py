@@ -11,7 +11,8 @@ share the result, across layers, rows and origins; packages given as ``isa`` ops
 packed words) are keyed by :func:`vfpga.compiler.latency.latency_key` (layer, tile width,
 channel count, column geometry, first-channel flag, instruction count, rows). The
 instructions are read with :meth:`vfpga.dialects.ifp.PackageOp.insn_fields` (packed
-``code`` or ``isa`` ops).
+``code`` or ``isa`` ops), for the packages simulated. The timing words of all packages
+are computed in one call on their concatenated words.
 """
 
 from __future__ import annotations
@@ -36,33 +37,43 @@ class IfpEstimateLatencyPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         hw = hw_of(op)
+        pkgs = [(layer, pkg) for layer in layers_of(op) for cand in layer.candidates()
+                for pkg in cand.packages()]
+        codes = [pkg.code_bytes for _, pkg in pkgs]
+        # the timing words of every package at once (the same bytes as one by one)
+        timing = timing_words(b"".join(c for c in codes if c is not None))
         cache: dict[tuple[object, ...], int] = {}
-        for layer in layers_of(op):
-            li = layer.index_value
-            for cand in layer.candidates():
-                for pkg in cand.packages():
-                    w0, w1, c0, c1, h0, h1 = pkg.tile
-                    body = pkg.insn_fields()
-                    if not body:
-                        raise StaticPassError(
-                            f'ifp.layer {li} "{layer.node.data}": package w={w0}:{w1} '
-                            f"c={c0}:{c1} has no instructions: run ifp-lower-to-isa first"
-                        )
-                    words = pkg.code_bytes
-                    key: tuple[object, ...]
-                    if words is not None:
-                        key = ("words", timing_words(words))
-                    else:
-                        columns = column_geometry(body)
-                        key = latency_key(li, w0, w1, c0, c1, len(body), columns, (h0, h1))
-                    lat = cache.get(key)
-                    if lat is None:
-                        try:
-                            lat = simulate(body, hw)
-                        except ValueError as exc:
-                            raise StaticPassError(
-                                f'ifp.layer {li} "{layer.node.data}": package w={w0}:{w1} '
-                                f"c={c0}:{c1}: {exc}"
-                            ) from None
-                        cache[key] = lat
-                    pkg.set_int("latency", lat)
+        at = 0
+        for (layer, pkg), words in zip(pkgs, codes, strict=True):
+            key: tuple[object, ...]
+            body = None
+            if words is not None:
+                key = ("words", timing[at : at + len(words)])
+                at += len(words)
+                empty = not words
+            else:
+                body = pkg.insn_fields()
+                empty = not body
+            if empty:
+                w0, w1, c0, c1, _h0, _h1 = pkg.tile
+                raise StaticPassError(
+                    f'ifp.layer {layer.index_value} "{layer.node.data}": package w={w0}:{w1} '
+                    f"c={c0}:{c1} has no instructions: run ifp-lower-to-isa first"
+                )
+            if body is not None:
+                w0, w1, c0, c1, h0, h1 = pkg.tile
+                columns = column_geometry(body)
+                key = latency_key(layer.index_value, w0, w1, c0, c1, len(body), columns,
+                                  (h0, h1))
+            lat = cache.get(key)
+            if lat is None:
+                try:
+                    lat = simulate(pkg.insn_fields() if body is None else body, hw)
+                except ValueError as exc:
+                    w0, w1, c0, c1, _h0, _h1 = pkg.tile
+                    raise StaticPassError(
+                        f'ifp.layer {layer.index_value} "{layer.node.data}": package '
+                        f"w={w0}:{w1} c={c0}:{c1}: {exc}"
+                    ) from None
+                cache[key] = lat
+            pkg.set_int("latency", lat)

@@ -78,23 +78,18 @@ def module_to_vfb(module: ModuleOp, hw: HardwareConfig | None = None) -> VfbFile
     plan = planned(module)
     layers_ir = layers_of(module)
 
-    n_ifps = sum(len(c.packages()) for layer in layers_ir for c in layer.candidates())
-    ifps = empty_ifps(n_ifps)
+    rows: list[tuple[int, ...]] = []  # one per package, in _IFP_COLUMNS order
     layers: list[Layer] = []
     words: list[bytes] = []
-    counts = np.zeros(n_ifps, np.int64)
-    pkg_core = np.zeros(n_ifps, np.int64)
-    pkg_layer = np.zeros(n_ifps, np.int64)
     chosen_ifps: list[int] = []
     n_insns = 0
-    k = 0
     for li, layer in enumerate(layers_ir):
         if layer.selected is None:
             raise StaticPassError(
                 f'ifp.layer {li} "{layer.node.data}" has no selected candidate: run ifp-select'
             )
         chosen = layer.selected.value.data
-        first = k
+        first = len(rows)
         for ci, cand in enumerate(layer.candidates()):
             for pkg in cand.packages():
                 core, lat, use = pkg.get("core"), pkg.get("latency"), pkg.usage()
@@ -110,23 +105,19 @@ def module_to_vfb(module: ModuleOp, hw: HardwareConfig | None = None) -> VfbFile
                         f"vfpga.cores = {cores}"
                     )
                 n = len(body) // INSN_BYTES
-                rec = ifps[k]
-                w0, w1, c0, c1, h0, h1 = pkg.tile
-                rec["layer"], rec["core"], rec["candidate"] = li, core, ci
-                rec["w0"], rec["w1"], rec["c0"], rec["c1"] = w0, w1, c0, c1
-                rec["h0"], rec["h1"] = h0, h1
-                rec["insn_offset"], rec["insn_count"] = n_insns, n
-                rec["latency"] = lat
-                for b in BUFFER_NAMES:
-                    rec[b] = use[b]
-                words.append(body)
-                counts[k], pkg_core[k], pkg_layer[k] = n, core, li
                 if ci == chosen:
-                    chosen_ifps.append(k)
+                    chosen_ifps.append(len(rows))
+                rows.append((li, ci, core, *pkg.tile, n_insns, n, lat,
+                             *[use[b] for b in BUFFER_NAMES]))
+                words.append(body)
                 n_insns += n
-                k += 1
         layers.append(Layer(name=layer.node.data, kind=LAYER_KIND[layer.kind.data],
-                            macs=layer.macs.value.data, first_ifp=first, ifp_count=k - first))
+                            macs=layer.macs.value.data, first_ifp=first,
+                            ifp_count=len(rows) - first))
+    ifps = _ifp_table(rows)
+    counts = ifps["insn_count"].astype(np.int64)
+    pkg_core = ifps["core"].astype(np.int64)
+    pkg_layer = ifps["layer"].astype(np.int64)
     text = np.frombuffer(b"".join(words), np.uint8).copy()
     hdr = text.reshape(-1, INSN_BYTES).view(HEADER_DTYPE).reshape(-1)
     hdr["core"] = np.repeat(pkg_core, counts)
@@ -140,6 +131,36 @@ def module_to_vfb(module: ModuleOp, hw: HardwareConfig | None = None) -> VfbFile
         text=text.tobytes(), ifps=ifps, layers=layers, tensors=tensors,
         host_ops=host_op_table(plan, accel, tindex),
         data=stored_data(plan, layer_specs_of(module), hw), dispatch=dispatch)
+
+
+_IFP_COLUMNS = ("layer", "candidate", "core", "w0", "w1", "c0", "c1", "h0", "h1",
+                "insn_offset", "insn_count", "latency", *BUFFER_NAMES)
+"""The IFP record fields :func:`module_to_vfb` fills, in the order of its rows."""
+
+
+def _ifp_table(rows: list[tuple[int, ...]]) -> np.ndarray:
+    """The IFP table of ``rows`` (values in :data:`_IFP_COLUMNS` order), filled column
+    by column. Raises :class:`StaticPassError` naming the field of a value outside its
+    record field's range (a tile, latency or usage a hostile module may carry)."""
+    ifps = empty_ifps(len(rows))
+    if not rows:
+        return ifps
+    try:
+        tab: np.ndarray | None = np.array(rows, dtype=np.int64)
+    except OverflowError:  # a value beyond int64: checked column by column below
+        tab = None
+    for j, name in enumerate(_IFP_COLUMNS):
+        info = np.iinfo(ifps.dtype[name])
+        if tab is not None and info.min <= int(tab[:, j].min()) <= int(tab[:, j].max()) <= info.max:
+            ifps[name] = tab[:, j]
+            continue
+        col = [r[j] for r in rows]
+        bad = next((v for v in col if not info.min <= v <= info.max), None)
+        if bad is not None:
+            raise StaticPassError(f"an ifp.package's {name} = {bad} does not fit the IFP "
+                                  f"table's {ifps.dtype[name]} field")
+        ifps[name] = np.array(col, dtype=ifps.dtype[name])
+    return ifps
 
 
 def tensor_table(plan: MemoryPlan) -> tuple[list[Tensor], dict[str, int]]:
