@@ -183,6 +183,31 @@ def test_plain_conv_and_pool_partitions_are_refined_by_bisection(
     assert est >= gain and sim >= gain, (est, sim)
 
 
+def test_wide_first_cut_refines_what_halving_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layer whose bisection in halves stays far from its bound is bisected again with a
+    first cut of every ``n1 : k - n1`` (session 11): a 3x3 CONV of 128 channels on a 17x17
+    map at k = 13 gets a candidate that covers the output exactly once and whose longest
+    tile is shorter than the halving bisection's, estimated and simulated."""
+    spec = _specs(_graph("conv", 128, 17, 17, 128, 3, 1, 1))[-1]
+    costs = tiling._Costs(spec, POOL16)
+    k = 13
+
+    def tiles() -> tuple[Tile, ...]:
+        spec.plan_cache.clear()
+        (x,) = [x for x in candidates(spec, POOL16) if len(x.tiles) == k]
+        assert _cover_once(x.tiles, spec.out_shape)
+        return x.tiles
+
+    wide = tiles()
+    monkeypatch.setattr(tiling, "WIDE_BREADTH", 0)  # no first cut tried: halving only
+    halving = tiles()
+    assert wide != halving
+    est = max(costs(t) or 0 for t in halving) / max(costs(t) or 0 for t in wide)
+    sim = (max(simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in halving)
+           / max(simulate(make_ifp(spec, t, POOL16).insns, POOL16) for t in wide))
+    assert est >= 1.05 and sim >= 1.05, (est, sim)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=_layer_and_tile(), parts=st.integers(2, 5))
 def test_lower_bound_of_parts_bounds_the_longest_part(

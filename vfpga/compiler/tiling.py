@@ -513,6 +513,9 @@ def balanced_partition(spec: LayerSpec, hw: HardwareConfig, k: int,
     return found
 
 
+#: cuts tried for the first cut of a wide bisection (:meth:`_Bisection.best`, ``wide``)
+WIDE_BREADTH = 12
+
 #: a ``k``-tile balanced partition whose estimated longest tile exceeds this factor times
 #: the layer's estimated bound (:func:`_refine`) is searched again by recursive bisection
 BISECT_SLACK = 1.02
@@ -582,12 +585,15 @@ class _Bisection:
         return self.setup + max(math.ceil(load / bpc), -(-calc // n), math.ceil(save / bpc))
 
     def best(self, box: _Box, n: int, cap: float = math.inf, low: float | None = None,
-             ) -> tuple[float, tuple[Tile, ...]]:
+             wide: bool = False) -> tuple[float, tuple[Tile, ...]]:
         """(estimated longest tile, tiles) of the best bisection of ``box`` into ``n``
         tiles (``inf``, () if none fits); a result not below ``cap`` may be any value
         not below it (branch and bound: a cut whose halves' lower bounds reach the best
-        found so far is not searched). ``low``: ``_low(box, n)`` if known."""
-        key = (*box, n)
+        found so far is not searched). ``low``: ``_low(box, n)`` if known. ``wide``: the
+        first cut splits the tiles ``n1 : n - n1`` for every ``n1`` (not only in halves)
+        and tries the :data:`WIDE_BREADTH` such cuts of least lower bound; the boxes it
+        makes are bisected as usual."""
+        key = (*box, n, 1) if wide else (*box, n)
         got = self.memo.get(key)
         if got is not None and (got[1] or got[0] >= cap):
             return got
@@ -608,7 +614,7 @@ class _Bisection:
             i, unit = self.ax[axis], self.unit[axis]
             a, b = box[i], box[i + 1]
             units = -(-(b - a) // unit)
-            for n1 in sorted({n // 2, n - n // 2}):
+            for n1 in range(1, n) if wide else sorted({n // 2, n - n // 2}):
                 cut = a + ((units * n1 * 2 + n) // (2 * n)) * unit
                 if not a < cut < b:
                     continue
@@ -620,8 +626,9 @@ class _Bisection:
                 lo = max(llo, rlo)
                 if lo < bound:
                     cuts.append((lo, len(cuts), lbox, n1, rbox, llo, rlo))
-        if self.breadth < len(cuts):  # the cuts of least lower bound
-            cuts = sorted(cuts)[:self.breadth]
+        breadth = WIDE_BREADTH if wide else self.breadth
+        if breadth < len(cuts):  # the cuts of least lower bound
+            cuts = sorted(cuts)[:breadth]
         for lo, _i, lbox, n1, rbox, llo, rlo in cuts:
             if lo >= bound:
                 continue
@@ -677,7 +684,14 @@ def _refine(spec: LayerSpec, found: dict[int, tuple[Tile, ...]], costs: _Costs,
     at k = 14, from load-bound tiles whose row and column cuts reload halos, and channel
     splits in 8-channel steps), and the other plain CONVs, POOLs and ELTWISE adds
     (Inception v3's mean ``mk/LB`` at k = 10 1.029 -> 1.015, estimated; docs/dynamic.md,
-    session 11)."""
+    session 11).
+
+    For those other layers, a ``k`` whose bisection in halves still leaves the layer
+    more than :data:`BISECT_SLACK` over its bound is bisected once more with a *wide*
+    first cut (``n1 : k - n1`` tiles for every ``n1``, the :data:`WIDE_BREADTH` cuts of
+    least lower bound; :meth:`_Bisection.best`): a box of 17 rows on 13 cores, say, is
+    better cut 5 : 8 than 6 : 7 (Inception v3's worst ``mk/LB``, k = 15, 1.038 ->
+    1.030)."""
     if not _bisected(spec) or not found:
         return found
     est = {k: [costs(t) or 0 for t in tiles] for k, tiles in found.items()}
@@ -702,10 +716,17 @@ def _refine(spec: LayerSpec, found: dict[int, tuple[Tile, ...]], costs: _Costs,
             if mk <= BISECT_SLACK * bound:
                 continue
         bis = bis or _Bisection(_Layout(spec, hw), costs)
-        val, tiles = bis.best((0, oh, 0, ow, 0, co), k, float(mk))
+        full = (0, oh, 0, ow, 0, co)
+        val, tiles = bis.best(full, k, float(mk))
         if tiles and val < mk:
             out[k] = tiles
             est[k] = [costs(t) or 0 for t in tiles]
+            mk = int(val)
+        if not exhaustive and mk > BISECT_SLACK * bound:  # still far: first cuts n1 : k - n1
+            val, tiles = bis.best(full, k, float(mk), wide=True)
+            if tiles and val < mk:
+                out[k] = tiles
+                est[k] = [costs(t) or 0 for t in tiles]
     return out
 
 
