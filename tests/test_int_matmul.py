@@ -82,7 +82,8 @@ def test_one_row_products_are_exact() -> None:
     assert mm is not None and mm._row is not None
     rng = np.random.default_rng(9)
     for shape_a, shape_b in [((1, 960), (960, 240)), ((1, 1, 300), (1, 300, 7)),
-                             ((1, 1), (1, 1)), ((1, 1, 40), (40, 5))]:
+                             ((1, 1), (1, 1)), ((1, 1, 40), (40, 5)),
+                             ((1, 1003), (1003, 17)), ((1, 7), (7, 3))]:  # K % 4 != 0
         a = rng.integers(0, 256, shape_a, dtype=np.uint8)
         b = rng.integers(-128, 128, shape_b, dtype=np.int8)
         got = mm(a, b)
@@ -91,6 +92,10 @@ def test_one_row_products_are_exact() -> None:
     b = rng.integers(-128, 128, (64, 20), dtype=np.int8)[:, ::2]  # strided columns
     a = rng.integers(0, 256, (1, 64), dtype=np.uint8)
     np.testing.assert_array_equal(mm(a, b), _Exact()(a, b))
+    for k in (5, 6, 7):  # the rows past the last group of four, at the extremes
+        a = np.full((1, k), 255, np.uint8)
+        b = np.full((k, 3), -128, np.int8)
+        np.testing.assert_array_equal(mm(a, b), np.full((1, 3), k * 127 * -128, np.int32))
     a = np.zeros((1, 140000), np.uint8)  # 140000 * 16384 > 2**31: wraps
     b = np.full((140000, 3), -128, np.int8)
     np.testing.assert_array_equal(mm(a, b), np.full((1, 3), 140000 * 16384 - 2**32, np.int32))

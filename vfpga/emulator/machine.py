@@ -768,7 +768,8 @@ class Task:
         if hit is not None and hit[0] is seg:
             return hit[1]
         ctx = ExecContext(self.name, lc, self.loaded.program, self.loaded.fields, self.region)
-        plan = build_plan(core, ctx, seg.indices, self.accel.prepared_budget)
+        plan = build_plan(core, ctx, seg.indices, self.accel.prepared_budget,
+                          self._writable())
         self.loaded.plans[key] = (seg, plan)
         return plan
 

@@ -57,6 +57,7 @@ from vfpga.emulator.core import (
     ExecContext,
     describe,
 )
+from vfpga.emulator.ddr import Region
 from vfpga.emulator.faults import ExecutionFault
 from vfpga.hw.config import BUFFER_NAMES
 from vfpga.isa.effects import out_hw
@@ -184,13 +185,22 @@ class _Slot:
     DDR in between), else by ``compute``; the other steps use it as is. Values of slots
     without ``retain`` are dropped at the end of each run."""
 
-    __slots__ = ("__weakref__", "compute", "key", "raw", "retain", "tiles", "users", "value")
+    __slots__ = ("__weakref__", "compute", "fixed", "gen", "key", "raw", "retain", "tiles",
+                 "users", "value")
 
     def __init__(self, raw: np.ndarray, compute: Callable[[np.ndarray], object],
                  retain: bool) -> None:
         self.raw = raw
         self.compute = compute
         self.retain = retain
+        #: the task's DDR region when ``raw`` is, on every run, exactly what one LOAD of
+        #: the plan copied from DDR bytes that no SAVE of the loaded program and no tensor
+        #: of its memory map can write (proved at build time, see :func:`build_plan`):
+        #: then those bytes change only through :attr:`Region.mem`, counted in
+        #: :attr:`Region.handed_out`, and while that count is :attr:`gen` the kept value
+        #: is current without comparing (None: always compared)
+        self.fixed: Region | None = None
+        self.gen = -1
         self.users = 1  # steps reading the value (the leader and its followers)
         #: derived per-row copies of a parameter value (see :func:`_tiled`)
         self.tiles: tuple[object, dict[tuple[int, bool], tuple[np.ndarray, ...]]] | None = None
@@ -200,11 +210,16 @@ class _Slot:
     def lead(self) -> object:
         """Make :attr:`value` current (the leader's job) and return it."""
         if self.retain:
+            fixed = self.fixed
+            if fixed is not None and self.gen == fixed.handed_out and self.value is not None:
+                return self.value
             cur = self.raw.tobytes()
             if cur != self.key or self.value is None:
                 self.value = None
                 self.value = self.compute(self.raw)  # may raise: then nothing is kept
                 self.key = cur
+            if fixed is not None:
+                self.gen = fixed.handed_out
         else:
             self.value = self.compute(self.raw)
         return self.value
@@ -694,19 +709,34 @@ def _load_step(dst: np.ndarray, inner: np.ndarray, box: np.ndarray, pad: np.uint
 
 
 def build_plan(core: Core, ctx: ExecContext, indices: np.ndarray,
-               budget: PreparedBudget | None = None) -> SegmentPlan | None:
+               budget: PreparedBudget | None = None,
+               writable: tuple[np.ndarray, np.ndarray] | None = None) -> SegmentPlan | None:
     """The plan of ``indices`` (one segment, program order, no SYNC/END) on ``core`` from
     its current token counts, or ``None`` if running the segment would fault on something
     static (the interpreter then reports it). ``budget`` bounds the prepared float32
-    weights the plan keeps between runs (``None``: no bound)."""
+    weights the plan keeps between runs (``None``: no bound). ``writable``: the DDR
+    ranges (merged, sorted ``[lo, hi)``, region offsets) that the loaded program's SAVEs
+    and the tensors of its memory map can write (``Task._writable``); a kept value made
+    from bytes one LOAD copied from outside them is not compared again while the region's
+    :attr:`~vfpga.emulator.ddr.Region.handed_out` is unchanged (:attr:`_Slot.fixed`;
+    ``None``: always compared)."""
     try:
-        return _build(core, ctx, indices, budget)
+        return _build(core, ctx, indices, budget, writable)
     except _NoPlan:
         return None
 
 
+def _outside(writable: tuple[np.ndarray, np.ndarray], lo: int, hi: int) -> bool:
+    """Whether the DDR bytes ``[lo, hi)`` meet none of the merged sorted ranges
+    ``writable``."""
+    los, his = writable
+    k = int(np.searchsorted(his, lo, side="right"))
+    return not (k < len(los) and los[k] < hi)
+
+
 def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
-           budget: PreparedBudget | None) -> SegmentPlan:
+           budget: PreparedBudget | None,
+           writable: tuple[np.ndarray, np.ndarray] | None = None) -> SegmentPlan:
     prog = ctx.program
     fields = ctx.fields
     region = ctx.region
@@ -732,6 +762,8 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
     # per buffer byte: the id of the last write to it in plan order (0: before the segment)
     wver = [np.zeros(b.size, np.int32) for b in bufs]
     nwrites = [0]
+    #: write id -> the DDR extent ``[lo, hi)`` the LOAD that made it copied from
+    load_src: dict[int, tuple[int, int]] = {}
     slots: dict[tuple[object, ...], _Slot] = {}
     transient: list[_Slot] = []
 
@@ -752,6 +784,11 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
         sl = _Slot(raw, compute, False)
         if retain_bytes is not None:
             sl.retain = budget is None or budget.take(sl, retain_bytes)
+            src = load_src.get(ver) if nbytes else None
+            if (sl.retain and src is not None and writable is not None
+                    and int(wver[buf][addr : addr + nbytes].min()) == ver
+                    and _outside(writable, *src)):
+                sl.fixed = region  # every byte from that one LOAD, of unwritable DDR
         if not sl.retain:
             transient.append(sl)
         slots[key] = sl
@@ -802,6 +839,9 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
             buf = Buffer(f["to"])
             nbytes = rows * cols * n2
             access(_L, buf, f["buf"], nbytes, 1, True)
+            if nbytes:
+                load_src[nwrites[0]] = region.box_extent(f["ddr"], n0, n1, n2, f["stride0"],
+                                                         f["stride1"])
             if buf is Buffer.ABUF:
                 step_abuf.append((f["buf"], nbytes))
             dst = bufs[buf][f["buf"] : f["buf"] + nbytes].reshape(rows, cols, n2)
