@@ -292,6 +292,29 @@ def test_depthwise_blocks_equal_numpy(
     ``jit.DW_BLOCK_MAX_C`` channels, wide rows cut into several blocks; one pixel at a time
     above) equal the numpy float32 path's, exact, and ``depthwise_requant`` equals the
     numpy output stage over them (strides 1-3 with column phases, padding on every side)."""
+    _check_depthwise(h, w, c, k, s, pads, pad, seed)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    h=st.integers(3, 12),
+    w=st.integers(3, 120),
+    c=st.sampled_from([2, 3, 8, 16, 17, 32, 64, 100, 256]),
+    s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    pad=st.integers(-128, 127),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_depthwise_inside_windows_equal_numpy(
+    h: int, w: int, c: int, s: tuple[int, int], pad: int, seed: int,
+) -> None:
+    """3x3 windows that all lie inside the tile (no padding: the CONVs of tiles the LOADs
+    padded) run whole rows on the compiled row kernel (``dw33_run``), every channel count
+    and stride: the same sums and output bytes as the numpy path."""
+    _check_depthwise(h, w, c, (3, 3), s, (0, 0, 0, 0), pad, seed)
+
+
+def _check_depthwise(h: int, w: int, c: int, k: tuple[int, int], s: tuple[int, int],
+                     pads: tuple[int, int, int, int], pad: int, seed: int) -> None:
     assert JK is not None
     t, b, lf, r = pads
     if h + t + b < k[0] or w + lf + r < k[1]:
