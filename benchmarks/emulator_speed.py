@@ -7,8 +7,9 @@ inference (CPU provider, one intra-op thread as
 :func:`vfpga.reference.compare.ort_session` sets), and the emulator's run of the compiled
 binary: the reference interpreter (``Accelerator(fast=False)``), and the precompiled-plan
 fast path (the default) with the dependency-hazard checks on (the default) and off. Per core
-count, after one warm-up run of each, the runs take turns (ORT, then each emulator
-column, N rounds) so that all columns of a row see the same machine (this VM's speed
+count, after two warm-up runs of each, the runs take turns (ORT, then each emulator
+column in an order rotated every round, N rounds) so that all columns of a row see the
+same machine (this VM's speed
 drifts by up to 2x over seconds); each column is the median of its N runs, ratio =
 emulator / the row's ORT median; ``goal`` is
 issue 17's bound for the fast path (``over`` when it is missed). ``--blas-threads`` sets
@@ -59,18 +60,31 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 _clock = time.perf_counter
 
 
+#: untimed runs of each function before the timed rounds: the first run of a binary
+#: builds its plans, the second decides the chains of pending writes once the later
+#: epochs are known (docs/runtime.md); from the third on, every run is the same
+WARMUP = 2
+
+
 def median_times(fns: list, repeat: int) -> list[float]:  # type: ignore[type-arg]
     """Median time of each of ``fns`` over ``repeat`` rounds in which every function runs
-    once, in order, after one warm-up call of each (interleaved, so that a drift in the
-    machine's speed reaches all of them alike)."""
-    for fn in fns:
-        fn()
-    ts: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, t in zip(fns, ts, strict=True):
-            t0 = _clock()
+    once, after :data:`WARMUP` untimed calls of each (interleaved, so that a drift in the
+    machine's speed reaches all of them alike). Each round runs ``fns[0]`` (onnxruntime)
+    first, then the others in an order rotated by one every round: whichever runs right
+    after onnxruntime finds its data out of the cache (measured 3-10% slower than the
+    same accelerator in the next place), so every emulator column takes that place in
+    turn instead of the first one always taking it."""
+    for _ in range(WARMUP):
+        for fn in fns:
             fn()
-            t.append(_clock() - t0)
+    ts: list[list[float]] = [[] for _ in fns]
+    rest = list(range(1, len(fns)))
+    for r in range(repeat):
+        k = r % len(rest) if rest else 0
+        for i in [0, *rest[k:], *rest[:k]]:
+            t0 = _clock()
+            fns[i]()
+            ts[i].append(_clock() - t0)
     return [statistics.median(t) for t in ts]
 
 
