@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -275,6 +276,80 @@ def test_budget_bounds_kept_weights(monkeypatch: pytest.MonkeyPatch) -> None:
 
     gc.collect()
     assert acc2.prepared_budget.used == 0
+
+
+class _CountedBytes(np.ndarray):
+    """A buffer view that counts its ``tobytes()`` calls (a kept value's comparison)."""
+
+    calls: ClassVar[list[int]] = [0]
+
+    def tobytes(self, order: str = "C") -> bytes:  # type: ignore[override]
+        _CountedBytes.calls[0] += 1
+        return super().tobytes(order)  # type: ignore[arg-type]
+
+
+def _kept_slots(t) -> list[plan_mod._Slot]:  # type: ignore[no-untyped-def]
+    """The kept (retained) weight and parameter slots of the task's per-core plans, their
+    raw views made counting."""
+    slots = []
+    for _, p in t.loaded.plans.values():
+        for st in (p.steps if p is not None else []):
+            if isinstance(st, plan_mod._ConvStep):
+                for sl in (st.w, st.p):
+                    if sl.retain and sl not in slots:
+                        sl.raw = sl.raw.view(_CountedBytes)
+                        slots.append(sl)
+    return slots
+
+
+@pytest.mark.parametrize("name", ["conv_1core", "demo_2layer"])
+def test_own_plan_unwritable_values_are_not_compared_again(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept weights and parameter records of the cores' own plans whose bytes one LOAD
+    copied from DDR that no SAVE and no tensor can write are compared with the buffer only
+    after someone took the region's bytes (``Region.mem``), not on every run; the results
+    stay the interpreter's."""
+    monkeypatch.setattr(machine_mod, "build_epoch", lambda *a, **k: None)
+    prog = cs.SAMPLES[name]()
+    cores = [0] if name == "conv_1core" else [4, 5, 6, 7]
+    want = _runs(name, cores, [None, None, None], fast=False)
+    acc = Accelerator(HW)
+    t = run_image(acc, "w", image_of(prog), cores, cs.sample_input())
+    assert acc.run([t])[t.name].ok  # builds the plans
+    slots = _kept_slots(t)
+    assert slots and all(sl.fixed is t.region for sl in slots)
+    _CountedBytes.calls[0] = 0
+    got = []
+    for _ in range(3):
+        t.restart()
+        t.write_tensor("input", cs.sample_input())
+        assert acc.run([t])[t.name].ok
+        got.append(t.region.view().tobytes())  # view(): not a hand-out
+    assert _CountedBytes.calls[0] == 0  # nothing handed out: nothing compared
+    assert got == [r[0] for r in want]
+    t.region.mem  # noqa: B018 - the region's bytes handed out: compared again, once
+    t.restart()
+    assert acc.run([t])[t.name].ok
+    assert _CountedBytes.calls[0] == len(slots)
+
+
+def test_own_plan_values_a_save_can_reach_are_compared_every_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """If a SAVE of the program may write the weights' DDR bytes (a hostile binary), the
+    cores' own plans compare their kept values on every run."""
+    monkeypatch.setattr(machine_mod, "build_epoch", lambda *a, **k: None)
+    monkeypatch.setattr(machine_mod, "save_extents", lambda *a: (
+        np.array([0], np.int64), np.array([1 << 40], np.int64)))
+    acc = Accelerator(HW)
+    t = run_image(acc, "w", image_of(cs.conv_1core()), [0], cs.sample_input())
+    assert acc.run([t])[t.name].ok  # builds the plans
+    slots = _kept_slots(t)
+    assert slots and not any(sl.fixed for sl in slots)
+    _CountedBytes.calls[0] = 0
+    for k in range(2):
+        t.restart()
+        assert acc.run([t])[t.name].ok
+        assert _CountedBytes.calls[0] == (k + 1) * len(slots)
 
 
 def _reloaded_ibuf() -> cs.SampleProgram:

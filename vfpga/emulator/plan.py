@@ -26,7 +26,10 @@ records and padded float32 input are *slots* (:class:`_Slot`) shared by the CONV
 the same bytes with no write in between (proved at build time from the last writer of each
 byte), and weights/records are kept between runs while the buffer bytes are exactly the
 same (compared on every run: whatever wrote DDR or the buffers in between, nothing stale
-is used; :class:`PreparedBudget` bounds the float32 weights kept). Data-dependent checks
+is used; :class:`PreparedBudget` bounds the float32 weights kept), unless one LOAD of the
+segment copied every byte of them from DDR bytes that no SAVE of the program and no tensor
+of its memory map can write: then only after someone took the region's bytes
+(:attr:`_Slot.fixed`, as the epoch plans' kept weights). Data-dependent checks
 (invalid parameter records, pool/eltwise kernel faults) fault exactly as ``Core._conv``/
 ``_pool``/``_eltwise`` would; a CALC whose static fields the kernels reject runs the Core
 method itself, with the per-access hazard stamping replaced by a membership test against
@@ -182,8 +185,9 @@ class _Slot:
     The first of those steps in plan order (the *leader*) sets :attr:`value` on every run:
     with ``retain``, from the previous run's value if ``raw`` still holds the same bytes
     as then (compared exactly: a stale value is impossible whatever wrote the buffer or
-    DDR in between), else by ``compute``; the other steps use it as is. Values of slots
-    without ``retain`` are dropped at the end of each run."""
+    DDR in between; not compared while :attr:`fixed` proves it), else by ``compute``; the
+    other steps use it as is. Values of slots without ``retain`` are dropped at the end of
+    each run."""
 
     __slots__ = ("__weakref__", "compute", "fixed", "gen", "key", "raw", "retain", "tiles",
                  "users", "value")
