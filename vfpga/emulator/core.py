@@ -60,11 +60,19 @@ _WRITER = {Buffer.IBUF: _L, Buffer.WBUF: _L, Buffer.PBUF: _L, Buffer.OBUF: _C}
 _READER = {Buffer.IBUF: _C, Buffer.WBUF: _C, Buffer.PBUF: _C, Buffer.OBUF: _S}
 
 
+#: every opcode's name with a count of 0 (copied for each new :class:`CoreCounters`: a
+#: task's restart makes one per core, and iterating the enum each time cost more)
+_NO_INSNS: dict[str, int] = {op.name: 0 for op in Opcode}
+#: the token queues of a core, in a fixed order
+_QUEUES: tuple[TokenQueue, ...] = tuple(
+    (a, b) for a in (_L, _C, _S) for b in (_L, _C, _S) if a != b)
+
+
 @dataclass
 class CoreCounters:
     """What one core did: instructions per opcode, MACs, DDR bytes loaded and saved."""
 
-    insns: dict[str, int] = field(default_factory=lambda: {op.name: 0 for op in Opcode})
+    insns: dict[str, int] = field(default_factory=lambda: dict(_NO_INSNS))
     macs: int = 0
     load_bytes: int = 0
     save_bytes: int = 0
@@ -125,7 +133,7 @@ class Core:
         """Reset tokens to the initial credits, and clear clocks and hazard stamps (a core
         handed to a new task or context)."""
         self.tokens: dict[TokenQueue, deque[tuple[int, int, int]]] = {
-            (a, b): deque() for a in (_L, _C, _S) for b in (_L, _C, _S) if a != b
+            q: deque() for q in _QUEUES
         }
         # the initial buffer credits (docs/isa.md): one CALC->LOAD and one SAVE->CALC token
         self.tokens[(_C, _L)].append((0, 0, 0))
