@@ -398,31 +398,19 @@ def _compile() -> JitKernels:
         oh, ow, oc = out.shape
         in_h, in_w, c = x.shape
         mult = oc // c
-        if dw33_inside(in_h, in_w, c, oh, ow, oc, kh, kw, sh, sw, t, l):
-            # a row's sums (``dw33_run``) into a row of int32 that stays in the cache, then
-            # its output stage, flat, at uint64 offsets (vectorized over the channels)
+        inside = dw33_inside(in_h, in_w, c, oh, ow, oc, kh, kw, sh, sw, t, l)
+        if inside or mult != 1 or c > DW_BLOCK_MAX_C:
+            # an output row at a time: its sums (windows inside the tile: ``dw33_run``;
+            # else one pixel at a time) into a row of int32 that stays in the cache, then
+            # its output stage
             xf = np.ascontiguousarray(x).reshape(-1)
             wf = np.ascontiguousarray(w).reshape(-1)
             a = np.empty((1, ow, oc), np.int32)
             for oy in range(oh):
-                dw33_run(xf, wf, a, 0, 0, ow, oy * sh - t, sw, 0, in_w, oc)
-                for ox in range(ow):
-                    o = out[oy, ox]
-                    s = a[0, ox]
-                    if has_div:
-                        for k in range(oc):
-                            o[k] = requant_one(s[k], bias[0, k], scale[k], divisor[k], True,
-                                               lo, hi, zp)
-                    else:
-                        for k in range(oc):
-                            o[k] = requant_one(s[k], bias[0, k], scale[k], scale[k], False,
-                                               lo, hi, zp)
-            return
-        if mult != 1 or c > DW_BLOCK_MAX_C:
-            # an output row at a time: its sums (one pixel at a time) stay in the cache
-            a = np.empty((1, ow, oc), np.int32)
-            for oy in range(oh):
-                depthwise_pixels(x, pad, w, kh, kw, sh, sw, t - oy * sh, l, a)
+                if inside:
+                    dw33_run(xf, wf, a, 0, 0, ow, oy * sh - t, sw, 0, in_w, oc)
+                else:
+                    depthwise_pixels(x, pad, w, kh, kw, sh, sw, t - oy * sh, l, a)
                 for ox in range(ow):
                     o = out[oy, ox]
                     s = a[0, ox]
