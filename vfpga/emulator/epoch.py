@@ -77,7 +77,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from vfpga.emulator import int_matmul, jit, jit_cols, jit_elt, kernels
 from vfpga.emulator.core import Core, CoreCounters, ExecContext
 from vfpga.emulator.ddr import Region
-from vfpga.emulator.plan import PreparedBudget, SegmentPlan, _ConvStep, _load_step, _row_views
+from vfpga.emulator.plan import (
+    PreparedBudget,
+    SegmentPlan,
+    _ConvStep,
+    _load_step,
+    _row_views,
+    outside,
+)
 from vfpga.isa.codec import Program
 from vfpga.isa.spec import ACT_TABLE_BYTES, PARAM_RECORD_BYTES, Buffer, Opcode
 
@@ -560,7 +567,6 @@ class EpochPlan:
         :meth:`_params` skip comparing the bytes again)."""
         if self.save_ext is None:
             return False
-        lo, hi = self.save_ext
         for (box, off), n in srcs:
             at = box.flat()
             if at is not None:
@@ -570,8 +576,7 @@ class EpochPlan:
                 b = box.ddr + (box.n0 - 1) * box.s0 + (box.n1 - 1) * box.s1 + box.n2
             else:
                 continue
-            k = int(np.searchsorted(hi, a, side="right"))
-            if k < len(lo) and lo[k] < b:
+            if not outside(self.save_ext, a, b):
                 return False
         return True
 

@@ -730,9 +730,9 @@ def build_plan(core: Core, ctx: ExecContext, indices: np.ndarray,
         return None
 
 
-def _outside(writable: tuple[np.ndarray, np.ndarray], lo: int, hi: int) -> bool:
+def outside(writable: tuple[np.ndarray, np.ndarray], lo: int, hi: int) -> bool:
     """Whether the DDR bytes ``[lo, hi)`` meet none of the merged sorted ranges
-    ``writable``."""
+    ``writable`` (starts, ends; ``vfpga.emulator.epoch.save_extents``)."""
     los, his = writable
     k = int(np.searchsorted(his, lo, side="right"))
     return not (k < len(los) and los[k] < hi)
@@ -791,7 +791,7 @@ def _build(core: Core, ctx: ExecContext, indices: np.ndarray,
             src = load_src.get(ver) if nbytes else None
             if (sl.retain and src is not None and writable is not None
                     and int(wver[buf][addr : addr + nbytes].min()) == ver
-                    and _outside(writable, *src)):
+                    and outside(writable, *src)):
                 sl.fixed = region  # every byte from that one LOAD, of unwritable DDR
         if not sl.retain:
             transient.append(sl)
