@@ -229,13 +229,13 @@ def _compile() -> JitKernels:
                         a[c] += pad * wk[c]
 
     @njit(**opts)
-    def dw33_run(xf, wf, acc, oy, ox0, ox1, y0, sw, l, in_w, oc):  # noqa: E741
-        # the sums of output pixels ``ox0 .. ox1 - 1`` of row ``oy`` whose 3x3 windows
-        # (top row ``y0``) lie inside the tile, ``xf``/``wf`` the flat tile and weights
-        # (channel multiplier 1): the nine products of a channel summed in registers and
-        # stored once, read at uint64 offsets computed once (no negative-index wraparound,
-        # so the channel loop vectorizes: 1.3-3x faster than indexing the 3-D tile, the
-        # most on few channels)
+    def dw33_run(xf, wf, acc, oy, y0, sw, in_w, oc):
+        # the sums of output row ``oy`` of ``acc`` whose 3x3 windows (top row ``y0``, left
+        # column ``ox * sw``) all lie inside the tile, ``xf``/``wf`` the flat tile and
+        # weights (channel multiplier 1): the nine products of a channel summed in
+        # registers and stored once, read at uint64 offsets computed once (no
+        # negative-index wraparound, so the channel loop vectorizes: 1.3-3x faster than
+        # indexing the 3-D tile, the most on few channels)
         rs = in_w * oc
         x1, x2 = np.uint64(oc), np.uint64(2 * oc)
         x3, x4, x5 = np.uint64(rs), np.uint64(rs + oc), np.uint64(rs + 2 * oc)
@@ -243,9 +243,9 @@ def _compile() -> JitKernels:
         w1, w2, w3, w4 = np.uint64(oc), np.uint64(2 * oc), np.uint64(3 * oc), np.uint64(4 * oc)
         w5, w6, w7, w8 = (np.uint64(5 * oc), np.uint64(6 * oc), np.uint64(7 * oc),
                           np.uint64(8 * oc))
-        for ox in range(ox0, ox1):
+        for ox in range(acc.shape[1]):
             a = acc[oy, ox]
-            b = np.uint64((y0 * in_w + ox * sw - l) * oc)
+            b = np.uint64((y0 * in_w + ox * sw) * oc)
             for c in range(oc):
                 k = np.uint64(c)
                 p = b + k
@@ -282,7 +282,7 @@ def _compile() -> JitKernels:
             xf = np.ascontiguousarray(x).reshape(-1)
             wf = np.ascontiguousarray(w).reshape(-1)
             for oy in range(oh):
-                dw33_run(xf, wf, acc, oy, 0, ow, oy * sh - t, sw, 0, in_w, oc)
+                dw33_run(xf, wf, acc, oy, oy * sh - t, sw, in_w, oc)
             return
         for oy in range(oh):
             y0 = oy * sh - t
@@ -408,7 +408,7 @@ def _compile() -> JitKernels:
             a = np.empty((1, ow, oc), np.int32)
             for oy in range(oh):
                 if inside:
-                    dw33_run(xf, wf, a, 0, 0, ow, oy * sh - t, sw, 0, in_w, oc)
+                    dw33_run(xf, wf, a, 0, oy * sh - t, sw, in_w, oc)
                 else:
                     depthwise_pixels(x, pad, w, kh, kw, sh, sw, t - oy * sh, l, a)
                 for ox in range(ow):
